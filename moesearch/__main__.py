@@ -1,0 +1,3 @@
+from moesearch.cli import main
+
+main()

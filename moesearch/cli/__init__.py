@@ -1,0 +1,43 @@
+"""The moesearch command line: a thin click group, one module per command.
+
+Bad input raises InputError (or a click usage error) and is printed on one line with exit code 2.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from moesearch.errors import InputError
+
+
+class _Group(click.Group):
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except (InputError, click.UsageError) as e:
+            message = e.format_message() if isinstance(e, click.UsageError) else str(e)
+            click.echo(f"moesearch: error: {' '.join(message.split())}", err=True)
+            sys.exit(2)
+        except click.Abort:
+            click.echo("moesearch: interrupted", err=True)
+            sys.exit(130)
+        except click.ClickException as e:
+            e.show()
+            sys.exit(e.exit_code)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="moesearch")
+def cli() -> None:
+    """Search per-layer FFN activations of a DeepSpeed MoE transformer with real training runs."""
+
+
+def main() -> None:
+    cli()
+
+
+# Each module adds its command to `cli`; imported last so that `cli` exists.
+from moesearch.cli import pareto, search, spaces, train  # noqa: E402,F401

@@ -1,0 +1,51 @@
+"""`moesearch train`: train one assignment with the search's machinery and record it in the study."""
+
+from __future__ import annotations
+
+import click
+
+from moesearch.cli import cli
+from moesearch.cli.options import open_storage, resolve, run_options
+from moesearch.metrics import METRICS
+
+
+@cli.command()
+@run_options
+@click.option("--layers", required=True, help="One activation per layer, comma-separated (e.g. gelu,swiglu,gelu,gelu).")
+def train(layers: str, **options) -> None:
+    """Train the assignment --layers of SPACE once and print its metrics.
+
+    The trial joins the study (as a seed replicate when --seed differs), so `pareto` shows it.
+    """
+    import optuna
+
+    from moesearch import results, study as study_mod
+    from moesearch.group import WorkerGroup
+    from moesearch.runner import run_trial
+
+    settings = resolve(**options)
+    chosen = [a.strip() for a in layers.split(",")]
+    settings.space.check_assignment(chosen)
+    storage = open_storage(settings, explicit=options["storage"] is not None)
+    study = study_mod.open_study(storage, settings.study, settings.space, settings.seed)
+    with WorkerGroup(settings.nproc, settings.results / settings.study / "logs") as group:
+        outcome = run_trial(settings, group, -1, chosen)
+    objectives = settings.space.search.objectives
+    frozen = optuna.trial.create_trial(
+        params=study_mod.params(chosen),
+        distributions={study_mod.param_name(i): optuna.distributions.CategoricalDistribution(c)
+                       for i, c in enumerate(settings.space.layer_choices())},
+        values=outcome.values(objectives) if outcome.ok else None,
+        state=optuna.trial.TrialState.COMPLETE if outcome.ok else optuna.trial.TrialState.FAIL,
+        user_attrs={"assignment": ",".join(chosen), "seed": settings.seed, "trained": True,
+                    **({} if outcome.ok else {"failure_reason": outcome.row["failure_reason"]})},
+    )
+    study.add_trial(frozen)
+    outcome.row["trial"] = study.trials[-1].number
+    path = results.write_trial(settings.results, outcome.row)
+    for key in ("state", "failure_reason", *METRICS, "load_balance"):
+        if outcome.row[key] is not None:
+            click.echo(f"{key:>22}: {outcome.row[key]}")
+    click.echo(f"{'record':>22}: {path}")
+    if not outcome.ok:
+        raise SystemExit(1)

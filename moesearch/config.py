@@ -1,0 +1,37 @@
+"""RunConfig: everything one trial needs, built from the space and the trial's assignment.
+
+It crosses from the supervisor to every rank as JSON and is stored whole with each trial's record.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+from moesearch.space import ModelSpec, Space, TrainSpec
+
+
+class RunConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: ModelSpec
+    train: TrainSpec
+    layers: tuple[str, ...]
+    """One activation per transformer block."""
+    seed: int
+    """Seeds initialisation, routing noise and batch order; the same on every rank."""
+    data: str | None
+    """The user's corpus (file, folder or glob); None: the Python standard library's source."""
+    ep_size: int
+    """Expert-parallel ranks per MoE layer."""
+
+    @classmethod
+    def build(cls, space: Space, layers: list[str], seed: int, data: str | None, world_size: int) -> RunConfig:
+        return cls(
+            model=space.model, train=space.train, layers=tuple(layers), seed=seed, data=data,
+            ep_size=space.ep_size(world_size),
+        )
+
+    @property
+    def assignment(self) -> str:
+        """The assignment as one string, the form --layers takes: 'gelu,swiglu,...'."""
+        return ",".join(self.layers)

@@ -1,0 +1,59 @@
+"""Analytic cost of one assignment: parameters and training FLOPs per token (no torch needed).
+
+Forward FLOPs per token, a multiply-add counting 2 (PaLM's and the DeepSpeed flops profiler's convention):
+    attention projections   8 d^2                    per layer (Q, K, V, output)
+    attention scores+mix    4 T d                    per layer (full T x T, causal mask not discounted)
+    dense FFN               2 P_ffn                  (4 d f ungated, 6 d f_g gated)
+    MoE FFN                 2 d E + (E C / S) 2 P_expert
+                            router, then every expert's buffer of C slots, padded or not:
+                            C = max(ceil(k c S / E), m), S tokens per rank per micro-batch,
+                            c the training capacity factor, m the minimum capacity
+    LM head                 2 d V
+Training FLOPs per token = 3 x forward (backward costs twice the forward).
+
+Parameters: total = dense + sum over MoE layers (E P_expert + d E);
+active per token = dense + sum over MoE layers (k P_expert + d E).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from moesearch.activations import ffn_params, hidden_width
+from moesearch.corpus import VOCAB_SIZE
+from moesearch.space import ModelSpec
+
+
+@dataclass(frozen=True)
+class Costs:
+    params_total: int
+    params_active: int
+    train_flops_per_token: int
+
+
+def expert_capacity(spec: ModelSpec, tokens_per_rank: int) -> int:
+    """Slots per expert per rank, as DeepSpeed's top-k gate sizes them (drop_tokens=True)."""
+    return max(math.ceil(spec.top_k * spec.capacity_factor * tokens_per_rank / spec.num_experts), spec.min_capacity)
+
+
+def costs(spec: ModelSpec, layers: list[str] | tuple[str, ...], micro_batch: int) -> Costs:
+    d, E, V = spec.d_model, spec.num_experts, VOCAB_SIZE
+    S = micro_batch * spec.seq_len
+    C = expert_capacity(spec, S)
+    shared = V * d + spec.seq_len * d + d  # tied embedding/head, positions, final norm
+    total = active = shared
+    forward = 2 * d * V
+    for i, act in enumerate(layers):
+        ffn = ffn_params(act, d, hidden_width(act, spec.d_ff, spec.width_policy, spec.width_multiple))
+        block = 4 * d * d + 2 * d  # attention projections, two norms
+        forward += 8 * d * d + 4 * spec.seq_len * d
+        if spec.is_moe(i):
+            total += block + E * ffn + d * E
+            active += block + spec.top_k * ffn + d * E
+            forward += 2 * d * E + 2 * ffn * E * C / S
+        else:
+            total += block + ffn
+            active += block + ffn
+            forward += 2 * ffn
+    return Costs(params_total=total, params_active=active, train_flops_per_token=round(3 * forward))

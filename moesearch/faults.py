@@ -1,0 +1,46 @@
+"""Deliberate faults, for testing how the search survives them (and for users checking their cluster).
+
+MOESEARCH_FAULT="KIND:ASSIGNMENT" makes the trial of that assignment (e.g. "gelu,relu2") fail at step 1:
+  nan    the loss becomes NaN on every rank (a divergence, caught collectively; the group lives on)
+  crash  the last rank exits abruptly (the group dies; the supervisor starts a fresh one)
+  hang   the last rank stops responding (the trial timeout fires; the group is killed)
+Unset in normal use.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+KINDS = ("nan", "crash", "hang")
+_STEP = 1
+
+
+@dataclass(frozen=True)
+class Fault:
+    kind: str
+
+    def apply(self, loss: torch.Tensor, step: int) -> torch.Tensor:
+        if step != _STEP:
+            return loss
+        victim = dist.get_rank() == dist.get_world_size() - 1
+        if self.kind == "crash" and victim:
+            os._exit(17)
+        if self.kind == "hang" and victim:
+            while True:
+                time.sleep(60)
+        if self.kind == "nan":
+            return loss * float("nan")
+        return loss
+
+
+def planned(assignment: str) -> Fault | None:
+    """The fault planned for this assignment, if any."""
+    kind, _, target = os.environ.get("MOESEARCH_FAULT", "").partition(":")
+    if kind in KINDS and target == assignment:
+        return Fault(kind)
+    return None

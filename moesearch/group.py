@@ -1,0 +1,126 @@
+"""The supervisor's handle on a worker group: start it with torchrun, hand it trials, survive its death.
+
+Light (no torch): it only launches processes and talks to rank 0 over an authenticated local socket.
+If the group exits or a trial outruns its timeout, `run` raises GroupFailure with the tail of the
+group's output, and the next `run` starts a fresh group.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from multiprocessing.connection import Connection, Listener
+from pathlib import Path
+
+from moesearch.worker import ADDRESS_ENV, AUTHKEY_ENV
+
+_START_TIMEOUT_S = 600  # imports plus rendezvous; generous for a cold, loaded machine
+_POLL_S = 0.05
+
+
+class GroupFailure(Exception):
+    """The worker group died or hung; the message says why and quotes its output."""
+
+
+class WorkerGroup:
+    def __init__(self, nproc: int, log_dir: Path, env: dict[str, str] | None = None):
+        self.nproc, self.log_dir, self.env = nproc, log_dir, env or {}
+        self.proc: subprocess.Popen | None = None
+        self.link: Connection | None = None
+        self.hardware: dict = {}
+        self.launches = 0
+
+    def run(self, trial: int, config_json: str, timeout_s: float, on_step: Callable[[int, float], None]) -> dict:
+        """Train one trial; returns the group's reply ({"kind": "done", "metrics": ...} or "failed")."""
+        if self.link is None:
+            self._start()
+        self._log_mark = self.log_path.stat().st_size
+        deadline = time.monotonic() + timeout_s
+        try:
+            self.link.send({"trial": trial, "config": config_json})
+            while True:
+                if self.link.poll(_POLL_S):
+                    msg = self.link.recv()
+                    if msg["kind"] != "step":
+                        return msg
+                    on_step(msg["step"], msg["loss"])
+                elif self.proc.poll() is not None:
+                    raise GroupFailure(f"worker group exited with code {self.proc.returncode}")
+                elif time.monotonic() > deadline:
+                    raise GroupFailure(f"timeout: trial still running after {timeout_s:g} s")
+        except (GroupFailure, EOFError, OSError) as e:
+            reason = str(e) if isinstance(e, GroupFailure) else f"lost the worker group ({type(e).__name__})"
+            self.kill()
+            raise GroupFailure(f"{reason}; output tail:\n{self.tail()}") from None
+
+    @property
+    def log_path(self) -> Path:
+        return self.log_dir / f"group-{os.getpid()}-{self.launches}.log"
+
+    def _start(self) -> None:
+        self.launches += 1
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        authkey = secrets.token_bytes(16)
+        with Listener(("127.0.0.1", 0), authkey=authkey) as listener:
+            host, port = listener.address
+            env = {**os.environ, **self.env, ADDRESS_ENV: f"{host}:{port}", AUTHKEY_ENV: authkey.hex()}
+            cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={self.nproc}",
+                   "-m", "moesearch.worker"]
+            with open(self.log_path, "ab") as log:
+                # Own session: one killpg takes down torchrun and every rank.
+                self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+            self._log_mark = 0
+            self.link = self._accept(listener)
+        hello = self.link.recv()
+        self.hardware = hello["hardware"]
+
+    def _accept(self, listener: Listener) -> Connection:
+        """Wait for rank 0 to connect, giving up if the group dies or takes too long to start."""
+        accepted: list[Connection] = []
+        thread = threading.Thread(target=lambda: accepted.append(listener.accept()), daemon=True)
+        thread.start()
+        deadline = time.monotonic() + _START_TIMEOUT_S
+        while thread.is_alive():
+            thread.join(_POLL_S)
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.kill()
+                raise GroupFailure(f"worker group failed to start (exit code {self.proc.returncode}); "
+                                   f"output tail:\n{self.tail()}")
+        return accepted[0]
+
+    def tail(self, lines: int = 15) -> str:
+        """The last lines the group wrote during the current trial (or start-up)."""
+        with open(self.log_path, "rb") as log:
+            log.seek(self._log_mark)
+            text = log.read().decode(errors="replace")
+        return "\n".join(text.strip().splitlines()[-lines:])
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        if self.link:
+            self.link.close()
+        self.link = None
+
+    def close(self) -> None:
+        """Ask the group to finish, then make sure it has."""
+        if self.link:
+            try:
+                self.link.send(None)
+                self.proc.wait(timeout=60)
+            except (OSError, subprocess.TimeoutExpired):
+                pass
+        self.kill()
+
+    def __enter__(self) -> WorkerGroup:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

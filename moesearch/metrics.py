@@ -1,0 +1,16 @@
+"""What a trial measures: the names that objectives may use, each with its unit and meaning."""
+
+from __future__ import annotations
+
+# name -> (unit, meaning). Every one is a column of the trials table and may be a search objective.
+METRICS: dict[str, tuple[str, str]] = {
+    "val_loss": ("nats/byte", "cross-entropy on the fixed held-out batches, the same for every trial"),
+    "train_loss": ("nats/byte", "mean cross-entropy over the last 10% of training steps, across ranks"),
+    "tokens_per_s": ("tokens/s", "training tokens per second over all ranks, measured after warm-up"),
+    "step_time_s": ("s", "mean optimizer-step time after warm-up"),
+    "params_total": ("params", "all parameters, every expert counted"),
+    "params_active": ("params", "parameters one token passes through (top-k experts)"),
+    "train_flops_per_token": ("FLOPs", "analytic training FLOPs per token, capacity-padded experts"),
+    "peak_memory_mb": ("MiB", "peak memory of the busiest rank (GPU: allocator peak; CPU: sampled RSS)"),
+    "train_time_s": ("s", "wall time of the training loop"),
+}

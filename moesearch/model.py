@@ -1,0 +1,138 @@
+"""A decoder-only byte-level transformer whose FFNs are DeepSpeed MoE layers, one activation per layer.
+
+The per-layer activation is data: `layers[i]` names block i's activation, and an MoE block simply gets
+an expert module of that activation. The model knows nothing of engines or process groups; `ep_size`
+is a number handed to `deepspeed.moe.layer.MoE`, which sets up its own expert-parallel group.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import torch
+import torch.nn.functional as F
+from deepspeed.moe.layer import MoE
+from torch import nn
+
+from moesearch.activations import GATED, hidden_width
+from moesearch.corpus import VOCAB_SIZE
+from moesearch.space import ModelSpec
+
+NONLINEARITY = {
+    "gelu": F.gelu,
+    "relu": F.relu,
+    "relu2": lambda x: F.relu(x).square(),
+    "silu": F.silu,
+    "swiglu": F.silu,
+    "geglu": F.gelu,
+    "reglu": F.relu,
+}
+
+_STD = 0.02  # GPT-2's initialisation scale
+
+
+class FFN(nn.Module):
+    """Bias-free feed-forward: act(x W_in) W_out, or act(x W) * (x V) W_out when gated (W, V fused)."""
+
+    def __init__(self, d_model: int, hidden: int, activation: str):
+        super().__init__()
+        self.activation = activation
+        self.gated = GATED[activation]
+        self.w_in = nn.Linear(d_model, hidden * (2 if self.gated else 1), bias=False)
+        self.w_out = nn.Linear(hidden, d_model, bias=False)
+
+    def forward(self, x_TD: torch.Tensor) -> torch.Tensor:
+        h_TF = self.w_in(x_TD)
+        if self.gated:
+            a_TF, gate_TF = h_TF.chunk(2, dim=-1)
+            h_TF = NONLINEARITY[self.activation](a_TF) * gate_TF
+        else:
+            h_TF = NONLINEARITY[self.activation](h_TF)
+        return self.w_out(h_TF)
+
+    def reset_parameters(self, generator: torch.Generator | None, out_std: float) -> None:
+        nn.init.normal_(self.w_in.weight, std=_STD, generator=generator)
+        nn.init.normal_(self.w_out.weight, std=out_std, generator=generator)
+
+
+class Attention(nn.Module):
+    def __init__(self, spec: ModelSpec):
+        super().__init__()
+        self.n_heads = spec.n_heads
+        self.qkv = nn.Linear(spec.d_model, 3 * spec.d_model, bias=False)
+        self.out = nn.Linear(spec.d_model, spec.d_model, bias=False)
+
+    def forward(self, x_BTD: torch.Tensor) -> torch.Tensor:
+        B, T, D = x_BTD.shape
+        q, k, v = (t.view(B, T, self.n_heads, D // self.n_heads).transpose(1, 2) for t in self.qkv(x_BTD).split(D, -1))
+        y_BHTd = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return self.out(y_BHTd.transpose(1, 2).reshape(B, T, D))
+
+
+class Block(nn.Module):
+    def __init__(self, spec: ModelSpec, activation: str, moe: bool, ep_size: int):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(spec.d_model, bias=False)
+        self.attn = Attention(spec)
+        self.norm2 = nn.LayerNorm(spec.d_model, bias=False)
+        ffn = FFN(spec.d_model, hidden_width(activation, spec.d_ff, spec.width_policy, spec.width_multiple), activation)
+        self.ffn = ffn if not moe else MoE(
+            hidden_size=spec.d_model, expert=ffn, num_experts=spec.num_experts, ep_size=ep_size, k=spec.top_k,
+            capacity_factor=spec.capacity_factor, eval_capacity_factor=spec.eval_capacity_factor,
+            min_capacity=spec.min_capacity, drop_tokens=True,  # fixed-size buffers: no per-step shape exchange
+        )
+
+    def forward(self, x_BTD: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Returns the block output, its aux (load-balancing) loss, and tokens routed per expert (None if dense)."""
+        x_BTD = x_BTD + self.attn(self.norm1(x_BTD))
+        h_BTD = self.norm2(x_BTD)
+        if isinstance(self.ffn, MoE):
+            y_BTD, l_aux, counts_E = self.ffn(h_BTD)
+            return x_BTD + y_BTD, l_aux, counts_E
+        return x_BTD + self.ffn(h_BTD), x_BTD.new_zeros(()), None
+
+
+class Transformer(nn.Module):
+    def __init__(self, spec: ModelSpec, layers: list[str] | tuple[str, ...], ep_size: int):
+        super().__init__()
+        self.embed = nn.Embedding(VOCAB_SIZE, spec.d_model)
+        self.pos = nn.Embedding(spec.seq_len, spec.d_model)
+        self.blocks = nn.ModuleList(Block(spec, act, spec.is_moe(i), ep_size) for i, act in enumerate(layers))
+        self.norm = nn.LayerNorm(spec.d_model, bias=False)
+        self.out_std = _STD / math.sqrt(2 * len(layers))  # GPT-2: residual writes shrink with depth
+        self._init_dense()
+
+    def forward(self, idx_BT: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """Logits, the summed aux loss of every MoE layer, and per-MoE-layer expert token counts."""
+        x_BTD = self.embed(idx_BT) + self.pos(torch.arange(idx_BT.shape[1], device=idx_BT.device))
+        aux, counts = x_BTD.new_zeros(()), []
+        for block in self.blocks:
+            x_BTD, l_aux, counts_E = block(x_BTD)
+            aux = aux + l_aux
+            if counts_E is not None:
+                counts.append(counts_E)
+        logits_BTV = self.norm(x_BTD) @ self.embed.weight.T  # tied input/output embedding
+        return logits_BTV, aux, counts
+
+    def moe_layers(self) -> Iterator[tuple[int, MoE]]:
+        """(block index, MoE layer) for every MoE block."""
+        for i, block in enumerate(self.blocks):
+            if isinstance(block.ffn, MoE):
+                yield i, block.ffn
+
+    def _init_dense(self) -> None:
+        for name, p in self.named_parameters():
+            if p.dim() == 2:
+                nn.init.normal_(p, std=self.out_std if name.endswith(("out.weight", "w_out.weight")) else _STD)
+
+    def init_experts(self, seed: int, first_expert: int) -> None:
+        """Give every local expert its own weights (DeepSpeed deep-copies one expert into all of them).
+
+        Expert j of this rank is global expert `first_expert + j`; its generator depends only on the seed,
+        the layer and that global index, so the model is the same whatever the expert-parallel size.
+        """
+        for layer, moe in self.moe_layers():
+            for j, expert in enumerate(moe.deepspeed_moe.experts.deepspeed_experts):
+                g = torch.Generator().manual_seed(hash((seed, layer, first_expert + j)) & 0x7FFF_FFFF)
+                expert.reset_parameters(g, self.out_std)

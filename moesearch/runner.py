@@ -1,0 +1,82 @@
+"""One trial, start to record: build its RunConfig, train it on the group, make its Parquet record.
+
+Shared by `search` (trials the sampler asks for) and `train` (one assignment the user names).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from moesearch import results
+from moesearch.config import RunConfig
+from moesearch.group import GroupFailure, WorkerGroup
+from moesearch.space import Space
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What every trial of one invocation shares (resolved and validated by the CLI)."""
+
+    space: Space
+    study: str
+    storage: str
+    results: Path
+    nproc: int
+    seed: int
+    data: str | None
+    data_sha256: str
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class Outcome:
+    row: dict  # the Parquet record as written
+
+    @property
+    def ok(self) -> bool:
+        return self.row["state"] == "COMPLETE"
+
+    def values(self, objectives: dict[str, str]) -> list[float]:
+        return [self.row[o] for o in objectives]
+
+
+def run_trial(settings: Settings, group: WorkerGroup, number: int, layers: list[str]) -> Outcome:
+    """Train `layers` as trial `number`; the outcome holds its record (complete or failed), not yet written.
+
+    KeyboardInterrupt propagates after the group is stopped; the caller records the interruption.
+    """
+    cfg = RunConfig.build(settings.space, layers, settings.seed, settings.data, settings.nproc)
+    started = datetime.now(timezone.utc)
+    bar = tqdm(total=cfg.train.steps, desc=f"trial {number}", unit="step", leave=False,
+               disable=not settings.progress, dynamic_ncols=True)
+    try:
+        reply = group.run(number, cfg.model_dump_json(), settings.space.search.timeout_s,
+                          lambda step, loss: (bar.update(1), bar.set_postfix(loss=f"{loss:.3f}", refresh=False)))
+    except GroupFailure as e:
+        reply = {"kind": "failed", "reason": str(e)}
+    except KeyboardInterrupt:
+        group.kill()
+        raise
+    finally:
+        bar.close()
+    row = results.make_record(
+        study=settings.study, trial=number, layers=layers,
+        state="COMPLETE" if reply["kind"] == "done" else "FAIL", failure_reason=reply.get("reason"),
+        objectives=settings.space.search.objectives, metrics=reply.get("metrics", {}),
+        config_json=cfg.model_dump_json(), seed=settings.seed, data_sha256=settings.data_sha256,
+        hardware=group.hardware, ep_size=cfg.ep_size, started_at=started, finished_at=datetime.now(timezone.utc),
+    )
+    return Outcome(row)
+
+
+def summary(outcome: Outcome, objectives: dict[str, str]) -> str:
+    """One line per finished trial, for the log above the progress bars."""
+    row = outcome.row
+    if not outcome.ok:
+        return f"trial {row['trial']} [{row['assignment']}] FAILED: {row['failure_reason'].splitlines()[0]}"
+    shown = ", ".join(f"{o}={row[o]:.4g}" for o in objectives)
+    return f"trial {row['trial']} [{row['assignment']}] {shown} ({row['wall_time_s']:.1f} s)"

@@ -1,0 +1,235 @@
+"""Search-space files: TOML validated by pydantic into a `Space`, the one description of a search.
+
+A space says which activations each layer may take, the model and training every trial shares, and
+which metrics the study optimises. Field docstrings are the documentation (`moesearch spaces show`).
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from moesearch.activations import Activation, ffn_params, hidden_width
+from moesearch.errors import InputError
+from moesearch.metrics import METRICS
+
+SHIPPED_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+
+class ModelSpec(_Section):
+    n_layers: int = Field(4, ge=1)
+    """Transformer blocks; the assignment has one activation per block."""
+    d_model: int = Field(128, ge=8)
+    """Residual stream width."""
+    n_heads: int = Field(4, ge=1)
+    """Attention heads; must divide d_model."""
+    seq_len: int = Field(128, ge=8)
+    """Tokens (bytes) per training sequence."""
+    d_ff: int = Field(384, ge=8)
+    """Hidden width of an ungated FFN (gated ones get 2/3 of it under width_policy 'params')."""
+    width_policy: Literal["params", "width"] = "params"
+    """'params': gated FFNs shrink to match parameters (fair quality comparison); 'width': same width, 1.5x cost."""
+    width_multiple: int = Field(8, ge=1)
+    """Gated widths are rounded to this multiple (hardware-friendly matmul shapes)."""
+    moe_every: int = Field(1, ge=1)
+    """Every moe_every-th FFN (the last of each group) is a DeepSpeed MoE layer; the others are dense."""
+    num_experts: int = Field(4, ge=1)
+    """Experts per MoE layer."""
+    top_k: int = Field(2, ge=1)
+    """Experts each token is routed to."""
+    capacity_factor: float = Field(1.25, gt=0)
+    """Expert buffer size during training, relative to an even split of k * tokens."""
+    eval_capacity_factor: float = Field(2.0, gt=0)
+    """Expert buffer size during evaluation (larger: fewer dropped tokens on held-out data)."""
+    min_capacity: int = Field(4, ge=0)
+    """Smallest expert buffer, whatever the batch."""
+    aux_loss_coef: float = Field(0.01, ge=0)
+    """Weight of the load-balancing loss (0.01 as in Megatron-DeepSpeed's MoE examples)."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ModelSpec:
+        if self.d_model % self.n_heads:
+            raise ValueError(f"n_heads {self.n_heads} must divide d_model {self.d_model}")
+        if self.top_k > self.num_experts:
+            raise ValueError(f"top_k {self.top_k} exceeds num_experts {self.num_experts}")
+        if self.width_policy == "params":
+            gated = ffn_params("swiglu", 1, hidden_width("swiglu", self.d_ff, "params", self.width_multiple))
+            if abs(gated / ffn_params("gelu", 1, self.d_ff) - 1) > 0.01:
+                good = 3 * self.width_multiple
+                raise ValueError(
+                    f"d_ff {self.d_ff} leaves gated FFNs {100 * (gated / (2 * self.d_ff) - 1):+.1f}% off in "
+                    f"parameters (limit 1%); use a d_ff divisible by {good}, e.g. {good * max(1, round(self.d_ff / good))}"
+                )
+        return self
+
+    def is_moe(self, layer: int) -> bool:
+        return (layer + 1) % self.moe_every == 0
+
+
+class TrainSpec(_Section):
+    steps: int = Field(300, ge=1)
+    """Optimizer steps per trial."""
+    warmup_steps: int = Field(30, ge=0)
+    """Linear learning-rate warm-up, then cosine decay to min_lr_ratio * lr."""
+    micro_batch: int = Field(16, ge=1)
+    """Sequences per rank per step; every rank sees the same number of tokens."""
+    lr: float = Field(3e-3, gt=0)
+    """Peak AdamW learning rate."""
+    min_lr_ratio: float = Field(0.1, ge=0, le=1)
+    """Final learning rate as a fraction of lr."""
+    weight_decay: float = Field(0.1, ge=0)
+    """AdamW weight decay on matrices (not on norms or embeddings' biases)."""
+    grad_clip: float = Field(1.0, gt=0)
+    """Global gradient-norm clip."""
+    zero_stage: Literal[1, 2] = 1
+    """ZeRO stage: 1 or 2 (stage 3 does not support DeepSpeed MoE; stage 0 clips MoE gradients wrongly)."""
+    eval_sequences: int = Field(64, ge=1)
+    """Held-out sequences for val_loss, the same for every trial; must be divisible by the rank count."""
+
+
+class SearchSpec(_Section):
+    objectives: dict[str, Literal["minimize", "maximize"]] = Field(
+        default_factory=lambda: {"val_loss": "minimize", "tokens_per_s": "maximize"}, min_length=2, max_length=3
+    )
+    """2-3 metrics to optimise, each with a direction; see `moesearch spaces show` for the metric names."""
+    trials: int = Field(8, ge=1)
+    """Trained trials when --trials is not given (uniform baselines included)."""
+    sampler: Literal["tpe", "nsga2", "random"] = "tpe"
+    """Optuna sampler proposing assignments."""
+    timeout_s: float = Field(1800, gt=0)
+    """A trial running longer than this is stopped and recorded as failed."""
+    ep_size: int | None = Field(None, ge=1)
+    """Expert-parallel ranks per MoE layer; default: the largest that divides both num_experts and the rank count."""
+
+    @model_validator(mode="after")
+    def _known_metrics(self) -> SearchSpec:
+        for name in self.objectives:
+            if name not in METRICS:
+                raise ValueError(f"unknown objective {name!r}; allowed: {', '.join(METRICS)}")
+        return self
+
+
+class Space(_Section):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    """Default study name for searches over this space."""
+    description: str = ""
+    activations: list[Activation] | None = Field(None, min_length=1)
+    """Choices for every layer (use this or per_layer)."""
+    per_layer: list[list[Activation]] | None = None
+    """One list of choices per layer, as long as model.n_layers (use this or activations)."""
+    model: ModelSpec = ModelSpec()
+    train: TrainSpec = TrainSpec()
+    search: SearchSpec = SearchSpec()
+
+    @model_validator(mode="after")
+    def _choices(self) -> Space:
+        if (self.activations is None) == (self.per_layer is None):
+            raise ValueError("give exactly one of 'activations' (all layers) or 'per_layer'")
+        if self.per_layer is not None:
+            if len(self.per_layer) != self.model.n_layers:
+                raise ValueError(
+                    f"per_layer has {len(self.per_layer)} lists but model.n_layers is {self.model.n_layers}"
+                )
+            if not all(self.per_layer):
+                raise ValueError("every per_layer list needs at least one activation")
+        return self
+
+    def layer_choices(self) -> list[list[str]]:
+        """The allowed activations of every layer, in layer order."""
+        if self.per_layer is not None:
+            return [list(dict.fromkeys(c)) for c in self.per_layer]
+        return [list(dict.fromkeys(self.activations))] * self.model.n_layers
+
+    def size(self) -> int:
+        """Number of distinct assignments."""
+        return math.prod(len(c) for c in self.layer_choices())
+
+    def uniform_assignments(self) -> list[list[str]]:
+        """All-X assignments for every X that every layer allows: the baselines."""
+        choices = self.layer_choices()
+        return [[a] * len(choices) for a in choices[0] if all(a in c for c in choices)]
+
+    def check_assignment(self, layers: list[str], flag: str = "--layers") -> None:
+        """Raise InputError unless `layers` is one activation per layer, each allowed there."""
+        choices = self.layer_choices()
+        if len(layers) != len(choices):
+            raise InputError(f"{flag}: {len(layers)} activations given, the space has {len(choices)} layers")
+        for i, (a, allowed) in enumerate(zip(layers, choices)):
+            if a not in allowed:
+                raise InputError(f"{flag}: layer {i} activation {a!r} not allowed here; allowed: {', '.join(allowed)}")
+
+    def ep_size(self, world_size: int) -> int:
+        """Expert-parallel size for `world_size` ranks; InputError when it cannot work."""
+        experts = self.model.num_experts
+        ep = self.search.ep_size or math.gcd(experts, world_size)
+        if experts % ep or world_size % ep:
+            raise InputError(
+                f"search.ep_size {ep} must divide both model.num_experts ({experts}) and the rank count "
+                f"(--nproc {world_size}); allowed: {', '.join(str(d) for d in _divisors(math.gcd(experts, world_size)))}"
+            )
+        return ep
+
+
+def _divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def load(path: str | Path) -> Space:
+    """Read and validate a space file, or a shipped space by name; raise InputError on any problem."""
+    path = resolve(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"{path}: cannot read: {e}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise InputError(f"{path}: not valid TOML: {e}") from None
+    try:
+        return Space.model_validate(raw)
+    except ValidationError as e:
+        raise InputError(f"{path}: {_one_line(e)}") from None
+
+
+def resolve(name_or_path: str | Path) -> Path:
+    """A path as given if it exists, else the shipped space of that name."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    shipped = SHIPPED_DIR / f"{name_or_path}.toml"
+    if shipped.is_file():
+        return shipped
+    raise InputError(f"SPACE: {str(name_or_path)!r} is neither a file nor a shipped space; shipped: {', '.join(shipped_names())}")
+
+
+def shipped_names() -> list[str]:
+    return sorted(p.stem for p in SHIPPED_DIR.glob("*.toml"))
+
+
+def _one_line(error: ValidationError) -> str:
+    """The first validation error as 'key: problem (got value); allowed: ...'."""
+    err = error.errors()[0]
+    key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    if err["type"] == "extra_forbidden":
+        allowed = _fields_at(err["loc"][:-1])
+        return f"{key}: unknown key; allowed keys here: {', '.join(allowed)}"
+    message = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "value_error":
+        return f"{key}: {message}" if err["loc"] else message
+    return f"{key}: {message} (got {err['input']!r})"
+
+
+def _fields_at(loc: tuple) -> list[str]:
+    model: type[BaseModel] = Space
+    for part in loc:
+        annotation = model.model_fields[part].annotation
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            break
+        model = annotation
+    return list(model.model_fields)

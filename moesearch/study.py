@@ -1,0 +1,86 @@
+"""The Optuna side: open storage, create or resume a study bound to one space, and read what it knows.
+
+Light: optuna only. Trials carry user attributes that make the study self-describing:
+  assignment  "gelu,swiglu,..."      seed     the training seed
+  trained     the group trained it   duplicate_of   the trial whose result answered this one
+  budget      counts toward --trials (not for interrupted trials)   failure_reason
+"""
+
+from __future__ import annotations
+
+import optuna
+from optuna.samplers import BaseSampler, NSGAIISampler, RandomSampler, TPESampler
+from optuna.trial import FrozenTrial, TrialState
+
+from moesearch.errors import InputError
+from moesearch.space import Space
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)  # moesearch reports trials itself
+
+
+def redact(url: str) -> str:
+    """The storage URL with any password masked, for messages and records."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not an RDB URL (a journal path): nothing secret in it
+        return url
+
+
+def open_storage(url: str) -> optuna.storages.BaseStorage:
+    """An RDB URL (sqlite:///, postgresql://, mysql://) or journal:PATH (a file on a shared filesystem)."""
+    try:
+        if url.startswith("journal:"):
+            from optuna.storages.journal import JournalFileBackend
+
+            return optuna.storages.JournalStorage(JournalFileBackend(url.removeprefix("journal:")))
+        return optuna.storages.RDBStorage(url)
+    except Exception as e:  # optuna raises several types; all mean the same to the user
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise InputError(f"--storage: cannot open {redact(url)!r}: {first}; allowed: an Optuna RDB URL "
+                         f"(sqlite:///file.db, postgresql://user@host/db) or journal:/shared/path.log") from None
+
+
+def sampler(space: Space, seed: int) -> BaseSampler:
+    kind = space.search.sampler
+    return {"tpe": lambda: TPESampler(seed=seed, multivariate=True),
+            "nsga2": lambda: NSGAIISampler(seed=seed),
+            "random": lambda: RandomSampler(seed=seed)}[kind]()
+
+
+def open_study(storage: optuna.storages.BaseStorage, name: str, space: Space, seed: int) -> optuna.Study:
+    """Create the study, or resume it if it exists and was created for the same space."""
+    directions = list(space.search.objectives.values())
+    study = optuna.create_study(storage=storage, study_name=name, directions=directions,
+                                sampler=sampler(space, seed), load_if_exists=True)
+    recorded = study.user_attrs.get("space")
+    if recorded is None:
+        study.set_user_attr("space", space.model_dump(mode="json"))
+        for layers in space.uniform_assignments():  # the baselines are always in the study, and first
+            study.enqueue_trial(params(layers))
+    elif recorded != space.model_dump(mode="json"):
+        raise InputError(f"--study {name!r}: this study was created for a different space "
+                         f"({recorded.get('name')!r} with other settings); give a new --study name")
+    return study
+
+
+def params(layers: list[str]) -> dict[str, str]:
+    return {param_name(i): a for i, a in enumerate(layers)}
+
+
+def param_name(layer: int) -> str:
+    return f"layer_{layer}"
+
+
+def trained(study: optuna.Study) -> list[FrozenTrial]:
+    """Finished trials that the worker group actually trained and that count toward --trials."""
+    return [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL))
+            if t.user_attrs.get("trained") and t.user_attrs.get("budget", True)]
+
+
+def evaluated(study: optuna.Study, seed: int) -> dict[str, tuple[int, list[float]]]:
+    """assignment -> (trial number, objective values) for assignments completed with this seed."""
+    return {t.user_attrs["assignment"]: (t.number, t.values) for t in trained(study)
+            if t.state == TrialState.COMPLETE and t.user_attrs.get("seed") == seed}
+

@@ -1,0 +1,195 @@
+"""Train one RunConfig on every rank of an initialised process group, with a real DeepSpeed engine.
+
+Every rank calls `train_trial` with the same config; it returns the same metrics dict on every rank
+(reduced across ranks), as plain floats so that no tensor keeps the engine alive between trials.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import time
+from collections.abc import Callable
+
+import deepspeed
+import psutil
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from deepspeed.accelerator import get_accelerator
+
+from moesearch import faults
+from moesearch.config import RunConfig
+from moesearch.corpus import VOCAB_SIZE, Corpus
+from moesearch.costs import costs
+from moesearch.model import Transformer
+
+OnStep = Callable[[int, float], None]
+
+
+class TrialFailed(Exception):
+    """A failure every rank reached together (e.g. a non-finite loss); the group stays usable."""
+
+
+class Batches:
+    """Random training windows (different per rank, same count) and fixed held-out windows."""
+
+    def __init__(self, corpus: Corpus, cfg: RunConfig, rank: int, world: int, device: torch.device):
+        self.train_data = torch.from_numpy(corpus.train.astype("int64"))
+        self.val_data = torch.from_numpy(corpus.val.astype("int64"))
+        self.seq_len, self.micro_batch, self.device = cfg.model.seq_len, cfg.train.micro_batch, device
+        self.generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + rank)
+        n_eval = cfg.train.eval_sequences
+        if n_eval % world:
+            raise TrialFailed(f"train.eval_sequences {n_eval} is not divisible by the {world} ranks")
+        # Evenly spaced windows over the held-out text, the same for every trial; rank r takes every world-th.
+        starts = torch.linspace(0, len(self.val_data) - self.seq_len - 1, n_eval).long()
+        self.eval_starts = starts[rank::world]
+
+    def _windows(self, data: torch.Tensor, starts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = starts[:, None] + torch.arange(self.seq_len + 1)
+        xy = data[idx].to(self.device, non_blocking=True)
+        return xy[:, :-1], xy[:, 1:]
+
+    def next_train(self) -> tuple[torch.Tensor, torch.Tensor]:
+        starts = torch.randint(len(self.train_data) - self.seq_len - 1, (self.micro_batch,), generator=self.generator)
+        return self._windows(self.train_data, starts)
+
+    def eval_batches(self):
+        for chunk in self.eval_starts.split(self.micro_batch):  # the same chunk sizes on every rank
+            yield self._windows(self.val_data, chunk)
+
+
+def ds_config(cfg: RunConfig, bf16: bool) -> dict:
+    t = cfg.train
+    zero = {"stage": t.zero_stage, "reduce_scatter": True}  # required with MoE under ZeRO-1/2
+    if t.zero_stage == 2:
+        zero["contiguous_gradients"] = True
+    return {
+        "train_micro_batch_size_per_gpu": t.micro_batch,
+        "gradient_accumulation_steps": 1,
+        "gradient_clipping": t.grad_clip,
+        "zero_optimization": zero,
+        "bf16": {"enabled": bf16},
+        # torch_adam: DeepSpeed would otherwise JIT-build its fused Adam.
+        "optimizer": {"type": "AdamW", "params": {"lr": t.lr, "betas": [0.9, 0.95], "torch_adam": True}},
+        "scheduler": {
+            "type": "WarmupCosineLR",
+            "params": {"total_num_steps": t.steps, "warmup_num_steps": t.warmup_steps, "warmup_type": "linear",
+                       "warmup_min_ratio": 0.0, "cos_min_ratio": t.min_lr_ratio},
+        },
+        "steps_per_print": 1 << 30,  # moesearch reports progress itself
+        "wall_clock_breakdown": False,
+    }
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """Decay matrices, not norms; DeepSpeed splits each group further into expert / non-expert."""
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    rest = [p for p in model.parameters() if p.dim() < 2]
+    return [{"params": decay, "weight_decay": weight_decay, "name": "decay"},
+            {"params": rest, "weight_decay": 0.0, "name": "no_decay"}]
+
+
+def train_trial(cfg: RunConfig, corpus: Corpus, on_step: OnStep | None = None) -> dict:
+    """Build, train and evaluate one model; every rank must call this with the same `cfg`."""
+    rank, world = dist.get_rank(), dist.get_world_size()
+    accel = get_accelerator()
+    on_gpu = accel.device_name() == "cuda"
+    torch.manual_seed(cfg.seed)  # the same dense weights and routing noise on every rank
+    model = Transformer(cfg.model, cfg.layers, cfg.ep_size)
+    local_experts = cfg.model.num_experts // cfg.ep_size
+    # DeepSpeed's expert-parallel groups are runs of consecutive ranks (its groups exist only after
+    # deepspeed.initialize, and re-initialising then would miss ZeRO's fp32 master copy).
+    model.init_experts(cfg.seed, (rank % cfg.ep_size) * local_experts)
+    engine, *_ = deepspeed.initialize(
+        model=model, model_parameters=param_groups(model, cfg.train.weight_decay), config=ds_config(cfg, on_gpu)
+    )
+    try:
+        batches = Batches(corpus, cfg, rank, world, engine.device)
+        metrics = _train(engine, cfg, batches, on_step, on_gpu)
+        metrics["val_loss"] = _evaluate(engine, batches)
+    finally:
+        engine.destroy()
+        del engine, model
+        gc.collect()
+    tokens_per_step = cfg.train.micro_batch * cfg.model.seq_len * world
+    metrics["tokens_per_s"] = tokens_per_step / metrics["step_time_s"]
+    metrics.update(vars(costs(cfg.model, cfg.layers, cfg.train.micro_batch)))
+    return metrics
+
+
+def _train(engine, cfg: RunConfig, batches: Batches, on_step: OnStep | None, on_gpu: bool) -> dict:
+    steps = cfg.train.steps
+    warmup = min(max(2, steps // 10), steps - 1)  # the first steps pay for allocation and thread start-up
+    tail = max(1, steps // 10)
+    fault = faults.planned(cfg.assignment)
+    n_moe = sum(1 for _ in engine.module.moe_layers())
+    load_LE = torch.zeros(n_moe, cfg.model.num_experts)
+    losses, peak_rss, timer_start = [], 0, time.perf_counter()
+    if on_gpu:
+        torch.cuda.reset_peak_memory_stats()
+    engine.train()
+    for step in range(steps):
+        if step == warmup:
+            get_accelerator().synchronize()
+            timer_start = time.perf_counter()
+        x_BT, y_BT = batches.next_train()
+        logits_BTV, aux, counts = engine(x_BT)
+        ce = F.cross_entropy(logits_BTV.float().view(-1, VOCAB_SIZE), y_BT.reshape(-1))
+        loss = ce + cfg.model.aux_loss_coef * aux
+        if fault:
+            loss = fault.apply(loss, step)
+        engine.backward(loss)
+        engine.step()
+        if counts:
+            load_LE += torch.stack([c.float().cpu() for c in counts])
+        mean_ce = _all_reduce(ce.detach().reshape(1), engine.device).item() / dist.get_world_size()
+        del logits_BTV, aux, counts, ce, loss  # no graph may outlive the step
+        if not math.isfinite(mean_ce):
+            raise TrialFailed(f"diverged: non-finite loss at step {step}")
+        losses.append(mean_ce)
+        peak_rss = max(peak_rss, psutil.Process().memory_info().rss)
+        if on_step:
+            on_step(step, mean_ce)
+    get_accelerator().synchronize()
+    elapsed = time.perf_counter() - timer_start
+    load_LE = _all_reduce(load_LE, engine.device)
+    share_LE = load_LE / load_LE.sum(dim=1, keepdim=True).clamp(min=1)
+    return {
+        "train_loss": sum(losses[-tail:]) / tail,
+        "step_time_s": elapsed / (steps - warmup),
+        "train_time_s": time.perf_counter() - timer_start,
+        "peak_memory_mb": _all_reduce(torch.tensor([_peak_memory(peak_rss, on_gpu)]), engine.device,
+                                      dist.ReduceOp.MAX).item() / 2**20,
+        "expert_load": share_LE.tolist(),
+        "load_balance": (share_LE.max(dim=1).values * cfg.model.num_experts).tolist(),
+    }
+
+
+@torch.no_grad()
+def _evaluate(engine, batches: Batches) -> float:
+    engine.eval()
+    total = torch.zeros(2, dtype=torch.float64)  # summed loss, token count
+    for x_BT, y_BT in batches.eval_batches():
+        logits_BTV, _, _ = engine(x_BT)
+        ce = F.cross_entropy(logits_BTV.float().view(-1, VOCAB_SIZE), y_BT.reshape(-1), reduction="sum")
+        total += torch.tensor([ce.item(), y_BT.numel()], dtype=torch.float64)
+    engine.train()
+    total = _all_reduce(total, engine.device)
+    loss = (total[0] / total[1]).item()
+    if not math.isfinite(loss):
+        raise TrialFailed("diverged: non-finite validation loss")
+    return loss
+
+
+def _all_reduce(t: torch.Tensor, device: torch.device, op=dist.ReduceOp.SUM) -> torch.Tensor:
+    """All-reduce through the engine's device (NCCL needs GPU tensors), back on the CPU."""
+    t = t.to(device)
+    dist.all_reduce(t, op=op)
+    return t.cpu()
+
+
+def _peak_memory(peak_rss: int, on_gpu: bool) -> float:
+    """Bytes. GPU: the allocator's peak this trial; CPU: the sampled RSS peak."""
+    return float(torch.cuda.max_memory_allocated()) if on_gpu else float(peak_rss)
