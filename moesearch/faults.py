@@ -1,6 +1,7 @@
 """Deliberate faults, for testing how the search survives them (and for users checking their cluster).
 
-MOESEARCH_FAULT="KIND:ASSIGNMENT" makes the trial of that assignment (e.g. "gelu,relu2") fail at step 1:
+MOESEARCH_FAULT="KIND:ASSIGNMENT[;KIND:ASSIGNMENT...]" makes the trials of those assignments
+(e.g. "nan:gelu,relu2;crash:swiglu,swiglu") fail at step 1:
   nan    the loss becomes NaN on every rank (a divergence, caught collectively; the group lives on)
   crash  the last rank exits abruptly (the group dies; the supervisor starts a fresh one)
   hang   the last rank stops responding (the trial timeout fires; the group is killed)
@@ -25,6 +26,7 @@ class Fault:
     kind: str
 
     def apply(self, loss: torch.Tensor, step: int) -> torch.Tensor:
+        """The training loss of this step, poisoned or not; crash and hang never return."""
         if step != _STEP:
             return loss
         victim = dist.get_rank() == dist.get_world_size() - 1
@@ -40,7 +42,8 @@ class Fault:
 
 def planned(assignment: str) -> Fault | None:
     """The fault planned for this assignment, if any."""
-    kind, _, target = os.environ.get("MOESEARCH_FAULT", "").partition(":")
-    if kind in KINDS and target == assignment:
-        return Fault(kind)
+    for entry in os.environ.get("MOESEARCH_FAULT", "").split(";"):
+        kind, _, target = entry.strip().partition(":")
+        if kind in KINDS and target == assignment:
+            return Fault(kind)
     return None

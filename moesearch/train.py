@@ -137,9 +137,9 @@ def _train(engine, cfg: RunConfig, batches: Batches, on_step: OnStep | None, on_
         x_BT, y_BT = batches.next_train()
         logits_BTV, aux, counts = engine(x_BT)
         ce = F.cross_entropy(logits_BTV.float().view(-1, VOCAB_SIZE), y_BT.reshape(-1))
-        loss = ce + cfg.model.aux_loss_coef * aux
         if fault:
-            loss = fault.apply(loss, step)
+            ce = fault.apply(ce, step)
+        loss = ce + cfg.model.aux_loss_coef * aux
         engine.backward(loss)
         engine.step()
         if counts:

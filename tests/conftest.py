@@ -1,0 +1,67 @@
+"""Shared fixtures: a one-rank gloo group in this process, and the real CLI in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SPACES = ROOT / "search_spaces"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def one_rank():
+    """A real (world size 1) gloo process group in the test process, for in-process DeepSpeed engines."""
+    os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()))
+    import deepspeed
+    import deepspeed.ops
+
+    deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
+    deepspeed.init_distributed(dist_backend="gloo")
+    yield
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """`python -m moesearch ARGS` in a subprocess, as a user would run it."""
+    return subprocess.run([sys.executable, "-m", "moesearch", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=timeout, cwd=ROOT)
+
+
+def write_space(folder: Path, body: str, name: str = "space.toml") -> Path:
+    path = folder / name
+    path.write_text(body)
+    return path
+
+
+# A two-layer space of four assignments: small enough to exhaust in a test.
+MICRO = """
+name = "micro"
+activations = ["gelu", "swiglu"]
+[model]
+n_layers = 2
+d_model = 32
+n_heads = 2
+seq_len = 32
+d_ff = 96
+num_experts = 2
+top_k = 1
+[train]
+steps = 6
+warmup_steps = 1
+micro_batch = 4
+eval_sequences = 8
+[search]
+timeout_s = 300
+"""

@@ -1,0 +1,79 @@
+"""Bad input: one line naming the file, key or flag and the bad value; exit 2; nothing written."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from moesearch.cli import cli
+
+from conftest import MICRO, write_space
+
+
+def case_space(tmp_path, old, new):
+    return [str(write_space(tmp_path, MICRO.replace(old, new, 1))), "--nproc", "2"]
+
+
+CASES = {
+    "unknown key": (lambda t: case_space(t, "[model]\n", "[model]\nexperts = 4\n"), "model.experts"),
+    "unknown activation": (lambda t: case_space(t, '"swiglu"]', '"swish"]'), "swish"),
+    "per-layer list length": (lambda t: case_space(t, 'activations = ["gelu", "swiglu"]',
+                                                   'per_layer = [["gelu"], ["gelu"], ["relu"]]'), "per_layer has 3"),
+    "experts not divisible by ep": (lambda t: case_space(t, "[search]\n", "[search]\nep_size = 2\n")[:-1] + ["3"],
+                                    "--nproc 3"),
+    "missing space": (lambda t: [str(t / "nope.toml")], "nope.toml"),
+    "missing data path": (lambda t: ["tiny", "--nproc", "2", "--data", str(t / "no-such-corpus")], "--data"),
+    "too little data": (lambda t: ["tiny", "--nproc", "2", "--data", str(write_space(t, "x = 1\n", "small.txt"))],
+                        "--data"),
+    "unreadable storage": (lambda t: ["tiny", "--nproc", "2", "--storage", "nosuchdb://x/y"], "--storage"),
+    "results not writable": (lambda t: ["tiny", "--nproc", "2", "--results", str(write_space(t, "", "afile") / "r")],
+                             "--results"),
+    "bad flag value": (lambda t: ["tiny", "--nproc", "zero"], "--nproc"),
+}
+
+
+@pytest.mark.parametrize("command", ["search", "train"])
+@pytest.mark.parametrize("case", CASES, ids=list(CASES))
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, monkeypatch, command, case):
+    make_args, expected = CASES[case]
+    args = make_args(tmp_path)
+    monkeypatch.chdir(tmp_path)  # the default results folder would land here
+    before = sorted(tmp_path.rglob("*"))
+    extra = ["--layers", "gelu,gelu"] if command == "train" else []
+    result = CliRunner().invoke(cli, [command, *args, *extra])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("moesearch: error:"), result.output
+    assert expected in lines[0]
+    assert sorted(tmp_path.rglob("*")) == before
+
+
+def test_train_rejects_an_assignment_outside_the_space(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, ["train", "tiny", "--nproc", "2", "--layers", "gelu,silu"])
+    assert result.exit_code == 2 and "--layers: layer 1 activation 'silu'" in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_study_cannot_switch_spaces(tmp_path):
+    import optuna
+
+    from moesearch import space, study
+
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    study.open_study(storage, "s", space.load("tiny"), seed=0)
+    assert len(optuna.load_study(study_name="s", storage=storage).trials) == 3  # the enqueued baselines
+    study.open_study(storage, "s", space.load("tiny"), seed=0)  # same space: resumes
+    from moesearch.errors import InputError
+
+    with pytest.raises(InputError, match="--study 's': this study was created for a different space"):
+        study.open_study(storage, "s", space.load("default"), seed=0)
+
+
+def test_storage_passwords_are_masked_in_errors():
+    from moesearch.errors import InputError
+    from moesearch.study import open_storage
+
+    with pytest.raises(InputError) as err:
+        open_storage("postgresql://user:hunter2@127.0.0.1:1/db?connect_timeout=1")
+    assert "hunter2" not in str(err.value) and "--storage" in str(err.value)

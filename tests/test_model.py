@@ -1,0 +1,97 @@
+"""The model and trainer in this process, on a real one-rank gloo group and real DeepSpeed engines."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from moesearch import corpus, space
+from moesearch.activations import NAMES
+from moesearch.config import RunConfig
+from moesearch.costs import costs
+
+TINY = space.load("tiny")
+
+
+@pytest.fixture(scope="module")
+def text():
+    return corpus.load(None)
+
+
+@pytest.mark.parametrize("activation", NAMES)
+def test_every_activation_runs_forward_and_backward(one_rank, activation):
+    from moesearch.model import Transformer
+
+    torch.manual_seed(0)
+    model = Transformer(TINY.model, [activation, "gelu"], ep_size=1)
+    idx_BT = torch.randint(256, (2, TINY.model.seq_len))
+    logits_BTV, aux, counts = model(idx_BT)
+    assert logits_BTV.shape == (2, TINY.model.seq_len, 256)
+    assert len(counts) == 2 and aux.item() > 0
+    loss = torch.nn.functional.cross_entropy(logits_BTV.flatten(0, 1), idx_BT.flatten()) + aux
+    loss.backward()
+    grads = [p.grad for n, p in model.named_parameters() if "blocks.0" in n and "experts" in n]
+    assert grads and all(g is not None and torch.isfinite(g).all() and g.abs().sum() > 0 for g in grads)
+
+
+@pytest.mark.parametrize("activation", NAMES)
+def test_analytic_params_match_the_model(one_rank, activation):
+    from moesearch.model import Transformer
+
+    layers = [activation, "gelu"]
+    model = Transformer(TINY.model, layers, ep_size=1)  # one rank holds every expert
+    assert sum(p.numel() for p in model.parameters()) == costs(TINY.model, layers, 4).params_total
+
+
+def test_params_policy_gives_equal_parameter_counts_across_activations():
+    for spec in (space.load(n) for n in space.shipped_names()):
+        counts = {costs(spec.model, [a] * spec.model.n_layers, spec.train.micro_batch).params_total for a in NAMES}
+        assert max(counts) / min(counts) - 1 < 0.01, spec.name
+
+
+def test_experts_start_different(one_rank):
+    from moesearch.model import Transformer
+
+    model = Transformer(TINY.model, ["gelu", "swiglu"], ep_size=1)
+    model.init_experts(seed=0, first_expert=0)
+    for _, moe in model.moe_layers():
+        a, b = (e.w_in.weight for e in moe.deepspeed_moe.experts.deepspeed_experts)
+        assert not torch.equal(a, b)
+
+
+def test_a_trial_trains_and_reports_every_metric(one_rank, text):
+    from moesearch.train import train_trial
+
+    cfg = RunConfig.build(TINY, ["swiglu", "relu2"], seed=1, data=None, world_size=1)
+    steps = []
+    metrics = train_trial(cfg, text, on_step=lambda step, loss: steps.append(loss))
+    assert len(steps) == TINY.train.steps and steps[-1] < steps[0]
+    assert metrics["val_loss"] < math.log(256)  # learnt something beyond uniform bytes
+    assert metrics["tokens_per_s"] > 0 and metrics["peak_memory_mb"] > 0
+    assert len(metrics["expert_load"]) == 2 and all(sum(s) == pytest.approx(1) for s in metrics["expert_load"])
+    assert metrics["params_total"] == costs(TINY.model, cfg.layers, 4).params_total
+
+
+def test_same_seed_same_result_and_engines_do_not_leak(one_rank, text):
+    import gc
+
+    from moesearch.train import train_trial
+
+    cfg = RunConfig.build(TINY, ["gelu", "gelu"], seed=3, data=None, world_size=1)
+    first = train_trial(cfg, text)["val_loss"]
+    assert train_trial(cfg, text)["val_loss"] == pytest.approx(first, abs=1e-6)
+    gc.collect()
+    import deepspeed
+
+    assert not [o for o in gc.get_objects() if isinstance(o, deepspeed.DeepSpeedEngine)]
+
+
+def test_nan_loss_fails_the_trial_at_its_step(one_rank, text, monkeypatch):
+    from moesearch.train import TrialFailed, train_trial
+
+    monkeypatch.setenv("MOESEARCH_FAULT", "nan:relu2,relu2")
+    cfg = RunConfig.build(TINY, ["relu2", "relu2"], seed=0, data=None, world_size=1)
+    with pytest.raises(TrialFailed, match="non-finite loss at step 1"):
+        train_trial(cfg, text)

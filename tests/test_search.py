@@ -1,0 +1,84 @@
+"""Real searches: the CLI in a subprocess, a worker group of two gloo ranks, real DeepSpeed and Optuna."""
+
+from __future__ import annotations
+
+import optuna
+
+from moesearch import results
+
+from conftest import MICRO, run_cli, write_space
+
+
+def records(folder, study):
+    return results.load_trials(folder, study)
+
+
+def test_search_runs_baselines_first_records_each_trial_once_and_resumes(tmp_path):
+    out = run_cli("search", "tiny", "--nproc", "2", "--trials", "4", "--results", str(tmp_path), "--no-progress")
+    assert out.returncode == 0, out.stderr
+    first = records(tmp_path, "tiny")
+    assert list(first["trial"]) == [0, 1, 2, 3]
+    assert list(first["assignment"][:3]) == ["gelu,gelu", "swiglu,swiglu", "relu2,relu2"]
+    assert (first["state"] == "COMPLETE").all() and (first["world_size"] == 2).all()
+    assert first["val_loss"].notna().all() and first["tokens_per_s"].gt(0).all()
+    assert "* = Pareto front" in out.stdout and "gelu,gelu" in out.stdout
+
+    again = run_cli("search", "tiny", "--nproc", "2", "--trials", "6", "--results", str(tmp_path), "--no-progress")
+    assert again.returncode == 0, again.stderr
+    assert "2 trials trained now, 6 in study" in again.stdout
+    second = records(tmp_path, "tiny")
+    assert list(second["trial"]) == [0, 1, 2, 3, 4, 5], "resumed at trial 4, nothing trained twice"
+    assert second["assignment"].is_unique
+    assert len(list(results.trials_dir(tmp_path, "tiny").iterdir())) == 6, "no temporary or extra files"
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path / 'moesearch.db'}")
+    told = [t for t in study.trials if t.user_attrs.get("trained")]
+    assert sorted(t.number for t in told) == list(second["trial"])
+
+    front = run_cli("pareto", "--results", str(tmp_path))
+    assert front.returncode == 0 and "6 complete trials (0 failed)" in front.stdout
+
+
+def test_repeated_assignments_are_answered_not_trained(tmp_path):
+    space = write_space(tmp_path, MICRO)  # four assignments in all
+    out = run_cli("search", str(space), "--nproc", "2", "--trials", "6", "--results", str(tmp_path / "r"),
+                  "--no-progress")
+    assert out.returncode == 0, out.stderr
+    assert "all 4 assignments of the space are evaluated" in out.stdout
+    trained = records(tmp_path / "r", "micro")
+    assert len(trained) == 4 and trained["assignment"].is_unique
+    study = optuna.load_study(study_name="micro", storage=f"sqlite:///{tmp_path / 'r' / 'moesearch.db'}")
+    for t in study.trials:
+        if "duplicate_of" in t.user_attrs:  # answered from the study: same values, no record of its own
+            assert t.values == study.trials[t.user_attrs["duplicate_of"]].values
+            assert t.number not in set(trained["trial"])
+
+    replicate = run_cli("train", str(space), "--nproc", "2", "--layers", "gelu,gelu", "--seed", "1",
+                        "--results", str(tmp_path / "r"), "--no-progress")
+    assert replicate.returncode == 0, replicate.stderr
+    after = records(tmp_path / "r", "micro")
+    assert len(after) == 5 and list(after["seed"]) == [0, 0, 0, 0, 1]
+    assert after["trial"].is_unique
+
+
+def test_divergence_and_a_crashed_group_are_recorded_and_the_search_goes_on(tmp_path):
+    fault = "nan:gelu,gelu;crash:swiglu,swiglu"
+    out = run_cli("search", "tiny", "--nproc", "2", "--trials", "3", "--results", str(tmp_path), "--no-progress",
+                  env={"MOESEARCH_FAULT": fault})
+    assert out.returncode == 0, out.stderr
+    rows = records(tmp_path, "tiny").set_index("assignment")
+    assert rows.loc["gelu,gelu", "state"] == "FAIL"
+    assert "diverged: non-finite loss at step 1" in rows.loc["gelu,gelu", "failure_reason"]
+    assert rows.loc["swiglu,swiglu", "state"] == "FAIL"
+    assert "worker group exited with code" in rows.loc["swiglu,swiglu", "failure_reason"]
+    assert rows.loc["relu2,relu2", "state"] == "COMPLETE", "a fresh group took over after the crash"
+    assert len(list((tmp_path / "tiny" / "logs").glob("group-*.log"))) == 2
+    assert "FAILED" in out.stderr
+
+
+def test_a_hung_rank_times_out_and_the_trial_is_recorded(tmp_path):
+    space = write_space(tmp_path, MICRO.replace("timeout_s = 300", "timeout_s = 20"))
+    out = run_cli("train", str(space), "--nproc", "2", "--layers", "gelu,swiglu", "--results", str(tmp_path / "r"),
+                  "--no-progress", env={"MOESEARCH_FAULT": "hang:gelu,swiglu"})
+    assert out.returncode == 1
+    row = records(tmp_path / "r", "micro").iloc[0]
+    assert row["state"] == "FAIL" and row["failure_reason"].startswith("timeout: trial still running after 20 s")

@@ -1,0 +1,96 @@
+"""Search-space files: every shipped one validates; every kind of mistake is named on one line."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from moesearch import space
+from moesearch.activations import NAMES, ffn_params, hidden_width
+from moesearch.cli import cli
+from moesearch.errors import InputError
+
+from conftest import MICRO, SPACES, write_space
+
+
+@pytest.mark.parametrize("path", sorted(SPACES.glob("*.toml")), ids=lambda p: p.stem)
+def test_every_shipped_space_validates(path):
+    spec = space.load(path)
+    assert spec.name == path.stem
+    assert spec.size() >= 2
+    assert spec.uniform_assignments(), "a space without uniform baselines has nothing to compare against"
+    result = CliRunner().invoke(cli, ["spaces", "validate", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "valid" in result.output
+
+
+def test_spaces_lists_and_shows_every_shipped_space():
+    runner = CliRunner()
+    listed = runner.invoke(cli, ["spaces"])
+    assert listed.exit_code == 0
+    for name in space.shipped_names():
+        assert name in listed.output
+        shown = runner.invoke(cli, ["spaces", "show", name])
+        assert shown.exit_code == 0 and '"d_model"' in shown.output
+
+
+@pytest.mark.parametrize("activation", NAMES)
+def test_params_policy_matches_parameters_within_one_percent(activation):
+    for spec in (space.load(p) for p in SPACES.glob("*.toml")):
+        m = spec.model
+        if m.width_policy == "params":
+            width = hidden_width(activation, m.d_ff, "params", m.width_multiple)
+            assert ffn_params(activation, m.d_model, width) == pytest.approx(2 * m.d_model * m.d_ff, rel=0.01)
+
+
+def test_width_policy_makes_gated_ffns_cost_one_and_a_half():
+    assert ffn_params("swiglu", 8, hidden_width("swiglu", 96, "width", 8)) == 1.5 * ffn_params("gelu", 8, 96)
+
+
+def test_layer_choices_per_layer_and_baselines(tmp_path):
+    body = MICRO.replace('activations = ["gelu", "swiglu"]', 'per_layer = [["gelu", "swiglu"], ["swiglu", "relu"]]')
+    spec = space.load(write_space(tmp_path, body))
+    assert spec.layer_choices() == [["gelu", "swiglu"], ["swiglu", "relu"]]
+    assert spec.size() == 4
+    assert spec.uniform_assignments() == [["swiglu", "swiglu"]]
+
+
+BAD = {
+    "unknown key": ("[model]\n", "[model]\nnum_expert = 4\n", "model.num_expert"),
+    "unknown activation": ('"swiglu"]', '"swishglu"]', "activations.1"),
+    "per-layer length": ('activations = ["gelu", "swiglu"]', 'per_layer = [["gelu"]]', "per_layer has 1 lists"),
+    "unknown objective": ("[search]\n", '[search]\nobjectives = { val_loss = "minimize", speed = "maximize" }\n', "speed"),
+    "parity": ("d_ff = 96", "d_ff = 100", "d_ff 100"),
+    "zero stage 3": ("[train]\n", "[train]\nzero_stage = 3\n", "train.zero_stage"),
+    "not toml": ("[model]", "[model", "not valid TOML"),
+}
+
+
+@pytest.mark.parametrize("case", BAD, ids=list(BAD))
+def test_bad_space_is_one_line_naming_the_key(tmp_path, case):
+    old, new, expected = BAD[case]
+    path = write_space(tmp_path, MICRO.replace(old, new, 1))
+    with pytest.raises(InputError, match=None) as err:
+        space.load(path)
+    assert expected in str(err.value) and str(path) in str(err.value)
+    result = CliRunner().invoke(cli, ["spaces", "validate", str(path)])
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0]
+
+
+def test_ep_size_must_divide_experts_and_ranks(tmp_path):
+    spec = space.load(write_space(tmp_path, MICRO.replace("[search]\n", "[search]\nep_size = 2\n")))
+    assert spec.ep_size(2) == 2
+    with pytest.raises(InputError, match=r"search.ep_size 2 .*--nproc 3"):
+        spec.ep_size(3)
+    assert space.load(write_space(tmp_path, MICRO, "m.toml")).ep_size(3) == 1  # default: gcd(experts, ranks)
+
+
+def test_assignment_must_fit_the_space():
+    spec = space.load("tiny")
+    spec.check_assignment(["gelu", "relu2"])
+    with pytest.raises(InputError, match="--layers: 3 activations given, the space has 2 layers"):
+        spec.check_assignment(["gelu"] * 3)
+    with pytest.raises(InputError, match="layer 1 activation 'silu' not allowed"):
+        spec.check_assignment(["gelu", "silu"])
