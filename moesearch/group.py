@@ -22,6 +22,7 @@ from moesearch.worker import ADDRESS_ENV, AUTHKEY_ENV
 
 _START_TIMEOUT_S = 600  # imports plus rendezvous; generous for a cold, loaded machine
 _POLL_S = 0.05
+_TEARDOWN_WAIT_S = 60  # torchrun's own grace period for surviving ranks is 30 s
 
 
 class GroupFailure(Exception):
@@ -55,9 +56,16 @@ class WorkerGroup:
                 elif time.monotonic() > deadline:
                     raise GroupFailure(f"timeout: trial still running after {timeout_s:g} s")
         except (GroupFailure, EOFError, OSError) as e:
-            reason = str(e) if isinstance(e, GroupFailure) else f"lost the worker group ({type(e).__name__})"
+            reason = str(e) if isinstance(e, GroupFailure) else self._why_link_broke()
             self.kill()
             raise GroupFailure(f"{reason}; output tail:\n{self.tail()}") from None
+
+    def _why_link_broke(self) -> str:
+        """Rank 0 hung up: usually torchrun is tearing the group down after a rank died."""
+        try:
+            return f"worker group exited with code {self.proc.wait(timeout=_TEARDOWN_WAIT_S)}"
+        except subprocess.TimeoutExpired:
+            return "lost the link to rank 0 while the group kept running"
 
     @property
     def log_path(self) -> Path:
