@@ -18,6 +18,7 @@ from moesearch.errors import InputError
 
 VOCAB_SIZE = 256
 _BLOCK = 4096  # the split unit: every VAL_EVERY-th block of the stream is held out
+_MIN_BLOCKS = 200  # small corpora get smaller blocks, so that 5% is still held out
 _VAL_EVERY = 20  # 5% validation, spread through the whole corpus rather than its alphabetical tail
 
 
@@ -63,6 +64,6 @@ def load(spec: str | None) -> Corpus:
         digest.update(data)
         chunks.append(data)
     stream = np.frombuffer(b"\n".join(chunks), dtype=np.uint8)
-    blocks = np.arange(len(stream)) // _BLOCK
+    blocks = np.arange(len(stream)) // max(1, min(_BLOCK, len(stream) // _MIN_BLOCKS))
     held_out = blocks % _VAL_EVERY == _VAL_EVERY - 1
     return Corpus(train=stream[~held_out], val=stream[held_out], sha256=digest.hexdigest())

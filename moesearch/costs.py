@@ -17,8 +17,9 @@ active per token = dense + sum over MoE layers (k P_expert + d E).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
+
+import numpy as np
 
 from moesearch.activations import ffn_params, hidden_width
 from moesearch.corpus import VOCAB_SIZE
@@ -33,8 +34,13 @@ class Costs:
 
 
 def expert_capacity(spec: ModelSpec, tokens_per_rank: int) -> int:
-    """Slots per expert per rank, as DeepSpeed's top-k gate sizes them (drop_tokens=True)."""
-    return max(math.ceil(spec.top_k * spec.capacity_factor * tokens_per_rank / spec.num_experts), spec.min_capacity)
+    """Slots per expert per rank, as DeepSpeed's top-k gate sizes them (drop_tokens=True).
+
+    DeepSpeed multiplies in float32 (a Python float times a float32 tensor), so we do too: in float64
+    the ceiling can land one slot higher for factors that are not exact binary fractions.
+    """
+    per_expert = np.float32(tokens_per_rank / spec.num_experts) * np.float32(spec.capacity_factor * spec.top_k)
+    return max(int(np.ceil(per_expert)), spec.min_capacity)
 
 
 def costs(spec: ModelSpec, layers: list[str] | tuple[str, ...], micro_batch: int) -> Costs:

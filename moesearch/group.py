@@ -29,6 +29,10 @@ class GroupFailure(Exception):
     """The worker group died or hung; the message says why and quotes its output."""
 
 
+class GroupStartFailure(GroupFailure):
+    """The worker group never came up: the environment is broken, not the trial."""
+
+
 class WorkerGroup:
     def __init__(self, nproc: int, log_dir: Path, env: dict[str, str] | None = None):
         self.nproc, self.log_dir, self.env = nproc, log_dir, env or {}
@@ -51,10 +55,10 @@ class WorkerGroup:
                     if msg["kind"] != "step":
                         return msg
                     on_step(msg["step"], msg["loss"])
-                elif self.proc.poll() is not None:
-                    raise GroupFailure(f"worker group exited with code {self.proc.returncode}")
-                elif time.monotonic() > deadline:
+                if time.monotonic() > deadline:  # checked even while steps keep arriving
                     raise GroupFailure(f"timeout: trial still running after {timeout_s:g} s")
+                if self.proc.poll() is not None:
+                    raise GroupFailure(f"worker group exited with code {self.proc.returncode}")
         except (GroupFailure, EOFError, OSError) as e:
             reason = str(e) if isinstance(e, GroupFailure) else self._why_link_broke()
             self.kill()
@@ -85,8 +89,10 @@ class WorkerGroup:
                 self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
             self._log_mark = 0
             self.link = self._accept(listener)
-        hello = self.link.recv()
-        self.hardware = hello["hardware"]
+            try:
+                self.hardware = self.link.recv()["hardware"]
+            except (EOFError, OSError):
+                self._fail_start()
 
     def _accept(self, listener: Listener) -> Connection:
         """Wait for rank 0 to connect, giving up if the group dies or takes too long to start."""
@@ -97,10 +103,15 @@ class WorkerGroup:
         while thread.is_alive():
             thread.join(_POLL_S)
             if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.kill()
-                raise GroupFailure(f"worker group failed to start (exit code {self.proc.returncode}); "
-                                   f"output tail:\n{self.tail()}")
+                self._fail_start()
+        if not accepted:  # accept() raised: rank 0 failed authentication
+            self._fail_start()
         return accepted[0]
+
+    def _fail_start(self) -> None:
+        self.kill()
+        raise GroupStartFailure(f"worker group failed to start (exit code {self.proc.returncode}); "
+                                f"output tail:\n{self.tail()}")
 
     def tail(self, lines: int = 15) -> str:
         """The last lines the group wrote during the current trial (or start-up)."""
@@ -110,8 +121,11 @@ class WorkerGroup:
         return "\n".join(text.strip().splitlines()[-lines:])
 
     def kill(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
+        if self.proc:
+            try:  # even if torchrun is gone: its ranks may not be
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
             self.proc.wait()
         if self.link:
             self.link.close()

@@ -6,8 +6,8 @@ from __future__ import annotations
 METRICS: dict[str, tuple[str, str]] = {
     "val_loss": ("nats/byte", "cross-entropy on the fixed held-out batches, the same for every trial"),
     "train_loss": ("nats/byte", "mean cross-entropy over the last 10% of training steps, across ranks"),
-    "tokens_per_s": ("tokens/s", "training tokens per second over all ranks, measured after warm-up"),
-    "step_time_s": ("s", "mean optimizer-step time after warm-up"),
+    "tokens_per_s": ("tokens/s", "training tokens per second over all ranks, from the median step time"),
+    "step_time_s": ("s", "median optimizer-step time after warm-up (first 10% of steps)"),
     "params_total": ("params", "all parameters, every expert counted"),
     "params_active": ("params", "parameters one token passes through (top-k experts)"),
     "train_flops_per_token": ("FLOPs", "analytic training FLOPs per token, capacity-padded experts"),

@@ -122,8 +122,8 @@ class Transformer(nn.Module):
                 yield i, block.ffn
 
     def _init_dense(self) -> None:
-        for name, p in self.named_parameters():
-            if p.dim() == 2:
+        for name, p in self.named_parameters():  # experts are drawn by init_experts, independent of ep_size
+            if p.dim() == 2 and "deepspeed_experts" not in name:
                 nn.init.normal_(p, std=self.out_std if name.endswith(("out.weight", "w_out.weight")) else _STD)
 
     def init_experts(self, seed: int, first_expert: int) -> None:

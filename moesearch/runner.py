@@ -7,29 +7,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 
 from tqdm.auto import tqdm
 
 from moesearch import results
 from moesearch.config import RunConfig
-from moesearch.group import GroupFailure, WorkerGroup
-from moesearch.space import Space
-
-
-@dataclass(frozen=True)
-class Settings:
-    """What every trial of one invocation shares (resolved and validated by the CLI)."""
-
-    space: Space
-    study: str
-    storage: str
-    results: Path
-    nproc: int
-    seed: int
-    data: str | None
-    data_sha256: str
-    progress: bool = True
+from moesearch.group import GroupFailure, GroupStartFailure, WorkerGroup
+from moesearch.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -47,7 +31,8 @@ class Outcome:
 def run_trial(settings: Settings, group: WorkerGroup, number: int, layers: list[str]) -> Outcome:
     """Train `layers` as trial `number`; the outcome holds its record (complete or failed), not yet written.
 
-    KeyboardInterrupt propagates after the group is stopped; the caller records the interruption.
+    GroupStartFailure and KeyboardInterrupt propagate (after the group is stopped): neither is the
+    trial's result, and the caller decides what the study makes of them.
     """
     cfg = RunConfig.build(settings.space, layers, settings.seed, settings.data, settings.nproc)
     started = datetime.now(timezone.utc)
@@ -56,6 +41,8 @@ def run_trial(settings: Settings, group: WorkerGroup, number: int, layers: list[
     try:
         reply = group.run(number, cfg.model_dump_json(), settings.space.search.timeout_s,
                           lambda step, loss: (bar.update(1), bar.set_postfix(loss=f"{loss:.3f}", refresh=False)))
+    except GroupStartFailure:
+        raise
     except GroupFailure as e:
         reply = {"kind": "failed", "reason": str(e)}
     except KeyboardInterrupt:

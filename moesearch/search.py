@@ -14,8 +14,10 @@ from tqdm.auto import tqdm
 
 from moesearch import results
 from moesearch import study as study_mod
+from moesearch.errors import InputError
 from moesearch.group import WorkerGroup
-from moesearch.runner import Settings, run_trial, summary
+from moesearch.runner import Outcome, run_trial, summary
+from moesearch.settings import Settings
 
 _MAX_REPEATS_IN_A_ROW = 100  # a sampler stuck on evaluated assignments has converged; stop asking
 
@@ -29,8 +31,8 @@ class SearchReport:
 
 
 def run_search(settings: Settings, n_trials: int, storage: optuna.storages.BaseStorage) -> SearchReport:
-    space, objectives = settings.space, settings.space.search.objectives
-    study = study_mod.open_study(storage, settings.study, space, settings.seed)
+    _check_results_folder(settings, storage)
+    study = study_mod.open_study(storage, settings.study, settings.space, settings.seed)
     done = len(study_mod.trained(study))
     known = study_mod.evaluated(study, settings.seed)
     trained_now = repeats = in_a_row = 0
@@ -39,41 +41,71 @@ def run_search(settings: Settings, n_trials: int, storage: optuna.storages.BaseS
                disable=not settings.progress, dynamic_ncols=True)
     with WorkerGroup(settings.nproc, settings.results / settings.study / "logs") as group, bar:
         while done < n_trials:
-            if len(known) >= space.size():
-                stopped = f"all {space.size()} assignments of the space are evaluated"
+            if len(known) >= settings.space.size():
+                stopped = f"all {settings.space.size()} assignments of the space are evaluated"
+                break
+            if in_a_row >= _MAX_REPEATS_IN_A_ROW:
+                stopped = f"the sampler proposed only evaluated assignments {in_a_row} times in a row"
                 break
             trial = study.ask()
-            layers = [trial.suggest_categorical(study_mod.param_name(i), c) for i, c in enumerate(space.layer_choices())]
-            assignment = ",".join(layers)
-            trial.set_user_attr("assignment", assignment)
-            trial.set_user_attr("seed", settings.seed)
-            if assignment in known:  # already trained with this seed: its result answers the trial
-                number, values = known[assignment]
-                trial.set_user_attr("duplicate_of", number)
-                study.tell(trial, values)
-                repeats, in_a_row = repeats + 1, in_a_row + 1
-                if in_a_row >= _MAX_REPEATS_IN_A_ROW:
-                    stopped = f"the sampler proposed only evaluated assignments {in_a_row} times in a row"
-                    break
-                continue
-            in_a_row = 0
-            trial.set_user_attr("trained", True)
             try:
-                outcome = run_trial(settings, group, trial.number, layers)
-            except KeyboardInterrupt:
-                trial.set_user_attr("budget", False)
-                trial.set_user_attr("failure_reason", "interrupted by the user")
-                study.tell(trial, state=TrialState.FAIL)
+                outcome = _answer(settings, study, trial, group, known)
+            except BaseException as e:  # interrupted, group never started, or a bug: the trial must not stay RUNNING
+                _abandon(study, trial, e)
                 raise
-            results.write_trial(settings.results, outcome.row)  # the record first: a told trial always has one
-            if outcome.ok:
-                study.tell(trial, outcome.values(objectives))
-                known[assignment] = (trial.number, outcome.values(objectives))
-            else:
-                trial.set_user_attr("failure_reason", outcome.row["failure_reason"])
-                study.tell(trial, state=TrialState.FAIL)
-            done, trained_now = done + 1, trained_now + 1
+            if outcome is None:
+                repeats, in_a_row = repeats + 1, in_a_row + 1
+                continue
+            done, trained_now, in_a_row = done + 1, trained_now + 1, 0
             bar.update(1)
             bar.set_postfix(front=len(study.best_trials))
-            bar.write(summary(outcome, objectives))
+            bar.write(summary(outcome, settings.space.search.objectives))
     return SearchReport(trained_now, done, repeats, stopped)
+
+
+def _answer(settings: Settings, study: optuna.Study, trial: optuna.Trial, group: WorkerGroup,
+            known: dict[str, tuple[int, list[float]]]) -> Outcome | None:
+    """Tell the study this trial's result: from an earlier trial (returns None) or trained and recorded."""
+    choices = settings.space.layer_choices()
+    layers = [trial.suggest_categorical(study_mod.param_name(i), c) for i, c in enumerate(choices)]
+    assignment = ",".join(layers)
+    trial.set_user_attr("assignment", assignment)
+    trial.set_user_attr("seed", settings.seed)
+    if assignment in known:  # already trained with this seed: its result answers the trial
+        number, values = known[assignment]
+        trial.set_user_attr("duplicate_of", number)
+        study.tell(trial, values)
+        return None
+    trial.set_user_attr("trained", True)
+    outcome = run_trial(settings, group, trial.number, layers)
+    results.write_trial(settings.results, outcome.row)  # the record first: a told trial always has one
+    if outcome.ok:
+        values = outcome.values(settings.space.search.objectives)
+        study.tell(trial, values)
+        known[assignment] = (trial.number, values)
+    else:
+        trial.set_user_attr("failure_reason", outcome.row["failure_reason"])
+        study.tell(trial, state=TrialState.FAIL)
+    return outcome
+
+
+def _abandon(study: optuna.Study, trial: optuna.Trial, error: BaseException) -> None:
+    """Fail a trial that produced no result, outside the budget; a baseline goes back in the queue."""
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    frozen = next((t for t in running if t.number == trial.number), None)
+    if frozen is None:
+        return  # told before the error
+    reason = "interrupted by the user" if isinstance(error, KeyboardInterrupt) else (str(error) or repr(error))
+    trial.set_user_attr("budget", False)
+    trial.set_user_attr("failure_reason", reason)
+    study.tell(trial, state=TrialState.FAIL)
+    if "fixed_params" in frozen.system_attrs:  # an enqueued baseline: it must still run
+        study.enqueue_trial(frozen.system_attrs["fixed_params"])
+
+
+def _check_results_folder(settings: Settings, storage: optuna.storages.BaseStorage) -> None:
+    """Records of a study this storage has never seen mean two searches would share one folder."""
+    folder = results.trials_dir(settings.results, settings.study)
+    if any(folder.glob("trial-*.parquet")) and settings.study not in optuna.get_all_study_names(storage):
+        raise InputError(f"--results: {str(folder)!r} holds records of a study {settings.study!r} that is not in "
+                         f"--storage {study_mod.redact(settings.storage)!r}; give another --results or --study")

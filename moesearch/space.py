@@ -18,6 +18,7 @@ from moesearch.errors import InputError
 from moesearch.metrics import METRICS
 
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
+STUDY_NAME = r"[A-Za-z0-9_.-]+"  # a study's name is also a folder name under the results folder
 
 
 class _Section(BaseModel):
@@ -77,7 +78,7 @@ class ModelSpec(_Section):
 class TrainSpec(_Section):
     steps: int = Field(300, ge=1)
     """Optimizer steps per trial."""
-    warmup_steps: int = Field(30, ge=0)
+    warmup_steps: int = Field(30, ge=1)
     """Linear learning-rate warm-up, then cosine decay to min_lr_ratio * lr."""
     micro_batch: int = Field(16, ge=1)
     """Sequences per rank per step; every rank sees the same number of tokens."""
@@ -118,7 +119,7 @@ class SearchSpec(_Section):
 
 
 class Space(_Section):
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field(pattern=rf"^{STUDY_NAME}$")
     """Default study name for searches over this space."""
     description: str = ""
     activations: list[Activation] | None = Field(None, min_length=1)
@@ -140,6 +141,12 @@ class Space(_Section):
                 )
             if not all(self.per_layer):
                 raise ValueError("every per_layer list needs at least one activation")
+        if self.train.warmup_steps >= self.train.steps:
+            raise ValueError(f"train.warmup_steps {self.train.warmup_steps} must be below train.steps {self.train.steps}")
+        tokens = self.train.micro_batch * self.model.seq_len
+        if self.model.min_capacity > tokens:
+            raise ValueError(f"model.min_capacity {self.model.min_capacity} exceeds the {tokens} tokens of a "
+                             "micro-batch (train.micro_batch x model.seq_len); DeepSpeed's gate refuses that")
         return self
 
     def layer_choices(self) -> list[list[str]]:
@@ -162,7 +169,7 @@ class Space(_Section):
         choices = self.layer_choices()
         if len(layers) != len(choices):
             raise InputError(f"{flag}: {len(layers)} activations given, the space has {len(choices)} layers")
-        for i, (a, allowed) in enumerate(zip(layers, choices)):
+        for i, (a, allowed) in enumerate(zip(layers, choices, strict=True)):
             if a not in allowed:
                 raise InputError(f"{flag}: layer {i} activation {a!r} not allowed here; allowed: {', '.join(allowed)}")
 

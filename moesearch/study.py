@@ -58,7 +58,7 @@ def open_study(storage: optuna.storages.BaseStorage, name: str, space: Space, se
     if recorded is None:
         study.set_user_attr("space", space.model_dump(mode="json"))
         for layers in space.uniform_assignments():  # the baselines are always in the study, and first
-            study.enqueue_trial(params(layers))
+            study.enqueue_trial(params(layers), skip_if_exists=True)
     elif recorded != space.model_dump(mode="json"):
         raise InputError(f"--study {name!r}: this study was created for a different space "
                          f"({recorded.get('name')!r} with other settings); give a new --study name")

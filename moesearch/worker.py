@@ -49,6 +49,8 @@ def _serve(link: Connection | None) -> None:
     corpora: dict[str | None, corpus_mod.Corpus] = {}
     while (task := _next_task(link)) is not None:
         cfg = RunConfig.model_validate_json(task["config"])
+        if link:  # a header in the group's log, so a failure's tail says which trial it was
+            print(f"moesearch: trial {task['trial']} [{cfg.assignment}]", flush=True)
         if cfg.data not in corpora:
             corpora[cfg.data] = corpus_mod.load(cfg.data)
         on_step = (lambda step, loss: link.send({"kind": "step", "step": step, "loss": loss})) if link else None

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 from click.testing import CliRunner
+from conftest import MICRO, write_space
 
 from moesearch.cli import cli
-
-from conftest import MICRO, write_space
 
 
 def case_space(tmp_path, old, new):
@@ -29,6 +28,10 @@ CASES = {
     "results not writable": (lambda t: ["tiny", "--nproc", "2", "--results", str(write_space(t, "", "afile") / "r")],
                              "--results"),
     "bad flag value": (lambda t: ["tiny", "--nproc", "zero"], "--nproc"),
+    "negative seed": (lambda t: ["tiny", "--nproc", "2", "--seed", "-1"], "--seed"),
+    "study name with a slash": (lambda t: ["tiny", "--nproc", "2", "--study", "../elsewhere"], "--study"),
+    "warm-up as long as training": (lambda t: case_space(t, "warmup_steps = 1", "warmup_steps = 6"),
+                                    "train.warmup_steps 6"),
 }
 
 
@@ -77,3 +80,50 @@ def test_storage_passwords_are_masked_in_errors():
     with pytest.raises(InputError) as err:
         open_storage("postgresql://user:hunter2@127.0.0.1:1/db?connect_timeout=1")
     assert "hunter2" not in str(err.value) and "--storage" in str(err.value)
+
+
+def test_records_of_another_storage_are_not_overwritten(tmp_path):
+    from test_results import record
+
+    from moesearch import results
+
+    row = record(0, "gelu,gelu", 2.0, 1.0)
+    row["study"] = "tiny"
+    results.write_trial(tmp_path, row)
+    before = sorted(tmp_path.rglob("*"))
+    out = CliRunner().invoke(cli, ["search", "tiny", "--nproc", "2", "--results", str(tmp_path),
+                                   "--storage", f"sqlite:///{tmp_path / 'other.db'}"])
+    assert out.exit_code == 2 and "--results" in out.output and "not in --storage" in out.output
+    assert [p for p in sorted(tmp_path.rglob("*")) if p.name != "other.db"] == before
+
+
+def test_an_abandoned_baseline_is_failed_outside_the_budget_and_queued_again(tmp_path):
+    import optuna
+
+    from moesearch import space
+    from moesearch import study as study_mod
+    from moesearch.search import _abandon
+
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    study = study_mod.open_study(storage, "s", space.load("tiny"), seed=0)
+    trial = study.ask()
+    trial.suggest_categorical("layer_0", ["gelu", "swiglu", "relu2"])
+    _abandon(study, trial, KeyboardInterrupt())
+    failed = study.trials[trial.number]
+    assert failed.state == optuna.trial.TrialState.FAIL and failed.user_attrs["budget"] is False
+    assert failed.user_attrs["failure_reason"] == "interrupted by the user"
+    waiting = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
+    assert [t.system_attrs["fixed_params"] for t in waiting].count({"layer_0": "gelu", "layer_1": "gelu"}) == 1
+    assert study_mod.trained(study) == []
+
+
+@pytest.mark.parametrize("args", [["--help"], ["search", "--help"], ["spaces"], ["spaces", "show", "tiny"]])
+def test_light_commands_import_neither_torch_nor_deepspeed(args):
+    import subprocess
+    import sys
+
+    code = ("import sys; from click.testing import CliRunner; from moesearch.cli import cli; "
+            f"r = CliRunner().invoke(cli, {args!r}); assert r.exit_code == 0, r.output; "
+            "print(sorted(m for m in ('torch', 'deepspeed') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -10,7 +10,8 @@ import torch
 from moesearch import corpus, space
 from moesearch.activations import NAMES
 from moesearch.config import RunConfig
-from moesearch.costs import costs
+from moesearch.costs import costs, expert_capacity
+from moesearch.metrics import METRICS
 
 TINY = space.load("tiny")
 
@@ -67,7 +68,9 @@ def test_a_trial_trains_and_reports_every_metric(one_rank, text):
     cfg = RunConfig.build(TINY, ["swiglu", "relu2"], seed=1, data=None, world_size=1)
     steps = []
     metrics = train_trial(cfg, text, on_step=lambda step, loss: steps.append(loss))
+    assert set(METRICS) <= metrics.keys()
     assert len(steps) == TINY.train.steps and steps[-1] < steps[0]
+    assert 0 < metrics["step_time_s"] < metrics["train_time_s"] / (TINY.train.steps / 2)
     assert metrics["val_loss"] < math.log(256)  # learnt something beyond uniform bytes
     assert metrics["tokens_per_s"] > 0 and metrics["peak_memory_mb"] > 0
     assert len(metrics["expert_load"]) == 2 and all(sum(s) == pytest.approx(1) for s in metrics["expert_load"])
@@ -95,3 +98,26 @@ def test_nan_loss_fails_the_trial_at_its_step(one_rank, text, monkeypatch):
     cfg = RunConfig.build(TINY, ["relu2", "relu2"], seed=0, data=None, world_size=1)
     with pytest.raises(TrialFailed, match="non-finite loss at step 1"):
         train_trial(cfg, text)
+
+
+@pytest.mark.parametrize("experts, top_k, factor, tokens", [(2, 1, 1.1, 800), (4, 2, 1.25, 1024), (8, 2, 1.0, 4096),
+                                                            (16, 2, 1.25, 8192), (6, 3, 0.7, 999)])
+def test_expert_capacity_matches_deepspeeds_gate(experts, top_k, factor, tokens):
+    from deepspeed.moe.sharded_moe import _capacity
+
+    spec = TINY.model.model_copy(update={"num_experts": experts, "top_k": top_k, "capacity_factor": factor})
+    gates = torch.empty(tokens, experts)
+    expected = _capacity(gates, torch.tensor(factor * top_k), torch.tensor(spec.min_capacity)).item()
+    assert expert_capacity(spec, tokens) == expected
+
+
+def test_dense_weights_do_not_depend_on_the_expert_parallel_size(one_rank):
+    from moesearch.model import Transformer
+
+    spec = TINY.model.model_copy(update={"num_experts": 4})
+    torch.manual_seed(0)
+    all_local = Transformer(spec, ["gelu", "swiglu"], ep_size=1).state_dict()
+    torch.manual_seed(0)
+    half_local = Transformer(spec, ["gelu", "swiglu"], ep_size=2).state_dict()  # 2 of 4 experts on this rank
+    dense = [k for k in all_local if "experts" not in k]
+    assert all(torch.equal(all_local[k], half_local[k]) for k in dense)

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import optuna
+from conftest import MICRO, run_cli, write_space
 
 from moesearch import results
-
-from conftest import MICRO, run_cli, write_space
 
 
 def records(folder, study):
@@ -23,6 +22,8 @@ def test_search_runs_baselines_first_records_each_trial_once_and_resumes(tmp_pat
     assert first["val_loss"].notna().all() and first["tokens_per_s"].gt(0).all()
     assert "* = Pareto front" in out.stdout and "gelu,gelu" in out.stdout
 
+    storage = f"sqlite:///{tmp_path / 'moesearch.db'}"
+    optuna.load_study(study_name="tiny", storage=storage).enqueue_trial({"layer_0": "gelu", "layer_1": "gelu"})
     again = run_cli("search", "tiny", "--nproc", "2", "--trials", "6", "--results", str(tmp_path), "--no-progress")
     assert again.returncode == 0, again.stderr
     assert "2 trials trained now, 6 in study" in again.stdout
@@ -31,11 +32,14 @@ def test_search_runs_baselines_first_records_each_trial_once_and_resumes(tmp_pat
     assert (second["trial"][4:] > 3).all(), "resumed after them"
     assert second["assignment"].is_unique
     assert len(list(results.trials_dir(tmp_path, "tiny").iterdir())) == 6, "no temporary or extra files"
-    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path / 'moesearch.db'}")
+    study = optuna.load_study(study_name="tiny", storage=storage)
     told = [t for t in study.trials if t.user_attrs.get("trained")]
     assert sorted(t.number for t in told) == list(second["trial"]), "exactly the trained trials have records"
     answered = [t for t in study.trials if "duplicate_of" in t.user_attrs]
-    assert all(t.number not in set(second["trial"]) for t in answered)
+    assert answered and answered[0].params == {"layer_0": "gelu", "layer_1": "gelu"}, "the repeat we enqueued"
+    for t in answered:
+        assert t.values == study.trials[t.user_attrs["duplicate_of"]].values
+        assert t.number not in set(second["trial"])
 
     front = run_cli("pareto", "--results", str(tmp_path))
     assert front.returncode == 0 and "6 complete trials (0 failed)" in front.stdout

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-
 import pytest
+from conftest import run_cli
 
 from moesearch import results
-
-from conftest import run_cli
 
 
 def _has_gpu() -> bool:

@@ -10,6 +10,7 @@ import sys
 import click
 
 from moesearch.errors import InputError
+from moesearch.group import GroupStartFailure
 
 
 class _Group(click.Group):
@@ -20,6 +21,9 @@ class _Group(click.Group):
             message = e.format_message() if isinstance(e, click.UsageError) else str(e)
             click.echo(f"moesearch: error: {' '.join(message.split())}", err=True)
             sys.exit(2)
+        except GroupStartFailure as e:
+            click.echo(f"moesearch: {e}", err=True)
+            sys.exit(1)
         except click.Abort:
             click.echo("moesearch: interrupted", err=True)
             sys.exit(130)

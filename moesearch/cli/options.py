@@ -7,13 +7,16 @@ storage URL stops the command with one line and exit code 2, leaving no file beh
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import click
 
-from moesearch import corpus, space as space_mod
+from moesearch import corpus
+from moesearch import space as space_mod
 from moesearch.errors import InputError
-from moesearch.runner import Settings
+from moesearch.settings import Settings
+from moesearch.space import STUDY_NAME
 
 DEFAULT_RESULTS = Path("results")
 
@@ -28,7 +31,7 @@ def run_options(command):
         click.option("--results", type=click.Path(path_type=Path), default=DEFAULT_RESULTS, show_default=True,
                      help="Folder for Parquet records and logs."),
         click.option("--data", help="Training text: a file, a folder or a glob [default: the Python standard library's source]."),
-        click.option("--seed", type=int, default=0, show_default=True, help="Training seed of every trial (and the sampler's)."),
+        click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True, help="Training seed of every trial (and the sampler's)."),
         click.option("--progress/--no-progress", default=True, show_default=True, help="Show progress bars."),
     ]
     for decorate in reversed(decorators):
@@ -49,6 +52,8 @@ def resolve(space: str, nproc: int | None, storage: str | None, study_name: str 
     text.check_fits(spec.model.seq_len)
     results = results.resolve()
     _check_writable(results)
+    if study_name is not None and not re.fullmatch(STUDY_NAME, study_name):
+        raise InputError(f"--study: {study_name!r} is not a plain name; allowed: letters, digits, '_', '.', '-'")
     return Settings(space=spec, study=study_name or spec.name, storage=storage or f"sqlite:///{results / 'moesearch.db'}",
                     results=results, nproc=nproc, seed=seed, data=data, data_sha256=text.sha256, progress=progress)
 

@@ -17,7 +17,8 @@ from moesearch.errors import InputError
 @click.option("--study", "study_name", help="Study to show [default: the only one in the results folder].")
 def pareto(results: Path, study_name: str | None) -> None:
     """Print the Pareto front of a study, with the uniform baselines marked even when dominated."""
-    from moesearch import pareto as pareto_mod, results as results_mod
+    from moesearch import pareto as pareto_mod
+    from moesearch import results as results_mod
 
     found = results_mod.studies(results)
     if study_name is None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+
 import click
 
 from moesearch.cli import cli
@@ -19,7 +21,8 @@ def train(layers: str, **options) -> None:
     """
     import optuna
 
-    from moesearch import results, study as study_mod
+    from moesearch import results
+    from moesearch import study as study_mod
     from moesearch.group import WorkerGroup
     from moesearch.runner import run_trial
 
@@ -31,17 +34,19 @@ def train(layers: str, **options) -> None:
     with WorkerGroup(settings.nproc, settings.results / settings.study / "logs") as group:
         outcome = run_trial(settings, group, -1, chosen)
     objectives = settings.space.search.objectives
+    token = secrets.token_hex(8)
     frozen = optuna.trial.create_trial(
         params=study_mod.params(chosen),
         distributions={study_mod.param_name(i): optuna.distributions.CategoricalDistribution(c)
                        for i, c in enumerate(settings.space.layer_choices())},
         values=outcome.values(objectives) if outcome.ok else None,
         state=optuna.trial.TrialState.COMPLETE if outcome.ok else optuna.trial.TrialState.FAIL,
-        user_attrs={"assignment": ",".join(chosen), "seed": settings.seed, "trained": True,
+        user_attrs={"assignment": ",".join(chosen), "seed": settings.seed, "trained": True, "token": token,
                     **({} if outcome.ok else {"failure_reason": outcome.row["failure_reason"]})},
     )
-    study.add_trial(frozen)
-    outcome.row["trial"] = study.trials[-1].number
+    study.add_trial(frozen)  # returns nothing: find our trial by its token (others may be adding trials too)
+    outcome.row["trial"] = next(t.number for t in reversed(study.get_trials(deepcopy=False))
+                                if t.user_attrs.get("token") == token)
     path = results.write_trial(settings.results, outcome.row)
     for key in ("state", "failure_reason", *METRICS, "load_balance"):
         if outcome.row[key] is not None:
