@@ -7,9 +7,9 @@ group's output, and the next `run` starts a fresh group.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import threading
@@ -17,6 +17,8 @@ import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection, Listener
 from pathlib import Path
+
+import psutil
 
 from moesearch.worker import ADDRESS_ENV, AUTHKEY_ENV
 
@@ -62,7 +64,7 @@ class WorkerGroup:
         except (GroupFailure, EOFError, OSError) as e:
             reason = str(e) if isinstance(e, GroupFailure) else self._why_link_broke()
             self.kill()
-            raise GroupFailure(f"{reason}; output tail:\n{self.tail()}") from None
+            raise GroupFailure(f"{reason} (log: {self.log_path}); output tail:\n{self.tail()}") from None
 
     def _why_link_broke(self) -> str:
         """Rank 0 hung up: usually torchrun is tearing the group down after a rank died."""
@@ -85,7 +87,7 @@ class WorkerGroup:
             cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={self.nproc}",
                    "-m", "moesearch.worker"]
             with open(self.log_path, "ab") as log:
-                # Own session: one killpg takes down torchrun and every rank.
+                # Own session: the terminal's Ctrl-C reaches the supervisor only, which then stops the group.
                 self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
             self._log_mark = 0
             self.link = self._accept(listener)
@@ -110,8 +112,8 @@ class WorkerGroup:
 
     def _fail_start(self) -> None:
         self.kill()
-        raise GroupStartFailure(f"worker group failed to start (exit code {self.proc.returncode}); "
-                                f"output tail:\n{self.tail()}")
+        raise GroupStartFailure(f"worker group failed to start (exit code {self.proc.returncode}, "
+                                f"log: {self.log_path}); output tail:\n{self.tail()}")
 
     def tail(self, lines: int = 15) -> str:
         """The last lines the group wrote during the current trial (or start-up)."""
@@ -121,11 +123,17 @@ class WorkerGroup:
         return "\n".join(text.strip().splitlines()[-lines:])
 
     def kill(self) -> None:
+        """SIGKILL torchrun and every rank. torchrun starts each rank in a session of its own, so one
+        killpg does not reach them: collect the whole process tree first."""
         if self.proc:
-            try:  # even if torchrun is gone: its ranks may not be
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            try:
+                tree = [psutil.Process(self.proc.pid), *psutil.Process(self.proc.pid).children(recursive=True)]
+            except psutil.NoSuchProcess:
+                tree = []
+            for p in tree:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    p.kill()
+            psutil.wait_procs(tree, timeout=30)
             self.proc.wait()
         if self.link:
             self.link.close()

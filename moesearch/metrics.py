@@ -14,3 +14,8 @@ METRICS: dict[str, tuple[str, str]] = {
     "peak_memory_mb": ("MiB", "peak memory of the busiest rank (GPU: allocator peak; CPU: sampled RSS)"),
     "train_time_s": ("s", "wall time of the training loop"),
 }
+
+
+def fmt(value: float) -> str:
+    """A metric for people: four significant digits, thousands separated, no exponent."""
+    return f"{value:,.4g}" if abs(value) < 1e4 else f"{value:,.0f}"

@@ -11,7 +11,9 @@ import moocore
 import numpy as np
 import pandas as pd
 
-from moesearch.metrics import METRICS
+from moesearch.metrics import METRICS, fmt
+
+_CONTEXT = ("params_active", "train_flops_per_token")  # cost columns shown beside the objectives
 
 
 def objectives_of(trials: pd.DataFrame) -> dict[str, str]:
@@ -36,9 +38,12 @@ def front_table(trials: pd.DataFrame) -> str:
     shown = marked[marked["pareto"] | marked["baseline"]].sort_values(list(objectives)[0])
     mark = shown["pareto"].map({True: "*", False: " "}) + shown["baseline"].map({True: "B", False: " "})
     columns = {o: f"{o} [{METRICS[o][0]}] ({'max' if d == 'maximize' else 'min'})" for o, d in objectives.items()}
-    view = pd.DataFrame({"": mark, "trial": shown["trial"], "assignment": shown["assignment"]})
+    view = pd.DataFrame({"": mark, "trial": shown["trial"], "seed": shown["seed"], "assignment": shown["assignment"]})
     for name, header in columns.items():
-        view[header] = shown[name].map(lambda v: f"{v:,.4g}" if abs(v) < 1e4 else f"{v:,.0f}")
+        view[header] = shown[name].map(fmt)
+    for name in _CONTEXT:
+        if name not in objectives:
+            view[f"{name} [{METRICS[name][0]}]"] = shown[name].map(fmt)
     failed = int((trials["state"] != "COMPLETE").sum())
     summary = (f"{len(marked)} complete trials ({failed} failed), {int(marked['pareto'].sum())} on the front; "
                f"* = Pareto front, B = uniform baseline")

@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 from moesearch import results
 from moesearch.config import RunConfig
 from moesearch.group import GroupFailure, GroupStartFailure, WorkerGroup
+from moesearch.metrics import fmt
 from moesearch.settings import Settings
 
 
@@ -36,8 +37,8 @@ def run_trial(settings: Settings, group: WorkerGroup, number: int, layers: list[
     """
     cfg = RunConfig.build(settings.space, layers, settings.seed, settings.data, settings.nproc)
     started = datetime.now(timezone.utc)
-    bar = tqdm(total=cfg.train.steps, desc=f"trial {number}", unit="step", leave=False,
-               disable=not settings.progress, dynamic_ncols=True)
+    bar = tqdm(total=cfg.train.steps, desc=f"trial {number}" if number >= 0 else "training", unit="step",
+               leave=False, disable=None if settings.progress else True, dynamic_ncols=True)  # None: off unless a tty
     try:
         reply = group.run(number, cfg.model_dump_json(), settings.space.search.timeout_s,
                           lambda step, loss: (bar.update(1), bar.set_postfix(loss=f"{loss:.3f}", refresh=False)))
@@ -65,5 +66,5 @@ def summary(outcome: Outcome, objectives: dict[str, str]) -> str:
     row = outcome.row
     if not outcome.ok:
         return f"trial {row['trial']} [{row['assignment']}] FAILED: {row['failure_reason'].splitlines()[0]}"
-    shown = ", ".join(f"{o}={row[o]:.4g}" for o in objectives)
+    shown = ", ".join(f"{o}={fmt(row[o])}" for o in objectives)
     return f"trial {row['trial']} [{row['assignment']}] {shown} ({row['wall_time_s']:.1f} s)"

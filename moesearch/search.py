@@ -14,7 +14,6 @@ from tqdm.auto import tqdm
 
 from moesearch import results
 from moesearch import study as study_mod
-from moesearch.errors import InputError
 from moesearch.group import WorkerGroup
 from moesearch.runner import Outcome, run_trial, summary
 from moesearch.settings import Settings
@@ -31,14 +30,13 @@ class SearchReport:
 
 
 def run_search(settings: Settings, n_trials: int, storage: optuna.storages.BaseStorage) -> SearchReport:
-    _check_results_folder(settings, storage)
     study = study_mod.open_study(storage, settings.study, settings.space, settings.seed)
     done = len(study_mod.trained(study))
     known = study_mod.evaluated(study, settings.seed)
     trained_now = repeats = in_a_row = 0
     stopped = None
     bar = tqdm(total=n_trials, initial=min(done, n_trials), desc=f"study {settings.study}", unit="trial",
-               disable=not settings.progress, dynamic_ncols=True)
+               disable=None if settings.progress else True, dynamic_ncols=True)  # None: off unless a tty
     with WorkerGroup(settings.nproc, settings.results / settings.study / "logs") as group, bar:
         while done < n_trials:
             if len(known) >= settings.space.size():
@@ -102,10 +100,3 @@ def _abandon(study: optuna.Study, trial: optuna.Trial, error: BaseException) -> 
     if "fixed_params" in frozen.system_attrs:  # an enqueued baseline: it must still run
         study.enqueue_trial(frozen.system_attrs["fixed_params"])
 
-
-def _check_results_folder(settings: Settings, storage: optuna.storages.BaseStorage) -> None:
-    """Records of a study this storage has never seen mean two searches would share one folder."""
-    folder = results.trials_dir(settings.results, settings.study)
-    if any(folder.glob("trial-*.parquet")) and settings.study not in optuna.get_all_study_names(storage):
-        raise InputError(f"--results: {str(folder)!r} holds records of a study {settings.study!r} that is not in "
-                         f"--storage {study_mod.redact(settings.storage)!r}; give another --results or --study")

@@ -6,8 +6,10 @@ import os
 import socket
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
+import psutil
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,10 +35,32 @@ def one_rank():
     yield
 
 
+def cli_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "moesearch", *args]
+
+
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
-    """`python -m moesearch ARGS` in a subprocess, as a user would run it."""
-    return subprocess.run([sys.executable, "-m", "moesearch", *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=timeout, cwd=ROOT)
+    """`python -m moesearch ARGS` in a subprocess, as a user would run it; `.tag` finds its ranks."""
+    tag = uuid.uuid4().hex
+    done = subprocess.run(cli_command(*args), capture_output=True, text=True, timeout=timeout, cwd=ROOT,
+                          env={**os.environ, **(env or {}), TAG_ENV: tag})
+    done.tag = tag
+    return done
+
+
+TAG_ENV = "MOESEARCH_TEST_TAG"
+
+
+def leftover_ranks(tag: str) -> list[int]:
+    """PIDs of worker ranks still alive from the command run with `tag` (there should be none)."""
+    found = []
+    for p in psutil.process_iter(["cmdline"]):
+        try:
+            if "moesearch.worker" in " ".join(p.info["cmdline"] or []) and p.environ().get(TAG_ENV) == tag:
+                found.append(p.pid)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+    return found
 
 
 def write_space(folder: Path, body: str, name: str = "space.toml") -> Path:

@@ -61,8 +61,8 @@ def test_front_marks_nondominated_and_always_shows_baselines(tmp_path):
     out = CliRunner().invoke(cli, ["pareto", "--results", str(tmp_path)])
     assert out.exit_code == 0, out.output
     lines = out.output.splitlines()
-    assert any(l.split()[:2] == ["*B", "0"] for l in lines)
-    assert any(l.split()[:3] == ["B", "4", "relu,relu"] for l in lines), "a dominated baseline is still shown"
+    assert any(l.split()[:3] == ["*B", "0", "0"] for l in lines), "mark, trial, seed"
+    assert any(l.split()[:4] == ["B", "4", "0", "relu,relu"] for l in lines), "a dominated baseline is still shown"
     assert not any("swiglu,gelu" in l for l in lines), "dominated hybrids are not"
     assert "5 complete trials (1 failed), 3 on the front" in out.output
 
@@ -87,3 +87,8 @@ def test_pareto_asks_for_an_existing_study(tmp_path, args, flag):
         results.write_trial(tmp_path, row)
     out = CliRunner().invoke(cli, ["pareto", "--results", str(tmp_path), *args])
     assert out.exit_code == 2 and flag in out.output and "a, b" in out.output
+
+
+def test_pareto_names_a_missing_results_folder(tmp_path):
+    out = CliRunner().invoke(cli, ["pareto", "--results", str(tmp_path / "nowhere")])
+    assert out.exit_code == 2 and "--results" in out.output and "is not a folder" in out.output

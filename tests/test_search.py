@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
+
 import optuna
-from conftest import MICRO, run_cli, write_space
+from conftest import MICRO, ROOT, TAG_ENV, cli_command, leftover_ranks, run_cli, write_space
 
 from moesearch import results
 
@@ -80,6 +82,7 @@ def test_divergence_and_a_crashed_group_are_recorded_and_the_search_goes_on(tmp_
     assert rows.loc["relu2,relu2", "state"] == "COMPLETE", "a fresh group took over after the crash"
     assert len(list((tmp_path / "tiny" / "logs").glob("group-*.log"))) == 2
     assert "trial 1 [swiglu,swiglu] FAILED: worker group exited" in out.stdout
+    assert leftover_ranks(out.tag) == []
 
 
 def test_a_hung_rank_times_out_and_the_trial_is_recorded(tmp_path):
@@ -89,3 +92,34 @@ def test_a_hung_rank_times_out_and_the_trial_is_recorded(tmp_path):
     assert out.returncode == 1
     row = records(tmp_path / "r", "micro").iloc[0]
     assert row["state"] == "FAIL" and row["failure_reason"].startswith("timeout: trial still running after 20 s")
+    assert leftover_ranks(out.tag) == [], "the hung rank and its peers are gone"
+
+
+def test_ctrl_c_stops_the_group_fails_the_trial_and_the_search_resumes(tmp_path):
+    import signal
+    import subprocess
+    import time
+    import uuid
+
+    space = write_space(tmp_path, MICRO.replace("steps = 6", "steps = 100000").replace("warmup_steps = 1", "warmup_steps = 2"))
+    tag = uuid.uuid4().hex
+    proc = subprocess.Popen(cli_command("search", str(space), "--nproc", "2", "--trials", "2", "--results",
+                                        str(tmp_path / "r"), "--no-progress"),
+                            env={**os.environ, TAG_ENV: tag}, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    logs = tmp_path / "r" / "micro" / "logs"
+    deadline = time.monotonic() + 300
+    while not any("moesearch: trial 0" in p.read_text(errors="replace") for p in logs.glob("*.log")):
+        assert time.monotonic() < deadline and proc.poll() is None, "the first trial never started"
+        time.sleep(0.2)
+    time.sleep(1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and b"interrupted" in err
+    assert leftover_ranks(tag) == []
+    study = optuna.load_study(study_name="micro", storage=f"sqlite:///{tmp_path / 'r' / 'moesearch.db'}")
+    first = study.trials[0]
+    assert first.state == optuna.trial.TrialState.FAIL and first.user_attrs["budget"] is False
+    assert not results.trials_dir(tmp_path / "r", "micro").exists() or not any(
+        results.trials_dir(tmp_path / "r", "micro").iterdir()), "an interrupted trial is no result"
+    waiting = [t.system_attrs["fixed_params"] for t in study.get_trials(states=(optuna.trial.TrialState.WAITING,))]
+    assert sorted(w["layer_0"] for w in waiting) == ["gelu", "swiglu"], "both baselines are still queued"

@@ -70,10 +70,37 @@ def _check_writable(folder: Path) -> None:
         raise InputError(f"--results: {str(folder)!r} cannot be written ({existing} is not a writable folder)")
 
 
-def open_storage(settings: Settings, explicit: bool):
-    """Open the study storage; the default SQLite file lives in the results folder, created here."""
-    from moesearch import study
+def describe(settings: Settings) -> str:
+    """The resolved plan in one line, printed before any training starts."""
+    from moesearch.study import redact
 
+    return (f"study {settings.study!r} in {redact(settings.storage)} | space {settings.space.name} | "
+            f"{settings.nproc} ranks, ep_size {settings.space.ep_size(settings.nproc)} | seed {settings.seed} | "
+            f"records in {settings.results}")
+
+
+def open_storage(settings: Settings, explicit: bool):
+    """Open the study storage; the default SQLite file lives in the results folder, created here.
+
+    Records of this study in the results folder must belong to this storage: otherwise two studies
+    would share trial numbers, and one would overwrite the other's record.
+    """
+    import optuna
+
+    from moesearch import results, study
+
+    records = any(results.trials_dir(settings.results, settings.study).glob("trial-*.parquet"))
+    clash = InputError(f"--results: {str(settings.results)!r} holds records of a study {settings.study!r} that is "
+                       f"not in --storage {study.redact(settings.storage)!r}; give another --results or --study")
+    if records and _new_sqlite_file(settings.storage):
+        raise clash  # before opening: that would create the file
     if not explicit:
         settings.results.mkdir(parents=True, exist_ok=True)
-    return study.open_storage(settings.storage)
+    storage = study.open_storage(settings.storage)
+    if records and settings.study not in optuna.get_all_study_names(storage):
+        raise clash
+    return storage
+
+
+def _new_sqlite_file(url: str) -> bool:
+    return url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///").split("?")[0]).exists()

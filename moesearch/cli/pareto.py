@@ -20,6 +20,8 @@ def pareto(results: Path, study_name: str | None) -> None:
     from moesearch import pareto as pareto_mod
     from moesearch import results as results_mod
 
+    if not results.is_dir():
+        raise InputError(f"--results: {str(results)!r} is not a folder")
     found = results_mod.studies(results)
     if study_name is None:
         if len(found) != 1:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from moesearch.cli import cli
-from moesearch.cli.options import open_storage, resolve, run_options
+from moesearch.cli.options import describe, open_storage, resolve, run_options
 
 
 @cli.command()
@@ -23,6 +23,7 @@ def search(trials: int | None, **options) -> None:
     settings = resolve(**options)
     storage = open_storage(settings, explicit=options["storage"] is not None)
     n_trials = trials or settings.space.search.trials
+    click.echo(f"{describe(settings)} | {n_trials} trials")
     report = run_search(settings, n_trials, storage)
     click.echo(f"\n{report.trained_now} trials trained now, {report.trained_total} in study {settings.study!r}"
                f" ({report.repeats_answered} repeated proposals answered from the study)")

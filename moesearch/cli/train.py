@@ -7,7 +7,7 @@ import secrets
 import click
 
 from moesearch.cli import cli
-from moesearch.cli.options import open_storage, resolve, run_options
+from moesearch.cli.options import describe, open_storage, resolve, run_options
 from moesearch.metrics import METRICS
 
 
@@ -31,6 +31,7 @@ def train(layers: str, **options) -> None:
     settings.space.check_assignment(chosen)
     storage = open_storage(settings, explicit=options["storage"] is not None)
     study = study_mod.open_study(storage, settings.study, settings.space, settings.seed)
+    click.echo(describe(settings))
     with WorkerGroup(settings.nproc, settings.results / settings.study / "logs") as group:
         outcome = run_trial(settings, group, -1, chosen)
     objectives = settings.space.search.objectives
@@ -49,8 +50,11 @@ def train(layers: str, **options) -> None:
                                 if t.user_attrs.get("token") == token)
     path = results.write_trial(settings.results, outcome.row)
     for key in ("state", "failure_reason", *METRICS, "load_balance"):
-        if outcome.row[key] is not None:
-            click.echo(f"{key:>22}: {outcome.row[key]}")
+        value = outcome.row[key]
+        if value is not None:
+            shown = f"{value:,.5g}" if isinstance(value, float) else value
+            shown = ", ".join(f"{v:.3f}" for v in value) if isinstance(value, list) else shown
+            click.echo(f"{key:>22}: {shown} {METRICS[key][0] if key in METRICS else ''}")
     click.echo(f"{'record':>22}: {path}")
     if not outcome.ok:
         raise SystemExit(1)
