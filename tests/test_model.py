@@ -47,7 +47,10 @@ def test_analytic_params_match_the_model(one_rank, activation):
 
 
 def test_params_policy_gives_equal_parameter_counts_across_activations():
+    assert any(space.load(n).model.width_policy == "params" for n in space.shipped_names())
     for spec in (space.load(n) for n in space.shipped_names()):
+        if spec.model.width_policy != "params":
+            continue
         counts = {costs(spec.model, [a] * spec.model.n_layers, spec.train.micro_batch).params_total for a in NAMES}
         assert max(counts) / min(counts) - 1 < 0.01, spec.name
 
@@ -121,3 +124,10 @@ def test_dense_weights_do_not_depend_on_the_expert_parallel_size(one_rank):
     half_local = Transformer(spec, ["gelu", "swiglu"], ep_size=2).state_dict()  # 2 of 4 experts on this rank
     dense = [k for k in all_local if "experts" not in k]
     assert all(torch.equal(all_local[k], half_local[k]) for k in dense)
+
+
+def test_width_policy_costs_gated_layers_more():
+    spec = space.load("default")
+    assert spec.model.width_policy == "width"
+    by_swiglu_layers = [costs(spec.model, ["swiglu"] * n + ["gelu"] * (4 - n), 8).train_flops_per_token for n in range(5)]
+    assert by_swiglu_layers == sorted(set(by_swiglu_layers)), "every SwiGLU layer adds the same, positive cost"
