@@ -22,7 +22,8 @@ STUDY_NAME = r"[A-Za-z0-9_.-]+"  # a study's name is also a folder name under th
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+    # strict: TOML is typed, so "300" where a number belongs is a mistake, not something to coerce
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, use_attribute_docstrings=True)
 
 
 class ModelSpec(_Section):

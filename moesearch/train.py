@@ -125,7 +125,7 @@ def _train(engine, cfg: RunConfig, batches: Batches, on_step: OnStep | None, on_
     fault = faults.planned(cfg.assignment)
     n_moe = sum(1 for _ in engine.module.moe_layers())
     load_LE = torch.zeros(n_moe, cfg.model.num_experts)
-    losses, step_times, peak_rss = [], [], 0
+    losses, step_times, peak_rss, me = [], [], 0, psutil.Process()
     loop_start = time.perf_counter()
     if on_gpu:
         torch.cuda.reset_peak_memory_stats()
@@ -148,7 +148,7 @@ def _train(engine, cfg: RunConfig, batches: Batches, on_step: OnStep | None, on_
             raise TrialFailed(f"diverged: non-finite loss at step {step}")
         losses.append(mean_ce)  # the all-reduce above synchronised every rank: the step is over
         step_times.append(time.perf_counter() - step_start)
-        peak_rss = max(peak_rss, psutil.Process().memory_info().rss)
+        peak_rss = max(peak_rss, me.memory_info().rss)
         if on_step:
             on_step(step, mean_ce)
     load_LE = _all_reduce(load_LE, engine.device)

@@ -53,6 +53,7 @@ BAD = {
     "parity": ("d_ff = 96", "d_ff = 100", "d_ff 100"),
     "zero stage 3": ("[train]\n", "[train]\nzero_stage = 3\n", "train.zero_stage"),
     "not toml": ("[model]", "[model", "not valid TOML"),
+    "string for a number": ("timeout_s = 300", 'timeout_s = "300"', "search.timeout_s"),
 }
 
 
