@@ -36,8 +36,8 @@ class GroupStartFailure(GroupFailure):
 
 
 class WorkerGroup:
-    def __init__(self, nproc: int, log_dir: Path, env: dict[str, str] | None = None):
-        self.nproc, self.log_dir, self.env = nproc, log_dir, env or {}
+    def __init__(self, nproc: int, log_dir: Path):
+        self.nproc, self.log_dir = nproc, log_dir
         self.proc: subprocess.Popen | None = None
         self.link: Connection | None = None
         self.hardware: dict = {}
@@ -83,7 +83,7 @@ class WorkerGroup:
         authkey = secrets.token_bytes(16)
         with Listener(("127.0.0.1", 0), authkey=authkey) as listener:
             host, port = listener.address
-            env = {**os.environ, **self.env, ADDRESS_ENV: f"{host}:{port}", AUTHKEY_ENV: authkey.hex()}
+            env = {**os.environ, ADDRESS_ENV: f"{host}:{port}", AUTHKEY_ENV: authkey.hex()}
             cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={self.nproc}",
                    "-m", "moesearch.worker"]
             with open(self.log_path, "ab") as log:

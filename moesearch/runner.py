@@ -19,7 +19,7 @@ from moesearch.settings import Settings
 
 @dataclass(frozen=True)
 class Outcome:
-    row: dict  # the Parquet record as written
+    row: dict  # the Parquet record, for the caller to write
 
     @property
     def ok(self) -> bool:
@@ -36,11 +36,12 @@ def run_trial(settings: Settings, group: WorkerGroup, number: int, layers: list[
     trial's result, and the caller decides what the study makes of them.
     """
     cfg = RunConfig.build(settings.space, layers, settings.seed, settings.data, settings.nproc)
+    config_json = cfg.model_dump_json()
     started = datetime.now(timezone.utc)
     bar = tqdm(total=cfg.train.steps, desc=f"trial {number}" if number >= 0 else "training", unit="step",
                leave=False, disable=None if settings.progress else True, dynamic_ncols=True)  # None: off unless a tty
     try:
-        reply = group.run(number, cfg.model_dump_json(), settings.space.search.timeout_s,
+        reply = group.run(number, config_json, settings.space.search.timeout_s,
                           lambda step, loss: (bar.update(1), bar.set_postfix(loss=f"{loss:.3f}", refresh=False)))
     except GroupStartFailure:
         raise
@@ -55,7 +56,7 @@ def run_trial(settings: Settings, group: WorkerGroup, number: int, layers: list[
         study=settings.study, trial=number, layers=layers,
         state="COMPLETE" if reply["kind"] == "done" else "FAIL", failure_reason=reply.get("reason"),
         objectives=settings.space.search.objectives, metrics=reply.get("metrics", {}),
-        config_json=cfg.model_dump_json(), seed=settings.seed, data_sha256=settings.data_sha256,
+        config_json=config_json, seed=settings.seed, data_sha256=settings.data_sha256,
         hardware=group.hardware, ep_size=cfg.ep_size, started_at=started, finished_at=datetime.now(timezone.utc),
     )
     return Outcome(row)

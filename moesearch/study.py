@@ -8,7 +8,10 @@ Light: optuna only. Trials carry user attributes that make the study self-descri
 
 from __future__ import annotations
 
+import secrets
+
 import optuna
+from optuna.distributions import CategoricalDistribution
 from optuna.samplers import BaseSampler, NSGAIISampler, RandomSampler, TPESampler
 from optuna.trial import FrozenTrial, TrialState
 
@@ -84,3 +87,19 @@ def evaluated(study: optuna.Study, seed: int) -> dict[str, tuple[int, list[float
     return {t.user_attrs["assignment"]: (t.number, t.values) for t in trained(study)
             if t.state == TrialState.COMPLETE and t.user_attrs.get("seed") == seed}
 
+
+
+def add_trained(study: optuna.Study, space: Space, layers: list[str], seed: int, values: list[float] | None,
+                failure_reason: str | None) -> int:
+    """Record a trial trained outside the ask/tell loop (`moesearch train`); returns its number."""
+    token = secrets.token_hex(8)
+    study.add_trial(optuna.trial.create_trial(
+        params=params(layers),
+        distributions={param_name(i): CategoricalDistribution(c) for i, c in enumerate(space.layer_choices())},
+        values=values,
+        state=TrialState.COMPLETE if values is not None else TrialState.FAIL,
+        user_attrs={"assignment": ",".join(layers), "seed": seed, "trained": True, "token": token,
+                    **({"failure_reason": failure_reason} if failure_reason else {})},
+    ))
+    # add_trial returns nothing: find ours by its token (other processes may be adding trials too)
+    return next(t.number for t in reversed(study.get_trials(deepcopy=False)) if t.user_attrs.get("token") == token)

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import secrets
-
 import click
 
 from moesearch.cli import cli
 from moesearch.cli.options import describe, open_storage, resolve, run_options
-from moesearch.metrics import METRICS
+from moesearch.metrics import METRICS, fmt
 
 
 @cli.command()
@@ -19,8 +17,6 @@ def train(layers: str, **options) -> None:
 
     The trial joins the study (as a seed replicate when --seed differs), so `pareto` shows it.
     """
-    import optuna
-
     from moesearch import results
     from moesearch import study as study_mod
     from moesearch.group import WorkerGroup
@@ -34,25 +30,14 @@ def train(layers: str, **options) -> None:
     click.echo(describe(settings))
     with WorkerGroup(settings.nproc, settings.results / settings.study / "logs") as group:
         outcome = run_trial(settings, group, -1, chosen)
-    objectives = settings.space.search.objectives
-    token = secrets.token_hex(8)
-    frozen = optuna.trial.create_trial(
-        params=study_mod.params(chosen),
-        distributions={study_mod.param_name(i): optuna.distributions.CategoricalDistribution(c)
-                       for i, c in enumerate(settings.space.layer_choices())},
-        values=outcome.values(objectives) if outcome.ok else None,
-        state=optuna.trial.TrialState.COMPLETE if outcome.ok else optuna.trial.TrialState.FAIL,
-        user_attrs={"assignment": ",".join(chosen), "seed": settings.seed, "trained": True, "token": token,
-                    **({} if outcome.ok else {"failure_reason": outcome.row["failure_reason"]})},
-    )
-    study.add_trial(frozen)  # returns nothing: find our trial by its token (others may be adding trials too)
-    outcome.row["trial"] = next(t.number for t in reversed(study.get_trials(deepcopy=False))
-                                if t.user_attrs.get("token") == token)
+    values = outcome.values(settings.space.search.objectives) if outcome.ok else None
+    outcome.row["trial"] = study_mod.add_trained(study, settings.space, chosen, settings.seed, values,
+                                                 outcome.row["failure_reason"])
     path = results.write_trial(settings.results, outcome.row)
     for key in ("state", "failure_reason", *METRICS, "load_balance"):
         value = outcome.row[key]
         if value is not None:
-            shown = f"{value:,.5g}" if isinstance(value, float) else value
+            shown = fmt(value) if isinstance(value, float) else value
             shown = ", ".join(f"{v:.3f}" for v in value) if isinstance(value, list) else shown
             click.echo(f"{key:>22}: {shown} {METRICS[key][0] if key in METRICS else ''}")
     click.echo(f"{'record':>22}: {path}")
