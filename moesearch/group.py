@@ -44,7 +44,7 @@ class WorkerGroup:
         self.launches = 0
 
     def run(self, trial: int, config_json: str, timeout_s: float, on_step: Callable[[int, float], None]) -> dict:
-        """Train one trial; returns the group's reply ({"kind": "done", "metrics": ...} or "failed")."""
+        """Train one trial; returns the group's reply: {"kind": "done", "metrics", "steps", "layers"} or "failed"."""
         if self.link is None:
             self._start()
         self._log_mark = self.log_path.stat().st_size

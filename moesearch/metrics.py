@@ -12,10 +12,19 @@ METRICS: dict[str, tuple[str, str]] = {
     "params_active": ("params", "parameters one token passes through (top-k experts)"),
     "train_flops_per_token": ("FLOPs", "analytic training FLOPs per token, capacity-padded experts"),
     "peak_memory_mb": ("MiB", "peak memory of the busiest rank (GPU: allocator peak; CPU: sampled RSS)"),
-    "train_time_s": ("s", "wall time of the training loop"),
+    "train_time_s": ("s", "wall time of the training loop, periodic evaluations included"),
 }
 
 
 def fmt(value: float) -> str:
     """A metric for people: four significant digits, thousands separated, no exponent."""
     return f"{value:,.4g}" if abs(value) < 1e4 else f"{value:,.0f}"
+
+
+# How an objective's hypervolume reference point is fixed before a search when the space gives none:
+# "uniform": ln 256, the loss of guessing bytes uniformly; "zero": nothing is worse than 0;
+# "costliest": 1.1x the analytic cost of the costliest assignment. Measured costs have no such bound.
+REFERENCE_RULE: dict[str, str] = {
+    "val_loss": "uniform", "train_loss": "uniform", "tokens_per_s": "zero",
+    "params_total": "costliest", "params_active": "costliest", "train_flops_per_token": "costliest",
+}

@@ -1,7 +1,12 @@
-"""The trials table: its schema, one atomic Parquet file per finished trial, and loading a study.
+"""A study's three Parquet tables, one atomic file per table per finished trial, and loading them.
 
-Layout: <results>/<study>/trials/trial-NNNNNN.parquet. A file is written under a temporary name and
-hard-linked into place, so a reader never sees a partial file and a trial can never get two files.
+Layout: <results>/<study>/{trials,steps,layers}/trial-NNNNNN.parquet (columns: docs/results.md).
+  trials  one row per trial: assignment, state, metrics, provenance
+  steps   one row per optimizer step: losses, learning rate, periodic val_loss
+  layers  one row per block: activation, expert load, hidden-activation statistics
+Each file is written under a temporary name and hard-linked into place, so a reader never sees a
+partial file and a trial never gets two. The trials file is written last: it commits the trial, and
+the loaders ignore steps and layers files of trials without one.
 Light: pyarrow and pandas, no torch.
 """
 
@@ -11,17 +16,22 @@ import json
 import os
 import platform
 import tempfile
+from collections import defaultdict
+from dataclasses import dataclass
 from datetime import datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from moesearch.metrics import METRICS
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+TABLES = ("trials", "steps", "layers")
+ORIGINS = ("search", "train", "verify")  # which command trained a trial
 _INT_METRICS = {"params_total", "params_active", "train_flops_per_token"}
 _TIME = pa.timestamp("us", tz="UTC")
 
@@ -29,15 +39,16 @@ _FIXED = [
     pa.field("schema_version", pa.int32()),
     pa.field("study", pa.string()),
     pa.field("trial", pa.int64()),
+    pa.field("origin", pa.string()),
     pa.field("state", pa.string()),  # COMPLETE or FAIL
     pa.field("failure_reason", pa.string()),
     pa.field("assignment", pa.string()),  # "gelu,swiglu,...", the form --layers takes
     pa.field("n_layers", pa.int32()),
     pa.field("objectives", pa.string()),  # JSON {metric: "minimize" | "maximize"}
+    pa.field("reference_point", pa.string()),  # JSON {metric: value}, fixed when the study was created
     *(pa.field(m, pa.int64() if m in _INT_METRICS else pa.float64()) for m in METRICS),
-    pa.field("expert_load", pa.list_(pa.list_(pa.float64()))),  # per MoE layer, share of tokens per expert
-    pa.field("load_balance", pa.list_(pa.float64())),  # per MoE layer, max share x experts (1 = even)
     pa.field("seed", pa.int64()),
+    pa.field("replicate_of", pa.int64()),  # the first trial of this assignment with another seed
     pa.field("data_sha256", pa.string()),
     pa.field("config_json", pa.string()),  # the full RunConfig
     pa.field("python_version", pa.string()),
@@ -55,14 +66,54 @@ _FIXED = [
 ]
 
 
+_KEY = [pa.field("study", pa.string()), pa.field("trial", pa.int64())]
+_METADATA = {"moesearch_schema_version": str(SCHEMA_VERSION)}
+
+STEPS_SCHEMA = pa.schema(_KEY + [
+    pa.field("step", pa.int64()),  # optimizer steps done, from 1
+    pa.field("tokens", pa.int64()),  # training tokens seen by all ranks after this step
+    pa.field("train_loss", pa.float64()),
+    pa.field("aux_loss", pa.float64()),
+    pa.field("lr", pa.float64()),
+    pa.field("step_time_s", pa.float64()),
+    pa.field("val_loss", pa.float64()),  # null except every eval_interval steps and at the last step
+], metadata=_METADATA)
+
+LAYERS_SCHEMA = pa.schema(_KEY + [
+    pa.field("layer", pa.int32()),
+    pa.field("activation", pa.string()),
+    pa.field("moe", pa.bool_()),
+    pa.field("hidden_width", pa.int64()),
+    pa.field("n_experts", pa.int32()),  # null for a dense layer, as are the routing columns below
+    pa.field("top_k", pa.int32()),
+    pa.field("expert_load", pa.list_(pa.float64())),
+    pa.field("load_balance", pa.float64()),
+    pa.field("hidden_mean", pa.float64()),
+    pa.field("hidden_std", pa.float64()),
+    pa.field("hidden_zero_frac", pa.float64()),
+    pa.field("hidden_near_zero_frac", pa.float64()),
+], metadata=_METADATA)
+
+
 def layer_column(i: int) -> str:
     return f"layer_{i:02d}"
 
 
 def schema(n_layers: int) -> pa.Schema:
     """The trials table of a study with `n_layers` layers: fixed columns, then one per layer's activation."""
-    return pa.schema(_FIXED + [pa.field(layer_column(i), pa.string()) for i in range(n_layers)],
-                     metadata={"moesearch_schema_version": str(SCHEMA_VERSION)})
+    return pa.schema(_FIXED + [pa.field(layer_column(i), pa.string()) for i in range(n_layers)], metadata=_METADATA)
+
+
+@dataclass(frozen=True)
+class Record:
+    """Everything one trial writes: its row of the trials table and its rows of steps and layers.
+
+    The steps and layers rows get the study and trial columns when written, from the trials row.
+    """
+
+    trial: dict
+    steps: list[dict]
+    layers: list[dict]
 
 
 def versions() -> dict[str, str]:
@@ -76,39 +127,52 @@ def versions() -> dict[str, str]:
     return found
 
 
-def make_record(*, study: str, trial: int, layers: list[str], state: str, failure_reason: str | None,
-                objectives: dict[str, str], metrics: dict, config_json: str, seed: int, data_sha256: str,
-                hardware: dict, ep_size: int, started_at: datetime, finished_at: datetime) -> dict:
-    """One row of the trials table; metrics missing for a failed trial stay null."""
+def make_record(*, study: str, trial: int, origin: str, layers: list[str], state: str, failure_reason: str | None,
+                objectives: dict[str, str], reference_point: dict[str, float], metrics: dict, steps: list[dict],
+                layer_rows: list[dict], config_json: str, seed: int, replicate_of: int | None, data_sha256: str,
+                hardware: dict, ep_size: int, started_at: datetime, finished_at: datetime) -> Record:
+    """One trial's rows; metrics missing for a failed trial stay null."""
     row = dict.fromkeys(schema(len(layers)).names)
     row.update({k: v for k, v in metrics.items() if k in row})
     row.update(versions())
     row.update({k: hardware.get(k) for k in ("device_kind", "device_count", "world_size")})
     row.update({layer_column(i): a for i, a in enumerate(layers)})
     row.update(
-        schema_version=SCHEMA_VERSION, study=study, trial=trial, state=state, failure_reason=failure_reason,
-        assignment=",".join(layers), n_layers=len(layers), objectives=json.dumps(objectives),
-        config_json=config_json, seed=seed, data_sha256=data_sha256, ep_size=ep_size,
+        schema_version=SCHEMA_VERSION, study=study, trial=trial, origin=origin, state=state,
+        failure_reason=failure_reason, assignment=",".join(layers), n_layers=len(layers),
+        objectives=json.dumps(objectives), reference_point=json.dumps(reference_point), config_json=config_json,
+        seed=seed, replicate_of=replicate_of, data_sha256=data_sha256, ep_size=ep_size,
         started_at=started_at, finished_at=finished_at, wall_time_s=(finished_at - started_at).total_seconds(),
     )
-    return row
+    return Record(row, steps, layer_rows)
+
+
+def table_dir(results: Path, study: str, table: str = "trials") -> Path:
+    return Path(results) / study / table
 
 
 def trials_dir(results: Path, study: str) -> Path:
-    return Path(results) / study / "trials"
+    return table_dir(results, study, "trials")
 
 
-def write_trial(results: Path, row: dict) -> Path:
-    """Write one trial's record atomically; FileExistsError if that trial already has one."""
-    folder = trials_dir(results, row["study"])
+def write_trial(results: Path, record: Record) -> Path:
+    """Write one trial's files atomically, the trials file last; FileExistsError if the trial has any already."""
+    row = record.trial
+    with_number = {"study": row["study"], "trial": row["trial"]}
+    for name, rows, fixed in (("steps", record.steps, STEPS_SCHEMA), ("layers", record.layers, LAYERS_SCHEMA)):
+        _write(results, name, with_number, pa.Table.from_pylist([{**with_number, **r} for r in rows], schema=fixed))
+    return _write(results, "trials", with_number, pa.Table.from_pylist([row], schema=schema(row["n_layers"])))
+
+
+def _write(results: Path, table_name: str, key: dict, table: pa.Table) -> Path:
+    folder = table_dir(results, key["study"], table_name)
     folder.mkdir(parents=True, exist_ok=True)
-    final = folder / f"trial-{row['trial']:06d}.parquet"
-    table = pa.Table.from_pylist([row], schema=schema(row["n_layers"]))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".parquet")
+    final = folder / f"trial-{key['trial']:06d}.parquet"
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".parquet")  # '.': readers skip it
     os.close(fd)
     try:
         pq.write_table(table, tmp)
-        os.link(tmp, final)  # atomic, and refuses to replace an existing record
+        os.link(tmp, final)  # atomic, and refuses to replace an existing file
     finally:
         os.unlink(tmp)
     return final
@@ -120,9 +184,40 @@ def studies(results: Path) -> list[str]:
 
 
 def load_trials(results: Path, study: str) -> pd.DataFrame:
-    """Every record of one study, one row per trial, ordered by trial number."""
-    files = sorted(trials_dir(results, study).glob("trial-*.parquet"))
+    """Every record of one study, one row per trial, ordered by trial number.
+
+    Adds `replicates`: the other trials of the same assignment with a different seed.
+    """
+    trials = _read(table_dir(results, study, "trials"), None).sort_values("trial", ignore_index=True)
+    seeds_of: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    for number, assignment, seed in zip(trials["trial"], trials["assignment"], trials["seed"], strict=True):
+        seeds_of[assignment].append((number, seed))
+    trials["replicates"] = [[n for n, s in seeds_of[a] if s != seed]
+                            for a, seed in zip(trials["assignment"], trials["seed"], strict=True)]
+    return trials
+
+
+def load_steps(results: Path, study: str) -> pd.DataFrame:
+    """Every logged step of the study's recorded trials, ordered by trial and step."""
+    steps = _read(table_dir(results, study, "steps"), STEPS_SCHEMA)
+    return _committed(results, study, steps).sort_values(["trial", "step"], ignore_index=True)
+
+
+def load_layers(results: Path, study: str) -> pd.DataFrame:
+    """One row per recorded trial and layer, ordered by trial and layer."""
+    layers = _read(table_dir(results, study, "layers"), LAYERS_SCHEMA)
+    return _committed(results, study, layers).sort_values(["trial", "layer"], ignore_index=True)
+
+
+def _read(folder: Path, fixed: pa.Schema | None) -> pd.DataFrame:
+    """All trial files of one table (a multi-threaded dataset scan; '.tmp-' files are skipped)."""
+    files = sorted(str(f) for f in folder.glob("trial-*.parquet")) if folder.is_dir() else []
     if not files:
-        return schema(0).empty_table().to_pandas()
-    table = pa.concat_tables([pq.read_table(f) for f in files], promote_options="default")
-    return table.to_pandas().sort_values("trial", ignore_index=True)
+        return (fixed or schema(0)).empty_table().to_pandas()
+    return ds.dataset(files, schema=fixed, format="parquet").to_table().to_pandas()
+
+
+def _committed(results: Path, study: str, rows: pd.DataFrame) -> pd.DataFrame:
+    """Rows of trials that have a trials record (a crash between a trial's files leaves others behind)."""
+    recorded = {int(p.stem.removeprefix("trial-")) for p in trials_dir(results, study).glob("trial-*.parquet")}
+    return rows[rows["trial"].isin(recorded)]

@@ -19,7 +19,11 @@ from moesearch.settings import Settings
 
 @dataclass(frozen=True)
 class Outcome:
-    row: dict  # the Parquet record, for the caller to write
+    record: results.Record  # the trial's Parquet rows, for the caller to write
+
+    @property
+    def row(self) -> dict:
+        return self.record.trial
 
     @property
     def ok(self) -> bool:
@@ -29,7 +33,8 @@ class Outcome:
         return [self.row[o] for o in objectives]
 
 
-def run_trial(settings: Settings, group: WorkerGroup, number: int, layers: list[str]) -> Outcome:
+def run_trial(settings: Settings, group: WorkerGroup, number: int, layers: list[str], *, origin: str,
+              replicate_of: int | None) -> Outcome:
     """Train `layers` as trial `number`; the outcome holds its record (complete or failed), not yet written.
 
     GroupStartFailure and KeyboardInterrupt propagate (after the group is stopped): neither is the
@@ -52,14 +57,15 @@ def run_trial(settings: Settings, group: WorkerGroup, number: int, layers: list[
         raise
     finally:
         bar.close()
-    row = results.make_record(
-        study=settings.study, trial=number, layers=layers,
+    record = results.make_record(
+        study=settings.study, trial=number, origin=origin, layers=layers,
         state="COMPLETE" if reply["kind"] == "done" else "FAIL", failure_reason=reply.get("reason"),
-        objectives=settings.space.search.objectives, metrics=reply.get("metrics", {}),
-        config_json=config_json, seed=settings.seed, data_sha256=settings.data_sha256,
+        objectives=settings.space.search.objectives, reference_point=settings.reference_point,
+        metrics=reply.get("metrics", {}), steps=reply.get("steps", []), layer_rows=reply.get("layers", []),
+        config_json=config_json, seed=settings.seed, replicate_of=replicate_of, data_sha256=settings.data_sha256,
         hardware=group.hardware, ep_size=cfg.ep_size, started_at=started, finished_at=datetime.now(timezone.utc),
     )
-    return Outcome(row)
+    return Outcome(record)
 
 
 def summary(outcome: Outcome, objectives: dict[str, str]) -> str:

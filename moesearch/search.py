@@ -75,8 +75,10 @@ def _answer(settings: Settings, study: optuna.Study, trial: optuna.Trial, group:
         study.tell(trial, values)
         return None
     trial.set_user_attr("trained", True)
-    outcome = run_trial(settings, group, trial.number, layers)
-    results.write_trial(settings.results, outcome.row)  # the record first: a told trial always has one
+    trial.set_user_attr("origin", "search")
+    outcome = run_trial(settings, group, trial.number, layers, origin="search",
+                        replicate_of=study_mod.replicate_of(study, assignment, settings.seed))
+    results.write_trial(settings.results, outcome.record)  # the record first: a told trial always has one
     if outcome.ok:
         values = outcome.values(settings.space.search.objectives)
         study.tell(trial, values)

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from moesearch.activations import Activation, ffn_params, hidden_width
 from moesearch.errors import InputError
-from moesearch.metrics import METRICS
+from moesearch.metrics import METRICS, REFERENCE_RULE
 
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
 STUDY_NAME = r"[A-Za-z0-9_.-]+"  # a study's name is also a folder name under the results folder
@@ -95,13 +95,15 @@ class TrainSpec(_Section):
     """ZeRO stage: 1 or 2 (stage 3 does not support DeepSpeed MoE; stage 0 clips MoE gradients wrongly)."""
     eval_sequences: int = Field(64, ge=1)
     """Held-out sequences for val_loss, the same for every trial; must be divisible by the rank count."""
+    eval_interval: int = Field(0, ge=0)
+    """Also measure val_loss every eval_interval steps, for learning curves (0: only after the last step)."""
 
 
 class SearchSpec(_Section):
     objectives: dict[str, Literal["minimize", "maximize"]] = Field(
-        default_factory=lambda: {"val_loss": "minimize", "tokens_per_s": "maximize"}, min_length=2, max_length=3
+        default_factory=lambda: {"val_loss": "minimize", "tokens_per_s": "maximize"}, min_length=2, max_length=4
     )
-    """2-3 metrics to optimise, each with a direction; see `moesearch spaces show` for the metric names."""
+    """2-4 metrics to optimise, each with a direction; see `moesearch spaces show` for the metric names."""
     trials: int = Field(8, ge=1)
     """Trained trials when --trials is not given (uniform baselines included)."""
     sampler: Literal["tpe", "nsga2", "random"] = "tpe"
@@ -110,12 +112,23 @@ class SearchSpec(_Section):
     """A trial running longer than this is stopped and recorded as failed."""
     ep_size: int | None = Field(None, ge=1)
     """Expert-parallel ranks per MoE layer; default: the largest that divides both num_experts and the rank count."""
+    reference: dict[str, float] = Field(default_factory=dict)
+    """Hypervolume reference point, per objective; fixed when the study is created. Objectives left out get
+    a natural bound: ln 256 for losses (a uniform byte guess), 0 for tokens_per_s, 1.1x the costliest
+    assignment for params and FLOPs. Measured costs (times, memory) have none and must be given here."""
 
     @model_validator(mode="after")
     def _known_metrics(self) -> SearchSpec:
         for name in self.objectives:
             if name not in METRICS:
                 raise ValueError(f"unknown objective {name!r}; allowed: {', '.join(METRICS)}")
+        for name in self.reference:
+            if name not in self.objectives:
+                raise ValueError(f"reference.{name} is not an objective; allowed: {', '.join(self.objectives)}")
+        for name in self.objectives:
+            if name not in self.reference and name not in REFERENCE_RULE:
+                raise ValueError(f"reference.{name} is missing: objective {name!r} has no natural hypervolume "
+                                 f"reference point, so give the worst value worth counting (in {METRICS[name][0]})")
         return self
 
 

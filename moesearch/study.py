@@ -3,7 +3,9 @@
 Light: optuna only. Trials carry user attributes that make the study self-describing:
   assignment  "gelu,swiglu,..."      seed     the training seed
   trained     the group trained it   duplicate_of   the trial whose result answered this one
-  budget      counts toward --trials (not for interrupted trials)   failure_reason
+  budget      counts toward --trials (not interrupted or verify trials)   failure_reason
+  origin      search, train or verify: the command that trained it
+The study itself carries the space it was created for and the hypervolume reference point.
 """
 
 from __future__ import annotations
@@ -53,13 +55,19 @@ def sampler(space: Space, seed: int) -> BaseSampler:
 
 
 def open_study(storage: optuna.storages.BaseStorage, name: str, space: Space, seed: int) -> optuna.Study:
-    """Create the study, or resume it if it exists and was created for the same space."""
+    """Create the study, or resume it if it exists and was created for the same space.
+
+    Creating it fixes the hypervolume reference point: stored with the study, and in every record.
+    """
+    from moesearch.reference import reference_point
+
     directions = list(space.search.objectives.values())
     study = optuna.create_study(storage=storage, study_name=name, directions=directions,
                                 sampler=sampler(space, seed), load_if_exists=True)
     recorded = study.user_attrs.get("space")
     if recorded is None:
         study.set_user_attr("space", space.model_dump(mode="json"))
+        study.set_user_attr("reference_point", reference_point(space))
         for layers in space.uniform_assignments():  # the baselines are always in the study, and first
             study.enqueue_trial(params(layers), skip_if_exists=True)
     elif recorded != space.model_dump(mode="json"):
@@ -76,10 +84,10 @@ def param_name(layer: int) -> str:
     return f"layer_{layer}"
 
 
-def trained(study: optuna.Study) -> list[FrozenTrial]:
-    """Finished trials that the worker group actually trained and that count toward --trials."""
+def trained(study: optuna.Study, budget_only: bool = True) -> list[FrozenTrial]:
+    """Finished trials that the worker group actually trained (by default: those counting toward --trials)."""
     return [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL))
-            if t.user_attrs.get("trained") and t.user_attrs.get("budget", True)]
+            if t.user_attrs.get("trained") and (t.user_attrs.get("budget", True) or not budget_only)]
 
 
 def evaluated(study: optuna.Study, seed: int) -> dict[str, tuple[int, list[float]]]:
@@ -89,16 +97,26 @@ def evaluated(study: optuna.Study, seed: int) -> dict[str, tuple[int, list[float
 
 
 
+def replicate_of(study: optuna.Study, assignment: str, seed: int) -> int | None:
+    """The first completed trial of `assignment` trained with a seed other than `seed`, if any."""
+    return next((t.number for t in trained(study, budget_only=False) if t.state == TrialState.COMPLETE
+                 and t.user_attrs["assignment"] == assignment and t.user_attrs.get("seed") != seed), None)
+
+
 def add_trained(study: optuna.Study, space: Space, layers: list[str], seed: int, values: list[float] | None,
-                failure_reason: str | None) -> int:
-    """Record a trial trained outside the ask/tell loop (`moesearch train`); returns its number."""
+                failure_reason: str | None, origin: str) -> int:
+    """Record a trial trained outside the ask/tell loop (`train`, `verify`); returns its number.
+
+    Verify trials re-measure known assignments: they do not count toward a search's --trials.
+    """
     token = secrets.token_hex(8)
     study.add_trial(optuna.trial.create_trial(
         params=params(layers),
         distributions={param_name(i): CategoricalDistribution(c) for i, c in enumerate(space.layer_choices())},
         values=values,
         state=TrialState.COMPLETE if values is not None else TrialState.FAIL,
-        user_attrs={"assignment": ",".join(layers), "seed": seed, "trained": True, "token": token,
+        user_attrs={"assignment": ",".join(layers), "seed": seed, "trained": True, "token": token, "origin": origin,
+                    **({"budget": False} if origin == "verify" else {}),
                     **({"failure_reason": failure_reason} if failure_reason else {})},
     ))
     # add_trial returns nothing: find ours by its token (other processes may be adding trials too)

@@ -1,7 +1,8 @@
 """Train one RunConfig on every rank of an initialised process group, with a real DeepSpeed engine.
 
-Every rank calls `train_trial` with the same config; it returns the same metrics dict on every rank
-(reduced across ranks), as plain floats so that no tensor keeps the engine alive between trials.
+Every rank calls `train_trial` with the same config; it returns the same result on every rank
+(reduced across ranks): the trial's metrics, one row per step and one row per layer, as plain Python
+values so that no tensor keeps the engine alive between trials.
 """
 
 from __future__ import annotations
@@ -20,16 +21,25 @@ import torch.nn.functional as F
 from deepspeed.accelerator import get_accelerator
 
 from moesearch import faults
+from moesearch.activations import hidden_width
 from moesearch.config import RunConfig
 from moesearch.corpus import VOCAB_SIZE, Corpus
 from moesearch.costs import costs
 from moesearch.model import Transformer
+from moesearch.probes import HiddenStats
 
 OnStep = Callable[[int, float], None]
 
 
 class TrialFailed(Exception):
-    """A failure every rank reached together (e.g. a non-finite loss); the group stays usable."""
+    """A failure every rank reached together (e.g. a non-finite loss); the group stays usable.
+
+    `steps` holds the rows logged before the failure, so a diverged run still has its learning curve.
+    """
+
+    def __init__(self, reason: str, steps: list[dict] | None = None):
+        super().__init__(reason)
+        self.steps = steps or []
 
 
 class Batches:
@@ -91,7 +101,10 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
 
 
 def train_trial(cfg: RunConfig, corpus: Corpus, on_step: OnStep | None = None) -> dict:
-    """Build, train and evaluate one model; every rank must call this with the same `cfg`."""
+    """Build, train and evaluate one model; every rank must call this with the same `cfg`.
+
+    Returns {"metrics": {name: value}, "steps": [row per step], "layers": [row per layer]}.
+    """
     rank, world = dist.get_rank(), dist.get_world_size()
     accel = get_accelerator()
     on_gpu = accel.device_name() == "cuda"
@@ -104,10 +117,16 @@ def train_trial(cfg: RunConfig, corpus: Corpus, on_step: OnStep | None = None) -
     engine, *_ = deepspeed.initialize(
         model=model, model_parameters=param_groups(model, cfg.train.weight_decay), config=ds_config(cfg, on_gpu)
     )
+    steps: list[dict] = []
     try:
         batches = Batches(corpus, cfg, rank, world, engine.device)
-        metrics = _train(engine, cfg, batches, on_step, on_gpu)
-        metrics["val_loss"] = _evaluate(engine, batches)
+        metrics, share_LE = _train(engine, cfg, batches, steps, on_step, on_gpu)
+        with HiddenStats(engine.module) as probe:  # the final evaluation also measures hidden activations
+            metrics["val_loss"] = steps[-1]["val_loss"] = _evaluate(engine, batches)
+        layers = _layer_rows(cfg, share_LE, probe.reduce(engine.device))
+    except TrialFailed as e:
+        e.steps = steps
+        raise
     finally:
         engine.destroy()
         del engine, model
@@ -115,23 +134,27 @@ def train_trial(cfg: RunConfig, corpus: Corpus, on_step: OnStep | None = None) -
     tokens_per_step = cfg.train.micro_batch * cfg.model.seq_len * world
     metrics["tokens_per_s"] = tokens_per_step / metrics["step_time_s"]
     metrics.update(vars(costs(cfg.model, cfg.layers, cfg.train.micro_batch)))
-    return metrics
+    return {"metrics": metrics, "steps": steps, "layers": layers}
 
 
-def _train(engine, cfg: RunConfig, batches: Batches, on_step: OnStep | None, on_gpu: bool) -> dict:
-    steps = cfg.train.steps
+def _train(engine, cfg: RunConfig, batches: Batches, log: list[dict], on_step: OnStep | None,
+           on_gpu: bool) -> tuple[dict, torch.Tensor]:
+    """The training loop; appends one row per step to `log`. Returns metrics and the expert load shares."""
+    steps, interval = cfg.train.steps, cfg.train.eval_interval
     warmup = min(max(2, steps // 10), steps - 1)  # the first steps pay for allocation and thread start-up
     tail = max(1, steps // 10)
+    tokens_per_step = cfg.train.micro_batch * cfg.model.seq_len * dist.get_world_size()
     fault = faults.planned(cfg.assignment)
     n_moe = sum(1 for _ in engine.module.moe_layers())
     load_LE = torch.zeros(n_moe, cfg.model.num_experts)
-    losses, step_times, peak_rss, me = [], [], 0, psutil.Process()
+    peak_rss, me = 0, psutil.Process()
     loop_start = time.perf_counter()
     if on_gpu:
         torch.cuda.reset_peak_memory_stats()
     engine.train()
     for step in range(steps):
         step_start = time.perf_counter()
+        lr = engine.get_lr()[0]  # the rate this step applies (the scheduler moves on in engine.step)
         x_BT, y_BT = batches.next_train()
         logits_BTV, aux, counts = engine(x_BT)
         ce = F.cross_entropy(logits_BTV.float().view(-1, VOCAB_SIZE), y_BT.reshape(-1))
@@ -142,26 +165,45 @@ def _train(engine, cfg: RunConfig, batches: Batches, on_step: OnStep | None, on_
         engine.step()
         if counts:
             load_LE += torch.stack([c.float().cpu() for c in counts])
-        mean_ce = _all_reduce(ce.detach().reshape(1), engine.device).item() / dist.get_world_size()
+        # one all-reduce per step: it also synchronises every rank, so the step is over when it returns
+        mean_ce, mean_aux = (_all_reduce(torch.stack([ce.detach(), aux.detach().float()]), engine.device)
+                             / dist.get_world_size()).tolist()
         del logits_BTV, aux, counts, ce, loss  # no graph may outlive the step
         if not math.isfinite(mean_ce):
             raise TrialFailed(f"diverged: non-finite loss at step {step}")
-        losses.append(mean_ce)  # the all-reduce above synchronised every rank: the step is over
-        step_times.append(time.perf_counter() - step_start)
+        log.append({"step": step + 1, "tokens": (step + 1) * tokens_per_step, "train_loss": mean_ce,
+                    "aux_loss": mean_aux, "lr": lr, "step_time_s": time.perf_counter() - step_start, "val_loss": None})
         peak_rss = max(peak_rss, me.memory_info().rss)
         if on_step:
             on_step(step, mean_ce)
+        if interval and (step + 1) % interval == 0 and step + 1 < steps:  # the last step's comes after the loop
+            log[-1]["val_loss"] = _evaluate(engine, batches)
     load_LE = _all_reduce(load_LE, engine.device)
     share_LE = load_LE / load_LE.sum(dim=1, keepdim=True).clamp(min=1)
+    step_times = [row["step_time_s"] for row in log[warmup:]]
     return {
-        "train_loss": sum(losses[-tail:]) / tail,
-        "step_time_s": statistics.median(step_times[warmup:]),  # robust to a busy neighbour's bursts
+        "train_loss": sum(row["train_loss"] for row in log[-tail:]) / tail,
+        "step_time_s": statistics.median(step_times),  # robust to a busy neighbour's bursts
         "train_time_s": time.perf_counter() - loop_start,
         "peak_memory_mb": _all_reduce(torch.tensor([_peak_memory(peak_rss, on_gpu)]), engine.device,
                                       dist.ReduceOp.MAX).item() / 2**20,
-        "expert_load": share_LE.tolist(),
-        "load_balance": (share_LE.max(dim=1).values * cfg.model.num_experts).tolist(),
-    }
+    }, share_LE
+
+
+def _layer_rows(cfg: RunConfig, share_LE: torch.Tensor, hidden: list[dict]) -> list[dict]:
+    """One row per block: its activation, routing (MoE blocks) and hidden-activation statistics."""
+    m, rows, moe_index = cfg.model, [], 0
+    for layer, activation in enumerate(cfg.layers):
+        row = {"layer": layer, "activation": activation, "moe": m.is_moe(layer),
+               "hidden_width": hidden_width(activation, m.d_ff, m.width_policy, m.width_multiple),
+               "n_experts": None, "top_k": None, "expert_load": None, "load_balance": None, **hidden[layer]}
+        if row["moe"]:
+            share_E = share_LE[moe_index]
+            moe_index += 1
+            row.update(n_experts=m.num_experts, top_k=m.top_k, expert_load=share_E.tolist(),
+                       load_balance=share_E.max().item() * m.num_experts)
+        rows.append(row)
+    return rows
 
 
 @torch.no_grad()

@@ -55,9 +55,9 @@ def _serve(link: Connection | None) -> None:
             corpora[cfg.data] = corpus_mod.load(cfg.data)
         on_step = (lambda step, loss: link.send({"kind": "step", "step": step, "loss": loss})) if link else None
         try:
-            reply = {"kind": "done", "metrics": train_trial(cfg, corpora[cfg.data], on_step)}
+            reply = {"kind": "done", **train_trial(cfg, corpora[cfg.data], on_step)}
         except TrialFailed as e:
-            reply = {"kind": "failed", "reason": str(e)}
+            reply = {"kind": "failed", "reason": str(e), "steps": e.steps}
         if link:
             link.send(reply)
     dist.barrier()

@@ -87,9 +87,9 @@ def test_records_of_another_storage_are_not_overwritten(tmp_path):
 
     from moesearch import results
 
-    row = record(0, "gelu,gelu", 2.0, 1.0)
-    row["study"] = "tiny"
-    results.write_trial(tmp_path, row)
+    rec = record(0, "gelu,gelu", 2.0, 1.0)
+    rec.trial["study"] = "tiny"
+    results.write_trial(tmp_path, rec)
     before = sorted(tmp_path.rglob("*"))
     out = CliRunner().invoke(cli, ["search", "tiny", "--nproc", "2", "--results", str(tmp_path),
                                    "--storage", f"sqlite:///{tmp_path / 'other.db'}"])

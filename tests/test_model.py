@@ -69,15 +69,26 @@ def test_a_trial_trains_and_reports_every_metric(one_rank, text):
     from moesearch.train import train_trial
 
     cfg = RunConfig.build(TINY, ["swiglu", "relu2"], seed=1, data=None, world_size=1)
-    steps = []
-    metrics = train_trial(cfg, text, on_step=lambda step, loss: steps.append(loss))
+    seen = []
+    result = train_trial(cfg, text, on_step=lambda step, loss: seen.append(loss))
+    metrics, steps, layers = result["metrics"], result["steps"], result["layers"]
     assert set(METRICS) <= metrics.keys()
-    assert len(steps) == TINY.train.steps and steps[-1] < steps[0]
+    assert len(seen) == TINY.train.steps and seen[-1] < seen[0]
     assert 0 < metrics["step_time_s"] < metrics["train_time_s"] / (TINY.train.steps / 2)
     assert metrics["val_loss"] < math.log(256)  # learnt something beyond uniform bytes
     assert metrics["tokens_per_s"] > 0 and metrics["peak_memory_mb"] > 0
-    assert len(metrics["expert_load"]) == 2 and all(sum(s) == pytest.approx(1) for s in metrics["expert_load"])
     assert metrics["params_total"] == costs(TINY.model, cfg.layers, 4).params_total
+    # one row per step, val_loss every eval_interval steps and at the end
+    assert [r["step"] for r in steps] == list(range(1, TINY.train.steps + 1))
+    assert [r["train_loss"] for r in steps] == seen
+    assert [r["step"] for r in steps if r["val_loss"] is not None] == [4, 8, 12]
+    assert steps[-1]["val_loss"] == metrics["val_loss"] and steps[-1]["tokens"] == 12 * 4 * 32
+    assert max(r["lr"] for r in steps) == pytest.approx(TINY.train.lr, rel=0.05)
+    # one row per layer, with routing and hidden statistics
+    assert [(r["layer"], r["activation"], r["moe"]) for r in layers] == [(0, "swiglu", True), (1, "relu2", True)]
+    assert all(sum(r["expert_load"]) == pytest.approx(1) and r["load_balance"] >= 1 for r in layers)
+    assert layers[1]["hidden_zero_frac"] > 0.2, "squared ReLU zeroes about half its hidden units"
+    assert layers[0]["hidden_zero_frac"] == 0 and layers[0]["hidden_std"] > 0
 
 
 def test_same_seed_same_result_and_engines_do_not_leak(one_rank, text):
@@ -86,8 +97,8 @@ def test_same_seed_same_result_and_engines_do_not_leak(one_rank, text):
     from moesearch.train import train_trial
 
     cfg = RunConfig.build(TINY, ["gelu", "gelu"], seed=3, data=None, world_size=1)
-    first = train_trial(cfg, text)["val_loss"]
-    assert train_trial(cfg, text)["val_loss"] == pytest.approx(first, abs=1e-6)
+    first = train_trial(cfg, text)["metrics"]["val_loss"]
+    assert train_trial(cfg, text)["metrics"]["val_loss"] == pytest.approx(first, abs=1e-6)
     gc.collect()
     import deepspeed
 
@@ -99,8 +110,31 @@ def test_nan_loss_fails_the_trial_at_its_step(one_rank, text, monkeypatch):
 
     monkeypatch.setenv("MOESEARCH_FAULT", "nan:relu2,relu2")
     cfg = RunConfig.build(TINY, ["relu2", "relu2"], seed=0, data=None, world_size=1)
-    with pytest.raises(TrialFailed, match="non-finite loss at step 1"):
+    with pytest.raises(TrialFailed, match="non-finite loss at step 1") as failed:
         train_trial(cfg, text)
+    assert [r["step"] for r in failed.value.steps] == [1], "the steps before the failure are kept"
+
+
+@pytest.mark.parametrize("moe_every", [1, 3])  # every FFN an MoE; no MoE at all (two dense layers)
+def test_hidden_statistics_count_real_tokens_only(one_rank, moe_every):
+    from moesearch.model import Transformer
+    from moesearch.probes import HiddenStats
+
+    # a large capacity leaves most expert slots empty: padding must not count as zeros
+    spec = TINY.model.model_copy(update={"moe_every": moe_every, "capacity_factor": 4.0, "eval_capacity_factor": 4.0})
+    torch.manual_seed(0)
+    model = Transformer(spec, ["gelu", "relu"], ep_size=1).eval()
+    idx_BT = torch.randint(256, (2, spec.seq_len))
+    with torch.no_grad(), HiddenStats(model) as probe:
+        model(idx_BT)
+    tokens = idx_BT.numel() * (spec.top_k if moe_every == 1 else 1)
+    assert probe.sums_LS[:, 0].tolist() == [tokens * spec.d_ff] * 2, "every routed token's hidden units, once"
+    gelu, relu = probe.reduce(torch.device("cpu"))
+    assert gelu["hidden_zero_frac"] == 0
+    assert 0.3 < relu["hidden_zero_frac"] < 0.7 and relu["hidden_near_zero_frac"] >= relu["hidden_zero_frac"]
+    assert relu["hidden_mean"] > 0 and gelu["hidden_std"] > 0
+    model(idx_BT)
+    assert probe.sums_LS[:, 0].tolist() == [tokens * spec.d_ff] * 2, "hooks are gone after the with block"
 
 
 @pytest.mark.parametrize("experts, top_k, factor, tokens", [(2, 1, 1.1, 800), (4, 2, 1.25, 1024), (8, 2, 1.0, 4096),

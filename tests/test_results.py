@@ -1,10 +1,14 @@
-"""Parquet records and the Pareto front, from the files alone."""
+"""Parquet records (trials, steps, layers) and the Pareto analysis, from the files alone."""
 
 from __future__ import annotations
 
 import json
+import math
+import subprocess
+import sys
 from datetime import datetime, timedelta, timezone
 
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
@@ -13,82 +17,188 @@ from moesearch import pareto, results
 from moesearch.cli import cli
 
 OBJECTIVES = {"val_loss": "minimize", "tokens_per_s": "maximize"}
+REFERENCE = {"val_loss": 3.0, "tokens_per_s": 0.0}
 
 
-def record(trial: int, assignment: str, val_loss: float | None, tokens_per_s: float | None, state="COMPLETE"):
+def steps(n: int = 3) -> list[dict]:
+    return [{"step": s, "tokens": 64 * s, "train_loss": 3.0 - s / 10, "aux_loss": 2.0, "lr": 1e-3,
+             "step_time_s": 0.1, "val_loss": 2.5 if s == n else None} for s in range(1, n + 1)]
+
+
+def layer_rows(assignment: str) -> list[dict]:
+    return [{"layer": i, "activation": a, "moe": True, "hidden_width": 96, "n_experts": 2, "top_k": 1,
+             "expert_load": [0.5, 0.5], "load_balance": 1.0, "hidden_mean": 0.1, "hidden_std": 0.2,
+             "hidden_zero_frac": 0.0, "hidden_near_zero_frac": 0.1} for i, a in enumerate(assignment.split(","))]
+
+
+def record(trial: int, assignment: str, val_loss: float | None, tokens_per_s: float | None, state="COMPLETE",
+           seed: int = 0, study: str = "s", origin: str = "search") -> results.Record:
     start = datetime(2026, 1, 1, tzinfo=timezone.utc)
     metrics = {} if val_loss is None else {"val_loss": val_loss, "tokens_per_s": tokens_per_s, "params_total": 10}
     return results.make_record(
-        study="s", trial=trial, layers=assignment.split(","), state=state,
+        study=study, trial=trial, origin=origin, layers=assignment.split(","), state=state,
         failure_reason=None if state == "COMPLETE" else "diverged: non-finite loss at step 3",
-        objectives=OBJECTIVES, metrics=metrics, config_json="{}", seed=0, data_sha256="ab",
-        hardware={"device_kind": "cpu", "device_count": 1, "world_size": 2}, ep_size=2,
-        started_at=start, finished_at=start + timedelta(seconds=5),
+        objectives=OBJECTIVES, reference_point=REFERENCE, metrics=metrics, steps=steps(),
+        layer_rows=layer_rows(assignment) if state == "COMPLETE" else [], config_json="{}", seed=seed,
+        replicate_of=None, data_sha256="ab", hardware={"device_kind": "cpu", "device_count": 1, "world_size": 2},
+        ep_size=2, started_at=start, finished_at=start + timedelta(seconds=5),
     )
 
 
-def test_record_round_trips_with_schema_and_versions(tmp_path):
+def write(folder, *records) -> None:
+    for r in records:
+        results.write_trial(folder, r)
+
+
+def test_a_record_round_trips_in_three_tables_with_schema_and_versions(tmp_path):
     path = results.write_trial(tmp_path, record(3, "gelu,swiglu", 2.0, 100.0))
     assert path.name == "trial-000003.parquet"
-    table = pq.read_table(path)
-    assert table.schema.metadata[b"moesearch_schema_version"] == str(results.SCHEMA_VERSION).encode()
-    row = table.to_pylist()[0]
+    for table in results.TABLES:
+        meta = pq.read_schema(results.table_dir(tmp_path, "s", table) / path.name).metadata
+        assert meta[b"moesearch_schema_version"] == str(results.SCHEMA_VERSION).encode()
+    row = pq.read_table(path).to_pylist()[0]
     assert row["layer_00"] == "gelu" and row["layer_01"] == "swiglu" and row["assignment"] == "gelu,swiglu"
-    assert json.loads(row["objectives"]) == OBJECTIVES
+    assert json.loads(row["objectives"]) == OBJECTIVES and json.loads(row["reference_point"]) == REFERENCE
     assert row["torch_version"] and row["deepspeed_version"] and row["optuna_version"] and row["python_version"]
-    assert row["wall_time_s"] == 5.0 and row["params_active"] is None
+    assert row["wall_time_s"] == 5.0 and row["params_active"] is None and row["origin"] == "search"
+    steps_df, layers_df = results.load_steps(tmp_path, "s"), results.load_layers(tmp_path, "s")
+    assert steps_df["step"].tolist() == [1, 2, 3] and set(steps_df["trial"]) == {3}
+    assert steps_df["val_loss"].isna().tolist() == [True, True, False]
+    assert layers_df["activation"].tolist() == ["gelu", "swiglu"] and layers_df["expert_load"][0].tolist() == [0.5, 0.5]
     assert list(tmp_path.rglob(".tmp-*")) == []
 
 
 def test_a_trial_is_never_written_twice(tmp_path):
-    results.write_trial(tmp_path, record(1, "gelu,gelu", 2.0, 100.0))
+    write(tmp_path, record(1, "gelu,gelu", 2.0, 100.0))
     with pytest.raises(FileExistsError):
         results.write_trial(tmp_path, record(1, "gelu,gelu", 9.0, 1.0))
     assert pq.read_table(results.trials_dir(tmp_path, "s")).column("val_loss").to_pylist() == [2.0]
+    assert len(results.load_steps(tmp_path, "s")) == 3, "no second set of step rows either"
     assert list(tmp_path.rglob(".tmp-*")) == []
 
 
-def test_front_marks_nondominated_and_always_shows_baselines(tmp_path):
-    for row in [record(0, "gelu,gelu", 2.0, 120.0), record(1, "swiglu,swiglu", 1.8, 100.0),
-                record(2, "gelu,swiglu", 1.9, 110.0), record(3, "swiglu,gelu", 1.95, 90.0),
-                record(4, "relu,relu", 2.5, 80.0), record(5, "relu,gelu", None, None, state="FAIL")]:
-        results.write_trial(tmp_path, row)
-    trials = results.load_trials(tmp_path, "s")
-    marked = pareto.mark_front(trials, OBJECTIVES).set_index("trial")
-    assert marked["pareto"].to_dict() == {0: True, 1: True, 2: True, 3: False, 4: False}
-    assert marked.loc[[0, 1, 4], "baseline"].all() and not marked.loc[[2, 3], "baseline"].any()
+def test_rows_of_a_trial_without_its_trials_record_are_not_loaded(tmp_path):
+    write(tmp_path, record(0, "gelu,gelu", 2.0, 100.0), record(1, "gelu,swiglu", 2.1, 90.0))
+    (results.trials_dir(tmp_path, "s") / "trial-000001.parquet").unlink()  # as if it crashed before the commit
+    assert set(results.load_steps(tmp_path, "s")["trial"]) == {0}
+    assert set(results.load_layers(tmp_path, "s")["trial"]) == {0}
 
-    out = CliRunner().invoke(cli, ["pareto", "--results", str(tmp_path)])
+
+def test_seed_replicates_link_to_each_other(tmp_path):
+    write(tmp_path, record(0, "gelu,gelu", 2.0, 100.0), record(1, "gelu,swiglu", 1.9, 90.0),
+          record(2, "gelu,gelu", 2.1, 101.0, seed=1, origin="verify"), record(3, "gelu,gelu", 2.2, 99.0, seed=2))
+    trials = results.load_trials(tmp_path, "s").set_index("trial")
+    assert trials["replicates"].to_dict() == {0: [2, 3], 1: [], 2: [0, 3], 3: [0, 2]}
+
+
+def test_polars_and_duckdb_read_the_same_files(tmp_path):
+    import duckdb
+    import polars as pl
+
+    write(tmp_path, record(0, "gelu,gelu", 2.0, 100.0), record(1, "swiglu,gelu", 1.9, 90.0))
+    study = tmp_path / "s"
+    trials = pl.read_parquet(study / "trials" / "*.parquet")
+    assert sorted(trials["assignment"].to_list()) == ["gelu,gelu", "swiglu,gelu"]
+    curve = duckdb.sql(f"""
+        SELECT t.assignment, max(s.step) AS last_step, min(s.train_loss) AS best
+        FROM '{study}/steps/*.parquet' s JOIN '{study}/trials/*.parquet' t USING (trial)
+        GROUP BY t.assignment ORDER BY t.assignment""").fetchall()
+    assert curve == [("gelu,gelu", 3, 2.7), ("swiglu,gelu", 3, 2.7)]
+    layer = duckdb.sql(f"SELECT avg(load_balance) FROM '{study}/layers/*.parquet'").fetchall()[0][0]
+    assert layer == 1.0
+
+
+FRONT = [record(0, "gelu,gelu", 2.0, 120.0), record(1, "swiglu,swiglu", 1.8, 100.0),
+         record(2, "gelu,swiglu", 1.9, 110.0), record(3, "swiglu,gelu", 1.95, 90.0),
+         record(4, "relu,relu", 2.5, 80.0), record(5, "relu,gelu", None, None, state="FAIL")]
+
+
+def test_ranks_knee_and_hypervolume(tmp_path):
+    write(tmp_path, *FRONT)
+    analysis = pareto.analyse(results.load_trials(tmp_path, "s"))
+    t = analysis.table.set_index("assignment")
+    assert t["pareto_rank"].to_dict() == {"gelu,gelu": 1, "swiglu,swiglu": 1, "gelu,swiglu": 1,
+                                          "swiglu,gelu": 2, "relu,relu": 3}
+    assert t.index[t["knee"]].tolist() == ["gelu,swiglu"], "the balanced middle of a symmetric front"
+    assert t.loc[["gelu,gelu", "swiglu,swiglu", "relu,relu"], "baseline"].all()
+    # (3.0 - loss) x tokens/s, as rectangles under the staircase of the three front points
+    assert analysis.hypervolume == pytest.approx(1.0 * 120 + 1.1 * 110 - 1.0 * 110 + 1.2 * 100 - 1.1 * 100)
+    assert analysis.failed == 1
+
+
+def test_hypervolume_history_grows_only_when_the_front_does(tmp_path):
+    write(tmp_path, *FRONT, record(6, "relu,swiglu", 2.9, 1.0), record(7, "gelu,relu", 3.5, 500.0))
+    analysis = pareto.analyse(results.load_trials(tmp_path, "s"))
+    history = analysis.history.set_index("trial")["hypervolume"]
+    assert history.index.tolist() == [0, 1, 2, 3, 4, 6, 7], "failed trials have no point"
+    assert history[0] == pytest.approx(120) and history.is_monotonic_increasing
+    assert history[2] > history[1] and history[3] == history[2] and history[4] == history[3]
+    assert history[7] == history[6] == history[4], "a point beyond the reference adds nothing"
+    assert history.iloc[-1] == pytest.approx(analysis.hypervolume)
+
+
+def test_seed_replicates_count_once_at_their_mean(tmp_path):
+    write(tmp_path, *FRONT, record(6, "gelu,swiglu", 2.1, 110.0, seed=1, origin="verify"))
+    analysis = pareto.analyse(results.load_trials(tmp_path, "s"))
+    row = analysis.table.set_index("assignment").loc["gelu,swiglu"]
+    assert row["seeds"] == 2 and row["trials"] == [2, 6] and row["val_loss"] == pytest.approx(2.0)
+    assert row["val_loss_std"] == pytest.approx(math.sqrt(0.02))
+    assert analysis.history["trial"].tolist() == [0, 1, 2, 3, 4], "verify replicates are not search progress"
+
+
+def test_front_members_are_compared_with_every_baseline(tmp_path):
+    write(tmp_path, *FRONT)
+    deltas = pareto.analyse(results.load_trials(tmp_path, "s")).deltas.set_index(["assignment", "baseline"])
+    assert deltas.loc[("gelu,swiglu", "all-swiglu"), "summary"] == \
+        "0.100 higher val_loss, 10.0% higher tokens_per_s than all-swiglu"
+    assert deltas.loc[("gelu,swiglu", "all-gelu"), "val_loss_delta"] == pytest.approx(-0.1)
+    assert ("gelu,gelu", "all-gelu") not in deltas.index, "no baseline against itself"
+    assert ("swiglu,gelu", "all-gelu") not in deltas.index, "only front members"
+
+
+def test_pareto_prints_the_front_and_exports_the_ranked_table(tmp_path):
+    write(tmp_path, *FRONT)
+    out = CliRunner().invoke(cli, ["pareto", "--results", str(tmp_path), "--out", str(tmp_path / "front.parquet")])
     assert out.exit_code == 0, out.output
     lines = out.output.splitlines()
-    assert any(l.split()[:3] == ["*B", "0", "0"] for l in lines), "mark, trial, seed"
-    assert any(l.split()[:4] == ["B", "4", "0", "relu,relu"] for l in lines), "a dominated baseline is still shown"
-    assert not any("swiglu,gelu" in l for l in lines), "dominated hybrids are not"
-    assert "5 complete trials (1 failed), 3 on the front" in out.output
+    assert any(line.split()[:4] == ["*", "B", "1", "0"] or line.split()[:3] == ["*B", "1", "0"] for line in lines)
+    assert any(line.split()[:5] == ["B", "3", "4", "1", "relu,relu"] for line in lines), "dominated baselines too"
+    assert not any("swiglu,gelu" in line.split() for line in lines), "dominated hybrids are not"
+    assert "5 assignments from 5 complete trials (1 failed), 3 on the front" in out.output
+    assert "gelu,swiglu: 0.100 lower val_loss, 8.3% lower tokens_per_s than all-gelu" in out.output
+    exported = pd.read_parquet(tmp_path / "front.parquet").set_index("assignment")
+    assert exported["pareto"].sum() == 3 and exported.loc["swiglu,gelu", "pareto_rank"] == 2
+    assert exported.loc["gelu,swiglu", ["layer_00", "layer_01"]].tolist() == ["gelu", "swiglu"]
+    out = CliRunner().invoke(cli, ["pareto", "--results", str(tmp_path), "--all", "--out", str(tmp_path / "f.csv")])
+    assert out.exit_code == 0 and any("swiglu,gelu" in line.split() for line in out.output.splitlines())
+    assert pd.read_csv(tmp_path / "f.csv")["knee"].sum() == 1
 
 
 def test_pareto_imports_neither_torch_nor_deepspeed(tmp_path):
-    import subprocess
-    import sys
-
-    results.write_trial(tmp_path, record(0, "gelu,gelu", 2.0, 120.0))
-    code = ("import sys; from click.testing import CliRunner; from moesearch.cli import cli; "
-            f"r = CliRunner().invoke(cli, ['pareto', '--results', {str(tmp_path)!r}]); assert r.exit_code == 0, r.output; "
-            "print(sorted(m for m in ('torch', 'deepspeed') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+    write(tmp_path, *FRONT)
+    out = subprocess.run([sys.executable, "-X", "importtime", "-m", "moesearch", "pareto", "--results", str(tmp_path)],
+                         capture_output=True, text=True, check=True)
+    imported = {line.split("|")[-1].strip().split(".")[0] for line in out.stderr.splitlines() if "|" in line}
+    assert "moesearch" in imported and not imported & {"torch", "deepspeed"}
 
 
-@pytest.mark.parametrize("args, flag", [([], "--study"), (["--study", "nope"], "--study")])
-def test_pareto_asks_for_an_existing_study(tmp_path, args, flag):
+@pytest.mark.parametrize("args, flag, says", [
+    ([], "--study", "a, b"), (["--study", "nope"], "--study", "a, b"), (["--study", "a", "--out", "f.xlsx"], "--out", ".csv"),
+])
+def test_pareto_names_the_bad_flag(tmp_path, args, flag, says):
     for study in ("a", "b"):
-        row = record(0, "gelu,gelu", 2.0, 1.0)
-        row["study"] = study
-        results.write_trial(tmp_path, row)
+        write(tmp_path, record(0, "gelu,gelu", 2.0, 1.0, study=study))
     out = CliRunner().invoke(cli, ["pareto", "--results", str(tmp_path), *args])
-    assert out.exit_code == 2 and flag in out.output and "a, b" in out.output
+    assert out.exit_code == 2 and flag in out.output and says in out.output
+    assert not list(tmp_path.glob("f.*"))
 
 
 def test_pareto_names_a_missing_results_folder(tmp_path):
     out = CliRunner().invoke(cli, ["pareto", "--results", str(tmp_path / "nowhere")])
-    assert out.exit_code == 2 and "--results" in out.output and "is not a folder" in out.output
+    assert out.exit_code == 2 and "--results" in out.output and "not a folder" in out.output
+
+
+def test_pareto_of_a_study_with_only_failures_says_so(tmp_path):
+    write(tmp_path, record(0, "relu,gelu", None, None, state="FAIL"))
+    out = CliRunner().invoke(cli, ["pareto", "--results", str(tmp_path)])
+    assert out.exit_code == 2 and "no completed trial" in out.output

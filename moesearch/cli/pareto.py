@@ -7,29 +7,44 @@ from pathlib import Path
 import click
 
 from moesearch.cli import cli
-from moesearch.cli.options import DEFAULT_RESULTS
+from moesearch.cli.study_option import find_study, load_study, study_options
 from moesearch.errors import InputError
+
+_FORMATS = (".parquet", ".csv")
 
 
 @cli.command()
-@click.option("--results", type=click.Path(path_type=Path), default=DEFAULT_RESULTS, show_default=True,
-              help="Folder the search wrote to.")
-@click.option("--study", "study_name", help="Study to show [default: the only one in the results folder].")
-def pareto(results: Path, study_name: str | None) -> None:
-    """Print the Pareto front of a study, with the uniform baselines marked even when dominated."""
-    from moesearch import pareto as pareto_mod
-    from moesearch import results as results_mod
+@study_options
+@click.option("--all", "everything", is_flag=True, help="List every assignment, not only the front and baselines.")
+@click.option("--out", type=click.Path(path_type=Path),
+              help="Also write one row per assignment, with pareto_rank, pareto and knee columns (.parquet or .csv).")
+def pareto(results: Path, study_name: str | None, everything: bool, out: Path | None) -> None:
+    """Print the Pareto front of a study, its hypervolume, and how the front compares with the baselines.
 
-    if not results.is_dir():
-        raise InputError(f"--results: {str(results)!r} is not a folder")
-    found = results_mod.studies(results)
-    if study_name is None:
-        if len(found) != 1:
-            raise InputError(f"--study: {len(found)} studies have records in {str(results)!r}; "
-                             f"choose one of: {', '.join(found) or '(none)'}")
-        study_name = found[0]
-    elif study_name not in found:
-        raise InputError(f"--study: no records of {study_name!r} in {str(results)!r}; "
-                         f"studies there: {', '.join(found) or '(none)'}")
+    Assignments trained with several seeds count once, at their mean.
+    """
+    from moesearch import pareto as pareto_mod
+
+    if out is not None and out.suffix not in _FORMATS:
+        raise InputError(f"--out: {str(out)!r} has suffix {out.suffix!r}; allowed: {', '.join(_FORMATS)}")
+    study_name = find_study(results, study_name)
+    analysis = pareto_mod.analyse(load_study(results, study_name))
     click.echo(f"study {study_name!r} in {results}")
-    click.echo(pareto_mod.front_table(results_mod.load_trials(results, study_name)))
+    click.echo(pareto_mod.front_text(analysis, everything))
+    if out is not None:
+        export(analysis, out)
+        click.echo(f"wrote {out}")
+
+
+def export(analysis, out: Path) -> None:
+    """The ranked assignment table, written whole or not at all."""
+    import os
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".tmp-{out.name}")
+    table = analysis.table
+    if out.suffix == ".csv":
+        table.assign(trials=table["trials"].map(lambda t: " ".join(map(str, t)))).to_csv(tmp, index=False)
+    else:
+        table.to_parquet(tmp, index=False)
+    os.replace(tmp, out)

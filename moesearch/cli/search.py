@@ -30,5 +30,5 @@ def search(trials: int | None, **options) -> None:
     if report.stopped_early:
         click.echo(f"stopped before {n_trials} trials: {report.stopped_early}")
     trials_df = results.load_trials(settings.results, settings.study)
-    if len(trials_df):
-        click.echo(pareto.front_table(trials_df))
+    if (trials_df["state"] == "COMPLETE").any():
+        click.echo(pareto.front_text(pareto.analyse(trials_df)))

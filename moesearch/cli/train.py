@@ -29,17 +29,20 @@ def train(layers: str, **options) -> None:
     study = study_mod.open_study(storage, settings.study, settings.space, settings.seed)
     click.echo(describe(settings))
     with WorkerGroup(settings.nproc, settings.results / settings.study / "logs") as group:
-        outcome = run_trial(settings, group, -1, chosen)
+        outcome = run_trial(settings, group, -1, chosen, origin="train",
+                            replicate_of=study_mod.replicate_of(study, ",".join(chosen), settings.seed))
     values = outcome.values(settings.space.search.objectives) if outcome.ok else None
     outcome.row["trial"] = study_mod.add_trained(study, settings.space, chosen, settings.seed, values,
-                                                 outcome.row["failure_reason"])
-    path = results.write_trial(settings.results, outcome.row)
-    for key in ("state", "failure_reason", *METRICS, "load_balance"):
+                                                 outcome.row["failure_reason"], origin="train")
+    path = results.write_trial(settings.results, outcome.record)
+    for key in ("state", "failure_reason", *METRICS):
         value = outcome.row[key]
         if value is not None:
             shown = fmt(value) if isinstance(value, float) else value
-            shown = ", ".join(f"{v:.3f}" for v in value) if isinstance(value, list) else shown
             click.echo(f"{key:>22}: {shown} {METRICS[key][0] if key in METRICS else ''}")
+    balance = [f"{r['load_balance']:.3f}" for r in outcome.record.layers if r["moe"]]
+    if balance:
+        click.echo(f"{'load_balance':>22}: {', '.join(balance)} (max expert share x experts, per MoE layer)")
     click.echo(f"{'record':>22}: {path}")
     if not outcome.ok:
         raise SystemExit(1)
