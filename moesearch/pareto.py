@@ -120,12 +120,9 @@ def delta_text(member: pd.Series, base: pd.Series, objectives: dict[str, str]) -
     for name in objectives:
         diff = member[name] - base[name]
         word = "lower" if diff < 0 else "higher"
-        if diff == 0:
-            parts.append(f"same {name}")
-        elif METRICS[name][0] == "nats/byte":
-            parts.append(f"{abs(diff):.3f} {word} {name}")
-        else:
-            parts.append(f"{abs(diff) / abs(base[name]) * 100:.1f}% {word} {name}")
+        absolute = METRICS[name][0] == "nats/byte"  # a loss difference means the same at any loss level
+        shown = f"{abs(diff):.3f}" if absolute else f"{abs(diff) / abs(base[name]) * 100:.1f}%"
+        parts.append(f"{shown} {word} {name}" if shown.strip("0.%") else f"the same {name}")
     return ", ".join(parts)
 
 

@@ -1,0 +1,28 @@
+"""`moesearch plot`: the study's pictures as PNG files (matplotlib, no torch)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from moesearch.cli import cli
+from moesearch.cli.study_option import find_study, load_study, study_options
+
+
+@cli.command()
+@study_options
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False),
+              help="Folder for the PNG files [default: RESULTS/STUDY/plots].")
+def plot(results: Path, study_name: str | None, out: Path | None) -> None:
+    """Draw the front, the hypervolume history, the activation of each layer along the front, the
+    learning curves and the hidden-activation sparsity of a study, one PNG each."""
+    from moesearch import pareto, plots
+    from moesearch import results as results_mod
+
+    study_name = find_study(results, study_name)
+    analysis = pareto.analyse(load_study(results, study_name))
+    figures = plots.draw_all(analysis, results_mod.load_steps(results, study_name),
+                             results_mod.load_layers(results, study_name))
+    for path in plots.save(figures, out or results / study_name / "plots"):
+        click.echo(f"wrote {path}")

@@ -1,0 +1,33 @@
+"""`moesearch report`: one self-contained HTML file about a study (no torch)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from moesearch.cli import cli
+from moesearch.cli.study_option import find_study, load_study, study_options
+
+
+@cli.command()
+@study_options
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False),
+              help="HTML file to write [default: RESULTS/STUDY/report.html].")
+def report(results: Path, study_name: str | None, out: Path | None) -> None:
+    """Write an HTML report of a study: settings and provenance, the front table, the plots and,
+    once `verify` has run, the noise check. Images are embedded: the one file is the whole report."""
+    from moesearch import pareto
+    from moesearch import report as report_mod
+    from moesearch import results as results_mod
+
+    study_name = find_study(results, study_name)
+    trials = load_study(results, study_name)
+    page = report_mod.render(pareto.analyse(trials), trials, results_mod.load_steps(results, study_name),
+                             results_mod.load_layers(results, study_name), str(results))
+    out = out or results / study_name / "report.html"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".tmp-{out.name}")
+    tmp.write_text(page, encoding="utf-8")
+    tmp.replace(out)  # whole or not at all
+    click.echo(f"wrote {out}")

@@ -1,0 +1,139 @@
+"""The study's pictures, drawn with matplotlib (Agg: no screen needed) from its Parquet tables.
+
+    front.png        every assignment in objective space: the front joined, dominated points faded,
+                     baselines and the knee labelled (one panel per cost objective)
+    hypervolume.png  hypervolume after each trial of the search
+    layers.png       which activation each layer takes, along the front and for the baselines
+    curves.png       training loss (smoothed) and val_loss over tokens, front members and baselines
+    hidden.png       FFN hidden activations near zero, per layer and activation
+Light: no torch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display, and the same output everywhere
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.colors import ListedColormap  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from moesearch.activations import NAMES  # noqa: E402
+from moesearch.pareto import Analysis, baseline_name, header  # noqa: E402
+
+COLORS = dict(zip(NAMES, plt.get_cmap("tab10").colors, strict=False))  # one colour per activation, every plot
+NAMES_PNG = ("front", "hypervolume", "layers", "curves", "hidden")
+
+
+def shown(analysis: Analysis) -> pd.DataFrame:
+    """Front members then baselines, best first objective first: the assignments the pictures single out."""
+    t = analysis.table
+    picked = t[t["pareto"] | t["baseline"]]
+    return picked.sort_values(["pareto", next(iter(analysis.objectives))], ascending=[False, True])
+
+
+def label(row) -> str:
+    return baseline_name(row["assignment"]) if row["baseline"] else row["assignment"]
+
+
+def front(analysis: Analysis) -> Figure:
+    first, *costs = analysis.objectives
+    t = analysis.table
+    fig, axes = plt.subplots(1, len(costs), figsize=(6.4 * len(costs), 4.8), squeeze=False)
+    for ax, cost in zip(axes[0], costs, strict=True):
+        rest, on = t[~t["pareto"]], t[t["pareto"]].sort_values(cost)
+        ax.scatter(rest[cost], rest[first], color="grey", alpha=0.3, label="dominated")
+        ax.plot(on[cost], on[first], "o-", color="tab:blue", label="Pareto front" + (" (all objectives)" if len(costs) > 1 else ""))
+        for _, row in t[t["baseline"] | t["knee"]].iterrows():
+            ax.scatter(row[cost], row[first], marker="*" if row["baseline"] else "D", s=160, zorder=3,
+                       color="tab:red" if row["baseline"] else "tab:green", edgecolor="black")
+            ax.annotate(label(row) + (" (knee)" if row["knee"] else ""), (row[cost], row[first]),
+                        textcoords="offset points", xytext=(6, 6), fontsize=8)
+        ax.set_xlabel(header(cost, analysis.objectives[cost]))
+        ax.set_ylabel(header(first, analysis.objectives[first]))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle("Assignments in objective space (means over seeds); stars: uniform baselines")
+    return fig
+
+
+def hypervolume(analysis: Analysis) -> Figure:
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    h = analysis.history
+    ax.step(h["trial"], h["hypervolume"], where="post", marker="o")
+    ax.set_xlabel("trial number")
+    ax.set_ylabel("hypervolume")
+    ref = ", ".join(f"{o} {v:.4g}" for o, v in analysis.reference.items())
+    ax.set_title(f"Hypervolume of the search so far (reference: {ref})", fontsize=9)
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def layers(analysis: Analysis) -> Figure:
+    rows = shown(analysis)
+    grid = rows["assignment"].str.split(",", expand=True).to_numpy()
+    codes = np.vectorize(NAMES.index)(grid)
+    fig, ax = plt.subplots(figsize=(1.2 + 0.9 * grid.shape[1], 1 + 0.45 * len(rows)))
+    ax.imshow(codes, cmap=ListedColormap([COLORS[n] for n in NAMES]), vmin=0, vmax=len(NAMES) - 1, aspect="auto")
+    for (i, j), name in np.ndenumerate(grid):
+        ax.text(j, i, name, ha="center", va="center", fontsize=8)
+    ax.set_xticks(range(grid.shape[1]), [f"layer {j}" for j in range(grid.shape[1])])
+    ax.set_yticks(range(len(rows)), [("* " if p else "") + label(r) for p, (_, r) in zip(rows["pareto"], rows.iterrows(), strict=True)])
+    ax.set_title("Activation per layer: front members (*) by first objective, then baselines", fontsize=9)
+    return fig
+
+
+def curves(analysis: Analysis, steps: pd.DataFrame) -> Figure:
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    for _, row in shown(analysis).iterrows():
+        mine = steps[steps["trial"] == row["trial"]].sort_values("step")
+        if mine.empty:
+            continue
+        window = max(1, len(mine) // 20)
+        line, = ax.plot(mine["tokens"], mine["train_loss"].rolling(window, min_periods=1).mean(),
+                        linestyle="--" if row["baseline"] else "-", label=label(row))
+        evals = mine.dropna(subset=["val_loss"])
+        ax.plot(evals["tokens"], evals["val_loss"], "o", color=line.get_color())
+    ax.set_xlabel("training tokens")
+    ax.set_ylabel("loss [nats/byte]")
+    ax.set_title("Training loss (lines, rolling mean over 5% of steps) and val_loss (dots), first seed", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return fig
+
+
+def hidden(layer_rows: pd.DataFrame) -> Figure:
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    mean = layer_rows.groupby(["activation", "layer"])["hidden_near_zero_frac"].mean().unstack("activation")
+    for name in mean.columns:
+        ax.plot(mean.index, mean[name], "o-", color=COLORS[name], label=name)
+    ax.set_xlabel("layer")
+    ax.set_ylabel("fraction of hidden values near zero")
+    ax.set_xticks(mean.index)
+    ax.set_title("FFN hidden activations with |h| < 0.01 on held-out text, mean over trials", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def draw_all(analysis: Analysis, steps: pd.DataFrame, layer_rows: pd.DataFrame) -> dict[str, Figure]:
+    return {"front": front(analysis), "hypervolume": hypervolume(analysis), "layers": layers(analysis),
+            "curves": curves(analysis, steps), "hidden": hidden(layer_rows)}
+
+
+def save(figures: dict[str, Figure], folder: Path) -> list[Path]:
+    """One PNG per figure; each is written whole (temporary name, then renamed) and the figure closed."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, fig in figures.items():
+        path, tmp = folder / f"{name}.png", folder / f".tmp-{name}.png"
+        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
+        plt.close(fig)
+        tmp.replace(path)
+        paths.append(path)
+    return paths
