@@ -89,3 +89,16 @@ eval_sequences = 8
 [search]
 timeout_s = 300
 """
+
+
+@pytest.fixture(scope="session")
+def tiny_study(tmp_path_factory) -> Path:
+    """A real study made by the CLI with two gloo ranks: a tiny search, then `verify` with one fresh seed.
+
+    Returns the results folder (study 'tiny'). Shared by the analysis tests: plot, report, notebook, Optuna's CLI.
+    """
+    folder = tmp_path_factory.mktemp("tiny-study")
+    for command in (["search", "tiny", "--trials", "4"], ["verify", "tiny", "--seeds", "1"]):
+        done = run_cli(*command, "--nproc", "2", "--results", str(folder), "--no-progress")
+        assert done.returncode == 0, done.stderr
+    return folder

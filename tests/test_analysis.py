@@ -1,0 +1,148 @@
+"""The noise check, `verify`, `plot`, `report` and Optuna's own CLI, on synthetic records and a real tiny study."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib.image
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from test_results import FRONT, record, write
+
+from moesearch import noise, pareto, plots, results
+from moesearch.cli import cli
+
+
+def test_verify_plans_fresh_seeds_for_the_front_and_the_baselines(tmp_path):
+    write(tmp_path, *FRONT, record(6, "gelu,swiglu", 1.9, 110.0, seed=2))  # one replicate already there
+    todo = noise.plan(results.load_trials(tmp_path, "s"), n_seeds=2, first_seed=1)
+    assert sorted(todo) == sorted([
+        ("gelu,gelu", 1), ("gelu,gelu", 2), ("swiglu,swiglu", 1), ("swiglu,swiglu", 2),
+        ("relu,relu", 1), ("relu,relu", 2),  # a dominated baseline is verified too
+        ("gelu,swiglu", 1),  # seed 2 is taken: one more makes three
+    ]), "the dominated hybrid swiglu,gelu is not verified"
+    write(tmp_path, *(record(7 + i, a, 2.0, 100.0, seed=s) for i, (a, s) in enumerate(todo)))
+    assert noise.plan(results.load_trials(tmp_path, "s"), n_seeds=2, first_seed=1) == [], "done: nothing again"
+
+
+def replicated(tmp_path, points: dict[str, list[tuple[float, float]]]) -> pd.DataFrame:
+    """Records of each assignment at the given (val_loss, tokens_per_s), one seed each, and the replicate table."""
+    n = 0
+    for assignment, values in points.items():
+        for seed, (loss, speed) in enumerate(values):
+            write(tmp_path, record(n, assignment, loss, speed, seed=seed))
+            n += 1
+    return noise.replicate_table(results.load_trials(tmp_path, "s")).set_index("assignment")
+
+
+def test_a_difference_inside_the_seed_spread_keeps_both_on_the_front(tmp_path):
+    table = replicated(tmp_path, {"gelu,gelu": [(2.00, 100), (2.10, 100)],  # 2.05 ± 0.07
+                                  "gelu,swiglu": [(1.98, 100), (2.06, 100)],  # 2.02 ± 0.06: better mean, within spread
+                                  "relu,relu": [(2.50, 90), (2.52, 90)]})  # worse beyond any spread
+    assert table["robust"].to_dict() == {"gelu,gelu": True, "gelu,swiglu": True, "relu,relu": False}
+    assert sorted(table.loc["relu,relu", "clearly_dominated_by"]) == ["gelu,gelu", "gelu,swiglu"]
+    assert noise.verdict(table.reset_index()).startswith("no hybrid clearly dominates all-gelu, all-relu")
+
+
+def test_a_hybrid_beyond_the_spread_of_every_baseline_is_called_a_win(tmp_path):
+    table = replicated(tmp_path, {"gelu,gelu": [(2.00, 100), (2.02, 100)], "swiglu,swiglu": [(1.95, 90), (1.97, 90)],
+                                  "gelu,swiglu": [(1.90, 110), (1.91, 110)]})
+    assert table["robust"].to_dict() == {"gelu,gelu": False, "swiglu,swiglu": False, "gelu,swiglu": True}
+    assert noise.verdict(table.reset_index()) == "yes: gelu,swiglu clearly dominates all-gelu, all-swiglu"
+
+
+def test_verify_adds_seed_replicates_that_link_to_the_search_and_do_not_count_as_budget(tiny_study):
+    trials = results.load_trials(tiny_study, "tiny").set_index("trial")
+    search, verify = trials[trials["origin"] == "search"], trials[trials["origin"] == "verify"]
+    assert len(search) == 4 and len(verify) >= 3, "every baseline and front member got one fresh seed"
+    assert set(verify["seed"]) == {1} and set(verify["assignment"]) <= set(search["assignment"])
+    for number, row in verify.iterrows():
+        first = search.index[search["assignment"] == row["assignment"]][0]
+        assert row["replicate_of"] == first and number in trials.loc[first, "replicates"]
+    again = CliRunner().invoke(cli, ["verify", "tiny", "--seeds", "1", "--nproc", "2", "--results", str(tiny_study),
+                                     "--no-progress"])
+    assert again.exit_code == 0, again.output
+    assert "| 0 replicate trials to train" in again.output and "stays on front" in again.output
+    assert len(results.load_trials(tiny_study, "tiny")) == len(trials), "nothing trained twice"
+
+
+def test_verify_needs_an_existing_study(tmp_path):
+    out = CliRunner().invoke(cli, ["verify", "tiny", "--results", str(tmp_path), "--nproc", "2"])
+    assert out.exit_code == 2 and "--study" in out.output and "run `moesearch search` first" in out.output
+
+
+def test_plot_writes_every_picture(tiny_study, tmp_path):
+    out = CliRunner().invoke(cli, ["plot", "--results", str(tiny_study), "--out", str(tmp_path / "png")])
+    assert out.exit_code == 0, out.output
+    for name in plots.NAMES_PNG:
+        pixels = matplotlib.image.imread(tmp_path / "png" / f"{name}.png")
+        assert pixels.shape[0] > 200 and pixels.shape[1] > 200 and pixels.std() > 0.05, f"{name}.png is blank"
+    assert sorted(p.name for p in (tmp_path / "png").iterdir()) == sorted(f"{n}.png" for n in plots.NAMES_PNG)
+
+
+def test_the_layer_heatmap_shows_the_front_then_the_baselines(tiny_study):
+    analysis = pareto.analyse(results.load_trials(tiny_study, "tiny"))
+    rows = plots.shown(analysis)
+    assert rows["pareto"].tolist() == sorted(rows["pareto"].tolist(), reverse=True)
+    assert set(rows.loc[rows["baseline"], "assignment"]) == {"gelu,gelu", "swiglu,swiglu", "relu2,relu2"}
+    labels = [t.get_text() for t in plots.layers(analysis).axes[0].get_yticklabels()]
+    assert len(labels) == len(rows) and "all-gelu" in " ".join(labels)
+
+
+BROWSER = shutil.which("chromium") or shutil.which("chromium-browser")
+_CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def chromium(*args: str, profile: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([BROWSER, *_CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.skipif(not BROWSER and not os.environ.get("MOESEARCH_REQUIRE_BROWSER"),
+                    reason="Debian's chromium is not installed (.ci/run installs it and sets MOESEARCH_REQUIRE_BROWSER)")
+def test_report_is_one_file_that_renders_in_a_real_browser(tiny_study, tmp_path):
+    assert BROWSER, "MOESEARCH_REQUIRE_BROWSER is set but chromium is not installed"
+    page = tmp_path / "report.html"
+    out = CliRunner().invoke(cli, ["report", "--results", str(tiny_study), "--out", str(page)])
+    assert out.exit_code == 0, out.output
+    source = page.read_text()
+    assert "src=\"http" not in source and "<link" not in source, "self-contained: nothing fetched"
+    dom = chromium("--dump-dom", page.as_uri(), profile=tmp_path / "p1").stdout
+    assert "<h1>Study <code>tiny</code></h1>" in dom and "gelu,gelu" in dom
+    assert dom.count("data:image/png;base64,") == len(plots.NAMES_PNG)
+    assert "stays on front" in dom, "the noise check from verify is in the report"
+    shot = tmp_path / "shot.png"
+    chromium("--window-size=1200,2400", f"--screenshot={shot}", page.as_uri(), profile=tmp_path / "p2")
+    pixels = matplotlib.image.imread(shot)
+    assert pixels.shape[:2] == (2400, 1200) and pixels.std() > 0.05, "the page rendered to something"
+
+
+def test_optunas_own_cli_finds_every_trial(tiny_study):
+    optuna_cli = shutil.which("optuna", path=str(Path(sys.executable).parent)) or shutil.which("optuna")
+    storage = f"sqlite:///{tiny_study / 'moesearch.db'}"
+    listed = subprocess.run([optuna_cli, "trials", "--storage", storage, "--study-name", "tiny", "-f", "json"],
+                            capture_output=True, text=True, check=True)
+    by_number = {t["number"]: t for t in json.loads(listed.stdout)}
+    records = results.load_trials(tiny_study, "tiny")
+    assert set(records["trial"]) <= set(by_number), "every Parquet record is an Optuna trial"
+    for row in records.itertuples():
+        assert by_number[row.trial]["user_attrs"]["assignment"] == row.assignment
+    best = subprocess.run([optuna_cli, "best-trials", "--storage", storage, "--study-name", "tiny", "-f", "json"],
+                          capture_output=True, text=True, check=True)
+    assert {t["number"] for t in json.loads(best.stdout)} <= set(records["trial"])
+
+
+@pytest.mark.parametrize("command", ["plot", "report"])
+def test_plot_and_report_import_neither_torch_nor_deepspeed(tiny_study, tmp_path, command):
+    out = subprocess.run([sys.executable, "-X", "importtime", "-m", "moesearch", command, "--results", str(tiny_study),
+                          "--out", str(tmp_path / ("png" if command == "plot" else "r.html"))],
+                         capture_output=True, text=True, check=True)
+    imported = {line.split("|")[-1].strip().split(".")[0] for line in out.stderr.splitlines() if "|" in line}
+    assert "matplotlib" in imported and not imported & {"torch", "deepspeed"}
