@@ -7,6 +7,7 @@ import math
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -15,6 +16,8 @@ from click.testing import CliRunner
 
 from moesearch import pareto, results
 from moesearch.cli import cli
+
+ROOT = Path(__file__).resolve().parent.parent
 
 OBJECTIVES = {"val_loss": "minimize", "tokens_per_s": "maximize"}
 REFERENCE = {"val_loss": 3.0, "tokens_per_s": 0.0}
@@ -202,3 +205,17 @@ def test_pareto_of_a_study_with_only_failures_says_so(tmp_path):
     write(tmp_path, record(0, "relu,gelu", None, None, state="FAIL"))
     out = CliRunner().invoke(cli, ["pareto", "--results", str(tmp_path)])
     assert out.exit_code == 2 and "no completed trial" in out.output
+
+
+def documented_columns(section: str) -> list[str]:
+    """Column names in the tables under '## <section>' of docs/results.md."""
+    text = (ROOT / "docs" / "results.md").read_text().split(f"\n## {section}\n", 1)[1].split("\n## ", 1)[0]
+    return [line.split("`")[1] for line in text.splitlines() if line.startswith("| `")]
+
+
+def test_docs_describe_every_column_of_every_table_and_the_schema_version():
+    trials = [n for n in results.schema(2).names if not n.startswith("layer_")] + ["layer_00", "replicates"]
+    assert documented_columns("trials") == trials
+    assert documented_columns("steps") == results.STEPS_SCHEMA.names
+    assert documented_columns("layers") == results.LAYERS_SCHEMA.names
+    assert f"Schema version: **{results.SCHEMA_VERSION}**" in (ROOT / "docs" / "results.md").read_text()

@@ -1,0 +1,137 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Analysis of a moesearch study
+#
+# Which activation should each layer's feed-forward network use? This notebook reads one study's
+# Parquet tables (no torch, no Optuna storage needed) and walks through the answer: the Pareto front
+# over the study's objectives, how it compares with the uniform baselines (every layer the same
+# activation), what the FFN hidden activations and the routers did in each layer, and whether the
+# front survives seed noise.
+#
+# Open it with jupytext (`jupytext --to ipynb notebooks/analysis.py`, or Jupyter's jupytext
+# extension). Point it at a study with the environment variables `MOESEARCH_RESULTS` (the results
+# folder; default `../results`, the repository's, seen from this folder) and `MOESEARCH_STUDY`
+# (default: the only study in that folder).
+
+# %% tags=["parameters"]
+import os
+from pathlib import Path
+
+import pandas as pd
+from IPython.display import display  # plots.py draws on Agg, so figures are shown explicitly
+
+from moesearch import noise, pareto, plots, results
+
+RESULTS = Path(os.environ.get("MOESEARCH_RESULTS", "../results"))
+STUDY = os.environ.get("MOESEARCH_STUDY")
+if STUDY is None:
+    found = results.studies(RESULTS)
+    if len(found) != 1:
+        raise ValueError(f"set MOESEARCH_STUDY: {RESULTS.resolve()} holds {len(found)} studies {found}, not one")
+    STUDY = found[0]
+print(f"study {STUDY!r} in {RESULTS.resolve()}")
+
+# %% [markdown]
+# ## 1. The records
+#
+# Three tables, one file per trial each: `trials` (one row per trained model: assignment, seed,
+# objectives, costs, provenance), `steps` (one row per optimizer step: losses, learning rate, periodic
+# `val_loss`) and `layers` (one row per block: activation, expert load, hidden-activation statistics).
+# `origin` says which command trained a trial; `verify` trials are seed replicates of earlier ones.
+
+# %%
+trials = results.load_trials(RESULTS, STUDY)
+steps = results.load_steps(RESULTS, STUDY)
+layers = results.load_layers(RESULTS, STUDY)
+complete = trials["state"] == "COMPLETE"
+counts = pd.Series({"trials": len(trials), "complete": int(complete.sum()), "failed": int((~complete).sum()),
+                    "steps rows": len(steps), "layer rows": len(layers)})
+display(counts.to_frame("count"))
+display(trials.groupby(["origin", "state"]).size().to_frame("trials"))
+if not complete.all():  # a failed trial's reason quotes the tail of its log
+    display(trials.loc[~complete, ["trial", "assignment", "seed", "failure_reason"]])
+assert complete.any() and len(steps) > 0 and len(layers) > 0
+
+# %% [markdown]
+# ## 2. The Pareto front
+#
+# The unit is the assignment: one trained with several seeds counts once, at the mean of its
+# objective values (± the standard deviation over seeds). Marks: `*` on the front, `K` the knee
+# (closest to the ideal point, objectives scaled over the front), `B` a uniform baseline. The
+# hypervolume is measured against the reference point fixed when the study was created, so it can be
+# compared between runs of the same study. `analysis.table` holds every assignment, unformatted.
+
+# %%
+analysis = pareto.analyse(trials)
+front = pareto.front_view(analysis).set_index("assignment")
+display(front)
+print(f"hypervolume {analysis.hypervolume:.6g} against the reference point {analysis.reference}")
+print("front against the baselines:" if len(analysis.deltas) else "no front member to compare with a baseline")
+for row in analysis.deltas.itertuples():
+    print(f"  {row.assignment}: {row.summary}")
+assert len(front) > 0
+
+# %% [markdown]
+# ## 3. Figures
+#
+# The assignments in objective space; the hypervolume after each trial of the search (still rising
+# at the end: the search has not converged); which activation each layer takes along the front and
+# in the baselines; and the learning curves of the front members and the baselines (first seed;
+# dots are the periodic `val_loss` evaluations).
+
+# %%
+figures = [plots.front(analysis), plots.hypervolume(analysis), plots.layers(analysis), plots.curves(analysis, steps)]
+for fig in figures:
+    display(fig)
+assert all(fig.axes for fig in figures)
+
+# %% [markdown]
+# ## 4. Inside the layers
+#
+# Statistics of the FFN hidden activations (the input of the down projection) on the held-out text,
+# per layer and activation, averaged over trials: the fraction near zero (|h| < 0.01) measures how
+# sparse an activation makes the hidden layer, and the standard deviation its scale. Then the router:
+# `load_balance` is the busiest expert's share of tokens times the number of experts (1 = perfectly
+# even, `n_experts` = every token to one expert), for the front members and the baselines, mean over
+# seeds.
+
+# %%
+stats = layers.merge(trials[["trial", "assignment"]], on="trial", validate="many_to_one")
+hidden = stats.pivot_table(index="layer", columns="activation", values=["hidden_near_zero_frac", "hidden_std"])
+display(hidden)
+display(plots.hidden(layers))
+balance = (stats[stats["moe"]].pivot_table(index="assignment", columns="layer", values="load_balance")
+           .reindex(plots.shown(analysis)["assignment"]))  # the order of the figures: front, then baselines
+display(balance)
+assert len(hidden) > 0 and (len(balance) > 0 or not layers["moe"].any())
+
+# %% [markdown]
+# ## 5. Is the front real?
+#
+# A difference smaller than the spread over seeds is noise. `moesearch verify` retrains the front
+# members and the baselines with fresh seeds; an assignment then stays on the front unless another
+# is better in every objective even with itself at its worst (mean + sd) and the other at its best.
+
+# %%
+table = noise.replicate_table(trials)
+if table.empty:
+    print(f"no assignment has two seeds yet: run `moesearch verify SPACE --study {STUDY}` to retrain the front "
+          "and the baselines with fresh seeds, then run this notebook again")
+else:
+    display(noise.view(table, analysis.objectives))
+    print(noise.verdict(table))
+assert table.empty or table["seeds"].min() >= 2
