@@ -27,14 +27,18 @@
 # folder; default `../results`, the repository's, seen from this folder) and `MOESEARCH_STUDY`
 # (default: the only study in that folder).
 
-# %% tags=["parameters"]
+# %%
 import os
 from pathlib import Path
 
 import pandas as pd
-from IPython.display import display  # plots.py draws on Agg, so figures are shown explicitly
+from IPython.display import display
+from matplotlib_inline.backend_inline import set_matplotlib_formats
 
 from moesearch import noise, pareto, plots, results
+
+# plots.py draws on Agg, off screen: figures are shown with display(fig), which needs the PNG formatter
+set_matplotlib_formats("png")
 
 RESULTS = Path(os.environ.get("MOESEARCH_RESULTS", "../results"))
 STUDY = os.environ.get("MOESEARCH_STUDY")

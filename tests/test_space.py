@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from click.testing import CliRunner
 from conftest import MICRO, SPACES, write_space
@@ -9,6 +11,7 @@ from conftest import MICRO, SPACES, write_space
 from moesearch import space
 from moesearch.activations import ffn_params, hidden_width
 from moesearch.cli import cli
+from moesearch.costs import costs
 from moesearch.errors import InputError
 
 
@@ -54,7 +57,25 @@ BAD = {
     "zero stage 3": ("[train]\n", "[train]\nzero_stage = 3\n", "train.zero_stage"),
     "not toml": ("[model]", "[model", "not valid TOML"),
     "string for a number": ("timeout_s = 300", 'timeout_s = "300"', "search.timeout_s"),
+    "measured cost without a reference": (
+        "[search]\n", '[search]\nobjectives = { val_loss = "minimize", peak_memory_mb = "minimize" }\n',
+        "reference.peak_memory_mb is missing"),
+    "reference for a non-objective": ("[search]\n", "[search]\nreference = { params_total = 1e6 }\n",
+                                      "reference.params_total is not an objective"),
+    "negative eval interval": ("[train]\n", "[train]\neval_interval = -1\n", "train.eval_interval"),
 }
+
+
+def test_reference_point_is_given_or_natural(tmp_path):
+    from moesearch.reference import costliest, reference_point
+
+    body = MICRO.replace("[search]\n", '[search]\nobjectives = { val_loss = "minimize", params_total = "minimize", '
+                                         'peak_memory_mb = "minimize" }\nreference = { peak_memory_mb = 900.0 }\n')
+    spec = space.load(write_space(tmp_path, body.replace("d_ff = 96", 'd_ff = 96\nwidth_policy = "width"')))
+    assert costliest(spec) == ["swiglu", "swiglu"]  # width-matched: a gated FFN has 1.5x the parameters
+    most = costs(spec.model, ["swiglu", "swiglu"], spec.train.micro_batch).params_total
+    assert reference_point(spec) == {"val_loss": pytest.approx(math.log(256)), "params_total": pytest.approx(1.1 * most),
+                                     "peak_memory_mb": 900.0}
 
 
 @pytest.mark.parametrize("case", BAD, ids=list(BAD))
