@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
+from moesearch.errors import InputError
 from moesearch.metrics import METRICS
 
 SCHEMA_VERSION = 2
@@ -214,6 +215,10 @@ def _read(folder: Path, fixed: pa.Schema | None) -> pd.DataFrame:
     files = sorted(str(f) for f in folder.glob("trial-*.parquet")) if folder.is_dir() else []
     if not files:
         return (fixed or schema(0)).empty_table().to_pandas()
+    found = (pq.read_schema(files[0]).metadata or {}).get(b"moesearch_schema_version", b"?").decode()
+    if found != str(SCHEMA_VERSION):
+        raise InputError(f"--results: {folder} holds records of schema version {found}; this moesearch reads "
+                         f"version {SCHEMA_VERSION} (docs/results.md); use the moesearch that wrote them")
     return ds.dataset(files, schema=fixed, format="parquet").to_table().to_pandas()
 
 

@@ -219,3 +219,29 @@ def test_docs_describe_every_column_of_every_table_and_the_schema_version():
     assert documented_columns("steps") == results.STEPS_SCHEMA.names
     assert documented_columns("layers") == results.LAYERS_SCHEMA.names
     assert f"Schema version: **{results.SCHEMA_VERSION}**" in (ROOT / "docs" / "results.md").read_text()
+
+
+def naive_ranks(points, maximise) -> list[int]:
+    """Pareto ranks by repeatedly peeling off the non-dominated set, with an O(n^2) dominance check."""
+    signed = [[-v if m else v for v, m in zip(p, maximise, strict=True)] for p in points]
+    ranks, left, level = [0] * len(points), set(range(len(points))), 1
+    while left:
+        front = {i for i in left if not any(all(a <= b for a, b in zip(signed[j], signed[i], strict=True))
+                                            and signed[j] != signed[i] for j in left)}
+        for i in front:
+            ranks[i] = level
+        left, level = left - front, level + 1
+    return ranks
+
+
+@pytest.mark.parametrize("n_objectives", [2, 3, 4])
+def test_ranks_match_a_naive_peeling_for_two_to_four_objectives(n_objectives):
+    import numpy as np
+
+    names = ["val_loss", "tokens_per_s", "params_active", "peak_memory_mb"][:n_objectives]
+    objectives = {n: "maximize" if n == "tokens_per_s" else "minimize" for n in names}
+    rng = np.random.default_rng(n_objectives)
+    table = pd.DataFrame(rng.integers(0, 6, size=(60, n_objectives)).astype(float), columns=names)  # ties included
+    ranked = pareto.rank(table, objectives)
+    assert ranked["pareto_rank"].tolist() == naive_ranks(table.to_numpy().tolist(), [d == "maximize" for d in objectives.values()])
+    assert ranked["knee"].sum() == 1 and ranked.loc[ranked["knee"], "pareto"].all()
