@@ -245,3 +245,12 @@ def test_ranks_match_a_naive_peeling_for_two_to_four_objectives(n_objectives):
     ranked = pareto.rank(table, objectives)
     assert ranked["pareto_rank"].tolist() == naive_ranks(table.to_numpy().tolist(), [d == "maximize" for d in objectives.values()])
     assert ranked["knee"].sum() == 1 and ranked.loc[ranked["knee"], "pareto"].all()
+
+
+def test_records_of_another_schema_version_get_a_clear_error(tmp_path):
+    path = results.write_trial(tmp_path, record(0, "gelu,gelu", 2.0, 100.0))
+    table = pq.read_table(path)
+    path.unlink()
+    pq.write_table(table.replace_schema_metadata({"moesearch_schema_version": "1"}), path)
+    out = CliRunner().invoke(cli, ["pareto", "--results", str(tmp_path)])
+    assert out.exit_code == 2 and "schema version 1" in out.output and f"reads version {results.SCHEMA_VERSION}" in out.output

@@ -1,0 +1,94 @@
+"""The analysis notebook (notebooks/analysis.py, jupytext percent text): executed top to bottom on a real tiny study."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import jupytext
+import nbclient
+import pytest
+
+from moesearch import pareto, plots, results
+
+NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "analysis.py"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def executed(tiny_study):
+    """The notebook after a real kernel ran it in its own folder, pointed at the tiny study by environment."""
+    nb = jupytext.read(NOTEBOOK)
+    with pytest.MonkeyPatch.context() as env:  # the kernel inherits this process's environment when it starts
+        env.setenv("MOESEARCH_RESULTS", str(tiny_study))
+        env.setenv("MOESEARCH_STUDY", "tiny")
+        nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
+                                resources={"metadata": {"path": str(NOTEBOOK.parent)}}).execute()  # raises on a failed cell
+    return nb
+
+
+def code_cells(nb) -> list:
+    return [c for c in nb.cells if c.cell_type == "code"]
+
+
+def cell_using(nb, name: str):
+    """The code cell whose source calls `name` (each section has one code cell)."""
+    (cell,) = [c for c in code_cells(nb) if name in c.source]
+    return cell
+
+
+def text_of(outputs) -> str:
+    """Everything a reader sees as text: printed streams and the text forms of displayed objects."""
+    parts = []
+    for out in outputs:
+        if out.output_type == "stream":
+            parts.append(out.text)
+        parts += [v for k, v in out.get("data", {}).items() if k.startswith("text/")]
+    return "\n".join(parts)
+
+
+def test_every_code_cell_runs_without_an_error(executed):
+    cells = code_cells(executed)
+    assert len(cells) >= 6, "parameters and five sections"
+    assert [c.execution_count for c in cells] == list(range(1, len(cells) + 1)), "every cell ran, in order"
+    assert not [o for c in cells for o in c.outputs if o.output_type == "error"]
+
+
+def test_the_front_section_shows_the_front_the_baselines_and_the_hypervolume(executed, tiny_study):
+    analysis = pareto.analyse(results.load_trials(tiny_study, "tiny"))
+    shown = text_of(cell_using(executed, "pareto.front_view").outputs)
+    expected = set(analysis.table.loc[analysis.table["pareto"] | analysis.table["baseline"], "assignment"])
+    assert {"gelu,gelu", "swiglu,swiglu", "relu2,relu2"} <= expected
+    assert all(a in shown for a in expected), f"missing from the front table: {[a for a in expected if a not in shown]}"
+    assert f"hypervolume {analysis.hypervolume:.6g}" in shown, "the same hypervolume as `moesearch pareto`"
+    assert all(row.summary in shown for row in analysis.deltas.itertuples()), "every baseline delta is printed"
+
+
+def test_every_picture_is_displayed_as_a_png(executed):
+    images = [o["data"]["image/png"] for c in code_cells(executed) for o in c.outputs
+              if o.output_type == "display_data" and "image/png" in o.get("data", {})]
+    assert len(images) >= len(plots.NAMES_PNG), "front, hypervolume, layers, curves and hidden"
+    assert all(base64.b64decode(png).startswith(PNG_MAGIC) for png in images)
+
+
+def test_the_layer_statistics_and_the_noise_check_are_shown(executed):
+    inside = text_of(cell_using(executed, "hidden_near_zero_frac").outputs)
+    assert "hidden_std" in inside and "relu2" in inside, "the pivot has a column per statistic and activation"
+    noise_check = text_of(cell_using(executed, "noise.replicate_table").outputs)
+    assert "stays on front" in noise_check, "the tiny study has verify replicates: the table, not the hint"
+    assert "moesearch verify" not in noise_check
+
+
+def test_the_notebook_is_canonical_jupytext_percent_text():
+    """Opening and saving it with jupytext changes nothing below the header (whose version fields jupytext owns)."""
+    stored = NOTEBOOK.read_text()
+    nb = jupytext.read(NOTEBOOK)
+    assert nb.metadata["jupytext"]["formats"] == "py:percent" and nb.metadata["kernelspec"]["name"] == "python3"
+    assert {c.cell_type for c in nb.cells} == {"markdown", "code"}
+    assert below_header(jupytext.writes(nb, fmt="py:percent")) == below_header(stored)
+
+
+def below_header(text: str) -> str:
+    _, header, body = text.split("# ---\n", 2)
+    assert "jupytext:" in header
+    return body
