@@ -91,8 +91,8 @@ def trained(study: optuna.Study, budget_only: bool = True) -> list[FrozenTrial]:
 
 
 def evaluated(study: optuna.Study, seed: int) -> dict[str, tuple[int, list[float]]]:
-    """assignment -> (trial number, objective values) for assignments completed with this seed."""
-    return {t.user_attrs["assignment"]: (t.number, t.values) for t in trained(study)
+    """assignment -> (trial number, objective values) for assignments completed with this seed (verify included)."""
+    return {t.user_attrs["assignment"]: (t.number, t.values) for t in trained(study, budget_only=False)
             if t.state == TrialState.COMPLETE and t.user_attrs.get("seed") == seed}
 
 
