@@ -181,14 +181,13 @@ def front_view(analysis: Analysis, everything: bool = False) -> pd.DataFrame:
     for name in CONTEXT:
         if name not in analysis.objectives:
             view[header(name)] = shown[name].map(fmt)
-    return view
+    return view.reset_index(drop=True)
 
 
-def front_text(analysis: Analysis, everything: bool = False) -> str:
-    """The `pareto` command's report: the table, a summary line, the hypervolume and the baseline deltas."""
+def summary_lines(analysis: Analysis) -> list[str]:
+    """What the front table does not say: counts, the hypervolume, and each front member against the baselines."""
     t = analysis.table
-    lines = [front_view(analysis, everything).to_string(index=False),
-             f"{len(t)} assignments from {int(t['trials'].map(len).sum())} complete trials ({analysis.failed} failed), "
+    lines = [f"{len(t)} assignments from {int(t['trials'].map(len).sum())} complete trials ({analysis.failed} failed), "
              f"{int(t['pareto'].sum())} on the front; * = Pareto front, K = knee, B = uniform baseline; "
              "values are means over seeds (± standard deviation)",
              f"hypervolume {analysis.hypervolume:.6g} against the reference point "
@@ -196,4 +195,9 @@ def front_text(analysis: Analysis, everything: bool = False) -> str:
     if len(analysis.deltas):
         lines.append("front against the baselines:")
         lines += [f"  {row.assignment}: {row.summary}" for row in analysis.deltas.itertuples()]
-    return "\n".join(lines)
+    return lines
+
+
+def front_text(analysis: Analysis, everything: bool = False) -> str:
+    """The `pareto` command's report: the table, then the summary lines."""
+    return "\n".join([front_view(analysis, everything).to_string(index=False), *summary_lines(analysis)])

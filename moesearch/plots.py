@@ -6,7 +6,8 @@
     layers.png       which activation each layer takes, along the front and for the baselines
     curves.png       training loss (smoothed) and val_loss over tokens, front members and baselines
     hidden.png       FFN hidden activations near zero, per layer and activation
-Light: no torch.
+Figures are built without pyplot: no global figure registry to leak into, no backend chosen for
+the caller (a notebook keeps its own), and `Figure.savefig` renders PNG anywhere. Light: no torch.
 """
 
 from __future__ import annotations
@@ -14,19 +15,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.colors import ListedColormap
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # files only: no display, and the same output everywhere
+from moesearch.activations import NAMES
+from moesearch.pareto import Analysis, baseline_name, header
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.colors import ListedColormap  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from moesearch.activations import NAMES  # noqa: E402
-from moesearch.pareto import Analysis, baseline_name, header  # noqa: E402
-
-COLORS = dict(zip(NAMES, plt.get_cmap("tab10").colors, strict=False))  # one colour per activation, every plot
+COLORS = dict(zip(NAMES, matplotlib.colormaps["tab10"].colors, strict=False))  # one colour per activation
 NAMES_PNG = ("front", "hypervolume", "layers", "curves", "hidden")
 
 
@@ -44,7 +41,8 @@ def label(row) -> str:
 def front(analysis: Analysis) -> Figure:
     first, *costs = analysis.objectives
     t = analysis.table
-    fig, axes = plt.subplots(1, len(costs), figsize=(6.4 * len(costs), 4.8), squeeze=False)
+    fig = Figure(figsize=(6.4 * len(costs), 4.8))
+    axes = fig.subplots(1, len(costs), squeeze=False)
     for ax, cost in zip(axes[0], costs, strict=True):
         rest, on = t[~t["pareto"]], t[t["pareto"]].sort_values(cost)
         ax.scatter(rest[cost], rest[first], color="grey", alpha=0.3, label="dominated")
@@ -63,7 +61,8 @@ def front(analysis: Analysis) -> Figure:
 
 
 def hypervolume(analysis: Analysis) -> Figure:
-    fig, ax = plt.subplots(figsize=(6.4, 4))
+    fig = Figure(figsize=(6.4, 4))
+    ax = fig.subplots()
     h = analysis.history
     ax.step(h["trial"], h["hypervolume"], where="post", marker="o")
     ax.set_xlabel("trial number")
@@ -78,7 +77,8 @@ def layers(analysis: Analysis) -> Figure:
     rows = shown(analysis)
     grid = rows["assignment"].str.split(",", expand=True).to_numpy()
     codes = np.vectorize(NAMES.index)(grid)
-    fig, ax = plt.subplots(figsize=(1.2 + 0.9 * grid.shape[1], 1 + 0.45 * len(rows)))
+    fig = Figure(figsize=(1.2 + 0.9 * grid.shape[1], 1 + 0.45 * len(rows)))
+    ax = fig.subplots()
     ax.imshow(codes, cmap=ListedColormap([COLORS[n] for n in NAMES]), vmin=0, vmax=len(NAMES) - 1, aspect="auto")
     for (i, j), name in np.ndenumerate(grid):
         ax.text(j, i, name, ha="center", va="center", fontsize=8)
@@ -89,7 +89,8 @@ def layers(analysis: Analysis) -> Figure:
 
 
 def curves(analysis: Analysis, steps: pd.DataFrame) -> Figure:
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    fig = Figure(figsize=(7.5, 4.8))
+    ax = fig.subplots()
     for _, row in shown(analysis).iterrows():
         mine = steps[steps["trial"] == row["trial"]].sort_values("step")
         if mine.empty:
@@ -108,7 +109,8 @@ def curves(analysis: Analysis, steps: pd.DataFrame) -> Figure:
 
 
 def hidden(layer_rows: pd.DataFrame) -> Figure:
-    fig, ax = plt.subplots(figsize=(6.4, 4))
+    fig = Figure(figsize=(6.4, 4))
+    ax = fig.subplots()
     mean = layer_rows.groupby(["activation", "layer"])["hidden_near_zero_frac"].mean().unstack("activation")
     for name in mean.columns:
         ax.plot(mean.index, mean[name], "o-", color=COLORS[name], label=name)
@@ -127,13 +129,12 @@ def draw_all(analysis: Analysis, steps: pd.DataFrame, layer_rows: pd.DataFrame) 
 
 
 def save(figures: dict[str, Figure], folder: Path) -> list[Path]:
-    """One PNG per figure; each is written whole (temporary name, then renamed) and the figure closed."""
+    """One PNG per figure, each written whole (temporary name, then renamed)."""
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for name, fig in figures.items():
         path, tmp = folder / f"{name}.png", folder / f".tmp-{name}.png"
         fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
-        plt.close(fig)
         tmp.replace(path)
         paths.append(path)
     return paths

@@ -60,6 +60,8 @@ class ModelSpec(_Section):
     def _consistent(self) -> ModelSpec:
         if self.d_model % self.n_heads:
             raise ValueError(f"n_heads {self.n_heads} must divide d_model {self.d_model}")
+        if self.moe_every > self.n_layers:
+            raise ValueError(f"moe_every {self.moe_every} exceeds n_layers {self.n_layers}: no layer would be MoE")
         if self.top_k > self.num_experts:
             raise ValueError(f"top_k {self.top_k} exceeds num_experts {self.num_experts}")
         if self.width_policy == "params":

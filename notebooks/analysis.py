@@ -37,7 +37,7 @@ from matplotlib_inline.backend_inline import set_matplotlib_formats
 
 from moesearch import noise, pareto, plots, results
 
-# plots.py draws on Agg, off screen: figures are shown with display(fig), which needs the PNG formatter
+# plots.py builds figures without pyplot, so none shows by itself: display(fig) needs the PNG formatter
 set_matplotlib_formats("png")
 
 RESULTS = Path(os.environ.get("MOESEARCH_RESULTS", "../results"))
@@ -83,10 +83,7 @@ assert complete.any() and len(steps) > 0 and len(layers) > 0
 analysis = pareto.analyse(trials)
 front = pareto.front_view(analysis).set_index("assignment")
 display(front)
-print(f"hypervolume {analysis.hypervolume:.6g} against the reference point {analysis.reference}")
-print("front against the baselines:" if len(analysis.deltas) else "no front member to compare with a baseline")
-for row in analysis.deltas.itertuples():
-    print(f"  {row.assignment}: {row.summary}")
+print("\n".join(pareto.summary_lines(analysis)))  # counts, hypervolume, front members against the baselines
 assert len(front) > 0
 
 # %% [markdown]
@@ -116,11 +113,11 @@ assert all(fig.axes for fig in figures)
 # %%
 stats = layers.merge(trials[["trial", "assignment"]], on="trial", validate="many_to_one")
 hidden = stats.pivot_table(index="layer", columns="activation", values=["hidden_near_zero_frac", "hidden_std"])
-display(hidden)
+display(hidden.round(3))
 display(plots.hidden(layers))
 balance = (stats[stats["moe"]].pivot_table(index="assignment", columns="layer", values="load_balance")
            .reindex(plots.shown(analysis)["assignment"]))  # the order of the figures: front, then baselines
-display(balance)
+display(balance.round(3))
 assert len(hidden) > 0 and (len(balance) > 0 or not layers["moe"].any())
 
 # %% [markdown]
@@ -128,7 +125,7 @@ assert len(hidden) > 0 and (len(balance) > 0 or not layers["moe"].any())
 #
 # A difference smaller than the spread over seeds is noise. `moesearch verify` retrains the front
 # members and the baselines with fresh seeds; an assignment then stays on the front unless another
-# is better in every objective even with itself at its worst (mean + sd) and the other at its best.
+# is better in every objective even with the other at its worst (mean + sd) and itself at its best.
 
 # %%
 table = noise.replicate_table(trials)
@@ -136,6 +133,6 @@ if table.empty:
     print(f"no assignment has two seeds yet: run `moesearch verify SPACE --study {STUDY}` to retrain the front "
           "and the baselines with fresh seeds, then run this notebook again")
 else:
-    display(noise.view(table, analysis.objectives))
+    display(noise.view(table, analysis.objectives).set_index("assignment"))
     print(noise.verdict(table))
 assert table.empty or table["seeds"].min() >= 2

@@ -62,6 +62,7 @@ BAD = {
         "reference.peak_memory_mb is missing"),
     "reference for a non-objective": ("[search]\n", "[search]\nreference = { params_total = 1e6 }\n",
                                       "reference.params_total is not an objective"),
+    "no MoE layer": ("[model]\n", "[model]\nmoe_every = 3\n", "moe_every 3 exceeds n_layers 2"),
     "negative eval interval": ("[train]\n", "[train]\neval_interval = -1\n", "train.eval_interval"),
 }
 
