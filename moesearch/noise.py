@@ -19,17 +19,21 @@ from moesearch.pareto import baseline_name, by_assignment, objectives_of, rank
 def plan(trials: pd.DataFrame, n_seeds: int, first_seed: int) -> list[tuple[str, int]]:
     """(assignment, seed) pairs still to train so every front member and baseline has 1 + n_seeds seeds.
 
-    Fresh seeds count up from `first_seed`, skipping any seed the assignment was already trained
-    with (a failed seed would fail again). Running the plan again after it finished adds nothing.
+    The targets are the front and baselines of the search's own trials (verify replicates left out),
+    so they do not move while replicates land: after an interruption the plan resumes where it stopped,
+    and once finished it is empty. Fresh seeds count up from `first_seed`, skipping any seed the
+    assignment was already trained with (a failed seed would fail again).
     """
     objectives = objectives_of(trials)
-    table = rank(by_assignment(trials, objectives), objectives)
+    searched = trials[trials["origin"] != "verify"]  # targets from the search alone: they stay put as replicates land
+    table = rank(by_assignment(searched, objectives), objectives)
     targets = table[table["pareto"] | table["baseline"]]
+    seeds = trials[trials["state"] == "COMPLETE"].groupby("assignment")["seed"].nunique()
     todo = []
-    for assignment, have in zip(targets["assignment"], targets["seeds"], strict=True):
+    for assignment in targets["assignment"]:
         used = set(trials.loc[trials["assignment"] == assignment, "seed"])
         fresh = (s for s in range(first_seed, first_seed + 10**6) if s not in used)
-        todo += [(assignment, next(fresh)) for _ in range(max(0, 1 + n_seeds - have))]
+        todo += [(assignment, next(fresh)) for _ in range(max(0, 1 + n_seeds - seeds.get(assignment, 0)))]
     return todo
 
 
@@ -52,18 +56,20 @@ def replicate_table(trials: pd.DataFrame) -> pd.DataFrame:
 
 
 def verdict(table: pd.DataFrame) -> str:
-    """The answer to 'does a hybrid beat every uniform baseline beyond the seed spread?'."""
+    """Does a hybrid clearly beat every uniform baseline? And which baselines does each hybrid clearly beat?"""
     baselines = table.loc[table["baseline"], "assignment"].tolist()
     if not baselines:
         return "no uniform baseline has seed replicates yet: run `moesearch verify`"
+    beaten = table.set_index("assignment")["clearly_dominated_by"]
+    wins = {h: [b for b in baselines if h in beaten[b]] for h in table.loc[~table["baseline"], "assignment"]}
     names = ", ".join(baseline_name(b) for b in baselines)
-    winners = [row.assignment for row in table[~table["baseline"]].itertuples()
-               if all(row.assignment in table.set_index("assignment").loc[b, "clearly_dominated_by"] for b in baselines)]
-    if winners:
-        return f"yes: {', '.join(winners)} clearly dominate{'s' if len(winners) == 1 else ''} {names}"
-    robust = table.loc[table["robust"], "assignment"].tolist()
-    return (f"no hybrid clearly dominates {names}; within the seed spread the front is: "
-            f"{'; '.join(robust) or '(empty)'}")
+    everything = [h for h, w in wins.items() if len(w) == len(baselines)]
+    if everything:
+        return f"yes: {', '.join(everything)} clearly dominate{'s' if len(everything) == 1 else ''} {names}"
+    some = "; ".join(f"{h} clearly beats {', '.join(baseline_name(b) for b in w)}" for h, w in wins.items() if w)
+    robust = "; ".join(table.loc[table["robust"], "assignment"]) or "(empty)"
+    return (f"no hybrid clearly dominates every baseline ({names}){'; ' + some if some else ''}. "
+            f"Within the seed spread the front is: {robust}")
 
 
 def view(table: pd.DataFrame, objectives: dict[str, str]) -> pd.DataFrame:

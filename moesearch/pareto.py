@@ -9,6 +9,7 @@ Light: no torch.
 from __future__ import annotations
 
 import json
+from collections import defaultdict
 from dataclasses import dataclass
 
 import moocore
@@ -41,17 +42,20 @@ def baseline_name(assignment: str) -> str:
 def by_assignment(trials: pd.DataFrame, objectives: dict[str, str]) -> pd.DataFrame:
     """Completed trials grouped by assignment: mean and standard deviation of each metric over seeds.
 
-    Columns: assignment, the metrics (means), <objective>_std, trial (the first), trials, seeds, baseline, layer_NN.
+    Trials repeating a seed are averaged first, so every seed weighs the same and the spread is the
+    spread over seeds. Columns: assignment, the metrics (means), <objective>_std, trial (the first),
+    trials, seeds, baseline, layer_NN.
     """
     done = trials[trials["state"] == "COMPLETE"]
     metrics = list(dict.fromkeys([*objectives, *CONTEXT]))
-    grouped = done.groupby("assignment", sort=False)
-    table = grouped[metrics].mean()
+    per_seed = done.groupby(["assignment", "seed"], sort=False)[metrics].mean()
+    grouped = per_seed.groupby("assignment", sort=False)
+    table = grouped.mean()
     for name in objectives:
         table[f"{name}_std"] = grouped[name].std(ddof=1)  # NaN for a single seed: spread unknown
-    table["trial"] = grouped["trial"].min()
-    table["trials"] = grouped["trial"].agg(list)
-    table["seeds"] = grouped["seed"].nunique()
+    table["seeds"] = grouped.size()
+    by_trial = done.groupby("assignment", sort=False)["trial"]
+    table["trial"], table["trials"] = by_trial.min(), by_trial.agg(list)
     table = table.reset_index().sort_values("trial", ignore_index=True)
     table["baseline"] = table["assignment"].map(is_baseline)
     layers = table["assignment"].str.split(",", expand=True)
@@ -95,22 +99,23 @@ def hypervolume(table: pd.DataFrame, objectives: dict[str, str], reference: dict
 
 
 def hypervolume_history(trials: pd.DataFrame, objectives: dict[str, str], reference: dict[str, float]) -> pd.DataFrame:
-    """Hypervolume of the study's completed trials up to each trial number (verify replicates left out).
+    """The hypervolume after each completed trial, from the assignment means known at that point.
 
-    Recomputed only when a trial joins the front of those before it; otherwise it cannot change.
+    Measured as the headline hypervolume is (seeds averaged per assignment), so the last value equals
+    it; a seed replicate that moves an assignment's mean can lower it: a correction, not a regression.
     """
-    done = trials[(trials["state"] == "COMPLETE") & (trials["origin"] != "verify")].sort_values("trial")
+    done = trials[trials["state"] == "COMPLETE"].sort_values("trial")
     points, maximise = _points(done, objectives)
     ref = [reference[o] for o in objectives]
-    front = np.empty((0, len(objectives)))
-    volumes, current = [], 0.0
-    for point in points:
-        candidate = np.vstack([front, point])
-        keep = moocore.is_nondominated(candidate, maximise=maximise, keep_weakly=True)
-        if keep[-1]:
-            front = candidate[keep]
-            current = float(moocore.hypervolume(front, ref=ref, maximise=maximise))
-        volumes.append(current)
+    per_seed: dict[tuple[str, int], list[np.ndarray]] = defaultdict(list)
+    seeds_of: dict[str, set[int]] = defaultdict(set)
+    means: dict[str, np.ndarray] = {}
+    volumes = []
+    for point, assignment, seed in zip(points, done["assignment"], done["seed"], strict=True):
+        per_seed[assignment, seed].append(point)
+        seeds_of[assignment].add(seed)
+        means[assignment] = np.mean([np.mean(per_seed[assignment, s], axis=0) for s in seeds_of[assignment]], axis=0)
+        volumes.append(float(moocore.hypervolume(np.array(list(means.values())), ref=ref, maximise=maximise)))
     return pd.DataFrame({"trial": done["trial"].to_numpy(), "hypervolume": volumes})
 
 
@@ -167,7 +172,7 @@ def header(name: str, direction: str | None = None) -> str:
 
 
 def front_view(analysis: Analysis, everything: bool = False) -> pd.DataFrame:
-    """The front and the baselines (or every assignment), formatted for people, sorted by the first objective."""
+    """The front and the baselines (or every assignment), formatted for people, by rank then ascending first objective."""
     t = analysis.table
     shown = t if everything else t[t["pareto"] | t["baseline"]]
     shown = shown.sort_values(["pareto_rank", next(iter(analysis.objectives))])

@@ -21,6 +21,7 @@ from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 
 from moesearch.activations import NAMES
+from moesearch.files import write_atomic
 from moesearch.pareto import Analysis, baseline_name, header
 
 COLORS = dict(zip(NAMES, matplotlib.colormaps["tab10"].colors, strict=False))  # one colour per activation
@@ -28,7 +29,7 @@ NAMES_PNG = ("front", "hypervolume", "layers", "curves", "hidden")
 
 
 def shown(analysis: Analysis) -> pd.DataFrame:
-    """Front members then baselines, best first objective first: the assignments the pictures single out."""
+    """Front members then baselines, each by ascending first objective: the assignments the pictures single out."""
     t = analysis.table
     picked = t[t["pareto"] | t["baseline"]]
     return picked.sort_values(["pareto", next(iter(analysis.objectives))], ascending=[False, True])
@@ -129,12 +130,7 @@ def draw_all(analysis: Analysis, steps: pd.DataFrame, layer_rows: pd.DataFrame) 
 
 
 def save(figures: dict[str, Figure], folder: Path) -> list[Path]:
-    """One PNG per figure, each written whole (temporary name, then renamed)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for name, fig in figures.items():
-        path, tmp = folder / f"{name}.png", folder / f".tmp-{name}.png"
-        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
-        tmp.replace(path)
-        paths.append(path)
-    return paths
+    """One PNG per figure, each written whole."""
+    return [write_atomic(folder / f"{name}.png", lambda tmp, fig=fig: fig.savefig(tmp, dpi=110, bbox_inches="tight",
+                                                                                   format="png"))
+            for name, fig in figures.items()]

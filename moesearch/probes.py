@@ -2,8 +2,9 @@
 
 Forward hooks, so the model knows nothing of them. Every FFN counts, a dense one or each local
 expert of an MoE layer; the empty slots of an expert's capacity buffer (all-zero rows that DeepSpeed
-pads with) are left out, so only real tokens count. Sums are all-reduced: each token is counted on
-the rank whose expert processed it, whatever the expert-parallel layout.
+pads with) are left out, so only real tokens count: each token once per expert it was routed to
+(top-k: k times), on the rank whose expert processed it. Sums are all-reduced, so the statistics do
+not depend on the expert-parallel layout.
 """
 
 from __future__ import annotations
@@ -45,9 +46,9 @@ class HiddenStats:
     def _hook(self, layer: int):
         def record(module: nn.Module, args: tuple[torch.Tensor]) -> None:
             h_NF = args[0][self._real_rows].float()
-            self.sums_LS[layer] += torch.stack([
-                torch.tensor(h_NF.numel(), dtype=torch.float64), h_NF.sum().double(), h_NF.square().sum().double(),
-                (h_NF == 0).sum().double(), (h_NF.abs() < NEAR_ZERO).sum().double(),
+            self.sums_LS[layer] += torch.stack([  # on h's device (a GPU): one copy to the CPU per call
+                torch.tensor(h_NF.numel(), dtype=torch.float64, device=h_NF.device), h_NF.sum().double(),
+                h_NF.square().sum().double(), (h_NF == 0).sum().double(), (h_NF.abs() < NEAR_ZERO).sum().double(),
             ]).cpu()
 
         return record

@@ -4,8 +4,8 @@ Layout: <results>/<study>/{trials,steps,layers}/trial-NNNNNN.parquet (columns: d
   trials  one row per trial: assignment, state, metrics, provenance
   steps   one row per optimizer step: losses, learning rate, periodic val_loss
   layers  one row per block: activation, expert load, hidden-activation statistics
-Each file is written under a temporary name and hard-linked into place, so a reader never sees a
-partial file and a trial never gets two. The trials file is written last: it commits the trial, and
+Each file is written in <study>/.tmp/ and hard-linked into place, so a reader (or a glob) never sees
+a partial file and a trial never gets two. The trials file is written last: it commits the trial, and
 the loaders ignore steps and layers files of trials without one.
 Light: pyarrow and pandas, no torch.
 """
@@ -13,9 +13,7 @@ Light: pyarrow and pandas, no torch.
 from __future__ import annotations
 
 import json
-import os
 import platform
-import tempfile
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,6 +26,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from moesearch.errors import InputError
+from moesearch.files import write_atomic
 from moesearch.metrics import METRICS
 
 SCHEMA_VERSION = 2
@@ -166,17 +165,9 @@ def write_trial(results: Path, record: Record) -> Path:
 
 
 def _write(results: Path, table_name: str, key: dict, table: pa.Table) -> Path:
-    folder = table_dir(results, key["study"], table_name)
-    folder.mkdir(parents=True, exist_ok=True)
-    final = folder / f"trial-{key['trial']:06d}.parquet"
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".parquet")  # '.': readers skip it
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp)
-        os.link(tmp, final)  # atomic, and refuses to replace an existing file
-    finally:
-        os.unlink(tmp)
-    return final
+    final = table_dir(results, key["study"], table_name) / f"trial-{key['trial']:06d}.parquet"
+    scratch = Path(results) / key["study"] / ".tmp"  # outside the table folders: no glob can see a partial file
+    return write_atomic(final, lambda tmp: pq.write_table(table, tmp), exclusive=True, scratch=scratch)
 
 
 def studies(results: Path) -> list[str]:
@@ -211,7 +202,7 @@ def load_layers(results: Path, study: str) -> pd.DataFrame:
 
 
 def _read(folder: Path, fixed: pa.Schema | None) -> pd.DataFrame:
-    """All trial files of one table (a multi-threaded dataset scan; '.tmp-' files are skipped)."""
+    """All trial files of one table (a multi-threaded dataset scan)."""
     files = sorted(str(f) for f in folder.glob("trial-*.parquet")) if folder.is_dir() else []
     if not files:
         return (fixed or schema(0)).empty_table().to_pandas()

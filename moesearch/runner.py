@@ -1,6 +1,7 @@
 """One trial, start to record: build its RunConfig, train it on the group, make its Parquet record.
 
-Shared by `search` (trials the sampler asks for) and `train` (one assignment the user names).
+Shared by `search` (trials the sampler asks for), `train` (one assignment the user names) and
+`verify` (seed replicates of the front and the baselines).
 """
 
 from __future__ import annotations
@@ -8,9 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+import optuna
 from tqdm.auto import tqdm
 
 from moesearch import results
+from moesearch import study as study_mod
 from moesearch.config import RunConfig
 from moesearch.group import GroupFailure, GroupStartFailure, WorkerGroup
 from moesearch.metrics import fmt
@@ -34,7 +37,7 @@ class Outcome:
 
 
 def run_trial(settings: Settings, group: WorkerGroup, number: int, layers: list[str], *, origin: str,
-              replicate_of: int | None) -> Outcome:
+              replicate_of: int | None, reference: dict[str, float]) -> Outcome:
     """Train `layers` as trial `number`; the outcome holds its record (complete or failed), not yet written.
 
     GroupStartFailure and KeyboardInterrupt propagate (after the group is stopped): neither is the
@@ -60,12 +63,33 @@ def run_trial(settings: Settings, group: WorkerGroup, number: int, layers: list[
     record = results.make_record(
         study=settings.study, trial=number, origin=origin, layers=layers,
         state="COMPLETE" if reply["kind"] == "done" else "FAIL", failure_reason=reply.get("reason"),
-        objectives=settings.space.search.objectives, reference_point=settings.reference_point,
+        objectives=settings.space.search.objectives, reference_point=reference,
         metrics=reply.get("metrics", {}), steps=reply.get("steps", []), layer_rows=reply.get("layers", []),
         config_json=config_json, seed=settings.seed, replicate_of=replicate_of, data_sha256=settings.data_sha256,
         hardware=group.hardware, ep_size=cfg.ep_size, started_at=started, finished_at=datetime.now(timezone.utc),
     )
     return Outcome(record)
+
+
+def run_named(settings: Settings, study: optuna.Study, group: WorkerGroup, layers: list[str], origin: str) -> Outcome:
+    """Train an assignment chosen outside the sampler (`train`, `verify`) as one trial of the study.
+
+    Same order as the search: the Optuna trial exists first (RUNNING), then the record is written, then
+    the result is told; an interruption fails the trial outside the budget instead of leaving it RUNNING.
+    """
+    assignment = ",".join(layers)
+    replicate_of = study_mod.replicate_of(study, assignment, settings.seed)
+    trial = study_mod.reserve(study, settings.space, layers, settings.seed, origin)
+    try:
+        outcome = run_trial(settings, group, trial.number, layers, origin=origin, replicate_of=replicate_of,
+                            reference=study_mod.reference_point(study))
+        results.write_trial(settings.results, outcome.record)
+    except BaseException as e:
+        study_mod.abandon(study, trial, e)
+        raise
+    values = outcome.values(settings.space.search.objectives) if outcome.ok else None
+    study_mod.tell_result(study, trial, values, outcome.row["failure_reason"])
+    return outcome
 
 
 def summary(outcome: Outcome, objectives: dict[str, str]) -> str:

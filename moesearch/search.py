@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import optuna
-from optuna.trial import TrialState
 from tqdm.auto import tqdm
 
 from moesearch import results
@@ -49,7 +48,7 @@ def run_search(settings: Settings, n_trials: int, storage: optuna.storages.BaseS
             try:
                 outcome = _answer(settings, study, trial, group, known)
             except BaseException as e:  # interrupted, group never started, or a bug: the trial must not stay RUNNING
-                _abandon(study, trial, e)
+                study_mod.abandon(study, trial, e)
                 raise
             if outcome is None:
                 repeats, in_a_row = repeats + 1, in_a_row + 1
@@ -77,28 +76,11 @@ def _answer(settings: Settings, study: optuna.Study, trial: optuna.Trial, group:
     trial.set_user_attr("trained", True)
     trial.set_user_attr("origin", "search")
     outcome = run_trial(settings, group, trial.number, layers, origin="search",
-                        replicate_of=study_mod.replicate_of(study, assignment, settings.seed))
+                        replicate_of=study_mod.replicate_of(study, assignment, settings.seed),
+                        reference=study_mod.reference_point(study))
     results.write_trial(settings.results, outcome.record)  # the record first: a told trial always has one
-    if outcome.ok:
-        values = outcome.values(settings.space.search.objectives)
-        study.tell(trial, values)
+    values = outcome.values(settings.space.search.objectives) if outcome.ok else None
+    study_mod.tell_result(study, trial, values, outcome.row["failure_reason"])
+    if values is not None:
         known[assignment] = (trial.number, values)
-    else:
-        trial.set_user_attr("failure_reason", outcome.row["failure_reason"])
-        study.tell(trial, state=TrialState.FAIL)
     return outcome
-
-
-def _abandon(study: optuna.Study, trial: optuna.Trial, error: BaseException) -> None:
-    """Fail a trial that produced no result, outside the budget; a baseline goes back in the queue."""
-    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    frozen = next((t for t in running if t.number == trial.number), None)
-    if frozen is None:
-        return  # told before the error
-    reason = "interrupted by the user" if isinstance(error, KeyboardInterrupt) else (str(error) or repr(error))
-    trial.set_user_attr("budget", False)
-    trial.set_user_attr("failure_reason", reason)
-    study.tell(trial, state=TrialState.FAIL)
-    if "fixed_params" in frozen.system_attrs:  # an enqueued baseline: it must still run
-        study.enqueue_trial(frozen.system_attrs["fixed_params"])
-

@@ -22,9 +22,3 @@ class Settings:
     data_sha256: str
     progress: bool = True
 
-    @property
-    def reference_point(self) -> dict[str, float]:
-        """The hypervolume reference point, derived from the space alone (and stored with the study)."""
-        from moesearch.reference import reference_point
-
-        return reference_point(self.space)

@@ -103,21 +103,49 @@ def replicate_of(study: optuna.Study, assignment: str, seed: int) -> int | None:
                  and t.user_attrs["assignment"] == assignment and t.user_attrs.get("seed") != seed), None)
 
 
-def add_trained(study: optuna.Study, space: Space, layers: list[str], seed: int, values: list[float] | None,
-                failure_reason: str | None, origin: str) -> int:
-    """Record a trial trained outside the ask/tell loop (`train`, `verify`); returns its number.
+def reference_point(study: optuna.Study) -> dict[str, float]:
+    """The hypervolume reference point fixed when the study was created."""
+    return study.user_attrs["reference_point"]
 
-    Verify trials re-measure known assignments: they do not count toward a search's --trials.
+
+def tell_result(study: optuna.Study, trial: optuna.Trial, values: list[float] | None, failure_reason: str | None) -> None:
+    """Tell a trained trial's result (None: it failed, for `failure_reason`); its record is already written."""
+    if values is not None:
+        study.tell(trial, values)
+    else:
+        trial.set_user_attr("failure_reason", failure_reason)
+        study.tell(trial, state=TrialState.FAIL)
+
+
+def abandon(study: optuna.Study, trial: optuna.Trial, error: BaseException) -> None:
+    """Fail a trial that produced no result, outside the budget; a baseline goes back in the queue."""
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    frozen = next((t for t in running if t.number == trial.number), None)
+    if frozen is None:
+        return  # told before the error
+    reason = "interrupted by the user" if isinstance(error, KeyboardInterrupt) else (str(error) or repr(error))
+    trial.set_user_attr("budget", False)
+    trial.set_user_attr("failure_reason", reason)
+    study.tell(trial, state=TrialState.FAIL)
+    if "fixed_params" in frozen.system_attrs:  # an enqueued baseline: it must still run
+        study.enqueue_trial(frozen.system_attrs["fixed_params"])
+
+
+def reserve(study: optuna.Study, space: Space, layers: list[str], seed: int, origin: str) -> optuna.Trial:
+    """A RUNNING trial for an assignment chosen outside the sampler (`train`, `verify`).
+
+    Its number exists before training, so these trials follow the search's order: train, write the
+    record under that number, then tell. Verify trials re-measure known assignments: they do not
+    count toward a search's --trials.
     """
     token = secrets.token_hex(8)
     study.add_trial(optuna.trial.create_trial(
+        state=TrialState.RUNNING,
         params=params(layers),
         distributions={param_name(i): CategoricalDistribution(c) for i, c in enumerate(space.layer_choices())},
-        values=values,
-        state=TrialState.COMPLETE if values is not None else TrialState.FAIL,
         user_attrs={"assignment": ",".join(layers), "seed": seed, "trained": True, "token": token, "origin": origin,
-                    **({"budget": False} if origin == "verify" else {}),
-                    **({"failure_reason": failure_reason} if failure_reason else {})},
+                    **({"budget": False} if origin == "verify" else {})},
     ))
     # add_trial returns nothing: find ours by its token (other processes may be adding trials too)
-    return next(t.number for t in reversed(study.get_trials(deepcopy=False)) if t.user_attrs.get("token") == token)
+    ours = next(t for t in reversed(study.get_trials(deepcopy=False)) if t.user_attrs.get("token") == token)
+    return optuna.Trial(study, ours._trial_id)

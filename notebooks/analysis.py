@@ -89,8 +89,8 @@ assert len(front) > 0
 # %% [markdown]
 # ## 3. Figures
 #
-# The assignments in objective space; the hypervolume after each trial of the search (still rising
-# at the end: the search has not converged); which activation each layer takes along the front and
+# The assignments in objective space; the hypervolume after each trial (a curve still rising at
+# the end means the search has not converged); which activation each layer takes along the front and
 # in the baselines; and the learning curves of the front members and the baselines (first seed;
 # dots are the periodic `val_loss` evaluations).
 

@@ -47,7 +47,9 @@ def test_a_difference_inside_the_seed_spread_keeps_both_on_the_front(tmp_path):
                                   "relu,relu": [(2.50, 90), (2.52, 90)]})  # worse beyond any spread
     assert table["robust"].to_dict() == {"gelu,gelu": True, "gelu,swiglu": True, "relu,relu": False}
     assert sorted(table.loc["relu,relu", "clearly_dominated_by"]) == ["gelu,gelu", "gelu,swiglu"]
-    assert noise.verdict(table.reset_index()).startswith("no hybrid clearly dominates all-gelu, all-relu")
+    assert noise.verdict(table.reset_index()) == ("no hybrid clearly dominates every baseline (all-gelu, all-relu); "
+                                                  "gelu,swiglu clearly beats all-relu. Within the seed spread the "
+                                                  "front is: gelu,gelu; gelu,swiglu")
 
 
 def test_a_hybrid_beyond_the_spread_of_every_baseline_is_called_a_win(tmp_path):
@@ -146,3 +148,41 @@ def test_plot_and_report_import_neither_torch_nor_deepspeed(tiny_study, tmp_path
                          capture_output=True, text=True, check=True)
     imported = {line.split("|")[-1].strip().split(".")[0] for line in out.stderr.splitlines() if "|" in line}
     assert "matplotlib" in imported and not imported & {"torch", "deepspeed"}
+
+
+def test_two_rank_trials_record_their_steps_and_layers(tiny_study):
+    import optuna
+
+    from moesearch import space
+
+    spec = space.load("tiny")
+    trials = results.load_trials(tiny_study, "tiny")
+    steps, layer_rows = results.load_steps(tiny_study, "tiny"), results.load_layers(tiny_study, "tiny")
+    assert (steps.groupby("trial").size() == spec.train.steps).all() and set(steps["trial"]) == set(trials["trial"])
+    evaluated = steps.dropna(subset=["val_loss"]).groupby("trial")["step"].agg(list)
+    assert all(s == [4, 8, 12] for s in evaluated)
+    last = steps[steps["step"] == spec.train.steps].set_index("trial")["val_loss"]
+    assert (last == trials.set_index("trial")["val_loss"]).all(), "the last step's val_loss is the trial's"
+    # expert parallel over both ranks: every token is counted once per routed expert, on the rank that ran it
+    assert (layer_rows.groupby("trial").size() == 2).all() and layer_rows["moe"].all()
+    assert layer_rows["expert_load"].map(sum).round(6).eq(1).all()
+    assert layer_rows["hidden_std"].gt(0).all() and layer_rows[["hidden_mean", "hidden_near_zero_frac"]].notna().all().all()
+    squared = layer_rows[layer_rows["activation"] == "relu2"]["hidden_zero_frac"]
+    assert len(squared) and squared.gt(0.2).all() and layer_rows[layer_rows["activation"] == "gelu"]["hidden_zero_frac"].eq(0).all()
+    stored = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tiny_study / 'moesearch.db'}").user_attrs
+    assert trials["reference_point"].map(json.loads).eq(stored["reference_point"]).all(), "one point, fixed at creation"
+
+
+def test_verify_targets_stay_put_when_a_replicate_lands_worse(tmp_path):
+    write(tmp_path, *FRONT)
+    before = noise.plan(results.load_trials(tmp_path, "s"), n_seeds=1, first_seed=1)
+    write(tmp_path, record(6, "gelu,swiglu", 2.4, 110.0, seed=1, origin="verify"))  # far worse than its first seed
+    after = noise.plan(results.load_trials(tmp_path, "s"), n_seeds=1, first_seed=1)
+    assert ("gelu,swiglu", 1) in before and after == [p for p in before if p != ("gelu,swiglu", 1)]
+
+
+def test_hypervolume_of_three_objectives(tmp_path):
+    objectives = {"val_loss": "minimize", "tokens_per_s": "maximize", "params_active": "minimize"}
+    table = pd.DataFrame({"val_loss": [2.0], "tokens_per_s": [100.0], "params_active": [10.0]})
+    reference = {"val_loss": 3.0, "tokens_per_s": 0.0, "params_active": 20.0}
+    assert pareto.hypervolume(table, objectives, reference) == pytest.approx(1.0 * 100 * 10)

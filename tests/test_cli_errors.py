@@ -102,7 +102,7 @@ def test_an_abandoned_baseline_is_failed_outside_the_budget_and_queued_again(tmp
 
     from moesearch import space
     from moesearch import study as study_mod
-    from moesearch.search import _abandon
+    from moesearch.study import abandon as _abandon
 
     storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'db.sqlite'}")
     study = study_mod.open_study(storage, "s", space.load("tiny"), seed=0)

@@ -100,6 +100,7 @@ def test_polars_and_duckdb_read_the_same_files(tmp_path):
 
     write(tmp_path, record(0, "gelu,gelu", 2.0, 100.0), record(1, "swiglu,gelu", 1.9, 90.0))
     study = tmp_path / "s"
+    (study / ".tmp" / ".tmp-left-by-a-killed-writer.parquet").write_bytes(b"PAR1 half")  # globs must not see it
     trials = pl.read_parquet(study / "trials" / "*.parquet")
     assert sorted(trials["assignment"].to_list()) == ["gelu,gelu", "swiglu,gelu"]
     curve = duckdb.sql(f"""
@@ -146,7 +147,18 @@ def test_seed_replicates_count_once_at_their_mean(tmp_path):
     row = analysis.table.set_index("assignment").loc["gelu,swiglu"]
     assert row["seeds"] == 2 and row["trials"] == [2, 6] and row["val_loss"] == pytest.approx(2.0)
     assert row["val_loss_std"] == pytest.approx(math.sqrt(0.02))
-    assert analysis.history["trial"].tolist() == [0, 1, 2, 3, 4], "verify replicates are not search progress"
+    history = analysis.history.set_index("trial")["hypervolume"]
+    assert history.index.tolist() == [0, 1, 2, 3, 4, 6]
+    assert history[6] < history[4], "the replicate's worse loss moves the mean: the volume shrinks"
+    assert history[6] == pytest.approx(analysis.hypervolume), "history ends at the headline hypervolume"
+
+
+def test_a_repeated_seed_is_averaged_before_the_spread_over_seeds(tmp_path):
+    write(tmp_path, record(0, "gelu,gelu", 2.0, 100.0), record(1, "gelu,gelu", 2.2, 100.0),
+          record(2, "gelu,gelu", 2.4, 100.0, seed=1))
+    row = pareto.analyse(results.load_trials(tmp_path, "s")).table.iloc[0]
+    assert row["seeds"] == 2 and row["val_loss"] == pytest.approx(2.25) and row["trials"] == [0, 1, 2]
+    assert row["val_loss_std"] == pytest.approx(math.sqrt(2 * 0.15**2))
 
 
 def test_front_members_are_compared_with_every_baseline(tmp_path):

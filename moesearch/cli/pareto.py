@@ -38,13 +38,11 @@ def pareto(results: Path, study_name: str | None, everything: bool, out: Path | 
 
 def export(analysis, out: Path) -> None:
     """The ranked assignment table, written whole or not at all."""
-    import os
+    from moesearch.files import write_atomic
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".tmp-{out.name}")
     table = analysis.table
     if out.suffix == ".csv":
-        table.assign(trials=table["trials"].map(lambda t: " ".join(map(str, t)))).to_csv(tmp, index=False)
+        table = table.assign(trials=table["trials"].map(lambda t: " ".join(map(str, t))))
+        write_atomic(out, lambda tmp: table.to_csv(tmp, index=False))
     else:
-        table.to_parquet(tmp, index=False)
-    os.replace(tmp, out)
+        write_atomic(out, lambda tmp: table.to_parquet(tmp, index=False))

@@ -20,14 +20,11 @@ def report(results: Path, study_name: str | None, out: Path | None) -> None:
     from moesearch import pareto
     from moesearch import report as report_mod
     from moesearch import results as results_mod
+    from moesearch.files import write_atomic
 
     study_name = find_study(results, study_name)
     trials = load_study(results, study_name)
     page = report_mod.render(pareto.analyse(trials), trials, results_mod.load_steps(results, study_name),
                              results_mod.load_layers(results, study_name), str(results))
-    out = out or results / study_name / "report.html"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".tmp-{out.name}")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(out)  # whole or not at all
+    out = write_atomic(out or results / study_name / "report.html", lambda tmp: tmp.write_text(page, encoding="utf-8"))
     click.echo(f"wrote {out}")

@@ -17,10 +17,10 @@ def train(layers: str, **options) -> None:
 
     The trial joins the study (as a seed replicate when --seed differs), so `pareto` shows it.
     """
-    from moesearch import results
     from moesearch import study as study_mod
     from moesearch.group import WorkerGroup
-    from moesearch.runner import run_trial
+    from moesearch.results import trials_dir
+    from moesearch.runner import run_named
 
     settings = resolve(**options)
     chosen = [a.strip() for a in layers.split(",")]
@@ -29,12 +29,8 @@ def train(layers: str, **options) -> None:
     study = study_mod.open_study(storage, settings.study, settings.space, settings.seed)
     click.echo(describe(settings))
     with WorkerGroup(settings.nproc, settings.results / settings.study / "logs") as group:
-        outcome = run_trial(settings, group, -1, chosen, origin="train",
-                            replicate_of=study_mod.replicate_of(study, ",".join(chosen), settings.seed))
-    values = outcome.values(settings.space.search.objectives) if outcome.ok else None
-    outcome.row["trial"] = study_mod.add_trained(study, settings.space, chosen, settings.seed, values,
-                                                 outcome.row["failure_reason"], origin="train")
-    path = results.write_trial(settings.results, outcome.record)
+        outcome = run_named(settings, study, group, chosen, origin="train")
+    path = trials_dir(settings.results, settings.study) / f"trial-{outcome.row['trial']:06d}.parquet"
     for key in ("state", "failure_reason", *METRICS):
         value = outcome.row[key]
         if value is not None:
