@@ -108,8 +108,8 @@ class SearchSpec(_Section):
     """2-4 metrics to optimise, each with a direction; see `moesearch spaces show` for the metric names."""
     trials: int = Field(8, ge=1)
     """Trained trials when --trials is not given (uniform baselines included)."""
-    sampler: Literal["tpe", "nsga2", "random"] = "tpe"
-    """Optuna sampler proposing assignments."""
+    sampler: Literal["tpe", "nsga2", "gp", "random", "brute"] = "tpe"
+    """Optuna sampler proposing assignments ('brute' tries every assignment once: small spaces, replay tables)."""
     timeout_s: float = Field(1800, gt=0)
     """A trial running longer than this is stopped and recorded as failed."""
     ep_size: int | None = Field(None, ge=1)

@@ -14,7 +14,7 @@ import secrets
 
 import optuna
 from optuna.distributions import CategoricalDistribution
-from optuna.samplers import BaseSampler, NSGAIISampler, RandomSampler, TPESampler
+from optuna.samplers import BaseSampler, BruteForceSampler, GPSampler, NSGAIISampler, RandomSampler, TPESampler
 from optuna.trial import FrozenTrial, TrialState
 
 from moesearch.errors import InputError
@@ -47,11 +47,16 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
                          f"(sqlite:///file.db, postgresql://user@host/db) or journal:/shared/path.log") from None
 
 
-def sampler(space: Space, seed: int) -> BaseSampler:
-    kind = space.search.sampler
+SAMPLERS = ("tpe", "nsga2", "gp", "random", "brute")
+
+
+def make_sampler(kind: str, seed: int) -> BaseSampler:
+    """An Optuna sampler by the name a space's `search.sampler` uses."""
     return {"tpe": lambda: TPESampler(seed=seed, multivariate=True),
             "nsga2": lambda: NSGAIISampler(seed=seed),
-            "random": lambda: RandomSampler(seed=seed)}[kind]()
+            "gp": lambda: GPSampler(seed=seed),
+            "random": lambda: RandomSampler(seed=seed),
+            "brute": lambda: BruteForceSampler(seed=seed)}[kind]()
 
 
 def open_study(storage: optuna.storages.BaseStorage, name: str, space: Space, seed: int) -> optuna.Study:
@@ -63,7 +68,7 @@ def open_study(storage: optuna.storages.BaseStorage, name: str, space: Space, se
 
     directions = list(space.search.objectives.values())
     study = optuna.create_study(storage=storage, study_name=name, directions=directions,
-                                sampler=sampler(space, seed), load_if_exists=True)
+                                sampler=make_sampler(space.search.sampler, seed), load_if_exists=True)
     recorded = study.user_attrs.get("space")
     if recorded is None:
         study.set_user_attr("space", space.model_dump(mode="json"))
