@@ -172,7 +172,30 @@ def _write(results: Path, table_name: str, key: dict, table: pa.Table) -> Path:
 
 def studies(results: Path) -> list[str]:
     """Studies with at least one record under `results`."""
-    return sorted(p.parent.name for p in Path(results).glob("*/trials") if any(p.glob("trial-*.parquet")))
+    return sorted(p.parent.name for p in Path(results).glob("*/trials") if _files(p))
+
+
+def compact(results: Path, study: str) -> int:
+    """Merge a study's per-trial files into one part file per table; returns the trials merged.
+
+    For finished studies with many trials: loading reads a few large files instead of one per trial.
+    Each part is written whole before the files it replaces are removed, and the loaders drop rows
+    seen twice, so an interruption loses nothing. Do not run it while a search writes to the study.
+    """
+    merged = 0
+    for name in ("steps", "layers", "trials"):  # trials last, as when writing
+        folder = table_dir(results, study, name)
+        singles = sorted(folder.glob("trial-*.parquet"))
+        if not singles:
+            continue
+        table = pa.concat_tables([pq.read_table(f) for f in singles], promote_options="default")
+        first, last = (int(f.stem.removeprefix("trial-")) for f in (singles[0], singles[-1]))
+        write_atomic(folder / f"part-{first:06d}-{last:06d}.parquet", lambda tmp, t=table: pq.write_table(t, tmp),
+                     exclusive=True, scratch=Path(results) / study / ".tmp")
+        for f in singles:
+            f.unlink()
+        merged = len(singles) if name == "trials" else merged
+    return merged
 
 
 def load_trials(results: Path, study: str) -> pd.DataFrame:
@@ -180,40 +203,51 @@ def load_trials(results: Path, study: str) -> pd.DataFrame:
 
     Adds `replicates`: the other trials of the same assignment with a different seed.
     """
-    trials = _read(table_dir(results, study, "trials"), None).sort_values("trial", ignore_index=True)
+    trials = _read(table_dir(results, study, "trials"), None, ["trial"]).sort_values("trial", ignore_index=True)
+    trials["replicates"] = [[] for _ in range(len(trials))]
+    replicated = trials[trials.groupby("assignment")["seed"].transform("nunique") > 1]  # usually few: a Python loop
     seeds_of: dict[str, list[tuple[int, int]]] = defaultdict(list)
-    for number, assignment, seed in zip(trials["trial"], trials["assignment"], trials["seed"], strict=True):
+    for number, assignment, seed in zip(replicated["trial"], replicated["assignment"], replicated["seed"], strict=True):
         seeds_of[assignment].append((number, seed))
-    trials["replicates"] = [[n for n, s in seeds_of[a] if s != seed]
-                            for a, seed in zip(trials["assignment"], trials["seed"], strict=True)]
+    for row, assignment, seed in zip(replicated.index, replicated["assignment"], replicated["seed"], strict=True):
+        trials.at[row, "replicates"] = [n for n, s in seeds_of[assignment] if s != seed]
     return trials
 
 
 def load_steps(results: Path, study: str) -> pd.DataFrame:
     """Every logged step of the study's recorded trials, ordered by trial and step."""
-    steps = _read(table_dir(results, study, "steps"), STEPS_SCHEMA)
+    steps = _read(table_dir(results, study, "steps"), STEPS_SCHEMA, ["trial", "step"])
     return _committed(results, study, steps).sort_values(["trial", "step"], ignore_index=True)
 
 
 def load_layers(results: Path, study: str) -> pd.DataFrame:
     """One row per recorded trial and layer, ordered by trial and layer."""
-    layers = _read(table_dir(results, study, "layers"), LAYERS_SCHEMA)
+    layers = _read(table_dir(results, study, "layers"), LAYERS_SCHEMA, ["trial", "layer"])
     return _committed(results, study, layers).sort_values(["trial", "layer"], ignore_index=True)
 
 
-def _read(folder: Path, fixed: pa.Schema | None) -> pd.DataFrame:
-    """All trial files of one table (a multi-threaded dataset scan)."""
-    files = sorted(str(f) for f in folder.glob("trial-*.parquet")) if folder.is_dir() else []
+def _files(folder: Path) -> list[str]:
+    """A table's files: one per trial, and the part files `compact` merges them into."""
+    if not folder.is_dir():
+        return []
+    return sorted(str(f) for pattern in ("part-*.parquet", "trial-*.parquet") for f in folder.glob(pattern))
+
+
+def _read(folder: Path, fixed: pa.Schema | None, key: list[str]) -> pd.DataFrame:
+    """All files of one table (a multi-threaded dataset scan); a row in two files (compaction) counts once."""
+    files = _files(folder)
     if not files:
         return (fixed or schema(0)).empty_table().to_pandas()
     found = (pq.read_schema(files[0]).metadata or {}).get(b"moesearch_schema_version", b"?").decode()
     if found != str(SCHEMA_VERSION):
         raise InputError(f"--results: {folder} holds records of schema version {found}; this moesearch reads "
                          f"version {SCHEMA_VERSION} (docs/results.md); use the moesearch that wrote them")
-    return ds.dataset(files, schema=fixed, format="parquet").to_table().to_pandas()
+    rows = ds.dataset(files, schema=fixed, format="parquet").to_table().to_pandas()
+    return rows.drop_duplicates(subset=key, ignore_index=True) if any("part-" in f for f in files) else rows
 
 
 def _committed(results: Path, study: str, rows: pd.DataFrame) -> pd.DataFrame:
     """Rows of trials that have a trials record (a crash between a trial's files leaves others behind)."""
-    recorded = {int(p.stem.removeprefix("trial-")) for p in trials_dir(results, study).glob("trial-*.parquet")}
-    return rows[rows["trial"].isin(recorded)]
+    files = _files(trials_dir(results, study))
+    recorded = ds.dataset(files, format="parquet").to_table(columns=["trial"]).column("trial") if files else []
+    return rows[rows["trial"].isin(set(pa.array(recorded).to_pylist()))]

@@ -11,6 +11,7 @@ The study itself carries the space it was created for and the hypervolume refere
 from __future__ import annotations
 
 import secrets
+import warnings
 
 import optuna
 from optuna.distributions import CategoricalDistribution
@@ -47,16 +48,21 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
                          f"(sqlite:///file.db, postgresql://user@host/db) or journal:/shared/path.log") from None
 
 
-SAMPLERS = ("tpe", "nsga2", "gp", "random", "brute")
+_SAMPLER_FACTORIES = {  # name -> factory(seed)
+    "tpe": lambda seed: TPESampler(seed=seed, multivariate=True),
+    "nsga2": lambda seed: NSGAIISampler(seed=seed),
+    "gp": lambda seed: GPSampler(seed=seed),
+    "random": lambda seed: RandomSampler(seed=seed),
+    "brute": lambda seed: BruteForceSampler(seed=seed),
+}
+SAMPLERS = tuple(_SAMPLER_FACTORIES)
 
 
 def make_sampler(kind: str, seed: int) -> BaseSampler:
     """An Optuna sampler by the name a space's `search.sampler` uses."""
-    return {"tpe": lambda: TPESampler(seed=seed, multivariate=True),
-            "nsga2": lambda: NSGAIISampler(seed=seed),
-            "gp": lambda: GPSampler(seed=seed),
-            "random": lambda: RandomSampler(seed=seed),
-            "brute": lambda: BruteForceSampler(seed=seed)}[kind]()
+    with warnings.catch_warnings():  # GP and brute force are marked experimental; moesearch tests them
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return _SAMPLER_FACTORIES[kind](seed)
 
 
 def open_study(storage: optuna.storages.BaseStorage, name: str, space: Space, seed: int) -> optuna.Study:

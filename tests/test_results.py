@@ -266,3 +266,20 @@ def test_records_of_another_schema_version_get_a_clear_error(tmp_path):
     pq.write_table(table.replace_schema_metadata({"moesearch_schema_version": "1"}), path)
     out = CliRunner().invoke(cli, ["pareto", "--results", str(tmp_path)])
     assert out.exit_code == 2 and "schema version 1" in out.output and f"reads version {results.SCHEMA_VERSION}" in out.output
+
+
+def test_compacting_keeps_every_row_once_even_if_interrupted(tmp_path):
+    import shutil
+
+    write(tmp_path, *FRONT)
+    before = [results.load_trials(tmp_path, "s"), results.load_steps(tmp_path, "s"), results.load_layers(tmp_path, "s")]
+    kept = tmp_path / "kept.parquet"
+    shutil.copy(results.trials_dir(tmp_path, "s") / "trial-000002.parquet", kept)
+    out = CliRunner().invoke(cli, ["compact", "--results", str(tmp_path)])
+    assert out.exit_code == 0 and "merged 6 trials" in out.output
+    for table in results.TABLES:
+        assert [p.name.split("-")[0] for p in results.table_dir(tmp_path, "s", table).iterdir()] == ["part"]
+    shutil.copy(kept, results.trials_dir(tmp_path, "s") / "trial-000002.parquet")  # as if interrupted before removal
+    after = [results.load_trials(tmp_path, "s"), results.load_steps(tmp_path, "s"), results.load_layers(tmp_path, "s")]
+    for old, new in zip(before, after, strict=True):
+        pd.testing.assert_frame_equal(old.reset_index(drop=True), new.reset_index(drop=True))
