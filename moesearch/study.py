@@ -48,12 +48,24 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
                          f"(sqlite:///file.db, postgresql://user@host/db) or journal:/shared/path.log") from None
 
 
+class _Exhaustive(BruteForceSampler):
+    """Optuna's brute-force sampler for ask-and-tell loops.
+
+    Its after_trial only decides when to call Study.stop, which works inside study.optimize alone and
+    raises in an ask-and-tell loop; the search and replay loops stop by themselves once every
+    assignment is evaluated.
+    """
+
+    def after_trial(self, study, trial, state, values) -> None:
+        pass
+
+
 _SAMPLER_FACTORIES = {  # name -> factory(seed)
     "tpe": lambda seed: TPESampler(seed=seed, multivariate=True),
     "nsga2": lambda seed: NSGAIISampler(seed=seed),
     "gp": lambda seed: GPSampler(seed=seed),
     "random": lambda seed: RandomSampler(seed=seed),
-    "brute": lambda seed: BruteForceSampler(seed=seed),
+    "brute": lambda seed: _Exhaustive(seed=seed),
 }
 SAMPLERS = tuple(_SAMPLER_FACTORIES)
 
