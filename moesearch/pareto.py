@@ -16,6 +16,7 @@ import moocore
 import numpy as np
 import pandas as pd
 
+from moesearch.activations import NAMES
 from moesearch.metrics import METRICS, fmt
 
 CONTEXT = ("params_active", "train_flops_per_token")  # cost columns shown beside the objectives
@@ -43,23 +44,49 @@ def by_assignment(trials: pd.DataFrame, objectives: dict[str, str]) -> pd.DataFr
     """Completed trials grouped by assignment: mean and standard deviation of each metric over seeds.
 
     Trials repeating a seed are averaged first, so every seed weighs the same and the spread is the
-    spread over seeds. Columns: assignment, the metrics (means), <objective>_std, trial (the first),
-    trials, seeds, baseline, layer_NN.
+    spread over seeds. Columns: assignment, the metrics (means), <objective>_std, seeds, trial (the
+    first), trials, layer_NN, baseline. Assignments trained once skip the grouping (large studies).
     """
     done = trials[trials["state"] == "COMPLETE"]
     metrics = list(dict.fromkeys([*objectives, *CONTEXT]))
+    layer_columns = sorted(c for c in done.columns if c.startswith("layer_"))
+    repeated = done["assignment"].duplicated(keep=False)
+    once = done.loc[~repeated, ["assignment", *metrics]].assign(
+        **{f"{o}_std": np.nan for o in objectives}, seeds=1, trial=done.loc[~repeated, "trial"],
+        trials=[[t] for t in done.loc[~repeated, "trial"].tolist()], **done.loc[~repeated, layer_columns])
+    table = pd.concat([once, _grouped(done[repeated], metrics, objectives, layer_columns)])
+    table = table.sort_values("trial", ignore_index=True)
+    table["baseline"] = _uniform(table[layer_columns])
+    return table
+
+
+def _uniform(layers: pd.DataFrame) -> np.ndarray:
+    """Rows whose layers all take one activation, compared as codes of one category list (fast at scale;
+    loaded layer columns are categoricals whose own category lists may differ between layers)."""
+    codes = np.column_stack([layers[c].astype("category").cat.set_categories(NAMES).cat.codes.to_numpy()
+                             for c in layers.columns])
+    return (codes == codes[:, :1]).all(axis=1)
+
+
+def _grouped(done: pd.DataFrame, metrics: list[str], objectives: dict[str, str], layer_columns: list[str]) -> pd.DataFrame:
     per_seed = done.groupby(["assignment", "seed"], sort=False)[metrics].mean()
     grouped = per_seed.groupby("assignment", sort=False)
     table = grouped.mean()
     for name in objectives:
         table[f"{name}_std"] = grouped[name].std(ddof=1)  # NaN for a single seed: spread unknown
     table["seeds"] = grouped.size()
-    by_trial = done.groupby("assignment", sort=False)["trial"]
-    table["trial"], table["trials"] = by_trial.min(), by_trial.agg(list)
-    table = table.reset_index().sort_values("trial", ignore_index=True)
-    table["baseline"] = table["assignment"].map(is_baseline)
-    layers = table["assignment"].str.split(",", expand=True)
-    return table.join(layers.rename(columns=lambda i: f"layer_{i:02d}"))
+    by_trial = done.groupby("assignment", sort=False)
+    table["trial"], table["trials"] = by_trial["trial"].min(), by_trial["trial"].agg(list)
+    return table.join(by_trial[layer_columns].first()).reset_index()
+
+
+def front(trials: pd.DataFrame) -> tuple[pd.DataFrame, float]:
+    """The front (assignment means) and its hypervolume alone: no ranks, knee or history, for large studies."""
+    objectives, reference = objectives_of(trials), reference_of(trials)
+    table = by_assignment(trials, objectives)
+    points, maximise = _points(table, objectives)
+    on = table[moocore.is_nondominated(points, maximise=maximise)] if len(table) else table
+    return on, hypervolume(on, objectives, reference)
 
 
 def _points(table: pd.DataFrame, objectives: dict[str, str]) -> tuple[np.ndarray, list[bool]]:

@@ -203,9 +203,12 @@ def load_trials(results: Path, study: str) -> pd.DataFrame:
 
     Adds `replicates`: the other trials of the same assignment with a different seed.
     """
-    trials = _read(table_dir(results, study, "trials"), None, ["trial"]).sort_values("trial", ignore_index=True)
+    trials = _read(table_dir(results, study, "trials"), None, ["trial"])
+    if not trials["trial"].is_monotonic_increasing:
+        trials = trials.sort_values("trial", ignore_index=True)
     trials["replicates"] = [[] for _ in range(len(trials))]
-    replicated = trials[trials.groupby("assignment")["seed"].transform("nunique") > 1]  # usually few: a Python loop
+    repeated = trials[trials["assignment"].duplicated(keep=False)]  # usually few: the rest is a Python loop
+    replicated = repeated[repeated.groupby("assignment")["seed"].transform("nunique") > 1]
     seeds_of: dict[str, list[tuple[int, int]]] = defaultdict(list)
     for number, assignment, seed in zip(replicated["trial"], replicated["assignment"], replicated["seed"], strict=True):
         seeds_of[assignment].append((number, seed))
@@ -226,6 +229,12 @@ def load_layers(results: Path, study: str) -> pd.DataFrame:
     return _committed(results, study, layers).sort_values(["trial", "layer"], ignore_index=True)
 
 
+# Columns with a handful of distinct values: read as categoricals, not a million strings each.
+_FEW_VALUES = ["study", "origin", "state", "objectives", "reference_point", "data_sha256", "python_version",
+               "torch_version", "deepspeed_version", "optuna_version", "moesearch_version", "device_kind", "activation",
+               *(layer_column(i) for i in range(100))]
+
+
 def _files(folder: Path) -> list[str]:
     """A table's files: one per trial, and the part files `compact` merges them into."""
     if not folder.is_dir():
@@ -242,7 +251,8 @@ def _read(folder: Path, fixed: pa.Schema | None, key: list[str]) -> pd.DataFrame
     if found != str(SCHEMA_VERSION):
         raise InputError(f"--results: {folder} holds records of schema version {found}; this moesearch reads "
                          f"version {SCHEMA_VERSION} (docs/results.md); use the moesearch that wrote them")
-    rows = ds.dataset(files, schema=fixed, format="parquet").to_table().to_pandas()
+    fmt = ds.ParquetFileFormat(read_options=ds.ParquetReadOptions(dictionary_columns=_FEW_VALUES))
+    rows = ds.dataset(files, schema=fixed, format=fmt).to_table().to_pandas()
     return rows.drop_duplicates(subset=key, ignore_index=True) if any("part-" in f for f in files) else rows
 
 
