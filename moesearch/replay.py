@@ -86,4 +86,7 @@ def summary(curves: dict[str, np.ndarray], budgets: list[int], target: float = 0
         first = (runs >= target).argmax(axis=1) + 1
         row[f"median trials to {target:.0%}"] = float(np.median(np.where((runs >= target).any(axis=1), first, np.inf)))
         rows.append(row)
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    if "random" in curves:  # the baseline every sampler must beat at equal budget
+        table[f"vs random @{budgets[-1]}"] = table[f"median@{budgets[-1]}"] / float(np.median(curves["random"][:, budgets[-1] - 1]))
+    return table
