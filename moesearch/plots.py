@@ -92,18 +92,22 @@ def layers(analysis: Analysis) -> Figure:
 def curves(analysis: Analysis, steps: pd.DataFrame) -> Figure:
     fig = Figure(figsize=(7.5, 4.8))
     ax = fig.subplots()
+    top = []
     for _, row in shown(analysis).iterrows():
         mine = steps[steps["trial"] == row["trial"]].sort_values("step")
         if mine.empty:
             continue
-        window = max(1, len(mine) // 20)
-        line, = ax.plot(mine["tokens"], mine["train_loss"].rolling(window, min_periods=1).mean(),
-                        linestyle="--" if row["baseline"] else "-", label=label(row))
+        smooth = mine["train_loss"].rolling(max(1, len(mine) // 20), min_periods=1).mean()
+        line, = ax.plot(mine["tokens"], smooth, linestyle="--" if row["baseline"] else "-", label=label(row))
         evals = mine.dropna(subset=["val_loss"])
         ax.plot(evals["tokens"], evals["val_loss"], "o", color=line.get_color())
+        top.append(smooth.iloc[len(smooth) // 10])
+    if top:  # the first 10% of training falls steeply and would hide the differences that matter
+        ax.set_ylim(top=max(top))
     ax.set_xlabel("training tokens")
     ax.set_ylabel("loss [nats/byte]")
-    ax.set_title("Training loss (lines, rolling mean over 5% of steps) and val_loss (dots), first seed", fontsize=9)
+    ax.set_title("Training loss (lines, rolling mean over 5% of steps; y cut at the loss after 10%) and val_loss (dots), "
+                 "first trial of each", fontsize=8)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     return fig
