@@ -81,11 +81,22 @@ def _grouped(done: pd.DataFrame, metrics: list[str], objectives: dict[str, str],
 
 
 def front(trials: pd.DataFrame) -> tuple[pd.DataFrame, float]:
-    """The front (assignment means) and its hypervolume alone: no ranks, knee or history, for large studies."""
+    """The front (assignment means) and its hypervolume alone: no ranks, knee or history, for large studies.
+
+    Only the objective columns are grouped, and only for repeated assignments; the full rows are built
+    for the few front members.
+    """
     objectives, reference = objectives_of(trials), reference_of(trials)
-    table = by_assignment(trials, objectives)
-    points, maximise = _points(table, objectives)
-    on = table[moocore.is_nondominated(points, maximise=maximise)] if len(table) else table
+    complete = (trials["state"] == "COMPLETE").to_numpy()
+    done = trials.loc[complete, ["assignment", "seed", *objectives]]  # a narrow copy: the table may be huge
+    repeated = done["assignment"].duplicated(keep=False)
+    means = done.loc[~repeated, ["assignment", *objectives]]
+    if repeated.any():
+        per_seed = done[repeated].groupby(["assignment", "seed"], sort=False)[list(objectives)].mean()
+        means = pd.concat([means, per_seed.groupby("assignment", sort=False).mean().reset_index()])
+    points, maximise = _points(means, objectives)
+    members = means.loc[moocore.is_nondominated(points, maximise=maximise), "assignment"] if len(means) else []
+    on = by_assignment(trials[complete & trials["assignment"].isin(set(members)).to_numpy()], objectives)
     return on, hypervolume(on, objectives, reference)
 
 
