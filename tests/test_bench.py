@@ -6,8 +6,8 @@ import importlib.util
 import sys
 
 import pytest
-
 from conftest import ROOT
+
 from moesearch import space
 from moesearch.costs import costs
 
