@@ -32,10 +32,6 @@ def reference_of(trials: pd.DataFrame) -> dict[str, float]:
     return json.loads(trials["reference_point"].iloc[0])
 
 
-def is_baseline(assignment: str) -> bool:
-    return len(set(assignment.split(","))) == 1
-
-
 def baseline_name(assignment: str) -> str:
     return f"all-{assignment.split(',')[0]}"
 

@@ -18,9 +18,8 @@ import pandas as pd
 
 from moesearch import pareto
 from moesearch.errors import InputError
+from moesearch.search_limits import MAX_REPEATS_IN_A_ROW
 from moesearch.study import make_sampler, param_name
-
-_MAX_REPEATS_IN_A_ROW = 100  # as the search: a sampler stuck on known assignments has converged
 
 
 @dataclass(frozen=True)
@@ -57,7 +56,7 @@ def replay(table: Table, sampler: str, seed: int, n_trials: int) -> np.ndarray:
         study.enqueue_trial({param_name(i): a for i in range(len(table.choices))})
     known: dict[str, list[float]] = {}
     curve, in_a_row = [], 0
-    while len(curve) < n_trials and len(known) < len(table.values) and in_a_row < _MAX_REPEATS_IN_A_ROW:
+    while len(curve) < n_trials and len(known) < len(table.values) and in_a_row < MAX_REPEATS_IN_A_ROW:
         trial = study.ask()
         assignment = ",".join(trial.suggest_categorical(param_name(i), c) for i, c in enumerate(table.choices))
         values = known.get(assignment)

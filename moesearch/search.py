@@ -15,9 +15,8 @@ from moesearch import results
 from moesearch import study as study_mod
 from moesearch.group import WorkerGroup
 from moesearch.runner import Outcome, run_trial, summary
+from moesearch.search_limits import MAX_REPEATS_IN_A_ROW
 from moesearch.settings import Settings
-
-_MAX_REPEATS_IN_A_ROW = 100  # a sampler stuck on evaluated assignments has converged; stop asking
 
 
 @dataclass(frozen=True)
@@ -41,7 +40,7 @@ def run_search(settings: Settings, n_trials: int, storage: optuna.storages.BaseS
             if len(known) >= settings.space.size():
                 stopped = f"all {settings.space.size()} assignments of the space are evaluated"
                 break
-            if in_a_row >= _MAX_REPEATS_IN_A_ROW:
+            if in_a_row >= MAX_REPEATS_IN_A_ROW:
                 stopped = f"the sampler proposed only evaluated assignments {in_a_row} times in a row"
                 break
             trial = study.ask()
