@@ -151,6 +151,11 @@ def table_dir(results: Path, study: str, table: str = "trials") -> Path:
     return Path(results) / study / table
 
 
+def trial_file(results: Path, study: str, trial: int, table: str = "trials") -> Path:
+    """Where one trial's file of `table` lives."""
+    return table_dir(results, study, table) / f"trial-{trial:06d}.parquet"
+
+
 def trials_dir(results: Path, study: str) -> Path:
     return table_dir(results, study, "trials")
 
@@ -165,7 +170,7 @@ def write_trial(results: Path, record: Record) -> Path:
 
 
 def _write(results: Path, table_name: str, key: dict, table: pa.Table) -> Path:
-    final = table_dir(results, key["study"], table_name) / f"trial-{key['trial']:06d}.parquet"
+    final = trial_file(results, key["study"], key["trial"], table_name)
     scratch = Path(results) / key["study"] / ".tmp"  # outside the table folders: no glob can see a partial file
     return write_atomic(final, lambda tmp: pq.write_table(table, tmp), exclusive=True, scratch=scratch)
 

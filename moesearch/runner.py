@@ -46,7 +46,7 @@ def run_trial(settings: Settings, group: WorkerGroup, number: int, layers: list[
     cfg = RunConfig.build(settings.space, layers, settings.seed, settings.data, settings.nproc)
     config_json = cfg.model_dump_json()
     started = datetime.now(timezone.utc)
-    bar = tqdm(total=cfg.train.steps, desc=f"trial {number}" if number >= 0 else "training", unit="step",
+    bar = tqdm(total=cfg.train.steps, desc=f"trial {number}", unit="step",
                leave=False, disable=None if settings.progress else True, dynamic_ncols=True)  # None: off unless a tty
     try:
         reply = group.run(number, config_json, settings.space.search.timeout_s,

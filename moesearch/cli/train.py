@@ -19,7 +19,7 @@ def train(layers: str, **options) -> None:
     """
     from moesearch import study as study_mod
     from moesearch.group import WorkerGroup
-    from moesearch.results import trials_dir
+    from moesearch.results import trial_file
     from moesearch.runner import run_named
 
     settings = resolve(**options)
@@ -30,7 +30,7 @@ def train(layers: str, **options) -> None:
     click.echo(describe(settings))
     with WorkerGroup(settings.nproc, settings.results / settings.study / "logs") as group:
         outcome = run_named(settings, study, group, chosen, origin="train")
-    path = trials_dir(settings.results, settings.study) / f"trial-{outcome.row['trial']:06d}.parquet"
+    path = trial_file(settings.results, settings.study, outcome.row["trial"])
     for key in ("state", "failure_reason", *METRICS):
         value = outcome.row[key]
         if value is not None:
