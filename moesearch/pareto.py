@@ -79,20 +79,21 @@ def _grouped(done: pd.DataFrame, metrics: list[str], objectives: dict[str, str],
 def front(trials: pd.DataFrame) -> tuple[pd.DataFrame, float]:
     """The front (assignment means) and its hypervolume alone: no ranks, knee or history, for large studies.
 
-    Only the objective columns are grouped, and only for repeated assignments; the full rows are built
-    for the few front members.
+    Works on row positions and the objective columns: assignments trained once are points as they
+    are, only repeated ones are grouped, and full rows are built for the few front members.
     """
     objectives, reference = objectives_of(trials), reference_of(trials)
     complete = (trials["state"] == "COMPLETE").to_numpy()
-    done = trials.loc[complete, ["assignment", "seed", *objectives]]  # a narrow copy: the table may be huge
-    repeated = done["assignment"].duplicated(keep=False)
-    means = done.loc[~repeated, ["assignment", *objectives]]
-    if repeated.any():
-        per_seed = done[repeated].groupby(["assignment", "seed"], sort=False)[list(objectives)].mean()
-        means = pd.concat([means, per_seed.groupby("assignment", sort=False).mean().reset_index()])
-    points, maximise = _points(means, objectives)
-    members = means.loc[moocore.is_nondominated(points, maximise=maximise), "assignment"] if len(means) else []
-    on = by_assignment(trials[complete & trials["assignment"].isin(set(members)).to_numpy()], objectives)
+    repeated = trials["assignment"].duplicated(keep=False).to_numpy()  # a failed attempt counts: grouped, harmless
+    once = np.flatnonzero(complete & ~repeated)
+    points, maximise = _points(trials.iloc[once], objectives)
+    several = trials.iloc[np.flatnonzero(complete & repeated)]
+    means = several.groupby(["assignment", "seed"], sort=False)[list(objectives)].mean().groupby(
+        "assignment", sort=False).mean()
+    candidates = np.vstack([points, means.to_numpy(dtype=float)])
+    keep = moocore.is_nondominated(candidates, maximise=maximise) if len(candidates) else np.zeros(0, bool)
+    members = several[several["assignment"].isin(set(means.index[keep[len(once):]]))]
+    on = by_assignment(pd.concat([trials.iloc[once[keep[:len(once)]]], members]), objectives)
     return on, hypervolume(on, objectives, reference)
 
 

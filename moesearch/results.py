@@ -211,14 +211,14 @@ def load_trials(results: Path, study: str) -> pd.DataFrame:
     trials = _read(table_dir(results, study, "trials"), None, ["trial"])
     if not trials["trial"].is_monotonic_increasing:
         trials = trials.sort_values("trial", ignore_index=True)
-    trials["replicates"] = [[] for _ in range(len(trials))]
+    trials["replicates"] = [()] * len(trials)  # tuples: immutable, so one empty tuple serves every row
     repeated = trials[trials["assignment"].duplicated(keep=False)]  # usually few: the rest is a Python loop
     replicated = repeated[repeated.groupby("assignment")["seed"].transform("nunique") > 1]
     seeds_of: dict[str, list[tuple[int, int]]] = defaultdict(list)
     for number, assignment, seed in zip(replicated["trial"], replicated["assignment"], replicated["seed"], strict=True):
         seeds_of[assignment].append((number, seed))
     for row, assignment, seed in zip(replicated.index, replicated["assignment"], replicated["seed"], strict=True):
-        trials.at[row, "replicates"] = [n for n, s in seeds_of[assignment] if s != seed]
+        trials.at[row, "replicates"] = tuple(n for n, s in seeds_of[assignment] if s != seed)
     return trials
 
 

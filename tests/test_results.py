@@ -91,7 +91,7 @@ def test_seed_replicates_link_to_each_other(tmp_path):
     write(tmp_path, record(0, "gelu,gelu", 2.0, 100.0), record(1, "gelu,swiglu", 1.9, 90.0),
           record(2, "gelu,gelu", 2.1, 101.0, seed=1, origin="verify"), record(3, "gelu,gelu", 2.2, 99.0, seed=2))
     trials = results.load_trials(tmp_path, "s").set_index("trial")
-    assert trials["replicates"].to_dict() == {0: [2, 3], 1: [], 2: [0, 3], 3: [0, 2]}
+    assert trials["replicates"].to_dict() == {0: (2, 3), 1: (), 2: (0, 3), 3: (0, 2)}
 
 
 def test_polars_and_duckdb_read_the_same_files(tmp_path):
@@ -159,6 +159,19 @@ def test_a_repeated_seed_is_averaged_before_the_spread_over_seeds(tmp_path):
     row = pareto.analyse(results.load_trials(tmp_path, "s")).table.iloc[0]
     assert row["seeds"] == 2 and row["val_loss"] == pytest.approx(2.25) and row["trials"] == [0, 1, 2]
     assert row["val_loss_std"] == pytest.approx(math.sqrt(2 * 0.15**2))
+
+
+def test_the_large_study_front_matches_the_full_analysis(tmp_path):
+    """`pareto.front` (positions, no ranks) against `analyse`: replicates, a repeated seed and failures."""
+    write(tmp_path, *FRONT, record(6, "gelu,swiglu", 2.1, 110.0, seed=1, origin="verify"),
+          record(7, "swiglu,swiglu", 1.6, 100.0), record(8, "swiglu,gelu", None, None, state="FAIL"))
+    trials = results.load_trials(tmp_path, "s")
+    analysis = pareto.analyse(trials)
+    on, volume = pareto.front(trials)
+    expected = analysis.table[analysis.table["pareto"]].drop(columns=["pareto_rank", "pareto", "knee"])
+    pd.testing.assert_frame_equal(on.set_index("assignment").sort_index(), expected.set_index("assignment").sort_index(),
+                                  check_like=True)
+    assert volume == pytest.approx(analysis.hypervolume)
 
 
 def test_front_members_are_compared_with_every_baseline(tmp_path):
