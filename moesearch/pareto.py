@@ -86,7 +86,7 @@ def front(trials: pd.DataFrame) -> tuple[pd.DataFrame, float]:
     complete = (trials["state"] == "COMPLETE").to_numpy()
     repeated = trials["assignment"].duplicated(keep=False).to_numpy()  # a failed attempt counts: grouped, harmless
     once = np.flatnonzero(complete & ~repeated)
-    points, maximise = _points(trials.iloc[once], objectives)
+    points, maximise = _points(trials[list(objectives)].iloc[once], objectives)  # the objective columns, not every column
     several = trials.iloc[np.flatnonzero(complete & repeated)]
     means = several.groupby(["assignment", "seed"], sort=False)[list(objectives)].mean().groupby(
         "assignment", sort=False).mean()
