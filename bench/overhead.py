@@ -17,6 +17,7 @@ from pathlib import Path
 
 from moesearch import corpus, space
 from moesearch.group import WorkerGroup
+from moesearch.launch import Launch
 from moesearch.reference import reference_point
 from moesearch.runner import run_trial
 from moesearch.settings import Settings
@@ -37,14 +38,14 @@ def main() -> None:
     spec = space.load("tiny")
     assignments = [[a, b] for a in spec.layer_choices()[0] for b in spec.layer_choices()[1]]
     with tempfile.TemporaryDirectory() as tmp:
-        settings = Settings(space=spec, study="bench", storage="unused", results=Path(tmp), nproc=args.nproc, seed=0,
+        settings = Settings(space=spec, study="bench", storage="unused", results=Path(tmp), launch=Launch(args.nproc), seed=0,
                             data=None, data_sha256=corpus.load(None).sha256, progress=False)
         live, relaunch, first_live = [], [], None
-        with WorkerGroup(args.nproc, Path(tmp) / "logs") as group:
+        with WorkerGroup(settings.launch, Path(tmp) / "logs") as group:
             first_live = overhead(settings, group, 0, assignments[0])  # includes this group's launch
             for n in range(args.trials):
                 live.append(overhead(settings, group, n + 1, assignments[n % len(assignments)]))
-                with WorkerGroup(args.nproc, Path(tmp) / f"logs-relaunch-{n}") as fresh:
+                with WorkerGroup(settings.launch, Path(tmp) / f"logs-relaunch-{n}") as fresh:
                     relaunch.append(overhead(settings, fresh, n + 1, assignments[n % len(assignments)]))
     live_s, relaunch_s = statistics.median(live), statistics.median(relaunch)
     print(f"{'arm':<24}{'trials':>7}{'median s':>10}{'min s':>8}{'max s':>8}")

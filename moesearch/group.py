@@ -1,4 +1,4 @@
-"""The supervisor's handle on a worker group: start it with torchrun, hand it trials, survive its death.
+"""The supervisor's handle on a worker group: start its launcher, hand it trials, survive its death.
 
 Light (no torch): it only launches processes and talks to rank 0 over an authenticated local socket.
 If the group exits or a trial outruns its timeout, `run` raises GroupFailure with the tail of the
@@ -11,7 +11,6 @@ import contextlib
 import os
 import secrets
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -20,6 +19,8 @@ from pathlib import Path
 
 import psutil
 
+from moesearch import preempt
+from moesearch.launch import Launch
 from moesearch.worker import ADDRESS_ENV, AUTHKEY_ENV
 
 _START_TIMEOUT_S = 600  # imports plus rendezvous; generous for a cold, loaded machine
@@ -36,19 +37,24 @@ class GroupStartFailure(GroupFailure):
 
 
 class WorkerGroup:
-    def __init__(self, nproc: int, log_dir: Path):
-        self.nproc, self.log_dir = nproc, log_dir
+    def __init__(self, launch: Launch, log_dir: Path):
+        self.launch, self.log_dir = launch, log_dir
         self.proc: subprocess.Popen | None = None
         self.link: Connection | None = None
         self.hardware: dict = {}
         self.launches = 0
 
     def run(self, trial: int, config_json: str, timeout_s: float, on_step: Callable[[int, float], None]) -> dict:
-        """Train one trial; returns the group's reply: {"kind": "done", "metrics", "steps", "layers"} or "failed"."""
+        """Train one trial; returns the group's reply: {"kind": "done", "metrics", "steps", "layers"} or "failed".
+
+        On SIGTERM or SIGUSR1 (`preempt`), rank 0 is told to stop: the ranks stop together at the next
+        step boundary and reply "failed" with `preempted` set.
+        """
         if self.link is None:
             self._start()
         self._log_mark = self.log_path.stat().st_size
         deadline = time.monotonic() + timeout_s
+        stop_sent = False
         try:
             self.link.send({"trial": trial, "config": config_json})
             while True:
@@ -57,9 +63,14 @@ class WorkerGroup:
                     if msg["kind"] != "step":
                         return msg
                     on_step(msg["step"], msg["loss"])
+                if preempt.requested() and not stop_sent:
+                    self.link.send({"kind": "stop", "signal": preempt.requested()})
+                    stop_sent = True
                 if time.monotonic() > deadline:  # checked even while steps keep arriving
                     raise GroupFailure(f"timeout: trial still running after {timeout_s:g} s")
                 if self.proc.poll() is not None:
+                    if self.link.poll():  # its reply may have come in just before the launcher exited
+                        continue
                     raise GroupFailure(f"worker group exited with code {self.proc.returncode}")
         except (GroupFailure, EOFError, OSError) as e:
             reason = str(e) if isinstance(e, GroupFailure) else self._why_link_broke()
@@ -84,17 +95,26 @@ class WorkerGroup:
         with Listener(("127.0.0.1", 0), authkey=authkey) as listener:
             host, port = listener.address
             env = {**os.environ, ADDRESS_ENV: f"{host}:{port}", AUTHKEY_ENV: authkey.hex()}
-            cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={self.nproc}",
-                   "-m", "moesearch.worker"]
+            if self.launch.hostfile:  # the DeepSpeed launcher passes other variables to its hosts in a file
+                env["DS_ENV_FILE"] = str(self._deepspeed_env_file(env))
             with open(self.log_path, "ab") as log:
-                # Own session: the terminal's Ctrl-C reaches the supervisor only, which then stops the group.
-                self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+                # Own session: the terminal's Ctrl-C and SLURM's signals reach the supervisor only, which
+                # then stops the group (at a step boundary on SIGTERM and SIGUSR1).
+                self.proc = subprocess.Popen(self.launch.command(), stdout=log, stderr=subprocess.STDOUT, env=env,
+                                             start_new_session=True)
             self._log_mark = 0
             self.link = self._accept(listener)
             try:
                 self.hardware = self.link.recv()["hardware"]
             except (EOFError, OSError):
                 self._fail_start()
+
+    def _deepspeed_env_file(self, env: dict[str, str]) -> Path:
+        """The link's address and key for rank 0 on the hostfile's first host (this one), readable by us only."""
+        path = self.log_dir / f".deepspeed_env-{os.getpid()}"
+        path.touch(mode=0o600)
+        path.write_text("".join(f"{k}={env[k]}\n" for k in (ADDRESS_ENV, AUTHKEY_ENV)))
+        return path
 
     def _accept(self, listener: Listener) -> Connection:
         """Wait for rank 0 to connect, giving up if the group dies or takes too long to start."""
@@ -150,6 +170,7 @@ class WorkerGroup:
         self.kill()
 
     def __enter__(self) -> WorkerGroup:
+        preempt.install()  # from now on SIGTERM and SIGUSR1 stop the trial in flight at a step boundary
         return self
 
     def __exit__(self, *exc) -> None:

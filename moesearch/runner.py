@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 import optuna
 from tqdm.auto import tqdm
 
-from moesearch import results
+from moesearch import liveness, preempt, results
 from moesearch import study as study_mod
 from moesearch.config import RunConfig
 from moesearch.group import GroupFailure, GroupStartFailure, WorkerGroup
@@ -32,6 +32,11 @@ class Outcome:
     def ok(self) -> bool:
         return self.row["state"] == "COMPLETE"
 
+    @property
+    def preempted(self) -> bool:
+        """Stopped by SIGTERM/SIGUSR1: no result, retried later (outside the budget)."""
+        return self.row["state"] == "PREEMPTED"
+
     def values(self, objectives: dict[str, str]) -> list[float]:
         return [self.row[o] for o in objectives]
 
@@ -43,7 +48,7 @@ def run_trial(settings: Settings, group: WorkerGroup, number: int, layers: list[
     GroupStartFailure and KeyboardInterrupt propagate (after the group is stopped): neither is the
     trial's result, and the caller decides what the study makes of them.
     """
-    cfg = RunConfig.build(settings.space, layers, settings.seed, settings.data, settings.nproc)
+    cfg = RunConfig.build(settings.space, layers, settings.seed, settings.data, settings.launch.world_size)
     config_json = cfg.model_dump_json()
     started = datetime.now(timezone.utc)
     bar = tqdm(total=cfg.train.steps, desc=f"trial {number}", unit="step",
@@ -53,8 +58,9 @@ def run_trial(settings: Settings, group: WorkerGroup, number: int, layers: list[
                           lambda step, loss: (bar.update(1), bar.set_postfix(loss=f"{loss:.3f}", refresh=False)))
     except GroupStartFailure:
         raise
-    except GroupFailure as e:
-        reply = {"kind": "failed", "reason": str(e)}
+    except GroupFailure as e:  # a signal may have taken the group down before it could reply
+        reply = {"kind": "failed", "reason": _preempted_reason(e) if preempt.requested() else str(e),
+                 "preempted": preempt.requested() is not None}
     except KeyboardInterrupt:
         group.kill()
         raise
@@ -62,13 +68,23 @@ def run_trial(settings: Settings, group: WorkerGroup, number: int, layers: list[
         bar.close()
     record = results.make_record(
         study=settings.study, trial=number, origin=origin, layers=layers,
-        state="COMPLETE" if reply["kind"] == "done" else "FAIL", failure_reason=reply.get("reason"),
+        state=_state(reply), failure_reason=reply.get("reason"),
         objectives=settings.space.search.objectives, reference_point=reference,
         metrics=reply.get("metrics", {}), steps=reply.get("steps", []), layer_rows=reply.get("layers", []),
         config_json=config_json, seed=settings.seed, replicate_of=replicate_of, data_sha256=settings.data_sha256,
         hardware=group.hardware, ep_size=cfg.ep_size, started_at=started, finished_at=datetime.now(timezone.utc),
     )
     return Outcome(record)
+
+
+def _state(reply: dict) -> str:
+    if reply["kind"] == "done":
+        return "COMPLETE"
+    return "PREEMPTED" if reply.get("preempted") else "FAIL"
+
+
+def _preempted_reason(error: GroupFailure) -> str:
+    return f"preempted: {preempt.requested()}; the group stopped before its reply ({str(error).splitlines()[0]})"
 
 
 def run_named(settings: Settings, study: optuna.Study, group: WorkerGroup, layers: list[str], origin: str) -> Outcome:
@@ -81,14 +97,15 @@ def run_named(settings: Settings, study: optuna.Study, group: WorkerGroup, layer
     replicate_of = study_mod.replicate_of(study, assignment, settings.seed)
     trial = study_mod.reserve(study, settings.space, layers, settings.seed, origin)
     try:
-        outcome = run_trial(settings, group, trial.number, layers, origin=origin, replicate_of=replicate_of,
-                            reference=study_mod.reference_point(study))
-        results.write_trial(settings.results, outcome.record)
+        with liveness.beating(study, trial.number):
+            outcome = run_trial(settings, group, trial.number, layers, origin=origin, replicate_of=replicate_of,
+                                reference=study_mod.reference_point(study))
+            results.write_trial(settings.results, outcome.record)
     except BaseException as e:
         study_mod.abandon(study, trial, e)
         raise
     values = outcome.values(settings.space.search.objectives) if outcome.ok else None
-    study_mod.tell_result(study, trial, values, outcome.row["failure_reason"])
+    study_mod.tell_result(study, trial, values, outcome.row["failure_reason"], preempted=outcome.preempted)
     return outcome
 
 

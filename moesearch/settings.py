@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from moesearch.launch import Launch
 from moesearch.space import Space
 
 
@@ -16,7 +17,7 @@ class Settings:
     study: str
     storage: str
     results: Path
-    nproc: int
+    launch: Launch
     seed: int
     data: str | None
     data_sha256: str

@@ -5,19 +5,23 @@ Light: optuna only. Trials carry user attributes that make the study self-descri
   trained     the group trained it   duplicate_of   the trial whose result answered this one
   budget      counts toward --trials (not interrupted or verify trials)   failure_reason
   origin      search, train or verify: the command that trained it
-The study itself carries the space it was created for and the hypervolume reference point.
+  worker      the supervisor running it ("host:pid:start"); heartbeat: its last sign of life (`liveness`)
+The study itself carries what a joining worker group needs: the space it was created for, the seed,
+the data and its sha256, the target number of trials, and the hypervolume reference point.
 """
 
 from __future__ import annotations
 
 import secrets
 import warnings
+from dataclasses import dataclass
 
 import optuna
 from optuna.distributions import CategoricalDistribution
 from optuna.samplers import BaseSampler, BruteForceSampler, GPSampler, NSGAIISampler, RandomSampler, TPESampler
 from optuna.trial import FrozenTrial, TrialState
 
+from moesearch import liveness
 from moesearch.errors import InputError
 from moesearch.space import Space
 
@@ -61,7 +65,8 @@ class _Exhaustive(BruteForceSampler):
 
 
 _SAMPLER_FACTORIES = {  # name -> factory(seed)
-    "tpe": lambda seed: TPESampler(seed=seed, multivariate=True),
+    # constant_liar: trials running in other worker groups count as bad, so groups spread out
+    "tpe": lambda seed: TPESampler(seed=seed, multivariate=True, constant_liar=True),
     "nsga2": lambda seed: NSGAIISampler(seed=seed),
     "gp": lambda seed: GPSampler(seed=seed),
     "random": lambda seed: RandomSampler(seed=seed),
@@ -77,10 +82,12 @@ def make_sampler(kind: str, seed: int) -> BaseSampler:
         return _SAMPLER_FACTORIES[kind](seed)
 
 
-def open_study(storage: optuna.storages.BaseStorage, name: str, space: Space, seed: int) -> optuna.Study:
+def open_study(storage: optuna.storages.BaseStorage, name: str, space: Space, seed: int,
+               data: str | None = None, data_sha256: str | None = None) -> optuna.Study:
     """Create the study, or resume it if it exists and was created for the same space.
 
-    Creating it fixes the hypervolume reference point: stored with the study, and in every record.
+    Creating it fixes the hypervolume reference point (stored with the study, and in every record) and
+    what `moesearch worker` groups joining it train with: the space, seed and data.
     """
     from moesearch.reference import reference_point
 
@@ -91,12 +98,31 @@ def open_study(storage: optuna.storages.BaseStorage, name: str, space: Space, se
     if recorded is None:
         study.set_user_attr("space", space.model_dump(mode="json"))
         study.set_user_attr("reference_point", reference_point(space))
+        study.set_user_attr("run", {"seed": seed, "data": data, "data_sha256": data_sha256})
         for layers in space.uniform_assignments():  # the baselines are always in the study, and first
             study.enqueue_trial(params(layers), skip_if_exists=True)
     elif recorded != space.model_dump(mode="json"):
         raise InputError(f"--study {name!r}: this study was created for a different space "
                          f"({recorded.get('name')!r} with other settings); give a new --study name")
     return study
+
+
+def load_existing(storage: optuna.storages.BaseStorage, name: str) -> optuna.Study:
+    """A study made by `moesearch search`, for a worker group to join; InputError otherwise."""
+    names = optuna.get_all_study_names(storage)
+    if name not in names:
+        raise InputError(f"--study: no study {name!r} in --storage; studies there: {', '.join(names) or '(none)'}; "
+                         "create it with `moesearch search SPACE --storage ... --study ...` first")
+    study = optuna.load_study(study_name=name, storage=storage)
+    if "run" not in study.user_attrs or "trials" not in study.user_attrs:
+        raise InputError(f"--study {name!r}: not made by `moesearch search` of this version (it has no space, seed "
+                         "or trial target to join with); run `moesearch search` on it once")
+    return study
+
+
+def group_seed() -> int:
+    """A sampler seed of this group's own: groups seeded alike would propose alike and collide."""
+    return secrets.randbits(32)
 
 
 def params(layers: list[str]) -> dict[str, str]:
@@ -109,14 +135,35 @@ def param_name(layer: int) -> str:
 
 def trained(study: optuna.Study, budget_only: bool = True) -> list[FrozenTrial]:
     """Finished trials that the worker group actually trained (by default: those counting toward --trials)."""
-    return [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL))
-            if t.user_attrs.get("trained") and (t.user_attrs.get("budget", True) or not budget_only)]
+    return _trained(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)), budget_only)
 
 
-def evaluated(study: optuna.Study, seed: int) -> dict[str, tuple[int, list[float]]]:
-    """assignment -> (trial number, objective values) for assignments completed with this seed (verify included)."""
-    return {t.user_attrs["assignment"]: (t.number, t.values) for t in trained(study, budget_only=False)
-            if t.state == TrialState.COMPLETE and t.user_attrs.get("seed") == seed}
+def _trained(trials: list[FrozenTrial], budget_only: bool) -> list[FrozenTrial]:
+    return [t for t in trials if t.state.is_finished() and t.user_attrs.get("trained")
+            and (t.user_attrs.get("budget", True) or not budget_only)]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What the study knows now, from one read: what a search loop (of any group) decides on."""
+
+    done: int
+    """Finished trials that count toward --trials."""
+    running: dict[int, FrozenTrial]
+    """RUNNING trials that will count if they finish (verify trials never do), by number."""
+    known: dict[str, tuple[int, list[float]]]
+    """assignment -> (trial number, objective values), completed with this seed (verify included)."""
+
+
+def snapshot(study: optuna.Study, seed: int) -> Snapshot:
+    trials = study.get_trials(deepcopy=False)
+    finished = _trained(trials, budget_only=False)
+    return Snapshot(
+        done=sum(1 for t in finished if t.user_attrs.get("budget", True)),
+        running={t.number: t for t in trials if t.state == TrialState.RUNNING and t.user_attrs.get("budget", True)},
+        known={t.user_attrs["assignment"]: (t.number, t.values) for t in finished
+               if t.state == TrialState.COMPLETE and t.user_attrs.get("seed") == seed},
+    )
 
 
 
@@ -131,10 +178,18 @@ def reference_point(study: optuna.Study) -> dict[str, float]:
     return study.user_attrs["reference_point"]
 
 
-def tell_result(study: optuna.Study, trial: optuna.Trial, values: list[float] | None, failure_reason: str | None) -> None:
-    """Tell a trained trial's result (None: it failed, for `failure_reason`); its record is already written."""
+def tell_result(study: optuna.Study, trial: optuna.Trial, values: list[float] | None, failure_reason: str | None,
+                preempted: bool = False) -> None:
+    """Tell a trained trial's result (None: it failed, for `failure_reason`); its record is already written.
+
+    A preempted trial is no result: it fails outside the budget, and a search trial goes back in the
+    queue to be trained again.
+    """
     if values is not None:
         study.tell(trial, values)
+    elif preempted:
+        retry = trial.user_attrs.get("origin") == "search"
+        fail_outside_budget(study, _frozen(study, trial.number), failure_reason, requeue=retry)
     else:
         trial.set_user_attr("failure_reason", failure_reason)
         study.tell(trial, state=TrialState.FAIL)
@@ -142,16 +197,33 @@ def tell_result(study: optuna.Study, trial: optuna.Trial, values: list[float] | 
 
 def abandon(study: optuna.Study, trial: optuna.Trial, error: BaseException) -> None:
     """Fail a trial that produced no result, outside the budget; a baseline goes back in the queue."""
-    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    frozen = next((t for t in running if t.number == trial.number), None)
-    if frozen is None:
+    frozen = _frozen(study, trial.number)
+    if frozen.state != TrialState.RUNNING:
         return  # told before the error
     reason = "interrupted by the user" if isinstance(error, KeyboardInterrupt) else (str(error) or repr(error))
-    trial.set_user_attr("budget", False)
-    trial.set_user_attr("failure_reason", reason)
-    study.tell(trial, state=TrialState.FAIL)
-    if "fixed_params" in frozen.system_attrs:  # an enqueued baseline: it must still run
-        study.enqueue_trial(frozen.system_attrs["fixed_params"])
+    fail_outside_budget(study, frozen, reason, requeue="fixed_params" in frozen.system_attrs)
+
+
+def fail_outside_budget(study: optuna.Study, frozen: FrozenTrial, reason: str, requeue: bool) -> bool:
+    """Fail a RUNNING trial that gave no result, so it does not count toward --trials.
+
+    requeue: its assignment goes back in the queue (a baseline, a preempted or lost search trial).
+    Returns False if another process finished the trial first (then nothing is queued twice).
+    """
+    trial = optuna.Trial(study, frozen._trial_id)
+    try:
+        trial.set_user_attr("budget", False)
+        trial.set_user_attr("failure_reason", reason)
+        study.tell(frozen.number, state=TrialState.FAIL)
+    except (optuna.exceptions.UpdateFinishedTrialError, ValueError, RuntimeError):
+        return False
+    if requeue and (params := frozen.system_attrs.get("fixed_params") or frozen.params):
+        study.enqueue_trial(params)
+    return True
+
+
+def _frozen(study: optuna.Study, number: int) -> FrozenTrial:
+    return study.get_trials(deepcopy=False)[number]
 
 
 def reserve(study: optuna.Study, space: Space, layers: list[str], seed: int, origin: str) -> optuna.Trial:
@@ -167,7 +239,7 @@ def reserve(study: optuna.Study, space: Space, layers: list[str], seed: int, ori
         params=params(layers),
         distributions={param_name(i): CategoricalDistribution(c) for i, c in enumerate(space.layer_choices())},
         user_attrs={"assignment": ",".join(layers), "seed": seed, "trained": True, "token": token, "origin": origin,
-                    **({"budget": False} if origin == "verify" else {})},
+                    "worker": liveness.me(), **({"budget": False} if origin == "verify" else {})},
     ))
     # add_trial returns nothing: find ours by its token (other processes may be adding trials too)
     ours = next(t for t in reversed(study.get_trials(deepcopy=False)) if t.user_attrs.get("token") == token)

@@ -29,6 +29,7 @@ from moesearch.model import Transformer
 from moesearch.probes import HiddenStats
 
 OnStep = Callable[[int, float], None]
+ShouldStop = Callable[[], str | None]  # the reason to stop now (a signal's name), or None
 
 
 class TrialFailed(Exception):
@@ -37,9 +38,10 @@ class TrialFailed(Exception):
     `steps` holds the rows logged before the failure, so a diverged run still has its learning curve.
     """
 
-    def __init__(self, reason: str, steps: list[dict] | None = None):
+    def __init__(self, reason: str, steps: list[dict] | None = None, preempted: bool = False):
         super().__init__(reason)
         self.steps = steps or []
+        self.preempted = preempted  # stopped by a signal, not by the trial's own fault: retried later
 
 
 class Batches:
@@ -100,8 +102,12 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
             {"params": rest, "weight_decay": 0.0, "name": "no_decay"}]
 
 
-def train_trial(cfg: RunConfig, corpus: Corpus, on_step: OnStep | None = None) -> dict:
+def train_trial(cfg: RunConfig, corpus: Corpus, on_step: OnStep | None = None,
+                should_stop: ShouldStop | None = None) -> dict:
     """Build, train and evaluate one model; every rank must call this with the same `cfg`.
+
+    `should_stop` is asked after every step on every rank; if any rank says yes, all raise TrialFailed
+    (preempted) together at that step boundary.
 
     Returns {"metrics": {name: value}, "steps": [row per step], "layers": [row per layer]}.
     """
@@ -120,7 +126,7 @@ def train_trial(cfg: RunConfig, corpus: Corpus, on_step: OnStep | None = None) -
     steps: list[dict] = []
     try:
         batches = Batches(corpus, cfg, rank, world, engine.device)
-        metrics, share_LE = _train(engine, cfg, batches, steps, on_step, on_gpu)
+        metrics, share_LE = _train(engine, cfg, batches, steps, on_step, should_stop or (lambda: None), on_gpu)
         with HiddenStats(engine.module) as probe:  # the final evaluation also measures hidden activations
             metrics["val_loss"] = steps[-1]["val_loss"] = _evaluate(engine, batches)
         layers = _layer_rows(cfg, share_LE, probe.reduce(engine.device))
@@ -138,7 +144,7 @@ def train_trial(cfg: RunConfig, corpus: Corpus, on_step: OnStep | None = None) -
 
 
 def _train(engine, cfg: RunConfig, batches: Batches, log: list[dict], on_step: OnStep | None,
-           on_gpu: bool) -> tuple[dict, torch.Tensor]:
+           should_stop: ShouldStop, on_gpu: bool) -> tuple[dict, torch.Tensor]:
     """The training loop; appends one row per step to `log`. Returns metrics and the expert load shares."""
     steps, interval = cfg.train.steps, cfg.train.eval_interval
     warmup = min(max(2, steps // 10), steps - 1)  # the first steps pay for allocation and thread start-up
@@ -165,12 +171,18 @@ def _train(engine, cfg: RunConfig, batches: Batches, log: list[dict], on_step: O
         engine.step()
         if counts:
             load_LE += torch.stack([c.float().cpu() for c in counts])
-        # one all-reduce per step: it also synchronises every rank, so the step is over when it returns
-        mean_ce, mean_aux = (_all_reduce(torch.stack([ce.detach(), aux.detach().float()]), engine.device)
-                             / dist.get_world_size()).tolist()
+        # One all-reduce per step: it also synchronises every rank, so the step is over when it returns,
+        # and it carries each rank's stop vote, so a signal that reached any rank stops all of them here.
+        stop = should_stop()
+        mean_ce, mean_aux, votes = (_all_reduce(torch.stack([ce.detach(), aux.detach().float(),
+                                                             ce.new_tensor(float(stop is not None))]), engine.device)
+                                    / dist.get_world_size()).tolist()
         del logits_BTV, aux, counts, ce, loss  # no graph may outlive the step
         if not math.isfinite(mean_ce):
             raise TrialFailed(f"diverged: non-finite loss at step {step}")
+        if votes > 0:
+            raise TrialFailed(f"preempted: {stop or 'a signal to another rank'} at step {step + 1} of {steps}",
+                              preempted=True)
         log.append({"step": step + 1, "tokens": (step + 1) * tokens_per_step, "train_loss": mean_ce,
                     "aux_loss": mean_aux, "lr": lr, "step_time_s": time.perf_counter() - step_start, "val_loss": None})
         peak_rss = max(peak_rss, me.memory_info().rss)

@@ -16,6 +16,8 @@ import warnings
 from datetime import timedelta
 from multiprocessing.connection import Client, Connection
 
+from moesearch import preempt
+
 ADDRESS_ENV, AUTHKEY_ENV = "MOESEARCH_SUPERVISOR", "MOESEARCH_AUTHKEY"
 
 
@@ -32,6 +34,7 @@ def main() -> None:
     # The shm all-reduce op only serves inference; skipping it saves a ~30 s JIT build (and a compiler).
     deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
     deepspeed.init_distributed(timeout=timedelta(hours=2))  # idle ranks wait in broadcast between trials
+    preempt.install()  # SLURM may signal every rank directly; they stop together at a step boundary
     _pin_device()
     link = _connect() if dist.get_rank() == 0 else None
     if link:
@@ -55,12 +58,21 @@ def _serve(link: Connection | None) -> None:
             corpora[cfg.data] = corpus_mod.load(cfg.data)
         on_step = (lambda step, loss: link.send({"kind": "step", "step": step, "loss": loss})) if link else None
         try:
-            reply = {"kind": "done", **train_trial(cfg, corpora[cfg.data], on_step)}
+            reply = {"kind": "done", **train_trial(cfg, corpora[cfg.data], on_step, lambda: _stop_asked(link))}
         except TrialFailed as e:
-            reply = {"kind": "failed", "reason": str(e), "steps": e.steps}
+            reply = {"kind": "failed", "reason": str(e), "steps": e.steps, "preempted": e.preempted}
         if link:
             link.send(reply)
+        if reply.get("preempted"):
+            break  # the job is going away: the supervisor records the trial and exits
     dist.barrier()
+
+
+def _stop_asked(link: Connection | None) -> str | None:
+    """A signal caught by this rank, or (rank 0) the supervisor's "stop" message, which only comes mid-trial."""
+    if link and link.poll():
+        return link.recv()["signal"]
+    return preempt.requested()
 
 
 def _next_task(link: Connection | None) -> dict | None:

@@ -44,4 +44,6 @@ def main() -> None:
 
 
 # Each module adds its command to `cli`; imported last so that `cli` exists.
-from moesearch.cli import compact, pareto, plot, replay, report, search, spaces, train, verify  # noqa: E402,F401
+from moesearch.cli import (  # noqa: E402,F401
+    compact, node, pareto, plot, replay, report, search, spaces, status, train, verify, worker,
+)

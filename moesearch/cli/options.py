@@ -15,39 +15,63 @@ import click
 from moesearch import corpus
 from moesearch import space as space_mod
 from moesearch.errors import InputError
+from moesearch.launch import LAUNCHERS, Launch
 from moesearch.settings import Settings
-from moesearch.space import STUDY_NAME
+from moesearch.space import STUDY_NAME, Space
 
 DEFAULT_RESULTS = Path("results")
 
 
-def run_options(command):
-    """The flags of every command that trains."""
+def group_options(command):
+    """The flags that shape a worker group: ranks per node, nodes, rendezvous, launcher."""
     decorators = [
-        click.argument("space", default="default"),
-        click.option("--nproc", type=click.IntRange(min=1), help="Ranks in the worker group [default: one per GPU, else 2]."),
-        click.option("--storage", help="Optuna storage URL (sqlite:///, postgresql://, journal:PATH) [default: sqlite file in the results folder]."),
-        click.option("--study", "study_name", help="Study name [default: the space's name]."),
-        click.option("--results", type=click.Path(path_type=Path), default=DEFAULT_RESULTS, show_default=True,
-                     help="Folder for Parquet records and logs."),
-        click.option("--data", help="Training text: a file, a folder or a glob [default: the Python standard library's source]."),
-        click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True, help="Training seed of every trial (and the sampler's)."),
-        click.option("--progress/--no-progress", default=True, show_default=True, help="Show progress bars."),
+        click.option("--nproc", type=click.IntRange(min=1), help="Ranks per node [default: one per GPU, else 2]."),
+        click.option("--nnodes", type=click.IntRange(min=1), default=1, show_default=True,
+                     help="Nodes in one worker group; this process runs node 0, `moesearch node` the others."),
+        click.option("--master-addr", default="127.0.0.1", show_default=True,
+                     help="Node 0's address as the other nodes reach it (with --nnodes > 1)."),
+        click.option("--master-port", type=click.IntRange(1, 65535), default=29500, show_default=True,
+                     help="Rendezvous port on node 0 (with --nnodes > 1 or --launcher deepspeed)."),
+        click.option("--launcher", type=click.Choice(LAUNCHERS), default="torchrun", show_default=True,
+                     help="What starts the ranks."),
+        click.option("--hostfile", type=click.Path(path_type=Path),
+                     help="DeepSpeed hostfile ('host slots=N' lines; with --launcher deepspeed). Run on its first host."),
     ]
     for decorate in reversed(decorators):
         command = decorate(command)
     return command
 
 
-def resolve(space: str, nproc: int | None, storage: str | None, study_name: str | None, results: Path,
-            data: str | None, seed: int, progress: bool) -> Settings:
+def run_options(command):
+    """The flags of every command that trains a space (search, train, verify)."""
+    decorators = [
+        click.argument("space", default="default"),
+        click.option("--storage", help="Optuna storage URL (sqlite:///, postgresql://, journal:PATH) [default: sqlite file in the results folder]."),
+        click.option("--study", "study_name", help="Study name [default: the space's name]."),
+        click.option("--results", type=click.Path(path_type=Path), default=DEFAULT_RESULTS, show_default=True,
+                     help="Folder for Parquet records and logs (shared by every machine of the study)."),
+        click.option("--data", help="Training text: a file, a folder or a glob [default: the Python standard library's source]."),
+        click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True, help="Training seed of every trial (and the sampler's)."),
+        click.option("--progress/--no-progress", default=True, show_default=True, help="Show progress bars."),
+        DRY_RUN,
+    ]
+    for decorate in reversed(decorators):
+        command = decorate(command)
+    return group_options(command)
+
+
+DRY_RUN = click.option("--dry-run", is_flag=True, help="Check every input, print the plan and exit: nothing is written or started.")
+
+
+def resolve(space: str | Space, storage: str | None, study_name: str | None, results: Path, data: str | None,
+            seed: int, progress: bool, dry_run: bool = False, **group) -> Settings:
     """Validate every input; returns Settings or raises InputError naming the culprit."""
-    spec = space_mod.load(space)
-    nproc = nproc or _default_nproc()
-    spec.ep_size(nproc)
-    if spec.train.eval_sequences % nproc:
-        raise InputError(f"--nproc {nproc}: must divide train.eval_sequences ({spec.train.eval_sequences}) "
-                         "so every rank evaluates the same held-out tokens")
+    spec = space_mod.load(space) if isinstance(space, str) else space
+    launch = resolve_launch(**group)
+    spec.ep_size(launch.world_size)
+    if spec.train.eval_sequences % launch.world_size:
+        raise InputError(f"--nproc {launch.nproc}: {launch.world_size} ranks in all must divide train.eval_sequences "
+                         f"({spec.train.eval_sequences}) so every rank evaluates the same held-out tokens")
     text = corpus.load(data)
     text.check_fits(spec.model.seq_len)
     results = results.resolve()
@@ -55,7 +79,31 @@ def resolve(space: str, nproc: int | None, storage: str | None, study_name: str 
     if study_name is not None and not re.fullmatch(STUDY_NAME, study_name):
         raise InputError(f"--study: {study_name!r} is not a plain name; allowed: letters, digits, '_', '.', '-'")
     return Settings(space=spec, study=study_name or spec.name, storage=storage or f"sqlite:///{results / 'moesearch.db'}",
-                    results=results, nproc=nproc, seed=seed, data=data, data_sha256=text.sha256, progress=progress)
+                    results=results, launch=launch, seed=seed, data=data, data_sha256=text.sha256, progress=progress)
+
+
+def resolve_launch(nproc: int | None, nnodes: int, master_addr: str, master_port: int, launcher: str,
+                   hostfile: Path | None) -> Launch:
+    """The worker group's shape from its flags; InputError for combinations that cannot start."""
+    if hostfile is not None:
+        if launcher != "deepspeed":
+            raise InputError(f"--hostfile {str(hostfile)!r}: only with --launcher deepspeed (torchrun takes --nnodes "
+                             "and --master-addr, one `moesearch node` per other node)")
+        _check_hostfile(hostfile, nnodes)
+    elif launcher == "deepspeed" and nnodes > 1:
+        raise InputError(f"--nnodes {nnodes}: --launcher deepspeed reaches other nodes through --hostfile; give one")
+    return Launch(nproc=nproc or _default_nproc(), nnodes=nnodes, master_addr=master_addr, master_port=master_port,
+                  launcher=launcher, hostfile=hostfile.resolve() if hostfile else None)
+
+
+def _check_hostfile(hostfile: Path, nnodes: int) -> None:
+    if not hostfile.is_file():
+        raise InputError(f"--hostfile: {str(hostfile)!r} is not a file")
+    lines = [line.strip() for line in hostfile.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    if bad := next((line for line in lines if not re.fullmatch(r"\S+\s+slots=\d+", line)), None):
+        raise InputError(f"--hostfile {str(hostfile)!r}: bad line {bad!r}; allowed: 'hostname slots=N' lines")
+    if len(lines) < nnodes:
+        raise InputError(f"--nnodes {nnodes}: --hostfile {str(hostfile)!r} names only {len(lines)} hosts")
 
 
 def _default_nproc() -> int:
@@ -75,8 +123,14 @@ def describe(settings: Settings) -> str:
     from moesearch.study import redact
 
     return (f"study {settings.study!r} in {redact(settings.storage)} | space {settings.space.name} | "
-            f"{settings.nproc} ranks, ep_size {settings.space.ep_size(settings.nproc)} | seed {settings.seed} | "
-            f"records in {settings.results}")
+            f"{settings.launch.describe()}, ep_size {settings.space.ep_size(settings.launch.world_size)} | "
+            f"seed {settings.seed} | records in {settings.results}")
+
+
+def dry_run(settings: Settings, what: str) -> None:
+    """Print the plan of a --dry-run and stop the command (exit 0): nothing was opened or written."""
+    click.echo(f"plan: {describe(settings)} | {what}")
+    raise SystemExit(0)
 
 
 def open_storage(settings: Settings, explicit: bool):
@@ -100,6 +154,22 @@ def open_storage(settings: Settings, explicit: bool):
     if records and settings.study not in optuna.get_all_study_names(storage):
         raise clash
     return storage
+
+
+def check_storage_url(url: str) -> str:
+    """The URL, password hidden, if its form is one Optuna can open; InputError otherwise. Opens nothing."""
+    from moesearch.study import redact
+
+    if url.startswith("journal:") and url.removeprefix("journal:"):
+        return url
+    try:
+        from sqlalchemy.engine import make_url
+
+        make_url(url)
+    except Exception:
+        raise InputError(f"--storage: {redact(url)!r} is not a storage URL; allowed: sqlite:///file.db, "
+                         "postgresql://user@host/db or journal:/shared/path.log") from None
+    return redact(url)
 
 
 def _new_sqlite_file(url: str) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from moesearch.cli import cli
-from moesearch.cli.options import describe, open_storage, resolve, run_options
+from moesearch.cli.options import describe, dry_run, open_storage, resolve, run_options
 
 
 @cli.command()
@@ -17,14 +17,26 @@ def search(trials: int | None, **options) -> None:
     Uniform baselines run first; an assignment already trained with the same --seed is answered from
     the study, not trained again. Run the same command again to resume or extend (--trials).
     """
+    from moesearch import study as study_mod
+
+    settings = resolve(**options)
+    n_trials = trials or settings.space.search.trials
+    if options["dry_run"]:
+        dry_run(settings, f"{n_trials} trials")
+    storage = open_storage(settings, explicit=options["storage"] is not None)
+    study = study_mod.open_study(storage, settings.study, settings.space, settings.seed, settings.data,
+                                 settings.data_sha256)
+    study.set_user_attr("trials", n_trials)  # the target `moesearch worker` groups joining the study work to
+    click.echo(f"{describe(settings)} | {n_trials} trials")
+    search_and_report(settings, n_trials, study)
+
+
+def search_and_report(settings, n_trials: int, study) -> None:
+    """Run the search loop, then print what it did and the front (shared with `worker`)."""
     from moesearch import pareto, results
     from moesearch.search import run_search
 
-    settings = resolve(**options)
-    storage = open_storage(settings, explicit=options["storage"] is not None)
-    n_trials = trials or settings.space.search.trials
-    click.echo(f"{describe(settings)} | {n_trials} trials")
-    report = run_search(settings, n_trials, storage)
+    report = run_search(settings, n_trials, study)
     click.echo(f"\n{report.trained_now} trials trained now, {report.trained_total} in study {settings.study!r}"
                f" ({report.repeats_answered} repeated proposals answered from the study)")
     if report.stopped_early:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from moesearch.cli import cli
-from moesearch.cli.options import describe, open_storage, resolve, run_options
+from moesearch.cli.options import describe, dry_run, open_storage, resolve, run_options
 from moesearch.metrics import METRICS, fmt
 
 
@@ -25,10 +25,13 @@ def train(layers: str, **options) -> None:
     settings = resolve(**options)
     chosen = [a.strip() for a in layers.split(",")]
     settings.space.check_assignment(chosen)
+    if options["dry_run"]:
+        dry_run(settings, f"train {','.join(chosen)}")
     storage = open_storage(settings, explicit=options["storage"] is not None)
-    study = study_mod.open_study(storage, settings.study, settings.space, settings.seed)
+    study = study_mod.open_study(storage, settings.study, settings.space, settings.seed, settings.data,
+                                 settings.data_sha256)
     click.echo(describe(settings))
-    with WorkerGroup(settings.nproc, settings.results / settings.study / "logs") as group:
+    with WorkerGroup(settings.launch, settings.results / settings.study / "logs") as group:
         outcome = run_named(settings, study, group, chosen, origin="train")
     path = trial_file(settings.results, settings.study, outcome.row["trial"])
     for key in ("state", "failure_reason", *METRICS):
@@ -40,5 +43,7 @@ def train(layers: str, **options) -> None:
     if balance:
         click.echo(f"{'load_balance':>22}: {', '.join(balance)} (max expert share x experts, per MoE layer)")
     click.echo(f"{'record':>22}: {path}")
-    if not outcome.ok:
+    if outcome.preempted:
+        click.echo("preempted: the trial is recorded as such; run the same command again to train it")
+    elif not outcome.ok:
         raise SystemExit(1)

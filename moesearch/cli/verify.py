@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from moesearch.cli import cli
-from moesearch.cli.options import describe, open_storage, resolve, run_options
+from moesearch.cli.options import describe, dry_run, open_storage, resolve, run_options
 from moesearch.cli.study_option import load_study
 from moesearch.errors import InputError
 
@@ -27,6 +27,8 @@ def verify(n_seeds: int, **options) -> None:
     from moesearch import noise, results
 
     settings = resolve(**options)
+    if options["dry_run"]:
+        dry_run(settings, f"verify with {n_seeds} seeds")
     storage = open_storage(settings, explicit=options["storage"] is not None)
     if settings.study not in optuna.get_all_study_names(storage):
         raise InputError(f"--study: no study {settings.study!r} in this storage; run `moesearch search` first")
@@ -50,7 +52,10 @@ def _train_replicates(settings, storage, todo: list[tuple[str, int]]) -> None:
     study = study_mod.open_study(storage, settings.study, settings.space, settings.seed)
     objectives = settings.space.search.objectives
     bar = tqdm(todo, desc="verify", unit="trial", disable=None if settings.progress else True, dynamic_ncols=True)
-    with WorkerGroup(settings.nproc, settings.results / settings.study / "logs") as group:
+    with WorkerGroup(settings.launch, settings.results / settings.study / "logs") as group:
         for assignment, seed in bar:
             outcome = run_named(replace(settings, seed=seed), study, group, assignment.split(","), origin="verify")
             bar.write(f"{summary(outcome, objectives)} seed {seed}")
+            if outcome.preempted:
+                bar.write("preempted: run the same command again to finish")
+                return

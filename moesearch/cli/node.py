@@ -1,0 +1,64 @@
+"""`moesearch node`: the ranks of one more node of a multi-node worker group (node 0 runs search/worker)."""
+
+from __future__ import annotations
+
+import click
+
+from moesearch.cli import cli
+from moesearch.cli.options import DRY_RUN, group_options
+from moesearch.errors import InputError
+
+
+@cli.command()
+@click.option("--node-rank", type=click.IntRange(min=1), required=True, help="This node's rank in the group (1 .. --nnodes - 1).")
+@click.option("--rejoins", type=click.IntRange(min=0), default=100, show_default=True,
+              help="How often to rejoin after the group ended with an error (node 0 starts a fresh group after a failure).")
+@DRY_RUN
+@group_options
+def node(node_rank: int, rejoins: int, dry_run: bool, **group) -> None:
+    """Run this node's ranks of a worker group whose node 0 runs `moesearch search` or `worker`.
+
+    Give the same --nnodes, --nproc, --master-addr and --master-port as node 0. The group is restarted
+    by node 0 after a failed trial; this command rejoins each time, and exits 0 when the group ends
+    normally. SIGTERM or SIGUSR1 here reaches this node's ranks: the trial stops at a step boundary.
+    """
+    from moesearch.cli.options import resolve_launch
+
+    launch = resolve_launch(**group)
+    if launch.launcher != "torchrun":
+        raise InputError("--launcher: `moesearch node` starts torchrun; the DeepSpeed launcher starts every host of "
+                         "its --hostfile from node 0 itself")
+    if node_rank >= launch.nnodes:
+        raise InputError(f"--node-rank {node_rank}: allowed 1 .. {launch.nnodes - 1} (--nnodes {launch.nnodes})")
+    plan = f"node {node_rank} of {launch.describe()}"
+    if dry_run:
+        click.echo(f"plan: {plan}")
+        raise SystemExit(0)
+    click.echo(plan)
+    raise SystemExit(_serve(launch, node_rank, rejoins))
+
+
+def _serve(launch, node_rank: int, rejoins: int) -> int:
+    import signal
+    import subprocess
+
+    import psutil
+
+    from moesearch import preempt
+
+    stopping: list[int] = []
+
+    def forward(signum, frame) -> None:  # to the ranks, not torchrun (which would kill them before they stop)
+        stopping.append(signum)
+        for rank in psutil.Process(proc.pid).children(recursive=True):
+            rank.send_signal(signum)
+
+    for attempt in range(rejoins + 1):
+        proc = subprocess.Popen(launch.command(node_rank))
+        for sig in preempt.SIGNALS:
+            signal.signal(sig, forward)
+        code = proc.wait()
+        if code == 0 or stopping:
+            return 0
+        click.echo(f"moesearch node: the group ended with code {code}; rejoining ({attempt + 1} of {rejoins})", err=True)
+    return 1

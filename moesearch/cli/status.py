@@ -1,0 +1,38 @@
+"""`moesearch status`: a study's progress, live worker groups, throughput and front size."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from moesearch.cli import cli
+from moesearch.cli.options import DEFAULT_RESULTS
+
+
+@cli.command()
+@click.option("--storage", help="The study's Optuna storage URL [default: the sqlite file in --results].")
+@click.option("--study", "study_name", help="Study name [default: the only study in the storage].")
+@click.option("--results", type=click.Path(path_type=Path), default=DEFAULT_RESULTS, show_default=True,
+              help="Folder of the default sqlite storage.")
+def status(storage: str | None, study_name: str | None, results: Path) -> None:
+    """Show a study's progress: trials by state, worker groups alive, trials per hour, front size.
+
+    Reads the storage only; safe to run at any time, from any machine that reaches it.
+    """
+    import optuna
+
+    from moesearch import status as status_mod
+    from moesearch import study as study_mod
+    from moesearch.errors import InputError
+
+    url = storage or f"sqlite:///{results / 'moesearch.db'}"
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///").split("?")[0]).is_file():
+        raise InputError(f"--storage: {url!r} does not exist; allowed: the storage a search wrote to")
+    opened = study_mod.open_storage(url)
+    names = optuna.get_all_study_names(opened)
+    if study_name is None and len(names) != 1:
+        raise InputError(f"--study: {len(names)} studies in {study_mod.redact(url)!r}; choose one of: "
+                         f"{', '.join(names) or '(none)'}")
+    study = study_mod.load_existing(opened, study_name or names[0])
+    click.echo(status_mod.text(study.study_name, study_mod.redact(url), status_mod.of(study)))

@@ -1,0 +1,62 @@
+"""`moesearch worker`: one more worker group on an existing study, with the study's own space and seed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from moesearch.cli import cli
+from moesearch.cli.options import DEFAULT_RESULTS, DRY_RUN, describe, group_options, open_storage, resolve
+from moesearch.errors import InputError
+
+
+@cli.command()
+@click.option("--storage", required=True, help="The study's Optuna storage URL (postgresql://, journal:PATH, sqlite:///).")
+@click.option("--study", "study_name", required=True, help="The study to join (made by `moesearch search`).")
+@click.option("--results", type=click.Path(path_type=Path), default=DEFAULT_RESULTS, show_default=True,
+              help="Folder for Parquet records and logs: the one every group of the study writes to.")
+@click.option("--trials", type=click.IntRange(min=1), help="Trained trials in the study; sets its target for every group [default: the target it has].")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Show progress bars.")
+@DRY_RUN
+@group_options
+def worker(storage: str, study_name: str, results: Path, trials: int | None, progress: bool, dry_run: bool,
+           **group) -> None:
+    """Join an existing study as one more worker group, until it has --trials trained trials.
+
+    The space, seed and training text come from the study, so any number of groups on any number of
+    machines can run the same command. Trials of groups that died are settled first (from their
+    record, or failed and queued again); an assignment running in another group is not started.
+    """
+    from moesearch import space as space_mod
+    from moesearch import study as study_mod
+    from moesearch.cli.search import search_and_report
+
+    if dry_run:
+        _dry_run(storage, study_name, results, **group)
+    opened = study_mod.open_storage(storage)
+    study = study_mod.load_existing(opened, study_name)
+    space = space_mod.Space.model_validate(study.user_attrs["space"])
+    run = study.user_attrs["run"]
+    settings = resolve(space, storage, study_name, results, run["data"], run["seed"], progress, **group)
+    if settings.data_sha256 != run["data_sha256"]:
+        raise InputError(f"--study {study_name!r}: the training text here ({run['data'] or 'the standard library'}, "
+                         f"sha256 {settings.data_sha256[:12]}) differs from the study's ({run['data_sha256'][:12]}); "
+                         "allowed: the same text on every machine")
+    open_storage(settings, explicit=True)  # the records under --results must belong to this storage
+    study = study_mod.open_study(opened, study_name, space, study_mod.group_seed())
+    if trials:
+        study.set_user_attr("trials", trials)  # the study's target now, for every group and `status`
+    n_trials = study.user_attrs["trials"]
+    click.echo(f"{describe(settings)} | joins, {n_trials} trials")
+    search_and_report(settings, n_trials, study)
+
+
+def _dry_run(storage: str, study_name: str, results: Path, **group) -> None:
+    """The study is not opened (that may create it): its space is checked when the worker starts."""
+    from moesearch.cli.options import check_storage_url, resolve_launch
+
+    launch = resolve_launch(**group)
+    click.echo(f"plan: join study {study_name!r} in {check_storage_url(storage)} | {launch.describe()} | "
+               f"records in {results.resolve()}")
+    raise SystemExit(0)

@@ -1,0 +1,57 @@
+"""How a worker group's ranks are started: the launcher command for one node of the group.
+
+Light (stdlib only). Node 0 of a group runs the supervisor, and its launcher is started by it
+(`group.py`); every other node runs `moesearch node`, which starts the same launcher with its own
+node rank. Static rendezvous (`--master-addr`, `--node-rank`) puts global rank 0 on node 0, beside
+the supervisor, so rank 0's link to it never leaves the machine.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+LAUNCHERS = ("torchrun", "deepspeed")
+WORKER_MODULE = "moesearch.worker"
+
+
+@dataclass(frozen=True)
+class Launch:
+    """The shape of a worker group and how its ranks start."""
+
+    nproc: int
+    """Ranks per node (one per GPU on a GPU node)."""
+    nnodes: int = 1
+    """Nodes in the group; node 0 hosts the supervisor and global rank 0."""
+    master_addr: str = "127.0.0.1"
+    """Node 0's address, reachable from every node of the group."""
+    master_port: int = 29500
+    """The rendezvous port on node 0 (torchrun's default)."""
+    launcher: str = "torchrun"
+    """torchrun, or the DeepSpeed launcher (`deepspeed`, which reaches other hosts through a hostfile)."""
+    hostfile: Path | None = None
+    """A DeepSpeed hostfile ("host slots=N" lines); its first host runs the supervisor."""
+
+    @property
+    def world_size(self) -> int:
+        return self.nproc * self.nnodes
+
+    def command(self, node_rank: int = 0) -> list[str]:
+        """The launcher command line that starts this node's ranks of the group."""
+        if self.launcher == "deepspeed":  # one command on node 0 starts every host of the hostfile
+            hosts = ["--hostfile", str(self.hostfile)] if self.hostfile else []
+            return ["deepspeed", *hosts, f"--num_nodes={self.nnodes}", f"--num_gpus={self.nproc}",
+                    f"--master_addr={self.master_addr}", f"--master_port={self.master_port}", "--no_local_rank",
+                    "--module", WORKER_MODULE]
+        if self.nnodes == 1:
+            rendezvous = ["--standalone"]  # a free port of its own: groups on one machine never clash
+        else:
+            rendezvous = [f"--nnodes={self.nnodes}", f"--node-rank={node_rank}", f"--master-addr={self.master_addr}",
+                          f"--master-port={self.master_port}"]
+        return [sys.executable, "-m", "torch.distributed.run", *rendezvous, f"--nproc-per-node={self.nproc}",
+                "-m", WORKER_MODULE]
+
+    def describe(self) -> str:
+        nodes = f" x {self.nnodes} nodes (rendezvous {self.master_addr}:{self.master_port})" if self.nnodes > 1 else ""
+        return f"{self.nproc} ranks{nodes} by {self.launcher}"

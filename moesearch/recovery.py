@@ -1,0 +1,55 @@
+"""Settle the trials of worker groups that died: from their Parquet record if it was written, else retry.
+
+A supervisor writes a trial's record, then tells Optuna; killed in between, or killed mid-trial, it
+leaves the trial RUNNING. Every search and worker runs `recover` when it starts and before each
+trial, so no trial stays RUNNING forever and no result is lost or trained twice:
+  record COMPLETE or FAIL  told exactly as recorded (the record is the result)
+  record PREEMPTED         failed outside the budget; a search trial is queued again
+  no record                "lost": failed outside the budget; a search trial is queued again
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pyarrow.parquet as pq
+from optuna.trial import TrialState
+
+from moesearch import liveness, results
+from moesearch import study as study_mod
+
+
+def recover(study: optuna.Study, results_dir: Path) -> list[str]:
+    """Settle every RUNNING trial whose supervisor is dead; returns one line per trial settled."""
+    settled = []
+    for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if liveness.is_dead(frozen) and (line := _settle(study, results_dir, frozen)):
+            settled.append(line)
+    return settled
+
+
+def _settle(study: optuna.Study, results_dir: Path, frozen: optuna.trial.FrozenTrial) -> str | None:
+    row = _record(results_dir, study.study_name, frozen.number)
+    retry = frozen.user_attrs.get("origin", "search") == "search"  # train and verify are re-run by their command
+    who = frozen.user_attrs.get("worker", "a worker group").split(":")
+    if row is None or row["state"] == "PREEMPTED":
+        reason = row["failure_reason"] if row else f"lost: its supervisor ({':'.join(who[:2])}) died mid-trial"
+        if not study_mod.fail_outside_budget(study, frozen, reason, requeue=retry):
+            return None  # another process settled it first
+        return f"trial {frozen.number}: {reason}" + ("; queued again" if retry and frozen.params else "")
+    objectives = list(study.user_attrs["space"]["search"]["objectives"])
+    try:
+        if row["state"] == "COMPLETE":
+            study.tell(frozen.number, [row[o] for o in objectives])
+        else:
+            optuna.Trial(study, frozen._trial_id).set_user_attr("failure_reason", row["failure_reason"])
+            study.tell(frozen.number, state=TrialState.FAIL)
+    except (optuna.exceptions.UpdateFinishedTrialError, ValueError, RuntimeError):
+        return None  # another process settled it first
+    return f"trial {frozen.number}: told from its record ({row['state']}); its supervisor died before telling"
+
+
+def _record(results_dir: Path, study: str, number: int) -> dict | None:
+    path = results.trial_file(results_dir, study, number)
+    return pq.read_table(path).to_pylist()[0] if path.exists() else None

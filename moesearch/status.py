@@ -1,0 +1,83 @@
+"""A study's progress, read from its storage alone: for `moesearch status` (light: optuna and moocore)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import moocore
+import numpy as np
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from moesearch import liveness
+
+
+@dataclass(frozen=True)
+class Status:
+    target: int | None  # the --trials the last search set
+    complete: int  # trained trials, counting toward --trials
+    failed: int
+    running: int
+    outside_budget: int  # preempted, lost, interrupted or withdrawn: failed without counting, retried if queued
+    waiting: int  # queued: baselines and retries
+    groups: list[str]  # workers ("host:pid") with a trial running and alive
+    stale: list[int]  # RUNNING trials whose group is gone: settled when a search or worker next starts
+    per_hour_last: int  # trained trials finished in the last hour
+    per_hour_overall: float | None
+    front: int  # assignments on the Pareto front of the complete trials
+
+
+def of(study: optuna.Study, now: float | None = None) -> Status:
+    now = now or time.time()
+    trials = study.get_trials(deepcopy=False)
+    trained = [t for t in trials if t.state.is_finished() and t.user_attrs.get("trained")]
+    counted = [t for t in trained if t.user_attrs.get("budget", True)]
+    running = [t for t in trials if t.state == TrialState.RUNNING]
+    stale = [t for t in running if liveness.is_dead(t, now)]
+    finished_at = sorted(t.datetime_complete.timestamp() for t in trained)
+    started_at = min((t.datetime_start.timestamp() for t in trained), default=None)
+    return Status(
+        target=study.user_attrs.get("trials"),
+        complete=sum(t.state == TrialState.COMPLETE for t in counted),
+        failed=sum(t.state == TrialState.FAIL for t in counted),
+        running=len(running) - len(stale),
+        outside_budget=sum(t.state == TrialState.FAIL and not t.user_attrs.get("budget", True) for t in trials),
+        waiting=sum(t.state == TrialState.WAITING for t in trials),
+        groups=sorted({":".join(t.user_attrs["worker"].split(":")[:2]) for t in running
+                       if t not in stale and "worker" in t.user_attrs}),
+        stale=[t.number for t in stale],
+        per_hour_last=sum(f > now - 3600 for f in finished_at),
+        per_hour_overall=len(finished_at) / (finished_at[-1] - started_at) * 3600
+        if finished_at and finished_at[-1] > started_at else None,
+        front=_front_size(study, counted),
+    )
+
+
+def _front_size(study: optuna.Study, trials: list[FrozenTrial]) -> int:
+    """Non-dominated assignments (each assignment once, at its first complete trial)."""
+    first: dict[str, list[float]] = {}
+    for t in trials:
+        if t.state == TrialState.COMPLETE:
+            first.setdefault(t.user_attrs["assignment"], t.values)
+    if not first:
+        return 0
+    maximise = [d == optuna.study.StudyDirection.MAXIMIZE for d in study.directions]
+    return int(moocore.is_nondominated(np.array(list(first.values())), maximise=maximise).sum())
+
+
+def text(name: str, where: str, s: Status) -> str:
+    target = f" of {s.target}" if s.target else ""
+    lines = [
+        f"study {name!r} in {where}",
+        f"trials: {s.complete + s.failed}{target} trained ({s.complete} complete, {s.failed} failed), {s.running} running, "
+        f"{s.waiting} queued, {s.outside_budget} outside the budget (preempted, lost, interrupted or withdrawn)",
+        f"worker groups with a trial running: {len(s.groups)}" + (f" ({', '.join(s.groups)})" if s.groups else ""),
+        f"throughput: {s.per_hour_last} trials in the last hour"
+        + (f", {s.per_hour_overall:.1f} per hour overall" if s.per_hour_overall else ""),
+        f"front: {s.front} assignments",
+    ]
+    if s.stale:
+        lines.append(f"dead groups left trials {', '.join(map(str, s.stale))} RUNNING: the next search or worker "
+                     "settles them")
+    return "\n".join(lines)
