@@ -95,6 +95,8 @@ class WorkerGroup:
         with Listener(("127.0.0.1", 0), authkey=authkey) as listener:
             host, port = listener.address
             env = {**os.environ, ADDRESS_ENV: f"{host}:{port}", AUTHKEY_ENV: authkey.hex()}
+            if self.launch.launcher == "deepspeed":  # torchrun sets this; without it 2 CPU ranks ran 100x slower here
+                env.setdefault("OMP_NUM_THREADS", "1")
             if self.launch.hostfile:  # the DeepSpeed launcher passes other variables to its hosts in a file
                 env["DS_ENV_FILE"] = str(self._deepspeed_env_file(env))
             with open(self.log_path, "ab") as log:

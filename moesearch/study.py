@@ -45,6 +45,8 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
             from optuna.storages.journal import JournalFileBackend
 
             return optuna.storages.JournalStorage(JournalFileBackend(url.removeprefix("journal:")))
+        if url.startswith("postgresql://"):  # the driver moesearch installs, whichever SQLAlchemy's default is
+            url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
         return optuna.storages.RDBStorage(url)
     except Exception as e:  # optuna raises several types; all mean the same to the user
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

@@ -102,3 +102,50 @@ def tiny_study(tmp_path_factory) -> Path:
         done = run_cli(*command, "--nproc", "2", "--results", str(folder), "--no-progress")
         assert done.returncode == 0, done.stderr
     return folder
+
+
+def start_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """`python -m moesearch ARGS` started in the background; `.tag` finds its ranks."""
+    tag = uuid.uuid4().hex
+    proc = subprocess.Popen(cli_command(*args), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **(env or {}), TAG_ENV: tag})
+    proc.tag = tag
+    return proc
+
+
+def wait_for_training(logs: Path, trial: int, proc: subprocess.Popen, timeout: float = 300) -> None:
+    """Until the worker group's log says trial `trial` started, then one more second (it is mid-trial)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not any(f"moesearch: trial {trial} " in p.read_text(errors="replace") for p in logs.glob("*.log")):
+        assert time.monotonic() < deadline and proc.poll() is None, f"trial {trial} never started"
+        time.sleep(0.2)
+    time.sleep(1)
+
+
+# MICRO with trials long enough (about 10 s on 2 CPU cores) to be hit mid-trial by a fault.
+LONG_MICRO = MICRO.replace("steps = 6", "steps = 300").replace("warmup_steps = 1", "warmup_steps = 2")
+
+BACKENDS = ("sqlite", "journal", "postgresql")
+POSTGRES_ENV = "MOESEARCH_TEST_POSTGRES"
+
+
+def storage_url(backend: str, folder: Path) -> str:
+    """A study storage of each kind; PostgreSQL is the server `.ci/postgres` starts (CI fails without it)."""
+    if backend == "sqlite":
+        return f"sqlite:///{folder / 'study.db'}"
+    if backend == "journal":
+        return f"journal:{folder / 'study.log'}"
+    url = os.environ.get(POSTGRES_ENV)
+    if not url:
+        message = f"no PostgreSQL server: set {POSTGRES_ENV} to its URL (`bash .ci/postgres` starts one)"
+        if os.environ.get("MOESEARCH_REQUIRE_POSTGRES"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return url
+
+
+def unique_study(prefix: str) -> str:
+    """A study name no other test uses: PostgreSQL holds the studies of every test in one database."""
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"

@@ -1,0 +1,116 @@
+"""Liveness and recovery, on every storage backend: a dead group's trial is settled exactly once."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+
+import optuna
+import psutil
+import pytest
+from conftest import BACKENDS, storage_url, unique_study
+from optuna.trial import TrialState
+
+from moesearch import liveness, recovery, results, space
+from moesearch import study as study_mod
+
+TINY = space.load("tiny")
+OBJECTIVES = TINY.search.objectives  # val_loss (min), tokens_per_s (max)
+
+
+def dead_worker() -> str:
+    """The worker name of a process of this machine that has exited."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.5)"])
+    started = psutil.Process(proc.pid).create_time()
+    proc.wait()
+    return f"{socket.gethostname()}:{proc.pid}:{started:.2f}"
+
+
+def running_trial(study: optuna.Study, layers: list[str], worker: str) -> optuna.Trial:
+    """A search trial of `layers` RUNNING in the supervisor named `worker`."""
+    trial = study_mod.reserve(study, TINY, layers, seed=0, origin="search")
+    trial.set_user_attr("worker", worker)
+    return trial
+
+
+def record(study: str, number: int, layers: list[str], state: str) -> results.Record:
+    now = datetime.now(timezone.utc)
+    return results.make_record(
+        study=study, trial=number, origin="search", layers=layers, state=state,
+        failure_reason=None if state == "COMPLETE" else f"{state.lower()}: for the test", objectives=OBJECTIVES,
+        reference_point={}, metrics={"val_loss": 4.5, "tokens_per_s": 1000.0} if state == "COMPLETE" else {},
+        steps=[], layer_rows=[], config_json="{}", seed=0, replicate_of=None, data_sha256="ab", hardware={},
+        ep_size=1, started_at=now, finished_at=now)
+
+
+@pytest.fixture(params=BACKENDS)
+def study(request, tmp_path) -> optuna.Study:
+    storage = study_mod.open_storage(storage_url(request.param, tmp_path))
+    return study_mod.open_study(storage, unique_study("recovery"), TINY, seed=0)
+
+
+def test_a_trial_recorded_but_not_told_is_told_from_its_record(study, tmp_path):
+    """The supervisor died between writing the record and telling Optuna: the record is the result."""
+    trial = running_trial(study, ["gelu", "gelu"], dead_worker())
+    results.write_trial(tmp_path, record(study.study_name, trial.number, ["gelu", "gelu"], "COMPLETE"))
+    lines = recovery.recover(study, tmp_path)
+    assert lines == [f"trial {trial.number}: told from its record (COMPLETE); its supervisor died before telling"]
+    told = study.trials[trial.number]
+    assert told.state == TrialState.COMPLETE and told.values == [4.5, 1000.0]
+    assert study_mod.snapshot(study, 0).done == 1, "it counts toward --trials"
+    assert recovery.recover(study, tmp_path) == [], "settled once"
+
+
+def test_a_recorded_failure_is_told_as_a_failure_that_counts(study, tmp_path):
+    trial = running_trial(study, ["swiglu", "gelu"], dead_worker())
+    results.write_trial(tmp_path, record(study.study_name, trial.number, ["swiglu", "gelu"], "FAIL"))
+    recovery.recover(study, tmp_path)
+    told = study.trials[trial.number]
+    assert told.state == TrialState.FAIL and told.user_attrs["failure_reason"] == "fail: for the test"
+    assert study_mod.snapshot(study, 0).done == 1
+
+
+@pytest.mark.parametrize("state", [None, "PREEMPTED"])
+def test_a_lost_or_preempted_trial_fails_outside_the_budget_and_is_queued_again(study, tmp_path, state):
+    trial = running_trial(study, ["swiglu", "relu2"], dead_worker())
+    if state:
+        results.write_trial(tmp_path, record(study.study_name, trial.number, ["swiglu", "relu2"], state))
+    [line] = recovery.recover(study, tmp_path)
+    assert line.endswith("; queued again") and ("lost: its supervisor" in line) == (state is None)
+    failed = study.trials[trial.number]
+    assert failed.state == TrialState.FAIL and failed.user_attrs["budget"] is False
+    assert study_mod.snapshot(study, 0).done == 0
+    queued = [t.system_attrs["fixed_params"] for t in study.get_trials(states=(TrialState.WAITING,))]
+    assert queued.count({"layer_0": "swiglu", "layer_1": "relu2"}) == 1
+    assert recovery.recover(study, tmp_path) == [], "queued once"
+
+
+def test_live_trials_are_left_alone(study, tmp_path):
+    mine = running_trial(study, ["gelu", "relu2"], liveness.me())
+    other_host = running_trial(study, ["relu2", "gelu"], "elsewhere:1:1.00")
+    other_host.set_user_attr("heartbeat", time.time())
+    assert recovery.recover(study, tmp_path) == []
+    states = [study.trials[t.number].state for t in (mine, other_host)]
+    assert states == [TrialState.RUNNING, TrialState.RUNNING]
+
+
+def test_another_machine_s_trial_is_dead_once_its_heartbeat_is_older_than_the_grace_period(study):
+    trial = running_trial(study, ["gelu", "swiglu"], "elsewhere:1:1.00")
+    beat = time.time()
+    trial.set_user_attr("heartbeat", beat)
+    frozen = study.trials[trial.number]
+    assert not liveness.is_dead(frozen, now=beat + liveness.GRACE_S - 1)
+    assert liveness.is_dead(frozen, now=beat + liveness.GRACE_S + 1)
+
+
+def test_the_heartbeat_is_written_while_a_trial_runs(study, monkeypatch):
+    monkeypatch.setattr(liveness, "HEARTBEAT_S", 0.05)
+    trial = running_trial(study, ["gelu", "gelu"], liveness.me())
+    with liveness.beating(study, trial.number):
+        time.sleep(0.3)
+        first = study.trials[trial.number].user_attrs["heartbeat"]
+        time.sleep(0.3)
+        assert study.trials[trial.number].user_attrs["heartbeat"] > first
