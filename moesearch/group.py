@@ -100,10 +100,11 @@ class WorkerGroup:
             if self.launch.hostfile:  # the DeepSpeed launcher passes other variables to its hosts in a file
                 env["DS_ENV_FILE"] = str(self._deepspeed_env_file(env))
             with open(self.log_path, "ab") as log:
-                # Own session: the terminal's Ctrl-C and SLURM's signals reach the supervisor only, which
-                # then stops the group (at a step boundary on SIGTERM and SIGUSR1).
+                # Own session: the terminal's Ctrl-C reaches the supervisor only, which then stops the group.
+                # SLURM signals every process of the job: the launcher ignores SIGUSR1 (its default action
+                # would kill it; torchrun handles SIGTERM itself), the ranks stop at a step boundary.
                 self.proc = subprocess.Popen(self.launch.command(), stdout=log, stderr=subprocess.STDOUT, env=env,
-                                             start_new_session=True)
+                                             start_new_session=True, preexec_fn=preempt.ignore)
             self._log_mark = 0
             self.link = self._accept(listener)
             try:
@@ -115,7 +116,10 @@ class WorkerGroup:
         """The link's address and key for rank 0 on the hostfile's first host (this one), readable by us only."""
         path = self.log_dir / f".deepspeed_env-{os.getpid()}"
         path.touch(mode=0o600)
-        path.write_text("".join(f"{k}={env[k]}\n" for k in (ADDRESS_ENV, AUTHKEY_ENV)))
+        # DS_ENV_FILE replaces the user's own .deepspeed_env (home, then here): carry its lines along
+        users = [Path.home() / ".deepspeed_env", Path(".deepspeed_env")]
+        carried = "".join(f.read_text().rstrip("\n") + "\n" for f in users if f.is_file())
+        path.write_text(carried + "".join(f"{k}={env[k]}\n" for k in (ADDRESS_ENV, AUTHKEY_ENV)))
         return path
 
     def _accept(self, listener: Listener) -> Connection:

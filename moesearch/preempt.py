@@ -27,3 +27,9 @@ def _catch(signum: int, frame) -> None:
 def requested() -> str | None:
     """The name of the signal that asked this process to stop ("SIGTERM"), or None."""
     return _caught[0] if _caught else None
+
+
+def ignore() -> None:
+    """Ignore SIGTERM and SIGUSR1: for a launcher's process (`preexec_fn`); its ranks call `install`."""
+    for sig in SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)

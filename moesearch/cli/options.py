@@ -26,10 +26,11 @@ def group_options(command):
     """The flags that shape a worker group: ranks per node, nodes, rendezvous, launcher."""
     decorators = [
         click.option("--nproc", type=click.IntRange(min=1), help="Ranks per node [default: one per GPU, else 2]."),
-        click.option("--nnodes", type=click.IntRange(min=1), default=1, show_default=True,
-                     help="Nodes in one worker group; this process runs node 0, `moesearch node` the others."),
-        click.option("--master-addr", default="127.0.0.1", show_default=True,
-                     help="Node 0's address as the other nodes reach it (with --nnodes > 1)."),
+        click.option("--nnodes", type=click.IntRange(min=1),
+                     help="Nodes in one worker group; this process runs node 0, `moesearch node` the others "
+                          "[default: 1, or the hostfile's hosts]."),
+        click.option("--master-addr", help="Node 0's address as the other nodes reach it (with --nnodes > 1) "
+                                           "[default: 127.0.0.1, or the hostfile's first host]."),
         click.option("--master-port", type=click.IntRange(1, 65535), default=29500, show_default=True,
                      help="Rendezvous port on node 0 (with --nnodes > 1 or --launcher deepspeed)."),
         click.option("--launcher", type=click.Choice(LAUNCHERS), default="torchrun", show_default=True,
@@ -72,6 +73,7 @@ def resolve(space: str | Space, storage: str | None, study_name: str | None, res
     if spec.train.eval_sequences % launch.world_size:
         raise InputError(f"--nproc {launch.nproc}: {launch.world_size} ranks in all must divide train.eval_sequences "
                          f"({spec.train.eval_sequences}) so every rank evaluates the same held-out tokens")
+    data = os.path.abspath(data) if data else None  # recorded with the study: workers start elsewhere
     text = corpus.load(data)
     text.check_fits(spec.model.seq_len)
     results = results.resolve()
@@ -82,28 +84,41 @@ def resolve(space: str | Space, storage: str | None, study_name: str | None, res
                     results=results, launch=launch, seed=seed, data=data, data_sha256=text.sha256, progress=progress)
 
 
-def resolve_launch(nproc: int | None, nnodes: int, master_addr: str, master_port: int, launcher: str,
+def resolve_launch(nproc: int | None, nnodes: int | None, master_addr: str | None, master_port: int, launcher: str,
                    hostfile: Path | None) -> Launch:
-    """The worker group's shape from its flags; InputError for combinations that cannot start."""
+    """The worker group's shape from its flags; InputError for combinations that cannot start.
+
+    With a hostfile, nodes, ranks per node and node 0's address default to its hosts, its first
+    host's slots and its first host.
+    """
+    hosts: list[tuple[str, int]] = []
     if hostfile is not None:
         if launcher != "deepspeed":
             raise InputError(f"--hostfile {str(hostfile)!r}: only with --launcher deepspeed (torchrun takes --nnodes "
                              "and --master-addr, one `moesearch node` per other node)")
-        _check_hostfile(hostfile, nnodes)
-    elif launcher == "deepspeed" and nnodes > 1:
+        hosts = _hosts(hostfile)
+        if nnodes and nnodes > len(hosts):
+            raise InputError(f"--nnodes {nnodes}: --hostfile {str(hostfile)!r} names only {len(hosts)} hosts")
+    elif launcher == "deepspeed" and nnodes and nnodes > 1:
         raise InputError(f"--nnodes {nnodes}: --launcher deepspeed reaches other nodes through --hostfile; give one")
-    return Launch(nproc=nproc or _default_nproc(), nnodes=nnodes, master_addr=master_addr, master_port=master_port,
+    return Launch(nproc=nproc or (hosts[0][1] if hosts else _default_nproc()), nnodes=nnodes or max(len(hosts), 1),
+                  master_addr=master_addr or (hosts[0][0] if hosts else "127.0.0.1"), master_port=master_port,
                   launcher=launcher, hostfile=hostfile.resolve() if hostfile else None)
 
 
-def _check_hostfile(hostfile: Path, nnodes: int) -> None:
+def _hosts(hostfile: Path) -> list[tuple[str, int]]:
+    """(host, slots) per line of a DeepSpeed hostfile."""
     if not hostfile.is_file():
         raise InputError(f"--hostfile: {str(hostfile)!r} is not a file")
-    lines = [line.strip() for line in hostfile.read_text().splitlines() if line.strip() and not line.startswith("#")]
-    if bad := next((line for line in lines if not re.fullmatch(r"\S+\s+slots=\d+", line)), None):
-        raise InputError(f"--hostfile {str(hostfile)!r}: bad line {bad!r}; allowed: 'hostname slots=N' lines")
-    if len(lines) < nnodes:
-        raise InputError(f"--nnodes {nnodes}: --hostfile {str(hostfile)!r} names only {len(lines)} hosts")
+    lines = [line.split("#")[0].strip() for line in hostfile.read_text().splitlines()]
+    hosts = []
+    for line in filter(None, lines):
+        if not (match := re.fullmatch(r"(\S+)\s+slots=(\d+)", line)):
+            raise InputError(f"--hostfile {str(hostfile)!r}: bad line {line!r}; allowed: 'hostname slots=N' lines")
+        hosts.append((match[1], int(match[2])))
+    if not hosts:
+        raise InputError(f"--hostfile {str(hostfile)!r}: names no host; allowed: 'hostname slots=N' lines")
+    return hosts
 
 
 def _default_nproc() -> int:
@@ -129,6 +144,7 @@ def describe(settings: Settings) -> str:
 
 def dry_run(settings: Settings, what: str) -> None:
     """Print the plan of a --dry-run and stop the command (exit 0): nothing was opened or written."""
+    check_storage_url(settings.storage)
     click.echo(f"plan: {describe(settings)} | {what}")
     raise SystemExit(0)
 
@@ -170,6 +186,16 @@ def check_storage_url(url: str) -> str:
         raise InputError(f"--storage: {redact(url)!r} is not a storage URL; allowed: sqlite:///file.db, "
                          "postgresql://user@host/db or journal:/shared/path.log") from None
     return redact(url)
+
+
+def open_existing_storage(url: str):
+    """Open a storage that must exist already: a missing sqlite or journal file is an error, not created."""
+    from moesearch import study
+
+    file = url.removeprefix("sqlite:///").split("?")[0] if url.startswith("sqlite:///") else url.removeprefix("journal:")
+    if url.startswith(("sqlite:///", "journal:")) and not Path(file).is_file():
+        raise InputError(f"--storage: {url!r} does not exist; allowed: the storage a search wrote to")
+    return study.open_storage(url)
 
 
 def _new_sqlite_file(url: str) -> bool:

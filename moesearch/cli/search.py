@@ -26,7 +26,8 @@ def search(trials: int | None, **options) -> None:
     storage = open_storage(settings, explicit=options["storage"] is not None)
     study = study_mod.open_study(storage, settings.study, settings.space, settings.seed, settings.data,
                                  settings.data_sha256)
-    study.set_user_attr("trials", n_trials)  # the target `moesearch worker` groups joining the study work to
+    if trials or "trials" not in study.user_attrs:  # the target `moesearch worker` groups joining the study work to
+        study.set_user_attr("trials", n_trials)
     click.echo(f"{describe(settings)} | {n_trials} trials")
     search_and_report(settings, n_trials, study)
 

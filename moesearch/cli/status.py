@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from moesearch.cli import cli
-from moesearch.cli.options import DEFAULT_RESULTS
+from moesearch.cli.options import DEFAULT_RESULTS, open_existing_storage
 
 
 @cli.command()
@@ -27,9 +27,7 @@ def status(storage: str | None, study_name: str | None, results: Path) -> None:
     from moesearch.errors import InputError
 
     url = storage or f"sqlite:///{results / 'moesearch.db'}"
-    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///").split("?")[0]).is_file():
-        raise InputError(f"--storage: {url!r} does not exist; allowed: the storage a search wrote to")
-    opened = study_mod.open_storage(url)
+    opened = open_existing_storage(url)
     names = optuna.get_all_study_names(opened)
     if study_name is None and len(names) != 1:
         raise InputError(f"--study: {len(names)} studies in {study_mod.redact(url)!r}; choose one of: "

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from moesearch.cli import cli
-from moesearch.cli.options import DEFAULT_RESULTS, DRY_RUN, describe, group_options, open_storage, resolve
+from moesearch.cli.options import DEFAULT_RESULTS, DRY_RUN, describe, group_options, open_existing_storage, open_storage, resolve
 from moesearch.errors import InputError
 
 
@@ -34,7 +34,7 @@ def worker(storage: str, study_name: str, results: Path, trials: int | None, pro
 
     if dry_run:
         _dry_run(storage, study_name, results, **group)
-    opened = study_mod.open_storage(storage)
+    opened = open_existing_storage(storage)
     study = study_mod.load_existing(opened, study_name)
     space = space_mod.Space.model_validate(study.user_attrs["space"])
     run = study.user_attrs["run"]
