@@ -40,7 +40,7 @@ _FIXED = [
     pa.field("study", pa.string()),
     pa.field("trial", pa.int64()),
     pa.field("origin", pa.string()),
-    pa.field("state", pa.string()),  # COMPLETE or FAIL
+    pa.field("state", pa.string()),  # COMPLETE, FAIL or PREEMPTED
     pa.field("failure_reason", pa.string()),
     pa.field("assignment", pa.string()),  # "gelu,swiglu,...", the form --layers takes
     pa.field("n_layers", pa.int32()),
