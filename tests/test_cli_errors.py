@@ -32,6 +32,13 @@ CASES = {
     "study name with a slash": (lambda t: ["tiny", "--nproc", "2", "--study", "../elsewhere"], "--study"),
     "warm-up as long as training": (lambda t: case_space(t, "warmup_steps = 1", "warmup_steps = 6"),
                                     "train.warmup_steps 6"),
+    "hostfile without the deepspeed launcher": (lambda t: ["tiny", "--nproc", "2", "--hostfile",
+                                                           str(write_space(t, "a slots=2\n", "hosts"))], "--hostfile"),
+    "bad hostfile line": (lambda t: ["tiny", "--launcher", "deepspeed", "--hostfile",
+                                     str(write_space(t, "a slots=2\nb two\n", "hosts"))], "bad line 'b two'"),
+    "deepspeed across nodes without a hostfile": (lambda t: ["tiny", "--nproc", "2", "--nnodes", "2", "--launcher",
+                                                             "deepspeed"], "--nnodes 2"),
+    "ranks in all not dividing the eval sequences": (lambda t: ["tiny", "--nproc", "3", "--nnodes", "2"], "--nproc 3"),
 }
 
 
@@ -127,3 +134,42 @@ def test_light_commands_import_neither_torch_nor_deepspeed(args):
             "print(sorted(m for m in ('torch', 'deepspeed') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+GROUP_CASES = {
+    "node rank past the nodes": (["node", "--node-rank", "2", "--nnodes", "2", "--nproc", "1"], "--node-rank 2"),
+    "node with the deepspeed launcher": (["node", "--node-rank", "1", "--nnodes", "2", "--nproc", "1", "--launcher",
+                                          "deepspeed"], "--launcher"),
+    "worker on a storage file that does not exist": (["worker", "--storage", "sqlite:///nope.db", "--study", "s",
+                                                      "--nproc", "2"], "--storage"),
+    "worker on a study that does not exist": (["worker", "--storage", "journal:study.log", "--study", "s",
+                                               "--nproc", "2"], "no study 's'"),
+    "status of a storage that does not exist": (["status", "--storage", "journal:nope.log"], "--storage"),
+    "dry run with a storage URL that is none": (["search", "tiny", "--nproc", "2", "--storage", "not a url",
+                                                 "--dry-run"], "--storage"),
+}
+
+
+@pytest.mark.parametrize("case", GROUP_CASES, ids=list(GROUP_CASES))
+def test_bad_cluster_input_exits_2_with_one_line_and_writes_nothing(tmp_path, monkeypatch, case):
+    args, expected = GROUP_CASES[case]
+    monkeypatch.chdir(tmp_path)
+    if "study.log" in args[2]:  # an empty journal: a storage that exists, with no study in it
+        (tmp_path / "study.log").touch()
+    before = sorted(tmp_path.rglob("*"))
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("moesearch: error:") and expected in lines[0], result.output
+    assert sorted(tmp_path.rglob("*")) == before
+
+
+@pytest.mark.parametrize("command", [["search", "tiny"], ["train", "tiny", "--layers", "gelu,gelu"],
+                                     ["verify", "tiny"], ["node", "--node-rank", "1", "--nnodes", "2"],
+                                     ["worker", "--storage", "postgresql://u:secret@db.invalid/x", "--study", "s"]])
+def test_a_dry_run_prints_the_plan_and_starts_and_writes_nothing(tmp_path, monkeypatch, command):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, [*command, "--nproc", "2", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("plan: ") and "secret" not in result.output
+    assert list(tmp_path.iterdir()) == []
