@@ -39,6 +39,8 @@ def node(node_rank: int, rejoins: int, dry_run: bool, **group) -> None:
 
 
 def _serve(launch, node_rank: int, rejoins: int) -> int:
+    """Run this node's launcher, again after each failure; 0 once the group ends normally or is preempted."""
+    import contextlib
     import signal
     import subprocess
 
@@ -47,16 +49,18 @@ def _serve(launch, node_rank: int, rejoins: int) -> int:
     from moesearch import preempt
 
     stopping: list[int] = []
+    proc: subprocess.Popen | None = None
 
-    def forward(signum, frame) -> None:  # to the ranks, not torchrun (which would kill them before they stop)
+    def forward(signum, frame) -> None:  # to the ranks, which stop together; torchrun would kill them at once
         stopping.append(signum)
-        for rank in psutil.Process(proc.pid).children(recursive=True):
-            rank.send_signal(signum)
+        with contextlib.suppress(psutil.NoSuchProcess, AttributeError):  # AttributeError: no launcher yet
+            for rank in psutil.Process(proc.pid).children(recursive=True):
+                rank.send_signal(signum)
 
+    for sig in preempt.SIGNALS:
+        signal.signal(sig, forward)
     for attempt in range(rejoins + 1):
-        proc = subprocess.Popen(launch.command(node_rank))
-        for sig in preempt.SIGNALS:
-            signal.signal(sig, forward)
+        proc = subprocess.Popen(launch.command(node_rank), preexec_fn=preempt.ignore)
         code = proc.wait()
         if code == 0 or stopping:
             return 0
