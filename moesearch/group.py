@@ -60,6 +60,9 @@ class WorkerGroup:
             while True:
                 if self.link.poll(_POLL_S):
                     msg = self.link.recv()
+                    if msg.get("preempted"):  # the ranks are exiting: a signal reached them, maybe not us
+                        preempt.note(f"a signal to the ranks ({msg['reason']})")
+                        self.kill()
                     if msg["kind"] != "step":
                         return msg
                     on_step(msg["step"], msg["loss"])
@@ -101,12 +104,17 @@ class WorkerGroup:
                 env["DS_ENV_FILE"] = str(self._deepspeed_env_file(env))
             with open(self.log_path, "ab") as log:
                 # Own session: the terminal's Ctrl-C reaches the supervisor only, which then stops the group.
-                # SLURM signals every process of the job: the launcher ignores SIGUSR1 (its default action
-                # would kill it; torchrun handles SIGTERM itself), the ranks stop at a step boundary.
-                self.proc = subprocess.Popen(self.launch.command(), stdout=log, stderr=subprocess.STDOUT, env=env,
-                                             start_new_session=True, preexec_fn=preempt.ignore)
+                # SLURM signals every process of the job: the launcher ignores SIGTERM and SIGUSR1, and the
+                # ranks stop at a step boundary.
+                self.proc = subprocess.Popen(preempt.launch(self.launch.command()), stdout=log,
+                                             stderr=subprocess.STDOUT, env={**env, **preempt.LAUNCHER_ENV},
+                                             start_new_session=True)
             self._log_mark = 0
-            self.link = self._accept(listener)
+            try:
+                self.link = self._accept(listener)
+            finally:  # every host has read it once rank 0 is in (or the start failed): the key goes
+                if "DS_ENV_FILE" in env:
+                    Path(env["DS_ENV_FILE"]).unlink(missing_ok=True)
             try:
                 self.hardware = self.link.recv()["hardware"]
             except (EOFError, OSError):
@@ -130,7 +138,7 @@ class WorkerGroup:
         deadline = time.monotonic() + _START_TIMEOUT_S
         while thread.is_alive():
             thread.join(_POLL_S)
-            if self.proc.poll() is not None or time.monotonic() > deadline:
+            if self.proc.poll() is not None or time.monotonic() > deadline or preempt.requested():
                 self._fail_start()
         if not accepted:  # accept() raised: rank 0 failed authentication
             self._fail_start()
@@ -138,6 +146,8 @@ class WorkerGroup:
 
     def _fail_start(self) -> None:
         self.kill()
+        if preempt.requested():
+            raise GroupStartFailure(f"preempted by {preempt.requested()} while the worker group started")
         raise GroupStartFailure(f"worker group failed to start (exit code {self.proc.returncode}, "
                                 f"log: {self.log_path}); output tail:\n{self.tail()}")
 
@@ -176,7 +186,6 @@ class WorkerGroup:
         self.kill()
 
     def __enter__(self) -> WorkerGroup:
-        preempt.install()  # from now on SIGTERM and SIGUSR1 stop the trial in flight at a step boundary
         return self
 
     def __exit__(self, *exc) -> None:

@@ -8,6 +8,7 @@ the supervisor, so rank 0's link to it never leaves the machine.
 
 from __future__ import annotations
 
+import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +27,8 @@ class Launch:
     """Nodes in the group; node 0 hosts the supervisor and global rank 0."""
     master_addr: str = "127.0.0.1"
     """Node 0's address, reachable from every node of the group."""
-    master_port: int = 29500
-    """The rendezvous port on node 0 (torchrun's default)."""
+    master_port: int | None = None
+    """The rendezvous port on node 0; None: 29500 (torchrun's) across nodes, else a free one at each start."""
     launcher: str = "torchrun"
     """torchrun, or the DeepSpeed launcher (`deepspeed`, which reaches other hosts through a hostfile)."""
     hostfile: Path | None = None
@@ -39,19 +40,26 @@ class Launch:
 
     def command(self, node_rank: int = 0) -> list[str]:
         """The launcher command line that starts this node's ranks of the group."""
-        if self.launcher == "deepspeed":  # one command on node 0 starts every host of the hostfile
+        if self.launcher == "deepspeed":  # one command on node 0 starts every host of the hostfile and tells the port
             hosts = ["--hostfile", str(self.hostfile)] if self.hostfile else []
             return ["deepspeed", *hosts, f"--num_nodes={self.nnodes}", f"--num_gpus={self.nproc}",
-                    f"--master_addr={self.master_addr}", f"--master_port={self.master_port}", "--no_local_rank",
-                    "--module", WORKER_MODULE]
+                    f"--master_addr={self.master_addr}", f"--master_port={self.master_port or _free_port()}",
+                    "--no_local_rank", "--module", WORKER_MODULE]
         if self.nnodes == 1:
             rendezvous = ["--standalone"]  # a free port of its own: groups on one machine never clash
-        else:
+        else:  # every node must name the same port
             rendezvous = [f"--nnodes={self.nnodes}", f"--node-rank={node_rank}", f"--master-addr={self.master_addr}",
-                          f"--master-port={self.master_port}"]
+                          f"--master-port={self.master_port or 29500}"]
         return [sys.executable, "-m", "torch.distributed.run", *rendezvous, f"--nproc-per-node={self.nproc}",
                 "-m", WORKER_MODULE]
 
     def describe(self) -> str:
-        nodes = f" x {self.nnodes} nodes (rendezvous {self.master_addr}:{self.master_port})" if self.nnodes > 1 else ""
+        port = self.master_port or 29500
+        nodes = f" x {self.nnodes} nodes (rendezvous {self.master_addr}:{port})" if self.nnodes > 1 else ""
         return f"{self.nproc} ranks{nodes} by {self.launcher}"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("", 0))
+        return s.getsockname()[1]

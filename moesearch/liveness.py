@@ -5,9 +5,10 @@ Light (optuna and psutil). Each supervisor names itself `host:pid:start` in the 
 HEARTBEAT_S seconds. Optuna's own heartbeat would need RDB storage and runs only inside
 `study.optimize`; moesearch's ask-and-tell loop and the journal file backend need one of their own.
 
-A RUNNING trial is dead when its supervisor is a process of this machine that is gone (found at
-once, e.g. after kill -9 and the same command again), or, from another machine, when its heartbeat
-is older than GRACE_S.
+A RUNNING trial is dead when its supervisor is a process of this machine (same host, boot and pid
+namespace) that is gone, found at once (e.g. after kill -9 and the same command again); otherwise
+when its heartbeat is older than GRACE_S. A group that only stalled that long finds its trial
+settled when it finishes, and drops its result (`search`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import optuna
 import psutil
@@ -28,15 +30,29 @@ GRACE_S = 120.0  # twelve missed beats: survives a slow database, not a dead nod
 
 
 def me() -> str:
-    """This process as a worker name: host, pid and start time (a reused pid is another process)."""
-    return f"{socket.gethostname()}:{os.getpid()}:{psutil.Process().create_time():.2f}"
+    """This process's worker name."""
+    return name(psutil.Process())
+
+
+def name(process: psutil.Process) -> str:
+    """A process of this machine as a worker name: host, pid, start time (a reused pid is another
+    process) and pid space."""
+    return f"{socket.gethostname()}:{process.pid}:{process.create_time():.2f}:{_pid_space()}"
+
+
+def _pid_space() -> str:
+    """Which machine boot and pid namespace pids belong to: containers sharing a hostname differ here."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()[:8]
+        return f"{boot}-{os.stat('/proc/self/ns/pid').st_ino}"
+    except OSError:  # no /proc (macOS): the hostname has to do
+        return "-"
 
 
 def is_dead(trial: FrozenTrial, now: float | None = None) -> bool:
     """Whether a RUNNING trial's supervisor is gone, so nobody will ever finish it."""
-    host, _, process = trial.user_attrs.get("worker", "::").partition(":")
-    if host == socket.gethostname():
-        pid, _, started = process.partition(":")
+    host, pid, started, space = (trial.user_attrs.get("worker", "").split(":") + ["", "", "", ""])[:4]
+    if (host, space) == (socket.gethostname(), _pid_space()):  # its pid means something here
         return not _alive(int(pid), float(started))
     last = trial.user_attrs.get("heartbeat", trial.datetime_start.timestamp() if trial.datetime_start else 0.0)
     return (now or time.time()) - last > GRACE_S
@@ -45,6 +61,8 @@ def is_dead(trial: FrozenTrial, now: float | None = None) -> bool:
 def _alive(pid: int, started: float) -> bool:
     try:
         return abs(psutil.Process(pid).create_time() - started) < 0.01
+    except psutil.AccessDenied:  # another user's process, with our pid and start time: assume it is ours
+        return True
     except psutil.NoSuchProcess:
         return False
 

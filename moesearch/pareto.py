@@ -197,7 +197,7 @@ def analyse(trials: pd.DataFrame) -> Analysis:
     table = rank(by_assignment(trials, objectives), objectives)
     return Analysis(objectives, reference, table, hypervolume_history(trials, objectives, reference),
                     baseline_deltas(table, objectives), hypervolume(table[table["pareto"]], objectives, reference),
-                    failed=int((trials["state"] != "COMPLETE").sum()))
+                    failed=int((trials["state"] == "FAIL").sum()))  # preempted trials are no failures
 
 
 def header(name: str, direction: str | None = None) -> str:

@@ -38,13 +38,10 @@ def _settle(study: optuna.Study, results_dir: Path, frozen: optuna.trial.FrozenT
         if not study_mod.fail_outside_budget(study, frozen, reason, requeue=retry):
             return None  # another process settled it first
         return f"trial {frozen.number}: {reason}" + ("; queued again" if retry and frozen.params else "")
-    objectives = list(study.user_attrs["space"]["search"]["objectives"])
+    objectives = study.user_attrs["space"]["search"]["objectives"]
+    values = [row[o] for o in objectives] if row["state"] == "COMPLETE" else None
     try:
-        if row["state"] == "COMPLETE":
-            study.tell(frozen.number, [row[o] for o in objectives])
-        else:
-            optuna.Trial(study, frozen._trial_id).set_user_attr("failure_reason", row["failure_reason"])
-            study.tell(frozen.number, state=TrialState.FAIL)
+        study_mod.tell_result(study, optuna.Trial(study, frozen._trial_id), values, row["failure_reason"])
     except (optuna.exceptions.UpdateFinishedTrialError, ValueError, RuntimeError):
         return None  # another process settled it first
     return f"trial {frozen.number}: told from its record ({row['state']}); its supervisor died before telling"

@@ -31,27 +31,29 @@ WAIT_S = 2.0  # between looks at a study whose remaining trials run in other gro
 
 @dataclass(frozen=True)
 class SearchReport:
+    target: int  # the study's --trials when the loop ended
     trained_now: int
     trained_total: int
     repeats_answered: int
-    stopped_early: str | None  # why the search stopped before n_trials, if it did
+    stopped_early: str | None  # why the search stopped before the target, if it did
 
 
-def run_search(settings: Settings, n_trials: int, study: optuna.Study) -> SearchReport:
+def run_search(settings: Settings, study: optuna.Study) -> SearchReport:
+    """Train until the study has its target of trained trials (user attribute `trials`, re-read each round)."""
     trained_now = repeats = in_a_row = 0
-    stopped = None
-    bar = tqdm(total=n_trials, desc=f"study {settings.study}", unit="trial",
+    bar = tqdm(total=target(study), desc=f"study {settings.study}", unit="trial",
                disable=None if settings.progress else True, dynamic_ncols=True)  # None: off unless a tty
     with WorkerGroup(settings.launch, settings.results / settings.study / "logs") as group, bar:
         while True:
             for line in recovery.recover(study, settings.results):
                 bar.write(line)
-            now = study_mod.snapshot(study, settings.seed)
+            now, n_trials = study_mod.snapshot(study, settings.seed), target(study)
+            bar.total = n_trials
             bar.update(min(now.done, n_trials) - bar.n)
             stopped = _why_stop(settings, now, n_trials, in_a_row)
             if stopped or now.done >= n_trials:
                 break
-            if now.done + len(now.running) >= n_trials:  # the rest is in other groups' hands, unless they die
+            if _others_finish(settings, now, n_trials):
                 time.sleep(WAIT_S)
                 continue
             trial = study.ask()
@@ -60,13 +62,20 @@ def run_search(settings: Settings, n_trials: int, study: optuna.Study) -> Search
             except BaseException as e:  # interrupted, group never started, or a bug: the trial must not stay RUNNING
                 study_mod.abandon(study, trial, e)
                 raise
-            if outcome is None:
+            if outcome == "repeat":
                 repeats, in_a_row = repeats + 1, in_a_row + 1
-                continue
-            trained_now, in_a_row = trained_now + (not outcome.preempted), 0
-            bar.set_postfix(front=len(study.best_trials))
-            bar.write(summary(outcome, settings.space.search.objectives))
-    return SearchReport(trained_now, study_mod.snapshot(study, settings.seed).done, repeats, stopped)
+            elif outcome == "withdrawn":  # another group has it: give that group time
+                time.sleep(WAIT_S)
+            else:
+                trained_now, in_a_row = trained_now + (not outcome.preempted), 0
+                bar.set_postfix(front=len(study.best_trials))
+                bar.write(summary(outcome, settings.space.search.objectives))
+    return SearchReport(n_trials, trained_now, study_mod.snapshot(study, settings.seed).done, repeats, stopped)
+
+
+def target(study: optuna.Study) -> int:
+    """The study's --trials: set by `search` and `worker --trials`, read by every group."""
+    return study.user_attrs["trials"]
 
 
 def _why_stop(settings: Settings, now: study_mod.Snapshot, n_trials: int, in_a_row: int) -> str | None:
@@ -75,13 +84,19 @@ def _why_stop(settings: Settings, now: study_mod.Snapshot, n_trials: int, in_a_r
     if now.done < n_trials and len(now.known) >= settings.space.size():
         return f"all {settings.space.size()} assignments of the space are evaluated"
     if in_a_row >= MAX_REPEATS_IN_A_ROW:
-        return f"the sampler proposed only evaluated or running assignments {in_a_row} times in a row"
+        return f"the sampler proposed only evaluated assignments {in_a_row} times in a row"
     return None
 
 
+def _others_finish(settings: Settings, now: study_mod.Snapshot, n_trials: int) -> bool:
+    """Whether the trials running in other groups complete the study or the space (unless those groups die)."""
+    running = {t.user_attrs.get("assignment") for t in now.running.values()}
+    return now.done + len(now.running) >= n_trials or len(now.known.keys() | running) >= settings.space.size()
+
+
 def _answer(settings: Settings, study: optuna.Study, trial: optuna.Trial, group: WorkerGroup,
-            n_trials: int) -> Outcome | None:
-    """Tell the study this trial's result: from an earlier trial or not at all (returns None), or trained."""
+            n_trials: int) -> Outcome | str:
+    """Tell the study this trial's result: trained, "repeat" (an earlier result answers) or "withdrawn"."""
     trial.set_user_attr("worker", liveness.me())  # first: recovery must know whose trial this is
     choices = settings.space.layer_choices()
     layers = [trial.suggest_categorical(study_mod.param_name(i), c) for i, c in enumerate(choices)]
@@ -93,29 +108,40 @@ def _answer(settings: Settings, study: optuna.Study, trial: optuna.Trial, group:
         number, values = now.known[assignment]
         trial.set_user_attr("duplicate_of", number)
         study.tell(trial, values)
-        return None
+        return "repeat"
     if reason := _elsewhere(trial, now, n_trials, settings.seed):
-        study_mod.fail_outside_budget(study, now.running[trial.number], reason,
-                                      requeue="fixed_params" in now.running[trial.number].system_attrs)
-        return None
+        mine = now.running[trial.number]  # a queued trial goes back unless another group trains the same
+        requeue = "fixed_params" in mine.system_attrs and not reason.startswith("withdrawn: the same")
+        study_mod.fail_outside_budget(study, mine, reason, requeue=requeue)
+        return "withdrawn"
     trial.set_user_attr("trained", True)
     trial.set_user_attr("origin", "search")
     with liveness.beating(study, trial.number):
         outcome = run_trial(settings, group, trial.number, layers, origin="search",
                             replicate_of=study_mod.replicate_of(study, assignment, settings.seed),
                             reference=study_mod.reference_point(study))
+        if not study_mod.is_running(study, trial.number):
+            return _settled_elsewhere(trial.number)
         results.write_trial(settings.results, outcome.record)  # the record first: a told trial always has one
     values = outcome.values(settings.space.search.objectives) if outcome.ok else None
     study_mod.tell_result(study, trial, values, outcome.row["failure_reason"], preempted=outcome.preempted)
     return outcome
 
 
+def _settled_elsewhere(number: int) -> str:
+    """Another group judged this trial's group dead (a stall past the heartbeat's grace) and settled it."""
+    tqdm.write(f"trial {number}: settled by another group while it ran (no heartbeat for {liveness.GRACE_S:g} s); "
+               "its result is dropped, the assignment was queued again")
+    return "withdrawn"
+
+
 def _elsewhere(trial: optuna.Trial, now: study_mod.Snapshot, n_trials: int, seed: int) -> str | None:
-    """Why another group's running trials make this one unnecessary, if they do."""
+    """Why another group's trials make this one unnecessary, if they do."""
     others = [t for t in now.running.values() if t.number != trial.number]
     same = next((t for t in others if t.params == trial.params and t.user_attrs.get("seed", seed) == seed), None)
     if same is not None:  # every group defers to every other: two can never train it at once
         return f"withdrawn: the same assignment is running in trial {same.number}"
-    if now.done + sum(t.number < trial.number for t in others) >= n_trials:  # the lowest numbers go first
+    ahead = sum(t.number < trial.number for t in others) + sum(n < trial.number for n in now.waiting)
+    if now.done + ahead >= n_trials:  # the lowest numbers go first
         return f"withdrawn: trials running in other groups complete the study's {n_trials} trials"
     return None

@@ -11,6 +11,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from moesearch import liveness
+from moesearch import study as study_mod
 
 
 @dataclass(frozen=True)
@@ -31,8 +32,8 @@ class Status:
 def of(study: optuna.Study, now: float | None = None) -> Status:
     now = now or time.time()
     trials = study.get_trials(deepcopy=False)
-    trained = [t for t in trials if t.state.is_finished() and t.user_attrs.get("trained")]
-    counted = [t for t in trained if t.user_attrs.get("budget", True)]
+    trained = study_mod.trained_among(trials, budget_only=False)
+    counted = study_mod.trained_among(trials, budget_only=True)
     running = [t for t in trials if t.state == TrialState.RUNNING]
     stale = [t for t in running if liveness.is_dead(t, now)]
     finished_at = sorted(t.datetime_complete.timestamp() for t in trained)

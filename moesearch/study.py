@@ -12,6 +12,7 @@ the data and its sha256, the target number of trials, and the hypervolume refere
 
 from __future__ import annotations
 
+import re
 import secrets
 import warnings
 from dataclasses import dataclass
@@ -28,14 +29,15 @@ from moesearch.space import Space
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # moesearch reports trials itself
 
 
-def redact(url: str) -> str:
-    """The storage URL with any password masked, for messages and records."""
-    try:
-        from sqlalchemy.engine import make_url
+_SECRETS = [(re.compile(r"(://[^/@:]*:)[^@]*@"), r"\1***@"),  # user:password@host
+            (re.compile(r"(password=)[^&]*", re.IGNORECASE), r"\1***")]  # ?password=... in the query
 
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # not an RDB URL (a journal path): nothing secret in it
-        return url
+
+def redact(url: str) -> str:
+    """The storage URL with any password masked, for messages and records; also when the URL is malformed."""
+    for pattern, mask in _SECRETS:
+        url = pattern.sub(mask, url)
+    return url
 
 
 def open_storage(url: str) -> optuna.storages.BaseStorage:
@@ -100,12 +102,13 @@ def open_study(storage: optuna.storages.BaseStorage, name: str, space: Space, se
     if recorded is None:
         study.set_user_attr("space", space.model_dump(mode="json"))
         study.set_user_attr("reference_point", reference_point(space))
-        study.set_user_attr("run", {"seed": seed, "data": data, "data_sha256": data_sha256})
         for layers in space.uniform_assignments():  # the baselines are always in the study, and first
             study.enqueue_trial(params(layers), skip_if_exists=True)
     elif recorded != space.model_dump(mode="json"):
         raise InputError(f"--study {name!r}: this study was created for a different space "
                          f"({recorded.get('name')!r} with other settings); give a new --study name")
+    if "run" not in study.user_attrs:  # new, or made by an older moesearch: what joining worker groups need
+        study.set_user_attr("run", {"seed": seed, "data": data, "data_sha256": data_sha256})
     return study
 
 
@@ -137,10 +140,11 @@ def param_name(layer: int) -> str:
 
 def trained(study: optuna.Study, budget_only: bool = True) -> list[FrozenTrial]:
     """Finished trials that the worker group actually trained (by default: those counting toward --trials)."""
-    return _trained(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)), budget_only)
+    return trained_among(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)), budget_only)
 
 
-def _trained(trials: list[FrozenTrial], budget_only: bool) -> list[FrozenTrial]:
+def trained_among(trials: list[FrozenTrial], budget_only: bool) -> list[FrozenTrial]:
+    """The finished trials of `trials` that a worker group trained (by the same rule as `trained`)."""
     return [t for t in trials if t.state.is_finished() and t.user_attrs.get("trained")
             and (t.user_attrs.get("budget", True) or not budget_only)]
 
@@ -153,16 +157,19 @@ class Snapshot:
     """Finished trials that count toward --trials."""
     running: dict[int, FrozenTrial]
     """RUNNING trials that will count if they finish (verify trials never do), by number."""
+    waiting: list[int]
+    """Numbers of queued trials (baselines, retries): the next asks take them, lowest first."""
     known: dict[str, tuple[int, list[float]]]
     """assignment -> (trial number, objective values), completed with this seed (verify included)."""
 
 
 def snapshot(study: optuna.Study, seed: int) -> Snapshot:
     trials = study.get_trials(deepcopy=False)
-    finished = _trained(trials, budget_only=False)
+    finished = trained_among(trials, budget_only=False)
     return Snapshot(
         done=sum(1 for t in finished if t.user_attrs.get("budget", True)),
         running={t.number: t for t in trials if t.state == TrialState.RUNNING and t.user_attrs.get("budget", True)},
+        waiting=[t.number for t in trials if t.state == TrialState.WAITING],
         known={t.user_attrs["assignment"]: (t.number, t.values) for t in finished
                if t.state == TrialState.COMPLETE and t.user_attrs.get("seed") == seed},
     )
@@ -173,6 +180,11 @@ def replicate_of(study: optuna.Study, assignment: str, seed: int) -> int | None:
     """The first completed trial of `assignment` trained with a seed other than `seed`, if any."""
     return next((t.number for t in trained(study, budget_only=False) if t.state == TrialState.COMPLETE
                  and t.user_attrs["assignment"] == assignment and t.user_attrs.get("seed") != seed), None)
+
+
+def is_running(study: optuna.Study, number: int) -> bool:
+    """Still RUNNING: not settled by another group's recovery while this one trained it."""
+    return _frozen(study, number).state == TrialState.RUNNING
 
 
 def reference_point(study: optuna.Study) -> dict[str, float]:

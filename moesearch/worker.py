@@ -79,9 +79,16 @@ def _next_task(link: Connection | None) -> dict | None:
     """Rank 0 receives the next task and every rank gets a copy; None means stop."""
     import torch.distributed as dist
 
-    box = [link.recv() if link else None]
+    box = [_recv_task(link) if link else None]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def _recv_task(link: Connection) -> dict | None:
+    """The next task; a "stop" that came after the trial's last step is stale (the trial had ended)."""
+    while (msg := link.recv()) is not None and msg.get("kind") == "stop":
+        pass
+    return msg
 
 
 def _connect() -> Connection:

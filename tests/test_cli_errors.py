@@ -173,3 +173,12 @@ def test_a_dry_run_prints_the_plan_and_starts_and_writes_nothing(tmp_path, monke
     assert result.exit_code == 0, result.output
     assert result.output.startswith("plan: ") and "secret" not in result.output
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("url", ["postgresql://u:s3cret@db.invalid:notaport/x", "postgresql://u:s3cret@db.invalid/x",
+                                 "postgresql://u@db.invalid/x?password=s3cret&sslmode=require"])
+def test_a_storage_password_never_reaches_an_error_message(tmp_path, monkeypatch, url):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, ["search", "tiny", "--nproc", "2", "--storage", url])
+    assert result.exit_code == 2 and "--storage" in result.output, result.output
+    assert "s3cret" not in result.output and "***" in result.output

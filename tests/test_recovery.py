@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -24,9 +23,9 @@ OBJECTIVES = TINY.search.objectives  # val_loss (min), tokens_per_s (max)
 def dead_worker() -> str:
     """The worker name of a process of this machine that has exited."""
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.5)"])
-    started = psutil.Process(proc.pid).create_time()
+    worker = liveness.name(psutil.Process(proc.pid))
     proc.wait()
-    return f"{socket.gethostname()}:{proc.pid}:{started:.2f}"
+    return worker
 
 
 def running_trial(study: optuna.Study, layers: list[str], worker: str) -> optuna.Trial:
@@ -86,6 +85,24 @@ def test_a_lost_or_preempted_trial_fails_outside_the_budget_and_is_queued_again(
     queued = [t.system_attrs["fixed_params"] for t in study.get_trials(states=(TrialState.WAITING,))]
     assert queued.count({"layer_0": "swiglu", "layer_1": "relu2"}) == 1
     assert recovery.recover(study, tmp_path) == [], "queued once"
+
+
+def test_two_processes_settling_one_stale_view_settle_it_once(study, tmp_path):
+    trial = running_trial(study, ["relu2", "swiglu"], dead_worker())
+    stale = study.trials[trial.number]  # both saw it RUNNING
+    first, second = (recovery._settle(study, tmp_path, stale) for _ in range(2))
+    assert first is not None and second is None
+    queued = [t.system_attrs["fixed_params"] for t in study.get_trials(states=(TrialState.WAITING,))]
+    assert queued.count({"layer_0": "relu2", "layer_1": "swiglu"}) == 1
+
+
+def test_a_dead_pid_in_another_pid_namespace_of_this_host_is_judged_by_its_heartbeat(study):
+    """Containers sharing the host's name (host networking) each have their own pids."""
+    host, pid, started, _ = dead_worker().split(":")
+    trial = running_trial(study, ["gelu", "relu2"], f"{host}:{pid}:{started}:other-boot-4026531836")
+    trial.set_user_attr("heartbeat", time.time())
+    assert not liveness.is_dead(study.trials[trial.number])
+    assert liveness.is_dead(study.trials[trial.number], now=time.time() + liveness.GRACE_S + 1)
 
 
 def test_live_trials_are_left_alone(study, tmp_path):

@@ -9,6 +9,7 @@ import sys
 
 import click
 
+from moesearch import preempt
 from moesearch.errors import InputError
 from moesearch.group import GroupStartFailure
 
@@ -23,7 +24,7 @@ class _Group(click.Group):
             sys.exit(2)
         except GroupStartFailure as e:
             click.echo(f"moesearch: {e}", err=True)
-            sys.exit(1)
+            sys.exit(0 if preempt.requested() else 1)  # preempted: exit 0, so the scheduler requeues the job
         except click.Abort:
             click.echo("moesearch: interrupted", err=True)
             sys.exit(130)

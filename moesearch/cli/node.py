@@ -41,6 +41,7 @@ def node(node_rank: int, rejoins: int, dry_run: bool, **group) -> None:
 def _serve(launch, node_rank: int, rejoins: int) -> int:
     """Run this node's launcher, again after each failure; 0 once the group ends normally or is preempted."""
     import contextlib
+    import os
     import signal
     import subprocess
 
@@ -51,16 +52,18 @@ def _serve(launch, node_rank: int, rejoins: int) -> int:
     stopping: list[int] = []
     proc: subprocess.Popen | None = None
 
-    def forward(signum, frame) -> None:  # to the ranks, which stop together; torchrun would kill them at once
+    def forward(signum, frame) -> None:  # to the ranks, which stop together at a step boundary
         stopping.append(signum)
         with contextlib.suppress(psutil.NoSuchProcess, AttributeError):  # AttributeError: no launcher yet
-            for rank in psutil.Process(proc.pid).children(recursive=True):
+            for rank in psutil.Process(proc.pid).children():
                 rank.send_signal(signum)
 
     for sig in preempt.SIGNALS:
         signal.signal(sig, forward)
     for attempt in range(rejoins + 1):
-        proc = subprocess.Popen(launch.command(node_rank), preexec_fn=preempt.ignore)
+        if stopping:
+            return 0
+        proc = subprocess.Popen(preempt.launch(launch.command(node_rank)), env={**os.environ, **preempt.LAUNCHER_ENV})
         code = proc.wait()
         if code == 0 or stopping:
             return 0

@@ -20,6 +20,7 @@ from moesearch.settings import Settings
 from moesearch.space import STUDY_NAME, Space
 
 DEFAULT_RESULTS = Path("results")
+DRY_RUN = click.option("--dry-run", is_flag=True, help="Check every input, print the plan and exit: nothing is written or started.")
 
 
 def group_options(command):
@@ -31,8 +32,8 @@ def group_options(command):
                           "[default: 1, or the hostfile's hosts]."),
         click.option("--master-addr", help="Node 0's address as the other nodes reach it (with --nnodes > 1) "
                                            "[default: 127.0.0.1, or the hostfile's first host]."),
-        click.option("--master-port", type=click.IntRange(1, 65535), default=29500, show_default=True,
-                     help="Rendezvous port on node 0 (with --nnodes > 1 or --launcher deepspeed)."),
+        click.option("--master-port", type=click.IntRange(1, 65535),
+                     help="Rendezvous port on node 0 [default: 29500 across torchrun nodes, else a free port]."),
         click.option("--launcher", type=click.Choice(LAUNCHERS), default="torchrun", show_default=True,
                      help="What starts the ranks."),
         click.option("--hostfile", type=click.Path(path_type=Path),
@@ -61,9 +62,6 @@ def run_options(command):
     return group_options(command)
 
 
-DRY_RUN = click.option("--dry-run", is_flag=True, help="Check every input, print the plan and exit: nothing is written or started.")
-
-
 def resolve(space: str | Space, storage: str | None, study_name: str | None, results: Path, data: str | None,
             seed: int, progress: bool, dry_run: bool = False, **group) -> Settings:
     """Validate every input; returns Settings or raises InputError naming the culprit."""
@@ -84,7 +82,7 @@ def resolve(space: str | Space, storage: str | None, study_name: str | None, res
                     results=results, launch=launch, seed=seed, data=data, data_sha256=text.sha256, progress=progress)
 
 
-def resolve_launch(nproc: int | None, nnodes: int | None, master_addr: str | None, master_port: int, launcher: str,
+def resolve_launch(nproc: int | None, nnodes: int | None, master_addr: str | None, master_port: int | None, launcher: str,
                    hostfile: Path | None) -> Launch:
     """The worker group's shape from its flags; InputError for combinations that cannot start.
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from moesearch import preempt
 from moesearch.cli import cli
 from moesearch.cli.options import describe, dry_run, open_storage, resolve, run_options
 
@@ -19,29 +20,31 @@ def search(trials: int | None, **options) -> None:
     """
     from moesearch import study as study_mod
 
+    preempt.install()  # from the start: a signal during set-up must not kill the command
     settings = resolve(**options)
-    n_trials = trials or settings.space.search.trials
     if options["dry_run"]:
-        dry_run(settings, f"{n_trials} trials")
+        dry_run(settings, f"{trials or settings.space.search.trials} trials")
     storage = open_storage(settings, explicit=options["storage"] is not None)
     study = study_mod.open_study(storage, settings.study, settings.space, settings.seed, settings.data,
                                  settings.data_sha256)
-    if trials or "trials" not in study.user_attrs:  # the target `moesearch worker` groups joining the study work to
-        study.set_user_attr("trials", n_trials)
-    click.echo(f"{describe(settings)} | {n_trials} trials")
-    search_and_report(settings, n_trials, study)
+    if trials or "trials" not in study.user_attrs:  # the target of every group working on the study
+        study.set_user_attr("trials", trials or settings.space.search.trials)
+    click.echo(f"{describe(settings)} | {study.user_attrs['trials']} trials")
+    search_and_report(settings, study)
 
 
-def search_and_report(settings, n_trials: int, study) -> None:
+def search_and_report(settings, study) -> None:
     """Run the search loop, then print what it did and the front (shared with `worker`)."""
-    from moesearch import pareto, results
+    from moesearch import pareto, preempt, results
     from moesearch.search import run_search
 
-    report = run_search(settings, n_trials, study)
+    report = run_search(settings, study)
     click.echo(f"\n{report.trained_now} trials trained now, {report.trained_total} in study {settings.study!r}"
                f" ({report.repeats_answered} repeated proposals answered from the study)")
     if report.stopped_early:
-        click.echo(f"stopped before {n_trials} trials: {report.stopped_early}")
+        click.echo(f"stopped before {report.target} trials: {report.stopped_early}")
+    if preempt.requested():
+        return  # the grace period is short: the front can wait for the next run
     trials_df = results.load_trials(settings.results, settings.study)
     if (trials_df["state"] == "COMPLETE").any():
         click.echo(pareto.front_text(pareto.analyse(trials_df)))

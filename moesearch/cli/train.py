@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from moesearch import preempt
 from moesearch.cli import cli
 from moesearch.cli.options import describe, dry_run, open_storage, resolve, run_options
 from moesearch.metrics import METRICS, fmt
@@ -22,6 +23,7 @@ def train(layers: str, **options) -> None:
     from moesearch.results import trial_file
     from moesearch.runner import run_named
 
+    preempt.install()  # from the start: a signal during set-up must not kill the command
     settings = resolve(**options)
     chosen = [a.strip() for a in layers.split(",")]
     settings.space.check_assignment(chosen)

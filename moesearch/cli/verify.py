@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from moesearch import preempt
 from moesearch.cli import cli
 from moesearch.cli.options import describe, dry_run, open_storage, resolve, run_options
 from moesearch.cli.study_option import load_study
@@ -26,6 +27,7 @@ def verify(n_seeds: int, **options) -> None:
 
     from moesearch import noise, results
 
+    preempt.install()  # from the start: a signal during set-up must not kill the command
     settings = resolve(**options)
     if options["dry_run"]:
         dry_run(settings, f"verify with {n_seeds} seeds")

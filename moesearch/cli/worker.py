@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from moesearch import preempt
 from moesearch.cli import cli
 from moesearch.cli.options import DEFAULT_RESULTS, DRY_RUN, describe, group_options, open_existing_storage, open_storage, resolve
 from moesearch.errors import InputError
@@ -32,6 +33,7 @@ def worker(storage: str, study_name: str, results: Path, trials: int | None, pro
     from moesearch import study as study_mod
     from moesearch.cli.search import search_and_report
 
+    preempt.install()  # from the start: a signal during set-up must not kill the command
     if dry_run:
         _dry_run(storage, study_name, results, **group)
     opened = open_existing_storage(storage)
@@ -47,9 +49,8 @@ def worker(storage: str, study_name: str, results: Path, trials: int | None, pro
     study = study_mod.open_study(opened, study_name, space, study_mod.group_seed())
     if trials:
         study.set_user_attr("trials", trials)  # the study's target now, for every group and `status`
-    n_trials = study.user_attrs["trials"]
-    click.echo(f"{describe(settings)} | joins, {n_trials} trials")
-    search_and_report(settings, n_trials, study)
+    click.echo(f"{describe(settings)} | joins, {study.user_attrs['trials']} trials")
+    search_and_report(settings, study)
 
 
 def _dry_run(storage: str, study_name: str, results: Path, **group) -> None:
