@@ -57,6 +57,7 @@ def test_two_groups_share_one_study_and_stop_at_exactly_the_target(tmp_path, bac
     assert status.returncode == 0, status.stderr
     assert "trials: 6 of 6 trained (6 complete, 0 failed), 0 running" in status.stdout
     if backend == "postgresql":  # the password never leaves the URL the user typed
+        assert run_cli("report", "--results", str(out), "--study", name).returncode == 0
         secret = storage.split(":")[2].split("@")[0]
         assert secret not in status.stdout + "".join(o for pair in outputs for o in pair)
         for path in out.rglob("*"):
@@ -160,6 +161,24 @@ def test_two_nodes_on_loopback_form_one_group_with_experts_across_both(tmp_path)
     rows = results.load_trials(tmp_path, "tiny")
     assert len(rows) == 3 and (rows["state"] == "COMPLETE").all()
     assert (rows["world_size"] == 2).all() and (rows["ep_size"] == 2).all(), "expert parallelism spans both nodes"
+
+
+def test_a_signal_to_another_node_preempts_the_whole_group(tmp_path):
+    """SLURM signals every node; `moesearch node` forwards to its ranks, and the vote reaches node 0."""
+    space = write_space(tmp_path, LONG_MICRO)
+    group = ["--nproc", "1", "--nnodes", "2", "--master-port", str(free_port())]
+    node = start_cli("node", "--node-rank", "1", *group, env=ONE_THREAD)
+    proc = start_cli("search", str(space), *group, "--trials", "2", "--results", str(tmp_path / "r"),
+                     "--no-progress", env=ONE_THREAD)
+    wait_for_training(tmp_path / "r" / "micro" / "logs", 0, proc)
+    node.send_signal(signal.SIGUSR1)
+    _, node_err = node.communicate(timeout=120)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert node.returncode == 0, node_err
+    assert proc.returncode == 0 and "preempted by a signal to the ranks" in stdout, stderr
+    row = results.load_trials(tmp_path / "r", "micro").iloc[0]
+    assert row["state"] == "PREEMPTED" and "at step" in row["failure_reason"]
+    assert leftover_ranks(proc.tag) == [] and leftover_ranks(node.tag) == []
 
 
 def test_the_deepspeed_launcher_runs_a_group(tmp_path):
