@@ -33,6 +33,8 @@ class Launch:
     """torchrun, or the DeepSpeed launcher (`deepspeed`, which reaches other hosts through a hostfile)."""
     hostfile: Path | None = None
     """A DeepSpeed hostfile ("host slots=N" lines); its first host runs the supervisor."""
+    join_timeout_s: int = 600
+    """How long a node waits for the others to join the group (torchrun's static rendezvous default)."""
 
     @property
     def world_size(self) -> int:
@@ -49,7 +51,7 @@ class Launch:
             rendezvous = ["--standalone"]  # a free port of its own: groups on one machine never clash
         else:  # every node must name the same port
             rendezvous = [f"--nnodes={self.nnodes}", f"--node-rank={node_rank}", f"--master-addr={self.master_addr}",
-                          f"--master-port={self.master_port or 29500}"]
+                          f"--master-port={self.master_port or 29500}", f"--rdzv-conf=timeout={self.join_timeout_s}"]
         return [sys.executable, "-m", "torch.distributed.run", *rendezvous, f"--nproc-per-node={self.nproc}",
                 "-m", WORKER_MODULE]
 

@@ -87,11 +87,13 @@ def _preempted_reason(error: GroupFailure) -> str:
     return f"preempted: {preempt.requested()}; the group stopped before its reply ({str(error).splitlines()[0]})"
 
 
-def run_named(settings: Settings, study: optuna.Study, group: WorkerGroup, layers: list[str], origin: str) -> Outcome:
+def run_named(settings: Settings, study: optuna.Study, group: WorkerGroup, layers: list[str],
+              origin: str) -> Outcome | None:
     """Train an assignment chosen outside the sampler (`train`, `verify`) as one trial of the study.
 
     Same order as the search: the Optuna trial exists first (RUNNING), then the record is written, then
     the result is told; an interruption fails the trial outside the budget instead of leaving it RUNNING.
+    None: another group settled the trial while it ran (`dropped`).
     """
     assignment = ",".join(layers)
     replicate_of = study_mod.replicate_of(study, assignment, settings.seed)
@@ -100,6 +102,9 @@ def run_named(settings: Settings, study: optuna.Study, group: WorkerGroup, layer
         with liveness.beating(study, trial.number):
             outcome = run_trial(settings, group, trial.number, layers, origin=origin, replicate_of=replicate_of,
                                 reference=study_mod.reference_point(study))
+            if not study_mod.is_running(study, trial.number):
+                dropped(trial.number)
+                return None
             results.write_trial(settings.results, outcome.record)
     except BaseException as e:
         study_mod.abandon(study, trial, e)
@@ -107,6 +112,13 @@ def run_named(settings: Settings, study: optuna.Study, group: WorkerGroup, layer
     values = outcome.values(settings.space.search.objectives) if outcome.ok else None
     study_mod.tell_result(study, trial, values, outcome.row["failure_reason"], preempted=outcome.preempted)
     return outcome
+
+
+def dropped(number: int) -> None:
+    """Another group judged this trial's group dead (a stall past the heartbeat's grace) and settled it:
+    the result is not written, and the record and the study keep agreeing."""
+    tqdm.write(f"trial {number}: settled by another group while it ran (no heartbeat for {liveness.GRACE_S:g} s); "
+               "its result is dropped")
 
 
 def summary(outcome: Outcome, objectives: dict[str, str]) -> str:

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from moesearch import liveness, preempt, recovery, results
 from moesearch import study as study_mod
 from moesearch.group import WorkerGroup
-from moesearch.runner import Outcome, run_trial, summary
+from moesearch.runner import Outcome, dropped, run_trial, summary
 from moesearch.search_limits import MAX_REPEATS_IN_A_ROW
 from moesearch.settings import Settings
 
@@ -121,18 +121,12 @@ def _answer(settings: Settings, study: optuna.Study, trial: optuna.Trial, group:
                             replicate_of=study_mod.replicate_of(study, assignment, settings.seed),
                             reference=study_mod.reference_point(study))
         if not study_mod.is_running(study, trial.number):
-            return _settled_elsewhere(trial.number)
+            dropped(trial.number)
+            return "withdrawn"
         results.write_trial(settings.results, outcome.record)  # the record first: a told trial always has one
     values = outcome.values(settings.space.search.objectives) if outcome.ok else None
     study_mod.tell_result(study, trial, values, outcome.row["failure_reason"], preempted=outcome.preempted)
     return outcome
-
-
-def _settled_elsewhere(number: int) -> str:
-    """Another group judged this trial's group dead (a stall past the heartbeat's grace) and settled it."""
-    tqdm.write(f"trial {number}: settled by another group while it ran (no heartbeat for {liveness.GRACE_S:g} s); "
-               "its result is dropped, the assignment was queued again")
-    return "withdrawn"
 
 
 def _elsewhere(trial: optuna.Trial, now: study_mod.Snapshot, n_trials: int, seed: int) -> str | None:

@@ -163,6 +163,13 @@ def test_two_nodes_on_loopback_form_one_group_with_experts_across_both(tmp_path)
     assert (rows["world_size"] == 2).all() and (rows["ep_size"] == 2).all(), "expert parallelism spans both nodes"
 
 
+def test_a_node_whose_node_0_never_comes_gives_up(tmp_path):
+    out = run_cli("node", "--node-rank", "1", "--nnodes", "2", "--nproc", "1", "--master-port", str(free_port()),
+                  "--join-timeout", "3", timeout=120)
+    assert out.returncode == 1
+    assert "no group formed twice in a row" in out.stderr and out.stderr.count("rejoining (1 of 100)") == 1
+
+
 def test_a_signal_to_another_node_preempts_the_whole_group(tmp_path):
     """SLURM signals every node; `moesearch node` forwards to its ranks, and the vote reaches node 0."""
     space = write_space(tmp_path, LONG_MICRO)

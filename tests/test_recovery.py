@@ -147,3 +147,23 @@ def test_status_counts_trials_by_state_and_names_the_dead_group_s_trials(study, 
     recovery.recover(study, tmp_path)
     assert status.of(study).stale == [] and status.of(study).outside_budget == 1
     assert live.number not in status.of(study).stale
+
+
+def test_a_trial_settled_by_another_group_while_it_ran_is_dropped_not_recorded(study, tmp_path, monkeypatch):
+    """A group that stalled past the grace period finishes a trial someone else already settled."""
+    from moesearch import runner
+    from moesearch.launch import Launch
+    from moesearch.settings import Settings
+
+    def trained_while_settled_elsewhere(settings, group, number, layers, **_):
+        frozen = study.trials[number]
+        assert study_mod.fail_outside_budget(study, frozen, "lost: for the test", requeue=True)  # the other group
+        return runner.Outcome(record(study.study_name, number, layers, "COMPLETE"))
+
+    monkeypatch.setattr(runner, "run_trial", trained_while_settled_elsewhere)
+    settings = Settings(space=TINY, study=study.study_name, storage="unused", results=tmp_path, launch=Launch(1),
+                        seed=0, data=None, data_sha256="ab", progress=False)
+    assert runner.run_named(settings, study, None, ["gelu", "swiglu"], origin="train") is None
+    [trial] = [t for t in study.trials if t.user_attrs.get("origin") == "train"]
+    assert trial.state == TrialState.FAIL and trial.user_attrs["failure_reason"] == "lost: for the test"
+    assert not results.trial_file(tmp_path, study.study_name, trial.number).exists(), "the record agrees with Optuna"

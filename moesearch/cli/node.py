@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import click
 
 from moesearch.cli import cli
@@ -12,10 +14,13 @@ from moesearch.errors import InputError
 @cli.command()
 @click.option("--node-rank", type=click.IntRange(min=1), required=True, help="This node's rank in the group (1 .. --nnodes - 1).")
 @click.option("--rejoins", type=click.IntRange(min=0), default=100, show_default=True,
-              help="How often to rejoin after the group ended with an error (node 0 starts a fresh group after a failure).")
+              help="How often to rejoin after the group ended with an error (node 0 starts a fresh group after a "
+                   "failure); two rendezvous in a row that form no group end it sooner.")
+@click.option("--join-timeout", type=click.IntRange(min=1), default=600, show_default=True,
+              help="Seconds to wait for node 0 at each (re)join.")
 @DRY_RUN
 @group_options
-def node(node_rank: int, rejoins: int, dry_run: bool, **group) -> None:
+def node(node_rank: int, rejoins: int, join_timeout: int, dry_run: bool, **group) -> None:
     """Run this node's ranks of a worker group whose node 0 runs `moesearch search` or `worker`.
 
     Give the same --nnodes, --nproc, --master-addr and --master-port as node 0. The group is restarted
@@ -24,7 +29,7 @@ def node(node_rank: int, rejoins: int, dry_run: bool, **group) -> None:
     """
     from moesearch.cli.options import resolve_launch
 
-    launch = resolve_launch(**group)
+    launch = replace(resolve_launch(**group), join_timeout_s=join_timeout)
     if launch.launcher != "torchrun":
         raise InputError("--launcher: `moesearch node` starts torchrun; the DeepSpeed launcher starts every host of "
                          "its --hostfile from node 0 itself")
@@ -60,12 +65,37 @@ def _serve(launch, node_rank: int, rejoins: int) -> int:
 
     for sig in preempt.SIGNALS:
         signal.signal(sig, forward)
+    unformed = 0
     for attempt in range(rejoins + 1):
         if stopping:
             return 0
         proc = subprocess.Popen(preempt.launch(launch.command(node_rank)), env={**os.environ, **preempt.LAUNCHER_ENV})
-        code = proc.wait()
-        if code == 0 or stopping:
+        formed = _ranks_started(proc)
+        if proc.returncode == 0 or stopping:
             return 0
-        click.echo(f"moesearch node: the group ended with code {code}; rejoining ({attempt + 1} of {rejoins})", err=True)
+        unformed = 0 if formed else unformed + 1
+        if unformed == 2:  # twice --join-timeout without a group: node 0 is gone or done
+            click.echo("moesearch node: no group formed twice in a row; is node 0's search or worker running?",
+                       err=True)
+            return 1
+        click.echo(f"moesearch node: the group ended with code {proc.returncode}; rejoining ({attempt + 1} of "
+                   f"{rejoins})", err=True)
     return 1
+
+
+def _ranks_started(proc) -> bool:
+    """Wait for the launcher; whether it ever started ranks (torchrun does only after its rendezvous)."""
+    import subprocess
+
+    import psutil
+
+    started = False
+    while True:
+        try:
+            proc.wait(timeout=1)
+            return started
+        except subprocess.TimeoutExpired:
+            try:
+                started = started or bool(psutil.Process(proc.pid).children())
+            except psutil.NoSuchProcess:
+                pass

@@ -35,6 +35,8 @@ def train(layers: str, **options) -> None:
     click.echo(describe(settings))
     with WorkerGroup(settings.launch, settings.results / settings.study / "logs") as group:
         outcome = run_named(settings, study, group, chosen, origin="train")
+    if outcome is None:
+        raise SystemExit(1)
     path = trial_file(settings.results, settings.study, outcome.row["trial"])
     for key in ("state", "failure_reason", *METRICS):
         value = outcome.row[key]

@@ -57,6 +57,8 @@ def _train_replicates(settings, storage, todo: list[tuple[str, int]]) -> None:
     with WorkerGroup(settings.launch, settings.results / settings.study / "logs") as group:
         for assignment, seed in bar:
             outcome = run_named(replace(settings, seed=seed), study, group, assignment.split(","), origin="verify")
+            if outcome is None:
+                continue  # settled by another group; `verify` again trains that seed
             bar.write(f"{summary(outcome, objectives)} seed {seed}")
             if outcome.preempted:
                 bar.write("preempted: run the same command again to finish")
