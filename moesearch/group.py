@@ -147,7 +147,8 @@ class WorkerGroup:
     def _fail_start(self) -> None:
         self.kill()
         if preempt.requested():
-            raise GroupStartFailure(f"preempted by {preempt.requested()} while the worker group started")
+            raise GroupStartFailure(f"preempted by {preempt.requested()} while the worker group started; run the "
+                                    "same command again to resume")
         raise GroupStartFailure(f"worker group failed to start (exit code {self.proc.returncode}, "
                                 f"log: {self.log_path}); output tail:\n{self.tail()}")
 

@@ -124,7 +124,8 @@ def dropped(number: int) -> None:
 def summary(outcome: Outcome, objectives: dict[str, str]) -> str:
     """One line per finished trial, for the log above the progress bars."""
     row = outcome.row
-    if not outcome.ok:
-        return f"trial {row['trial']} [{row['assignment']}] FAILED: {row['failure_reason'].splitlines()[0]}"
+    if not outcome.ok:  # PREEMPTED or FAILED, as the record's state says
+        state = "PREEMPTED" if outcome.preempted else "FAILED"
+        return f"trial {row['trial']} [{row['assignment']}] {state}: {row['failure_reason'].splitlines()[0]}"
     shown = ", ".join(f"{o}={fmt(row[o])}" for o in objectives)
     return f"trial {row['trial']} [{row['assignment']}] {shown} ({row['wall_time_s']:.1f} s)"

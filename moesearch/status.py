@@ -19,7 +19,8 @@ class Status:
     target: int | None  # the --trials the last search set
     complete: int  # trained trials, counting toward --trials
     failed: int
-    running: int
+    running: int  # dead groups' trials included, until they are settled
+    repeats: int  # proposals answered from an earlier trial: COMPLETE in Optuna, never trained
     outside_budget: int  # preempted, lost, interrupted or withdrawn: failed without counting, retried if queued
     waiting: int  # queued: baselines and retries
     groups: list[str]  # workers ("host:pid") with a trial running and alive
@@ -32,8 +33,10 @@ class Status:
 def of(study: optuna.Study, now: float | None = None) -> Status:
     now = now or time.time()
     trials = study.get_trials(deepcopy=False)
-    trained = study_mod.trained_among(trials, budget_only=False)
     counted = study_mod.trained_among(trials, budget_only=True)
+    # trials with a result (verify replicates too): preempted, lost or withdrawn ones trained nothing to count
+    trained = [t for t in study_mod.trained_among(trials, budget_only=False)
+               if t.state == TrialState.COMPLETE or t.user_attrs.get("budget", True)]
     running = [t for t in trials if t.state == TrialState.RUNNING]
     stale = [t for t in running if liveness.is_dead(t, now)]
     finished_at = sorted(t.datetime_complete.timestamp() for t in trained)
@@ -42,7 +45,8 @@ def of(study: optuna.Study, now: float | None = None) -> Status:
         target=study.user_attrs.get("trials"),
         complete=sum(t.state == TrialState.COMPLETE for t in counted),
         failed=sum(t.state == TrialState.FAIL for t in counted),
-        running=len(running) - len(stale),
+        running=len(running),
+        repeats=sum("duplicate_of" in t.user_attrs for t in trials),
         outside_budget=sum(t.state == TrialState.FAIL and not t.user_attrs.get("budget", True) for t in trials),
         waiting=sum(t.state == TrialState.WAITING for t in trials),
         groups=sorted({":".join(t.user_attrs["worker"].split(":")[:2]) for t in running
@@ -73,12 +77,13 @@ def text(name: str, where: str, s: Status) -> str:
         f"study {name!r} in {where}",
         f"trials: {s.complete + s.failed}{target} trained ({s.complete} complete, {s.failed} failed), {s.running} running, "
         f"{s.waiting} queued, {s.outside_budget} outside the budget (preempted, lost, interrupted or withdrawn)",
+        f"repeated proposals answered from the study: {s.repeats} (Optuna lists them as COMPLETE trials too)",
         f"worker groups with a trial running: {len(s.groups)}" + (f" ({', '.join(s.groups)})" if s.groups else ""),
         f"throughput: {s.per_hour_last} trials in the last hour"
         + (f", {s.per_hour_overall:.1f} per hour overall" if s.per_hour_overall else ""),
         f"front: {s.front} assignments",
     ]
     if s.stale:
-        lines.append(f"dead groups left trials {', '.join(map(str, s.stale))} RUNNING: the next search or worker "
-                     "settles them")
+        lines.append(f"of the running trials, {', '.join(map(str, s.stale))} belong to dead groups: the next search "
+                     "or worker settles them")
     return "\n".join(lines)

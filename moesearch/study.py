@@ -47,8 +47,8 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
             from optuna.storages.journal import JournalFileBackend
 
             return optuna.storages.JournalStorage(JournalFileBackend(url.removeprefix("journal:")))
-        if url.startswith("postgresql://"):  # the driver moesearch installs, whichever SQLAlchemy's default is
-            url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+        if url.startswith(("postgresql://", "postgres://")):  # the driver moesearch installs, whatever the default
+            url = "postgresql+psycopg://" + url.split("://", 1)[1]
         return optuna.storages.RDBStorage(url)
     except Exception as e:  # optuna raises several types; all mean the same to the user
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
@@ -87,7 +87,7 @@ def make_sampler(kind: str, seed: int) -> BaseSampler:
 
 
 def open_study(storage: optuna.storages.BaseStorage, name: str, space: Space, seed: int,
-               data: str | None = None, data_sha256: str | None = None) -> optuna.Study:
+               data: str | None = None, data_sha256: str | None = None, results: str | None = None) -> optuna.Study:
     """Create the study, or resume it if it exists and was created for the same space.
 
     Creating it fixes the hypervolume reference point (stored with the study, and in every record) and
@@ -108,7 +108,7 @@ def open_study(storage: optuna.storages.BaseStorage, name: str, space: Space, se
         raise InputError(f"--study {name!r}: this study was created for a different space "
                          f"({recorded.get('name')!r} with other settings); give a new --study name")
     if "run" not in study.user_attrs:  # new, or made by an older moesearch: what joining worker groups need
-        study.set_user_attr("run", {"seed": seed, "data": data, "data_sha256": data_sha256})
+        study.set_user_attr("run", {"seed": seed, "data": data, "data_sha256": data_sha256, "results": results})
     return study
 
 
@@ -209,13 +209,13 @@ def tell_result(study: optuna.Study, trial: optuna.Trial, values: list[float] | 
         study.tell(trial, state=TrialState.FAIL)
 
 
-def abandon(study: optuna.Study, trial: optuna.Trial, error: BaseException) -> None:
-    """Fail a trial that produced no result, outside the budget; a baseline goes back in the queue."""
+def abandon(study: optuna.Study, trial: optuna.Trial, error: BaseException, retry: bool = False) -> None:
+    """Fail a trial that produced no result, outside the budget; a baseline (or any, with retry) is queued again."""
     frozen = _frozen(study, trial.number)
     if frozen.state != TrialState.RUNNING:
         return  # told before the error
     reason = "interrupted by the user" if isinstance(error, KeyboardInterrupt) else (str(error) or repr(error))
-    fail_outside_budget(study, frozen, reason, requeue="fixed_params" in frozen.system_attrs)
+    fail_outside_budget(study, frozen, reason, requeue=retry or "fixed_params" in frozen.system_attrs)
 
 
 def fail_outside_budget(study: optuna.Study, frozen: FrozenTrial, reason: str, requeue: bool) -> bool:

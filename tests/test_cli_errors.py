@@ -36,6 +36,10 @@ CASES = {
                                                            str(write_space(t, "a slots=2\n", "hosts"))], "--hostfile"),
     "bad hostfile line": (lambda t: ["tiny", "--launcher", "deepspeed", "--hostfile",
                                      str(write_space(t, "a slots=2\nb two\n", "hosts"))], "bad line 'b two'"),
+    "a hostfile host without slots": (lambda t: ["tiny", "--launcher", "deepspeed", "--hostfile",
+                                                 str(write_space(t, "a slots=0\n", "hosts"))], "N >= 1"),
+    "a hostfile naming a host twice": (lambda t: ["tiny", "--launcher", "deepspeed", "--hostfile",
+                                                  str(write_space(t, "a slots=2\na slots=2\n", "hosts"))], "'a' is named twice"),
     "deepspeed across nodes without a hostfile": (lambda t: ["tiny", "--nproc", "2", "--nnodes", "2", "--launcher",
                                                              "deepspeed"], "--nnodes 2"),
     "ranks in all not dividing the eval sequences": (lambda t: ["tiny", "--nproc", "3", "--nnodes", "2"], "--nproc 3"),
@@ -144,6 +148,11 @@ GROUP_CASES = {
                                                       "--nproc", "2"], "--storage"),
     "worker on a study that does not exist": (["worker", "--storage", "journal:study.log", "--study", "s",
                                                "--nproc", "2"], "no study 's'"),
+    "node without the group's node count": (["node", "--node-rank", "1", "--nproc", "1"], "--nnodes 1"),
+    "worker dry run on a storage that does not exist": (["worker", "--storage", "journal:nope.log", "--study", "s",
+                                                        "--nproc", "2", "--dry-run"], "does not exist"),
+    "a journal path without its prefix": (["search", "tiny", "--nproc", "2", "--storage", "study.log", "--dry-run"],
+                                          "journal:study.log"),
     "status of a storage that does not exist": (["status", "--storage", "journal:nope.log"], "--storage"),
     "dry run with a storage URL that is none": (["search", "tiny", "--nproc", "2", "--storage", "not a url",
                                                  "--dry-run"], "--storage"),
@@ -166,13 +175,17 @@ def test_bad_cluster_input_exits_2_with_one_line_and_writes_nothing(tmp_path, mo
 
 @pytest.mark.parametrize("command", [["search", "tiny"], ["train", "tiny", "--layers", "gelu,gelu"],
                                      ["verify", "tiny"], ["node", "--node-rank", "1", "--nnodes", "2"],
-                                     ["worker", "--storage", "postgresql://u:secret@db.invalid/x", "--study", "s"]])
+                                     ["worker", "--storage", "postgresql://u:secret@db.invalid/x", "--study", "s"],
+                                     ["worker", "--storage", "journal:study.log", "--study", "s"]])
 def test_a_dry_run_prints_the_plan_and_starts_and_writes_nothing(tmp_path, monkeypatch, command):
     monkeypatch.chdir(tmp_path)
+    if "journal:study.log" in command:
+        (tmp_path / "study.log").touch()  # a worker joins a storage that exists
+    before = sorted(tmp_path.iterdir())
     result = CliRunner().invoke(cli, [*command, "--nproc", "2", "--dry-run"])
     assert result.exit_code == 0, result.output
     assert result.output.startswith("plan: ") and "secret" not in result.output
-    assert list(tmp_path.iterdir()) == []
+    assert sorted(tmp_path.iterdir()) == before
 
 
 @pytest.mark.parametrize("url", ["postgresql://u:s3cret@db.invalid:notaport/x", "postgresql://u:s3cret@db.invalid/x",

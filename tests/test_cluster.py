@@ -66,12 +66,15 @@ def test_two_groups_share_one_study_and_stop_at_exactly_the_target(tmp_path, bac
 
 def test_four_groups_write_one_study_and_one_results_folder_at_once(tmp_path):
     storage, out = f"journal:{tmp_path / 'study.log'}", tmp_path / "r"
-    common = ["--storage", storage, "--results", str(out), "--no-progress", "--nproc", "1"]
-    assert run_cli("search", "tiny", "--trials", "1", *common, env=ONE_THREAD).returncode == 0
+    common = ["--storage", storage, "--no-progress", "--nproc", "1"]
+    assert run_cli("search", "tiny", "--trials", "1", "--results", str(out), *common, env=ONE_THREAD).returncode == 0
+    # no --results: a worker writes where the study's search did
     groups = [start_cli("worker", "--study", "tiny", "--trials", "8", *common, env=ONE_THREAD) for _ in range(4)]
     for g in groups:
         _, err = g.communicate(timeout=600)
         assert g.returncode == 0, err
+    lower = run_cli("worker", "--study", "tiny", "--trials", "2", *common)
+    assert lower.returncode == 0 and "below the study's target 8, which stays" in lower.stdout, lower.stderr
     _, rows = check_study(out, storage, "tiny", trained=8)
     assert rows["assignment"].is_unique
     for table in results.TABLES:  # one file per trained trial in every table, nothing half-written

@@ -118,6 +118,12 @@ def test_header_documents_every_variable(template: Path):
     assert not missing, f"{template.name}: the header does not document {missing}"
 
 
+def _storage_file(args: list[str]) -> Path:
+    url = args[args.index("--storage") + 1]
+    assert url.startswith("journal:"), f"the templates' default storage is a journal file, not {url}"
+    return Path(url.removeprefix("journal:"))
+
+
 @pytest.mark.parametrize("template", TEMPLATES, ids=lambda t: t.name)
 def test_every_command_is_accepted(template: Path, tmp_path: Path, monkeypatch):
     env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(tmp_path), "LC_ALL": "C", **examples(tmp_path)}
@@ -134,6 +140,10 @@ def test_every_command_is_accepted(template: Path, tmp_path: Path, monkeypatch):
         subcommands.add(name)
         assert name in cli.commands, f"{template.name}: `moesearch {name}` is not a command"
         if name in DRY_RUN_COMMANDS:
+            if name == "worker":  # joins a study: its storage file exists (made by the template's `search`)
+                _storage_file(args).parent.mkdir(parents=True, exist_ok=True)
+                _storage_file(args).touch()
+                before = files_under(tmp_path)
             result = runner.invoke(cli, [name, *args, "--dry-run"])
             assert result.exit_code == 0, f"{template.name}: {' '.join(argv)} --dry-run:\n{result.output}"
             assert re.search(r"^plan:", result.output, re.M), result.output

@@ -141,9 +141,9 @@ def test_status_counts_trials_by_state_and_names_the_dead_group_s_trials(study, 
     done = running_trial(study, ["swiglu", "gelu"], liveness.me())
     study.tell(done.number, [4.5, 1000.0])
     now = status.of(study)
-    assert (now.complete, now.failed, now.running, now.stale) == (1, 0, 1, [dead.number])
+    assert (now.complete, now.failed, now.running, now.stale) == (1, 0, 2, [dead.number])
     assert now.groups == [":".join(liveness.me().split(":")[:2])] and now.front == 1 and now.waiting == 3
-    assert "RUNNING: the next search or worker settles them" in status.text(study.study_name, "here", now)
+    assert f"{dead.number} belong to dead groups" in status.text(study.study_name, "here", now)
     recovery.recover(study, tmp_path)
     assert status.of(study).stale == [] and status.of(study).outside_budget == 1
     assert live.number not in status.of(study).stale

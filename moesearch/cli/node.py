@@ -33,14 +33,18 @@ def node(node_rank: int, rejoins: int, join_timeout: int, dry_run: bool, **group
     if launch.launcher != "torchrun":
         raise InputError("--launcher: `moesearch node` starts torchrun; the DeepSpeed launcher starts every host of "
                          "its --hostfile from node 0 itself")
+    if launch.nnodes < 2:
+        raise InputError(f"--nnodes {launch.nnodes}: give the group's node count, 2 or more, as node 0 does")
     if node_rank >= launch.nnodes:
         raise InputError(f"--node-rank {node_rank}: allowed 1 .. {launch.nnodes - 1} (--nnodes {launch.nnodes})")
-    plan = f"node {node_rank} of {launch.describe()}"
+    plan = f"node {node_rank} of a group of {launch.describe()}"
     if dry_run:
         click.echo(f"plan: {plan}")
         raise SystemExit(0)
     click.echo(plan)
-    raise SystemExit(_serve(launch, node_rank, rejoins))
+    code = _serve(launch, node_rank, rejoins)
+    click.echo(f"moesearch node: {'the group finished (or was preempted)' if code == 0 else 'gave up'}", err=True)
+    raise SystemExit(code)
 
 
 def _serve(launch, node_rank: int, rejoins: int) -> int:

@@ -111,8 +111,10 @@ def _hosts(hostfile: Path) -> list[tuple[str, int]]:
     lines = [line.split("#")[0].strip() for line in hostfile.read_text().splitlines()]
     hosts = []
     for line in filter(None, lines):
-        if not (match := re.fullmatch(r"(\S+)\s+slots=(\d+)", line)):
-            raise InputError(f"--hostfile {str(hostfile)!r}: bad line {line!r}; allowed: 'hostname slots=N' lines")
+        if not (match := re.fullmatch(r"(\S+)\s+slots=([1-9]\d*)", line)):
+            raise InputError(f"--hostfile {str(hostfile)!r}: bad line {line!r}; allowed: 'hostname slots=N' lines, N >= 1")
+        if any(host == match[1] for host, _ in hosts):
+            raise InputError(f"--hostfile {str(hostfile)!r}: {match[1]!r} is named twice; allowed: each host once")
         hosts.append((match[1], int(match[2])))
     if not hosts:
         raise InputError(f"--hostfile {str(hostfile)!r}: names no host; allowed: 'hostname slots=N' lines")
@@ -176,6 +178,9 @@ def check_storage_url(url: str) -> str:
 
     if url.startswith("journal:") and url.removeprefix("journal:"):
         return url
+    if "://" not in url:
+        raise InputError(f"--storage: {redact(url)!r} is not a storage URL; allowed: sqlite:///file.db, "
+                         f"postgresql://user@host/db or journal:{url} for a journal file")
     try:
         from sqlalchemy.engine import make_url
 
@@ -190,10 +195,15 @@ def open_existing_storage(url: str):
     """Open a storage that must exist already: a missing sqlite or journal file is an error, not created."""
     from moesearch import study
 
+    check_exists(url)
+    return study.open_storage(url)
+
+
+def check_exists(url: str) -> None:
+    """A sqlite or journal storage file must be there (opening one would create it); servers are not asked."""
     file = url.removeprefix("sqlite:///").split("?")[0] if url.startswith("sqlite:///") else url.removeprefix("journal:")
     if url.startswith(("sqlite:///", "journal:")) and not Path(file).is_file():
         raise InputError(f"--storage: {url!r} does not exist; allowed: the storage a search wrote to")
-    return study.open_storage(url)
 
 
 def _new_sqlite_file(url: str) -> bool:

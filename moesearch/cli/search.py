@@ -23,10 +23,11 @@ def search(trials: int | None, **options) -> None:
     preempt.install()  # from the start: a signal during set-up must not kill the command
     settings = resolve(**options)
     if options["dry_run"]:
-        dry_run(settings, f"{trials or settings.space.search.trials} trials")
+        dry_run(settings, f"{trials} trials" if trials else
+                f"{settings.space.search.trials} trials, or the target of the study if it exists")
     storage = open_storage(settings, explicit=options["storage"] is not None)
     study = study_mod.open_study(storage, settings.study, settings.space, settings.seed, settings.data,
-                                 settings.data_sha256)
+                                 settings.data_sha256, str(settings.results))
     if trials or "trials" not in study.user_attrs:  # the target of every group working on the study
         study.set_user_attr("trials", trials or settings.space.search.trials)
     click.echo(f"{describe(settings)} | {study.user_attrs['trials']} trials")

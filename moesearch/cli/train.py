@@ -31,7 +31,7 @@ def train(layers: str, **options) -> None:
         dry_run(settings, f"train {','.join(chosen)}")
     storage = open_storage(settings, explicit=options["storage"] is not None)
     study = study_mod.open_study(storage, settings.study, settings.space, settings.seed, settings.data,
-                                 settings.data_sha256)
+                                 settings.data_sha256, str(settings.results))
     click.echo(describe(settings))
     with WorkerGroup(settings.launch, settings.results / settings.study / "logs") as group:
         outcome = run_named(settings, study, group, chosen, origin="train")

@@ -15,13 +15,15 @@ from moesearch.errors import InputError
 @cli.command()
 @click.option("--storage", required=True, help="The study's Optuna storage URL (postgresql://, journal:PATH, sqlite:///).")
 @click.option("--study", "study_name", required=True, help="The study to join (made by `moesearch search`).")
-@click.option("--results", type=click.Path(path_type=Path), default=DEFAULT_RESULTS, show_default=True,
-              help="Folder for Parquet records and logs: the one every group of the study writes to.")
-@click.option("--trials", type=click.IntRange(min=1), help="Trained trials in the study; sets its target for every group [default: the target it has].")
+@click.option("--results", type=click.Path(path_type=Path),
+              help="Folder for Parquet records and logs [default: the study's, where `search` wrote; every group "
+                   "of the study must write to the same folder].")
+@click.option("--trials", type=click.IntRange(min=1),
+              help="Trained trials in the study: raises its target for every group [default: the target it has].")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show progress bars.")
 @DRY_RUN
 @group_options
-def worker(storage: str, study_name: str, results: Path, trials: int | None, progress: bool, dry_run: bool,
+def worker(storage: str, study_name: str, results: Path | None, trials: int | None, progress: bool, dry_run: bool,
            **group) -> None:
     """Join an existing study as one more worker group, until it has --trials trained trials.
 
@@ -40,24 +42,33 @@ def worker(storage: str, study_name: str, results: Path, trials: int | None, pro
     study = study_mod.load_existing(opened, study_name)
     space = space_mod.Space.model_validate(study.user_attrs["space"])
     run = study.user_attrs["run"]
-    settings = resolve(space, storage, study_name, results, run["data"], run["seed"], progress, **group)
+    studys = Path(run.get("results") or DEFAULT_RESULTS)
+    settings = resolve(space, storage, study_name, results or studys, run["data"], run["seed"], progress, **group)
+    if settings.results != studys.resolve():
+        click.echo(f"note: records go to {settings.results}; the study's search wrote to {studys} (the same folder "
+                   "on a shared filesystem under another path is fine; another folder splits the study's records)")
     if settings.data_sha256 != run["data_sha256"]:
         raise InputError(f"--study {study_name!r}: the training text here ({run['data'] or 'the standard library'}, "
                          f"sha256 {settings.data_sha256[:12]}) differs from the study's ({run['data_sha256'][:12]}); "
                          "allowed: the same text on every machine")
     open_storage(settings, explicit=True)  # the records under --results must belong to this storage
     study = study_mod.open_study(opened, study_name, space, study_mod.group_seed())
-    if trials:
-        study.set_user_attr("trials", trials)  # the study's target now, for every group and `status`
+    if trials and trials > study.user_attrs["trials"]:  # raise only: a stale, lower value would stop every group
+        study.set_user_attr("trials", trials)
+    elif trials and trials < study.user_attrs["trials"]:
+        click.echo(f"note: --trials {trials} is below the study's target {study.user_attrs['trials']}, which stays; "
+                   "`moesearch search --trials N` sets a lower one")
     click.echo(f"{describe(settings)} | joins, {study.user_attrs['trials']} trials")
     search_and_report(settings, study)
 
 
 def _dry_run(storage: str, study_name: str, results: Path, **group) -> None:
     """The study is not opened (that may create it): its space is checked when the worker starts."""
-    from moesearch.cli.options import check_storage_url, resolve_launch
+    from moesearch.cli.options import check_exists, check_storage_url, resolve_launch
 
     launch = resolve_launch(**group)
-    click.echo(f"plan: join study {study_name!r} in {check_storage_url(storage)} | {launch.describe()} | "
-               f"records in {results.resolve()}")
+    where = check_storage_url(storage)
+    check_exists(storage)
+    records = results.resolve() if results else "the study's results folder"
+    click.echo(f"plan: join study {study_name!r} in {where} | {launch.describe()} | records in {records}")
     raise SystemExit(0)
