@@ -91,24 +91,32 @@ def run_named(settings: Settings, study: optuna.Study, group: WorkerGroup, layer
               origin: str) -> Outcome | None:
     """Train an assignment chosen outside the sampler (`train`, `verify`) as one trial of the study.
 
-    Same order as the search: the Optuna trial exists first (RUNNING), then the record is written, then
-    the result is told; an interruption fails the trial outside the budget instead of leaving it RUNNING.
-    None: another group settled the trial while it ran (`dropped`).
+    The Optuna trial exists first (RUNNING), as in the search; an interruption fails it outside the
+    budget instead of leaving it RUNNING.
     """
-    assignment = ",".join(layers)
-    replicate_of = study_mod.replicate_of(study, assignment, settings.seed)
     trial = study_mod.reserve(study, settings.space, layers, settings.seed, origin)
     try:
-        with liveness.beating(study, trial.number):
-            outcome = run_trial(settings, group, trial.number, layers, origin=origin, replicate_of=replicate_of,
-                                reference=study_mod.reference_point(study))
-            if not study_mod.is_running(study, trial.number):
-                dropped(trial.number)
-                return None
-            results.write_trial(settings.results, outcome.record)
+        return record_and_tell(settings, study, trial, group, layers, origin)
     except BaseException as e:
         study_mod.abandon(study, trial, e)
         raise
+
+
+def record_and_tell(settings: Settings, study: optuna.Study, trial: optuna.Trial, group: WorkerGroup,
+                    layers: list[str], origin: str) -> Outcome | None:
+    """Train our RUNNING `trial` with its heartbeat on, write its record, then tell the study.
+
+    The record comes first, so a told trial always has one (`recovery` tells a record left untold).
+    None: another group settled the trial while it ran (`dropped`); nothing is written or told.
+    """
+    with liveness.beating(study, trial.number):
+        outcome = run_trial(settings, group, trial.number, layers, origin=origin,
+                            replicate_of=study_mod.replicate_of(study, ",".join(layers), settings.seed),
+                            reference=study_mod.reference_point(study))
+        if not study_mod.is_running(study, trial.number):
+            dropped(trial.number)
+            return None
+        results.write_trial(settings.results, outcome.record)
     values = outcome.values(settings.space.search.objectives) if outcome.ok else None
     study_mod.tell_result(study, trial, values, outcome.row["failure_reason"], preempted=outcome.preempted)
     return outcome

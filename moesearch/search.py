@@ -19,10 +19,10 @@ from dataclasses import dataclass
 import optuna
 from tqdm.auto import tqdm
 
-from moesearch import liveness, preempt, recovery, results
+from moesearch import liveness, preempt, recovery
 from moesearch import study as study_mod
 from moesearch.group import WorkerGroup
-from moesearch.runner import Outcome, dropped, run_trial, summary
+from moesearch.runner import Outcome, record_and_tell, summary
 from moesearch.search_limits import MAX_REPEATS_IN_A_ROW
 from moesearch.settings import Settings
 
@@ -109,33 +109,28 @@ def _answer(settings: Settings, study: optuna.Study, trial: optuna.Trial, group:
         trial.set_user_attr("duplicate_of", number)
         study.tell(trial, values)
         return "repeat"
-    if reason := _elsewhere(trial, now, n_trials, settings.seed):
-        mine = now.running[trial.number]  # a queued trial goes back unless another group trains the same
-        requeue = "fixed_params" in mine.system_attrs and not reason.startswith("withdrawn: the same")
-        study_mod.fail_outside_budget(study, mine, reason, requeue=requeue)
+    if same := _running_elsewhere(trial, now, settings.seed):  # that group trains it: not queued again
+        study_mod.fail_outside_budget(study, now.running[trial.number],
+                                      f"withdrawn: the same assignment is running in trial {same}", requeue=False)
+        return "withdrawn"
+    if _target_taken(trial, now, n_trials):  # a queued trial (baseline, retry) goes back for later
+        mine = now.running[trial.number]
+        study_mod.fail_outside_budget(study, mine, f"withdrawn: trials running in other groups complete the "
+                                      f"study's {n_trials} trials", requeue="fixed_params" in mine.system_attrs)
         return "withdrawn"
     trial.set_user_attr("trained", True)
     trial.set_user_attr("origin", "search")
-    with liveness.beating(study, trial.number):
-        outcome = run_trial(settings, group, trial.number, layers, origin="search",
-                            replicate_of=study_mod.replicate_of(study, assignment, settings.seed),
-                            reference=study_mod.reference_point(study))
-        if not study_mod.is_running(study, trial.number):
-            dropped(trial.number)
-            return "withdrawn"
-        results.write_trial(settings.results, outcome.record)  # the record first: a told trial always has one
-    values = outcome.values(settings.space.search.objectives) if outcome.ok else None
-    study_mod.tell_result(study, trial, values, outcome.row["failure_reason"], preempted=outcome.preempted)
-    return outcome
+    return record_and_tell(settings, study, trial, group, layers, "search") or "withdrawn"
 
 
-def _elsewhere(trial: optuna.Trial, now: study_mod.Snapshot, n_trials: int, seed: int) -> str | None:
-    """Why another group's trials make this one unnecessary, if they do."""
-    others = [t for t in now.running.values() if t.number != trial.number]
-    same = next((t for t in others if t.params == trial.params and t.user_attrs.get("seed", seed) == seed), None)
-    if same is not None:  # every group defers to every other: two can never train it at once
-        return f"withdrawn: the same assignment is running in trial {same.number}"
-    ahead = sum(t.number < trial.number for t in others) + sum(n < trial.number for n in now.waiting)
-    if now.done + ahead >= n_trials:  # the lowest numbers go first
-        return f"withdrawn: trials running in other groups complete the study's {n_trials} trials"
-    return None
+def _running_elsewhere(trial: optuna.Trial, now: study_mod.Snapshot, seed: int) -> int | None:
+    """Another RUNNING trial of the same assignment and seed. Every group defers to every other, so two
+    can never train it at once (both may withdraw in a tight race; the sampler proposes it again)."""
+    return next((t.number for t in now.running.values() if t.number != trial.number and t.params == trial.params
+                 and t.user_attrs.get("seed", seed) == seed), None)
+
+
+def _target_taken(trial: optuna.Trial, now: study_mod.Snapshot, n_trials: int) -> bool:
+    """Whether lower-numbered running or queued trials already complete the target: the lowest numbers go first."""
+    ahead = sum(n < trial.number for n in now.running) + sum(n < trial.number for n in now.waiting)
+    return now.done + ahead >= n_trials

@@ -201,10 +201,16 @@ def open_existing_storage(url: str):
 
 def check_exists(url: str) -> None:
     """A sqlite or journal storage file must be there (opening one would create it); servers are not asked."""
-    file = url.removeprefix("sqlite:///").split("?")[0] if url.startswith("sqlite:///") else url.removeprefix("journal:")
-    if url.startswith(("sqlite:///", "journal:")) and not Path(file).is_file():
+    if (file := _storage_file(url)) and not file.is_file():
         raise InputError(f"--storage: {url!r} does not exist; allowed: the storage a search wrote to")
 
 
 def _new_sqlite_file(url: str) -> bool:
-    return url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///").split("?")[0]).exists()
+    return url.startswith("sqlite:///") and not _storage_file(url).exists()
+
+
+def _storage_file(url: str) -> Path | None:
+    """The file behind a sqlite or journal storage URL; None for a database server."""
+    if url.startswith("sqlite:///"):
+        return Path(url.removeprefix("sqlite:///").split("?")[0])
+    return Path(url.removeprefix("journal:")) if url.startswith("journal:") else None
