@@ -1,9 +1,13 @@
-"""Writing a file whole or not at all: readers never see half a file (light: stdlib only)."""
+"""Writing a file whole or not at all: readers never see half a file (light: stdlib only).
+
+Files get the mode the umask gives (0644 under the usual 0022), like any other tool's output, so
+colleagues on a shared cluster can read a study; `tempfile.mkstemp` would make them 0600.
+"""
 
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,8 +22,7 @@ def write_atomic(path: Path, write: Callable[[Path], None], *, exclusive: bool =
     folder = scratch or path.parent
     folder.mkdir(parents=True, exist_ok=True)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=path.suffix)
-    os.close(fd)
+    tmp = _create(folder, path.suffix)
     try:
         write(Path(tmp))
         if exclusive:
@@ -30,3 +33,14 @@ def write_atomic(path: Path, write: Callable[[Path], None], *, exclusive: bool =
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def _create(folder: Path, suffix: str) -> str:
+    """A new empty file of a unique name in `folder`, created with mode 0666 less the umask (as open() does)."""
+    while True:
+        tmp = os.path.join(folder, f".tmp-{secrets.token_hex(8)}{suffix}")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return tmp
+        except FileExistsError:  # 64 random bits: practically never
+            continue
