@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 # name -> (unit, meaning). Every one is a column of the trials table and may be a search objective.
 METRICS: dict[str, tuple[str, str]] = {
     "val_loss": ("nats/byte", "cross-entropy on the fixed held-out batches, the same for every trial"),
@@ -16,9 +18,26 @@ METRICS: dict[str, tuple[str, str]] = {
 }
 
 
+INTEGER_METRICS = frozenset({"params_total", "params_active", "train_flops_per_token"})  # exact counts
+
+
 def fmt(value: float) -> str:
     """A metric for people: four significant digits, thousands separated, no exponent."""
     return f"{value:,.4g}" if abs(value) < 1e4 else f"{value:,.0f}"
+
+
+def fmt_pm(mean: float, sd: float) -> str:
+    """'2.0340 ± 0.0079': the spread to two significant digits, the mean to the same decimal place.
+
+    The one form of a value with its spread; no spread (NaN: one seed) or none at all (0) prints the value alone.
+    """
+    if not math.isfinite(sd) or sd <= 0:
+        return fmt(mean)
+    decimals = 1 - math.floor(math.log10(sd))
+    if decimals > 0:
+        return f"{mean:,.{decimals}f} ± {sd:,.{decimals}f}"
+    step = 10 ** -decimals  # round both to the spread's second significant digit: 23,700 ± 1,200
+    return f"{round(mean / step) * step:,.0f} ± {round(sd / step) * step:,.0f}"
 
 
 # How an objective's hypervolume reference point is fixed before a search when the space gives none:

@@ -12,12 +12,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from moesearch.metrics import fmt
-from moesearch.pareto import baseline_name, by_assignment, objectives_of, rank
+from moesearch.metrics import fmt_pm
+from moesearch.pareto import baseline_name, by_assignment, objectives_of, one_text, rank
 
 
-def plan(trials: pd.DataFrame, n_seeds: int, first_seed: int) -> list[tuple[str, int]]:
+def plan(trials: pd.DataFrame, n_seeds: int, first_seed: int, baselines_only: bool = False) -> list[tuple[str, int]]:
     """(assignment, seed) pairs still to train so every front member and baseline has 1 + n_seeds seeds.
+
+    baselines_only: the uniform baselines alone (what `search` trains for search.baseline_seeds).
 
     The targets are the front and baselines of the search's own trials (verify replicates left out),
     so they do not move while replicates land: after an interruption the plan resumes where it stopped,
@@ -25,9 +27,10 @@ def plan(trials: pd.DataFrame, n_seeds: int, first_seed: int) -> list[tuple[str,
     assignment was already trained with (a failed seed would fail again).
     """
     objectives = objectives_of(trials)
+    trials, _ = one_text(trials)
     searched = trials[trials["origin"] != "verify"]  # targets from the search alone: they stay put as replicates land
     table = rank(by_assignment(searched, objectives), objectives)
-    targets = table[table["pareto"] | table["baseline"]]
+    targets = table[table["baseline"] | (table["pareto"] & (not baselines_only))]
     seeds = trials[trials["state"] == "COMPLETE"].groupby("assignment")["seed"].nunique()
     todo = []
     for assignment in targets["assignment"]:
@@ -40,7 +43,7 @@ def plan(trials: pd.DataFrame, n_seeds: int, first_seed: int) -> list[tuple[str,
 def replicate_table(trials: pd.DataFrame) -> pd.DataFrame:
     """Assignments with at least two seeds: mean and sd per objective, `robust` and `clearly_dominated_by`."""
     objectives = objectives_of(trials)
-    table = by_assignment(trials, objectives)
+    table = by_assignment(one_text(trials)[0], objectives)
     table = table[table["seeds"] >= 2].reset_index(drop=True)
     signs = np.array([1.0 if d == "minimize" else -1.0 for d in objectives.values()])  # all minimised
     mean = table[list(objectives)].to_numpy(float) * signs
@@ -76,7 +79,7 @@ def view(table: pd.DataFrame, objectives: dict[str, str]) -> pd.DataFrame:
     """The replicate table for people: mean ± sd per objective, and whether each assignment stays on the front."""
     shown = pd.DataFrame({"assignment": table["assignment"], "seeds": table["seeds"]})
     for name in objectives:
-        shown[name] = [f"{fmt(m)} ± {fmt(s)}" for m, s in zip(table[name], table[f"{name}_std"], strict=True)]
+        shown[name] = [fmt_pm(m, s) for m, s in zip(table[name], table[f"{name}_std"], strict=True)]
     shown["stays on front"] = table["robust"].map({True: "yes", False: "no"})
     shown["clearly dominated by"] = table["clearly_dominated_by"].map(lambda b: "; ".join(b) or "-")
     return shown

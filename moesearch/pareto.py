@@ -3,12 +3,16 @@
 The unit is the assignment: an assignment trained with several seeds (seed replicates) counts once,
 at the mean of its objective values, the best estimate there is. Non-dominated sorting and
 hypervolume come from moocore (maintained, C-backed, any number of objectives, mixed min/max).
-Light: no torch.
+A front compares one training text: records of another text (`data_sha256`) are left out, and said so.
+The seed noise is part of every front: pooled over the assignments trained with several seeds, it
+decides which differences from a baseline are wins and which are ties (`Spread`); without
+replicates, the summary says the figures are from one seed. Light: no torch.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -17,9 +21,11 @@ import numpy as np
 import pandas as pd
 
 from moesearch.activations import NAMES
-from moesearch.metrics import METRICS, fmt
+from moesearch.metrics import INTEGER_METRICS, METRICS, fmt, fmt_pm
+from moesearch.search_limits import VERIFY_SEEDS
 
 CONTEXT = ("params_active", "train_flops_per_token")  # cost columns shown beside the objectives
+CONFIDENCE = 0.95  # a difference from a baseline is a win only outside its two-sided 95% interval of seed noise
 
 
 def objectives_of(trials: pd.DataFrame) -> dict[str, str]:
@@ -36,6 +42,24 @@ def baseline_name(assignment: str) -> str:
     return f"all-{assignment.split(',')[0]}"
 
 
+def one_text(trials: pd.DataFrame) -> tuple[pd.DataFrame, str | None]:
+    """The trials trained on the study's own text (its first trial's), and a note on any left out.
+
+    val_loss on another text is another quantity, so such records never join the front; `search`
+    and `train` refuse to add them, but a results folder may hold older ones.
+    """
+    if trials.empty:
+        return trials, None
+    texts = trials["data_sha256"]  # a categorical when loaded: compared by code, fast at a million rows
+    other = (texts.notna() & (texts != texts.loc[trials["trial"].idxmin()])).to_numpy()
+    if not other.any():
+        return trials, None
+    hashes = ", ".join(str(h)[:12] for h in sorted(set(texts[other]), key=str))
+    n = int(other.sum())
+    return trials[~other], (f"left out: {n} trial{'' if n == 1 else 's'} trained on another text (sha256 {hashes}) "
+                            "than the study's first trial; a front compares one text (give other text its own --study)")
+
+
 def by_assignment(trials: pd.DataFrame, objectives: dict[str, str]) -> pd.DataFrame:
     """Completed trials grouped by assignment: mean and standard deviation of each metric over seeds.
 
@@ -44,7 +68,7 @@ def by_assignment(trials: pd.DataFrame, objectives: dict[str, str]) -> pd.DataFr
     first), trials, layer_NN, baseline. Assignments trained once skip the grouping (large studies).
     """
     done = trials[trials["state"] == "COMPLETE"]
-    metrics = list(dict.fromkeys([*objectives, *CONTEXT]))
+    metrics = list(dict.fromkeys([*objectives, *(m for m in METRICS if m in done.columns)]))  # every cost, exported
     layer_columns = sorted(c for c in done.columns if c.startswith("layer_"))
     repeated = done["assignment"].duplicated(keep=False)
     once = done.loc[~repeated, ["assignment", *metrics]].assign(
@@ -52,6 +76,9 @@ def by_assignment(trials: pd.DataFrame, objectives: dict[str, str]) -> pd.DataFr
         trials=[[t] for t in done.loc[~repeated, "trial"].tolist()], **done.loc[~repeated, layer_columns])
     table = pd.concat([once, _grouped(done[repeated], metrics, objectives, layer_columns)])
     table = table.sort_values("trial", ignore_index=True)
+    for name in metrics:  # exact counts stay integers through the mean over seeds (all seeds agree on them)
+        if name in INTEGER_METRICS and table[name].notna().all():
+            table[name] = table[name].round().astype("int64")
     table["baseline"] = _uniform(table[layer_columns])
     return table
 
@@ -83,6 +110,7 @@ def front(trials: pd.DataFrame) -> tuple[pd.DataFrame, float]:
     are, only repeated ones are grouped, and full rows are built for the few front members.
     """
     objectives, reference = objectives_of(trials), reference_of(trials)
+    trials, _ = one_text(trials)
     complete = (trials["state"] == "COMPLETE").to_numpy()
     repeated = trials["assignment"].duplicated(keep=False).to_numpy()  # a failed attempt counts: grouped, harmless
     once = np.flatnonzero(complete & ~repeated)
@@ -154,20 +182,68 @@ def hypervolume_history(trials: pd.DataFrame, objectives: dict[str, str], refere
     return pd.DataFrame({"trial": done["trial"].to_numpy(), "hypervolume": volumes})
 
 
-def delta_text(member: pd.Series, base: pd.Series, objectives: dict[str, str]) -> str:
-    """'0.045 lower val_loss, 6.5% lower train_flops_per_token': losses in absolute terms, costs in percent."""
+@dataclass(frozen=True)
+class Spread:
+    """The seed noise of a study: per objective, the pooled standard deviation over seeds.
+
+    Pooled over the assignments trained with two or more seeds (sample variances weighted by their
+    degrees of freedom), so every replicate counts, whichever assignment it belongs to. Exact costs
+    (FLOPs, parameters) have none: their sd is 0 and every difference is real.
+    """
+
+    sd: dict[str, float]  # NaN while no assignment has two seeds
+    dof: int  # degrees of freedom: the sum of (seeds - 1) over the replicated assignments
+    assignments: int  # assignments with two or more seeds
+
+    @property
+    def measured(self) -> bool:
+        return self.dof > 0
+
+    def margin(self, name: str, seeds_a: int, seeds_b: int) -> float:
+        """Half-width of the 95% interval of a difference between means of `seeds_a` and `seeds_b` seeds
+        (pooled two-sample t); NaN while the noise is unmeasured."""
+        if not self.measured:
+            return math.nan
+        from scipy.stats import t  # only here: the light modules import fast
+
+        return float(t.ppf(0.5 + CONFIDENCE / 2, self.dof)) * self.sd[name] * math.sqrt(1 / seeds_a + 1 / seeds_b)
+
+
+def seed_spread(table: pd.DataFrame, objectives: dict[str, str]) -> Spread:
+    """The study's seed noise, from its assignment table (`by_assignment`)."""
+    replicated = table[table["seeds"] >= 2]
+    weights = (replicated["seeds"] - 1).to_numpy(float)
+    dof = int(weights.sum())
+    sd = {o: float(np.sqrt((weights * replicated[f"{o}_std"].to_numpy(float) ** 2).sum() / dof)) if dof else math.nan
+          for o in objectives}
+    return Spread(sd, dof, len(replicated))
+
+
+def delta_text(member: pd.Series, base: pd.Series, objectives: dict[str, str], spread: Spread) -> str:
+    """'0.045 lower val_loss, 6.5% lower train_flops_per_token': losses in absolute terms, costs in percent.
+
+    A difference inside its seed-noise margin is no win or loss: 'no clear difference in val_loss (...)'.
+    """
     parts = []
     for name in objectives:
         diff = member[name] - base[name]
         word = "lower" if diff < 0 else "higher"
         absolute = METRICS[name][0] == "nats/byte"  # a loss difference means the same at any loss level
-        shown = f"{abs(diff):.3f}" if absolute else f"{abs(diff) / abs(base[name]) * 100:.1f}%"
-        parts.append(f"{shown} {word} {name}" if shown.strip("0.%") else f"the same {name}")
+        as_text = (lambda d: f"{d:.3f}") if absolute else (lambda d: f"{d / abs(base[name]) * 100:.1f}%")
+        shown = as_text(abs(diff))
+        margin = spread.margin(name, member["seeds"], base["seeds"])
+        if not shown.strip("0.%"):
+            parts.append(f"the same {name}")
+        elif abs(diff) <= margin:
+            parts.append(f"no clear difference in {name} ({shown} {word}; seed noise margin {as_text(margin)})")
+        else:
+            parts.append(f"{shown} {word} {name}")
     return ", ".join(parts)
 
 
-def baseline_deltas(table: pd.DataFrame, objectives: dict[str, str]) -> pd.DataFrame:
-    """For every front member and every uniform baseline: the member's differences, as numbers and words."""
+def baseline_deltas(table: pd.DataFrame, objectives: dict[str, str], spread: Spread) -> pd.DataFrame:
+    """For every front member and every uniform baseline: the member's differences, their seed-noise
+    margins (NaN: unmeasured) and the same in words."""
     rows = []
     for _, member in table[table["pareto"]].iterrows():
         for _, base in table[table["baseline"]].iterrows():
@@ -175,8 +251,12 @@ def baseline_deltas(table: pd.DataFrame, objectives: dict[str, str]) -> pd.DataF
                 continue
             rows.append({"assignment": member["assignment"], "baseline": baseline_name(base["assignment"]),
                          **{f"{o}_delta": member[o] - base[o] for o in objectives},
-                         "summary": f"{delta_text(member, base, objectives)} than {baseline_name(base['assignment'])}"})
-    return pd.DataFrame(rows, columns=["assignment", "baseline", *(f"{o}_delta" for o in objectives), "summary"])
+                         **{f"{o}_margin": spread.margin(o, member["seeds"], base["seeds"]) for o in objectives},
+                         "summary": f"{delta_text(member, base, objectives, spread)} than "
+                                    f"{baseline_name(base['assignment'])}"})
+    columns = ["assignment", "baseline", *(f"{o}_delta" for o in objectives), *(f"{o}_margin" for o in objectives),
+               "summary"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 @dataclass(frozen=True)
@@ -190,14 +270,19 @@ class Analysis:
     deltas: pd.DataFrame  # front members against the baselines
     hypervolume: float
     failed: int
+    spread: Spread  # the seed noise
+    left_out: str | None = None  # records of another training text, if any
 
 
 def analyse(trials: pd.DataFrame) -> Analysis:
     objectives, reference = objectives_of(trials), reference_of(trials)
+    trials, left_out = one_text(trials)
     table = rank(by_assignment(trials, objectives), objectives)
+    spread = seed_spread(table, objectives)
     return Analysis(objectives, reference, table, hypervolume_history(trials, objectives, reference),
-                    baseline_deltas(table, objectives), hypervolume(table[table["pareto"]], objectives, reference),
-                    failed=int((trials["state"] == "FAIL").sum()))  # preempted trials are no failures
+                    baseline_deltas(table, objectives, spread), hypervolume(table[table["pareto"]], objectives, reference),
+                    failed=int((trials["state"] == "FAIL").sum()),  # preempted trials are no failures
+                    spread=spread, left_out=left_out)
 
 
 def header(name: str, direction: str | None = None) -> str:
@@ -216,8 +301,7 @@ def front_view(analysis: Analysis, everything: bool = False) -> pd.DataFrame:
     view = pd.DataFrame({"": marks, "rank": shown["pareto_rank"], "trial": shown["trial"], "seeds": shown["seeds"],
                          "assignment": shown["assignment"]})
     for name, direction in analysis.objectives.items():
-        spread = shown[f"{name}_std"].map(lambda s: f" ±{fmt(s)}" if pd.notna(s) and s > 0 else "")
-        view[header(name, direction)] = shown[name].map(fmt) + spread
+        view[header(name, direction)] = [fmt_pm(m, s) for m, s in zip(shown[name], shown[f"{name}_std"], strict=True)]
     for name in CONTEXT:
         if name not in analysis.objectives:
             view[header(name)] = shown[name].map(fmt)
@@ -225,17 +309,35 @@ def front_view(analysis: Analysis, everything: bool = False) -> pd.DataFrame:
 
 
 def summary_lines(analysis: Analysis) -> list[str]:
-    """What the front table does not say: counts, the hypervolume, and each front member against the baselines."""
+    """What the front table does not say: counts, the hypervolume, how sure the ranking is, and each
+    front member against the baselines."""
     t = analysis.table
     lines = [f"{len(t)} assignments from {int(t['trials'].map(len).sum())} complete trials ({analysis.failed} failed), "
              f"{int(t['pareto'].sum())} on the front; * = Pareto front, K = knee, B = uniform baseline; "
              "values are means over seeds (± standard deviation)",
              f"hypervolume {analysis.hypervolume:.6g} against the reference point "
-             + ", ".join(f"{o} = {fmt(v)}" for o, v in analysis.reference.items())]
+             + ", ".join(f"{o} = {fmt(v)}" for o, v in analysis.reference.items()),
+             noise_line(analysis)]
+    if analysis.left_out:
+        lines.append(analysis.left_out)
     if len(analysis.deltas):
-        lines.append("front against the baselines:")
+        lines.append("front against the baselines" + ("" if analysis.spread.measured else " (one seed each)") + ":")
         lines += [f"  {row.assignment}: {row.summary}" for row in analysis.deltas.itertuples()]
     return lines
+
+
+def noise_line(analysis: Analysis) -> str:
+    """How sure the ranking is: the measured seed noise, or a plain statement that it is unmeasured."""
+    spread, t = analysis.spread, analysis.table
+    if spread.measured:
+        noisy = ", ".join(f"{o} sd {fmt(sd)} {METRICS[o][0]}" for o, sd in spread.sd.items())
+        return (f"seed noise: {noisy} (pooled over {spread.assignments} assignments trained with 2+ seeds, "
+                f"{spread.dof} degrees of freedom); a difference from a baseline inside its {CONFIDENCE:.0%} "
+                "margin (pooled t) is no win")
+    targets = int((t["pareto"] | t["baseline"]).sum())
+    return (f"every figure is from one seed: the seed noise is not measured, so gaps between assignments may be noise; "
+            f"`moesearch verify` would train {targets * VERIFY_SEEDS} replicate trials ({VERIFY_SEEDS} fresh seeds "
+            f"for each of the {targets} front members and baselines) to measure it")
 
 
 def front_text(analysis: Analysis, everything: bool = False) -> str:

@@ -35,15 +35,16 @@ def layer_rows(assignment: str) -> list[dict]:
 
 
 def record(trial: int, assignment: str, val_loss: float | None, tokens_per_s: float | None, state="COMPLETE",
-           seed: int = 0, study: str = "s", origin: str = "search") -> results.Record:
+           seed: int = 0, study: str = "s", origin: str = "search", data_sha256: str = "ab") -> results.Record:
     start = datetime(2026, 1, 1, tzinfo=timezone.utc)
-    metrics = {} if val_loss is None else {"val_loss": val_loss, "tokens_per_s": tokens_per_s, "params_total": 10}
+    metrics = {} if val_loss is None else {"val_loss": val_loss, "tokens_per_s": tokens_per_s, "params_total": 10,
+                                           "params_active": 4, "train_flops_per_token": 1000, "peak_memory_mb": 9.0}
     return results.make_record(
         study=study, trial=trial, origin=origin, layers=assignment.split(","), state=state,
         failure_reason=None if state == "COMPLETE" else "diverged: non-finite loss at step 3",
         objectives=OBJECTIVES, reference_point=REFERENCE, metrics=metrics, steps=steps(),
         layer_rows=layer_rows(assignment) if state == "COMPLETE" else [], config_json="{}", seed=seed,
-        replicate_of=None, data_sha256="ab", hardware={"device_kind": "cpu", "device_count": 1, "world_size": 2},
+        replicate_of=None, data_sha256=data_sha256, hardware={"device_kind": "cpu", "device_count": 1, "world_size": 2},
         ep_size=2, started_at=start, finished_at=start + timedelta(seconds=5),
     )
 
@@ -63,7 +64,7 @@ def test_a_record_round_trips_in_three_tables_with_schema_and_versions(tmp_path)
     assert row["layer_00"] == "gelu" and row["layer_01"] == "swiglu" and row["assignment"] == "gelu,swiglu"
     assert json.loads(row["objectives"]) == OBJECTIVES and json.loads(row["reference_point"]) == REFERENCE
     assert row["torch_version"] and row["deepspeed_version"] and row["optuna_version"] and row["python_version"]
-    assert row["wall_time_s"] == 5.0 and row["params_active"] is None and row["origin"] == "search"
+    assert row["wall_time_s"] == 5.0 and row["step_time_s"] is None and row["origin"] == "search"
     steps_df, layers_df = results.load_steps(tmp_path, "s"), results.load_layers(tmp_path, "s")
     assert steps_df["step"].tolist() == [1, 2, 3] and set(steps_df["trial"]) == {3}
     assert steps_df["val_loss"].isna().tolist() == [True, True, False]
@@ -200,6 +201,21 @@ def test_pareto_prints_the_front_and_exports_the_ranked_table(tmp_path):
     out = CliRunner().invoke(cli, ["pareto", "--results", str(tmp_path), "--all", "--out", str(tmp_path / "f.csv")])
     assert out.exit_code == 0 and any("swiglu,gelu" in line.split() for line in out.output.splitlines())
     assert pd.read_csv(tmp_path / "f.csv")["knee"].sum() == 1
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+def test_the_export_holds_every_objective_and_cost_column_and_readable_trial_lists(tmp_path, suffix):
+    write(tmp_path, *FRONT, record(6, "gelu,swiglu", 2.1, 110.0, seed=1, origin="verify"))
+    out = CliRunner().invoke(cli, ["pareto", "--results", str(tmp_path), "--out", str(tmp_path / f"f{suffix}")])
+    assert out.exit_code == 0, out.output
+    exported = (pd.read_csv if suffix == ".csv" else pd.read_parquet)(tmp_path / f"f{suffix}").set_index("assignment")
+    from moesearch.metrics import METRICS
+
+    assert set(METRICS) <= set(exported.columns), "docs/results.md: every objective and cost column"
+    assert exported.loc["gelu,gelu", ["params_total", "train_flops_per_token"]].tolist() == [10, 1000]
+    assert exported["params_total"].dtype.kind == "i", "exact counts stay integers"
+    trials = exported["trials"].map(json.loads) if suffix == ".csv" else exported["trials"].map(list)
+    assert trials["gelu,gelu"] == [0] and trials["gelu,swiglu"] == [2, 6], "a list, not a bare 0 that reads as a count"
 
 
 def test_pareto_imports_neither_torch_nor_deepspeed(tmp_path):
