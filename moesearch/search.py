@@ -7,8 +7,10 @@ supervisor; they coordinate through the study alone:
   trial when lower-numbered ones already do, so the study stops at exactly --trials trained trials;
 - an assignment running in another group is not started again (TPE's constant liar steers away).
 Re-running the same search resumes it. The uniform baselines are enqueued when the study is created,
-so they are always its first trials. SIGTERM or SIGUSR1 stops the trial in flight (recorded as
-preempted, queued again) and ends the loop.
+so they are always its first trials. Once the study has its trials, the group that created it
+(`search`, not `worker`) trains the baselines with search.baseline_seeds fresh seeds: the seed noise
+its front states. SIGTERM or SIGUSR1 stops the trial in flight (recorded as preempted, queued again)
+and ends the loop.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from dataclasses import dataclass
 import optuna
 from tqdm.auto import tqdm
 
-from moesearch import liveness, preempt, recovery
+from moesearch import liveness, preempt, recovery, replicates
 from moesearch import study as study_mod
 from moesearch.group import WorkerGroup
 from moesearch.runner import Outcome, record_and_tell, summary
@@ -36,10 +38,14 @@ class SearchReport:
     trained_total: int
     repeats_answered: int
     stopped_early: str | None  # why the search stopped before the target, if it did
+    replicates_now: int = 0  # seed replicates of the baselines trained now (search.baseline_seeds)
 
 
-def run_search(settings: Settings, study: optuna.Study) -> SearchReport:
-    """Train until the study has its target of trained trials (user attribute `trials`, re-read each round)."""
+def run_search(settings: Settings, study: optuna.Study, replicate_baselines: bool = False) -> SearchReport:
+    """Train until the study has its target of trained trials (user attribute `trials`, re-read each round).
+
+    replicate_baselines: then train the baselines' missing seed replicates (search.baseline_seeds).
+    """
     trained_now = repeats = in_a_row = 0
     bar = tqdm(total=target(study), desc=f"study {settings.study}", unit="trial",
                disable=None if settings.progress else True, dynamic_ncols=True)  # None: off unless a tty
@@ -70,7 +76,12 @@ def run_search(settings: Settings, study: optuna.Study) -> SearchReport:
                 trained_now, in_a_row = trained_now + (not outcome.preempted), 0
                 bar.set_postfix(front=len(study.best_trials))
                 bar.write(summary(outcome, settings.space.search.objectives))
-    return SearchReport(n_trials, trained_now, study_mod.snapshot(study, settings.seed).done, repeats, stopped)
+        todo = replicates.baseline_plan(settings) if replicate_baselines and not preempt.requested() else []
+        if todo:
+            bar.write(f"seed noise: training the baselines with {len(todo)} fresh seeds (search.baseline_seeds)")
+        replicated = replicates.train(settings, study, group, todo)
+    return SearchReport(n_trials, trained_now, study_mod.snapshot(study, settings.seed).done, repeats, stopped,
+                        replicated)
 
 
 def target(study: optuna.Study) -> int:

@@ -110,6 +110,9 @@ class SearchSpec(_Section):
     """Trained trials when --trials is not given (uniform baselines included)."""
     sampler: Literal["tpe", "nsga2", "gp", "random", "brute"] = "tpe"
     """Optuna sampler proposing assignments ('brute' tries every assignment once: small spaces, replay tables)."""
+    baseline_seeds: int = Field(0, ge=0)
+    """Fresh seeds for each uniform baseline, trained by `search` once the study has its trials (origin
+    'verify', outside --trials), so its front states a measured seed noise; 0: only `moesearch verify` measures it."""
     timeout_s: float = Field(1800, gt=0)
     """A trial running longer than this is stopped and recorded as failed."""
     ep_size: int | None = Field(None, ge=1)

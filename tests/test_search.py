@@ -123,3 +123,20 @@ def test_ctrl_c_stops_the_group_fails_the_trial_and_the_search_resumes(tmp_path)
         results.trials_dir(tmp_path / "r", "micro").iterdir()), "an interrupted trial is no result"
     waiting = [t.system_attrs["fixed_params"] for t in study.get_trials(states=(optuna.trial.TrialState.WAITING,))]
     assert sorted(w["layer_0"] for w in waiting) == ["gelu", "swiglu"], "both baselines are still queued"
+
+
+def test_the_baselines_get_their_seed_replicates_once_and_the_front_states_the_noise(tmp_path):
+    space = write_space(tmp_path, MICRO.replace("[search]\n", "[search]\nbaseline_seeds = 1\n"))
+    args = ["search", str(space), "--nproc", "2", "--trials", "3", "--results", str(tmp_path / "r"), "--no-progress"]
+    out = run_cli(*args)
+    assert out.returncode == 0, out.stderr
+    trained = records(tmp_path / "r", "micro")
+    replicates = trained[trained["origin"] == "verify"]
+    assert (trained["origin"] == "search").sum() == 3, "replicates are outside --trials"
+    assert sorted(replicates["assignment"]) == ["gelu,gelu", "swiglu,swiglu"] and set(replicates["seed"]) == {1}
+    assert "2 seed replicates of the baselines trained for the seed noise" in out.stdout
+    assert "seed noise: val_loss sd" in out.stdout and "every figure is from one seed" not in out.stdout
+    again = run_cli(*args)
+    assert again.returncode == 0, again.stderr
+    assert "0 trials trained now" in again.stdout and "seed replicates" not in again.stdout
+    assert len(records(tmp_path / "r", "micro")) == 5, "resuming trains no replicate twice"

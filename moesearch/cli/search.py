@@ -31,17 +31,22 @@ def search(trials: int | None, **options) -> None:
     if trials or "trials" not in study.user_attrs:  # the target of every group working on the study
         study.set_user_attr("trials", trials or settings.space.search.trials)
     click.echo(f"{describe(settings)} | {study.user_attrs['trials']} trials")
-    search_and_report(settings, study)
+    search_and_report(settings, study, replicate_baselines=True)
 
 
-def search_and_report(settings, study) -> None:
-    """Run the search loop, then print what it did and the front (shared with `worker`)."""
+def search_and_report(settings, study, replicate_baselines: bool = False) -> None:
+    """Run the search loop, then print what it did and the front (shared with `worker`, which leaves the
+    baselines' seed replicates to the `search` that made the study: no two groups train them)."""
     from moesearch import pareto, preempt, results
     from moesearch.search import run_search
 
-    report = run_search(settings, study)
+    report = run_search(settings, study, replicate_baselines)
+    repeats = report.repeats_answered
     click.echo(f"\n{report.trained_now} trials trained now, {report.trained_total} in study {settings.study!r}"
-               f" ({report.repeats_answered} repeated proposals answered from the study)")
+               f" ({repeats} repeated proposal{'' if repeats == 1 else 's'} answered from the study)")
+    if report.replicates_now:
+        click.echo(f"{report.replicates_now} seed replicates of the baselines trained for the seed noise "
+                   f"(search.baseline_seeds = {settings.space.search.baseline_seeds})")
     if report.stopped_early:
         click.echo(f"stopped before {report.target} trials: {report.stopped_early}")
     if preempt.requested():

@@ -9,11 +9,12 @@ from moesearch.cli import cli
 from moesearch.cli.options import describe, dry_run, open_storage, resolve, run_options
 from moesearch.cli.study_option import load_study
 from moesearch.errors import InputError
+from moesearch.search_limits import VERIFY_SEEDS
 
 
 @cli.command()
 @run_options
-@click.option("--seeds", "n_seeds", type=click.IntRange(1, 100), default=3, show_default=True,
+@click.option("--seeds", "n_seeds", type=click.IntRange(1, 100), default=VERIFY_SEEDS, show_default=True,
               help="Seed replicates per front member and baseline: each is trained until it has 1 + SEEDS seeds.")
 def verify(n_seeds: int, **options) -> None:
     """Re-train the Pareto front and the uniform baselines of a study with fresh seeds.
@@ -24,8 +25,11 @@ def verify(n_seeds: int, **options) -> None:
     interrupted check: seeds already done are kept.
     """
     import optuna
+    from tqdm.auto import tqdm
 
-    from moesearch import noise, results
+    from moesearch import noise, replicates, results
+    from moesearch import study as study_mod
+    from moesearch.group import WorkerGroup
 
     preempt.install()  # from the start: a signal during set-up must not kill the command
     settings = resolve(**options)
@@ -34,32 +38,14 @@ def verify(n_seeds: int, **options) -> None:
     storage = open_storage(settings, explicit=options["storage"] is not None)
     if settings.study not in optuna.get_all_study_names(storage):
         raise InputError(f"--study: no study {settings.study!r} in this storage; run `moesearch search` first")
+    study = study_mod.open_study(storage, settings.study, settings.space, settings.seed, settings.data,
+                                 settings.data_sha256)
     trials = load_study(settings.results, settings.study)
     todo = noise.plan(trials, n_seeds, first_seed=settings.seed + 1)
     click.echo(f"{describe(settings)} | {len(todo)} replicate trials to train")
-    _train_replicates(settings, storage, todo)
+    bar = tqdm(total=len(todo), desc="verify", unit="trial", disable=None if settings.progress else True,
+               dynamic_ncols=True)
+    with WorkerGroup(settings.launch, settings.results / settings.study / "logs") as group, bar:
+        replicates.train(settings, study, group, todo, bar)
     trials = results.load_trials(settings.results, settings.study)
     click.echo(noise.text(noise.replicate_table(trials), settings.space.search.objectives))
-
-
-def _train_replicates(settings, storage, todo: list[tuple[str, int]]) -> None:
-    from dataclasses import replace
-
-    from tqdm.auto import tqdm
-
-    from moesearch import study as study_mod
-    from moesearch.group import WorkerGroup
-    from moesearch.runner import run_named, summary
-
-    study = study_mod.open_study(storage, settings.study, settings.space, settings.seed)
-    objectives = settings.space.search.objectives
-    bar = tqdm(todo, desc="verify", unit="trial", disable=None if settings.progress else True, dynamic_ncols=True)
-    with WorkerGroup(settings.launch, settings.results / settings.study / "logs") as group:
-        for assignment, seed in bar:
-            outcome = run_named(replace(settings, seed=seed), study, group, assignment.split(","), origin="verify")
-            if outcome is None:
-                continue  # settled by another group; `verify` again trains that seed
-            bar.write(f"{summary(outcome, objectives)} seed {seed}")
-            if outcome.preempted:
-                bar.write("preempted: run the same command again to finish")
-                return

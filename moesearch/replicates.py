@@ -1,0 +1,53 @@
+"""Seed replicates: train known assignments again with fresh seeds, so a front can state its noise.
+
+Used by `verify` (the front and the baselines) and by `search` (the baselines, search.baseline_seeds).
+Replicates are trials of origin 'verify': they re-measure, and never count toward a search's --trials.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import optuna
+from tqdm.auto import tqdm
+
+from moesearch import noise, preempt, results
+from moesearch.group import WorkerGroup
+from moesearch.runner import run_named, summary
+from moesearch.settings import Settings
+
+
+def baseline_plan(settings: Settings) -> list[tuple[str, int]]:
+    """The (baseline, seed) pairs still missing for search.baseline_seeds, from the study's records."""
+    n_seeds = settings.space.search.baseline_seeds
+    if not n_seeds or not results.trials_dir(settings.results, settings.study).is_dir():
+        return []
+    trials = results.load_trials(settings.results, settings.study)
+    if not (trials["state"] == "COMPLETE").any():
+        return []
+    return noise.plan(trials, n_seeds, first_seed=settings.seed + 1, baselines_only=True)
+
+
+def train(settings: Settings, study: optuna.Study, group: WorkerGroup, todo: list[tuple[str, int]],
+          bar: tqdm | None = None) -> int:
+    """Train each (assignment, seed) of `todo` as a trial of origin 'verify'; returns how many were trained.
+
+    Stops at a preemption (the rest is trained when the command runs again: plans are made from the
+    records, so seeds already done are kept).
+    """
+    objectives = settings.space.search.objectives
+    trained = 0
+    for assignment, seed in todo:
+        if preempt.requested():
+            break
+        outcome = run_named(replace(settings, seed=seed), study, group, assignment.split(","), origin="verify")
+        if outcome is None:
+            continue  # settled by another group; planning again trains that seed
+        trained += not outcome.preempted
+        (bar or tqdm).write(f"{summary(outcome, objectives)} seed {seed}")
+        if bar is not None:
+            bar.update(1)
+        if outcome.preempted:
+            tqdm.write("preempted: run the same command again to finish")
+            break
+    return trained
