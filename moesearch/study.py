@@ -4,7 +4,7 @@ Light: optuna only. Trials carry user attributes that make the study self-descri
   assignment  "gelu,swiglu,..."      seed     the training seed
   trained     the group trained it   duplicate_of   the trial whose result answered this one
   budget      counts toward --trials (not interrupted or verify trials)   failure_reason
-  origin      search, train or verify: the command that trained it
+  origin      search, train or verify (a seed replicate: `verify`, or `search` for baseline_seeds)
   worker      the supervisor running it ("host:pid:start"); heartbeat: its last sign of life (`liveness`)
 The study itself carries what a joining worker group needs: the space it was created for, the seed,
 the data and its sha256, the target number of trials, and the hypervolume reference point.
@@ -99,17 +99,35 @@ def open_study(storage: optuna.storages.BaseStorage, name: str, space: Space, se
     study = optuna.create_study(storage=storage, study_name=name, directions=directions,
                                 sampler=make_sampler(space.search.sampler, seed), load_if_exists=True)
     recorded = study.user_attrs.get("space")
+    if recorded is not None:
+        check_same_text(study, data, data_sha256)
     if recorded is None:
         study.set_user_attr("space", space.model_dump(mode="json"))
         study.set_user_attr("reference_point", reference_point(space))
         for layers in space.uniform_assignments():  # the baselines are always in the study, and first
             study.enqueue_trial(params(layers), skip_if_exists=True)
-    elif recorded != space.model_dump(mode="json"):
+    elif Space.model_validate(recorded).model_dump(mode="json") != space.model_dump(mode="json"):  # keys added since: defaults
         raise InputError(f"--study {name!r}: this study was created for a different space "
                          f"({recorded.get('name')!r} with other settings); give a new --study name")
     if "run" not in study.user_attrs:  # new, or made by an older moesearch: what joining worker groups need
         study.set_user_attr("run", {"seed": seed, "data": data, "data_sha256": data_sha256, "results": results})
     return study
+
+
+def check_same_text(study: optuna.Study, data: str | None, data_sha256: str | None) -> None:
+    """InputError unless `data_sha256` is the study's training text (None: nothing to check).
+
+    val_loss on another text is another quantity: one study, one text. Says which --data the study
+    was made with, so the user can give it again.
+    """
+    made = study.user_attrs.get("run", {})
+    if data_sha256 is None or made.get("data_sha256") in (None, data_sha256):
+        return
+    given = data or "not given (the standard library's source)"
+    theirs = made.get("data") or "not given (the standard library's source)"
+    raise InputError(f"--data: {given} (sha256 {data_sha256[:12]}) is not the training text of study "
+                     f"{study.study_name!r}, made with --data {theirs} (sha256 {made['data_sha256'][:12]}); "
+                     "allowed: that text, or a new --study")
 
 
 def load_existing(storage: optuna.storages.BaseStorage, name: str) -> optuna.Study:

@@ -195,3 +195,47 @@ def test_a_storage_password_never_reaches_an_error_message(tmp_path, monkeypatch
     result = CliRunner().invoke(cli, ["search", "tiny", "--nproc", "2", "--storage", url])
     assert result.exit_code == 2 and "--storage" in result.output, result.output
     assert "s3cret" not in result.output and "***" in result.output
+
+
+@pytest.mark.parametrize("made_with, given", [(None, "README.md"), ("README.md", None)])
+@pytest.mark.parametrize("command", [["search", "tiny"], ["train", "tiny", "--layers", "gelu,gelu"], ["verify", "tiny"]])
+def test_a_study_keeps_its_training_text(tmp_path, monkeypatch, command, made_with, given):
+    """Resuming with other text would rank losses of two texts together: refused, naming the study's --data."""
+    import optuna
+    from conftest import ROOT
+
+    from moesearch import corpus, space
+    from moesearch import study as study_mod
+
+    monkeypatch.chdir(tmp_path)
+    made_with, given = (str(ROOT / p) if p else None for p in (made_with, given))
+    (tmp_path / "results").mkdir()
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'results' / 'moesearch.db'}")  # the default one
+    study_mod.open_study(storage, "tiny", space.load("tiny"), 0, made_with, corpus.load(made_with).sha256)
+    before = sorted(tmp_path.rglob("*"))
+    result = CliRunner().invoke(cli, [*command, "--nproc", "2", *(["--data", given] if given else [])])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("moesearch: error: --data: "), result.output
+    assert f"made with --data {made_with or 'not given'}" in lines[0]
+    assert sorted(tmp_path.rglob("*")) == before
+    assert len(optuna.load_study(study_name="tiny", storage=storage).trials) == 3, "only the enqueued baselines"
+
+
+def test_a_sqlite_url_with_too_few_slashes_gets_its_own_fix_not_a_journal_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, ["search", "tiny", "--nproc", "2", "--storage", "sqlite:/bad.db", "--dry-run"])
+    assert result.exit_code == 2 and "allowed: sqlite:///bad.db" in result.output
+    assert "journal:sqlite" not in result.output
+
+
+def test_a_misspelt_activation_is_reported_before_torch_is_imported():
+    import subprocess
+    import sys
+
+    code = ("import sys; from click.testing import CliRunner; from moesearch.cli import cli; "
+            "r = CliRunner().invoke(cli, ['train', 'default', '--layers', 'gelu,swigul,gelu,gelu']); "
+            "assert r.exit_code == 2 and \"'swigul' not allowed\" in r.output, r.output; "
+            "print(sorted(m for m in ('torch', 'deepspeed') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -179,8 +179,7 @@ def check_storage_url(url: str) -> str:
     if url.startswith("journal:") and url.removeprefix("journal:"):
         return url
     if "://" not in url:
-        raise InputError(f"--storage: {redact(url)!r} is not a storage URL; allowed: sqlite:///file.db, "
-                         f"postgresql://user@host/db or journal:{url} for a journal file")
+        raise InputError(f"--storage: {redact(url)!r} is not a storage URL; allowed: {_suggest(url)}")
     try:
         from sqlalchemy.engine import make_url
 
@@ -189,6 +188,17 @@ def check_storage_url(url: str) -> str:
         raise InputError(f"--storage: {redact(url)!r} is not a storage URL; allowed: sqlite:///file.db, "
                          "postgresql://user@host/db or journal:/shared/path.log") from None
     return redact(url)
+
+
+def _suggest(url: str) -> str:
+    """What to write instead of a storage URL without '://': a path gets its two likely URLs, a
+    scheme with too few slashes ('sqlite:/x.db') its own corrected form, never 'journal:sqlite:...'."""
+    scheme, sep, rest = url.partition(":")
+    if sep and re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*", scheme) and scheme.lower() != "journal":
+        if scheme.lower().startswith("sqlite"):
+            return f"sqlite:///{rest.lstrip('/')} (three slashes, then the file's path)"
+        return f"{scheme}://user@host/db (a database server), sqlite:///file.db or journal:PATH"
+    return f"sqlite:///{url} for a SQLite file, journal:{url} for a journal file, or postgresql://user@host/db"
 
 
 def open_existing_storage(url: str):

@@ -38,11 +38,13 @@ def pareto(results: Path, study_name: str | None, everything: bool, out: Path | 
 
 def export(analysis, out: Path) -> None:
     """The ranked assignment table, written whole or not at all."""
+    import json
+
     from moesearch.files import write_atomic
 
     table = analysis.table
-    if out.suffix == ".csv":
-        table = table.assign(trials=table["trials"].map(lambda t: " ".join(map(str, t))))
+    if out.suffix == ".csv":  # a list as a list: "[0, 4]", never a bare "0" that reads as a count
+        table = table.assign(trials=table["trials"].map(lambda t: json.dumps([int(n) for n in t])))
         write_atomic(out, lambda tmp: table.to_csv(tmp, index=False))
     else:
         write_atomic(out, lambda tmp: table.to_parquet(tmp, index=False))

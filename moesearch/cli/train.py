@@ -18,15 +18,19 @@ def train(layers: str, **options) -> None:
 
     The trial joins the study (as a seed replicate when --seed differs), so `pareto` shows it.
     """
+    from moesearch import space as space_mod
+
+    preempt.install()  # from the start: a signal during set-up must not kill the command
+    space = space_mod.load(options.pop("space"))
+    chosen = [a.strip() for a in layers.split(",")]
+    space.check_assignment(chosen)  # first: a typo is reported at once, before the slow checks and imports
+    settings = resolve(space, **options)
+
     from moesearch import study as study_mod
     from moesearch.group import WorkerGroup
     from moesearch.results import trial_file
     from moesearch.runner import run_named
 
-    preempt.install()  # from the start: a signal during set-up must not kill the command
-    settings = resolve(**options)
-    chosen = [a.strip() for a in layers.split(",")]
-    settings.space.check_assignment(chosen)
     if options["dry_run"]:
         dry_run(settings, f"train {','.join(chosen)}")
     storage = open_storage(settings, explicit=options["storage"] is not None)
@@ -41,7 +45,7 @@ def train(layers: str, **options) -> None:
     for key in ("state", "failure_reason", *METRICS):
         value = outcome.row[key]
         if value is not None:
-            shown = fmt(value) if isinstance(value, float) else value
+            shown = value if isinstance(value, str) else fmt(value)  # metrics: 2,280,576 params
             click.echo(f"{key:>22}: {shown} {METRICS[key][0] if key in METRICS else ''}")
     balance = [f"{r['load_balance']:.3f}" for r in outcome.record.layers if r["moe"]]
     if balance:
