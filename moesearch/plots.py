@@ -1,8 +1,8 @@
 """The study's pictures, drawn with matplotlib (Agg: no screen needed) from its Parquet tables.
 
-    front.png        every assignment in objective space: the front joined, dominated points faded,
-                     baselines and the knee labelled (one panel per cost objective)
-    hypervolume.png  hypervolume after each trial of the search
+    front.png        every assignment in objective space: the front as its staircase, dominated points
+                     faded, baselines, the knee and the best first objective labelled (a panel per cost)
+    hypervolume.png  hypervolume after each trial of the search, in the objectives' units
     layers.png       which activation each layer takes, along the front and for the baselines
     curves.png       training loss (smoothed) and val_loss over tokens, front members and baselines
     hidden.png       FFN hidden activations near zero, per layer and activation
@@ -19,9 +19,11 @@ import numpy as np
 import pandas as pd
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
+from matplotlib.ticker import EngFormatter, FuncFormatter
 
 from moesearch.activations import NAMES
 from moesearch.files import write_atomic
+from moesearch.metrics import METRICS, fmt
 from moesearch.pareto import Analysis, baseline_name, header
 
 COLORS = dict(zip(NAMES, matplotlib.colormaps["tab10"].colors, strict=False))  # one colour per activation
@@ -44,21 +46,38 @@ def front(analysis: Analysis) -> Figure:
     t = analysis.table
     fig = Figure(figsize=(6.4 * len(costs), 4.8))
     axes = fig.subplots(1, len(costs), squeeze=False)
+    on = t[t["pareto"]]
+    best = on[first].idxmin() if analysis.objectives[first] == "minimize" else on[first].idxmax()
+    singled = t[t["baseline"] | t["knee"] | (t.index == best)]
     for ax, cost in zip(axes[0], costs, strict=True):
-        rest, on = t[~t["pareto"]], t[t["pareto"]].sort_values(cost)
+        rest = t[~t["pareto"]]
         ax.scatter(rest[cost], rest[first], color="grey", alpha=0.3, label="dominated")
-        ax.plot(on[cost], on[first], "o-", color="tab:blue", label="Pareto front" + (" (all objectives)" if len(costs) > 1 else ""))
-        for _, row in t[t["baseline"] | t["knee"]].iterrows():
-            ax.scatter(row[cost], row[first], marker="*" if row["baseline"] else "D", s=160, zorder=3,
-                       color="tab:red" if row["baseline"] else "tab:green", edgecolor="black")
-            ax.annotate(label(row) + (" (knee)" if row["knee"] else ""), (row[cost], row[first]),
+        if len(costs) == 1:  # a two-objective front is a staircase: each step is the region one point dominates
+            ax.step(on.sort_values(cost)[cost], on.sort_values(cost)[first], color="tab:blue", alpha=0.6,
+                    where="post" if analysis.objectives[cost] == "minimize" else "pre")
+        ax.plot(on[cost], on[first], "o", color="tab:blue",
+                label="Pareto front" + (" (all objectives)" if len(costs) > 1 else ""))
+        for index, row in singled.iterrows():
+            if row["baseline"] or row["knee"]:
+                ax.scatter(row[cost], row[first], marker="*" if row["baseline"] else "D", s=160, zorder=3,
+                           color="tab:red" if row["baseline"] else "tab:green", edgecolor="black")
+            notes = [n for n, yes in (("knee", row["knee"]), (f"best {first}", index == best)) if yes]
+            ax.annotate(label(row) + (f" ({', '.join(notes)})" if notes else ""), (row[cost], row[first]),
                         textcoords="offset points", xytext=(6, 6), fontsize=8)
         ax.set_xlabel(header(cost, analysis.objectives[cost]))
         ax.set_ylabel(header(first, analysis.objectives[first]))
+        _plain_numbers(ax.xaxis, cost)
+        _plain_numbers(ax.yaxis, first)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle("Assignments in objective space (means over seeds); stars: uniform baselines")
     return fig
+
+
+def _plain_numbers(axis, metric: str) -> None:
+    """Tick labels that carry their own magnitude (8.47M FLOPs), never a '1e7' offset beside the axis."""
+    counted = METRICS[metric][0] in ("FLOPs", "params", "tokens/s")
+    axis.set_major_formatter(EngFormatter(sep="") if counted else FuncFormatter(lambda value, _: fmt(value)))
 
 
 def hypervolume(analysis: Analysis) -> Figure:
@@ -67,7 +86,8 @@ def hypervolume(analysis: Analysis) -> Figure:
     h = analysis.history
     ax.step(h["trial"], h["hypervolume"], where="post", marker="o")
     ax.set_xlabel("trial number")
-    ax.set_ylabel("hypervolume")
+    ax.set_ylabel(f"hypervolume [{' x '.join(METRICS[o][0] for o in analysis.objectives)}]")
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: fmt(value)))  # 3,400,000, not an offset
     ref = ", ".join(f"{o} {v:.4g}" for o, v in analysis.reference.items())
     ax.set_title(f"Hypervolume of the search so far (reference: {ref})", fontsize=9)
     ax.grid(alpha=0.3)

@@ -1,0 +1,40 @@
+"""What the pictures show a person: the front as a staircase, its members named, units on every axis."""
+
+from __future__ import annotations
+
+import matplotlib.ticker
+from test_results import FRONT, record, write
+
+from moesearch import pareto, plots, results
+
+
+def analysis_of(folder, *records):
+    write(folder, *records)
+    return pareto.analyse(results.load_trials(folder, "s"))
+
+
+def test_a_two_objective_front_is_drawn_as_its_staircase_with_its_best_and_knee_named(tmp_path):
+    ax = plots.front(analysis_of(tmp_path, *FRONT)).axes[0]
+    stairs = [line for line in ax.get_lines() if line.get_drawstyle().startswith("steps")]
+    assert len(stairs) == 1 and stairs[0].get_drawstyle() == "steps-pre", "tokens/s is maximised: step before"
+    assert sorted(stairs[0].get_xdata()) == [100.0, 110.0, 120.0]
+    notes = {a.get_text() for a in ax.texts}
+    assert {"all-swiglu (best val_loss)", "gelu,swiglu (knee)", "all-gelu", "all-relu"} <= notes
+    assert isinstance(ax.xaxis.get_major_formatter(), matplotlib.ticker.EngFormatter), "8.5M, not a 1e7 offset"
+    assert ax.get_xlabel() == "tokens_per_s [tokens/s] (max)"
+
+
+def test_a_minimised_cost_steps_after_each_point(tmp_path):
+    flops = [record(i, a, loss, None) for i, (a, loss) in enumerate([("gelu,gelu", 2.0), ("swiglu,swiglu", 1.8)])]
+    for r, cost in zip(flops, (1000, 1500), strict=True):
+        r.trial["train_flops_per_token"] = cost
+        r.trial["objectives"] = '{"val_loss": "minimize", "train_flops_per_token": "minimize"}'
+        r.trial["reference_point"] = '{"val_loss": 3.0, "train_flops_per_token": 2000}'
+    ax = plots.front(analysis_of(tmp_path, *flops)).axes[0]
+    assert [line.get_drawstyle() for line in ax.get_lines() if line.get_drawstyle().startswith("steps")] == ["steps-post"]
+
+
+def test_the_hypervolume_axis_has_its_unit_and_no_offset(tmp_path):
+    ax = plots.hypervolume(analysis_of(tmp_path, *FRONT)).axes[0]
+    assert ax.get_ylabel() == "hypervolume [nats/byte x tokens/s]"
+    assert isinstance(ax.yaxis.get_major_formatter(), matplotlib.ticker.FuncFormatter)
