@@ -27,12 +27,11 @@ import pyarrow.parquet as pq
 
 from moesearch.errors import InputError
 from moesearch.files import write_atomic
-from moesearch.metrics import METRICS
+from moesearch.metrics import INTEGER_METRICS, METRICS
 
 SCHEMA_VERSION = 2
 TABLES = ("trials", "steps", "layers")
 ORIGINS = ("search", "train", "verify")  # which command trained a trial
-_INT_METRICS = {"params_total", "params_active", "train_flops_per_token"}
 _TIME = pa.timestamp("us", tz="UTC")
 
 _FIXED = [
@@ -46,7 +45,7 @@ _FIXED = [
     pa.field("n_layers", pa.int32()),
     pa.field("objectives", pa.string()),  # JSON {metric: "minimize" | "maximize"}
     pa.field("reference_point", pa.string()),  # JSON {metric: value}, fixed when the study was created
-    *(pa.field(m, pa.int64() if m in _INT_METRICS else pa.float64()) for m in METRICS),
+    *(pa.field(m, pa.int64() if m in INTEGER_METRICS else pa.float64()) for m in METRICS),
     pa.field("seed", pa.int64()),
     pa.field("replicate_of", pa.int64()),  # the first trial of this assignment with another seed
     pa.field("data_sha256", pa.string()),
