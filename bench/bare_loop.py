@@ -80,9 +80,10 @@ def main() -> None:
     c = json.loads(sys.argv[1])
     os.environ.setdefault("DS_ACCELERATOR", "cpu")
     import deepspeed
-    import deepspeed.ops
 
-    deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False  # inference-only op: skip its JIT build
+    from moesearch.deepspeed_compat import skip_inference_comm_op
+
+    skip_inference_comm_op()  # inference-only op: skip its JIT build (the one internal, shared with moesearch)
     deepspeed.init_distributed()
     torch.manual_seed(0)
     model = Model(c)

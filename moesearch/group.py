@@ -21,6 +21,7 @@ import psutil
 
 from moesearch import preempt
 from moesearch.launch import Launch
+from moesearch.vocab import Failed, Ready, Reply, Shutdown, Step, Stop, Task
 from moesearch.worker import ADDRESS_ENV, AUTHKEY_ENV
 
 _START_TIMEOUT_S = 600  # imports plus rendezvous; generous for a cold, loaded machine
@@ -44,8 +45,8 @@ class WorkerGroup:
         self.hardware: dict = {}
         self.launches = 0
 
-    def run(self, trial: int, config_json: str, timeout_s: float, on_step: Callable[[int, float], None]) -> dict:
-        """Train one trial; returns the group's reply: {"kind": "done", "metrics", "steps", "layers"} or "failed".
+    def run(self, trial: int, config_json: str, timeout_s: float, on_step: Callable[[int, float], None]) -> Reply:
+        """Train one trial; returns the group's reply, `Done` or `Failed`.
 
         On SIGTERM or SIGUSR1 (`preempt`), rank 0 is told to stop: the ranks stop together at the next
         step boundary and reply "failed" with `preempted` set.
@@ -56,18 +57,18 @@ class WorkerGroup:
         deadline = time.monotonic() + timeout_s
         stop_sent = False
         try:
-            self.link.send({"trial": trial, "config": config_json})
+            self.link.send(Task(trial, config_json))
             while True:
                 if self.link.poll(_POLL_S):
-                    msg = self.link.recv()
-                    if msg.get("preempted"):  # the ranks are exiting: a signal reached them, maybe not us
-                        preempt.note(f"a signal to the ranks ({msg['reason']})")
+                    msg: Step | Reply = self.link.recv()
+                    if isinstance(msg, Failed) and msg.preempted:  # the ranks are exiting: a signal reached them
+                        preempt.note(f"a signal to the ranks ({msg.reason})")
                         self.kill()
-                    if msg["kind"] != "step":
+                    if not isinstance(msg, Step):
                         return msg
-                    on_step(msg["step"], msg["loss"])
+                    on_step(msg.step, msg.loss)
                 if preempt.requested() and not stop_sent:
-                    self.link.send({"kind": "stop", "signal": preempt.requested()})
+                    self.link.send(Stop(preempt.requested()))
                     stop_sent = True
                 if time.monotonic() > deadline:  # checked even while steps keep arriving
                     raise GroupFailure(f"timeout: trial still running after {timeout_s:g} s")
@@ -116,7 +117,8 @@ class WorkerGroup:
                 if "DS_ENV_FILE" in env:
                     Path(env["DS_ENV_FILE"]).unlink(missing_ok=True)
             try:
-                self.hardware = self.link.recv()["hardware"]
+                ready: Ready = self.link.recv()
+                self.hardware = ready.hardware
             except (EOFError, OSError):
                 self._fail_start()
 
@@ -180,7 +182,7 @@ class WorkerGroup:
         """Ask the group to finish, then make sure it has."""
         if self.link:
             try:
-                self.link.send(None)
+                self.link.send(Shutdown())
                 self.proc.wait(timeout=60)
             except (OSError, subprocess.TimeoutExpired):
                 pass

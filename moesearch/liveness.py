@@ -24,6 +24,8 @@ from pathlib import Path
 import optuna
 import psutil
 from optuna.trial import FrozenTrial
+from moesearch import optuna_compat
+from moesearch.vocab import TrialAttr
 
 HEARTBEAT_S = 10.0
 GRACE_S = 120.0  # twelve missed beats: survives a slow database, not a dead node
@@ -51,10 +53,10 @@ def _pid_space() -> str:
 
 def is_dead(trial: FrozenTrial, now: float | None = None) -> bool:
     """Whether a RUNNING trial's supervisor is gone, so nobody will ever finish it."""
-    host, pid, started, space = (trial.user_attrs.get("worker", "").split(":") + ["", "", "", ""])[:4]
+    host, pid, started, space = (trial.user_attrs.get(TrialAttr.WORKER, "").split(":") + ["", "", "", ""])[:4]
     if (host, space) == (socket.gethostname(), _pid_space()):  # its pid means something here
         return not _alive(int(pid), float(started))
-    last = trial.user_attrs.get("heartbeat", trial.datetime_start.timestamp() if trial.datetime_start else 0.0)
+    last = trial.user_attrs.get(TrialAttr.HEARTBEAT, trial.datetime_start.timestamp() if trial.datetime_start else 0.0)
     return (now or time.time()) - last > GRACE_S
 
 
@@ -70,13 +72,13 @@ def _alive(pid: int, started: float) -> bool:
 @contextlib.contextmanager
 def beating(study: optuna.Study, number: int) -> Iterator[None]:
     """Keep trial `number`'s heartbeat fresh for the duration of the block (a background thread)."""
-    trial = optuna.Trial(study, study.get_trials(deepcopy=False)[number]._trial_id)
+    trial = optuna_compat.handle(study, study.get_trials(deepcopy=False)[number])
     stop = threading.Event()
 
     def beat() -> None:
         while True:
             with contextlib.suppress(Exception):  # a storage hiccup: the next beat tries again
-                trial.set_user_attr("heartbeat", time.time())
+                trial.set_user_attr(TrialAttr.HEARTBEAT, time.time())
             if stop.wait(HEARTBEAT_S):
                 return
 

@@ -14,6 +14,7 @@ import pandas as pd
 
 from moesearch.metrics import fmt_pm
 from moesearch.pareto import baseline_name, by_assignment, objectives_of, one_text, rank
+from moesearch.vocab import Origin, State
 
 
 def plan(trials: pd.DataFrame, n_seeds: int, first_seed: int, baselines_only: bool = False) -> list[tuple[str, int]]:
@@ -28,10 +29,10 @@ def plan(trials: pd.DataFrame, n_seeds: int, first_seed: int, baselines_only: bo
     """
     objectives = objectives_of(trials)
     trials, _ = one_text(trials)
-    searched = trials[trials["origin"] != "verify"]  # targets from the search alone: they stay put as replicates land
+    searched = trials[trials["origin"] != Origin.VERIFY]  # targets from the search alone: they stay put as replicates land
     table = rank(by_assignment(searched, objectives), objectives)
     targets = table[table["baseline"] | (table["pareto"] & (not baselines_only))]
-    seeds = trials[trials["state"] == "COMPLETE"].groupby("assignment")["seed"].nunique()
+    seeds = trials[trials["state"] == State.COMPLETE].groupby("assignment")["seed"].nunique()
     todo = []
     for assignment in targets["assignment"]:
         used = set(trials.loc[trials["assignment"] == assignment, "seed"])

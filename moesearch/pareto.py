@@ -23,6 +23,7 @@ import pandas as pd
 from moesearch.activations import NAMES
 from moesearch.metrics import INTEGER_METRICS, METRICS, fmt, fmt_pm
 from moesearch.search_limits import VERIFY_SEEDS
+from moesearch.vocab import State
 
 CONTEXT = ("params_active", "train_flops_per_token")  # cost columns shown beside the objectives
 CONFIDENCE = 0.95  # a difference from a baseline is a win only outside its two-sided 95% interval of seed noise
@@ -67,7 +68,7 @@ def by_assignment(trials: pd.DataFrame, objectives: dict[str, str]) -> pd.DataFr
     spread over seeds. Columns: assignment, the metrics (means), <objective>_std, seeds, trial (the
     first), trials, layer_NN, baseline. Assignments trained once skip the grouping (large studies).
     """
-    done = trials[trials["state"] == "COMPLETE"]
+    done = trials[trials["state"] == State.COMPLETE]
     metrics = list(dict.fromkeys([*objectives, *(m for m in METRICS if m in done.columns)]))  # every cost, exported
     layer_columns = sorted(c for c in done.columns if c.startswith("layer_"))
     repeated = done["assignment"].duplicated(keep=False)
@@ -111,7 +112,7 @@ def front(trials: pd.DataFrame) -> tuple[pd.DataFrame, float]:
     """
     objectives, reference = objectives_of(trials), reference_of(trials)
     trials, _ = one_text(trials)
-    complete = (trials["state"] == "COMPLETE").to_numpy()
+    complete = (trials["state"] == State.COMPLETE).to_numpy()
     repeated = trials["assignment"].duplicated(keep=False).to_numpy()  # a failed attempt counts: grouped, harmless
     once = np.flatnonzero(complete & ~repeated)
     points, maximise = _points(trials[list(objectives)].iloc[once], objectives)  # the objective columns, not every column
@@ -167,7 +168,7 @@ def hypervolume_history(trials: pd.DataFrame, objectives: dict[str, str], refere
     Measured as the headline hypervolume is (seeds averaged per assignment), so the last value equals
     it; a seed replicate that moves an assignment's mean can lower it: a correction, not a regression.
     """
-    done = trials[trials["state"] == "COMPLETE"].sort_values("trial")
+    done = trials[trials["state"] == State.COMPLETE].sort_values("trial")
     points, maximise = _points(done, objectives)
     ref = [reference[o] for o in objectives]
     per_seed: dict[tuple[str, int], list[np.ndarray]] = defaultdict(list)
@@ -281,7 +282,7 @@ def analyse(trials: pd.DataFrame) -> Analysis:
     spread = seed_spread(table, objectives)
     return Analysis(objectives, reference, table, hypervolume_history(trials, objectives, reference),
                     baseline_deltas(table, objectives, spread), hypervolume(table[table["pareto"]], objectives, reference),
-                    failed=int((trials["state"] == "FAIL").sum()),  # preempted trials are no failures
+                    failed=int((trials["state"] == State.FAIL).sum()),  # preempted trials are no failures
                     spread=spread, left_out=left_out)
 
 

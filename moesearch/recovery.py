@@ -16,8 +16,9 @@ import optuna
 import pyarrow.parquet as pq
 from optuna.trial import TrialState
 
-from moesearch import liveness, results
+from moesearch import liveness, optuna_compat, results
 from moesearch import study as study_mod
+from moesearch.vocab import Origin, State, StudyAttr, TrialAttr
 
 
 def recover(study: optuna.Study, results_dir: Path) -> list[str]:
@@ -31,17 +32,17 @@ def recover(study: optuna.Study, results_dir: Path) -> list[str]:
 
 def _settle(study: optuna.Study, results_dir: Path, frozen: optuna.trial.FrozenTrial) -> str | None:
     row = _record(results_dir, study.study_name, frozen.number)
-    retry = frozen.user_attrs.get("origin", "search") == "search"  # train and verify are re-run by their command
-    who = frozen.user_attrs.get("worker", "a worker group").split(":")
-    if row is None or row["state"] == "PREEMPTED":
+    retry = frozen.user_attrs.get(TrialAttr.ORIGIN, Origin.SEARCH) == Origin.SEARCH  # train and verify are re-run by their command
+    who = frozen.user_attrs.get(TrialAttr.WORKER, "a worker group").split(":")
+    if row is None or row["state"] == State.PREEMPTED:
         reason = row["failure_reason"] if row else f"lost: its supervisor ({':'.join(who[:2])}) died mid-trial"
         if not study_mod.fail_outside_budget(study, frozen, reason, requeue=retry):
             return None  # another process settled it first
         return f"trial {frozen.number}: {reason}" + ("; queued again" if retry and frozen.params else "")
-    objectives = study.user_attrs["space"]["search"]["objectives"]
-    values = [row[o] for o in objectives] if row["state"] == "COMPLETE" else None
+    objectives = study.user_attrs[StudyAttr.SPACE]["search"]["objectives"]
+    values = [row[o] for o in objectives] if row["state"] == State.COMPLETE else None
     try:
-        study_mod.tell_result(study, optuna.Trial(study, frozen._trial_id), values, row["failure_reason"])
+        study_mod.tell_result(study, optuna_compat.handle(study, frozen), values, row["failure_reason"])
     except (optuna.exceptions.UpdateFinishedTrialError, ValueError, RuntimeError):
         return None  # another process settled it first
     return f"trial {frozen.number}: told from its record ({row['state']}); its supervisor died before telling"

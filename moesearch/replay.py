@@ -20,6 +20,7 @@ from moesearch import pareto
 from moesearch.errors import InputError
 from moesearch.search_limits import MAX_REPEATS_IN_A_ROW
 from moesearch.study import make_sampler, param_name
+from moesearch.vocab import State
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,7 @@ class Table:
 
 def load_table(trials: pd.DataFrame, source: str) -> Table:
     """The completed trials of an exhaustive study; InputError if an assignment is missing."""
-    done = trials[trials["state"] == "COMPLETE"]
+    done = trials[trials["state"] == State.COMPLETE]
     if done.empty:
         raise InputError(f"TABLE: {source} has no completed trial")
     objectives, reference = pareto.objectives_of(done), pareto.reference_of(done)

@@ -15,6 +15,7 @@ from moesearch import noise, preempt, results
 from moesearch.group import WorkerGroup
 from moesearch.runner import run_named, summary
 from moesearch.settings import Settings
+from moesearch.vocab import Origin, State
 
 
 def baseline_plan(settings: Settings) -> list[tuple[str, int]]:
@@ -23,7 +24,7 @@ def baseline_plan(settings: Settings) -> list[tuple[str, int]]:
     if not n_seeds or not results.trials_dir(settings.results, settings.study).is_dir():
         return []
     trials = results.load_trials(settings.results, settings.study)
-    if not (trials["state"] == "COMPLETE").any():
+    if not (trials["state"] == State.COMPLETE).any():
         return []
     return noise.plan(trials, n_seeds, first_seed=settings.seed + 1, baselines_only=True)
 
@@ -40,7 +41,7 @@ def train(settings: Settings, study: optuna.Study, group: WorkerGroup, todo: lis
     for assignment, seed in todo:
         if preempt.requested():
             break
-        outcome = run_named(replace(settings, seed=seed), study, group, assignment.split(","), origin="verify")
+        outcome = run_named(replace(settings, seed=seed), study, group, assignment.split(","), origin=Origin.VERIFY)
         if outcome is None:
             continue  # settled by another group; planning again trains that seed
         trained += not outcome.preempted

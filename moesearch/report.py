@@ -16,6 +16,7 @@ from string import Template
 import pandas as pd
 
 from moesearch import noise, pareto, plots
+from moesearch.vocab import State
 
 _PAGE = Template("""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>moesearch: $study</title>
@@ -88,7 +89,7 @@ def _provenance(trials: pd.DataFrame) -> pd.Series:
         "objectives": ", ".join(f"{o} ({d})" for o, d in json.loads(first["objectives"]).items()),
         "hypervolume reference point": first["reference_point"],
         "trials": f"{len(trials)} ({', '.join(f'{n} {o}' for o, n in counts.items())}), "
-                  f"{int((trials['state'] == 'COMPLETE').sum())} complete",
+                  f"{int((trials['state'] == State.COMPLETE).sum())} complete",
         "seeds": ", ".join(map(str, sorted(trials["seed"].unique()))),
         "first and last trial finished": f"{finished.min():%Y-%m-%d %H:%M} to {finished.max():%Y-%m-%d %H:%M} UTC",
         "devices": f"{first['device_kind']} x {first['device_count']}, {first['world_size']} ranks, "

@@ -31,15 +31,14 @@ from moesearch.metrics import INTEGER_METRICS, METRICS
 
 SCHEMA_VERSION = 2
 TABLES = ("trials", "steps", "layers")
-ORIGINS = ("search", "train", "verify")  # which command trained a trial
 _TIME = pa.timestamp("us", tz="UTC")
 
 _FIXED = [
     pa.field("schema_version", pa.int32()),
     pa.field("study", pa.string()),
     pa.field("trial", pa.int64()),
-    pa.field("origin", pa.string()),
-    pa.field("state", pa.string()),  # COMPLETE, FAIL or PREEMPTED
+    pa.field("origin", pa.string()),  # a vocab.Origin
+    pa.field("state", pa.string()),  # a vocab.State
     pa.field("failure_reason", pa.string()),
     pa.field("assignment", pa.string()),  # "gelu,swiglu,...", the form --layers takes
     pa.field("n_layers", pa.int32()),

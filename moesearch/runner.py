@@ -18,6 +18,7 @@ from moesearch.config import RunConfig
 from moesearch.group import GroupFailure, GroupStartFailure, WorkerGroup
 from moesearch.metrics import fmt
 from moesearch.settings import Settings
+from moesearch.vocab import Done, Failed, Reply, State
 
 
 @dataclass(frozen=True)
@@ -30,12 +31,12 @@ class Outcome:
 
     @property
     def ok(self) -> bool:
-        return self.row["state"] == "COMPLETE"
+        return self.row["state"] == State.COMPLETE
 
     @property
     def preempted(self) -> bool:
         """Stopped by SIGTERM/SIGUSR1: no result, retried later (outside the budget)."""
-        return self.row["state"] == "PREEMPTED"
+        return self.row["state"] == State.PREEMPTED
 
     def values(self, objectives: dict[str, str]) -> list[float]:
         return [self.row[o] for o in objectives]
@@ -59,8 +60,7 @@ def run_trial(settings: Settings, group: WorkerGroup, number: int, layers: list[
     except GroupStartFailure:
         raise
     except GroupFailure as e:  # a signal may have taken the group down before it could reply
-        reply = {"kind": "failed", "reason": _preempted_reason(e) if preempt.requested() else str(e),
-                 "preempted": preempt.requested() is not None}
+        reply = Failed(_preempted_reason(e) if preempt.requested() else str(e), preempted=preempt.requested() is not None)
     except KeyboardInterrupt:
         group.kill()
         raise
@@ -68,19 +68,20 @@ def run_trial(settings: Settings, group: WorkerGroup, number: int, layers: list[
         bar.close()
     record = results.make_record(
         study=settings.study, trial=number, origin=origin, layers=layers,
-        state=_state(reply), failure_reason=reply.get("reason"),
+        state=_state(reply), failure_reason=reply.reason if isinstance(reply, Failed) else None,
         objectives=settings.space.search.objectives, reference_point=reference,
-        metrics=reply.get("metrics", {}), steps=reply.get("steps", []), layer_rows=reply.get("layers", []),
+        metrics=reply.metrics if isinstance(reply, Done) else {}, steps=reply.steps,
+        layer_rows=reply.layers if isinstance(reply, Done) else [],
         config_json=config_json, seed=settings.seed, replicate_of=replicate_of, data_sha256=settings.data_sha256,
         hardware=group.hardware, ep_size=cfg.ep_size, started_at=started, finished_at=datetime.now(timezone.utc),
     )
     return Outcome(record)
 
 
-def _state(reply: dict) -> str:
-    if reply["kind"] == "done":
-        return "COMPLETE"
-    return "PREEMPTED" if reply.get("preempted") else "FAIL"
+def _state(reply: Reply) -> State:
+    if isinstance(reply, Done):
+        return State.COMPLETE
+    return State.PREEMPTED if reply.preempted else State.FAIL
 
 
 def _preempted_reason(error: GroupFailure) -> str:
@@ -133,7 +134,7 @@ def summary(outcome: Outcome, objectives: dict[str, str]) -> str:
     """One line per finished trial, for the log above the progress bars."""
     row = outcome.row
     if not outcome.ok:  # PREEMPTED or FAILED, as the record's state says
-        state = "PREEMPTED" if outcome.preempted else "FAILED"
+        state = State.PREEMPTED if outcome.preempted else "FAILED"  # as people say it
         return f"trial {row['trial']} [{row['assignment']}] {state}: {row['failure_reason'].splitlines()[0]}"
     shown = ", ".join(f"{o}={fmt(row[o])}" for o in objectives)
     return f"trial {row['trial']} [{row['assignment']}] {shown} ({row['wall_time_s']:.1f} s)"

@@ -21,12 +21,13 @@ from dataclasses import dataclass
 import optuna
 from tqdm.auto import tqdm
 
-from moesearch import liveness, preempt, recovery, replicates
+from moesearch import liveness, optuna_compat, preempt, recovery, replicates
 from moesearch import study as study_mod
 from moesearch.group import WorkerGroup
 from moesearch.runner import Outcome, record_and_tell, summary
 from moesearch.search_limits import MAX_REPEATS_IN_A_ROW
 from moesearch.settings import Settings
+from moesearch.vocab import Origin, StudyAttr, TrialAttr
 
 WAIT_S = 2.0  # between looks at a study whose remaining trials run in other groups
 
@@ -86,7 +87,7 @@ def run_search(settings: Settings, study: optuna.Study, replicate_baselines: boo
 
 def target(study: optuna.Study) -> int:
     """The study's --trials: set by `search` and `worker --trials`, read by every group."""
-    return study.user_attrs["trials"]
+    return study.user_attrs[StudyAttr.TRIALS]
 
 
 def _why_stop(settings: Settings, now: study_mod.Snapshot, n_trials: int, in_a_row: int) -> str | None:
@@ -101,23 +102,23 @@ def _why_stop(settings: Settings, now: study_mod.Snapshot, n_trials: int, in_a_r
 
 def _others_finish(settings: Settings, now: study_mod.Snapshot, n_trials: int) -> bool:
     """Whether the trials running in other groups complete the study or the space (unless those groups die)."""
-    running = {t.user_attrs.get("assignment") for t in now.running.values()}
+    running = {t.user_attrs.get(TrialAttr.ASSIGNMENT) for t in now.running.values()}
     return now.done + len(now.running) >= n_trials or len(now.known.keys() | running) >= settings.space.size()
 
 
 def _answer(settings: Settings, study: optuna.Study, trial: optuna.Trial, group: WorkerGroup,
             n_trials: int) -> Outcome | str:
     """Tell the study this trial's result: trained, "repeat" (an earlier result answers) or "withdrawn"."""
-    trial.set_user_attr("worker", liveness.me())  # first: recovery must know whose trial this is
+    trial.set_user_attr(TrialAttr.WORKER, liveness.me())  # first: recovery must know whose trial this is
     choices = settings.space.layer_choices()
     layers = [trial.suggest_categorical(study_mod.param_name(i), c) for i, c in enumerate(choices)]
     assignment = ",".join(layers)
-    trial.set_user_attr("assignment", assignment)
-    trial.set_user_attr("seed", settings.seed)
+    trial.set_user_attr(TrialAttr.ASSIGNMENT, assignment)
+    trial.set_user_attr(TrialAttr.SEED, settings.seed)
     now = study_mod.snapshot(study, settings.seed)
     if assignment in now.known:  # already trained with this seed: its result answers the trial
         number, values = now.known[assignment]
-        trial.set_user_attr("duplicate_of", number)
+        trial.set_user_attr(TrialAttr.DUPLICATE_OF, number)
         study.tell(trial, values)
         return "repeat"
     if same := _running_elsewhere(trial, now, settings.seed):  # that group trains it: not queued again
@@ -127,18 +128,18 @@ def _answer(settings: Settings, study: optuna.Study, trial: optuna.Trial, group:
     if _target_taken(trial, now, n_trials):  # a queued trial (baseline, retry) goes back for later
         mine = now.running[trial.number]
         study_mod.fail_outside_budget(study, mine, f"withdrawn: trials running in other groups complete the "
-                                      f"study's {n_trials} trials", requeue="fixed_params" in mine.system_attrs)
+                                      f"study's {n_trials} trials", requeue=optuna_compat.was_queued(mine))
         return "withdrawn"
-    trial.set_user_attr("trained", True)
-    trial.set_user_attr("origin", "search")
-    return record_and_tell(settings, study, trial, group, layers, "search") or "withdrawn"
+    trial.set_user_attr(TrialAttr.TRAINED, True)
+    trial.set_user_attr(TrialAttr.ORIGIN, Origin.SEARCH)
+    return record_and_tell(settings, study, trial, group, layers, Origin.SEARCH) or "withdrawn"
 
 
 def _running_elsewhere(trial: optuna.Trial, now: study_mod.Snapshot, seed: int) -> int | None:
     """Another RUNNING trial of the same assignment and seed. Every group defers to every other, so two
     can never train it at once (both may withdraw in a tight race; the sampler proposes it again)."""
     return next((t.number for t in now.running.values() if t.number != trial.number and t.params == trial.params
-                 and t.user_attrs.get("seed", seed) == seed), None)
+                 and t.user_attrs.get(TrialAttr.SEED, seed) == seed), None)
 
 
 def _target_taken(trial: optuna.Trial, now: study_mod.Snapshot, n_trials: int) -> bool:

@@ -12,6 +12,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from moesearch import liveness
 from moesearch import study as study_mod
+from moesearch.vocab import StudyAttr, TrialAttr
 
 
 @dataclass(frozen=True)
@@ -36,21 +37,21 @@ def of(study: optuna.Study, now: float | None = None) -> Status:
     counted = study_mod.trained_among(trials, budget_only=True)
     # trials with a result (verify replicates too): preempted, lost or withdrawn ones trained nothing to count
     trained = [t for t in study_mod.trained_among(trials, budget_only=False)
-               if t.state == TrialState.COMPLETE or t.user_attrs.get("budget", True)]
+               if t.state == TrialState.COMPLETE or t.user_attrs.get(TrialAttr.BUDGET, True)]
     running = [t for t in trials if t.state == TrialState.RUNNING]
     stale = [t for t in running if liveness.is_dead(t, now)]
     finished_at = sorted(t.datetime_complete.timestamp() for t in trained)
     started_at = min((t.datetime_start.timestamp() for t in trained), default=None)
     return Status(
-        target=study.user_attrs.get("trials"),
+        target=study.user_attrs.get(StudyAttr.TRIALS),
         complete=sum(t.state == TrialState.COMPLETE for t in counted),
         failed=sum(t.state == TrialState.FAIL for t in counted),
         running=len(running),
-        repeats=sum("duplicate_of" in t.user_attrs for t in trials),
-        outside_budget=sum(t.state == TrialState.FAIL and not t.user_attrs.get("budget", True) for t in trials),
+        repeats=sum(TrialAttr.DUPLICATE_OF in t.user_attrs for t in trials),
+        outside_budget=sum(t.state == TrialState.FAIL and not t.user_attrs.get(TrialAttr.BUDGET, True) for t in trials),
         waiting=sum(t.state == TrialState.WAITING for t in trials),
-        groups=sorted({":".join(t.user_attrs["worker"].split(":")[:2]) for t in running
-                       if t not in stale and "worker" in t.user_attrs}),
+        groups=sorted({":".join(t.user_attrs[TrialAttr.WORKER].split(":")[:2]) for t in running
+                       if t not in stale and TrialAttr.WORKER in t.user_attrs}),
         stale=[t.number for t in stale],
         per_hour_last=sum(f > now - 3600 for f in finished_at),
         per_hour_overall=len(finished_at) / (finished_at[-1] - started_at) * 3600
@@ -64,7 +65,7 @@ def _front_size(study: optuna.Study, trials: list[FrozenTrial]) -> int:
     first: dict[str, list[float]] = {}
     for t in trials:
         if t.state == TrialState.COMPLETE:
-            first.setdefault(t.user_attrs["assignment"], t.values)
+            first.setdefault(t.user_attrs[TrialAttr.ASSIGNMENT], t.values)
     if not first:
         return 0
     maximise = [d == optuna.study.StudyDirection.MAXIMIZE for d in study.directions]

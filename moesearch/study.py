@@ -19,12 +19,13 @@ from dataclasses import dataclass
 
 import optuna
 from optuna.distributions import CategoricalDistribution
-from optuna.samplers import BaseSampler, BruteForceSampler, GPSampler, NSGAIISampler, RandomSampler, TPESampler
+from optuna.samplers import BaseSampler, GPSampler, NSGAIISampler, RandomSampler, TPESampler
 from optuna.trial import FrozenTrial, TrialState
 
-from moesearch import liveness
+from moesearch import liveness, optuna_compat
 from moesearch.errors import InputError
 from moesearch.space import Space
+from moesearch.vocab import Origin, StudyAttr, TrialAttr
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # moesearch reports trials itself
 
@@ -56,25 +57,13 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
                          f"(sqlite:///file.db, postgresql://user@host/db) or journal:/shared/path.log") from None
 
 
-class _Exhaustive(BruteForceSampler):
-    """Optuna's brute-force sampler for ask-and-tell loops.
-
-    Its after_trial only decides when to call Study.stop, which works inside study.optimize alone and
-    raises in an ask-and-tell loop; the search and replay loops stop by themselves once every
-    assignment is evaluated.
-    """
-
-    def after_trial(self, study, trial, state, values) -> None:
-        pass
-
-
 _SAMPLER_FACTORIES = {  # name -> factory(seed)
     # constant_liar: trials running in other worker groups count as bad, so groups spread out
     "tpe": lambda seed: TPESampler(seed=seed, multivariate=True, constant_liar=True),
     "nsga2": lambda seed: NSGAIISampler(seed=seed),
     "gp": lambda seed: GPSampler(seed=seed),
     "random": lambda seed: RandomSampler(seed=seed),
-    "brute": lambda seed: _Exhaustive(seed=seed),
+    "brute": lambda seed: optuna_compat.Exhaustive(seed=seed),
 }
 SAMPLERS = tuple(_SAMPLER_FACTORIES)
 
@@ -98,19 +87,19 @@ def open_study(storage: optuna.storages.BaseStorage, name: str, space: Space, se
     directions = list(space.search.objectives.values())
     study = optuna.create_study(storage=storage, study_name=name, directions=directions,
                                 sampler=make_sampler(space.search.sampler, seed), load_if_exists=True)
-    recorded = study.user_attrs.get("space")
+    recorded = study.user_attrs.get(StudyAttr.SPACE)
     if recorded is not None:
         check_same_text(study, data, data_sha256)
     if recorded is None:
-        study.set_user_attr("space", space.model_dump(mode="json"))
-        study.set_user_attr("reference_point", reference_point(space))
+        study.set_user_attr(StudyAttr.SPACE, space.model_dump(mode="json"))
+        study.set_user_attr(StudyAttr.REFERENCE_POINT, reference_point(space))
         for layers in space.uniform_assignments():  # the baselines are always in the study, and first
             study.enqueue_trial(params(layers), skip_if_exists=True)
     elif Space.model_validate(recorded).model_dump(mode="json") != space.model_dump(mode="json"):  # keys added since: defaults
         raise InputError(f"--study {name!r}: this study was created for a different space "
                          f"({recorded.get('name')!r} with other settings); give a new --study name")
-    if "run" not in study.user_attrs:  # new, or made by an older moesearch: what joining worker groups need
-        study.set_user_attr("run", {"seed": seed, "data": data, "data_sha256": data_sha256, "results": results})
+    if StudyAttr.RUN not in study.user_attrs:  # new, or made by an older moesearch: what joining worker groups need
+        study.set_user_attr(StudyAttr.RUN, {"seed": seed, "data": data, "data_sha256": data_sha256, "results": results})
     return study
 
 
@@ -120,7 +109,7 @@ def check_same_text(study: optuna.Study, data: str | None, data_sha256: str | No
     val_loss on another text is another quantity: one study, one text. Says which --data the study
     was made with, so the user can give it again.
     """
-    made = study.user_attrs.get("run", {})
+    made = study.user_attrs.get(StudyAttr.RUN, {})
     if data_sha256 is None or made.get("data_sha256") in (None, data_sha256):
         return
     given = data or "not given (the standard library's source)"
@@ -137,7 +126,7 @@ def load_existing(storage: optuna.storages.BaseStorage, name: str) -> optuna.Stu
         raise InputError(f"--study: no study {name!r} in --storage; studies there: {', '.join(names) or '(none)'}; "
                          "create it with `moesearch search SPACE --storage ... --study ...` first")
     study = optuna.load_study(study_name=name, storage=storage)
-    if "run" not in study.user_attrs or "trials" not in study.user_attrs:
+    if StudyAttr.RUN not in study.user_attrs or StudyAttr.TRIALS not in study.user_attrs:
         raise InputError(f"--study {name!r}: not made by `moesearch search` of this version (it has no space, seed "
                          "or trial target to join with); run `moesearch search` on it once")
     return study
@@ -163,8 +152,8 @@ def trained(study: optuna.Study, budget_only: bool = True) -> list[FrozenTrial]:
 
 def trained_among(trials: list[FrozenTrial], budget_only: bool) -> list[FrozenTrial]:
     """The finished trials of `trials` that a worker group trained (by the same rule as `trained`)."""
-    return [t for t in trials if t.state.is_finished() and t.user_attrs.get("trained")
-            and (t.user_attrs.get("budget", True) or not budget_only)]
+    return [t for t in trials if t.state.is_finished() and t.user_attrs.get(TrialAttr.TRAINED)
+            and (t.user_attrs.get(TrialAttr.BUDGET, True) or not budget_only)]
 
 
 @dataclass(frozen=True)
@@ -185,11 +174,11 @@ def snapshot(study: optuna.Study, seed: int) -> Snapshot:
     trials = study.get_trials(deepcopy=False)
     finished = trained_among(trials, budget_only=False)
     return Snapshot(
-        done=sum(1 for t in finished if t.user_attrs.get("budget", True)),
-        running={t.number: t for t in trials if t.state == TrialState.RUNNING and t.user_attrs.get("budget", True)},
+        done=sum(1 for t in finished if t.user_attrs.get(TrialAttr.BUDGET, True)),
+        running={t.number: t for t in trials if t.state == TrialState.RUNNING and t.user_attrs.get(TrialAttr.BUDGET, True)},
         waiting=[t.number for t in trials if t.state == TrialState.WAITING],
-        known={t.user_attrs["assignment"]: (t.number, t.values) for t in finished
-               if t.state == TrialState.COMPLETE and t.user_attrs.get("seed") == seed},
+        known={t.user_attrs[TrialAttr.ASSIGNMENT]: (t.number, t.values) for t in finished
+               if t.state == TrialState.COMPLETE and t.user_attrs.get(TrialAttr.SEED) == seed},
     )
 
 
@@ -197,7 +186,7 @@ def snapshot(study: optuna.Study, seed: int) -> Snapshot:
 def replicate_of(study: optuna.Study, assignment: str, seed: int) -> int | None:
     """The first completed trial of `assignment` trained with a seed other than `seed`, if any."""
     return next((t.number for t in trained(study, budget_only=False) if t.state == TrialState.COMPLETE
-                 and t.user_attrs["assignment"] == assignment and t.user_attrs.get("seed") != seed), None)
+                 and t.user_attrs[TrialAttr.ASSIGNMENT] == assignment and t.user_attrs.get(TrialAttr.SEED) != seed), None)
 
 
 def is_running(study: optuna.Study, number: int) -> bool:
@@ -207,7 +196,7 @@ def is_running(study: optuna.Study, number: int) -> bool:
 
 def reference_point(study: optuna.Study) -> dict[str, float]:
     """The hypervolume reference point fixed when the study was created."""
-    return study.user_attrs["reference_point"]
+    return study.user_attrs[StudyAttr.REFERENCE_POINT]
 
 
 def tell_result(study: optuna.Study, trial: optuna.Trial, values: list[float] | None, failure_reason: str | None,
@@ -220,10 +209,10 @@ def tell_result(study: optuna.Study, trial: optuna.Trial, values: list[float] | 
     if values is not None:
         study.tell(trial, values)
     elif preempted:
-        retry = trial.user_attrs.get("origin") == "search"
+        retry = trial.user_attrs.get(TrialAttr.ORIGIN) == Origin.SEARCH
         fail_outside_budget(study, _frozen(study, trial.number), failure_reason, requeue=retry)
     else:
-        trial.set_user_attr("failure_reason", failure_reason)
+        trial.set_user_attr(TrialAttr.FAILURE_REASON, failure_reason)
         study.tell(trial, state=TrialState.FAIL)
 
 
@@ -233,7 +222,7 @@ def abandon(study: optuna.Study, trial: optuna.Trial, error: BaseException, retr
     if frozen.state != TrialState.RUNNING:
         return  # told before the error
     reason = "interrupted by the user" if isinstance(error, KeyboardInterrupt) else (str(error) or repr(error))
-    fail_outside_budget(study, frozen, reason, requeue=retry or "fixed_params" in frozen.system_attrs)
+    fail_outside_budget(study, frozen, reason, requeue=retry or optuna_compat.was_queued(frozen))
 
 
 def fail_outside_budget(study: optuna.Study, frozen: FrozenTrial, reason: str, requeue: bool) -> bool:
@@ -242,14 +231,14 @@ def fail_outside_budget(study: optuna.Study, frozen: FrozenTrial, reason: str, r
     requeue: its assignment goes back in the queue (a baseline, a preempted or lost search trial).
     Returns False if another process finished the trial first (then nothing is queued twice).
     """
-    trial = optuna.Trial(study, frozen._trial_id)
+    trial = optuna_compat.handle(study, frozen)
     try:
-        trial.set_user_attr("budget", False)
-        trial.set_user_attr("failure_reason", reason)
+        trial.set_user_attr(TrialAttr.BUDGET, False)
+        trial.set_user_attr(TrialAttr.FAILURE_REASON, reason)
         study.tell(frozen.number, state=TrialState.FAIL)
     except (optuna.exceptions.UpdateFinishedTrialError, ValueError, RuntimeError):
         return False
-    if requeue and (params := frozen.system_attrs.get("fixed_params") or frozen.params):
+    if requeue and (params := optuna_compat.queued_params(frozen) or frozen.params):
         study.enqueue_trial(params)
     return True
 
@@ -270,9 +259,10 @@ def reserve(study: optuna.Study, space: Space, layers: list[str], seed: int, ori
         state=TrialState.RUNNING,
         params=params(layers),
         distributions={param_name(i): CategoricalDistribution(c) for i, c in enumerate(space.layer_choices())},
-        user_attrs={"assignment": ",".join(layers), "seed": seed, "trained": True, "token": token, "origin": origin,
-                    "worker": liveness.me(), **({"budget": False} if origin == "verify" else {})},
+        user_attrs={TrialAttr.ASSIGNMENT: ",".join(layers), TrialAttr.SEED: seed, TrialAttr.TRAINED: True,
+                    TrialAttr.TOKEN: token, TrialAttr.ORIGIN: origin, TrialAttr.WORKER: liveness.me(),
+                    **({TrialAttr.BUDGET: False} if origin == Origin.VERIFY else {})},
     ))
     # add_trial returns nothing: find ours by its token (other processes may be adding trials too)
-    ours = next(t for t in reversed(study.get_trials(deepcopy=False)) if t.user_attrs.get("token") == token)
-    return optuna.Trial(study, ours._trial_id)
+    ours = next(t for t in reversed(study.get_trials(deepcopy=False)) if t.user_attrs.get(TrialAttr.TOKEN) == token)
+    return optuna_compat.handle(study, ours)

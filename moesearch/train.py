@@ -27,6 +27,7 @@ from moesearch.corpus import VOCAB_SIZE, Corpus
 from moesearch.costs import costs
 from moesearch.model import Transformer
 from moesearch.probes import HiddenStats
+from moesearch.vocab import Done
 
 OnStep = Callable[[int, float], None]
 ShouldStop = Callable[[], str | None]  # the reason to stop now (a signal's name), or None
@@ -103,13 +104,13 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
 
 
 def train_trial(cfg: RunConfig, corpus: Corpus, on_step: OnStep | None = None,
-                should_stop: ShouldStop | None = None) -> dict:
+                should_stop: ShouldStop | None = None) -> Done:
     """Build, train and evaluate one model; every rank must call this with the same `cfg`.
 
     `should_stop` is asked after every step on every rank; if any rank says yes, all raise TrialFailed
     (preempted) together at that step boundary.
 
-    Returns {"metrics": {name: value}, "steps": [row per step], "layers": [row per layer]}.
+    Returns the reply rank 0 sends: metrics {name: value}, a row per step and a row per layer.
     """
     rank, world = dist.get_rank(), dist.get_world_size()
     accel = get_accelerator()
@@ -140,7 +141,7 @@ def train_trial(cfg: RunConfig, corpus: Corpus, on_step: OnStep | None = None,
     tokens_per_step = cfg.train.micro_batch * cfg.model.seq_len * world
     metrics["tokens_per_s"] = tokens_per_step / metrics["step_time_s"]
     metrics.update(vars(costs(cfg.model, cfg.layers, cfg.train.micro_batch)))
-    return {"metrics": metrics, "steps": steps, "layers": layers}
+    return Done(metrics, steps, layers)
 
 
 def _train(engine, cfg: RunConfig, batches: Batches, log: list[dict], on_step: OnStep | None,

@@ -17,6 +17,7 @@ from datetime import timedelta
 from multiprocessing.connection import Client, Connection
 
 from moesearch import preempt
+from moesearch.vocab import Done, Failed, Ready, Shutdown, Step, Stop, Task
 
 ADDRESS_ENV, AUTHKEY_ENV = "MOESEARCH_SUPERVISOR", "MOESEARCH_AUTHKEY"
 
@@ -28,17 +29,17 @@ def main() -> None:
         os.environ["DS_ACCELERATOR"] = "cuda" if torch.cuda.is_available() else "cpu"
     warnings.filterwarnings("ignore", category=UserWarning, module="deepspeed")
     import deepspeed
-    import deepspeed.ops
     import torch.distributed as dist
 
-    # The shm all-reduce op only serves inference; skipping it saves a ~30 s JIT build (and a compiler).
-    deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
+    from moesearch.deepspeed_compat import skip_inference_comm_op
+
+    skip_inference_comm_op()  # saves a ~30 s JIT build (and the need for a compiler)
     deepspeed.init_distributed(timeout=timedelta(hours=2))  # idle ranks wait in broadcast between trials
     preempt.install()  # SLURM may signal every rank directly; they stop together at a step boundary
     _pin_device()
     link = _connect() if dist.get_rank() == 0 else None
     if link:
-        link.send({"kind": "ready", "hardware": _hardware()})
+        link.send(Ready(_hardware()))
     _serve(link)
 
 
@@ -50,33 +51,34 @@ def _serve(link: Connection | None) -> None:
     from moesearch.train import TrialFailed, train_trial
 
     corpora: dict[str | None, corpus_mod.Corpus] = {}
-    while (task := _next_task(link)) is not None:
-        cfg = RunConfig.model_validate_json(task["config"])
+    while isinstance(task := _next_task(link), Task):
+        cfg = RunConfig.model_validate_json(task.config)
         if link:  # a header in the group's log, so a failure's tail says which trial it was
-            print(f"moesearch: trial {task['trial']} [{cfg.assignment}]", flush=True)
+            print(f"moesearch: trial {task.trial} [{cfg.assignment}]", flush=True)
         if cfg.data not in corpora:
             corpora[cfg.data] = corpus_mod.load(cfg.data)
-        on_step = (lambda step, loss: link.send({"kind": "step", "step": step, "loss": loss})) if link else None
+        on_step = (lambda step, loss: link.send(Step(step, loss))) if link else None
         try:
-            reply = {"kind": "done", **train_trial(cfg, corpora[cfg.data], on_step, lambda: _stop_asked(link))}
+            reply: Done | Failed = train_trial(cfg, corpora[cfg.data], on_step, lambda: _stop_asked(link))
         except TrialFailed as e:
-            reply = {"kind": "failed", "reason": str(e), "steps": e.steps, "preempted": e.preempted}
+            reply = Failed(str(e), e.steps, e.preempted)
         if link:
             link.send(reply)
-        if reply.get("preempted"):
+        if isinstance(reply, Failed) and reply.preempted:
             break  # the job is going away: the supervisor records the trial and exits
     dist.barrier()
 
 
 def _stop_asked(link: Connection | None) -> str | None:
-    """A signal caught by this rank, or (rank 0) the supervisor's "stop" message, which only comes mid-trial."""
+    """A signal caught by this rank, or (rank 0) the supervisor's Stop, which only comes mid-trial."""
     if link and link.poll():
-        return link.recv()["signal"]
+        stop: Stop = link.recv()
+        return stop.signal
     return preempt.requested()
 
 
-def _next_task(link: Connection | None) -> dict | None:
-    """Rank 0 receives the next task and every rank gets a copy; None means stop."""
+def _next_task(link: Connection | None) -> Task | Shutdown:
+    """Rank 0 receives the next task and every rank gets a copy."""
     import torch.distributed as dist
 
     box = [_recv_task(link) if link else None]
@@ -84,9 +86,9 @@ def _next_task(link: Connection | None) -> dict | None:
     return box[0]
 
 
-def _recv_task(link: Connection) -> dict | None:
-    """The next task; a "stop" that came after the trial's last step is stale (the trial had ended)."""
-    while (msg := link.recv()) is not None and msg.get("kind") == "stop":
+def _recv_task(link: Connection) -> Task | Shutdown:
+    """The next task; a Stop that came after the trial's last step is stale (the trial had ended)."""
+    while isinstance(msg := link.recv(), Stop):
         pass
     return msg
 

@@ -28,9 +28,10 @@ def one_rank():
     os.environ.setdefault("DS_ACCELERATOR", "cpu")
     os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()))
     import deepspeed
-    import deepspeed.ops
 
-    deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
+    from moesearch.deepspeed_compat import skip_inference_comm_op
+
+    skip_inference_comm_op()
     deepspeed.init_distributed(dist_backend="gloo")
     yield
 

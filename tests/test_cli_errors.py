@@ -113,6 +113,7 @@ def test_an_abandoned_baseline_is_failed_outside_the_budget_and_queued_again(tmp
 
     from moesearch import space
     from moesearch import study as study_mod
+    from moesearch import optuna_compat
     from moesearch.study import abandon as _abandon
 
     storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'db.sqlite'}")
@@ -124,7 +125,7 @@ def test_an_abandoned_baseline_is_failed_outside_the_budget_and_queued_again(tmp
     assert failed.state == optuna.trial.TrialState.FAIL and failed.user_attrs["budget"] is False
     assert failed.user_attrs["failure_reason"] == "interrupted by the user"
     waiting = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
-    assert [t.system_attrs["fixed_params"] for t in waiting].count({"layer_0": "gelu", "layer_1": "gelu"}) == 1
+    assert [optuna_compat.queued_params(t) for t in waiting].count({"layer_0": "gelu", "layer_1": "gelu"}) == 1
     assert study_mod.trained(study) == []
 
 

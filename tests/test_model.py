@@ -71,7 +71,7 @@ def test_a_trial_trains_and_reports_every_metric(one_rank, text):
     cfg = RunConfig.build(TINY, ["swiglu", "relu2"], seed=1, data=None, world_size=1)
     seen = []
     result = train_trial(cfg, text, on_step=lambda step, loss: seen.append(loss))
-    metrics, steps, layers = result["metrics"], result["steps"], result["layers"]
+    metrics, steps, layers = result.metrics, result.steps, result.layers
     assert set(METRICS) <= metrics.keys()
     assert len(seen) == TINY.train.steps and seen[-1] < seen[0]
     assert 0 < metrics["step_time_s"] < metrics["train_time_s"] / (TINY.train.steps / 2)
@@ -97,8 +97,8 @@ def test_same_seed_same_result_and_engines_do_not_leak(one_rank, text):
     from moesearch.train import train_trial
 
     cfg = RunConfig.build(TINY, ["gelu", "gelu"], seed=3, data=None, world_size=1)
-    first = train_trial(cfg, text)["metrics"]["val_loss"]
-    assert train_trial(cfg, text)["metrics"]["val_loss"] == pytest.approx(first, abs=1e-6)
+    first = train_trial(cfg, text).metrics["val_loss"]
+    assert train_trial(cfg, text).metrics["val_loss"] == pytest.approx(first, abs=1e-6)
     gc.collect()
     import deepspeed
 

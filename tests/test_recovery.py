@@ -13,7 +13,7 @@ import pytest
 from conftest import BACKENDS, storage_url, unique_study
 from optuna.trial import TrialState
 
-from moesearch import liveness, recovery, results, space
+from moesearch import liveness, optuna_compat, recovery, results, space
 from moesearch import study as study_mod
 
 TINY = space.load("tiny")
@@ -82,7 +82,7 @@ def test_a_lost_or_preempted_trial_fails_outside_the_budget_and_is_queued_again(
     failed = study.trials[trial.number]
     assert failed.state == TrialState.FAIL and failed.user_attrs["budget"] is False
     assert study_mod.snapshot(study, 0).done == 0
-    queued = [t.system_attrs["fixed_params"] for t in study.get_trials(states=(TrialState.WAITING,))]
+    queued = [optuna_compat.queued_params(t) for t in study.get_trials(states=(TrialState.WAITING,))]
     assert queued.count({"layer_0": "swiglu", "layer_1": "relu2"}) == 1
     assert recovery.recover(study, tmp_path) == [], "queued once"
 
@@ -92,7 +92,7 @@ def test_two_processes_settling_one_stale_view_settle_it_once(study, tmp_path):
     stale = study.trials[trial.number]  # both saw it RUNNING
     first, second = (recovery._settle(study, tmp_path, stale) for _ in range(2))
     assert first is not None and second is None
-    queued = [t.system_attrs["fixed_params"] for t in study.get_trials(states=(TrialState.WAITING,))]
+    queued = [optuna_compat.queued_params(t) for t in study.get_trials(states=(TrialState.WAITING,))]
     assert queued.count({"layer_0": "relu2", "layer_1": "swiglu"}) == 1
 
 

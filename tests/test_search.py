@@ -7,7 +7,7 @@ import os
 import optuna
 from conftest import MICRO, ROOT, TAG_ENV, cli_command, leftover_ranks, run_cli, write_space
 
-from moesearch import results
+from moesearch import optuna_compat, results
 
 
 def records(folder, study):
@@ -121,7 +121,7 @@ def test_ctrl_c_stops_the_group_fails_the_trial_and_the_search_resumes(tmp_path)
     assert first.state == optuna.trial.TrialState.FAIL and first.user_attrs["budget"] is False
     assert not results.trials_dir(tmp_path / "r", "micro").exists() or not any(
         results.trials_dir(tmp_path / "r", "micro").iterdir()), "an interrupted trial is no result"
-    waiting = [t.system_attrs["fixed_params"] for t in study.get_trials(states=(optuna.trial.TrialState.WAITING,))]
+    waiting = [optuna_compat.queued_params(t) for t in study.get_trials(states=(optuna.trial.TrialState.WAITING,))]
     assert sorted(w["layer_0"] for w in waiting) == ["gelu", "swiglu"], "both baselines are still queued"
 
 

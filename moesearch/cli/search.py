@@ -7,6 +7,7 @@ import click
 from moesearch import preempt
 from moesearch.cli import cli
 from moesearch.cli.options import describe, dry_run, open_storage, resolve, run_options
+from moesearch.vocab import State, StudyAttr
 
 
 @cli.command()
@@ -28,9 +29,9 @@ def search(trials: int | None, **options) -> None:
     storage = open_storage(settings, explicit=options["storage"] is not None)
     study = study_mod.open_study(storage, settings.study, settings.space, settings.seed, settings.data,
                                  settings.data_sha256, str(settings.results))
-    if trials or "trials" not in study.user_attrs:  # the target of every group working on the study
-        study.set_user_attr("trials", trials or settings.space.search.trials)
-    click.echo(f"{describe(settings)} | {study.user_attrs['trials']} trials")
+    if trials or StudyAttr.TRIALS not in study.user_attrs:  # the target of every group working on the study
+        study.set_user_attr(StudyAttr.TRIALS, trials or settings.space.search.trials)
+    click.echo(f"{describe(settings)} | {study.user_attrs[StudyAttr.TRIALS]} trials")
     search_and_report(settings, study, replicate_baselines=True)
 
 
@@ -52,5 +53,5 @@ def search_and_report(settings, study, replicate_baselines: bool = False) -> Non
     if preempt.requested():
         return  # the grace period is short: the front can wait for the next run
     trials_df = results.load_trials(settings.results, settings.study)
-    if (trials_df["state"] == "COMPLETE").any():
+    if (trials_df["state"] == State.COMPLETE).any():
         click.echo(pareto.front_text(pareto.analyse(trials_df)))

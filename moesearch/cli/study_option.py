@@ -8,6 +8,7 @@ import click
 
 from moesearch.cli.options import DEFAULT_RESULTS
 from moesearch.errors import InputError
+from moesearch.vocab import State
 
 
 def study_options(command):
@@ -40,6 +41,6 @@ def load_study(results: Path, study_name: str):
     from moesearch import results as results_mod
 
     trials = results_mod.load_trials(results, study_name)
-    if not (trials["state"] == "COMPLETE").any():
+    if not (trials["state"] == State.COMPLETE).any():
         raise InputError(f"--study: {study_name!r} has no completed trial yet in {str(results)!r}")
     return trials

@@ -8,6 +8,7 @@ from moesearch import preempt
 from moesearch.cli import cli
 from moesearch.cli.options import describe, dry_run, open_storage, resolve, run_options
 from moesearch.metrics import METRICS, fmt
+from moesearch.vocab import Origin
 
 
 @cli.command()
@@ -38,7 +39,7 @@ def train(layers: str, **options) -> None:
                                  settings.data_sha256, str(settings.results))
     click.echo(describe(settings))
     with WorkerGroup(settings.launch, settings.results / settings.study / "logs") as group:
-        outcome = run_named(settings, study, group, chosen, origin="train")
+        outcome = run_named(settings, study, group, chosen, origin=Origin.TRAIN)
     if outcome is None:
         raise SystemExit(1)
     path = trial_file(settings.results, settings.study, outcome.row["trial"])

@@ -10,6 +10,7 @@ from moesearch import preempt
 from moesearch.cli import cli
 from moesearch.cli.options import DEFAULT_RESULTS, DRY_RUN, describe, group_options, open_existing_storage, open_storage, resolve
 from moesearch.errors import InputError
+from moesearch.vocab import StudyAttr
 
 
 @cli.command()
@@ -40,8 +41,8 @@ def worker(storage: str, study_name: str, results: Path | None, trials: int | No
         _dry_run(storage, study_name, results, **group)
     opened = open_existing_storage(storage)
     study = study_mod.load_existing(opened, study_name)
-    space = space_mod.Space.model_validate(study.user_attrs["space"])
-    run = study.user_attrs["run"]
+    space = space_mod.Space.model_validate(study.user_attrs[StudyAttr.SPACE])
+    run = study.user_attrs[StudyAttr.RUN]
     studys = Path(run.get("results") or DEFAULT_RESULTS)
     settings = resolve(space, storage, study_name, results or studys, run["data"], run["seed"], progress, **group)
     if settings.results != studys.resolve():
@@ -53,12 +54,12 @@ def worker(storage: str, study_name: str, results: Path | None, trials: int | No
                          "allowed: the same text on every machine")
     open_storage(settings, explicit=True)  # the records under --results must belong to this storage
     study = study_mod.open_study(opened, study_name, space, study_mod.group_seed())
-    if trials and trials > study.user_attrs["trials"]:  # raise only: a stale, lower value would stop every group
-        study.set_user_attr("trials", trials)
-    elif trials and trials < study.user_attrs["trials"]:
-        click.echo(f"note: --trials {trials} is below the study's target {study.user_attrs['trials']}, which stays; "
+    if trials and trials > study.user_attrs[StudyAttr.TRIALS]:  # raise only: a stale, lower value would stop every group
+        study.set_user_attr(StudyAttr.TRIALS, trials)
+    elif trials and trials < study.user_attrs[StudyAttr.TRIALS]:
+        click.echo(f"note: --trials {trials} is below the study's target {study.user_attrs[StudyAttr.TRIALS]}, which stays; "
                    "`moesearch search --trials N` sets a lower one")
-    click.echo(f"{describe(settings)} | joins, {study.user_attrs['trials']} trials")
+    click.echo(f"{describe(settings)} | joins, {study.user_attrs[StudyAttr.TRIALS]} trials")
     search_and_report(settings, study)
 
 

@@ -1,0 +1,43 @@
+"""The Optuna internals moesearch relies on, each in one place, with why. Tested with optuna 5.0.0
+(`pyproject.toml` bounds optuna to the tested minor release; re-check these when raising it).
+
+- `FrozenTrial._trial_id`: a live `optuna.Trial` handle for a trial this process did not `ask` for
+  (recovery of a dead group's trial, the heartbeat thread, a trial added by `reserve`). The public
+  API tells by trial number but sets user attributes only through a Trial.
+- `system_attrs["fixed_params"]`: where `Study.enqueue_trial` keeps a queued trial's parameters. It
+  tells a queued trial (a baseline, a retry) from a sampled one, and re-queues exactly its
+  parameters when it gave no result.
+- `BruteForceSampler.after_trial` calls `Study.stop`, which only works inside `study.optimize`:
+  moesearch's ask-and-tell loops stop by themselves, so `Exhaustive` leaves it out.
+"""
+
+from __future__ import annotations
+
+import optuna
+from optuna.samplers import BruteForceSampler
+from optuna.trial import FrozenTrial
+
+_FIXED_PARAMS = "fixed_params"
+
+
+def handle(study: optuna.Study, frozen: FrozenTrial) -> optuna.Trial:
+    """A Trial to set attributes on and tell, for any trial of the study."""
+    return optuna.Trial(study, frozen._trial_id)
+
+
+def was_queued(frozen: FrozenTrial) -> bool:
+    """Whether the trial came from the queue (`enqueue_trial`), not from the sampler."""
+    return _FIXED_PARAMS in frozen.system_attrs
+
+
+def queued_params(frozen: FrozenTrial) -> dict | None:
+    """The parameters the trial was queued with, if it was."""
+    return frozen.system_attrs.get(_FIXED_PARAMS)
+
+
+class Exhaustive(BruteForceSampler):
+    """Optuna's brute-force sampler for ask-and-tell loops (its after_trial only decides when to call
+    Study.stop, which raises outside study.optimize)."""
+
+    def after_trial(self, study, trial, state, values) -> None:
+        pass
