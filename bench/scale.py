@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from moesearch import pareto, results
+from moesearch.assignment import Assignment, layer_name
 
 OBJECTIVES = {"val_loss": "minimize", "train_flops_per_token": "minimize"}
 N_LAYERS = 30  # 2^30 assignments: a million random draws repeat only a few hundred
@@ -39,13 +40,13 @@ def synthetic(n: int, rng: np.random.Generator) -> pa.Table:
     columns.update({
         "schema_version": pa.array(np.full(n, results.SCHEMA_VERSION, np.int32)), "study": pa.array(["scale"] * n),
         "trial": pa.array(np.arange(n)), "origin": pa.array(["search"] * n), "state": pa.array(["COMPLETE"] * n),
-        "assignment": pa.array([",".join(row) for row in names]), "n_layers": pa.array(np.full(n, N_LAYERS, np.int32)),
+        "assignment": pa.array([Assignment(row).text for row in names]), "n_layers": pa.array(np.full(n, N_LAYERS, np.int32)),
         "objectives": pa.array([json.dumps(OBJECTIVES)] * n),
         "reference_point": pa.array([json.dumps({"val_loss": 2.5, "train_flops_per_token": 25e6})] * n),
         "val_loss": pa.array(loss), "train_flops_per_token": pa.array(flops.astype(np.int64)),
         "params_active": pa.array((flops // 8).astype(np.int64)), "seed": pa.array(np.zeros(n, np.int64)),
         "started_at": pa.array([now] * n, results.schema(0).field("started_at").type),
-        **{results.layer_column(i): pa.array(names[:, i]) for i in range(N_LAYERS)},
+        **{layer_name(i): pa.array(names[:, i]) for i in range(N_LAYERS)},
     })
     return pa.table(columns, schema=results.schema(N_LAYERS))
 

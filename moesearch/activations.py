@@ -1,26 +1,50 @@
-"""The catalogue of feed-forward activations and the width rule that makes them comparable.
+"""The activation registry: every feed-forward activation moesearch knows, defined once.
 
-Light on purpose (no torch): the space validator and the cost model need names and widths only;
-`model.py` maps the same names to torch functions.
+Each entry names its nonlinearity and whether its FFN is gated; `hidden_width` is the width rule that
+makes them comparable, and `nonlinearity` the torch function. Light on purpose: torch is imported
+only inside `nonlinearity`, so the space validator and the cost model (names and widths) load fast.
+Adding an activation is one line in REGISTRY (and its function in `nonlinearity` if it is new).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Literal
 
-Activation = Literal["gelu", "swiglu", "geglu", "reglu", "relu", "relu2", "silu"]
 
-# Gated (GLU-family) FFNs have three matrices: act(x W) * (x V), then W_out (Shazeer 2020).
-GATED: dict[str, bool] = {
-    "gelu": False,
-    "relu": False,
-    "relu2": False,  # squared ReLU (So et al. 2021, "Primer")
-    "silu": False,
-    "swiglu": True,
-    "geglu": True,
-    "reglu": True,
-}
-NAMES: tuple[str, ...] = tuple(GATED)
+@dataclass(frozen=True)
+class ActivationSpec:
+    name: str
+    gated: bool
+    """Gated (GLU-family) FFNs have three matrices: act(x W) * (x V), then W_out (Shazeer 2020)."""
+    nonlinearity: str
+    """The pointwise function: of the hidden layer, or of the gate branch when gated."""
+
+
+REGISTRY: dict[str, ActivationSpec] = {spec.name: spec for spec in (
+    ActivationSpec("gelu", gated=False, nonlinearity="gelu"),
+    ActivationSpec("swiglu", gated=True, nonlinearity="silu"),
+    ActivationSpec("geglu", gated=True, nonlinearity="gelu"),
+    ActivationSpec("reglu", gated=True, nonlinearity="relu"),
+    ActivationSpec("relu", gated=False, nonlinearity="relu"),
+    ActivationSpec("relu2", gated=False, nonlinearity="relu2"),  # squared ReLU (So et al. 2021, "Primer")
+    ActivationSpec("silu", gated=False, nonlinearity="silu"),
+)}
+NAMES: tuple[str, ...] = tuple(REGISTRY)
+Activation = Literal[NAMES]  # what a space file may name (pydantic checks against it)
+
+
+def is_gated(activation: str) -> bool:
+    return REGISTRY[activation].gated
+
+
+def nonlinearity(activation: str) -> Callable:
+    """The torch function of `activation`'s nonlinearity (imports torch)."""
+    import torch.nn.functional as F
+
+    functions = {"gelu": F.gelu, "relu": F.relu, "silu": F.silu, "relu2": lambda x: F.relu(x).square()}
+    return functions[REGISTRY[activation].nonlinearity]
 
 
 def hidden_width(activation: str, d_ff: int, policy: str, multiple: int) -> int:
@@ -30,11 +54,11 @@ def hidden_width(activation: str, d_ff: int, policy: str, multiple: int) -> int:
     FLOPs match the ungated FFN (the T5 GLU-variants rule). policy "width": every FFN gets `d_ff`, so
     gated ones cost 1.5x.
     """
-    if not GATED[activation] or policy == "width":
+    if not is_gated(activation) or policy == "width":
         return d_ff
     return max(multiple, round(2 * d_ff / 3 / multiple) * multiple)
 
 
 def ffn_params(activation: str, d_model: int, hidden: int) -> int:
     """Weights of one bias-free FFN: two matrices, or three when gated."""
-    return (3 if GATED[activation] else 2) * d_model * hidden
+    return (3 if is_gated(activation) else 2) * d_model * hidden

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
+from moesearch.assignment import Assignment
 from moesearch.space import ModelSpec, Space, TrainSpec
 
 
@@ -34,4 +35,4 @@ class RunConfig(BaseModel):
     @property
     def assignment(self) -> str:
         """The assignment as one string, the form --layers takes: 'gelu,swiglu,...'."""
-        return ",".join(self.layers)
+        return Assignment(self.layers).text

@@ -15,19 +15,9 @@ import torch.nn.functional as F
 from deepspeed.moe.layer import MoE
 from torch import nn
 
-from moesearch.activations import GATED, hidden_width
+from moesearch.activations import hidden_width, is_gated, nonlinearity
 from moesearch.corpus import VOCAB_SIZE
 from moesearch.space import ModelSpec
-
-NONLINEARITY = {
-    "gelu": F.gelu,
-    "relu": F.relu,
-    "relu2": lambda x: F.relu(x).square(),
-    "silu": F.silu,
-    "swiglu": F.silu,
-    "geglu": F.gelu,
-    "reglu": F.relu,
-}
 
 _STD = 0.02  # GPT-2's initialisation scale
 
@@ -38,7 +28,8 @@ class FFN(nn.Module):
     def __init__(self, d_model: int, hidden: int, activation: str):
         super().__init__()
         self.activation = activation
-        self.gated = GATED[activation]
+        self.gated = is_gated(activation)
+        self.nonlinearity = nonlinearity(activation)
         self.w_in = nn.Linear(d_model, hidden * (2 if self.gated else 1), bias=False)
         self.w_out = nn.Linear(hidden, d_model, bias=False)
 
@@ -46,9 +37,9 @@ class FFN(nn.Module):
         h_TF = self.w_in(x_TD)
         if self.gated:
             a_TF, gate_TF = h_TF.chunk(2, dim=-1)
-            h_TF = NONLINEARITY[self.activation](a_TF) * gate_TF
+            h_TF = self.nonlinearity(a_TF) * gate_TF
         else:
-            h_TF = NONLINEARITY[self.activation](h_TF)
+            h_TF = self.nonlinearity(h_TF)
         return self.w_out(h_TF)
 
     def reset_parameters(self, generator: torch.Generator | None, out_std: float) -> None:

@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 
 from moesearch.metrics import fmt_pm
-from moesearch.pareto import baseline_name, by_assignment, objectives_of, one_text, rank
+from moesearch.assignment import baseline_name
+from moesearch.pareto import by_assignment, objectives_of, one_text, rank
 from moesearch.vocab import Origin, State
 
 

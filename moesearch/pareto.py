@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from moesearch.activations import NAMES
+from moesearch.assignment import baseline_name
 from moesearch.metrics import INTEGER_METRICS, METRICS, fmt, fmt_pm
 from moesearch.search_limits import VERIFY_SEEDS
 from moesearch.vocab import State
@@ -37,10 +38,6 @@ def objectives_of(trials: pd.DataFrame) -> dict[str, str]:
 def reference_of(trials: pd.DataFrame) -> dict[str, float]:
     """The hypervolume reference point fixed when the study was created, as recorded with its trials."""
     return json.loads(trials["reference_point"].iloc[0])
-
-
-def baseline_name(assignment: str) -> str:
-    return f"all-{assignment.split(',')[0]}"
 
 
 def one_text(trials: pd.DataFrame) -> tuple[pd.DataFrame, str | None]:

@@ -22,9 +22,10 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import EngFormatter, FuncFormatter
 
 from moesearch.activations import NAMES
+from moesearch.assignment import Assignment, baseline_name
 from moesearch.files import write_atomic
 from moesearch.metrics import METRICS, fmt
-from moesearch.pareto import Analysis, baseline_name, header
+from moesearch.pareto import Analysis, header
 
 COLORS = dict(zip(NAMES, matplotlib.colormaps["tab10"].colors, strict=False))  # one colour per activation
 NAMES_PNG = ("front", "hypervolume", "layers", "curves", "hidden")
@@ -96,7 +97,7 @@ def hypervolume(analysis: Analysis) -> Figure:
 
 def layers(analysis: Analysis) -> Figure:
     rows = shown(analysis)
-    grid = rows["assignment"].str.split(",", expand=True).to_numpy()
+    grid = np.array([Assignment.parse(a) for a in rows["assignment"]])
     codes = np.vectorize(NAMES.index)(grid)
     fig = Figure(figsize=(1.2 + 0.9 * grid.shape[1], 1 + 0.45 * len(rows)))
     ax = fig.subplots()

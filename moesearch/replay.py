@@ -19,7 +19,8 @@ import pandas as pd
 from moesearch import pareto
 from moesearch.errors import InputError
 from moesearch.search_limits import MAX_REPEATS_IN_A_ROW
-from moesearch.study import make_sampler, param_name
+from moesearch.assignment import Assignment, layer_name
+from moesearch.study import make_sampler
 from moesearch.vocab import State
 
 
@@ -41,7 +42,7 @@ def load_table(trials: pd.DataFrame, source: str) -> Table:
     means = pareto.by_assignment(done, objectives).set_index("assignment")
     layers = sorted(c for c in means.columns if c.startswith("layer_"))
     choices = [sorted(means[c].unique()) for c in layers]
-    missing = [",".join(a) for a in itertools.product(*choices) if ",".join(a) not in means.index]
+    missing = [Assignment(a).text for a in itertools.product(*choices) if Assignment(a).text not in means.index]
     if missing:
         raise InputError(f"TABLE: {source} is not exhaustive: {len(missing)} of {len(missing) + len(means)} "
                          f"assignments missing (e.g. {missing[0]}); make it with a space whose sampler is 'brute'")
@@ -54,12 +55,12 @@ def replay(table: Table, sampler: str, seed: int, n_trials: int) -> np.ndarray:
     """Hypervolume / true hypervolume after each of `n_trials` trained trials (held flat if the sampler stalls)."""
     study = optuna.create_study(directions=list(table.objectives.values()), sampler=make_sampler(sampler, seed))
     for a in sorted({a for a in table.choices[0] if all(a in c for c in table.choices)}):  # baselines first
-        study.enqueue_trial({param_name(i): a for i in range(len(table.choices))})
+        study.enqueue_trial(Assignment([a] * len(table.choices)).params())
     known: dict[str, list[float]] = {}
     curve, in_a_row = [], 0
     while len(curve) < n_trials and len(known) < len(table.values) and in_a_row < MAX_REPEATS_IN_A_ROW:
         trial = study.ask()
-        assignment = ",".join(trial.suggest_categorical(param_name(i), c) for i, c in enumerate(table.choices))
+        assignment = Assignment(trial.suggest_categorical(layer_name(i), c) for i, c in enumerate(table.choices)).text
         values = known.get(assignment)
         in_a_row = in_a_row + 1 if values is not None else 0
         if values is None:

@@ -12,6 +12,7 @@ import optuna
 from tqdm.auto import tqdm
 
 from moesearch import noise, preempt, results
+from moesearch.assignment import Assignment
 from moesearch.group import WorkerGroup
 from moesearch.runner import run_named, summary
 from moesearch.settings import Settings
@@ -41,7 +42,7 @@ def train(settings: Settings, study: optuna.Study, group: WorkerGroup, todo: lis
     for assignment, seed in todo:
         if preempt.requested():
             break
-        outcome = run_named(replace(settings, seed=seed), study, group, assignment.split(","), origin=Origin.VERIFY)
+        outcome = run_named(replace(settings, seed=seed), study, group, Assignment.parse(assignment), origin=Origin.VERIFY)
         if outcome is None:
             continue  # settled by another group; planning again trains that seed
         trained += not outcome.preempted

@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
+from moesearch.assignment import Assignment, layer_name
 from moesearch.errors import InputError
 from moesearch.files import write_atomic
 from moesearch.metrics import INTEGER_METRICS, METRICS
@@ -93,13 +94,9 @@ LAYERS_SCHEMA = pa.schema(_KEY + [
 ], metadata=_METADATA)
 
 
-def layer_column(i: int) -> str:
-    return f"layer_{i:02d}"
-
-
 def schema(n_layers: int) -> pa.Schema:
     """The trials table of a study with `n_layers` layers: fixed columns, then one per layer's activation."""
-    return pa.schema(_FIXED + [pa.field(layer_column(i), pa.string()) for i in range(n_layers)], metadata=_METADATA)
+    return pa.schema(_FIXED + [pa.field(layer_name(i), pa.string()) for i in range(n_layers)], metadata=_METADATA)
 
 
 @dataclass(frozen=True)
@@ -134,10 +131,10 @@ def make_record(*, study: str, trial: int, origin: str, layers: list[str], state
     row.update({k: v for k, v in metrics.items() if k in row})
     row.update(versions())
     row.update({k: hardware.get(k) for k in ("device_kind", "device_count", "world_size")})
-    row.update({layer_column(i): a for i, a in enumerate(layers)})
+    row.update(Assignment(layers).params())
     row.update(
         schema_version=SCHEMA_VERSION, study=study, trial=trial, origin=origin, state=state,
-        failure_reason=failure_reason, assignment=",".join(layers), n_layers=len(layers),
+        failure_reason=failure_reason, assignment=Assignment(layers).text, n_layers=len(layers),
         objectives=json.dumps(objectives), reference_point=json.dumps(reference_point), config_json=config_json,
         seed=seed, replicate_of=replicate_of, data_sha256=data_sha256, ep_size=ep_size,
         started_at=started_at, finished_at=finished_at, wall_time_s=(finished_at - started_at).total_seconds(),
@@ -235,7 +232,7 @@ def load_layers(results: Path, study: str) -> pd.DataFrame:
 # Columns with a handful of distinct values: read as categoricals, not a million strings each.
 _FEW_VALUES = ["study", "origin", "state", "objectives", "reference_point", "data_sha256", "python_version",
                "torch_version", "deepspeed_version", "optuna_version", "moesearch_version", "device_kind", "activation",
-               *(layer_column(i) for i in range(100))]
+               *(layer_name(i) for i in range(100))]
 
 
 def _files(folder: Path) -> list[str]:

@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 
 from moesearch import liveness, preempt, results
 from moesearch import study as study_mod
+from moesearch.assignment import Assignment
 from moesearch.config import RunConfig
 from moesearch.group import GroupFailure, GroupStartFailure, WorkerGroup
 from moesearch.metrics import fmt
@@ -112,7 +113,7 @@ def record_and_tell(settings: Settings, study: optuna.Study, trial: optuna.Trial
     """
     with liveness.beating(study, trial.number):
         outcome = run_trial(settings, group, trial.number, layers, origin=origin,
-                            replicate_of=study_mod.replicate_of(study, ",".join(layers), settings.seed),
+                            replicate_of=study_mod.replicate_of(study, Assignment(layers).text, settings.seed),
                             reference=study_mod.reference_point(study))
         if not study_mod.is_running(study, trial.number):
             dropped(trial.number)

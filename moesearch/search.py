@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from moesearch import liveness, optuna_compat, preempt, recovery, replicates
 from moesearch import study as study_mod
+from moesearch.assignment import Assignment, layer_name
 from moesearch.group import WorkerGroup
 from moesearch.runner import Outcome, record_and_tell, summary
 from moesearch.search_limits import MAX_REPEATS_IN_A_ROW
@@ -111,8 +112,8 @@ def _answer(settings: Settings, study: optuna.Study, trial: optuna.Trial, group:
     """Tell the study this trial's result: trained, "repeat" (an earlier result answers) or "withdrawn"."""
     trial.set_user_attr(TrialAttr.WORKER, liveness.me())  # first: recovery must know whose trial this is
     choices = settings.space.layer_choices()
-    layers = [trial.suggest_categorical(study_mod.param_name(i), c) for i, c in enumerate(choices)]
-    assignment = ",".join(layers)
+    layers = Assignment(trial.suggest_categorical(layer_name(i), c) for i, c in enumerate(choices))
+    assignment = layers.text
     trial.set_user_attr(TrialAttr.ASSIGNMENT, assignment)
     trial.set_user_attr(TrialAttr.SEED, settings.seed)
     now = study_mod.snapshot(study, settings.seed)

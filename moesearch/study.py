@@ -23,6 +23,7 @@ from optuna.samplers import BaseSampler, GPSampler, NSGAIISampler, RandomSampler
 from optuna.trial import FrozenTrial, TrialState
 
 from moesearch import liveness, optuna_compat
+from moesearch.assignment import Assignment, layer_name
 from moesearch.errors import InputError
 from moesearch.space import Space
 from moesearch.vocab import Origin, StudyAttr, TrialAttr
@@ -94,7 +95,7 @@ def open_study(storage: optuna.storages.BaseStorage, name: str, space: Space, se
         study.set_user_attr(StudyAttr.SPACE, space.model_dump(mode="json"))
         study.set_user_attr(StudyAttr.REFERENCE_POINT, reference_point(space))
         for layers in space.uniform_assignments():  # the baselines are always in the study, and first
-            study.enqueue_trial(params(layers), skip_if_exists=True)
+            study.enqueue_trial(Assignment(layers).params(), skip_if_exists=True)
     elif Space.model_validate(recorded).model_dump(mode="json") != space.model_dump(mode="json"):  # keys added since: defaults
         raise InputError(f"--study {name!r}: this study was created for a different space "
                          f"({recorded.get('name')!r} with other settings); give a new --study name")
@@ -135,14 +136,6 @@ def load_existing(storage: optuna.storages.BaseStorage, name: str) -> optuna.Stu
 def group_seed() -> int:
     """A sampler seed of this group's own: groups seeded alike would propose alike and collide."""
     return secrets.randbits(32)
-
-
-def params(layers: list[str]) -> dict[str, str]:
-    return {param_name(i): a for i, a in enumerate(layers)}
-
-
-def param_name(layer: int) -> str:
-    return f"layer_{layer}"
 
 
 def trained(study: optuna.Study, budget_only: bool = True) -> list[FrozenTrial]:
@@ -257,9 +250,9 @@ def reserve(study: optuna.Study, space: Space, layers: list[str], seed: int, ori
     token = secrets.token_hex(8)
     study.add_trial(optuna.trial.create_trial(
         state=TrialState.RUNNING,
-        params=params(layers),
-        distributions={param_name(i): CategoricalDistribution(c) for i, c in enumerate(space.layer_choices())},
-        user_attrs={TrialAttr.ASSIGNMENT: ",".join(layers), TrialAttr.SEED: seed, TrialAttr.TRAINED: True,
+        params=Assignment(layers).params(),
+        distributions={layer_name(i): CategoricalDistribution(c) for i, c in enumerate(space.layer_choices())},
+        user_attrs={TrialAttr.ASSIGNMENT: Assignment(layers).text, TrialAttr.SEED: seed, TrialAttr.TRAINED: True,
                     TrialAttr.TOKEN: token, TrialAttr.ORIGIN: origin, TrialAttr.WORKER: liveness.me(),
                     **({TrialAttr.BUDGET: False} if origin == Origin.VERIFY else {})},
     ))

@@ -119,13 +119,13 @@ def test_an_abandoned_baseline_is_failed_outside_the_budget_and_queued_again(tmp
     storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'db.sqlite'}")
     study = study_mod.open_study(storage, "s", space.load("tiny"), seed=0)
     trial = study.ask()
-    trial.suggest_categorical("layer_0", ["gelu", "swiglu", "relu2"])
+    trial.suggest_categorical("layer_00", ["gelu", "swiglu", "relu2"])
     _abandon(study, trial, KeyboardInterrupt())
     failed = study.trials[trial.number]
     assert failed.state == optuna.trial.TrialState.FAIL and failed.user_attrs["budget"] is False
     assert failed.user_attrs["failure_reason"] == "interrupted by the user"
     waiting = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
-    assert [optuna_compat.queued_params(t) for t in waiting].count({"layer_0": "gelu", "layer_1": "gelu"}) == 1
+    assert [optuna_compat.queued_params(t) for t in waiting].count({"layer_00": "gelu", "layer_01": "gelu"}) == 1
     assert study_mod.trained(study) == []
 
 

@@ -83,7 +83,7 @@ def test_a_lost_or_preempted_trial_fails_outside_the_budget_and_is_queued_again(
     assert failed.state == TrialState.FAIL and failed.user_attrs["budget"] is False
     assert study_mod.snapshot(study, 0).done == 0
     queued = [optuna_compat.queued_params(t) for t in study.get_trials(states=(TrialState.WAITING,))]
-    assert queued.count({"layer_0": "swiglu", "layer_1": "relu2"}) == 1
+    assert queued.count({"layer_00": "swiglu", "layer_01": "relu2"}) == 1
     assert recovery.recover(study, tmp_path) == [], "queued once"
 
 
@@ -93,7 +93,7 @@ def test_two_processes_settling_one_stale_view_settle_it_once(study, tmp_path):
     first, second = (recovery._settle(study, tmp_path, stale) for _ in range(2))
     assert first is not None and second is None
     queued = [optuna_compat.queued_params(t) for t in study.get_trials(states=(TrialState.WAITING,))]
-    assert queued.count({"layer_0": "relu2", "layer_1": "swiglu"}) == 1
+    assert queued.count({"layer_00": "relu2", "layer_01": "swiglu"}) == 1
 
 
 def test_a_dead_pid_in_another_pid_namespace_of_this_host_is_judged_by_its_heartbeat(study):

@@ -12,6 +12,7 @@ import pytest
 from conftest import SPACES, write_space
 
 from moesearch import space as space_mod
+from moesearch.assignment import layer_name
 from moesearch import study as study_mod
 
 ACCEPTED = typing.get_args(space_mod.SearchSpec.model_fields["sampler"].annotation)
@@ -32,7 +33,7 @@ def test_every_accepted_sampler_proposes_in_this_environment(tmp_path, sampler):
     choices = space.layer_choices()
     for _ in range(PROPOSALS):
         trial = study.ask()
-        layers = [trial.suggest_categorical(study_mod.param_name(i), c) for i, c in enumerate(choices)]
+        layers = [trial.suggest_categorical(layer_name(i), c) for i, c in enumerate(choices)]
         space.check_assignment(layers)
         swiglus = layers.count("swiglu")  # a smooth made-up trade-off: more SwiGLU, lower loss, more FLOPs
         study.tell(trial, [2.1 - 0.01 * swiglus, 8e6 + 1e6 * swiglus])

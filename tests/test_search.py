@@ -25,7 +25,7 @@ def test_search_runs_baselines_first_records_each_trial_once_and_resumes(tmp_pat
     assert "* = Pareto front" in out.stdout and "gelu,gelu" in out.stdout
 
     storage = f"sqlite:///{tmp_path / 'moesearch.db'}"
-    optuna.load_study(study_name="tiny", storage=storage).enqueue_trial({"layer_0": "gelu", "layer_1": "gelu"})
+    optuna.load_study(study_name="tiny", storage=storage).enqueue_trial({"layer_00": "gelu", "layer_01": "gelu"})
     again = run_cli("search", "tiny", "--nproc", "2", "--trials", "6", "--results", str(tmp_path), "--no-progress")
     assert again.returncode == 0, again.stderr
     assert "2 trials trained now, 6 in study" in again.stdout
@@ -38,7 +38,7 @@ def test_search_runs_baselines_first_records_each_trial_once_and_resumes(tmp_pat
     told = [t for t in study.trials if t.user_attrs.get("trained")]
     assert sorted(t.number for t in told) == list(second["trial"]), "exactly the trained trials have records"
     answered = [t for t in study.trials if "duplicate_of" in t.user_attrs]
-    assert answered and answered[0].params == {"layer_0": "gelu", "layer_1": "gelu"}, "the repeat we enqueued"
+    assert answered and answered[0].params == {"layer_00": "gelu", "layer_01": "gelu"}, "the repeat we enqueued"
     for t in answered:
         assert t.values == study.trials[t.user_attrs["duplicate_of"]].values
         assert t.number not in set(second["trial"])
@@ -122,7 +122,7 @@ def test_ctrl_c_stops_the_group_fails_the_trial_and_the_search_resumes(tmp_path)
     assert not results.trials_dir(tmp_path / "r", "micro").exists() or not any(
         results.trials_dir(tmp_path / "r", "micro").iterdir()), "an interrupted trial is no result"
     waiting = [optuna_compat.queued_params(t) for t in study.get_trials(states=(optuna.trial.TrialState.WAITING,))]
-    assert sorted(w["layer_0"] for w in waiting) == ["gelu", "swiglu"], "both baselines are still queued"
+    assert sorted(w["layer_00"] for w in waiting) == ["gelu", "swiglu"], "both baselines are still queued"
 
 
 def test_the_baselines_get_their_seed_replicates_once_and_the_front_states_the_noise(tmp_path):

@@ -20,10 +20,11 @@ def train(layers: str, **options) -> None:
     The trial joins the study (as a seed replicate when --seed differs), so `pareto` shows it.
     """
     from moesearch import space as space_mod
+    from moesearch.assignment import Assignment
 
     preempt.install()  # from the start: a signal during set-up must not kill the command
     space = space_mod.load(options.pop("space"))
-    chosen = [a.strip() for a in layers.split(",")]
+    chosen = Assignment.parse(layers)
     space.check_assignment(chosen)  # first: a typo is reported at once, before the slow checks and imports
     settings = resolve(space, **options)
 
