@@ -101,13 +101,16 @@ def _grouped(done: pd.DataFrame, metrics: list[str], objectives: dict[str, str],
     return table.join(by_trial[layer_columns].first()).reset_index()
 
 
-def front(trials: pd.DataFrame) -> tuple[pd.DataFrame, float]:
+def front(trials: pd.DataFrame, objectives: dict[str, str] | None = None,
+          reference: dict[str, float] | None = None) -> tuple[pd.DataFrame, float]:
     """The front (assignment means) and its hypervolume alone: no ranks, knee or history, for large studies.
 
+    The one definition of the front, for every command that shows one (`analyse` ranks the same
+    means; `status` passes the study's trials as rows, with `objectives` and `reference` from the study).
     Works on row positions and the objective columns: assignments trained once are points as they
     are, only repeated ones are grouped, and full rows are built for the few front members.
     """
-    objectives, reference = objectives_of(trials), reference_of(trials)
+    objectives, reference = objectives or objectives_of(trials), reference or reference_of(trials)
     trials, _ = one_text(trials)
     complete = (trials["state"] == State.COMPLETE).to_numpy()
     repeated = trials["assignment"].duplicated(keep=False).to_numpy()  # a failed attempt counts: grouped, harmless

@@ -5,14 +5,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-import moocore
-import numpy as np
 import optuna
+import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
-from moesearch import liveness
+from moesearch import liveness, pareto
 from moesearch import study as study_mod
-from moesearch.vocab import StudyAttr, TrialAttr
+from moesearch.vocab import State, StudyAttr, TrialAttr
 
 
 @dataclass(frozen=True)
@@ -28,7 +27,7 @@ class Status:
     stale: list[int]  # RUNNING trials whose group is gone: settled when a search or worker next starts
     per_hour_last: int  # trained trials finished in the last hour
     per_hour_overall: float | None
-    front: int  # assignments on the Pareto front of the complete trials
+    front: int  # assignments on the Pareto front of the complete trials (seed means, as `pareto` shows it)
 
 
 def of(study: optuna.Study, now: float | None = None) -> Status:
@@ -56,20 +55,21 @@ def of(study: optuna.Study, now: float | None = None) -> Status:
         per_hour_last=sum(f > now - 3600 for f in finished_at),
         per_hour_overall=len(finished_at) / (finished_at[-1] - started_at) * 3600
         if finished_at and finished_at[-1] > started_at else None,
-        front=_front_size(study, counted),
+        front=_front_size(study, trained),  # verify replicates too: fronts are of seed means
     )
 
 
 def _front_size(study: optuna.Study, trials: list[FrozenTrial]) -> int:
-    """Non-dominated assignments (each assignment once, at its first complete trial)."""
-    first: dict[str, list[float]] = {}
-    for t in trials:
-        if t.state == TrialState.COMPLETE:
-            first.setdefault(t.user_attrs[TrialAttr.ASSIGNMENT], t.values)
-    if not first:
+    """Assignments on the front, by `pareto.front`'s one definition (seed means), from the study's trials."""
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    if not complete:
         return 0
-    maximise = [d == optuna.study.StudyDirection.MAXIMIZE for d in study.directions]
-    return int(moocore.is_nondominated(np.array(list(first.values())), maximise=maximise).sum())
+    objectives = study.user_attrs[StudyAttr.SPACE]["search"]["objectives"]
+    rows = pd.DataFrame([{"trial": t.number, "state": State.COMPLETE, "data_sha256": None,
+                          "assignment": t.user_attrs[TrialAttr.ASSIGNMENT], "seed": t.user_attrs.get(TrialAttr.SEED),
+                          **t.params, **dict(zip(objectives, t.values, strict=True))} for t in complete])
+    on, _ = pareto.front(rows, objectives, study.user_attrs[StudyAttr.REFERENCE_POINT])
+    return len(on)
 
 
 def text(name: str, where: str, s: Status) -> str:

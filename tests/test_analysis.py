@@ -186,3 +186,33 @@ def test_hypervolume_of_three_objectives(tmp_path):
     table = pd.DataFrame({"val_loss": [2.0], "tokens_per_s": [100.0], "params_active": [10.0]})
     reference = {"val_loss": 3.0, "tokens_per_s": 0.0, "params_active": 20.0}
     assert pareto.hypervolume(table, objectives, reference) == pytest.approx(1.0 * 100 * 10)
+
+
+def test_status_and_pareto_show_the_same_front(tiny_study):
+    """One definition of the front (seed means), whether read from the storage or from the records."""
+    import optuna
+
+    from moesearch import status
+
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tiny_study / 'moesearch.db'}")
+    on, _ = pareto.front(results.load_trials(tiny_study, "tiny"))
+    analysis = pareto.analyse(results.load_trials(tiny_study, "tiny"))
+    assert status.of(study).front == len(on) == int(analysis.table["pareto"].sum())
+
+
+def test_status_counts_the_front_of_seed_means_not_of_first_trials():
+    """A's first seed looks best, its mean is beaten by B: the front is B alone, as `pareto` says."""
+    import optuna
+    from optuna.distributions import CategoricalDistribution
+
+    from moesearch import status
+    from moesearch.vocab import StudyAttr, TrialAttr
+
+    study = optuna.create_study(directions=["minimize", "minimize"])
+    study.set_user_attr(StudyAttr.SPACE, {"search": {"objectives": {"val_loss": "minimize", "params_total": "minimize"}}})
+    study.set_user_attr(StudyAttr.REFERENCE_POINT, {"val_loss": 5.0, "params_total": 20.0})
+    for layer, seed, values in [("gelu", 0, [1.0, 10]), ("gelu", 1, [3.0, 10]), ("swiglu", 0, [1.5, 9])]:
+        study.add_trial(optuna.trial.create_trial(
+            params={"layer_00": layer}, distributions={"layer_00": CategoricalDistribution(["gelu", "swiglu"])},
+            values=values, user_attrs={TrialAttr.ASSIGNMENT: layer, TrialAttr.SEED: seed, TrialAttr.TRAINED: True}))
+    assert status.of(study).front == 1
