@@ -1,17 +1,22 @@
 """Seed replicates: train known assignments again with fresh seeds, so a front can state its noise.
 
 Used by `verify` (the front and the baselines) and by `search` (the baselines, search.baseline_seeds).
+Plans are made from the study's records, so an interrupted run resumes: seeds already done are kept.
 Replicates are trials of origin 'verify': they re-measure, and never count toward a search's --trials.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 
 import optuna
+import pandas as pd
 from tqdm.auto import tqdm
 
 from moesearch import noise, preempt, results
+from moesearch import study as study_mod
+from moesearch.errors import InputError
 from moesearch.assignment import Assignment
 from moesearch.group import WorkerGroup
 from moesearch.runner import run_named, summary
@@ -53,3 +58,26 @@ def train(settings: Settings, study: optuna.Study, group: WorkerGroup, todo: lis
             tqdm.write("preempted: run the same command again to finish")
             break
     return trained
+
+
+def verify(settings: Settings, storage: optuna.storages.BaseStorage, n_seeds: int,
+           planned: Callable[[int], None]) -> pd.DataFrame:
+    """`moesearch verify`: train the front and the baselines until each has 1 + n_seeds seeds.
+
+    Fresh seeds count up from settings.seed + 1; `planned` hears how many trials that takes before
+    any starts. Returns the study's records afterwards.
+    """
+    if settings.study not in optuna.get_all_study_names(storage):
+        raise InputError(f"--study: no study {settings.study!r} in this storage; run `moesearch search` first")
+    study = study_mod.open_study(storage, settings.study, settings.space, settings.seed, settings.data,
+                                 settings.data_sha256)
+    trials = results.load_trials(settings.results, settings.study)
+    if not (trials["state"] == State.COMPLETE).any():
+        raise InputError(f"--study: {settings.study!r} has no completed trial yet in {str(settings.results)!r}")
+    todo = noise.plan(trials, n_seeds, first_seed=settings.seed + 1)
+    planned(len(todo))
+    bar = tqdm(total=len(todo), desc="verify", unit="trial", disable=None if settings.progress else True,
+               dynamic_ncols=True)
+    with WorkerGroup(settings.launch, settings.results / settings.study / "logs") as group, bar:
+        train(settings, study, group, todo, bar)
+    return results.load_trials(settings.results, settings.study)

@@ -1,12 +1,24 @@
-"""Settings: what every trial of one `search` or `train` invocation shares, resolved by the CLI."""
+"""Settings: what every trial of one `search`, `train`, `verify` or `worker` invocation shares, and
+their resolution from the command's inputs.
+
+Everything is checked before anything is written: a bad space, flag, data path, results folder or
+group shape raises InputError naming the flag, and the command exits 2 leaving no file behind.
+"""
 
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from moesearch import corpus
+from moesearch import space as space_mod
+from moesearch.errors import InputError
 from moesearch.launch import Launch
-from moesearch.space import Space
+from moesearch.space import STUDY_NAME, Space
+
+DEFAULT_RESULTS = Path("results")  # relative: a search writes beside where it was started, as most tools do
 
 
 @dataclass(frozen=True)
@@ -23,3 +35,83 @@ class Settings:
     data_sha256: str
     progress: bool = True
 
+
+def resolve(space: str | Space, storage: str | None, study_name: str | None, results: Path, data: str | None,
+            seed: int, progress: bool, dry_run: bool = False, **group) -> Settings:
+    """Validate every input; returns Settings or raises InputError naming the culprit."""
+    spec = space_mod.load(space) if isinstance(space, str) else space
+    launch = resolve_launch(**group)
+    spec.ep_size(launch.world_size)
+    if spec.train.eval_sequences % launch.world_size:
+        raise InputError(f"--nproc {launch.nproc}: {launch.world_size} ranks in all must divide train.eval_sequences "
+                         f"({spec.train.eval_sequences}) so every rank evaluates the same held-out tokens")
+    data = os.path.abspath(data) if data else None  # recorded with the study: workers start elsewhere
+    text = corpus.load(data)
+    text.check_fits(spec.model.seq_len)
+    results = results.resolve()
+    _check_writable(results)
+    if study_name is not None and not re.fullmatch(STUDY_NAME, study_name):
+        raise InputError(f"--study: {study_name!r} is not a plain name; allowed: letters, digits, '_', '.', '-'")
+    return Settings(space=spec, study=study_name or spec.name, storage=storage or f"sqlite:///{results / 'moesearch.db'}",
+                    results=results, launch=launch, seed=seed, data=data, data_sha256=text.sha256, progress=progress)
+
+
+def resolve_launch(nproc: int | None, nnodes: int | None, master_addr: str | None, master_port: int | None, launcher: str,
+                   hostfile: Path | None) -> Launch:
+    """The worker group's shape from its flags; InputError for combinations that cannot start.
+
+    With a hostfile, nodes, ranks per node and node 0's address default to its hosts, its first
+    host's slots and its first host.
+    """
+    hosts: list[tuple[str, int]] = []
+    if hostfile is not None:
+        if launcher != "deepspeed":
+            raise InputError(f"--hostfile {str(hostfile)!r}: only with --launcher deepspeed (torchrun takes --nnodes "
+                             "and --master-addr, one `moesearch node` per other node)")
+        hosts = _hosts(hostfile)
+        if nnodes and nnodes > len(hosts):
+            raise InputError(f"--nnodes {nnodes}: --hostfile {str(hostfile)!r} names only {len(hosts)} hosts")
+    elif launcher == "deepspeed" and nnodes and nnodes > 1:
+        raise InputError(f"--nnodes {nnodes}: --launcher deepspeed reaches other nodes through --hostfile; give one")
+    return Launch(nproc=nproc or (hosts[0][1] if hosts else _default_nproc()), nnodes=nnodes or max(len(hosts), 1),
+                  master_addr=master_addr or (hosts[0][0] if hosts else "127.0.0.1"), master_port=master_port,
+                  launcher=launcher, hostfile=hostfile.resolve() if hostfile else None)
+
+
+def _hosts(hostfile: Path) -> list[tuple[str, int]]:
+    """(host, slots) per line of a DeepSpeed hostfile."""
+    if not hostfile.is_file():
+        raise InputError(f"--hostfile: {str(hostfile)!r} is not a file")
+    lines = [line.split("#")[0].strip() for line in hostfile.read_text().splitlines()]
+    hosts = []
+    for line in filter(None, lines):
+        if not (match := re.fullmatch(r"(\S+)\s+slots=([1-9]\d*)", line)):
+            raise InputError(f"--hostfile {str(hostfile)!r}: bad line {line!r}; allowed: 'hostname slots=N' lines, N >= 1")
+        if any(host == match[1] for host, _ in hosts):
+            raise InputError(f"--hostfile {str(hostfile)!r}: {match[1]!r} is named twice; allowed: each host once")
+        hosts.append((match[1], int(match[2])))
+    if not hosts:
+        raise InputError(f"--hostfile {str(hostfile)!r}: names no host; allowed: 'hostname slots=N' lines")
+    return hosts
+
+
+def _default_nproc() -> int:
+    """One rank per GPU, else 2 (two gloo ranks: expert parallelism on a laptop)."""
+    import torch  # only here, and the one torch import outside the ranks (.importlinter says why)
+
+    return torch.cuda.device_count() or 2
+
+
+def _check_writable(folder: Path) -> None:
+    existing = next(p for p in [folder, *folder.parents] if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(f"--results: {str(folder)!r} cannot be written ({existing} is not a writable folder)")
+
+
+def describe(settings: Settings) -> str:
+    """The resolved plan in one line, printed before any training starts."""
+    from moesearch.storage import redact
+
+    return (f"study {settings.study!r} in {redact(settings.storage)} | space {settings.space.name} | "
+            f"{settings.launch.describe()}, ep_size {settings.space.ep_size(settings.launch.world_size)} | "
+            f"seed {settings.seed} | records in {settings.results}")

@@ -12,7 +12,6 @@ the data and its sha256, the target number of trials, and the hypervolume refere
 
 from __future__ import annotations
 
-import re
 import secrets
 import warnings
 from dataclasses import dataclass
@@ -29,33 +28,6 @@ from moesearch.space import Space
 from moesearch.vocab import Origin, StudyAttr, TrialAttr
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # moesearch reports trials itself
-
-
-_SECRETS = [(re.compile(r"(://[^/@:]*:)[^@]*@"), r"\1***@"),  # user:password@host
-            (re.compile(r"(password=)[^&]*", re.IGNORECASE), r"\1***")]  # ?password=... in the query
-
-
-def redact(url: str) -> str:
-    """The storage URL with any password masked, for messages and records; also when the URL is malformed."""
-    for pattern, mask in _SECRETS:
-        url = pattern.sub(mask, url)
-    return url
-
-
-def open_storage(url: str) -> optuna.storages.BaseStorage:
-    """An RDB URL (sqlite:///, postgresql://, mysql://) or journal:PATH (a file on a shared filesystem)."""
-    try:
-        if url.startswith("journal:"):
-            from optuna.storages.journal import JournalFileBackend
-
-            return optuna.storages.JournalStorage(JournalFileBackend(url.removeprefix("journal:")))
-        if url.startswith(("postgresql://", "postgres://")):  # the driver moesearch installs, whatever the default
-            url = "postgresql+psycopg://" + url.split("://", 1)[1]
-        return optuna.storages.RDBStorage(url)
-    except Exception as e:  # optuna raises several types; all mean the same to the user
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise InputError(f"--storage: cannot open {redact(url)!r}: {first}; allowed: an Optuna RDB URL "
-                         f"(sqlite:///file.db, postgresql://user@host/db) or journal:/shared/path.log") from None
 
 
 _SAMPLER_FACTORIES = {  # name -> factory(seed)

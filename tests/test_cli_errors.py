@@ -86,7 +86,7 @@ def test_a_study_cannot_switch_spaces(tmp_path):
 
 def test_storage_passwords_are_masked_in_errors():
     from moesearch.errors import InputError
-    from moesearch.study import open_storage
+    from moesearch.storage import open_storage
 
     with pytest.raises(InputError) as err:
         open_storage("postgresql://user:hunter2@127.0.0.1:1/db?connect_timeout=1")

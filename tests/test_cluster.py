@@ -20,6 +20,7 @@ from conftest import (
 from optuna.trial import TrialState
 
 from moesearch import results
+from moesearch import storage as storage_mod
 from moesearch import study as study_mod
 
 ONE_THREAD = {"OMP_NUM_THREADS": "1"}  # several groups on 2 cores: no thread oversubscription
@@ -27,7 +28,7 @@ ONE_THREAD = {"OMP_NUM_THREADS": "1"}  # several groups on 2 cores: no thread ov
 
 def check_study(folder, storage: str, name: str, trained: int) -> tuple[optuna.Study, object]:
     """The invariants every test ends on; returns the study and its records."""
-    study = optuna.load_study(study_name=name, storage=study_mod.open_storage(storage))
+    study = optuna.load_study(study_name=name, storage=storage_mod.open_storage(storage))
     assert study.get_trials(states=(TrialState.RUNNING,)) == [], "no trial stays RUNNING"
     counted = study_mod.trained(study)
     assert len(counted) == trained, "exactly --trials trained trials"

@@ -14,6 +14,7 @@ from conftest import BACKENDS, storage_url, unique_study
 from optuna.trial import TrialState
 
 from moesearch import liveness, optuna_compat, recovery, results, space
+from moesearch import storage as storage_mod
 from moesearch import study as study_mod
 
 TINY = space.load("tiny")
@@ -47,7 +48,7 @@ def record(study: str, number: int, layers: list[str], state: str) -> results.Re
 
 @pytest.fixture(params=BACKENDS)
 def study(request, tmp_path) -> optuna.Study:
-    storage = study_mod.open_storage(storage_url(request.param, tmp_path))
+    storage = storage_mod.open_storage(storage_url(request.param, tmp_path))
     return study_mod.open_study(storage, unique_study("recovery"), TINY, seed=0)
 
 

@@ -27,7 +27,8 @@ def node(node_rank: int, rejoins: int, join_timeout: int, dry_run: bool, **group
     by node 0 after a failed trial; this command rejoins each time, and exits 0 when the group ends
     normally. SIGTERM or SIGUSR1 here reaches this node's ranks: the trial stops at a step boundary.
     """
-    from moesearch.cli.options import resolve_launch
+    from moesearch import node as node_mod
+    from moesearch.settings import resolve_launch
 
     launch = replace(resolve_launch(**group), join_timeout_s=join_timeout)
     if launch.launcher != "torchrun":
@@ -42,64 +43,6 @@ def node(node_rank: int, rejoins: int, join_timeout: int, dry_run: bool, **group
         click.echo(f"plan: {plan}")
         raise SystemExit(0)
     click.echo(plan)
-    code = _serve(launch, node_rank, rejoins)
+    code = node_mod.serve(launch, node_rank, rejoins, say=lambda line: click.echo(f"moesearch node: {line}", err=True))
     click.echo(f"moesearch node: {'the group finished (or was preempted)' if code == 0 else 'gave up'}", err=True)
     raise SystemExit(code)
-
-
-def _serve(launch, node_rank: int, rejoins: int) -> int:
-    """Run this node's launcher, again after each failure; 0 once the group ends normally or is preempted."""
-    import contextlib
-    import os
-    import signal
-    import subprocess
-
-    import psutil
-
-    from moesearch import preempt
-
-    stopping: list[int] = []
-    proc: subprocess.Popen | None = None
-
-    def forward(signum, frame) -> None:  # to the ranks, which stop together at a step boundary
-        stopping.append(signum)
-        with contextlib.suppress(psutil.NoSuchProcess, AttributeError):  # AttributeError: no launcher yet
-            for rank in psutil.Process(proc.pid).children():
-                rank.send_signal(signum)
-
-    for sig in preempt.SIGNALS:
-        signal.signal(sig, forward)
-    unformed = 0
-    for attempt in range(rejoins + 1):
-        if stopping:
-            return 0
-        proc = subprocess.Popen(preempt.launch(launch.command(node_rank)), env={**os.environ, **preempt.LAUNCHER_ENV})
-        formed = _ranks_started(proc)
-        if proc.returncode == 0 or stopping:
-            return 0
-        unformed = 0 if formed else unformed + 1
-        if unformed == 2:  # twice --join-timeout without a group: node 0 is gone or done
-            click.echo("moesearch node: no group formed twice in a row; is node 0's search or worker running?",
-                       err=True)
-            return 1
-        click.echo(f"moesearch node: the group ended with code {proc.returncode}; rejoining ({attempt + 1} of "
-                   f"{rejoins})", err=True)
-    return 1
-
-
-def _ranks_started(proc) -> bool:
-    """Wait for the launcher; whether it ever started ranks (torchrun does only after its rendezvous)."""
-    import subprocess
-
-    import psutil
-
-    started = False
-    while True:
-        try:
-            proc.wait(timeout=1)
-            return started
-        except subprocess.TimeoutExpired:
-            try:
-                started = started or bool(psutil.Process(proc.pid).children())
-            except psutil.NoSuchProcess:
-                pass

@@ -6,7 +6,8 @@ import click
 
 from moesearch import preempt
 from moesearch.cli import cli
-from moesearch.cli.options import describe, dry_run, open_storage, resolve, run_options
+from moesearch.cli.options import dry_run, run_options
+from moesearch.settings import describe, resolve
 from moesearch.vocab import State, StudyAttr
 
 
@@ -20,13 +21,14 @@ def search(trials: int | None, **options) -> None:
     the study, not trained again. Run the same command again to resume or extend (--trials).
     """
     from moesearch import study as study_mod
+    from moesearch import storage as storage_mod
 
     preempt.install()  # from the start: a signal during set-up must not kill the command
     settings = resolve(**options)
     if options["dry_run"]:
         dry_run(settings, f"{trials} trials" if trials else
                 f"{settings.space.search.trials} trials, or the target of the study if it exists")
-    storage = open_storage(settings, explicit=options["storage"] is not None)
+    storage = storage_mod.open_for(settings, explicit=options["storage"] is not None)
     study = study_mod.open_study(storage, settings.study, settings.space, settings.seed, settings.data,
                                  settings.data_sha256, str(settings.results))
     if trials or StudyAttr.TRIALS not in study.user_attrs:  # the target of every group working on the study

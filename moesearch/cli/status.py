@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from moesearch.cli import cli
-from moesearch.cli.options import DEFAULT_RESULTS, open_existing_storage
+from moesearch.cli.options import DEFAULT_RESULTS
 
 
 @cli.command()
@@ -24,13 +24,14 @@ def status(storage: str | None, study_name: str | None, results: Path) -> None:
 
     from moesearch import status as status_mod
     from moesearch import study as study_mod
+    from moesearch import storage as storage_mod
     from moesearch.errors import InputError
 
     url = storage or f"sqlite:///{results / 'moesearch.db'}"
-    opened = open_existing_storage(url)
+    opened = storage_mod.open_existing(url)
     names = optuna.get_all_study_names(opened)
     if study_name is None and len(names) != 1:
-        raise InputError(f"--study: {len(names)} studies in {study_mod.redact(url)!r}; choose one of: "
+        raise InputError(f"--study: {len(names)} studies in {storage_mod.redact(url)!r}; choose one of: "
                          f"{', '.join(names) or '(none)'}")
     study = study_mod.load_existing(opened, study_name or names[0])
-    click.echo(status_mod.text(study.study_name, study_mod.redact(url), status_mod.of(study)))
+    click.echo(status_mod.text(study.study_name, storage_mod.redact(url), status_mod.of(study)))

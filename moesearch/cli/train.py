@@ -6,7 +6,8 @@ import click
 
 from moesearch import preempt
 from moesearch.cli import cli
-from moesearch.cli.options import describe, dry_run, open_storage, resolve, run_options
+from moesearch.cli.options import dry_run, run_options
+from moesearch.settings import describe, resolve
 from moesearch.metrics import METRICS, fmt
 from moesearch.vocab import Origin
 
@@ -29,13 +30,14 @@ def train(layers: str, **options) -> None:
     settings = resolve(space, **options)
 
     from moesearch import study as study_mod
+    from moesearch import storage as storage_mod
     from moesearch.group import WorkerGroup
     from moesearch.results import trial_file
     from moesearch.runner import run_named
 
     if options["dry_run"]:
         dry_run(settings, f"train {','.join(chosen)}")
-    storage = open_storage(settings, explicit=options["storage"] is not None)
+    storage = storage_mod.open_for(settings, explicit=options["storage"] is not None)
     study = study_mod.open_study(storage, settings.study, settings.space, settings.seed, settings.data,
                                  settings.data_sha256, str(settings.results))
     click.echo(describe(settings))
