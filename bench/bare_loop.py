@@ -81,7 +81,7 @@ def main() -> None:
     os.environ.setdefault("DS_ACCELERATOR", "cpu")
     import deepspeed
 
-    from moesearch.deepspeed_compat import skip_inference_comm_op
+    from moesearch.ranks.deepspeed_compat import skip_inference_comm_op
 
     skip_inference_comm_op()  # inference-only op: skip its JIT build (the one internal, shared with moesearch)
     deepspeed.init_distributed()

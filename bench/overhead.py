@@ -16,10 +16,10 @@ import tempfile
 from pathlib import Path
 
 from moesearch import corpus, space
-from moesearch.group import WorkerGroup
+from moesearch.supervisor.group import WorkerGroup
 from moesearch.launch import Launch
 from moesearch.reference import reference_point
-from moesearch.runner import run_trial
+from moesearch.supervisor.runner import run_trial
 from moesearch.settings import Settings
 
 

@@ -21,7 +21,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from moesearch import pareto, results
+from moesearch import results
+from moesearch.analysis import pareto
 from moesearch.assignment import Assignment, layer_name
 
 OBJECTIVES = {"val_loss": "minimize", "train_flops_per_token": "minimize"}

@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 LAUNCHERS = ("torchrun", "deepspeed")
-WORKER_MODULE = "moesearch.worker"
+WORKER_MODULE = "moesearch.ranks.worker"
+# rank 0 finds the supervisor's link through these (`supervisor.group` sets them, `ranks.worker` reads them)
+ADDRESS_ENV, AUTHKEY_ENV = "MOESEARCH_SUPERVISOR", "MOESEARCH_AUTHKEY"
 
 
 @dataclass(frozen=True)

@@ -106,12 +106,3 @@ def _check_writable(folder: Path) -> None:
     existing = next(p for p in [folder, *folder.parents] if p.exists())
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
         raise InputError(f"--results: {str(folder)!r} cannot be written ({existing} is not a writable folder)")
-
-
-def describe(settings: Settings) -> str:
-    """The resolved plan in one line, printed before any training starts."""
-    from moesearch.storage import redact
-
-    return (f"study {settings.study!r} in {redact(settings.storage)} | space {settings.space.name} | "
-            f"{settings.launch.describe()}, ep_size {settings.space.ep_size(settings.launch.world_size)} | "
-            f"seed {settings.seed} | records in {settings.results}")

@@ -35,7 +35,8 @@ import pandas as pd
 from IPython.display import display
 from matplotlib_inline.backend_inline import set_matplotlib_formats
 
-from moesearch import noise, pareto, plots, results
+from moesearch import results
+from moesearch.analysis import noise, pareto, plots
 
 # plots.py builds figures without pyplot, so none shows by itself: display(fig) needs the PNG formatter
 set_matplotlib_formats("png")

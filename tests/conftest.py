@@ -29,7 +29,7 @@ def one_rank():
     os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()))
     import deepspeed
 
-    from moesearch.deepspeed_compat import skip_inference_comm_op
+    from moesearch.ranks.deepspeed_compat import skip_inference_comm_op
 
     skip_inference_comm_op()
     deepspeed.init_distributed(dist_backend="gloo")
@@ -57,7 +57,7 @@ def leftover_ranks(tag: str) -> list[int]:
     found = []
     for p in psutil.process_iter(["cmdline"]):
         try:
-            if "moesearch.worker" in " ".join(p.info["cmdline"] or []) and p.environ().get(TAG_ENV) == tag:
+            if "moesearch.ranks.worker" in " ".join(p.info["cmdline"] or []) and p.environ().get(TAG_ENV) == tag:
                 found.append(p.pid)
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             pass

@@ -15,7 +15,8 @@ import pytest
 from click.testing import CliRunner
 from test_results import FRONT, record, write
 
-from moesearch import noise, pareto, plots, results
+from moesearch import results
+from moesearch.analysis import noise, pareto, plots
 from moesearch.cli import cli
 
 
@@ -192,7 +193,7 @@ def test_status_and_pareto_show_the_same_front(tiny_study):
     """One definition of the front (seed means), whether read from the storage or from the records."""
     import optuna
 
-    from moesearch import status
+    from moesearch.supervisor import status
 
     study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tiny_study / 'moesearch.db'}")
     on, _ = pareto.front(results.load_trials(tiny_study, "tiny"))
@@ -205,7 +206,7 @@ def test_status_counts_the_front_of_seed_means_not_of_first_trials():
     import optuna
     from optuna.distributions import CategoricalDistribution
 
-    from moesearch import status
+    from moesearch.supervisor import status
     from moesearch.vocab import StudyAttr, TrialAttr
 
     study = optuna.create_study(directions=["minimize", "minimize"])

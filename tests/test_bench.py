@@ -32,7 +32,8 @@ def test_the_bare_loop_model_has_the_trial_models_parameters(one_rank, layers):
 def test_the_replay_table_is_exhaustive_and_current():
     import pandas as pd
 
-    from moesearch import replay, results
+    from moesearch import results
+    from moesearch.supervisor import replay
 
     trials = pd.read_parquet(ROOT / "bench" / "data" / "replay6-trials.parquet")
     table = replay.load_table(trials, "replay6")

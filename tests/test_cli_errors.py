@@ -72,7 +72,8 @@ def test_train_rejects_an_assignment_outside_the_space(tmp_path, monkeypatch):
 def test_a_study_cannot_switch_spaces(tmp_path):
     import optuna
 
-    from moesearch import space, study
+    from moesearch import space
+    from moesearch.supervisor import study
 
     storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'db.sqlite'}")
     study.open_study(storage, "s", space.load("tiny"), seed=0)
@@ -86,7 +87,7 @@ def test_a_study_cannot_switch_spaces(tmp_path):
 
 def test_storage_passwords_are_masked_in_errors():
     from moesearch.errors import InputError
-    from moesearch.storage import open_storage
+    from moesearch.supervisor.storage import open_storage
 
     with pytest.raises(InputError) as err:
         open_storage("postgresql://user:hunter2@127.0.0.1:1/db?connect_timeout=1")
@@ -112,9 +113,9 @@ def test_an_abandoned_baseline_is_failed_outside_the_budget_and_queued_again(tmp
     import optuna
 
     from moesearch import space
-    from moesearch import study as study_mod
-    from moesearch import optuna_compat
-    from moesearch.study import abandon as _abandon
+    from moesearch.supervisor import study as study_mod
+    from moesearch.supervisor import optuna_compat
+    from moesearch.supervisor.study import abandon as _abandon
 
     storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'db.sqlite'}")
     study = study_mod.open_study(storage, "s", space.load("tiny"), seed=0)
@@ -206,7 +207,7 @@ def test_a_study_keeps_its_training_text(tmp_path, monkeypatch, command, made_wi
     from conftest import ROOT
 
     from moesearch import corpus, space
-    from moesearch import study as study_mod
+    from moesearch.supervisor import study as study_mod
 
     monkeypatch.chdir(tmp_path)
     made_with, given = (str(ROOT / p) if p else None for p in (made_with, given))

@@ -20,8 +20,8 @@ from conftest import (
 from optuna.trial import TrialState
 
 from moesearch import results
-from moesearch import storage as storage_mod
-from moesearch import study as study_mod
+from moesearch.supervisor import storage as storage_mod
+from moesearch.supervisor import study as study_mod
 
 ONE_THREAD = {"OMP_NUM_THREADS": "1"}  # several groups on 2 cores: no thread oversubscription
 

@@ -23,7 +23,7 @@ def text():
 
 @pytest.mark.parametrize("activation", NAMES)
 def test_every_activation_runs_forward_and_backward(one_rank, activation):
-    from moesearch.model import Transformer
+    from moesearch.ranks.model import Transformer
 
     torch.manual_seed(0)
     model = Transformer(TINY.model, [activation, "gelu"], ep_size=1)
@@ -39,7 +39,7 @@ def test_every_activation_runs_forward_and_backward(one_rank, activation):
 
 @pytest.mark.parametrize("activation", NAMES)
 def test_analytic_params_match_the_model(one_rank, activation):
-    from moesearch.model import Transformer
+    from moesearch.ranks.model import Transformer
 
     layers = [activation, "gelu"]
     model = Transformer(TINY.model, layers, ep_size=1)  # one rank holds every expert
@@ -56,7 +56,7 @@ def test_params_policy_gives_equal_parameter_counts_across_activations():
 
 
 def test_experts_start_different(one_rank):
-    from moesearch.model import Transformer
+    from moesearch.ranks.model import Transformer
 
     model = Transformer(TINY.model, ["gelu", "swiglu"], ep_size=1)
     model.init_experts(seed=0, first_expert=0)
@@ -66,7 +66,7 @@ def test_experts_start_different(one_rank):
 
 
 def test_a_trial_trains_and_reports_every_metric(one_rank, text):
-    from moesearch.train import train_trial
+    from moesearch.ranks.train import train_trial
 
     cfg = RunConfig.build(TINY, ["swiglu", "relu2"], seed=1, data=None, world_size=1)
     seen = []
@@ -94,7 +94,7 @@ def test_a_trial_trains_and_reports_every_metric(one_rank, text):
 def test_same_seed_same_result_and_engines_do_not_leak(one_rank, text):
     import gc
 
-    from moesearch.train import train_trial
+    from moesearch.ranks.train import train_trial
 
     cfg = RunConfig.build(TINY, ["gelu", "gelu"], seed=3, data=None, world_size=1)
     first = train_trial(cfg, text).metrics["val_loss"]
@@ -106,7 +106,7 @@ def test_same_seed_same_result_and_engines_do_not_leak(one_rank, text):
 
 
 def test_nan_loss_fails_the_trial_at_its_step(one_rank, text, monkeypatch):
-    from moesearch.train import TrialFailed, train_trial
+    from moesearch.ranks.train import TrialFailed, train_trial
 
     monkeypatch.setenv("MOESEARCH_FAULT", "nan:relu2,relu2")
     cfg = RunConfig.build(TINY, ["relu2", "relu2"], seed=0, data=None, world_size=1)
@@ -117,8 +117,8 @@ def test_nan_loss_fails_the_trial_at_its_step(one_rank, text, monkeypatch):
 
 @pytest.mark.parametrize("moe_every", [1, 3])  # every FFN an MoE; no MoE at all (two dense layers)
 def test_hidden_statistics_count_real_tokens_only(one_rank, moe_every):
-    from moesearch.model import Transformer
-    from moesearch.probes import HiddenStats
+    from moesearch.ranks.model import Transformer
+    from moesearch.ranks.probes import HiddenStats
 
     # a large capacity leaves most expert slots empty: padding must not count as zeros
     spec = TINY.model.model_copy(update={"moe_every": moe_every, "capacity_factor": 4.0, "eval_capacity_factor": 4.0})
@@ -149,7 +149,7 @@ def test_expert_capacity_matches_deepspeeds_gate(experts, top_k, factor, tokens)
 
 
 def test_dense_weights_do_not_depend_on_the_expert_parallel_size(one_rank):
-    from moesearch.model import Transformer
+    from moesearch.ranks.model import Transformer
 
     spec = TINY.model.model_copy(update={"num_experts": 4})
     torch.manual_seed(0)

@@ -9,7 +9,8 @@ import jupytext
 import nbclient
 import pytest
 
-from moesearch import pareto, plots, results
+from moesearch import results
+from moesearch.analysis import pareto, plots
 
 NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "analysis.py"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import matplotlib.ticker
 from test_results import FRONT, record, write
 
-from moesearch import pareto, plots, results
+from moesearch import results
+from moesearch.analysis import pareto, plots
 
 
 def analysis_of(folder, *records):

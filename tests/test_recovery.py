@@ -13,9 +13,10 @@ import pytest
 from conftest import BACKENDS, storage_url, unique_study
 from optuna.trial import TrialState
 
-from moesearch import liveness, optuna_compat, recovery, results, space
-from moesearch import storage as storage_mod
-from moesearch import study as study_mod
+from moesearch import results, space
+from moesearch.supervisor import liveness, optuna_compat, recovery
+from moesearch.supervisor import storage as storage_mod
+from moesearch.supervisor import study as study_mod
 
 TINY = space.load("tiny")
 OBJECTIVES = TINY.search.objectives  # val_loss (min), tokens_per_s (max)
@@ -135,7 +136,7 @@ def test_the_heartbeat_is_written_while_a_trial_runs(study, monkeypatch):
 
 
 def test_status_counts_trials_by_state_and_names_the_dead_group_s_trials(study, tmp_path):
-    from moesearch import status
+    from moesearch.supervisor import status
 
     live = running_trial(study, ["gelu", "relu2"], liveness.me())
     dead = running_trial(study, ["relu2", "gelu"], dead_worker())
@@ -152,7 +153,7 @@ def test_status_counts_trials_by_state_and_names_the_dead_group_s_trials(study, 
 
 def test_a_trial_settled_by_another_group_while_it_ran_is_dropped_not_recorded(study, tmp_path, monkeypatch):
     """A group that stalled past the grace period finishes a trial someone else already settled."""
-    from moesearch import runner
+    from moesearch.supervisor import runner
     from moesearch.launch import Launch
     from moesearch.settings import Settings
 

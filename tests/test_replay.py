@@ -10,9 +10,10 @@ import pytest
 from click.testing import CliRunner
 from test_results import record, write
 
-from moesearch import replay, results
+from moesearch import results
+from moesearch.supervisor import replay
 from moesearch.cli import cli
-from moesearch.study import SAMPLERS
+from moesearch.supervisor.study import SAMPLERS
 
 CHOICES = ["gelu", "swiglu", "relu"]
 
@@ -37,7 +38,7 @@ def test_a_replay_is_deterministic_per_seed_and_baselines_come_first(tmp_path):
     table = replay.load_table(exhaustive(tmp_path), "t")
     assert np.array_equal(replay.replay(table, "tpe", 3, 6), replay.replay(table, "tpe", 3, 6))
     baselines = pd.DataFrame([table.values[f"{a},{a}"] for a in CHOICES], columns=list(table.objectives))
-    from moesearch import pareto
+    from moesearch.analysis import pareto
 
     first_three = pareto.hypervolume(baselines, table.objectives, table.reference) / table.true_hypervolume
     assert replay.replay(table, "random", 0, 3)[-1] == pytest.approx(first_three)

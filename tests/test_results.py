@@ -14,7 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from moesearch import pareto, results
+from moesearch import results
+from moesearch.analysis import pareto
 from moesearch.cli import cli
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -13,7 +13,7 @@ from conftest import SPACES, write_space
 
 from moesearch import space as space_mod
 from moesearch.assignment import layer_name
-from moesearch import study as study_mod
+from moesearch.supervisor import study as study_mod
 
 ACCEPTED = typing.get_args(space_mod.SearchSpec.model_fields["sampler"].annotation)
 PROPOSALS = 14  # past Optuna's 10 random start-up trials (TPE, GP): the model-based proposals run too

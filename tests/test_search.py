@@ -7,7 +7,8 @@ import os
 import optuna
 from conftest import MICRO, ROOT, TAG_ENV, cli_command, leftover_ranks, run_cli, write_space
 
-from moesearch import optuna_compat, results
+from moesearch import results
+from moesearch.supervisor import optuna_compat
 
 
 def records(folder, study):

@@ -9,7 +9,8 @@ from click.testing import CliRunner
 from scipy.stats import t as student_t
 from test_results import FRONT, record, write
 
-from moesearch import noise, pareto, results
+from moesearch import results
+from moesearch.analysis import noise, pareto
 from moesearch.cli import cli
 from moesearch.metrics import fmt_pm
 from moesearch.search_limits import VERIFY_SEEDS

@@ -11,7 +11,7 @@ import click
 
 from moesearch import preempt
 from moesearch.errors import InputError
-from moesearch.group import GroupStartFailure
+from moesearch.supervisor.group import GroupStartFailure
 
 
 class _Group(click.Group):

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from moesearch.launch import LAUNCHERS
-from moesearch.settings import DEFAULT_RESULTS, Settings, describe
+from moesearch.settings import DEFAULT_RESULTS, Settings
 
 DRY_RUN = click.option("--dry-run", is_flag=True, help="Check every input, print the plan and exit: nothing is written or started.")
 
@@ -52,9 +52,18 @@ def run_options(command):
     return group_options(command)
 
 
+def describe(settings: Settings) -> str:
+    """The resolved plan in one line, printed before any training starts."""
+    from moesearch.supervisor.storage import redact
+
+    return (f"study {settings.study!r} in {redact(settings.storage)} | space {settings.space.name} | "
+            f"{settings.launch.describe()}, ep_size {settings.space.ep_size(settings.launch.world_size)} | "
+            f"seed {settings.seed} | records in {settings.results}")
+
+
 def dry_run(settings: Settings, what: str) -> None:
     """Print the plan of a --dry-run and stop the command (exit 0): nothing was opened or written."""
-    from moesearch.storage import check_url
+    from moesearch.supervisor.storage import check_url
 
     check_url(settings.storage)
     click.echo(f"plan: {describe(settings)} | {what}")

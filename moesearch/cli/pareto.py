@@ -23,7 +23,7 @@ def pareto(results: Path, study_name: str | None, everything: bool, out: Path | 
 
     Assignments trained with several seeds count once, at their mean.
     """
-    from moesearch import pareto as pareto_mod
+    from moesearch.analysis import pareto as pareto_mod
 
     if out is not None and out.suffix not in _FORMATS:
         raise InputError(f"--out: {str(out)!r} has suffix {out.suffix!r}; allowed: {', '.join(_FORMATS)}")

@@ -23,9 +23,9 @@ def replay(table: Path, samplers: str, seeds: int, n_trials: int, out: Path | No
     trials/ folder), for several samplers and seeds; print hypervolume relative to the true front."""
     import pandas as pd
 
-    from moesearch import replay as replay_mod
+    from moesearch.supervisor import replay as replay_mod
     from moesearch.files import write_atomic
-    from moesearch.study import SAMPLERS
+    from moesearch.supervisor.study import SAMPLERS
 
     chosen = [s.strip() for s in samplers.split(",")]
     if unknown := [s for s in chosen if s not in SAMPLERS]:

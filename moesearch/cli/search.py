@@ -7,7 +7,8 @@ import click
 from moesearch import preempt
 from moesearch.cli import cli
 from moesearch.cli.options import dry_run, run_options
-from moesearch.settings import describe, resolve
+from moesearch.cli.options import describe
+from moesearch.settings import resolve
 from moesearch.vocab import State, StudyAttr
 
 
@@ -20,8 +21,8 @@ def search(trials: int | None, **options) -> None:
     Uniform baselines run first; an assignment already trained with the same --seed is answered from
     the study, not trained again. Run the same command again to resume or extend (--trials).
     """
-    from moesearch import study as study_mod
-    from moesearch import storage as storage_mod
+    from moesearch.supervisor import study as study_mod
+    from moesearch.supervisor import storage as storage_mod
 
     preempt.install()  # from the start: a signal during set-up must not kill the command
     settings = resolve(**options)
@@ -40,8 +41,9 @@ def search(trials: int | None, **options) -> None:
 def search_and_report(settings, study, replicate_baselines: bool = False) -> None:
     """Run the search loop, then print what it did and the front (shared with `worker`, which leaves the
     baselines' seed replicates to the `search` that made the study: no two groups train them)."""
-    from moesearch import pareto, preempt, results
-    from moesearch.search import run_search
+    from moesearch import preempt, results
+    from moesearch.analysis import pareto
+    from moesearch.supervisor.search import run_search
 
     report = run_search(settings, study, replicate_baselines)
     repeats = report.repeats_answered

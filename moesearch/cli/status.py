@@ -22,9 +22,9 @@ def status(storage: str | None, study_name: str | None, results: Path) -> None:
     """
     import optuna
 
-    from moesearch import status as status_mod
-    from moesearch import study as study_mod
-    from moesearch import storage as storage_mod
+    from moesearch.supervisor import status as status_mod
+    from moesearch.supervisor import study as study_mod
+    from moesearch.supervisor import storage as storage_mod
     from moesearch.errors import InputError
 
     url = storage or f"sqlite:///{results / 'moesearch.db'}"

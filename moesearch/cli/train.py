@@ -7,7 +7,8 @@ import click
 from moesearch import preempt
 from moesearch.cli import cli
 from moesearch.cli.options import dry_run, run_options
-from moesearch.settings import describe, resolve
+from moesearch.cli.options import describe
+from moesearch.settings import resolve
 from moesearch.metrics import METRICS, fmt
 from moesearch.vocab import Origin
 
@@ -29,11 +30,11 @@ def train(layers: str, **options) -> None:
     space.check_assignment(chosen)  # first: a typo is reported at once, before the slow checks and imports
     settings = resolve(space, **options)
 
-    from moesearch import study as study_mod
-    from moesearch import storage as storage_mod
-    from moesearch.group import WorkerGroup
+    from moesearch.supervisor import study as study_mod
+    from moesearch.supervisor import storage as storage_mod
+    from moesearch.supervisor.group import WorkerGroup
     from moesearch.results import trial_file
-    from moesearch.runner import run_named
+    from moesearch.supervisor.runner import run_named
 
     if options["dry_run"]:
         dry_run(settings, f"train {','.join(chosen)}")

@@ -7,7 +7,8 @@ import click
 from moesearch import preempt
 from moesearch.cli import cli
 from moesearch.cli.options import dry_run, run_options
-from moesearch.settings import describe, resolve
+from moesearch.cli.options import describe
+from moesearch.settings import resolve
 from moesearch.search_limits import VERIFY_SEEDS
 
 
@@ -23,8 +24,9 @@ def verify(n_seeds: int, **options) -> None:
     once the spread is counted. Fresh seeds count up from --seed + 1. Run it again to finish an
     interrupted check: seeds already done are kept.
     """
-    from moesearch import noise, replicates
-    from moesearch import storage as storage_mod
+    from moesearch.analysis import noise
+    from moesearch.supervisor import replicates
+    from moesearch.supervisor import storage as storage_mod
 
     preempt.install()  # from the start: a signal during set-up must not kill the command
     settings = resolve(**options)

@@ -9,7 +9,7 @@ import click
 from moesearch import preempt
 from moesearch.cli import cli
 from moesearch.cli.options import DRY_RUN, group_options
-from moesearch.settings import describe
+from moesearch.cli.options import describe
 from moesearch.vocab import StudyAttr
 
 
@@ -33,7 +33,7 @@ def worker(storage: str, study_name: str, results: Path | None, trials: int | No
     record, or failed and queued again); an assignment running in another group is not started.
     """
     from moesearch.cli.search import search_and_report
-    from moesearch.join import join
+    from moesearch.supervisor.join import join
 
     preempt.install()  # from the start: a signal during set-up must not kill the command
     if dry_run:
@@ -48,7 +48,7 @@ def worker(storage: str, study_name: str, results: Path | None, trials: int | No
 def _dry_run(storage: str, study_name: str, results: Path, **group) -> None:
     """The study is not opened (that may create it): its space is checked when the worker starts."""
     from moesearch.settings import resolve_launch
-    from moesearch.storage import check_exists, check_url
+    from moesearch.supervisor.storage import check_exists, check_url
 
     launch = resolve_launch(**group)
     where = check_url(storage)

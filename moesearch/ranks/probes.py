@@ -13,7 +13,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from moesearch.model import FFN, Transformer
+from moesearch.ranks.model import FFN, Transformer
 
 NEAR_ZERO = 1e-2  # |h| below this counts as near zero (absolute: the same cut for every trial)
 _SUMS = 5  # per layer: values, sum, sum of squares, exact zeros, near zeros

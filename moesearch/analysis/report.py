@@ -15,7 +15,7 @@ from string import Template
 
 import pandas as pd
 
-from moesearch import noise, pareto, plots
+from moesearch.analysis import noise, pareto, plots
 from moesearch.vocab import State
 
 _PAGE = Template("""<!DOCTYPE html>

@@ -14,12 +14,13 @@ import optuna
 import pandas as pd
 from tqdm.auto import tqdm
 
-from moesearch import noise, preempt, results
-from moesearch import study as study_mod
+from moesearch import preempt, results
+from moesearch.analysis import noise
+from moesearch.supervisor import study as study_mod
 from moesearch.errors import InputError
 from moesearch.assignment import Assignment
-from moesearch.group import WorkerGroup
-from moesearch.runner import run_named, summary
+from moesearch.supervisor.group import WorkerGroup
+from moesearch.supervisor.runner import run_named, summary
 from moesearch.settings import Settings
 from moesearch.vocab import Origin, State
 

@@ -16,8 +16,9 @@ import optuna
 import pyarrow.parquet as pq
 from optuna.trial import TrialState
 
-from moesearch import liveness, optuna_compat, results
-from moesearch import study as study_mod
+from moesearch import results
+from moesearch.supervisor import liveness, optuna_compat
+from moesearch.supervisor import study as study_mod
 from moesearch.vocab import Origin, State, StudyAttr, TrialAttr
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import optuna
 import psutil
 from optuna.trial import FrozenTrial
-from moesearch import optuna_compat
+from moesearch.supervisor import optuna_compat
 from moesearch.vocab import TrialAttr
 
 HEARTBEAT_S = 10.0

@@ -12,11 +12,12 @@ from datetime import datetime, timezone
 import optuna
 from tqdm.auto import tqdm
 
-from moesearch import liveness, preempt, results
-from moesearch import study as study_mod
+from moesearch import preempt, results
+from moesearch.supervisor import liveness
+from moesearch.supervisor import study as study_mod
 from moesearch.assignment import Assignment
 from moesearch.config import RunConfig
-from moesearch.group import GroupFailure, GroupStartFailure, WorkerGroup
+from moesearch.supervisor.group import GroupFailure, GroupStartFailure, WorkerGroup
 from moesearch.metrics import fmt
 from moesearch.settings import Settings
 from moesearch.vocab import Done, Failed, Reply, State

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import optuna
 
-from moesearch import storage as storage_mod
-from moesearch import study as study_mod
+from moesearch.supervisor import storage as storage_mod
+from moesearch.supervisor import study as study_mod
 from moesearch.errors import InputError
 from moesearch.settings import DEFAULT_RESULTS, Settings, resolve
 from moesearch.space import Space

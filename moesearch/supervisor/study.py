@@ -21,7 +21,7 @@ from optuna.distributions import CategoricalDistribution
 from optuna.samplers import BaseSampler, GPSampler, NSGAIISampler, RandomSampler, TPESampler
 from optuna.trial import FrozenTrial, TrialState
 
-from moesearch import liveness, optuna_compat
+from moesearch.supervisor import liveness, optuna_compat
 from moesearch.assignment import Assignment, layer_name
 from moesearch.errors import InputError
 from moesearch.space import Space

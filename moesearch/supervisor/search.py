@@ -21,11 +21,12 @@ from dataclasses import dataclass
 import optuna
 from tqdm.auto import tqdm
 
-from moesearch import liveness, optuna_compat, preempt, recovery, replicates
-from moesearch import study as study_mod
+from moesearch import preempt
+from moesearch.supervisor import liveness, optuna_compat, recovery, replicates
+from moesearch.supervisor import study as study_mod
 from moesearch.assignment import Assignment, layer_name
-from moesearch.group import WorkerGroup
-from moesearch.runner import Outcome, record_and_tell, summary
+from moesearch.supervisor.group import WorkerGroup
+from moesearch.supervisor.runner import Outcome, record_and_tell, summary
 from moesearch.search_limits import MAX_REPEATS_IN_A_ROW
 from moesearch.settings import Settings
 from moesearch.vocab import Origin, StudyAttr, TrialAttr

@@ -9,8 +9,9 @@ import optuna
 import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
-from moesearch import liveness, pareto
-from moesearch import study as study_mod
+from moesearch.analysis import pareto
+from moesearch.supervisor import liveness
+from moesearch.supervisor import study as study_mod
 from moesearch.vocab import State, StudyAttr, TrialAttr
 
 

@@ -14,7 +14,7 @@ import pandas as pd
 
 from moesearch.metrics import fmt_pm
 from moesearch.assignment import baseline_name
-from moesearch.pareto import by_assignment, objectives_of, one_text, rank
+from moesearch.analysis.pareto import by_assignment, objectives_of, one_text, rank
 from moesearch.vocab import Origin, State
 
 

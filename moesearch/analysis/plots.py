@@ -25,7 +25,7 @@ from moesearch.activations import NAMES
 from moesearch.assignment import Assignment, baseline_name
 from moesearch.files import write_atomic
 from moesearch.metrics import METRICS, fmt
-from moesearch.pareto import Analysis, header
+from moesearch.analysis.pareto import Analysis, header
 
 COLORS = dict(zip(NAMES, matplotlib.colormaps["tab10"].colors, strict=False))  # one colour per activation
 NAMES_PNG = ("front", "hypervolume", "layers", "curves", "hidden")

@@ -16,11 +16,11 @@ import numpy as np
 import optuna
 import pandas as pd
 
-from moesearch import pareto
+from moesearch.analysis import pareto
 from moesearch.errors import InputError
 from moesearch.search_limits import MAX_REPEATS_IN_A_ROW
 from moesearch.assignment import Assignment, layer_name
-from moesearch.study import make_sampler
+from moesearch.supervisor.study import make_sampler
 from moesearch.vocab import State
 
 

@@ -6,7 +6,7 @@ across trials (re-initialising an engine costs 0.05-0.4 s here; a relaunch about
 that every rank reaches together (TrialFailed) is reported and the group goes on; anything else
 ends this process, torchrun tears the group down, and the supervisor starts a fresh one.
 
-    python -m torch.distributed.run --nproc-per-node 2 -m moesearch.worker   (the supervisor does this)
+    python -m torch.distributed.run --nproc-per-node 2 -m moesearch.ranks.worker   (the supervisor does this)
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from datetime import timedelta
 from multiprocessing.connection import Client, Connection
 
 from moesearch import preempt
+from moesearch.launch import ADDRESS_ENV, AUTHKEY_ENV
 from moesearch.vocab import Done, Failed, Ready, Shutdown, Step, Stop, Task
 
-ADDRESS_ENV, AUTHKEY_ENV = "MOESEARCH_SUPERVISOR", "MOESEARCH_AUTHKEY"
 
 
 def main() -> None:
@@ -31,7 +31,7 @@ def main() -> None:
     import deepspeed
     import torch.distributed as dist
 
-    from moesearch.deepspeed_compat import skip_inference_comm_op
+    from moesearch.ranks.deepspeed_compat import skip_inference_comm_op
 
     skip_inference_comm_op()  # saves a ~30 s JIT build (and the need for a compiler)
     deepspeed.init_distributed(timeout=timedelta(hours=2))  # idle ranks wait in broadcast between trials
@@ -48,7 +48,7 @@ def _serve(link: Connection | None) -> None:
 
     from moesearch import corpus as corpus_mod
     from moesearch.config import RunConfig
-    from moesearch.train import TrialFailed, train_trial
+    from moesearch.ranks.train import TrialFailed, train_trial
 
     corpora: dict[str | None, corpus_mod.Corpus] = {}
     while isinstance(task := _next_task(link), Task):
