@@ -89,11 +89,31 @@ def test_a_lost_or_preempted_trial_fails_outside_the_budget_and_is_queued_again(
     assert recovery.recover(study, tmp_path) == [], "queued once"
 
 
-def test_two_processes_settling_one_stale_view_settle_it_once(study, tmp_path):
+def test_a_second_settle_from_a_stale_view_is_refused_and_queues_nothing(study, tmp_path):
+    """The losing side of a race, made deterministic: both saw the trial RUNNING, one settles it first."""
     trial = running_trial(study, ["relu2", "swiglu"], dead_worker())
     stale = study.trials[trial.number]  # both saw it RUNNING
     first, second = (recovery._settle(study, tmp_path, stale) for _ in range(2))
     assert first is not None and second is None
+    queued = [optuna_compat.queued_params(t) for t in study.get_trials(states=(TrialState.WAITING,))]
+    assert queued.count({"layer_00": "relu2", "layer_01": "swiglu"}) == 1
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_two_processes_recovering_at_once_settle_a_dead_trial_once(backend, tmp_path):
+    """Two real processes run recovery on one study at the same instant: one settles, none queues twice."""
+    url = storage_url(backend, tmp_path)
+    name = unique_study("race")
+    study = study_mod.open_study(storage_mod.open_storage(url), name, TINY, seed=0)
+    trial = running_trial(study, ["relu2", "swiglu"], dead_worker())
+    start = time.time() + 5  # both are imported and connected by then
+    code = ("import time, optuna; from moesearch.supervisor import recovery, storage; "
+            f"study = optuna.load_study(study_name={name!r}, storage=storage.open_storage({url!r})); "
+            f"time.sleep(max(0.0, {start} - time.time())); print(len(recovery.recover(study, {str(tmp_path)!r})))")
+    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    settled = [int(p.communicate(timeout=120)[0].split()[-1]) for p in procs]
+    assert sorted(settled) == [0, 1], "exactly one process settled it"
+    assert study.trials[trial.number].state == TrialState.FAIL
     queued = [optuna_compat.queued_params(t) for t in study.get_trials(states=(TrialState.WAITING,))]
     assert queued.count({"layer_00": "relu2", "layer_01": "swiglu"}) == 1
 
@@ -147,8 +167,9 @@ def test_status_counts_trials_by_state_and_names_the_dead_group_s_trials(study, 
     assert now.groups == [":".join(liveness.me().split(":")[:2])] and now.front == 1 and now.waiting == 3
     assert f"{dead.number} belong to dead groups" in status.text(study.study_name, "here", now)
     recovery.recover(study, tmp_path)
-    assert status.of(study).stale == [] and status.of(study).outside_budget == 1
-    assert live.number not in status.of(study).stale
+    after = status.of(study)
+    assert after.stale == [] and after.outside_budget == 1 and after.running == 1, "the dead one settled"
+    assert study.trials[live.number].state == TrialState.RUNNING, "the live group's trial untouched"
 
 
 def test_a_trial_settled_by_another_group_while_it_ran_is_dropped_not_recorded(study, tmp_path, monkeypatch):

@@ -57,10 +57,12 @@ def test_repeated_assignments_are_answered_not_trained(tmp_path):
     trained = records(tmp_path / "r", "micro")
     assert len(trained) == 4 and trained["assignment"].is_unique
     study = optuna.load_study(study_name="micro", storage=f"sqlite:///{tmp_path / 'r' / 'moesearch.db'}")
-    for t in study.trials:
-        if "duplicate_of" in t.user_attrs:  # answered from the study: same values, no record of its own
-            assert t.values == study.trials[t.user_attrs["duplicate_of"]].values
-            assert t.number not in set(trained["trial"])
+    answered = [t for t in study.trials if "duplicate_of" in t.user_attrs]
+    assert answered, "four assignments, six asks: the (seeded) sampler proposed some again"
+    assert f"({len(answered)} repeated proposal" in out.stdout
+    for t in answered:  # answered from the study: same values, no record of its own
+        assert t.values == study.trials[t.user_attrs["duplicate_of"]].values
+        assert t.number not in set(trained["trial"])
 
     replicate = run_cli("train", str(space), "--nproc", "2", "--layers", "gelu,gelu", "--seed", "1",
                         "--results", str(tmp_path / "r"), "--no-progress")
