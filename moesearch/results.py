@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
@@ -223,6 +224,14 @@ def load_steps(results: Path, study: str) -> pd.DataFrame:
     return _committed(results, study, steps).sort_values(["trial", "step"], ignore_index=True)
 
 
+def load_evals(results: Path, study: str) -> pd.DataFrame:
+    """The steps that measured val_loss (trial, step, val_loss): the learning curves, a small read even
+    for a large study (three columns, the evaluated rows)."""
+    evals = _read(table_dir(results, study, "steps"), STEPS_SCHEMA, ["trial", "step"],
+                  columns=["trial", "step", "val_loss"], where=pc.field("val_loss").is_valid())
+    return _committed(results, study, evals).sort_values(["trial", "step"], ignore_index=True)
+
+
 def load_layers(results: Path, study: str) -> pd.DataFrame:
     """One row per recorded trial and layer, ordered by trial and layer."""
     layers = _read(table_dir(results, study, "layers"), LAYERS_SCHEMA, ["trial", "layer"])
@@ -242,17 +251,19 @@ def _files(folder: Path) -> list[str]:
     return sorted(str(f) for pattern in ("part-*.parquet", "trial-*.parquet") for f in folder.glob(pattern))
 
 
-def _read(folder: Path, fixed: pa.Schema | None, key: list[str]) -> pd.DataFrame:
+def _read(folder: Path, fixed: pa.Schema | None, key: list[str], columns: list[str] | None = None,
+          where: pc.Expression | None = None) -> pd.DataFrame:
     """All files of one table (a multi-threaded dataset scan); a row in two files (compaction) counts once."""
     files = _files(folder)
     if not files:
-        return (fixed or schema(0)).empty_table().to_pandas()
+        empty = (fixed or schema(0)).empty_table()
+        return (empty.select(columns) if columns else empty).to_pandas()
     found = (pq.read_schema(files[0]).metadata or {}).get(b"moesearch_schema_version", b"?").decode()
     if found != str(SCHEMA_VERSION):
         raise InputError(f"--results: {folder} holds records of schema version {found}; this moesearch reads "
                          f"version {SCHEMA_VERSION} (docs/results.md); use the moesearch that wrote them")
     fmt = ds.ParquetFileFormat(read_options=ds.ParquetReadOptions(dictionary_columns=_FEW_VALUES))
-    rows = ds.dataset(files, schema=fixed, format=fmt).to_table().to_pandas()
+    rows = ds.dataset(files, schema=fixed, format=fmt).to_table(columns=columns, filter=where).to_pandas()
     return rows.drop_duplicates(subset=key, ignore_index=True) if any("part-" in f for f in files) else rows
 
 

@@ -36,7 +36,7 @@ from IPython.display import display
 from matplotlib_inline.backend_inline import set_matplotlib_formats
 
 from moesearch import results
-from moesearch.analysis import noise, pareto, plots
+from moesearch.analysis import curves, noise, pareto, plots
 
 # plots.py builds figures without pyplot, so none shows by itself: display(fig) needs the PNG formatter
 set_matplotlib_formats("png")
@@ -100,6 +100,17 @@ figures = [plots.front(analysis), plots.hypervolume(analysis), plots.layers(anal
 for fig in figures:
     display(fig)
 assert all(fig.axes for fig in figures)
+
+# %% [markdown]
+# Does a short run predict a long one? The rank correlation (Spearman, Kendall) of `val_loss` at each
+# evaluated step with `val_loss` at the last step, over the assignments trained to the end. Early
+# stopping is only as safe as this: where it is weak (below 0.5), a trial stopped early may have been
+# a future front member.
+
+# %%
+rungs = curves.rung_correlation(trials, steps)
+display(rungs.round(3))
+print("\n".join(curves.text(rungs)) or "no evaluations before the last step (train.eval_interval = 0)")
 
 # %% [markdown]
 # ## 4. Inside the layers

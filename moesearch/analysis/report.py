@@ -15,7 +15,7 @@ from string import Template
 
 import pandas as pd
 
-from moesearch.analysis import noise, pareto, plots
+from moesearch.analysis import curves, noise, pareto, plots
 from moesearch.vocab import State
 
 _PAGE = Template("""<!DOCTYPE html>
@@ -56,7 +56,8 @@ def render(analysis: pareto.Analysis, trials: pd.DataFrame, steps: pd.DataFrame,
         version=html.escape(str(first["moesearch_version"])),
         results=html.escape(results),
         front=pareto.front_view(analysis).to_html(index=False),
-        summary=_summary(pareto.summary_lines(analysis)),
+        summary=_summary(pareto.summary_lines(analysis)
+                         + curves.text(curves.rung_correlation(trials, steps))),
         noise=_noise(trials, analysis.objectives),
         images="".join(f'<figure><img alt="{name}" src="data:image/png;base64,{_png(fig)}"></figure>'
                        for name, fig in plots.draw_all(analysis, steps, layer_rows).items()),

@@ -23,14 +23,19 @@ def pareto(results: Path, study_name: str | None, everything: bool, out: Path | 
 
     Assignments trained with several seeds count once, at their mean.
     """
+    from moesearch import results as results_mod
+    from moesearch.analysis import curves
     from moesearch.analysis import pareto as pareto_mod
 
     if out is not None and out.suffix not in _FORMATS:
         raise InputError(f"--out: {str(out)!r} has suffix {out.suffix!r}; allowed: {', '.join(_FORMATS)}")
     study_name = find_study(results, study_name)
-    analysis = pareto_mod.analyse(load_study(results, study_name))
+    trials = load_study(results, study_name)
+    analysis = pareto_mod.analyse(trials)
     click.echo(f"study {study_name!r} in {results}")
     click.echo(pareto_mod.front_text(analysis, everything))
+    for line in curves.text(curves.rung_correlation(trials, results_mod.load_evals(results, study_name))):
+        click.echo(line)
     if out is not None:
         export(analysis, out)
         click.echo(f"wrote {out}")

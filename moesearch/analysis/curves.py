@@ -1,0 +1,55 @@
+"""Does a short run predict a long one? The rank correlation of val_loss at each evaluated step with
+val_loss at the last step, over the assignments trained to the end.
+
+Early stopping is only as safe as this correlation: where it is weak, a trial stopped early may have
+been a future front member. Evaluated steps are the space's `train.eval_interval` multiples (the
+rungs a pruner can use). Seed replicates count once, at their mean, as on the front. Light: pandas,
+scipy.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+from scipy.stats import kendalltau, spearmanr
+
+from moesearch.analysis.pareto import one_text
+from moesearch.vocab import State
+
+WEAK = 0.5  # a Spearman correlation below this: the early ranking says little about the final one
+MIN_ASSIGNMENTS = 3  # fewer points give no rank correlation worth printing
+
+
+def rung_correlation(trials: pd.DataFrame, steps: pd.DataFrame) -> pd.DataFrame:
+    """One row per evaluated step before the last: step, assignments, spearman, kendall."""
+    done = one_text(trials)[0]
+    done = done[done["state"] == State.COMPLETE]
+    evals = steps.loc[steps["trial"].isin(set(done["trial"])) & steps["val_loss"].notna(), ["trial", "step", "val_loss"]]
+    evals = evals.merge(done[["trial", "assignment"]].astype({"assignment": str}), on="trial")
+    columns = ["step", "assignments", "spearman", "kendall"]
+    if evals.empty:
+        return pd.DataFrame(columns=columns)
+    curves = evals.pivot_table(index="assignment", columns="step", values="val_loss", aggfunc="mean")
+    last = curves.columns.max()
+    rows = []
+    for step in curves.columns[curves.columns < last]:
+        pair = curves[[step, last]].dropna()  # assignments evaluated at this step and trained to the end
+        if len(pair) >= MIN_ASSIGNMENTS:
+            rows.append({"step": int(step), "assignments": len(pair),
+                         "spearman": float(spearmanr(pair[step], pair[last]).statistic),
+                         "kendall": float(kendalltau(pair[step], pair[last]).statistic)})
+    return pd.DataFrame(rows, columns=columns)
+
+
+def text(table: pd.DataFrame, last_step: int | None = None) -> list[str]:
+    """Lines for people: the correlation per step, and a warning where it is weak; none without curves."""
+    if table.empty:
+        return []
+    end = f"step {last_step}" if last_step else "the last step"
+    shown = "; ".join(f"step {r.step}: Spearman {r.spearman:.2f}, Kendall {r.kendall:.2f}" for r in table.itertuples())
+    lines = [f"does a short run predict the final ranking? rank correlation of val_loss with {end} "
+             f"({int(table['assignments'].max())} assignments): {shown}"]
+    weak = table[table["spearman"] < WEAK]
+    if len(weak):
+        lines.append(f"warning: at step {', '.join(map(str, weak['step']))} the early ranking predicts the final one "
+                     f"weakly (Spearman < {WEAK}): stopping trials there could stop future front members")
+    return lines
