@@ -10,6 +10,9 @@ trial, so no trial stays RUNNING forever and no result is lost or trained twice:
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
@@ -24,11 +27,29 @@ from moesearch.vocab import Origin, State, StudyAttr, TrialAttr
 
 def recover(study: optuna.Study, results_dir: Path) -> list[str]:
     """Settle every RUNNING trial whose supervisor is dead; returns one line per trial settled."""
+    if not any(liveness.is_dead(t) for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))):
+        return []
     settled = []
-    for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if liveness.is_dead(frozen) and (line := _settle(study, results_dir, frozen)):
-            settled.append(line)
+    with _one_at_a_time(results_dir, study.study_name):
+        # read again inside the lock: a process that held it before may have settled them
+        for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if liveness.is_dead(frozen) and (line := _settle(study, results_dir, frozen)):
+                settled.append(line)
     return settled
+
+
+@contextlib.contextmanager
+def _one_at_a_time(results_dir: Path, study: str) -> Iterator[None]:
+    """One process settles a study's trials at a time. SQLite has no row locks: two processes that both
+    read a trial RUNNING could both fail it and queue it twice (seen in a test with two real processes).
+    The lock file lives in the study's results folder, which every worker group shares; on a filesystem
+    without locks the storage's own guarantees remain (PostgreSQL's row locks, the journal's file lock)."""
+    path = Path(results_dir) / study / ".recovery.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        with contextlib.suppress(OSError):
+            fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes
+        yield
 
 
 def _settle(study: optuna.Study, results_dir: Path, frozen: optuna.trial.FrozenTrial) -> str | None:
