@@ -16,11 +16,11 @@ import tempfile
 from pathlib import Path
 
 from moesearch import corpus, space
-from moesearch.supervisor.group import WorkerGroup
 from moesearch.launch import Launch
 from moesearch.reference import reference_point
-from moesearch.supervisor.runner import run_trial
 from moesearch.settings import Settings
+from moesearch.supervisor.group import WorkerGroup
+from moesearch.supervisor.runner import run_trial
 
 
 def overhead(settings: Settings, group: WorkerGroup, number: int, layers: list[str]) -> float:

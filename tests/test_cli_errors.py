@@ -113,8 +113,8 @@ def test_an_abandoned_baseline_is_failed_outside_the_budget_and_queued_again(tmp
     import optuna
 
     from moesearch import space
-    from moesearch.supervisor import study as study_mod
     from moesearch.supervisor import optuna_compat
+    from moesearch.supervisor import study as study_mod
     from moesearch.supervisor.study import abandon as _abandon
 
     storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'db.sqlite'}")

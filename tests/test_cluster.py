@@ -14,8 +14,16 @@ import optuna
 import psutil
 import pytest
 from conftest import (
-    BACKENDS, LONG_MICRO, free_port, leftover_ranks, run_cli, start_cli, storage_url, unique_study,
-    wait_for_training, write_space,
+    BACKENDS,
+    LONG_MICRO,
+    free_port,
+    leftover_ranks,
+    run_cli,
+    start_cli,
+    storage_url,
+    unique_study,
+    wait_for_training,
+    write_space,
 )
 from optuna.trial import TrialState
 

@@ -174,9 +174,9 @@ def test_status_counts_trials_by_state_and_names_the_dead_group_s_trials(study, 
 
 def test_a_trial_settled_by_another_group_while_it_ran_is_dropped_not_recorded(study, tmp_path, monkeypatch):
     """A group that stalled past the grace period finishes a trial someone else already settled."""
-    from moesearch.supervisor import runner
     from moesearch.launch import Launch
     from moesearch.settings import Settings
+    from moesearch.supervisor import runner
 
     def trained_while_settled_elsewhere(settings, group, number, layers, **_):
         frozen = study.trials[number]

@@ -11,8 +11,8 @@ from click.testing import CliRunner
 from test_results import record, write
 
 from moesearch import results
-from moesearch.supervisor import replay
 from moesearch.cli import cli
+from moesearch.supervisor import replay
 from moesearch.supervisor.study import SAMPLERS
 
 CHOICES = ["gelu", "swiglu", "relu"]

@@ -12,9 +12,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from moesearch.metrics import fmt_pm
-from moesearch.assignment import baseline_name
 from moesearch.analysis.pareto import by_assignment, objectives_of, one_text, rank
+from moesearch.assignment import baseline_name
+from moesearch.metrics import fmt_pm
 from moesearch.vocab import Origin, State
 
 

@@ -22,10 +22,10 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import EngFormatter, FuncFormatter
 
 from moesearch.activations import NAMES
+from moesearch.analysis.pareto import Analysis, header
 from moesearch.assignment import Assignment, baseline_name
 from moesearch.files import write_atomic
 from moesearch.metrics import METRICS, fmt
-from moesearch.analysis.pareto import Analysis, header
 
 COLORS = dict(zip(NAMES, matplotlib.colormaps["tab10"].colors, strict=False))  # one colour per activation
 NAMES_PNG = ("front", "hypervolume", "layers", "curves", "hidden")

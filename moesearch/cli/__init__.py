@@ -46,5 +46,16 @@ def main() -> None:
 
 # Each module adds its command to `cli`; imported last so that `cli` exists.
 from moesearch.cli import (  # noqa: E402,F401
-    compact, node, pareto, plot, replay, report, search, spaces, status, train, verify, worker,
+    compact,
+    node,
+    pareto,
+    plot,
+    replay,
+    report,
+    search,
+    spaces,
+    status,
+    train,
+    verify,
+    worker,
 )

@@ -17,8 +17,8 @@ from moesearch.cli.study_option import find_study, load_study, study_options
 def plot(results: Path, study_name: str | None, out: Path | None) -> None:
     """Draw the front, the hypervolume history, the activation of each layer along the front, the
     learning curves and the hidden-activation sparsity of a study, one PNG each."""
-    from moesearch.analysis import pareto, plots
     from moesearch import results as results_mod
+    from moesearch.analysis import pareto, plots
 
     study_name = find_study(results, study_name)
     analysis = pareto.analyse(load_study(results, study_name))

@@ -23,8 +23,8 @@ def replay(table: Path, samplers: str, seeds: int, n_trials: int, out: Path | No
     trials/ folder), for several samplers and seeds; print hypervolume relative to the true front."""
     import pandas as pd
 
-    from moesearch.supervisor import replay as replay_mod
     from moesearch.files import write_atomic
+    from moesearch.supervisor import replay as replay_mod
     from moesearch.supervisor.study import SAMPLERS
 
     chosen = [s.strip() for s in samplers.split(",")]

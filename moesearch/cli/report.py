@@ -17,9 +17,9 @@ from moesearch.cli.study_option import find_study, load_study, study_options
 def report(results: Path, study_name: str | None, out: Path | None) -> None:
     """Write an HTML report of a study: settings and provenance, the front table, the plots and,
     once `verify` has run, the noise check. Images are embedded: the one file is the whole report."""
+    from moesearch import results as results_mod
     from moesearch.analysis import pareto
     from moesearch.analysis import report as report_mod
-    from moesearch import results as results_mod
     from moesearch.files import write_atomic
 
     study_name = find_study(results, study_name)

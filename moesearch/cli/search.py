@@ -6,8 +6,7 @@ import click
 
 from moesearch import preempt
 from moesearch.cli import cli
-from moesearch.cli.options import dry_run, run_options
-from moesearch.cli.options import describe
+from moesearch.cli.options import describe, dry_run, run_options
 from moesearch.settings import resolve
 from moesearch.vocab import State, StudyAttr
 
@@ -21,8 +20,8 @@ def search(trials: int | None, **options) -> None:
     Uniform baselines run first; an assignment already trained with the same --seed is answered from
     the study, not trained again. Run the same command again to resume or extend (--trials).
     """
-    from moesearch.supervisor import study as study_mod
     from moesearch.supervisor import storage as storage_mod
+    from moesearch.supervisor import study as study_mod
 
     preempt.install()  # from the start: a signal during set-up must not kill the command
     settings = resolve(**options)

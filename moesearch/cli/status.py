@@ -22,10 +22,10 @@ def status(storage: str | None, study_name: str | None, results: Path) -> None:
     """
     import optuna
 
-    from moesearch.supervisor import status as status_mod
-    from moesearch.supervisor import study as study_mod
-    from moesearch.supervisor import storage as storage_mod
     from moesearch.errors import InputError
+    from moesearch.supervisor import status as status_mod
+    from moesearch.supervisor import storage as storage_mod
+    from moesearch.supervisor import study as study_mod
 
     url = storage or f"sqlite:///{results / 'moesearch.db'}"
     opened = storage_mod.open_existing(url)

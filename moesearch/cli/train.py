@@ -6,10 +6,9 @@ import click
 
 from moesearch import preempt
 from moesearch.cli import cli
-from moesearch.cli.options import dry_run, run_options
-from moesearch.cli.options import describe
-from moesearch.settings import resolve
+from moesearch.cli.options import describe, dry_run, run_options
 from moesearch.metrics import METRICS, fmt
+from moesearch.settings import resolve
 from moesearch.vocab import Origin
 
 
@@ -30,10 +29,10 @@ def train(layers: str, **options) -> None:
     space.check_assignment(chosen)  # first: a typo is reported at once, before the slow checks and imports
     settings = resolve(space, **options)
 
-    from moesearch.supervisor import study as study_mod
-    from moesearch.supervisor import storage as storage_mod
-    from moesearch.supervisor.group import WorkerGroup
     from moesearch.results import trial_file
+    from moesearch.supervisor import storage as storage_mod
+    from moesearch.supervisor import study as study_mod
+    from moesearch.supervisor.group import WorkerGroup
     from moesearch.supervisor.runner import run_named
 
     if options["dry_run"]:

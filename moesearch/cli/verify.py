@@ -6,10 +6,9 @@ import click
 
 from moesearch import preempt
 from moesearch.cli import cli
-from moesearch.cli.options import dry_run, run_options
-from moesearch.cli.options import describe
-from moesearch.settings import resolve
+from moesearch.cli.options import describe, dry_run, run_options
 from moesearch.search_limits import VERIFY_SEEDS
+from moesearch.settings import resolve
 
 
 @cli.command()

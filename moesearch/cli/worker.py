@@ -8,8 +8,7 @@ import click
 
 from moesearch import preempt
 from moesearch.cli import cli
-from moesearch.cli.options import DRY_RUN, group_options
-from moesearch.cli.options import describe
+from moesearch.cli.options import DRY_RUN, describe, group_options
 from moesearch.vocab import StudyAttr
 
 

@@ -20,11 +20,11 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from deepspeed.accelerator import get_accelerator
 
-from moesearch.ranks import faults
 from moesearch.activations import hidden_width
 from moesearch.config import RunConfig
 from moesearch.corpus import VOCAB_SIZE, Corpus
 from moesearch.costs import costs
+from moesearch.ranks import faults
 from moesearch.ranks.model import Transformer
 from moesearch.ranks.probes import HiddenStats
 from moesearch.vocab import Done

@@ -21,7 +21,6 @@ from moesearch.launch import ADDRESS_ENV, AUTHKEY_ENV
 from moesearch.vocab import Done, Failed, Ready, Shutdown, Step, Stop, Task
 
 
-
 def main() -> None:
     if "DS_ACCELERATOR" not in os.environ:
         import torch  # noqa: PLC0415 - only to ask whether a GPU is there

@@ -20,8 +20,8 @@ from pathlib import Path
 import psutil
 
 from moesearch import preempt
-from moesearch.vocab import Failed, Ready, Reply, Shutdown, Step, Stop, Task
 from moesearch.launch import ADDRESS_ENV, AUTHKEY_ENV, Launch
+from moesearch.vocab import Failed, Ready, Reply, Shutdown, Step, Stop, Task
 
 _START_TIMEOUT_S = 600  # imports plus rendezvous; generous for a cold, loaded machine
 _POLL_S = 0.05

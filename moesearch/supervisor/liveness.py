@@ -24,6 +24,7 @@ from pathlib import Path
 import optuna
 import psutil
 from optuna.trial import FrozenTrial
+
 from moesearch.supervisor import optuna_compat
 from moesearch.vocab import TrialAttr
 

@@ -17,9 +17,9 @@ import optuna
 import pandas as pd
 
 from moesearch.analysis import pareto
+from moesearch.assignment import Assignment, layer_name
 from moesearch.errors import InputError
 from moesearch.search_limits import MAX_REPEATS_IN_A_ROW
-from moesearch.assignment import Assignment, layer_name
 from moesearch.supervisor.study import make_sampler
 from moesearch.vocab import State
 

@@ -16,12 +16,12 @@ from tqdm.auto import tqdm
 
 from moesearch import preempt, results
 from moesearch.analysis import noise
-from moesearch.supervisor import study as study_mod
-from moesearch.errors import InputError
 from moesearch.assignment import Assignment
+from moesearch.errors import InputError
+from moesearch.settings import Settings
+from moesearch.supervisor import study as study_mod
 from moesearch.supervisor.group import WorkerGroup
 from moesearch.supervisor.runner import run_named, summary
-from moesearch.settings import Settings
 from moesearch.vocab import Origin, State
 
 

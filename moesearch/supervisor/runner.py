@@ -13,13 +13,13 @@ import optuna
 from tqdm.auto import tqdm
 
 from moesearch import preempt, results
-from moesearch.supervisor import liveness
-from moesearch.supervisor import study as study_mod
 from moesearch.assignment import Assignment
 from moesearch.config import RunConfig
-from moesearch.supervisor.group import GroupFailure, GroupStartFailure, WorkerGroup
 from moesearch.metrics import fmt
 from moesearch.settings import Settings
+from moesearch.supervisor import liveness
+from moesearch.supervisor import study as study_mod
+from moesearch.supervisor.group import GroupFailure, GroupStartFailure, WorkerGroup
 from moesearch.vocab import Done, Failed, Reply, State
 
 

@@ -22,13 +22,13 @@ import optuna
 from tqdm.auto import tqdm
 
 from moesearch import preempt
-from moesearch.supervisor import liveness, optuna_compat, recovery, replicates
-from moesearch.supervisor import study as study_mod
 from moesearch.assignment import Assignment, layer_name
-from moesearch.supervisor.group import WorkerGroup
-from moesearch.supervisor.runner import Outcome, record_and_tell, summary
 from moesearch.search_limits import MAX_REPEATS_IN_A_ROW
 from moesearch.settings import Settings
+from moesearch.supervisor import liveness, optuna_compat, recovery, replicates
+from moesearch.supervisor import study as study_mod
+from moesearch.supervisor.group import WorkerGroup
+from moesearch.supervisor.runner import Outcome, record_and_tell, summary
 from moesearch.vocab import Origin, StudyAttr, TrialAttr
 
 WAIT_S = 2.0  # between looks at a study whose remaining trials run in other groups

@@ -21,10 +21,10 @@ from optuna.distributions import CategoricalDistribution
 from optuna.samplers import BaseSampler, GPSampler, NSGAIISampler, RandomSampler, TPESampler
 from optuna.trial import FrozenTrial, TrialState
 
-from moesearch.supervisor import liveness, optuna_compat
 from moesearch.assignment import Assignment, layer_name
 from moesearch.errors import InputError
 from moesearch.space import Space
+from moesearch.supervisor import liveness, optuna_compat
 from moesearch.vocab import Origin, StudyAttr, TrialAttr
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # moesearch reports trials itself
