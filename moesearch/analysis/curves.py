@@ -40,13 +40,12 @@ def rung_correlation(trials: pd.DataFrame, steps: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
-def text(table: pd.DataFrame, last_step: int | None = None) -> list[str]:
+def text(table: pd.DataFrame) -> list[str]:
     """Lines for people: the correlation per step, and a warning where it is weak; none without curves."""
     if table.empty:
         return []
-    end = f"step {last_step}" if last_step else "the last step"
     shown = "; ".join(f"step {r.step}: Spearman {r.spearman:.2f}, Kendall {r.kendall:.2f}" for r in table.itertuples())
-    lines = [f"does a short run predict the final ranking? rank correlation of val_loss with {end} "
+    lines = [f"does a short run predict the final ranking? rank correlation of val_loss with the last step "
              f"({int(table['assignments'].max())} assignments): {shown}"]
     weak = table[table["spearman"] < WEAK]
     if len(weak):
