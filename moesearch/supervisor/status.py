@@ -1,4 +1,4 @@
-"""A study's progress, read from its storage alone: for `moesearch status` (light: optuna and moocore)."""
+"""A study's progress, read from its storage alone: for `moesearch status` (light: optuna, and pandas for the front)."""
 
 from __future__ import annotations
 
