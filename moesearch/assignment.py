@@ -47,6 +47,11 @@ class Assignment(tuple[str, ...]):
         return self.text
 
 
+def uniform(choices: list[list[str]]) -> list[Assignment]:
+    """The all-X assignments for every X that every layer allows: the baselines, in the first layer's order."""
+    return [Assignment([a] * len(choices)) for a in choices[0] if all(a in c for c in choices)]
+
+
 def baseline_name(text: str) -> str:
     """'all-gelu' for the uniform assignment 'gelu,gelu,...'."""
     return f"all-{Assignment.parse(text)[0]}"

@@ -24,12 +24,18 @@ class RunConfig(BaseModel):
     """The user's corpus (file, folder or glob); None: the Python standard library's source."""
     ep_size: int
     """Expert-parallel ranks per MoE layer."""
+    rungs: tuple[int, ...] = ()
+    """Steps at which rank 0 asks the supervisor whether to go on (search.pruning); empty: train to the end."""
 
     @classmethod
-    def build(cls, space: Space, layers: list[str], seed: int, data: str | None, world_size: int) -> RunConfig:
+    def build(cls, space: Space, layers: list[str], seed: int, data: str | None, world_size: int,
+              rungs: bool = False) -> RunConfig:
+        """rungs: rank 0 reports the trial at the space's rungs (search.pruning), where it may be stopped."""
+        pruning = space.search.pruning
         return cls(
             model=space.model, train=space.train, layers=tuple(layers), seed=seed, data=data,
             ep_size=space.ep_size(world_size),
+            rungs=tuple(pruning.rungs) if rungs and pruning.method != "none" else (),
         )
 
     @property

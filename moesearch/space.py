@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from moesearch.activations import Activation, ffn_params, hidden_width
+from moesearch.assignment import uniform
 from moesearch.errors import InputError
 from moesearch.metrics import METRICS, REFERENCE_RULE
 
@@ -101,6 +102,19 @@ class TrainSpec(_Section):
     """Also measure val_loss every eval_interval steps, for learning curves (0: only after the last step)."""
 
 
+class PruningSpec(_Section):
+    method: Literal["none", "mo-asha"] = "none"
+    """'mo-asha': at each rung, stop a trial unless its objectives so far rank in the best 1/eta of every
+    record the study has at that rung (non-dominated rank, then crowding distance); 'none': train every trial out."""
+    rungs: list[int] = Field(default_factory=list)
+    """Steps at which a trial may be stopped, increasing, each below train.steps and a multiple of
+    train.eval_interval (val_loss is measured there)."""
+    eta: int = Field(3, ge=2)
+    """Keep the best 1/eta at each rung (3: Hyperband's and ASHA's default reduction factor)."""
+    min_records: int = Field(6, ge=1)
+    """Records a rung needs (this trial's included) before it stops anything: few peers rank noisily."""
+
+
 class SearchSpec(_Section):
     objectives: dict[str, Literal["minimize", "maximize"]] = Field(
         default_factory=lambda: {"val_loss": "minimize", "tokens_per_s": "maximize"}, min_length=2, max_length=4
@@ -117,6 +131,8 @@ class SearchSpec(_Section):
     """A trial running longer than this is stopped and recorded as failed."""
     ep_size: int | None = Field(None, ge=1)
     """Expert-parallel ranks per MoE layer; default: the largest that divides both num_experts and the rank count."""
+    pruning: PruningSpec = PruningSpec()
+    """Early stopping at rungs (steps): trials that rank poorly partway through are stopped, recorded PRUNED."""
     reference: dict[str, float] = Field(default_factory=dict)
     """Hypervolume reference point, per objective; fixed when the study is created. Objectives left out get
     a natural bound: ln 256 for losses (a uniform byte guess), 0 for tokens_per_s, 1.1x the costliest
@@ -162,11 +178,33 @@ class Space(_Section):
                 raise ValueError("every per_layer list needs at least one activation")
         if self.train.warmup_steps >= self.train.steps:
             raise ValueError(f"train.warmup_steps {self.train.warmup_steps} must be below train.steps {self.train.steps}")
+        self._check_rungs()
         tokens = self.train.micro_batch * self.model.seq_len
         if self.model.min_capacity > tokens:
             raise ValueError(f"model.min_capacity {self.model.min_capacity} exceeds the {tokens} tokens of a "
                              "micro-batch (train.micro_batch x model.seq_len); DeepSpeed's gate refuses that")
         return self
+
+    def _check_rungs(self) -> None:
+        pruning, steps, interval = self.search.pruning, self.train.steps, self.train.eval_interval
+        if pruning.method == "none":
+            return
+        key = "search.pruning.rungs"
+        if not pruning.rungs:
+            unit = interval or 1
+            raise ValueError(f"{key} is empty: method {pruning.method!r} needs the steps to stop at, e.g. "
+                             f"[{max(unit, steps // 9 // unit * unit)}, {max(unit, steps // 3 // unit * unit)}]")
+        if any(b <= a for a, b in zip(pruning.rungs, pruning.rungs[1:])):
+            raise ValueError(f"{key} {pruning.rungs} must be strictly increasing")
+        if late := [r for r in pruning.rungs if not 1 <= r < steps]:
+            raise ValueError(f"{key}: rung {late[0]} is not before the last step; allowed: 1 to "
+                             f"{steps - 1} (train.steps is {steps})")
+        if not interval:
+            raise ValueError(f"{key}: pruning needs learning curves, but train.eval_interval is 0 (val_loss only "
+                             "at the last step); set train.eval_interval so that it divides every rung")
+        if off := [r for r in pruning.rungs if r % interval]:
+            raise ValueError(f"{key}: rung {off[0]} is not a multiple of train.eval_interval {interval} (no "
+                             f"val_loss is measured there); allowed: multiples of {interval} below {steps}")
 
     def layer_choices(self) -> list[list[str]]:
         """The allowed activations of every layer, in layer order."""
@@ -180,8 +218,7 @@ class Space(_Section):
 
     def uniform_assignments(self) -> list[list[str]]:
         """All-X assignments for every X that every layer allows: the baselines."""
-        choices = self.layer_choices()
-        return [[a] * len(choices) for a in choices[0] if all(a in c for c in choices)]
+        return [list(a) for a in uniform(self.layer_choices())]
 
     def check_assignment(self, layers: list[str], flag: str = "--layers") -> None:
         """Raise InputError unless `layers` is one activation per layer, each allowed there."""

@@ -13,12 +13,13 @@ from enum import StrEnum
 
 
 class State(StrEnum):
-    """A trial's state in its Parquet record. Optuna knows COMPLETE and FAIL only: a preempted trial is
-    FAIL there, outside the budget, and queued again."""
+    """A trial's state in its Parquet record. In Optuna a pruned trial is PRUNED too; a preempted trial
+    is FAIL there, outside the budget, and queued again."""
 
     COMPLETE = "COMPLETE"
     FAIL = "FAIL"  # diverged, crashed, timed out: a result (it counts toward --trials)
     PREEMPTED = "PREEMPTED"  # stopped by SIGTERM/SIGUSR1 at a step boundary: no result, trained again
+    PRUNED = "PRUNED"  # stopped at a rung by [search.pruning]: a result (it counts), never trained again
 
 
 class Origin(StrEnum):
@@ -42,6 +43,8 @@ class TrialAttr(StrEnum):
     WORKER = "worker"  # the supervisor running it, "host:pid:start:pidspace" (`liveness`)
     HEARTBEAT = "heartbeat"  # the supervisor's last sign of life, seconds since the epoch
     TOKEN = "token"  # finds a trial added outside the sampler (`study.reserve`)
+    RUNGS = "rungs"  # {step: {objective: value so far}} at every rung the trial reached (`[search.pruning]`)
+    COMPUTE = "compute"  # {"steps": optimizer steps trained, "device_s": seconds x devices}: what --budget counts
 
 
 class StudyAttr(StrEnum):
@@ -50,6 +53,7 @@ class StudyAttr(StrEnum):
     SPACE = "space"  # the space it was created for (a dict)
     RUN = "run"  # {"seed", "data", "data_sha256", "results"} of the search that created it
     TRIALS = "trials"  # the target of trained trials, read by every group
+    BUDGET = "budget"  # the compute budget, {"steps": n} or {"device_h": x}, read by every group (--budget)
     REFERENCE_POINT = "reference_point"  # the hypervolume reference, fixed at creation
 
 
@@ -93,6 +97,23 @@ class Step:
 
 
 @dataclass(frozen=True)
+class Rung:
+    """Rank 0 to the supervisor, at a rung of `[search.pruning]`: the trial's objectives so far. The
+    ranks wait for the supervisor's Verdict, decided against the whole study's records at this rung."""
+
+    step: int
+    metrics: dict  # val_loss at this step, measured costs so far (step time, throughput, memory)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The supervisor to rank 0, answering a Rung: go on training, or stop here (pruned) and why."""
+
+    keep: bool
+    reason: str
+
+
+@dataclass(frozen=True)
 class Done:
     """Rank 0 to the supervisor: the trial trained to its last step."""
 
@@ -110,4 +131,14 @@ class Failed:
     preempted: bool = False  # stopped by a signal: recorded PREEMPTED, trained again
 
 
-Reply = Done | Failed
+@dataclass(frozen=True)
+class Pruned:
+    """Rank 0 to the supervisor: the trial stopped at a rung, as the supervisor's Verdict said."""
+
+    reason: str
+    step: int
+    metrics: dict  # as the Rung reported them
+    steps: list[dict]
+
+
+Reply = Done | Failed | Pruned

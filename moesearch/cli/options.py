@@ -13,6 +13,31 @@ from moesearch.settings import DEFAULT_RESULTS, Settings
 DRY_RUN = click.option("--dry-run", is_flag=True, help="Check every input, print the plan and exit: nothing is written or started.")
 
 
+class Budget(click.ParamType):
+    """A compute budget: optimizer steps ("20000") or device-hours ("2.5h": GPU-hours on GPUs)."""
+
+    name = "STEPS|HOURSh"
+
+    def convert(self, value, param, ctx) -> dict:
+        if isinstance(value, dict):
+            return value
+        text = str(value).strip().lower()
+        try:
+            budget = {"device_h": float(text[:-1])} if text.endswith("h") else {"steps": int(text)}
+        except ValueError:
+            budget = None
+        if not budget or next(iter(budget.values())) <= 0:
+            self.fail(f"{value!r} is not a budget; allowed: a positive number of steps (20000) or of "
+                      "device-hours (2.5h)", param, ctx)
+        return budget
+
+
+BUDGET = click.option(
+    "--budget", type=Budget(),
+    help="Stop once the study's trials (every group's; pruned and failed ones count) have trained this much: "
+         "optimizer steps (20000) or device-hours (2.5h, GPU-hours on GPUs) [default: no budget, --trials only].")
+
+
 def group_options(command):
     """The flags that shape a worker group: ranks per node, nodes, rendezvous, launcher."""
     decorators = [

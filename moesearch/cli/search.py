@@ -6,7 +6,7 @@ import click
 
 from moesearch import preempt
 from moesearch.cli import cli
-from moesearch.cli.options import describe, dry_run, run_options
+from moesearch.cli.options import BUDGET, describe, dry_run, run_options
 from moesearch.settings import resolve
 from moesearch.vocab import State, StudyAttr
 
@@ -14,7 +14,8 @@ from moesearch.vocab import State, StudyAttr
 @cli.command()
 @run_options
 @click.option("--trials", type=click.IntRange(min=1), help="Trained trials in the study, baselines included [default: the space's search.trials].")
-def search(trials: int | None, **options) -> None:
+@BUDGET
+def search(trials: int | None, budget: dict | None, **options) -> None:
     """Search activations per layer over SPACE (a file, or a shipped space's name).
 
     Uniform baselines run first; an assignment already trained with the same --seed is answered from
@@ -33,8 +34,19 @@ def search(trials: int | None, **options) -> None:
                                  settings.data_sha256, str(settings.results))
     if trials or StudyAttr.TRIALS not in study.user_attrs:  # the target of every group working on the study
         study.set_user_attr(StudyAttr.TRIALS, trials or settings.space.search.trials)
-    click.echo(f"{describe(settings)} | {study.user_attrs[StudyAttr.TRIALS]} trials")
+    if budget:
+        study.set_user_attr(StudyAttr.BUDGET, budget)
+    click.echo(f"{describe(settings)} | {plan(study)}")
     search_and_report(settings, study, replicate_baselines=True)
+
+
+def plan(study) -> str:
+    """'256 trials', or '256 trials or 20,000 steps, whichever comes first'."""
+    text = f"{study.user_attrs[StudyAttr.TRIALS]} trials"
+    if budget := study.user_attrs.get(StudyAttr.BUDGET):
+        text += (f" or {budget['steps']:,} steps" if "steps" in budget else f" or {budget['device_h']:g} device-hours")
+        text += ", whichever comes first"
+    return text
 
 
 def search_and_report(settings, study, replicate_baselines: bool = False) -> None:
@@ -51,6 +63,10 @@ def search_and_report(settings, study, replicate_baselines: bool = False) -> Non
     if report.replicates_now:
         click.echo(f"{report.replicates_now} seed replicates of the baselines trained for the seed noise "
                    f"(search.baseline_seeds = {settings.space.search.baseline_seeds})")
+    if report.pruned_now:
+        click.echo(f"{report.pruned_now} of them pruned at a rung (search.pruning)")
+    click.echo(f"compute: {report.spent['steps']:,.0f} steps, {report.spent['device_s'] / 3600:.3g} device-hours "
+               f"trained by the study's trials")
     if report.stopped_early:
         click.echo(f"stopped before {report.target} trials: {report.stopped_early}")
     if preempt.requested():

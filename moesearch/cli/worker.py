@@ -8,7 +8,7 @@ import click
 
 from moesearch import preempt
 from moesearch.cli import cli
-from moesearch.cli.options import DRY_RUN, describe, group_options
+from moesearch.cli.options import BUDGET, DRY_RUN, describe, group_options
 from moesearch.vocab import StudyAttr
 
 
@@ -20,27 +20,30 @@ from moesearch.vocab import StudyAttr
                    "of the study must write to the same folder].")
 @click.option("--trials", type=click.IntRange(min=1),
               help="Trained trials in the study: raises its target for every group [default: the target it has].")
+@BUDGET
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show progress bars.")
 @DRY_RUN
 @group_options
-def worker(storage: str, study_name: str, results: Path | None, trials: int | None, progress: bool, dry_run: bool,
-           **group) -> None:
+def worker(storage: str, study_name: str, results: Path | None, trials: int | None, budget: dict | None,
+           progress: bool, dry_run: bool, **group) -> None:
     """Join an existing study as one more worker group, until it has --trials trained trials.
 
     The space, seed and training text come from the study, so any number of groups on any number of
     machines can run the same command. Trials of groups that died are settled first (from their
     record, or failed and queued again); an assignment running in another group is not started.
     """
-    from moesearch.cli.search import search_and_report
+    from moesearch.cli.search import plan, search_and_report
     from moesearch.supervisor.join import join
 
     preempt.install()  # from the start: a signal during set-up must not kill the command
     if dry_run:
         _dry_run(storage, study_name, results, **group)
     joined = join(storage, study_name, results, trials, progress, **group)
+    if budget:
+        joined.study.set_user_attr(StudyAttr.BUDGET, budget)
     for note in joined.notes:
         click.echo(note)
-    click.echo(f"{describe(joined.settings)} | joins, {joined.study.user_attrs[StudyAttr.TRIALS]} trials")
+    click.echo(f"{describe(joined.settings)} | joins, {plan(joined.study)}")
     search_and_report(joined.settings, joined.study)
 
 

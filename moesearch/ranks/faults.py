@@ -5,6 +5,8 @@ MOESEARCH_FAULT="KIND:ASSIGNMENT[;KIND:ASSIGNMENT...]" makes the trials of those
   nan    the loss becomes NaN on every rank (a divergence, caught collectively; the group lives on)
   crash  the last rank exits abruptly (the group dies; the supervisor starts a fresh one)
   hang   the last rank stops responding (the trial timeout fires; the group is killed)
+  stall  from step 1 on, the loss carries no gradient: the model does not learn, a deliberately poor
+         trial that trains normally otherwise (what pruning must stop)
 Unset in normal use.
 """
 
@@ -17,7 +19,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-KINDS = ("nan", "crash", "hang")
+KINDS = ("nan", "crash", "hang", "stall")
 _STEP = 1
 
 
@@ -27,6 +29,8 @@ class Fault:
 
     def apply(self, loss: torch.Tensor, step: int) -> torch.Tensor:
         """The training loss of this step, poisoned or not; crash and hang never return."""
+        if self.kind == "stall" and step >= _STEP:
+            return loss.detach() + 0 * loss  # the same value, a zero gradient
         if step != _STEP:
             return loss
         victim = dist.get_rank() == dist.get_world_size() - 1

@@ -27,10 +27,11 @@ from moesearch.costs import costs
 from moesearch.ranks import faults
 from moesearch.ranks.model import Transformer
 from moesearch.ranks.probes import HiddenStats
-from moesearch.vocab import Done
+from moesearch.vocab import Done, Verdict
 
 OnStep = Callable[[int, float], None]
 ShouldStop = Callable[[], str | None]  # the reason to stop now (a signal's name), or None
+AskRung = Callable[[int, dict], Verdict]  # rank 0: the supervisor's verdict on the trial's metrics at a rung
 
 
 class TrialFailed(Exception):
@@ -43,6 +44,14 @@ class TrialFailed(Exception):
         super().__init__(reason)
         self.steps = steps or []
         self.preempted = preempted  # stopped by a signal, not by the trial's own fault: retried later
+
+
+class TrialPruned(Exception):
+    """Every rank stops together at a rung: the supervisor's verdict (rank 0 knows its reason)."""
+
+    def __init__(self, reason: str, step: int, metrics: dict, steps: list[dict]):
+        super().__init__(reason)
+        self.step, self.metrics, self.steps = step, metrics, steps
 
 
 class Batches:
@@ -104,11 +113,12 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
 
 
 def train_trial(cfg: RunConfig, corpus: Corpus, on_step: OnStep | None = None,
-                should_stop: ShouldStop | None = None) -> Done:
+                should_stop: ShouldStop | None = None, ask_rung: AskRung | None = None) -> Done:
     """Build, train and evaluate one model; every rank must call this with the same `cfg`.
 
     `should_stop` is asked after every step on every rank; if any rank says yes, all raise TrialFailed
-    (preempted) together at that step boundary.
+    (preempted) together at that step boundary. At each of `cfg.rungs`, rank 0 asks `ask_rung` with
+    the metrics so far; if the verdict is to stop, every rank raises TrialPruned.
 
     Returns the reply rank 0 sends: metrics {name: value}, a row per step and a row per layer.
     """
@@ -127,25 +137,30 @@ def train_trial(cfg: RunConfig, corpus: Corpus, on_step: OnStep | None = None,
     steps: list[dict] = []
     try:
         batches = Batches(corpus, cfg, rank, world, engine.device)
-        metrics, share_LE = _train(engine, cfg, batches, steps, on_step, should_stop or (lambda: None), on_gpu)
+        metrics, share_LE = _train(engine, cfg, batches, steps, on_step, should_stop or (lambda: None), ask_rung,
+                                   on_gpu)
         with HiddenStats(engine.module) as probe:  # the final evaluation also measures hidden activations
             metrics["val_loss"] = steps[-1]["val_loss"] = _evaluate(engine, batches)
         layers = _layer_rows(cfg, share_LE, probe.reduce(engine.device))
-    except TrialFailed as e:
+    except (TrialFailed, TrialPruned) as e:
         e.steps = steps
         raise
     finally:
         engine.destroy()
         del engine, model
         gc.collect()
+    return Done(_with_costs(metrics, cfg, world), steps, layers)
+
+
+def _with_costs(metrics: dict, cfg: RunConfig, world: int) -> dict:
+    """The measured metrics with throughput and the analytic costs added."""
     tokens_per_step = cfg.train.micro_batch * cfg.model.seq_len * world
-    metrics["tokens_per_s"] = tokens_per_step / metrics["step_time_s"]
-    metrics.update(vars(costs(cfg.model, cfg.layers, cfg.train.micro_batch)))
-    return Done(metrics, steps, layers)
+    return {**metrics, "tokens_per_s": tokens_per_step / metrics["step_time_s"],
+            **vars(costs(cfg.model, cfg.layers, cfg.train.micro_batch))}
 
 
 def _train(engine, cfg: RunConfig, batches: Batches, log: list[dict], on_step: OnStep | None,
-           should_stop: ShouldStop, on_gpu: bool) -> tuple[dict, torch.Tensor]:
+           should_stop: ShouldStop, ask_rung: AskRung | None, on_gpu: bool) -> tuple[dict, torch.Tensor]:
     """The training loop; appends one row per step to `log`. Returns metrics and the expert load shares."""
     steps, interval = cfg.train.steps, cfg.train.eval_interval
     warmup = min(max(2, steps // 10), steps - 1)  # the first steps pay for allocation and thread start-up
@@ -191,16 +206,34 @@ def _train(engine, cfg: RunConfig, batches: Batches, log: list[dict], on_step: O
             on_step(step, mean_ce)
         if interval and (step + 1) % interval == 0 and step + 1 < steps:  # the last step's comes after the loop
             log[-1]["val_loss"] = _evaluate(engine, batches)
+        if step + 1 in cfg.rungs:
+            so_far = {**_measured(log, min(warmup, step), tail, loop_start, peak_rss, on_gpu, engine.device),
+                      "val_loss": log[-1]["val_loss"]}
+            _rung(step + 1, _with_costs(so_far, cfg, dist.get_world_size()), ask_rung, engine.device)
     load_LE = _all_reduce(load_LE, engine.device)
     share_LE = load_LE / load_LE.sum(dim=1, keepdim=True).clamp(min=1)
-    step_times = [row["step_time_s"] for row in log[warmup:]]
+    return _measured(log, warmup, tail, loop_start, peak_rss, on_gpu, engine.device), share_LE
+
+
+def _measured(log: list[dict], warmup: int, tail: int, loop_start: float, peak_rss: int, on_gpu: bool,
+              device: torch.device) -> dict:
+    """The metrics measured over the steps in `log` (every rank calls this: the memory peak is reduced)."""
+    tail = min(tail, len(log))
     return {
         "train_loss": sum(row["train_loss"] for row in log[-tail:]) / tail,
-        "step_time_s": statistics.median(step_times),  # robust to a busy neighbour's bursts
+        "step_time_s": statistics.median(row["step_time_s"] for row in log[warmup:]),  # robust to a busy neighbour
         "train_time_s": time.perf_counter() - loop_start,
-        "peak_memory_mb": _all_reduce(torch.tensor([_peak_memory(peak_rss, on_gpu)]), engine.device,
+        "peak_memory_mb": _all_reduce(torch.tensor([_peak_memory(peak_rss, on_gpu)]), device,
                                       dist.ReduceOp.MAX).item() / 2**20,
-    }, share_LE
+    }
+
+
+def _rung(step: int, metrics: dict, ask_rung: AskRung | None, device: torch.device) -> None:
+    """Rank 0 asks the supervisor; its verdict reaches every rank; all stop together if it says so."""
+    verdict = ask_rung(step, metrics) if ask_rung else None
+    keep = _all_reduce(torch.tensor([float(verdict is None or verdict.keep)]), device, dist.ReduceOp.MIN).item()
+    if not keep:
+        raise TrialPruned(verdict.reason if verdict else f"pruned at rung {step}", step, metrics, [])
 
 
 def _layer_rows(cfg: RunConfig, share_LE: torch.Tensor, hidden: list[dict]) -> list[dict]:

@@ -18,7 +18,7 @@ from multiprocessing.connection import Client, Connection
 
 from moesearch import preempt
 from moesearch.launch import ADDRESS_ENV, AUTHKEY_ENV
-from moesearch.vocab import Done, Failed, Ready, Shutdown, Step, Stop, Task
+from moesearch.vocab import Done, Failed, Pruned, Ready, Rung, Shutdown, Step, Stop, Task, Verdict
 
 
 def main() -> None:
@@ -47,7 +47,7 @@ def _serve(link: Connection | None) -> None:
 
     from moesearch import corpus as corpus_mod
     from moesearch.config import RunConfig
-    from moesearch.ranks.train import TrialFailed, train_trial
+    from moesearch.ranks.train import TrialFailed, TrialPruned, train_trial
 
     corpora: dict[str | None, corpus_mod.Corpus] = {}
     while isinstance(task := _next_task(link), Task):
@@ -57,10 +57,14 @@ def _serve(link: Connection | None) -> None:
         if cfg.data not in corpora:
             corpora[cfg.data] = corpus_mod.load(cfg.data)
         on_step = (lambda step, loss: link.send(Step(step, loss))) if link else None
+        ask_rung = (lambda step, metrics: _ask(link, Rung(step, metrics))) if link else None
         try:
-            reply: Done | Failed = train_trial(cfg, corpora[cfg.data], on_step, lambda: _stop_asked(link))
+            reply: Done | Failed | Pruned = train_trial(cfg, corpora[cfg.data], on_step, lambda: _stop_asked(link),
+                                                        ask_rung)
         except TrialFailed as e:
             reply = Failed(str(e), e.steps, e.preempted)
+        except TrialPruned as e:
+            reply = Pruned(str(e), e.step, e.metrics, e.steps)
         if link:
             link.send(reply)
         if isinstance(reply, Failed) and reply.preempted:
@@ -68,12 +72,24 @@ def _serve(link: Connection | None) -> None:
     dist.barrier()
 
 
+_stops: list[Stop] = []  # a Stop that came while rank 0 waited for a Verdict, for the next step boundary
+
+
 def _stop_asked(link: Connection | None) -> str | None:
     """A signal caught by this rank, or (rank 0) the supervisor's Stop, which only comes mid-trial."""
-    if link and link.poll():
-        stop: Stop = link.recv()
+    if link and (_stops or link.poll()):
+        stop: Stop = _stops.pop() if _stops else link.recv()
         return stop.signal
     return preempt.requested()
+
+
+def _ask(link: Connection, rung: Rung) -> Verdict:
+    """Rank 0 sends the rung's metrics and waits for the supervisor's verdict (the other ranks wait in
+    the all-reduce that carries it)."""
+    link.send(rung)
+    while isinstance(msg := link.recv(), Stop):
+        _stops.append(msg)
+    return msg
 
 
 def _next_task(link: Connection | None) -> Task | Shutdown:
@@ -87,6 +103,7 @@ def _next_task(link: Connection | None) -> Task | Shutdown:
 
 def _recv_task(link: Connection) -> Task | Shutdown:
     """The next task; a Stop that came after the trial's last step is stale (the trial had ended)."""
+    _stops.clear()
     while isinstance(msg := link.recv(), Stop):
         pass
     return msg

@@ -21,7 +21,7 @@ import psutil
 
 from moesearch import preempt
 from moesearch.launch import ADDRESS_ENV, AUTHKEY_ENV, Launch
-from moesearch.vocab import Failed, Ready, Reply, Shutdown, Step, Stop, Task
+from moesearch.vocab import Failed, Ready, Reply, Rung, Shutdown, Step, Stop, Task, Verdict
 
 _START_TIMEOUT_S = 600  # imports plus rendezvous; generous for a cold, loaded machine
 _POLL_S = 0.05
@@ -44,8 +44,11 @@ class WorkerGroup:
         self.hardware: dict = {}
         self.launches = 0
 
-    def run(self, trial: int, config_json: str, timeout_s: float, on_step: Callable[[int, float], None]) -> Reply:
-        """Train one trial; returns the group's reply, `Done` or `Failed`.
+    def run(self, trial: int, config_json: str, timeout_s: float, on_step: Callable[[int, float], None],
+            on_rung: Callable[[int, dict], Verdict] | None = None) -> Reply:
+        """Train one trial; returns the group's reply, `Done`, `Failed` or `Pruned`.
+
+        At each rung of the trial's config, `on_rung` decides whether it goes on (the ranks wait).
 
         On SIGTERM or SIGUSR1 (`preempt`), rank 0 is told to stop: the ranks stop together at the next
         step boundary and reply "failed" with `preempted` set.
@@ -59,13 +62,16 @@ class WorkerGroup:
             self.link.send(Task(trial, config_json))
             while True:
                 if self.link.poll(_POLL_S):
-                    msg: Step | Reply = self.link.recv()
+                    msg: Step | Rung | Reply = self.link.recv()
                     if isinstance(msg, Failed) and msg.preempted:  # the ranks are exiting: a signal reached them
                         preempt.note(f"a signal to the ranks ({msg.reason})")
                         self.kill()
-                    if not isinstance(msg, Step):
+                    if isinstance(msg, Step):
+                        on_step(msg.step, msg.loss)
+                    elif isinstance(msg, Rung):
+                        self.link.send(on_rung(msg.step, msg.metrics) if on_rung else Verdict(True, "no pruning"))
+                    else:
                         return msg
-                    on_step(msg.step, msg.loss)
                 if preempt.requested() and not stop_sent:
                     self.link.send(Stop(preempt.requested()))
                     stop_sent = True

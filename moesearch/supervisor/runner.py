@@ -6,6 +6,7 @@ Shared by `search` (trials the sampler asks for), `train` (one assignment the us
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -17,10 +18,10 @@ from moesearch.assignment import Assignment
 from moesearch.config import RunConfig
 from moesearch.metrics import fmt
 from moesearch.settings import Settings
-from moesearch.supervisor import liveness
+from moesearch.supervisor import liveness, rungs
 from moesearch.supervisor import study as study_mod
 from moesearch.supervisor.group import GroupFailure, GroupStartFailure, WorkerGroup
-from moesearch.vocab import Done, Failed, Reply, State
+from moesearch.vocab import Done, Failed, Origin, Pruned, Reply, State, Verdict
 
 
 @dataclass(frozen=True)
@@ -40,25 +41,38 @@ class Outcome:
         """Stopped by SIGTERM/SIGUSR1: no result, retried later (outside the budget)."""
         return self.row["state"] == State.PREEMPTED
 
+    @property
+    def pruned(self) -> bool:
+        return self.row["state"] == State.PRUNED
+
+    @property
+    def steps_trained(self) -> int:
+        return len(self.record.steps)
+
     def values(self, objectives: dict[str, str]) -> list[float]:
         return [self.row[o] for o in objectives]
 
 
 def run_trial(settings: Settings, group: WorkerGroup, number: int, layers: list[str], *, origin: str,
-              replicate_of: int | None, reference: dict[str, float]) -> Outcome:
-    """Train `layers` as trial `number`; the outcome holds its record (complete or failed), not yet written.
+              replicate_of: int | None, reference: dict[str, float],
+              on_rung: Callable[[int, dict], Verdict] | None = None) -> Outcome:
+    """Train `layers` as trial `number`; the outcome holds its record (complete, pruned or failed), not yet written.
+
+    on_rung: records the trial at the space's rungs and decides whether it goes on (None: no rungs).
 
     GroupStartFailure and KeyboardInterrupt propagate (after the group is stopped): neither is the
     trial's result, and the caller decides what the study makes of them.
     """
-    cfg = RunConfig.build(settings.space, layers, settings.seed, settings.data, settings.launch.world_size)
+    cfg = RunConfig.build(settings.space, layers, settings.seed, settings.data, settings.launch.world_size,
+                          rungs=on_rung is not None)
     config_json = cfg.model_dump_json()
     started = datetime.now(timezone.utc)
     bar = tqdm(total=cfg.train.steps, desc=f"trial {number}", unit="step",
                leave=False, disable=None if settings.progress else True, dynamic_ncols=True)  # None: off unless a tty
     try:
         reply = group.run(number, config_json, settings.space.search.timeout_s,
-                          lambda step, loss: (bar.update(1), bar.set_postfix(loss=f"{loss:.3f}", refresh=False)))
+                          lambda step, loss: (bar.update(1), bar.set_postfix(loss=f"{loss:.3f}", refresh=False)),
+                          on_rung)
     except GroupStartFailure:
         raise
     except GroupFailure as e:  # a signal may have taken the group down before it could reply
@@ -70,9 +84,9 @@ def run_trial(settings: Settings, group: WorkerGroup, number: int, layers: list[
         bar.close()
     record = results.make_record(
         study=settings.study, trial=number, origin=origin, layers=layers,
-        state=_state(reply), failure_reason=reply.reason if isinstance(reply, Failed) else None,
+        state=_state(reply), failure_reason=None if isinstance(reply, Done) else reply.reason,
         objectives=settings.space.search.objectives, reference_point=reference,
-        metrics=reply.metrics if isinstance(reply, Done) else {}, steps=reply.steps,
+        metrics={} if isinstance(reply, Failed) else reply.metrics, steps=reply.steps,
         layer_rows=reply.layers if isinstance(reply, Done) else [],
         config_json=config_json, seed=settings.seed, replicate_of=replicate_of, data_sha256=settings.data_sha256,
         hardware=group.hardware, ep_size=cfg.ep_size, started_at=started, finished_at=datetime.now(timezone.utc),
@@ -83,6 +97,8 @@ def run_trial(settings: Settings, group: WorkerGroup, number: int, layers: list[
 def _state(reply: Reply) -> State:
     if isinstance(reply, Done):
         return State.COMPLETE
+    if isinstance(reply, Pruned):
+        return State.PRUNED
     return State.PREEMPTED if reply.preempted else State.FAIL
 
 
@@ -115,14 +131,23 @@ def record_and_tell(settings: Settings, study: optuna.Study, trial: optuna.Trial
     with liveness.beating(study, trial.number):
         outcome = run_trial(settings, group, trial.number, layers, origin=origin,
                             replicate_of=study_mod.replicate_of(study, Assignment(layers).text, settings.seed),
-                            reference=study_mod.reference_point(study))
+                            reference=study_mod.reference_point(study),
+                            on_rung=rungs.judge(study, trial, settings.space, _prunable(settings, layers, origin))
+                            if settings.space.search.pruning.method != "none" else None)
         if not study_mod.is_running(study, trial.number):
             dropped(trial.number)
             return None
         results.write_trial(settings.results, outcome.record)
+    study_mod.set_compute(trial, outcome.steps_trained, outcome.row["wall_time_s"] * (outcome.row["world_size"] or 1))
     values = outcome.values(settings.space.search.objectives) if outcome.ok else None
-    study_mod.tell_result(study, trial, values, outcome.row["failure_reason"], preempted=outcome.preempted)
+    study_mod.tell_result(study, trial, values, outcome.row["failure_reason"], preempted=outcome.preempted,
+                          pruned=outcome.pruned)
     return outcome
+
+
+def _prunable(settings: Settings, layers: list[str], origin: str) -> bool:
+    """Search proposals may be stopped at rungs; the baselines (every front's reference) and replicates may not."""
+    return origin == Origin.SEARCH and list(layers) not in settings.space.uniform_assignments()
 
 
 def dropped(number: int) -> None:
@@ -135,6 +160,8 @@ def dropped(number: int) -> None:
 def summary(outcome: Outcome, objectives: dict[str, str]) -> str:
     """One line per finished trial, for the log above the progress bars."""
     row = outcome.row
+    if outcome.pruned:
+        return f"trial {row['trial']} [{row['assignment']}] PRUNED: {row['failure_reason']}"
     if not outcome.ok:  # PREEMPTED or FAILED, as the record's state says
         state = State.PREEMPTED if outcome.preempted else "FAILED"  # as people say it
         return f"trial {row['trial']} [{row['assignment']}] {state}: {row['failure_reason'].splitlines()[0]}"

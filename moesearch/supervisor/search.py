@@ -5,7 +5,10 @@ supervisor; they coordinate through the study alone:
 - trials of dead groups are settled first (`recovery`);
 - a group waits while the trials running elsewhere would complete --trials, and withdraws a fresh
   trial when lower-numbered ones already do, so the study stops at exactly --trials trained trials;
-- an assignment running in another group is not started again (TPE's constant liar steers away).
+- an assignment running in another group is not started again (TPE's constant liar steers away);
+- with `[search.pruning]`, each trial is ranked at its rungs against every group's records (`rungs`),
+  and the study's compute budget (--budget, steps or device-hours) counts every group's trials.
+What to do next (baselines first, repeats, stop conditions, rung verdicts) is `decide`'s, shared with replay.
 Re-running the same search resumes it. The uniform baselines are enqueued when the study is created,
 so they are always its first trials. Once the study has its trials, the group that created it
 (`search`, not `worker`) trains the baselines with search.baseline_seeds fresh seeds: the seed noise
@@ -16,16 +19,16 @@ and ends the loop.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import optuna
+from optuna.trial import TrialState
 from tqdm.auto import tqdm
 
 from moesearch import preempt
 from moesearch.assignment import Assignment, layer_name
-from moesearch.search_limits import MAX_REPEATS_IN_A_ROW
 from moesearch.settings import Settings
-from moesearch.supervisor import liveness, optuna_compat, recovery, replicates
+from moesearch.supervisor import decide, liveness, optuna_compat, recovery, replicates
 from moesearch.supervisor import study as study_mod
 from moesearch.supervisor.group import WorkerGroup
 from moesearch.supervisor.runner import Outcome, record_and_tell, summary
@@ -42,6 +45,8 @@ class SearchReport:
     repeats_answered: int
     stopped_early: str | None  # why the search stopped before the target, if it did
     replicates_now: int = 0  # seed replicates of the baselines trained now (search.baseline_seeds)
+    pruned_now: int = 0  # of trained_now, stopped at a rung
+    spent: dict = field(default_factory=lambda: {"steps": 0, "device_s": 0.0})  # the study's compute at the end
 
 
 def run_search(settings: Settings, study: optuna.Study, replicate_baselines: bool = False) -> SearchReport:
@@ -49,7 +54,7 @@ def run_search(settings: Settings, study: optuna.Study, replicate_baselines: boo
 
     replicate_baselines: then train the baselines' missing seed replicates (search.baseline_seeds).
     """
-    trained_now = repeats = in_a_row = 0
+    trained_now = pruned_now = repeats = in_a_row = 0
     bar = tqdm(total=target(study), desc=f"study {settings.study}", unit="trial",
                disable=None if settings.progress else True, dynamic_ncols=True)  # None: off unless a tty
     with WorkerGroup(settings.launch, settings.results / settings.study / "logs") as group, bar:
@@ -59,8 +64,9 @@ def run_search(settings: Settings, study: optuna.Study, replicate_baselines: boo
             now, n_trials = study_mod.snapshot(study, settings.seed), target(study)
             bar.total = n_trials
             bar.update(min(now.done, n_trials) - bar.n)
-            stopped = _why_stop(settings, now, n_trials, in_a_row)
-            if stopped or now.done >= n_trials:
+            if stopped := _why_stop(settings, study, now, n_trials, in_a_row):
+                if now.done >= n_trials:
+                    stopped = None  # the study is complete: nothing stopped it early
                 break
             if _others_finish(settings, now, n_trials):
                 time.sleep(WAIT_S)
@@ -77,14 +83,15 @@ def run_search(settings: Settings, study: optuna.Study, replicate_baselines: boo
                 time.sleep(WAIT_S)
             else:
                 trained_now, in_a_row = trained_now + (not outcome.preempted), 0
+                pruned_now += outcome.pruned
                 bar.set_postfix(front=len(study.best_trials))
                 bar.write(summary(outcome, settings.space.search.objectives))
         todo = replicates.baseline_plan(settings) if replicate_baselines and not preempt.requested() else []
         if todo:
             bar.write(f"seed noise: training the baselines with {len(todo)} fresh seeds (search.baseline_seeds)")
         replicated = replicates.train(settings, study, group, todo)
-    return SearchReport(n_trials, trained_now, study_mod.snapshot(study, settings.seed).done, repeats, stopped,
-                        replicated)
+    end = study_mod.snapshot(study, settings.seed)
+    return SearchReport(n_trials, trained_now, end.done, repeats, stopped, replicated, pruned_now, end.spent)
 
 
 def target(study: optuna.Study) -> int:
@@ -92,14 +99,17 @@ def target(study: optuna.Study) -> int:
     return study.user_attrs[StudyAttr.TRIALS]
 
 
-def _why_stop(settings: Settings, now: study_mod.Snapshot, n_trials: int, in_a_row: int) -> str | None:
+def budget(study: optuna.Study) -> dict | None:
+    """The study's compute budget, set by `search --budget` and `worker --budget`: {"steps": n} or {"device_h": x}."""
+    return study.user_attrs.get(StudyAttr.BUDGET)
+
+
+def _why_stop(settings: Settings, study: optuna.Study, now: study_mod.Snapshot, n_trials: int,
+              in_a_row: int) -> str | None:
     if preempt.requested():
         return f"preempted by {preempt.requested()}; run the same command again to resume"
-    if now.done < n_trials and len(now.known) >= settings.space.size():
-        return f"all {settings.space.size()} assignments of the space are evaluated"
-    if in_a_row >= MAX_REPEATS_IN_A_ROW:
-        return f"the sampler proposed only evaluated assignments {in_a_row} times in a row"
-    return None
+    return decide.why_stop(decided=now.done, target=n_trials, evaluated=len(now.known),
+                           space_size=settings.space.size(), in_a_row=in_a_row, spent=now.spent, budget=budget(study))
 
 
 def _others_finish(settings: Settings, now: study_mod.Snapshot, n_trials: int) -> bool:
@@ -118,10 +128,13 @@ def _answer(settings: Settings, study: optuna.Study, trial: optuna.Trial, group:
     trial.set_user_attr(TrialAttr.ASSIGNMENT, assignment)
     trial.set_user_attr(TrialAttr.SEED, settings.seed)
     now = study_mod.snapshot(study, settings.seed)
-    if assignment in now.known:  # already trained with this seed: its result answers the trial
-        number, values = now.known[assignment]
+    if (number := decide.repeat_of({a: n for a, (n, _) in now.known.items()}, assignment)) is not None:
+        values = now.known[assignment][1]  # None: pruned, and it stays pruned (never trained again with this seed)
         trial.set_user_attr(TrialAttr.DUPLICATE_OF, number)
-        study.tell(trial, values)
+        if values is None:
+            study.tell(trial, state=TrialState.PRUNED)
+        else:
+            study.tell(trial, values)
         return "repeat"
     if same := _running_elsewhere(trial, now, settings.seed):  # that group trains it: not queued again
         study_mod.fail_outside_budget(study, now.running[trial.number],

@@ -112,7 +112,8 @@ def group_seed() -> int:
 
 def trained(study: optuna.Study, budget_only: bool = True) -> list[FrozenTrial]:
     """Finished trials that the worker group actually trained (by default: those counting toward --trials)."""
-    return trained_among(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)), budget_only)
+    return trained_among(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED,
+                                                                  TrialState.FAIL)), budget_only)
 
 
 def trained_among(trials: list[FrozenTrial], budget_only: bool) -> list[FrozenTrial]:
@@ -131,8 +132,10 @@ class Snapshot:
     """RUNNING trials that will count if they finish (verify trials never do), by number."""
     waiting: list[int]
     """Numbers of queued trials (baselines, retries): the next asks take them, lowest first."""
-    known: dict[str, tuple[int, list[float]]]
-    """assignment -> (trial number, objective values), completed with this seed (verify included)."""
+    known: dict[str, tuple[int, list[float] | None]]
+    """assignment -> (trial number, objective values; None: pruned), decided with this seed (verify included)."""
+    spent: dict[str, float]
+    """Compute every trial trained so far (any state, any group): {"steps": ..., "device_s": ...}."""
 
 
 def snapshot(study: optuna.Study, seed: int) -> Snapshot:
@@ -143,8 +146,20 @@ def snapshot(study: optuna.Study, seed: int) -> Snapshot:
         running={t.number: t for t in trials if t.state == TrialState.RUNNING and t.user_attrs.get(TrialAttr.BUDGET, True)},
         waiting=[t.number for t in trials if t.state == TrialState.WAITING],
         known={t.user_attrs[TrialAttr.ASSIGNMENT]: (t.number, t.values) for t in finished
-               if t.state == TrialState.COMPLETE and t.user_attrs.get(TrialAttr.SEED) == seed},
+               if t.state in (TrialState.COMPLETE, TrialState.PRUNED) and t.user_attrs.get(TrialAttr.SEED) == seed},
+        spent=spent(trials),
     )
+
+
+def spent(trials: list[FrozenTrial]) -> dict[str, float]:
+    """The compute `trials` trained, from their `compute` attributes (what --budget counts)."""
+    counted = [t.user_attrs[TrialAttr.COMPUTE] for t in trials if TrialAttr.COMPUTE in t.user_attrs]
+    return {"steps": sum(c["steps"] for c in counted), "device_s": sum(c["device_s"] for c in counted)}
+
+
+def set_compute(trial: optuna.Trial, steps: int, device_s: float) -> None:
+    """Record what a trial trained (pruned and failed ones too), before it is told."""
+    trial.set_user_attr(TrialAttr.COMPUTE, {"steps": steps, "device_s": device_s})
 
 
 
@@ -165,14 +180,18 @@ def reference_point(study: optuna.Study) -> dict[str, float]:
 
 
 def tell_result(study: optuna.Study, trial: optuna.Trial, values: list[float] | None, failure_reason: str | None,
-                preempted: bool = False) -> None:
-    """Tell a trained trial's result (None: it failed, for `failure_reason`); its record is already written.
+                preempted: bool = False, pruned: bool = False) -> None:
+    """Tell a trained trial's result (None: it failed or was pruned, for `failure_reason`); its record is
+    already written.
 
-    A preempted trial is no result: it fails outside the budget, and a search trial goes back in the
-    queue to be trained again.
+    A pruned trial is PRUNED in Optuna too (TPE counts it among the poor trials). A preempted trial is
+    no result: it fails outside the budget, and a search trial goes back in the queue to be trained again.
     """
     if values is not None:
         study.tell(trial, values)
+    elif pruned:
+        trial.set_user_attr(TrialAttr.FAILURE_REASON, failure_reason)
+        study.tell(trial, state=TrialState.PRUNED)
     elif preempted:
         retry = trial.user_attrs.get(TrialAttr.ORIGIN) == Origin.SEARCH
         fail_outside_budget(study, _frozen(study, trial.number), failure_reason, requeue=retry)

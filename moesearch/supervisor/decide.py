@@ -1,0 +1,111 @@
+"""What a search does next, decided in one place: `search`, `worker` and `replay` all call these, so a
+replay measures exactly the algorithm that trains.
+
+- the uniform baselines go first (`baselines`);
+- a proposal already decided with this seed is answered from the study, not trained (`repeat_of`);
+- the search stops at its trial target, its compute budget, an exhausted space or a stalled sampler (`why_stop`);
+- at a rung of `[search.pruning]`, a trial goes on only if it ranks in the best 1/eta (`rung_verdict`).
+
+Light: numpy and moocore; no Optuna, no torch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import moocore
+import numpy as np
+
+from moesearch.assignment import Assignment, uniform
+from moesearch.search_limits import MAX_REPEATS_IN_A_ROW
+from moesearch.space import PruningSpec
+from moesearch.vocab import Verdict
+
+
+def baselines(choices: list[list[str]]) -> list[Assignment]:
+    """The assignments every study trains first: the uniform ones, the reference every front is read against."""
+    return uniform(choices)
+
+
+def repeat_of(known: Mapping[str, int], assignment: str) -> int | None:
+    """The trial that already decided `assignment` with this seed (complete or pruned), if any: a repeat
+    is answered from it. A pruned assignment is never trained again with the same seed."""
+    return known.get(assignment)
+
+
+def why_stop(*, decided: int, target: int, evaluated: int, space_size: int, in_a_row: int,
+             spent: Mapping[str, float], budget: Mapping[str, float] | None) -> str | None:
+    """Why the search stops now, or None to ask for another trial.
+
+    decided: trials with a result (complete, failed, pruned) toward the target; evaluated: distinct
+    assignments decided; spent: {"steps", "device_s"} trained by every trial so far, pruned and failed
+    included; budget: {"steps": n} or {"device_h": x} (None: no budget).
+    """
+    if decided >= target:
+        return f"the study has its {target} trials"
+    if budget and "steps" in budget and spent["steps"] >= budget["steps"]:
+        return f"the compute budget is spent: {spent['steps']:,.0f} of {budget['steps']:,} steps trained"
+    if budget and "device_h" in budget and spent["device_s"] >= 3600 * budget["device_h"]:
+        return (f"the compute budget is spent: {spent['device_s'] / 3600:.3g} of {budget['device_h']:g} "
+                "device-hours trained")
+    if evaluated >= space_size:
+        return f"all {space_size} assignments of the space are evaluated"
+    if in_a_row >= MAX_REPEATS_IN_A_ROW:
+        return f"the sampler proposed only evaluated assignments {in_a_row} times in a row"
+    return None
+
+
+def rung_verdict(step: int, candidate: Sequence[float], peers: Sequence[Sequence[float]], directions: Sequence[str],
+                 pruning: PruningSpec) -> Verdict:
+    """Go on, or stop at this rung: MO-ASHA's rule (Schmucker et al. 2021) as a stopping rule.
+
+    candidate: the trial's objective values at `step` (costs known before training exact, measured
+    ones measured so far); peers: every other record of the study at `step`, alike. The candidate goes
+    on if it is among the ceil(n / eta) best of the n records by non-dominated rank, ties within a rank
+    broken by crowding distance, so the kept set stays spread along the front (NSGA-II's selection).
+    """
+    n = len(peers) + 1
+    if pruning.method == "none":
+        return Verdict(True, "pruning is off")
+    if n < pruning.min_records:
+        return Verdict(True, f"rung {step}: {n} records, fewer than search.pruning.min_records {pruning.min_records}")
+    points = _minimised(np.array([candidate, *peers], dtype=float), directions)
+    keep = math.ceil(n / pruning.eta)
+    place = int(np.flatnonzero(selection_order(points) == 0)[0])  # the candidate's place in the order
+    if place < keep:
+        return Verdict(True, f"rung {step}: place {place + 1} of {n}, within the best {keep}")
+    return Verdict(False, f"pruned at rung {step}: place {place + 1} of {n} records there, outside the best "
+                          f"{keep} (1/eta, eta {pruning.eta})")
+
+
+def selection_order(points: np.ndarray) -> np.ndarray:
+    """Row indices of `points` (minimised), best first: by non-dominated rank, then by crowding distance
+    (largest first), then by index, so the order is deterministic."""
+    rank = moocore.pareto_rank(points)
+    crowd = np.zeros(len(points))
+    for r in np.unique(rank):
+        members = np.flatnonzero(rank == r)
+        crowd[members] = crowding_distance(points[members])
+    return np.lexsort((np.arange(len(points)), -crowd, rank))
+
+
+def crowding_distance(points: np.ndarray) -> np.ndarray:
+    """NSGA-II's crowding distance of each point within its front: the extremes of each objective get
+    infinity, the others the sum over objectives of their neighbours' normalised gap."""
+    n, m = points.shape
+    distance = np.zeros(n)
+    if n <= 2:
+        return np.full(n, np.inf)
+    for j in range(m):
+        order = np.argsort(points[:, j], kind="stable")
+        span = points[order[-1], j] - points[order[0], j]
+        distance[order[[0, -1]]] = np.inf
+        if span > 0:
+            distance[order[1:-1]] += (points[order[2:], j] - points[order[:-2], j]) / span
+    return distance
+
+
+def _minimised(points: np.ndarray, directions: Sequence[str]) -> np.ndarray:
+    sign = np.array([1.0 if d == "minimize" else -1.0 for d in directions])
+    return points * sign
