@@ -1,5 +1,5 @@
 """Does a short run predict a long one? The rank correlation of val_loss at each evaluated step with
-val_loss at the last step, over the assignments trained to the end.
+val_loss at the last step, over the assignments trained to the end; and what early stopping spent and saved.
 
 Early stopping is only as safe as this correlation: where it is weak, a trial stopped early may have
 been a future front member. Evaluated steps are the space's `train.eval_interval` multiples (the
@@ -52,3 +52,20 @@ def text(table: pd.DataFrame) -> list[str]:
         lines.append(f"warning: at step {', '.join(map(str, weak['step']))} the early ranking predicts the final one "
                      f"weakly (Spearman < {WEAK}): stopping trials there could stop future front members")
     return lines
+
+
+def compute_text(trials: pd.DataFrame, steps: pd.DataFrame) -> list[str]:
+    """Compute spent (optimizer steps, from each trial's step rows) and trials pruned per rung; none
+    without pruned trials. steps: the steps table, or its evaluated rows (a pruned trial ends on one)."""
+    pruned = trials[trials["state"] == State.PRUNED]
+    if pruned.empty:
+        return []
+    trained = steps.groupby("trial")["step"].max()
+    at = trained.reindex(pruned["trial"]).dropna().astype(int).value_counts().sort_index()
+    per_rung = ", ".join(f"{n} at step {step}" for step, n in at.items())
+    line = f"pruned: {len(pruned)} of {len(trials)} trials ({per_rung}); {int(trained.sum()):,} steps trained"
+    full = trained.reindex(trials.loc[trials["state"] == State.COMPLETE, "trial"]).max()
+    if pd.notna(full):  # what training every trial to the end would have cost
+        whole = int(full) * len(trained)
+        line += f", {1 - trained.sum() / whole:.0%} fewer than training every trial to step {int(full)} ({whole:,})"
+    return [line]

@@ -272,6 +272,7 @@ class Analysis:
     hypervolume: float
     failed: int
     spread: Spread  # the seed noise
+    pruned: int = 0  # trials stopped at a rung (search.pruning): outside the front, their values are partial
     left_out: str | None = None  # records of another training text, if any
 
 
@@ -283,7 +284,7 @@ def analyse(trials: pd.DataFrame) -> Analysis:
     return Analysis(objectives, reference, table, hypervolume_history(trials, objectives, reference),
                     baseline_deltas(table, objectives, spread), hypervolume(table[table["pareto"]], objectives, reference),
                     failed=int((trials["state"] == State.FAIL).sum()),  # preempted trials are no failures
-                    spread=spread, left_out=left_out)
+                    spread=spread, left_out=left_out, pruned=int((trials["state"] == State.PRUNED).sum()))
 
 
 def header(name: str, direction: str | None = None) -> str:
@@ -313,7 +314,8 @@ def summary_lines(analysis: Analysis) -> list[str]:
     """What the front table does not say: counts, the hypervolume, how sure the ranking is, and each
     front member against the baselines."""
     t = analysis.table
-    lines = [f"{len(t)} assignments from {int(t['trials'].map(len).sum())} complete trials ({analysis.failed} failed), "
+    lines = [f"{len(t)} assignments from {int(t['trials'].map(len).sum())} complete trials ({analysis.failed} failed"
+             f"{f', {analysis.pruned} pruned' if analysis.pruned else ''}), "
              f"{int(t['pareto'].sum())} on the front; * = Pareto front, K = knee, B = uniform baseline; "
              "values are means over seeds (± standard deviation)",
              f"hypervolume {analysis.hypervolume:.6g} against the reference point "

@@ -57,7 +57,8 @@ def render(analysis: pareto.Analysis, trials: pd.DataFrame, steps: pd.DataFrame,
         results=html.escape(results),
         front=pareto.front_view(analysis).to_html(index=False),
         summary=_summary(pareto.summary_lines(analysis)
-                         + curves.text(curves.rung_correlation(trials, steps))),
+                         + curves.text(curves.rung_correlation(trials, steps))
+                         + curves.compute_text(trials, steps)),
         noise=_noise(trials, analysis.objectives),
         images="".join(f'<figure><img alt="{name}" src="data:image/png;base64,{_png(fig)}"></figure>'
                        for name, fig in plots.draw_all(analysis, steps, layer_rows).items()),

@@ -34,7 +34,8 @@ def pareto(results: Path, study_name: str | None, everything: bool, out: Path | 
     analysis = pareto_mod.analyse(trials)
     click.echo(f"study {study_name!r} in {results}")
     click.echo(pareto_mod.front_text(analysis, everything))
-    for line in curves.text(curves.rung_correlation(trials, results_mod.load_evals(results, study_name))):
+    evals = results_mod.load_evals(results, study_name)
+    for line in curves.text(curves.rung_correlation(trials, evals)) + curves.compute_text(trials, evals):
         click.echo(line)
     if out is not None:
         export(analysis, out)

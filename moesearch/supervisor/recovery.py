@@ -64,7 +64,8 @@ def _settle(study: optuna.Study, results_dir: Path, frozen: optuna.trial.FrozenT
     objectives = study.user_attrs[StudyAttr.SPACE]["search"]["objectives"]
     values = [row[o] for o in objectives] if row["state"] == State.COMPLETE else None
     try:
-        study_mod.tell_result(study, optuna_compat.handle(study, frozen), values, row["failure_reason"])
+        study_mod.tell_result(study, optuna_compat.handle(study, frozen), values, row["failure_reason"],
+                              pruned=row["state"] == State.PRUNED)
     except (optuna.exceptions.UpdateFinishedTrialError, ValueError, RuntimeError):
         return None  # another process settled it first
     return f"trial {frozen.number}: told from its record ({row['state']}); its supervisor died before telling"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import dataclass
 
 import optuna
@@ -20,6 +21,9 @@ class Status:
     target: int | None  # the --trials the last search set
     complete: int  # trained trials, counting toward --trials
     failed: int
+    pruned_at: dict[int, int]  # rung step -> trials stopped there (search.pruning)
+    spent: dict[str, float]  # compute trained by every trial: {"steps", "device_s"}
+    budget: dict | None  # the study's --budget: {"steps": n} or {"device_h": x}
     running: int  # dead groups' trials included, until they are settled
     repeats: int  # proposals answered from an earlier trial: COMPLETE in Optuna, never trained
     outside_budget: int  # preempted, lost, interrupted or withdrawn: failed without counting, retried if queued
@@ -46,6 +50,9 @@ def of(study: optuna.Study, now: float | None = None) -> Status:
         target=study.user_attrs.get(StudyAttr.TRIALS),
         complete=sum(t.state == TrialState.COMPLETE for t in counted),
         failed=sum(t.state == TrialState.FAIL for t in counted),
+        pruned_at=dict(sorted(Counter(_pruned_at(t) for t in counted if t.state == TrialState.PRUNED).items())),
+        spent=study_mod.spent(trials),
+        budget=study.user_attrs.get(StudyAttr.BUDGET),
         running=len(running),
         repeats=sum(TrialAttr.DUPLICATE_OF in t.user_attrs for t in trials),
         outside_budget=sum(t.state == TrialState.FAIL and not t.user_attrs.get(TrialAttr.BUDGET, True) for t in trials),
@@ -58,6 +65,11 @@ def of(study: optuna.Study, now: float | None = None) -> Status:
         if finished_at and finished_at[-1] > started_at else None,
         front=_front_size(study, trained),  # verify replicates too: fronts are of seed means
     )
+
+
+def _pruned_at(trial: FrozenTrial) -> int:
+    """The rung a pruned trial stopped at: the last it reported."""
+    return max(int(step) for step in trial.user_attrs.get(TrialAttr.RUNGS, {"0": None}))
 
 
 def _front_size(study: optuna.Study, trials: list[FrozenTrial]) -> int:
@@ -75,17 +87,27 @@ def _front_size(study: optuna.Study, trials: list[FrozenTrial]) -> int:
 
 def text(name: str, where: str, s: Status) -> str:
     target = f" of {s.target}" if s.target else ""
+    pruned = sum(s.pruned_at.values())
     lines = [
         f"study {name!r} in {where}",
-        f"trials: {s.complete + s.failed}{target} trained ({s.complete} complete, {s.failed} failed), {s.running} running, "
-        f"{s.waiting} queued, {s.outside_budget} outside the budget (preempted, lost, interrupted or withdrawn)",
-        f"repeated proposals answered from the study: {s.repeats} (Optuna lists them as COMPLETE trials too)",
+        f"trials: {s.complete + s.failed + pruned}{target} trained ({s.complete} complete, {pruned} pruned, "
+        f"{s.failed} failed), {s.running} running, {s.waiting} queued, {s.outside_budget} outside the budget "
+        "(preempted, lost, interrupted or withdrawn)",
+        f"compute: {s.spent['steps']:,.0f} steps, {s.spent['device_s'] / 3600:.3g} device-hours trained"
+        + (f" of a budget of {_budget_text(s.budget)}" if s.budget else ""),
+        f"repeated proposals answered from the study: {s.repeats} (Optuna lists them as COMPLETE or PRUNED trials too)",
         f"worker groups with a trial running: {len(s.groups)}" + (f" ({', '.join(s.groups)})" if s.groups else ""),
         f"throughput: {s.per_hour_last} trials in the last hour"
         + (f", {s.per_hour_overall:.1f} per hour overall" if s.per_hour_overall else ""),
         f"front: {s.front} assignments",
     ]
+    if s.pruned_at:
+        lines.insert(3, "pruned per rung: " + ", ".join(f"{n} at step {step}" for step, n in s.pruned_at.items()))
     if s.stale:
         lines.append(f"of the running trials, {', '.join(map(str, s.stale))} belong to dead groups: the next search "
                      "or worker settles them")
     return "\n".join(lines)
+
+
+def _budget_text(budget: dict) -> str:
+    return f"{budget['steps']:,} steps" if "steps" in budget else f"{budget['device_h']:g} device-hours"
