@@ -1,8 +1,9 @@
-"""`moesearch replay`: the search loop answered from an exhaustive table, for every sampler."""
+"""`moesearch replay`: the search's own decisions answered from an exhaustive table, for every arm."""
 
 from __future__ import annotations
 
 import itertools
+from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pandas as pd
@@ -11,7 +12,9 @@ from click.testing import CliRunner
 from test_results import record, write
 
 from moesearch import results
+from moesearch.analysis import pareto
 from moesearch.cli import cli
+from moesearch.space import PruningSpec
 from moesearch.supervisor import replay
 from moesearch.supervisor.study import SAMPLERS
 
@@ -26,45 +29,130 @@ def exhaustive(folder, skip: int = 0):
     return results.load_trials(folder, "s")
 
 
+CURVE_STEPS = (10, 20, 40)  # evaluated steps of the curved table; 40 is the last
+
+
+def curved(folder, n_layers: int = 5):
+    """Every assignment of n_layers x {gelu, swiglu} with learning curves: swiglu layers cost more and
+    help the final loss by a layer-dependent amount; val_loss at step 10 and 20 tracks the final one
+    (plus noise), as real curves roughly do. Objectives: val_loss and FLOPs."""
+    rng = np.random.default_rng(1)
+    effect = rng.uniform(0.02, 0.12, n_layers)
+    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    for n, combo in enumerate(itertools.product(["gelu", "swiglu"], repeat=n_layers)):
+        swiglu = np.array([a == "swiglu" for a in combo])
+        final = 3.0 - effect[swiglu].sum() + rng.normal(0, 0.01)
+        at = {10: final + 1.0 + rng.normal(0, 0.03), 20: final + 0.4 + rng.normal(0, 0.02), 40: final}
+        rows = [{"step": s, "tokens": s, "train_loss": at.get(s, final), "aux_loss": 0.0, "lr": 1e-3,
+                 "step_time_s": 0.1, "val_loss": at.get(s)} for s in range(1, 41)]
+        metrics = {"val_loss": final, "train_flops_per_token": 1000 + 500 * int(swiglu.sum()), "tokens_per_s": 1.0}
+        results.write_trial(folder, results.make_record(
+            study="c", trial=n, origin="search", layers=list(combo), state="COMPLETE", failure_reason=None,
+            objectives={"val_loss": "minimize", "train_flops_per_token": "minimize"},
+            reference_point={"val_loss": 3.5, "train_flops_per_token": 1000 + 500 * n_layers + 100}, metrics=metrics,
+            steps=rows, layer_rows=[], config_json="{}", seed=0, replicate_of=None, data_sha256="ab",
+            hardware={"world_size": 2}, ep_size=2, started_at=start, finished_at=start + timedelta(seconds=1)))
+    return results.load_trials(folder, "c"), results.load_steps(folder, "c")
+
+
+MO_ASHA = PruningSpec(method="mo-asha", rungs=[10, 20], eta=3, min_records=4)
+
+
 @pytest.mark.parametrize("sampler", SAMPLERS)
 def test_every_sampler_replays_and_reaches_the_true_front_by_exhausting_the_space(tmp_path, sampler):
     table = replay.load_table(exhaustive(tmp_path), "t")
-    curve = replay.replay(table, sampler, seed=1, n_trials=9)
-    assert len(curve) == 9 and np.all(np.diff(curve) >= 0) and curve[-1] == pytest.approx(1.0)
-    assert curve[2] < 1.0 or sampler == "brute", "three baselines rarely hold the whole front"
+    run = replay.replay(table, replay.Arm(sampler), seed=1, n_trials=9)
+    assert len(run.relative) == 9 and np.all(np.diff(run.relative) >= 0) and run.relative[-1] == pytest.approx(1.0)
+    assert list(run.spent) == list(range(1, 10)), "without learning curves, compute is counted in trials"
+    assert run.relative[2] < 1.0 or sampler == "brute", "three baselines rarely hold the whole front"
 
 
 def test_a_replay_is_deterministic_per_seed_and_baselines_come_first(tmp_path):
     table = replay.load_table(exhaustive(tmp_path), "t")
-    assert np.array_equal(replay.replay(table, "tpe", 3, 6), replay.replay(table, "tpe", 3, 6))
+    first, again = (replay.replay(table, replay.Arm("tpe"), 3, n_trials=6) for _ in range(2))
+    assert np.array_equal(first.relative, again.relative)
     baselines = pd.DataFrame([table.values[f"{a},{a}"] for a in CHOICES], columns=list(table.objectives))
-    from moesearch.analysis import pareto
-
     first_three = pareto.hypervolume(baselines, table.objectives, table.reference) / table.true_hypervolume
-    assert replay.replay(table, "random", 0, 3)[-1] == pytest.approx(first_three)
+    assert replay.replay(table, replay.Arm("random"), 0, n_trials=3).relative[-1] == pytest.approx(first_three)
 
 
-def test_replay_command_prints_a_summary_and_writes_curves(tmp_path):
-    exhaustive(tmp_path)
-    out = CliRunner().invoke(cli, ["replay", str(results.trials_dir(tmp_path, "s")), "--samplers", "random,tpe",
-                                   "--seeds", "3", "--trials", "8", "--out", str(tmp_path / "curves.csv")])
+def test_a_table_with_curves_knows_every_assignment_at_every_evaluated_step(tmp_path):
+    trials, steps = curved(tmp_path)
+    table = replay.load_table(trials, "t", steps)
+    assert table.full_steps == 40 and sorted(table.at_step) == [10, 20]
+    some = "gelu,swiglu,gelu,gelu,swiglu"
+    assert table.at_step[10][some][1] == table.values[some][1], "exact costs are exact at every rung"
+    assert table.at_step[10][some][0] > table.at_step[20][some][0] > table.values[some][0]
+
+
+@pytest.mark.parametrize("proposer", ["tpe", "random", "hand"])
+def test_pruning_stops_trials_at_rungs_and_spends_less_per_trial(tmp_path, proposer):
+    trials, steps = curved(tmp_path)
+    table = replay.load_table(trials, "t", steps)
+    plain = replay.replay(table, replay.Arm(proposer), seed=2, budget_steps=20 * 40)
+    pruned = replay.replay(table, replay.Arm(proposer, MO_ASHA), seed=2, budget_steps=20 * 40)
+    assert plain.pruned == 0 and set(np.diff(plain.spent)) <= {40}
+    assert set(np.diff(pruned.spent, prepend=0)) <= {10, 20, 40}, "a pruned trial costs its rung"
+    if proposer != "hand":  # the hand search may stall at a local optimum before the budget
+        assert pruned.pruned > 0 and len(pruned.spent) > len(plain.spent), "the same budget decides more trials"
+    assert np.all(np.diff(pruned.relative) >= 0) and pruned.relative[-1] <= 1.0 + 1e-9
+
+
+def test_the_first_records_of_a_rung_are_never_pruned_and_the_baselines_never(tmp_path):
+    trials, steps = curved(tmp_path)
+    table = replay.load_table(trials, "t", steps)
+    for seed in range(5):
+        run = replay.replay(table, replay.Arm("random", MO_ASHA), seed=seed, n_trials=12)
+        first = np.diff(run.spent, prepend=0)[: MO_ASHA.min_records - 1]
+        assert set(first) == {40}, "fewer than min_records records at a rung: nothing is stopped"
+
+
+def test_the_hand_search_starts_from_the_better_baseline_and_flips_one_layer_at_a_time(tmp_path):
+    trials, steps = curved(tmp_path)
+    table = replay.load_table(trials, "t", steps)
+    hand = replay.HandSearch(table, seed=0)
+    proposed = []
+    for _ in range(8):
+        proposed.append(hand.ask())
+        hand.tell(table.values[proposed[-1]])
+    assert proposed[:2] == ["gelu,gelu,gelu,gelu,gelu", "swiglu,swiglu,swiglu,swiglu,swiglu"]
+    better = min(proposed[:2], key=lambda a: table.values[a][0])
+    assert sum(a != b for a, b in zip(proposed[2].split(","), better.split(","), strict=True)) == 1
+
+
+def test_replay_command_prints_the_compute_table_and_writes_curves_and_a_plot(tmp_path):
+    curved(tmp_path)
+    out = CliRunner().invoke(cli, ["replay", str(results.trials_dir(tmp_path, "c")), "--samplers", "random,hand",
+                                   "--pruning", "none,mo-asha", "--rungs", "10,20", "--min-records", "4",
+                                   "--first-seed", "5", "--seeds", "3", "--budget", "800",
+                                   "--out", str(tmp_path / "curves.csv"), "--plot", str(tmp_path / "curves.png")])
     assert out.exit_code == 0, out.output
-    assert "9 assignments" in out.output and "median@8" in out.output
+    assert "32 assignments" in out.output and "seeds 5-7" in out.output and "compute to 95%" in out.output
+    arms = [line.split()[0] for line in out.output.splitlines()[2:6]]
+    assert arms == ["random", "hand", "random+mo-asha", "hand+mo-asha"]
     curves = pd.read_csv(tmp_path / "curves.csv")
-    assert len(curves) == 2 * 3 * 8 and curves["relative_hypervolume"].between(0, 1 + 1e-9).all()
+    assert set(curves["seed"]) == {5, 6, 7} and curves["relative_hypervolume"].between(0, 1 + 1e-9).all()
+    assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
 
 
 @pytest.mark.parametrize("args, says", [(["--samplers", "tpe,cmaes"], "--samplers: 'cmaes'"),
-                                        (["--out", "curves.json"], "--out")])
+                                        (["--pruning", "hyperband"], "--pruning: 'hyperband'"),
+                                        (["--pruning", "mo-asha", "--rungs", "15"], "--rungs: '15'"),
+                                        (["--pruning", "mo-asha", "--rungs", "20,10"], "--rungs: '20,10'"),
+                                        (["--out", "curves.json"], "--out"), (["--plot", "curves.svg"], "--plot")])
 def test_replay_names_a_bad_flag(tmp_path, args, says):
-    exhaustive(tmp_path)
-    out = CliRunner().invoke(cli, ["replay", str(results.trials_dir(tmp_path, "s")), *args])
+    curved(tmp_path)
+    out = CliRunner().invoke(cli, ["replay", str(results.trials_dir(tmp_path, "c")), *args])
     assert out.exit_code == 2 and says in out.output
 
 
-def test_a_table_missing_assignments_is_refused(tmp_path):
+def test_a_table_missing_assignments_or_curves_is_refused(tmp_path):
     out = CliRunner().invoke(cli, ["replay", str(results.trials_dir(tmp_path, "s"))])
     assert out.exit_code == 2 and "does not exist" in out.output
     exhaustive(tmp_path, skip=2)
     out = CliRunner().invoke(cli, ["replay", str(results.trials_dir(tmp_path, "s"))])
     assert out.exit_code == 2 and "not exhaustive: 2 of 9 assignments missing" in out.output
+    file = tmp_path / "t-trials.parquet"
+    exhaustive(tmp_path / "full").to_parquet(file)
+    out = CliRunner().invoke(cli, ["replay", str(file), "--pruning", "mo-asha"])
+    assert out.exit_code == 2 and "t-steps.parquet" in out.output and "learning curves" in out.output

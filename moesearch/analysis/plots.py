@@ -149,6 +149,30 @@ def hidden(layer_rows: pd.DataFrame) -> Figure:
     return fig
 
 
+def replay_curves(runs: dict[str, list], budget: float, unit: str) -> Figure:
+    """Relative hypervolume against compute spent, per replayed arm: the median over seeds and the
+    quartiles' band. runs: arm -> runs, each with `.at(budgets)` (`supervisor.replay.Run`)."""
+    fig = Figure(figsize=(7.2, 4.4))
+    ax = fig.subplots()
+    grid = np.linspace(0, budget, 400)
+    for name, arm_runs in runs.items():
+        values = np.stack([run.at(grid) for run in arm_runs])
+        q1, median, q3 = np.quantile(values, [0.25, 0.5, 0.75], axis=0)
+        (line,) = ax.step(grid, median, where="post", label=f"{name} ({len(arm_runs)} seeds)",
+                          linestyle="--" if "+" in name else "-")
+        ax.fill_between(grid, q1, q3, step="post", alpha=0.12, color=line.get_color())
+    for target in (0.9, 0.95):
+        ax.axhline(target, color="grey", linewidth=0.6, linestyle=":")
+    ax.set_xlabel(f"compute spent [{unit}]")
+    ax.set_ylabel("hypervolume / true hypervolume")
+    ax.xaxis.set_major_formatter(EngFormatter())
+    ax.set_ylim(0, 1.02)
+    ax.set_title("Replayed searches: median and quartiles over seeds (dashed: with pruning)", fontsize=9)
+    ax.legend(fontsize=7, loc="lower right")
+    ax.grid(alpha=0.3)
+    return fig
+
+
 def draw_all(analysis: Analysis, steps: pd.DataFrame, layer_rows: pd.DataFrame) -> dict[str, Figure]:
     return {"front": front(analysis), "hypervolume": hypervolume(analysis), "layers": layers(analysis),
             "curves": curves(analysis, steps), "hidden": hidden(layer_rows)}
@@ -156,6 +180,9 @@ def draw_all(analysis: Analysis, steps: pd.DataFrame, layer_rows: pd.DataFrame) 
 
 def save(figures: dict[str, Figure], folder: Path) -> list[Path]:
     """One PNG per figure, each written whole."""
-    return [write_atomic(folder / f"{name}.png", lambda tmp, fig=fig: fig.savefig(tmp, dpi=110, bbox_inches="tight",
-                                                                                   format="png"))
-            for name, fig in figures.items()]
+    return [save_png(fig, folder / f"{name}.png") for name, fig in figures.items()]
+
+
+def save_png(fig: Figure, path: Path) -> Path:
+    """One figure as a PNG, written whole."""
+    return write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png"))

@@ -1,4 +1,4 @@
-"""`moesearch replay`: compare samplers on an exhaustive table, answering trials by lookup (no training)."""
+"""`moesearch replay`: compare search arms on an exhaustive table, answering trials by lookup (no training)."""
 
 from __future__ import annotations
 
@@ -12,38 +12,103 @@ from moesearch.errors import InputError
 
 @cli.command()
 @click.argument("table", type=click.Path(path_type=Path))
-@click.option("--samplers", default="tpe,nsga2,random", show_default=True,
-              help="Comma-separated samplers to replay (tpe, nsga2, gp, random, brute; gp takes seconds per trial).")
-@click.option("--seeds", type=click.IntRange(1, 10_000), default=50, show_default=True, help="Seeded runs per sampler.")
-@click.option("--trials", "n_trials", type=click.IntRange(2), default=16, show_default=True,
-              help="Trained trials per run (the budget), uniform baselines included.")
+@click.option("--steps", "steps_path", type=click.Path(path_type=Path),
+              help="The table's steps (learning curves), needed to replay pruning [default: beside TABLE: "
+                   "X-steps.parquet for X-trials.parquet, or the study's steps/ folder].")
+@click.option("--samplers", default="tpe,nsga2,random,hand", show_default=True,
+              help="Comma-separated proposers: tpe, nsga2, gp, random, brute (Optuna samplers) or hand (baselines, "
+                   "then flip one layer at a time, keep improvements); gp takes seconds per trial.")
+@click.option("--pruning", default="none", show_default=True,
+              help="Comma-separated pruning methods, each replayed with every sampler: none, mo-asha.")
+@click.option("--rungs", help="Pruning rungs (steps), comma-separated [default: about 1/9 and 1/3 of the training "
+                              "steps, at evaluated steps].")
+@click.option("--eta", type=click.IntRange(2), default=3, show_default=True, help="Keep the best 1/eta at each rung.")
+@click.option("--min-records", type=click.IntRange(1), default=6, show_default=True,
+              help="Records a rung needs before it stops anything.")
+@click.option("--first-seed", type=click.IntRange(0), default=0, show_default=True, help="The first seed of each arm.")
+@click.option("--seeds", type=click.IntRange(1, 10_000), default=100, show_default=True, help="Seeded runs per arm.")
+@click.option("--budget", type=click.IntRange(1),
+              help="Compute per run, in optimizer steps [default: training every assignment once].")
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False), help="Also write every curve (.csv).")
-def replay(table: Path, samplers: str, seeds: int, n_trials: int, out: Path | None) -> None:
-    """Replay the search loop against TABLE, an exhaustive study's trials (a Parquet file, or a study's
-    trials/ folder), for several samplers and seeds; print hypervolume relative to the true front."""
+@click.option("--plot", "plot_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="Also draw relative hypervolume against compute, median and quartiles per arm (.png).")
+def replay(table: Path, steps_path: Path | None, samplers: str, pruning: str, rungs: str | None, eta: int,
+           min_records: int, first_seed: int, seeds: int, budget: int | None, out: Path | None,
+           plot_path: Path | None) -> None:
+    """Replay the search against TABLE, an exhaustive study's trials (a Parquet file, or a study's
+    trials/ folder), for several samplers x pruning methods and seeds; print the compute each needs
+    to reach 90% and 95% of the true front's hypervolume."""
     import pandas as pd
 
     from moesearch.files import write_atomic
+    from moesearch.space import PruningSpec
     from moesearch.supervisor import replay as replay_mod
-    from moesearch.supervisor.study import SAMPLERS
 
-    chosen = [s.strip() for s in samplers.split(",")]
-    if unknown := [s for s in chosen if s not in SAMPLERS]:
-        raise InputError(f"--samplers: {unknown[0]!r} is not a sampler; allowed: {', '.join(SAMPLERS)}")
-    if out is not None and out.suffix != ".csv":
-        raise InputError(f"--out: {str(out)!r} must end in .csv")
+    proposers = _list("--samplers", samplers, replay_mod.PROPOSERS)
+    methods = _list("--pruning", pruning, ("none", "mo-asha"))
+    for flag, path, suffix in (("--out", out, ".csv"), ("--plot", plot_path, ".png")):
+        if path is not None and path.suffix != suffix:
+            raise InputError(f"{flag}: {str(path)!r} must end in {suffix}")
     if not table.exists():
         raise InputError(f"TABLE: {str(table)!r} does not exist")
-    trials = pd.read_parquet(table)
-    exhaustive = replay_mod.load_table(trials, str(table))
-    budget = min(n_trials, len(exhaustive.values))
-    curves = replay_mod.compare(exhaustive, chosen, seeds, budget)
-    budgets = sorted({b for b in (4, 8, 16, 32, budget) if b <= budget})
-    click.echo(f"{len(exhaustive.values)} assignments, true hypervolume {exhaustive.true_hypervolume:.6g}; "
-               f"{seeds} seeds per sampler; values are hypervolume / true hypervolume after N trained trials")
-    click.echo(replay_mod.summary(curves, budgets).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    steps_path = steps_path or _beside(table)
+    needs_curves = methods != ["none"]
+    if needs_curves and (steps_path is None or not steps_path.exists()):
+        raise InputError(f"--steps: {str(steps_path) if steps_path else 'no steps table beside TABLE'} does not exist; "
+                         "replaying --pruning needs the table's learning curves")
+    steps = pd.read_parquet(steps_path) if steps_path is not None and steps_path.exists() else None
+    exhaustive = replay_mod.load_table(pd.read_parquet(table), str(table), steps)
+    rung_steps = _rungs(rungs, exhaustive) if needs_curves else []
+    arms = [replay_mod.Arm(p, PruningSpec(method=m, rungs=rung_steps if m != "none" else [], eta=eta,
+                                          min_records=min_records)) for m in methods for p in proposers]
+    seed_range = range(first_seed, first_seed + seeds)
+    runs = replay_mod.compare(exhaustive, arms, seed_range, budget)
+    unit = f"optimizer steps ({exhaustive.full_steps} per full trial)" if exhaustive.full_steps else "trials"
+    click.echo(f"{len(exhaustive.values)} assignments, true hypervolume {exhaustive.true_hypervolume:.6g}; seeds "
+               f"{seed_range.start}-{seed_range.stop - 1} per arm; compute in {unit}"
+               + (f"; rungs {rung_steps}, eta {eta}, min_records {min_records}" if needs_curves else ""))
+    click.echo(replay_mod.summary(exhaustive, runs).to_string(index=False, float_format=lambda v: f"{v:,.3g}"))
     if out is not None:
-        rows = [{"sampler": s, "seed": seed, "trials": n + 1, "relative_hypervolume": v}
-                for s, runs in curves.items() for seed, run in enumerate(runs) for n, v in enumerate(run)]
+        rows = [{"arm": arm, "seed": seed, "trial": n + 1, "steps": int(spent), "relative_hypervolume": rel}
+                for arm, arm_runs in runs.items() for seed, run in zip(seed_range, arm_runs, strict=True)
+                for n, (spent, rel) in enumerate(zip(run.spent, run.relative, strict=True))]
         write_atomic(out, lambda tmp: pd.DataFrame(rows).to_csv(tmp, index=False))
         click.echo(f"wrote {out}")
+    if plot_path is not None:
+        from moesearch.analysis.plots import replay_curves, save_png
+
+        save_png(replay_curves(runs, budget or exhaustive.full_steps * len(exhaustive.values) or len(exhaustive.values),
+                           unit), plot_path)
+        click.echo(f"wrote {plot_path}")
+
+
+def _list(flag: str, given: str, allowed: tuple[str, ...]) -> list[str]:
+    chosen = [s.strip() for s in given.split(",") if s.strip()]
+    bad = [s for s in chosen if s not in allowed] if chosen else [given]
+    if bad:
+        raise InputError(f"{flag}: {bad[0]!r} is not one of them; allowed: {', '.join(allowed)}")
+    return chosen
+
+
+def _beside(table: Path) -> Path | None:
+    """X-steps.parquet beside X-trials.parquet, or steps/ beside a study's trials/ folder."""
+    if table.name == "trials":
+        return table.parent / "steps"
+    if table.name.endswith("-trials.parquet"):
+        return table.with_name(table.name.removesuffix("-trials.parquet") + "-steps.parquet")
+    return None
+
+
+def _rungs(given: str | None, table) -> list[int]:
+    evaluated = sorted(table.at_step)
+    if given is None:  # successive halving's geometric rungs, eta 3: about 1/9 and 1/3 of training
+        wanted = [table.full_steps / 9, table.full_steps / 3]
+        return sorted({min(evaluated, key=lambda s: abs(s - w)) for w in wanted})
+    try:
+        chosen = [int(r) for r in given.split(",")]
+    except ValueError:
+        chosen = None
+    if not chosen or any(r not in table.at_step for r in chosen) or chosen != sorted(set(chosen)):
+        raise InputError(f"--rungs: {given!r} is not increasing steps at which the table has val_loss; allowed: "
+                         f"{', '.join(map(str, evaluated))}")
+    return chosen

@@ -1,16 +1,21 @@
 """Replay searches against an exhaustive table: every trial is answered by lookup instead of training.
 
-A table is a study that trained every assignment of its space once (the `brute` sampler does that).
-Replaying runs the search's own loop (uniform baselines first, a repeated proposal answered without
-spending budget) with any sampler and seed in milliseconds per trial, so samplers can be compared
-over hundreds of seeds: hypervolume after each trained trial, relative to the table's true front.
-Light: optuna and pandas; no torch (unless the GP sampler is asked for, which needs it).
+A table is a study that trained every assignment of its space once (the `brute` sampler does that),
+with learning curves (its steps table) if pruning is to be replayed. A replay runs the search's own
+decisions (`decide`: baselines first, repeats answered, stop conditions, rung verdicts) with any
+proposer, so arms can be compared over hundreds of seeds: hypervolume relative to the table's true
+front against the compute spent, in optimizer steps, pruned trials counted to their rung.
+
+At a rung, val_loss and train_loss are the table's values at that step; the other objectives are
+exact costs (FLOPs, parameters) or taken from the finished trial (measured costs such as throughput
+hardly move during training). Light: optuna and pandas; no torch (unless the GP sampler is asked for).
 """
 
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 
 import numpy as np
 import optuna
@@ -19,9 +24,13 @@ import pandas as pd
 from moesearch.analysis import pareto
 from moesearch.assignment import Assignment, layer_name
 from moesearch.errors import InputError
-from moesearch.search_limits import MAX_REPEATS_IN_A_ROW
+from moesearch.space import PruningSpec
+from moesearch.supervisor import decide
 from moesearch.supervisor.study import make_sampler
 from moesearch.vocab import State
+
+HAND = "hand"  # the hand search a researcher would do (`HandSearch`)
+PROPOSERS = ("tpe", "gp", "nsga2", "random", "brute", HAND)
 
 
 @dataclass(frozen=True)
@@ -29,12 +38,15 @@ class Table:
     objectives: dict[str, str]
     reference: dict[str, float]
     choices: list[list[str]]  # per layer
-    values: dict[str, list[float]]  # assignment -> objective values
+    values: dict[str, list[float]]  # assignment -> final objective values
     true_hypervolume: float
+    full_steps: int = 0  # train.steps of every trial
+    at_step: dict[int, dict[str, list[float]]] = field(default_factory=dict)  # rung -> assignment -> values there
 
 
-def load_table(trials: pd.DataFrame, source: str) -> Table:
-    """The completed trials of an exhaustive study; InputError if an assignment is missing."""
+def load_table(trials: pd.DataFrame, source: str, steps: pd.DataFrame | None = None) -> Table:
+    """The completed trials of an exhaustive study (with `steps`: their learning curves too);
+    InputError if an assignment is missing."""
     done = trials[trials["state"] == State.COMPLETE]
     if done.empty:
         raise InputError(f"TABLE: {source} has no completed trial")
@@ -47,47 +59,192 @@ def load_table(trials: pd.DataFrame, source: str) -> Table:
         raise InputError(f"TABLE: {source} is not exhaustive: {len(missing)} of {len(missing) + len(means)} "
                          f"assignments missing (e.g. {missing[0]}); make it with a space whose sampler is 'brute'")
     values = {a: [float(v) for v in row] for a, row in means[list(objectives)].iterrows()}
-    return Table(objectives, reference, choices, values,
-                 pareto.hypervolume(means.reset_index(), objectives, reference))
+    full, at_step = _curves(done, steps, objectives, values) if steps is not None else (0, {})
+    return Table(objectives, reference, choices, values, pareto.hypervolume(means.reset_index(), objectives, reference),
+                 full, at_step)
 
 
-def replay(table: Table, sampler: str, seed: int, n_trials: int) -> np.ndarray:
-    """Hypervolume / true hypervolume after each of `n_trials` trained trials (held flat if the sampler stalls)."""
-    study = optuna.create_study(directions=list(table.objectives.values()), sampler=make_sampler(sampler, seed))
-    for a in sorted({a for a in table.choices[0] if all(a in c for c in table.choices)}):  # baselines first
-        study.enqueue_trial(Assignment([a] * len(table.choices)).params())
-    known: dict[str, list[float]] = {}
-    curve, in_a_row = [], 0
-    while len(curve) < n_trials and len(known) < len(table.values) and in_a_row < MAX_REPEATS_IN_A_ROW:
-        trial = study.ask()
-        assignment = Assignment(trial.suggest_categorical(layer_name(i), c) for i, c in enumerate(table.choices)).text
-        values = known.get(assignment)
-        in_a_row = in_a_row + 1 if values is not None else 0
+def _curves(done: pd.DataFrame, steps: pd.DataFrame, objectives: dict[str, str],
+            values: dict[str, list[float]]) -> tuple[int, dict[int, dict[str, list[float]]]]:
+    """The last step, and every assignment's objective values at every evaluated step before it (seed means)."""
+    rows = steps[steps["trial"].isin(set(done["trial"]))].merge(done[["trial", "assignment"]], on="trial")
+    full = int(rows["step"].max())
+    evals = rows[rows["val_loss"].notna() & (rows["step"] < full)]
+    curve = evals.groupby(["step", "assignment"])[["val_loss", "train_loss"]].mean()
+    at_step: dict[int, dict[str, list[float]]] = {}
+    for (step, assignment), measured in curve.iterrows():
+        at_step.setdefault(int(step), {})[assignment] = [
+            float(measured[o]) if o in measured.index else final
+            for o, final in zip(objectives, values[assignment], strict=True)]
+    return full, at_step
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One way of searching: a proposer (an Optuna sampler, or the hand search) and a pruning rule."""
+
+    proposer: str
+    pruning: PruningSpec = PruningSpec()
+
+    @property
+    def name(self) -> str:
+        return self.proposer + ("" if self.pruning.method == "none" else f"+{self.pruning.method}")
+
+
+@dataclass(frozen=True)
+class Run:
+    """One replayed search: after each decided trial, the compute spent so far and the relative hypervolume."""
+
+    spent: np.ndarray
+    relative: np.ndarray
+    pruned: int
+
+    def at(self, budgets: np.ndarray) -> np.ndarray:
+        """Relative hypervolume with at most each budget spent (0 before the first trial ends)."""
+        index = np.searchsorted(self.spent, budgets, side="right") - 1
+        return np.where(index >= 0, self.relative[np.maximum(index, 0)], 0.0)
+
+    def to_reach(self, target: float) -> float:
+        """Steps spent when the relative hypervolume first reached `target` (inf: never)."""
+        hit = np.flatnonzero(self.relative >= target - 1e-12)
+        return float(self.spent[hit[0]]) if len(hit) else math.inf
+
+
+class OptunaProposer:
+    """An Optuna sampler's proposals, through a study that hears every verdict (PRUNED included)."""
+
+    def __init__(self, table: Table, sampler: str, seed: int):
+        self.choices = table.choices
+        self.study = optuna.create_study(directions=list(table.objectives.values()), sampler=make_sampler(sampler, seed))
+        for baseline in decide.baselines(table.choices):
+            self.study.enqueue_trial(baseline.params())
+
+    def ask(self) -> str:
+        self.trial = self.study.ask()
+        return Assignment(self.trial.suggest_categorical(layer_name(i), c) for i, c in enumerate(self.choices)).text
+
+    def tell(self, values: list[float] | None) -> None:
         if values is None:
-            known[assignment] = values = table.values[assignment]
-            points = pd.DataFrame(list(known.values()), columns=list(table.objectives))
-            curve.append(pareto.hypervolume(points, table.objectives, table.reference) / table.true_hypervolume)
-        study.tell(trial, values)
-    return np.array(curve + [curve[-1]] * (n_trials - len(curve)))
+            self.study.tell(self.trial, state=optuna.trial.TrialState.PRUNED)
+        else:
+            self.study.tell(self.trial, values)
 
 
-def compare(table: Table, samplers: list[str], seeds: int, n_trials: int) -> dict[str, np.ndarray]:
-    """sampler -> (seeds x n_trials) relative hypervolume curves, seeds 0..seeds-1."""
+class HandSearch:
+    """What a researcher would do by hand: train the baselines, take the one with the lower first
+    objective (val_loss), then flip one layer at a time to each of its other choices, keeping a flip
+    that lowers it. Passes over the layers (from a layer drawn by the seed) repeat while one improves;
+    after a pass that improves nothing it proposes only its best again, and the loop stops on repeats."""
+
+    def __init__(self, table: Table, seed: int):
+        self.choices = table.choices
+        self.todo = [b.text for b in decide.baselines(table.choices)]
+        self.seen: set[str] = set()
+        self.best, self.best_value = "", math.inf
+        self.layers_left: list[int] = []
+        self.passes, self.improved = 0, False
+        self.rng = np.random.default_rng(seed)
+
+    def ask(self) -> str:
+        self.asked = self.best  # unless there is something new to try
+        while not self.todo:
+            if not self.layers_left:
+                if self.passes and not self.improved:
+                    return self.asked  # a local optimum: its best again
+                first = int(self.rng.integers(len(self.choices)))
+                self.layers_left = [(first + i) % len(self.choices) for i in range(len(self.choices))]
+                self.passes, self.improved = self.passes + 1, False
+            i, current = self.layers_left.pop(0), list(Assignment.parse(self.best))
+            flips = (Assignment(current[:i] + [a] + current[i + 1:]).text for a in self.choices[i] if a != current[i])
+            self.todo = [f for f in flips if f not in self.seen]
+        self.asked = self.todo.pop(0)
+        return self.asked
+
+    def tell(self, values: list[float] | None) -> None:
+        self.seen.add(self.asked)
+        if values is not None and values[0] < self.best_value:
+            self.best, self.best_value, self.improved = self.asked, values[0], True
+
+
+def replay(table: Table, arm: Arm, seed: int, budget_steps: int | None = None, n_trials: int | None = None) -> Run:
+    """One search of `arm` against the table until it spends `budget_steps` (or decides `n_trials`, or
+    stops as the live search would: every assignment decided, or only repeats proposed)."""
+    if arm.pruning.method != "none" and not table.at_step:
+        raise InputError("--pruning: replaying pruning needs learning curves; give the table's steps (--steps)")
+    proposer = HandSearch(table, seed) if arm.proposer == HAND else OptunaProposer(table, arm.proposer, seed)
+    baselines = {b.text for b in decide.baselines(table.choices)}
+    full = table.full_steps or 1  # without curves, compute is counted in trials
+    known: dict[str, list[float] | None] = {}
+    numbers: dict[str, int] = {}
+    at_rung: dict[int, list[list[float]]] = {}
+    spent, curve_spent, curve_rel, complete, in_a_row, pruned = 0, [], [], [], 0, 0
+    while not decide.why_stop(decided=len(known), target=n_trials or len(table.values), evaluated=len(known),
+                              space_size=len(table.values), in_a_row=in_a_row, spent={"steps": spent, "device_s": 0},
+                              budget={"steps": budget_steps} if budget_steps else None):
+        assignment = proposer.ask()
+        if decide.repeat_of(numbers, assignment) is not None:
+            in_a_row += 1
+            proposer.tell(known[assignment])
+            continue
+        in_a_row, numbers[assignment] = 0, len(numbers)
+        stopped_at = _rungs(table, arm.pruning, assignment, at_rung, may_stop=assignment not in baselines)
+        if stopped_at is None:
+            known[assignment] = table.values[assignment]
+            spent += full
+            complete.append(table.values[assignment])
+        else:
+            known[assignment], pruned = None, pruned + 1
+            spent += stopped_at
+        proposer.tell(known[assignment])
+        curve_spent.append(spent)
+        curve_rel.append(_relative(table, complete))
+    return Run(np.array(curve_spent), np.array(curve_rel), pruned)
+
+
+def _rungs(table: Table, pruning: PruningSpec, assignment: str, at_rung: dict[int, list[list[float]]],
+           may_stop: bool) -> int | None:
+    """Walk the trial through the rungs as the live search does; the rung it is stopped at, or None."""
+    if pruning.method == "none":
+        return None
+    directions = list(table.objectives.values())
+    for step in pruning.rungs:
+        mine = table.at_step[step][assignment]
+        verdict = decide.rung_verdict(step, mine, at_rung.setdefault(step, []), directions, pruning)
+        at_rung[step].append(mine)
+        if may_stop and not verdict.keep:
+            return step
+    return None
+
+
+def _relative(table: Table, complete: list[list[float]]) -> float:
+    if not complete:
+        return 0.0
+    points = pd.DataFrame(complete, columns=list(table.objectives))
+    return pareto.hypervolume(points, table.objectives, table.reference) / table.true_hypervolume
+
+
+def compare(table: Table, arms: list[Arm], seeds: range, budget_steps: int | None = None,
+            n_trials: int | None = None) -> dict[str, list[Run]]:
+    """arm name -> one Run per seed."""
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # GP and NSGA-II warn about experimental features
-    return {s: np.stack([replay(table, s, seed, n_trials) for seed in range(seeds)]) for s in samplers}
+    return {arm.name: [replay(table, arm, seed, budget_steps, n_trials) for seed in seeds] for arm in arms}
 
 
-def summary(curves: dict[str, np.ndarray], budgets: list[int], target: float = 0.95) -> pd.DataFrame:
-    """Median relative hypervolume at each budget, and the share of seeds that reached `target` by the last one."""
+def summary(table: Table, runs: dict[str, list[Run]], targets: tuple[float, ...] = (0.9, 0.95)) -> pd.DataFrame:
+    """Per arm: the median compute (steps) to reach each target (inf: the median run never did), the
+    share of runs that reached it, trials pruned, and the median steps to 95% relative to random
+    search and to the hand search without pruning, where those arms ran."""
     rows = []
-    for sampler, runs in curves.items():
-        row = {"sampler": sampler, "seeds": len(runs)}
-        row.update({f"median@{b}": float(np.median(runs[:, b - 1])) for b in budgets})
-        row[f"reached {target:.0%} by {budgets[-1]}"] = float((runs[:, budgets[-1] - 1] >= target).mean())
-        first = (runs >= target).argmax(axis=1) + 1
-        row[f"median trials to {target:.0%}"] = float(np.median(np.where((runs >= target).any(axis=1), first, np.inf)))
+    for name, arm_runs in runs.items():
+        row = {"arm": name, "seeds": len(arm_runs), "pruned/run": float(np.mean([r.pruned for r in arm_runs]))}
+        for target in targets:
+            reach = np.array([r.to_reach(target) for r in arm_runs])
+            row[f"compute to {target:.0%}"] = float(np.median(reach))
+            row[f"reached {target:.0%}"] = float(np.isfinite(reach).mean())
         rows.append(row)
-    table = pd.DataFrame(rows)
-    if "random" in curves:  # the baseline every sampler must beat at equal budget
-        table[f"vs random @{budgets[-1]}"] = table[f"median@{budgets[-1]}"] / float(np.median(curves["random"][:, budgets[-1] - 1]))
-    return table
+    out = pd.DataFrame(rows)
+    last = f"compute to {targets[-1]:.0%}"
+    for base in ("random", HAND):
+        if base in set(out["arm"]):
+            out[f"vs {base}"] = out[last] / float(out.loc[out["arm"] == base, last].iloc[0])
+    return out
