@@ -107,3 +107,37 @@ def test_assignment_must_fit_the_space():
         spec.check_assignment(["gelu"] * 3)
     with pytest.raises(InputError, match="layer 1 activation 'silu' not allowed"):
         spec.check_assignment(["gelu", "silu"])
+
+
+CURVES = MICRO.replace("eval_sequences = 8", "eval_sequences = 8\neval_interval = 2")  # val_loss at 2, 4 and 6
+BAD_PRUNING = {
+    "rungs past the last step": (CURVES, "rungs = [2, 6]", "rung 6 is not before the last step; allowed: 1 to 5"),
+    "eta below 2": (CURVES, "rungs = [2]\neta = 1", "search.pruning.eta"),
+    "rungs not increasing": (CURVES, "rungs = [4, 2]", "[4, 2] must be strictly increasing"),
+    "no learning curves": (MICRO, "rungs = [2]", "pruning needs learning curves, but train.eval_interval is 0"),
+    "rung without val_loss": (CURVES, "rungs = [3]", "rung 3 is not a multiple of train.eval_interval 2"),
+    "no rungs": (CURVES, "eta = 3", "search.pruning.rungs is empty"),
+    "unknown method": (CURVES, 'rungs = [2]\nmethod = "asha"', "search.pruning.method"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_PRUNING, ids=list(BAD_PRUNING))
+def test_bad_pruning_keys_are_one_line_naming_the_key(tmp_path, case):
+    base, keys, expected = BAD_PRUNING[case]
+    method = "" if "method" in keys else 'method = "mo-asha"\n'
+    path = write_space(tmp_path, base + f"[search.pruning]\n{method}{keys}\n")
+    result = CliRunner().invoke(cli, ["spaces", "validate", str(path)])
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0] and str(path) in lines[0]
+
+
+def test_good_pruning_keys_validate_and_reach_the_run_config_of_search_trials_only(tmp_path):
+    from moesearch.config import RunConfig
+
+    spec = space.load(write_space(tmp_path, CURVES + '[search.pruning]\nmethod = "mo-asha"\nrungs = [2, 4]\n'))
+    assert spec.search.pruning.rungs == [2, 4] and spec.search.pruning.eta == 3
+    assert RunConfig.build(spec, ["gelu", "swiglu"], 0, None, 2, rungs=True).rungs == (2, 4)
+    assert RunConfig.build(spec, ["gelu", "swiglu"], 0, None, 2).rungs == ()
+    off = space.load(write_space(tmp_path, CURVES, "off.toml"))
+    assert RunConfig.build(off, ["gelu", "swiglu"], 0, None, 2, rungs=True).rungs == ()

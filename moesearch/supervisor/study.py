@@ -24,7 +24,7 @@ from optuna.trial import FrozenTrial, TrialState
 from moesearch.assignment import Assignment, layer_name
 from moesearch.errors import InputError
 from moesearch.space import Space
-from moesearch.supervisor import liveness, optuna_compat
+from moesearch.supervisor import decide, liveness, optuna_compat
 from moesearch.vocab import Origin, StudyAttr, TrialAttr
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # moesearch reports trials itself
@@ -66,8 +66,8 @@ def open_study(storage: optuna.storages.BaseStorage, name: str, space: Space, se
     if recorded is None:
         study.set_user_attr(StudyAttr.SPACE, space.model_dump(mode="json"))
         study.set_user_attr(StudyAttr.REFERENCE_POINT, reference_point(space))
-        for layers in space.uniform_assignments():  # the baselines are always in the study, and first
-            study.enqueue_trial(Assignment(layers).params(), skip_if_exists=True)
+        for baseline in decide.baselines(space.layer_choices()):  # always in the study, and first
+            study.enqueue_trial(baseline.params(), skip_if_exists=True)
     elif Space.model_validate(recorded).model_dump(mode="json") != space.model_dump(mode="json"):  # keys added since: defaults
         raise InputError(f"--study {name!r}: this study was created for a different space "
                          f"({recorded.get('name')!r} with other settings); give a new --study name")

@@ -1,0 +1,72 @@
+"""The decision core shared by the live search and replay: stop conditions, repeats, rung verdicts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from moesearch.space import PruningSpec
+from moesearch.supervisor import decide
+
+MIN = ["minimize", "minimize"]
+
+
+def test_the_baselines_are_the_uniform_assignments_every_layer_allows():
+    assert [b.text for b in decide.baselines([["gelu", "swiglu"], ["swiglu", "gelu", "relu"]])] == \
+        ["gelu,gelu", "swiglu,swiglu"]
+
+
+RUNNING = {"decided": 3, "target": 8, "evaluated": 3, "space_size": 16, "in_a_row": 0,
+           "spent": {"steps": 10, "device_s": 1.0}, "budget": {"steps": 1000}}
+
+
+def test_a_search_with_trials_to_go_budget_left_and_fresh_proposals_goes_on():
+    assert decide.why_stop(**RUNNING) is None
+
+
+@pytest.mark.parametrize("state, says", [
+    ({"decided": 8}, "its 8 trials"),
+    ({"spent": {"steps": 1000, "device_s": 0}, "budget": {"steps": 1000}}, "1,000 of 1,000 steps"),
+    ({"spent": {"steps": 0, "device_s": 7200}, "budget": {"device_h": 2}}, "2 of 2 device-hours"),
+    ({"evaluated": 16}, "all 16 assignments"),
+    ({"in_a_row": 100}, "only evaluated assignments 100 times"),
+])
+def test_each_stop_condition_says_why(state, says):
+    assert says in decide.why_stop(**{**RUNNING, **state})
+
+
+def test_a_decided_assignment_is_a_repeat_pruned_or_not():
+    known = {"gelu,gelu": 0, "gelu,swiglu": 4}  # trial 4 was pruned: still decided, never trained again
+    assert decide.repeat_of(known, "gelu,swiglu") == 4 and decide.repeat_of(known, "swiglu,gelu") is None
+
+
+ASHA = PruningSpec(method="mo-asha", rungs=[10], eta=2, min_records=3)
+
+
+def test_a_dominated_trial_is_pruned_and_a_front_member_kept():
+    peers = [[2.0, 100.0], [1.8, 200.0], [1.9, 150.0]]
+    assert not decide.rung_verdict(10, [2.5, 150.0], peers, MIN, ASHA).keep  # dominated by [1.9, 150]
+    kept = decide.rung_verdict(10, [1.7, 300.0], peers, MIN, ASHA)
+    assert kept.keep and "place" in kept.reason
+
+
+def test_too_few_records_or_pruning_off_keeps_everything():
+    worst = [9.0, 900.0]
+    assert decide.rung_verdict(10, worst, [[1.0, 1.0]], MIN, ASHA).keep  # 2 records < min_records 3
+    assert decide.rung_verdict(10, worst, [[1.0, 1.0]] * 5, MIN, PruningSpec()).keep
+
+
+def test_maximised_objectives_are_ranked_the_right_way_round():
+    peers = [[2.0, 100.0], [2.0, 120.0], [2.0, 110.0]]
+    directions = ["minimize", "maximize"]  # val_loss, tokens_per_s
+    assert decide.rung_verdict(10, [2.0, 130.0], peers, directions, ASHA).keep
+    assert not decide.rung_verdict(10, [2.0, 90.0], peers, directions, ASHA).keep
+
+
+def test_ties_within_a_rank_keep_the_spread_of_the_front():
+    front = np.array([[1.0, 5.0], [2.0, 4.0], [2.1, 3.9], [3.0, 3.0], [5.0, 1.0]])  # all non-dominated
+    order = decide.selection_order(front)
+    assert set(order[:2]) == {0, 4}, "the extremes first (infinite crowding distance)"
+    assert list(order).index(2) > list(order).index(3), "[2.1, 3.9] crowds [2.0, 4.0]; [3.0, 3.0] stands alone"
+    distance = decide.crowding_distance(front)
+    assert np.isinf(distance[[0, 4]]).all() and distance[3] == pytest.approx((5.0 - 2.1) / 4 + (3.9 - 1.0) / 4)
