@@ -64,7 +64,7 @@ def test_two_groups_share_one_study_and_stop_at_exactly_the_target(tmp_path, bac
     assert good["assignment"].is_unique, "no assignment trained twice with one seed"
     status = run_cli("status", "--storage", storage, "--study", name)
     assert status.returncode == 0, status.stderr
-    assert "trials: 6 of 6 trained (6 complete, 0 failed), 0 running" in status.stdout
+    assert "trials: 6 of 6 trained (6 complete, 0 pruned, 0 failed), 0 running" in status.stdout
     if backend == "postgresql":  # the password never leaves the URL the user typed
         assert run_cli("report", "--results", str(out), "--study", name).returncode == 0
         secret = storage.split(":")[2].split("@")[0]
