@@ -73,6 +73,10 @@ def test_a_replay_is_deterministic_per_seed_and_baselines_come_first(tmp_path):
     assert np.array_equal(first.relative, again.relative)
     baselines = pd.DataFrame([table.values[f"{a},{a}"] for a in CHOICES], columns=list(table.objectives))
     first_three = pareto.hypervolume(baselines, table.objectives, table.reference) / table.true_hypervolume
+    arms = [replay.Arm("tpe"), replay.Arm("hand")]
+    side_by_side, in_turn = (replay.compare(table, arms, range(3), n_trials=6, jobs=j) for j in (2, 1))
+    assert all(np.array_equal(a.relative, b.relative) for arm in side_by_side
+               for a, b in zip(side_by_side[arm], in_turn[arm], strict=True)), "--jobs changes nothing but the time"
     assert replay.replay(table, replay.Arm("random"), 0, n_trials=3).relative[-1] == pytest.approx(first_three)
 
 
@@ -124,7 +128,7 @@ def test_replay_command_prints_the_compute_table_and_writes_curves_and_a_plot(tm
     curved(tmp_path)
     out = CliRunner().invoke(cli, ["replay", str(results.trials_dir(tmp_path, "c")), "--samplers", "random,hand",
                                    "--pruning", "none,mo-asha", "--rungs", "10,20", "--min-records", "4",
-                                   "--first-seed", "5", "--seeds", "3", "--budget", "800",
+                                   "--first-seed", "5", "--seeds", "3", "--budget", "800", "--jobs", "2",
                                    "--out", str(tmp_path / "curves.csv"), "--plot", str(tmp_path / "curves.png")])
     assert out.exit_code == 0, out.output
     assert "32 assignments" in out.output and "seeds 5-7" in out.output and "compute to 95%" in out.output

@@ -29,11 +29,13 @@ from moesearch.errors import InputError
 @click.option("--seeds", type=click.IntRange(1, 10_000), default=100, show_default=True, help="Seeded runs per arm.")
 @click.option("--budget", type=click.IntRange(1),
               help="Compute per run, in optimizer steps [default: training every assignment once].")
+@click.option("--jobs", type=click.IntRange(1), default=1, show_default=True,
+              help="Processes replaying side by side (one per core is about right).")
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False), help="Also write every curve (.csv).")
 @click.option("--plot", "plot_path", type=click.Path(path_type=Path, dir_okay=False),
               help="Also draw relative hypervolume against compute, median and quartiles per arm (.png).")
 def replay(table: Path, steps_path: Path | None, samplers: str, pruning: str, rungs: str | None, eta: int,
-           min_records: int, first_seed: int, seeds: int, budget: int | None, out: Path | None,
+           min_records: int, first_seed: int, seeds: int, budget: int | None, jobs: int, out: Path | None,
            plot_path: Path | None) -> None:
     """Replay the search against TABLE, an exhaustive study's trials (a Parquet file, or a study's
     trials/ folder), for several samplers x pruning methods and seeds; print the compute each needs
@@ -62,7 +64,7 @@ def replay(table: Path, steps_path: Path | None, samplers: str, pruning: str, ru
     arms = [replay_mod.Arm(p, PruningSpec(method=m, rungs=rung_steps if m != "none" else [], eta=eta,
                                           min_records=min_records)) for m in methods for p in proposers]
     seed_range = range(first_seed, first_seed + seeds)
-    runs = replay_mod.compare(exhaustive, arms, seed_range, budget)
+    runs = replay_mod.compare(exhaustive, arms, seed_range, budget, jobs=jobs)
     unit = f"optimizer steps ({exhaustive.full_steps} per full trial)" if exhaustive.full_steps else "trials"
     click.echo(f"{len(exhaustive.values)} assignments, true hypervolume {exhaustive.true_hypervolume:.6g}; seeds "
                f"{seed_range.start}-{seed_range.stop - 1} per arm; compute in {unit}"

@@ -13,8 +13,10 @@ hardly move during training). Light: optuna and pandas; no torch (unless the GP 
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -224,10 +226,24 @@ def _relative(table: Table, complete: list[list[float]]) -> float:
 
 
 def compare(table: Table, arms: list[Arm], seeds: range, budget_steps: int | None = None,
-            n_trials: int | None = None) -> dict[str, list[Run]]:
-    """arm name -> one Run per seed."""
+            n_trials: int | None = None, jobs: int = 1) -> dict[str, list[Run]]:
+    """arm name -> one Run per seed; `jobs` processes replay (arm, seed) pairs side by side."""
+    work = [(arm, seed) for arm in arms for seed in seeds]
+    one = functools.partial(_replay_quietly, table, budget_steps=budget_steps, n_trials=n_trials)
+    if jobs > 1:
+        with ProcessPoolExecutor(jobs) as pool:
+            done = list(pool.map(one, *zip(*work, strict=True), chunksize=max(1, len(work) // (8 * jobs))))
+    else:
+        done = [one(arm, seed) for arm, seed in work]
+    runs: dict[str, list[Run]] = {arm.name: [] for arm in arms}
+    for (arm, _), run in zip(work, done, strict=True):
+        runs[arm.name].append(run)
+    return runs
+
+
+def _replay_quietly(table: Table, arm: Arm, seed: int, budget_steps: int | None, n_trials: int | None) -> Run:
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # GP and NSGA-II warn about experimental features
-    return {arm.name: [replay(table, arm, seed, budget_steps, n_trials) for seed in seeds] for arm in arms}
+    return replay(table, arm, seed, budget_steps, n_trials)
 
 
 def summary(table: Table, runs: dict[str, list[Run]], targets: tuple[float, ...] = (0.9, 0.95)) -> pd.DataFrame:

@@ -6,6 +6,7 @@ Light: optuna only. Trials carry user attributes that make the study self-descri
   budget      counts toward --trials (not interrupted or verify trials)   failure_reason
   origin      search, train or verify (a seed replicate: `verify`, or `search` for baseline_seeds)
   worker      the supervisor running it ("host:pid:start"); heartbeat: its last sign of life (`liveness`)
+  rungs       its objectives at each rung it reached (`rungs`)   compute  the steps and device-seconds it trained
 The study itself carries what a joining worker group needs: the space it was created for, the seed,
 the data and its sha256, the target number of trials, and the hypervolume reference point.
 """
