@@ -30,11 +30,15 @@ def test_every_accepted_sampler_proposes_in_this_environment(tmp_path, sampler):
     assert space.search.sampler == sampler
     storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'study.db'}")
     study = study_mod.open_study(storage, "s", space, seed=0)
+    assert study.metric_names == list(space.search.objectives), "dashboards and Optuna's plots name the axes"
     choices = space.layer_choices()
-    for _ in range(PROPOSALS):
+    for n in range(PROPOSALS):
         trial = study.ask()
         layers = [trial.suggest_categorical(layer_name(i), c) for i, c in enumerate(choices)]
         space.check_assignment(layers)
+        if n % 4 == 3:  # pruned trials (search.pruning) are among what every sampler learns from
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            continue
         swiglus = layers.count("swiglu")  # a smooth made-up trade-off: more SwiGLU, lower loss, more FLOPs
         study.tell(trial, [2.1 - 0.01 * swiglus, 8e6 + 1e6 * swiglus])
-    assert len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))) == PROPOSALS
+    assert len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))) == PROPOSALS - PROPOSALS // 4

@@ -69,7 +69,7 @@ class WorkerGroup:
                     if isinstance(msg, Step):
                         on_step(msg.step, msg.loss)
                     elif isinstance(msg, Rung):
-                        self.link.send(on_rung(msg.step, msg.metrics) if on_rung else Verdict(True, "no pruning"))
+                        self.link.send(self._verdict(on_rung, msg))
                     else:
                         return msg
                 if preempt.requested() and not stop_sent:
@@ -85,6 +85,15 @@ class WorkerGroup:
             reason = str(e) if isinstance(e, GroupFailure) else self._why_link_broke()
             self.kill()
             raise GroupFailure(f"{reason} (log: {self.log_path}); output tail:\n{self.tail()}") from None
+
+    def _verdict(self, on_rung: Callable[[int, dict], Verdict] | None, rung: Rung) -> Verdict:
+        """The supervisor's answer to a rung; if deciding fails (the study unreachable), the ranks
+        waiting for it cannot go on: the group is stopped before the error goes up."""
+        try:
+            return on_rung(rung.step, rung.metrics) if on_rung else Verdict(True, "no pruning")
+        except BaseException:
+            self.kill()
+            raise
 
     def _why_link_broke(self) -> str:
         """Rank 0 hung up: usually torchrun is tearing the group down after a rank died."""

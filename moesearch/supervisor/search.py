@@ -65,8 +65,6 @@ def run_search(settings: Settings, study: optuna.Study, replicate_baselines: boo
             bar.total = n_trials
             bar.update(min(now.done, n_trials) - bar.n)
             if stopped := _why_stop(settings, study, now, n_trials, in_a_row):
-                if now.done >= n_trials:
-                    stopped = None  # the study is complete: nothing stopped it early
                 break
             if _others_finish(settings, now, n_trials):
                 time.sleep(WAIT_S)
@@ -91,7 +89,8 @@ def run_search(settings: Settings, study: optuna.Study, replicate_baselines: boo
             bar.write(f"seed noise: training the baselines with {len(todo)} fresh seeds (search.baseline_seeds)")
         replicated = replicates.train(settings, study, group, todo)
     end = study_mod.snapshot(study, settings.seed)
-    return SearchReport(n_trials, trained_now, end.done, repeats, stopped, replicated, pruned_now, end.spent)
+    early = stopped if end.done < n_trials or preempt.requested() else None  # complete: nothing stopped it early
+    return SearchReport(n_trials, trained_now, end.done, repeats, early, replicated, pruned_now, end.spent)
 
 
 def target(study: optuna.Study) -> int:

@@ -65,6 +65,7 @@ def open_study(storage: optuna.storages.BaseStorage, name: str, space: Space, se
     if recorded is not None:
         check_same_text(study, data, data_sha256)
     if recorded is None:
+        study.set_metric_names(list(space.search.objectives))  # Optuna's plots and optuna-dashboard label their axes
         study.set_user_attr(StudyAttr.SPACE, space.model_dump(mode="json"))
         study.set_user_attr(StudyAttr.REFERENCE_POINT, reference_point(space))
         for baseline in decide.baselines(space.layer_choices()):  # always in the study, and first
