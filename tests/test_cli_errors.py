@@ -241,3 +241,16 @@ def test_a_misspelt_activation_is_reported_before_torch_is_imported():
             "print(sorted(m for m in ('torch', 'deepspeed') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("command", ["search", "worker"])
+@pytest.mark.parametrize("budget", ["0", "-5", "nanh", "infh", "lots", "2.5"])
+def test_a_bad_budget_exits_2_with_one_line_and_writes_nothing(tmp_path, monkeypatch, command, budget):
+    monkeypatch.chdir(tmp_path)
+    args = ["tiny", "--nproc", "2"] if command == "search" else ["--storage", "sqlite:///x.db", "--study", "s"]
+    result = CliRunner().invoke(cli, [command, *args, "--budget", budget])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "--budget" in lines[0] and repr(budget) in lines[0], result.output
+    assert "allowed: a positive number of steps (20000) or of device-hours (2.5h)" in lines[0]
+    assert list(tmp_path.iterdir()) == []

@@ -70,3 +70,18 @@ def test_ties_within_a_rank_keep_the_spread_of_the_front():
     assert list(order).index(2) > list(order).index(3), "[2.1, 3.9] crowds [2.0, 4.0]; [3.0, 3.0] stands alone"
     distance = decide.crowding_distance(front)
     assert np.isinf(distance[[0, 4]]).all() and distance[3] == pytest.approx((5.0 - 2.1) / 4 + (3.9 - 1.0) / 4)
+
+
+def test_a_verdict_does_not_depend_on_which_of_tied_records_asks():
+    """Three objectives, three records tied on the exact cost: each, asking, gets the place the others give it."""
+    three = ["minimize"] * 3
+    records = [[2.0, 1.0, 5.0], [1.0, 2.0, 5.0], [1.5, 1.5, 5.0], [3.0, 3.0, 1.0], [0.5, 4.0, 9.0], [4.0, 0.5, 9.0]]
+    spec = PruningSpec(method="mo-asha", rungs=[10], eta=2, min_records=3)
+    order = list(decide.selection_order(np.array(records)))
+    for i, mine in enumerate(records):
+        peers = records[:i] + records[i + 1:]
+        verdict = decide.rung_verdict(10, mine, peers, three, spec)
+        assert verdict.keep == (order.index(i) < 3), (i, verdict.reason)
+    shuffled = [2, 0, 1, 5, 4, 3]
+    assert np.array_equal(decide.crowding_distance(np.array(records)[shuffled]),
+                          decide.crowding_distance(np.array(records))[shuffled]), "order-free"

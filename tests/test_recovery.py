@@ -190,3 +190,18 @@ def test_a_trial_settled_by_another_group_while_it_ran_is_dropped_not_recorded(s
     [trial] = [t for t in study.trials if t.user_attrs.get("origin") == "train"]
     assert trial.state == TrialState.FAIL and trial.user_attrs["failure_reason"] == "lost: for the test"
     assert not results.trial_file(tmp_path, study.study_name, trial.number).exists(), "the record agrees with Optuna"
+
+
+def test_a_retry_is_not_ranked_against_its_own_preempted_attempt(study):
+    from moesearch.supervisor import rungs
+
+    objectives = {"val_loss": "minimize", "tokens_per_s": "maximize"}
+    first = len(study.trials)  # after the queued baselines
+    for number, (state, budget) in enumerate([(TrialState.COMPLETE, True), (TrialState.FAIL, False),
+                                              (TrialState.FAIL, True), (TrialState.PRUNED, True)]):
+        study.add_trial(optuna.trial.create_trial(
+            state=state, values=[2.0, 100.0] if state == TrialState.COMPLETE else None,
+            user_attrs={"rungs": {"10": {"val_loss": 2.0 + number, "tokens_per_s": 100.0}}, "budget": budget}))
+    seen = rungs.records_at(study, 10, objectives, but=first)  # the first is the one asking
+    assert sorted(v for v, _ in seen) == [4.0, 5.0], (seen, "the preempted attempt (budget false) is left out")
+    assert rungs.records_at(study, 20, objectives, but=first) == []

@@ -57,10 +57,11 @@ def text(table: pd.DataFrame) -> list[str]:
 def compute_text(trials: pd.DataFrame, steps: pd.DataFrame) -> list[str]:
     """Compute spent (optimizer steps, from each trial's step rows) and trials pruned per rung; none
     without pruned trials. steps: the steps table, or its evaluated rows (a pruned trial ends on one)."""
+    trials = trials[trials["state"] != State.PREEMPTED]  # trained again under another number: counted there
     pruned = trials[trials["state"] == State.PRUNED]
     if pruned.empty:
         return []
-    trained = steps.groupby("trial")["step"].max()
+    trained = steps[steps["trial"].isin(set(trials["trial"]))].groupby("trial")["step"].max()
     at = trained.reindex(pruned["trial"]).dropna().astype(int).value_counts().sort_index()
     per_rung = ", ".join(f"{n} at step {step}" for step, n in at.items())
     line = f"pruned: {len(pruned)} of {len(trials)} trials ({per_rung}); {int(trained.sum()):,} steps trained"

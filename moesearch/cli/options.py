@@ -3,6 +3,7 @@ turns them into validated Settings."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import click
@@ -26,7 +27,7 @@ class Budget(click.ParamType):
             budget = {"device_h": float(text[:-1])} if text.endswith("h") else {"steps": int(text)}
         except ValueError:
             budget = None
-        if not budget or next(iter(budget.values())) <= 0:
+        if not budget or not math.isfinite(amount := next(iter(budget.values()))) or amount <= 0:
             self.fail(f"{value!r} is not a budget; allowed: a positive number of steps (20000) or of "
                       "device-hours (2.5h)", param, ctx)
         return budget

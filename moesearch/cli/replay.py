@@ -103,6 +103,9 @@ def _beside(table: Path) -> Path | None:
 
 def _rungs(given: str | None, table) -> list[int]:
     evaluated = sorted(table.at_step)
+    if not evaluated:
+        raise InputError("--pruning: the table's steps have no val_loss before the last step (train.eval_interval "
+                         "was 0), so there is no rung to replay")
     if given is None:  # successive halving's geometric rungs, eta 3: about 1/9 and 1/3 of training
         wanted = [table.full_steps / 9, table.full_steps / 3]
         return sorted({min(evaluated, key=lambda s: abs(s - w)) for w in wanted})

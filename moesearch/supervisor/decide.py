@@ -34,6 +34,13 @@ def repeat_of(known: Mapping[str, int], assignment: str) -> int | None:
     return known.get(assignment)
 
 
+def budget_spent(spent: Mapping[str, float], budget: Mapping[str, float] | None) -> bool:
+    """Whether the compute trained so far has reached the budget ({"steps": n} or {"device_h": x})."""
+    if not budget:
+        return False
+    return spent["steps"] >= budget["steps"] if "steps" in budget else spent["device_s"] >= 3600 * budget["device_h"]
+
+
 def why_stop(*, decided: int, target: int, evaluated: int, space_size: int, in_a_row: int,
              spent: Mapping[str, float], budget: Mapping[str, float] | None) -> str | None:
     """Why the search stops now, or None to ask for another trial.
@@ -44,9 +51,9 @@ def why_stop(*, decided: int, target: int, evaluated: int, space_size: int, in_a
     """
     if decided >= target:
         return f"the study has its {target} trials"
-    if budget and "steps" in budget and spent["steps"] >= budget["steps"]:
-        return f"the compute budget is spent: {spent['steps']:,.0f} of {budget['steps']:,} steps trained"
-    if budget and "device_h" in budget and spent["device_s"] >= 3600 * budget["device_h"]:
+    if budget_spent(spent, budget):
+        if "steps" in budget:
+            return f"the compute budget is spent: {spent['steps']:,.0f} of {budget['steps']:,} steps trained"
         return (f"the compute budget is spent: {spent['device_s'] / 3600:.3g} of {budget['device_h']:g} "
                 "device-hours trained")
     if evaluated >= space_size:
@@ -63,16 +70,17 @@ def rung_verdict(step: int, candidate: Sequence[float], peers: Sequence[Sequence
     candidate: the trial's objective values at `step` (costs known before training exact, measured
     ones measured so far); peers: every other record of the study at `step`, alike. The candidate goes
     on if it is among the ceil(n / eta) best of the n records by non-dominated rank, ties within a rank
-    broken by crowding distance, so the kept set stays spread along the front (NSGA-II's selection).
+    broken by crowding distance, so the kept set stays spread along the front (NSGA-II's selection);
+    exact ties after that go to the earlier records.
     """
     n = len(peers) + 1
     if pruning.method == "none":
         return Verdict(True, "pruning is off")
     if n < pruning.min_records:
         return Verdict(True, f"rung {step}: {n} records, fewer than search.pruning.min_records {pruning.min_records}")
-    points = _minimised(np.array([candidate, *peers], dtype=float), directions)
+    points = _minimised(np.array([*peers, candidate], dtype=float), directions)  # last: exact ties go to the peers
     keep = math.ceil(n / pruning.eta)
-    place = int(np.flatnonzero(selection_order(points) == 0)[0])  # the candidate's place in the order
+    place = int(np.flatnonzero(selection_order(points) == n - 1)[0])  # the candidate's place in the order
     if place < keep:
         return Verdict(True, f"rung {step}: place {place + 1} of {n}, within the best {keep}")
     return Verdict(False, f"pruned at rung {step}: place {place + 1} of {n} records there, outside the best "
@@ -91,18 +99,20 @@ def selection_order(points: np.ndarray) -> np.ndarray:
 
 
 def crowding_distance(points: np.ndarray) -> np.ndarray:
-    """NSGA-II's crowding distance of each point within its front: the extremes of each objective get
-    infinity, the others the sum over objectives of their neighbours' normalised gap."""
-    n, m = points.shape
-    distance = np.zeros(n)
-    if n <= 2:
-        return np.full(n, np.inf)
-    for j in range(m):
-        order = np.argsort(points[:, j], kind="stable")
-        span = points[order[-1], j] - points[order[0], j]
-        distance[order[[0, -1]]] = np.inf
-        if span > 0:
-            distance[order[1:-1]] += (points[order[2:], j] - points[order[:-2], j]) / span
+    """NSGA-II's crowding distance of each point within its front: the sum over objectives of the gap
+    between its nearest lower and higher neighbours, normalised by the objective's span; a point at an
+    objective's minimum or maximum gets infinity. Tied values share their neighbours, so the distance
+    does not depend on the order of the points (a trial's verdict must not depend on who asks)."""
+    distance = np.zeros(len(points))
+    for values in points.T:
+        levels = np.unique(values)
+        if len(levels) < 2:
+            continue  # every point alike in this objective: it separates none
+        at = np.searchsorted(levels, values)
+        extreme = (at == 0) | (at == len(levels) - 1)
+        inner = ~extreme
+        distance[inner] += (levels[at[inner] + 1] - levels[at[inner] - 1]) / (levels[-1] - levels[0])
+        distance[extreme] = np.inf
     return distance
 
 

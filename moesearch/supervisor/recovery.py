@@ -64,11 +64,19 @@ def _settle(study: optuna.Study, results_dir: Path, frozen: optuna.trial.FrozenT
     objectives = study.user_attrs[StudyAttr.SPACE]["search"]["objectives"]
     values = [row[o] for o in objectives] if row["state"] == State.COMPLETE else None
     try:
-        study_mod.tell_result(study, optuna_compat.handle(study, frozen), values, row["failure_reason"],
-                              pruned=row["state"] == State.PRUNED)
+        trial = optuna_compat.handle(study, frozen)
+        study_mod.set_compute(trial, _steps_of(results_dir, study.study_name, frozen.number),
+                              row["wall_time_s"] * (row["world_size"] or 1))
+        study_mod.tell_result(study, trial, values, row["failure_reason"], pruned=row["state"] == State.PRUNED)
     except (optuna.exceptions.UpdateFinishedTrialError, ValueError, RuntimeError):
         return None  # another process settled it first
     return f"trial {frozen.number}: told from its record ({row['state']}); its supervisor died before telling"
+
+
+def _steps_of(results_dir: Path, study: str, number: int) -> int:
+    """The steps rows a recorded trial has: what it trained."""
+    path = results.trial_file(results_dir, study, number, "steps")
+    return pq.read_metadata(path).num_rows if path.exists() else 0
 
 
 def _record(results_dir: Path, study: str, number: int) -> dict | None:

@@ -6,9 +6,10 @@ decisions (`decide`: baselines first, repeats answered, stop conditions, rung ve
 proposer, so arms can be compared over hundreds of seeds: hypervolume relative to the table's true
 front against the compute spent, in optimizer steps, pruned trials counted to their rung.
 
-At a rung, val_loss and train_loss are the table's values at that step; the other objectives are
-exact costs (FLOPs, parameters) or taken from the finished trial (measured costs such as throughput
-hardly move during training). Light: optuna and pandas; no torch (unless the GP sampler is asked for).
+At a rung, val_loss is the table's value at that step and train_loss its mean over the last tenth of
+the training's steps, as the live rung measures them; the other objectives are exact costs (FLOPs,
+parameters) or, unlike the live rung, taken from the finished trial (measured costs such as
+throughput hardly move during training, but a live rung measures them over the steps so far). Light: optuna and pandas; no torch (unless the GP sampler is asked for).
 """
 
 from __future__ import annotations
@@ -70,7 +71,11 @@ def _curves(done: pd.DataFrame, steps: pd.DataFrame, objectives: dict[str, str],
             values: dict[str, list[float]]) -> tuple[int, dict[int, dict[str, list[float]]]]:
     """The last step, and every assignment's objective values at every evaluated step before it (seed means)."""
     rows = steps[steps["trial"].isin(set(done["trial"]))].merge(done[["trial", "assignment"]], on="trial")
+    rows = rows.sort_values(["trial", "step"])
     full = int(rows["step"].max())
+    # train_loss as the live rung measures it: the mean over the last tenth of the training's steps
+    tail = max(1, full // 10)
+    rows["train_loss"] = rows.groupby("trial")["train_loss"].transform(lambda x: x.rolling(tail, min_periods=1).mean())
     evals = rows[rows["val_loss"].notna() & (rows["step"] < full)]
     curve = evals.groupby(["step", "assignment"])[["val_loss", "train_loss"]].mean()
     at_step: dict[int, dict[str, list[float]]] = {}
@@ -133,14 +138,18 @@ class OptunaProposer:
 
 
 class HandSearch:
-    """What a researcher would do by hand: train the baselines, take the one with the lower first
+    """What a researcher would do by hand: train the baselines, take the one with the better first
     objective (val_loss), then flip one layer at a time to each of its other choices, keeping a flip
-    that lowers it. Passes over the layers (from a layer drawn by the seed) repeat while one improves;
+    that improves it. Passes over the layers (from a layer drawn by the seed) repeat while one improves;
     after a pass that improves nothing it proposes only its best again, and the loop stops on repeats."""
 
     def __init__(self, table: Table, seed: int):
         self.choices = table.choices
         self.todo = [b.text for b in decide.baselines(table.choices)]
+        if not self.todo:
+            raise InputError("--samplers hand: the hand search starts from a uniform baseline, and no activation "
+                             "is allowed in every layer of this table")
+        self.sign = 1.0 if next(iter(table.objectives.values())) == "minimize" else -1.0  # the first objective
         self.seen: set[str] = set()
         self.best, self.best_value = "", math.inf
         self.layers_left: list[int] = []
@@ -164,8 +173,8 @@ class HandSearch:
 
     def tell(self, values: list[float] | None) -> None:
         self.seen.add(self.asked)
-        if values is not None and values[0] < self.best_value:
-            self.best, self.best_value, self.improved = self.asked, values[0], True
+        if values is not None and self.sign * values[0] < self.best_value:
+            self.best, self.best_value, self.improved = self.asked, self.sign * values[0], True
 
 
 def replay(table: Table, arm: Arm, seed: int, budget_steps: int | None = None, n_trials: int | None = None) -> Run:
@@ -173,6 +182,9 @@ def replay(table: Table, arm: Arm, seed: int, budget_steps: int | None = None, n
     stops as the live search would: every assignment decided, or only repeats proposed)."""
     if arm.pruning.method != "none" and not table.at_step:
         raise InputError("--pruning: replaying pruning needs learning curves; give the table's steps (--steps)")
+    if missing := [r for r in arm.pruning.rungs if arm.pruning.method != "none" and r not in table.at_step]:
+        raise InputError(f"--rungs: the table has no val_loss at step {missing[0]}; allowed: "
+                         f"{', '.join(map(str, sorted(table.at_step)))}")
     proposer = HandSearch(table, seed) if arm.proposer == HAND else OptunaProposer(table, arm.proposer, seed)
     baselines = {b.text for b in decide.baselines(table.choices)}
     full = table.full_steps or 1  # without curves, compute is counted in trials

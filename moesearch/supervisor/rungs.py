@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import optuna
+from optuna.trial import TrialState
 
 from moesearch.space import Space
 from moesearch.supervisor import decide
@@ -27,7 +28,11 @@ def judge(study: optuna.Study, trial: optuna.Trial, space: Space, may_stop: bool
     def on_rung(step: int, metrics: dict) -> Verdict:
         mine = {o: float(metrics[o]) for o in objectives}
         reached[str(step)] = mine  # stored first: a group deciding at the same moment counts this record too
-        trial.set_user_attr(TrialAttr.RUNGS, dict(reached))
+        try:
+            trial.set_user_attr(TrialAttr.RUNGS, dict(reached))
+        except (optuna.exceptions.UpdateFinishedTrialError, ValueError, RuntimeError):
+            # another group settled the trial (its heartbeat looked dead): it goes on, and its result is dropped
+            return Verdict(True, "settled by another group while it ran")
         if not may_stop:
             return Verdict(True, "a baseline or replicate: its rungs are recorded, it is never stopped")
         peers = records_at(study, step, objectives, but=trial.number)
@@ -37,10 +42,13 @@ def judge(study: optuna.Study, trial: optuna.Trial, space: Space, may_stop: bool
 
 
 def records_at(study: optuna.Study, step: int, objectives: dict[str, str], but: int) -> list[list[float]]:
-    """Every other trial's objectives at rung `step`, whatever became of it (running, complete, pruned, failed)."""
+    """Every other trial's objectives at rung `step`: running, complete, pruned or failed. Not those that
+    gave no result (preempted, lost, withdrawn: failed outside the budget): their retry is a trial of
+    its own, and must not be ranked against its own earlier attempt."""
     rows = []
     for t in study.get_trials(deepcopy=False):
         at = t.user_attrs.get(TrialAttr.RUNGS, {}).get(str(step))
-        if t.number != but and at is not None and all(o in at for o in objectives):
+        no_result = t.state == TrialState.FAIL and not t.user_attrs.get(TrialAttr.BUDGET, True)
+        if t.number != but and at is not None and not no_result and all(o in at for o in objectives):
             rows.append([at[o] for o in objectives])
     return rows

@@ -27,6 +27,7 @@ from moesearch.vocab import Done, Failed, Origin, Pruned, Reply, State, Verdict
 @dataclass(frozen=True)
 class Outcome:
     record: results.Record  # the trial's Parquet rows, for the caller to write
+    steps_seen: int = 0  # steps rank 0 reported, rows or not (a crashed or hung group leaves none)
 
     @property
     def row(self) -> dict:
@@ -47,7 +48,8 @@ class Outcome:
 
     @property
     def steps_trained(self) -> int:
-        return len(self.record.steps)
+        """What the trial cost in optimizer steps, failed ones included: what --budget counts."""
+        return max(len(self.record.steps), self.steps_seen)
 
     def values(self, objectives: dict[str, str]) -> list[float]:
         return [self.row[o] for o in objectives]
@@ -66,12 +68,13 @@ def run_trial(settings: Settings, group: WorkerGroup, number: int, layers: list[
     cfg = RunConfig.build(settings.space, layers, settings.seed, settings.data, settings.launch.world_size,
                           rungs=on_rung is not None)
     config_json = cfg.model_dump_json()
-    started = datetime.now(timezone.utc)
+    started, seen = datetime.now(timezone.utc), []
     bar = tqdm(total=cfg.train.steps, desc=f"trial {number}", unit="step",
                leave=False, disable=None if settings.progress else True, dynamic_ncols=True)  # None: off unless a tty
     try:
         reply = group.run(number, config_json, settings.space.search.timeout_s,
-                          lambda step, loss: (bar.update(1), bar.set_postfix(loss=f"{loss:.3f}", refresh=False)),
+                          lambda step, loss: (bar.update(1), seen.append(step),
+                                              bar.set_postfix(loss=f"{loss:.3f}", refresh=False)),
                           on_rung)
     except GroupStartFailure:
         raise
@@ -91,7 +94,7 @@ def run_trial(settings: Settings, group: WorkerGroup, number: int, layers: list[
         config_json=config_json, seed=settings.seed, replicate_of=replicate_of, data_sha256=settings.data_sha256,
         hardware=group.hardware, ep_size=cfg.ep_size, started_at=started, finished_at=datetime.now(timezone.utc),
     )
-    return Outcome(record)
+    return Outcome(record, len(seen))
 
 
 def _state(reply: Reply) -> State:

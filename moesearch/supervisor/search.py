@@ -84,7 +84,8 @@ def run_search(settings: Settings, study: optuna.Study, replicate_baselines: boo
                 pruned_now += outcome.pruned
                 bar.set_postfix(front=len(study.best_trials))
                 bar.write(summary(outcome, settings.space.search.objectives))
-        todo = replicates.baseline_plan(settings) if replicate_baselines and not preempt.requested() else []
+        spent_all = decide.budget_spent(study_mod.snapshot(study, settings.seed).spent, budget(study))
+        todo = replicates.baseline_plan(settings) if replicate_baselines and not (preempt.requested() or spent_all) else []
         if todo:
             bar.write(f"seed noise: training the baselines with {len(todo)} fresh seeds (search.baseline_seeds)")
         replicated = replicates.train(settings, study, group, todo)
