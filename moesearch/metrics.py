@@ -15,10 +15,13 @@ METRICS: dict[str, tuple[str, str]] = {
     "train_flops_per_token": ("FLOPs", "analytic training FLOPs per token, capacity-padded experts"),
     "peak_memory_mb": ("MiB", "peak memory of the busiest rank (GPU: allocator peak; CPU: sampled RSS)"),
     "train_time_s": ("s", "wall time of the training loop, periodic evaluations included"),
+    "max_grad_norm": ("norm", "largest global gradient norm before clipping over the trained steps"),
+    "clipped_share": ("fraction", "share of trained steps whose gradient norm exceeded train.grad_clip"),
+    "loss_spikes": ("steps", "steps whose training loss jumps above its recent level (`moesearch/stability.py`)"),
 }
 
 
-INTEGER_METRICS = frozenset({"params_total", "params_active", "train_flops_per_token"})  # exact counts
+INTEGER_METRICS = frozenset({"params_total", "params_active", "train_flops_per_token", "loss_spikes"})  # counts
 
 
 def fmt(value: float) -> str:

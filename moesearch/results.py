@@ -31,7 +31,8 @@ from moesearch.errors import InputError
 from moesearch.files import write_atomic
 from moesearch.metrics import INTEGER_METRICS, METRICS
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+READABLE = ("2", "3")  # version 2 lacks the stability columns: they read as null
 TABLES = ("trials", "steps", "layers")
 _TIME = pa.timestamp("us", tz="UTC")
 
@@ -60,6 +61,7 @@ _FIXED = [
     pa.field("device_count", pa.int32()),
     pa.field("world_size", pa.int32()),
     pa.field("ep_size", pa.int32()),
+    pa.field("precision", pa.string()),  # "fp32" or "bf16", as the trial trained (null in version 2)
     pa.field("started_at", _TIME),
     pa.field("finished_at", _TIME),
     pa.field("wall_time_s", pa.float64()),
@@ -77,6 +79,7 @@ STEPS_SCHEMA = pa.schema(_KEY + [
     pa.field("lr", pa.float64()),
     pa.field("step_time_s", pa.float64()),
     pa.field("val_loss", pa.float64()),  # null except every eval_interval steps and at the last step
+    pa.field("grad_norm", pa.float64()),  # global gradient norm before clipping (null in version 2)
 ], metadata=_METADATA)
 
 LAYERS_SCHEMA = pa.schema(_KEY + [
@@ -258,10 +261,13 @@ def _read(folder: Path, fixed: pa.Schema | None, key: list[str], columns: list[s
     if not files:
         empty = (fixed or schema(0)).empty_table()
         return (empty.select(columns) if columns else empty).to_pandas()
-    found = (pq.read_schema(files[0]).metadata or {}).get(b"moesearch_schema_version", b"?").decode()
-    if found != str(SCHEMA_VERSION):
+    first = pq.read_schema(files[0])
+    found = (first.metadata or {}).get(b"moesearch_schema_version", b"?").decode()
+    if found not in READABLE:
         raise InputError(f"--results: {folder} holds records of schema version {found}; this moesearch reads "
-                         f"version {SCHEMA_VERSION} (docs/results.md); use the moesearch that wrote them")
+                         f"versions {', '.join(READABLE)} (docs/results.md); use the moesearch that wrote them")
+    # this version's columns, whatever the files hold: those an older version lacks read as null
+    fixed = fixed or schema(sum(name.startswith("layer_") for name in first.names))
     fmt = ds.ParquetFileFormat(read_options=ds.ParquetReadOptions(dictionary_columns=_FEW_VALUES))
     rows = ds.dataset(files, schema=fixed, format=fmt).to_table(columns=columns, filter=where).to_pandas()
     return rows.drop_duplicates(subset=key, ignore_index=True) if any("part-" in f for f in files) else rows

@@ -94,6 +94,9 @@ class TrainSpec(_Section):
     """AdamW weight decay on matrices (not on norms or embeddings' biases)."""
     grad_clip: float = Field(1.0, gt=0)
     """Global gradient-norm clip."""
+    precision: Literal["fp32", "bf16"] | None = None
+    """Training precision: 'bf16' (DeepSpeed's bf16 engine, fp32 master weights) or 'fp32'; default: bf16
+    on GPUs, fp32 on CPUs. Evaluation and the layer statistics run in the precision the trial trained in."""
     zero_stage: Literal[1, 2] = 1
     """ZeRO stage: 1 or 2 (stage 3 does not support DeepSpeed MoE; stage 0 clips MoE gradients wrongly)."""
     eval_sequences: int = Field(64, ge=1)

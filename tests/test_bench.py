@@ -38,4 +38,4 @@ def test_the_replay_table_is_exhaustive_and_current():
     trials = pd.read_parquet(ROOT / "bench" / "data" / "replay6-trials.parquet")
     table = replay.load_table(trials, "replay6")
     assert len(table.values) == space.load("replay6").size() == 64
-    assert set(trials["schema_version"]) == {results.SCHEMA_VERSION}
+    assert set(trials["schema_version"].astype(str)) <= set(results.READABLE), "a version moesearch still reads"

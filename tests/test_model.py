@@ -12,6 +12,7 @@ from moesearch.activations import NAMES
 from moesearch.config import RunConfig
 from moesearch.costs import costs, expert_capacity
 from moesearch.metrics import METRICS
+from moesearch.stability import stability
 
 TINY = space.load("tiny")
 
@@ -72,7 +73,8 @@ def test_a_trial_trains_and_reports_every_metric(one_rank, text):
     seen = []
     result = train_trial(cfg, text, on_step=lambda step, loss: seen.append(loss))
     metrics, steps, layers = result.metrics, result.steps, result.layers
-    assert set(METRICS) <= metrics.keys()
+    assert set(METRICS) - set(stability([], 1.0)) <= metrics.keys(), "the supervisor adds stability from the steps"
+    assert metrics["precision"] == "fp32", "the CPU default"
     assert len(seen) == TINY.train.steps and seen[-1] < seen[0]
     assert 0 < metrics["step_time_s"] < metrics["train_time_s"] / (TINY.train.steps / 2)
     assert metrics["val_loss"] < math.log(256)  # learnt something beyond uniform bytes
@@ -89,6 +91,32 @@ def test_a_trial_trains_and_reports_every_metric(one_rank, text):
     assert all(sum(r["expert_load"]) == pytest.approx(1) and r["load_balance"] >= 1 for r in layers)
     assert layers[1]["hidden_zero_frac"] > 0.2, "squared ReLU zeroes about half its hidden units"
     assert layers[0]["hidden_zero_frac"] == 0 and layers[0]["hidden_std"] > 0
+
+
+def test_gradient_norms_are_recorded_as_deepspeed_reports_them(one_rank, text, monkeypatch):
+    from deepspeed import DeepSpeedEngine
+
+    from moesearch.ranks.train import train_trial
+
+    reported = []
+    original = DeepSpeedEngine.get_global_grad_norm
+    monkeypatch.setattr(DeepSpeedEngine, "get_global_grad_norm",
+                        lambda engine: reported.append(original(engine)) or reported[-1])
+    cfg = RunConfig.build(TINY, ["gelu", "swiglu"], seed=0, data=None, world_size=1)
+    steps = train_trial(cfg, text).steps
+    assert [r["grad_norm"] for r in steps] == [float(n) for n in reported] and len(reported) == TINY.train.steps
+    assert all(n > 0 for n in reported)
+    metrics = stability(steps, grad_clip=min(reported) * 1.01)
+    assert metrics["max_grad_norm"] == max(reported) and 0 < metrics["clipped_share"] < 1
+
+
+def test_a_bf16_trial_trains_on_cpu_in_bf16(one_rank, text):
+    from moesearch.ranks.train import train_trial
+
+    spec = TINY.model_copy(update={"train": TINY.train.model_copy(update={"precision": "bf16"})})
+    result = train_trial(RunConfig.build(spec, ["swiglu", "gelu"], seed=0, data=None, world_size=1), text)
+    assert result.metrics["precision"] == "bf16" and result.metrics["val_loss"] < math.log(256)
+    assert all(math.isfinite(r["grad_norm"]) for r in result.steps)
 
 
 def test_same_seed_same_result_and_engines_do_not_leak(one_rank, text):

@@ -295,7 +295,7 @@ def test_records_of_another_schema_version_get_a_clear_error(tmp_path):
     path.unlink()
     pq.write_table(table.replace_schema_metadata({"moesearch_schema_version": "1"}), path)
     out = CliRunner().invoke(cli, ["pareto", "--results", str(tmp_path)])
-    assert out.exit_code == 2 and "schema version 1" in out.output and f"reads version {results.SCHEMA_VERSION}" in out.output
+    assert out.exit_code == 2 and "schema version 1" in out.output and "reads versions 2, 3" in out.output
 
 
 def test_compacting_keeps_every_row_once_even_if_interrupted(tmp_path):
@@ -313,3 +313,18 @@ def test_compacting_keeps_every_row_once_even_if_interrupted(tmp_path):
     after = [results.load_trials(tmp_path, "s"), results.load_steps(tmp_path, "s"), results.load_layers(tmp_path, "s")]
     for old, new in zip(before, after, strict=True):
         pd.testing.assert_frame_equal(old.reset_index(drop=True), new.reset_index(drop=True))
+
+
+def test_records_of_schema_version_2_read_with_the_new_columns_null(tmp_path):
+    new = record(1, "gelu,swiglu", 2.0, 100.0)
+    write(tmp_path, record(0, "gelu,gelu", 2.1, 90.0), new)
+    for table, dropped in (("trials", ["max_grad_norm", "clipped_share", "loss_spikes", "precision"]),
+                           ("steps", ["grad_norm"])):  # trial 0 as moesearch 0.x with schema 2 wrote it
+        path = results.trial_file(tmp_path, "s", 0, table)
+        old = pq.read_table(path).drop_columns(dropped)
+        old = old.replace_schema_metadata({b"moesearch_schema_version": b"2"})
+        path.unlink()
+        pq.write_table(old, path)
+    trials, steps = results.load_trials(tmp_path, "s"), results.load_steps(tmp_path, "s")
+    assert list(trials["trial"]) == [0, 1] and trials["precision"].isna().all()
+    assert steps.loc[steps["trial"] == 0, "grad_norm"].isna().all() and len(steps) == 6

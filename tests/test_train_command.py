@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import run_cli
+from conftest import SPACES, run_cli, write_space
 
 from moesearch import results
 
@@ -14,14 +14,17 @@ def _has_gpu() -> bool:
     return torch.cuda.is_available()
 
 
-@pytest.mark.parametrize("device", [
-    "cpu",
-    pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(not _has_gpu(), reason="needs a CUDA GPU")]),
+@pytest.mark.parametrize("device, precision", [
+    ("cpu", None),
+    ("cpu", "bf16"),  # the precision path GPUs take by default, on two CPU ranks
+    pytest.param("cuda", None, marks=[pytest.mark.gpu, pytest.mark.skipif(not _has_gpu(), reason="needs a CUDA GPU")]),
 ])
-def test_train_one_assignment_prints_metrics_and_writes_its_record(tmp_path, device):
+def test_train_one_assignment_prints_metrics_and_writes_its_record(tmp_path, device, precision):
     env = {"DS_ACCELERATOR": device}
     nproc = "2" if device == "cpu" else "1"
-    out = run_cli("train", "tiny", "--nproc", nproc, "--layers", "swiglu,relu2", "--results", str(tmp_path),
+    space = "tiny" if precision is None else str(write_space(
+        tmp_path, (SPACES / "tiny.toml").read_text().replace("[train]\n", f'[train]\nprecision = "{precision}"\n')))
+    out = run_cli("train", space, "--nproc", nproc, "--layers", "swiglu,relu2", "--results", str(tmp_path),
                   "--no-progress", env=env)
     assert out.returncode == 0, out.stderr
     assert "val_loss:" in out.stdout and "tokens_per_s:" in out.stdout
@@ -29,3 +32,8 @@ def test_train_one_assignment_prints_metrics_and_writes_its_record(tmp_path, dev
     assert row["state"] == "COMPLETE" and row["assignment"] == "swiglu,relu2"
     assert (row["device_kind"] == "cpu") == (device == "cpu")
     assert row["world_size"] == int(nproc) and row["peak_memory_mb"] > 0
+    assert row["precision"] == precision or (precision is None and row["precision"] == ("fp32" if device == "cpu"
+                                                                                          else "bf16"))
+    steps = results.load_steps(tmp_path, "tiny")
+    assert steps["grad_norm"].gt(0).all() and row["max_grad_norm"] == steps["grad_norm"].max()
+    assert 0 <= row["clipped_share"] <= 1 and row["loss_spikes"] >= 0

@@ -131,8 +131,10 @@ def train_trial(cfg: RunConfig, corpus: Corpus, on_step: OnStep | None = None,
     # DeepSpeed's expert-parallel groups are runs of consecutive ranks (its groups exist only after
     # deepspeed.initialize, and re-initialising then would miss ZeRO's fp32 master copy).
     model.init_experts(cfg.seed, (rank % cfg.ep_size) * local_experts)
+    precision = cfg.train.precision or ("bf16" if on_gpu else "fp32")
     engine, *_ = deepspeed.initialize(
-        model=model, model_parameters=param_groups(model, cfg.train.weight_decay), config=ds_config(cfg, on_gpu)
+        model=model, model_parameters=param_groups(model, cfg.train.weight_decay),
+        config=ds_config(cfg, bf16=precision == "bf16"),
     )
     steps: list[dict] = []
     try:
@@ -149,7 +151,7 @@ def train_trial(cfg: RunConfig, corpus: Corpus, on_step: OnStep | None = None,
         engine.destroy()
         del engine, model
         gc.collect()
-    return Done(_with_costs(metrics, cfg, world), steps, layers)
+    return Done({**_with_costs(metrics, cfg, world), "precision": precision}, steps, layers)
 
 
 def _with_costs(metrics: dict, cfg: RunConfig, world: int) -> dict:
@@ -199,8 +201,10 @@ def _train(engine, cfg: RunConfig, batches: Batches, log: list[dict], on_step: O
         if votes > 0:
             raise TrialFailed(f"preempted: {stop or 'a signal to another rank'} at step {step + 1} of {steps}",
                               preempted=True)
+        norm = engine.get_global_grad_norm()  # before clipping; the same on every rank
         log.append({"step": step + 1, "tokens": (step + 1) * tokens_per_step, "train_loss": mean_ce,
-                    "aux_loss": mean_aux, "lr": lr, "step_time_s": time.perf_counter() - step_start, "val_loss": None})
+                    "aux_loss": mean_aux, "lr": lr, "step_time_s": time.perf_counter() - step_start, "val_loss": None,
+                    "grad_norm": None if norm is None else float(norm)})
         peak_rss = max(peak_rss, me.memory_info().rss)
         if on_step:
             on_step(step, mean_ce)

@@ -18,6 +18,7 @@ from moesearch.assignment import Assignment
 from moesearch.config import RunConfig
 from moesearch.metrics import fmt
 from moesearch.settings import Settings
+from moesearch.stability import stability
 from moesearch.supervisor import liveness, rungs
 from moesearch.supervisor import study as study_mod
 from moesearch.supervisor.group import GroupFailure, GroupStartFailure, WorkerGroup
@@ -89,7 +90,8 @@ def run_trial(settings: Settings, group: WorkerGroup, number: int, layers: list[
         study=settings.study, trial=number, origin=origin, layers=layers,
         state=_state(reply), failure_reason=None if isinstance(reply, Done) else reply.reason,
         objectives=settings.space.search.objectives, reference_point=reference,
-        metrics={} if isinstance(reply, Failed) else reply.metrics, steps=reply.steps,
+        metrics={**({} if isinstance(reply, Failed) else reply.metrics),
+                 **stability(reply.steps, settings.space.train.grad_clip)}, steps=reply.steps,
         layer_rows=reply.layers if isinstance(reply, Done) else [],
         config_json=config_json, seed=settings.seed, replicate_of=replicate_of, data_sha256=settings.data_sha256,
         hardware=group.hardware, ep_size=cfg.ep_size, started_at=started, finished_at=datetime.now(timezone.utc),
