@@ -15,6 +15,10 @@ METRICS: dict[str, tuple[str, str]] = {
     "train_flops_per_token": ("FLOPs", "analytic training FLOPs per token, capacity-padded experts"),
     "peak_memory_mb": ("MiB", "peak memory of the busiest rank (GPU: allocator peak; CPU: sampled RSS)"),
     "train_time_s": ("s", "wall time of the training loop, periodic evaluations included"),
+    "val_loss_int8": ("nats/byte", "val_loss with the FFN activations fake-quantized to per-tensor INT8 (calibrated scales)"),
+    "val_loss_fp8": ("nats/byte", "val_loss with the FFN activations fake-quantized to FP8 E4M3 (per-tensor scales)"),
+    "quant_gap_int8": ("nats/byte", "val_loss_int8 minus val_loss: what 8-bit integer activations cost"),
+    "quant_gap_fp8": ("nats/byte", "val_loss_fp8 minus val_loss: what FP8 activations cost"),
     "max_grad_norm": ("norm", "largest global gradient norm before clipping over the trained steps"),
     "clipped_share": ("fraction", "share of trained steps whose gradient norm exceeded train.grad_clip"),
     "loss_spikes": ("steps", "steps whose training loss jumps above its recent level (`moesearch/stability.py`)"),
@@ -45,8 +49,10 @@ def fmt_pm(mean: float, sd: float) -> str:
 
 # How an objective's hypervolume reference point is fixed before a search when the space gives none:
 # "uniform": ln 256, the loss of guessing bytes uniformly; "zero": nothing is worse than 0;
+# "gap": 1 nat, a quantized model a whole nat per byte worse than itself is no deployment at all;
 # "costliest": 1.1x the analytic cost of the costliest assignment. Measured costs have no such bound.
 REFERENCE_RULE: dict[str, str] = {
     "val_loss": "uniform", "train_loss": "uniform", "tokens_per_s": "zero",
+    "val_loss_int8": "uniform", "val_loss_fp8": "uniform", "quant_gap_int8": "gap", "quant_gap_fp8": "gap",
     "params_total": "costliest", "params_active": "costliest", "train_flops_per_token": "costliest",
 }

@@ -15,6 +15,7 @@ from moesearch.metrics import REFERENCE_RULE
 from moesearch.space import Space
 
 _MARGIN = 1.1  # the costliest assignment still adds volume
+GAP_REFERENCE = 1.0  # nats/byte: a quantization gap this large leaves nothing worth deploying
 
 
 def reference_point(space: Space) -> dict[str, float]:
@@ -29,6 +30,8 @@ def _natural(space: Space, metric: str) -> float:
         return math.log(VOCAB_SIZE)
     if rule == "zero":
         return 0.0
+    if rule == "gap":
+        return GAP_REFERENCE
     return _MARGIN * getattr(costs(space.model, costliest(space), space.train.micro_batch), metric)
 
 

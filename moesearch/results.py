@@ -95,6 +95,14 @@ LAYERS_SCHEMA = pa.schema(_KEY + [
     pa.field("hidden_std", pa.float64()),
     pa.field("hidden_zero_frac", pa.float64()),
     pa.field("hidden_near_zero_frac", pa.float64()),
+    pa.field("hidden_abs_max", pa.float64()),  # outliers, on the same held-out batches (null in version 2)
+    pa.field("hidden_max_over_rms", pa.float64()),
+    pa.field("hidden_excess_kurtosis", pa.float64()),
+    pa.field("hidden_beyond_6sd_frac", pa.float64()),
+    pa.field("expert_abs_max", pa.list_(pa.float64())),  # per expert, for MoE layers (null for dense ones)
+    pa.field("expert_max_over_rms", pa.list_(pa.float64())),
+    pa.field("expert_excess_kurtosis", pa.list_(pa.float64())),
+    pa.field("expert_beyond_6sd_frac", pa.list_(pa.float64())),
 ], metadata=_METADATA)
 
 

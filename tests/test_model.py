@@ -153,16 +153,17 @@ def test_hidden_statistics_count_real_tokens_only(one_rank, moe_every):
     torch.manual_seed(0)
     model = Transformer(spec, ["gelu", "relu"], ep_size=1).eval()
     idx_BT = torch.randint(256, (2, spec.seq_len))
-    with torch.no_grad(), HiddenStats(model) as probe:
+    with torch.no_grad(), HiddenStats(model, 0, spec.num_experts) as probe:
         model(idx_BT)
     tokens = idx_BT.numel() * (spec.top_k if moe_every == 1 else 1)
-    assert probe.sums_LS[:, 0].tolist() == [tokens * spec.d_ff] * 2, "every routed token's hidden units, once"
+    counted = probe.sums_LES[:, :, 0].sum(dim=1).tolist()
+    assert counted == [tokens * spec.d_ff] * 2, "every routed token's hidden units, once"
     gelu, relu = probe.reduce(torch.device("cpu"))
     assert gelu["hidden_zero_frac"] == 0
     assert 0.3 < relu["hidden_zero_frac"] < 0.7 and relu["hidden_near_zero_frac"] >= relu["hidden_zero_frac"]
     assert relu["hidden_mean"] > 0 and gelu["hidden_std"] > 0
     model(idx_BT)
-    assert probe.sums_LS[:, 0].tolist() == [tokens * spec.d_ff] * 2, "hooks are gone after the with block"
+    assert probe.sums_LES[:, :, 0].sum(dim=1).tolist() == counted, "hooks are gone after the with block"
 
 
 @pytest.mark.parametrize("experts, top_k, factor, tokens", [(2, 1, 1.1, 800), (4, 2, 1.25, 1024), (8, 2, 1.0, 4096),
@@ -196,3 +197,55 @@ def test_width_policy_costs_gated_layers_more():
     extra = 3 * 2 * m.d_model * m.d_ff * m.num_experts * expert_capacity(m, 8 * m.seq_len) / (8 * m.seq_len)
     steps = [b - a for a, b in zip(by_swiglu_layers, by_swiglu_layers[1:])]
     assert steps == pytest.approx([extra] * 4, abs=1), "every SwiGLU layer adds the same, positive cost"
+
+
+def test_outlier_statistics_of_a_tensor_with_known_outliers(one_rank):
+    """A dense FFN whose hidden activation is a known tensor: 1000 values of +-1 and two of +-50."""
+    from moesearch.ranks.model import Transformer
+    from moesearch.ranks.probes import HiddenStats, TailShare
+
+    spec = TINY.model.model_copy(update={"moe_every": 3, "n_layers": 1})  # one dense layer
+    model = Transformer(spec, ["relu"], ep_size=1).eval()
+    h_NF = torch.cat([torch.ones(500), -torch.ones(500), torch.tensor([50.0, -50.0])]).view(1, -1)
+    ffn = model.blocks[0].ffn
+    with torch.no_grad(), HiddenStats(model) as probe:
+        probe._note_rows(ffn, (torch.ones(1, 4),))
+        probe._add(0, 0, h_NF.double())
+        whole = probe.reduce(torch.device("cpu"))[0]
+    values = h_NF.double().flatten()
+    rms = values.square().mean().sqrt().item()
+    kurtosis = ((values - values.mean()) ** 4).mean() / values.var(unbiased=False) ** 2 - 3
+    assert whole["hidden_abs_max"] == 50 and whole["hidden_max_over_rms"] == pytest.approx(50 / rms)
+    assert whole["hidden_excess_kurtosis"] == pytest.approx(kurtosis.item()) and whole["hidden_excess_kurtosis"] > 100
+    with TailShare(model, probe.mean_std()) as tails:
+        tails._add(0, 0, h_NF.double())
+        share = tails.reduce(torch.device("cpu"))[0]["hidden_beyond_6sd_frac"]
+    assert share == pytest.approx(2 / 1002), "exactly the two outliers lie beyond 6 standard deviations"
+
+
+def test_fake_quantization_matches_torch_s_reference_and_float8():
+    from moesearch.ranks.quantize import fake_fp8, fake_int8
+
+    x = torch.linspace(-3, 3, 101)
+    scale = 3 / 127
+    reference = torch.clamp(torch.round(x / scale), -128, 127) * scale
+    assert torch.allclose(fake_int8(x, scale), reference)
+    assert torch.equal(fake_int8(x, scale), torch.fake_quantize_per_tensor_affine(x, scale, 0, -128, 127))
+    fp8 = fake_fp8(x, 3 / 448)
+    assert torch.equal(fp8, (x / (3 / 448)).to(torch.float8_e4m3fn).float() * (3 / 448))
+    assert 0 < (fp8 - x).abs().max() < 0.07 * 3, "E4M3 keeps 3 mantissa bits: a few percent of the range"
+    assert fake_fp8(torch.tensor([1e6]), 1.0).item() == 448, "saturates at E4M3's largest value"
+
+
+def test_a_quantized_evaluation_is_finite_and_differs_from_full_precision(one_rank, text):
+    from moesearch.ranks.train import train_trial
+
+    cfg = RunConfig.build(TINY, ["swiglu", "gelu"], seed=2, data=None, world_size=1)
+    result = train_trial(cfg, text)
+    m = result.metrics
+    for fmt in ("int8", "fp8"):
+        assert math.isfinite(m[f"val_loss_{fmt}"]) and m[f"val_loss_{fmt}"] != m["val_loss"]
+        assert m[f"quant_gap_{fmt}"] == pytest.approx(m[f"val_loss_{fmt}"] - m["val_loss"])
+    for row in result.layers:
+        assert row["hidden_abs_max"] > 0 and row["hidden_max_over_rms"] >= 1 and 0 <= row["hidden_beyond_6sd_frac"] < 1
+        assert len(row["expert_abs_max"]) == TINY.model.num_experts and max(row["expert_abs_max"]) == row["hidden_abs_max"]

@@ -26,7 +26,8 @@ from moesearch.corpus import VOCAB_SIZE, Corpus
 from moesearch.costs import costs
 from moesearch.ranks import faults
 from moesearch.ranks.model import Transformer
-from moesearch.ranks.probes import HiddenStats
+from moesearch.ranks.probes import HiddenStats, TailShare
+from moesearch.ranks.quantize import FORMATS, Calibration, FakeQuant
 from moesearch.vocab import Done, Verdict
 
 OnStep = Callable[[int, float], None]
@@ -66,6 +67,8 @@ class Batches:
         # Evenly spaced windows over the held-out text, the same for every trial; rank r takes every world-th.
         starts = torch.linspace(0, len(self.val_data) - self.seq_len - 1, n_eval).long()
         self.eval_starts = starts[rank::world]
+        calibration = torch.linspace(0, len(self.train_data) - self.seq_len - 1, n_eval).long()
+        self.calibration_starts = calibration[rank::world]
 
     def _windows(self, data: torch.Tensor, starts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         idx = starts[:, None] + torch.arange(self.seq_len + 1)
@@ -79,6 +82,12 @@ class Batches:
     def eval_batches(self):
         for chunk in self.eval_starts.split(self.micro_batch):  # the same chunk sizes on every rank
             yield self._windows(self.val_data, chunk)
+
+    def calibration_batches(self):
+        """Fixed windows of the training text, as many as the evaluation's: quantization scales are
+        calibrated here, never on the windows they are evaluated on."""
+        for chunk in self.calibration_starts.split(self.micro_batch):
+            yield self._windows(self.train_data, chunk)
 
 
 def ds_config(cfg: RunConfig, bf16: bool) -> dict:
@@ -141,9 +150,14 @@ def train_trial(cfg: RunConfig, corpus: Corpus, on_step: OnStep | None = None,
         batches = Batches(corpus, cfg, rank, world, engine.device)
         metrics, share_LE = _train(engine, cfg, batches, steps, on_step, should_stop or (lambda: None), ask_rung,
                                    on_gpu)
-        with HiddenStats(engine.module) as probe:  # the final evaluation also measures hidden activations
+        slots = ((rank % cfg.ep_size) * local_experts, cfg.model.num_experts)
+        with HiddenStats(engine.module, *slots) as probe:  # the final evaluation also measures hidden activations
             metrics["val_loss"] = steps[-1]["val_loss"] = _evaluate(engine, batches)
-        layers = _layer_rows(cfg, share_LE, probe.reduce(engine.device))
+        hidden = probe.reduce(engine.device)
+        with TailShare(engine.module, probe.mean_std(), *slots) as tails:  # the same batches again
+            _evaluate(engine, batches)
+        layers = _layer_rows(cfg, share_LE, [h | t for h, t in zip(hidden, tails.reduce(engine.device), strict=True)])
+        metrics.update(_quantized(engine, batches, metrics["val_loss"], slots))
     except (TrialFailed, TrialPruned) as e:
         e.steps = steps
         raise
@@ -257,7 +271,24 @@ def _layer_rows(cfg: RunConfig, share_LE: torch.Tensor, hidden: list[dict]) -> l
 
 
 @torch.no_grad()
-def _evaluate(engine, batches: Batches) -> float:
+def _quantized(engine, batches: Batches, full: float, slots: tuple[int, int]) -> dict:
+    """val_loss with the FFN activations fake-quantized to each format, and its gap to `full`."""
+    engine.eval()
+    with Calibration(engine.module, *slots) as calibration:
+        for x_BT, _ in batches.calibration_batches():
+            engine(x_BT)
+    calibration.reduce(engine.device)
+    found = {}
+    for fmt in FORMATS:
+        with FakeQuant(calibration, fmt):
+            found[f"val_loss_{fmt}"] = _evaluate(engine, batches, strict=False)
+        found[f"quant_gap_{fmt}"] = found[f"val_loss_{fmt}"] - full
+    engine.train()
+    return found
+
+
+@torch.no_grad()
+def _evaluate(engine, batches: Batches, strict: bool = True) -> float:
     engine.eval()
     total = torch.zeros(2, dtype=torch.float64)  # summed loss, token count
     for x_BT, y_BT in batches.eval_batches():
@@ -267,7 +298,7 @@ def _evaluate(engine, batches: Batches) -> float:
     engine.train()
     total = _all_reduce(total, engine.device)
     loss = (total[0] / total[1]).item()
-    if not math.isfinite(loss):
+    if strict and not math.isfinite(loss):  # a quantized evaluation may lose everything; training may not
         raise TrialFailed("diverged: non-finite validation loss")
     return loss
 
