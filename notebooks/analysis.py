@@ -128,6 +128,9 @@ stats = layers.merge(trials[["trial", "assignment"]], on="trial", validate="many
 hidden = stats.pivot_table(index="layer", columns="activation", values=["hidden_near_zero_frac", "hidden_std"])
 display(hidden.round(3))
 display(plots.hidden(layers))
+for fig in (plots.outliers(layers), plots.quantization(trials)):  # records of schema 3 have them
+    if fig is not None:
+        display(fig)
 balance = (stats[stats["moe"]].pivot_table(index="assignment", columns="layer", values="load_balance")
            .reindex(plots.shown(analysis)["assignment"]))  # the order of the figures: front, then baselines
 display(balance.round(3))

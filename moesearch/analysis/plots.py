@@ -12,6 +12,7 @@ the caller (a notebook keeps its own), and `Figure.savefig` renders PNG anywhere
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import matplotlib
@@ -26,9 +27,10 @@ from moesearch.analysis.pareto import Analysis, header
 from moesearch.assignment import Assignment, baseline_name
 from moesearch.files import write_atomic
 from moesearch.metrics import METRICS, fmt
+from moesearch.vocab import State
 
 COLORS = dict(zip(NAMES, matplotlib.colormaps["tab10"].colors, strict=False))  # one colour per activation
-NAMES_PNG = ("front", "hypervolume", "layers", "curves", "hidden")
+NAMES_PNG = ("front", "hypervolume", "layers", "curves", "hidden", "outliers", "quantization")  # a schema-3 study
 
 
 def shown(analysis: Analysis) -> pd.DataFrame:
@@ -43,35 +45,38 @@ def label(row) -> str:
 
 
 def front(analysis: Analysis) -> Figure:
-    first, *costs = analysis.objectives
+    """Every pair of objectives (one panel each: two objectives, one panel; three, three), the front marked."""
+    first, *_ = analysis.objectives
+    pairs = list(itertools.combinations(analysis.objectives, 2))
     t = analysis.table
-    fig = Figure(figsize=(6.4 * len(costs), 4.8))
-    axes = fig.subplots(1, len(costs), squeeze=False)
+    fig = Figure(figsize=(6.4 * len(pairs), 4.8))
+    axes = fig.subplots(1, len(pairs), squeeze=False)
     on = t[t["pareto"]]
     best = on[first].idxmin() if analysis.objectives[first] == "minimize" else on[first].idxmax()
     singled = t[t["baseline"] | t["knee"] | (t.index == best)]
-    for ax, cost in zip(axes[0], costs, strict=True):
+    for ax, (y, x) in zip(axes[0], pairs, strict=True):
         rest = t[~t["pareto"]]
-        ax.scatter(rest[cost], rest[first], color="grey", alpha=0.3, label="dominated")
-        if len(costs) == 1:  # a two-objective front is a staircase: each step is the region one point dominates
-            ax.step(on.sort_values(cost)[cost], on.sort_values(cost)[first], color="tab:blue", alpha=0.6,
-                    where="post" if analysis.objectives[cost] == "minimize" else "pre")
-        ax.plot(on[cost], on[first], "o", color="tab:blue",
-                label="Pareto front" + (" (all objectives)" if len(costs) > 1 else ""))
+        ax.scatter(rest[x], rest[y], color="grey", alpha=0.3, label="dominated")
+        if len(pairs) == 1:  # a two-objective front is a staircase: each step is the region one point dominates
+            ax.step(on.sort_values(x)[x], on.sort_values(x)[y], color="tab:blue", alpha=0.6,
+                    where="post" if analysis.objectives[x] == "minimize" else "pre")
+        ax.plot(on[x], on[y], "o", color="tab:blue",
+                label="Pareto front" + (" (all objectives)" if len(pairs) > 1 else ""))
         for index, row in singled.iterrows():
             if row["baseline"] or row["knee"]:
-                ax.scatter(row[cost], row[first], marker="*" if row["baseline"] else "D", s=160, zorder=3,
+                ax.scatter(row[x], row[y], marker="*" if row["baseline"] else "D", s=160, zorder=3,
                            color="tab:red" if row["baseline"] else "tab:green", edgecolor="black")
             notes = [n for n, yes in (("knee", row["knee"]), (f"best {first}", index == best)) if yes]
-            ax.annotate(label(row) + (f" ({', '.join(notes)})" if notes else ""), (row[cost], row[first]),
+            ax.annotate(label(row) + (f" ({', '.join(notes)})" if notes else ""), (row[x], row[y]),
                         textcoords="offset points", xytext=(6, 6), fontsize=8)
-        ax.set_xlabel(header(cost, analysis.objectives[cost]))
-        ax.set_ylabel(header(first, analysis.objectives[first]))
-        _plain_numbers(ax.xaxis, cost)
-        _plain_numbers(ax.yaxis, first)
+        ax.set_xlabel(header(x, analysis.objectives[x]))
+        ax.set_ylabel(header(y, analysis.objectives[y]))
+        _plain_numbers(ax.xaxis, x)
+        _plain_numbers(ax.yaxis, y)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle("Assignments in objective space (means over seeds); stars: uniform baselines")
+    fig.suptitle("Assignments in objective space (means over seeds); stars: uniform baselines"
+                 + ("; every pair of objectives, the front is the front of all of them" if len(pairs) > 1 else ""))
     return fig
 
 
@@ -149,6 +154,51 @@ def hidden(layer_rows: pd.DataFrame) -> Figure:
     return fig
 
 
+def outliers(layer_rows: pd.DataFrame) -> Figure | None:
+    """Per layer and activation: how far the largest hidden value stands out (max |h| / RMS) and how
+    heavy the tails are (excess kurtosis), mean over trials; None for records without them (schema 2)."""
+    stats = layer_rows.dropna(subset=["hidden_max_over_rms"])
+    if stats.empty:
+        return None
+    fig = Figure(figsize=(11, 4))
+    for ax, column, title in zip(fig.subplots(1, 2), ("hidden_max_over_rms", "hidden_excess_kurtosis"),
+                                 ("max |h| / RMS", "excess kurtosis (0: Gaussian)"), strict=True):
+        mean = stats.groupby(["activation", "layer"], observed=True)[column].mean().unstack("activation")
+        for name in mean.columns:
+            ax.plot(mean.index, mean[name], "o-", color=COLORS[name], label=name)
+        ax.set_xlabel("layer")
+        ax.set_xticks(mean.index)
+        ax.set_ylabel(title)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle("Outliers of the FFN hidden activation on held-out text, per layer and activation, mean over trials",
+                 fontsize=9)
+    return fig
+
+
+def quantization(trials: pd.DataFrame) -> Figure | None:
+    """The quantization gap against each layer's activation: per layer position, the mean gap of the
+    complete trials with each activation there (INT8 solid, FP8 dashed); None without the metric."""
+    done = trials[(trials["state"] == State.COMPLETE) & trials["quant_gap_int8"].notna()]
+    if done.empty:
+        return None
+    fig = Figure(figsize=(6.4, 4))
+    ax = fig.subplots()
+    layers = sorted(c for c in done.columns if c.startswith("layer_"))
+    for name in NAMES:
+        for fmt, style in (("int8", "o-"), ("fp8", "s--")):
+            gaps = [done.loc[done[c].astype(str) == name, f"quant_gap_{fmt}"].mean() for c in layers]
+            if not all(np.isnan(gaps)):
+                ax.plot(range(len(layers)), gaps, style, color=COLORS[name], label=f"{name}, {fmt}")
+    ax.set_xticks(range(len(layers)), [f"layer {i}" for i in range(len(layers))])
+    ax.set_ylabel("quantized val_loss - val_loss [nats/byte]")
+    ax.set_title("What 8-bit FFN activations cost, by the activation a layer has (mean over complete trials)",
+                 fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return fig
+
+
 def replay_curves(runs: dict[str, list], budget: float, unit: str) -> Figure:
     """Relative hypervolume against compute spent, per replayed arm: the median over seeds and the
     quartiles' band. runs: arm -> runs, each with `.at(budgets)` (`supervisor.replay.Run`)."""
@@ -173,9 +223,13 @@ def replay_curves(runs: dict[str, list], budget: float, unit: str) -> Figure:
     return fig
 
 
-def draw_all(analysis: Analysis, steps: pd.DataFrame, layer_rows: pd.DataFrame) -> dict[str, Figure]:
-    return {"front": front(analysis), "hypervolume": hypervolume(analysis), "layers": layers(analysis),
-            "curves": curves(analysis, steps), "hidden": hidden(layer_rows)}
+def draw_all(analysis: Analysis, steps: pd.DataFrame, layer_rows: pd.DataFrame,
+             trials: pd.DataFrame | None = None) -> dict[str, Figure]:
+    """Every picture of a study; outliers and quantization where the records have them (schema 3)."""
+    figures = {"front": front(analysis), "hypervolume": hypervolume(analysis), "layers": layers(analysis),
+               "curves": curves(analysis, steps), "hidden": hidden(layer_rows), "outliers": outliers(layer_rows),
+               "quantization": quantization(trials) if trials is not None else None}
+    return {name: fig for name, fig in figures.items() if fig is not None}
 
 
 def save(figures: dict[str, Figure], folder: Path) -> list[Path]:

@@ -61,7 +61,7 @@ def render(analysis: pareto.Analysis, trials: pd.DataFrame, steps: pd.DataFrame,
                          + curves.compute_text(trials, steps)),
         noise=_noise(trials, analysis.objectives),
         images="".join(f'<figure><img alt="{name}" src="data:image/png;base64,{_png(fig)}"></figure>'
-                       for name, fig in plots.draw_all(analysis, steps, layer_rows).items()),
+                       for name, fig in plots.draw_all(analysis, steps, layer_rows, trials).items()),
         provenance=_provenance(trials).to_frame().to_html(header=False),
         first_trial=int(first["trial"]),
         config=html.escape(json.dumps(config, indent=2)),

@@ -15,14 +15,15 @@ from moesearch.cli.study_option import find_study, load_study, study_options
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False),
               help="Folder for the PNG files [default: RESULTS/STUDY/plots].")
 def plot(results: Path, study_name: str | None, out: Path | None) -> None:
-    """Draw the front, the hypervolume history, the activation of each layer along the front, the
-    learning curves and the hidden-activation sparsity of a study, one PNG each."""
+    """Draw the front (every pair of objectives), the hypervolume history, the activation of each layer
+    along the front, the learning curves, the hidden-activation sparsity and outliers, and the
+    quantization gap by layer activation of a study, one PNG each."""
     from moesearch import results as results_mod
     from moesearch.analysis import pareto, plots
 
     study_name = find_study(results, study_name)
-    analysis = pareto.analyse(load_study(results, study_name))
-    figures = plots.draw_all(analysis, results_mod.load_steps(results, study_name),
-                             results_mod.load_layers(results, study_name))
+    trials = load_study(results, study_name)
+    figures = plots.draw_all(pareto.analyse(trials), results_mod.load_steps(results, study_name),
+                             results_mod.load_layers(results, study_name), trials)
     for path in plots.save(figures, out or results / study_name / "plots"):
         click.echo(f"wrote {path}")

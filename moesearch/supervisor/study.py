@@ -65,7 +65,9 @@ def open_study(storage: optuna.storages.BaseStorage, name: str, space: Space, se
     if recorded is not None:
         check_same_text(study, data, data_sha256)
     if recorded is None:
-        study.set_metric_names(list(space.search.objectives))  # Optuna's plots and optuna-dashboard label their axes
+        with warnings.catch_warnings():  # experimental since Optuna 3.2; dashboards label their axes by it
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(list(space.search.objectives))
         study.set_user_attr(StudyAttr.SPACE, space.model_dump(mode="json"))
         study.set_user_attr(StudyAttr.REFERENCE_POINT, reference_point(space))
         for baseline in decide.baselines(space.layer_choices()):  # always in the study, and first
