@@ -97,6 +97,10 @@ class TrainSpec(_Section):
     precision: Literal["fp32", "bf16"] | None = None
     """Training precision: 'bf16' (DeepSpeed's bf16 engine, fp32 master weights) or 'fp32'; default: bf16
     on GPUs, fp32 on CPUs. Evaluation and the layer statistics run in the precision the trial trained in."""
+    compile: bool = False
+    """Run the model through torch.compile (DeepSpeed's `engine.compile()`), so each activation gets fused
+    kernels and throughput is what a deployment would see; every trial pays its compilation in its first
+    steps (warm-up, left out of step_time_s) and at its first evaluation."""
     zero_stage: Literal[1, 2] = 1
     """ZeRO stage: 1 or 2 (stage 3 does not support DeepSpeed MoE; stage 0 clips MoE gradients wrongly)."""
     eval_sequences: int = Field(64, ge=1)

@@ -249,3 +249,17 @@ def test_a_quantized_evaluation_is_finite_and_differs_from_full_precision(one_ra
     for row in result.layers:
         assert row["hidden_abs_max"] > 0 and row["hidden_max_over_rms"] >= 1 and 0 <= row["hidden_beyond_6sd_frac"] < 1
         assert len(row["expert_abs_max"]) == TINY.model.num_experts and max(row["expert_abs_max"]) == row["hidden_abs_max"]
+
+
+def test_the_compiled_path_trains_a_tiny_model(one_rank, text):
+    """train.compile: DeepSpeed's engine.compile() (inductor's C++ kernels here); one MoE layer keeps the
+    compilation short. Two ranks compile too (measured: docs/performance.md, bench/compile.py)."""
+    from moesearch.ranks.train import train_trial
+
+    small = TINY.model_copy(update={
+        "model": TINY.model.model_copy(update={"n_layers": 1, "d_model": 16, "n_heads": 2, "d_ff": 48}),
+        "train": TINY.train.model_copy(update={"compile": True, "steps": 3, "warmup_steps": 1, "eval_interval": 0,
+                                               "eval_sequences": 4})})
+    result = train_trial(RunConfig.build(small, ["swiglu"], seed=0, data=None, world_size=1), text)
+    assert math.isfinite(result.metrics["val_loss"]) and len(result.steps) == 3
+    assert math.isfinite(result.metrics["quant_gap_int8"]), "hooks still reach the compiled model's FFNs"

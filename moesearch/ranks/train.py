@@ -145,6 +145,8 @@ def train_trial(cfg: RunConfig, corpus: Corpus, on_step: OnStep | None = None,
         model=model, model_parameters=param_groups(model, cfg.train.weight_decay),
         config=ds_config(cfg, bf16=precision == "bf16"),
     )
+    if cfg.train.compile:
+        engine.compile()  # inductor: C++/OpenMP kernels on CPU, Triton on GPU; DeepSpeed's MoE dispatch stays eager
     steps: list[dict] = []
     try:
         batches = Batches(corpus, cfg, rank, world, engine.device)

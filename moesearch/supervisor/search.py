@@ -82,7 +82,8 @@ def run_search(settings: Settings, study: optuna.Study, replicate_baselines: boo
             else:
                 trained_now, in_a_row = trained_now + (not outcome.preempted), 0
                 pruned_now += outcome.pruned
-                bar.set_postfix(front=len(study.best_trials))
+                bar.set_postfix(front=len(study.best_trials), pruned=pruned_now,
+                                steps=f"{study_mod.spent(study.get_trials(deepcopy=False))['steps']:,.0f}")
                 bar.write(summary(outcome, settings.space.search.objectives))
         spent_all = decide.budget_spent(study_mod.snapshot(study, settings.seed).spent, budget(study))
         todo = replicates.baseline_plan(settings) if replicate_baselines and not (preempt.requested() or spent_all) else []
