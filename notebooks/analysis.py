@@ -1,7 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
-#     formats: py:percent
+#     formats: ipynb,py:percent
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -22,8 +22,8 @@
 # activation), what the FFN hidden activations and the routers did in each layer, and whether the
 # front survives seed noise.
 #
-# Open it with jupytext (`jupytext --to ipynb notebooks/analysis.py`, or Jupyter's jupytext
-# extension). Point it at a study with the environment variables `MOESEARCH_RESULTS` (the results
+# Open `notebooks/analysis.ipynb` in Jupyter; `analysis.py` is the same notebook as text, paired by
+# jupytext (after editing either, `jupytext --sync notebooks/analysis.py`). Point it at a study with the environment variables `MOESEARCH_RESULTS` (the results
 # folder; default `../results`, the repository's, seen from this folder) and `MOESEARCH_STUDY`
 # (default: the only study in that folder).
 

@@ -1,4 +1,5 @@
-"""The analysis notebook (notebooks/analysis.py, jupytext percent text): executed top to bottom on a real tiny study."""
+"""The analysis notebook (notebooks/analysis.py, jupytext percent text, paired with analysis.ipynb):
+executed top to bottom on a real tiny study."""
 
 from __future__ import annotations
 
@@ -84,9 +85,19 @@ def test_the_notebook_is_canonical_jupytext_percent_text():
     """Opening and saving it with jupytext changes nothing below the header (whose version fields jupytext owns)."""
     stored = NOTEBOOK.read_text()
     nb = jupytext.read(NOTEBOOK)
-    assert nb.metadata["jupytext"]["formats"] == "py:percent" and nb.metadata["kernelspec"]["name"] == "python3"
+    assert nb.metadata["jupytext"]["formats"] == "ipynb,py:percent" and nb.metadata["kernelspec"]["name"] == "python3"
     assert {c.cell_type for c in nb.cells} == {"markdown", "code"}
     assert below_header(jupytext.writes(nb, fmt="py:percent")) == below_header(stored)
+
+
+def test_the_ipynb_is_the_py_paired_and_stripped():
+    """notebooks/analysis.ipynb opens in plain Jupyter; jupytext keeps it and the .py as one notebook.
+    After editing either: `jupytext --sync notebooks/analysis.py`."""
+    paired, text = jupytext.read(NOTEBOOK.with_suffix(".ipynb")), jupytext.read(NOTEBOOK)
+    assert [(c.cell_type, c.source) for c in paired.cells] == [(c.cell_type, c.source) for c in text.cells]
+    assert paired.metadata["jupytext"]["formats"] == "ipynb,py:percent"
+    assert all(not c.get("outputs") and c.get("execution_count") is None for c in paired.cells if c.cell_type == "code"), \
+        "outputs stripped: the file diffs as the code does"
 
 
 def below_header(text: str) -> str:
