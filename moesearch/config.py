@@ -26,16 +26,21 @@ class RunConfig(BaseModel):
     """Expert-parallel ranks per MoE layer."""
     rungs: tuple[int, ...] = ()
     """Steps at which rank 0 asks the supervisor whether to go on (search.pruning); empty: train to the end."""
+    monitor: tuple[str, ...] = ()
+    """DeepSpeed monitors to log the trial to, live ("tensorboard", "csv"); empty: none."""
+    monitor_dir: str | None = None
+    """Where the monitors write, one run per trial."""
 
     @classmethod
     def build(cls, space: Space, layers: list[str], seed: int, data: str | None, world_size: int,
-              rungs: bool = False) -> RunConfig:
+              rungs: bool = False, monitor: tuple[str, ...] = (), monitor_dir: str | None = None) -> RunConfig:
         """rungs: rank 0 reports the trial at the space's rungs (search.pruning), where it may be stopped."""
         pruning = space.search.pruning
         return cls(
             model=space.model, train=space.train, layers=tuple(layers), seed=seed, data=data,
             ep_size=space.ep_size(world_size),
             rungs=tuple(pruning.rungs) if rungs and pruning.method != "none" else (),
+            monitor=monitor, monitor_dir=monitor_dir,
         )
 
     @property

@@ -34,10 +34,16 @@ class Settings:
     data: str | None
     data_sha256: str
     progress: bool = True
+    monitor: tuple[str, ...] = ()  # DeepSpeed monitors every trial logs to live: "tensorboard", "csv"
+
+    @property
+    def monitor_dir(self) -> Path:
+        """One run per trial under here: results/<study>/monitor/<kind>/trial-NNNNNN_<assignment>_seed<S>."""
+        return self.results / self.study / "monitor"
 
 
 def resolve(space: str | Space, storage: str | None, study_name: str | None, results: Path, data: str | None,
-            seed: int, progress: bool, dry_run: bool = False, **group) -> Settings:
+            seed: int, progress: bool, dry_run: bool = False, monitor: tuple[str, ...] = (), **group) -> Settings:
     """Validate every input; returns Settings or raises InputError naming the culprit."""
     spec = space_mod.load(space) if isinstance(space, str) else space
     launch = resolve_launch(**group)
@@ -53,7 +59,23 @@ def resolve(space: str | Space, storage: str | None, study_name: str | None, res
     if study_name is not None and not re.fullmatch(STUDY_NAME, study_name):
         raise InputError(f"--study: {study_name!r} is not a plain name; allowed: letters, digits, '_', '.', '-'")
     return Settings(space=spec, study=study_name or spec.name, storage=storage or f"sqlite:///{results / 'moesearch.db'}",
-                    results=results, launch=launch, seed=seed, data=data, data_sha256=text.sha256, progress=progress)
+                    results=results, launch=launch, seed=seed, data=data, data_sha256=text.sha256, progress=progress,
+                    monitor=_check_monitor(monitor))
+
+
+MONITORS = ("tensorboard", "csv")
+
+
+def _check_monitor(kinds: tuple[str, ...]) -> tuple[str, ...]:
+    """The monitors asked for, each available here; InputError naming --monitor otherwise."""
+    for kind in kinds:
+        if kind == "tensorboard":
+            import importlib.util
+
+            if importlib.util.find_spec("tensorboard") is None:
+                raise InputError("--monitor tensorboard: the tensorboard package is not installed; "
+                                 "install it with `pip install -e '.[monitor]'`, or use --monitor csv")
+    return tuple(dict.fromkeys(kinds))
 
 
 def resolve_launch(nproc: int | None, nnodes: int | None, master_addr: str | None, master_port: int | None, launcher: str,

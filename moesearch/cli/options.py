@@ -11,6 +11,11 @@ import click
 from moesearch.launch import LAUNCHERS
 from moesearch.settings import DEFAULT_RESULTS, Settings
 
+MONITOR = click.option(
+    "--monitor", type=click.Choice(["tensorboard", "csv"]), multiple=True,
+    help="Log every trial live through DeepSpeed's monitor (repeat for both): per step training and aux loss, "
+         "learning rate, step time; val_loss at each evaluation; the objectives at the end; one run per trial "
+         "under RESULTS/STUDY/monitor/ [default: none].")
 DRY_RUN = click.option("--dry-run", is_flag=True, help="Check every input, print the plan and exit: nothing is written or started.")
 
 
@@ -71,6 +76,7 @@ def run_options(command):
         click.option("--data", help="Training text: a file, a folder or a glob [default: the Python standard library's source]."),
         click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True, help="Training seed of every trial (and the sampler's)."),
         click.option("--progress/--no-progress", default=True, show_default=True, help="Show progress bars."),
+        MONITOR,
         DRY_RUN,
     ]
     for decorate in reversed(decorators):

@@ -8,7 +8,7 @@ import click
 
 from moesearch import preempt
 from moesearch.cli import cli
-from moesearch.cli.options import BUDGET, DRY_RUN, describe, group_options
+from moesearch.cli.options import BUDGET, DRY_RUN, MONITOR, describe, group_options
 from moesearch.vocab import StudyAttr
 
 
@@ -22,10 +22,11 @@ from moesearch.vocab import StudyAttr
               help="Trained trials in the study: raises its target for every group [default: the target it has].")
 @BUDGET
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show progress bars.")
+@MONITOR
 @DRY_RUN
 @group_options
 def worker(storage: str, study_name: str, results: Path | None, trials: int | None, budget: dict | None,
-           progress: bool, dry_run: bool, **group) -> None:
+           progress: bool, monitor: tuple[str, ...], dry_run: bool, **group) -> None:
     """Join an existing study as one more worker group, until it has --trials trained trials.
 
     The space, seed and training text come from the study, so any number of groups on any number of
@@ -38,7 +39,7 @@ def worker(storage: str, study_name: str, results: Path | None, trials: int | No
     preempt.install()  # from the start: a signal during set-up must not kill the command
     if dry_run:
         _dry_run(storage, study_name, results, **group)
-    joined = join(storage, study_name, results, trials, progress, **group)
+    joined = join(storage, study_name, results, trials, progress, monitor=monitor, **group)
     if budget:
         joined.study.set_user_attr(StudyAttr.BUDGET, budget)
     for note in joined.notes:

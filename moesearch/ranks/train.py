@@ -90,12 +90,17 @@ class Batches:
             yield self._windows(self.train_data, chunk)
 
 
-def ds_config(cfg: RunConfig, bf16: bool) -> dict:
+def ds_config(cfg: RunConfig, bf16: bool, run_name: str = "trial") -> dict:
     t = cfg.train
     zero = {"stage": t.zero_stage, "reduce_scatter": True}  # required with MoE under ZeRO-1/2
     if t.zero_stage == 2:
         zero["contiguous_gradients"] = True
+    # DeepSpeed's own monitors, rank 0 only: one run per trial, named so runs sort by trial number
+    monitors = {f"{'csv_monitor' if kind == 'csv' else kind}": {"enabled": True, "job_name": run_name,
+                                                                  "output_path": f"{cfg.monitor_dir}/{kind}"}
+                for kind in cfg.monitor}
     return {
+        **monitors,
         "train_micro_batch_size_per_gpu": t.micro_batch,
         "gradient_accumulation_steps": 1,
         "gradient_clipping": t.grad_clip,
@@ -121,8 +126,13 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
             {"params": rest, "weight_decay": 0.0, "name": "no_decay"}]
 
 
+def run_name(trial: int, cfg: RunConfig) -> str:
+    """A trial's run in TensorBoard: 'trial-000012_gelu-swiglu-gelu-gelu_seed0', sorting by trial number."""
+    return f"trial-{trial:06d}_{'-'.join(cfg.layers)}_seed{cfg.seed}"
+
+
 def train_trial(cfg: RunConfig, corpus: Corpus, on_step: OnStep | None = None,
-                should_stop: ShouldStop | None = None, ask_rung: AskRung | None = None) -> Done:
+                should_stop: ShouldStop | None = None, ask_rung: AskRung | None = None, trial: int = 0) -> Done:
     """Build, train and evaluate one model; every rank must call this with the same `cfg`.
 
     `should_stop` is asked after every step on every rank; if any rank says yes, all raise TrialFailed
@@ -143,7 +153,7 @@ def train_trial(cfg: RunConfig, corpus: Corpus, on_step: OnStep | None = None,
     precision = cfg.train.precision or ("bf16" if on_gpu else "fp32")
     engine, *_ = deepspeed.initialize(
         model=model, model_parameters=param_groups(model, cfg.train.weight_decay),
-        config=ds_config(cfg, bf16=precision == "bf16"),
+        config=ds_config(cfg, bf16=precision == "bf16", run_name=run_name(trial, cfg)),
     )
     if cfg.train.compile:
         engine.compile()  # inductor: C++/OpenMP kernels on CPU, Triton on GPU; DeepSpeed's MoE dispatch stays eager
@@ -155,11 +165,14 @@ def train_trial(cfg: RunConfig, corpus: Corpus, on_step: OnStep | None = None,
         slots = ((rank % cfg.ep_size) * local_experts, cfg.model.num_experts)
         with HiddenStats(engine.module, *slots) as probe:  # the final evaluation also measures hidden activations
             metrics["val_loss"] = steps[-1]["val_loss"] = _evaluate(engine, batches)
+        _monitor(engine, [("Eval/val_loss", metrics["val_loss"], cfg.train.steps)])
         hidden = probe.reduce(engine.device)
         with TailShare(engine.module, probe.mean_std(), *slots) as tails:  # the same batches again
             _evaluate(engine, batches)
         layers = _layer_rows(cfg, share_LE, [h | t for h, t in zip(hidden, tails.reduce(engine.device), strict=True)])
         metrics.update(_quantized(engine, batches, metrics["val_loss"], slots))
+        _monitor(engine, [(f"Final/{name}", value, cfg.train.steps)
+                          for name, value in _with_costs(metrics, cfg, world).items() if isinstance(value, float | int)])
     except (TrialFailed, TrialPruned) as e:
         e.steps = steps
         raise
@@ -222,10 +235,12 @@ def _train(engine, cfg: RunConfig, batches: Batches, log: list[dict], on_step: O
                     "aux_loss": mean_aux, "lr": lr, "step_time_s": time.perf_counter() - step_start, "val_loss": None,
                     "grad_norm": None if norm is None else float(norm)})
         peak_rss = max(peak_rss, me.memory_info().rss)
+        _monitor(engine, [(f"Train/{k}", log[-1][k], step + 1) for k in ("train_loss", "aux_loss", "lr", "step_time_s")])
         if on_step:
             on_step(step, mean_ce)
         if interval and (step + 1) % interval == 0 and step + 1 < steps:  # the last step's comes after the loop
             log[-1]["val_loss"] = _evaluate(engine, batches)
+            _monitor(engine, [("Eval/val_loss", log[-1]["val_loss"], step + 1)])
         if step + 1 in cfg.rungs:
             so_far = {**_measured(log, min(warmup, step), tail, loop_start, peak_rss, on_gpu, engine.device),
                       "val_loss": log[-1]["val_loss"]}
@@ -303,6 +318,12 @@ def _evaluate(engine, batches: Batches, strict: bool = True) -> float:
     if strict and not math.isfinite(loss):  # a quantized evaluation may lose everything; training may not
         raise TrialFailed("diverged: non-finite validation loss")
     return loss
+
+
+def _monitor(engine, events: list[tuple[str, float, int]]) -> None:
+    """Scalars to the trial's live monitors (TensorBoard, CSV; DeepSpeed writes on rank 0 and flushes)."""
+    if engine.monitor.enabled:
+        engine.monitor.write_events(events)
 
 
 def _all_reduce(t: torch.Tensor, device: torch.device, op=dist.ReduceOp.SUM) -> torch.Tensor:

@@ -60,7 +60,7 @@ def _serve(link: Connection | None) -> None:
         ask_rung = (lambda step, metrics: _ask(link, Rung(step, metrics))) if link else None
         try:
             reply: Done | Failed | Pruned = train_trial(cfg, corpora[cfg.data], on_step, lambda: _stop_asked(link),
-                                                        ask_rung)
+                                                        ask_rung, trial=task.trial)
         except TrialFailed as e:
             reply = Failed(str(e), e.steps, e.preempted)
         except TrialPruned as e:

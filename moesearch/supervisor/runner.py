@@ -67,7 +67,7 @@ def run_trial(settings: Settings, group: WorkerGroup, number: int, layers: list[
     trial's result, and the caller decides what the study makes of them.
     """
     cfg = RunConfig.build(settings.space, layers, settings.seed, settings.data, settings.launch.world_size,
-                          rungs=on_rung is not None)
+                          rungs=on_rung is not None, monitor=settings.monitor, monitor_dir=str(settings.monitor_dir))
     config_json = cfg.model_dump_json()
     started, seen = datetime.now(timezone.utc), []
     bar = tqdm(total=cfg.train.steps, desc=f"trial {number}", unit="step",
