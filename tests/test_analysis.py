@@ -119,7 +119,11 @@ def test_report_is_one_file_that_renders_in_a_real_browser(tiny_study, tmp_path)
     assert "src=\"http" not in source and "<link" not in source, "self-contained: nothing fetched"
     dom = chromium("--dump-dom", page.as_uri(), profile=tmp_path / "p1").stdout
     assert "<h1>Study <code>tiny</code></h1>" in dom and "gelu,gelu" in dom
-    assert dom.count("data:image/png;base64,") == len(plots.NAMES_PNG)
+    assert dom.count('<figure><img alt="') == len(plots.NAMES_PNG)
+    assert "js-plotly-plot" in dom, "plotly drew the interactive front in the page"
+    analysis = pareto.analyse(results.load_trials(tiny_study, "tiny"))
+    for assignment in analysis.table["assignment"]:
+        assert f"<b>{assignment}" in dom or f"\\u003cb\\u003e{assignment}" in dom, f"no hover data for {assignment}"
     assert "stays on front" in dom, "the noise check from verify is in the report"
     shot = tmp_path / "shot.png"
     chromium("--window-size=1200,2400", f"--screenshot={shot}", page.as_uri(), profile=tmp_path / "p2")

@@ -58,5 +58,9 @@ def test_three_objectives_are_drawn_as_every_pair_with_the_front_marked(tmp_path
     assert not any(line.get_drawstyle().startswith("steps") for ax in fig.axes for line in ax.get_lines())
     on = [line for line in fig.axes[2].get_lines() if line.get_label() == "Pareto front (all objectives)"][0]
     assert sorted(on.get_xdata()) == [1000, 1250, 1500], "the front of all three, in every panel"
+    from moesearch.analysis import interactive
+
+    html = interactive.front_html(analysis)
+    assert '"type":"splom"' in html and html.count("\\u003cb\\u003e") == 4, "every pair, every point hoverable"
     quant = plots.quantization(results.load_trials(tmp_path, "s"))
     assert quant is not None and {line.get_label() for line in quant.axes[0].get_lines()} >= {"gelu, int8", "swiglu, int8"}

@@ -1,7 +1,7 @@
 """One self-contained HTML report of a study: settings and provenance, the front, the plots, the noise check.
 
-Self-contained: the PNGs are embedded as data URIs and the style is inline, so the file can be
-mailed or attached to a paper's supplement and opens anywhere. Light: no torch.
+Self-contained: the PNGs are embedded as data URIs, the style is inline and the interactive front
+carries plotly.js, so the file can be mailed or attached to a paper's supplement and opens anywhere. Light: no torch.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from string import Template
 
 import pandas as pd
 
-from moesearch.analysis import curves, noise, pareto, plots
+from moesearch.analysis import curves, interactive, noise, pareto, plots
 from moesearch.vocab import State
 
 _PAGE = Template("""<!DOCTYPE html>
@@ -34,6 +34,7 @@ img { max-width: 100%; border: 1px solid #eee; margin: 0.5rem 0; }
 <h2>Pareto front</h2>
 $front
 $summary
+$interactive
 <h2>Is the front real?</h2>
 $noise
 <h2>Pictures</h2>
@@ -56,6 +57,7 @@ def render(analysis: pareto.Analysis, trials: pd.DataFrame, steps: pd.DataFrame,
         version=html.escape(str(first["moesearch_version"])),
         results=html.escape(results),
         front=pareto.front_view(analysis).to_html(index=False),
+        interactive=interactive.front_html(analysis),
         summary=_summary(pareto.summary_lines(analysis)
                          + curves.text(curves.rung_correlation(trials, steps))
                          + curves.compute_text(trials, steps)),
