@@ -36,7 +36,7 @@ from IPython.display import display
 from matplotlib_inline.backend_inline import set_matplotlib_formats
 
 from moesearch import results
-from moesearch.analysis import curves, noise, pareto, plots
+from moesearch.analysis import curves, effects, noise, pareto, plots
 
 # plots.py builds figures without pyplot, so none shows by itself: display(fig) needs the PNG formatter
 set_matplotlib_formats("png")
@@ -75,7 +75,8 @@ assert complete.any() and len(steps) > 0 and len(layers) > 0
 # ## 2. The Pareto front
 #
 # The unit is the assignment: one trained with several seeds counts once, at the mean of its
-# objective values (± the standard deviation over seeds). Marks: `*` on the front, `K` the knee
+# objective values (± the standard deviation over seeds; the front figure below draws it as error
+# bars). Marks: `*` on the front, `K` the knee
 # (closest to the ideal point, objectives scaled over the front), `B` a uniform baseline. The
 # hypervolume is measured against the reference point fixed when the study was created, so it can be
 # compared between runs of the same study. `analysis.table` holds every assignment, unformatted.
@@ -100,6 +101,17 @@ figures = [plots.front(analysis), plots.hypervolume(analysis), plots.layers(anal
 for fig in figures:
     display(fig)
 assert all(fig.axes for fig in figures)
+
+# %% [markdown]
+# Which layer positions prefer which activation? The heatmap above shows the front; this estimate
+# uses every complete trial: an additive least-squares fit of `val_loss` on each layer's activation
+# (the first choice, gelu, as the reference), with a 95% interval from the residual spread (seed
+# noise and interactions). An effect whose interval includes zero is not evidence.
+
+# %%
+per_position = effects.position_effects(trials)
+display(per_position.round(4))
+print("\n".join(effects.text(per_position)))
 
 # %% [markdown]
 # Does a short run predict a long one? The rank correlation (Spearman, Kendall) of `val_loss` at each

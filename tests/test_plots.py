@@ -64,3 +64,11 @@ def test_three_objectives_are_drawn_as_every_pair_with_the_front_marked(tmp_path
     assert '"type":"splom"' in html and html.count("\\u003cb\\u003e") == 4, "every pair, every point hoverable"
     quant = plots.quantization(results.load_trials(tmp_path, "s"))
     assert quant is not None and {line.get_label() for line in quant.axes[0].get_lines()} >= {"gelu, int8", "swiglu, int8"}
+
+
+def test_assignments_with_seed_replicates_get_error_bars_on_the_front(tmp_path):
+    rows = [*FRONT, record(len(FRONT), FRONT[0].trial["assignment"], FRONT[0].trial["val_loss"] + 0.1,
+                           FRONT[0].trial["tokens_per_s"] * 0.9, seed=1)]
+    analysis = analysis_of(tmp_path, *rows)
+    ax = plots.front(analysis).axes[0]
+    assert "± sd over seeds" in [text.get_text() for text in ax.get_legend().get_texts()]

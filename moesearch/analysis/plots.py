@@ -62,6 +62,10 @@ def front(analysis: Analysis) -> Figure:
                     where="post" if analysis.objectives[x] == "minimize" else "pre")
         ax.plot(on[x], on[y], "o", color="tab:blue",
                 label="Pareto front" + (" (all objectives)" if len(pairs) > 1 else ""))
+        spread = t[(t["seeds"] > 1) & (t["pareto"] | t["baseline"])]  # seed error bars (± sd) where measured
+        if len(spread):
+            ax.errorbar(spread[x], spread[y], xerr=spread[f"{x}_std"], yerr=spread[f"{y}_std"], fmt="none",
+                        ecolor="black", elinewidth=0.8, capsize=3, label="± sd over seeds")
         for index, row in singled.iterrows():
             if row["baseline"] or row["knee"]:
                 ax.scatter(row[x], row[y], marker="*" if row["baseline"] else "D", s=160, zorder=3,
