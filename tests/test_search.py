@@ -143,3 +143,20 @@ def test_the_baselines_get_their_seed_replicates_once_and_the_front_states_the_n
     assert again.returncode == 0, again.stderr
     assert "0 trials trained now" in again.stdout and "seed replicates" not in again.stdout
     assert len(records(tmp_path / "r", "micro")) == 5, "resuming trains no replicate twice"
+
+
+def test_a_three_objective_deploy_search_on_a_tiny_space(tmp_path):
+    """The deploy space's objectives (val_loss, quant_gap_int8, FLOPs) on the micro model, two ranks."""
+    body = (MICRO.replace("d_ff = 96", 'd_ff = 96\nwidth_policy = "width"')
+            .replace("[search]\n", '[search]\nobjectives = { val_loss = "minimize", quant_gap_int8 = "minimize", '
+                                   'train_flops_per_token = "minimize" }\n'))
+    out = run_cli("search", str(write_space(tmp_path, body)), "--nproc", "2", "--trials", "4", "--results",
+                  str(tmp_path / "r"), "--no-progress")
+    assert out.returncode == 0, out.stderr
+    rows = records(tmp_path / "r", "micro")
+    assert (rows["state"] == "COMPLETE").all() and rows["quant_gap_int8"].notna().all()
+    assert (rows["quant_gap_int8"] == rows["val_loss_int8"] - rows["val_loss"]).all()
+    assert "quant_gap_int8 [nats/byte] (min)" in out.stdout and "quant_gap_int8 = 1" in out.stdout, \
+        "the front table and the natural reference point of the gap"
+    plotted = run_cli("plot", "--results", str(tmp_path / "r"), "--study", "micro", "--out", str(tmp_path / "png"))
+    assert plotted.returncode == 0 and (tmp_path / "png" / "quantization.png").exists(), plotted.stderr
