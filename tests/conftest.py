@@ -96,10 +96,12 @@ timeout_s = 300
 def tiny_study(tmp_path_factory) -> Path:
     """A real study made by the CLI with two gloo ranks: a tiny search, then `verify` with one fresh seed.
 
-    Returns the results folder (study 'tiny'). Shared by the analysis tests: plot, report, notebook, Optuna's CLI.
+    Returns the results folder (study 'tiny'). Shared by the analysis tests: plot, report, notebook, Optuna's CLI,
+    optuna-dashboard; the search logs live to TensorBoard and CSV (the monitor tests read them).
     """
     folder = tmp_path_factory.mktemp("tiny-study")
-    for command in (["search", "tiny", "--trials", "4"], ["verify", "tiny", "--seeds", "1"]):
+    for command in (["search", "tiny", "--trials", "4", "--monitor", "tensorboard", "--monitor", "csv"],
+                    ["verify", "tiny", "--seeds", "1"]):
         done = run_cli(*command, "--nproc", "2", "--results", str(folder), "--no-progress")
         assert done.returncode == 0, done.stderr
     return folder

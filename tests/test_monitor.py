@@ -6,18 +6,14 @@ from __future__ import annotations
 import csv
 
 import pytest
-from conftest import run_cli
 
 from moesearch import results
 
 
 @pytest.fixture(scope="module")
-def monitored(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("monitored")
-    out = run_cli("search", "tiny", "--trials", "3", "--nproc", "2", "--results", str(folder), "--no-progress",
-                  "--monitor", "tensorboard", "--monitor", "csv")
-    assert out.returncode == 0, out.stderr
-    return folder
+def monitored(tiny_study):
+    """The tiny study: its search ran with --monitor tensorboard --monitor csv, its verify without."""
+    return tiny_study
 
 
 def runs(folder, kind: str) -> dict[str, object]:
@@ -28,6 +24,7 @@ def test_tensorboard_has_one_run_per_trial_with_every_step_evaluation_and_object
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     trials, steps = results.load_trials(monitored, "tiny"), results.load_steps(monitored, "tiny")
+    trials = trials[trials["origin"] == "search"]  # verify ran without a monitor
     found = runs(monitored, "tensorboard")
     assert list(found) == [f"trial-{t:06d}_{a.replace(',', '-')}_seed0" for t, a in zip(trials["trial"], trials["assignment"])]
     for (name, folder), (_, row) in zip(found.items(), trials.iterrows(), strict=True):
@@ -50,7 +47,8 @@ def test_tensorboard_has_one_run_per_trial_with_every_step_evaluation_and_object
 
 def test_the_csv_monitor_writes_the_same_curves(monitored):
     steps = results.load_steps(monitored, "tiny")
-    for t, folder in enumerate(runs(monitored, "csv").values()):
+    for folder in runs(monitored, "csv").values():
+        t = int(folder.name.split("_")[0].removeprefix("trial-"))
         with open(folder / "Train_train_loss.csv") as f:
             rows = list(csv.DictReader(f))
         mine = steps[steps["trial"] == t]
