@@ -19,7 +19,8 @@ from moesearch.errors import InputError
 from moesearch.metrics import METRICS, REFERENCE_RULE
 
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
-STUDY_NAME = r"[A-Za-z0-9_.-]+"  # a study's name is also a folder name under the results folder
+STUDY_NAME = r"[A-Za-z0-9_.-]+"
+DEPLOYMENT_METRICS = ("val_loss_int8", "val_loss_fp8", "quant_gap_int8", "quant_gap_fp8")  # train.deployment_eval  # a study's name is also a folder name under the results folder
 
 
 class _Section(BaseModel):
@@ -97,6 +98,10 @@ class TrainSpec(_Section):
     precision: Literal["fp32", "bf16"] | None = None
     """Training precision: 'bf16' (DeepSpeed's bf16 engine, fp32 master weights) or 'fp32'; default: bf16
     on GPUs, fp32 on CPUs. Evaluation and the layer statistics run in the precision the trial trained in."""
+    deployment_eval: bool = True
+    """After training, evaluate again with 8-bit FFN activations (val_loss_int8, val_loss_fp8 and their gaps)
+    and count hidden values beyond 6 standard deviations: about three more evaluation passes and a quarter
+    of one for calibration. Off, those metrics are null (the other outlier statistics stay)."""
     compile: bool = False
     """Run the model through torch.compile (DeepSpeed's `engine.compile()`), so each activation gets fused
     kernels and throughput is what a deployment would see; every trial pays its compilation in its first
@@ -186,6 +191,9 @@ class Space(_Section):
         if self.train.warmup_steps >= self.train.steps:
             raise ValueError(f"train.warmup_steps {self.train.warmup_steps} must be below train.steps {self.train.steps}")
         self._check_rungs()
+        if not self.train.deployment_eval and (needs := [o for o in self.search.objectives if o in DEPLOYMENT_METRICS]):
+            raise ValueError(f"search.objectives: {needs[0]!r} is measured only with train.deployment_eval = true "
+                             "(it is false here)")
         tokens = self.train.micro_batch * self.model.seq_len
         if self.model.min_capacity > tokens:
             raise ValueError(f"model.min_capacity {self.model.min_capacity} exceeds the {tokens} tokens of a "

@@ -64,6 +64,10 @@ BAD = {
                                       "reference.params_total is not an objective"),
     "no MoE layer": ("[model]\n", "[model]\nmoe_every = 3\n", "moe_every 3 exceeds n_layers 2"),
     "negative eval interval": ("[train]\n", "[train]\neval_interval = -1\n", "train.eval_interval"),
+    "quantization objective without its evaluation": (
+        "eval_sequences = 8\n[search]\n",
+        'eval_sequences = 8\ndeployment_eval = false\n[search]\nobjectives = { val_loss = "minimize", '
+        'quant_gap_int8 = "minimize" }\n', "'quant_gap_int8' is measured only with train.deployment_eval = true"),
 }
 
 

@@ -67,7 +67,9 @@ class Batches:
         # Evenly spaced windows over the held-out text, the same for every trial; rank r takes every world-th.
         starts = torch.linspace(0, len(self.val_data) - self.seq_len - 1, n_eval).long()
         self.eval_starts = starts[rank::world]
-        calibration = torch.linspace(0, len(self.train_data) - self.seq_len - 1, n_eval).long()
+        # A quarter as many calibration windows (at least one per rank): max |x| settles fast, and each is a pass
+        n_calibration = max(world, n_eval // 4 // world * world)
+        calibration = torch.linspace(0, len(self.train_data) - self.seq_len - 1, n_calibration).long()
         self.calibration_starts = calibration[rank::world]
 
     def _windows(self, data: torch.Tensor, starts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -84,8 +86,8 @@ class Batches:
             yield self._windows(self.val_data, chunk)
 
     def calibration_batches(self):
-        """Fixed windows of the training text, as many as the evaluation's: quantization scales are
-        calibrated here, never on the windows they are evaluated on."""
+        """Fixed windows of the training text, a quarter as many as the evaluation's: quantization scales
+        are calibrated here, never on the windows they are evaluated on."""
         for chunk in self.calibration_starts.split(self.micro_batch):
             yield self._windows(self.train_data, chunk)
 
@@ -167,10 +169,12 @@ def train_trial(cfg: RunConfig, corpus: Corpus, on_step: OnStep | None = None,
             metrics["val_loss"] = steps[-1]["val_loss"] = _evaluate(engine, batches)
         _monitor(engine, [("Eval/val_loss", metrics["val_loss"], cfg.train.steps)])
         hidden = probe.reduce(engine.device)
-        with TailShare(engine.module, probe.mean_std(), *slots) as tails:  # the same batches again
-            _evaluate(engine, batches)
-        layers = _layer_rows(cfg, share_LE, [h | t for h, t in zip(hidden, tails.reduce(engine.device), strict=True)])
-        metrics.update(_quantized(engine, batches, metrics["val_loss"], slots))
+        if cfg.train.deployment_eval:
+            with TailShare(engine.module, probe.mean_std(), *slots) as tails:  # the same batches again
+                _evaluate(engine, batches)
+            hidden = [h | t for h, t in zip(hidden, tails.reduce(engine.device), strict=True)]
+            metrics.update(_quantized(engine, batches, metrics["val_loss"], slots))
+        layers = _layer_rows(cfg, share_LE, hidden)
         _monitor(engine, [(f"Final/{name}", value, cfg.train.steps)
                           for name, value in _with_costs(metrics, cfg, world).items() if isinstance(value, float | int)])
     except (TrialFailed, TrialPruned) as e:
