@@ -14,16 +14,21 @@ def _has_gpu() -> bool:
     return torch.cuda.is_available()
 
 
-@pytest.mark.parametrize("device, precision", [
-    ("cpu", None),
-    ("cpu", "bf16"),  # the precision path GPUs take by default, on two CPU ranks
-    pytest.param("cuda", None, marks=[pytest.mark.gpu, pytest.mark.skipif(not _has_gpu(), reason="needs a CUDA GPU")]),
+GPU = [pytest.mark.gpu, pytest.mark.skipif(not _has_gpu(), reason="needs a CUDA GPU")]
+
+
+@pytest.mark.parametrize("device, precision, compiled", [
+    ("cpu", None, False),
+    ("cpu", "bf16", False),  # the precision path GPUs take by default, on two CPU ranks
+    pytest.param("cuda", None, False, marks=GPU),  # bf16 and the quantized evaluation on CUDA
+    pytest.param("cuda", None, True, marks=GPU),  # compile on CUDA (Triton); its CPU sibling is in test_model.py
 ])
-def test_train_one_assignment_prints_metrics_and_writes_its_record(tmp_path, device, precision):
+def test_train_one_assignment_prints_metrics_and_writes_its_record(tmp_path, device, precision, compiled):
     env = {"DS_ACCELERATOR": device}
     nproc = "2" if device == "cpu" else "1"
-    space = "tiny" if precision is None else str(write_space(
-        tmp_path, (SPACES / "tiny.toml").read_text().replace("[train]\n", f'[train]\nprecision = "{precision}"\n')))
+    keys = (f'precision = "{precision}"\n' if precision else "") + ("compile = true\n" if compiled else "")
+    space = "tiny" if not keys else str(write_space(
+        tmp_path, (SPACES / "tiny.toml").read_text().replace("[train]\n", f"[train]\n{keys}")))
     out = run_cli("train", space, "--nproc", nproc, "--layers", "swiglu,relu2", "--results", str(tmp_path),
                   "--no-progress", env=env)
     assert out.returncode == 0, out.stderr
@@ -37,3 +42,4 @@ def test_train_one_assignment_prints_metrics_and_writes_its_record(tmp_path, dev
     steps = results.load_steps(tmp_path, "tiny")
     assert steps["grad_norm"].gt(0).all() and row["max_grad_norm"] == steps["grad_norm"].max()
     assert 0 <= row["clipped_share"] <= 1 and row["loss_spikes"] >= 0
+    assert row["quant_gap_int8"] == row["val_loss_int8"] - row["val_loss"], "the quantized evaluation ran"
