@@ -68,8 +68,9 @@ def of(study: optuna.Study, now: float | None = None) -> Status:
 
 
 def _pruned_at(trial: FrozenTrial) -> int:
-    """The rung a pruned trial stopped at: the last it reported."""
-    return max(int(step) for step in trial.user_attrs.get(TrialAttr.RUNGS, {"0": None}))
+    """The rung a trained, pruned trial stopped at: the last it reported (`rungs.judge` stores each rung's
+    values before it decides, so a trial pruned there always has them)."""
+    return max(int(step) for step in trial.user_attrs[TrialAttr.RUNGS])
 
 
 def _front_size(study: optuna.Study, trials: list[FrozenTrial]) -> int:
