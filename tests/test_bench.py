@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import sys
 
 import pytest
@@ -13,11 +13,10 @@ from moesearch.costs import costs
 
 
 def load(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    """A bench script as a module; bench/ goes on the path as `python bench/NAME.py` puts it (its helpers)."""
+    if str(ROOT / "bench") not in sys.path:
+        sys.path.insert(0, str(ROOT / "bench"))
+    return importlib.import_module(name)
 
 
 @pytest.mark.parametrize("layers", [["gelu", "swiglu", "gelu", "swiglu"], ["swiglu"] * 4])
