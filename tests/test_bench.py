@@ -28,13 +28,22 @@ def test_the_bare_loop_model_has_the_trial_models_parameters(one_rank, layers):
     assert sum(p.numel() for p in model.parameters()) == costs(spec.model, layers, spec.train.micro_batch).params_total
 
 
-def test_the_replay_table_is_exhaustive_and_current():
+@pytest.mark.parametrize(("name", "size", "curves"), [("replay6", 64, False), ("hard8", 256, True)])
+def test_each_replay_table_is_exhaustive_and_current(name, size, curves):
+    """bench/data's tables: every assignment of the shipped space once, in a schema moesearch reads; hard8's
+    steps give val_loss at every rung a pruner may use (20, 40, ..., 140) for every assignment."""
     import pandas as pd
 
     from moesearch import results
     from moesearch.supervisor import replay
 
-    trials = pd.read_parquet(ROOT / "bench" / "data" / "replay6-trials.parquet")
-    table = replay.load_table(trials, "replay6")
-    assert len(table.values) == space.load("replay6").size() == 64
+    trials = pd.read_parquet(ROOT / "bench" / "data" / f"{name}-trials.parquet")
+    steps = pd.read_parquet(ROOT / "bench" / "data" / f"{name}-steps.parquet") if curves else None
+    table = replay.load_table(trials, name, steps)
+    assert len(table.values) == space.load(name).size() == size
     assert set(trials["schema_version"].astype(str)) <= set(results.READABLE), "a version moesearch still reads"
+    if curves:
+        spec = space.load(name).train
+        assert table.full_steps == spec.steps
+        assert sorted(table.at_step) == list(range(spec.eval_interval, spec.steps, spec.eval_interval))
+        assert all(len(at) == size for at in table.at_step.values()), "every assignment at every rung"
