@@ -13,14 +13,11 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
+import one_trial  # beside this file: python puts bench/ on the path
 import pandas as pd
-
-from moesearch import results
 
 HERE = Path(__file__).resolve().parent
 
@@ -32,13 +29,6 @@ def space_file(folder: Path, compiled: bool, activations: list[str]) -> Path:
     path.write_text(text.replace("[train]\n", f"[train]\ncompile = {'true' if compiled else 'false'}\n", 1)
                     .replace('name = "throughput"', f'name = "compile-{str(compiled).lower()}"'))
     return path
-
-
-def trial(space: Path, activation: str, n_layers: int, nproc: int, folder: Path, study: str) -> pd.Series:
-    subprocess.run([sys.executable, "-m", "moesearch", "train", str(space), "--layers", ",".join([activation] * n_layers),
-                    "--nproc", str(nproc), "--results", str(folder), "--study", study, "--no-progress"],
-                   capture_output=True, text=True, check=True)
-    return results.load_trials(folder, study).iloc[-1]
 
 
 def main() -> None:
@@ -54,7 +44,7 @@ def main() -> None:
         spaces = {c: space_file(folder, c, activations) for c in (False, True)}
         for n in range(args.rounds):
             for activation in activations:
-                eager, fused = (trial(spaces[c], activation, 4, args.nproc, folder / "r", f"{activation}-{c}-{n}")
+                eager, fused = (one_trial.train(spaces[c], [activation] * 4, args.nproc, folder / "r", f"{activation}-{c}-{n}")
                                 for c in (False, True))
                 rows.append({"round": n, "activation": activation, "eager tokens/s": eager["tokens_per_s"],
                              "compiled tokens/s": fused["tokens_per_s"],

@@ -11,24 +11,15 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
+import one_trial  # beside this file: python puts bench/ on the path
 import pandas as pd
 
-from moesearch import results
-
 HERE = Path(__file__).resolve().parent
+LAYERS = ["gelu", "swiglu", "gelu", "swiglu"]
 KINDS = {"none": [], "csv": ["--monitor", "csv"], "tensorboard": ["--monitor", "tensorboard"]}
-
-
-def trial(kind: str, nproc: int, folder: Path, study: str) -> pd.Series:
-    subprocess.run([sys.executable, "-m", "moesearch", "train", str(HERE / "throughput.toml"), "--layers",
-                    "gelu,swiglu,gelu,swiglu", "--nproc", str(nproc), "--results", str(folder), "--study", study,
-                    "--no-progress", *KINDS[kind]], capture_output=True, text=True, check=True)
-    return results.load_trials(folder, study).iloc[-1]
 
 
 def main() -> None:
@@ -39,7 +30,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for n in range(args.rounds):
-            measured = {kind: trial(kind, args.nproc, Path(tmp), f"{kind}-{n}") for kind in KINDS}
+            measured = {kind: one_trial.train(HERE / "throughput.toml", LAYERS, args.nproc, Path(tmp), f"{kind}-{n}", KINDS[kind]) for kind in KINDS}
             for kind, row in measured.items():
                 rows.append({"round": n, "monitor": kind, "tokens/s": row["tokens_per_s"],
                              "wall s": row["wall_time_s"],

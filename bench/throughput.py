@@ -17,9 +17,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+import one_trial  # beside this file: python puts bench/ on the path
 import pandas as pd
 
-from moesearch import results, space
+from moesearch import space
 from moesearch.activations import hidden_width
 
 HERE = Path(__file__).resolve().parent
@@ -39,13 +40,6 @@ def run_bare(config: dict, nproc: int) -> float:
     return json.loads(out.stdout.strip().splitlines()[-1])["tokens_per_s"]
 
 
-def run_moesearch(space_file: Path, layers: list[str], nproc: int, folder: Path, n: int) -> float:
-    subprocess.run([sys.executable, "-m", "moesearch", "train", str(space_file), "--layers", ",".join(layers),
-                    "--nproc", str(nproc), "--results", str(folder), "--study", f"round{n}", "--no-progress"],
-                   capture_output=True, text=True, check=True)
-    return float(results.load_trials(folder, f"round{n}")["tokens_per_s"].iloc[0])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -59,7 +53,7 @@ def main() -> None:
         rows = []
         for n in range(args.rounds):
             bare = run_bare(bare_config(spec, layers, spec.ep_size(args.nproc)), args.nproc)
-            ours = run_moesearch(HERE / "throughput.toml", layers, args.nproc, Path(tmp) / "results", n)
+            ours = float(one_trial.train(HERE / "throughput.toml", layers, args.nproc, Path(tmp) / "results", f"round{n}")["tokens_per_s"])
             rows.append({"round": n, "bare tokens/s": bare, "moesearch tokens/s": ours, "ratio": ours / bare})
             print(f"round {n}: bare {bare:,.0f} tokens/s, moesearch {ours:,.0f} tokens/s, ratio {ours / bare:.3f}",
                   flush=True)

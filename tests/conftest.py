@@ -127,8 +127,8 @@ def wait_for_training(logs: Path, trial: int, proc: subprocess.Popen, timeout: f
     time.sleep(1)
 
 
-# MICRO with trials long enough (about 10 s on 2 CPU cores) to be hit mid-trial by a fault.
-LONG_MICRO = MICRO.replace("steps = 6", "steps = 300").replace("warmup_steps = 1", "warmup_steps = 2")
+# MICRO with trials long enough (about 5 s on 2 CPU cores) to be hit mid-trial by a fault, a second after it starts.
+LONG_MICRO = MICRO.replace("steps = 6", "steps = 150").replace("warmup_steps = 1", "warmup_steps = 2")
 
 BACKENDS = ("sqlite", "journal", "postgresql")
 POSTGRES_ENV = "MOESEARCH_TEST_POSTGRES"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import sys
 
 import pytest
@@ -13,11 +13,10 @@ from moesearch.costs import costs
 
 
 def load(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    """A bench script as a module; bench/ goes on the path as `python bench/NAME.py` puts it (its helpers)."""
+    if str(ROOT / "bench") not in sys.path:
+        sys.path.insert(0, str(ROOT / "bench"))
+    return importlib.import_module(name)
 
 
 @pytest.mark.parametrize("layers", [["gelu", "swiglu", "gelu", "swiglu"], ["swiglu"] * 4])
@@ -29,13 +28,22 @@ def test_the_bare_loop_model_has_the_trial_models_parameters(one_rank, layers):
     assert sum(p.numel() for p in model.parameters()) == costs(spec.model, layers, spec.train.micro_batch).params_total
 
 
-def test_the_replay_table_is_exhaustive_and_current():
+@pytest.mark.parametrize(("name", "size", "curves"), [("replay6", 64, False), ("hard8", 256, True)])
+def test_each_replay_table_is_exhaustive_and_current(name, size, curves):
+    """bench/data's tables: every assignment of the shipped space once, in a schema moesearch reads; hard8's
+    steps give val_loss at every rung a pruner may use (20, 40, ..., 140) for every assignment."""
     import pandas as pd
 
     from moesearch import results
     from moesearch.supervisor import replay
 
-    trials = pd.read_parquet(ROOT / "bench" / "data" / "replay6-trials.parquet")
-    table = replay.load_table(trials, "replay6")
-    assert len(table.values) == space.load("replay6").size() == 64
+    trials = pd.read_parquet(ROOT / "bench" / "data" / f"{name}-trials.parquet")
+    steps = pd.read_parquet(ROOT / "bench" / "data" / f"{name}-steps.parquet") if curves else None
+    table = replay.load_table(trials, name, steps)
+    assert len(table.values) == space.load(name).size() == size
     assert set(trials["schema_version"].astype(str)) <= set(results.READABLE), "a version moesearch still reads"
+    if curves:
+        spec = space.load(name).train
+        assert table.full_steps == spec.steps
+        assert sorted(table.at_step) == list(range(spec.eval_interval, spec.steps, spec.eval_interval))
+        assert all(len(at) == size for at in table.at_step.values()), "every assignment at every rung"

@@ -36,8 +36,9 @@ def test_each_stop_condition_says_why(state, says):
 
 
 def test_a_decided_assignment_is_a_repeat_pruned_or_not():
-    known = {"gelu,gelu": 0, "gelu,swiglu": 4}  # trial 4 was pruned: still decided, never trained again
-    assert decide.repeat_of(known, "gelu,swiglu") == 4 and decide.repeat_of(known, "swiglu,gelu") is None
+    known = {"gelu,gelu": (0, [2.5, 1e6]), "gelu,swiglu": (4, None)}  # 4 was pruned: decided, never trained again
+    assert decide.repeat_of(known, "gelu,swiglu") == (4, None)
+    assert decide.repeat_of(known, "gelu,gelu") == (0, [2.5, 1e6]) and decide.repeat_of(known, "swiglu,gelu") is None
 
 
 ASHA = PruningSpec(method="mo-asha", rungs=[10], eta=2, min_records=3)

@@ -93,8 +93,8 @@ def test_two_groups_prune_against_each_other_s_records(tmp_path):
 
 
 def test_a_preempted_search_with_pruning_resumes_and_decides_every_trial_once(tmp_path):
-    long = PRUNING.replace("steps = 30\neval_interval = 10", "steps = 300\neval_interval = 100").replace(
-        "rungs = [10, 20]", "rungs = [100]")
+    long = PRUNING.replace("steps = 30\neval_interval = 10", "steps = 150\neval_interval = 50").replace(
+        "rungs = [10, 20]", "rungs = [50]")
     space, out = write_space(tmp_path, long), tmp_path / "r"
     command = ["search", str(space), "--nproc", "2", "--trials", "4", "--results", str(out), "--no-progress"]
     proc = start_cli(*command, env=STALL_MIXED)

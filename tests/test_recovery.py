@@ -161,11 +161,16 @@ def test_status_counts_trials_by_state_and_names_the_dead_group_s_trials(study, 
     live = running_trial(study, ["gelu", "relu2"], liveness.me())
     dead = running_trial(study, ["relu2", "gelu"], dead_worker())
     done = running_trial(study, ["swiglu", "gelu"], liveness.me())
+    study_mod.set_compute(done, steps=30, device_s=12.0)
     study.tell(done.number, [4.5, 1000.0])
+    older = running_trial(study, ["gelu", "swiglu"], liveness.me())  # as told by a moesearch that kept no compute
+    study.tell(older.number, [4.6, 900.0])  # dominated: worse loss, fewer tokens/s
     now = status.of(study)
-    assert (now.complete, now.failed, now.running, now.stale) == (1, 0, 2, [dead.number])
+    assert (now.complete, now.failed, now.running, now.stale) == (2, 0, 2, [dead.number])
     assert now.groups == [":".join(liveness.me().split(":")[:2])] and now.front == 1 and now.waiting == 3
-    assert f"{dead.number} belong to dead groups" in status.text(study.study_name, "here", now)
+    shown = status.text(study.study_name, "here", now)
+    assert f"{dead.number} belong to dead groups" in shown
+    assert "compute: 30 steps" in shown and "(1 trained trials made before moesearch recorded compute" in shown
     recovery.recover(study, tmp_path)
     after = status.of(study)
     assert after.stale == [] and after.outside_budget == 1 and after.running == 1, "the dead one settled"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import TypeVar
 
 import moocore
 import numpy as np
@@ -22,15 +23,20 @@ from moesearch.search_limits import MAX_REPEATS_IN_A_ROW
 from moesearch.space import PruningSpec
 from moesearch.vocab import Verdict
 
+V = TypeVar("V")  # a decision's values: the study's or the replay table's
+
 
 def baselines(choices: list[list[str]]) -> list[Assignment]:
     """The assignments every study trains first: the uniform ones, the reference every front is read against."""
     return uniform(choices)
 
 
-def repeat_of(known: Mapping[str, int], assignment: str) -> int | None:
-    """The trial that already decided `assignment` with this seed (complete or pruned), if any: a repeat
-    is answered from it. A pruned assignment is never trained again with the same seed."""
+def repeat_of(known: Mapping[str, tuple[int, V]], assignment: str) -> tuple[int, V] | None:
+    """The earlier decision of `assignment` with this seed, if any: (trial number, values; None when it
+    was pruned). A repeat is answered from it; a pruned assignment is never trained again with this seed.
+
+    known: every decided (complete or pruned) assignment of this seed -> (trial number, values).
+    """
     return known.get(assignment)
 
 

@@ -188,28 +188,28 @@ def replay(table: Table, arm: Arm, seed: int, budget_steps: int | None = None, n
     proposer = HandSearch(table, seed) if arm.proposer == HAND else OptunaProposer(table, arm.proposer, seed)
     baselines = {b.text for b in decide.baselines(table.choices)}
     full = table.full_steps or 1  # without curves, compute is counted in trials
-    known: dict[str, list[float] | None] = {}
-    numbers: dict[str, int] = {}
+    known: dict[str, tuple[int, list[float] | None]] = {}  # as the study's: number, values (None: pruned)
     at_rung: dict[int, list[list[float]]] = {}
     spent, curve_spent, curve_rel, complete, in_a_row, pruned = 0, [], [], [], 0, 0
     while not decide.why_stop(decided=len(known), target=n_trials or len(table.values), evaluated=len(known),
                               space_size=len(table.values), in_a_row=in_a_row, spent={"steps": spent, "device_s": 0},
                               budget={"steps": budget_steps} if budget_steps else None):
         assignment = proposer.ask()
-        if decide.repeat_of(numbers, assignment) is not None:
+        if (earlier := decide.repeat_of(known, assignment)) is not None:
             in_a_row += 1
-            proposer.tell(known[assignment])
+            proposer.tell(earlier[1])
             continue
-        in_a_row, numbers[assignment] = 0, len(numbers)
+        in_a_row = 0
         stopped_at = _rungs(table, arm.pruning, assignment, at_rung, may_stop=assignment not in baselines)
         if stopped_at is None:
-            known[assignment] = table.values[assignment]
+            values = table.values[assignment]
             spent += full
-            complete.append(table.values[assignment])
+            complete.append(values)
         else:
-            known[assignment], pruned = None, pruned + 1
+            values, pruned = None, pruned + 1
             spent += stopped_at
-        proposer.tell(known[assignment])
+        known[assignment] = (len(known), values)
+        proposer.tell(values)
         curve_spent.append(spent)
         curve_rel.append(_relative(table, complete))
     return Run(np.array(curve_spent), np.array(curve_rel), pruned)

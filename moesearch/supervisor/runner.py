@@ -69,14 +69,18 @@ def run_trial(settings: Settings, group: WorkerGroup, number: int, layers: list[
     cfg = RunConfig.build(settings.space, layers, settings.seed, settings.data, settings.launch.world_size,
                           rungs=on_rung is not None, monitor=settings.monitor, monitor_dir=str(settings.monitor_dir))
     config_json = cfg.model_dump_json()
-    started, seen = datetime.now(timezone.utc), []
+    started, seen = datetime.now(timezone.utc), 0
     bar = tqdm(total=cfg.train.steps, desc=f"trial {number}", unit="step",
                leave=False, disable=None if settings.progress else True, dynamic_ncols=True)  # None: off unless a tty
+
+    def on_step(step: int, loss: float) -> None:
+        nonlocal seen
+        seen += 1
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
+
     try:
-        reply = group.run(number, config_json, settings.space.search.timeout_s,
-                          lambda step, loss: (bar.update(1), seen.append(step),
-                                              bar.set_postfix(loss=f"{loss:.3f}", refresh=False)),
-                          on_rung)
+        reply = group.run(number, config_json, settings.space.search.timeout_s, on_step, on_rung)
     except GroupStartFailure:
         raise
     except GroupFailure as e:  # a signal may have taken the group down before it could reply
@@ -96,7 +100,7 @@ def run_trial(settings: Settings, group: WorkerGroup, number: int, layers: list[
         config_json=config_json, seed=settings.seed, replicate_of=replicate_of, data_sha256=settings.data_sha256,
         hardware=group.hardware, ep_size=cfg.ep_size, started_at=started, finished_at=datetime.now(timezone.utc),
     )
-    return Outcome(record, len(seen))
+    return Outcome(record, seen)
 
 
 def _state(reply: Reply) -> State:

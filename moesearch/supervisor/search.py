@@ -64,6 +64,8 @@ def run_search(settings: Settings, study: optuna.Study, replicate_baselines: boo
             now, n_trials = study_mod.snapshot(study, settings.seed), target(study)
             bar.total = n_trials
             bar.update(min(now.done, n_trials) - bar.n)
+            if trained_now:  # the study's compute (every group's), from the snapshot just taken
+                bar.set_postfix(front=len(study.best_trials), pruned=pruned_now, steps=f"{now.spent['steps']:,.0f}")
             if stopped := _why_stop(settings, study, now, n_trials, in_a_row):
                 break
             if _others_finish(settings, now, n_trials):
@@ -82,8 +84,6 @@ def run_search(settings: Settings, study: optuna.Study, replicate_baselines: boo
             else:
                 trained_now, in_a_row = trained_now + (not outcome.preempted), 0
                 pruned_now += outcome.pruned
-                bar.set_postfix(front=len(study.best_trials), pruned=pruned_now,
-                                steps=f"{study_mod.spent(study.get_trials(deepcopy=False))['steps']:,.0f}")
                 bar.write(summary(outcome, settings.space.search.objectives))
         spent_all = decide.budget_spent(study_mod.snapshot(study, settings.seed).spent, budget(study))
         todo = replicates.baseline_plan(settings) if replicate_baselines and not (preempt.requested() or spent_all) else []
@@ -129,8 +129,8 @@ def _answer(settings: Settings, study: optuna.Study, trial: optuna.Trial, group:
     trial.set_user_attr(TrialAttr.ASSIGNMENT, assignment)
     trial.set_user_attr(TrialAttr.SEED, settings.seed)
     now = study_mod.snapshot(study, settings.seed)
-    if (number := decide.repeat_of({a: n for a, (n, _) in now.known.items()}, assignment)) is not None:
-        values = now.known[assignment][1]  # None: pruned, and it stays pruned (never trained again with this seed)
+    if (earlier := decide.repeat_of(now.known, assignment)) is not None:
+        number, values = earlier  # values None: pruned, and it stays pruned
         trial.set_user_attr(TrialAttr.DUPLICATE_OF, number)
         if values is None:
             study.tell(trial, state=TrialState.PRUNED)

@@ -23,6 +23,7 @@ class Status:
     failed: int
     pruned_at: dict[int, int]  # rung step -> trials stopped there (search.pruning)
     spent: dict[str, float]  # compute trained by every trial: {"steps", "device_s"}
+    uncounted: int  # trained trials without a compute record (made before moesearch kept one): not in `spent`
     budget: dict | None  # the study's --budget: {"steps": n} or {"device_h": x}
     running: int  # dead groups' trials included, until they are settled
     repeats: int  # proposals answered from an earlier trial: COMPLETE in Optuna, never trained
@@ -52,6 +53,7 @@ def of(study: optuna.Study, now: float | None = None) -> Status:
         failed=sum(t.state == TrialState.FAIL for t in counted),
         pruned_at=dict(sorted(Counter(_pruned_at(t) for t in counted if t.state == TrialState.PRUNED).items())),
         spent=study_mod.spent(trials),
+        uncounted=sum(TrialAttr.COMPUTE not in t.user_attrs for t in trained),
         budget=study.user_attrs.get(StudyAttr.BUDGET),
         running=len(running),
         repeats=sum(TrialAttr.DUPLICATE_OF in t.user_attrs for t in trials),
@@ -68,8 +70,9 @@ def of(study: optuna.Study, now: float | None = None) -> Status:
 
 
 def _pruned_at(trial: FrozenTrial) -> int:
-    """The rung a pruned trial stopped at: the last it reported."""
-    return max(int(step) for step in trial.user_attrs.get(TrialAttr.RUNGS, {"0": None}))
+    """The rung a trained, pruned trial stopped at: the last it reported (`rungs.judge` stores each rung's
+    values before it decides, so a trial pruned there always has them)."""
+    return max(int(step) for step in trial.user_attrs[TrialAttr.RUNGS])
 
 
 def _front_size(study: optuna.Study, trials: list[FrozenTrial]) -> int:
@@ -94,7 +97,9 @@ def text(name: str, where: str, s: Status) -> str:
         f"{s.failed} failed), {s.running} running, {s.waiting} queued, {s.outside_budget} outside the budget "
         "(preempted, lost, interrupted or withdrawn)",
         f"compute: {s.spent['steps']:,.0f} steps, {s.spent['device_s'] / 3600:.3g} device-hours trained"
-        + (f" of a budget of {_budget_text(s.budget)}" if s.budget else ""),
+        + (f" of a budget of {_budget_text(s.budget)}" if s.budget else "")
+        + (f" ({s.uncounted} trained trials made before moesearch recorded compute are not counted, by --budget "
+           "either)" if s.uncounted else ""),
         f"repeated proposals answered from the study: {s.repeats} (Optuna lists them as COMPLETE or PRUNED trials too)",
         f"worker groups with a trial running: {len(s.groups)}" + (f" ({', '.join(s.groups)})" if s.groups else ""),
         f"throughput: {s.per_hour_last} trials in the last hour"
