@@ -160,3 +160,15 @@ def test_a_table_missing_assignments_or_curves_is_refused(tmp_path):
     exhaustive(tmp_path / "full").to_parquet(file)
     out = CliRunner().invoke(cli, ["replay", str(file), "--pruning", "mo-asha"])
     assert out.exit_code == 2 and "t-steps.parquet" in out.output and "learning curves" in out.output
+
+
+def test_the_summary_bounds_a_ratio_to_an_arm_that_never_got_there():
+    """The hand search may stall below 95%: a ratio to its inf is no number, but the budget bounds it."""
+    table = replay.Table({"val_loss": "minimize"}, {"val_loss": 3.0}, [CHOICES], {}, 1.0, full_steps=10)
+    runs = {"tpe": [replay.Run(np.array([10, 20, 30]), np.array([0.5, 0.96, 1.0]), 0)],
+            "random": [replay.Run(np.array([10, 20, 30, 40]), np.array([0.5, 0.6, 0.7, 0.96]), 0)],
+            "hand": [replay.Run(np.array([10, 20]), np.array([0.5, 0.8]), 0)]}
+    out = replay.summary(table, runs, budget_steps=100).set_index("arm")
+    assert out.loc["tpe", "compute to 95%"] == 20 and out.loc["hand", "compute to 95%"] == np.inf
+    assert out.loc["tpe", "vs random"] == 0.5 and out.loc["tpe", "vs hand"] == "<0.2"
+    assert np.isnan(replay.summary(table, runs).set_index("arm").loc["tpe", "vs hand"]), "no budget: no bound"

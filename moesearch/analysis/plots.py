@@ -205,22 +205,28 @@ def quantization(trials: pd.DataFrame) -> Figure | None:
 
 def replay_curves(runs: dict[str, list], budget: float, unit: str) -> Figure:
     """Relative hypervolume against compute spent, per replayed arm: the median over seeds and the
-    quartiles' band. runs: arm -> runs, each with `.at(budgets)` (`supervisor.replay.Run`)."""
+    quartiles' band; an arm with pruning ("tpe+mo-asha") is dashed in its sampler's colour.
+    runs: arm -> runs, each with `.at(budgets)` (`supervisor.replay.Run`)."""
     fig = Figure(figsize=(7.2, 4.4))
     ax = fig.subplots()
     grid = np.linspace(0, budget, 400)
+    samplers = list(dict.fromkeys(name.split("+")[0] for name in runs))
+    lowest = 1.0
     for name, arm_runs in runs.items():
         values = np.stack([run.at(grid) for run in arm_runs])
         q1, median, q3 = np.quantile(values, [0.25, 0.5, 0.75], axis=0)
-        (line,) = ax.step(grid, median, where="post", label=f"{name} ({len(arm_runs)} seeds)",
-                          linestyle="--" if "+" in name else "-")
-        ax.fill_between(grid, q1, q3, step="post", alpha=0.12, color=line.get_color())
+        color = f"C{samplers.index(name.split('+')[0]) % 10}"
+        ax.step(grid, median, where="post", label=f"{name} ({len(arm_runs)} seeds)", color=color,
+                linestyle="--" if "+" in name else "-")
+        ax.fill_between(grid, q1, q3, step="post", alpha=0.12, color=color)
+        lowest = min(lowest, float(median[len(grid) // 10]))
     for target in (0.9, 0.95):
         ax.axhline(target, color="grey", linewidth=0.6, linestyle=":")
     ax.set_xlabel(f"compute spent [{unit}]")
     ax.set_ylabel("hypervolume / true hypervolume")
     ax.xaxis.set_major_formatter(EngFormatter())
-    ax.set_ylim(0, 1.02)
+    # zoomed on where arms differ: from a little below the lowest median a tenth of the way in
+    ax.set_ylim(max(0.0, np.floor(20 * lowest) / 20 - 0.05), 1.01)
     ax.set_title("Replayed searches: median and quartiles over seeds (dashed: with pruning)", fontsize=9)
     ax.legend(fontsize=7, loc="lower right")
     ax.grid(alpha=0.3)

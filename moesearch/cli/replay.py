@@ -69,7 +69,7 @@ def replay(table: Path, steps_path: Path | None, samplers: str, pruning: str, ru
     click.echo(f"{len(exhaustive.values)} assignments, true hypervolume {exhaustive.true_hypervolume:.6g}; seeds "
                f"{seed_range.start}-{seed_range.stop - 1} per arm; compute in {unit}"
                + (f"; rungs {rung_steps}, eta {eta}, min_records {min_records}" if needs_curves else ""))
-    click.echo(replay_mod.summary(exhaustive, runs).to_string(index=False, float_format=lambda v: f"{v:,.3g}"))
+    click.echo(replay_mod.summary(exhaustive, runs, budget_steps=budget).to_string(index=False, float_format=lambda v: f"{v:,.3g}"))
     if out is not None:
         rows = [{"arm": arm, "seed": seed, "trial": n + 1, "steps": int(spent), "relative_hypervolume": rel}
                 for arm, arm_runs in runs.items() for seed, run in zip(seed_range, arm_runs, strict=True)

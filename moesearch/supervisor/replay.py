@@ -258,10 +258,12 @@ def _replay_quietly(table: Table, arm: Arm, seed: int, budget_steps: int | None,
     return replay(table, arm, seed, budget_steps, n_trials)
 
 
-def summary(table: Table, runs: dict[str, list[Run]], targets: tuple[float, ...] = (0.9, 0.95)) -> pd.DataFrame:
+def summary(table: Table, runs: dict[str, list[Run]], targets: tuple[float, ...] = (0.9, 0.95),
+            budget_steps: int | None = None) -> pd.DataFrame:
     """Per arm: the median compute (steps) to reach each target (inf: the median run never did), the
-    share of runs that reached it, trials pruned, and the median steps to 95% relative to random
-    search and to the hand search without pruning, where those arms ran."""
+    share of runs that reached it, trials pruned, and the median steps to the last target relative to
+    random search and to the hand search without pruning, where those arms ran. Where that arm's median
+    run never reached the target within `budget_steps`, the ratio is a bound: "<0.25" (text)."""
     rows = []
     for name, arm_runs in runs.items():
         row = {"arm": name, "seeds": len(arm_runs), "pruned/run": float(np.mean([r.pruned for r in arm_runs]))}
@@ -274,5 +276,14 @@ def summary(table: Table, runs: dict[str, list[Run]], targets: tuple[float, ...]
     last = f"compute to {targets[-1]:.0%}"
     for base in ("random", HAND):
         if base in set(out["arm"]):
-            out[f"vs {base}"] = out[last] / float(out.loc[out["arm"] == base, last].iloc[0])
+            out[f"vs {base}"] = [_ratio(mine, float(out.loc[out["arm"] == base, last].iloc[0]), budget_steps)
+                                 for mine in out[last]]
     return out
+
+
+def _ratio(mine: float, base: float, budget_steps: int | None) -> float | str:
+    if math.isfinite(base):
+        return mine / base
+    if math.isfinite(mine) and budget_steps:  # the base needs more than the budget: the ratio is below this
+        return f"<{mine / budget_steps:.2g}"
+    return math.nan
