@@ -26,6 +26,14 @@ def test_every_shipped_space_validates(path):
     assert "valid" in result.output
 
 
+def test_the_cluster_space_s_commented_pruning_is_valid_once_uncommented(tmp_path):
+    """Its comments say how to turn early stopping on: that text must stay a valid space."""
+    text = (SPACES / "cluster.toml").read_text().replace("# eval_interval = 500", "eval_interval = 500")
+    head, block = text.split("# [search.pruning]")
+    spec = space.load(write_space(tmp_path, head + "[search.pruning]" + block.replace("\n# ", "\n"), "cluster.toml"))
+    assert (spec.search.pruning.method, spec.search.pruning.rungs, spec.train.eval_interval) == ("mo-asha", [500, 1500], 500)
+
+
 def test_spaces_lists_and_shows_every_shipped_space():
     runner = CliRunner()
     listed = runner.invoke(cli, ["spaces"])
