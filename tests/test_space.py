@@ -28,6 +28,7 @@ def test_every_shipped_space_validates(path):
 
 def test_the_cluster_space_s_commented_pruning_is_valid_once_uncommented(tmp_path):
     """Its comments say how to turn early stopping on: that text must stay a valid space."""
+    assert space.load("cluster").search.pruning.method == "none", "shipped off (docs/performance.md section 7)"
     text = (SPACES / "cluster.toml").read_text().replace("# eval_interval = 500", "eval_interval = 500")
     head, block = text.split("# [search.pruning]")
     spec = space.load(write_space(tmp_path, head + "[search.pruning]" + block.replace("\n# ", "\n"), "cluster.toml"))

@@ -285,5 +285,5 @@ def _ratio(mine: float, base: float, budget_steps: int | None) -> float | str:
     if math.isfinite(base):
         return mine / base
     if math.isfinite(mine) and budget_steps:  # the base needs more than the budget: the ratio is below this
-        return f"<{mine / budget_steps:.2g}"
+        return f"<{math.ceil(100 * mine / budget_steps) / 100:g}"  # rounded up: a bound must not overstate
     return math.nan

@@ -98,8 +98,8 @@ def text(name: str, where: str, s: Status) -> str:
         "(preempted, lost, interrupted or withdrawn)",
         f"compute: {s.spent['steps']:,.0f} steps, {s.spent['device_s'] / 3600:.3g} device-hours trained"
         + (f" of a budget of {_budget_text(s.budget)}" if s.budget else "")
-        + (f" ({s.uncounted} trained trials made before moesearch recorded compute are not counted, by --budget "
-           "either)" if s.uncounted else ""),
+        + (f" ({s.uncounted} trained trials made before moesearch recorded compute are not counted, nor by "
+           "--budget)" if s.uncounted else ""),
         f"repeated proposals answered from the study: {s.repeats} (Optuna lists them as COMPLETE or PRUNED trials too)",
         f"worker groups with a trial running: {len(s.groups)}" + (f" ({', '.join(s.groups)})" if s.groups else ""),
         f"throughput: {s.per_hour_last} trials in the last hour"
