@@ -1,6 +1,6 @@
 """Does early stopping pay? Every arm (sampler x pruning) replayed on the hard exhaustive table.
 
-    python bench/pruning_replay.py [--seeds 100] [--budget 20480] [--jobs 2]
+    python bench/pruning_replay.py [--seeds 100] [extra `moesearch replay` flags, e.g. --rungs 40,80 --eta 2]
 
 The table (bench/data/hard8-{trials,steps}.parquet) holds all 256 assignments of the hard8 space
 (8 MoE layers, gelu or swiglu each, width-matched), each trained once for 160 steps with val_loss
@@ -9,10 +9,12 @@ A replay answers each trial and each rung from the table and runs moesearch's ow
 (`supervisor/decide.py`), so it measures the shipped algorithm. Printed: per arm, the median
 optimizer steps to reach 90% and 95% of the true hypervolume over the seeds, the share of seeds that
 got there within the budget, trials pruned per run, and the ratio to random search and to the hand
-search; with --plot, the curves (median and quartiles against compute).
+search; the curves (median and quartiles against compute) go to bench/data/hard8-replay.png.
 
-The issue's goals, read off the table: tpe+mo-asha needs at most half the steps of tpe to 95%; tpe
-(with or without pruning) at most half of random's and of hand's.
+The goals it was built to check: tpe+mo-asha needs at most half the steps of tpe to 95%; tpe (with
+or without pruning) at most half of random's and of hand's. Measured (2026-12-02, 100 seeds, 9 min
+49 s on 2 cores): 0.70x tpe's, 0.60x random's, under a quarter of hand's (docs/performance.md
+section 7).
 """
 
 from __future__ import annotations
