@@ -54,7 +54,7 @@ def run_search(settings: Settings, study: optuna.Study, replicate_baselines: boo
 
     replicate_baselines: then train the baselines' missing seed replicates (search.baseline_seeds).
     """
-    trained_now = pruned_now = repeats = in_a_row = shown = 0
+    trained_now = pruned_now = repeats = in_a_row = 0
     bar = tqdm(total=target(study), desc=f"study {settings.study}", unit="trial",
                disable=None if settings.progress else True, dynamic_ncols=True)  # None: off unless a tty
     with WorkerGroup(settings.launch, settings.results / settings.study / "logs") as group, bar:
@@ -64,9 +64,6 @@ def run_search(settings: Settings, study: optuna.Study, replicate_baselines: boo
             now, n_trials = study_mod.snapshot(study, settings.seed), target(study)
             bar.total = n_trials
             bar.update(min(now.done, n_trials) - bar.n)
-            if trained_now != shown:  # once per trained trial; the compute is every group's, from the snapshot
-                bar.set_postfix(front=len(study.best_trials), pruned=pruned_now, steps=f"{now.spent['steps']:,.0f}")
-                shown = trained_now
             if stopped := _why_stop(settings, study, now, n_trials, in_a_row):
                 break
             if _others_finish(settings, now, n_trials):
@@ -85,6 +82,9 @@ def run_search(settings: Settings, study: optuna.Study, replicate_baselines: boo
             else:
                 trained_now, in_a_row = trained_now + (not outcome.preempted), 0
                 pruned_now += outcome.pruned
+                # the study's compute: every group's at this round's snapshot, plus this trial's (no extra read)
+                bar.set_postfix(front=len(study.best_trials), pruned=pruned_now,
+                                steps=f"{now.spent['steps'] + outcome.steps_trained:,.0f}")
                 bar.write(summary(outcome, settings.space.search.objectives))
         spent_all = decide.budget_spent(study_mod.snapshot(study, settings.seed).spent, budget(study))
         todo = replicates.baseline_plan(settings) if replicate_baselines and not (preempt.requested() or spent_all) else []
