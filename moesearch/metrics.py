@@ -27,6 +27,20 @@ METRICS: dict[str, tuple[str, str]] = {
 
 INTEGER_METRICS = frozenset({"params_total", "params_active", "train_flops_per_token", "loss_spikes"})  # counts
 
+# What a rung of [search.pruning] measures (ranks/train.py sends these): losses and times so far, and the
+# analytic costs. The rest (8-bit losses, gradient statistics, spikes) exist only after the last step.
+# Here, in the core, because the space's validation and the supervisor's rung policy (`decide`) share it.
+AT_RUNG = frozenset({"val_loss", "train_loss", "tokens_per_s", "step_time_s", "train_time_s", "peak_memory_mb",
+                     "params_total", "params_active", "train_flops_per_token"})
+
+
+def not_at_rung(objectives) -> str | None:
+    """Why these objectives cannot be ranked at a rung (one line), or None when every one is measured there."""
+    if late := [o for o in objectives if o not in AT_RUNG]:
+        return (f"objective {late[0]!r} is measured only after the last step, so no rung can rank it; "
+                f"objectives allowed with pruning: {', '.join(m for m in METRICS if m in AT_RUNG)}")
+    return None
+
 
 def fmt(value: float) -> str:
     """A metric for people: four significant digits, thousands separated, no exponent."""

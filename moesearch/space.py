@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from moesearch.activations import Activation, ffn_params, hidden_width
 from moesearch.assignment import uniform
 from moesearch.errors import InputError
-from moesearch.metrics import METRICS, REFERENCE_RULE
+from moesearch.metrics import METRICS, REFERENCE_RULE, not_at_rung
 
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
 STUDY_NAME = r"[A-Za-z0-9_.-]+"
@@ -220,6 +220,8 @@ class Space(_Section):
         if off := [r for r in pruning.rungs if r % interval]:
             raise ValueError(f"{key}: rung {off[0]} is not a multiple of train.eval_interval {interval} (no "
                              f"val_loss is measured there); allowed: multiples of {interval} below {steps}")
+        if problem := not_at_rung(self.search.objectives):  # else the first rung would have nothing to rank
+            raise ValueError(f"search.objectives with search.pruning.method {pruning.method!r}: {problem}")
 
     def layer_choices(self) -> list[list[str]]:
         """The allowed activations of every layer, in layer order."""

@@ -14,6 +14,7 @@ from test_results import record, write
 from moesearch import results
 from moesearch.analysis import pareto
 from moesearch.cli import cli
+from moesearch.errors import InputError
 from moesearch.space import PruningSpec
 from moesearch.supervisor import replay
 from moesearch.supervisor.study import SAMPLERS
@@ -109,6 +110,20 @@ def test_the_first_records_of_a_rung_are_never_pruned_and_the_baselines_never(tm
         run = replay.replay(table, replay.Arm("random", MO_ASHA), seed=seed, n_trials=12)
         first = np.diff(run.spent, prepend=0)[: MO_ASHA.min_records - 1]
         assert set(first) == {40}, "fewer than min_records records at a rung: nothing is stopped"
+
+
+def test_pruning_a_table_on_an_objective_measured_only_at_the_end_is_refused_as_its_space_would_be():
+    """The replay used to rank quant_gap_int8 at a rung by its final value, which no live rung has."""
+    objectives = {"val_loss": "minimize", "quant_gap_int8": "minimize"}
+    table = replay.Table(objectives, {"val_loss": 3.5, "quant_gap_int8": 1.0}, [CHOICES],
+                         {a: [3.0, 0.1] for a in CHOICES}, 1.0, full_steps=40, at_step={10: {a: [3.2, 0.1] for a in CHOICES}})
+    pruned = replay.Arm("random", PruningSpec(method="mo-asha", rungs=[10], min_records=1))
+    says = "--pruning mo-asha: the table's objective 'quant_gap_int8' is measured only after the last step"
+    with pytest.raises(InputError, match=says):
+        replay.replay(table, pruned, seed=0)
+    with pytest.raises(InputError, match=says):
+        replay.compare(table, [replay.Arm("random"), pruned], range(2), jobs=2)
+    assert replay.replay(table, replay.Arm("random"), seed=0).pruned == 0, "without pruning the table replays"
 
 
 def test_the_hand_search_starts_from_the_better_baseline_and_flips_one_layer_at_a_time(tmp_path):

@@ -13,6 +13,7 @@ from moesearch.activations import ffn_params, hidden_width
 from moesearch.cli import cli
 from moesearch.costs import costs
 from moesearch.errors import InputError
+from moesearch.metrics import AT_RUNG, METRICS
 
 
 @pytest.mark.parametrize("path", sorted(SPACES.glob("*.toml")), ids=lambda p: p.stem)
@@ -143,6 +144,26 @@ def test_bad_pruning_keys_are_one_line_naming_the_key(tmp_path, case):
     assert result.exit_code == 2
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and expected in lines[0] and str(path) in lines[0]
+
+
+@pytest.mark.parametrize("late", sorted(set(METRICS) - AT_RUNG))
+def test_pruning_on_an_objective_measured_only_at_the_end_is_refused_in_one_line(tmp_path, late):
+    """The live rung would find no value to rank (KeyError, the search ends): refused before anything runs."""
+    objectives = f'objectives = {{ val_loss = "minimize", {late} = "minimize" }}\nreference = {{ {late} = 1.0 }}\n'
+    text = CURVES.replace("[search]\n", "[search]\n" + objectives).replace("[train]\n", "[train]\ndeployment_eval = true\n")
+    path = write_space(tmp_path, text + '[search.pruning]\nmethod = "mo-asha"\nrungs = [2]\n')
+    result = CliRunner().invoke(cli, ["spaces", "validate", str(path)])
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and str(path) in lines[0] and "search.objectives" in lines[0]
+    assert f"{late!r} is measured only after the last step" in lines[0] and "allowed with pruning: val_loss" in lines[0]
+    assert space.load(write_space(tmp_path, text, "off.toml")).search.objectives[late] == "minimize", "fine unpruned"
+
+
+def test_the_deploy_space_with_pruning_is_refused_naming_its_quantization_gap(tmp_path):
+    text = (SPACES / "deploy.toml").read_text() + '[search.pruning]\nmethod = "mo-asha"\nrungs = [125]\n'
+    with pytest.raises(InputError, match="'quant_gap_int8' is measured only after the last step"):
+        space.load(write_space(tmp_path, text, "deploy.toml"))
 
 
 def test_good_pruning_keys_validate_and_reach_the_run_config_of_search_trials_only(tmp_path):

@@ -4,7 +4,9 @@ replay measures exactly the algorithm that trains.
 - the uniform baselines go first (`baselines`);
 - a proposal already decided with this seed is answered from the study, not trained (`repeat_of`);
 - the search stops at its trial target, its compute budget, an exhausted space or a stalled sampler (`why_stop`);
-- at a rung of `[search.pruning]`, a trial goes on only if it ranks in the best 1/eta (`rung_verdict`).
+- at a rung of `[search.pruning]`, a trial goes on only if it ranks in the best 1/eta (`rung_verdict`);
+  only objectives measured at a rung may be pruned on (`not_at_rung`, from the core's `metrics`, where the
+  space file's validation reads it too).
 
 Light: numpy and moocore; no Optuna, no torch.
 """
@@ -19,6 +21,7 @@ import moocore
 import numpy as np
 
 from moesearch.assignment import Assignment, uniform
+from moesearch.metrics import not_at_rung as not_at_rung  # re-exported: the rung policy is read here
 from moesearch.search_limits import MAX_REPEATS_IN_A_ROW
 from moesearch.space import PruningSpec
 from moesearch.vocab import Verdict

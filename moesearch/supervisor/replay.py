@@ -9,7 +9,9 @@ front against the compute spent, in optimizer steps, pruned trials counted to th
 At a rung, val_loss is the table's value at that step and train_loss its mean over the last tenth of
 the training's steps, as the live rung measures them; the other objectives are exact costs (FLOPs,
 parameters) or, unlike the live rung, taken from the finished trial (measured costs such as
-throughput hardly move during training, but a live rung measures them over the steps so far). Light: optuna and pandas; no torch (unless the GP sampler is asked for).
+throughput hardly move during training, but a live rung measures them over the steps so far). A table
+with an objective measured only after the last step (`decide.not_at_rung`) is refused for pruning, as
+such a space file is. Light: optuna and pandas; no torch (unless the GP sampler is asked for).
 """
 
 from __future__ import annotations
@@ -180,11 +182,7 @@ class HandSearch:
 def replay(table: Table, arm: Arm, seed: int, budget_steps: int | None = None, n_trials: int | None = None) -> Run:
     """One search of `arm` against the table until it spends `budget_steps` (or decides `n_trials`, or
     stops as the live search would: every assignment decided, or only repeats proposed)."""
-    if arm.pruning.method != "none" and not table.at_step:
-        raise InputError("--pruning: replaying pruning needs learning curves; give the table's steps (--steps)")
-    if missing := [r for r in arm.pruning.rungs if arm.pruning.method != "none" and r not in table.at_step]:
-        raise InputError(f"--rungs: the table has no val_loss at step {missing[0]}; allowed: "
-                         f"{', '.join(map(str, sorted(table.at_step)))}")
+    check_arm(table, arm)
     proposer = HandSearch(table, seed) if arm.proposer == HAND else OptunaProposer(table, arm.proposer, seed)
     baselines = {b.text for b in decide.baselines(table.choices)}
     full = table.full_steps or 1  # without curves, compute is counted in trials
@@ -215,6 +213,19 @@ def replay(table: Table, arm: Arm, seed: int, budget_steps: int | None = None, n
     return Run(np.array(curve_spent), np.array(curve_rel), pruned)
 
 
+def check_arm(table: Table, arm: Arm) -> None:
+    """InputError (one line) unless the table can replay the arm's pruning as the live search would run it."""
+    if arm.pruning.method == "none":
+        return
+    if not table.at_step:
+        raise InputError("--pruning: replaying pruning needs learning curves; give the table's steps (--steps)")
+    if missing := [r for r in arm.pruning.rungs if r not in table.at_step]:
+        raise InputError(f"--rungs: the table has no val_loss at step {missing[0]}; allowed: "
+                         f"{', '.join(map(str, sorted(table.at_step)))}")
+    if problem := decide.not_at_rung(table.objectives):  # the live search refuses such a space file alike
+        raise InputError(f"--pruning {arm.pruning.method}: the table's {problem}")
+
+
 def _rungs(table: Table, pruning: PruningSpec, assignment: str, at_rung: dict[int, list[list[float]]],
            may_stop: bool) -> int | None:
     """Walk the trial through the rungs as the live search does; the rung it is stopped at, or None."""
@@ -240,6 +251,8 @@ def _relative(table: Table, complete: list[list[float]]) -> float:
 def compare(table: Table, arms: list[Arm], seeds: range, budget_steps: int | None = None,
             n_trials: int | None = None, jobs: int = 1) -> dict[str, list[Run]]:
     """arm name -> one Run per seed; `jobs` processes replay (arm, seed) pairs side by side."""
+    for arm in arms:  # here, not in a pool's process, so a bad arm is one line before any work
+        check_arm(table, arm)
     work = [(arm, seed) for arm in arms for seed in seeds]
     one = functools.partial(_replay_quietly, table, budget_steps=budget_steps, n_trials=n_trials)
     if jobs > 1:
