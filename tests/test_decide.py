@@ -44,6 +44,12 @@ def test_a_decided_assignment_is_a_repeat_pruned_or_not():
 ASHA = PruningSpec(method="mo-asha", rungs=[10], eta=2, min_records=3)
 
 
+@pytest.mark.parametrize("origin, seed, peer", [("search", 0, True), ("search", 1, False), ("verify", 0, False),
+                                               ("train", 0, False), (None, 0, False), ("search", None, False)])
+def test_a_rung_ranks_against_the_search_trials_of_its_own_seed_only(origin, seed, peer):
+    assert decide.rung_peer(origin, seed, 0) is peer
+
+
 def test_a_dominated_trial_is_pruned_and_a_front_member_kept():
     peers = [[2.0, 100.0], [1.8, 200.0], [1.9, 150.0]]
     assert not decide.rung_verdict(10, [2.5, 150.0], peers, MIN, ASHA).keep  # dominated by [1.9, 150]

@@ -206,7 +206,21 @@ def test_a_retry_is_not_ranked_against_its_own_preempted_attempt(study):
                                               (TrialState.FAIL, True), (TrialState.PRUNED, True)]):
         study.add_trial(optuna.trial.create_trial(
             state=state, values=[2.0, 100.0] if state == TrialState.COMPLETE else None,
-            user_attrs={"rungs": {"10": {"val_loss": 2.0 + number, "tokens_per_s": 100.0}}, "budget": budget}))
-    seen = rungs.records_at(study, 10, objectives, but=first)  # the first is the one asking
+            user_attrs={"rungs": {"10": {"val_loss": 2.0 + number, "tokens_per_s": 100.0}}, "budget": budget,
+                        "origin": "search", "seed": 0}))
+    seen = rungs.records_at(study, 10, objectives, but=first, seed=0)  # the first is the one asking
     assert sorted(v for v, _ in seen) == [4.0, 5.0], (seen, "the preempted attempt (budget false) is left out")
-    assert rungs.records_at(study, 20, objectives, but=first) == []
+    assert rungs.records_at(study, 20, objectives, but=first, seed=0) == []
+
+
+def test_a_rung_ranks_only_the_search_trials_of_the_asking_trial_s_seed(study):
+    """A verify replicate, a `train` trial and another seed's search (search --seed 1 on this study) are no peers."""
+    from moesearch.supervisor import rungs
+
+    objectives = {"val_loss": "minimize", "tokens_per_s": "maximize"}
+    for loss, origin, seed in [(2.0, "search", 0), (2.1, "verify", 0), (2.2, "train", 0), (2.3, "search", 1),
+                               (2.4, "search", 0)]:
+        study.add_trial(optuna.trial.create_trial(state=TrialState.COMPLETE, values=[loss, 100.0], user_attrs={
+            "rungs": {"10": {"val_loss": loss, "tokens_per_s": 100.0}}, "origin": origin, "seed": seed}))
+    assert sorted(v for v, _ in rungs.records_at(study, 10, objectives, but=-1, seed=0)) == [2.0, 2.4]
+    assert [v for v, _ in rungs.records_at(study, 10, objectives, but=-1, seed=1)] == [2.3]

@@ -4,7 +4,8 @@ replay measures exactly the algorithm that trains.
 - the uniform baselines go first (`baselines`);
 - a proposal already decided with this seed is answered from the study, not trained (`repeat_of`);
 - the search stops at its trial target, its compute budget, an exhausted space or a stalled sampler (`why_stop`);
-- at a rung of `[search.pruning]`, a trial goes on only if it ranks in the best 1/eta (`rung_verdict`);
+- at a rung of `[search.pruning]`, a trial goes on only if it ranks in the best 1/eta (`rung_verdict`)
+  of the search trials of its own seed there (`rung_peer`);
   only objectives measured at a rung may be pruned on (`not_at_rung`, from the core's `metrics`, where the
   space file's validation reads it too).
 
@@ -24,7 +25,7 @@ from moesearch.assignment import Assignment, uniform
 from moesearch.metrics import not_at_rung as not_at_rung  # re-exported: the rung policy is read here
 from moesearch.search_limits import MAX_REPEATS_IN_A_ROW
 from moesearch.space import PruningSpec
-from moesearch.vocab import Verdict
+from moesearch.vocab import Origin, Verdict
 
 V = TypeVar("V")  # a decision's values: the study's or the replay table's
 
@@ -72,15 +73,26 @@ def why_stop(*, decided: int, target: int, evaluated: int, space_size: int, in_a
     return None
 
 
+def rung_peer(origin: str | None, seed: int | None, my_seed: int | None) -> bool:
+    """Whether a record at a rung (of a trial of `origin` and `seed`) is a peer of a trial of `my_seed`.
+
+    Only the search's own trials with the same seed: another seed draws other weights and batches, so
+    its records differ from these by the seed noise as well as the assignment; verify and train
+    replicates are not the search's proposals. The replay ranks one seed's search alone: live pruning
+    keeps the rule the replay measured.
+    """
+    return origin == Origin.SEARCH and seed is not None and seed == my_seed
+
+
 def rung_verdict(step: int, candidate: Sequence[float], peers: Sequence[Sequence[float]], directions: Sequence[str],
                  pruning: PruningSpec) -> Verdict:
     """Go on, or stop at this rung: MO-ASHA's rule (Schmucker et al. 2021) as a stopping rule.
 
     candidate: the trial's objective values at `step` (costs known before training exact, measured
-    ones measured so far); peers: every other record of the study at `step`, alike. The candidate goes
-    on if it is among the ceil(n / eta) best of the n records by non-dominated rank, ties within a rank
-    broken by crowding distance, so the kept set stays spread along the front (NSGA-II's selection);
-    exact ties after that go to the earlier records.
+    ones measured so far); peers: the other records at `step` that count (`rung_peer`), alike. The
+    candidate goes on if it is among the ceil(n / eta) best of the n records by non-dominated rank,
+    ties within a rank broken by crowding distance, so the kept set stays spread along the front
+    (NSGA-II's selection); exact ties after that go to the earlier records.
     """
     n = len(peers) + 1
     if pruning.method == "none":

@@ -1,5 +1,5 @@
-"""A trial's rungs against the whole study: store its objectives at each rung, rank them against every
-record there, decide (`decide.rung_verdict`).
+"""A trial's rungs against the whole study: store its objectives at each rung, rank them against the
+records there of the search trials with its seed (`decide.rung_peer`), decide (`decide.rung_verdict`).
 
 Every record of a rung lives in the study, as the trial's `rungs` attribute, so worker groups on
 several nodes prune against one another's trials. Light: optuna only.
@@ -23,6 +23,7 @@ def judge(study: optuna.Study, trial: optuna.Trial, space: Space, may_stop: bool
     may_stop False (baselines, replicates): the trial's rungs are recorded for the others, and it goes on.
     """
     objectives = space.search.objectives
+    seed = trial.user_attrs.get(TrialAttr.SEED)  # set before training: peers are of this seed
     reached: dict[str, dict[str, float]] = {}
 
     def on_rung(step: int, metrics: dict) -> Verdict:
@@ -35,20 +36,23 @@ def judge(study: optuna.Study, trial: optuna.Trial, space: Space, may_stop: bool
             return Verdict(True, "settled by another group while it ran")
         if not may_stop:
             return Verdict(True, "a baseline or replicate: its rungs are recorded, it is never stopped")
-        peers = records_at(study, step, objectives, but=trial.number)
+        peers = records_at(study, step, objectives, but=trial.number, seed=seed)
         return decide.rung_verdict(step, list(mine.values()), peers, list(objectives.values()), space.search.pruning)
 
     return on_rung
 
 
-def records_at(study: optuna.Study, step: int, objectives: dict[str, str], but: int) -> list[list[float]]:
-    """Every other trial's objectives at rung `step`: running, complete, pruned or failed. Not those that
-    gave no result (preempted, lost, withdrawn: failed outside the budget): their retry is a trial of
-    its own, and must not be ranked against its own earlier attempt."""
+def records_at(study: optuna.Study, step: int, objectives: dict[str, str], but: int,
+               seed: int | None) -> list[list[float]]:
+    """The objectives at rung `step` of every other trial that is a peer (`decide.rung_peer`: a search
+    trial of `seed`): running, complete, pruned or failed. Not those that gave no result (preempted,
+    lost, withdrawn: failed outside the budget): their retry is a trial of its own, and must not be
+    ranked against its own earlier attempt."""
     rows = []
     for t in study.get_trials(deepcopy=False):
         at = t.user_attrs.get(TrialAttr.RUNGS, {}).get(str(step))
         no_result = t.state == TrialState.FAIL and not t.user_attrs.get(TrialAttr.BUDGET, True)
-        if t.number != but and at is not None and not no_result and all(o in at for o in objectives):
+        peer = decide.rung_peer(t.user_attrs.get(TrialAttr.ORIGIN), t.user_attrs.get(TrialAttr.SEED), seed)
+        if t.number != but and at is not None and not no_result and peer and all(o in at for o in objectives):
             rows.append([at[o] for o in objectives])
     return rows
