@@ -31,8 +31,9 @@ from moesearch.errors import InputError
 from moesearch.files import write_atomic
 from moesearch.metrics import INTEGER_METRICS, METRICS
 
-SCHEMA_VERSION = 3
-READABLE = ("2", "3")  # version 2 lacks the stability columns: they read as null
+SCHEMA_VERSION = 4
+# version 2 lacks the stability columns, versions 2-3 `random_streams`: they read as null (streams as "global")
+READABLE = ("2", "3", "4")
 TABLES = ("trials", "steps", "layers")
 _TIME = pa.timestamp("us", tz="UTC")
 
@@ -62,6 +63,7 @@ _FIXED = [
     pa.field("world_size", pa.int32()),
     pa.field("ep_size", pa.int32()),
     pa.field("precision", pa.string()),  # "fp32" or "bf16", as the trial trained (null in version 2)
+    pa.field("random_streams", pa.string()),  # "crn" or "global" (train.streams); versions 2-3 read "global"
     pa.field("started_at", _TIME),
     pa.field("finished_at", _TIME),
     pa.field("wall_time_s", pa.float64()),
@@ -137,7 +139,7 @@ def versions() -> dict[str, str]:
 def make_record(*, study: str, trial: int, origin: str, layers: list[str], state: str, failure_reason: str | None,
                 objectives: dict[str, str], reference_point: dict[str, float], metrics: dict, steps: list[dict],
                 layer_rows: list[dict], config_json: str, seed: int, replicate_of: int | None, data_sha256: str,
-                hardware: dict, ep_size: int, started_at: datetime, finished_at: datetime) -> Record:
+                hardware: dict, ep_size: int, random_streams: str, started_at: datetime, finished_at: datetime) -> Record:
     """One trial's rows; metrics missing for a failed trial stay null."""
     row = dict.fromkeys(schema(len(layers)).names)
     row.update({k: v for k, v in metrics.items() if k in row})
@@ -149,6 +151,7 @@ def make_record(*, study: str, trial: int, origin: str, layers: list[str], state
         failure_reason=failure_reason, assignment=Assignment(layers).text, n_layers=len(layers),
         objectives=json.dumps(objectives), reference_point=json.dumps(reference_point), config_json=config_json,
         seed=seed, replicate_of=replicate_of, data_sha256=data_sha256, ep_size=ep_size,
+        random_streams=random_streams,
         started_at=started_at, finished_at=finished_at, wall_time_s=(finished_at - started_at).total_seconds(),
     )
     return Record(row, steps, layer_rows)
@@ -213,11 +216,14 @@ def compact(results: Path, study: str) -> int:
 def load_trials(results: Path, study: str) -> pd.DataFrame:
     """Every record of one study, one row per trial, ordered by trial number.
 
-    Adds `replicates`: the other trials of the same assignment with a different seed.
+    Adds `replicates`: the other trials of the same assignment with a different seed. Records of schema
+    versions before 4 read `random_streams` as "global", the only scheme there was.
     """
     trials = _read(table_dir(results, study, "trials"), None, ["trial"])
     if not trials["trial"].is_monotonic_increasing:
         trials = trials.sort_values("trial", ignore_index=True)
+    # Before schema 4 every trial drew its random numbers from one global generator
+    trials["random_streams"] = trials["random_streams"].fillna("global")
     trials["replicates"] = [()] * len(trials)  # tuples: immutable, so one empty tuple serves every row
     repeated = trials[trials["assignment"].duplicated(keep=False)]  # usually few: the rest is a Python loop
     replicated = repeated[repeated.groupby("assignment")["seed"].transform("nunique") > 1]

@@ -60,7 +60,7 @@ def test_experts_start_different(one_rank):
     from moesearch.ranks.model import Transformer
 
     model = Transformer(TINY.model, ["gelu", "swiglu"], ep_size=1)
-    model.init_experts(seed=0, first_expert=0)
+    model.init_weights(seed=0, first_expert=0, streams="crn")
     for _, moe in model.moe_layers():
         a, b = (e.w_in.weight for e in moe.deepspeed_moe.experts.deepspeed_experts)
         assert not torch.equal(a, b)
@@ -181,12 +181,17 @@ def test_dense_weights_do_not_depend_on_the_expert_parallel_size(one_rank):
     from moesearch.ranks.model import Transformer
 
     spec = TINY.model.model_copy(update={"num_experts": 4})
-    torch.manual_seed(0)
-    all_local = Transformer(spec, ["gelu", "swiglu"], ep_size=1).state_dict()
-    torch.manual_seed(0)
-    half_local = Transformer(spec, ["gelu", "swiglu"], ep_size=2).state_dict()  # 2 of 4 experts on this rank
+    states = []
+    for ep_size in (1, 2):  # 2: two of the four experts on this rank
+        for streams in ("crn", "global"):
+            torch.manual_seed(0)
+            model = Transformer(spec, ["gelu", "swiglu"], ep_size=ep_size)
+            model.init_weights(seed=0, first_expert=0, streams=streams)
+            states.append(model.state_dict())
+    all_local, global_all, half_local, global_half = states
     dense = [k for k in all_local if "experts" not in k]
     assert all(torch.equal(all_local[k], half_local[k]) for k in dense)
+    assert all(torch.equal(global_all[k], global_half[k]) for k in dense)
 
 
 def test_width_policy_costs_gated_layers_more():

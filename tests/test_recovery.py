@@ -44,7 +44,7 @@ def record(study: str, number: int, layers: list[str], state: str) -> results.Re
         failure_reason=None if state == "COMPLETE" else f"{state.lower()}: for the test", objectives=OBJECTIVES,
         reference_point={}, metrics={"val_loss": 4.5, "tokens_per_s": 1000.0} if state == "COMPLETE" else {},
         steps=[], layer_rows=[], config_json="{}", seed=0, replicate_of=None, data_sha256="ab", hardware={},
-        ep_size=1, started_at=now, finished_at=now)
+        ep_size=1, random_streams="crn", started_at=now, finished_at=now)
 
 
 @pytest.fixture(params=BACKENDS)

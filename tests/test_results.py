@@ -46,7 +46,7 @@ def record(trial: int, assignment: str, val_loss: float | None, tokens_per_s: fl
         objectives=OBJECTIVES, reference_point=REFERENCE, metrics=metrics, steps=steps(),
         layer_rows=layer_rows(assignment) if state == "COMPLETE" else [], config_json="{}", seed=seed,
         replicate_of=None, data_sha256=data_sha256, hardware={"device_kind": "cpu", "device_count": 1, "world_size": 2},
-        ep_size=2, started_at=start, finished_at=start + timedelta(seconds=5),
+        ep_size=2, random_streams="crn", started_at=start, finished_at=start + timedelta(seconds=5),
     )
 
 
@@ -318,7 +318,7 @@ def test_compacting_keeps_every_row_once_even_if_interrupted(tmp_path):
 def test_records_of_schema_version_2_read_with_the_new_columns_null(tmp_path):
     new = record(1, "gelu,swiglu", 2.0, 100.0)
     write(tmp_path, record(0, "gelu,gelu", 2.1, 90.0), new)
-    for table, dropped in (("trials", ["max_grad_norm", "clipped_share", "loss_spikes", "precision"]),
+    for table, dropped in (("trials", ["max_grad_norm", "clipped_share", "loss_spikes", "precision", "random_streams"]),
                            ("steps", ["grad_norm"])):  # trial 0 as moesearch 0.x with schema 2 wrote it
         path = results.trial_file(tmp_path, "s", 0, table)
         old = pq.read_table(path).drop_columns(dropped)
@@ -327,4 +327,5 @@ def test_records_of_schema_version_2_read_with_the_new_columns_null(tmp_path):
         pq.write_table(old, path)
     trials, steps = results.load_trials(tmp_path, "s"), results.load_steps(tmp_path, "s")
     assert list(trials["trial"]) == [0, 1] and trials["precision"].isna().all()
+    assert list(trials["random_streams"]) == ["global", "crn"], "old records are marked as the one scheme there was"
     assert steps.loc[steps["trial"] == 0, "grad_norm"].isna().all() and len(steps) == 6

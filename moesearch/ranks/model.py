@@ -17,6 +17,7 @@ from torch import nn
 
 from moesearch.activations import hidden_width, is_gated, nonlinearity
 from moesearch.corpus import VOCAB_SIZE
+from moesearch.ranks.streams import generator
 from moesearch.space import ModelSpec
 
 _STD = 0.02  # GPT-2's initialisation scale
@@ -92,7 +93,6 @@ class Transformer(nn.Module):
         self.blocks = nn.ModuleList(Block(spec, act, spec.is_moe(i), ep_size) for i, act in enumerate(layers))
         self.norm = nn.LayerNorm(spec.d_model, bias=False)
         self.out_std = _STD / math.sqrt(2 * len(layers))  # GPT-2: residual writes shrink with depth
-        self._init_dense()
 
     def forward(self, idx_BT: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
         """Logits, the summed aux loss of every MoE layer, and per-MoE-layer expert token counts."""
@@ -112,18 +112,24 @@ class Transformer(nn.Module):
             if isinstance(block.ffn, MoE):
                 yield i, block.ffn
 
-    def _init_dense(self) -> None:
-        for name, p in self.named_parameters():  # experts are drawn by init_experts, independent of ep_size
-            if p.dim() == 2 and "deepspeed_experts" not in name:
-                nn.init.normal_(p, std=self.out_std if name.endswith(("out.weight", "w_out.weight")) else _STD)
+    def init_weights(self, seed: int, first_expert: int, streams: str) -> None:
+        """Draw every matrix: dense ones (embeddings, attention, routers, dense FFNs) and each local expert.
 
-    def init_experts(self, seed: int, first_expert: int) -> None:
-        """Give every local expert its own weights (DeepSpeed deep-copies one expert into all of them).
-
-        Expert j of this rank is global expert `first_expert + j`; its generator depends only on the seed,
-        the layer and that global index, so the model is the same whatever the expert-parallel size.
+        Expert j of this rank is global expert `first_expert + j`; its stream depends only on the seed, the
+        layer and that global index, so the model is the same whatever the expert-parallel size (DeepSpeed
+        deep-copies one expert into all of them, so each must be drawn anew).
+        'crn': each matrix from its own stream (ranks/streams.py), so a layer's activation changes nothing
+        else. 'global': dense matrices from the global generator, as seeded before construction (whose
+        draws depend on every FFN's shape): how records before common random numbers were made.
         """
+        crn = streams == "crn"
+        for name, p in self.named_parameters():
+            if p.dim() == 2 and "deepspeed_experts" not in name:
+                std = self.out_std if name.endswith(("out.weight", "w_out.weight")) else _STD
+                nn.init.normal_(p, std=std, generator=generator(seed, name) if crn else None)
         for layer, moe in self.moe_layers():
             for j, expert in enumerate(moe.deepspeed_moe.experts.deepspeed_experts):
-                g = torch.Generator().manual_seed(hash((seed, layer, first_expert + j)) & 0x7FFF_FFFF)
+                index = first_expert + j
+                g = (generator(seed, "expert", layer, index) if crn
+                     else torch.Generator().manual_seed(hash((seed, layer, index)) & 0x7FFF_FFFF))
                 expert.reset_parameters(g, self.out_std)

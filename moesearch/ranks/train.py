@@ -24,7 +24,7 @@ from moesearch.activations import hidden_width
 from moesearch.config import RunConfig
 from moesearch.corpus import VOCAB_SIZE, Corpus
 from moesearch.costs import costs
-from moesearch.ranks import faults
+from moesearch.ranks import faults, streams
 from moesearch.ranks.model import Transformer
 from moesearch.ranks.probes import HiddenStats, TailShare
 from moesearch.ranks.quantize import FORMATS, Calibration, FakeQuant
@@ -133,6 +133,16 @@ def run_name(trial: int, cfg: RunConfig) -> str:
     return f"trial-{trial:06d}_{'-'.join(cfg.layers)}_seed{cfg.seed}"
 
 
+def build_model(cfg: RunConfig, rank: int) -> Transformer:
+    """This rank's model at step 0: the same dense weights on every rank, its own share of the experts."""
+    torch.manual_seed(cfg.seed)  # 'global' streams draw everything from here: the same on every rank
+    model = Transformer(cfg.model, cfg.layers, cfg.ep_size)
+    # DeepSpeed's expert-parallel groups are runs of consecutive ranks (its groups exist only after
+    # deepspeed.initialize, and re-initialising then would miss ZeRO's fp32 master copy).
+    model.init_weights(cfg.seed, (rank % cfg.ep_size) * (cfg.model.num_experts // cfg.ep_size), cfg.train.streams)
+    return model
+
+
 def train_trial(cfg: RunConfig, corpus: Corpus, on_step: OnStep | None = None,
                 should_stop: ShouldStop | None = None, ask_rung: AskRung | None = None, trial: int = 0) -> Done:
     """Build, train and evaluate one model; every rank must call this with the same `cfg`.
@@ -146,12 +156,8 @@ def train_trial(cfg: RunConfig, corpus: Corpus, on_step: OnStep | None = None,
     rank, world = dist.get_rank(), dist.get_world_size()
     accel = get_accelerator()
     on_gpu = accel.device_name() == "cuda"
-    torch.manual_seed(cfg.seed)  # the same dense weights and routing noise on every rank
-    model = Transformer(cfg.model, cfg.layers, cfg.ep_size)
+    model = build_model(cfg, rank)
     local_experts = cfg.model.num_experts // cfg.ep_size
-    # DeepSpeed's expert-parallel groups are runs of consecutive ranks (its groups exist only after
-    # deepspeed.initialize, and re-initialising then would miss ZeRO's fp32 master copy).
-    model.init_experts(cfg.seed, (rank % cfg.ep_size) * local_experts)
     precision = cfg.train.precision or ("bf16" if on_gpu else "fp32")
     engine, *_ = deepspeed.initialize(
         model=model, model_parameters=param_groups(model, cfg.train.weight_decay),
@@ -159,6 +165,8 @@ def train_trial(cfg: RunConfig, corpus: Corpus, on_step: OnStep | None = None,
     )
     if cfg.train.compile:
         engine.compile()  # inductor: C++/OpenMP kernels on CPU, Triton on GPU; DeepSpeed's MoE dispatch stays eager
+    if cfg.train.streams == "crn":  # routing noise (DeepSpeed draws it from the global generator) as a stream of its own
+        torch.manual_seed(streams.seed_of(cfg.seed, "routing"))
     steps: list[dict] = []
     try:
         batches = Batches(corpus, cfg, rank, world, engine.device)

@@ -98,7 +98,7 @@ def run_trial(settings: Settings, group: WorkerGroup, number: int, layers: list[
                  **stability(reply.steps, settings.space.train.grad_clip)}, steps=reply.steps,
         layer_rows=reply.layers if isinstance(reply, Done) else [],
         config_json=config_json, seed=settings.seed, replicate_of=replicate_of, data_sha256=settings.data_sha256,
-        hardware=group.hardware, ep_size=cfg.ep_size, started_at=started, finished_at=datetime.now(timezone.utc),
+        hardware=group.hardware, ep_size=cfg.ep_size, random_streams=cfg.train.streams, started_at=started, finished_at=datetime.now(timezone.utc),
     )
     return Outcome(record, seen)
 
