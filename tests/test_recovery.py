@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 import optuna
 import psutil
 import pytest
-from conftest import BACKENDS, storage_url, unique_study
+from conftest import BACKENDS, MICRO, storage_url, unique_study, write_space
 from optuna.trial import TrialState
 
 from moesearch import results, space
@@ -224,3 +224,47 @@ def test_a_rung_ranks_only_the_search_trials_of_the_asking_trial_s_seed(study):
             "rungs": {"10": {"val_loss": loss, "tokens_per_s": 100.0}}, "origin": origin, "seed": seed}))
     assert sorted(v for v, _ in rungs.records_at(study, 10, objectives, but=-1, seed=0)) == [2.0, 2.4]
     assert [v for v, _ in rungs.records_at(study, 10, objectives, but=-1, seed=1)] == [2.3]
+
+
+def test_a_storage_error_at_a_rung_fails_that_trial_with_its_record_and_the_caller_goes_on(tmp_path, monkeypatch):
+    """The study unreachable while the ranks wait for a verdict: the group is stopped, the trial is
+    recorded FAIL with the error, and the search's call returns instead of raising."""
+    from moesearch.launch import Launch
+    from moesearch.settings import Settings
+    from moesearch.supervisor import runner
+    from moesearch.supervisor.group import WorkerGroup
+    from moesearch.vocab import Done, Rung
+
+    pruned = space.load(write_space(tmp_path, MICRO.replace("eval_sequences = 8", "eval_sequences = 8\neval_interval = 2")
+                                    + '[search.pruning]\nmethod = "mo-asha"\nrungs = [2]\n'))
+
+    class OneRung(WorkerGroup):  # answers the first rung as the real group does, then would finish
+        def __init__(self):
+            super().__init__(Launch(1), tmp_path)
+            self.killed = False
+
+        def run(self, trial, config_json, timeout_s, on_step, on_rung=None):
+            self._verdict(on_rung, Rung(2, {"val_loss": 3.0, "tokens_per_s": 10.0}))
+            return Done({"val_loss": 2.0, "tokens_per_s": 10.0}, [], [])
+
+        def kill(self):
+            self.killed = True
+
+    real = optuna.trial.Trial.set_user_attr
+
+    def unreachable_for_rungs(self, key, value):
+        if key == "rungs":
+            raise optuna.exceptions.StorageInternalError("could not connect to server\nmore detail")
+        real(self, key, value)
+
+    monkeypatch.setattr(optuna.trial.Trial, "set_user_attr", unreachable_for_rungs)
+    study = study_mod.open_study(storage_mod.open_storage(f"sqlite:///{tmp_path / 's.db'}"), "s", pruned, seed=0)
+    settings = Settings(space=pruned, study="s", storage="unused", results=tmp_path, launch=Launch(1), seed=0,
+                        data=None, data_sha256="ab", progress=False)
+    group = OneRung()
+    outcome = runner.run_named(settings, study, group, ["gelu", "swiglu"], origin="train")
+    says = "storage error at rung 2: StorageInternalError: could not connect to server"
+    assert group.killed and outcome.row["state"] == "FAIL" and outcome.row["failure_reason"] == says
+    [trial] = [t for t in study.trials if t.user_attrs.get("origin") == "train"]
+    assert trial.state == TrialState.FAIL and trial.user_attrs["failure_reason"] == says
+    assert results.trial_file(tmp_path, "s", trial.number).exists(), "recorded like any failure"

@@ -2,12 +2,14 @@
 records there of the search trials with its seed (`decide.rung_peer`), decide (`decide.rung_verdict`).
 
 Every record of a rung lives in the study, as the trial's `rungs` attribute, so worker groups on
-several nodes prune against one another's trials. Light: optuna only.
+several nodes prune against one another's trials. A storage error at a rung is that trial's failure
+(`RungStorageError`, recorded by `runner`), not the search's. Light: optuna only.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 
 import optuna
 from optuna.trial import TrialState
@@ -15,6 +17,25 @@ from optuna.trial import TrialState
 from moesearch.space import Space
 from moesearch.supervisor import decide
 from moesearch.vocab import TrialAttr, Verdict
+
+
+SETTLED = (optuna.exceptions.UpdateFinishedTrialError, ValueError, RuntimeError)  # another group finished the trial
+
+
+class RungStorageError(Exception):
+    """The study could not be read or written at a rung: that trial fails (recorded), the search goes on."""
+
+
+@contextlib.contextmanager
+def _storage(step: int) -> Iterator[None]:
+    """Storage errors inside become RungStorageError; a trial settled elsewhere passes through as it is."""
+    try:
+        yield
+    except SETTLED:
+        raise
+    except Exception as e:  # optuna raises several types (its own, SQLAlchemy's, OSError for a journal)
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise RungStorageError(f"storage error at rung {step}: {type(e).__name__}: {first}") from e
 
 
 def judge(study: optuna.Study, trial: optuna.Trial, space: Space, may_stop: bool) -> Callable[[int, dict], Verdict]:
@@ -30,13 +51,15 @@ def judge(study: optuna.Study, trial: optuna.Trial, space: Space, may_stop: bool
         mine = {o: float(metrics[o]) for o in objectives}
         reached[str(step)] = mine  # stored first: a group deciding at the same moment counts this record too
         try:
-            trial.set_user_attr(TrialAttr.RUNGS, dict(reached))
-        except (optuna.exceptions.UpdateFinishedTrialError, ValueError, RuntimeError):
+            with _storage(step):
+                trial.set_user_attr(TrialAttr.RUNGS, dict(reached))
+        except SETTLED:
             # another group settled the trial (its heartbeat looked dead): it goes on, and its result is dropped
             return Verdict(True, "settled by another group while it ran")
         if not may_stop:
             return Verdict(True, "a baseline or replicate: its rungs are recorded, it is never stopped")
-        peers = records_at(study, step, objectives, but=trial.number, seed=seed)
+        with _storage(step):
+            peers = records_at(study, step, objectives, but=trial.number, seed=seed)
         return decide.rung_verdict(step, list(mine.values()), peers, list(objectives.values()), space.search.pruning)
 
     return on_rung

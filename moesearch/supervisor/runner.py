@@ -85,6 +85,8 @@ def run_trial(settings: Settings, group: WorkerGroup, number: int, layers: list[
         raise
     except GroupFailure as e:  # a signal may have taken the group down before it could reply
         reply = Failed(_preempted_reason(e) if preempt.requested() else str(e), preempted=preempt.requested() is not None)
+    except rungs.RungStorageError as e:  # the group was stopped (the ranks waited for a verdict): the trial fails
+        reply = Failed(str(e))
     except KeyboardInterrupt:
         group.kill()
         raise
