@@ -205,12 +205,12 @@ def test_status_and_pareto_show_the_same_front(tiny_study):
     assert status.of(study).front == len(on) == int(analysis.table["pareto"].sum())
 
 
-def test_status_counts_the_front_of_seed_means_not_of_first_trials():
-    """A's first seed looks best, its mean is beaten by B: the front is B alone, as `pareto` says."""
+def seed_means_study():
+    """A's first seed looks best, its mean is beaten by B: the front is B alone, as `pareto` says;
+    Optuna's best_trials, trial by trial, holds A's first seed and B."""
     import optuna
     from optuna.distributions import CategoricalDistribution
 
-    from moesearch.supervisor import status
     from moesearch.vocab import StudyAttr, TrialAttr
 
     study = optuna.create_study(directions=["minimize", "minimize"])
@@ -220,4 +220,17 @@ def test_status_counts_the_front_of_seed_means_not_of_first_trials():
         study.add_trial(optuna.trial.create_trial(
             params={"layer_00": layer}, distributions={"layer_00": CategoricalDistribution(["gelu", "swiglu"])},
             values=values, user_attrs={TrialAttr.ASSIGNMENT: layer, TrialAttr.SEED: seed, TrialAttr.TRAINED: True}))
-    assert status.of(study).front == 1
+    return study
+
+
+def test_status_counts_the_front_of_seed_means_not_of_first_trials():
+    from moesearch.supervisor import status
+
+    assert status.of(seed_means_study()).front == 1
+
+
+def test_the_search_s_progress_bar_counts_the_front_as_pareto_does_not_as_optuna_does():
+    from moesearch.supervisor import search
+
+    study = seed_means_study()
+    assert len(study.best_trials) == 2 and search._front_size(study) == 1

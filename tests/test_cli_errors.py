@@ -142,6 +142,35 @@ def test_light_commands_import_neither_torch_nor_deepspeed(args):
     assert out.stdout.strip() == "[]"
 
 
+def test_the_cli_imports_no_side_until_a_command_needs_it():
+    """docs/architecture.md: the CLI imports everything lazily (its startup is every command's)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; import moesearch.cli; print(sorted(m for m in sys.modules if m.startswith("
+            "('moesearch.supervisor', 'moesearch.analysis', 'moesearch.ranks'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("preempted, code", [(False, 1), (True, 0)])
+def test_a_group_that_never_came_up_exits_1_or_0_when_preempted_on_one_line(monkeypatch, preempted, code):
+    import click
+
+    from moesearch import preempt
+    from moesearch.supervisor.group import GroupStartFailure
+
+    def fails() -> None:
+        raise GroupStartFailure("worker group failed to start (exit code 1)")
+
+    monkeypatch.setitem(cli.commands, "fails", click.Command("fails", callback=fails))
+    monkeypatch.setattr(preempt, "requested", lambda: "SIGTERM" if preempted else None)
+    result = CliRunner().invoke(cli, ["fails"])
+    assert result.exit_code == code and result.output == "moesearch: worker group failed to start (exit code 1)\n"
+    monkeypatch.setitem(cli.commands, "fails", click.Command("fails", callback=lambda: 1 / 0))
+    assert isinstance(CliRunner().invoke(cli, ["fails"]).exception, ZeroDivisionError), "a bug is not a start failure"
+
+
 GROUP_CASES = {
     "node rank past the nodes": (["node", "--node-rank", "2", "--nnodes", "2", "--nproc", "1"], "--node-rank 2"),
     "node with the deepspeed launcher": (["node", "--node-rank", "1", "--nnodes", "2", "--nproc", "1", "--launcher",

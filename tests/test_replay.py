@@ -110,6 +110,13 @@ def test_the_first_records_of_a_rung_are_never_pruned_and_the_baselines_never(tm
         run = replay.replay(table, replay.Arm("random", MO_ASHA), seed=seed, n_trials=12)
         first = np.diff(run.spent, prepend=0)[: MO_ASHA.min_records - 1]
         assert set(first) == {40}, "fewer than min_records records at a rung: nothing is stopped"
+    # every rung decides from its first record: the second baseline ties the first on the front (better
+    # and costlier), the tie goes to the earlier record, and 1 of 2 is kept; a baseline is never stopped
+    eager = PruningSpec(method="mo-asha", rungs=[10, 20], eta=3, min_records=1)
+    for seed in range(5):
+        run = replay.replay(table, replay.Arm("random", eager), seed=seed, n_trials=12)
+        assert list(np.diff(run.spent, prepend=0)[:2]) == [40, 40], "the two baselines (trials 1, 2) trained out"
+        assert run.pruned > 0, "yet pruning stops others"
 
 
 def test_pruning_a_table_on_an_objective_measured_only_at_the_end_is_refused_as_its_space_would_be():
@@ -152,6 +159,17 @@ def test_replay_command_prints_the_compute_table_and_writes_curves_and_a_plot(tm
     curves = pd.read_csv(tmp_path / "curves.csv")
     assert set(curves["seed"]) == {5, 6, 7} and curves["relative_hypervolume"].between(0, 1 + 1e-9).all()
     assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("eta, rungs", [("3", "[10]"), ("2", "[10, 20]")])
+def test_replay_s_default_rungs_follow_eta(tmp_path, eta, rungs):
+    """Successive halving's rungs at about 1/eta^2 and 1/eta of 40 steps, at the evaluated 10, 20: eta 3 wants
+    4.4 and 13.3 (both nearest 10), eta 2 wants 10 and 20."""
+    curved(tmp_path)
+    out = CliRunner().invoke(cli, ["replay", str(results.trials_dir(tmp_path, "c")), "--samplers", "random",
+                                   "--pruning", "mo-asha", "--eta", eta, "--seeds", "1"])
+    assert out.exit_code == 0, out.output
+    assert f"rungs {rungs}, eta {eta}," in out.output
 
 
 @pytest.mark.parametrize("args, says", [(["--samplers", "tpe,cmaes"], "--samplers: 'cmaes'"),

@@ -11,7 +11,6 @@ import click
 
 from moesearch import preempt
 from moesearch.errors import InputError
-from moesearch.supervisor.group import GroupStartFailure
 
 
 class _Group(click.Group):
@@ -22,16 +21,25 @@ class _Group(click.Group):
             message = e.format_message() if isinstance(e, click.UsageError) else str(e)
             click.echo(f"moesearch: error: {' '.join(message.split())}", err=True)
             sys.exit(2)
-        except GroupStartFailure as e:
-            click.echo(f"moesearch: {e}", err=True)
-            sys.exit(0 if preempt.requested() else 1)  # preempted: exit 0, so the scheduler requeues the job
         except click.Abort:
             click.echo("moesearch: interrupted", err=True)
             sys.exit(130)
         except click.ClickException as e:
             e.show()
             sys.exit(e.exit_code)
+        except Exception as e:  # last: click's own exceptions are Exceptions too
+            if not _group_start_failure(e):
+                raise
+            click.echo(f"moesearch: {e}", err=True)
+            sys.exit(0 if preempt.requested() else 1)  # preempted: exit 0, so the scheduler requeues the job
         sys.exit(code if isinstance(code, int) else 0)
+
+
+def _group_start_failure(error: Exception) -> bool:
+    """A worker group that never came up. Only commands that train import the group's module, and the
+    CLI imports every side lazily (startup time), so a module not yet imported raised nothing of it."""
+    group = sys.modules.get("moesearch.supervisor.group")
+    return group is not None and isinstance(error, group.GroupStartFailure)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

@@ -20,8 +20,8 @@ from moesearch.errors import InputError
                    "then flip one layer at a time, keep improvements); gp takes seconds per trial.")
 @click.option("--pruning", default="none", show_default=True,
               help="Comma-separated pruning methods, each replayed with every sampler: none, mo-asha.")
-@click.option("--rungs", help="Pruning rungs (steps), comma-separated [default: about 1/9 and 1/3 of the training "
-                              "steps, at evaluated steps].")
+@click.option("--rungs", help="Pruning rungs (steps), comma-separated [default: about 1/eta^2 and 1/eta of the "
+                              "training steps (1/9 and 1/3 for eta 3), at evaluated steps].")
 @click.option("--eta", type=click.IntRange(2), default=3, show_default=True, help="Keep the best 1/eta at each rung.")
 @click.option("--min-records", type=click.IntRange(1), default=6, show_default=True,
               help="Records a rung needs before it stops anything.")
@@ -60,7 +60,7 @@ def replay(table: Path, steps_path: Path | None, samplers: str, pruning: str, ru
                          "replaying --pruning needs the table's learning curves")
     steps = pd.read_parquet(steps_path) if steps_path is not None and steps_path.exists() else None
     exhaustive = replay_mod.load_table(pd.read_parquet(table), str(table), steps)
-    rung_steps = _rungs(rungs, exhaustive) if needs_curves else []
+    rung_steps = _rungs(rungs, exhaustive, eta) if needs_curves else []
     arms = [replay_mod.Arm(p, PruningSpec(method=m, rungs=rung_steps if m != "none" else [], eta=eta,
                                           min_records=min_records)) for m in methods for p in proposers]
     seed_range = range(first_seed, first_seed + seeds)
@@ -101,13 +101,13 @@ def _beside(table: Path) -> Path | None:
     return None
 
 
-def _rungs(given: str | None, table) -> list[int]:
+def _rungs(given: str | None, table, eta: int) -> list[int]:
     evaluated = sorted(table.at_step)
     if not evaluated:
         raise InputError("--pruning: the table's steps have no val_loss before the last step (train.eval_interval "
                          "was 0), so there is no rung to replay")
-    if given is None:  # successive halving's geometric rungs, eta 3: about 1/9 and 1/3 of training
-        wanted = [table.full_steps / 9, table.full_steps / 3]
+    if given is None:  # successive halving's geometric rungs: about 1/eta^2 and 1/eta of training
+        wanted = [table.full_steps / eta**2, table.full_steps / eta]
         return sorted({min(evaluated, key=lambda s: abs(s - w)) for w in wanted})
     try:
         chosen = [int(r) for r in given.split(",")]

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from moesearch import preempt
 from moesearch.assignment import Assignment, layer_name
 from moesearch.settings import Settings
-from moesearch.supervisor import decide, liveness, optuna_compat, recovery, replicates
+from moesearch.supervisor import decide, liveness, optuna_compat, recovery, replicates, status
 from moesearch.supervisor import study as study_mod
 from moesearch.supervisor.group import WorkerGroup
 from moesearch.supervisor.runner import Outcome, record_and_tell, summary
@@ -83,7 +83,7 @@ def run_search(settings: Settings, study: optuna.Study, replicate_baselines: boo
                 trained_now, in_a_row = trained_now + (not outcome.preempted), 0
                 pruned_now += outcome.pruned
                 # the study's compute: every group's at this round's snapshot, plus this trial's (no extra read)
-                bar.set_postfix(front=len(study.best_trials), pruned=pruned_now,
+                bar.set_postfix(front=_front_size(study), pruned=pruned_now,
                                 steps=f"{now.spent['steps'] + outcome.steps_trained:,.0f}")
                 bar.write(summary(outcome, settings.space.search.objectives))
         spent_all = decide.budget_spent(study_mod.snapshot(study, settings.seed).spent, budget(study))
@@ -94,6 +94,11 @@ def run_search(settings: Settings, study: optuna.Study, replicate_baselines: boo
     end = study_mod.snapshot(study, settings.seed)
     early = stopped if end.done < n_trials or preempt.requested() else None  # complete: nothing stopped it early
     return SearchReport(n_trials, trained_now, end.done, repeats, early, replicated, pruned_now, end.spent)
+
+
+def _front_size(study: optuna.Study) -> int:
+    """The front's size as `pareto` and `status` count it (assignments, seed means), not Optuna's best_trials."""
+    return status.front_size(study, study_mod.trained_among(study.get_trials(deepcopy=False), budget_only=False))
 
 
 def target(study: optuna.Study) -> int:

@@ -65,7 +65,7 @@ def of(study: optuna.Study, now: float | None = None) -> Status:
         per_hour_last=sum(f > now - 3600 for f in finished_at),
         per_hour_overall=len(finished_at) / (finished_at[-1] - started_at) * 3600
         if finished_at and finished_at[-1] > started_at else None,
-        front=_front_size(study, trained),  # verify replicates too: fronts are of seed means
+        front=front_size(study, trained),  # verify replicates too: fronts are of seed means
     )
 
 
@@ -75,8 +75,9 @@ def _pruned_at(trial: FrozenTrial) -> int:
     return max(int(step) for step in trial.user_attrs[TrialAttr.RUNGS])
 
 
-def _front_size(study: optuna.Study, trials: list[FrozenTrial]) -> int:
-    """Assignments on the front, by `pareto.front`'s one definition (seed means), from the study's trials."""
+def front_size(study: optuna.Study, trials: list[FrozenTrial]) -> int:
+    """Assignments on the front, by `pareto.front`'s one definition (seed means), from the study's trials
+    (`status` and the search's progress bar; Optuna's best_trials would count each seed's trial apart)."""
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     if not complete:
         return 0
