@@ -12,7 +12,8 @@ from moesearch.cli.options import DEFAULT_RESULTS
 
 @cli.command()
 @click.option("--storage", help="The study's Optuna storage URL [default: the sqlite file in --results].")
-@click.option("--study", "study_name", help="Study name [default: the only study in the storage].")
+@click.option("--study", "study_name",
+              help="Study name [default: the only study in the storage, else the one with the latest trial].")
 @click.option("--results", type=click.Path(path_type=Path), default=DEFAULT_RESULTS, show_default=True,
               help="Folder of the default sqlite storage.")
 def status(storage: str | None, study_name: str | None, results: Path) -> None:
@@ -22,6 +23,7 @@ def status(storage: str | None, study_name: str | None, results: Path) -> None:
     """
     import optuna
 
+    from moesearch.cli.study_option import chosen
     from moesearch.errors import InputError
     from moesearch.supervisor import status as status_mod
     from moesearch.supervisor import storage as storage_mod
@@ -30,8 +32,9 @@ def status(storage: str | None, study_name: str | None, results: Path) -> None:
     url = storage or f"sqlite:///{results / 'moesearch.db'}"
     opened = storage_mod.open_existing(url)
     names = optuna.get_all_study_names(opened)
-    if study_name is None and len(names) != 1:
-        raise InputError(f"--study: {len(names)} studies in {storage_mod.redact(url)!r}; choose one of: "
-                         f"{', '.join(names) or '(none)'}")
-    study = study_mod.load_existing(opened, study_name or names[0])
+    if study_name is None and not names:
+        raise InputError(f"--study: no study in {storage_mod.redact(url)!r}")
+    if study_name is None:
+        study_name = chosen(sorted(names), lambda name: status_mod.last_trial_at(opened, name), storage_mod.redact(url))
+    study = study_mod.load_existing(opened, study_name)
     click.echo(status_mod.text(study.study_name, storage_mod.redact(url), status_mod.of(study)))

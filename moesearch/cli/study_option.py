@@ -11,25 +11,31 @@ from moesearch.errors import InputError
 from moesearch.vocab import State
 
 
-def study_options(command):
-    command = click.option("--study", "study_name",
-                           help="Study to read [default: the only one in the results folder].")(command)
+def study_options(command, newest: bool = True):
+    default = "the only one in the results folder" + (", else the most recently written" if newest else "")
+    command = click.option("--study", "study_name", help=f"Study to read [default: {default}].")(command)
     return click.option("--results", type=click.Path(path_type=Path), default=DEFAULT_RESULTS, show_default=True,
                         help="Folder the search wrote to.")(command)
 
 
-def find_study(results: Path, study_name: str | None) -> str:
-    """The study to read: the one named, or the only one with records; InputError otherwise."""
+def one_study_options(command):
+    """`study_options` of a command that changes a study: it must be named when there are several."""
+    return study_options(command, newest=False)
+
+
+def find_study(results: Path, study_name: str | None, newest: bool = True) -> str:
+    """The study to read: the one named, the only one with records, or (newest) the one most recently
+    written, said on stderr; InputError otherwise."""
     from moesearch import results as results_mod
 
     if not results.is_dir():
         raise InputError(f"--results: {str(results)!r} is not a folder")
     found = results_mod.studies(results)
     if study_name is None:
-        if len(found) != 1:
-            raise InputError(f"--study: {len(found)} studies have records in {str(results)!r}; "
-                             f"choose one of: {', '.join(found) or '(none)'}")
-        return found[0]
+        if len(found) == 1 or (found and newest):
+            return chosen(found, lambda name: _written_at(results_mod.trials_dir(results, name)), str(results))
+        raise InputError(f"--study: {len(found)} studies have records in {str(results)!r}; "
+                         f"choose one of: {', '.join(found) or '(none)'}")
     if study_name not in found:
         raise InputError(f"--study: no records of {study_name!r} in {str(results)!r}; "
                          f"studies there: {', '.join(found) or '(none)'}")
@@ -44,3 +50,21 @@ def load_study(results: Path, study_name: str):
     if not (trials["state"] == State.COMPLETE).any():
         raise InputError(f"--study: {study_name!r} has no completed trial yet in {str(results)!r}")
     return trials
+
+
+def chosen(names: list[str], written_at, where: str) -> str:
+    """The only study, or the most recently written (`written_at`: name -> seconds since the epoch),
+    said on stderr: a second study must not stop a flagless command that only reads."""
+    if len(names) == 1:
+        return names[0]
+    name = max(names, key=written_at)  # on a tie, the first in name order
+    others = ", ".join(n for n in names if n != name)
+    click.echo(f"moesearch: reading study {name!r}, the most recently written of {len(names)} in {where!r} "
+               f"(others: {others}; choose with --study)", err=True)
+    return name
+
+
+def _written_at(folder: Path) -> float:
+    """When a file last arrived in a study's trials folder: every record arrives whole, linked or
+    renamed into it (`files.write_atomic`), which sets the folder's time; one stat, however many files."""
+    return folder.stat().st_mtime

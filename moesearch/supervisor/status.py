@@ -69,6 +69,13 @@ def of(study: optuna.Study, now: float | None = None) -> Status:
     )
 
 
+def last_trial_at(storage: optuna.storages.BaseStorage, name: str) -> float:
+    """When study `name` last started or finished a trial (seconds since the epoch; 0: none yet)."""
+    trials = optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
+    times = [at for t in trials for at in (t.datetime_start, t.datetime_complete) if at is not None]
+    return max((at.timestamp() for at in times), default=0.0)
+
+
 def _pruned_at(trial: FrozenTrial) -> int:
     """The rung a trained, pruned trial stopped at: the last it reported (`rungs.judge` stores each rung's
     values before it decides, so a trial pruned there always has them)."""
