@@ -193,6 +193,20 @@ def test_hypervolume_of_three_objectives(tmp_path):
     assert pareto.hypervolume(table, objectives, reference) == pytest.approx(1.0 * 100 * 10)
 
 
+def test_a_hypervolume_of_0_because_every_point_is_beyond_the_reference_is_warned_naming_it(tmp_path):
+    """The records' reference point is val_loss 3, tokens_per_s 0: losses of 3.2 and 3.5 add no volume."""
+    write(tmp_path / "beyond", record(0, "gelu,gelu", 3.5, 100.0), record(1, "gelu,swiglu", 3.2, 50.0))
+    analysis = pareto.analyse(results.load_trials(tmp_path / "beyond", "s"))
+    assert analysis.hypervolume == 0.0
+    warnings = [line for line in pareto.summary_lines(analysis) if line.startswith("warning")]
+    assert warnings == ["warning: hypervolume 0: no assignment is better than the reference point (val_loss = 3, "
+                        "tokens_per_s = 0) in every objective; every front point's val_loss is beyond it; the "
+                        "reference is fixed when a study is created (search.reference)"]
+    write(tmp_path / "inside", record(0, "gelu,gelu", 2.5, 100.0), record(1, "gelu,swiglu", 3.2, 50.0))
+    analysis = pareto.analyse(results.load_trials(tmp_path / "inside", "s"))
+    assert analysis.hypervolume > 0 and pareto.reference_warning(analysis) is None
+
+
 def test_status_and_pareto_show_the_same_front(tiny_study):
     """One definition of the front (seed means), whether read from the storage or from the records."""
     import optuna

@@ -318,8 +318,8 @@ def summary_lines(analysis: Analysis) -> list[str]:
              f"{f', {analysis.pruned} pruned' if analysis.pruned else ''}), "
              f"{int(t['pareto'].sum())} on the front; * = Pareto front, K = knee, B = uniform baseline; "
              "values are means over seeds (± standard deviation)",
-             f"hypervolume {analysis.hypervolume:.6g} against the reference point "
-             + ", ".join(f"{o} = {fmt(v)}" for o, v in analysis.reference.items()),
+             f"hypervolume {analysis.hypervolume:.6g} against the reference point " + _reference_text(analysis),
+             *([warning] if (warning := reference_warning(analysis)) else []),
              noise_line(analysis)]
     if analysis.left_out:
         lines.append(analysis.left_out)
@@ -327,6 +327,23 @@ def summary_lines(analysis: Analysis) -> list[str]:
         lines.append("front against the baselines" + ("" if analysis.spread.measured else " (one seed each)") + ":")
         lines += [f"  {row.assignment}: {row.summary}" for row in analysis.deltas.itertuples()]
     return lines
+
+
+def _reference_text(analysis: Analysis) -> str:
+    return ", ".join(f"{o} = {fmt(v)}" for o, v in analysis.reference.items())
+
+
+def reference_warning(analysis: Analysis) -> str | None:
+    """Why the hypervolume is 0 when there is a front: no point beats the reference point in every
+    objective, so the volume measures nothing (and no later trial can show progress by it)."""
+    front = analysis.table[analysis.table["pareto"]]
+    if analysis.hypervolume > 0 or front.empty:
+        return None
+    beyond = [o for o, d in analysis.objectives.items()
+              if (front[o] >= analysis.reference[o] if d == "minimize" else front[o] <= analysis.reference[o]).all()]
+    why = f"; every front point's {' and '.join(beyond)} is beyond it" if beyond else ""
+    return (f"warning: hypervolume 0: no assignment is better than the reference point ({_reference_text(analysis)}) "
+            f"in every objective{why}; the reference is fixed when a study is created (search.reference)")
 
 
 def noise_line(analysis: Analysis) -> str:
