@@ -26,6 +26,8 @@ METRICS: dict[str, tuple[str, str]] = {
 
 
 INTEGER_METRICS = frozenset({"params_total", "params_active", "train_flops_per_token", "loss_spikes"})  # counts
+# Analytic costs: the same for every training of an assignment, so no noise model fits them
+ANALYTIC = frozenset({"params_total", "params_active", "train_flops_per_token"})
 
 # What a rung of [search.pruning] measures (ranks/train.py sends these): losses and times so far, and the
 # analytic costs. The rest (8-bit losses, gradient statistics, spikes) exist only after the last step.

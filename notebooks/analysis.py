@@ -36,7 +36,7 @@ from IPython.display import display
 from matplotlib_inline.backend_inline import set_matplotlib_formats
 
 from moesearch import results
-from moesearch.analysis import curves, effects, noise, pareto, plots
+from moesearch.analysis import curves, effects, expected, noise, pareto, plots
 
 # plots.py builds figures without pyplot, so none shows by itself: display(fig) needs the PNG formatter
 set_matplotlib_formats("png")
@@ -103,15 +103,22 @@ for fig in figures:
 assert all(fig.axes for fig in figures)
 
 # %% [markdown]
-# Which layer positions prefer which activation? The heatmap above shows the front; this estimate
-# uses every complete trial: an additive least-squares fit of `val_loss` on each layer's activation
-# (the first choice, gelu, as the reference), with a 95% interval from the residual spread (seed
-# noise and interactions). An effect whose interval includes zero is not evidence.
+# Which layers' choices matter, by how much, and how sure? The heatmap above shows the front; the noise
+# model uses every complete trial (seed replicates included): per-layer effects of each activation
+# against the layer's first choice (gelu), least squares with 95% intervals (shrunk by Bayesian ridge
+# when effects outnumber trials), pure error from replicates and a lack-of-fit test
+# (moesearch/analysis/effects.py). The expected front is the non-dominated set of the model's
+# predictions, each with its probability of being non-dominated over posterior draws; every observed
+# front member is marked resolved or inside noise (moesearch/analysis/expected.py).
 
 # %%
-per_position = effects.position_effects(trials)
-display(per_position.round(4))
-print("\n".join(effects.text(per_position)))
+fit = effects.fit(trials)
+print(effects.verdict(fit))
+display(fit.effects().round(4) if fit else "too few trials")
+print("\n".join(effects.text(fit)))
+found = expected.expected_front(trials)
+if found is not None:
+    display(found[0][found[0]["expected_front"] | (found[0]["trained"] > 0)].head(20).round(4))
 
 # %% [markdown]
 # Does a short run predict a long one? The rank correlation (Spearman, Kendall) of `val_loss` at each

@@ -1,38 +1,133 @@
-"""The per-position effect estimate recovers known effects from a constructed table of trials."""
+"""The noise model recovers known effects, interactions and noise from constructed tables of trials, and
+the expected front matches a brute-force computation."""
 
 from __future__ import annotations
 
 import itertools
 
 import numpy as np
+import pandas as pd
 import pytest
 from test_results import record, write
 
 from moesearch import results
-from moesearch.analysis import effects
+from moesearch.analysis import effects, expected
+
+
+def table(tmp_path, truth, n_layers: int, seeds: int, sd: float, rng_seed: int = 1, choices=("gelu", "swiglu"),
+          cost=lambda combo: 100.0):
+    """Every assignment of `choices` on `n_layers` layers, `seeds` trainings each: truth(combo) + noise."""
+    rng = np.random.default_rng(rng_seed)
+    rows, n = [], 0
+    for combo in itertools.product(choices, repeat=n_layers):
+        for seed in range(seeds):
+            rows.append(record(n, ",".join(combo), 2.0 + truth(combo) + rng.normal(0, sd), cost(combo), seed=seed))
+            n += 1
+    write(tmp_path, *rows)
+    return results.load_trials(tmp_path, "s")
+
+
+def additive(per_layer):
+    return lambda combo: sum(per_layer.get(i, 0.0) for i, a in enumerate(combo) if a == "swiglu")
 
 
 def test_known_additive_effects_are_recovered_with_intervals_that_cover_them(tmp_path):
-    rng = np.random.default_rng(1)
-    truth = {0: -0.05, 1: 0.0, 2: 0.03}  # swiglu instead of gelu, per layer
-    rows, n = [], 0
-    for combo in itertools.product(["gelu", "swiglu"], repeat=3):
-        for seed in range(2):
-            loss = 2.0 + sum(truth[i] for i, a in enumerate(combo) if a == "swiglu") + rng.normal(0, 0.005)
-            rows.append(record(n, ",".join(combo), loss, 100.0, seed=seed))
-            n += 1
-    write(tmp_path, *rows)
-    found = effects.position_effects(results.load_trials(tmp_path, "s"))
-    assert list(found["layer"]) == [0, 1, 2] and set(found["activation"]) == {"swiglu"}
-    assert set(found["reference"]) == {"gelu"} and (found["trials_with"] == 8).all()
-    for row in found.itertuples():
+    truth = {0: -0.05, 1: 0.0, 2: 0.03}
+    found = effects.fit(table(tmp_path, additive(truth), 3, 2, 0.005))
+    assert found.method == "least squares"
+    rows = found.effects()
+    assert list(rows["layer"]) == [0, 1, 2] and set(rows["activation"]) == {"swiglu"}
+    assert set(rows["reference"]) == {"gelu"} and (rows["trials_with"] == 8).all()
+    for row in rows.itertuples():
         assert abs(row.effect - truth[row.layer]) < 3 * row.se and row.ci95 < 0.01
+    assert list(rows["resolved"]) == [True, False, True]
     lines = effects.text(found)
-    assert "layer 0: swiglu instead of gelu -0.05" in lines[1] and "(clear)" in lines[1]
-    assert "(inside noise)" in lines[2]
+    assert "layer 0: swiglu instead of gelu -0.05" in lines[3] and "(resolved)" in lines[3]
+    assert "main effects suffice" in lines[2]
+    assert effects.verdict(found).startswith("verdict: 2 of 3 effects on val_loss resolved: layer 0")
 
 
-def test_too_few_trials_give_no_estimate_and_say_so(tmp_path):
+def test_replicates_measure_the_noise_as_pure_error(tmp_path):
+    found = effects.fit(table(tmp_path, additive({0: 0.02}), 3, 6, 0.03, rng_seed=2))
+    sd, df = found.pure_error
+    assert df == 8 * 5 and sd == pytest.approx(0.03, rel=0.25)
+    assert found.sigma == pytest.approx(0.03, rel=0.25)
+
+
+def test_an_interaction_of_neighbours_fails_main_effects_and_is_estimated(tmp_path):
+    def truth(combo):  # swiglu in layers 1 and 2 together costs 0.08 more than the two alone
+        return additive({0: -0.02})(combo) + (0.08 if combo[1] == combo[2] == "swiglu" else 0.0)
+
+    found = effects.fit(table(tmp_path, truth, 3, 3, 0.005))
+    f_stat, p = found.lack_of_fit
+    assert p < 0.001 and found.method == "least squares with neighbour interactions"
+    rows = found.effects().set_index("term")
+    pair = rows.loc["layers 1+2: swiglu with swiglu (interaction)"]
+    assert abs(pair.effect - 0.08) < 3 * pair.se and pair.resolved
+    assert not rows.loc["layers 0+1: swiglu with swiglu (interaction)"].resolved
+    assert "main effects miss something" in "\n".join(effects.text(found))
+
+
+def test_pure_noise_resolves_nothing_and_says_how_many_trials_would(tmp_path):
+    found = effects.fit(table(tmp_path, lambda combo: 0.0, 3, 1, 0.04, rng_seed=5))
+    assert not found.effects()["resolved"].any()
+    line = effects.verdict(found)
+    assert line.startswith("verdict: nothing resolved") and "needs about" in line
+    need = found.trials_to_resolve(0.02)
+    assert need > found.n_trials  # 8 trials with 0.04 noise cannot resolve 0.02
+    assert found.trials_to_resolve(1.0) == found.n_trials
+
+
+def test_more_effects_than_trials_are_shrunk_with_wide_intervals(tmp_path):
+    rows = [record(n, ",".join(c), 2.0 + 0.05 * (c[0] == "swiglu"), 1.0) for n, c in enumerate(
+        [("gelu",) * 8, ("swiglu",) * 8, ("swiglu",) + ("gelu",) * 7, ("gelu",) * 7 + ("swiglu",),
+         ("gelu", "swiglu") * 4, ("swiglu", "gelu") * 4])]
+    write(tmp_path, *rows)
+    found = effects.fit(results.load_trials(tmp_path, "s"))
+    assert found.method == "bayesian ridge" and len(found.terms) == 8 > found.n_trials - 1
+    assert np.isfinite(found.effects()["ci95"]).all() and (found.effects()["ci95"] > 0).all()
+
+
+def test_too_few_trials_give_no_model_and_say_so(tmp_path):
     write(tmp_path, record(0, "gelu,gelu", 2.0, 1.0), record(1, "swiglu,swiglu", 1.9, 1.0))
-    found = effects.position_effects(results.load_trials(tmp_path, "s"))
-    assert found.empty and "too few trials" in effects.text(found)[0]
+    found = effects.fit(results.load_trials(tmp_path, "s"))
+    assert found is None and "too few trials" in effects.text(found)[0]
+    assert expected.expected_front(results.load_trials(tmp_path, "s")) is None
+
+
+def test_the_expected_front_and_its_probabilities_match_brute_force(tmp_path):
+    truth = additive({0: -0.03, 1: 0.01})
+    cost = lambda combo: 100.0 - 10 * sum(a != "gelu" for a in combo)  # noqa: E731  (tokens/s, maximised)
+    trials = table(tmp_path, truth, 2, 2, 0.01, choices=("gelu", "swiglu", "relu2"), cost=cost)
+    found, fits = expected.expected_front(trials, draws=64)
+    objectives = {"val_loss": "minimize", "tokens_per_s": "maximize"}
+    # brute force: the same draws, dominance checked pair by pair
+    codes = effects.layer_codes(found)
+    rng = np.random.default_rng(expected.SEED)
+    drawn = np.stack([fits[o].draws(codes, 64, rng) for o in objectives], axis=-1) * np.array([1.0, -1.0])
+
+    def front_of(points):
+        return [not any((q <= p).all() and (q < p).any() for q in points) for p in points]
+
+    p_front = np.mean([front_of(drawn[d]) for d in range(64)], axis=0)
+    assert found["p_front"].to_numpy() == pytest.approx(p_front)
+    means = found[list(objectives)].to_numpy() * np.array([1.0, -1.0])
+    assert list(found["expected_front"]) == front_of(means)
+    # the model's means: all-gelu is fastest; swiglu in layer 0 improves val_loss by 0.03 for 10 tokens/s
+    assert set(found.loc[found["expected_front"], "assignment"]) >= {"gelu,gelu", "swiglu,gelu"}
+    assert len(found) == 9 and (found["trained"] == 2).all()
+    assert set(found["verdict"]) <= {"resolved on the front", "resolved off the front", "inside noise"}
+    lo, hi = found["val_loss_lo"], found["val_loss_hi"]
+    assert ((lo < found["val_loss"]) & (found["val_loss"] < hi)).all()
+
+
+def test_large_spaces_predict_the_trained_and_the_models_best_per_level(tmp_path, monkeypatch):
+    monkeypatch.setattr(expected, "ENUMERATE", 10)
+    trials = table(tmp_path, additive({0: -0.05, 2: -0.01}), 4, 1, 0.002)
+    found, _ = expected.expected_front(trials)
+    assert len(found) == 16  # every assignment was trained; the best per level are among them
+    best = effects.fit(trials)
+    levels = expected._best_per_level(best)
+    assert levels[0] == ("gelu",) * 4 and levels[1] == ("swiglu", "gelu", "gelu", "gelu")
+    assert levels[2] == ("swiglu", "gelu", "swiglu", "gelu")
+    assert isinstance(found, pd.DataFrame)

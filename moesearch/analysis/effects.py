@@ -1,58 +1,248 @@
-"""Which layer positions prefer which activation: a per-position effect estimate from all trials.
+"""The noise model of a study: per-layer effects of each activation, pooled over every complete trial.
 
-An additive model, fitted by least squares over every complete trial (seed replicates included):
-    objective = intercept + sum over layers of effect[layer, activation of that layer]
-with each layer's first choice (gelu where allowed) the reference, so an effect is "this activation
-at this layer instead of the reference, everything else alike". Standard errors come from the
-residual variance (seed noise and interactions both land there), with a t interval of the residual
-degrees of freedom. Few trials against many effects leave no degrees of freedom: then no estimate.
-Light: numpy, pandas, scipy.
+    objective = mean + sum over layers of effect[layer, activation]   (+ neighbouring layers' interactions)
+
+Each layer's reference is its first choice (gelu where allowed), so an effect is "this activation at this
+layer instead of the reference, everything else alike". Every trial informs every layer's effect at once,
+seed replicates included, which is how a study learns more than its single trainings say.
+- Enough trials: least squares (statsmodels OLS). Where assignments were trained more than once, their
+  spread is the pure error, and the lack-of-fit F test (the main-effects model against one mean per
+  assignment, statsmodels' anova_lm) says whether main effects suffice; when they do not and the trials
+  allow, the interactions of neighbouring layers join the model.
+- Effects about as many as the trials: Bayesian ridge (scikit-learn), which shrinks effects toward zero by
+  a prior whose width the data choose, so even a small study gets an estimate, with honest, wide intervals.
+A fit keeps its coefficients' covariance, so it predicts any assignment's expected value with an interval
+and draws from its posterior (the expected front, `analysis/expected.py`). Light: no torch.
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
-from scipy.stats import t as student_t
+from scipy import stats
 
 from moesearch.analysis.pareto import one_text
 from moesearch.vocab import State
 
-COLUMNS = ["layer", "activation", "reference", "effect", "se", "ci95", "trials_with"]
+MIN_DOF = 3  # residual degrees of freedom least squares needs for a usable t interval; fewer: shrinkage
+LACK_OF_FIT_P = 0.05  # below this, main effects do not suffice: neighbouring interactions are tried
+POWER_Z = stats.norm.ppf(0.975) + stats.norm.ppf(0.8)  # a two-sided 5% test that finds the effect 80% of the time
+COLUMNS = ["term", "layer", "activation", "reference", "effect", "se", "ci95", "resolved", "trials_with"]
 
 
-def position_effects(trials: pd.DataFrame, objective: str = "val_loss") -> pd.DataFrame:
-    """One row per layer and non-reference activation: effect on `objective`, its standard error and 95% half-width."""
+@dataclass(frozen=True)
+class Term:
+    """One column of the model: an activation at one layer, or a pair at two neighbouring layers."""
+
+    layers: tuple[int, ...]
+    activations: tuple[str, ...]
+    references: tuple[str, ...]
+
+    @property
+    def label(self) -> str:
+        if len(self.layers) == 1:
+            return f"layer {self.layers[0]}: {self.activations[0]} instead of {self.references[0]}"
+        return f"layers {self.layers[0]}+{self.layers[1]}: {' with '.join(self.activations)} (interaction)"
+
+    def column(self, codes: pd.DataFrame) -> np.ndarray:
+        """1 where every layer of the term takes its activation."""
+        return np.logical_and.reduce([codes.iloc[:, i].to_numpy() == a
+                                      for i, a in zip(self.layers, self.activations, strict=True)]).astype(float)
+
+
+@dataclass(frozen=True)
+class Fit:
+    """A fitted model of one objective, in centred form: value = y_mean + (x - x_mean) @ beta."""
+
+    objective: str
+    method: str  # "least squares", "least squares with neighbour interactions", "bayesian ridge"
+    choices: list[list[str]]  # per layer, the activations seen, reference first
+    terms: list[Term]
+    x_mean: np.ndarray
+    y_mean: float
+    beta: np.ndarray
+    cov: np.ndarray  # of beta
+    mean_var: float  # of y_mean, independent of beta in the centred form
+    sigma: float  # residual standard deviation: one training's noise plus what the model misses
+    dof: float  # of the t intervals; inf for the Bayesian fit
+    n_trials: int
+    n_assignments: int
+    pure_error: tuple[float, int] | None  # (sd, degrees of freedom) from replicated assignments
+    lack_of_fit: tuple[float, float] | None  # (F, p) of main effects against one mean per assignment
+    trials_with: np.ndarray  # per term, the trials that have it
+
+    def design(self, assignments: pd.DataFrame) -> np.ndarray:
+        """The model's columns for rows of layer activations (one column per layer, in order)."""
+        return np.column_stack([t.column(assignments) for t in self.terms]) if self.terms else np.zeros((len(assignments), 0))
+
+    def predict(self, assignments: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Expected value of each assignment and its standard error."""
+        centred = self.design(assignments) - self.x_mean
+        var = np.einsum("ij,jk,ik->i", centred, self.cov, centred) + self.mean_var
+        return self.y_mean + centred @ self.beta, np.sqrt(np.maximum(var, 0))
+
+    def draws(self, assignments: pd.DataFrame, n: int, rng: np.random.Generator) -> np.ndarray:
+        """n joint posterior draws of every assignment's expected value: shape (n, assignments)."""
+        centred = self.design(assignments) - self.x_mean
+        beta = _multivariate(self.beta, self.cov, self.dof, n, rng)
+        mean = self.y_mean + math.sqrt(self.mean_var) * rng.standard_normal(n)
+        return mean[:, None] + beta @ centred.T
+
+    def quantile(self) -> float:
+        """The two-sided 95% multiplier of a standard error."""
+        return float(stats.t.ppf(0.975, self.dof)) if math.isfinite(self.dof) else float(stats.norm.ppf(0.975))
+
+    def effects(self) -> pd.DataFrame:
+        """One row per term: its effect, standard error, 95% half-width, and whether the interval excludes 0."""
+        se = np.sqrt(np.diag(self.cov))
+        q = self.quantile()
+        return pd.DataFrame([{"term": t.label, "layer": t.layers[0] if len(t.layers) == 1 else None,
+                              "activation": "+".join(t.activations), "reference": "+".join(t.references),
+                              "effect": b, "se": s, "ci95": q * s, "resolved": abs(b) > q * s,
+                              "trials_with": int(n)}
+                             for t, b, s, n in zip(self.terms, self.beta, se, self.trials_with, strict=True)],
+                            columns=COLUMNS)
+
+    def resolvable(self) -> float | None:
+        """The main effect these trials find 80% of the time (two-sided 5% test): the typical se x 2.8."""
+        se = [s for t, s in zip(self.terms, np.sqrt(np.diag(self.cov)), strict=True) if len(t.layers) == 1]
+        return float(np.median(se)) * POWER_Z if se else None
+
+    def trials_to_resolve(self, size: float) -> int | None:
+        """Trials in all (like those so far) for a main effect of `size` to be found 80% of the time: an
+        effect's standard error shrinks as 1/sqrt(trials). None without a main effect."""
+        now = self.resolvable()
+        return None if now is None else max(self.n_trials, math.ceil(self.n_trials * (now / size) ** 2))
+
+
+def fit(trials: pd.DataFrame, objective: str = "val_loss") -> Fit | None:
+    """The noise model of `objective` over the study's complete trials; None with fewer than 3 trials
+    or 2 assignments (nothing to pool)."""
     done = one_text(trials)[0]
     done = done[(done["state"] == State.COMPLETE) & done[objective].notna()]
-    layers = sorted(c for c in done.columns if c.startswith("layer_"))
-    columns, names = [np.ones(len(done))], []
-    for i, layer in enumerate(layers):
-        seen = sorted(done[layer].astype(str).unique(), key=lambda a: (a != "gelu", a))
-        for activation in seen[1:]:
-            columns.append((done[layer].astype(str) == activation).to_numpy(float))
-            names.append((i, activation, seen[0]))
-    X, y = np.column_stack(columns), done[objective].to_numpy(float)
-    dof = len(y) - X.shape[1]
-    if not names or dof < 1 or np.linalg.matrix_rank(X) < X.shape[1]:
-        return pd.DataFrame(columns=COLUMNS)
-    beta, *_ = np.linalg.lstsq(X, y, rcond=None)
-    residual = y - X @ beta
-    covariance = (residual @ residual / dof) * np.linalg.inv(X.T @ X)
-    se = np.sqrt(np.diag(covariance))[1:]
-    half = student_t.ppf(0.975, dof) * se
-    return pd.DataFrame([{"layer": i, "activation": a, "reference": ref, "effect": b, "se": s, "ci95": h,
-                          "trials_with": int(X[:, k + 1].sum())}
-                         for k, ((i, a, ref), b, s, h) in enumerate(zip(names, beta[1:], se, half, strict=True))],
-                        columns=COLUMNS)
+    if len(done) < 3 or done["assignment"].nunique() < 2:
+        return None
+    codes = layer_codes(done)
+    choices = [sorted(codes[c].unique(), key=lambda a: (a != "gelu", a)) for c in codes.columns]
+    main = [Term((i,), (a,), (layer[0],)) for i, layer in enumerate(choices) for a in layer[1:]]
+    y = done[objective].to_numpy(float)
+    found = _least_squares(objective, choices, main, codes, y, done["assignment"].to_numpy())
+    if found is None:
+        return _bayesian_ridge(objective, choices, main, codes, y, done["assignment"].nunique())
+    if found.lack_of_fit and found.lack_of_fit[1] < LACK_OF_FIT_P:
+        pairs = [Term((i, i + 1), (a, b), (choices[i][0], choices[i + 1][0]))
+                 for i in range(len(choices) - 1) for a in choices[i][1:] for b in choices[i + 1][1:]]
+        wider = _least_squares(objective, choices, main + pairs, codes, y, done["assignment"].to_numpy(),
+                               "least squares with neighbour interactions")
+        if wider is not None:  # the test that asked for them stays on record: what main effects alone missed
+            return _with(wider, lack_of_fit=found.lack_of_fit)
+    return found
 
 
-def text(effects: pd.DataFrame, objective: str = "val_loss") -> list[str]:
-    """One line per effect, saying whether its 95% interval excludes zero."""
-    if effects.empty:
-        return [f"per-position effects on {objective}: too few trials for an estimate (more trials than effects needed)"]
-    lines = [f"per-position effects on {objective} (additive least squares over all complete trials, 95% interval):"]
-    for r in effects.itertuples():
-        clear = "clear" if abs(r.effect) > r.ci95 else "inside noise"
-        lines.append(f"  layer {r.layer}: {r.activation} instead of {r.reference} {r.effect:+.4f} ± {r.ci95:.4f} ({clear})")
+def layer_codes(rows: pd.DataFrame) -> pd.DataFrame:
+    """The layer columns (layer_00, ...) as plain strings, in layer order."""
+    layers = sorted(c for c in rows.columns if c.startswith("layer_"))
+    return pd.DataFrame({c: rows[c].astype(str).to_numpy() for c in layers})
+
+
+def _least_squares(objective: str, choices: list[list[str]], terms: list[Term], codes: pd.DataFrame, y: np.ndarray,
+                   assignment: np.ndarray, method: str = "least squares") -> Fit | None:
+    """OLS on the centred columns; None when the columns are collinear or leave fewer than MIN_DOF."""
+    import statsmodels.api as sm
+    from statsmodels.stats.anova import anova_lm
+
+    X = np.column_stack([t.column(codes) for t in terms]) if terms else np.zeros((len(y), 0))
+    if len(y) - X.shape[1] - 1 < MIN_DOF or np.linalg.matrix_rank(np.column_stack([np.ones(len(y)), X])) <= X.shape[1]:
+        return None
+    x_mean = X.mean(axis=0)
+    model = sm.OLS(y, sm.add_constant(X - x_mean, has_constant="add")).fit()
+    cov = np.asarray(model.cov_params())
+    groups = pd.Series(assignment)
+    n_assignments = groups.nunique()
+    pure = lack = None
+    if n_assignments < len(y):  # replicates: one mean per assignment is the model that misses nothing
+        cells = sm.OLS(y, pd.get_dummies(groups).to_numpy(float)).fit()
+        pure = (math.sqrt(cells.scale), int(cells.df_resid))
+        if n_assignments > X.shape[1] + 1:
+            table = anova_lm(model, cells)
+            lack = (float(table["F"].iloc[1]), float(table["Pr(>F)"].iloc[1]))
+    return Fit(objective, method, choices, terms, x_mean, float(model.params[0]), np.asarray(model.params[1:]),
+               cov[1:, 1:], float(cov[0, 0]), math.sqrt(model.scale), float(model.df_resid), len(y), n_assignments,
+               pure, lack, X.sum(axis=0))
+
+
+def _bayesian_ridge(objective: str, choices: list[list[str]], terms: list[Term], codes: pd.DataFrame,
+                    y: np.ndarray, n_assignments: int) -> Fit:
+    """Effects shrunk toward 0 by a Gaussian prior whose precision, like the noise's, is fitted (evidence
+    maximisation): wide intervals where the trials say little."""
+    from sklearn.linear_model import BayesianRidge
+
+    X = np.column_stack([t.column(codes) for t in terms])
+    model = BayesianRidge(fit_intercept=True).fit(X, y)
+    noise_var = 1.0 / model.alpha_
+    return Fit(objective, "bayesian ridge", choices, terms, X.mean(axis=0), float(y.mean()), model.coef_,
+               model.sigma_, noise_var / len(y), math.sqrt(noise_var), math.inf, len(y), n_assignments, None, None,
+               X.sum(axis=0))
+
+
+def _with(found: Fit, **changes) -> Fit:
+    return Fit(**{**found.__dict__, **changes})
+
+
+def _multivariate(mean: np.ndarray, cov: np.ndarray, dof: float, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Draws of the coefficients: Student's t with the fit's degrees of freedom (normal when infinite)."""
+    if mean.size == 0:
+        return np.zeros((n, 0))
+    normal = rng.multivariate_normal(mean * 0, cov, size=n, method="eigh")
+    scale = np.sqrt(dof / rng.chisquare(dof, size=n))[:, None] if math.isfinite(dof) else 1.0
+    return mean + normal * scale
+
+
+def text(found: Fit | None, size: float = 0.02) -> list[str]:
+    """The model in words: how it was fitted, its noise, each effect resolved or not, and what more it needs."""
+    if found is None:
+        return ["per-layer effects: too few trials for a model (3 complete trials of 2 assignments at least)"]
+    o = found.objective
+    lines = [f"per-layer effects on {o} ({found.method} over {found.n_trials} trials of {found.n_assignments} "
+             f"assignments; residual sd {found.sigma:.4f}; 95% intervals):"]
+    if found.pure_error:
+        sd, df = found.pure_error
+        lines.append(f"  one training's noise, from replicated assignments: sd {sd:.4f} ({df} degrees of freedom)")
+    if found.lack_of_fit:
+        f_stat, p = found.lack_of_fit
+        lines.append(f"  lack of fit of main effects: F {f_stat:.2f}, p {p:.3f}: "
+                     + ("main effects miss something (layers interact)" if p < LACK_OF_FIT_P else "main effects suffice"))
+    for r in found.effects().itertuples():
+        lines.append(f"  {r.term} {r.effect:+.4f} ± {r.ci95:.4f} ({'resolved' if r.resolved else 'inside noise'})")
+    if found.resolvable() is not None:
+        lines.append(f"  {_needs(found, size)}")
     return lines
+
+
+def _needs(found: Fit, size: float) -> str:
+    """What these trials resolve, or how many more a per-layer effect of `size` needs."""
+    now, need = found.resolvable(), found.trials_to_resolve(size)
+    if need <= found.n_trials:
+        return f"these trials resolve a per-layer effect of {now:.3f} or more (80% of the time)"
+    return (f"a per-layer effect of {size} needs about {need} trials like these to resolve "
+            f"({need - found.n_trials} more; {now:.3f} now)")
+
+
+def verdict(found: Fit | None, size: float = 0.02) -> str:
+    """One line first: which layers' choices matter, by how much, or that nothing is resolved and what would."""
+    if found is None:
+        return "verdict: too few trials to say anything yet (a model needs 3 complete trials of 2 assignments)"
+    effects = found.effects()
+    clear = effects[effects["resolved"]]
+    more = "" if found.resolvable() is None else f"; {_needs(found, size)}"
+    if clear.empty:
+        width = effects["ci95"].median() if len(effects) else float("nan")
+        return (f"verdict: nothing resolved: every per-layer effect on {found.objective} is inside noise "
+                f"(typical ±{width:.3f}, one training's sd {found.sigma:.3f}){more}")
+    said = "; ".join(f"{r.term} {r.effect:+.3f} ± {r.ci95:.3f}" for r in clear.itertuples())
+    rest = len(effects) - len(clear)
+    return (f"verdict: {len(clear)} of {len(effects)} effects on {found.objective} resolved: {said}"
+            f"{f'; {rest} inside noise' if rest else ''}{more}")
