@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 from click.testing import CliRunner
 from scipy.stats import kendalltau, spearmanr
@@ -35,8 +36,18 @@ def test_the_correlation_of_each_rung_with_the_last_step(tmp_path):
     assert table.loc[1, "spearman"] == pytest.approx(spearmanr(AT_20, FINAL).statistic)
     assert table.loc[1, "kendall"] == pytest.approx(kendalltau(AT_20, FINAL).statistic)
     lines = curves.text(table)
-    assert "step 10: Spearman 1.00, Kendall 1.00" in lines[0]
+    assert "step 10: Spearman 1.00, Kendall 1.00 over 5 assignments" in lines[0]
     assert lines[1].startswith("warning: at step 20 the early ranking predicts the final one weakly")
+    assert lines[2] == ("warning: at step 10, 20 the correlation rests on 5, 5 assignments, fewer than 10: too few to "
+                        "say how well a short run predicts, either way"), "even a perfect 1.00 of five may be chance"
+
+
+def test_a_correlation_over_enough_assignments_gets_no_warning_for_its_count():
+    table = pd.DataFrame({"step": [10, 20], "assignments": [12, 9], "spearman": [0.9, 0.8], "kendall": [0.8, 0.7]})
+    lines = curves.text(table)
+    assert len(lines) == 2 and lines[1].startswith("warning: at step 20 the correlation rests on 9 assignments")
+    assert "step 10: Spearman 0.90, Kendall 0.80 over 12 assignments" in lines[0]
+    assert len(curves.text(table.assign(assignments=[10, 40]))) == 1, "10 or more: no warning"
 
 
 def test_pareto_prints_the_rung_correlation_and_a_study_without_curves_prints_none(tmp_path):

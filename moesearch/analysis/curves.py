@@ -17,6 +17,9 @@ from moesearch.vocab import State
 
 WEAK = 0.5  # a Spearman correlation below this: the early ranking says little about the final one
 MIN_ASSIGNMENTS = 3  # fewer points give no rank correlation worth printing
+# Fewer assignments than this, and a strong correlation may be chance: Spearman's two-sided 5% critical
+# value (exact, by permutation) is 1.0 with 5 assignments, 0.83 with 6, 0.64 with 10.
+FEW = 10
 
 
 def rung_correlation(trials: pd.DataFrame, steps: pd.DataFrame) -> pd.DataFrame:
@@ -44,13 +47,18 @@ def text(table: pd.DataFrame) -> list[str]:
     """Lines for people: the correlation per step, and a warning where it is weak; none without curves."""
     if table.empty:
         return []
-    shown = "; ".join(f"step {r.step}: Spearman {r.spearman:.2f}, Kendall {r.kendall:.2f}" for r in table.itertuples())
-    lines = [f"does a short run predict the final ranking? rank correlation of val_loss with the last step "
-             f"({int(table['assignments'].max())} assignments): {shown}"]
+    shown = "; ".join(f"step {r.step}: Spearman {r.spearman:.2f}, Kendall {r.kendall:.2f} over {r.assignments} "
+                      "assignments" for r in table.itertuples())
+    lines = [f"does a short run predict the final ranking? rank correlation of val_loss with the last step: {shown}"]
     weak = table[table["spearman"] < WEAK]
     if len(weak):
         lines.append(f"warning: at step {', '.join(map(str, weak['step']))} the early ranking predicts the final one "
                      f"weakly (Spearman < {WEAK}): stopping trials there could stop future front members")
+    few = table[table["assignments"] < FEW]
+    if len(few):  # a strong correlation of few points is no evidence either
+        lines.append(f"warning: at step {', '.join(map(str, few['step']))} the correlation rests on "
+                     f"{', '.join(map(str, few['assignments']))} assignments, fewer than {FEW}: too few to say how "
+                     "well a short run predicts, either way")
     return lines
 
 
