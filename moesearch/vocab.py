@@ -99,7 +99,8 @@ class Step:
 @dataclass(frozen=True)
 class Rung:
     """Rank 0 to the supervisor, at a rung of `[search.pruning]`: the trial's objectives so far. The
-    ranks wait for the supervisor's Verdict, decided against the whole study's records at this rung."""
+    ranks wait for the supervisor's Verdict, decided against the study's records at this rung of the
+    search trials with the same seed (`decide.rung_peer`)."""
 
     step: int
     metrics: dict  # val_loss at this step, measured costs so far (step time, throughput, memory)

@@ -17,6 +17,7 @@ from optuna.trial import TrialState
 from test_cluster import ONE_THREAD, check_study
 
 from moesearch import results
+from moesearch.metrics import AT_RUNG
 
 # 2 layers x {gelu, swiglu, relu}: three baselines, six mixed assignments; val_loss at 10, 20 and 30.
 # Objectives val_loss and FLOPs: all-gelu and all-relu are the cheapest, so a stalled mixed trial is
@@ -42,6 +43,7 @@ def test_a_poor_trial_is_pruned_at_the_first_rung_with_its_steps_and_never_train
     poor = rows.iloc[3]
     assert re.match(r"pruned at rung 10: place [34] of 4 records there, outside the best 2", poor["failure_reason"])
     assert poor["val_loss"] > rows["val_loss"][:3].max(), "its metrics are those at the rung"
+    assert poor[sorted(AT_RUNG)].notna().all(), "a rung measures every metric the space's validation allows there"
     steps = results.load_steps(out, "micro")
     assert steps.groupby("trial")["step"].max().tolist() == [30, 30, 30, 10], "its steps rows are kept"
     assert f"trial 3 [{poor['assignment']}] PRUNED: pruned at rung 10" in first.stdout
