@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import shutil
@@ -16,7 +17,7 @@ from click.testing import CliRunner
 from test_results import FRONT, record, write
 
 from moesearch import results
-from moesearch.analysis import noise, pareto, plots
+from moesearch.analysis import expected, noise, pareto, plots
 from moesearch.cli import cli
 
 
@@ -248,3 +249,22 @@ def test_the_search_s_progress_bar_counts_the_front_as_pareto_does_not_as_optuna
 
     study = seed_means_study()
     assert len(study.best_trials) == 2 and search._front_size(study) == 1
+
+
+def test_pareto_report_status_and_plot_say_what_the_study_resolved(tiny_study, tmp_path):
+    """The verdict line first, the per-layer effects and the expected front beside the observed one."""
+    shown = CliRunner().invoke(cli, ["pareto", "--results", str(tiny_study)])
+    assert shown.exit_code == 0, shown.output
+    lines = shown.output.splitlines()
+    assert lines[1].startswith("verdict: ") and "per-layer effects on val_loss" in shown.output
+    assert "expected front (" in shown.output and "observed front, against the model:" in shown.output
+    page = tmp_path / "r.html"
+    assert CliRunner().invoke(cli, ["report", "--results", str(tiny_study), "--out", str(page)]).exit_code == 0
+    source = page.read_text()
+    assert "What the study has resolved" in source and html.escape(lines[1]) in source and "p_front" in source
+    status = CliRunner().invoke(cli, ["status", "--results", str(tiny_study)])
+    assert status.exit_code == 0 and status.output.splitlines()[-1] == lines[1]
+    trials = results.load_trials(tiny_study, "tiny")
+    figure = plots.front(pareto.analyse(trials), expected.expected_front(trials)[0])
+    labels = figure.axes[0].get_legend_handles_labels()[1]
+    assert "expected front (noise model, 95% intervals)" in labels

@@ -107,9 +107,20 @@ class Fit:
                             columns=COLUMNS)
 
     def resolvable(self) -> float | None:
-        """The main effect these trials find 80% of the time (two-sided 5% test): the typical se x 2.8."""
-        se = [s for t, s in zip(self.terms, np.sqrt(np.diag(self.cov)), strict=True) if len(t.layers) == 1]
-        return float(np.median(se)) * POWER_Z if se else None
+        """The main effect these trials find 80% of the time (two-sided 5% test): the typical se x 2.8.
+
+        Shrinkage narrows a posterior toward the prior, not toward the truth, so the Bayesian fit is judged
+        by the se least squares would have in a balanced design: sigma * sqrt(1/with + 1/without).
+        """
+        main = [i for i, t in enumerate(self.terms) if len(t.layers) == 1]
+        if not main:
+            return None
+        if self.method == "bayesian ridge":
+            with_ = np.maximum(self.trials_with[main], 1)
+            se = self.sigma * np.sqrt(1 / with_ + 1 / np.maximum(self.n_trials - with_, 1))
+        else:
+            se = np.sqrt(np.diag(self.cov))[main]
+        return float(np.median(se)) * POWER_Z
 
     def trials_to_resolve(self, size: float) -> int | None:
         """Trials in all (like those so far) for a main effect of `size` to be found 80% of the time: an

@@ -23,6 +23,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import EngFormatter, FuncFormatter
 
 from moesearch.activations import NAMES
+from moesearch.analysis.expected import expected_front
 from moesearch.analysis.pareto import Analysis, header
 from moesearch.assignment import Assignment, baseline_name
 from moesearch.files import write_atomic
@@ -44,8 +45,13 @@ def label(row) -> str:
     return baseline_name(row["assignment"]) if row["baseline"] else row["assignment"]
 
 
-def front(analysis: Analysis) -> Figure:
-    """Every pair of objectives (one panel each: two objectives, one panel; three, three), the front marked."""
+def front(analysis: Analysis, expected: pd.DataFrame | None = None) -> Figure:
+    """Every pair of objectives (one panel each: two objectives, one panel; three, three), the front marked.
+
+    expected: the noise model's candidates (`analysis.expected.expected_front`): its expected front is drawn
+    with 95% intervals, and every observed front member and baseline gets its interval too, at the model's
+    expected value, linked to where its trainings landed.
+    """
     first, *_ = analysis.objectives
     pairs = list(itertools.combinations(analysis.objectives, 2))
     t = analysis.table
@@ -66,6 +72,8 @@ def front(analysis: Analysis) -> Figure:
         if len(spread):
             ax.errorbar(spread[x], spread[y], xerr=spread[f"{x}_std"], yerr=spread[f"{y}_std"], fmt="none",
                         ecolor="black", elinewidth=0.8, capsize=3, label="± sd over seeds")
+        if expected is not None:
+            _expected(ax, expected, t[t["pareto"] | t["baseline"]], x, y)
         for index, row in singled.iterrows():
             if row["baseline"] or row["knee"]:
                 ax.scatter(row[x], row[y], marker="*" if row["baseline"] else "D", s=160, zorder=3,
@@ -82,6 +90,21 @@ def front(analysis: Analysis) -> Figure:
     fig.suptitle("Assignments in objective space (means over seeds); stars: uniform baselines"
                  + ("; every pair of objectives, the front is the front of all of them" if len(pairs) > 1 else ""))
     return fig
+
+
+def _expected(ax, expected: pd.DataFrame, observed: pd.DataFrame, x: str, y: str) -> None:
+    """The model's view: its expected front, and each observed point's expected value, with 95% intervals."""
+    def bars(rows: pd.DataFrame, name: str) -> list[np.ndarray]:
+        return [(rows[name] - rows[f"{name}_lo"]).to_numpy(), (rows[f"{name}_hi"] - rows[name]).to_numpy()]
+
+    on = expected[expected["expected_front"]]
+    ax.errorbar(on[x], on[y], xerr=bars(on, x), yerr=bars(on, y), fmt="s", mfc="none", color="tab:orange",
+                elinewidth=0.8, capsize=2, label="expected front (noise model, 95% intervals)")
+    seen = expected.set_index("assignment").loc[observed["assignment"]].reset_index()
+    ax.errorbar(seen[x], seen[y], xerr=bars(seen, x), yerr=bars(seen, y), fmt=".", color="tab:purple",
+                elinewidth=0.6, capsize=2, alpha=0.7, label="observed front and baselines: expected value, 95%")
+    for (_, o), (_, e) in zip(observed.iterrows(), seen.iterrows(), strict=True):  # where the trainings landed
+        ax.plot([o[x], e[x]], [o[y], e[y]], ":", color="tab:purple", linewidth=0.7, alpha=0.7)
 
 
 def _plain_numbers(axis, metric: str) -> None:
@@ -236,7 +259,8 @@ def replay_curves(runs: dict[str, list], budget: float, unit: str) -> Figure:
 def draw_all(analysis: Analysis, steps: pd.DataFrame, layer_rows: pd.DataFrame,
              trials: pd.DataFrame | None = None) -> dict[str, Figure]:
     """Every picture of a study; outliers and quantization where the records have them (schema 3)."""
-    figures = {"front": front(analysis), "hypervolume": hypervolume(analysis), "layers": layers(analysis),
+    found = expected_front(trials, analysis.objectives) if trials is not None else None
+    figures = {"front": front(analysis, found[0] if found else None), "hypervolume": hypervolume(analysis), "layers": layers(analysis),
                "curves": curves(analysis, steps), "hidden": hidden(layer_rows), "outliers": outliers(layer_rows),
                "quantization": quantization(trials) if trials is not None else None}
     return {name: fig for name, fig in figures.items() if fig is not None}

@@ -15,7 +15,8 @@ from string import Template
 
 import pandas as pd
 
-from moesearch.analysis import curves, interactive, noise, pareto, plots
+from moesearch.analysis import curves, effects, expected, interactive, noise, pareto, plots
+from moesearch.metrics import ANALYTIC
 from moesearch.vocab import State
 
 _PAGE = Template("""<!DOCTYPE html>
@@ -35,6 +36,8 @@ img { max-width: 100%; border: 1px solid #eee; margin: 0.5rem 0; }
 $front
 $summary
 $interactive
+<h2>What the study has resolved</h2>
+$model
 <h2>Is the front real?</h2>
 $noise
 <h2>Pictures</h2>
@@ -62,6 +65,7 @@ def render(analysis: pareto.Analysis, trials: pd.DataFrame, steps: pd.DataFrame,
                          + curves.text(curves.rung_correlation(trials, steps))
                          + curves.compute_text(trials, steps)),
         noise=_noise(trials, analysis.objectives),
+        model=_model(trials, analysis),
         images="".join(f'<figure><img alt="{name}" src="data:image/png;base64,{_png(fig)}"></figure>'
                        for name, fig in plots.draw_all(analysis, steps, layer_rows, trials).items()),
         provenance=_provenance(trials).to_frame().to_html(header=False),
@@ -83,6 +87,31 @@ def _noise(trials: pd.DataFrame, objectives: dict[str, str]) -> str:
                "and the baselines with fresh seeds.</p>"
     return (noise.view(table, objectives).to_html(index=False)
             + f'<p class="verdict">{html.escape(noise.verdict(table))}</p>')
+
+
+def _model(trials: pd.DataFrame, analysis: pareto.Analysis) -> str:
+    """The verdict, each objective's per-layer effects, and the expected front beside the observed one."""
+    fits = {o: effects.fit(trials, o) for o in analysis.objectives}
+    first = fits.get("val_loss") or next(iter(fits.values()))
+    parts = [f'<p class="verdict">{html.escape(effects.verdict(first))}</p>']
+    for o, found in fits.items():
+        if o not in ANALYTIC and found is not None:
+            lines = effects.text(found)
+            parts.append(f"<p>{html.escape(lines[0])}</p>" + found.effects().drop(columns=["layer"]).round(4)
+                         .to_html(index=False) + "".join(f'<p class="muted">{html.escape(line.strip())}</p>'
+                                                         for line in lines[1:] if not line.strip().startswith("layer")))
+    found = expected.expected_front(trials, analysis.objectives)
+    if found is not None:
+        table, objectives = found[0], list(analysis.objectives)
+        observed = set(analysis.table.loc[analysis.table["pareto"], "assignment"])
+        shown = table[table["expected_front"] | table["assignment"].isin(observed)].assign(
+            observed_front=lambda t: t["assignment"].isin(observed))
+        columns = ["assignment", *[c for o in objectives for c in (o, f"{o}_lo", f"{o}_hi")],
+                   "p_front", "expected_front", "observed_front", "trained", "verdict"]
+        parts.append("<p>Expected front (model predictions, 95% intervals; p_front: the share of posterior draws in "
+                     "which the assignment is non-dominated) and the observed front against it:</p>"
+                     + shown[columns].round(4).to_html(index=False))
+    return "".join(parts)
 
 
 def _provenance(trials: pd.DataFrame) -> pd.Series:

@@ -38,3 +38,14 @@ def status(storage: str | None, study_name: str | None, results: Path) -> None:
         study_name = chosen(sorted(names), lambda name: status_mod.last_trial_at(opened, name), storage_mod.redact(url))
     study = study_mod.load_existing(opened, study_name)
     click.echo(status_mod.text(study.study_name, storage_mod.redact(url), status_mod.of(study)))
+    _verdict(results, study.study_name)
+
+
+def _verdict(results: Path, study_name: str) -> None:
+    """What the records resolve so far (the noise model's verdict), where this machine has them."""
+    from moesearch import results as results_mod
+
+    if results_mod.trials_dir(results, study_name).is_dir():
+        from moesearch.analysis import effects
+
+        click.echo(effects.verdict(effects.fit(results_mod.load_trials(results, study_name))))
