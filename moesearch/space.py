@@ -13,6 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from moesearch import design
 from moesearch.activations import Activation, ffn_params, hidden_width
 from moesearch.assignment import uniform
 from moesearch.errors import InputError
@@ -141,6 +142,10 @@ class SearchSpec(_Section):
     """Trained trials when --trials is not given (uniform baselines included)."""
     sampler: Literal["tpe", "nsga2", "gp", "random", "brute"] = "tpe"
     """Optuna sampler proposing assignments ('brute' tries every assignment once: small spaces, replay tables)."""
+    design: Literal["none", "orthogonal"] = "none"
+    """'orthogonal': after the baselines, queue the runs of the smallest orthogonal array that hosts every
+    layer (8 layers of 2 choices: 12 runs), so every layer's effect is estimated with equal precision from
+    few trials; then the sampler proposes. 'none': the sampler proposes from the start."""
     baseline_seeds: int = Field(0, ge=0)
     """Fresh seeds for each uniform baseline, trained by `search` once the study has its trials (origin
     'verify', outside --trials), so its front states a measured seed noise; 0: only `moesearch verify` measures it."""
@@ -196,6 +201,7 @@ class Space(_Section):
         if self.train.warmup_steps >= self.train.steps:
             raise ValueError(f"train.warmup_steps {self.train.warmup_steps} must be below train.steps {self.train.steps}")
         self._check_rungs()
+        self._check_design()
         if not self.train.deployment_eval and (needs := [o for o in self.search.objectives if o in DEPLOYMENT_METRICS]):
             raise ValueError(f"search.objectives: {needs[0]!r} is measured only with train.deployment_eval = true "
                              "(it is false here)")
@@ -204,6 +210,18 @@ class Space(_Section):
             raise ValueError(f"model.min_capacity {self.model.min_capacity} exceeds the {tokens} tokens of a "
                              "micro-batch (train.micro_batch x model.seq_len); DeepSpeed's gate refuses that")
         return self
+
+    def _check_design(self) -> None:
+        if self.search.design == "none":
+            return
+        choices = self.layer_choices()
+        if design.fit([c for c in choices if len(c) > 1]) is None:
+            raise ValueError(design.too_large(choices))
+        needed = len({tuple(a) for a in design.runs(choices) + self.uniform_assignments()})
+        if self.search.trials < needed:
+            raise ValueError(f"search.trials {self.search.trials} is below the {needed} trials search.design "
+                             f"'orthogonal' queues (the baselines and the design's runs); allowed: trials >= "
+                             f"{needed}, or design = 'none'")
 
     def _check_rungs(self) -> None:
         pruning, steps, interval = self.search.pruning, self.train.steps, self.train.eval_interval

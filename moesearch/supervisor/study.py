@@ -22,6 +22,7 @@ from optuna.distributions import CategoricalDistribution
 from optuna.samplers import BaseSampler, GPSampler, NSGAIISampler, RandomSampler, TPESampler
 from optuna.trial import FrozenTrial, TrialState
 
+from moesearch import design
 from moesearch.assignment import Assignment, layer_name
 from moesearch.errors import InputError
 from moesearch.space import Space
@@ -72,6 +73,9 @@ def open_study(storage: optuna.storages.BaseStorage, name: str, space: Space, se
         study.set_user_attr(StudyAttr.REFERENCE_POINT, reference_point(space))
         for baseline in decide.baselines(space.layer_choices()):  # always in the study, and first
             study.enqueue_trial(baseline.params(), skip_if_exists=True)
+        if space.search.design != "none":  # then the main-effects design, before the sampler proposes
+            for run in design.runs(space.layer_choices()):
+                study.enqueue_trial(Assignment(run).params(), skip_if_exists=True)
     elif Space.model_validate(recorded).model_dump(mode="json") != space.model_dump(mode="json"):  # keys added since: defaults
         raise InputError(f"--study {name!r}: this study was created for a different space "
                          f"({recorded.get('name')!r} with other settings); give a new --study name")

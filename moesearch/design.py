@@ -1,0 +1,78 @@
+"""A main-effects design: few assignments from which every layer's effect is estimated with equal precision.
+
+After the uniform baselines, `search.design = "orthogonal"` queues the runs of an orthogonal array: each
+layer is one column, each choice appears equally often in it, and every pair of layers meets in every pair
+of choices equally often, so the layers' effects are estimated independently of one another, with the
+least variance so few runs allow (8 layers of 2 choices: 12 runs, not 256). Layers with 2, 3 or 4 choices
+mix: a column of L levels hosts a layer of k choices when k divides L, its levels grouped k ways, which
+keeps balance and orthogonality. The arrays are pyDOE3's Taguchi tables; the smallest that hosts every
+layer is used. They mix 2 with 3 choices, or 2 with 4, but not 3 with 4 (no table has both): such a space
+is refused at validation. Light: numpy and pyDOE3, no torch.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from moesearch.errors import InputError
+
+
+def arrays() -> list[tuple[str, list[int]]]:
+    """pyDOE3's orthogonal arrays, smallest first: (name, level count of each column)."""
+    from pyDOE3 import list_orthogonal_arrays
+
+    found = []
+    for name in list_orthogonal_arrays():
+        runs = int(re.match(r"L(\d+)", name).group(1))
+        levels = [int(level) for level, count in re.findall(r"(\d+)\^(\d+)", name) for _ in range(int(count))]
+        found.append((runs, name, levels))
+    return [(name, levels) for _, name, levels in sorted(found)]
+
+
+def fit(choices: list[list[str]]) -> tuple[str, list[int]] | None:
+    """The smallest array that hosts every layer, and the column each layer takes; None if none does."""
+    by_choices = sorted(range(len(choices)), key=lambda i: -len(choices[i]))  # the hardest layers pick first
+    for name, levels in arrays():
+        free, columns = list(range(len(levels))), [0] * len(choices)
+        for layer in by_choices:
+            k = len(choices[layer])
+            hosts = [c for c in free if levels[c] % k == 0]
+            if not hosts:
+                break
+            column = min(hosts, key=lambda c: levels[c])  # an exact match wastes no larger column
+            free.remove(column)
+            columns[layer] = column
+        else:
+            return name, columns
+    return None
+
+
+def runs(choices: list[list[str]]) -> list[list[str]]:
+    """The design's assignments (layers with one choice take it in every run); InputError when no array fits."""
+    varied = [i for i, c in enumerate(choices) if len(c) > 1]
+    found = fit([choices[i] for i in varied])
+    if found is None:
+        raise InputError(too_large(choices))
+    from pyDOE3 import get_orthogonal_array
+
+    name, columns = found
+    table = np.asarray(get_orthogonal_array(name))
+    levels = dict(arrays())[name]
+    design = []
+    for row in table:
+        assignment = [c[0] for c in choices]
+        for i, column in zip(varied, columns, strict=True):
+            k = len(choices[i])
+            assignment[i] = choices[i][int(row[column]) * k // levels[column]]  # L levels in k equal groups
+        design.append(assignment)
+    return design
+
+
+def too_large(choices: list[list[str]]) -> str:
+    """The one-line reason a space has no design."""
+    counts = sorted({len(c) for c in choices})
+    return (f"search.design 'orthogonal': no orthogonal array of pyDOE3's ({', '.join(n for n, _ in arrays())}) "
+            f"hosts {len(choices)} layers of {' or '.join(map(str, counts))} choices; allowed: design = 'none', "
+            "or fewer layers or choices")

@@ -1,0 +1,85 @@
+"""The main-effects design: balanced and orthogonal for 2-, 3- and 4-choice layers, queued after the baselines."""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+
+import optuna
+import pytest
+from click.testing import CliRunner
+from conftest import MICRO, SPACES, write_space
+
+from moesearch import design
+from moesearch import space as space_mod
+from moesearch.cli import cli
+from moesearch.errors import InputError
+from moesearch.supervisor import study as study_mod
+
+G2, G3, G4 = ["gelu", "swiglu"], ["gelu", "swiglu", "relu2"], ["gelu", "swiglu", "relu2", "geglu"]
+CHOICES = {
+    "8 layers of 2": [G2] * 8,
+    "4 layers of 2": [G2] * 4,
+    "3 layers of 3": [G3] * 3,
+    "5 layers of 4": [G4] * 5,
+    "mixed 4 and 2": [G4, G2, G2, G4],
+    "mixed 3 and 2": [G3, G2, G3],
+    "mixed with a fixed layer": [G2, ["gelu"], G3, G3],
+}
+
+
+@pytest.mark.parametrize("name", CHOICES)
+def test_the_design_is_balanced_and_orthogonal(name):
+    choices = CHOICES[name]
+    runs = design.runs(choices)
+    full = 1
+    for c in choices:
+        full *= len(c)
+    assert len(runs) <= full, "never more runs than assignments"
+    for layer, allowed in enumerate(choices):  # balanced: each choice equally often
+        counts = Counter(run[layer] for run in runs)
+        assert set(counts) == set(allowed) and len(set(counts.values())) == 1, (layer, counts)
+    for a, b in itertools.combinations([i for i, c in enumerate(choices) if len(c) > 1], 2):  # orthogonal
+        pairs = Counter((run[a], run[b]) for run in runs)
+        assert len(pairs) == len(choices[a]) * len(choices[b]) and len(set(pairs.values())) == 1, (a, b, pairs)
+
+
+def test_layers_no_array_mixes_are_refused_in_one_line():
+    """pyDOE3 has no array with both 3- and 4-level columns (nor a 12-level one)."""
+    assert design.fit([G4, G3]) is None
+    with pytest.raises(InputError, match="hosts 2 layers of 3 or 4 choices; allowed: design = 'none'"):
+        design.runs([G4, G3])
+
+
+def test_the_smallest_array_is_chosen():
+    assert [len(design.runs(c)) for c in ([G2] * 3, [G2] * 7, [G2] * 8, [G3] * 4, [G4] * 5)] == [4, 8, 12, 9, 16]
+
+
+def test_a_space_with_a_design_queues_it_after_the_baselines(tmp_path):
+    text = (SPACES / "default.toml").read_text().replace("[search]\n", '[search]\ndesign = "orthogonal"\n', 1)
+    text = text.replace("trials = 6", "trials = 9")
+    space = space_mod.load(write_space(tmp_path, text))
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'study.db'}")
+    study = study_mod.open_study(storage, "s", space, seed=0)
+    queued = [tuple(t.system_attrs["fixed_params"][f"layer_{i:02d}"] for i in range(4)) for t in study.trials]
+    assert queued[:2] == [("gelu",) * 4, ("swiglu",) * 4]
+    runs = {tuple(r) for r in design.runs(space.layer_choices())}
+    assert set(queued[2:]) == runs - set(queued[:2]) and len(queued) == len(set(queued))
+
+
+ORTHOGONAL = ("[search]\n", '[search]\ndesign = "orthogonal"\n')
+
+
+@pytest.mark.parametrize(("edits", "expected"), [
+    ([ORTHOGONAL, ("n_layers = 2", "n_layers = 40")], "search.design 'orthogonal': no orthogonal array of pyDOE3's"),
+    ([ORTHOGONAL, ("timeout_s", "trials = 3\ntimeout_s")], "search.trials 3 is below the 4 trials"),
+    ([("[search]\n", '[search]\ndesign = "factorial"\n')], "factorial"),
+])
+def test_a_design_the_space_cannot_take_fails_validation_with_one_line(tmp_path, edits, expected):
+    text = MICRO
+    for old, new in edits:
+        text = text.replace(old, new, 1)
+    out = CliRunner().invoke(cli, ["spaces", "validate", str(write_space(tmp_path, text))])
+    assert out.exit_code == 2, out.output
+    lines = out.output.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0], out.output
