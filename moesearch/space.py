@@ -146,6 +146,13 @@ class SearchSpec(_Section):
     """'orthogonal': after the baselines, queue the runs of the smallest orthogonal array that hosts every
     layer (8 layers of 2 choices: 12 runs), so every layer's effect is estimated with equal precision from
     few trials; then the sampler proposes. 'none': the sampler proposes from the start."""
+    replicates: Literal["off", "auto"] = "off"
+    """'auto': once the study has its trials, re-train with fresh seeds the trained assignments whose place on
+    the expected front is inside noise (probability of being non-dominated between 0.1 and 0.9), the most
+    open first, re-fitting the noise model after each, until every one is resolved or replicate_share is
+    spent (origin 'verify', outside --trials); 'off': only search.baseline_seeds and `moesearch verify`."""
+    replicate_share: float = Field(0.25, ge=0, le=1)
+    """With replicates = 'auto': at most this share of the search's trained trials again as replicates."""
     baseline_seeds: int = Field(0, ge=0)
     """Fresh seeds for each uniform baseline, trained by `search` once the study has its trials (origin
     'verify', outside --trials), so its front states a measured seed noise; 0: only `moesearch verify` measures it."""

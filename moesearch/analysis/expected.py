@@ -23,9 +23,9 @@ import numpy as np
 import pandas as pd
 
 from moesearch.analysis import effects
-from moesearch.analysis.pareto import objectives_of, one_text
+from moesearch.analysis.pareto import Analysis, objectives_of, one_text
 from moesearch.assignment import Assignment
-from moesearch.metrics import fmt
+from moesearch.metrics import ANALYTIC, fmt
 from moesearch.vocab import State
 
 ENUMERATE = 100_000  # candidates drawn jointly: 256 draws of this many stay well under a second per objective
@@ -125,4 +125,17 @@ def text(table: pd.DataFrame, objectives: dict[str, str], observed: list[str]) -
     for a in observed:
         row = by_assignment.loc[a]
         lines.append(f"  {a}: {row['verdict']} (P {row['p_front']:.2f})")
+    return lines
+
+
+def summary(trials: pd.DataFrame, analysis: Analysis) -> list[str]:
+    """The verdict line, then each noisy objective's per-layer effects and the expected front (pareto, search)."""
+    fits = {o: effects.fit(trials, o) for o in analysis.objectives}
+    lines = [effects.verdict(fits.get("val_loss") or next(iter(fits.values())))]
+    for o, found in fits.items():
+        if o not in ANALYTIC:  # an exact cost has no noise to model
+            lines += effects.text(found)
+    found = expected_front(trials, analysis.objectives)
+    if found is not None:
+        lines += text(found[0], analysis.objectives, analysis.table.loc[analysis.table["pareto"], "assignment"].tolist())
     return lines

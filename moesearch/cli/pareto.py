@@ -24,7 +24,7 @@ def pareto(results: Path, study_name: str | None, everything: bool, out: Path | 
     Assignments trained with several seeds count once, at their mean.
     """
     from moesearch import results as results_mod
-    from moesearch.analysis import curves
+    from moesearch.analysis import curves, expected
     from moesearch.analysis import pareto as pareto_mod
 
     if out is not None and out.suffix not in _FORMATS:
@@ -33,7 +33,7 @@ def pareto(results: Path, study_name: str | None, everything: bool, out: Path | 
     trials = load_study(results, study_name)
     analysis = pareto_mod.analyse(trials)
     click.echo(f"study {study_name!r} in {results}")
-    noise = noise_model(trials, analysis)
+    noise = expected.summary(trials, analysis)
     click.echo(noise[0])  # the verdict first: what the study has resolved, in one line
     click.echo(pareto_mod.front_text(analysis, everything))
     for line in noise[1:]:
@@ -44,23 +44,6 @@ def pareto(results: Path, study_name: str | None, everything: bool, out: Path | 
     if out is not None:
         export(analysis, out)
         click.echo(f"wrote {out}")
-
-
-def noise_model(trials, analysis) -> list[str]:
-    """The verdict line, then the per-layer effects of every objective that varies and the expected front."""
-    from moesearch.analysis import effects, expected
-    from moesearch.metrics import ANALYTIC
-
-    fits = {o: effects.fit(trials, o) for o in analysis.objectives}
-    lines = [effects.verdict(fits.get("val_loss") or next(iter(fits.values())))]
-    for o, found in fits.items():
-        if o not in ANALYTIC:  # an exact cost has no noise to model
-            lines += effects.text(found)
-    found = expected.expected_front(trials, analysis.objectives)
-    if found is not None:
-        observed = analysis.table.loc[analysis.table["pareto"], "assignment"].tolist()
-        lines += expected.text(found[0], analysis.objectives, observed)
-    return lines
 
 
 def export(analysis, out: Path) -> None:

@@ -53,7 +53,7 @@ def search_and_report(settings, study, replicate_baselines: bool = False) -> Non
     """Run the search loop, then print what it did and the front (shared with `worker`, which leaves the
     baselines' seed replicates to the `search` that made the study: no two groups train them)."""
     from moesearch import preempt, results
-    from moesearch.analysis import pareto
+    from moesearch.analysis import expected, pareto
     from moesearch.supervisor.search import run_search
 
     report = run_search(settings, study, replicate_baselines)
@@ -61,8 +61,10 @@ def search_and_report(settings, study, replicate_baselines: bool = False) -> Non
     click.echo(f"\n{report.trained_now} trials trained now, {report.trained_total} in study {settings.study!r}"
                f" ({repeats} repeated proposal{'' if repeats == 1 else 's'} answered from the study)")
     if report.replicates_now:
-        click.echo(f"{report.replicates_now} seed replicates of the baselines trained for the seed noise "
-                   f"(search.baseline_seeds = {settings.space.search.baseline_seeds})")
+        auto = " and of the assignments inside noise (search.replicates = 'auto')" \
+            if settings.space.search.replicates == "auto" else ""
+        click.echo(f"{report.replicates_now} seed replicates trained: of the baselines for the seed noise "
+                   f"(search.baseline_seeds = {settings.space.search.baseline_seeds}){auto}")
     if report.pruned_now:
         click.echo(f"{report.pruned_now} of them pruned at a rung (search.pruning)")
     click.echo(f"compute: {report.spent['steps']:,.0f} steps, {report.spent['device_s'] / 3600:.3g} device-hours "
@@ -73,4 +75,8 @@ def search_and_report(settings, study, replicate_baselines: bool = False) -> Non
         return  # the grace period is short: the front can wait for the next run
     trials_df = results.load_trials(settings.results, settings.study)
     if (trials_df["state"] == State.COMPLETE).any():
-        click.echo(pareto.front_text(pareto.analyse(trials_df)))
+        analysis = pareto.analyse(trials_df)
+        model = expected.summary(trials_df, analysis)
+        click.echo(model[0])  # the verdict first: what this search resolved, in one line
+        click.echo(pareto.front_text(analysis))
+        click.echo("\n".join(model[1:]))

@@ -15,7 +15,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from moesearch import preempt, results
-from moesearch.analysis import noise
+from moesearch.analysis import expected, noise
 from moesearch.assignment import Assignment
 from moesearch.errors import InputError
 from moesearch.settings import Settings
@@ -34,6 +34,44 @@ def baseline_plan(settings: Settings) -> list[tuple[str, int]]:
     if not (trials["state"] == State.COMPLETE).any():
         return []
     return noise.plan(trials, n_seeds, first_seed=settings.seed + 1, baselines_only=True)
+
+
+def auto_next(trials: pd.DataFrame, share: float, first_seed: int) -> tuple[str, int] | None:
+    """The next replicate search.replicates = 'auto' trains: the trained assignment whose place on the
+    expected front is most open (probability of being non-dominated nearest 1/2), with its lowest unused
+    seed from `first_seed`; None once every trained one is resolved, or the share is spent.
+
+    Every trial of origin 'verify' counts against the share (baseline seeds and `verify` included): the
+    budget is for re-measuring, whoever asked.
+    """
+    searched = int(((trials["origin"] != Origin.VERIFY) & (trials["state"] == State.COMPLETE)).sum())
+    if int((trials["origin"] == Origin.VERIFY).sum()) >= int(share * searched):
+        return None
+    found = expected.expected_front(trials)
+    if found is None:
+        return None
+    table = found[0]
+    open_ = table[(table["trained"] > 0) & (table["verdict"] == "inside noise")]
+    if open_.empty:
+        return None
+    pick = open_.assign(gap=(open_["p_front"] - 0.5).abs()).sort_values(["gap", "trained"]).iloc[0]["assignment"]
+    used = set(trials.loc[trials["assignment"] == pick, "seed"])
+    return pick, next(s for s in range(first_seed, first_seed + 10**6) if s not in used)
+
+
+def train_auto(settings: Settings, study: optuna.Study, group: WorkerGroup, bar: tqdm | None = None) -> int:
+    """search.replicates = 'auto': one replicate at a time, planned again from the records after each."""
+    trained = 0
+    while not preempt.requested():
+        pick = auto_next(results.load_trials(settings.results, settings.study),
+                         settings.space.search.replicate_share, settings.seed + 1)
+        if pick is None:
+            break
+        (bar or tqdm).write(f"replicates: {pick[0]} is inside noise on the expected front; seed {pick[1]}")
+        if not train(settings, study, group, [pick], bar):
+            break  # preempted, or settled elsewhere: the next run plans again
+        trained += 1
+    return trained
 
 
 def train(settings: Settings, study: optuna.Study, group: WorkerGroup, todo: list[tuple[str, int]],

@@ -12,7 +12,8 @@ What to do next (baselines first, repeats, stop conditions, rung verdicts) is `d
 Re-running the same search resumes it. The uniform baselines are enqueued when the study is created,
 so they are always its first trials. Once the study has its trials, the group that created it
 (`search`, not `worker`) trains the baselines with search.baseline_seeds fresh seeds: the seed noise
-its front states. SIGTERM or SIGUSR1 stops the trial in flight (recorded as preempted, queued again)
+its front states, then (search.replicates = "auto") the assignments whose place on the expected
+front is inside noise, until they are resolved or the replicate share is spent. SIGTERM or SIGUSR1 stops the trial in flight (recorded as preempted, queued again)
 and ends the loop.
 """
 
@@ -52,7 +53,8 @@ class SearchReport:
 def run_search(settings: Settings, study: optuna.Study, replicate_baselines: bool = False) -> SearchReport:
     """Train until the study has its target of trained trials (user attribute `trials`, re-read each round).
 
-    replicate_baselines: then train the baselines' missing seed replicates (search.baseline_seeds).
+    replicate_baselines: then train the baselines' missing seed replicates (search.baseline_seeds) and, with
+    search.replicates = "auto", the replicates the expected front asks for.
     """
     trained_now = pruned_now = repeats = in_a_row = 0
     bar = tqdm(total=target(study), desc=f"study {settings.study}", unit="trial",
@@ -91,6 +93,8 @@ def run_search(settings: Settings, study: optuna.Study, replicate_baselines: boo
         if todo:
             bar.write(f"seed noise: training the baselines with {len(todo)} fresh seeds (search.baseline_seeds)")
         replicated = replicates.train(settings, study, group, todo)
+        if replicate_baselines and settings.space.search.replicates == "auto" and not (preempt.requested() or spent_all):
+            replicated += replicates.train_auto(settings, study, group, bar)
     end = study_mod.snapshot(study, settings.seed)
     early = stopped if end.done < n_trials or preempt.requested() else None  # complete: nothing stopped it early
     return SearchReport(n_trials, trained_now, end.done, repeats, early, replicated, pruned_now, end.spent)

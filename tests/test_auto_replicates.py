@@ -1,0 +1,61 @@
+"""search.replicates = 'auto': replicates go to trained assignments inside noise, and stop once resolved."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from conftest import MICRO, write_space
+from test_results import record, write
+
+from moesearch import results
+from moesearch.cli import cli
+from moesearch.supervisor import replicates
+
+
+def study(tmp_path, effect: float, sd: float, seeds: int, verify_seeds: int = 0):
+    """Every assignment of 2 layers x {gelu, swiglu}: swiglu in layer 0 changes val_loss by `effect` and
+    costs 10 tokens/s, in layer 1 it changes val_loss by -effect for nothing (so nothing ties in truth);
+    `seeds` search trainings each, then `verify_seeds` of origin verify."""
+    rng = np.random.default_rng(3)
+    rows, n = [], 0
+    for combo in itertools.product(["gelu", "swiglu"], repeat=2):
+        for seed in range(seeds + verify_seeds):
+            loss = 2.0 + effect * ((combo[0] == "swiglu") - (combo[1] == "swiglu")) + rng.normal(0, sd)
+            rows.append(record(n, ",".join(combo), loss, 100.0 - 10 * (combo[0] == "swiglu"), seed=seed,
+                               origin="search" if seed < seeds else "verify"))
+            n += 1
+    write(tmp_path, *rows)
+    return results.load_trials(tmp_path, "s")
+
+
+def test_nothing_is_replicated_once_every_trained_assignment_is_resolved(tmp_path):
+    trials = study(tmp_path, effect=-0.2, sd=0.001, seeds=3)
+    assert replicates.auto_next(trials, share=1.0, first_seed=1) is None
+
+
+def test_an_assignment_inside_noise_gets_its_lowest_unused_seed(tmp_path):
+    trials = study(tmp_path, effect=-0.01, sd=0.03, seeds=2, verify_seeds=1)  # 4 verify of 8 searched
+    pick = replicates.auto_next(trials, share=1.0, first_seed=1)
+    assert pick is not None
+    assignment, seed = pick
+    assert assignment in set(trials["assignment"]) and seed == 3, "seeds 0, 1 and 2 are taken"
+
+
+@pytest.mark.parametrize("share", [0.0, 0.5])
+def test_replicates_stop_when_the_share_is_spent(tmp_path, share):
+    trials = study(tmp_path, effect=-0.01, sd=0.03, seeds=2, verify_seeds=1)  # 4 verify of 8 searched
+    assert replicates.auto_next(trials, share=share, first_seed=1) is None
+
+
+@pytest.mark.parametrize(("key", "value", "allowed"), [("replicate_share", "1.5", "less than or equal to 1"),
+                                                       ("replicate_share", "-0.1", "greater than or equal to 0"),
+                                                       ("replicates", '"sometimes"', "'off' or 'auto'")])
+def test_a_bad_replicate_setting_fails_validation_with_one_line(tmp_path, key, value, allowed):
+    path = write_space(tmp_path, MICRO.replace("[search]\n", f"[search]\n{key} = {value}\n", 1))
+    out = CliRunner().invoke(cli, ["spaces", "validate", str(path)])
+    assert out.exit_code == 2, out.output
+    lines = out.output.strip().splitlines()
+    assert len(lines) == 1 and f"search.{key}" in lines[0] and value.strip('"') in lines[0] and allowed in lines[0]
