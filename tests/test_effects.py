@@ -50,7 +50,7 @@ def test_known_additive_effects_are_recovered_with_intervals_that_cover_them(tmp
 def test_replicates_measure_the_noise_as_pure_error(tmp_path):
     found = effects.fit(table(tmp_path, additive({0: 0.02}), 3, 6, 0.03, rng_seed=2))
     sd, df = found.pure_error
-    assert df == 8 * 5 and sd == pytest.approx(0.03, rel=0.25)
+    assert df == 8 * 6 - 8 - 5 and sd == pytest.approx(0.03, rel=0.25), "48 trainings, 8 cells, 5 seed blocks"
     assert found.sigma == pytest.approx(0.03, rel=0.25)
 
 
@@ -131,3 +131,25 @@ def test_large_spaces_predict_the_trained_and_the_models_best_per_level(tmp_path
     assert levels[0] == ("gelu",) * 4 and levels[1] == ("swiglu", "gelu", "gelu", "gelu")
     assert levels[2] == ("swiglu", "gelu", "swiglu", "gelu")
     assert isinstance(found, pd.DataFrame)
+
+
+def test_under_common_random_numbers_seeds_are_blocks_that_sharpen_every_comparison(tmp_path):
+    """Each seed shifts every assignment alike (its shared draws); the blocked model removes the shift."""
+    rng = np.random.default_rng(4)
+    shift = {seed: rng.normal(0, 0.05) for seed in range(4)}
+    rows, n = [], 0
+    for combo in itertools.product(["gelu", "swiglu"], repeat=3):
+        for seed in range(4):
+            loss = 2.0 + 0.02 * (combo[0] == "swiglu") + shift[seed] + rng.normal(0, 0.004)
+            rows.append(record(n, ",".join(combo), loss, 100.0, seed=seed))
+            n += 1
+    write(tmp_path, *rows)
+    trials = results.load_trials(tmp_path, "s")
+    blocked = effects.fit(trials)
+    assert [t.label for t in blocked.terms if t.seed is not None] == ["seed 1 (block)", "seed 2 (block)", "seed 3 (block)"]
+    layer0 = blocked.effects().iloc[0]
+    assert layer0.resolved and abs(layer0.effect - 0.02) < 3 * layer0.se and layer0.ci95 < 0.006
+    assert "seeds as blocks" in effects.text(blocked)[0]
+    unblocked = effects.fit(trials.assign(random_streams="global"))  # one generator: seeds share no weights
+    assert not any(t.seed is not None for t in unblocked.terms)
+    assert unblocked.effects().iloc[0].ci95 > 3 * layer0.ci95

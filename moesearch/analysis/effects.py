@@ -40,15 +40,20 @@ class Term:
     layers: tuple[int, ...]
     activations: tuple[str, ...]
     references: tuple[str, ...]
+    seed: int | None = None  # a block: trainings of this seed against the first seed's (common random numbers)
 
     @property
     def label(self) -> str:
+        if self.seed is not None:
+            return f"seed {self.seed} (block)"
         if len(self.layers) == 1:
             return f"layer {self.layers[0]}: {self.activations[0]} instead of {self.references[0]}"
         return f"layers {self.layers[0]}+{self.layers[1]}: {' with '.join(self.activations)} (interaction)"
 
     def column(self, codes: pd.DataFrame) -> np.ndarray:
-        """1 where every layer of the term takes its activation."""
+        """1 where every layer of the term takes its activation (a block: where the training had its seed)."""
+        if self.seed is not None:
+            return (codes["seed"].to_numpy() == self.seed).astype(float)
         return np.logical_and.reduce([codes.iloc[:, i].to_numpy() == a
                                       for i, a in zip(self.layers, self.activations, strict=True)]).astype(float)
 
@@ -75,17 +80,31 @@ class Fit:
     trials_with: np.ndarray  # per term, the trials that have it
 
     def design(self, assignments: pd.DataFrame) -> np.ndarray:
-        """The model's columns for rows of layer activations (one column per layer, in order)."""
-        return np.column_stack([t.column(assignments) for t in self.terms]) if self.terms else np.zeros((len(assignments), 0))
+        """The model's columns for rows of layer activations (one column per layer, in order). Rows without a
+        seed are predicted over the seeds as trained (a block at its mean: no contribution once centred)."""
+        if not self.terms:
+            return np.zeros((len(assignments), 0))
+        return np.column_stack([np.full(len(assignments), m) if t.seed is not None and "seed" not in assignments
+                                else t.column(assignments) for t, m in zip(self.terms, self.x_mean, strict=True)])
+
+    @property
+    def exact(self) -> bool:
+        """An objective the model fits without residual (an analytic cost): its ties are real ties."""
+        return self.sigma <= 1e-9 * max(1.0, abs(self.y_mean))
 
     def predict(self, assignments: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """Expected value of each assignment and its standard error."""
         centred = self.design(assignments) - self.x_mean
+        if self.exact:  # rounding error must not break a tie between equally costly assignments
+            scale = max(1.0, abs(self.y_mean))
+            return np.round((self.y_mean + centred @ self.beta) / scale, 9) * scale, np.zeros(len(centred))
         var = np.einsum("ij,jk,ik->i", centred, self.cov, centred) + self.mean_var
         return self.y_mean + centred @ self.beta, np.sqrt(np.maximum(var, 0))
 
     def draws(self, assignments: pd.DataFrame, n: int, rng: np.random.Generator) -> np.ndarray:
         """n joint posterior draws of every assignment's expected value: shape (n, assignments)."""
+        if self.exact:
+            return np.broadcast_to(self.predict(assignments)[0], (n, len(assignments)))
         centred = self.design(assignments) - self.x_mean
         beta = _multivariate(self.beta, self.cov, self.dof, n, rng)
         mean = self.y_mean + math.sqrt(self.mean_var) * rng.standard_normal(n)
@@ -99,11 +118,13 @@ class Fit:
         """One row per term: its effect, standard error, 95% half-width, and whether the interval excludes 0."""
         se = np.sqrt(np.diag(self.cov))
         q = self.quantile()
+        rows = [k for k, t in enumerate(self.terms) if t.seed is None]  # blocks are not effects of a choice
         return pd.DataFrame([{"term": t.label, "layer": t.layers[0] if len(t.layers) == 1 else None,
                               "activation": "+".join(t.activations), "reference": "+".join(t.references),
                               "effect": b, "se": s, "ci95": q * s, "resolved": abs(b) > q * s,
                               "trials_with": int(n)}
-                             for t, b, s, n in zip(self.terms, self.beta, se, self.trials_with, strict=True)],
+                             for t, b, s, n in ((self.terms[k], self.beta[k], se[k], self.trials_with[k])
+                                                for k in rows)],
                             columns=COLUMNS)
 
     def resolvable(self) -> float | None:
@@ -139,18 +160,36 @@ def fit(trials: pd.DataFrame, objective: str = "val_loss") -> Fit | None:
     codes = layer_codes(done)
     choices = [sorted(codes[c].unique(), key=lambda a: (a != "gelu", a)) for c in codes.columns]
     main = [Term((i,), (a,), (layer[0],)) for i, layer in enumerate(choices) for a in layer[1:]]
+    blocks = seed_blocks(done)
+    codes["seed"] = done["seed"].to_numpy()
+    main += blocks
     y = done[objective].to_numpy(float)
-    found = _least_squares(objective, choices, main, codes, y, done["assignment"].to_numpy())
+    # one mean per assignment (and seed block): the model that misses nothing, for pure error and lack of fit
+    cells = pd.get_dummies(done["assignment"].astype(str)).to_numpy(float)
+    if blocks:
+        cells = np.column_stack([cells] + [b.column(codes) for b in blocks])
+    found = _least_squares(objective, choices, main, codes, y, cells)
     if found is None:
         return _bayesian_ridge(objective, choices, main, codes, y, done["assignment"].nunique())
     if found.lack_of_fit and found.lack_of_fit[1] < LACK_OF_FIT_P:
         pairs = [Term((i, i + 1), (a, b), (choices[i][0], choices[i + 1][0]))
                  for i in range(len(choices) - 1) for a in choices[i][1:] for b in choices[i + 1][1:]]
-        wider = _least_squares(objective, choices, main + pairs, codes, y, done["assignment"].to_numpy(),
+        wider = _least_squares(objective, choices, main + pairs, codes, y, cells,
                                "least squares with neighbour interactions")
         if wider is not None:  # the test that asked for them stays on record: what main effects alone missed
             return _with(wider, lack_of_fit=found.lack_of_fit)
     return found
+
+
+def seed_blocks(done: pd.DataFrame) -> list[Term]:
+    """Under common random numbers every training of one seed shares its draws, so a seed is a block whose
+    effect the model removes (each seed but the first a term): the layers' effects are then estimated
+    from comparisons within seeds, as paired differences are. Records of one global generator share
+    little beyond their data order: no blocks."""
+    seeds = sorted(done["seed"].unique())
+    if len(seeds) < 2 or (done["random_streams"] != "crn").any():
+        return []
+    return [Term((), (), (), seed=int(s)) for s in seeds[1:]]
 
 
 def layer_codes(rows: pd.DataFrame) -> pd.DataFrame:
@@ -160,7 +199,7 @@ def layer_codes(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def _least_squares(objective: str, choices: list[list[str]], terms: list[Term], codes: pd.DataFrame, y: np.ndarray,
-                   assignment: np.ndarray, method: str = "least squares") -> Fit | None:
+                   cells: np.ndarray, method: str = "least squares") -> Fit | None:
     """OLS on the centred columns; None when the columns are collinear or leave fewer than MIN_DOF."""
     import statsmodels.api as sm
     from statsmodels.stats.anova import anova_lm
@@ -171,14 +210,13 @@ def _least_squares(objective: str, choices: list[list[str]], terms: list[Term], 
     x_mean = X.mean(axis=0)
     model = sm.OLS(y, sm.add_constant(X - x_mean, has_constant="add")).fit()
     cov = np.asarray(model.cov_params())
-    groups = pd.Series(assignment)
-    n_assignments = groups.nunique()
+    n_assignments = len({tuple(row) for row in codes.drop(columns="seed").itertuples(index=False)})
     pure = lack = None
-    if n_assignments < len(y):  # replicates: one mean per assignment is the model that misses nothing
-        cells = sm.OLS(y, pd.get_dummies(groups).to_numpy(float)).fit()
-        pure = (math.sqrt(cells.scale), int(cells.df_resid))
-        if n_assignments > X.shape[1] + 1:
-            table = anova_lm(model, cells)
+    if cells.shape[1] < len(y):  # replicates: the cells' spread is pure error
+        saturated = sm.OLS(y, cells).fit()
+        pure = (math.sqrt(saturated.scale), int(saturated.df_resid))
+        if saturated.df_resid < model.df_resid:  # the cells fit more than main effects: lack of fit is testable
+            table = anova_lm(model, saturated)
             lack = (float(table["F"].iloc[1]), float(table["Pr(>F)"].iloc[1]))
     return Fit(objective, method, choices, terms, x_mean, float(model.params[0]), np.asarray(model.params[1:]),
                cov[1:, 1:], float(cov[0, 0]), math.sqrt(model.scale), float(model.df_resid), len(y), n_assignments,
@@ -217,8 +255,9 @@ def text(found: Fit | None, size: float = 0.02) -> list[str]:
     if found is None:
         return ["per-layer effects: too few trials for a model (3 complete trials of 2 assignments at least)"]
     o = found.objective
+    blocked = any(t.seed is not None for t in found.terms)
     lines = [f"per-layer effects on {o} ({found.method} over {found.n_trials} trials of {found.n_assignments} "
-             f"assignments; residual sd {found.sigma:.4f}; 95% intervals):"]
+             f"assignments{', seeds as blocks' if blocked else ''}; residual sd {found.sigma:.4f}; 95% intervals):"]
     if found.pure_error:
         sd, df = found.pure_error
         lines.append(f"  one training's noise, from replicated assignments: sd {sd:.4f} ({df} degrees of freedom)")
