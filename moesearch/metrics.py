@@ -15,9 +15,13 @@ METRICS: dict[str, tuple[str, str]] = {
     "train_flops_per_token": ("FLOPs", "analytic training FLOPs per token, capacity-padded experts"),
     "peak_memory_mb": ("MiB", "peak memory of the busiest rank (GPU: allocator peak; CPU: sampled RSS)"),
     "train_time_s": ("s", "wall time of the training loop, periodic evaluations included"),
-    "val_loss_int8": ("nats/byte", "val_loss with the FFN activations fake-quantized to per-tensor INT8 (calibrated scales)"),
+    "val_loss_int8": ("nats/byte", "val_loss with the FFN activations fake-quantized to per-tensor affine INT8 "
+                      "(zero point and scale from the calibrated min and max)"),
+    "val_loss_int8_sym": ("nats/byte", "the same with symmetric INT8 (zero point 0, codes [-127, 127], scale max|x|/127)"),
     "val_loss_fp8": ("nats/byte", "val_loss with the FFN activations fake-quantized to FP8 E4M3 (per-tensor scales)"),
-    "quant_gap_int8": ("nats/byte", "val_loss_int8 minus val_loss: what 8-bit integer activations cost"),
+    "quant_gap_int8": ("nats/byte", "val_loss_int8 minus val_loss: what 8-bit integer activations cost (affine: "
+                       "fair to one-sided activations)"),
+    "quant_gap_int8_sym": ("nats/byte", "val_loss_int8_sym minus val_loss: what symmetric INT8 activations cost"),
     "quant_gap_fp8": ("nats/byte", "val_loss_fp8 minus val_loss: what FP8 activations cost"),
     "max_grad_norm": ("norm", "largest global gradient norm before clipping over the trained steps"),
     "clipped_share": ("fraction", "share of trained steps whose gradient norm exceeded train.grad_clip"),
@@ -69,6 +73,7 @@ def fmt_pm(mean: float, sd: float) -> str:
 # "costliest": 1.1x the analytic cost of the costliest assignment. Measured costs have no such bound.
 REFERENCE_RULE: dict[str, str] = {
     "val_loss": "uniform", "train_loss": "uniform", "tokens_per_s": "zero",
-    "val_loss_int8": "uniform", "val_loss_fp8": "uniform", "quant_gap_int8": "gap", "quant_gap_fp8": "gap",
+    "val_loss_int8": "uniform", "val_loss_int8_sym": "uniform", "val_loss_fp8": "uniform",
+    "quant_gap_int8": "gap", "quant_gap_int8_sym": "gap", "quant_gap_fp8": "gap",
     "params_total": "costliest", "params_active": "costliest", "train_flops_per_token": "costliest",
 }

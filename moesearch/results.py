@@ -49,6 +49,7 @@ _FIXED = [
     pa.field("objectives", pa.string()),  # JSON {metric: "minimize" | "maximize"}
     pa.field("reference_point", pa.string()),  # JSON {metric: value}, fixed when the study was created
     *(pa.field(m, pa.int64() if m in INTEGER_METRICS else pa.float64()) for m in METRICS),
+    pa.field("quant_uncalibrated_experts", pa.int32()),  # experts left unquantized in the 8-bit evaluations
     pa.field("seed", pa.int64()),
     pa.field("replicate_of", pa.int64()),  # the first trial of this assignment with another seed
     pa.field("data_sha256", pa.string()),
@@ -217,13 +218,15 @@ def load_trials(results: Path, study: str) -> pd.DataFrame:
     """Every record of one study, one row per trial, ordered by trial number.
 
     Adds `replicates`: the other trials of the same assignment with a different seed. Records of schema
-    versions before 4 read `random_streams` as "global", the only scheme there was.
+    versions before 4 read `random_streams` as "global", the only scheme there was, and their symmetric
+    `*_int8` as `*_int8_sym`.
     """
     trials = _read(table_dir(results, study, "trials"), None, ["trial"])
     if not trials["trial"].is_monotonic_increasing:
         trials = trials.sort_values("trial", ignore_index=True)
     # Before schema 4 every trial drew its random numbers from one global generator
     trials["random_streams"] = trials["random_streams"].fillna("global")
+    _int8_was_symmetric(trials)
     trials["replicates"] = [()] * len(trials)  # tuples: immutable, so one empty tuple serves every row
     repeated = trials[trials["assignment"].duplicated(keep=False)]  # usually few: the rest is a Python loop
     replicated = repeated[repeated.groupby("assignment")["seed"].transform("nunique") > 1]
@@ -233,6 +236,30 @@ def load_trials(results: Path, study: str) -> pd.DataFrame:
     for row, assignment, seed in zip(replicated.index, replicated["assignment"], replicated["seed"], strict=True):
         trials.at[row, "replicates"] = tuple(n for n, s in seeds_of[assignment] if s != seed)
     return trials
+
+
+def _int8_was_symmetric(trials: pd.DataFrame) -> None:
+    """Before schema 4, `*_int8` was symmetric INT8 (the affine one did not exist): read it as `*_int8_sym`,
+    in the values and in the objectives and reference point the study was searched with.
+
+    Its codes were [-128, 127] with scale max|x|/127, so -128 was never reached inside the calibrated
+    range: the same grid as today's [-127, 127].
+    """
+    old = trials["schema_version"] < 4
+    if not old.any():
+        return
+    for name in ("val_loss_int8", "quant_gap_int8"):
+        trials.loc[old, f"{name}_sym"] = trials.loc[old, name]
+        trials.loc[old, name] = float("nan")
+    for column in ("objectives", "reference_point"):  # JSON objects keyed by metric
+        renamed = trials.loc[old, column].astype(str).map(
+            lambda text: json.dumps({_SYM.get(k, k): v for k, v in json.loads(text).items()}))
+        trials[column] = trials[column].astype(str)
+        trials.loc[old, column] = renamed
+        trials[column] = trials[column].astype("category")
+
+
+_SYM = {"val_loss_int8": "val_loss_int8_sym", "quant_gap_int8": "quant_gap_int8_sym"}
 
 
 def load_steps(results: Path, study: str) -> pd.DataFrame:

@@ -20,8 +20,9 @@ from moesearch.errors import InputError
 from moesearch.metrics import METRICS, REFERENCE_RULE, not_at_rung
 
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
-STUDY_NAME = r"[A-Za-z0-9_.-]+"
-DEPLOYMENT_METRICS = ("val_loss_int8", "val_loss_fp8", "quant_gap_int8", "quant_gap_fp8")  # train.deployment_eval  # a study's name is also a folder name under the results folder
+STUDY_NAME = r"[A-Za-z0-9_.-]+"  # a study's name is also a folder name under the results folder
+DEPLOYMENT_METRICS = ("val_loss_int8", "val_loss_int8_sym", "val_loss_fp8", "quant_gap_int8", "quant_gap_int8_sym",
+                      "quant_gap_fp8")  # measured only with train.deployment_eval
 
 
 class _Section(BaseModel):
@@ -100,9 +101,9 @@ class TrainSpec(_Section):
     """Training precision: 'bf16' (DeepSpeed's bf16 engine, fp32 master weights) or 'fp32'; default: bf16
     on GPUs, fp32 on CPUs. Evaluation and the layer statistics run in the precision the trial trained in."""
     deployment_eval: bool = True
-    """After training, evaluate again with 8-bit FFN activations (val_loss_int8, val_loss_fp8 and their gaps)
-    and count hidden values beyond 6 standard deviations: about three more evaluation passes and a quarter
-    of one for calibration. Off, those metrics are null (the other outlier statistics stay)."""
+    """After training, evaluate again with 8-bit FFN activations (val_loss_int8 affine, val_loss_int8_sym,
+    val_loss_fp8 and their gaps) and count hidden values beyond 6 standard deviations: four more evaluation
+    passes and a quarter of one for calibration. Off, those metrics are null (the other outlier statistics stay)."""
     compile: bool = False
     """Run the model through torch.compile (DeepSpeed's `engine.compile()`), so each activation gets fused
     kernels and throughput is what a deployment would see; every trial pays its compilation in its first

@@ -228,18 +228,83 @@ def test_outlier_statistics_of_a_tensor_with_known_outliers(one_rank):
     assert share == pytest.approx(2 / 1002), "exactly the two outliers lie beyond 6 standard deviations"
 
 
-def test_fake_quantization_matches_torch_s_reference_and_float8():
-    from moesearch.ranks.quantize import fake_fp8, fake_int8
+def test_int8_of_a_known_tensor_has_the_known_scale_zero_point_and_values():
+    from moesearch.ranks.quantize import fake_int8, int8_affine_params, int8_sym_params
 
-    x = torch.linspace(-3, 3, 101)
-    scale = 3 / 127
-    reference = torch.clamp(torch.round(x / scale), -128, 127) * scale
-    assert torch.allclose(fake_int8(x, scale), reference)
-    assert torch.equal(fake_int8(x, scale), torch.fake_quantize_per_tensor_affine(x, scale, 0, -128, 127))
-    fp8 = fake_fp8(x, 3 / 448)
-    assert torch.equal(fp8, (x / (3 / 448)).to(torch.float8_e4m3fn).float() * (3 / 448))
-    assert 0 < (fp8 - x).abs().max() < 0.07 * 3, "E4M3 keeps 3 mantissa bits: a few percent of the range"
-    assert fake_fp8(torch.tensor([1e6]), 1.0).item() == 448, "saturates at E4M3's largest value"
+    assert int8_affine_params(0.0, 2.55) == (pytest.approx(0.01), -128), "one-sided: min is code -128"
+    assert int8_affine_params(-1.0, 3.0) == (pytest.approx(4 / 255), -64), "-1 / (4/255) = -63.75: zero at -128 + 64"
+    assert int8_sym_params(-1.0, 2.54) == (pytest.approx(0.02), 0)
+    x = torch.tensor([-0.5, 0.0, 0.004, 0.006, 1.234, 2.55, 3.0])
+    affine = fake_int8(x, 0.01, -128, symmetric=False)
+    assert torch.allclose(affine, torch.tensor([0.0, 0.0, 0.0, 0.01, 1.23, 2.55, 2.55]), atol=1e-6), "clamped to [0, 2.55]"
+    x = torch.tensor([-3.0, -2.54, -0.011, 0.009, 0.011, 2.55])
+    symmetric = fake_int8(x, 0.02)
+    assert torch.allclose(symmetric, torch.tensor([-2.54, -2.54, -0.02, 0.0, 0.02, 2.54]), atol=1e-6), \
+        "codes [-127, 127]: -3 stops at -2.54, not -2.56"
+
+
+def test_affine_int8_gives_a_one_sided_tensor_every_code_and_symmetric_half():
+    from moesearch.ranks.quantize import quantizer
+
+    relu_like = torch.linspace(0, 1, 10_001)
+    two_sided = torch.linspace(-1, 1, 10_001)
+    assert quantizer("int8", 0.0, 1.0)(relu_like).unique().numel() == 256
+    assert quantizer("int8_sym", 0.0, 1.0)(relu_like).unique().numel() == 128, "codes 0..127 only"
+    assert quantizer("int8_sym", -1.0, 1.0)(two_sided).unique().numel() == 255, "what a two-sided tensor gets"
+
+
+def test_fp8_rounds_to_e4m3_s_grid_and_saturates():
+    from moesearch.ranks.quantize import fake_fp8
+
+    # E4M3 keeps 3 mantissa bits: steps of 1/8 in [1, 2), of 2 in [16, 32); 448 is its largest value
+    x = torch.tensor([1.06, 1.07, 17.5, 300.0, 1e6])
+    assert fake_fp8(x, 1.0).tolist() == [1.0, 1.125, 18.0, 288.0, 448.0]
+    assert fake_fp8(x[:2] * 2, 2.0).tolist() == [2.0, 2.25], "the scale divides before and multiplies after"
+
+
+def test_calibration_and_evaluation_windows_are_disjoint():
+    import numpy as np
+
+    from moesearch.ranks.train import Batches
+
+    n = 50_000  # the training text all ones, the held-out text all twos: a window shows where it came from
+    text = corpus.Corpus(train=np.ones(n, dtype=np.uint8), val=np.full(n, 2, dtype=np.uint8), sha256="x")
+    cfg = RunConfig.build(TINY, ["gelu", "gelu"], seed=0, data=None, world_size=1)
+    batches = Batches(text, cfg, 0, 1, torch.device("cpu"))
+    calibration = torch.cat([x for x, _ in batches.calibration_batches()])
+    evaluation = torch.cat([torch.cat([x, y]) for x, y in batches.eval_batches()])
+    assert (calibration == 1).all() and (evaluation == 2).all()
+    assert len(calibration) == cfg.train.eval_sequences // 4, "a quarter as many windows as the evaluation"
+
+
+def test_calibration_per_expert_on_a_known_input(one_rank):
+    """Hand-fed calibration of one MoE layer with four experts: ranges per expert and tensor, padding rows
+    (all zero) are not tokens, an expert that saw none is counted and left unquantized."""
+    from moesearch.ranks.model import Transformer
+    from moesearch.ranks.probes import ffn_slots
+    from moesearch.ranks.quantize import Calibration, FakeQuant
+
+    spec = TINY.model.model_copy(update={"n_layers": 1, "num_experts": 4, "moe_every": 1})
+    model = Transformer(spec, ["relu"], ep_size=1).eval()
+    experts = [ffn for ffn, _, _ in ffn_slots(model, 0)]
+    pad = torch.zeros(1, 3)
+    fed = {0: [torch.tensor([[1.0, -2.0, 0.5]]), torch.tensor([[0.5, 0.0, 3.0]])],  # input, then hidden
+           2: [torch.tensor([[4.0, 1.0, 1.0]]), torch.tensor([[0.0, 0.0, 0.25]])],
+           3: [pad, pad]}  # capacity padding only: routed no token
+    calibration = Calibration(model, 0, 4)
+    for expert, (x, h) in fed.items():
+        calibration._record(0, expert, 0)(experts[expert], (torch.cat([x, pad]),))
+        calibration._record(0, expert, 1)(experts[expert].w_out, (torch.cat([h, pad]),))
+    calibration._record(0, 2, 0)(experts[2], (torch.tensor([[-6.0, 0.0, 0.0]]),))  # a second batch widens the range
+    calibration.reduce(torch.device("cpu"))
+    assert calibration.uncalibrated == 2, "experts 1 (never called) and 3 (padding only)"
+    assert calibration.ranges == {experts[0]: (-2.0, 1.0), experts[0].w_out: (0.0, 3.0),
+                                  experts[2]: (-6.0, 4.0), experts[2].w_out: (0.0, 0.25)}
+    with FakeQuant(calibration, "int8") as quant:
+        hidden = torch.tensor([[0.01, 1.0, 2.999]])
+        (out,) = quant._quantize(experts[0].w_out, (hidden,))  # [0, 3]: scale 3/255, zero point -128
+        assert torch.allclose(out, torch.tensor([[3 / 255, 1.0, 3.0]]))
+        assert quant._quantize(experts[3].w_out, (hidden,))[0] is hidden, "no range: passed on unchanged"
 
 
 def test_a_quantized_evaluation_is_finite_and_differs_from_full_precision(one_rank, text):
@@ -248,7 +313,8 @@ def test_a_quantized_evaluation_is_finite_and_differs_from_full_precision(one_ra
     cfg = RunConfig.build(TINY, ["swiglu", "gelu"], seed=2, data=None, world_size=1)
     result = train_trial(cfg, text)
     m = result.metrics
-    for fmt in ("int8", "fp8"):
+    assert m["quant_uncalibrated_experts"] == 0, "every expert of the tiny model gets calibration tokens"
+    for fmt in ("int8", "int8_sym", "fp8"):
         assert math.isfinite(m[f"val_loss_{fmt}"]) and m[f"val_loss_{fmt}"] != m["val_loss"]
         assert m[f"quant_gap_{fmt}"] == pytest.approx(m[f"val_loss_{fmt}"] - m["val_loss"])
     for row in result.layers:

@@ -72,3 +72,13 @@ def test_assignments_with_seed_replicates_get_error_bars_on_the_front(tmp_path):
     analysis = analysis_of(tmp_path, *rows)
     ax = plots.front(analysis).axes[0]
     assert "± sd over seeds" in [text.get_text() for text in ax.get_legend().get_texts()]
+
+
+def test_the_quantization_plot_draws_the_symmetric_int8_of_schema_3_records(tmp_path):
+    rows = [record(i, a, 2.0, 10.0) for i, a in enumerate(["gelu,gelu", "swiglu,swiglu"])]
+    for r in rows:  # as schema 3 wrote them: *_int8 was symmetric, and reads as *_int8_sym
+        r.trial.update(schema_version=3, quant_gap_int8=0.01, quant_gap_fp8=0.02)
+    write(tmp_path, *rows)
+    quant = plots.quantization(results.load_trials(tmp_path, "s"))
+    labels = {line.get_label() for line in quant.axes[0].get_lines()}
+    assert {"gelu, int8_sym", "swiglu, fp8"} <= labels and "gelu, int8" not in labels

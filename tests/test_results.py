@@ -329,3 +329,34 @@ def test_records_of_schema_version_2_read_with_the_new_columns_null(tmp_path):
     assert list(trials["trial"]) == [0, 1] and trials["precision"].isna().all()
     assert list(trials["random_streams"]) == ["global", "crn"], "old records are marked as the one scheme there was"
     assert steps.loc[steps["trial"] == 0, "grad_norm"].isna().all() and len(steps) == 6
+
+
+def test_version_3_s_symmetric_int8_reads_as_int8_sym(tmp_path):
+    import pyarrow as pa
+
+    gaps = {"val_loss_int8": 2.01, "quant_gap_int8": 0.01}
+    old, new = record(0, "gelu,gelu", 2.0, 90.0), record(1, "gelu,swiglu", 2.0, 100.0)
+    write(tmp_path, results.Record({**old.trial, **gaps}, old.steps, old.layers), results.Record({**new.trial, **gaps},
+                                                                                                 new.steps, new.layers))
+    path = results.trial_file(tmp_path, "s", 0)  # trial 0 as schema 3 wrote it: no affine INT8, *_int8 symmetric
+    table = pq.read_table(path).drop_columns(["val_loss_int8_sym", "quant_gap_int8_sym", "random_streams",
+                                              "quant_uncalibrated_experts"])
+    table = table.set_column(0, "schema_version", pa.array([3], pa.int32()))
+    path.unlink()
+    pq.write_table(table.replace_schema_metadata({b"moesearch_schema_version": b"3"}), path)
+    trials = results.load_trials(tmp_path, "s").set_index("trial")
+    assert trials.loc[0, "val_loss_int8_sym"] == 2.01 and trials.loc[0, "quant_gap_int8_sym"] == 0.01
+    assert math.isnan(trials.loc[0, "val_loss_int8"]) and math.isnan(trials.loc[0, "quant_gap_int8"])
+    assert trials.loc[1, "quant_gap_int8"] == 0.01 and math.isnan(trials.loc[1, "quant_gap_int8_sym"]), "schema 4 as is"
+
+
+def test_a_schema_3_study_searched_on_the_symmetric_gap_keeps_its_front(tmp_path):
+    objectives = {"val_loss": "minimize", "quant_gap_int8": "minimize"}
+    for number, (loss, gap) in enumerate([(2.0, 0.02), (2.1, 0.01), (2.2, 0.03)]):
+        r = record(number, ["gelu,gelu", "gelu,swiglu", "swiglu,gelu"][number], loss, 1.0)
+        row = {**r.trial, "schema_version": 3, "val_loss_int8": loss + gap, "quant_gap_int8": gap,
+               "objectives": json.dumps(objectives), "reference_point": json.dumps({"val_loss": 3.0, "quant_gap_int8": 1.0})}
+        results.write_trial(tmp_path, results.Record(row, r.steps, r.layers))
+    analysis = pareto.analyse(results.load_trials(tmp_path, "s"))
+    assert list(analysis.objectives) == ["val_loss", "quant_gap_int8_sym"]
+    assert sorted(analysis.table.loc[analysis.table["pareto"], "assignment"]) == ["gelu,gelu", "gelu,swiglu"]

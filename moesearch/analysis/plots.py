@@ -203,17 +203,22 @@ def outliers(layer_rows: pd.DataFrame) -> Figure | None:
     return fig
 
 
+_FORMATS = {"int8": "o-", "int8_sym": "^:", "fp8": "s--"}  # the 8-bit formats and their line styles
+
+
 def quantization(trials: pd.DataFrame) -> Figure | None:
     """The quantization gap against each layer's activation: per layer position, the mean gap of the
-    complete trials with each activation there (INT8 solid, FP8 dashed); None without the metric."""
-    done = trials[(trials["state"] == State.COMPLETE) & trials["quant_gap_int8"].notna()]
+    complete trials with each activation there (affine INT8 solid, symmetric INT8 dotted, FP8 dashed; schema-3
+    records have only the symmetric one); None without the metric."""
+    gaps = [f"quant_gap_{fmt}" for fmt in _FORMATS]
+    done = trials[(trials["state"] == State.COMPLETE) & trials[gaps].notna().any(axis=1)]
     if done.empty:
         return None
     fig = Figure(figsize=(6.4, 4))
     ax = fig.subplots()
     layers = sorted(c for c in done.columns if c.startswith("layer_"))
     for name in NAMES:
-        for fmt, style in (("int8", "o-"), ("fp8", "s--")):
+        for fmt, style in _FORMATS.items():
             gaps = [done.loc[done[c].astype(str) == name, f"quant_gap_{fmt}"].mean() for c in layers]
             if not all(np.isnan(gaps)):
                 ax.plot(range(len(layers)), gaps, style, color=COLORS[name], label=f"{name}, {fmt}")

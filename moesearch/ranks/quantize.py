@@ -1,11 +1,19 @@
 """Fake quantization of the FFN activations, for evaluating a trained model as it would run in 8 bits.
 
 Two tensors of every FFN (each expert of an MoE layer its own) are quantized: its input and its
-hidden activation, the input of the output projection. Per-tensor symmetric scales are calibrated
-on held-out training windows (never the evaluation windows): INT8 through torch's own
-`fake_quantize_per_tensor_affine` (scale max|x| / 127, zero point 0), FP8 E4M3 by a round trip
-through `torch.float8_e4m3fn` (scale max|x| / 448, its largest finite value). Weights stay as
-trained: this measures what the activations lose. Forward hooks: the model knows nothing of them.
+hidden activation, the input of the output projection. Per-tensor ranges (min and max, zero always
+inside) are calibrated on held-out training windows (never the evaluation windows), then three formats:
+- "int8": affine INT8, the 256 codes spread over [min, max] with a zero point. The objectives
+  `val_loss_int8`/`quant_gap_int8` use it: ReLU's hidden activations are one-sided (GELU's nearly so,
+  down to -0.17), and a symmetric grid would leave them half its codes while SwiGLU's two-sided one uses
+  all: affine is the fair comparison between them.
+- "int8_sym": symmetric INT8, zero point 0, scale max|x| / 127, codes [-127, 127] (the symmetric range:
+  -128 has no positive twin). What a symmetric-only kernel would do; `*_int8_sym`.
+- "fp8": FP8 E4M3 by a round trip through `torch.float8_e4m3fn` (scale max|x| / 448, its largest value).
+INT8 goes through torch's own `fake_quantize_per_tensor_affine`. Weights stay as trained: this measures
+what the activations lose. Forward hooks: the model knows nothing of them. An expert that saw no
+calibration token has no range: both its tensors pass through unquantized, which shrinks the gap, so
+`Calibration.uncalibrated` counts such experts and the trial records it (`quant_uncalibrated_experts`).
 """
 
 from __future__ import annotations
@@ -16,14 +24,26 @@ from torch import nn
 from moesearch.ranks.model import Transformer
 from moesearch.ranks.probes import ffn_slots
 
-FORMATS = ("int8", "fp8")
-INT8_MAX = 127
+FORMATS = ("int8", "int8_sym", "fp8")
+INT8_MIN, INT8_MAX = -128, 127
 FP8_MAX = torch.finfo(torch.float8_e4m3fn).max  # 448
 
 
-def fake_int8(x: torch.Tensor, scale: float) -> torch.Tensor:
-    """x rounded to the INT8 grid of `scale` and back (symmetric, zero point 0, values clamped to [-128, 127])."""
-    return torch.fake_quantize_per_tensor_affine(x.float(), scale, 0, -INT8_MAX - 1, INT8_MAX).to(x.dtype)
+def int8_affine_params(lo: float, hi: float) -> tuple[float, int]:
+    """(scale, zero point) spreading INT8's 256 codes over [lo, hi] (lo <= 0 <= hi, hi > lo): lo is code -128."""
+    scale = (hi - lo) / (INT8_MAX - INT8_MIN)
+    return scale, min(INT8_MAX, max(INT8_MIN, INT8_MIN - round(lo / scale)))
+
+
+def int8_sym_params(lo: float, hi: float) -> tuple[float, int]:
+    """(scale, 0): the larger of |lo| and |hi| is code 127."""
+    return max(-lo, hi) / INT8_MAX, 0
+
+
+def fake_int8(x: torch.Tensor, scale: float, zero_point: int = 0, symmetric: bool = True) -> torch.Tensor:
+    """x rounded to the INT8 grid and back: codes [-127, 127] when symmetric, [-128, 127] when affine."""
+    low = -INT8_MAX if symmetric else INT8_MIN
+    return torch.fake_quantize_per_tensor_affine(x.float(), scale, zero_point, low, INT8_MAX).to(x.dtype)
 
 
 def fake_fp8(x: torch.Tensor, scale: float) -> torch.Tensor:
@@ -31,19 +51,35 @@ def fake_fp8(x: torch.Tensor, scale: float) -> torch.Tensor:
     return ((x.float() / scale).clamp(-FP8_MAX, FP8_MAX).to(torch.float8_e4m3fn).float() * scale).to(x.dtype)
 
 
-_FAKE = {"int8": (fake_int8, INT8_MAX), "fp8": (fake_fp8, FP8_MAX)}
+def quantizer(fmt: str, lo: float, hi: float):
+    """x -> x in `fmt` for a tensor calibrated to [lo, hi]."""
+    if fmt == "int8":
+        scale, zero_point = int8_affine_params(lo, hi)
+        return lambda x: fake_int8(x, scale, zero_point, symmetric=False)
+    if fmt == "int8_sym":
+        scale, _ = int8_sym_params(lo, hi)
+        return lambda x: fake_int8(x, scale)
+    if fmt == "fp8":
+        return lambda x, scale=max(-lo, hi) / FP8_MAX: fake_fp8(x, scale)
+    raise ValueError(f"unknown format {fmt!r}; formats: {', '.join(FORMATS)}")
 
 
 class Calibration:
     """`with Calibration(model, first_expert, num_experts) as c: <forward passes>`, then `c.reduce(device)`:
-    max |x| per FFN and tensor, the same on every rank (a dense FFN's over every rank's windows, an
-    expert's over the ranks that hold a copy of it)."""
+    min and max per FFN and tensor, the same on every rank (a dense FFN's over every rank's windows, an
+    expert's over the ranks that hold a copy of it), and how many experts saw no token (`uncalibrated`)."""
 
     def __init__(self, model: Transformer, first_expert: int = 0, num_experts: int = 1):
         self.sites = [(site, layer, slot, i) for ffn, layer, slot in ffn_slots(model, first_expert)
                       for i, site in enumerate((ffn, ffn.w_out))]
-        self.amax_LE2 = torch.zeros(len(model.blocks), num_experts, 2, dtype=torch.float64)
-        self.amax: dict[nn.Module, float] = {}
+        # per layer, slot and tensor: lo, hi, real tokens seen. lo and hi start at 0, so zero stays on the grid
+        # (ReLU's zeros quantize exactly), as torch's observers do
+        self.seen_LE23 = torch.zeros(len(model.blocks), num_experts, 2, 3, dtype=torch.float64)
+        self.held_LE = torch.zeros(len(model.blocks), num_experts, dtype=torch.float64)  # 1: this rank holds it
+        for _, layer, slot, _ in self.sites:
+            self.held_LE[layer, slot] = 1
+        self.ranges: dict[nn.Module, tuple[float, float]] = {}
+        self.uncalibrated = 0
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
 
     def __enter__(self) -> Calibration:
@@ -57,30 +93,43 @@ class Calibration:
 
     def _record(self, layer: int, slot: int, i: int):
         def record(module: nn.Module, args: tuple[torch.Tensor]) -> None:
-            if args[0].numel():
-                seen = args[0].detach().abs().max().double().cpu()
-                self.amax_LE2[layer, slot, i] = torch.maximum(self.amax_LE2[layer, slot, i], seen)
+            x = args[0].detach().flatten(0, -2)
+            if not x.numel():
+                return
+            # an expert's buffer is padded to capacity with all-zero rows: only the others are tokens
+            lo, hi = torch.aminmax(x)
+            tokens = (x.abs().amax(dim=-1) > 0).sum()
+            got = torch.stack([lo.double(), hi.double(), tokens.double()]).cpu()  # one copy from the device
+            was = self.seen_LE23[layer, slot, i]
+            was[:] = torch.stack([torch.minimum(was[0], got[0]), torch.maximum(was[1], got[1]), was[2] + got[2]])
 
         return record
 
     def reduce(self, device: torch.device) -> None:
         import torch.distributed as dist
 
-        amax = self.amax_LE2.to(device)
-        dist.all_reduce(amax, op=dist.ReduceOp.MAX)
-        amax = amax.cpu()
-        self.amax = {site: amax[layer, slot, i].item() for site, layer, slot, i in self.sites}
+        # max of -lo is the min of lo; tokens and held are summed (only "any" matters): two all-reduces
+        extremes = torch.stack([-self.seen_LE23[..., 0], self.seen_LE23[..., 1]]).to(device)
+        dist.all_reduce(extremes, op=dist.ReduceOp.MAX)
+        counts = torch.cat([self.seen_LE23[..., 2], self.held_LE[..., None]], dim=-1).to(device)
+        dist.all_reduce(counts)
+        (neg_lo, hi), counts = extremes.cpu(), counts.cpu()
+        tokens, held = counts[..., 0], counts[..., 2]  # a slot's tokens: those its input saw
+        self.uncalibrated = int(((held > 0) & (tokens == 0)).sum())
+        self.ranges = {site: (-neg_lo[layer, slot, i].item(), hi[layer, slot, i].item())
+                       for site, layer, slot, i in self.sites if tokens[layer, slot] > 0}
 
 
 class FakeQuant:
     """`with FakeQuant(calibration, "int8"): <forward passes>`: every calibrated tensor quantized."""
 
     def __init__(self, calibration: Calibration, fmt: str):
-        self.calibration, (self.fake, self.top) = calibration, _FAKE[fmt]
+        self.fmt = {site: quantizer(fmt, lo, hi) for site, (lo, hi) in calibration.ranges.items() if hi > lo}
+        self.sites = [site for site, *_ in calibration.sites]
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
 
     def __enter__(self) -> FakeQuant:
-        for site, *_ in self.calibration.sites:
+        for site in self.sites:
             self._handles.append(site.register_forward_pre_hook(self._quantize))
         return self
 
@@ -89,6 +138,6 @@ class FakeQuant:
             handle.remove()
 
     def _quantize(self, module: nn.Module, args: tuple[torch.Tensor]) -> tuple[torch.Tensor]:
-        amax = self.calibration.amax.get(module, 0.0)
-        # an expert that saw no calibration token has no scale: it passes its input on unchanged
-        return (self.fake(args[0], amax / self.top),) if amax > 0 else args
+        # a site without a range (no calibration token: counted; or only zeros seen) passes its input on unchanged
+        fake = self.fmt.get(module)
+        return (fake(args[0]),) if fake else args

@@ -301,13 +301,14 @@ def _layer_rows(cfg: RunConfig, share_LE: torch.Tensor, hidden: list[dict]) -> l
 
 @torch.no_grad()
 def _quantized(engine, batches: Batches, full: float, slots: tuple[int, int]) -> dict:
-    """val_loss with the FFN activations fake-quantized to each format, and its gap to `full`."""
+    """val_loss with the FFN activations fake-quantized to each format, its gap to `full`, and how many experts
+    stayed in full precision for want of a calibration token."""
     engine.eval()
     with Calibration(engine.module, *slots) as calibration:
         for x_BT, _ in batches.calibration_batches():
             engine(x_BT)
     calibration.reduce(engine.device)
-    found = {}
+    found = {"quant_uncalibrated_experts": calibration.uncalibrated}
     for fmt in FORMATS:
         with FakeQuant(calibration, fmt):
             found[f"val_loss_{fmt}"] = _evaluate(engine, batches, strict=False)
