@@ -160,3 +160,13 @@ def test_a_three_objective_deploy_search_on_a_tiny_space(tmp_path):
         "the front table and the natural reference point of the gap"
     plotted = run_cli("plot", "--results", str(tmp_path / "r"), "--study", "micro", "--out", str(tmp_path / "png"))
     assert plotted.returncode == 0 and (tmp_path / "png" / "quantization.png").exists(), plotted.stderr
+
+
+def test_a_budget_alone_bounds_the_search_not_the_space_s_trial_count(tmp_path):
+    space = write_space(tmp_path, MICRO.replace("[search]\n", "[search]\ntrials = 2\n"))  # steps = 6 per trial
+    out = run_cli("search", str(space), "--nproc", "1", "--budget", "18", "--results", str(tmp_path / "r"),
+                  "--no-progress", env={"OMP_NUM_THREADS": "1"})
+    assert out.returncode == 0, out.stderr
+    assert "18 steps, or every one of the space's 4 assignments" in out.stdout
+    assert "the compute budget is spent: 18 of 18 steps trained" in out.stdout
+    assert len(records(tmp_path / "r", "micro")) == 3, "three trials of 6 steps: more than the space's trials = 2"

@@ -41,7 +41,8 @@ class Budget(click.ParamType):
 BUDGET = click.option(
     "--budget", type=Budget(),
     help="Stop once the study's trials (every group's; pruned and failed ones count) have trained this much: "
-         "optimizer steps (20000) or device-hours (2.5h, GPU-hours on GPUs) [default: no budget, --trials only].")
+         "optimizer steps (20000) or device-hours (2.5h, GPU-hours on GPUs); without --trials the budget alone "
+         "bounds the search (or the space, once every assignment is evaluated) [default: no budget, --trials only].")
 
 
 def group_options(command):

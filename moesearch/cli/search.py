@@ -27,26 +27,38 @@ def search(trials: int | None, budget: dict | None, **options) -> None:
     preempt.install()  # from the start: a signal during set-up must not kill the command
     settings = resolve(**options)
     if options["dry_run"]:
-        dry_run(settings, f"{trials} trials" if trials else
-                f"{settings.space.search.trials} trials, or the target of the study if it exists")
+        dry_run(settings, f"{trials} trials" if trials else f"{budget_text(budget)}, or every assignment of the space"
+                if budget else f"{settings.space.search.trials} trials, or the target of the study if it exists")
     storage = storage_mod.open_for(settings, explicit=options["storage"] is not None)
     study = study_mod.open_study(storage, settings.study, settings.space, settings.seed, settings.data,
                                  settings.data_sha256, str(settings.results))
-    if trials or StudyAttr.TRIALS not in study.user_attrs:  # the target of every group working on the study
-        study.set_user_attr(StudyAttr.TRIALS, trials or settings.space.search.trials)
+    if trials or budget or StudyAttr.TRIALS not in study.user_attrs:  # the target of every group on the study
+        study.set_user_attr(StudyAttr.TRIALS, target(trials, budget, settings.space))
     if budget:
         study.set_user_attr(StudyAttr.BUDGET, budget)
-    click.echo(f"{describe(settings)} | {plan(study)}")
+    click.echo(f"{describe(settings)} | {plan(study, settings.space.size())}")
     search_and_report(settings, study, replicate_baselines=True)
 
 
-def plan(study) -> str:
-    """'256 trials', or '256 trials or 20,000 steps, whichever comes first'."""
-    text = f"{study.user_attrs[StudyAttr.TRIALS]} trials"
-    if budget := study.user_attrs.get(StudyAttr.BUDGET):
-        text += (f" or {budget['steps']:,} steps" if "steps" in budget else f" or {budget['device_h']:g} device-hours")
-        text += ", whichever comes first"
-    return text
+def target(trials: int | None, budget: dict | None, space) -> int:
+    """The study's target of trials: --trials; with --budget alone, the whole space, so that the budget bounds the
+    search (README: "by compute instead of trials"), not the space's search.trials; else search.trials."""
+    return trials or (space.size() if budget else space.search.trials)
+
+
+def budget_text(budget: dict) -> str:
+    return f"{budget['steps']:,} steps" if "steps" in budget else f"{budget['device_h']:g} device-hours"
+
+
+def plan(study, space_size: int) -> str:
+    """'256 trials', '256 trials or 20,000 steps, whichever comes first', or (--budget alone, the target the
+    whole space) '20,000 steps, or every one of the space's 65,536 assignments'."""
+    n_trials, budget = study.user_attrs[StudyAttr.TRIALS], study.user_attrs.get(StudyAttr.BUDGET)
+    if not budget:
+        return f"{n_trials} trials"
+    if n_trials >= space_size:
+        return f"{budget_text(budget)}, or every one of the space's {space_size:,} assignments"
+    return f"{n_trials} trials or {budget_text(budget)}, whichever comes first"
 
 
 def search_and_report(settings, study, replicate_baselines: bool = False) -> None:

@@ -27,7 +27,8 @@ from moesearch.vocab import StudyAttr
 @group_options
 def worker(storage: str, study_name: str, results: Path | None, trials: int | None, budget: dict | None,
            progress: bool, monitor: tuple[str, ...], dry_run: bool, **group) -> None:
-    """Join an existing study as one more worker group, until it has --trials trained trials.
+    """Join an existing study as one more worker group, until it has --trials trained trials (with --budget
+    alone: until the budget is spent or the space is exhausted).
 
     The space, seed and training text come from the study, so any number of groups on any number of
     machines can run the same command. Trials of groups that died are settled first (from their
@@ -40,11 +41,14 @@ def worker(storage: str, study_name: str, results: Path | None, trials: int | No
     if dry_run:
         _dry_run(storage, study_name, results, **group)
     joined = join(storage, study_name, results, trials, progress, monitor=monitor, **group)
+    size = joined.settings.space.size()
     if budget:
         joined.study.set_user_attr(StudyAttr.BUDGET, budget)
+    if budget and not trials:  # as with `search`: --budget alone bounds the search, the whole space its target
+        joined.study.set_user_attr(StudyAttr.TRIALS, max(size, joined.study.user_attrs[StudyAttr.TRIALS]))
     for note in joined.notes:
         click.echo(note)
-    click.echo(f"{describe(joined.settings)} | joins, {plan(joined.study)}")
+    click.echo(f"{describe(joined.settings)} | joins, {plan(joined.study, size)}")
     search_and_report(joined.settings, joined.study)
 
 

@@ -97,7 +97,7 @@ def front_size(study: optuna.Study, trials: list[FrozenTrial]) -> int:
 
 
 def text(name: str, where: str, s: Status) -> str:
-    target = f" of {s.target}" if s.target else ""
+    target = f" of {s.target:,}" if s.target else ""
     pruned = sum(s.pruned_at.values())
     lines = [
         f"study {name!r} in {where}",
