@@ -45,7 +45,24 @@ def fit(choices: list[list[str]]) -> tuple[str, list[int]] | None:
             free.remove(column)
             columns[layer] = column
         else:
+            k = {len(c) for c in choices}
+            if len(k) == 1 and (better := _with_last_uniform(name, levels, k.pop(), len(choices))):
+                return name, better
             return name, columns
+    return None
+
+
+def _with_last_uniform(name: str, levels: list[int], k: int, n: int) -> list[int] | None:
+    """Columns of k levels on which one run takes the last level throughout, if n such exist: the design
+    then holds the all-last-choice baseline too (row 0 of every table is the all-first one), one
+    training fewer for the search. Any columns of an orthogonal array are orthogonal."""
+    from pyDOE3 import get_orthogonal_array
+
+    table = np.asarray(get_orthogonal_array(name))
+    for row in table:
+        last = [c for c in range(len(levels)) if levels[c] == k and row[c] == k - 1]
+        if len(last) >= n:
+            return last[:n]
     return None
 
 

@@ -51,14 +51,19 @@ def test_layers_no_array_mixes_are_refused_in_one_line():
         design.runs([G4, G3])
 
 
+@pytest.mark.parametrize("choices", [[G2] * 4, [G3] * 3], ids=["4 layers of 2", "3 layers of 3"])
+def test_the_design_holds_both_uniform_baselines_where_its_table_allows(choices):
+    runs = design.runs(choices)
+    assert [c[0] for c in choices] in runs and [c[-1] for c in choices] in runs
+
+
 def test_the_smallest_array_is_chosen():
     assert [len(design.runs(c)) for c in ([G2] * 3, [G2] * 7, [G2] * 8, [G3] * 4, [G4] * 5)] == [4, 8, 12, 9, 16]
 
 
 def test_a_space_with_a_design_queues_it_after_the_baselines(tmp_path):
-    text = (SPACES / "default.toml").read_text().replace("[search]\n", '[search]\ndesign = "orthogonal"\n', 1)
-    text = text.replace("trials = 6", "trials = 9")
-    space = space_mod.load(write_space(tmp_path, text))
+    space = space_mod.load(SPACES / "default.toml")
+    assert space.search.design == "orthogonal" and space.search.trials == len(design.runs(space.layer_choices()))
     storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'study.db'}")
     study = study_mod.open_study(storage, "s", space, seed=0)
     queued = [tuple(t.system_attrs["fixed_params"][f"layer_{i:02d}"] for i in range(4)) for t in study.trials]
