@@ -360,3 +360,24 @@ def test_a_schema_3_study_searched_on_the_symmetric_gap_keeps_its_front(tmp_path
     analysis = pareto.analyse(results.load_trials(tmp_path, "s"))
     assert list(analysis.objectives) == ["val_loss", "quant_gap_int8_sym"]
     assert sorted(analysis.table.loc[analysis.table["pareto"], "assignment"]) == ["gelu,gelu", "gelu,swiglu"]
+
+
+def test_pareto_all_lists_pruned_assignments_with_their_state_and_rung_values(tmp_path):
+    stopped = record(6, "relu,swiglu", 2.7, 95.0, state="PRUNED")  # its metrics are those at the rung, step 2
+    stopped = results.Record(stopped.trial, [{**row, "val_loss": 2.7 if row["step"] == 2 else None}
+                                             for row in steps(2)], [])
+    resumed = record(7, "swiglu,gelu", 3.0, 50.0, state="PRUNED", seed=1)  # pruned, but complete with seed 0
+    write(tmp_path, *FRONT, stopped, resumed)
+    out = CliRunner().invoke(cli, ["pareto", "--results", str(tmp_path), "--all", "--out", str(tmp_path / "all.csv")])
+    assert out.exit_code == 0, out.output
+    [line] = [line for line in out.output.splitlines() if "relu,swiglu" in line.split()]
+    assert line.split()[:4] == ["-", "6", "1", "relu,swiglu"] and line.split()[4] == "2.7"
+    assert line.rstrip().endswith("PRUNED at step 2")
+    assert "PRUNED rows: stopped at a rung" in out.output
+    assert not any("3.0" in line.split() for line in out.output.splitlines()), "a completed assignment shows its mean"
+    exported = pd.read_csv(tmp_path / "all.csv").set_index("assignment")
+    assert exported.loc["relu,swiglu", ["state", "rung", "val_loss"]].tolist() == ["PRUNED", 2, 2.7]
+    assert pd.isna(exported.loc["relu,swiglu", "pareto_rank"]) and not exported.loc["relu,swiglu", "pareto"]
+    assert (exported.drop("relu,swiglu")["state"] == "COMPLETE").all() and len(exported) == 6
+    front = CliRunner().invoke(cli, ["pareto", "--results", str(tmp_path)])
+    assert "relu,swiglu" not in front.output and "PRUNED rows" not in front.output, "without --all: front and baselines"

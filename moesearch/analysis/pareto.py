@@ -293,20 +293,44 @@ def header(name: str, direction: str | None = None) -> str:
     return f"{title} ({'max' if direction == 'maximize' else 'min'})" if direction else title
 
 
-def front_view(analysis: Analysis, everything: bool = False) -> pd.DataFrame:
-    """The front and the baselines (or every assignment), formatted for people, by rank then ascending first objective."""
-    t = analysis.table
+def with_pruned(analysis: Analysis, trials: pd.DataFrame, evals: pd.DataFrame) -> pd.DataFrame:
+    """The ranked table and, after it, every assignment stopped at a rung and never trained to the end: its
+    first pruned trial's values at the rung (`rung`: the step, from its last evaluation in `evals`), no rank.
+    Adds `state` (COMPLETE or PRUNED) to every row. What `pareto --all` prints and exports."""
+    trials, _ = one_text(trials)
+    stopped = trials[(trials["state"] == State.PRUNED) & ~trials["assignment"].isin(set(analysis.table["assignment"]))]
+    stopped = stopped.astype({"assignment": str}).groupby("assignment", sort=False)
+    first = stopped.head(1).set_index("assignment")
+    rung = evals.groupby("trial")["step"].max()
+    metrics = [m for m in METRICS if m in first.columns]
+    pruned = first[metrics + [c for c in first.columns if c.startswith("layer_")]].assign(
+        **{f"{o}_std": np.nan for o in analysis.objectives}, seeds=stopped["seed"].nunique(),
+        trial=first["trial"], trials=stopped["trial"].agg(list), baseline=False, pareto=False, knee=False,
+        state=State.PRUNED, rung=first["trial"].map(rung)).reset_index()
+    ranked = analysis.table.assign(state=State.COMPLETE, rung=np.nan)
+    table = pd.concat([ranked, pruned], ignore_index=True) if len(pruned) else ranked
+    return table.astype({"pareto_rank": "Int64", "rung": "Int64"})
+
+
+def front_view(analysis: Analysis, everything: bool = False, table: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The front and the baselines (or every assignment), formatted for people, by rank then ascending first objective.
+
+    table: `with_pruned`'s, to show the pruned assignments too (last, their state and rung in a column)."""
+    t = analysis.table if table is None else table
     shown = t if everything else t[t["pareto"] | t["baseline"]]
-    shown = shown.sort_values(["pareto_rank", next(iter(analysis.objectives))])
+    shown = shown.sort_values(["pareto_rank", next(iter(analysis.objectives))], na_position="last")
     marks = (shown["pareto"].map({True: "*", False: " "}) + shown["knee"].map({True: "K", False: " "})
              + shown["baseline"].map({True: "B", False: " "}))
-    view = pd.DataFrame({"": marks, "rank": shown["pareto_rank"], "trial": shown["trial"], "seeds": shown["seeds"],
-                         "assignment": shown["assignment"]})
+    view = pd.DataFrame({"": marks, "rank": shown["pareto_rank"].astype(object).where(shown["pareto_rank"].notna(), "-"),
+                         "trial": shown["trial"], "seeds": shown["seeds"], "assignment": shown["assignment"]})
     for name, direction in analysis.objectives.items():
         view[header(name, direction)] = [fmt_pm(m, s) for m, s in zip(shown[name], shown[f"{name}_std"], strict=True)]
     for name in CONTEXT:
         if name not in analysis.objectives:
             view[header(name)] = shown[name].map(fmt)
+    if "state" in shown and (shown["state"] == State.PRUNED).any():
+        view["state"] = [f"{State.PRUNED} at step {r}" if s == State.PRUNED else str(s)
+                         for s, r in zip(shown["state"], shown["rung"], strict=True)]
     return view.reset_index(drop=True)
 
 
@@ -360,6 +384,10 @@ def noise_line(analysis: Analysis) -> str:
             f"for each of the {targets} front members and baselines) to measure it")
 
 
-def front_text(analysis: Analysis, everything: bool = False) -> str:
-    """The `pareto` command's report: the table, then the summary lines."""
-    return "\n".join([front_view(analysis, everything).to_string(index=False), *summary_lines(analysis)])
+def front_text(analysis: Analysis, everything: bool = False, table: pd.DataFrame | None = None) -> str:
+    """The `pareto` command's report: the table, then the summary lines (table: as `front_view` takes it)."""
+    lines = [front_view(analysis, everything, table).to_string(index=False), *summary_lines(analysis)]
+    if everything and table is not None and (table["state"] == State.PRUNED).any():
+        lines.insert(2, "PRUNED rows: stopped at a rung, so their values are those measured at that step; they "
+                        "have no rank and are not on the front")
+    return "\n".join(lines)

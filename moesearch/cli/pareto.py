@@ -15,7 +15,9 @@ _FORMATS = (".parquet", ".csv")
 
 @cli.command()
 @study_options
-@click.option("--all", "everything", is_flag=True, help="List every assignment, not only the front and baselines.")
+@click.option("--all", "everything", is_flag=True,
+              help="List every assignment, not only the front and baselines: pruned ones too, last, with their "
+                   "values at the rung where they stopped (and in --out, with state and rung columns).")
 @click.option("--out", type=click.Path(path_type=Path),
               help="Also write one row per assignment, with pareto_rank, pareto and knee columns (.parquet or .csv).")
 def pareto(results: Path, study_name: str | None, everything: bool, out: Path | None) -> None:
@@ -32,27 +34,28 @@ def pareto(results: Path, study_name: str | None, everything: bool, out: Path | 
     study_name = find_study(results, study_name)
     trials = load_study(results, study_name)
     analysis = pareto_mod.analyse(trials)
+    evals = results_mod.load_evals(results, study_name)
+    # --all: every assignment, the pruned ones too (their values at the rung; state and rung columns)
+    table = pareto_mod.with_pruned(analysis, trials, evals) if everything else analysis.table
     click.echo(f"study {study_name!r} in {results}")
     noise = expected.summary(trials, analysis)
     click.echo(noise[0])  # the verdict first: what the study has resolved, in one line
-    click.echo(pareto_mod.front_text(analysis, everything))
+    click.echo(pareto_mod.front_text(analysis, everything, table))
     for line in noise[1:]:
         click.echo(line)
-    evals = results_mod.load_evals(results, study_name)
     for line in curves.text(curves.rung_correlation(trials, evals)) + curves.compute_text(trials, evals):
         click.echo(line)
     if out is not None:
-        export(analysis, out)
+        export(table, out)
         click.echo(f"wrote {out}")
 
 
-def export(analysis, out: Path) -> None:
-    """The ranked assignment table, written whole or not at all."""
+def export(table, out: Path) -> None:
+    """The assignment table, written whole or not at all."""
     import json
 
     from moesearch.files import write_atomic
 
-    table = analysis.table
     if out.suffix == ".csv":  # a list as a list: "[0, 4]", never a bare "0" that reads as a count
         table = table.assign(trials=table["trials"].map(lambda t: json.dumps([int(n) for n in t])))
         write_atomic(out, lambda tmp: table.to_csv(tmp, index=False))
