@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -92,3 +94,13 @@ def test_a_verdict_does_not_depend_on_which_of_tied_records_asks():
     shuffled = [2, 0, 1, 5, 4, 3]
     assert np.array_equal(decide.crowding_distance(np.array(records)[shuffled]),
                           decide.crowding_distance(np.array(records))[shuffled]), "order-free"
+
+
+def test_a_pruned_proposal_is_followed_by_a_random_undecided_one():
+    choices = [["gelu", "swiglu"]] * 3
+    every = [",".join(a) for a in itertools.product(*choices)]
+    known = dict.fromkeys(every[:-1], (0, None))  # all but one decided
+    assert decide.instead_of_pruned(known, choices, np.random.default_rng(0)).text == every[-1]
+    assert decide.instead_of_pruned(dict.fromkeys(every, (0, None)), choices, np.random.default_rng(0)) is None
+    drawn = {decide.instead_of_pruned({}, choices, np.random.default_rng(s)).text for s in range(40)}
+    assert len(drawn) > 4, "drawn at random, not the same one each time"

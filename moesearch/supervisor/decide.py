@@ -2,7 +2,8 @@
 replay measures exactly the algorithm that trains.
 
 - the uniform baselines go first (`baselines`);
-- a proposal already decided with this seed is answered from the study, not trained (`repeat_of`);
+- a proposal already decided with this seed is answered from the study, not trained (`repeat_of`); a
+  pruned one proposed again is followed by a random undecided one (`instead_of_pruned`), not counted as a stall;
 - the search stops at its trial target, its compute budget, an exhausted space or a stalled sampler (`why_stop`);
 - at a rung of `[search.pruning]`, a trial goes on only if it ranks in the best 1/eta (`rung_verdict`)
   of the search trials of its own seed there (`rung_peer`);
@@ -42,6 +43,21 @@ def repeat_of(known: Mapping[str, tuple[int, V]], assignment: str) -> tuple[int,
     known: every decided (complete or pruned) assignment of this seed -> (trial number, values).
     """
     return known.get(assignment)
+
+
+def instead_of_pruned(known: Mapping[str, object], choices: list[list[str]], rng: np.random.Generator,
+                      tries: int = 1000) -> Assignment | None:
+    """An undecided assignment drawn at random, to queue after the sampler proposed a pruned one again.
+
+    GP and NSGA-II learn from complete trials only, so a pruned assignment leaves their model as it
+    was and they propose it again and again: without a fresh proposal the search would stall on
+    repeats that say nothing about convergence. None when `tries` draws find only decided ones.
+    """
+    for _ in range(tries):
+        drawn = Assignment(c[int(rng.integers(len(c)))] for c in choices)
+        if drawn.text not in known:
+            return drawn
+    return None
 
 
 def budget_spent(spent: Mapping[str, float], budget: Mapping[str, float] | None) -> bool:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
 import optuna
 from optuna.trial import TrialState
 from tqdm.auto import tqdm
@@ -79,6 +80,8 @@ def run_search(settings: Settings, study: optuna.Study, replicate_baselines: boo
                 raise
             if outcome == "repeat":
                 repeats, in_a_row = repeats + 1, in_a_row + 1
+            elif outcome == "pruned repeat":  # the sampler's blind spot, not its convergence
+                repeats += 1
             elif outcome == "withdrawn":  # another group has it: give that group time
                 time.sleep(WAIT_S)
             else:
@@ -131,7 +134,8 @@ def _others_finish(settings: Settings, now: study_mod.Snapshot, n_trials: int) -
 
 def _answer(settings: Settings, study: optuna.Study, trial: optuna.Trial, group: WorkerGroup,
             n_trials: int) -> Outcome | str:
-    """Tell the study this trial's result: trained, "repeat" (an earlier result answers) or "withdrawn"."""
+    """Tell the study this trial's result: trained, "repeat" (an earlier result answers), "pruned repeat" (a
+    pruned one proposed again: a random undecided one is queued next) or "withdrawn"."""
     trial.set_user_attr(TrialAttr.WORKER, liveness.me())  # first: recovery must know whose trial this is
     choices = settings.space.layer_choices()
     layers = Assignment(trial.suggest_categorical(layer_name(i), c) for i, c in enumerate(choices))
@@ -142,10 +146,13 @@ def _answer(settings: Settings, study: optuna.Study, trial: optuna.Trial, group:
     if (earlier := decide.repeat_of(now.known, assignment)) is not None:
         number, values = earlier  # values None: pruned, and it stays pruned
         trial.set_user_attr(TrialAttr.DUPLICATE_OF, number)
-        if values is None:
-            study.tell(trial, state=TrialState.PRUNED)
-        else:
+        if values is not None:
             study.tell(trial, values)
+            return "repeat"
+        study.tell(trial, state=TrialState.PRUNED)
+        if fresh := decide.instead_of_pruned(now.known, choices, np.random.default_rng(trial.number)):
+            study.enqueue_trial(fresh.params())  # the next proposal: the sampler cannot learn from a pruned one
+            return "pruned repeat"
         return "repeat"
     if same := _running_elsewhere(trial, now, settings.seed):  # that group trains it: not queued again
         study_mod.fail_outside_budget(study, now.running[trial.number],
