@@ -90,10 +90,12 @@ class Stop:
 
 @dataclass(frozen=True)
 class Step:
-    """Rank 0 to the supervisor after every optimizer step: progress for the bar."""
+    """Rank 0 to the supervisor after every optimizer step: progress for the bar (and, without a terminal, a
+    line at each evaluation)."""
 
-    step: int
+    step: int  # optimizer steps done, from 1
     loss: float
+    val_loss: float | None = None  # measured at this step (train.eval_interval), else None
 
 
 @dataclass(frozen=True)

@@ -70,12 +70,16 @@ def test_a_trial_trains_and_reports_every_metric(one_rank, text):
     from moesearch.ranks.train import train_trial
 
     cfg = RunConfig.build(TINY, ["swiglu", "relu2"], seed=1, data=None, world_size=1)
-    seen = []
-    result = train_trial(cfg, text, on_step=lambda step, loss: seen.append(loss))
+    reported = []
+    result = train_trial(cfg, text, on_step=lambda step, loss, val_loss: reported.append((step, loss, val_loss)))
     metrics, steps, layers = result.metrics, result.steps, result.layers
     assert set(METRICS) - set(stability([], 1.0)) <= metrics.keys(), "the supervisor adds stability from the steps"
     assert metrics["precision"] == "fp32", "the CPU default"
+    seen = [loss for _, loss, _ in reported]
     assert len(seen) == TINY.train.steps and seen[-1] < seen[0]
+    evaluated = {step: val for step, _, val in reported if val is not None}
+    assert evaluated == {s["step"]: s["val_loss"] for s in steps[:-1] if s["val_loss"] is not None}
+    assert list(evaluated) == [4, 8], "each periodic evaluation with its step (the last step's comes after the loop)"
     assert 0 < metrics["step_time_s"] < metrics["train_time_s"] / (TINY.train.steps / 2)
     assert metrics["val_loss"] < math.log(256)  # learnt something beyond uniform bytes
     assert metrics["tokens_per_s"] > 0 and metrics["peak_memory_mb"] > 0

@@ -42,3 +42,33 @@ def test_experts_left_unquantized_are_recorded_and_warned_about(tmp_path, capsys
                                                                              [], [])),
                                   8, ["gelu", "swiglu"], origin="train", replicate_of=None, reference={})
     assert calibrated.row["quant_uncalibrated_experts"] == 0 and "warning" not in capsys.readouterr().err
+
+
+def trial_with_steps(tmp_path, body: str, steps) -> None:
+    micro = space.load(write_space(tmp_path, body))
+    settings = Settings(space=micro, study="s", storage="unused", results=tmp_path, launch=Launch(1), seed=3,
+                        data=None, data_sha256="ab", progress=True)
+    done = Done({"val_loss": 2.0, "tokens_per_s": 10.0}, [], [])
+    runner.run_trial(settings, Replies(tmp_path, done, steps), 5, ["gelu", "swiglu"], origin="search",
+                     replicate_of=None, reference={})
+
+
+def test_without_a_terminal_a_line_per_trial_start_and_per_evaluation(tmp_path, capsys):
+    body = MICRO.replace("steps = 6", "steps = 6\neval_interval = 2")
+    steps = [(s, 3.0 - s / 10, 2.9 - s / 10 if s % 2 == 0 and s < 6 else None) for s in range(1, 7)]
+    trial_with_steps(tmp_path, body, steps)
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("trial 5")]
+    assert lines == ["trial 5 [gelu,swiglu] started: 6 steps, seed 3",
+                     "trial 5: step 2/6, train_loss 2.8000, val_loss 2.7000",
+                     "trial 5: step 4/6, train_loss 2.6000, val_loss 2.5000"]
+
+
+def test_without_evaluations_a_line_per_quarter_and_none_on_a_terminal(tmp_path, capsys, monkeypatch):
+    body = MICRO.replace("steps = 6", "steps = 8")
+    steps = [(s, 3.0, None) for s in range(1, 9)]
+    trial_with_steps(tmp_path, body, steps)
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("trial 5")]
+    assert [line.split(",")[0] for line in lines[1:]] == ["trial 5: step 2/8", "trial 5: step 4/8", "trial 5: step 6/8"]
+    monkeypatch.setattr(runner.sys.stderr, "isatty", lambda: True)  # a terminal: the bar shows progress
+    trial_with_steps(tmp_path, body, steps)
+    assert not [line for line in capsys.readouterr().err.splitlines() if "started" in line or "train_loss" in line]

@@ -30,7 +30,7 @@ from moesearch.ranks.probes import HiddenStats, TailShare
 from moesearch.ranks.quantize import FORMATS, Calibration, FakeQuant
 from moesearch.vocab import Done, Verdict
 
-OnStep = Callable[[int, float], None]
+OnStep = Callable[[int, float, float | None], None]  # steps done, train loss, val_loss measured at this step
 ShouldStop = Callable[[], str | None]  # the reason to stop now (a signal's name), or None
 AskRung = Callable[[int, dict], Verdict]  # rank 0: the supervisor's verdict on the trial's metrics at a rung
 
@@ -248,11 +248,11 @@ def _train(engine, cfg: RunConfig, batches: Batches, log: list[dict], on_step: O
                     "grad_norm": None if norm is None else float(norm)})
         peak_rss = max(peak_rss, me.memory_info().rss)
         _monitor(engine, [(f"Train/{k}", log[-1][k], step + 1) for k in ("train_loss", "aux_loss", "lr", "step_time_s")])
-        if on_step:
-            on_step(step, mean_ce)
         if interval and (step + 1) % interval == 0 and step + 1 < steps:  # the last step's comes after the loop
             log[-1]["val_loss"] = _evaluate(engine, batches)
             _monitor(engine, [("Eval/val_loss", log[-1]["val_loss"], step + 1)])
+        if on_step:  # after the evaluation, so the supervisor can print it
+            on_step(step + 1, mean_ce, log[-1]["val_loss"])
         if step + 1 in cfg.rungs:
             so_far = {**_measured(log, min(warmup, step), tail, loop_start, peak_rss, on_gpu, engine.device),
                       "val_loss": log[-1]["val_loss"]}

@@ -56,7 +56,7 @@ def _serve(link: Connection | None) -> None:
             print(f"moesearch: trial {task.trial} [{cfg.assignment}]", flush=True)
         if cfg.data not in corpora:
             corpora[cfg.data] = corpus_mod.load(cfg.data)
-        on_step = (lambda step, loss: link.send(Step(step, loss))) if link else None
+        on_step = (lambda step, loss, val_loss: link.send(Step(step, loss, val_loss))) if link else None
         ask_rung = (lambda step, metrics: _ask(link, Rung(step, metrics))) if link else None
         try:
             reply: Done | Failed | Pruned = train_trial(cfg, corpora[cfg.data], on_step, lambda: _stop_asked(link),

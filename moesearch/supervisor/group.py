@@ -44,7 +44,7 @@ class WorkerGroup:
         self.hardware: dict = {}
         self.launches = 0
 
-    def run(self, trial: int, config_json: str, timeout_s: float, on_step: Callable[[int, float], None],
+    def run(self, trial: int, config_json: str, timeout_s: float, on_step: Callable[[int, float, float | None], None],
             on_rung: Callable[[int, dict], Verdict] | None = None) -> Reply:
         """Train one trial; returns the group's reply, `Done`, `Failed` or `Pruned`.
 
@@ -67,7 +67,7 @@ class WorkerGroup:
                         preempt.note(f"a signal to the ranks ({msg.reason})")
                         self.kill()
                     if isinstance(msg, Step):
-                        on_step(msg.step, msg.loss)
+                        on_step(msg.step, msg.loss, msg.val_loss)
                     elif isinstance(msg, Rung):
                         self.link.send(self._verdict(on_rung, msg))
                     else:

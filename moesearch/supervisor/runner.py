@@ -73,12 +73,17 @@ def run_trial(settings: Settings, group: WorkerGroup, number: int, layers: list[
     started, seen = datetime.now(timezone.utc), 0
     bar = tqdm(total=cfg.train.steps, desc=f"trial {number}", unit="step",
                leave=False, disable=None if settings.progress else True, dynamic_ncols=True)  # None: off unless a tty
+    lines = Lines(number, cfg.train.steps, cfg.train.eval_interval) if not sys.stderr.isatty() else None
+    if lines:
+        lines.start(Assignment(layers).text, settings.seed)
 
-    def on_step(step: int, loss: float) -> None:
+    def on_step(step: int, loss: float, val_loss: float | None = None) -> None:
         nonlocal seen
         seen += 1
         bar.update(1)
         bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
+        if lines:
+            lines.step(step, loss, val_loss)
 
     try:
         reply = group.run(number, config_json, settings.space.search.timeout_s, on_step, on_rung)
@@ -114,6 +119,29 @@ def uncalibrated_warning(row: dict) -> str | None:
         return None
     return (f"warning: trial {row['trial']}: {row['quant_uncalibrated_experts']} expert(s) saw no calibration token "
             "and stayed in full precision in the 8-bit evaluations, so its quant_gap_* understate the cost")
+
+
+class Lines:
+    """Progress as plain lines on stderr, for output to a file or pipe (a cluster job's log), where the bar
+    is off: one line when a trial starts, one at each evaluation (train.eval_interval); a trial without
+    periodic evaluations gets one at each quarter of its steps instead, so a log never stays silent long."""
+
+    def __init__(self, number: int, steps: int, eval_interval: int):
+        self.number, self.steps = number, steps
+        self.every = 0 if eval_interval else max(1, steps // 4)
+
+    def start(self, assignment: str, seed: int) -> None:
+        self._say(f"trial {self.number} [{assignment}] started: {self.steps} steps, seed {seed}")
+
+    def step(self, step: int, loss: float, val_loss: float | None) -> None:
+        if val_loss is not None:
+            self._say(f"trial {self.number}: step {step}/{self.steps}, train_loss {loss:.4f}, val_loss {val_loss:.4f}")
+        elif self.every and step % self.every == 0 and step < self.steps:
+            self._say(f"trial {self.number}: step {step}/{self.steps}, train_loss {loss:.4f}")
+
+    @staticmethod
+    def _say(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
 
 
 def _state(reply: Reply) -> State:
