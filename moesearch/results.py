@@ -191,6 +191,18 @@ def studies(results: Path) -> list[str]:
     return sorted(p.parent.name for p in Path(results).glob("*/trials") if _files(p))
 
 
+def written_at(results: Path, study: str) -> float:
+    """When a record last arrived in a study's trials folder: every record arrives whole, linked or renamed
+    into it (`files.write_atomic`), which sets the folder's time; one stat, however many files."""
+    return trials_dir(results, study).stat().st_mtime
+
+
+def most_recent(results: Path, names: list[str]) -> str:
+    """Of these studies under `results`, the most recently written (on a tie, the first in name order):
+    what the CLI and the notebook read when no study is named."""
+    return max(sorted(names), key=lambda name: written_at(results, name))
+
+
 def compact(results: Path, study: str) -> int:
     """Merge a study's per-trial files into one part file per table; returns the trials merged.
 

@@ -25,7 +25,8 @@
 # Open `notebooks/analysis.ipynb` in Jupyter; `analysis.py` is the same notebook as text, paired by
 # jupytext (after editing either, `jupytext --sync notebooks/analysis.py`). Point it at a study with the environment variables `MOESEARCH_RESULTS` (the results
 # folder; default `../results`, the repository's, seen from this folder) and `MOESEARCH_STUDY`
-# (default: the only study in that folder).
+# (default: the only study in that folder, else the most recently written, as the CLI reads).
+# Jupyter itself: `pip install -e '.[notebook]'`, then `jupyter notebook notebooks/analysis.ipynb`.
 
 # %%
 import os
@@ -43,11 +44,13 @@ set_matplotlib_formats("png")
 
 RESULTS = Path(os.environ.get("MOESEARCH_RESULTS", "../results"))
 STUDY = os.environ.get("MOESEARCH_STUDY")
-if STUDY is None:
+if STUDY is None:  # as the CLI: the only study, else the most recently written
     found = results.studies(RESULTS)
-    if len(found) != 1:
-        raise ValueError(f"set MOESEARCH_STUDY: {RESULTS.resolve()} holds {len(found)} studies {found}, not one")
-    STUDY = found[0]
+    if not found:
+        raise ValueError(f"no study has records in {RESULTS.resolve()}: set MOESEARCH_RESULTS")
+    STUDY = results.most_recent(RESULTS, found)
+    if len(found) > 1:
+        print(f"the most recently written of {len(found)} studies ({', '.join(found)}); set MOESEARCH_STUDY for another")
 print(f"study {STUDY!r} in {RESULTS.resolve()}")
 
 # %% [markdown]

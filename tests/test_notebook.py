@@ -104,3 +104,37 @@ def below_header(text: str) -> str:
     _, header, body = text.split("# ---\n", 2)
     assert "jupytext:" in header
     return body
+
+
+@pytest.mark.parametrize("newest", ["a", "b"])
+def test_without_moesearch_study_the_notebook_reads_the_most_recent_study_as_the_cli_does(tmp_path, monkeypatch,
+                                                                                           capsys, newest):
+    from click.testing import CliRunner
+    from test_study_default import two_studies
+
+    from moesearch.cli import cli
+
+    two_studies(tmp_path, newest)
+    monkeypatch.setenv("MOESEARCH_RESULTS", str(tmp_path))
+    monkeypatch.delenv("MOESEARCH_STUDY", raising=False)
+    parameters = code_cells(jupytext.read(NOTEBOOK))[0]
+    assert "MOESEARCH_STUDY" in parameters.source
+    namespace: dict = {}
+    exec(parameters.source, namespace)  # the notebook's first cell, as a kernel would run it
+    assert namespace["STUDY"] == newest and "the most recently written of 2 studies" in capsys.readouterr().out
+    cli_reads = CliRunner().invoke(cli, ["pareto", "--results", str(tmp_path)]).output
+    assert f"study {newest!r} in" in cli_reads
+
+
+def test_the_notebook_extra_installs_what_opening_and_running_it_needs():
+    import tomllib
+
+    root = NOTEBOOK.parent.parent
+    extra = tomllib.loads((root / "pyproject.toml").read_text())["project"]["optional-dependencies"]["notebook"]
+    names = {req.split(">")[0].split("=")[0].split("[")[0].strip() for req in extra}
+    assert {"notebook", "ipykernel", "nbclient", "jupytext"} <= names
+    assert "pip install -e '.[notebook]'" in (root / "README.md").read_text()
+    imported = {line.split()[1].split(".")[0] for line in NOTEBOOK.read_text().splitlines()
+                if line.startswith(("import ", "from "))}
+    from_ipykernel = {"IPython", "matplotlib_inline"}  # ipykernel depends on both
+    assert imported - {"os", "pathlib", "pandas", "moesearch"} == from_ipykernel

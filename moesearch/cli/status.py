@@ -35,7 +35,8 @@ def status(storage: str | None, study_name: str | None, results: Path) -> None:
     if study_name is None and not names:
         raise InputError(f"--study: no study in {storage_mod.redact(url)!r}")
     if study_name is None:
-        study_name = chosen(sorted(names), lambda name: status_mod.last_trial_at(opened, name), storage_mod.redact(url))
+        study_name = chosen(sorted(names), lambda found: max(found, key=lambda name: status_mod.last_trial_at(opened, name)),
+                            storage_mod.redact(url))
     study = study_mod.load_existing(opened, study_name)
     click.echo(status_mod.text(study.study_name, storage_mod.redact(url), status_mod.of(study)))
     _verdict(results, study.study_name)

@@ -33,7 +33,7 @@ def find_study(results: Path, study_name: str | None, newest: bool = True) -> st
     found = results_mod.studies(results)
     if study_name is None:
         if len(found) == 1 or (found and newest):
-            return chosen(found, lambda name: _written_at(results_mod.trials_dir(results, name)), str(results))
+            return chosen(found, lambda names: results_mod.most_recent(results, names), str(results))
         raise InputError(f"--study: {len(found)} studies have records in {str(results)!r}; "
                          f"choose one of: {', '.join(found) or '(none)'}")
     if study_name not in found:
@@ -52,19 +52,14 @@ def load_study(results: Path, study_name: str):
     return trials
 
 
-def chosen(names: list[str], written_at, where: str) -> str:
-    """The only study, or the most recently written (`written_at`: name -> seconds since the epoch),
-    said on stderr: a second study must not stop a flagless command that only reads."""
+def chosen(names: list[str], newest, where: str) -> str:
+    """The only study, or `newest(names)`, the most recently written, said on stderr: a second study must
+    not stop a flagless command that only reads."""
     if len(names) == 1:
         return names[0]
-    name = max(names, key=written_at)  # on a tie, the first in name order
+    name = newest(names)
     others = ", ".join(n for n in names if n != name)
     click.echo(f"moesearch: reading study {name!r}, the most recently written of {len(names)} in {where!r} "
                f"(others: {others}; choose with --study)", err=True)
     return name
 
-
-def _written_at(folder: Path) -> float:
-    """When a file last arrived in a study's trials folder: every record arrives whole, linked or
-    renamed into it (`files.write_atomic`), which sets the folder's time; one stat, however many files."""
-    return folder.stat().st_mtime
