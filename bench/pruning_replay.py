@@ -15,6 +15,12 @@ The goals it was built to check: tpe+mo-asha needs at most half the steps of tpe
 or without pruning) at most half of random's and of hand's. Measured (2026-12-02, 100 seeds, 9 min
 49 s on 2 cores): 0.70x tpe's, 0.60x random's, under a quarter of hand's (docs/performance.md
 section 7).
+
+Since issue 20 the replay also scores every run by the truth (`--score-points`, default 8): the regret
+of what each arm's noise model recommends per cost level against the table's expected front, and how
+often the members it calls resolved are on it (bench/noise_replay.py says how). On this one-seed table
+the truth is the noise model of single trainings; scoring adds about 8 model fits a run (several minutes
+over 100 seeds x 8 arms); `--score-points 0` skips it, as the measurement above did.
 """
 
 from __future__ import annotations

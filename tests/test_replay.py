@@ -205,3 +205,147 @@ def test_the_summary_bounds_a_ratio_to_an_arm_that_never_got_there():
     assert out.loc["tpe", "compute to 95%"] == 20 and out.loc["hand", "compute to 95%"] == np.inf
     assert out.loc["tpe", "vs random"] == 0.5 and out.loc["tpe", "vs hand"] == "<0.2"
     assert np.isnan(replay.summary(table, runs).set_index("arm").loc["tpe", "vs hand"]), "no budget: no bound"
+
+
+# Tables with seed replicates, scored by the truth (issue 20, item 5)
+
+EFFECT = np.array([-0.06, 0.03, -0.02, 0.0])  # swiglu instead of gelu, per layer, on val_loss
+SHIFT = (0.0, 0.04)  # each seed's shift of every assignment alike (common random numbers: a block)
+
+
+def replicated(folder, noise: float = 0.01):
+    """Every assignment of 4 layers x {gelu, swiglu}, trained with seeds 0 and 1: val_loss has known
+    per-layer effects, a seed shift and noise; tokens_per_s (maximised, the cost here) is exact: 10 less
+    per swiglu layer, 3 more less for layer 0's."""
+    rng = np.random.default_rng(0)
+    combos = list(itertools.product(["gelu", "swiglu"], repeat=4))
+    rows = []
+    for seed, shift in enumerate(SHIFT):
+        for combo in combos:
+            swiglu = np.array([a == "swiglu" for a in combo])
+            rows.append(record(len(rows), ",".join(combo), 2.0 + EFFECT[swiglu].sum() + shift + rng.normal(0, noise),
+                               100.0 - 10 * swiglu.sum() - 3 * swiglu[0], seed=seed))
+    write(folder, *rows)
+    return results.load_trials(folder, "s")
+
+
+def test_a_table_keeps_every_training_and_each_query_draws_one_seeded_per_run(tmp_path):
+    table = replay.load_table(replicated(tmp_path), "t")
+    assert table.seeds == 2 and len(table.frame) == 32 and (table.quality, table.cost) == ("val_loss", "tokens_per_s")
+    some = "gelu,swiglu,gelu,gelu"
+    assert sorted(t.seed for t in table.trainings[some]) == [0, 1]
+    assert table.values[some][0] == pytest.approx(np.mean([t.values[0] for t in table.trainings[some]]))
+    seeds_of = table.frame["seed"].to_numpy()
+    runs = {s: replay.replay(table, replay.Arm("random"), s, n_trials=16) for s in range(4)}
+    again = replay.replay(table, replay.Arm("random"), 0, n_trials=16)
+    assert again.drawn == runs[0].drawn, "the same seed draws the same trainings"
+    assert len({tuple(seeds_of[list(r.drawn)]) for r in runs.values()}) > 1, "other seeds draw other trainings"
+    for run in runs.values():
+        drawn = table.frame.iloc[list(run.drawn)]
+        assert drawn["assignment"].is_unique and set(drawn["seed"]) == {0, 1}, "one training per query, either seed"
+
+
+def test_a_replicate_draws_a_training_not_drawn_before(tmp_path):
+    table = replay.load_table(replicated(tmp_path, noise=0.05), "t")
+    rng = np.random.default_rng(0)
+    some = "swiglu,gelu,gelu,swiglu"
+    first = replay.draw(table, some, rng)
+    other = replay.draw(table, some, rng, {first.row})
+    assert {first.seed, other.seed} == {0, 1} and replay.draw(table, some, rng, {first.row, other.row}) is None
+    seen = [table.trainings[a][0].row for a in list(table.trainings)[:10]]
+    extra = replay._replicate(table, seen, most=5, share=0.5, seed=0, rng=rng)
+    assert 0 < len(extra) <= 5 and not set(extra) & set(seen) and len(set(extra)) == len(extra)
+    searched = set(table.frame["assignment"].iloc[seen])
+    assert set(table.frame["assignment"].iloc[extra]) <= searched, "replicates re-train what the search trained"
+    assert len(replay._replicate(table, seen, most=5, share=0.1, seed=0, rng=rng)) <= int(0.1 * 10), "the share caps them"
+
+
+def brute_force(table, rows):
+    """Regret and resolved members counted by hand, in loops, from an arm's expected front and the truth."""
+    from moesearch.analysis import expected
+
+    arm = expected.expected_front(replay.trials_frame(table, rows), table.objectives)[0].set_index("assignment")
+    truth = table.truth
+    worst = 0.0
+    for level in sorted(set(truth["tokens_per_s"])):  # maximised: "costing at most" is at least this fast
+        afford = [a for a in truth.index if truth.at[a, "tokens_per_s"] >= level]
+        known = [a for a in afford if a in arm.index]  # a choice the arm never saw is no candidate of its
+        pick = min(known, key=lambda a: arm.at[a, "val_loss"]) if known else max(afford, key=truth["val_loss"].get)
+        worst = max(worst, truth.at[pick, "val_loss"] - min(truth.at[a, "val_loss"] for a in afford))
+    called = [a for a in arm.index if arm.at[a, "verdict"] == "resolved on the front"]
+    right = 0
+    for a in called:
+        front_there = min(truth.at[b, "val_loss"] for b in truth.index
+                          if truth.at[b, "tokens_per_s"] >= truth.at[a, "tokens_per_s"])
+        right += bool(truth.at[a, "expected_front"] or truth.at[a, "val_loss_lo"] <= front_there)
+    return worst, len(called), right
+
+
+def test_regret_is_zero_having_seen_everything_positive_having_seen_little_and_matches_a_count_by_hand(tmp_path):
+    table = replay.load_table(replicated(tmp_path, noise=0.03), "t")
+    everything = replay.score(table, list(range(32)))
+    assert everything[0] == pytest.approx(0.0, abs=1e-12) and everything[1] == everything[2] > 0
+    by_row = {(r.assignment, r.seed): i for i, r in enumerate(table.frame.itertuples())}
+    baselines = [by_row["gelu,gelu,gelu,gelu", 0], by_row["swiglu,swiglu,swiglu,swiglu", 1]]
+    assert replay.score(table, baselines)[0] > 0.05, "two trainings: no model, and only two candidates seen"
+    rng = np.random.default_rng(1)
+    for n in (4, 8, 16):
+        rows = sorted(rng.choice(32, n, replace=False).tolist())
+        mine = replay.score(table, rows)
+        assert mine[0] == pytest.approx(brute_force(table, rows)[0], abs=1e-12) and mine[1:] == brute_force(table, rows)[1:]
+    assert replay.score(table, rows[:4])[0] > 0, "four trainings leave the model wrong somewhere"
+    on = replay.truly_on_front(table)
+    assert on[table.truth["expected_front"]].all() and on.sum() < len(on), "the tolerance admits some, not all"
+
+
+def test_an_arm_that_exhausts_a_single_seed_table_has_no_regret_and_scores_are_per_budget(tmp_path):
+    table = replay.load_table(exhaustive(tmp_path), "t")
+    run = replay.replay(table, replay.Arm("random"), seed=0, score_points=3)
+    assert list(run.score.budgets) == [3, 6, 9] and run.score.regret[-1] == pytest.approx(0.0, abs=1e-12)
+    assert np.all(run.score.regret >= 0) and not run.score.replicates.any()
+    twice = replay.compare(table, [replay.Arm("random"), replay.Arm("tpe", replicates="auto")], range(2),
+                           score_points=3, jobs=2)
+    assert np.array_equal(twice["random"][0].score.regret, run.score.regret), "--jobs changes nothing but the time"
+    assert not twice["tpe+replicates"][0].score.replicates.any(), "one training each: nothing to replicate with"
+
+
+def test_the_design_arm_queues_the_orthogonal_design_after_the_baselines(tmp_path):
+    from moesearch import design
+
+    table = replay.load_table(replicated(tmp_path), "t")
+    proposer = replay.OptunaProposer(table, "tpe", seed=0, design=True)
+    asked = []
+    for _ in range(2 + len(design.runs(table.choices))):
+        asked.append(proposer.ask())
+        proposer.tell(table.values[asked[-1]])
+    runs = [",".join(r) for r in design.runs(table.choices)]
+    assert asked[:2] == ["gelu,gelu,gelu,gelu", "swiglu,swiglu,swiglu,swiglu"]
+    assert asked[2:2 + len([r for r in runs if r not in asked[:2]])] == [r for r in runs if r not in asked[:2]]
+
+
+def test_replay_command_scores_arms_by_the_truth_with_replicates(tmp_path):
+    replicated(tmp_path, noise=0.03)
+    out = CliRunner().invoke(cli, ["replay", str(results.trials_dir(tmp_path, "s")), "--samplers", "random,design",
+                                   "--replicates", "off,auto", "--replicate-share", "0.5", "--score-points", "4",
+                                   "--first-seed", "3", "--seeds", "2", "--jobs", "2", "--out", str(tmp_path / "c.csv")])
+    assert out.exit_code == 0, out.output
+    assert "all 32 trainings (16 assignments, up to 2 seeds each, 2 seeds in all, each a block" in out.output
+    assert "levels of tokens_per_s" in out.output and "right" in out.output
+    scored = pd.read_csv(tmp_path / "c-truth.csv")
+    assert set(scored["seed"]) == {3, 4} and set(scored["budget"]) == {12, 24, 36, 48}, "3 steps a training"
+    assert set(scored["arm"]) == {"random", "design", "random+replicates", "design+replicates"}
+    assert (scored["regret"] >= 0).all() and (scored["right"] <= scored["called"]).all()
+    assert scored.loc[scored["arm"] == "random", "replicates"].eq(0).all()
+    lines = out.output.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.split()[:2] == ["arm", "seeds"] and "right" in line)
+    assert [line.split()[0] for line in lines[header + 1:header + 5]] == [
+        "random", "design", "random+replicates", "design+replicates"]
+
+
+@pytest.mark.parametrize("args, says", [(["--replicates", "sometimes"], "--replicates: 'sometimes'"),
+                                        (["--replicates", "auto", "--score-points", "0"], "--replicates auto:"),
+                                        (["--replicate-share", "2"], "--replicate-share")])
+def test_replay_names_a_bad_replicates_flag(tmp_path, args, says):
+    replicated(tmp_path)
+    out = CliRunner().invoke(cli, ["replay", str(results.trials_dir(tmp_path, "s")), "--seeds", "1", *args])
+    assert out.exit_code == 2 and says in out.output, out.output

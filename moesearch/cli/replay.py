@@ -1,4 +1,5 @@
-"""`moesearch replay`: compare search arms on an exhaustive table, answering trials by lookup (no training)."""
+"""`moesearch replay`: compare search arms on an exhaustive table, answering trials by lookup (no training);
+with seed replicates in the table, each query draws one of its trainings, and arms are scored by the truth."""
 
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ from moesearch.errors import InputError
               help="The table's steps (learning curves), needed to replay pruning [default: beside TABLE: "
                    "X-steps.parquet for X-trials.parquet, or the study's steps/ folder].")
 @click.option("--samplers", default="tpe,nsga2,random,hand", show_default=True,
-              help="Comma-separated proposers: tpe, nsga2, gp, random, brute (Optuna samplers) or hand (baselines, "
-                   "then flip one layer at a time, keep improvements); gp takes seconds per trial.")
+              help="Comma-separated proposers: tpe, nsga2, gp, random, brute (Optuna samplers), design (tpe after the "
+                   "baselines and an orthogonal main-effects design, as search.design = 'orthogonal') or hand "
+                   "(baselines, then flip one layer at a time, keep improvements); gp takes seconds per trial.")
 @click.option("--pruning", default="none", show_default=True,
               help="Comma-separated pruning methods, each replayed with every sampler: none, mo-asha.")
 @click.option("--rungs", help="Pruning rungs (steps), comma-separated [default: about 1/eta^2 and 1/eta of the "
@@ -25,21 +27,35 @@ from moesearch.errors import InputError
 @click.option("--eta", type=click.IntRange(2), default=3, show_default=True, help="Keep the best 1/eta at each rung.")
 @click.option("--min-records", type=click.IntRange(1), default=6, show_default=True,
               help="Records a rung needs before it stops anything.")
+@click.option("--replicates", default="off", show_default=True,
+              help="Comma-separated: off, auto (after the search, train what search.replicates = 'auto' asks for, "
+                   "each answered by another of the assignment's trainings; the search gets budget/(1 + share)); "
+                   "each replayed with every sampler and pruning method. auto needs --score-points.")
+@click.option("--replicate-share", type=click.FloatRange(0, 1), default=0.25, show_default=True,
+              help="With --replicates auto: at most this share of the search's trials again (search.replicate_share).")
+@click.option("--score-points", type=click.IntRange(0, 100), default=8, show_default=True,
+              help="Score every run by the table's truth (its expected front over every training) at this many "
+                   "budgets, evenly spaced; 0: hypervolume only (faster).")
+@click.option("--regret-target", type=click.FloatRange(0, min_open=True), default=0.005, show_default=True,
+              help="Report the least budget at which the median regret is at most this (quality's units: nats).")
 @click.option("--first-seed", type=click.IntRange(0), default=0, show_default=True, help="The first seed of each arm.")
 @click.option("--seeds", type=click.IntRange(1, 10_000), default=100, show_default=True, help="Seeded runs per arm.")
 @click.option("--budget", type=click.IntRange(1),
               help="Compute per run, in optimizer steps [default: training every assignment once].")
 @click.option("--jobs", type=click.IntRange(1), default=1, show_default=True,
               help="Processes replaying side by side (one per core is about right).")
-@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), help="Also write every curve (.csv).")
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False),
+              help="Also write every curve (.csv), and with --score-points every score (X-truth.csv beside X.csv).")
 @click.option("--plot", "plot_path", type=click.Path(path_type=Path, dir_okay=False),
               help="Also draw relative hypervolume against compute, median and quartiles per arm (.png).")
 def replay(table: Path, steps_path: Path | None, samplers: str, pruning: str, rungs: str | None, eta: int,
-           min_records: int, first_seed: int, seeds: int, budget: int | None, jobs: int, out: Path | None,
-           plot_path: Path | None) -> None:
+           min_records: int, replicates: str, replicate_share: float, score_points: int, regret_target: float,
+           first_seed: int, seeds: int, budget: int | None, jobs: int, out: Path | None, plot_path: Path | None) -> None:
     """Replay the search against TABLE, an exhaustive study's trials (a Parquet file, or a study's
-    trials/ folder), for several samplers x pruning methods and seeds; print the compute each needs
-    to reach 90% and 95% of the true front's hypervolume."""
+    trials/ folder), for several samplers x pruning methods x replicates and seeds; print the compute
+    each needs to reach 90% and 95% of the true front's hypervolume, and (--score-points) the regret of
+    what each recommends against the table's expected front, and how often its resolved members are
+    truly on it."""
     import pandas as pd
 
     from moesearch.files import write_atomic
@@ -48,6 +64,7 @@ def replay(table: Path, steps_path: Path | None, samplers: str, pruning: str, ru
 
     proposers = _list("--samplers", samplers, replay_mod.PROPOSERS)
     methods = _list("--pruning", pruning, ("none", "mo-asha"))
+    replicate_modes = _list("--replicates", replicates, replay_mod.REPLICATES)
     for flag, path, suffix in (("--out", out, ".csv"), ("--plot", plot_path, ".png")):
         if path is not None and path.suffix != suffix:
             raise InputError(f"{flag}: {str(path)!r} must end in {suffix}")
@@ -62,26 +79,60 @@ def replay(table: Path, steps_path: Path | None, samplers: str, pruning: str, ru
     exhaustive = replay_mod.load_table(pd.read_parquet(table), str(table), steps)
     rung_steps = _rungs(rungs, exhaustive, eta) if needs_curves else []
     arms = [replay_mod.Arm(p, PruningSpec(method=m, rungs=rung_steps if m != "none" else [], eta=eta,
-                                          min_records=min_records)) for m in methods for p in proposers]
+                                          min_records=min_records), r)
+            for r in replicate_modes for m in methods for p in proposers]
     seed_range = range(first_seed, first_seed + seeds)
-    runs = replay_mod.compare(exhaustive, arms, seed_range, budget, jobs=jobs)
+    runs = replay_mod.compare(exhaustive, arms, seed_range, budget, jobs=jobs, score_points=score_points,
+                              share=replicate_share)
     unit = f"optimizer steps ({exhaustive.full_steps} per full trial)" if exhaustive.full_steps else "trials"
     click.echo(f"{len(exhaustive.values)} assignments, true hypervolume {exhaustive.true_hypervolume:.6g}; seeds "
                f"{seed_range.start}-{seed_range.stop - 1} per arm; compute in {unit}"
                + (f"; rungs {rung_steps}, eta {eta}, min_records {min_records}" if needs_curves else ""))
     click.echo(replay_mod.summary(exhaustive, runs, budget_steps=budget).to_string(index=False, float_format=lambda v: f"{v:,.3g}"))
+    if score_points:
+        _print_truth(exhaustive, runs, regret_target, unit, replicate_share if "auto" in replicate_modes else None)
     if out is not None:
         rows = [{"arm": arm, "seed": seed, "trial": n + 1, "steps": int(spent), "relative_hypervolume": rel}
                 for arm, arm_runs in runs.items() for seed, run in zip(seed_range, arm_runs, strict=True)
                 for n, (spent, rel) in enumerate(zip(run.spent, run.relative, strict=True))]
         write_atomic(out, lambda tmp: pd.DataFrame(rows).to_csv(tmp, index=False))
         click.echo(f"wrote {out}")
+        if score_points:
+            truth_out = out.with_name(f"{out.stem}-truth.csv")
+            write_atomic(truth_out, lambda tmp: replay_mod.truth_rows(runs, seed_range).to_csv(tmp, index=False))
+            click.echo(f"wrote {truth_out}")
     if plot_path is not None:
         from moesearch.analysis.plots import replay_curves, save_png
 
         save_png(replay_curves(runs, budget or exhaustive.full_steps * len(exhaustive.values) or len(exhaustive.values),
                            unit), plot_path)
         click.echo(f"wrote {plot_path}")
+
+
+def _print_truth(table, runs, target: float, unit: str, share: float | None) -> None:
+    """The truth's score per arm, after a line that says what the truth is and how it is scored."""
+    import math
+
+    from moesearch.supervisor import replay as replay_mod
+
+    q, c = table.quality, table.cost
+    on = int(replay_mod.truly_on_front(table).sum())
+    n_seeds = table.frame["seed"].nunique()
+    trainings = len(table.frame)
+    click.echo(f"scored by the truth: the expected front of the noise model over all {trainings} trainings "
+               f"({len(table.values)} assignments, up to {table.seeds} seed{'s' * (table.seeds > 1)} each, "
+               f"{n_seeds} seed{'s' * (n_seeds > 1)} in all"
+               f"{', each a block: common random numbers' if (table.frame['random_streams'] == 'crn').all() and n_seeds > 1 else ''}); "
+               f"{int(table.truth['expected_front'].sum())} on it")
+    levels = "one level" if c is None else f"each of {table.truth[c].nunique()} levels of {c}"
+    click.echo(f"regret: of the {q} each arm's own noise model predicts best at {levels} (true cost), against the "
+               f"best expected {q} there; the median over seeds of the largest over levels, at each budget in {unit}"
+               + (f"; +replicates search budget/(1 + {share:g}), then replicates" if share is not None else ""))
+    click.echo(f"right: of the members an arm calls resolved on the front at the last budget, the share truly on "
+               f"it: on the table's expected front, or its 95% interval of {q} reaches the front's expected {q} "
+               f"at its cost ({on} of {len(table.truth)} candidates pass)")
+    out = replay_mod.truth_summary(runs, target)
+    click.echo(out.to_string(index=False, float_format=lambda v: "inf" if math.isinf(v) else f"{v:,.4g}"))
 
 
 def _list(flag: str, given: str, allowed: tuple[str, ...]) -> list[str]:
