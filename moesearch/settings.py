@@ -15,10 +15,9 @@ from pathlib import Path
 from moesearch import corpus
 from moesearch import space as space_mod
 from moesearch.errors import InputError
+from moesearch.files import DEFAULT_RESULTS  # noqa: F401 - re-exported: the default of every --results
 from moesearch.launch import Launch
 from moesearch.space import STUDY_NAME, Space
-
-DEFAULT_RESULTS = Path("results")  # relative: a search writes beside where it was started, as most tools do
 
 
 @dataclass(frozen=True)

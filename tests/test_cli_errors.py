@@ -283,3 +283,24 @@ def test_a_bad_budget_exits_2_with_one_line_and_writes_nothing(tmp_path, monkeyp
     assert len(lines) == 1 and "--budget" in lines[0] and repr(budget) in lines[0], result.output
     assert "allowed: a positive number of steps (20000) or of device-hours (2.5h)" in lines[0]
     assert list(tmp_path.iterdir()) == []
+
+
+HEAVY = {"torch", "deepspeed", "numpy", "pandas", "pyarrow", "optuna", "pydantic", "matplotlib", "scipy", "moocore"}
+
+
+@pytest.mark.parametrize("args", [["--help"], ["pareto", "--help"], ["pareto", "--results", "no-such-folder"],
+                                  ["plot", "--results", "no-such-folder"], ["report", "--results", "no-such-folder"],
+                                  ["compact", "--results", "no-such-folder"], ["search", "tiny", "--trials", "0"],
+                                  ["status", "--storage", "sqlite:///no-such.db"],
+                                  ["worker", "--storage", "journal:no-such.log", "--study", "s"]])
+def test_help_and_a_bad_flag_answer_without_importing_a_heavy_library(tmp_path, args):
+    """Startup (issue 21, item 20): what only prints help or an error imports click and moesearch's light
+    modules; numpy, pandas, pyarrow, optuna, pydantic and torch wait for a command that uses them."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-X", "importtime", "-m", "moesearch", *args], capture_output=True,
+                         text=True, cwd=tmp_path)
+    assert out.returncode == (0 if "--help" in args else 2), out.stderr
+    imported = {line.split("|")[-1].strip().split(".")[0] for line in out.stderr.splitlines() if "|" in line}
+    assert not imported & HEAVY, sorted(imported & HEAVY)

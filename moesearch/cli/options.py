@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
+from moesearch.files import DEFAULT_RESULTS
 from moesearch.launch import LAUNCHERS
-from moesearch.settings import DEFAULT_RESULTS, Settings
+
+if TYPE_CHECKING:  # importing settings loads the space's models and numpy: not for --help or a bad flag
+    from moesearch.settings import Settings
 
 MONITOR = click.option(
     "--monitor", type=click.Choice(["tensorboard", "csv"]), multiple=True,

@@ -25,13 +25,14 @@ def pareto(results: Path, study_name: str | None, everything: bool, out: Path | 
 
     Assignments trained with several seeds count once, at their mean.
     """
+    if out is not None and out.suffix not in _FORMATS:
+        raise InputError(f"--out: {str(out)!r} has suffix {out.suffix!r}; allowed: {', '.join(_FORMATS)}")
+    study_name = find_study(results, study_name)  # first: a bad flag answers before the analysis is imported
+
     from moesearch import results as results_mod
     from moesearch.analysis import curves, expected
     from moesearch.analysis import pareto as pareto_mod
 
-    if out is not None and out.suffix not in _FORMATS:
-        raise InputError(f"--out: {str(out)!r} has suffix {out.suffix!r}; allowed: {', '.join(_FORMATS)}")
-    study_name = find_study(results, study_name)
     trials = load_study(results, study_name)
     analysis = pareto_mod.analyse(trials)
     evals = results_mod.load_evals(results, study_name)

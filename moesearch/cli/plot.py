@@ -18,10 +18,11 @@ def plot(results: Path, study_name: str | None, out: Path | None) -> None:
     """Draw the front (every pair of objectives), the hypervolume history, the activation of each layer
     along the front, the learning curves, the hidden-activation sparsity and outliers, and the
     quantization gap by layer activation of a study, one PNG each."""
+    study_name = find_study(results, study_name)  # first: a bad flag answers before the analysis is imported
+
     from moesearch import results as results_mod
     from moesearch.analysis import pareto, plots
 
-    study_name = find_study(results, study_name)
     trials = load_study(results, study_name)
     figures = plots.draw_all(pareto.analyse(trials), results_mod.load_steps(results, study_name),
                              results_mod.load_layers(results, study_name), trials)

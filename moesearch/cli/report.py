@@ -17,12 +17,13 @@ from moesearch.cli.study_option import find_study, load_study, study_options
 def report(results: Path, study_name: str | None, out: Path | None) -> None:
     """Write an HTML report of a study: settings and provenance, the front table, the plots and,
     once `verify` has run, the noise check. Images are embedded: the one file is the whole report."""
+    study_name = find_study(results, study_name)  # first: a bad flag answers before the analysis is imported
+
     from moesearch import results as results_mod
     from moesearch.analysis import pareto
     from moesearch.analysis import report as report_mod
     from moesearch.files import write_atomic
 
-    study_name = find_study(results, study_name)
     trials = load_study(results, study_name)
     page = report_mod.render(pareto.analyse(trials), trials, results_mod.load_steps(results, study_name),
                              results_mod.load_layers(results, study_name), str(results))

@@ -7,7 +7,6 @@ import click
 from moesearch import preempt
 from moesearch.cli import cli
 from moesearch.cli.options import BUDGET, describe, dry_run, run_options
-from moesearch.settings import resolve
 from moesearch.vocab import State, StudyAttr
 
 
@@ -21,11 +20,14 @@ def search(trials: int | None, budget: dict | None, **options) -> None:
     Uniform baselines run first; an assignment already trained with the same --seed is answered from
     the study, not trained again. Run the same command again to resume or extend (--trials).
     """
+    from moesearch.settings import resolve
+
+    preempt.install()  # from the start: a signal during set-up must not kill the command
+    settings = resolve(**options)  # bad input stops here, before the supervisor's imports
+
     from moesearch.supervisor import storage as storage_mod
     from moesearch.supervisor import study as study_mod
 
-    preempt.install()  # from the start: a signal during set-up must not kill the command
-    settings = resolve(**options)
     if options["dry_run"]:
         dry_run(settings, f"{trials} trials" if trials else f"{budget_text(budget)}, or every assignment of the space"
                 if budget else f"{settings.space.search.trials} trials, or the target of the study if it exists")

@@ -21,15 +21,18 @@ def status(storage: str | None, study_name: str | None, results: Path) -> None:
 
     Reads the storage only; safe to run at any time, from any machine that reaches it.
     """
+    from moesearch.supervisor import storage as storage_mod
+
+    url = storage or f"sqlite:///{results / 'moesearch.db'}"
+    storage_mod.check_exists(url)  # first: a missing file answers before optuna and the analysis are imported
+
     import optuna
 
     from moesearch.cli.study_option import chosen
     from moesearch.errors import InputError
     from moesearch.supervisor import status as status_mod
-    from moesearch.supervisor import storage as storage_mod
     from moesearch.supervisor import study as study_mod
 
-    url = storage or f"sqlite:///{results / 'moesearch.db'}"
     opened = storage_mod.open_existing(url)
     names = optuna.get_all_study_names(opened)
     if study_name is None and not names:

@@ -26,10 +26,10 @@ def one_study_options(command):
 def find_study(results: Path, study_name: str | None, newest: bool = True) -> str:
     """The study to read: the one named, the only one with records, or (newest) the one most recently
     written, said on stderr; InputError otherwise."""
+    if not results.is_dir():  # before importing pandas and pyarrow (results): a typo answers at once
+        raise InputError(f"--results: {str(results)!r} is not a folder")
     from moesearch import results as results_mod
 
-    if not results.is_dir():
-        raise InputError(f"--results: {str(results)!r} is not a folder")
     found = results_mod.studies(results)
     if study_name is None:
         if len(found) == 1 or (found and newest):

@@ -8,7 +8,6 @@ from moesearch import preempt
 from moesearch.cli import cli
 from moesearch.cli.options import describe, dry_run, run_options
 from moesearch.metrics import METRICS, fmt
-from moesearch.settings import resolve
 from moesearch.vocab import Origin
 
 
@@ -22,6 +21,7 @@ def train(layers: str, **options) -> None:
     """
     from moesearch import space as space_mod
     from moesearch.assignment import Assignment
+    from moesearch.settings import resolve
 
     preempt.install()  # from the start: a signal during set-up must not kill the command
     space = space_mod.load(options.pop("space"))

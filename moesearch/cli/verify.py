@@ -8,7 +8,6 @@ from moesearch import preempt
 from moesearch.cli import cli
 from moesearch.cli.options import describe, dry_run, run_options
 from moesearch.search_limits import VERIFY_SEEDS
-from moesearch.settings import resolve
 
 
 @cli.command()
@@ -23,12 +22,15 @@ def verify(n_seeds: int, **options) -> None:
     once the spread is counted. Fresh seeds count up from --seed + 1. Run it again to finish an
     interrupted check: seeds already done are kept.
     """
+    from moesearch.settings import resolve
+
+    preempt.install()  # from the start: a signal during set-up must not kill the command
+    settings = resolve(**options)  # bad input stops here, before the analysis and supervisor imports
+
     from moesearch.analysis import noise
     from moesearch.supervisor import replicates
     from moesearch.supervisor import storage as storage_mod
 
-    preempt.install()  # from the start: a signal during set-up must not kill the command
-    settings = resolve(**options)
     if options["dry_run"]:
         dry_run(settings, f"verify with {n_seeds} seeds")
     storage = storage_mod.open_for(settings, explicit=options["storage"] is not None)

@@ -34,12 +34,17 @@ def worker(storage: str, study_name: str, results: Path | None, trials: int | No
     machines can run the same command. Trials of groups that died are settled first (from their
     record, or failed and queued again); an assignment running in another group is not started.
     """
-    from moesearch.cli.search import plan, search_and_report
-    from moesearch.supervisor.join import join
+    from moesearch.supervisor.storage import check_exists, check_url
 
     preempt.install()  # from the start: a signal during set-up must not kill the command
     if dry_run:
         _dry_run(storage, study_name, results, **group)
+    check_url(storage)
+    check_exists(storage)  # a missing storage answers before the supervisor is imported
+
+    from moesearch.cli.search import plan, search_and_report
+    from moesearch.supervisor.join import join
+
     joined = join(storage, study_name, results, trials, progress, monitor=monitor, **group)
     size = joined.settings.space.size()
     if budget:

@@ -1,6 +1,6 @@
 """Study storage: open an Optuna storage URL, check one without opening it, mask its password.
 
-Light: optuna and sqlalchemy. One storage per study: SQLite (`sqlite:///file.db`, one machine),
+Light: optuna and sqlalchemy, imported only to open a storage (the checks answer without them). One storage per study: SQLite (`sqlite:///file.db`, one machine),
 Optuna's journal file (`journal:/shared/path.log`, a few groups on a shared filesystem) or
 PostgreSQL (`postgresql://user@host/db`, many groups). Opening a sqlite or journal URL creates its
 file, so the checks here come first wherever nothing may be written.
@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-
-import optuna
+from typing import TYPE_CHECKING
 
 from moesearch.errors import InputError
+
+if TYPE_CHECKING:  # optuna takes a while to import: a bad --storage is answered without it
+    import optuna
 
 _SECRETS = [(re.compile(r"(://[^/@:]*:)[^@]*@"), r"\1***@"),  # user:password@host
             (re.compile(r"(password=)[^&]*", re.IGNORECASE), r"\1***")]  # ?password=... in the query
@@ -28,6 +30,8 @@ def redact(url: str) -> str:
 
 def open_storage(url: str) -> optuna.storages.BaseStorage:
     """An RDB URL (sqlite:///, postgresql://, mysql://) or journal:PATH (a file on a shared filesystem)."""
+    import optuna
+
     try:
         if url.startswith("journal:"):
             from optuna.storages.journal import JournalFileBackend
@@ -58,6 +62,8 @@ def open_for(settings, explicit: bool) -> optuna.storages.BaseStorage:
     if not explicit:
         settings.results.mkdir(parents=True, exist_ok=True)
     storage = open_storage(settings.storage)
+    import optuna
+
     if records and settings.study not in optuna.get_all_study_names(storage):
         raise clash
     return storage
