@@ -6,15 +6,13 @@ of choices equally often, so the layers' effects are estimated independently of 
 least variance so few runs allow (8 layers of 2 choices: 12 runs, not 256). Layers with 2, 3 or 4 choices
 mix: a column of L levels hosts a layer of k choices when k divides L, its levels grouped k ways, which
 keeps balance and orthogonality. The arrays are pyDOE3's Taguchi tables; the smallest that hosts every
-layer is used. They mix 2 with 3 choices, or 2 with 4, but not 3 with 4 (no table has both): such a space
+layer is used (imported only when a space asks for a design: loading a space stays light). They mix 2 with 3 choices, or 2 with 4, but not 3 with 4 (no table has both): such a space
 is refused at validation. Light: numpy and pyDOE3, no torch.
 """
 
 from __future__ import annotations
 
 import re
-
-import numpy as np
 
 from moesearch.errors import InputError
 
@@ -58,8 +56,7 @@ def _with_last_uniform(name: str, levels: list[int], k: int, n: int) -> list[int
     training fewer for the search. Any columns of an orthogonal array are orthogonal."""
     from pyDOE3 import get_orthogonal_array
 
-    table = np.asarray(get_orthogonal_array(name))
-    for row in table:
+    for row in get_orthogonal_array(name):
         last = [c for c in range(len(levels)) if levels[c] == k and row[c] == k - 1]
         if len(last) >= n:
             return last[:n]
@@ -75,7 +72,7 @@ def runs(choices: list[list[str]]) -> list[list[str]]:
     from pyDOE3 import get_orthogonal_array
 
     name, columns = found
-    table = np.asarray(get_orthogonal_array(name))
+    table = get_orthogonal_array(name)
     levels = dict(arrays())[name]
     design = []
     for row in table:
