@@ -285,6 +285,8 @@ def test_regret_is_zero_having_seen_everything_positive_having_seen_little_and_m
     table = replay.load_table(replicated(tmp_path, noise=0.03), "t")
     everything = replay.score(table, list(range(32)))
     assert everything[0] == pytest.approx(0.0, abs=1e-12) and everything[1] == everything[2] > 0
+    assert replay.lone_cheapest(table) == ["gelu,gelu,gelu,gelu"], "the fastest (tokens_per_s maximised) is all-gelu"
+    assert everything[3] == 1, "all-gelu is on every front: called resolved, and trivially right"
     by_row = {(r.assignment, r.seed): i for i, r in enumerate(table.frame.itertuples())}
     baselines = [by_row["gelu,gelu,gelu,gelu", 0], by_row["swiglu,swiglu,swiglu,swiglu", 1]]
     assert replay.score(table, baselines)[0] > 0.05, "two trainings: no model, and only two candidates seen"
@@ -292,7 +294,7 @@ def test_regret_is_zero_having_seen_everything_positive_having_seen_little_and_m
     for n in (4, 8, 16):
         rows = sorted(rng.choice(32, n, replace=False).tolist())
         mine = replay.score(table, rows)
-        assert mine[0] == pytest.approx(brute_force(table, rows)[0], abs=1e-12) and mine[1:] == brute_force(table, rows)[1:]
+        assert mine[0] == pytest.approx(brute_force(table, rows)[0], abs=1e-12) and mine[1:3] == brute_force(table, rows)[1:]
     assert replay.score(table, rows[:4])[0] > 0, "four trainings leave the model wrong somewhere"
     on = replay.truly_on_front(table)
     assert on[table.truth["expected_front"]].all() and on.sum() < len(on), "the tolerance admits some, not all"
@@ -330,7 +332,7 @@ def test_replay_command_scores_arms_by_the_truth_with_replicates(tmp_path):
                                    "--first-seed", "3", "--seeds", "2", "--jobs", "2", "--out", str(tmp_path / "c.csv")])
     assert out.exit_code == 0, out.output
     assert "all 32 trainings (16 assignments, up to 2 seeds each, 2 seeds in all, each a block" in out.output
-    assert "levels of tokens_per_s" in out.output and "right" in out.output
+    assert "levels of tokens_per_s" in out.output and "lone cheapest  right beyond it" in out.output
     scored = pd.read_csv(tmp_path / "c-truth.csv")
     assert set(scored["seed"]) == {3, 4} and set(scored["budget"]) == {12, 24, 36, 48}, "3 steps a training"
     assert set(scored["arm"]) == {"random", "design", "random+replicates", "design+replicates"}
@@ -349,3 +351,21 @@ def test_replay_names_a_bad_replicates_flag(tmp_path, args, says):
     replicated(tmp_path)
     out = CliRunner().invoke(cli, ["replay", str(results.trials_dir(tmp_path, "s")), "--seeds", "1", *args])
     assert out.exit_code == 2 and says in out.output, out.output
+
+
+def test_a_table_too_small_for_a_noise_model_replays_by_hypervolume_alone(tmp_path):
+    write(tmp_path, record(0, "gelu", 2.0, 100.0), record(1, "swiglu", 1.9, 90.0))
+    folder = str(results.trials_dir(tmp_path, "s"))
+    out = CliRunner().invoke(cli, ["replay", folder, "--samplers", "random", "--seeds", "1"])
+    assert out.exit_code == 0 and "no truth to score by" in out.output and "compute to 95%" in out.output, out.output
+    out = CliRunner().invoke(cli, ["replay", folder, "--samplers", "random", "--seeds", "1", "--replicates", "auto"])
+    assert out.exit_code == 2 and "--score-points: the table has too few trials" in out.output, out.output
+
+
+def test_a_pruned_trial_is_scored_without_its_training(tmp_path):
+    trials, steps = curved(tmp_path)
+    table = replay.load_table(trials, "t", steps)
+    assert all(len(t) == 1 and sorted(t[0].at_step) == [10, 20] for t in table.trainings.values())
+    run = replay.replay(table, replay.Arm("random", MO_ASHA), seed=2, budget_steps=20 * 40, score_points=2)
+    assert run.pruned > 0 and list(run.drawn).count(-1) == run.pruned, "a pruned trial has no final values to fit"
+    assert list(run.score.budgets) == [400, 800] and np.all(run.score.regret >= 0)

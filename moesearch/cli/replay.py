@@ -78,6 +78,9 @@ def replay(table: Path, steps_path: Path | None, samplers: str, pruning: str, ru
     steps = pd.read_parquet(steps_path) if steps_path is not None and steps_path.exists() else None
     exhaustive = replay_mod.load_table(pd.read_parquet(table), str(table), steps)
     rung_steps = _rungs(rungs, exhaustive, eta) if needs_curves else []
+    if score_points and exhaustive.truth is None and replicate_modes == ["off"]:
+        click.echo("no truth to score by: the table has too few trials for a noise model; hypervolume only")
+        score_points = 0
     arms = [replay_mod.Arm(p, PruningSpec(method=m, rungs=rung_steps if m != "none" else [], eta=eta,
                                           min_records=min_records), r)
             for r in replicate_modes for m in methods for p in proposers]
@@ -130,7 +133,8 @@ def _print_truth(table, runs, target: float, unit: str, share: float | None) -> 
                + (f"; +replicates search budget/(1 + {share:g}), then replicates" if share is not None else ""))
     click.echo(f"right: of the members an arm calls resolved on the front at the last budget, the share truly on "
                f"it: on the table's expected front, or its 95% interval of {q} reaches the front's expected {q} "
-               f"at its cost ({on} of {len(table.truth)} candidates pass)")
+               f"at its cost ({on} of {len(table.truth)} candidates pass); the lone cheapest candidate is on "
+               f"every front, so 'right beyond it' leaves it out")
     out = replay_mod.truth_summary(runs, target)
     click.echo(out.to_string(index=False, float_format=lambda v: "inf" if math.isinf(v) else f"{v:,.4g}"))
 

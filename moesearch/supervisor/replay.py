@@ -212,6 +212,7 @@ class Score:
     called: np.ndarray  # members it calls resolved on the front
     right: np.ndarray  # of them, truly on the table's expected front (within the truth's 95% interval)
     replicates: np.ndarray  # replicates trained by then
+    cheapest: np.ndarray | None = None  # of the called, the lone cheapest candidate (on the front whatever the noise)
 
 
 @dataclass(frozen=True)
@@ -415,7 +416,7 @@ def _scores(table: Table, arm: Arm, seed: int, spent: np.ndarray, seen: list[int
     (auto replicates: the search's share of it, then replicates within the rest)."""
     full = table.full_steps or 1
     at = budgets(total, points)
-    regret, called, right, replicated = [], [], [], []
+    regret, called, right, replicated, cheapest = [], [], [], [], []
     for k, budget in enumerate(at):
         search_budget = budget / (1 + share) if arm.replicates == "auto" else budget
         n = int(np.searchsorted(spent, search_budget + 1e-9, side="right"))
@@ -424,12 +425,13 @@ def _scores(table: Table, arm: Arm, seed: int, spent: np.ndarray, seen: list[int
         if arm.replicates == "auto":
             left = budget - (spent[n - 1] if n else 0)
             extra = _replicate(table, rows, int(left // full), share, seed, np.random.default_rng((REPLICATE_STREAM, seed, k)))
-        r, c, ok = score(table, rows, extra)
+        r, c, ok, lone = score(table, rows, extra)
         regret.append(r)
         called.append(c)
         right.append(ok)
         replicated.append(len(extra))
-    return Score(at, np.array(regret), np.array(called), np.array(right), np.array(replicated))
+        cheapest.append(lone)
+    return Score(at, np.array(regret), np.array(called), np.array(right), np.array(replicated), np.array(cheapest))
 
 
 def trials_frame(table: Table, rows: list[int], replicates: list[int] = ()) -> pd.DataFrame:
@@ -474,9 +476,10 @@ def _replicate(table: Table, rows: list[int], most: int, share: float, seed: int
     return extra
 
 
-def score(table: Table, rows: list[int], replicates: list[int] = ()) -> tuple[float, int, int]:
+def score(table: Table, rows: list[int], replicates: list[int] = ()) -> tuple[float, int, int, int]:
     """What an arm that saw these trainings recommends, scored by the table's truth: (the largest regret
-    over cost levels, members it calls resolved on the front, of them truly on the expected front).
+    over cost levels, members it calls resolved on the front, of them truly on the expected front, of
+    them the lone cheapest candidate, which is on every front whatever the noise).
 
     Its recommendation at a level: the candidate it predicts best on the quality objective among those
     whose true cost is at most the level. Too few trainings for a model: the best it observed instead.
@@ -492,10 +495,21 @@ def score(table: Table, rows: list[int], replicates: list[int] = ()) -> tuple[fl
     q_sign = 1.0 if table.objectives[table.quality] == "minimize" else -1.0
     if found is None:  # no model yet: the best observed
         predicted = trials.groupby("assignment")[table.quality].mean() * q_sign
-        return regret(table, predicted), 0, 0
+        return regret(table, predicted), 0, 0, 0
     arm = found[0].set_index("assignment")
     called = arm.index[arm["verdict"] == "resolved on the front"]
-    return regret(table, arm[table.quality] * q_sign), len(called), int(truly_on_front(table).reindex(called, fill_value=False).sum())
+    on = truly_on_front(table).reindex(called, fill_value=False)
+    return regret(table, arm[table.quality] * q_sign), len(called), int(on.sum()), int(called.isin(lone_cheapest(table)).sum())
+
+
+def lone_cheapest(table: Table) -> list[str]:
+    """The candidate alone at the lowest cost, if one is: on the front in every draw, so calling it
+    resolved says nothing about the noise."""
+    if table.cost is None:
+        return []
+    _, c = _levels(table)
+    cheapest = c.index[c == c.min()]
+    return list(cheapest) if len(cheapest) == 1 else []
 
 
 def _levels(table: Table) -> tuple[pd.Series, pd.Series]:
@@ -547,7 +561,7 @@ def compare(table: Table, arms: list[Arm], seeds: range, budget_steps: int | Non
         check_arm(table, arm)
     if score_points and table.truth is None:
         raise InputError("--score-points: the table has too few trials for a noise model, so no truth to score by; "
-                         "allowed: --score-points 0")
+                         "allowed: --score-points 0 (and --replicates off)")
     if not score_points and any(arm.replicates != "off" for arm in arms):
         raise InputError("--replicates auto: replicates change what an arm recommends, not its search, so they are "
                          "scored by the truth only; allowed: --score-points 1 or more")
@@ -606,7 +620,8 @@ def truth_summary(runs: dict[str, list[Run]], target: float = 0.005) -> pd.DataF
     """Per arm, from the runs' truth scores: the median over seeds of the largest regret over cost levels at
     each budget (a column per budget), the least budget at which that median is at most `target` (inf:
     none), and at the last budget the members called resolved on the front per run, the share of them
-    truly on the expected front (pooled over seeds; NaN: none called) and the replicates per run."""
+    truly on the expected front (pooled over seeds; NaN: none called), the share of them that is the lone
+    cheapest candidate (trivially on it), the share right among the others, and the replicates per run."""
     rows = []
     for name, arm_runs in runs.items():
         scored = [r.score for r in arm_runs if r.score is not None]
@@ -621,16 +636,22 @@ def truth_summary(runs: dict[str, list[Run]], target: float = 0.005) -> pd.DataF
         row[f"to <={target:g}"] = float(at[reach[0]]) if len(reach) else math.inf
         row["called/run"] = called / len(scored)
         row["right"] = sum(int(s.right[-1]) for s in scored) / called if called else math.nan
+        lone = sum(int(s.cheapest[-1]) for s in scored if s.cheapest is not None)
+        row["lone cheapest"] = lone / called if called else math.nan
+        row["right beyond it"] = ((sum(int(s.right[-1]) for s in scored) - lone) / (called - lone)
+                                  if called > lone else math.nan)
         row["replicates/run"] = float(np.mean([s.replicates[-1] for s in scored]))
         rows.append(row)
     return pd.DataFrame(rows)
 
 
 def truth_rows(runs: dict[str, list[Run]], seeds: range) -> pd.DataFrame:
-    """Every score: arm, seed, budget, regret, called, right, replicates (the --out file's -truth.csv)."""
+    """Every score: arm, seed, budget, regret, called, right, lone_cheapest, replicates (the --out file's
+    -truth.csv)."""
     return pd.DataFrame([{"arm": arm, "seed": seed, "budget": float(b), "regret": float(r), "called": int(c),
-                          "right": int(ok), "replicates": int(n)}
+                          "right": int(ok), "lone_cheapest": int(lone), "replicates": int(n)}
                          for arm, arm_runs in runs.items() for seed, run in zip(seeds, arm_runs, strict=True)
                          if run.score is not None
-                         for b, r, c, ok, n in zip(run.score.budgets, run.score.regret, run.score.called,
-                                                   run.score.right, run.score.replicates, strict=True)])
+                         for b, r, c, ok, lone, n in zip(run.score.budgets, run.score.regret, run.score.called,
+                                                         run.score.right, run.score.cheapest, run.score.replicates,
+                                                         strict=True)])
