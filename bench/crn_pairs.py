@@ -1,0 +1,88 @@
+"""Common random numbers: how noisy is the difference between two assignments that differ in one layer?
+
+    python bench/crn_pairs.py [--layers 0,4] [--seeds 4] [--first-seed 0] [--out bench/data/crn-pairs]
+
+The hard8 model (search_spaces/hard8.toml): all-gelu against the same with SwiGLU in one layer, at each
+seed, trained by `moesearch train` with `train.streams = "global"` (one generator: the layer's shape
+re-draws every dense weight and the routing noise) and `"crn"` (a stream per place), interleaved per seed
+in this one run. Prints, per scheme, each pair's val_loss difference per seed, its mean and sd, and the sd
+of one assignment over seeds; then the ratio of the paired sds (global / crn) and what it is worth in
+replicates (its square). The records stay under --out (one study per scheme) for the notebook.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+from pathlib import Path
+
+import one_trial  # beside this file: python puts bench/ on the path
+
+from moesearch import results
+
+HERE = Path(__file__).resolve().parent
+SCHEMES = ("global", "crn")
+
+
+def space_file(folder: Path, scheme: str) -> Path:
+    text = (HERE.parent / "search_spaces" / "hard8.toml").read_text()
+    path = folder / f"crn-{scheme}.toml"
+    path.write_text(text.replace('name = "hard8"', f'name = "crn-{scheme}"')
+                    .replace("[train]\n", f'[train]\nstreams = "{scheme}"\n', 1))
+    return path
+
+
+def neighbour(n_layers: int, layer: int) -> list[str]:
+    return ["swiglu" if i == layer else "gelu" for i in range(n_layers)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--layers", default="0,4", help="layers whose SwiGLU neighbour is paired with all-gelu")
+    parser.add_argument("--seeds", type=int, default=4)
+    parser.add_argument("--first-seed", type=int, default=0)
+    parser.add_argument("--nproc", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=HERE / "data" / "crn-pairs")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    layers = [int(x) for x in args.layers.split(",")]
+    assignments = [["gelu"] * 8] + [neighbour(8, layer) for layer in layers]
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    files = {scheme: space_file(args.out, scheme) for scheme in SCHEMES}
+    for seed in seeds:  # interleaved: both schemes see the same machine, seed by seed
+        for scheme in SCHEMES:
+            for layers_ in assignments:
+                if _loss(args.out, scheme, layers_, seed) is None:  # resumable: a rerun trains what is missing
+                    one_trial.train(files[scheme], layers_, args.nproc, args.out, f"crn-{scheme}",
+                                    ["--seed", str(seed)])
+    report(args.out, layers, seeds)
+
+
+def _loss(folder: Path, scheme: str, layers: list[str], seed: int) -> float | None:
+    if not results.trials_dir(folder, f"crn-{scheme}").is_dir():
+        return None
+    trials = results.load_trials(folder, f"crn-{scheme}")
+    hit = trials[(trials["assignment"] == ",".join(layers)) & (trials["seed"] == seed) & (trials["state"] == "COMPLETE")]
+    return None if hit.empty else float(hit["val_loss"].iloc[0])
+
+
+def report(folder: Path, layers: list[int], seeds: range) -> None:
+    paired_sd = {}
+    for scheme in SCHEMES:
+        base = [_loss(folder, scheme, ["gelu"] * 8, s) for s in seeds]
+        print(f"\n{scheme}: all-gelu val_loss over seeds {list(seeds)}: "
+              f"{statistics.mean(base):.4f} ± {statistics.stdev(base):.4f} (sd)")
+        for layer in layers:
+            other = [_loss(folder, scheme, neighbour(8, layer), s) for s in seeds]
+            diff = [o - b for o, b in zip(other, base, strict=True)]
+            paired_sd[scheme, layer] = statistics.stdev(diff)
+            print(f"  swiglu in layer {layer} - all-gelu: {', '.join(f'{d:+.3f}' for d in diff)}; "
+                  f"mean {statistics.mean(diff):+.4f}, sd {statistics.stdev(diff):.4f}; "
+                  f"one assignment's sd over seeds {statistics.stdev(other):.4f}")
+    for layer in layers:
+        ratio = paired_sd["global", layer] / paired_sd["crn", layer]
+        print(f"layer {layer}: paired sd global/crn = {ratio:.2f}x, worth {ratio ** 2:.1f}x the replicates")
+
+
+if __name__ == "__main__":
+    main()
