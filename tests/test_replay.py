@@ -369,3 +369,15 @@ def test_a_pruned_trial_is_scored_without_its_training(tmp_path):
     run = replay.replay(table, replay.Arm("random", MO_ASHA), seed=2, budget_steps=20 * 40, score_points=2)
     assert run.pruned > 0 and list(run.drawn).count(-1) == run.pruned, "a pruned trial has no final values to fit"
     assert list(run.score.budgets) == [400, 800] and np.all(run.score.regret >= 0)
+
+
+@pytest.mark.parametrize("sampler", ["nsga2", "gp"])
+def test_samplers_that_learn_from_complete_trials_only_do_not_stall_on_pruned_ones(tmp_path, sampler):
+    """They re-propose a pruned assignment (it leaves their model unchanged); a random undecided one
+    goes next, as in the live search, so the replay decides every assignment instead of stalling."""
+    trials, steps = curved(tmp_path, n_layers=4)
+    table = replay.load_table(trials, "t", steps)
+    eager = PruningSpec(method="mo-asha", rungs=[10, 20], eta=3, min_records=2)
+    for seed in range(2):
+        run = replay.replay(table, replay.Arm(sampler, eager), seed=seed)
+        assert not run.stalled and run.pruned > 0 and len(run.spent) == 16, "every assignment decided"

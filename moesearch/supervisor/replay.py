@@ -46,6 +46,7 @@ import pandas as pd
 from moesearch.analysis import pareto
 from moesearch.assignment import Assignment, layer_name
 from moesearch.errors import InputError
+from moesearch.search_limits import MAX_REPEATS_IN_A_ROW
 from moesearch.metrics import ANALYTIC
 from moesearch.space import PruningSpec
 from moesearch.supervisor import decide
@@ -225,6 +226,7 @@ class Run:
     pruned: int
     score: Score | None = None
     drawn: tuple[int, ...] = ()  # rows of `Table.frame` that answered each decided trial (-1: pruned or by hand)
+    stalled: bool = False  # ended because the proposer offered only decided assignments (decide.why_stop)
 
     def at(self, budgets: np.ndarray) -> np.ndarray:
         """Relative hypervolume with at most each budget spent (0 before the first trial ends)."""
@@ -261,6 +263,10 @@ class OptunaProposer:
             self.study.tell(self.trial, state=optuna.trial.TrialState.PRUNED)
         else:
             self.study.tell(self.trial, values)
+
+    def queue(self, assignment: Assignment) -> None:
+        """The next proposal, chosen outside the sampler."""
+        self.study.enqueue_trial(assignment.params())
 
 
 class HandSearch:
@@ -341,8 +347,13 @@ def replay(table: Table, arm: Arm, seed: int, budget_steps: int | None = None, n
                               budget={"steps": budget_steps} if budget_steps else None):
         assignment = proposer.ask()
         if (earlier := decide.repeat_of(known, assignment)) is not None:
-            in_a_row += 1
             proposer.tell(earlier[1])
+            fresh = None if earlier[1] is not None or isinstance(proposer, HandSearch) else \
+                decide.instead_of_pruned(known, table.choices, np.random.default_rng((seed, len(known), spent)))
+            if fresh is None:
+                in_a_row += 1
+            else:  # as the live search: the sampler cannot learn from a pruned trial, so a random one goes next
+                proposer.queue(fresh)
             continue
         in_a_row = 0
         training = draw(table, assignment, rng)
@@ -365,7 +376,7 @@ def replay(table: Table, arm: Arm, seed: int, budget_steps: int | None = None, n
     if score_points:
         total = budget_steps or (n_trials or len(table.values)) * full
         found = _scores(table, arm, seed, spent_at, seen, total, score_points, share)
-    return Run(spent_at, np.array(curve_rel), pruned, found, tuple(seen))
+    return Run(spent_at, np.array(curve_rel), pruned, found, tuple(seen), in_a_row >= MAX_REPEATS_IN_A_ROW)
 
 
 def check_arm(table: Table, arm: Arm) -> None:
@@ -588,12 +599,13 @@ def _replay_quietly(table: Table, arm: Arm, seed: int, budget_steps: int | None,
 def summary(table: Table, runs: dict[str, list[Run]], targets: tuple[float, ...] = (0.9, 0.95),
             budget_steps: int | None = None) -> pd.DataFrame:
     """Per arm: the median compute (steps) to reach each target (inf: the median run never did), the
-    share of runs that reached it, trials pruned, and the median steps to the last target relative to
+    share of runs that reached it, trials pruned, the share of runs that stalled on repeats, and the median steps to the last target relative to
     random search and to the hand search without pruning, where those arms ran. Where that arm's median
     run never reached the target within `budget_steps`, the ratio is a bound: "<0.25" (text)."""
     rows = []
     for name, arm_runs in runs.items():
-        row = {"arm": name, "seeds": len(arm_runs), "pruned/run": float(np.mean([r.pruned for r in arm_runs]))}
+        row = {"arm": name, "seeds": len(arm_runs), "pruned/run": float(np.mean([r.pruned for r in arm_runs])),
+               "stalled": float(np.mean([r.stalled for r in arm_runs]))}
         for target in targets:
             reach = np.array([r.to_reach(target) for r in arm_runs])
             row[f"compute to {target:.0%}"] = float(np.median(reach))
