@@ -62,7 +62,8 @@ def _loss(folder: Path, scheme: str, layers: list[str], seed: int) -> float | No
     if not results.trials_dir(folder, f"crn-{scheme}").is_dir():
         return None
     trials = results.load_trials(folder, f"crn-{scheme}")
-    hit = trials[(trials["assignment"] == ",".join(layers)) & (trials["seed"] == seed) & (trials["state"] == "COMPLETE")]
+    same = (trials["assignment"] == ",".join(layers)) & (trials["seed"] == seed)
+    hit = trials[same & (trials["state"] == "COMPLETE")]
     return None if hit.empty else float(hit["val_loss"].iloc[0])
 
 

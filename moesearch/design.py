@@ -6,8 +6,9 @@ of choices equally often, so the layers' effects are estimated independently of 
 least variance so few runs allow (8 layers of 2 choices: 12 runs, not 256). Layers with 2, 3 or 4 choices
 mix: a column of L levels hosts a layer of k choices when k divides L, its levels grouped k ways, which
 keeps balance and orthogonality. The arrays are pyDOE3's Taguchi tables; the smallest that hosts every
-layer is used (imported only when a space asks for a design: loading a space stays light). They mix 2 with 3 choices, or 2 with 4, but not 3 with 4 (no table has both): such a space
-is refused at validation. Light: numpy and pyDOE3, no torch.
+layer is used (imported only when a space asks for a design: loading a space stays light). They mix
+2 with 3 choices, or 2 with 4, but not 3 with 4 (no table has both): such a space is refused at
+validation. Light: numpy and pyDOE3, no torch.
 """
 
 from __future__ import annotations

@@ -146,7 +146,8 @@ def test_under_common_random_numbers_seeds_are_blocks_that_sharpen_every_compari
     write(tmp_path, *rows)
     trials = results.load_trials(tmp_path, "s")
     blocked = effects.fit(trials)
-    assert [t.label for t in blocked.terms if t.seed is not None] == ["seed 1 (block)", "seed 2 (block)", "seed 3 (block)"]
+    blocks = [t.label for t in blocked.terms if t.seed is not None]
+    assert blocks == ["seed 1 (block)", "seed 2 (block)", "seed 3 (block)"]
     layer0 = blocked.effects().iloc[0]
     assert layer0.resolved and abs(layer0.effect - 0.02) < 3 * layer0.se and layer0.ci95 < 0.006
     assert "seeds as blocks" in effects.text(blocked)[0]

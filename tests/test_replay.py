@@ -52,7 +52,8 @@ def curved(folder, n_layers: int = 5):
             objectives={"val_loss": "minimize", "train_flops_per_token": "minimize"},
             reference_point={"val_loss": 3.5, "train_flops_per_token": 1000 + 500 * n_layers + 100}, metrics=metrics,
             steps=rows, layer_rows=[], config_json="{}", seed=0, replicate_of=None, data_sha256="ab",
-            hardware={"world_size": 2}, ep_size=2, random_streams="crn", started_at=start, finished_at=start + timedelta(seconds=1)))
+            hardware={"world_size": 2}, ep_size=2, random_streams="crn", started_at=start,
+            finished_at=start + timedelta(seconds=1)))
     return results.load_trials(folder, "c"), results.load_steps(folder, "c")
 
 

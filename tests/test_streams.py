@@ -45,7 +45,8 @@ def test_a_stream_depends_on_its_seed_and_place_only():
     assert len({streams.seed_of(3, "a"), streams.seed_of(4, "a"), streams.seed_of(3, "b"),
                 streams.seed_of(3, "expert", 0, 1), streams.seed_of(3, "expert", 1, 0)}) == 5
     # stable across processes (a string's hash() is salted per process)
-    other = subprocess.run([sys.executable, "-c", "from moesearch.ranks.streams import seed_of; print(seed_of(3, 'a'))"],
+    code = "from moesearch.ranks.streams import seed_of; print(seed_of(3, 'a'))"
+    other = subprocess.run([sys.executable, "-c", code],
                            capture_output=True, text=True, check=True, cwd=ROOT)
     assert int(other.stdout) == streams.seed_of(3, "a")
 

@@ -264,7 +264,8 @@ def text(found: Fit | None, size: float = 0.02) -> list[str]:
     if found.lack_of_fit:
         f_stat, p = found.lack_of_fit
         lines.append(f"  lack of fit of main effects: F {f_stat:.2f}, p {p:.3f}: "
-                     + ("main effects miss something (layers interact)" if p < LACK_OF_FIT_P else "main effects suffice"))
+                     + ("main effects miss something (layers interact)" if p < LACK_OF_FIT_P
+                        else "main effects suffice"))
     for r in found.effects().itertuples():
         lines.append(f"  {r.term} {r.effect:+.4f} ± {r.ci95:.4f} ({'resolved' if r.resolved else 'inside noise'})")
     if found.resolvable() is not None:

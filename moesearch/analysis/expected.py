@@ -52,7 +52,8 @@ def expected_front(trials: pd.DataFrame, objectives: dict[str, str] | None = Non
     codes = effects.layer_codes(table)
     rng = np.random.default_rng(SEED)
     signs = np.array([1.0 if d == "minimize" else -1.0 for d in objectives.values()])
-    sampled = np.stack([fits[o].draws(codes, draws, rng) for o in objectives], axis=-1) * signs  # draws x rows x objectives
+    # draws x rows x objectives, every objective minimised
+    sampled = np.stack([fits[o].draws(codes, draws, rng) for o in objectives], axis=-1) * signs
     for o, found in fits.items():
         mean, se = found.predict(codes)
         table[o], table[f"{o}_lo"], table[f"{o}_hi"] = mean, mean - found.quantile() * se, mean + found.quantile() * se
@@ -137,5 +138,6 @@ def summary(trials: pd.DataFrame, analysis: Analysis) -> list[str]:
             lines += effects.text(found)
     found = expected_front(trials, analysis.objectives)
     if found is not None:
-        lines += text(found[0], analysis.objectives, analysis.table.loc[analysis.table["pareto"], "assignment"].tolist())
+        observed = analysis.table.loc[analysis.table["pareto"], "assignment"].tolist()
+        lines += text(found[0], analysis.objectives, observed)
     return lines

@@ -13,7 +13,8 @@ Re-running the same search resumes it. The uniform baselines are enqueued when t
 so they are always its first trials. Once the study has its trials, the group that created it
 (`search`, not `worker`) trains the baselines with search.baseline_seeds fresh seeds: the seed noise
 its front states, then (search.replicates = "auto") the assignments whose place on the expected
-front is inside noise, until they are resolved or the replicate share is spent. SIGTERM or SIGUSR1 stops the trial in flight (recorded as preempted, queued again)
+front is inside noise, until they are resolved or the replicate share is spent. SIGTERM or SIGUSR1
+stops the trial in flight (recorded as preempted, queued again)
 and ends the loop.
 """
 
