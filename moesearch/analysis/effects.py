@@ -17,6 +17,7 @@ and draws from its posterior (the expected front, `analysis/expected.py`). Light
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -177,7 +178,7 @@ def fit(trials: pd.DataFrame, objective: str = "val_loss") -> Fit | None:
         wider = _least_squares(objective, choices, main + pairs, codes, y, cells,
                                "least squares with neighbour interactions")
         if wider is not None:  # the test that asked for them stays on record: what main effects alone missed
-            return _with(wider, lack_of_fit=found.lack_of_fit)
+            return dataclasses.replace(wider, lack_of_fit=found.lack_of_fit)
     return found
 
 
@@ -235,10 +236,6 @@ def _bayesian_ridge(objective: str, choices: list[list[str]], terms: list[Term],
     return Fit(objective, "bayesian ridge", choices, terms, X.mean(axis=0), float(y.mean()), model.coef_,
                model.sigma_, noise_var / len(y), math.sqrt(noise_var), math.inf, len(y), n_assignments, None, None,
                X.sum(axis=0))
-
-
-def _with(found: Fit, **changes) -> Fit:
-    return Fit(**{**found.__dict__, **changes})
 
 
 def _multivariate(mean: np.ndarray, cov: np.ndarray, dof: float, n: int, rng: np.random.Generator) -> np.ndarray:

@@ -34,17 +34,22 @@ RESOLVED = 0.9  # on the front in at least 90% of draws, or in at most 10%: reso
 SEED = 0  # the draws are the same each time a study is read
 
 
-def expected_front(trials: pd.DataFrame, objectives: dict[str, str] | None = None,
-                   draws: int = DRAWS) -> tuple[pd.DataFrame, dict[str, effects.Fit]] | None:
+def fits_of(trials: pd.DataFrame, objectives: dict[str, str]) -> dict[str, effects.Fit | None]:
+    """Each objective's noise model (None where it has too few trials)."""
+    return {o: effects.fit(trials, o) for o in objectives}
+
+
+def expected_front(trials: pd.DataFrame, objectives: dict[str, str] | None = None, draws: int = DRAWS,
+                   fits: dict[str, effects.Fit | None] | None = None) -> tuple[pd.DataFrame, dict[str, effects.Fit]] | None:
     """Every candidate: per objective its expected value and 95% interval (<o>, <o>_lo, <o>_hi), its
     probability of being non-dominated (p_front), `expected_front` (non-dominated in expectation),
     `trained` (trainings), and for trained assignments `observed_front` and `verdict`.
 
-    None when some objective has too few trials for a model.
+    None when some objective has too few trials for a model. fits: `fits_of` these trials, if already made.
     """
     objectives = objectives or objectives_of(trials)
     trials = one_text(trials)[0]
-    fits = {o: effects.fit(trials, o) for o in objectives}
+    fits = fits or fits_of(trials, objectives)
     if any(f is None for f in fits.values()):
         return None
     done = trials[trials["state"] == State.COMPLETE]
@@ -129,14 +134,19 @@ def text(table: pd.DataFrame, objectives: dict[str, str], observed: list[str]) -
     return lines
 
 
+def primary(fits: dict[str, effects.Fit | None]) -> effects.Fit | None:
+    """The fit the verdict line speaks of: val_loss where it is an objective, else the first."""
+    return fits.get("val_loss") or next(iter(fits.values()))
+
+
 def summary(trials: pd.DataFrame, analysis: Analysis) -> list[str]:
     """The verdict line, then each noisy objective's per-layer effects and the expected front (pareto, search)."""
-    fits = {o: effects.fit(trials, o) for o in analysis.objectives}
-    lines = [effects.verdict(fits.get("val_loss") or next(iter(fits.values())))]
+    fits = fits_of(trials, analysis.objectives)
+    lines = [effects.verdict(primary(fits))]
     for o, found in fits.items():
         if o not in ANALYTIC:  # an exact cost has no noise to model
             lines += effects.text(found)
-    found = expected_front(trials, analysis.objectives)
+    found = expected_front(trials, analysis.objectives, fits=fits)
     if found is not None:
         observed = analysis.table.loc[analysis.table["pareto"], "assignment"].tolist()
         lines += text(found[0], analysis.objectives, observed)

@@ -23,7 +23,6 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import EngFormatter, FuncFormatter
 
 from moesearch.activations import NAMES
-from moesearch.analysis.expected import expected_front
 from moesearch.analysis.pareto import Analysis, header
 from moesearch.assignment import Assignment, baseline_name
 from moesearch.files import write_atomic
@@ -262,10 +261,12 @@ def replay_curves(runs: dict[str, list], budget: float, unit: str) -> Figure:
 
 
 def draw_all(analysis: Analysis, steps: pd.DataFrame, layer_rows: pd.DataFrame,
-             trials: pd.DataFrame | None = None) -> dict[str, Figure]:
-    """Every picture of a study; outliers and quantization where the records have them (schema 3)."""
-    found = expected_front(trials, analysis.objectives) if trials is not None else None
-    figures = {"front": front(analysis, found[0] if found else None), "hypervolume": hypervolume(analysis), "layers": layers(analysis),
+             trials: pd.DataFrame | None = None, found: tuple | None = None) -> dict[str, Figure]:
+    """Every picture of a study; outliers and quantization where the records have them (schema 3).
+
+    found: `expected_front` of these trials, drawn on the front (None: the front alone)."""
+    figures = {"front": front(analysis, found[0] if found else None), "hypervolume": hypervolume(analysis),
+               "layers": layers(analysis),
                "curves": curves(analysis, steps), "hidden": hidden(layer_rows), "outliers": outliers(layer_rows),
                "quantization": quantization(trials) if trials is not None else None}
     return {name: fig for name, fig in figures.items() if fig is not None}

@@ -54,6 +54,8 @@ def render(analysis: pareto.Analysis, trials: pd.DataFrame, steps: pd.DataFrame,
     """The report as one HTML string."""
     first = trials.sort_values("trial").iloc[0]
     config = json.loads(first["config_json"])
+    fits = expected.fits_of(trials, analysis.objectives)
+    found = expected.expected_front(trials, analysis.objectives, fits=fits)
     return _PAGE.substitute(
         study=html.escape(first["study"]),
         generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -65,9 +67,9 @@ def render(analysis: pareto.Analysis, trials: pd.DataFrame, steps: pd.DataFrame,
                          + curves.text(curves.rung_correlation(trials, steps))
                          + curves.compute_text(trials, steps)),
         noise=_noise(trials, analysis.objectives),
-        model=_model(trials, analysis),
+        model=_model(analysis, fits, found),
         images="".join(f'<figure><img alt="{name}" src="data:image/png;base64,{_png(fig)}"></figure>'
-                       for name, fig in plots.draw_all(analysis, steps, layer_rows, trials).items()),
+                       for name, fig in plots.draw_all(analysis, steps, layer_rows, trials, found).items()),
         provenance=_provenance(trials).to_frame().to_html(header=False),
         first_trial=int(first["trial"]),
         config=html.escape(json.dumps(config, indent=2)),
@@ -89,18 +91,15 @@ def _noise(trials: pd.DataFrame, objectives: dict[str, str]) -> str:
             + f'<p class="verdict">{html.escape(noise.verdict(table))}</p>')
 
 
-def _model(trials: pd.DataFrame, analysis: pareto.Analysis) -> str:
+def _model(analysis: pareto.Analysis, fits: dict, found: tuple | None) -> str:
     """The verdict, each objective's per-layer effects, and the expected front beside the observed one."""
-    fits = {o: effects.fit(trials, o) for o in analysis.objectives}
-    first = fits.get("val_loss") or next(iter(fits.values()))
-    parts = [f'<p class="verdict">{html.escape(effects.verdict(first))}</p>']
-    for o, found in fits.items():
-        if o not in ANALYTIC and found is not None:
-            lines = effects.text(found)
-            parts.append(f"<p>{html.escape(lines[0])}</p>" + found.effects().drop(columns=["layer"]).round(4)
+    parts = [f'<p class="verdict">{html.escape(effects.verdict(expected.primary(fits)))}</p>']
+    for o, fit in fits.items():
+        if o not in ANALYTIC and fit is not None:
+            lines = effects.text(fit)
+            parts.append(f"<p>{html.escape(lines[0])}</p>" + fit.effects().drop(columns=["layer"]).round(4)
                          .to_html(index=False) + "".join(f'<p class="muted">{html.escape(line.strip())}</p>'
                                                          for line in lines[1:] if not line.strip().startswith("layer")))
-    found = expected.expected_front(trials, analysis.objectives)
     if found is not None:
         table, objectives = found[0], list(analysis.objectives)
         observed = set(analysis.table.loc[analysis.table["pareto"], "assignment"])

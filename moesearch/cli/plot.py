@@ -21,10 +21,12 @@ def plot(results: Path, study_name: str | None, out: Path | None) -> None:
     study_name = find_study(results, study_name)  # first: a bad flag answers before the analysis is imported
 
     from moesearch import results as results_mod
-    from moesearch.analysis import pareto, plots
+    from moesearch.analysis import expected, pareto, plots
 
     trials = load_study(results, study_name)
-    figures = plots.draw_all(pareto.analyse(trials), results_mod.load_steps(results, study_name),
-                             results_mod.load_layers(results, study_name), trials)
+    analysis = pareto.analyse(trials)
+    figures = plots.draw_all(analysis, results_mod.load_steps(results, study_name),
+                             results_mod.load_layers(results, study_name), trials,
+                             expected.expected_front(trials, analysis.objectives))
     for path in plots.save(figures, out or results / study_name / "plots"):
         click.echo(f"wrote {path}")
