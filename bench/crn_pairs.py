@@ -18,7 +18,7 @@ from pathlib import Path
 
 import one_trial  # beside this file: python puts bench/ on the path
 
-from moesearch import results
+from moesearch.core import results
 
 HERE = Path(__file__).resolve().parent
 SCHEMES = ("global", "crn")

@@ -2,7 +2,7 @@
 
     python bench/mfu.py [--layers gelu,swiglu,gelu,swiglu] [--nproc 2]
 
-The achieved rate is tokens/s times the analytic training FLOPs per token (moesearch/costs.py) of a
+The achieved rate is tokens/s times the analytic training FLOPs per token (moesearch/core/costs.py) of a
 `moesearch train` run of the default model (bench/throughput.toml). The peak is a large fp32 matmul
 (GPU: bf16) on every core (GPU: the device), measured in this run before and after the trial.
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from moesearch import results
+from moesearch.core import results
 
 HERE = Path(__file__).resolve().parent
 

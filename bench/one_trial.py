@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from moesearch import results
+from moesearch.core import results
 
 
 def train(space_file: Path, layers: Sequence[str], nproc: int, folder: Path, study: str,

@@ -15,10 +15,10 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from moesearch import corpus, space
-from moesearch.launch import Launch
-from moesearch.reference import reference_point
-from moesearch.settings import Settings
+from moesearch.core import corpus, space
+from moesearch.core.launch import Launch
+from moesearch.supervisor.reference import reference_point
+from moesearch.supervisor.settings import Settings
 from moesearch.supervisor.group import WorkerGroup
 from moesearch.supervisor.runner import run_trial
 

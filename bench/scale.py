@@ -21,9 +21,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from moesearch import results
+from moesearch.core import results
 from moesearch.analysis import pareto
-from moesearch.assignment import Assignment, layer_name
+from moesearch.core.assignment import Assignment, layer_name
 
 OBJECTIVES = {"val_loss": "minimize", "train_flops_per_token": "minimize"}
 N_LAYERS = 30  # 2^30 assignments: a million random draws repeat only a few hundred

@@ -20,8 +20,8 @@ from pathlib import Path
 import one_trial  # beside this file: python puts bench/ on the path
 import pandas as pd
 
-from moesearch import space
-from moesearch.activations import hidden_width
+from moesearch.core import space
+from moesearch.core.activations import hidden_width
 
 HERE = Path(__file__).resolve().parent
 

@@ -36,7 +36,7 @@ import pandas as pd
 from IPython.display import display
 from matplotlib_inline.backend_inline import set_matplotlib_formats
 
-from moesearch import results
+from moesearch.core import results
 from moesearch.analysis import curves, effects, expected, noise, pareto, plots
 
 # plots.py builds figures without pyplot, so none shows by itself: display(fig) needs the PNG formatter

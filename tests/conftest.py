@@ -57,7 +57,7 @@ def leftover_ranks(tag: str) -> list[int]:
     found = []
     for p in psutil.process_iter(["cmdline"]):
         try:
-            if "moesearch.ranks.worker" in " ".join(p.info["cmdline"] or []) and p.environ().get(TAG_ENV) == tag:
+            if "moesearch.ranks.serve" in " ".join(p.info["cmdline"] or []) and p.environ().get(TAG_ENV) == tag:
                 found.append(p.pid)
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             pass

@@ -10,8 +10,8 @@ import sys
 import deepspeed
 import torch
 
-from moesearch import space
-from moesearch.config import RunConfig
+from moesearch.core import space
+from moesearch.core.config import RunConfig
 from moesearch.ranks.deepspeed_compat import skip_inference_comm_op
 from moesearch.ranks.train import build_model, ds_config, param_groups
 

@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 from test_results import FRONT, record, write
 
-from moesearch import results
+from moesearch.core import results
 from moesearch.analysis import expected, noise, pareto, plots
 from moesearch.cli import cli
 
@@ -159,7 +159,7 @@ def test_plot_and_report_import_neither_torch_nor_deepspeed(tiny_study, tmp_path
 def test_two_rank_trials_record_their_steps_and_layers(tiny_study):
     import optuna
 
-    from moesearch import space
+    from moesearch.core import space
 
     spec = space.load("tiny")
     trials = results.load_trials(tiny_study, "tiny")
@@ -226,7 +226,7 @@ def seed_means_study():
     import optuna
     from optuna.distributions import CategoricalDistribution
 
-    from moesearch.vocab import StudyAttr, TrialAttr
+    from moesearch.core.trial import StudyAttr, TrialAttr
 
     study = optuna.create_study(directions=["minimize", "minimize"])
     study.set_user_attr(StudyAttr.SPACE, {"search": {"objectives": {"val_loss": "minimize", "params_total": "minimize"}}})

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from conftest import MICRO, write_space
 from test_results import record, write
 
-from moesearch import results
+from moesearch.core import results
 from moesearch.cli import cli
 from moesearch.supervisor import replicates
 

@@ -8,8 +8,8 @@ import sys
 import pytest
 from conftest import ROOT
 
-from moesearch import space
-from moesearch.costs import costs
+from moesearch.core import space
+from moesearch.core.costs import costs
 
 
 def load(name: str):
@@ -34,12 +34,12 @@ def test_each_replay_table_is_exhaustive_and_current(name, size, curves):
     steps give val_loss at every rung a pruner may use (20, 40, ..., 140) for every assignment."""
     import pandas as pd
 
-    from moesearch import results
-    from moesearch.supervisor import replay
+    from moesearch.core import results
+    from moesearch.replay import table as tables
 
     trials = pd.read_parquet(ROOT / "bench" / "data" / f"{name}-trials.parquet")
     steps = pd.read_parquet(ROOT / "bench" / "data" / f"{name}-steps.parquet") if curves else None
-    table = replay.load_table(trials, name, steps)
+    table = tables.load_table(trials, name, steps)
     assert len(table.values) == space.load(name).size() == size
     assert set(trials["schema_version"].astype(str)) <= set(results.READABLE), "a version moesearch still reads"
     if curves:

@@ -72,21 +72,21 @@ def test_train_rejects_an_assignment_outside_the_space(tmp_path, monkeypatch):
 def test_a_study_cannot_switch_spaces(tmp_path):
     import optuna
 
-    from moesearch import space
+    from moesearch.core import space
     from moesearch.supervisor import study
 
     storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'db.sqlite'}")
     study.open_study(storage, "s", space.load("tiny"), seed=0)
     assert len(optuna.load_study(study_name="s", storage=storage).trials) == 3  # the enqueued baselines
     study.open_study(storage, "s", space.load("tiny"), seed=0)  # same space: resumes
-    from moesearch.errors import InputError
+    from moesearch.core.errors import InputError
 
     with pytest.raises(InputError, match="--study 's': this study was created for a different space"):
         study.open_study(storage, "s", space.load("default"), seed=0)
 
 
 def test_storage_passwords_are_masked_in_errors():
-    from moesearch.errors import InputError
+    from moesearch.core.errors import InputError
     from moesearch.supervisor.storage import open_storage
 
     with pytest.raises(InputError) as err:
@@ -97,7 +97,7 @@ def test_storage_passwords_are_masked_in_errors():
 def test_records_of_another_storage_are_not_overwritten(tmp_path):
     from test_results import record
 
-    from moesearch import results
+    from moesearch.core import results
 
     rec = record(0, "gelu,gelu", 2.0, 1.0)
     rec.trial["study"] = "tiny"
@@ -112,7 +112,7 @@ def test_records_of_another_storage_are_not_overwritten(tmp_path):
 def test_an_abandoned_baseline_is_failed_outside_the_budget_and_queued_again(tmp_path):
     import optuna
 
-    from moesearch import space
+    from moesearch.core import space
     from moesearch.supervisor import optuna_compat
     from moesearch.supervisor import study as study_mod
     from moesearch.supervisor.study import abandon as _abandon
@@ -157,7 +157,7 @@ def test_the_cli_imports_no_side_until_a_command_needs_it():
 def test_a_group_that_never_came_up_exits_1_or_0_when_preempted_on_one_line(monkeypatch, preempted, code):
     import click
 
-    from moesearch import preempt
+    from moesearch.core import preempt
     from moesearch.supervisor.group import GroupStartFailure
 
     def fails() -> None:
@@ -235,7 +235,7 @@ def test_a_study_keeps_its_training_text(tmp_path, monkeypatch, command, made_wi
     import optuna
     from conftest import ROOT
 
-    from moesearch import corpus, space
+    from moesearch.core import corpus, space
     from moesearch.supervisor import study as study_mod
 
     monkeypatch.chdir(tmp_path)

@@ -27,7 +27,7 @@ from conftest import (
 )
 from optuna.trial import TrialState
 
-from moesearch import results
+from moesearch.core import results
 from moesearch.supervisor import storage as storage_mod
 from moesearch.supervisor import study as study_mod
 

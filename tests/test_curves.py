@@ -8,7 +8,7 @@ from click.testing import CliRunner
 from scipy.stats import kendalltau, spearmanr
 from test_results import record, write
 
-from moesearch import results
+from moesearch.core import results
 from moesearch.analysis import curves
 from moesearch.cli import cli
 

@@ -12,7 +12,7 @@ import urllib.request
 import pytest
 from conftest import free_port
 
-from moesearch import results
+from moesearch.core import results
 
 
 def get(url: str) -> dict:

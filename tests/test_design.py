@@ -10,10 +10,10 @@ import pytest
 from click.testing import CliRunner
 from conftest import MICRO, SPACES, write_space
 
-from moesearch import design
-from moesearch import space as space_mod
+from moesearch.core import design
+from moesearch.core import space as space_mod
 from moesearch.cli import cli
-from moesearch.errors import InputError
+from moesearch.core.errors import InputError
 from moesearch.supervisor import study as study_mod
 
 G2, G3, G4 = ["gelu", "swiglu"], ["gelu", "swiglu", "relu2"], ["gelu", "swiglu", "relu2", "geglu"]

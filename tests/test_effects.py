@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from test_results import record, write
 
-from moesearch import results
+from moesearch.core import results
 from moesearch.analysis import effects, expected
 
 

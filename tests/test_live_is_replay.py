@@ -1,4 +1,4 @@
-"""The live rung path (`supervisor/rungs.py`, through an Optuna study) and the replay (`supervisor/replay.py`)
+"""The live rung path (`supervisor/rungs.py`, through an Optuna study) and the replay (`supervisor/search.py`)
 reach identical verdicts on the same sequence of records: the replay measures the algorithm that trains."""
 
 from __future__ import annotations
@@ -8,10 +8,12 @@ import optuna
 import pytest
 from test_replay import MO_ASHA, curved
 
-from moesearch import space
-from moesearch.space import PruningSpec
-from moesearch.supervisor import decide, replay, rungs
-from moesearch.vocab import Origin, TrialAttr
+from moesearch.core import space
+from moesearch.core.space import PruningSpec
+from moesearch.replay import search
+from moesearch.replay import table as tables
+from moesearch.supervisor import decide, rungs
+from moesearch.core.trial import Origin, TrialAttr
 
 OBJECTIVES = {"val_loss": "minimize", "train_flops_per_token": "minimize"}
 
@@ -22,7 +24,7 @@ def live_space(pruning: PruningSpec) -> space.Space:
                                                                             "pruning": pruning})})
 
 
-def live(study: optuna.Study, spec: space.Space, training: replay.Training, may_stop: bool, seed: int = 0,
+def live(study: optuna.Study, spec: space.Space, training: tables.Training, may_stop: bool, seed: int = 0,
          origin: str = Origin.SEARCH) -> int | None:
     """One trial through the live rung path: the rung it is stopped at, or None; told to the study."""
     trial = study.ask()
@@ -43,7 +45,7 @@ def live(study: optuna.Study, spec: space.Space, training: replay.Training, may_
 @pytest.mark.parametrize("order_seed", [0, 1, 2])
 def test_the_live_rungs_and_the_replay_stop_the_same_trials_at_the_same_rungs(tmp_path, pruning, order_seed):
     trials, steps = curved(tmp_path)
-    table = replay.load_table(trials, "t", steps)
+    table = tables.load_table(trials, "t", steps)
     spec = live_space(pruning)
     baselines = [b.text for b in decide.baselines(table.choices)]
     rest = [a for a in table.trainings if a not in baselines]
@@ -55,7 +57,7 @@ def test_the_live_rungs_and_the_replay_stop_the_same_trials_at_the_same_rungs(tm
         training = table.trainings[assignment][0]
         may_stop = assignment not in baselines
         live_verdicts.append(live(study, spec, training, may_stop))
-        replayed.append(replay._rungs(table, pruning, training, at_rung, may_stop))
+        replayed.append(search._rungs(table, pruning, training, at_rung, may_stop))
     assert live_verdicts == replayed
     assert any(v is not None for v in replayed) and any(v is None for v in replayed[len(baselines):])
 
@@ -63,7 +65,7 @@ def test_the_live_rungs_and_the_replay_stop_the_same_trials_at_the_same_rungs(tm
 def test_the_live_rungs_leave_out_what_the_replay_never_sees(tmp_path):
     """Verify replicates and another seed's search trials are not peers live, as the replay has none."""
     trials, steps = curved(tmp_path)
-    table = replay.load_table(trials, "t", steps)
+    table = tables.load_table(trials, "t", steps)
     eager = PruningSpec(method="mo-asha", rungs=[10, 20], eta=2, min_records=1)
     spec = live_space(eager)
     study = optuna.create_study(directions=list(OBJECTIVES.values()))
@@ -72,4 +74,4 @@ def test_the_live_rungs_leave_out_what_the_replay_never_sees(tmp_path):
         live(study, spec, table.trainings[best][0], may_stop=False, seed=seed, origin=origin)
     worst = max(table.trainings, key=lambda a: table.trainings[a][0].at_step[10][0])
     assert live(study, spec, table.trainings[worst][0], may_stop=True) is None, "alone at its rungs: kept"
-    assert replay._rungs(table, eager, table.trainings[worst][0], {}, may_stop=True) is None
+    assert search._rungs(table, eager, table.trainings[worst][0], {}, may_stop=True) is None

@@ -7,12 +7,12 @@ import math
 import pytest
 import torch
 
-from moesearch import corpus, space
-from moesearch.activations import NAMES
-from moesearch.config import RunConfig
-from moesearch.costs import costs, expert_capacity
-from moesearch.metrics import METRICS
-from moesearch.stability import stability
+from moesearch.core import corpus, space
+from moesearch.core.activations import NAMES
+from moesearch.core.config import RunConfig
+from moesearch.core.costs import costs, expert_capacity
+from moesearch.core.metrics import METRICS
+from moesearch.supervisor.stability import stability
 
 TINY = space.load("tiny")
 

@@ -7,7 +7,7 @@ import csv
 
 import pytest
 
-from moesearch import results
+from moesearch.core import results
 
 
 @pytest.fixture(scope="module")

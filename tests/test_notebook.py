@@ -10,7 +10,7 @@ import jupytext
 import nbclient
 import pytest
 
-from moesearch import results
+from moesearch.core import results
 from moesearch.analysis import pareto, plots
 
 NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "analysis.py"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import matplotlib.ticker
 from test_results import FRONT, record, write
 
-from moesearch import results
+from moesearch.core import results
 from moesearch.analysis import pareto, plots
 
 

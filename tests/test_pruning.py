@@ -16,8 +16,8 @@ from conftest import MICRO, leftover_ranks, run_cli, start_cli, wait_for_trainin
 from optuna.trial import TrialState
 from test_cluster import ONE_THREAD, check_study
 
-from moesearch import results
-from moesearch.metrics import AT_RUNG
+from moesearch.core import results
+from moesearch.core.metrics import AT_RUNG
 
 # 2 layers x {gelu, swiglu, relu}: three baselines, six mixed assignments; val_loss at 10, 20 and 30.
 # Objectives val_loss and FLOPs: all-gelu and all-relu are the cheapest, so a stalled mixed trial is

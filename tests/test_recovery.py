@@ -13,7 +13,7 @@ import pytest
 from conftest import BACKENDS, MICRO, storage_url, unique_study, write_space
 from optuna.trial import TrialState
 
-from moesearch import results, space
+from moesearch.core import results, space
 from moesearch.supervisor import liveness, optuna_compat, recovery
 from moesearch.supervisor import storage as storage_mod
 from moesearch.supervisor import study as study_mod
@@ -179,8 +179,8 @@ def test_status_counts_trials_by_state_and_names_the_dead_group_s_trials(study, 
 
 def test_a_trial_settled_by_another_group_while_it_ran_is_dropped_not_recorded(study, tmp_path, monkeypatch):
     """A group that stalled past the grace period finishes a trial someone else already settled."""
-    from moesearch.launch import Launch
-    from moesearch.settings import Settings
+    from moesearch.core.launch import Launch
+    from moesearch.supervisor.settings import Settings
     from moesearch.supervisor import runner
 
     def trained_while_settled_elsewhere(settings, group, number, layers, **_):
@@ -229,11 +229,11 @@ def test_a_rung_ranks_only_the_search_trials_of_the_asking_trial_s_seed(study):
 def test_a_storage_error_at_a_rung_fails_that_trial_with_its_record_and_the_caller_goes_on(tmp_path, monkeypatch):
     """The study unreachable while the ranks wait for a verdict: the group is stopped, the trial is
     recorded FAIL with the error, and the search's call returns instead of raising."""
-    from moesearch.launch import Launch
-    from moesearch.settings import Settings
+    from moesearch.core.launch import Launch
+    from moesearch.supervisor.settings import Settings
     from moesearch.supervisor import runner
     from moesearch.supervisor.group import WorkerGroup
-    from moesearch.vocab import Done, Rung
+    from moesearch.core.protocol import Done, Rung
 
     pruned = space.load(write_space(tmp_path, MICRO.replace("eval_sequences = 8", "eval_sequences = 8\neval_interval = 2")
                                     + '[search.pruning]\nmethod = "mo-asha"\nrungs = [2]\n'))

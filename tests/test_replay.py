@@ -11,12 +11,13 @@ import pytest
 from click.testing import CliRunner
 from test_results import record, write
 
-from moesearch import results
+from moesearch.core import results
 from moesearch.analysis import pareto
 from moesearch.cli import cli
-from moesearch.errors import InputError
-from moesearch.space import PruningSpec
-from moesearch.supervisor import replay
+from moesearch.core.errors import InputError
+from moesearch.core.space import PruningSpec
+from moesearch.replay import search, truth
+from moesearch.replay import table as tables
 from moesearch.supervisor.study import SAMPLERS
 
 CHOICES = ["gelu", "swiglu", "relu"]
@@ -62,29 +63,29 @@ MO_ASHA = PruningSpec(method="mo-asha", rungs=[10, 20], eta=3, min_records=4)
 
 @pytest.mark.parametrize("sampler", SAMPLERS)
 def test_every_sampler_replays_and_reaches_the_true_front_by_exhausting_the_space(tmp_path, sampler):
-    table = replay.load_table(exhaustive(tmp_path), "t")
-    run = replay.replay(table, replay.Arm(sampler), seed=1, n_trials=9)
+    table = tables.load_table(exhaustive(tmp_path), "t")
+    run = search.replay(table, search.Arm(sampler), seed=1, n_trials=9)
     assert len(run.relative) == 9 and np.all(np.diff(run.relative) >= 0) and run.relative[-1] == pytest.approx(1.0)
     assert list(run.spent) == list(range(1, 10)), "without learning curves, compute is counted in trials"
     assert run.relative[2] < 1.0 or sampler == "brute", "three baselines rarely hold the whole front"
 
 
 def test_a_replay_is_deterministic_per_seed_and_baselines_come_first(tmp_path):
-    table = replay.load_table(exhaustive(tmp_path), "t")
-    first, again = (replay.replay(table, replay.Arm("tpe"), 3, n_trials=6) for _ in range(2))
+    table = tables.load_table(exhaustive(tmp_path), "t")
+    first, again = (search.replay(table, search.Arm("tpe"), 3, n_trials=6) for _ in range(2))
     assert np.array_equal(first.relative, again.relative)
     baselines = pd.DataFrame([table.values[f"{a},{a}"] for a in CHOICES], columns=list(table.objectives))
     first_three = pareto.hypervolume(baselines, table.objectives, table.reference) / table.true_hypervolume
-    arms = [replay.Arm("tpe"), replay.Arm("hand")]
-    side_by_side, in_turn = (replay.compare(table, arms, range(3), n_trials=6, jobs=j) for j in (2, 1))
+    arms = [search.Arm("tpe"), search.Arm("hand")]
+    side_by_side, in_turn = (search.compare(table, arms, range(3), n_trials=6, jobs=j) for j in (2, 1))
     assert all(np.array_equal(a.relative, b.relative) for arm in side_by_side
                for a, b in zip(side_by_side[arm], in_turn[arm], strict=True)), "--jobs changes nothing but the time"
-    assert replay.replay(table, replay.Arm("random"), 0, n_trials=3).relative[-1] == pytest.approx(first_three)
+    assert search.replay(table, search.Arm("random"), 0, n_trials=3).relative[-1] == pytest.approx(first_three)
 
 
 def test_a_table_with_curves_knows_every_assignment_at_every_evaluated_step(tmp_path):
     trials, steps = curved(tmp_path)
-    table = replay.load_table(trials, "t", steps)
+    table = tables.load_table(trials, "t", steps)
     assert table.full_steps == 40 and sorted(table.at_step) == [10, 20]
     some = "gelu,swiglu,gelu,gelu,swiglu"
     assert table.at_step[10][some][1] == table.values[some][1], "exact costs are exact at every rung"
@@ -94,9 +95,9 @@ def test_a_table_with_curves_knows_every_assignment_at_every_evaluated_step(tmp_
 @pytest.mark.parametrize("proposer", ["tpe", "random", "hand"])
 def test_pruning_stops_trials_at_rungs_and_spends_less_per_trial(tmp_path, proposer):
     trials, steps = curved(tmp_path)
-    table = replay.load_table(trials, "t", steps)
-    plain = replay.replay(table, replay.Arm(proposer), seed=2, budget_steps=20 * 40)
-    pruned = replay.replay(table, replay.Arm(proposer, MO_ASHA), seed=2, budget_steps=20 * 40)
+    table = tables.load_table(trials, "t", steps)
+    plain = search.replay(table, search.Arm(proposer), seed=2, budget_steps=20 * 40)
+    pruned = search.replay(table, search.Arm(proposer, MO_ASHA), seed=2, budget_steps=20 * 40)
     assert plain.pruned == 0 and set(np.diff(plain.spent)) <= {40}
     assert set(np.diff(pruned.spent, prepend=0)) <= {10, 20, 40}, "a pruned trial costs its rung"
     if proposer != "hand":  # the hand search may stall at a local optimum before the budget
@@ -106,16 +107,16 @@ def test_pruning_stops_trials_at_rungs_and_spends_less_per_trial(tmp_path, propo
 
 def test_the_first_records_of_a_rung_are_never_pruned_and_the_baselines_never(tmp_path):
     trials, steps = curved(tmp_path)
-    table = replay.load_table(trials, "t", steps)
+    table = tables.load_table(trials, "t", steps)
     for seed in range(5):
-        run = replay.replay(table, replay.Arm("random", MO_ASHA), seed=seed, n_trials=12)
+        run = search.replay(table, search.Arm("random", MO_ASHA), seed=seed, n_trials=12)
         first = np.diff(run.spent, prepend=0)[: MO_ASHA.min_records - 1]
         assert set(first) == {40}, "fewer than min_records records at a rung: nothing is stopped"
     # every rung decides from its first record: the second baseline ties the first on the front (better
     # and costlier), the tie goes to the earlier record, and 1 of 2 is kept; a baseline is never stopped
     eager = PruningSpec(method="mo-asha", rungs=[10, 20], eta=3, min_records=1)
     for seed in range(5):
-        run = replay.replay(table, replay.Arm("random", eager), seed=seed, n_trials=12)
+        run = search.replay(table, search.Arm("random", eager), seed=seed, n_trials=12)
         assert list(np.diff(run.spent, prepend=0)[:2]) == [40, 40], "the two baselines (trials 1, 2) trained out"
         assert run.pruned > 0, "yet pruning stops others"
 
@@ -123,21 +124,21 @@ def test_the_first_records_of_a_rung_are_never_pruned_and_the_baselines_never(tm
 def test_pruning_a_table_on_an_objective_measured_only_at_the_end_is_refused_as_its_space_would_be():
     """The replay used to rank quant_gap_int8 at a rung by its final value, which no live rung has."""
     objectives = {"val_loss": "minimize", "quant_gap_int8": "minimize"}
-    table = replay.Table(objectives, {"val_loss": 3.5, "quant_gap_int8": 1.0}, [CHOICES],
+    table = tables.Table(objectives, {"val_loss": 3.5, "quant_gap_int8": 1.0}, [CHOICES],
                          {a: [3.0, 0.1] for a in CHOICES}, 1.0, full_steps=40, at_step={10: {a: [3.2, 0.1] for a in CHOICES}})
-    pruned = replay.Arm("random", PruningSpec(method="mo-asha", rungs=[10], min_records=1))
+    pruned = search.Arm("random", PruningSpec(method="mo-asha", rungs=[10], min_records=1))
     says = "--pruning mo-asha: the table's objective 'quant_gap_int8' is measured only after the last step"
     with pytest.raises(InputError, match=says):
-        replay.replay(table, pruned, seed=0)
+        search.replay(table, pruned, seed=0)
     with pytest.raises(InputError, match=says):
-        replay.compare(table, [replay.Arm("random"), pruned], range(2), jobs=2)
-    assert replay.replay(table, replay.Arm("random"), seed=0).pruned == 0, "without pruning the table replays"
+        search.compare(table, [search.Arm("random"), pruned], range(2), jobs=2)
+    assert search.replay(table, search.Arm("random"), seed=0).pruned == 0, "without pruning the table replays"
 
 
 def test_the_hand_search_starts_from_the_better_baseline_and_flips_one_layer_at_a_time(tmp_path):
     trials, steps = curved(tmp_path)
-    table = replay.load_table(trials, "t", steps)
-    hand = replay.HandSearch(table, seed=0)
+    table = tables.load_table(trials, "t", steps)
+    hand = search.HandSearch(table, seed=0)
     proposed = []
     for _ in range(8):
         proposed.append(hand.ask())
@@ -198,14 +199,14 @@ def test_a_table_missing_assignments_or_curves_is_refused(tmp_path):
 
 def test_the_summary_bounds_a_ratio_to_an_arm_that_never_got_there():
     """The hand search may stall below 95%: a ratio to its inf is no number, but the budget bounds it."""
-    table = replay.Table({"val_loss": "minimize"}, {"val_loss": 3.0}, [CHOICES], {}, 1.0, full_steps=10)
-    runs = {"tpe": [replay.Run(np.array([10, 20, 30]), np.array([0.5, 0.96, 1.0]), 0)],
-            "random": [replay.Run(np.array([10, 20, 30, 40]), np.array([0.5, 0.6, 0.7, 0.96]), 0)],
-            "hand": [replay.Run(np.array([10, 20]), np.array([0.5, 0.8]), 0)]}
-    out = replay.summary(table, runs, budget_steps=100).set_index("arm")
+    table = tables.Table({"val_loss": "minimize"}, {"val_loss": 3.0}, [CHOICES], {}, 1.0, full_steps=10)
+    runs = {"tpe": [search.Run(np.array([10, 20, 30]), np.array([0.5, 0.96, 1.0]), 0)],
+            "random": [search.Run(np.array([10, 20, 30, 40]), np.array([0.5, 0.6, 0.7, 0.96]), 0)],
+            "hand": [search.Run(np.array([10, 20]), np.array([0.5, 0.8]), 0)]}
+    out = search.summary(table, runs, budget_steps=100).set_index("arm")
     assert out.loc["tpe", "compute to 95%"] == 20 and out.loc["hand", "compute to 95%"] == np.inf
     assert out.loc["tpe", "vs random"] == 0.5 and out.loc["tpe", "vs hand"] == "<0.2"
-    assert np.isnan(replay.summary(table, runs).set_index("arm").loc["tpe", "vs hand"]), "no budget: no bound"
+    assert np.isnan(search.summary(table, runs).set_index("arm").loc["tpe", "vs hand"]), "no budget: no bound"
 
 
 # Tables with seed replicates, scored by the truth (issue 20, item 5)
@@ -231,14 +232,14 @@ def replicated(folder, noise: float = 0.01):
 
 
 def test_a_table_keeps_every_training_and_each_query_draws_one_seeded_per_run(tmp_path):
-    table = replay.load_table(replicated(tmp_path), "t")
+    table = tables.load_table(replicated(tmp_path), "t")
     assert table.seeds == 2 and len(table.frame) == 32 and (table.quality, table.cost) == ("val_loss", "tokens_per_s")
     some = "gelu,swiglu,gelu,gelu"
     assert sorted(t.seed for t in table.trainings[some]) == [0, 1]
     assert table.values[some][0] == pytest.approx(np.mean([t.values[0] for t in table.trainings[some]]))
     seeds_of = table.frame["seed"].to_numpy()
-    runs = {s: replay.replay(table, replay.Arm("random"), s, n_trials=16) for s in range(4)}
-    again = replay.replay(table, replay.Arm("random"), 0, n_trials=16)
+    runs = {s: search.replay(table, search.Arm("random"), s, n_trials=16) for s in range(4)}
+    again = search.replay(table, search.Arm("random"), 0, n_trials=16)
     assert again.drawn == runs[0].drawn, "the same seed draws the same trainings"
     assert len({tuple(seeds_of[list(r.drawn)]) for r in runs.values()}) > 1, "other seeds draw other trainings"
     for run in runs.values():
@@ -247,76 +248,76 @@ def test_a_table_keeps_every_training_and_each_query_draws_one_seeded_per_run(tm
 
 
 def test_a_replicate_draws_a_training_not_drawn_before(tmp_path):
-    table = replay.load_table(replicated(tmp_path, noise=0.05), "t")
+    table = tables.load_table(replicated(tmp_path, noise=0.05), "t")
     rng = np.random.default_rng(0)
     some = "swiglu,gelu,gelu,swiglu"
-    first = replay.draw(table, some, rng)
-    other = replay.draw(table, some, rng, {first.row})
-    assert {first.seed, other.seed} == {0, 1} and replay.draw(table, some, rng, {first.row, other.row}) is None
+    first = tables.draw(table, some, rng)
+    other = tables.draw(table, some, rng, {first.row})
+    assert {first.seed, other.seed} == {0, 1} and tables.draw(table, some, rng, {first.row, other.row}) is None
     seen = [table.trainings[a][0].row for a in list(table.trainings)[:10]]
-    extra = replay._replicate(table, seen, most=5, share=0.5, seed=0, rng=rng)
+    extra = truth.replicate(table, seen, most=5, share=0.5, seed=0, rng=rng)
     assert 0 < len(extra) <= 5 and not set(extra) & set(seen) and len(set(extra)) == len(extra)
     searched = set(table.frame["assignment"].iloc[seen])
     assert set(table.frame["assignment"].iloc[extra]) <= searched, "replicates re-train what the search trained"
-    assert len(replay._replicate(table, seen, most=5, share=0.1, seed=0, rng=rng)) <= int(0.1 * 10), "the share caps them"
+    assert len(truth.replicate(table, seen, most=5, share=0.1, seed=0, rng=rng)) <= int(0.1 * 10), "the share caps them"
 
 
 def brute_force(table, rows):
     """Regret and resolved members counted by hand, in loops, from an arm's expected front and the truth."""
     from moesearch.analysis import expected
 
-    arm = expected.expected_front(replay.trials_frame(table, rows), table.objectives)[0].set_index("assignment")
-    truth = table.truth
+    arm = expected.expected_front(truth.trials_frame(table, rows), table.objectives)[0].set_index("assignment")
+    true = table.truth
     worst = 0.0
-    for level in sorted(set(truth["tokens_per_s"])):  # maximised: "costing at most" is at least this fast
-        afford = [a for a in truth.index if truth.at[a, "tokens_per_s"] >= level]
+    for level in sorted(set(true["tokens_per_s"])):  # maximised: "costing at most" is at least this fast
+        afford = [a for a in true.index if true.at[a, "tokens_per_s"] >= level]
         known = [a for a in afford if a in arm.index]  # a choice the arm never saw is no candidate of its
-        pick = min(known, key=lambda a: arm.at[a, "val_loss"]) if known else max(afford, key=truth["val_loss"].get)
-        worst = max(worst, truth.at[pick, "val_loss"] - min(truth.at[a, "val_loss"] for a in afford))
+        pick = min(known, key=lambda a: arm.at[a, "val_loss"]) if known else max(afford, key=true["val_loss"].get)
+        worst = max(worst, true.at[pick, "val_loss"] - min(true.at[a, "val_loss"] for a in afford))
     called = [a for a in arm.index if arm.at[a, "verdict"] == "resolved on the front"]
     right = 0
     for a in called:
-        front_there = min(truth.at[b, "val_loss"] for b in truth.index
-                          if truth.at[b, "tokens_per_s"] >= truth.at[a, "tokens_per_s"])
-        right += bool(truth.at[a, "expected_front"] or truth.at[a, "val_loss_lo"] <= front_there)
+        front_there = min(true.at[b, "val_loss"] for b in true.index
+                          if true.at[b, "tokens_per_s"] >= true.at[a, "tokens_per_s"])
+        right += bool(true.at[a, "expected_front"] or true.at[a, "val_loss_lo"] <= front_there)
     return worst, len(called), right
 
 
 def test_regret_is_zero_having_seen_everything_positive_having_seen_little_and_matches_a_count_by_hand(tmp_path):
-    table = replay.load_table(replicated(tmp_path, noise=0.03), "t")
-    everything = replay.score(table, list(range(32)))
+    table = tables.load_table(replicated(tmp_path, noise=0.03), "t")
+    everything = truth.score(table, list(range(32)))
     assert everything[0] == pytest.approx(0.0, abs=1e-12) and everything[1] == everything[2] > 0
-    assert replay.lone_cheapest(table) == ["gelu,gelu,gelu,gelu"], "the fastest (tokens_per_s maximised) is all-gelu"
+    assert truth.lone_cheapest(table) == ["gelu,gelu,gelu,gelu"], "the fastest (tokens_per_s maximised) is all-gelu"
     assert everything[3] == 1, "all-gelu is on every front: called resolved, and trivially right"
     by_row = {(r.assignment, r.seed): i for i, r in enumerate(table.frame.itertuples())}
     baselines = [by_row["gelu,gelu,gelu,gelu", 0], by_row["swiglu,swiglu,swiglu,swiglu", 1]]
-    assert replay.score(table, baselines)[0] > 0.05, "two trainings: no model, and only two candidates seen"
+    assert truth.score(table, baselines)[0] > 0.05, "two trainings: no model, and only two candidates seen"
     rng = np.random.default_rng(1)
     for n in (4, 8, 16):
         rows = sorted(rng.choice(32, n, replace=False).tolist())
-        mine = replay.score(table, rows)
+        mine = truth.score(table, rows)
         assert mine[0] == pytest.approx(brute_force(table, rows)[0], abs=1e-12) and mine[1:3] == brute_force(table, rows)[1:]
-    assert replay.score(table, rows[:4])[0] > 0, "four trainings leave the model wrong somewhere"
-    on = replay.truly_on_front(table)
+    assert truth.score(table, rows[:4])[0] > 0, "four trainings leave the model wrong somewhere"
+    on = truth.truly_on_front(table)
     assert on[table.truth["expected_front"]].all() and on.sum() < len(on), "the tolerance admits some, not all"
 
 
 def test_an_arm_that_exhausts_a_single_seed_table_has_no_regret_and_scores_are_per_budget(tmp_path):
-    table = replay.load_table(exhaustive(tmp_path), "t")
-    run = replay.replay(table, replay.Arm("random"), seed=0, score_points=3)
+    table = tables.load_table(exhaustive(tmp_path), "t")
+    run = search.replay(table, search.Arm("random"), seed=0, score_points=3)
     assert list(run.score.budgets) == [3, 6, 9] and run.score.regret[-1] == pytest.approx(0.0, abs=1e-12)
     assert np.all(run.score.regret >= 0) and not run.score.replicates.any()
-    twice = replay.compare(table, [replay.Arm("random"), replay.Arm("tpe", replicates="auto")], range(2),
+    twice = search.compare(table, [search.Arm("random"), search.Arm("tpe", replicates="auto")], range(2),
                            score_points=3, jobs=2)
     assert np.array_equal(twice["random"][0].score.regret, run.score.regret), "--jobs changes nothing but the time"
     assert not twice["tpe+replicates"][0].score.replicates.any(), "one training each: nothing to replicate with"
 
 
 def test_the_design_arm_queues_the_orthogonal_design_after_the_baselines(tmp_path):
-    from moesearch import design
+    from moesearch.core import design
 
-    table = replay.load_table(replicated(tmp_path), "t")
-    proposer = replay.OptunaProposer(table, "tpe", seed=0, design=True)
+    table = tables.load_table(replicated(tmp_path), "t")
+    proposer = search.OptunaProposer(table, "tpe", seed=0, design=True)
     asked = []
     for _ in range(2 + len(design.runs(table.choices))):
         asked.append(proposer.ask())
@@ -365,9 +366,9 @@ def test_a_table_too_small_for_a_noise_model_replays_by_hypervolume_alone(tmp_pa
 
 def test_a_pruned_trial_is_scored_without_its_training(tmp_path):
     trials, steps = curved(tmp_path)
-    table = replay.load_table(trials, "t", steps)
+    table = tables.load_table(trials, "t", steps)
     assert all(len(t) == 1 and sorted(t[0].at_step) == [10, 20] for t in table.trainings.values())
-    run = replay.replay(table, replay.Arm("random", MO_ASHA), seed=2, budget_steps=20 * 40, score_points=2)
+    run = search.replay(table, search.Arm("random", MO_ASHA), seed=2, budget_steps=20 * 40, score_points=2)
     assert run.pruned > 0 and list(run.drawn).count(-1) == run.pruned, "a pruned trial has no final values to fit"
     assert list(run.score.budgets) == [400, 800] and np.all(run.score.regret >= 0)
 
@@ -377,8 +378,8 @@ def test_samplers_that_learn_from_complete_trials_only_do_not_stall_on_pruned_on
     """They re-propose a pruned assignment (it leaves their model unchanged); a random undecided one
     goes next, as in the live search, so the replay decides every assignment instead of stalling."""
     trials, steps = curved(tmp_path, n_layers=4)
-    table = replay.load_table(trials, "t", steps)
+    table = tables.load_table(trials, "t", steps)
     eager = PruningSpec(method="mo-asha", rungs=[10, 20], eta=3, min_records=2)
     for seed in range(2):
-        run = replay.replay(table, replay.Arm(sampler, eager), seed=seed)
+        run = search.replay(table, search.Arm(sampler, eager), seed=seed)
         assert not run.stalled and run.pruned > 0 and len(run.spent) == 16, "every assignment decided"

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from moesearch import results
+from moesearch.core import results
 from moesearch.analysis import pareto
 from moesearch.cli import cli
 
@@ -210,7 +210,7 @@ def test_the_export_holds_every_objective_and_cost_column_and_readable_trial_lis
     out = CliRunner().invoke(cli, ["pareto", "--results", str(tmp_path), "--out", str(tmp_path / f"f{suffix}")])
     assert out.exit_code == 0, out.output
     exported = (pd.read_csv if suffix == ".csv" else pd.read_parquet)(tmp_path / f"f{suffix}").set_index("assignment")
-    from moesearch.metrics import METRICS
+    from moesearch.core.metrics import METRICS
 
     assert set(METRICS) <= set(exported.columns), "docs/results.md: every objective and cost column"
     assert exported.loc["gelu,gelu", ["params_total", "train_flops_per_token"]].tolist() == [10, 1000]

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from conftest import MICRO, write_space
 
-from moesearch import space
-from moesearch.launch import Launch
-from moesearch.settings import Settings
+from moesearch.core import space
+from moesearch.core.launch import Launch
+from moesearch.supervisor.settings import Settings
 from moesearch.supervisor import runner
 from moesearch.supervisor.group import WorkerGroup
-from moesearch.vocab import Done
+from moesearch.core.protocol import Done
 
 
 class Replies(WorkerGroup):

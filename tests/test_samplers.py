@@ -11,8 +11,8 @@ import optuna
 import pytest
 from conftest import SPACES, write_space
 
-from moesearch import space as space_mod
-from moesearch.assignment import layer_name
+from moesearch.core import space as space_mod
+from moesearch.core.assignment import layer_name
 from moesearch.supervisor import study as study_mod
 
 ACCEPTED = typing.get_args(space_mod.SearchSpec.model_fields["sampler"].annotation)

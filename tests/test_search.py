@@ -7,7 +7,7 @@ import os
 import optuna
 from conftest import MICRO, ROOT, TAG_ENV, cli_command, leftover_ranks, run_cli, write_space
 
-from moesearch import results
+from moesearch.core import results
 from moesearch.supervisor import optuna_compat
 
 

@@ -9,11 +9,11 @@ from click.testing import CliRunner
 from scipy.stats import t as student_t
 from test_results import FRONT, record, write
 
-from moesearch import results
+from moesearch.core import results
 from moesearch.analysis import noise, pareto
 from moesearch.cli import cli
-from moesearch.metrics import fmt_pm
-from moesearch.search_limits import VERIFY_SEEDS
+from moesearch.core.metrics import fmt_pm
+from moesearch.core.trial import VERIFY_SEEDS
 
 # Both baselines with a second seed (val_loss 0.02 apart, tokens/s alike), and a one-seed hybrid between them.
 REPLICATED = [record(0, "gelu,gelu", 2.0, 120.0), record(1, "swiglu,swiglu", 1.8, 100.0),

@@ -8,12 +8,12 @@ import pytest
 from click.testing import CliRunner
 from conftest import MICRO, SPACES, write_space
 
-from moesearch import space
-from moesearch.activations import ffn_params, hidden_width
+from moesearch.core import space
+from moesearch.core.activations import ffn_params, hidden_width
 from moesearch.cli import cli
-from moesearch.costs import costs
-from moesearch.errors import InputError
-from moesearch.metrics import AT_RUNG, METRICS
+from moesearch.core.costs import costs
+from moesearch.core.errors import InputError
+from moesearch.core.metrics import AT_RUNG, METRICS
 
 
 @pytest.mark.parametrize("path", sorted(SPACES.glob("*.toml")), ids=lambda p: p.stem)
@@ -82,7 +82,7 @@ BAD = {
 
 
 def test_reference_point_is_given_or_natural(tmp_path):
-    from moesearch.reference import costliest, reference_point
+    from moesearch.supervisor.reference import costliest, reference_point
 
     body = MICRO.replace("[search]\n", '[search]\nobjectives = { val_loss = "minimize", params_total = "minimize", '
                                          'peak_memory_mb = "minimize" }\nreference = { peak_memory_mb = 900.0 }\n')
@@ -167,7 +167,7 @@ def test_the_deploy_space_with_pruning_is_refused_naming_its_quantization_gap(tm
 
 
 def test_good_pruning_keys_validate_and_reach_the_run_config_of_search_trials_only(tmp_path):
-    from moesearch.config import RunConfig
+    from moesearch.core.config import RunConfig
 
     spec = space.load(write_space(tmp_path, CURVES + '[search.pruning]\nmethod = "mo-asha"\nrungs = [2, 4]\n'))
     assert spec.search.pruning.rungs == [2, 4] and spec.search.pruning.eta == 3

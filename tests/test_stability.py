@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from moesearch.stability import SPIKE_WINDOW, spikes, stability
+from moesearch.supervisor.stability import SPIKE_WINDOW, spikes, stability
 
 
 def rows(losses, norms=None):

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from conftest import ROOT, free_port
-from moesearch import space
-from moesearch.config import RunConfig
+from moesearch.core import space
+from moesearch.core.config import RunConfig
 from moesearch.ranks import streams
 
 TINY = space.load("tiny")

@@ -11,11 +11,11 @@ import pytest
 from click.testing import CliRunner
 from test_results import record, write
 
-from moesearch import results, space
+from moesearch.core import results, space
 from moesearch.cli import cli
 from moesearch.supervisor import storage as storage_mod
 from moesearch.supervisor import study as study_mod
-from moesearch.vocab import StudyAttr
+from moesearch.core.trial import StudyAttr
 
 
 def two_studies(folder, newest: str):

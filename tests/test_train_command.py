@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from conftest import SPACES, run_cli, write_space
 
-from moesearch import results
+from moesearch.core import results
 
 
 def _has_gpu() -> bool:

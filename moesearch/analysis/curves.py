@@ -13,7 +13,7 @@ import pandas as pd
 from scipy.stats import kendalltau, spearmanr
 
 from moesearch.analysis.pareto import one_text
-from moesearch.vocab import State
+from moesearch.core.trial import State
 
 WEAK = 0.5  # a Spearman correlation below this: the early ranking says little about the final one
 MIN_ASSIGNMENTS = 3  # fewer points give no rank correlation worth printing

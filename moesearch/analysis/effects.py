@@ -26,7 +26,7 @@ import pandas as pd
 from scipy import stats
 
 from moesearch.analysis.pareto import one_text
-from moesearch.vocab import State
+from moesearch.core.trial import State
 
 MIN_DOF = 3  # residual degrees of freedom least squares needs for a usable t interval; fewer: shrinkage
 LACK_OF_FIT_P = 0.05  # below this, main effects do not suffice: neighbouring interactions are tried

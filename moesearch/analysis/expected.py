@@ -24,9 +24,9 @@ import pandas as pd
 
 from moesearch.analysis import effects
 from moesearch.analysis.pareto import Analysis, objectives_of, one_text
-from moesearch.assignment import Assignment
-from moesearch.metrics import ANALYTIC, fmt
-from moesearch.vocab import State
+from moesearch.core.assignment import Assignment
+from moesearch.core.metrics import ANALYTIC, fmt
+from moesearch.core.trial import State
 
 ENUMERATE = 100_000  # candidates drawn jointly: 256 draws of this many stay well under a second per objective
 DRAWS = 256  # posterior draws: a probability to about ±0.03

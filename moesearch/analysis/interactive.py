@@ -10,8 +10,8 @@ from __future__ import annotations
 import plotly.graph_objects as go
 
 from moesearch.analysis.pareto import Analysis, header
-from moesearch.assignment import baseline_name
-from moesearch.metrics import fmt
+from moesearch.core.assignment import baseline_name
+from moesearch.core.metrics import fmt
 
 DIV_ID = "front-interactive"
 

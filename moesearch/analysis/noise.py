@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 
 from moesearch.analysis.pareto import by_assignment, objectives_of, one_text, rank
-from moesearch.assignment import baseline_name
-from moesearch.metrics import fmt_pm
-from moesearch.vocab import Origin, State
+from moesearch.core.assignment import baseline_name
+from moesearch.core.metrics import fmt_pm
+from moesearch.core.trial import Origin, State
 
 
 def plan(trials: pd.DataFrame, n_seeds: int, first_seed: int, baselines_only: bool = False) -> list[tuple[str, int]]:

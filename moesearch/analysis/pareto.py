@@ -20,11 +20,11 @@ import moocore
 import numpy as np
 import pandas as pd
 
-from moesearch.activations import NAMES
-from moesearch.assignment import baseline_name
-from moesearch.metrics import INTEGER_METRICS, METRICS, fmt, fmt_pm
-from moesearch.search_limits import VERIFY_SEEDS
-from moesearch.vocab import State
+from moesearch.core.activations import NAMES
+from moesearch.core.assignment import baseline_name
+from moesearch.core.metrics import INTEGER_METRICS, METRICS, fmt, fmt_pm
+from moesearch.core.trial import VERIFY_SEEDS
+from moesearch.core.trial import State
 
 CONTEXT = ("params_active", "train_flops_per_token")  # cost columns shown beside the objectives
 CONFIDENCE = 0.95  # a difference from a baseline is a win only outside its two-sided 95% interval of seed noise

@@ -22,12 +22,12 @@ from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.ticker import EngFormatter, FuncFormatter
 
-from moesearch.activations import NAMES
+from moesearch.core.activations import NAMES
 from moesearch.analysis.pareto import Analysis, header
-from moesearch.assignment import Assignment, baseline_name
-from moesearch.files import write_atomic
-from moesearch.metrics import METRICS, fmt
-from moesearch.vocab import State
+from moesearch.core.assignment import Assignment, baseline_name
+from moesearch.core.files import write_atomic
+from moesearch.core.metrics import METRICS, fmt
+from moesearch.core.trial import State
 
 COLORS = dict(zip(NAMES, matplotlib.colormaps["tab10"].colors, strict=False))  # one colour per activation
 NAMES_PNG = ("front", "hypervolume", "layers", "curves", "hidden", "outliers", "quantization")  # a schema-3 study
@@ -217,10 +217,10 @@ def quantization(trials: pd.DataFrame) -> Figure | None:
     ax = fig.subplots()
     layers = sorted(c for c in done.columns if c.startswith("layer_"))
     for name in NAMES:
-        for fmt, style in _FORMATS.items():
-            gaps = [done.loc[done[c].astype(str) == name, f"quant_gap_{fmt}"].mean() for c in layers]
+        for number_format, style in _FORMATS.items():
+            gaps = [done.loc[done[c].astype(str) == name, f"quant_gap_{number_format}"].mean() for c in layers]
             if not all(np.isnan(gaps)):
-                ax.plot(range(len(layers)), gaps, style, color=COLORS[name], label=f"{name}, {fmt}")
+                ax.plot(range(len(layers)), gaps, style, color=COLORS[name], label=f"{name}, {number_format}")
     ax.set_xticks(range(len(layers)), [f"layer {i}" for i in range(len(layers))])
     ax.set_ylabel("quantized val_loss - val_loss [nats/byte]")
     ax.set_title("What 8-bit FFN activations cost, by the activation a layer has (mean over complete trials)",
@@ -233,7 +233,7 @@ def quantization(trials: pd.DataFrame) -> Figure | None:
 def replay_curves(runs: dict[str, list], budget: float, unit: str) -> Figure:
     """Relative hypervolume against compute spent, per replayed arm: the median over seeds and the
     quartiles' band; an arm with pruning ("tpe+mo-asha") is dashed in its sampler's colour.
-    runs: arm -> runs, each with `.at(budgets)` (`supervisor.replay.Run`)."""
+    runs: arm -> runs, each with `.at(budgets)` (`replay.search.Run`)."""
     fig = Figure(figsize=(7.2, 4.4))
     ax = fig.subplots()
     grid = np.linspace(0, budget, 400)

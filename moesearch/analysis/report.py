@@ -16,8 +16,8 @@ from string import Template
 import pandas as pd
 
 from moesearch.analysis import curves, effects, expected, interactive, noise, pareto, plots
-from moesearch.metrics import ANALYTIC
-from moesearch.vocab import State
+from moesearch.core.metrics import ANALYTIC
+from moesearch.core.trial import State
 
 _PAGE = Template("""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>moesearch: $study</title>

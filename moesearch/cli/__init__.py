@@ -9,8 +9,8 @@ import sys
 
 import click
 
-from moesearch import preempt
-from moesearch.errors import InputError
+from moesearch.core import preempt
+from moesearch.core.errors import InputError
 
 
 class _Group(click.Group):

@@ -17,7 +17,7 @@ def compact(results: Path, study_name: str | None) -> None:
 
     Nothing is lost if it is interrupted. Run it on finished studies: not while a search writes to it."""
     study_name = find_study(results, study_name, newest=False)  # never a guess: it rewrites the files
-    from moesearch import results as results_mod
+    from moesearch.core import results as results_mod
 
     merged = results_mod.compact(results, study_name)
     click.echo(f"merged {merged} trials of study {study_name!r} in {results}")

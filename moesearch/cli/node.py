@@ -8,7 +8,7 @@ import click
 
 from moesearch.cli import cli
 from moesearch.cli.options import DRY_RUN, group_options
-from moesearch.errors import InputError
+from moesearch.core.errors import InputError
 
 
 @cli.command()
@@ -27,8 +27,8 @@ def node(node_rank: int, rejoins: int, join_timeout: int, dry_run: bool, **group
     by node 0 after a failed trial; this command rejoins each time, and exits 0 when the group ends
     normally. SIGTERM or SIGUSR1 here reaches this node's ranks: the trial stops at a step boundary.
     """
-    from moesearch.settings import resolve_launch
-    from moesearch.supervisor import node as node_mod
+    from moesearch.supervisor.settings import resolve_launch
+    from moesearch.supervisor import group_node as node_mod
 
     launch = replace(resolve_launch(**group), join_timeout_s=join_timeout)
     if launch.launcher != "torchrun":

@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING
 
 import click
 
-from moesearch.files import DEFAULT_RESULTS
-from moesearch.launch import LAUNCHERS
+from moesearch.core.files import DEFAULT_RESULTS
+from moesearch.core.launch import LAUNCHERS
 
 if TYPE_CHECKING:  # importing settings loads the space's models and numpy: not for --help or a bad flag
-    from moesearch.settings import Settings
+    from moesearch.supervisor.settings import Settings
 
 MONITOR = click.option(
     "--monitor", type=click.Choice(["tensorboard", "csv"]), multiple=True,

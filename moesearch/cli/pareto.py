@@ -8,7 +8,7 @@ import click
 
 from moesearch.cli import cli
 from moesearch.cli.study_option import find_study, load_study, study_options
-from moesearch.errors import InputError
+from moesearch.core.errors import InputError
 
 _FORMATS = (".parquet", ".csv")
 
@@ -29,7 +29,7 @@ def pareto(results: Path, study_name: str | None, everything: bool, out: Path | 
         raise InputError(f"--out: {str(out)!r} has suffix {out.suffix!r}; allowed: {', '.join(_FORMATS)}")
     study_name = find_study(results, study_name)  # first: a bad flag answers before the analysis is imported
 
-    from moesearch import results as results_mod
+    from moesearch.core import results as results_mod
     from moesearch.analysis import curves, expected
     from moesearch.analysis import pareto as pareto_mod
 
@@ -55,7 +55,7 @@ def export(table, out: Path) -> None:
     """The assignment table, written whole or not at all."""
     import json
 
-    from moesearch.files import write_atomic
+    from moesearch.core.files import write_atomic
 
     if out.suffix == ".csv":  # a list as a list: "[0, 4]", never a bare "0" that reads as a count
         table = table.assign(trials=table["trials"].map(lambda t: json.dumps([int(n) for n in t])))

@@ -20,7 +20,7 @@ def plot(results: Path, study_name: str | None, out: Path | None) -> None:
     quantization gap by layer activation of a study, one PNG each."""
     study_name = find_study(results, study_name)  # first: a bad flag answers before the analysis is imported
 
-    from moesearch import results as results_mod
+    from moesearch.core import results as results_mod
     from moesearch.analysis import expected, pareto, plots
 
     trials = load_study(results, study_name)

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from moesearch.cli import cli
-from moesearch.errors import InputError
+from moesearch.core.errors import InputError
 
 
 @cli.command()
@@ -58,13 +58,14 @@ def replay(table: Path, steps_path: Path | None, samplers: str, pruning: str, ru
     truly on it."""
     import pandas as pd
 
-    from moesearch.files import write_atomic
-    from moesearch.space import PruningSpec
-    from moesearch.supervisor import replay as replay_mod
+    from moesearch.core.files import write_atomic
+    from moesearch.core.space import PruningSpec
+    from moesearch.replay import search as search_mod
+    from moesearch.replay import table as table_mod
 
-    proposers = _list("--samplers", samplers, replay_mod.PROPOSERS)
+    proposers = _list("--samplers", samplers, search_mod.PROPOSERS)
     methods = _list("--pruning", pruning, ("none", "mo-asha"))
-    replicate_modes = _list("--replicates", replicates, replay_mod.REPLICATES)
+    replicate_modes = _list("--replicates", replicates, search_mod.REPLICATES)
     for flag, path, suffix in (("--out", out, ".csv"), ("--plot", plot_path, ".png")):
         if path is not None and path.suffix != suffix:
             raise InputError(f"{flag}: {str(path)!r} must end in {suffix}")
@@ -76,22 +77,22 @@ def replay(table: Path, steps_path: Path | None, samplers: str, pruning: str, ru
         raise InputError(f"--steps: {str(steps_path) if steps_path else 'no steps table beside TABLE'} does not exist; "
                          "replaying --pruning needs the table's learning curves")
     steps = pd.read_parquet(steps_path) if steps_path is not None and steps_path.exists() else None
-    exhaustive = replay_mod.load_table(pd.read_parquet(table), str(table), steps)
+    exhaustive = table_mod.load_table(pd.read_parquet(table), str(table), steps)
     rung_steps = _rungs(rungs, exhaustive, eta) if needs_curves else []
     if score_points and exhaustive.truth is None and replicate_modes == ["off"]:
         click.echo("no truth to score by: the table has too few trials for a noise model; hypervolume only")
         score_points = 0
-    arms = [replay_mod.Arm(p, PruningSpec(method=m, rungs=rung_steps if m != "none" else [], eta=eta,
+    arms = [search_mod.Arm(p, PruningSpec(method=m, rungs=rung_steps if m != "none" else [], eta=eta,
                                           min_records=min_records), r)
             for r in replicate_modes for m in methods for p in proposers]
     seed_range = range(first_seed, first_seed + seeds)
-    runs = replay_mod.compare(exhaustive, arms, seed_range, budget, jobs=jobs, score_points=score_points,
+    runs = search_mod.compare(exhaustive, arms, seed_range, budget, jobs=jobs, score_points=score_points,
                               share=replicate_share)
     unit = f"optimizer steps ({exhaustive.full_steps} per full trial)" if exhaustive.full_steps else "trials"
     click.echo(f"{len(exhaustive.values)} assignments, true hypervolume {exhaustive.true_hypervolume:.6g}; seeds "
                f"{seed_range.start}-{seed_range.stop - 1} per arm; compute in {unit}"
                + (f"; rungs {rung_steps}, eta {eta}, min_records {min_records}" if needs_curves else ""))
-    click.echo(replay_mod.summary(exhaustive, runs, budget_steps=budget).to_string(index=False, float_format=lambda v: f"{v:,.3g}"))
+    click.echo(search_mod.summary(exhaustive, runs, budget_steps=budget).to_string(index=False, float_format=lambda v: f"{v:,.3g}"))
     if score_points:
         _print_truth(exhaustive, runs, regret_target, unit, replicate_share if "auto" in replicate_modes else None)
     if out is not None:
@@ -102,7 +103,7 @@ def replay(table: Path, steps_path: Path | None, samplers: str, pruning: str, ru
         click.echo(f"wrote {out}")
         if score_points:
             truth_out = out.with_name(f"{out.stem}-truth.csv")
-            write_atomic(truth_out, lambda tmp: replay_mod.truth_rows(runs, seed_range).to_csv(tmp, index=False))
+            write_atomic(truth_out, lambda tmp: search_mod.truth_rows(runs, seed_range).to_csv(tmp, index=False))
             click.echo(f"wrote {truth_out}")
     if plot_path is not None:
         from moesearch.analysis.plots import replay_curves, save_png
@@ -116,10 +117,11 @@ def _print_truth(table, runs, target: float, unit: str, share: float | None) -> 
     """The truth's score per arm, after a line that says what the truth is and how it is scored."""
     import math
 
-    from moesearch.supervisor import replay as replay_mod
+    from moesearch.replay import search as search_mod
+    from moesearch.replay import truth as truth_mod
 
     q, c = table.quality, table.cost
-    on = int(replay_mod.truly_on_front(table).sum())
+    on = int(truth_mod.truly_on_front(table).sum())
     n_seeds = table.frame["seed"].nunique()
     trainings = len(table.frame)
     click.echo(f"scored by the truth: the expected front of the noise model over all {trainings} trainings "
@@ -135,7 +137,7 @@ def _print_truth(table, runs, target: float, unit: str, share: float | None) -> 
                f"it: on the table's expected front, or its 95% interval of {q} reaches the front's expected {q} "
                f"at its cost ({on} of {len(table.truth)} candidates pass); the lone cheapest candidate is on "
                f"every front, so 'right beyond it' leaves it out")
-    out = replay_mod.truth_summary(runs, target)
+    out = search_mod.truth_summary(runs, target)
     click.echo(out.to_string(index=False, float_format=lambda v: "inf" if math.isinf(v) else f"{v:,.4g}"))
 
 

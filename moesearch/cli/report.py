@@ -19,10 +19,10 @@ def report(results: Path, study_name: str | None, out: Path | None) -> None:
     once `verify` has run, the noise check. Images are embedded: the one file is the whole report."""
     study_name = find_study(results, study_name)  # first: a bad flag answers before the analysis is imported
 
-    from moesearch import results as results_mod
+    from moesearch.core import results as results_mod
     from moesearch.analysis import pareto
     from moesearch.analysis import report as report_mod
-    from moesearch.files import write_atomic
+    from moesearch.core.files import write_atomic
 
     trials = load_study(results, study_name)
     page = report_mod.render(pareto.analyse(trials), trials, results_mod.load_steps(results, study_name),

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import click
 
-from moesearch import preempt
+from moesearch.core import preempt
 from moesearch.cli import cli
 from moesearch.cli.options import BUDGET, describe, dry_run, run_options
-from moesearch.vocab import State, StudyAttr
+from moesearch.core.trial import State, StudyAttr
 
 
 @cli.command()
@@ -20,7 +20,7 @@ def search(trials: int | None, budget: dict | None, **options) -> None:
     Uniform baselines run first; an assignment already trained with the same --seed is answered from
     the study, not trained again. Run the same command again to resume or extend (--trials).
     """
-    from moesearch.settings import resolve
+    from moesearch.supervisor.settings import resolve
 
     preempt.install()  # from the start: a signal during set-up must not kill the command
     settings = resolve(**options)  # bad input stops here, before the supervisor's imports
@@ -66,7 +66,7 @@ def plan(study, space_size: int) -> str:
 def search_and_report(settings, study, replicate_baselines: bool = False) -> None:
     """Run the search loop, then print what it did and the front (shared with `worker`, which leaves the
     baselines' seed replicates to the `search` that made the study: no two groups train them)."""
-    from moesearch import preempt, results
+    from moesearch.core import preempt, results
     from moesearch.analysis import expected, pareto
     from moesearch.supervisor.search import run_search
 

@@ -13,7 +13,7 @@ from moesearch.cli import cli
 @click.pass_context
 def spaces(ctx: click.Context) -> None:
     """List the shipped search spaces (subcommands: show, validate)."""
-    from moesearch import space as space_mod  # here, not at import: every command's startup would pay for it
+    from moesearch.core import space as space_mod  # here, not at import: every command's startup would pay for it
 
     if ctx.invoked_subcommand is None:
         for name in space_mod.shipped_names():
@@ -25,7 +25,7 @@ def spaces(ctx: click.Context) -> None:
 @click.argument("name")
 def show(name: str) -> None:
     """Print a space (shipped name or file) with every default filled in."""
-    from moesearch import space as space_mod
+    from moesearch.core import space as space_mod
 
     spec = space_mod.load(name)
     click.echo(json.dumps(spec.model_dump(mode="json"), indent=2))
@@ -36,7 +36,7 @@ def show(name: str) -> None:
 @click.argument("file")
 def validate(file: str) -> None:
     """Check a space file; exit 2 with the offending key if it is invalid."""
-    from moesearch import space as space_mod
+    from moesearch.core import space as space_mod
 
     spec = space_mod.load(file)
     click.echo(f"{file}: valid ({spec.size():,} assignments over {spec.model.n_layers} layers)")

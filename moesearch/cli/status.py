@@ -29,7 +29,7 @@ def status(storage: str | None, study_name: str | None, results: Path) -> None:
     import optuna
 
     from moesearch.cli.study_option import chosen
-    from moesearch.errors import InputError
+    from moesearch.core.errors import InputError
     from moesearch.supervisor import status as status_mod
     from moesearch.supervisor import study as study_mod
 
@@ -47,7 +47,7 @@ def status(storage: str | None, study_name: str | None, results: Path) -> None:
 
 def _verdict(results: Path, study_name: str) -> None:
     """What the records resolve so far (the noise model's verdict), where this machine has them."""
-    from moesearch import results as results_mod
+    from moesearch.core import results as results_mod
 
     if results_mod.trials_dir(results, study_name).is_dir():
         from moesearch.analysis import effects

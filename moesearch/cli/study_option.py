@@ -7,8 +7,8 @@ from pathlib import Path
 import click
 
 from moesearch.cli.options import DEFAULT_RESULTS
-from moesearch.errors import InputError
-from moesearch.vocab import State
+from moesearch.core.errors import InputError
+from moesearch.core.trial import State
 
 
 def study_options(command, newest: bool = True):
@@ -28,7 +28,7 @@ def find_study(results: Path, study_name: str | None, newest: bool = True) -> st
     written, said on stderr; InputError otherwise."""
     if not results.is_dir():  # before importing pandas and pyarrow (results): a typo answers at once
         raise InputError(f"--results: {str(results)!r} is not a folder")
-    from moesearch import results as results_mod
+    from moesearch.core import results as results_mod
 
     found = results_mod.studies(results)
     if study_name is None:
@@ -44,7 +44,7 @@ def find_study(results: Path, study_name: str | None, newest: bool = True) -> st
 
 def load_study(results: Path, study_name: str):
     """The study's trials, with at least one completed trial; InputError otherwise."""
-    from moesearch import results as results_mod
+    from moesearch.core import results as results_mod
 
     trials = results_mod.load_trials(results, study_name)
     if not (trials["state"] == State.COMPLETE).any():

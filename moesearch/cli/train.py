@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import click
 
-from moesearch import preempt
+from moesearch.core import preempt
 from moesearch.cli import cli
 from moesearch.cli.options import describe, dry_run, run_options
-from moesearch.metrics import METRICS, fmt
-from moesearch.vocab import Origin
+from moesearch.core.metrics import METRICS, fmt
+from moesearch.core.trial import Origin
 
 
 @cli.command()
@@ -19,9 +19,9 @@ def train(layers: str, **options) -> None:
 
     The trial joins the study (as a seed replicate when --seed differs), so `pareto` shows it.
     """
-    from moesearch import space as space_mod
-    from moesearch.assignment import Assignment
-    from moesearch.settings import resolve
+    from moesearch.core import space as space_mod
+    from moesearch.core.assignment import Assignment
+    from moesearch.supervisor.settings import resolve
 
     preempt.install()  # from the start: a signal during set-up must not kill the command
     space = space_mod.load(options.pop("space"))
@@ -29,7 +29,7 @@ def train(layers: str, **options) -> None:
     space.check_assignment(chosen)  # first: a typo is reported at once, before the slow checks and imports
     settings = resolve(space, **options)
 
-    from moesearch.results import trial_file
+    from moesearch.core.results import trial_file
     from moesearch.supervisor import storage as storage_mod
     from moesearch.supervisor import study as study_mod
     from moesearch.supervisor.group import WorkerGroup

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import click
 
-from moesearch import preempt
+from moesearch.core import preempt
 from moesearch.cli import cli
 from moesearch.cli.options import describe, dry_run, run_options
-from moesearch.search_limits import VERIFY_SEEDS
+from moesearch.core.trial import VERIFY_SEEDS
 
 
 @cli.command()
@@ -22,7 +22,7 @@ def verify(n_seeds: int, **options) -> None:
     once the spread is counted. Fresh seeds count up from --seed + 1. Run it again to finish an
     interrupted check: seeds already done are kept.
     """
-    from moesearch.settings import resolve
+    from moesearch.supervisor.settings import resolve
 
     preempt.install()  # from the start: a signal during set-up must not kill the command
     settings = resolve(**options)  # bad input stops here, before the analysis and supervisor imports

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import click
 
-from moesearch import preempt
+from moesearch.core import preempt
 from moesearch.cli import cli
 from moesearch.cli.options import BUDGET, DRY_RUN, MONITOR, describe, group_options
-from moesearch.vocab import StudyAttr
+from moesearch.core.trial import StudyAttr
 
 
 @cli.command()
@@ -59,7 +59,7 @@ def worker(storage: str, study_name: str, results: Path | None, trials: int | No
 
 def _dry_run(storage: str, study_name: str, results: Path, **group) -> None:
     """The study is not opened (that may create it): its space is checked when the worker starts."""
-    from moesearch.settings import resolve_launch
+    from moesearch.supervisor.settings import resolve_launch
     from moesearch.supervisor.storage import check_exists, check_url
 
     launch = resolve_launch(**group)

@@ -15,12 +15,14 @@ import torch.nn.functional as F
 from deepspeed.moe.layer import MoE
 from torch import nn
 
-from moesearch.activations import hidden_width, is_gated, nonlinearity
-from moesearch.corpus import VOCAB_SIZE
+from moesearch.core.activations import REGISTRY, hidden_width, is_gated
+from moesearch.core.corpus import VOCAB_SIZE
 from moesearch.ranks.streams import generator
-from moesearch.space import ModelSpec
+from moesearch.core.space import ModelSpec
 
 _STD = 0.02  # GPT-2's initialisation scale
+# The torch function of each nonlinearity the registry names (`ActivationSpec.nonlinearity`).
+NONLINEARITIES = {"gelu": F.gelu, "relu": F.relu, "silu": F.silu, "relu2": lambda x: F.relu(x).square()}
 
 
 class FFN(nn.Module):
@@ -30,7 +32,7 @@ class FFN(nn.Module):
         super().__init__()
         self.activation = activation
         self.gated = is_gated(activation)
-        self.nonlinearity = nonlinearity(activation)
+        self.nonlinearity = NONLINEARITIES[REGISTRY[activation].nonlinearity]
         self.w_in = nn.Linear(d_model, hidden * (2 if self.gated else 1), bias=False)
         self.w_out = nn.Linear(hidden, d_model, bias=False)
 

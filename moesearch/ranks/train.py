@@ -20,15 +20,15 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from deepspeed.accelerator import get_accelerator
 
-from moesearch.activations import hidden_width
-from moesearch.config import RunConfig
-from moesearch.corpus import VOCAB_SIZE, Corpus
-from moesearch.costs import costs
+from moesearch.core.activations import hidden_width
+from moesearch.core.config import RunConfig
+from moesearch.core.corpus import VOCAB_SIZE, Corpus
+from moesearch.core.costs import costs
 from moesearch.ranks import faults, streams
 from moesearch.ranks.model import Transformer
 from moesearch.ranks.probes import HiddenStats, TailShare
 from moesearch.ranks.quantize import FORMATS, Calibration, FakeQuant
-from moesearch.vocab import Done, Verdict
+from moesearch.core.protocol import Done, Verdict
 
 OnStep = Callable[[int, float, float | None], None]  # steps done, train loss, val_loss measured at this step
 ShouldStop = Callable[[], str | None]  # the reason to stop now (a signal's name), or None

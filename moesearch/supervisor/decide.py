@@ -22,12 +22,13 @@ from typing import TypeVar
 import moocore
 import numpy as np
 
-from moesearch.assignment import Assignment, uniform
-from moesearch.metrics import not_at_rung as not_at_rung  # re-exported: the rung policy is read here
-from moesearch.search_limits import MAX_REPEATS_IN_A_ROW
-from moesearch.space import PruningSpec
-from moesearch.vocab import Origin, Verdict
+from moesearch.core.assignment import Assignment, uniform
+from moesearch.core.metrics import not_at_rung as not_at_rung  # re-exported: the rung policy is read here
+from moesearch.core.space import PruningSpec
+from moesearch.core.protocol import Verdict
+from moesearch.core.trial import Origin
 
+MAX_REPEATS_IN_A_ROW = 100  # a sampler proposing only evaluated assignments this often has converged: stop asking
 V = TypeVar("V")  # a decision's values: the study's or the replay table's
 
 

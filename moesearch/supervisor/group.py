@@ -19,9 +19,9 @@ from pathlib import Path
 
 import psutil
 
-from moesearch import preempt
-from moesearch.launch import ADDRESS_ENV, AUTHKEY_ENV, Launch
-from moesearch.vocab import Failed, Ready, Reply, Rung, Shutdown, Step, Stop, Task, Verdict
+from moesearch.core import preempt
+from moesearch.core.launch import ADDRESS_ENV, AUTHKEY_ENV, Launch
+from moesearch.core.protocol import Failed, Ready, Reply, Rung, Shutdown, Step, Stop, Task, Verdict
 
 _START_TIMEOUT_S = 600  # imports plus rendezvous; generous for a cold, loaded machine
 _POLL_S = 0.05

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import optuna
 
-from moesearch.errors import InputError
-from moesearch.settings import DEFAULT_RESULTS, Settings, resolve
-from moesearch.space import Space
+from moesearch.core.errors import InputError
+from moesearch.supervisor.settings import DEFAULT_RESULTS, Settings, resolve
+from moesearch.core.space import Space
 from moesearch.supervisor import storage as storage_mod
 from moesearch.supervisor import study as study_mod
-from moesearch.vocab import StudyAttr
+from moesearch.core.trial import StudyAttr
 
 
 @dataclass(frozen=True)

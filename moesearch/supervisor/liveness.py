@@ -26,7 +26,7 @@ import psutil
 from optuna.trial import FrozenTrial
 
 from moesearch.supervisor import optuna_compat
-from moesearch.vocab import TrialAttr
+from moesearch.core.trial import TrialAttr
 
 HEARTBEAT_S = 10.0
 GRACE_S = 120.0  # twelve missed beats: survives a slow database, not a dead node
@@ -54,7 +54,7 @@ def _pid_space() -> str:
 
 def is_dead(trial: FrozenTrial, now: float | None = None) -> bool:
     """Whether a RUNNING trial's supervisor is gone, so nobody will ever finish it."""
-    host, pid, started, space = (trial.user_attrs.get(TrialAttr.WORKER, "").split(":") + ["", "", "", ""])[:4]
+    host, pid, started, space = (trial.user_attrs.get(TrialAttr.GROUP, "").split(":") + ["", "", "", ""])[:4]
     if (host, space) == (socket.gethostname(), _pid_space()):  # its pid means something here
         return not _alive(int(pid), float(started))
     last = trial.user_attrs.get(TrialAttr.HEARTBEAT, trial.datetime_start.timestamp() if trial.datetime_start else 0.0)

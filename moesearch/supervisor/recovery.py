@@ -19,10 +19,10 @@ import optuna
 import pyarrow.parquet as pq
 from optuna.trial import TrialState
 
-from moesearch import results
+from moesearch.core import results
 from moesearch.supervisor import liveness, optuna_compat
 from moesearch.supervisor import study as study_mod
-from moesearch.vocab import Origin, State, StudyAttr, TrialAttr
+from moesearch.core.trial import Origin, State, StudyAttr, TrialAttr
 
 
 def recover(study: optuna.Study, results_dir: Path) -> list[str]:
@@ -55,7 +55,7 @@ def _one_at_a_time(results_dir: Path, study: str) -> Iterator[None]:
 def _settle(study: optuna.Study, results_dir: Path, frozen: optuna.trial.FrozenTrial) -> str | None:
     row = _record(results_dir, study.study_name, frozen.number)
     retry = frozen.user_attrs.get(TrialAttr.ORIGIN, Origin.SEARCH) == Origin.SEARCH  # train and verify are re-run by their command
-    who = frozen.user_attrs.get(TrialAttr.WORKER, "a worker group").split(":")
+    who = frozen.user_attrs.get(TrialAttr.GROUP, "a worker group").split(":")
     if row is None or row["state"] == State.PREEMPTED:
         reason = row["failure_reason"] if row else f"lost: its supervisor ({':'.join(who[:2])}) died mid-trial"
         if not study_mod.fail_outside_budget(study, frozen, reason, requeue=retry):

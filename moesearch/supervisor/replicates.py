@@ -14,15 +14,15 @@ import optuna
 import pandas as pd
 from tqdm.auto import tqdm
 
-from moesearch import preempt, results
+from moesearch.core import preempt, results
 from moesearch.analysis import expected, noise
-from moesearch.assignment import Assignment
-from moesearch.errors import InputError
-from moesearch.settings import Settings
+from moesearch.core.assignment import Assignment
+from moesearch.core.errors import InputError
+from moesearch.supervisor.settings import Settings
 from moesearch.supervisor import study as study_mod
 from moesearch.supervisor.group import WorkerGroup
 from moesearch.supervisor.runner import run_named, summary
-from moesearch.vocab import Origin, State
+from moesearch.core.trial import Origin, State
 
 
 def baseline_plan(settings: Settings) -> list[tuple[str, int]]:
@@ -59,7 +59,7 @@ def auto_next(trials: pd.DataFrame, share: float, first_seed: int) -> tuple[str,
     return pick, next(s for s in range(first_seed, first_seed + 10**6) if s not in used)
 
 
-def train_auto(settings: Settings, study: optuna.Study, group: WorkerGroup, bar: tqdm | None = None) -> int:
+def retrain_auto(settings: Settings, study: optuna.Study, group: WorkerGroup, bar: tqdm | None = None) -> int:
     """search.replicates = 'auto': one replicate at a time, planned again from the records after each."""
     trained = 0
     while not preempt.requested():
@@ -68,14 +68,14 @@ def train_auto(settings: Settings, study: optuna.Study, group: WorkerGroup, bar:
         if pick is None:
             break
         (bar or tqdm).write(f"replicates: {pick[0]} is inside noise on the expected front; seed {pick[1]}")
-        if not train(settings, study, group, [pick], bar):
+        if not retrain(settings, study, group, [pick], bar):
             break  # preempted, or settled elsewhere: the next run plans again
         trained += 1
     return trained
 
 
-def train(settings: Settings, study: optuna.Study, group: WorkerGroup, todo: list[tuple[str, int]],
-          bar: tqdm | None = None) -> int:
+def retrain(settings: Settings, study: optuna.Study, group: WorkerGroup, todo: list[tuple[str, int]],
+            bar: tqdm | None = None) -> int:
     """Train each (assignment, seed) of `todo` as a trial of origin 'verify'; returns how many were trained.
 
     Stops at a preemption (the rest is trained when the command runs again: plans are made from the
@@ -118,5 +118,5 @@ def verify(settings: Settings, storage: optuna.storages.BaseStorage, n_seeds: in
     bar = tqdm(total=len(todo), desc="verify", unit="trial", disable=None if settings.progress else True,
                dynamic_ncols=True)
     with WorkerGroup(settings.launch, settings.results / settings.study / "logs") as group, bar:
-        train(settings, study, group, todo, bar)
+        retrain(settings, study, group, todo, bar)
     return results.load_trials(settings.results, settings.study)

@@ -14,9 +14,10 @@ from collections.abc import Callable, Iterator
 import optuna
 from optuna.trial import TrialState
 
-from moesearch.space import Space
+from moesearch.core.space import Space
 from moesearch.supervisor import decide
-from moesearch.vocab import TrialAttr, Verdict
+from moesearch.core.protocol import Verdict
+from moesearch.core.trial import TrialAttr
 
 
 SETTLED = (optuna.exceptions.UpdateFinishedTrialError, ValueError, RuntimeError)  # another group finished the trial

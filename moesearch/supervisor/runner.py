@@ -14,16 +14,17 @@ from datetime import datetime, timezone
 import optuna
 from tqdm.auto import tqdm
 
-from moesearch import preempt, results
-from moesearch.assignment import Assignment
-from moesearch.config import RunConfig
-from moesearch.metrics import fmt
-from moesearch.settings import Settings
-from moesearch.stability import stability
+from moesearch.core import preempt, results
+from moesearch.core.assignment import Assignment
+from moesearch.core.config import RunConfig
+from moesearch.core.metrics import fmt
+from moesearch.supervisor.settings import Settings
+from moesearch.supervisor.stability import stability
 from moesearch.supervisor import liveness, rungs
 from moesearch.supervisor import study as study_mod
 from moesearch.supervisor.group import GroupFailure, GroupStartFailure, WorkerGroup
-from moesearch.vocab import Done, Failed, Origin, Pruned, Reply, State, Verdict
+from moesearch.core.protocol import Done, Failed, Pruned, Reply, Verdict
+from moesearch.core.trial import Origin, State
 
 
 @dataclass(frozen=True)

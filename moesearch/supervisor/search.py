@@ -28,14 +28,14 @@ import optuna
 from optuna.trial import TrialState
 from tqdm.auto import tqdm
 
-from moesearch import preempt
-from moesearch.assignment import Assignment, layer_name
-from moesearch.settings import Settings
+from moesearch.core import preempt
+from moesearch.core.assignment import Assignment, layer_name
+from moesearch.supervisor.settings import Settings
 from moesearch.supervisor import decide, liveness, optuna_compat, recovery, replicates, status
 from moesearch.supervisor import study as study_mod
 from moesearch.supervisor.group import WorkerGroup
 from moesearch.supervisor.runner import Outcome, record_and_tell, summary
-from moesearch.vocab import Origin, StudyAttr, TrialAttr
+from moesearch.core.trial import Origin, StudyAttr, TrialAttr
 
 WAIT_S = 2.0  # between looks at a study whose remaining trials run in other groups
 
@@ -96,9 +96,9 @@ def run_search(settings: Settings, study: optuna.Study, replicate_baselines: boo
         todo = replicates.baseline_plan(settings) if replicate_baselines and not (preempt.requested() or spent_all) else []
         if todo:
             bar.write(f"seed noise: training the baselines with {len(todo)} fresh seeds (search.baseline_seeds)")
-        replicated = replicates.train(settings, study, group, todo)
+        replicated = replicates.retrain(settings, study, group, todo)
         if replicate_baselines and settings.space.search.replicates == "auto" and not (preempt.requested() or spent_all):
-            replicated += replicates.train_auto(settings, study, group, bar)
+            replicated += replicates.retrain_auto(settings, study, group, bar)
     end = study_mod.snapshot(study, settings.seed)
     early = stopped if end.done < n_trials or preempt.requested() else None  # complete: nothing stopped it early
     return SearchReport(n_trials, trained_now, end.done, repeats, early, replicated, pruned_now, end.spent)
@@ -137,7 +137,7 @@ def _answer(settings: Settings, study: optuna.Study, trial: optuna.Trial, group:
             n_trials: int) -> Outcome | str:
     """Tell the study this trial's result: trained, "repeat" (an earlier result answers), "pruned repeat" (a
     pruned one proposed again: a random undecided one is queued next) or "withdrawn"."""
-    trial.set_user_attr(TrialAttr.WORKER, liveness.me())  # first: recovery must know whose trial this is
+    trial.set_user_attr(TrialAttr.GROUP, liveness.me())  # first: recovery must know whose trial this is
     choices = settings.space.layer_choices()
     layers = Assignment(trial.suggest_categorical(layer_name(i), c) for i, c in enumerate(choices))
     assignment = layers.text

@@ -13,7 +13,7 @@ from optuna.trial import FrozenTrial, TrialState
 from moesearch.analysis import pareto
 from moesearch.supervisor import liveness
 from moesearch.supervisor import study as study_mod
-from moesearch.vocab import State, StudyAttr, TrialAttr
+from moesearch.core.trial import State, StudyAttr, TrialAttr
 
 
 @dataclass(frozen=True)
@@ -59,8 +59,8 @@ def of(study: optuna.Study, now: float | None = None) -> Status:
         repeats=sum(TrialAttr.DUPLICATE_OF in t.user_attrs for t in trials),
         outside_budget=sum(t.state == TrialState.FAIL and not t.user_attrs.get(TrialAttr.BUDGET, True) for t in trials),
         waiting=sum(t.state == TrialState.WAITING for t in trials),
-        groups=sorted({":".join(t.user_attrs[TrialAttr.WORKER].split(":")[:2]) for t in running
-                       if t not in stale and TrialAttr.WORKER in t.user_attrs}),
+        groups=sorted({":".join(t.user_attrs[TrialAttr.GROUP].split(":")[:2]) for t in running
+                       if t not in stale and TrialAttr.GROUP in t.user_attrs}),
         stale=[t.number for t in stale],
         per_hour_last=sum(f > now - 3600 for f in finished_at),
         per_hour_overall=len(finished_at) / (finished_at[-1] - started_at) * 3600

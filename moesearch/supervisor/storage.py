@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from moesearch.errors import InputError
+from moesearch.core.errors import InputError
 
 if TYPE_CHECKING:  # optuna takes a while to import: a bad --storage is answered without it
     import optuna
@@ -52,7 +52,7 @@ def open_for(settings, explicit: bool) -> optuna.storages.BaseStorage:
     Records of this study in the results folder must belong to this storage: otherwise two studies
     would share trial numbers, and one would overwrite the other's record.
     """
-    from moesearch import results
+    from moesearch.core import results
 
     records = any(results.trials_dir(settings.results, settings.study).glob("trial-*.parquet"))
     clash = InputError(f"--results: {str(settings.results)!r} holds records of a study {settings.study!r} that is "

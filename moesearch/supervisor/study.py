@@ -22,12 +22,12 @@ from optuna.distributions import CategoricalDistribution
 from optuna.samplers import BaseSampler, GPSampler, NSGAIISampler, RandomSampler, TPESampler
 from optuna.trial import FrozenTrial, TrialState
 
-from moesearch import design
-from moesearch.assignment import Assignment, layer_name
-from moesearch.errors import InputError
-from moesearch.space import Space
+from moesearch.core import design
+from moesearch.core.assignment import Assignment, layer_name
+from moesearch.core.errors import InputError
+from moesearch.core.space import Space
 from moesearch.supervisor import decide, liveness, optuna_compat
-from moesearch.vocab import Origin, StudyAttr, TrialAttr
+from moesearch.core.trial import Origin, StudyAttr, TrialAttr
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # moesearch reports trials itself
 
@@ -57,7 +57,7 @@ def open_study(storage: optuna.storages.BaseStorage, name: str, space: Space, se
     Creating it fixes the hypervolume reference point (stored with the study, and in every record) and
     what `moesearch worker` groups joining it train with: the space, seed and data.
     """
-    from moesearch.reference import reference_point
+    from moesearch.supervisor.reference import reference_point
 
     directions = list(space.search.objectives.values())
     study = optuna.create_study(storage=storage, study_name=name, directions=directions,
@@ -252,7 +252,7 @@ def reserve(study: optuna.Study, space: Space, layers: list[str], seed: int, ori
         params=Assignment(layers).params(),
         distributions={layer_name(i): CategoricalDistribution(c) for i, c in enumerate(space.layer_choices())},
         user_attrs={TrialAttr.ASSIGNMENT: Assignment(layers).text, TrialAttr.SEED: seed, TrialAttr.TRAINED: True,
-                    TrialAttr.TOKEN: token, TrialAttr.ORIGIN: origin, TrialAttr.WORKER: liveness.me(),
+                    TrialAttr.TOKEN: token, TrialAttr.ORIGIN: origin, TrialAttr.GROUP: liveness.me(),
                     **({TrialAttr.BUDGET: False} if origin == Origin.VERIFY else {})},
     ))
     # add_trial returns nothing: find ours by its token (other processes may be adding trials too)

@@ -16,8 +16,8 @@ from collections.abc import Callable
 
 import psutil
 
-from moesearch import preempt
-from moesearch.launch import Launch
+from moesearch.core import preempt
+from moesearch.core.launch import Launch
 
 
 def serve(launch: Launch, node_rank: int, rejoins: int, say: Callable[[str], None]) -> int:

@@ -13,13 +13,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from moesearch import design
-from moesearch.activations import Activation, ffn_params, hidden_width
-from moesearch.assignment import uniform
-from moesearch.errors import InputError
-from moesearch.metrics import METRICS, REFERENCE_RULE, not_at_rung
+from moesearch.core import design
+from moesearch.core.activations import Activation, ffn_params, hidden_width
+from moesearch.core.assignment import uniform
+from moesearch.core.errors import InputError
+from moesearch.core.metrics import METRICS, REFERENCE_RULE, not_at_rung
 
-SHIPPED_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
+SHIPPED_DIR = Path(__file__).resolve().parents[2] / "search_spaces"
 STUDY_NAME = r"[A-Za-z0-9_.-]+"  # a study's name is also a folder name under the results folder
 DEPLOYMENT_METRICS = ("val_loss_int8", "val_loss_int8_sym", "val_loss_fp8", "quant_gap_int8", "quant_gap_int8_sym",
                       "quant_gap_fp8")  # measured only with train.deployment_eval

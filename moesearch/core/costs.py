@@ -21,9 +21,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from moesearch.activations import ffn_params, hidden_width
-from moesearch.corpus import VOCAB_SIZE
-from moesearch.space import ModelSpec
+from moesearch.core.activations import ffn_params, hidden_width
+from moesearch.core.corpus import VOCAB_SIZE
+from moesearch.core.space import ModelSpec
 
 
 @dataclass(frozen=True)

@@ -26,10 +26,10 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from moesearch.assignment import Assignment, layer_name
-from moesearch.errors import InputError
-from moesearch.files import write_atomic
-from moesearch.metrics import INTEGER_METRICS, METRICS
+from moesearch.core.assignment import Assignment, layer_name
+from moesearch.core.errors import InputError
+from moesearch.core.files import write_atomic
+from moesearch.core.metrics import INTEGER_METRICS, METRICS
 
 SCHEMA_VERSION = 4
 # version 2 lacks the stability columns, versions 2-3 `random_streams`: they read as null (streams as "global")

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 LAUNCHERS = ("torchrun", "deepspeed")
-WORKER_MODULE = "moesearch.ranks.worker"
-# rank 0 finds the supervisor's link through these (`supervisor.group` sets them, `ranks.worker` reads them)
+SERVE_MODULE = "moesearch.ranks.serve"
+# rank 0 finds the supervisor's link through these (`supervisor.group` sets them, `ranks.serve` reads them)
 ADDRESS_ENV, AUTHKEY_ENV = "MOESEARCH_SUPERVISOR", "MOESEARCH_AUTHKEY"
 
 
@@ -48,14 +48,14 @@ class Launch:
             hosts = ["--hostfile", str(self.hostfile)] if self.hostfile else []
             return ["deepspeed", *hosts, f"--num_nodes={self.nnodes}", f"--num_gpus={self.nproc}",
                     f"--master_addr={self.master_addr}", f"--master_port={self.master_port or _free_port()}",
-                    "--no_local_rank", "--module", WORKER_MODULE]
+                    "--no_local_rank", "--module", SERVE_MODULE]
         if self.nnodes == 1:
             rendezvous = ["--standalone"]  # a free port of its own: groups on one machine never clash
         else:  # every node must name the same port
             rendezvous = [f"--nnodes={self.nnodes}", f"--node-rank={node_rank}", f"--master-addr={self.master_addr}",
                           f"--master-port={self.master_port or 29500}", f"--rdzv-conf=timeout={self.join_timeout_s}"]
         return [sys.executable, "-m", "torch.distributed.run", *rendezvous, f"--nproc-per-node={self.nproc}",
-                "-m", WORKER_MODULE]
+                "-m", SERVE_MODULE]
 
     def describe(self) -> str:
         port = self.master_port or 29500

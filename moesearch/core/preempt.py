@@ -3,7 +3,7 @@
 Light (stdlib only). The training commands and every rank install the same handlers: whichever
 process the signal reaches, the ranks agree on stopping in their per-step all-reduce, the trial is
 recorded as preempted (and retried later), and the supervisor exits 0 so the scheduler can requeue.
-The launcher between them ignores both signals (`python -m moesearch.preempt CMD` starts it so):
+The launcher between them ignores both signals (`python -m moesearch.core.preempt CMD` starts it so):
 torchrun's default is to kill the ranks at once, and SIGUSR1's is to die.
 """
 
@@ -38,7 +38,7 @@ def requested() -> str | None:
 
 def launch(command: list[str]) -> list[str]:
     """`command` run with SIGTERM and SIGUSR1 ignored (dispositions survive exec; ranks install their own)."""
-    return [sys.executable, "-m", "moesearch.preempt", *command]
+    return [sys.executable, "-m", "moesearch.core.preempt", *command]
 
 
 if __name__ == "__main__":

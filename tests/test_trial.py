@@ -1,4 +1,4 @@
-"""The shared words: an assignment's one text form and layer names, and no stray state or key literals."""
+"""A trial's words: an assignment's one text form and layer names, and no stray state or key literals."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from moesearch import results
-from moesearch.assignment import Assignment, baseline_name, layer_name
-from moesearch.vocab import State
+from moesearch.core import results
+from moesearch.core.assignment import Assignment, baseline_name, layer_name
+from moesearch.core.trial import State
 
 PACKAGE = Path(__file__).resolve().parent.parent / "moesearch"
 
@@ -26,12 +26,12 @@ def test_a_layer_has_one_name_in_optuna_and_in_parquet():
     assert [n for n in results.schema(3).names if n.startswith("layer_")] == [layer_name(i) for i in range(3)]
 
 
-# A state literal, or a study/trial attribute read or written with a literal key: the vocabulary says these.
+# A state literal, or a study/trial attribute read or written with a literal key: core/trial.py says these.
 STRAY = re.compile(r"""["'](?:%s)["']|user_attrs(?:\[|\.get\()["']|set_user_attr\(["']"""
                    % "|".join(s.value for s in State))
 
 
-@pytest.mark.parametrize("path", sorted(p for p in PACKAGE.rglob("*.py") if p.name != "vocab.py"),
+@pytest.mark.parametrize("path", sorted(p for p in PACKAGE.rglob("*.py") if p != PACKAGE / "core" / "trial.py"),
                          ids=lambda p: str(p.relative_to(PACKAGE)))
 def test_no_module_spells_a_state_or_an_attribute_key_itself(path):
     strays = [f"{path.name}:{n}: {line.strip()}" for n, line in enumerate(path.read_text().splitlines(), 1)

@@ -6,7 +6,7 @@ across trials (re-initialising an engine costs 0.05-0.4 s here; a relaunch about
 that every rank reaches together (TrialFailed) is reported and the group goes on; anything else
 ends this process, torchrun tears the group down, and the supervisor starts a fresh one.
 
-    python -m torch.distributed.run --nproc-per-node 2 -m moesearch.ranks.worker   (the supervisor does this)
+    python -m torch.distributed.run --nproc-per-node 2 -m moesearch.ranks.serve   (the supervisor does this)
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import warnings
 from datetime import timedelta
 from multiprocessing.connection import Client, Connection
 
-from moesearch import preempt
-from moesearch.launch import ADDRESS_ENV, AUTHKEY_ENV
-from moesearch.vocab import Done, Failed, Pruned, Ready, Rung, Shutdown, Step, Stop, Task, Verdict
+from moesearch.core import preempt
+from moesearch.core.launch import ADDRESS_ENV, AUTHKEY_ENV
+from moesearch.core.protocol import Done, Failed, Pruned, Ready, Rung, Shutdown, Step, Stop, Task, Verdict
 
 
 def main() -> None:
@@ -45,8 +45,8 @@ def main() -> None:
 def _serve(link: Connection | None) -> None:
     import torch.distributed as dist
 
-    from moesearch import corpus as corpus_mod
-    from moesearch.config import RunConfig
+    from moesearch.core import corpus as corpus_mod
+    from moesearch.core.config import RunConfig
     from moesearch.ranks.train import TrialFailed, TrialPruned, train_trial
 
     corpora: dict[str | None, corpus_mod.Corpus] = {}

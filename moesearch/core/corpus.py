@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from moesearch.errors import InputError
+from moesearch.core.errors import InputError
 
 VOCAB_SIZE = 256
 _BLOCK = 4096  # the split unit: every VAL_EVERY-th block of the stream is held out

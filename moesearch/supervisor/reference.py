@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import math
 
-from moesearch.activations import ffn_params, hidden_width
-from moesearch.corpus import VOCAB_SIZE
-from moesearch.costs import costs
-from moesearch.metrics import REFERENCE_RULE
-from moesearch.space import Space
+from moesearch.core.activations import ffn_params, hidden_width
+from moesearch.core.corpus import VOCAB_SIZE
+from moesearch.core.costs import costs
+from moesearch.core.metrics import REFERENCE_RULE
+from moesearch.core.space import Space
 
 _MARGIN = 1.1  # the costliest assignment still adds volume
 GAP_REFERENCE = 1.0  # nats/byte: a quantization gap this large leaves nothing worth deploying

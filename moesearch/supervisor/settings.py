@@ -12,12 +12,12 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from moesearch import corpus
-from moesearch import space as space_mod
-from moesearch.errors import InputError
-from moesearch.files import DEFAULT_RESULTS  # noqa: F401 - re-exported: the default of every --results
-from moesearch.launch import Launch
-from moesearch.space import STUDY_NAME, Space
+from moesearch.core import corpus
+from moesearch.core import space as space_mod
+from moesearch.core.errors import InputError
+from moesearch.core.files import DEFAULT_RESULTS  # noqa: F401 - re-exported: the default of every --results
+from moesearch.core.launch import Launch
+from moesearch.core.space import STUDY_NAME, Space
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,13 @@
 """The activation registry: every feed-forward activation moesearch knows, defined once.
 
 Each entry names its nonlinearity and whether its FFN is gated; `hidden_width` is the width rule that
-makes them comparable, and `nonlinearity` the torch function. Light on purpose: torch is imported
-only inside `nonlinearity`, so the space validator and the cost model (names and widths) load fast.
-Adding an activation is one line in REGISTRY (and its function in `nonlinearity` if it is new).
+makes them comparable. Names only, no torch: the space validator and the cost model load fast, and
+the ranks map each nonlinearity's name to its torch function (`ranks/model.py`, NONLINEARITIES).
+Adding an activation is one line in REGISTRY (and its function in NONLINEARITIES if it is new).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -37,14 +36,6 @@ Activation = Literal[NAMES]  # what a space file may name (pydantic checks again
 
 def is_gated(activation: str) -> bool:
     return REGISTRY[activation].gated
-
-
-def nonlinearity(activation: str) -> Callable:
-    """The torch function of `activation`'s nonlinearity (imports torch)."""
-    import torch.nn.functional as F
-
-    functions = {"gelu": F.gelu, "relu": F.relu, "silu": F.silu, "relu2": lambda x: F.relu(x).square()}
-    return functions[REGISTRY[activation].nonlinearity]
 
 
 def hidden_width(activation: str, d_ff: int, policy: str, multiple: int) -> int:

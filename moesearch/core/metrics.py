@@ -25,7 +25,7 @@ METRICS: dict[str, tuple[str, str]] = {
     "quant_gap_fp8": ("nats/byte", "val_loss_fp8 minus val_loss: what FP8 activations cost"),
     "max_grad_norm": ("norm", "largest global gradient norm before clipping over the trained steps"),
     "clipped_share": ("fraction", "share of trained steps whose gradient norm exceeded train.grad_clip"),
-    "loss_spikes": ("steps", "steps whose training loss jumps above its recent level (`moesearch/stability.py`)"),
+    "loss_spikes": ("steps", "steps whose training loss jumps above its recent level (`moesearch/supervisor/stability.py`)"),
 }
 
 

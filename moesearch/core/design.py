@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 
-from moesearch.errors import InputError
+from moesearch.core.errors import InputError
 
 
 def arrays() -> list[tuple[str, list[int]]]:

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
-from moesearch.assignment import Assignment
-from moesearch.space import ModelSpec, Space, TrainSpec
+from moesearch.core.assignment import Assignment
+from moesearch.core.space import ModelSpec, Space, TrainSpec
 
 
 class RunConfig(BaseModel):

@@ -1,0 +1,57 @@
+"""A trial's words, defined once: its states and origins, and the study and trial attribute keys.
+
+Light: stdlib only, so the ranks, the supervisor, the analysis and the CLI all import it. The enums
+are `StrEnum`s: they compare equal to, and are stored as, their plain strings, so Optuna attributes
+and Parquet columns hold "COMPLETE" or "search", readable without moesearch.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+VERIFY_SEEDS = 3  # `verify`'s fresh seeds per front member and baseline: enough for a first spread (2 degrees of freedom each)
+
+
+class State(StrEnum):
+    """A trial's state in its Parquet record. In Optuna a pruned trial is PRUNED too; a preempted trial
+    is FAIL there, outside the budget, and queued again."""
+
+    COMPLETE = "COMPLETE"
+    FAIL = "FAIL"  # diverged, crashed, timed out: a result (it counts toward --trials)
+    PREEMPTED = "PREEMPTED"  # stopped by SIGTERM/SIGUSR1 at a step boundary: no result, trained again
+    PRUNED = "PRUNED"  # stopped at a rung by [search.pruning]: a result (it counts), never trained again
+
+
+class Origin(StrEnum):
+    """What trained a trial."""
+
+    SEARCH = "search"  # a proposal of the sampler
+    TRAIN = "train"  # `moesearch train --layers ...`
+    VERIFY = "verify"  # a seed replicate of a known assignment: `verify`, or `search` for search.baseline_seeds
+
+
+class TrialAttr(StrEnum):
+    """Optuna user attributes of a trial: what makes a study readable without its Parquet records."""
+
+    ASSIGNMENT = "assignment"  # "gelu,swiglu,..." (`Assignment.text`)
+    SEED = "seed"  # the training seed
+    TRAINED = "trained"  # a worker group trained it (a repeat answered from the study was not)
+    DUPLICATE_OF = "duplicate_of"  # the trial whose result answered this repeat
+    BUDGET = "budget"  # False: outside --trials (verify, preempted, lost, interrupted, withdrawn)
+    FAILURE_REASON = "failure_reason"
+    ORIGIN = "origin"  # an `Origin`
+    GROUP = "worker"  # the worker group's supervisor running it, "host:pid:start:pidspace" (`liveness`); key kept from 0.1
+    HEARTBEAT = "heartbeat"  # the supervisor's last sign of life, seconds since the epoch
+    TOKEN = "token"  # finds a trial added outside the sampler (`study.reserve`)
+    RUNGS = "rungs"  # {step: {objective: value so far}} at every rung the trial reached (`[search.pruning]`)
+    COMPUTE = "compute"  # {"steps": optimizer steps trained, "device_s": seconds x devices}: what --budget counts
+
+
+class StudyAttr(StrEnum):
+    """Optuna user attributes of a study: what a joining worker group needs."""
+
+    SPACE = "space"  # the space it was created for (a dict)
+    RUN = "run"  # {"seed", "data", "data_sha256", "results"} of the search that created it
+    TRIALS = "trials"  # the target of trained trials, read by every group
+    BUDGET = "budget"  # the compute budget, {"steps": n} or {"device_h": x}, read by every group (--budget)
+    REFERENCE_POINT = "reference_point"  # the hypervolume reference, fixed at creation

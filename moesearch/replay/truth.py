@@ -1,0 +1,189 @@
+"""An arm scored by the truth: what it would *recommend*, against the table's expected front.
+
+At a handful of budgets (`budgets`), the expected front of the noise model fitted on the trainings the
+arm has seen. At each cost level (each distinct expected value of the cost objective), its
+recommendation is the candidate it predicts best on the quality objective among those truly costing at
+most that level (analytic costs are known before training); the regret is that candidate's expected
+quality against the best expected quality there, in the objective's units (nats for val_loss); a run's
+score at a budget is the largest regret over levels. The members the arm calls "resolved on the front"
+are checked against the truth: right when on the table's expected front, or when the truth's 95%
+interval of its quality reaches the front's expected quality at its cost.
+
+Arms with replicates = "auto" search with budget / (1 + share), then train what the search's
+`replicates.auto_next` asks for (answered by fresh draws, each a full training of compute) until it is
+content, the share is spent or the budget is.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from moesearch.core.errors import InputError
+from moesearch.core.trial import Origin
+from moesearch.replay.table import Table, draw
+
+REPLICATE_STREAM = 21  # the replicates' own random stream, apart from the search's draws and the proposers' seeds
+
+
+@dataclass(frozen=True)
+class Score:
+    """An arm's recommendations scored by the table's truth at each budget (compute)."""
+
+    budgets: np.ndarray
+    regret: np.ndarray  # the largest regret over cost levels of what the arm recommends there
+    called: np.ndarray  # members it calls resolved on the front
+    right: np.ndarray  # of them, truly on the table's expected front (within the truth's 95% interval)
+    replicates: np.ndarray  # replicates trained by then
+    cheapest: np.ndarray | None = None  # of the called, the lone cheapest candidate (on the front whatever the noise)
+
+
+def budgets(total: float, points: int) -> np.ndarray:
+    """The budgets an arm is scored at: `points` evenly spaced up to `total`."""
+    return np.array([total * (k + 1) / points for k in range(points)])
+
+
+def scores(table: Table, auto: bool, seed: int, spent: np.ndarray, seen: list[int], total: float, points: int,
+           share: float) -> Score:
+    """Score a replayed search at each budget: the trainings it had drawn with at most that much spent
+    (auto replicates: the search's share of it, then replicates within the rest)."""
+    full = table.full_steps or 1
+    at = budgets(total, points)
+    regret, called, right, replicated, cheapest = [], [], [], [], []
+    for k, budget in enumerate(at):
+        search_budget = budget / (1 + share) if auto else budget
+        n = int(np.searchsorted(spent, search_budget + 1e-9, side="right"))
+        rows = [r for r in seen[:n] if r >= 0]
+        extra: list[int] = []
+        if auto:
+            left = budget - (spent[n - 1] if n else 0)
+            extra = replicate(table, rows, int(left // full), share, seed, np.random.default_rng((REPLICATE_STREAM, seed, k)))
+        r, c, ok, lone = score(table, rows, extra)
+        regret.append(r)
+        called.append(c)
+        right.append(ok)
+        replicated.append(len(extra))
+        cheapest.append(lone)
+    return Score(at, np.array(regret), np.array(called), np.array(right), np.array(replicated), np.array(cheapest))
+
+
+def replicate(table: Table, rows: list[int], most: int, share: float, seed: int,
+              rng: np.random.Generator) -> list[int]:
+    """The replicates search.replicates = "auto" trains after the search saw `rows` (at most `most`),
+    each answered by a training of its assignment not drawn before. When `auto_next` asks for an
+    assignment whose every training the table has already given, the most open one it can answer is
+    taken by the same rule (inside noise, p_front nearest 1/2, fewer trainings first)."""
+    from moesearch.analysis import expected
+    from moesearch.supervisor import replicates
+
+    extra: list[int] = []
+    while len(extra) < most:
+        trials = trials_frame(table, rows, extra)
+        drawn = set(rows) | set(extra)
+        answerable = {a for a, ts in table.trainings.items() if any(t.row not in drawn for t in ts)}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pick = replicates.auto_next(trials, share, seed + 1)
+            if pick is None:
+                break
+            assignment = pick[0]
+            if assignment not in answerable:
+                found = expected.expected_front(trials)
+                front = found[0] if found is not None else pd.DataFrame(columns=["assignment"])
+                open_ = front[(front["trained"] > 0) & (front["verdict"] == "inside noise")
+                              & front["assignment"].isin(answerable)] if len(front) else front
+                if open_.empty:
+                    break
+                assignment = open_.assign(gap=(open_["p_front"] - 0.5).abs()).sort_values(
+                    ["gap", "trained"]).iloc[0]["assignment"]
+        extra.append(draw(table, assignment, rng, drawn).row)
+    return extra
+
+
+def trials_frame(table: Table, rows: list[int], replicates: list[int] = ()) -> pd.DataFrame:
+    """The trials an arm has seen, as `results.load_trials` gives them: the search's (origin search)
+    in order, then its replicates (origin verify), numbered from 0."""
+    frame = table.frame.iloc[list(rows) + list(replicates)].copy()
+    frame["trial"] = np.arange(len(frame))
+    frame["origin"] = [Origin.SEARCH.value] * len(rows) + [Origin.VERIFY.value] * len(replicates)
+    return frame.reset_index(drop=True)
+
+
+def score(table: Table, rows: list[int], replicates: list[int] = ()) -> tuple[float, int, int, int]:
+    """What an arm that saw these trainings recommends, scored by the table's truth: (the largest regret
+    over cost levels, members it calls resolved on the front, of them truly on the expected front, of
+    them the lone cheapest candidate, which is on every front whatever the noise).
+
+    Its recommendation at a level: the candidate it predicts best on the quality objective among those
+    whose true cost is at most the level. Too few trainings for a model: the best it observed instead.
+    """
+    from moesearch.analysis import expected
+
+    if table.truth is None:
+        raise InputError("scoring by the truth needs a noise model of the table, and it has too few trials")
+    trials = trials_frame(table, rows, replicates)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        found = expected.expected_front(trials, table.objectives) if len(trials) else None
+    q_sign = 1.0 if table.objectives[table.quality] == "minimize" else -1.0
+    if found is None:  # no model yet: the best observed
+        predicted = trials.groupby("assignment")[table.quality].mean() * q_sign
+        return regret(table, predicted), 0, 0, 0
+    arm = found[0].set_index("assignment")
+    called = arm.index[arm["verdict"] == "resolved on the front"]
+    on = truly_on_front(table).reindex(called, fill_value=False)
+    return regret(table, arm[table.quality] * q_sign), len(called), int(on.sum()), int(called.isin(lone_cheapest(table)).sum())
+
+
+def lone_cheapest(table: Table) -> list[str]:
+    """The candidate alone at the lowest cost, if one is: on the front in every draw, so calling it
+    resolved says nothing about the noise."""
+    if table.cost is None:
+        return []
+    _, c = _levels(table)
+    cheapest = c.index[c == c.min()]
+    return list(cheapest) if len(cheapest) == 1 else []
+
+
+def _levels(table: Table) -> tuple[pd.Series, pd.Series]:
+    """The truth's quality and cost per candidate, both signed so that less is better (cost 0 without one)."""
+    truth = table.truth
+    q = truth[table.quality] * (1.0 if table.objectives[table.quality] == "minimize" else -1.0)
+    if table.cost is None:
+        return q, pd.Series(0.0, index=truth.index)
+    return q, truth[table.cost] * (1.0 if table.objectives[table.cost] == "minimize" else -1.0)
+
+
+def regret(table: Table, predicted: pd.Series) -> float:
+    """The largest regret over cost levels of recommending, at each, the candidate with the best
+    `predicted` quality (signed: less is better; by assignment, NaN or missing: not a candidate) among
+    those truly costing at most the level. A level without a candidate counts its worst one."""
+    q, c = _levels(table)
+    order = np.lexsort((q.to_numpy(), c.to_numpy()))  # by cost, then by true quality
+    q_s, c_s = q.to_numpy()[order], c.to_numpy()[order]
+    p_s = predicted.reindex(q.index).to_numpy(float)[order]
+    p_s = np.where(np.isnan(p_s), np.inf, p_s)
+    best = np.minimum.accumulate(q_s)
+    worst = np.maximum.accumulate(q_s)
+    pick = np.zeros(len(q_s), dtype=int)  # the running argmin of the prediction
+    for i in range(1, len(q_s)):
+        pick[i] = i if p_s[i] < p_s[pick[i - 1]] else pick[i - 1]
+    last = np.searchsorted(c_s, np.unique(c_s), side="right") - 1  # each level's last candidate
+    chosen = np.where(np.isfinite(p_s[pick[last]]), q_s[pick[last]], worst[last])
+    return float(np.max(chosen - best[last]))
+
+
+def truly_on_front(table: Table) -> pd.Series:
+    """Per candidate: on the table's expected front, or the truth's 95% interval of its quality reaches the
+    best expected quality at its cost (the tolerance a resolved member is judged with)."""
+    q, c = _levels(table)
+    minimize = table.objectives[table.quality] == "minimize"
+    reach = table.truth[f"{table.quality}_lo"] if minimize else -table.truth[f"{table.quality}_hi"]
+    order = np.lexsort((q.to_numpy(), c.to_numpy()))
+    best_sorted = np.minimum.accumulate(q.to_numpy()[order])
+    c_sorted = c.to_numpy()[order]
+    best_at = best_sorted[np.searchsorted(c_sorted, c.to_numpy(), side="right") - 1]
+    return table.truth["expected_front"].astype(bool) | pd.Series(reach.to_numpy() <= best_at + 1e-12, index=q.index)
