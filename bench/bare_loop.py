@@ -48,13 +48,23 @@ class Block(nn.Module):
         self.heads = c["n_heads"]
         self.norm1, self.norm2 = nn.LayerNorm(d, bias=False), nn.LayerNorm(d, bias=False)
         self.qkv, self.proj = nn.Linear(d, 3 * d, bias=False), nn.Linear(d, d, bias=False)
-        self.moe = MoE(hidden_size=d, expert=Expert(d, hidden, activation), num_experts=c["num_experts"],
-                       ep_size=c["ep_size"], k=c["top_k"], capacity_factor=c["capacity_factor"],
-                       eval_capacity_factor=c["capacity_factor"], min_capacity=c["min_capacity"], drop_tokens=True)
+        self.moe = MoE(
+            hidden_size=d,
+            expert=Expert(d, hidden, activation),
+            num_experts=c["num_experts"],
+            ep_size=c["ep_size"],
+            k=c["top_k"],
+            capacity_factor=c["capacity_factor"],
+            eval_capacity_factor=c["capacity_factor"],
+            min_capacity=c["min_capacity"],
+            drop_tokens=True,
+        )
 
     def forward(self, x):
         B, T, D = x.shape
-        q, k, v = (t.view(B, T, self.heads, D // self.heads).transpose(1, 2) for t in self.qkv(self.norm1(x)).split(D, -1))
+        q, k, v = (
+            t.view(B, T, self.heads, D // self.heads).transpose(1, 2) for t in self.qkv(self.norm1(x)).split(D, -1)
+        )
         x = x + self.proj(F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).reshape(B, T, D))
         y, aux, _ = self.moe(self.norm2(x))
         return x + y, aux
@@ -88,14 +98,21 @@ def main() -> None:
     torch.manual_seed(0)
     model = Model(c)
     config = {
-        "train_micro_batch_size_per_gpu": c["micro_batch"], "gradient_accumulation_steps": 1, "gradient_clipping": 1.0,
+        "train_micro_batch_size_per_gpu": c["micro_batch"],
+        "gradient_accumulation_steps": 1,
+        "gradient_clipping": 1.0,
         "zero_optimization": {"stage": 1, "reduce_scatter": True},
         "optimizer": {"type": "AdamW", "params": {"lr": c["lr"], "betas": [0.9, 0.95], "torch_adam": True}},
-        "scheduler": {"type": "WarmupCosineLR", "params": {"total_num_steps": c["steps"], "warmup_num_steps": c["warmup"]}},
+        "scheduler": {
+            "type": "WarmupCosineLR",
+            "params": {"total_num_steps": c["steps"], "warmup_num_steps": c["warmup"]},
+        },
         "steps_per_print": 1 << 30,
     }
-    groups = [{"params": [p for p in model.parameters() if p.dim() >= 2], "weight_decay": 0.1, "name": "decay"},
-              {"params": [p for p in model.parameters() if p.dim() < 2], "weight_decay": 0.0, "name": "no_decay"}]
+    groups = [
+        {"params": [p for p in model.parameters() if p.dim() >= 2], "weight_decay": 0.1, "name": "decay"},
+        {"params": [p for p in model.parameters() if p.dim() < 2], "weight_decay": 0.0, "name": "no_decay"},
+    ]
     engine, *_ = deepspeed.initialize(model=model, model_parameters=groups, config=config)
     generator = torch.Generator().manual_seed(engine.global_rank)
     times = []
@@ -107,7 +124,7 @@ def main() -> None:
         engine.backward(loss)
         engine.step()
         times.append(time.perf_counter() - start)
-    median = statistics.median(times[max(2, c["steps"] // 10):])
+    median = statistics.median(times[max(2, c["steps"] // 10) :])
     if engine.global_rank == 0:
         world = engine.world_size
         print(json.dumps({"step_time_s": median, "tokens_per_s": c["micro_batch"] * c["seq_len"] * world / median}))

@@ -23,11 +23,17 @@ HERE = Path(__file__).resolve().parent
 
 
 def space_file(folder: Path, compiled: bool, activations: list[str]) -> Path:
-    text = (HERE / "throughput.toml").read_text().replace('activations = ["gelu", "swiglu"]',
-                                                        f"activations = {activations!r}".replace("'", '"'))
+    text = (
+        (HERE / "throughput.toml")
+        .read_text()
+        .replace('activations = ["gelu", "swiglu"]', f"activations = {activations!r}".replace("'", '"'))
+    )
     path = folder / f"compile-{compiled}.toml"
-    path.write_text(text.replace("[train]\n", f"[train]\ncompile = {'true' if compiled else 'false'}\n", 1)
-                    .replace('name = "throughput"', f'name = "compile-{str(compiled).lower()}"'))
+    path.write_text(
+        text.replace("[train]\n", f"[train]\ncompile = {'true' if compiled else 'false'}\n", 1).replace(
+            'name = "throughput"', f'name = "compile-{str(compiled).lower()}"'
+        )
+    )
     return path
 
 
@@ -44,14 +50,26 @@ def main() -> None:
         spaces = {c: space_file(folder, c, activations) for c in (False, True)}
         for n in range(args.rounds):
             for activation in activations:
-                eager, fused = (one_trial.train(spaces[c], [activation] * 4, args.nproc, folder / "r", f"{activation}-{c}-{n}")
-                                for c in (False, True))
-                rows.append({"round": n, "activation": activation, "eager tokens/s": eager["tokens_per_s"],
-                             "compiled tokens/s": fused["tokens_per_s"],
-                             "ratio": fused["tokens_per_s"] / eager["tokens_per_s"],
-                             "eager wall s": eager["wall_time_s"], "compiled wall s": fused["wall_time_s"]})
-                print(f"round {n} {activation}: eager {eager['tokens_per_s']:,.0f}, compiled "
-                      f"{fused['tokens_per_s']:,.0f} tokens/s, ratio {rows[-1]['ratio']:.3f}", flush=True)
+                eager, fused = (
+                    one_trial.train(spaces[c], [activation] * 4, args.nproc, folder / "r", f"{activation}-{c}-{n}")
+                    for c in (False, True)
+                )
+                rows.append(
+                    {
+                        "round": n,
+                        "activation": activation,
+                        "eager tokens/s": eager["tokens_per_s"],
+                        "compiled tokens/s": fused["tokens_per_s"],
+                        "ratio": fused["tokens_per_s"] / eager["tokens_per_s"],
+                        "eager wall s": eager["wall_time_s"],
+                        "compiled wall s": fused["wall_time_s"],
+                    }
+                )
+                print(
+                    f"round {n} {activation}: eager {eager['tokens_per_s']:,.0f}, compiled "
+                    f"{fused['tokens_per_s']:,.0f} tokens/s, ratio {rows[-1]['ratio']:.3f}",
+                    flush=True,
+                )
     table = pd.DataFrame(rows)
     print(table.to_string(index=False, float_format=lambda v: f"{v:,.3f}"))
     for activation, group in table.groupby("activation", sort=False):

@@ -27,8 +27,11 @@ SCHEMES = ("global", "crn")
 def space_file(folder: Path, scheme: str) -> Path:
     text = (HERE.parent / "search_spaces" / "hard8.toml").read_text()
     path = folder / f"crn-{scheme}.toml"
-    path.write_text(text.replace('name = "hard8"', f'name = "crn-{scheme}"')
-                    .replace("[train]\n", f'[train]\nstreams = "{scheme}"\n', 1))
+    path.write_text(
+        text.replace('name = "hard8"', f'name = "crn-{scheme}"').replace(
+            "[train]\n", f'[train]\nstreams = "{scheme}"\n', 1
+        )
+    )
     return path
 
 
@@ -53,8 +56,9 @@ def main() -> None:
         for scheme in SCHEMES:
             for layers_ in assignments:
                 if _loss(args.out, scheme, layers_, seed) is None:  # resumable: a rerun trains what is missing
-                    one_trial.train(files[scheme], layers_, args.nproc, args.out, f"crn-{scheme}",
-                                    ["--seed", str(seed)])
+                    one_trial.train(
+                        files[scheme], layers_, args.nproc, args.out, f"crn-{scheme}", ["--seed", str(seed)]
+                    )
     report(args.out, layers, seeds)
 
 
@@ -71,18 +75,22 @@ def report(folder: Path, layers: list[int], seeds: range) -> None:
     paired_sd = {}
     for scheme in SCHEMES:
         base = [_loss(folder, scheme, ["gelu"] * 8, s) for s in seeds]
-        print(f"\n{scheme}: all-gelu val_loss over seeds {list(seeds)}: "
-              f"{statistics.mean(base):.4f} ± {statistics.stdev(base):.4f} (sd)")
+        print(
+            f"\n{scheme}: all-gelu val_loss over seeds {list(seeds)}: "
+            f"{statistics.mean(base):.4f} ± {statistics.stdev(base):.4f} (sd)"
+        )
         for layer in layers:
             other = [_loss(folder, scheme, neighbour(8, layer), s) for s in seeds]
             diff = [o - b for o, b in zip(other, base, strict=True)]
             paired_sd[scheme, layer] = statistics.stdev(diff)
-            print(f"  swiglu in layer {layer} - all-gelu: {', '.join(f'{d:+.3f}' for d in diff)}; "
-                  f"mean {statistics.mean(diff):+.4f}, sd {statistics.stdev(diff):.4f}; "
-                  f"one assignment's sd over seeds {statistics.stdev(other):.4f}")
+            print(
+                f"  swiglu in layer {layer} - all-gelu: {', '.join(f'{d:+.3f}' for d in diff)}; "
+                f"mean {statistics.mean(diff):+.4f}, sd {statistics.stdev(diff):.4f}; "
+                f"one assignment's sd over seeds {statistics.stdev(other):.4f}"
+            )
     for layer in layers:
         ratio = paired_sd["global", layer] / paired_sd["crn", layer]
-        print(f"layer {layer}: paired sd global/crn = {ratio:.2f}x, worth {ratio ** 2:.1f}x the replicates")
+        print(f"layer {layer}: paired sd global/crn = {ratio:.2f}x, worth {ratio**2:.1f}x the replicates")
 
 
 if __name__ == "__main__":

@@ -47,16 +47,34 @@ def main() -> None:
     torch.set_num_threads(args.nproc)  # the cores the trial's ranks use, one thread each
     before = matmul_rate()
     with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run([sys.executable, "-m", "moesearch", "train", str(HERE / "throughput.toml"), "--layers",
-                        args.layers, "--nproc", str(args.nproc), "--results", tmp, "--no-progress"],
-                       check=True, capture_output=True, text=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "moesearch",
+                "train",
+                str(HERE / "throughput.toml"),
+                "--layers",
+                args.layers,
+                "--nproc",
+                str(args.nproc),
+                "--results",
+                tmp,
+                "--no-progress",
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
         row = results.load_trials(Path(tmp), "throughput").iloc[0]
     after = matmul_rate()
     peak = max(before, after)
     achieved = row["tokens_per_s"] * row["train_flops_per_token"]
     print(f"matmul peak: {before / 1e9:.1f} GFLOP/s before, {after / 1e9:.1f} after ({args.nproc} threads)")
-    print(f"trial: {row['tokens_per_s']:,.0f} tokens/s x {row['train_flops_per_token']:,} FLOPs/token "
-          f"= {achieved / 1e9:.2f} GFLOP/s on {row['device_kind']} x {row['world_size']} ranks")
+    print(
+        f"trial: {row['tokens_per_s']:,.0f} tokens/s x {row['train_flops_per_token']:,} FLOPs/token "
+        f"= {achieved / 1e9:.2f} GFLOP/s on {row['device_kind']} x {row['world_size']} ranks"
+    )
     print(f"MFU: {achieved / peak:.1%} (layers {args.layers})")
 
 

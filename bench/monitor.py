@@ -30,18 +30,34 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for n in range(args.rounds):
-            measured = {kind: one_trial.train(HERE / "throughput.toml", LAYERS, args.nproc, Path(tmp), f"{kind}-{n}", KINDS[kind]) for kind in KINDS}
+            measured = {
+                kind: one_trial.train(
+                    HERE / "throughput.toml", LAYERS, args.nproc, Path(tmp), f"{kind}-{n}", KINDS[kind]
+                )
+                for kind in KINDS
+            }
             for kind, row in measured.items():
-                rows.append({"round": n, "monitor": kind, "tokens/s": row["tokens_per_s"],
-                             "wall s": row["wall_time_s"],
-                             "tokens/s ratio": row["tokens_per_s"] / measured["none"]["tokens_per_s"],
-                             "wall ratio": row["wall_time_s"] / measured["none"]["wall_time_s"]})
-                print(f"round {n} {kind}: {row['tokens_per_s']:,.0f} tokens/s, {row['wall_time_s']:.1f} s wall", flush=True)
+                rows.append(
+                    {
+                        "round": n,
+                        "monitor": kind,
+                        "tokens/s": row["tokens_per_s"],
+                        "wall s": row["wall_time_s"],
+                        "tokens/s ratio": row["tokens_per_s"] / measured["none"]["tokens_per_s"],
+                        "wall ratio": row["wall_time_s"] / measured["none"]["wall_time_s"],
+                    }
+                )
+                print(
+                    f"round {n} {kind}: {row['tokens_per_s']:,.0f} tokens/s, {row['wall_time_s']:.1f} s wall",
+                    flush=True,
+                )
     table = pd.DataFrame(rows)
     print(table.to_string(index=False, float_format=lambda v: f"{v:,.3f}"))
     for kind, group in table.groupby("monitor", sort=False):
-        print(f"{kind}: median tokens/s ratio {statistics.median(group['tokens/s ratio']):.3f}, "
-              f"wall ratio {statistics.median(group['wall ratio']):.3f}")
+        print(
+            f"{kind}: median tokens/s ratio {statistics.median(group['tokens/s ratio']):.3f}, "
+            f"wall ratio {statistics.median(group['wall ratio']):.3f}"
+        )
 
 
 if __name__ == "__main__":

@@ -59,8 +59,32 @@ if __name__ == "__main__":
     table = Path(args.pop(0)) if args and not args[0].startswith("-") else (CRN if CRN.exists() else ONE_SEED)
     stem = table.name.removesuffix(".parquet").removesuffix("-trials")
     out = DATA / f"{stem}-noise-replay.csv"
-    subprocess.run([sys.executable, "-m", "moesearch", "replay", str(table), "--samplers", "tpe,random,design",
-                    "--pruning", "none", "--replicates", "off,auto", "--score-points", "8", "--jobs", "2",
-                    "--out", str(out), *(args or ["--seeds", "100"])], check=True)
-    plot(out.with_name(f"{stem}-noise-replay-truth.csv"), out.with_suffix(".png"), f"{table.name}: regret against the truth")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "moesearch",
+            "replay",
+            str(table),
+            "--samplers",
+            "tpe,random,design",
+            "--pruning",
+            "none",
+            "--replicates",
+            "off,auto",
+            "--score-points",
+            "8",
+            "--jobs",
+            "2",
+            "--out",
+            str(out),
+            *(args or ["--seeds", "100"]),
+        ],
+        check=True,
+    )
+    plot(
+        out.with_name(f"{stem}-noise-replay-truth.csv"),
+        out.with_suffix(".png"),
+        f"{table.name}: regret against the truth",
+    )
     print(f"wrote {out.with_suffix('.png')}")

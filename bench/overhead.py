@@ -17,15 +17,16 @@ from pathlib import Path
 
 from moesearch.core import corpus, space
 from moesearch.core.launch import Launch
-from moesearch.supervisor.reference import reference_point
-from moesearch.supervisor.settings import Settings
 from moesearch.supervisor.group import WorkerGroup
+from moesearch.supervisor.reference import reference_point
 from moesearch.supervisor.runner import run_trial
+from moesearch.supervisor.settings import Settings
 
 
 def overhead(settings: Settings, group: WorkerGroup, number: int, layers: list[str]) -> float:
-    outcome = run_trial(settings, group, number, layers, origin="search", replicate_of=None,
-                        reference=reference_point(settings.space))
+    outcome = run_trial(
+        settings, group, number, layers, origin="search", replicate_of=None, reference=reference_point(settings.space)
+    )
     assert outcome.ok, outcome.row["failure_reason"]
     return outcome.row["wall_time_s"] - outcome.row["train_time_s"]
 
@@ -38,8 +39,17 @@ def main() -> None:
     spec = space.load("tiny")
     assignments = [[a, b] for a in spec.layer_choices()[0] for b in spec.layer_choices()[1]]
     with tempfile.TemporaryDirectory() as tmp:
-        settings = Settings(space=spec, study="bench", storage="unused", results=Path(tmp), launch=Launch(args.nproc), seed=0,
-                            data=None, data_sha256=corpus.load(None).sha256, progress=False)
+        settings = Settings(
+            space=spec,
+            study="bench",
+            storage="unused",
+            results=Path(tmp),
+            launch=Launch(args.nproc),
+            seed=0,
+            data=None,
+            data_sha256=corpus.load(None).sha256,
+            progress=False,
+        )
         live, relaunch, first_live = [], [], None
         with WorkerGroup(settings.launch, Path(tmp) / "logs") as group:
             first_live = overhead(settings, group, 0, assignments[0])  # includes this group's launch

@@ -35,6 +35,26 @@ BUDGET = 64 * 160  # steps of 64 full trainings: a quarter of the exhaustive tab
 
 if __name__ == "__main__":
     args = sys.argv[1:] or ["--seeds", "100"]
-    subprocess.run([sys.executable, "-m", "moesearch", "replay", str(TABLE), "--steps", str(DATA / "hard8-steps.parquet"),
-                    "--samplers", "tpe,nsga2,random,hand", "--pruning", "none,mo-asha", "--budget", str(BUDGET),
-                    "--jobs", "2", "--plot", str(DATA / "hard8-replay.png"), *args], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "moesearch",
+            "replay",
+            str(TABLE),
+            "--steps",
+            str(DATA / "hard8-steps.parquet"),
+            "--samplers",
+            "tpe,nsga2,random,hand",
+            "--pruning",
+            "none,mo-asha",
+            "--budget",
+            str(BUDGET),
+            "--jobs",
+            "2",
+            "--plot",
+            str(DATA / "hard8-replay.png"),
+            *args,
+        ],
+        check=True,
+    )

@@ -20,5 +20,18 @@ TABLE = Path(__file__).resolve().parent / "data" / "replay6-trials.parquet"
 
 if __name__ == "__main__":
     args = sys.argv[1:] or ["--seeds", "100", "--budget", "32"]
-    subprocess.run([sys.executable, "-m", "moesearch", "replay", str(TABLE), "--samplers", "tpe,nsga2,random,hand",
-                    "--jobs", "2", *args], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "moesearch",
+            "replay",
+            str(TABLE),
+            "--samplers",
+            "tpe,nsga2,random,hand",
+            "--jobs",
+            "2",
+            *args,
+        ],
+        check=True,
+    )

@@ -22,10 +22,11 @@
 # activation), what the FFN hidden activations and the routers did in each layer, and whether the
 # front survives seed noise.
 #
-# Open `notebooks/analysis.ipynb` in Jupyter; `analysis.py` is the same notebook as text, paired by
-# jupytext (after editing either, `jupytext --sync notebooks/analysis.py`). Point it at a study with the environment variables `MOESEARCH_RESULTS` (the results
-# folder; default `../results`, the repository's, seen from this folder) and `MOESEARCH_STUDY`
-# (default: the only study in that folder, else the most recently written, as the CLI reads).
+# Open `notebooks/analysis.ipynb` in Jupyter; `analysis.py` is the same notebook as text, paired by jupytext
+# (after editing either, `jupytext --sync notebooks/analysis.py`). Point it at a study with the environment
+# variables `MOESEARCH_RESULTS` (the results folder; default `../results`, the repository's, seen from this
+# folder) and `MOESEARCH_STUDY` (default: the only study in that folder, else the most recently written, as
+# the CLI reads).
 # Jupyter itself: `pip install -e '.[notebook]'`, then `jupyter notebook notebooks/analysis.ipynb`.
 
 # %%
@@ -36,8 +37,8 @@ import pandas as pd
 from IPython.display import display
 from matplotlib_inline.backend_inline import set_matplotlib_formats
 
-from moesearch.core import results
 from moesearch.analysis import curves, effects, expected, noise, pareto, plots
+from moesearch.core import results
 
 # plots.py builds figures without pyplot, so none shows by itself: display(fig) needs the PNG formatter
 set_matplotlib_formats("png")
@@ -50,7 +51,9 @@ if STUDY is None:  # as the CLI: the only study, else the most recently written
         raise ValueError(f"no study has records in {RESULTS.resolve()}: set MOESEARCH_RESULTS")
     STUDY = results.most_recent(RESULTS, found)
     if len(found) > 1:
-        print(f"the most recently written of {len(found)} studies ({', '.join(found)}); set MOESEARCH_STUDY for another")
+        print(
+            f"the most recently written of {len(found)} studies ({', '.join(found)}); set MOESEARCH_STUDY for another"
+        )
 print(f"study {STUDY!r} in {RESULTS.resolve()}")
 
 # %% [markdown]
@@ -66,8 +69,15 @@ trials = results.load_trials(RESULTS, STUDY)
 steps = results.load_steps(RESULTS, STUDY)
 layers = results.load_layers(RESULTS, STUDY)
 complete = trials["state"] == "COMPLETE"
-counts = pd.Series({"trials": len(trials), "complete": int(complete.sum()), "failed": int((~complete).sum()),
-                    "steps rows": len(steps), "layer rows": len(layers)})
+counts = pd.Series(
+    {
+        "trials": len(trials),
+        "complete": int(complete.sum()),
+        "failed": int((~complete).sum()),
+        "steps rows": len(steps),
+        "layer rows": len(layers),
+    }
+)
 display(counts.to_frame("count"))
 display(trials.groupby(["origin", "state"]).size().to_frame("trials"))
 if not complete.all():  # a failed trial's reason quotes the tail of its log
@@ -153,8 +163,11 @@ display(plots.hidden(layers))
 for fig in (plots.outliers(layers), plots.quantization(trials)):  # records of schema 3 have them
     if fig is not None:
         display(fig)
-balance = (stats[stats["moe"]].pivot_table(index="assignment", columns="layer", values="load_balance")
-           .reindex(plots.shown(analysis)["assignment"]))  # the order of the figures: front, then baselines
+balance = (
+    stats[stats["moe"]]
+    .pivot_table(index="assignment", columns="layer", values="load_balance")
+    .reindex(plots.shown(analysis)["assignment"])
+)  # the order of the figures: front, then baselines
 display(balance.round(3))
 assert len(hidden) > 0 and (len(balance) > 0 or not layers["moe"].any())
 
@@ -168,8 +181,10 @@ assert len(hidden) > 0 and (len(balance) > 0 or not layers["moe"].any())
 # %%
 table = noise.replicate_table(trials)
 if table.empty:
-    print(f"no assignment has two seeds yet: run `moesearch verify SPACE --study {STUDY}` to retrain the front "
-          "and the baselines with fresh seeds, then run this notebook again")
+    print(
+        f"no assignment has two seeds yet: run `moesearch verify SPACE --study {STUDY}` to retrain the front "
+        "and the baselines with fresh seeds, then run this notebook again"
+    )
 else:
     display(noise.view(table, analysis.objectives).set_index("assignment"))
     print(noise.verdict(table))

@@ -43,8 +43,14 @@ def cli_command(*args: str) -> list[str]:
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     """`python -m moesearch ARGS` in a subprocess, as a user would run it; `.tag` finds its ranks."""
     tag = uuid.uuid4().hex
-    done = subprocess.run(cli_command(*args), capture_output=True, text=True, timeout=timeout, cwd=ROOT,
-                          env={**os.environ, **(env or {}), TAG_ENV: tag})
+    done = subprocess.run(
+        cli_command(*args),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        env={**os.environ, **(env or {}), TAG_ENV: tag},
+    )
     done.tag = tag
     return done
 
@@ -100,8 +106,10 @@ def tiny_study(tmp_path_factory) -> Path:
     optuna-dashboard; the search logs live to TensorBoard and CSV (the monitor tests read them).
     """
     folder = tmp_path_factory.mktemp("tiny-study")
-    for command in (["search", "tiny", "--trials", "4", "--monitor", "tensorboard", "--monitor", "csv"],
-                    ["verify", "tiny", "--seeds", "1"]):
+    for command in (
+        ["search", "tiny", "--trials", "4", "--monitor", "tensorboard", "--monitor", "csv"],
+        ["verify", "tiny", "--seeds", "1"],
+    ):
         done = run_cli(*command, "--nproc", "2", "--results", str(folder), "--no-progress")
         assert done.returncode == 0, done.stderr
     return folder
@@ -110,8 +118,14 @@ def tiny_study(tmp_path_factory) -> Path:
 def start_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
     """`python -m moesearch ARGS` started in the background; `.tag` finds its ranks."""
     tag = uuid.uuid4().hex
-    proc = subprocess.Popen(cli_command(*args), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, **(env or {}), TAG_ENV: tag})
+    proc = subprocess.Popen(
+        cli_command(*args),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {}), TAG_ENV: tag},
+    )
     proc.tag = tag
     return proc
 

@@ -25,7 +25,8 @@ tiny = tiny.model_copy(update={"train": tiny.train.model_copy(update={"streams":
 for i, layers in enumerate(assignments):
     cfg = RunConfig.build(tiny, layers.split(","), seed=3, data=None, world_size=world)
     model = build_model(cfg, rank)
-    engine, *_ = deepspeed.initialize(model=model, model_parameters=param_groups(model, 0.1),
-                                      config=ds_config(cfg, bf16=False))
+    engine, *_ = deepspeed.initialize(
+        model=model, model_parameters=param_groups(model, 0.1), config=ds_config(cfg, bf16=False)
+    )
     torch.save({k: v.detach().clone() for k, v in engine.module.state_dict().items()}, f"{out}/{i}-rank{rank}.pt")
     engine.destroy()

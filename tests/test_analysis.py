@@ -16,19 +16,25 @@ import pytest
 from click.testing import CliRunner
 from test_results import FRONT, record, write
 
-from moesearch.core import results
 from moesearch.analysis import expected, noise, pareto, plots
 from moesearch.cli import cli
+from moesearch.core import results
 
 
 def test_verify_plans_fresh_seeds_for_the_front_and_the_baselines(tmp_path):
     write(tmp_path, *FRONT, record(6, "gelu,swiglu", 1.9, 110.0, seed=2))  # one replicate already there
     todo = noise.plan(results.load_trials(tmp_path, "s"), n_seeds=2, first_seed=1)
-    assert sorted(todo) == sorted([
-        ("gelu,gelu", 1), ("gelu,gelu", 2), ("swiglu,swiglu", 1), ("swiglu,swiglu", 2),
-        ("relu,relu", 1), ("relu,relu", 2),  # a dominated baseline is verified too
-        ("gelu,swiglu", 1),  # seed 2 is taken: one more makes three
-    ]), "the dominated hybrid swiglu,gelu is not verified"
+    assert sorted(todo) == sorted(
+        [
+            ("gelu,gelu", 1),
+            ("gelu,gelu", 2),
+            ("swiglu,swiglu", 1),
+            ("swiglu,swiglu", 2),
+            ("relu,relu", 1),
+            ("relu,relu", 2),  # a dominated baseline is verified too
+            ("gelu,swiglu", 1),  # seed 2 is taken: one more makes three
+        ]
+    ), "the dominated hybrid swiglu,gelu is not verified"
     write(tmp_path, *(record(7 + i, a, 2.0, 100.0, seed=s) for i, (a, s) in enumerate(todo)))
     assert noise.plan(results.load_trials(tmp_path, "s"), n_seeds=2, first_seed=1) == [], "done: nothing again"
 
@@ -44,19 +50,32 @@ def replicated(tmp_path, points: dict[str, list[tuple[float, float]]]) -> pd.Dat
 
 
 def test_a_difference_inside_the_seed_spread_keeps_both_on_the_front(tmp_path):
-    table = replicated(tmp_path, {"gelu,gelu": [(2.00, 100), (2.10, 100)],  # 2.05 ± 0.07
-                                  "gelu,swiglu": [(1.98, 100), (2.06, 100)],  # 2.02 ± 0.06: better mean, within spread
-                                  "relu,relu": [(2.50, 90), (2.52, 90)]})  # worse beyond any spread
+    table = replicated(
+        tmp_path,
+        {
+            "gelu,gelu": [(2.00, 100), (2.10, 100)],  # 2.05 ± 0.07
+            "gelu,swiglu": [(1.98, 100), (2.06, 100)],  # 2.02 ± 0.06: better mean, within spread
+            "relu,relu": [(2.50, 90), (2.52, 90)],
+        },
+    )  # worse beyond any spread
     assert table["robust"].to_dict() == {"gelu,gelu": True, "gelu,swiglu": True, "relu,relu": False}
     assert sorted(table.loc["relu,relu", "clearly_dominated_by"]) == ["gelu,gelu", "gelu,swiglu"]
-    assert noise.verdict(table.reset_index()) == ("no hybrid clearly dominates every baseline (all-gelu, all-relu); "
-                                                  "gelu,swiglu clearly beats all-relu. Within the seed spread the "
-                                                  "front is: gelu,gelu; gelu,swiglu")
+    assert noise.verdict(table.reset_index()) == (
+        "no hybrid clearly dominates every baseline (all-gelu, all-relu); "
+        "gelu,swiglu clearly beats all-relu. Within the seed spread the "
+        "front is: gelu,gelu; gelu,swiglu"
+    )
 
 
 def test_a_hybrid_beyond_the_spread_of_every_baseline_is_called_a_win(tmp_path):
-    table = replicated(tmp_path, {"gelu,gelu": [(2.00, 100), (2.02, 100)], "swiglu,swiglu": [(1.95, 90), (1.97, 90)],
-                                  "gelu,swiglu": [(1.90, 110), (1.91, 110)]})
+    table = replicated(
+        tmp_path,
+        {
+            "gelu,gelu": [(2.00, 100), (2.02, 100)],
+            "swiglu,swiglu": [(1.95, 90), (1.97, 90)],
+            "gelu,swiglu": [(1.90, 110), (1.91, 110)],
+        },
+    )
     assert table["robust"].to_dict() == {"gelu,gelu": False, "swiglu,swiglu": False, "gelu,swiglu": True}
     assert noise.verdict(table.reset_index()) == "yes: gelu,swiglu clearly dominates all-gelu, all-swiglu"
 
@@ -69,8 +88,9 @@ def test_verify_adds_seed_replicates_that_link_to_the_search_and_do_not_count_as
     for number, row in verify.iterrows():
         first = search.index[search["assignment"] == row["assignment"]][0]
         assert row["replicate_of"] == first and number in trials.loc[first, "replicates"]
-    again = CliRunner().invoke(cli, ["verify", "tiny", "--seeds", "1", "--nproc", "2", "--results", str(tiny_study),
-                                     "--no-progress"])
+    again = CliRunner().invoke(
+        cli, ["verify", "tiny", "--seeds", "1", "--nproc", "2", "--results", str(tiny_study), "--no-progress"]
+    )
     assert again.exit_code == 0, again.output
     assert "| 0 replicate trials to train" in again.output and "stays on front" in again.output
     assert len(results.load_trials(tiny_study, "tiny")) == len(trials), "nothing trained twice"
@@ -100,24 +120,35 @@ def test_the_layer_heatmap_shows_the_front_then_the_baselines(tiny_study):
 
 
 BROWSER = shutil.which("chromium") or shutil.which("chromium-browser")
-_CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+_CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def chromium(*args: str, profile: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([BROWSER, *_CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [BROWSER, *_CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args], capture_output=True, text=True, timeout=120
+    )
 
 
-@pytest.mark.skipif(not BROWSER and not os.environ.get("MOESEARCH_REQUIRE_BROWSER"),
-                    reason="Debian's chromium is not installed (.ci/run installs it and sets MOESEARCH_REQUIRE_BROWSER)")
+@pytest.mark.skipif(
+    not BROWSER and not os.environ.get("MOESEARCH_REQUIRE_BROWSER"),
+    reason="Debian's chromium is not installed (.ci/run installs it and sets MOESEARCH_REQUIRE_BROWSER)",
+)
 def test_report_is_one_file_that_renders_in_a_real_browser(tiny_study, tmp_path):
     assert BROWSER, "MOESEARCH_REQUIRE_BROWSER is set but chromium is not installed"
     page = tmp_path / "report.html"
     out = CliRunner().invoke(cli, ["report", "--results", str(tiny_study), "--out", str(page)])
     assert out.exit_code == 0, out.output
     source = page.read_text()
-    assert "src=\"http" not in source and "<link" not in source, "self-contained: nothing fetched"
+    assert 'src="http' not in source and "<link" not in source, "self-contained: nothing fetched"
     dom = chromium("--dump-dom", page.as_uri(), profile=tmp_path / "p1").stdout
     assert "<h1>Study <code>tiny</code></h1>" in dom and "gelu,gelu" in dom
     assert dom.count('<figure><img alt="') == len(plots.NAMES_PNG)
@@ -135,23 +166,45 @@ def test_report_is_one_file_that_renders_in_a_real_browser(tiny_study, tmp_path)
 def test_optunas_own_cli_finds_every_trial(tiny_study):
     optuna_cli = shutil.which("optuna", path=str(Path(sys.executable).parent)) or shutil.which("optuna")
     storage = f"sqlite:///{tiny_study / 'moesearch.db'}"
-    listed = subprocess.run([optuna_cli, "trials", "--storage", storage, "--study-name", "tiny", "-f", "json"],
-                            capture_output=True, text=True, check=True)
+    listed = subprocess.run(
+        [optuna_cli, "trials", "--storage", storage, "--study-name", "tiny", "-f", "json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     by_number = {t["number"]: t for t in json.loads(listed.stdout)}
     records = results.load_trials(tiny_study, "tiny")
     assert set(records["trial"]) <= set(by_number), "every Parquet record is an Optuna trial"
     for row in records.itertuples():
         assert by_number[row.trial]["user_attrs"]["assignment"] == row.assignment
-    best = subprocess.run([optuna_cli, "best-trials", "--storage", storage, "--study-name", "tiny", "-f", "json"],
-                          capture_output=True, text=True, check=True)
+    best = subprocess.run(
+        [optuna_cli, "best-trials", "--storage", storage, "--study-name", "tiny", "-f", "json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert {t["number"] for t in json.loads(best.stdout)} <= set(records["trial"])
 
 
 @pytest.mark.parametrize("command", ["plot", "report"])
 def test_plot_and_report_import_neither_torch_nor_deepspeed(tiny_study, tmp_path, command):
-    out = subprocess.run([sys.executable, "-X", "importtime", "-m", "moesearch", command, "--results", str(tiny_study),
-                          "--out", str(tmp_path / ("png" if command == "plot" else "r.html"))],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-X",
+            "importtime",
+            "-m",
+            "moesearch",
+            command,
+            "--results",
+            str(tiny_study),
+            "--out",
+            str(tmp_path / ("png" if command == "plot" else "r.html")),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     imported = {line.split("|")[-1].strip().split(".")[0] for line in out.stderr.splitlines() if "|" in line}
     assert "matplotlib" in imported and not imported & {"torch", "deepspeed"}
 
@@ -172,9 +225,16 @@ def test_two_rank_trials_record_their_steps_and_layers(tiny_study):
     # expert parallel over both ranks: every token is counted once per routed expert, on the rank that ran it
     assert (layer_rows.groupby("trial").size() == 2).all() and layer_rows["moe"].all()
     assert layer_rows["expert_load"].map(sum).round(6).eq(1).all()
-    assert layer_rows["hidden_std"].gt(0).all() and layer_rows[["hidden_mean", "hidden_near_zero_frac"]].notna().all().all()
+    assert (
+        layer_rows["hidden_std"].gt(0).all()
+        and layer_rows[["hidden_mean", "hidden_near_zero_frac"]].notna().all().all()
+    )
     squared = layer_rows[layer_rows["activation"] == "relu2"]["hidden_zero_frac"]
-    assert len(squared) and squared.gt(0.2).all() and layer_rows[layer_rows["activation"] == "gelu"]["hidden_zero_frac"].eq(0).all()
+    assert (
+        len(squared)
+        and squared.gt(0.2).all()
+        and layer_rows[layer_rows["activation"] == "gelu"]["hidden_zero_frac"].eq(0).all()
+    )
     stored = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tiny_study / 'moesearch.db'}").user_attrs
     assert all(json.loads(r) == stored["reference_point"] for r in trials["reference_point"]), "fixed at creation"
 
@@ -200,9 +260,11 @@ def test_a_hypervolume_of_0_because_every_point_is_beyond_the_reference_is_warne
     analysis = pareto.analyse(results.load_trials(tmp_path / "beyond", "s"))
     assert analysis.hypervolume == 0.0
     warnings = [line for line in pareto.summary_lines(analysis) if line.startswith("warning")]
-    assert warnings == ["warning: hypervolume 0: no assignment is better than the reference point (val_loss = 3, "
-                        "tokens_per_s = 0) in every objective; every front point's val_loss is beyond it; the "
-                        "reference is fixed when a study is created (search.reference)"]
+    assert warnings == [
+        "warning: hypervolume 0: no assignment is better than the reference point (val_loss = 3, "
+        "tokens_per_s = 0) in every objective; every front point's val_loss is beyond it; the "
+        "reference is fixed when a study is created (search.reference)"
+    ]
     write(tmp_path / "inside", record(0, "gelu,gelu", 2.5, 100.0), record(1, "gelu,swiglu", 3.2, 50.0))
     analysis = pareto.analyse(results.load_trials(tmp_path / "inside", "s"))
     assert analysis.hypervolume > 0 and pareto.reference_warning(analysis) is None
@@ -229,12 +291,19 @@ def seed_means_study():
     from moesearch.core.trial import StudyAttr, TrialAttr
 
     study = optuna.create_study(directions=["minimize", "minimize"])
-    study.set_user_attr(StudyAttr.SPACE, {"search": {"objectives": {"val_loss": "minimize", "params_total": "minimize"}}})
+    study.set_user_attr(
+        StudyAttr.SPACE, {"search": {"objectives": {"val_loss": "minimize", "params_total": "minimize"}}}
+    )
     study.set_user_attr(StudyAttr.REFERENCE_POINT, {"val_loss": 5.0, "params_total": 20.0})
     for layer, seed, values in [("gelu", 0, [1.0, 10]), ("gelu", 1, [3.0, 10]), ("swiglu", 0, [1.5, 9])]:
-        study.add_trial(optuna.trial.create_trial(
-            params={"layer_00": layer}, distributions={"layer_00": CategoricalDistribution(["gelu", "swiglu"])},
-            values=values, user_attrs={TrialAttr.ASSIGNMENT: layer, TrialAttr.SEED: seed, TrialAttr.TRAINED: True}))
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={"layer_00": layer},
+                distributions={"layer_00": CategoricalDistribution(["gelu", "swiglu"])},
+                values=values,
+                user_attrs={TrialAttr.ASSIGNMENT: layer, TrialAttr.SEED: seed, TrialAttr.TRAINED: True},
+            )
+        )
     return study
 
 

@@ -10,8 +10,8 @@ from click.testing import CliRunner
 from conftest import MICRO, write_space
 from test_results import record, write
 
-from moesearch.core import results
 from moesearch.cli import cli
+from moesearch.core import results
 from moesearch.supervisor import replicates
 
 
@@ -24,8 +24,16 @@ def study(tmp_path, effect: float, sd: float, seeds: int, verify_seeds: int = 0)
     for combo in itertools.product(["gelu", "swiglu"], repeat=2):
         for seed in range(seeds + verify_seeds):
             loss = 2.0 + effect * ((combo[0] == "swiglu") - (combo[1] == "swiglu")) + rng.normal(0, sd)
-            rows.append(record(n, ",".join(combo), loss, 100.0 - 10 * (combo[0] == "swiglu"), seed=seed,
-                               origin="search" if seed < seeds else "verify"))
+            rows.append(
+                record(
+                    n,
+                    ",".join(combo),
+                    loss,
+                    100.0 - 10 * (combo[0] == "swiglu"),
+                    seed=seed,
+                    origin="search" if seed < seeds else "verify",
+                )
+            )
             n += 1
     write(tmp_path, *rows)
     return results.load_trials(tmp_path, "s")
@@ -50,9 +58,14 @@ def test_replicates_stop_when_the_share_is_spent(tmp_path, share):
     assert replicates.auto_next(trials, share=share, first_seed=1) is None
 
 
-@pytest.mark.parametrize(("key", "value", "allowed"), [("replicate_share", "1.5", "less than or equal to 1"),
-                                                       ("replicate_share", "-0.1", "greater than or equal to 0"),
-                                                       ("replicates", '"sometimes"', "'off' or 'auto'")])
+@pytest.mark.parametrize(
+    ("key", "value", "allowed"),
+    [
+        ("replicate_share", "1.5", "less than or equal to 1"),
+        ("replicate_share", "-0.1", "greater than or equal to 0"),
+        ("replicates", '"sometimes"', "'off' or 'auto'"),
+    ],
+)
 def test_a_bad_replicate_setting_fails_validation_with_one_line(tmp_path, key, value, allowed):
     path = write_space(tmp_path, MICRO.replace("[search]\n", f"[search]\n{key} = {value}\n", 1))
     out = CliRunner().invoke(cli, ["spaces", "validate", str(path)])

@@ -16,32 +16,58 @@ def case_space(tmp_path, old, new):
 CASES = {
     "unknown key": (lambda t: case_space(t, "[model]\n", "[model]\nexperts = 4\n"), "model.experts"),
     "unknown activation": (lambda t: case_space(t, '"swiglu"]', '"swish"]'), "swish"),
-    "per-layer list length": (lambda t: case_space(t, 'activations = ["gelu", "swiglu"]',
-                                                   'per_layer = [["gelu"], ["gelu"], ["relu"]]'), "per_layer has 3"),
-    "experts not divisible by ep": (lambda t: case_space(t, "[search]\n", "[search]\nep_size = 2\n")[:-1] + ["3"],
-                                    "--nproc 3"),
+    "per-layer list length": (
+        lambda t: case_space(t, 'activations = ["gelu", "swiglu"]', 'per_layer = [["gelu"], ["gelu"], ["relu"]]'),
+        "per_layer has 3",
+    ),
+    "experts not divisible by ep": (
+        lambda t: case_space(t, "[search]\n", "[search]\nep_size = 2\n")[:-1] + ["3"],
+        "--nproc 3",
+    ),
     "missing space": (lambda t: [str(t / "nope.toml")], "nope.toml"),
     "missing data path": (lambda t: ["tiny", "--nproc", "2", "--data", str(t / "no-such-corpus")], "--data"),
-    "too little data": (lambda t: ["tiny", "--nproc", "2", "--data", str(write_space(t, "x = 1\n", "small.txt"))],
-                        "--data"),
+    "too little data": (
+        lambda t: ["tiny", "--nproc", "2", "--data", str(write_space(t, "x = 1\n", "small.txt"))],
+        "--data",
+    ),
     "unreadable storage": (lambda t: ["tiny", "--nproc", "2", "--storage", "nosuchdb://x/y"], "--storage"),
-    "results not writable": (lambda t: ["tiny", "--nproc", "2", "--results", str(write_space(t, "", "afile") / "r")],
-                             "--results"),
+    "results not writable": (
+        lambda t: ["tiny", "--nproc", "2", "--results", str(write_space(t, "", "afile") / "r")],
+        "--results",
+    ),
     "bad flag value": (lambda t: ["tiny", "--nproc", "zero"], "--nproc"),
     "negative seed": (lambda t: ["tiny", "--nproc", "2", "--seed", "-1"], "--seed"),
     "study name with a slash": (lambda t: ["tiny", "--nproc", "2", "--study", "../elsewhere"], "--study"),
-    "warm-up as long as training": (lambda t: case_space(t, "warmup_steps = 1", "warmup_steps = 6"),
-                                    "train.warmup_steps 6"),
-    "hostfile without the deepspeed launcher": (lambda t: ["tiny", "--nproc", "2", "--hostfile",
-                                                           str(write_space(t, "a slots=2\n", "hosts"))], "--hostfile"),
-    "bad hostfile line": (lambda t: ["tiny", "--launcher", "deepspeed", "--hostfile",
-                                     str(write_space(t, "a slots=2\nb two\n", "hosts"))], "bad line 'b two'"),
-    "a hostfile host without slots": (lambda t: ["tiny", "--launcher", "deepspeed", "--hostfile",
-                                                 str(write_space(t, "a slots=0\n", "hosts"))], "N >= 1"),
-    "a hostfile naming a host twice": (lambda t: ["tiny", "--launcher", "deepspeed", "--hostfile",
-                                                  str(write_space(t, "a slots=2\na slots=2\n", "hosts"))], "'a' is named twice"),
-    "deepspeed across nodes without a hostfile": (lambda t: ["tiny", "--nproc", "2", "--nnodes", "2", "--launcher",
-                                                             "deepspeed"], "--nnodes 2"),
+    "warm-up as long as training": (
+        lambda t: case_space(t, "warmup_steps = 1", "warmup_steps = 6"),
+        "train.warmup_steps 6",
+    ),
+    "hostfile without the deepspeed launcher": (
+        lambda t: ["tiny", "--nproc", "2", "--hostfile", str(write_space(t, "a slots=2\n", "hosts"))],
+        "--hostfile",
+    ),
+    "bad hostfile line": (
+        lambda t: ["tiny", "--launcher", "deepspeed", "--hostfile", str(write_space(t, "a slots=2\nb two\n", "hosts"))],
+        "bad line 'b two'",
+    ),
+    "a hostfile host without slots": (
+        lambda t: ["tiny", "--launcher", "deepspeed", "--hostfile", str(write_space(t, "a slots=0\n", "hosts"))],
+        "N >= 1",
+    ),
+    "a hostfile naming a host twice": (
+        lambda t: [
+            "tiny",
+            "--launcher",
+            "deepspeed",
+            "--hostfile",
+            str(write_space(t, "a slots=2\na slots=2\n", "hosts")),
+        ],
+        "'a' is named twice",
+    ),
+    "deepspeed across nodes without a hostfile": (
+        lambda t: ["tiny", "--nproc", "2", "--nnodes", "2", "--launcher", "deepspeed"],
+        "--nnodes 2",
+    ),
     "ranks in all not dividing the eval sequences": (lambda t: ["tiny", "--nproc", "3", "--nnodes", "2"], "--nproc 3"),
 }
 
@@ -103,8 +129,19 @@ def test_records_of_another_storage_are_not_overwritten(tmp_path):
     rec.trial["study"] = "tiny"
     results.write_trial(tmp_path, rec)
     before = sorted(tmp_path.rglob("*"))
-    out = CliRunner().invoke(cli, ["search", "tiny", "--nproc", "2", "--results", str(tmp_path),
-                                   "--storage", f"sqlite:///{tmp_path / 'other.db'}"])
+    out = CliRunner().invoke(
+        cli,
+        [
+            "search",
+            "tiny",
+            "--nproc",
+            "2",
+            "--results",
+            str(tmp_path),
+            "--storage",
+            f"sqlite:///{tmp_path / 'other.db'}",
+        ],
+    )
     assert out.exit_code == 2 and "--results" in out.output and "not in --storage" in out.output
     assert sorted(tmp_path.rglob("*")) == before, "not even the new storage file"
 
@@ -135,9 +172,11 @@ def test_light_commands_import_neither_torch_nor_deepspeed(args):
     import subprocess
     import sys
 
-    code = ("import sys; from click.testing import CliRunner; from moesearch.cli import cli; "
-            f"r = CliRunner().invoke(cli, {args!r}); assert r.exit_code == 0, r.output; "
-            "print(sorted(m for m in ('torch', 'deepspeed') if m in sys.modules))")
+    code = (
+        "import sys; from click.testing import CliRunner; from moesearch.cli import cli; "
+        f"r = CliRunner().invoke(cli, {args!r}); assert r.exit_code == 0, r.output; "
+        "print(sorted(m for m in ('torch', 'deepspeed') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
@@ -147,8 +186,10 @@ def test_the_cli_imports_no_side_until_a_command_needs_it():
     import subprocess
     import sys
 
-    code = ("import sys; import moesearch.cli; print(sorted(m for m in sys.modules if m.startswith("
-            "('moesearch.supervisor', 'moesearch.analysis', 'moesearch.ranks'))))")
+    code = (
+        "import sys; import moesearch.cli; print(sorted(m for m in sys.modules if m.startswith("
+        "('moesearch.supervisor', 'moesearch.analysis', 'moesearch.ranks'))))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
@@ -173,20 +214,32 @@ def test_a_group_that_never_came_up_exits_1_or_0_when_preempted_on_one_line(monk
 
 GROUP_CASES = {
     "node rank past the nodes": (["node", "--node-rank", "2", "--nnodes", "2", "--nproc", "1"], "--node-rank 2"),
-    "node with the deepspeed launcher": (["node", "--node-rank", "1", "--nnodes", "2", "--nproc", "1", "--launcher",
-                                          "deepspeed"], "--launcher"),
-    "worker on a storage file that does not exist": (["worker", "--storage", "sqlite:///nope.db", "--study", "s",
-                                                      "--nproc", "2"], "--storage"),
-    "worker on a study that does not exist": (["worker", "--storage", "journal:study.log", "--study", "s",
-                                               "--nproc", "2"], "no study 's'"),
+    "node with the deepspeed launcher": (
+        ["node", "--node-rank", "1", "--nnodes", "2", "--nproc", "1", "--launcher", "deepspeed"],
+        "--launcher",
+    ),
+    "worker on a storage file that does not exist": (
+        ["worker", "--storage", "sqlite:///nope.db", "--study", "s", "--nproc", "2"],
+        "--storage",
+    ),
+    "worker on a study that does not exist": (
+        ["worker", "--storage", "journal:study.log", "--study", "s", "--nproc", "2"],
+        "no study 's'",
+    ),
     "node without the group's node count": (["node", "--node-rank", "1", "--nproc", "1"], "--nnodes 1"),
-    "worker dry run on a storage that does not exist": (["worker", "--storage", "journal:nope.log", "--study", "s",
-                                                        "--nproc", "2", "--dry-run"], "does not exist"),
-    "a journal path without its prefix": (["search", "tiny", "--nproc", "2", "--storage", "study.log", "--dry-run"],
-                                          "journal:study.log"),
+    "worker dry run on a storage that does not exist": (
+        ["worker", "--storage", "journal:nope.log", "--study", "s", "--nproc", "2", "--dry-run"],
+        "does not exist",
+    ),
+    "a journal path without its prefix": (
+        ["search", "tiny", "--nproc", "2", "--storage", "study.log", "--dry-run"],
+        "journal:study.log",
+    ),
     "status of a storage that does not exist": (["status", "--storage", "journal:nope.log"], "--storage"),
-    "dry run with a storage URL that is none": (["search", "tiny", "--nproc", "2", "--storage", "not a url",
-                                                 "--dry-run"], "--storage"),
+    "dry run with a storage URL that is none": (
+        ["search", "tiny", "--nproc", "2", "--storage", "not a url", "--dry-run"],
+        "--storage",
+    ),
 }
 
 
@@ -204,10 +257,17 @@ def test_bad_cluster_input_exits_2_with_one_line_and_writes_nothing(tmp_path, mo
     assert sorted(tmp_path.rglob("*")) == before
 
 
-@pytest.mark.parametrize("command", [["search", "tiny"], ["train", "tiny", "--layers", "gelu,gelu"],
-                                     ["verify", "tiny"], ["node", "--node-rank", "1", "--nnodes", "2"],
-                                     ["worker", "--storage", "postgresql://u:secret@db.invalid/x", "--study", "s"],
-                                     ["worker", "--storage", "journal:study.log", "--study", "s"]])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["search", "tiny"],
+        ["train", "tiny", "--layers", "gelu,gelu"],
+        ["verify", "tiny"],
+        ["node", "--node-rank", "1", "--nnodes", "2"],
+        ["worker", "--storage", "postgresql://u:secret@db.invalid/x", "--study", "s"],
+        ["worker", "--storage", "journal:study.log", "--study", "s"],
+    ],
+)
 def test_a_dry_run_prints_the_plan_and_starts_and_writes_nothing(tmp_path, monkeypatch, command):
     monkeypatch.chdir(tmp_path)
     if "journal:study.log" in command:
@@ -219,8 +279,14 @@ def test_a_dry_run_prints_the_plan_and_starts_and_writes_nothing(tmp_path, monke
     assert sorted(tmp_path.iterdir()) == before
 
 
-@pytest.mark.parametrize("url", ["postgresql://u:s3cret@db.invalid:notaport/x", "postgresql://u:s3cret@db.invalid/x",
-                                 "postgresql://u@db.invalid/x?password=s3cret&sslmode=require"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://u:s3cret@db.invalid:notaport/x",
+        "postgresql://u:s3cret@db.invalid/x",
+        "postgresql://u@db.invalid/x?password=s3cret&sslmode=require",
+    ],
+)
 def test_a_storage_password_never_reaches_an_error_message(tmp_path, monkeypatch, url):
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(cli, ["search", "tiny", "--nproc", "2", "--storage", url])
@@ -229,7 +295,9 @@ def test_a_storage_password_never_reaches_an_error_message(tmp_path, monkeypatch
 
 
 @pytest.mark.parametrize("made_with, given", [(None, "README.md"), ("README.md", None)])
-@pytest.mark.parametrize("command", [["search", "tiny"], ["train", "tiny", "--layers", "gelu,gelu"], ["verify", "tiny"]])
+@pytest.mark.parametrize(
+    "command", [["search", "tiny"], ["train", "tiny", "--layers", "gelu,gelu"], ["verify", "tiny"]]
+)
 def test_a_study_keeps_its_training_text(tmp_path, monkeypatch, command, made_with, given):
     """Resuming with other text would rank losses of two texts together: refused, naming the study's --data."""
     import optuna
@@ -264,10 +332,12 @@ def test_a_misspelt_activation_is_reported_before_torch_is_imported():
     import subprocess
     import sys
 
-    code = ("import sys; from click.testing import CliRunner; from moesearch.cli import cli; "
-            "r = CliRunner().invoke(cli, ['train', 'default', '--layers', 'gelu,swigul,gelu,gelu']); "
-            "assert r.exit_code == 2 and \"'swigul' not allowed\" in r.output, r.output; "
-            "print(sorted(m for m in ('torch', 'deepspeed') if m in sys.modules))")
+    code = (
+        "import sys; from click.testing import CliRunner; from moesearch.cli import cli; "
+        "r = CliRunner().invoke(cli, ['train', 'default', '--layers', 'gelu,swigul,gelu,gelu']); "
+        "assert r.exit_code == 2 and \"'swigul' not allowed\" in r.output, r.output; "
+        "print(sorted(m for m in ('torch', 'deepspeed') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
@@ -288,19 +358,29 @@ def test_a_bad_budget_exits_2_with_one_line_and_writes_nothing(tmp_path, monkeyp
 HEAVY = {"torch", "deepspeed", "numpy", "pandas", "pyarrow", "optuna", "pydantic", "matplotlib", "scipy", "moocore"}
 
 
-@pytest.mark.parametrize("args", [["--help"], ["pareto", "--help"], ["pareto", "--results", "no-such-folder"],
-                                  ["plot", "--results", "no-such-folder"], ["report", "--results", "no-such-folder"],
-                                  ["compact", "--results", "no-such-folder"], ["search", "tiny", "--trials", "0"],
-                                  ["status", "--storage", "sqlite:///no-such.db"],
-                                  ["worker", "--storage", "journal:no-such.log", "--study", "s"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--help"],
+        ["pareto", "--help"],
+        ["pareto", "--results", "no-such-folder"],
+        ["plot", "--results", "no-such-folder"],
+        ["report", "--results", "no-such-folder"],
+        ["compact", "--results", "no-such-folder"],
+        ["search", "tiny", "--trials", "0"],
+        ["status", "--storage", "sqlite:///no-such.db"],
+        ["worker", "--storage", "journal:no-such.log", "--study", "s"],
+    ],
+)
 def test_help_and_a_bad_flag_answer_without_importing_a_heavy_library(tmp_path, args):
     """Startup (issue 21, item 20): what only prints help or an error imports click and moesearch's light
     modules; numpy, pandas, pyarrow, optuna, pydantic and torch wait for a command that uses them."""
     import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, "-X", "importtime", "-m", "moesearch", *args], capture_output=True,
-                         text=True, cwd=tmp_path)
+    out = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "moesearch", *args], capture_output=True, text=True, cwd=tmp_path
+    )
     assert out.returncode == (0 if "--help" in args else 2), out.stderr
     imported = {line.split("|")[-1].strip().split(".")[0] for line in out.stderr.splitlines() if "|" in line}
     assert not imported & HEAVY, sorted(imported & HEAVY)

@@ -41,8 +41,11 @@ def check_study(folder, storage: str, name: str, trained: int) -> tuple[optuna.S
     counted = study_mod.trained(study)
     assert len(counted) == trained, "exactly --trials trained trials"
     rows = results.load_trials(folder, name)  # every file readable
-    results_told = {t.number for t in study_mod.trained(study, budget_only=False)
-                    if t.state == TrialState.COMPLETE or t.user_attrs.get("budget", True)}
+    results_told = {
+        t.number
+        for t in study_mod.trained(study, budget_only=False)
+        if t.state == TrialState.COMPLETE or t.user_attrs.get("budget", True)
+    }
     preempted = set(rows.loc[rows["state"] == "PREEMPTED", "trial"])
     assert set(rows["trial"]) == results_told | preempted, "a record for every result Optuna holds, and no other"
     return study, rows
@@ -93,8 +96,9 @@ def test_four_groups_write_one_study_and_one_results_folder_at_once(tmp_path):
 
 def test_a_rank_killed_mid_trial_fails_that_trial_and_a_fresh_group_goes_on(tmp_path):
     space = write_space(tmp_path, LONG_MICRO)
-    proc = start_cli("search", str(space), "--nproc", "2", "--trials", "2", "--results", str(tmp_path / "r"),
-                     "--no-progress")
+    proc = start_cli(
+        "search", str(space), "--nproc", "2", "--trials", "2", "--results", str(tmp_path / "r"), "--no-progress"
+    )
     wait_for_training(tmp_path / "r" / "micro" / "logs", 0, proc)
     os.kill(max(leftover_ranks(proc.tag)), signal.SIGKILL)
     stdout, stderr = proc.communicate(timeout=600)
@@ -129,16 +133,19 @@ def test_the_supervisor_killed_then_the_same_command_again_completes_the_search(
     assert "gelu,gelu" in set(rows["assignment"]), "the lost baseline was trained again"
 
 
-@pytest.mark.parametrize("sig, target", [(signal.SIGUSR1, "supervisor"), (signal.SIGTERM, "every process"),
-                                         (signal.SIGUSR1, "one rank")])
+@pytest.mark.parametrize(
+    "sig, target", [(signal.SIGUSR1, "supervisor"), (signal.SIGTERM, "every process"), (signal.SIGUSR1, "one rank")]
+)
 def test_preemption_stops_at_a_step_records_the_trial_exits_0_and_the_search_resumes(tmp_path, sig, target):
     space = write_space(tmp_path, LONG_MICRO)
     command = ["search", str(space), "--nproc", "2", "--trials", "2", "--results", str(tmp_path / "r"), "--no-progress"]
     proc = start_cli(*command)
     wait_for_training(tmp_path / "r" / "micro" / "logs", 0, proc)
-    tree = {"supervisor": [psutil.Process(proc.pid)],  # SLURM's --signal=B: forwarded by the batch script
-            "every process": [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)],
-            "one rank": [psutil.Process(max(leftover_ranks(proc.tag)))]}[target]  # `moesearch node` forwards so
+    tree = {
+        "supervisor": [psutil.Process(proc.pid)],  # SLURM's --signal=B: forwarded by the batch script
+        "every process": [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)],
+        "one rank": [psutil.Process(max(leftover_ranks(proc.tag)))],
+    }[target]  # `moesearch node` forwards so
     for p in tree:
         p.send_signal(sig)
     stdout, stderr = proc.communicate(timeout=120)
@@ -163,8 +170,9 @@ def test_two_nodes_on_loopback_form_one_group_with_experts_across_both(tmp_path)
     port = str(free_port())
     group = ["--nproc", "1", "--nnodes", "2", "--master-port", port]
     node = start_cli("node", "--node-rank", "1", *group, env=ONE_THREAD)
-    out = run_cli("search", "tiny", *group, "--trials", "3", "--results", str(tmp_path), "--no-progress",
-                  env=ONE_THREAD)
+    out = run_cli(
+        "search", "tiny", *group, "--trials", "3", "--results", str(tmp_path), "--no-progress", env=ONE_THREAD
+    )
     node_out, node_err = node.communicate(timeout=120)
     print(out.stdout, node_out, sep="\n")  # the closing note quotes this run
     assert out.returncode == 0, out.stderr
@@ -176,8 +184,20 @@ def test_two_nodes_on_loopback_form_one_group_with_experts_across_both(tmp_path)
 
 
 def test_a_node_whose_node_0_never_comes_gives_up(tmp_path):
-    out = run_cli("node", "--node-rank", "1", "--nnodes", "2", "--nproc", "1", "--master-port", str(free_port()),
-                  "--join-timeout", "3", timeout=120)
+    out = run_cli(
+        "node",
+        "--node-rank",
+        "1",
+        "--nnodes",
+        "2",
+        "--nproc",
+        "1",
+        "--master-port",
+        str(free_port()),
+        "--join-timeout",
+        "3",
+        timeout=120,
+    )
     assert out.returncode == 1
     assert "no group formed twice in a row" in out.stderr and out.stderr.count("rejoining (1 of 100)") == 1
 
@@ -187,8 +207,9 @@ def test_a_signal_to_another_node_preempts_the_whole_group(tmp_path):
     space = write_space(tmp_path, LONG_MICRO)
     group = ["--nproc", "1", "--nnodes", "2", "--master-port", str(free_port())]
     node = start_cli("node", "--node-rank", "1", *group, env=ONE_THREAD)
-    proc = start_cli("search", str(space), *group, "--trials", "2", "--results", str(tmp_path / "r"),
-                     "--no-progress", env=ONE_THREAD)
+    proc = start_cli(
+        "search", str(space), *group, "--trials", "2", "--results", str(tmp_path / "r"), "--no-progress", env=ONE_THREAD
+    )
     wait_for_training(tmp_path / "r" / "micro" / "logs", 0, proc)
     node.send_signal(signal.SIGUSR1)
     _, node_err = node.communicate(timeout=120)
@@ -201,8 +222,21 @@ def test_a_signal_to_another_node_preempts_the_whole_group(tmp_path):
 
 
 def test_the_deepspeed_launcher_runs_a_group(tmp_path):
-    out = run_cli("search", "tiny", "--launcher", "deepspeed", "--nproc", "2", "--master-port", str(free_port()),
-                  "--trials", "2", "--results", str(tmp_path), "--no-progress")
+    out = run_cli(
+        "search",
+        "tiny",
+        "--launcher",
+        "deepspeed",
+        "--nproc",
+        "2",
+        "--master-port",
+        str(free_port()),
+        "--trials",
+        "2",
+        "--results",
+        str(tmp_path),
+        "--no-progress",
+    )
     assert out.returncode == 0, out.stderr
     rows = results.load_trials(tmp_path, "tiny")
     assert (rows["state"] == "COMPLETE").all() and (rows["world_size"] == 2).all()

@@ -8,9 +8,9 @@ from click.testing import CliRunner
 from scipy.stats import kendalltau, spearmanr
 from test_results import record, write
 
-from moesearch.core import results
 from moesearch.analysis import curves
 from moesearch.cli import cli
+from moesearch.core import results
 
 FINAL = [2.0, 2.1, 2.2, 2.3, 2.4]  # five assignments, best first
 AT_10 = [3.0, 3.1, 3.2, 3.3, 3.4]  # the same order: a perfect predictor
@@ -22,8 +22,18 @@ def curve_records():
     out = []
     for i, name in enumerate(NAMES):
         rec = record(i, name, FINAL[i], 100.0)
-        rec.steps[:] = [{"step": s, "tokens": 64 * s, "train_loss": 3.0, "aux_loss": 2.0, "lr": 1e-3,
-                         "step_time_s": 0.1, "val_loss": v} for s, v in ((10, AT_10[i]), (20, AT_20[i]), (30, FINAL[i]))]
+        rec.steps[:] = [
+            {
+                "step": s,
+                "tokens": 64 * s,
+                "train_loss": 3.0,
+                "aux_loss": 2.0,
+                "lr": 1e-3,
+                "step_time_s": 0.1,
+                "val_loss": v,
+            }
+            for s, v in ((10, AT_10[i]), (20, AT_20[i]), (30, FINAL[i]))
+        ]
         out.append(rec)
     return out
 
@@ -38,8 +48,10 @@ def test_the_correlation_of_each_rung_with_the_last_step(tmp_path):
     lines = curves.text(table)
     assert "step 10: Spearman 1.00, Kendall 1.00 over 5 assignments" in lines[0]
     assert lines[1].startswith("warning: at step 20 the early ranking predicts the final one weakly")
-    assert lines[2] == ("warning: at step 10, 20 the correlation rests on 5, 5 assignments, fewer than 10: too few to "
-                        "say how well a short run predicts, either way"), "even a perfect 1.00 of five may be chance"
+    assert lines[2] == (
+        "warning: at step 10, 20 the correlation rests on 5, 5 assignments, fewer than 10: too few to "
+        "say how well a short run predicts, either way"
+    ), "even a perfect 1.00 of five may be chance"
 
 
 def test_a_correlation_over_enough_assignments_gets_no_warning_for_its_count():

@@ -24,8 +24,14 @@ def get(url: str) -> dict:
 def dashboard(tiny_study):
     """optuna-dashboard serving the tiny study's SQLite storage; its base URL."""
     port = free_port()
-    command = [shutil.which("optuna-dashboard") or sys.exit("optuna-dashboard is a test dependency"),
-               f"sqlite:///{tiny_study / 'moesearch.db'}", "--host", "127.0.0.1", "--port", str(port)]
+    command = [
+        shutil.which("optuna-dashboard") or sys.exit("optuna-dashboard is a test dependency"),
+        f"sqlite:///{tiny_study / 'moesearch.db'}",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60

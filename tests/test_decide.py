@@ -14,25 +14,37 @@ MIN = ["minimize", "minimize"]
 
 
 def test_the_baselines_are_the_uniform_assignments_every_layer_allows():
-    assert [b.text for b in decide.baselines([["gelu", "swiglu"], ["swiglu", "gelu", "relu"]])] == \
-        ["gelu,gelu", "swiglu,swiglu"]
+    assert [b.text for b in decide.baselines([["gelu", "swiglu"], ["swiglu", "gelu", "relu"]])] == [
+        "gelu,gelu",
+        "swiglu,swiglu",
+    ]
 
 
-RUNNING = {"decided": 3, "target": 8, "evaluated": 3, "space_size": 16, "in_a_row": 0,
-           "spent": {"steps": 10, "device_s": 1.0}, "budget": {"steps": 1000}}
+RUNNING = {
+    "decided": 3,
+    "target": 8,
+    "evaluated": 3,
+    "space_size": 16,
+    "in_a_row": 0,
+    "spent": {"steps": 10, "device_s": 1.0},
+    "budget": {"steps": 1000},
+}
 
 
 def test_a_search_with_trials_to_go_budget_left_and_fresh_proposals_goes_on():
     assert decide.why_stop(**RUNNING) is None
 
 
-@pytest.mark.parametrize("state, says", [
-    ({"decided": 8}, "its 8 trials"),
-    ({"spent": {"steps": 1000, "device_s": 0}, "budget": {"steps": 1000}}, "1,000 of 1,000 steps"),
-    ({"spent": {"steps": 0, "device_s": 7200}, "budget": {"device_h": 2}}, "2 of 2 device-hours"),
-    ({"evaluated": 16}, "all 16 assignments"),
-    ({"in_a_row": 100}, "only evaluated assignments 100 times"),
-])
+@pytest.mark.parametrize(
+    "state, says",
+    [
+        ({"decided": 8}, "its 8 trials"),
+        ({"spent": {"steps": 1000, "device_s": 0}, "budget": {"steps": 1000}}, "1,000 of 1,000 steps"),
+        ({"spent": {"steps": 0, "device_s": 7200}, "budget": {"device_h": 2}}, "2 of 2 device-hours"),
+        ({"evaluated": 16}, "all 16 assignments"),
+        ({"in_a_row": 100}, "only evaluated assignments 100 times"),
+    ],
+)
 def test_each_stop_condition_says_why(state, says):
     assert says in decide.why_stop(**{**RUNNING, **state})
 
@@ -46,8 +58,17 @@ def test_a_decided_assignment_is_a_repeat_pruned_or_not():
 ASHA = PruningSpec(method="mo-asha", rungs=[10], eta=2, min_records=3)
 
 
-@pytest.mark.parametrize("origin, seed, peer", [("search", 0, True), ("search", 1, False), ("verify", 0, False),
-                                               ("train", 0, False), (None, 0, False), ("search", None, False)])
+@pytest.mark.parametrize(
+    "origin, seed, peer",
+    [
+        ("search", 0, True),
+        ("search", 1, False),
+        ("verify", 0, False),
+        ("train", 0, False),
+        (None, 0, False),
+        ("search", None, False),
+    ],
+)
 def test_a_rung_ranks_against_the_search_trials_of_its_own_seed_only(origin, seed, peer):
     assert decide.rung_peer(origin, seed, 0) is peer
 
@@ -88,12 +109,13 @@ def test_a_verdict_does_not_depend_on_which_of_tied_records_asks():
     spec = PruningSpec(method="mo-asha", rungs=[10], eta=2, min_records=3)
     order = list(decide.selection_order(np.array(records)))
     for i, mine in enumerate(records):
-        peers = records[:i] + records[i + 1:]
+        peers = records[:i] + records[i + 1 :]
         verdict = decide.rung_verdict(10, mine, peers, three, spec)
         assert verdict.keep == (order.index(i) < 3), (i, verdict.reason)
     shuffled = [2, 0, 1, 5, 4, 3]
-    assert np.array_equal(decide.crowding_distance(np.array(records)[shuffled]),
-                          decide.crowding_distance(np.array(records))[shuffled]), "order-free"
+    assert np.array_equal(
+        decide.crowding_distance(np.array(records)[shuffled]), decide.crowding_distance(np.array(records))[shuffled]
+    ), "order-free"
 
 
 def test_a_pruned_proposal_is_followed_by_a_random_undecided_one():

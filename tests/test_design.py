@@ -10,9 +10,9 @@ import pytest
 from click.testing import CliRunner
 from conftest import MICRO, SPACES, write_space
 
+from moesearch.cli import cli
 from moesearch.core import design
 from moesearch.core import space as space_mod
-from moesearch.cli import cli
 from moesearch.core.errors import InputError
 from moesearch.supervisor import study as study_mod
 
@@ -75,11 +75,17 @@ def test_a_space_with_a_design_queues_it_after_the_baselines(tmp_path):
 ORTHOGONAL = ("[search]\n", '[search]\ndesign = "orthogonal"\n')
 
 
-@pytest.mark.parametrize(("edits", "expected"), [
-    ([ORTHOGONAL, ("n_layers = 2", "n_layers = 40")], "search.design 'orthogonal': no orthogonal array of pyDOE3's"),
-    ([ORTHOGONAL, ("timeout_s", "trials = 3\ntimeout_s")], "search.trials 3 is below the 4 trials"),
-    ([("[search]\n", '[search]\ndesign = "factorial"\n')], "factorial"),
-])
+@pytest.mark.parametrize(
+    ("edits", "expected"),
+    [
+        (
+            [ORTHOGONAL, ("n_layers = 2", "n_layers = 40")],
+            "search.design 'orthogonal': no orthogonal array of pyDOE3's",
+        ),
+        ([ORTHOGONAL, ("timeout_s", "trials = 3\ntimeout_s")], "search.trials 3 is below the 4 trials"),
+        ([("[search]\n", '[search]\ndesign = "factorial"\n')], "factorial"),
+    ],
+)
 def test_a_design_the_space_cannot_take_fails_validation_with_one_line(tmp_path, edits, expected):
     text = MICRO
     for old, new in edits:

@@ -10,12 +10,20 @@ import pandas as pd
 import pytest
 from test_results import record, write
 
-from moesearch.core import results
 from moesearch.analysis import effects, expected
+from moesearch.core import results
 
 
-def table(tmp_path, truth, n_layers: int, seeds: int, sd: float, rng_seed: int = 1, choices=("gelu", "swiglu"),
-          cost=lambda combo: 100.0):
+def table(
+    tmp_path,
+    truth,
+    n_layers: int,
+    seeds: int,
+    sd: float,
+    rng_seed: int = 1,
+    choices=("gelu", "swiglu"),
+    cost=lambda combo: 100.0,
+):
     """Every assignment of `choices` on `n_layers` layers, `seeds` trainings each: truth(combo) + noise."""
     rng = np.random.default_rng(rng_seed)
     rows, n = [], 0
@@ -79,9 +87,19 @@ def test_pure_noise_resolves_nothing_and_says_how_many_trials_would(tmp_path):
 
 
 def test_more_effects_than_trials_are_shrunk_with_wide_intervals(tmp_path):
-    rows = [record(n, ",".join(c), 2.0 + 0.05 * (c[0] == "swiglu"), 1.0) for n, c in enumerate(
-        [("gelu",) * 8, ("swiglu",) * 8, ("swiglu",) + ("gelu",) * 7, ("gelu",) * 7 + ("swiglu",),
-         ("gelu", "swiglu") * 4, ("swiglu", "gelu") * 4])]
+    rows = [
+        record(n, ",".join(c), 2.0 + 0.05 * (c[0] == "swiglu"), 1.0)
+        for n, c in enumerate(
+            [
+                ("gelu",) * 8,
+                ("swiglu",) * 8,
+                ("swiglu",) + ("gelu",) * 7,
+                ("gelu",) * 7 + ("swiglu",),
+                ("gelu", "swiglu") * 4,
+                ("swiglu", "gelu") * 4,
+            ]
+        )
+    ]
     write(tmp_path, *rows)
     found = effects.fit(results.load_trials(tmp_path, "s"))
     assert found.method == "bayesian ridge" and len(found.terms) == 8 > found.n_trials - 1

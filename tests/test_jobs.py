@@ -44,9 +44,16 @@ def examples(tmp_path: Path) -> dict[str, str]:
     submit = tmp_path / "submit"
     submit.mkdir()
     return {
-        "SLURM_JOB_ID": "123", "SLURM_NNODES": "2", "SLURM_NODEID": "1", "SLURM_ARRAY_TASK_ID": "0",
-        "SLURM_ARRAY_TASK_MIN": "0", "SLURM_JOB_NODELIST": "gpu[001-002]", "SLURM_SUBMIT_DIR": str(submit),
-        "MASTER_ADDR": "gpu001", "NODE_RANK": "1", "HOSTFILE": str(hostfile),
+        "SLURM_JOB_ID": "123",
+        "SLURM_NNODES": "2",
+        "SLURM_NODEID": "1",
+        "SLURM_ARRAY_TASK_ID": "0",
+        "SLURM_ARRAY_TASK_MIN": "0",
+        "SLURM_JOB_NODELIST": "gpu[001-002]",
+        "SLURM_SUBMIT_DIR": str(submit),
+        "MASTER_ADDR": "gpu001",
+        "NODE_RANK": "1",
+        "HOSTFILE": str(hostfile),
     }
 
 

@@ -8,15 +8,20 @@ import sys
 import tomllib
 from pathlib import Path
 
-
 ROOT = Path(__file__).resolve().parent.parent
 LINT = Path(sys.executable).parent / "lint-imports"  # installed with the test extras
 CONTRACTS = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
 
 
 def lint(where: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([str(LINT), "--no-cache"], cwd=where, capture_output=True, text=True, timeout=300,
-                          env={"PYTHONPATH": str(where), "PATH": str(LINT.parent)})
+    return subprocess.run(
+        [str(LINT), "--no-cache"],
+        cwd=where,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"PYTHONPATH": str(where), "PATH": str(LINT.parent)},
+    )
 
 
 def test_every_contract_is_kept():

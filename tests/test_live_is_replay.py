@@ -10,22 +10,29 @@ from test_replay import MO_ASHA, curved
 
 from moesearch.core import space
 from moesearch.core.space import PruningSpec
+from moesearch.core.trial import Origin, TrialAttr
 from moesearch.replay import search
 from moesearch.replay import table as tables
 from moesearch.supervisor import decide, rungs
-from moesearch.core.trial import Origin, TrialAttr
 
 OBJECTIVES = {"val_loss": "minimize", "train_flops_per_token": "minimize"}
 
 
 def live_space(pruning: PruningSpec) -> space.Space:
     tiny = space.load("tiny")
-    return tiny.model_copy(update={"search": tiny.search.model_copy(update={"objectives": OBJECTIVES,
-                                                                            "pruning": pruning})})
+    return tiny.model_copy(
+        update={"search": tiny.search.model_copy(update={"objectives": OBJECTIVES, "pruning": pruning})}
+    )
 
 
-def live(study: optuna.Study, spec: space.Space, training: tables.Training, may_stop: bool, seed: int = 0,
-         origin: str = Origin.SEARCH) -> int | None:
+def live(
+    study: optuna.Study,
+    spec: space.Space,
+    training: tables.Training,
+    may_stop: bool,
+    seed: int = 0,
+    origin: str = Origin.SEARCH,
+) -> int | None:
     """One trial through the live rung path: the rung it is stopped at, or None; told to the study."""
     trial = study.ask()
     trial.set_user_attr(TrialAttr.SEED, seed)
@@ -40,8 +47,11 @@ def live(study: optuna.Study, spec: space.Space, training: tables.Training, may_
     return None
 
 
-@pytest.mark.parametrize("pruning", [MO_ASHA, PruningSpec(method="mo-asha", rungs=[10, 20], eta=2, min_records=1)],
-                         ids=["eta 3, 4 records", "eta 2, from the first record"])
+@pytest.mark.parametrize(
+    "pruning",
+    [MO_ASHA, PruningSpec(method="mo-asha", rungs=[10, 20], eta=2, min_records=1)],
+    ids=["eta 3, 4 records", "eta 2, from the first record"],
+)
 @pytest.mark.parametrize("order_seed", [0, 1, 2])
 def test_the_live_rungs_and_the_replay_stop_the_same_trials_at_the_same_rungs(tmp_path, pruning, order_seed):
     trials, steps = curved(tmp_path)
@@ -59,7 +69,7 @@ def test_the_live_rungs_and_the_replay_stop_the_same_trials_at_the_same_rungs(tm
         live_verdicts.append(live(study, spec, training, may_stop))
         replayed.append(search._rungs(table, pruning, training, at_rung, may_stop))
     assert live_verdicts == replayed
-    assert any(v is not None for v in replayed) and any(v is None for v in replayed[len(baselines):])
+    assert any(v is not None for v in replayed) and any(v is None for v in replayed[len(baselines) :])
 
 
 def test_the_live_rungs_leave_out_what_the_replay_never_sees(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -104,8 +105,9 @@ def test_gradient_norms_are_recorded_as_deepspeed_reports_them(one_rank, text, m
 
     reported = []
     original = DeepSpeedEngine.get_global_grad_norm
-    monkeypatch.setattr(DeepSpeedEngine, "get_global_grad_norm",
-                        lambda engine: reported.append(original(engine)) or reported[-1])
+    monkeypatch.setattr(
+        DeepSpeedEngine, "get_global_grad_norm", lambda engine: reported.append(original(engine)) or reported[-1]
+    )
     cfg = RunConfig.build(TINY, ["gelu", "swiglu"], seed=0, data=None, world_size=1)
     steps = train_trial(cfg, text).steps
     assert [r["grad_norm"] for r in steps] == [float(n) for n in reported] and len(reported) == TINY.train.steps
@@ -170,8 +172,10 @@ def test_hidden_statistics_count_real_tokens_only(one_rank, moe_every):
     assert probe.sums_LES[:, :, 0].sum(dim=1).tolist() == counted, "hooks are gone after the with block"
 
 
-@pytest.mark.parametrize("experts, top_k, factor, tokens", [(2, 1, 1.1, 800), (4, 2, 1.25, 1024), (8, 2, 1.0, 4096),
-                                                            (16, 2, 1.25, 8192), (6, 3, 0.7, 999)])
+@pytest.mark.parametrize(
+    "experts, top_k, factor, tokens",
+    [(2, 1, 1.1, 800), (4, 2, 1.25, 1024), (8, 2, 1.0, 4096), (16, 2, 1.25, 8192), (6, 3, 0.7, 999)],
+)
 def test_expert_capacity_matches_deepspeeds_gate(experts, top_k, factor, tokens):
     from deepspeed.moe.sharded_moe import _capacity
 
@@ -201,10 +205,12 @@ def test_dense_weights_do_not_depend_on_the_expert_parallel_size(one_rank):
 def test_width_policy_costs_gated_layers_more():
     spec = space.load("default")
     assert spec.model.width_policy == "width"
-    by_swiglu_layers = [costs(spec.model, ["swiglu"] * n + ["gelu"] * (4 - n), 8).train_flops_per_token for n in range(5)]
+    by_swiglu_layers = [
+        costs(spec.model, ["swiglu"] * n + ["gelu"] * (4 - n), 8).train_flops_per_token for n in range(5)
+    ]
     m = spec.model  # every layer is MoE: each SwiGLU adds its third matrix in all E capacity-padded expert buffers
     extra = 3 * 2 * m.d_model * m.d_ff * m.num_experts * expert_capacity(m, 8 * m.seq_len) / (8 * m.seq_len)
-    steps = [b - a for a, b in zip(by_swiglu_layers, by_swiglu_layers[1:])]
+    steps = [b - a for a, b in itertools.pairwise(by_swiglu_layers)]
     assert steps == pytest.approx([extra] * 4, abs=1), "every SwiGLU layer adds the same, positive cost"
 
 
@@ -240,11 +246,14 @@ def test_int8_of_a_known_tensor_has_the_known_scale_zero_point_and_values():
     assert int8_sym_params(-1.0, 2.54) == (pytest.approx(0.02), 0)
     x = torch.tensor([-0.5, 0.0, 0.004, 0.006, 1.234, 2.55, 3.0])
     affine = fake_int8(x, 0.01, -128, symmetric=False)
-    assert torch.allclose(affine, torch.tensor([0.0, 0.0, 0.0, 0.01, 1.23, 2.55, 2.55]), atol=1e-6), "clamped to [0, 2.55]"
+    assert torch.allclose(affine, torch.tensor([0.0, 0.0, 0.0, 0.01, 1.23, 2.55, 2.55]), atol=1e-6), (
+        "clamped to [0, 2.55]"
+    )
     x = torch.tensor([-3.0, -2.54, -0.011, 0.009, 0.011, 2.55])
     symmetric = fake_int8(x, 0.02)
-    assert torch.allclose(symmetric, torch.tensor([-2.54, -2.54, -0.02, 0.0, 0.02, 2.54]), atol=1e-6), \
+    assert torch.allclose(symmetric, torch.tensor([-2.54, -2.54, -0.02, 0.0, 0.02, 2.54]), atol=1e-6), (
         "codes [-127, 127]: -3 stops at -2.54, not -2.56"
+    )
 
 
 def test_affine_int8_gives_a_one_sided_tensor_every_code_and_symmetric_half():
@@ -292,9 +301,11 @@ def test_calibration_per_expert_on_a_known_input(one_rank):
     model = Transformer(spec, ["relu"], ep_size=1).eval()
     experts = [ffn for ffn, _, _ in ffn_slots(model, 0)]
     pad = torch.zeros(1, 3)
-    fed = {0: [torch.tensor([[1.0, -2.0, 0.5]]), torch.tensor([[0.5, 0.0, 3.0]])],  # input, then hidden
-           2: [torch.tensor([[4.0, 1.0, 1.0]]), torch.tensor([[0.0, 0.0, 0.25]])],
-           3: [pad, pad]}  # capacity padding only: routed no token
+    fed = {
+        0: [torch.tensor([[1.0, -2.0, 0.5]]), torch.tensor([[0.5, 0.0, 3.0]])],  # input, then hidden
+        2: [torch.tensor([[4.0, 1.0, 1.0]]), torch.tensor([[0.0, 0.0, 0.25]])],
+        3: [pad, pad],
+    }  # capacity padding only: routed no token
     calibration = Calibration(model, 0, 4)
     for expert, (x, h) in fed.items():
         calibration._record(0, expert, 0)(experts[expert], (torch.cat([x, pad]),))
@@ -302,8 +313,12 @@ def test_calibration_per_expert_on_a_known_input(one_rank):
     calibration._record(0, 2, 0)(experts[2], (torch.tensor([[-6.0, 0.0, 0.0]]),))  # a second batch widens the range
     calibration.reduce(torch.device("cpu"))
     assert calibration.uncalibrated == 2, "experts 1 (never called) and 3 (padding only)"
-    assert calibration.ranges == {experts[0]: (-2.0, 1.0), experts[0].w_out: (0.0, 3.0),
-                                  experts[2]: (-6.0, 4.0), experts[2].w_out: (0.0, 0.25)}
+    assert calibration.ranges == {
+        experts[0]: (-2.0, 1.0),
+        experts[0].w_out: (0.0, 3.0),
+        experts[2]: (-6.0, 4.0),
+        experts[2].w_out: (0.0, 0.25),
+    }
     with FakeQuant(calibration, "int8") as quant:
         hidden = torch.tensor([[0.01, 1.0, 2.999]])
         (out,) = quant._quantize(experts[0].w_out, (hidden,))  # [0, 3]: scale 3/255, zero point -128
@@ -323,7 +338,9 @@ def test_a_quantized_evaluation_is_finite_and_differs_from_full_precision(one_ra
         assert m[f"quant_gap_{fmt}"] == pytest.approx(m[f"val_loss_{fmt}"] - m["val_loss"])
     for row in result.layers:
         assert row["hidden_abs_max"] > 0 and row["hidden_max_over_rms"] >= 1 and 0 <= row["hidden_beyond_6sd_frac"] < 1
-        assert len(row["expert_abs_max"]) == TINY.model.num_experts and max(row["expert_abs_max"]) == row["hidden_abs_max"]
+        assert (
+            len(row["expert_abs_max"]) == TINY.model.num_experts and max(row["expert_abs_max"]) == row["hidden_abs_max"]
+        )
 
 
 def test_the_compiled_path_trains_a_tiny_model(one_rank, text):
@@ -331,10 +348,14 @@ def test_the_compiled_path_trains_a_tiny_model(one_rank, text):
     compilation short. Two ranks compile too (measured: docs/performance.md, bench/compile.py)."""
     from moesearch.ranks.train import train_trial
 
-    small = TINY.model_copy(update={
-        "model": TINY.model.model_copy(update={"n_layers": 1, "d_model": 16, "n_heads": 2, "d_ff": 48}),
-        "train": TINY.train.model_copy(update={"compile": True, "steps": 3, "warmup_steps": 1, "eval_interval": 0,
-                                               "eval_sequences": 4})})
+    small = TINY.model_copy(
+        update={
+            "model": TINY.model.model_copy(update={"n_layers": 1, "d_model": 16, "n_heads": 2, "d_ff": 48}),
+            "train": TINY.train.model_copy(
+                update={"compile": True, "steps": 3, "warmup_steps": 1, "eval_interval": 0, "eval_sequences": 4}
+            ),
+        }
+    )
     result = train_trial(RunConfig.build(small, ["swiglu"], seed=0, data=None, world_size=1), text)
     assert math.isfinite(result.metrics["val_loss"]) and len(result.steps) == 3
     assert math.isfinite(result.metrics["quant_gap_int8"]), "hooks still reach the compiled model's FFNs"

@@ -26,8 +26,10 @@ def test_tensorboard_has_one_run_per_trial_with_every_step_evaluation_and_object
     trials, steps = results.load_trials(monitored, "tiny"), results.load_steps(monitored, "tiny")
     trials = trials[trials["origin"] == "search"]  # verify ran without a monitor
     found = runs(monitored, "tensorboard")
-    assert list(found) == [f"trial-{t:06d}_{a.replace(',', '-')}_seed0" for t, a in zip(trials["trial"], trials["assignment"])]
-    for (name, folder), (_, row) in zip(found.items(), trials.iterrows(), strict=True):
+    assert list(found) == [
+        f"trial-{t:06d}_{a.replace(',', '-')}_seed0" for t, a in zip(trials["trial"], trials["assignment"], strict=True)
+    ]
+    for folder, (_, row) in zip(found.values(), trials.iterrows(), strict=True):
         assert len(list(folder.glob("events.out.tfevents.*"))) == 1, "only rank 0 writes"
         events = EventAccumulator(str(folder))
         events.Reload()

@@ -10,8 +10,8 @@ import jupytext
 import nbclient
 import pytest
 
-from moesearch.core import results
 from moesearch.analysis import pareto, plots
+from moesearch.core import results
 
 NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "analysis.py"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -24,8 +24,9 @@ def executed(tiny_study):
     with pytest.MonkeyPatch.context() as env:  # the kernel inherits this process's environment when it starts
         env.setenv("MOESEARCH_RESULTS", str(tiny_study))
         env.setenv("MOESEARCH_STUDY", "tiny")
-        nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
-                                resources={"metadata": {"path": str(NOTEBOOK.parent)}}).execute()  # raises on a failed cell
+        nbclient.NotebookClient(
+            nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOK.parent)}}
+        ).execute()  # raises on a failed cell
     return nb
 
 
@@ -67,8 +68,12 @@ def test_the_front_section_shows_the_front_the_baselines_and_the_hypervolume(exe
 
 
 def test_every_picture_is_displayed_as_a_png(executed):
-    images = [o["data"]["image/png"] for c in code_cells(executed) for o in c.outputs
-              if o.output_type == "display_data" and "image/png" in o.get("data", {})]
+    images = [
+        o["data"]["image/png"]
+        for c in code_cells(executed)
+        for o in c.outputs
+        if o.output_type == "display_data" and "image/png" in o.get("data", {})
+    ]
     assert len(images) >= len(plots.NAMES_PNG), "front, hypervolume, layers, curves and hidden"
     assert all(base64.b64decode(png).startswith(PNG_MAGIC) for png in images)
 
@@ -96,8 +101,9 @@ def test_the_ipynb_is_the_py_paired_and_stripped():
     paired, text = jupytext.read(NOTEBOOK.with_suffix(".ipynb")), jupytext.read(NOTEBOOK)
     assert [(c.cell_type, c.source) for c in paired.cells] == [(c.cell_type, c.source) for c in text.cells]
     assert paired.metadata["jupytext"]["formats"] == "ipynb,py:percent"
-    assert all(not c.get("outputs") and c.get("execution_count") is None for c in paired.cells if c.cell_type == "code"), \
-        "outputs stripped: the file diffs as the code does"
+    assert all(
+        not c.get("outputs") and c.get("execution_count") is None for c in paired.cells if c.cell_type == "code"
+    ), "outputs stripped: the file diffs as the code does"
 
 
 def below_header(text: str) -> str:
@@ -107,8 +113,9 @@ def below_header(text: str) -> str:
 
 
 @pytest.mark.parametrize("newest", ["a", "b"])
-def test_without_moesearch_study_the_notebook_reads_the_most_recent_study_as_the_cli_does(tmp_path, monkeypatch,
-                                                                                           capsys, newest):
+def test_without_moesearch_study_the_notebook_reads_the_most_recent_study_as_the_cli_does(
+    tmp_path, monkeypatch, capsys, newest
+):
     from click.testing import CliRunner
     from test_study_default import two_studies
 
@@ -134,7 +141,10 @@ def test_the_notebook_extra_installs_what_opening_and_running_it_needs():
     names = {req.split(">")[0].split("=")[0].split("[")[0].strip() for req in extra}
     assert {"notebook", "ipykernel", "nbclient", "jupytext"} <= names
     assert "pip install -e '.[notebook]'" in (root / "README.md").read_text()
-    imported = {line.split()[1].split(".")[0] for line in NOTEBOOK.read_text().splitlines()
-                if line.startswith(("import ", "from "))}
+    imported = {
+        line.split()[1].split(".")[0]
+        for line in NOTEBOOK.read_text().splitlines()
+        if line.startswith(("import ", "from "))
+    }
     from_ipykernel = {"IPython", "matplotlib_inline"}  # ipykernel depends on both
     assert imported - {"os", "pathlib", "pandas", "moesearch"} == from_ipykernel

@@ -5,8 +5,8 @@ from __future__ import annotations
 import matplotlib.ticker
 from test_results import FRONT, record, write
 
-from moesearch.core import results
 from moesearch.analysis import pareto, plots
+from moesearch.core import results
 
 
 def analysis_of(folder, *records):
@@ -32,7 +32,9 @@ def test_a_minimised_cost_steps_after_each_point(tmp_path):
         r.trial["objectives"] = '{"val_loss": "minimize", "train_flops_per_token": "minimize"}'
         r.trial["reference_point"] = '{"val_loss": 3.0, "train_flops_per_token": 2000}'
     ax = plots.front(analysis_of(tmp_path, *flops)).axes[0]
-    assert [line.get_drawstyle() for line in ax.get_lines() if line.get_drawstyle().startswith("steps")] == ["steps-post"]
+    assert [line.get_drawstyle() for line in ax.get_lines() if line.get_drawstyle().startswith("steps")] == [
+        "steps-post"
+    ]
 
 
 def test_the_hypervolume_axis_has_its_unit_and_no_offset(tmp_path):
@@ -42,19 +44,29 @@ def test_the_hypervolume_axis_has_its_unit_and_no_offset(tmp_path):
 
 
 def test_three_objectives_are_drawn_as_every_pair_with_the_front_marked(tmp_path):
-    points = [("gelu,gelu", 2.0, 0.01, 1000), ("swiglu,swiglu", 1.8, 0.05, 1500), ("gelu,swiglu", 1.9, 0.02, 1250),
-              ("swiglu,gelu", 1.95, 0.06, 1250)]
+    points = [
+        ("gelu,gelu", 2.0, 0.01, 1000),
+        ("swiglu,swiglu", 1.8, 0.05, 1500),
+        ("gelu,swiglu", 1.9, 0.02, 1250),
+        ("swiglu,gelu", 1.95, 0.06, 1250),
+    ]
     rows = [record(i, a, loss, None) for i, (a, loss, _, _) in enumerate(points)]
     for r, (_, _, gap, flops) in zip(rows, points, strict=True):
-        r.trial.update(quant_gap_int8=gap, train_flops_per_token=flops,
-                       objectives='{"val_loss": "minimize", "quant_gap_int8": "minimize", "train_flops_per_token": "minimize"}',
-                       reference_point='{"val_loss": 3.0, "quant_gap_int8": 1.0, "train_flops_per_token": 2000}')
+        r.trial.update(
+            quant_gap_int8=gap,
+            train_flops_per_token=flops,
+            objectives='{"val_loss": "minimize", "quant_gap_int8": "minimize", "train_flops_per_token": "minimize"}',
+            reference_point='{"val_loss": 3.0, "quant_gap_int8": 1.0, "train_flops_per_token": 2000}',
+        )
     analysis = analysis_of(tmp_path, *rows)
     assert analysis.table.set_index("assignment").loc["swiglu,gelu", "pareto"] == False  # noqa: E712 - dominated by gelu,swiglu
     fig = plots.front(analysis)
     labels = [(ax.get_ylabel().split()[0], ax.get_xlabel().split()[0]) for ax in fig.axes]
-    assert labels == [("val_loss", "quant_gap_int8"), ("val_loss", "train_flops_per_token"),
-                      ("quant_gap_int8", "train_flops_per_token")]
+    assert labels == [
+        ("val_loss", "quant_gap_int8"),
+        ("val_loss", "train_flops_per_token"),
+        ("quant_gap_int8", "train_flops_per_token"),
+    ]
     assert not any(line.get_drawstyle().startswith("steps") for ax in fig.axes for line in ax.get_lines())
     on = [line for line in fig.axes[2].get_lines() if line.get_label() == "Pareto front (all objectives)"][0]
     assert sorted(on.get_xdata()) == [1000, 1250, 1500], "the front of all three, in every panel"
@@ -63,12 +75,23 @@ def test_three_objectives_are_drawn_as_every_pair_with_the_front_marked(tmp_path
     html = interactive.front_html(analysis)
     assert '"type":"splom"' in html and html.count("\\u003cb\\u003e") == 4, "every pair, every point hoverable"
     quant = plots.quantization(results.load_trials(tmp_path, "s"))
-    assert quant is not None and {line.get_label() for line in quant.axes[0].get_lines()} >= {"gelu, int8", "swiglu, int8"}
+    assert quant is not None and {line.get_label() for line in quant.axes[0].get_lines()} >= {
+        "gelu, int8",
+        "swiglu, int8",
+    }
 
 
 def test_assignments_with_seed_replicates_get_error_bars_on_the_front(tmp_path):
-    rows = [*FRONT, record(len(FRONT), FRONT[0].trial["assignment"], FRONT[0].trial["val_loss"] + 0.1,
-                           FRONT[0].trial["tokens_per_s"] * 0.9, seed=1)]
+    rows = [
+        *FRONT,
+        record(
+            len(FRONT),
+            FRONT[0].trial["assignment"],
+            FRONT[0].trial["val_loss"] + 0.1,
+            FRONT[0].trial["tokens_per_s"] * 0.9,
+            seed=1,
+        ),
+    ]
     analysis = analysis_of(tmp_path, *rows)
     ax = plots.front(analysis).axes[0]
     assert "± sd over seeds" in [text.get_text() for text in ax.get_legend().get_texts()]

@@ -22,12 +22,16 @@ from moesearch.core.metrics import AT_RUNG
 # 2 layers x {gelu, swiglu, relu}: three baselines, six mixed assignments; val_loss at 10, 20 and 30.
 # Objectives val_loss and FLOPs: all-gelu and all-relu are the cheapest, so a stalled mixed trial is
 # dominated at the first rung by at least one baseline, and ranks outside the best half (eta 2).
-PRUNING = (MICRO.replace('activations = ["gelu", "swiglu"]', 'activations = ["gelu", "swiglu", "relu"]')
-           .replace("d_ff = 96", 'd_ff = 96\nwidth_policy = "width"')
-           .replace("steps = 6", "steps = 30\neval_interval = 10")
-           .replace("[search]\n", '[search]\nsampler = "brute"\n'
-                                  'objectives = { val_loss = "minimize", train_flops_per_token = "minimize" }\n')
-           + '[search.pruning]\nmethod = "mo-asha"\nrungs = [10, 20]\neta = 2\nmin_records = 3\n')
+PRUNING = (
+    MICRO.replace('activations = ["gelu", "swiglu"]', 'activations = ["gelu", "swiglu", "relu"]')
+    .replace("d_ff = 96", 'd_ff = 96\nwidth_policy = "width"')
+    .replace("steps = 6", "steps = 30\neval_interval = 10")
+    .replace(
+        "[search]\n",
+        '[search]\nsampler = "brute"\nobjectives = { val_loss = "minimize", train_flops_per_token = "minimize" }\n',
+    )
+    + '[search.pruning]\nmethod = "mo-asha"\nrungs = [10, 20]\neta = 2\nmin_records = 3\n'
+)
 BASELINES = {"gelu,gelu", "swiglu,swiglu", "relu,relu"}
 MIXED = [",".join(p) for p in itertools.product(["gelu", "swiglu", "relu"], repeat=2) if len(set(p)) == 2]
 STALL_MIXED = {"MOESEARCH_FAULT": ";".join(f"stall:{a}" for a in MIXED)}
@@ -52,7 +56,10 @@ def test_a_poor_trial_is_pruned_at_the_first_rung_with_its_steps_and_never_train
     storage = f"sqlite:///{out / 'moesearch.db'}"
     study = optuna.load_study(study_name="micro", storage=storage)
     assert study.trials[3].state == TrialState.PRUNED, "Optuna knows it pruned: the sampler learns from it"
-    assert set(study.trials[3].user_attrs["rungs"]) == {"10"} and set(study.trials[0].user_attrs["rungs"]) == {"10", "20"}
+    assert set(study.trials[3].user_attrs["rungs"]) == {"10"} and set(study.trials[0].user_attrs["rungs"]) == {
+        "10",
+        "20",
+    }
     status = run_cli("status", "--storage", storage, "--study", "micro")
     assert "(3 complete, 1 pruned, 0 failed)" in status.stdout and "pruned per rung: 1 at step 10" in status.stdout
     pareto = run_cli("pareto", "--results", str(out), "--study", "micro")
@@ -76,8 +83,10 @@ def test_two_groups_prune_against_each_other_s_records(tmp_path):
     common = ["--storage", storage, "--results", str(out), "--no-progress", "--nproc", "1"]
     first = run_cli("search", str(space), "--trials", "3", *common, env=ONE_THREAD)
     assert first.returncode == 0, first.stderr
-    groups = [start_cli("worker", "--study", "micro", "--trials", "9", *common, env={**ONE_THREAD, **STALL_MIXED})
-              for _ in range(2)]
+    groups = [
+        start_cli("worker", "--study", "micro", "--trials", "9", *common, env={**ONE_THREAD, **STALL_MIXED})
+        for _ in range(2)
+    ]
     for g in groups:
         _, stderr = g.communicate(timeout=600)
         assert g.returncode == 0, stderr
@@ -96,7 +105,8 @@ def test_two_groups_prune_against_each_other_s_records(tmp_path):
 
 def test_a_preempted_search_with_pruning_resumes_and_decides_every_trial_once(tmp_path):
     long = PRUNING.replace("steps = 30\neval_interval = 10", "steps = 150\neval_interval = 50").replace(
-        "rungs = [10, 20]", "rungs = [50]")
+        "rungs = [10, 20]", "rungs = [50]"
+    )
     space, out = write_space(tmp_path, long), tmp_path / "r"
     command = ["search", str(space), "--nproc", "2", "--trials", "4", "--results", str(out), "--no-progress"]
     proc = start_cli(*command, env=STALL_MIXED)
@@ -111,5 +121,6 @@ def test_a_preempted_search_with_pruning_resumes_and_decides_every_trial_once(tm
     decided = rows[rows["state"] != "PREEMPTED"]
     assert decided["assignment"].is_unique and set(decided["assignment"][:3]) == BASELINES
     assert list(decided["state"]) == ["COMPLETE"] * 3 + ["PRUNED"]
-    assert rows.loc[rows["state"] == "PREEMPTED", "assignment"].isin(set(decided["assignment"])).all(), \
+    assert rows.loc[rows["state"] == "PREEMPTED", "assignment"].isin(set(decided["assignment"])).all(), (
         "the preempted trial was trained again"
+    )

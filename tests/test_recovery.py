@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import optuna
 import psutil
@@ -38,13 +38,29 @@ def running_trial(study: optuna.Study, layers: list[str], worker: str) -> optuna
 
 
 def record(study: str, number: int, layers: list[str], state: str) -> results.Record:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     return results.make_record(
-        study=study, trial=number, origin="search", layers=layers, state=state,
-        failure_reason=None if state == "COMPLETE" else f"{state.lower()}: for the test", objectives=OBJECTIVES,
-        reference_point={}, metrics={"val_loss": 4.5, "tokens_per_s": 1000.0} if state == "COMPLETE" else {},
-        steps=[], layer_rows=[], config_json="{}", seed=0, replicate_of=None, data_sha256="ab", hardware={},
-        ep_size=1, random_streams="crn", started_at=now, finished_at=now)
+        study=study,
+        trial=number,
+        origin="search",
+        layers=layers,
+        state=state,
+        failure_reason=None if state == "COMPLETE" else f"{state.lower()}: for the test",
+        objectives=OBJECTIVES,
+        reference_point={},
+        metrics={"val_loss": 4.5, "tokens_per_s": 1000.0} if state == "COMPLETE" else {},
+        steps=[],
+        layer_rows=[],
+        config_json="{}",
+        seed=0,
+        replicate_of=None,
+        data_sha256="ab",
+        hardware={},
+        ep_size=1,
+        random_streams="crn",
+        started_at=now,
+        finished_at=now,
+    )
 
 
 @pytest.fixture(params=BACKENDS)
@@ -107,9 +123,11 @@ def test_two_processes_recovering_at_once_settle_a_dead_trial_once(backend, tmp_
     study = study_mod.open_study(storage_mod.open_storage(url), name, TINY, seed=0)
     trial = running_trial(study, ["relu2", "swiglu"], dead_worker())
     start = time.time() + 5  # both are imported and connected by then
-    code = ("import time, optuna; from moesearch.supervisor import recovery, storage; "
-            f"study = optuna.load_study(study_name={name!r}, storage=storage.open_storage({url!r})); "
-            f"time.sleep(max(0.0, {start} - time.time())); print(len(recovery.recover(study, {str(tmp_path)!r})))")
+    code = (
+        "import time, optuna; from moesearch.supervisor import recovery, storage; "
+        f"study = optuna.load_study(study_name={name!r}, storage=storage.open_storage({url!r})); "
+        f"time.sleep(max(0.0, {start} - time.time())); print(len(recovery.recover(study, {str(tmp_path)!r})))"
+    )
     procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True) for _ in range(2)]
     settled = [int(p.communicate(timeout=120)[0].split()[-1]) for p in procs]
     assert sorted(settled) == [0, 1], "exactly one process settled it"
@@ -180,8 +198,8 @@ def test_status_counts_trials_by_state_and_names_the_dead_group_s_trials(study, 
 def test_a_trial_settled_by_another_group_while_it_ran_is_dropped_not_recorded(study, tmp_path, monkeypatch):
     """A group that stalled past the grace period finishes a trial someone else already settled."""
     from moesearch.core.launch import Launch
-    from moesearch.supervisor.settings import Settings
     from moesearch.supervisor import runner
+    from moesearch.supervisor.settings import Settings
 
     def trained_while_settled_elsewhere(settings, group, number, layers, **_):
         frozen = study.trials[number]
@@ -189,8 +207,17 @@ def test_a_trial_settled_by_another_group_while_it_ran_is_dropped_not_recorded(s
         return runner.Outcome(record(study.study_name, number, layers, "COMPLETE"))
 
     monkeypatch.setattr(runner, "run_trial", trained_while_settled_elsewhere)
-    settings = Settings(space=TINY, study=study.study_name, storage="unused", results=tmp_path, launch=Launch(1),
-                        seed=0, data=None, data_sha256="ab", progress=False)
+    settings = Settings(
+        space=TINY,
+        study=study.study_name,
+        storage="unused",
+        results=tmp_path,
+        launch=Launch(1),
+        seed=0,
+        data=None,
+        data_sha256="ab",
+        progress=False,
+    )
     assert runner.run_named(settings, study, None, ["gelu", "swiglu"], origin="train") is None
     [trial] = [t for t in study.trials if t.user_attrs.get("origin") == "train"]
     assert trial.state == TrialState.FAIL and trial.user_attrs["failure_reason"] == "lost: for the test"
@@ -202,12 +229,21 @@ def test_a_retry_is_not_ranked_against_its_own_preempted_attempt(study):
 
     objectives = {"val_loss": "minimize", "tokens_per_s": "maximize"}
     first = len(study.trials)  # after the queued baselines
-    for number, (state, budget) in enumerate([(TrialState.COMPLETE, True), (TrialState.FAIL, False),
-                                              (TrialState.FAIL, True), (TrialState.PRUNED, True)]):
-        study.add_trial(optuna.trial.create_trial(
-            state=state, values=[2.0, 100.0] if state == TrialState.COMPLETE else None,
-            user_attrs={"rungs": {"10": {"val_loss": 2.0 + number, "tokens_per_s": 100.0}}, "budget": budget,
-                        "origin": "search", "seed": 0}))
+    for number, (state, budget) in enumerate(
+        [(TrialState.COMPLETE, True), (TrialState.FAIL, False), (TrialState.FAIL, True), (TrialState.PRUNED, True)]
+    ):
+        study.add_trial(
+            optuna.trial.create_trial(
+                state=state,
+                values=[2.0, 100.0] if state == TrialState.COMPLETE else None,
+                user_attrs={
+                    "rungs": {"10": {"val_loss": 2.0 + number, "tokens_per_s": 100.0}},
+                    "budget": budget,
+                    "origin": "search",
+                    "seed": 0,
+                },
+            )
+        )
     seen = rungs.records_at(study, 10, objectives, but=first, seed=0)  # the first is the one asking
     assert sorted(v for v, _ in seen) == [4.0, 5.0], (seen, "the preempted attempt (budget false) is left out")
     assert rungs.records_at(study, 20, objectives, but=first, seed=0) == []
@@ -218,10 +254,20 @@ def test_a_rung_ranks_only_the_search_trials_of_the_asking_trial_s_seed(study):
     from moesearch.supervisor import rungs
 
     objectives = {"val_loss": "minimize", "tokens_per_s": "maximize"}
-    for loss, origin, seed in [(2.0, "search", 0), (2.1, "verify", 0), (2.2, "train", 0), (2.3, "search", 1),
-                               (2.4, "search", 0)]:
-        study.add_trial(optuna.trial.create_trial(state=TrialState.COMPLETE, values=[loss, 100.0], user_attrs={
-            "rungs": {"10": {"val_loss": loss, "tokens_per_s": 100.0}}, "origin": origin, "seed": seed}))
+    for loss, origin, seed in [
+        (2.0, "search", 0),
+        (2.1, "verify", 0),
+        (2.2, "train", 0),
+        (2.3, "search", 1),
+        (2.4, "search", 0),
+    ]:
+        study.add_trial(
+            optuna.trial.create_trial(
+                state=TrialState.COMPLETE,
+                values=[loss, 100.0],
+                user_attrs={"rungs": {"10": {"val_loss": loss, "tokens_per_s": 100.0}}, "origin": origin, "seed": seed},
+            )
+        )
     assert sorted(v for v, _ in rungs.records_at(study, 10, objectives, but=-1, seed=0)) == [2.0, 2.4]
     assert [v for v, _ in rungs.records_at(study, 10, objectives, but=-1, seed=1)] == [2.3]
 
@@ -230,13 +276,18 @@ def test_a_storage_error_at_a_rung_fails_that_trial_with_its_record_and_the_call
     """The study unreachable while the ranks wait for a verdict: the group is stopped, the trial is
     recorded FAIL with the error, and the search's call returns instead of raising."""
     from moesearch.core.launch import Launch
-    from moesearch.supervisor.settings import Settings
+    from moesearch.core.protocol import Done, Rung
     from moesearch.supervisor import runner
     from moesearch.supervisor.group import WorkerGroup
-    from moesearch.core.protocol import Done, Rung
+    from moesearch.supervisor.settings import Settings
 
-    pruned = space.load(write_space(tmp_path, MICRO.replace("eval_sequences = 8", "eval_sequences = 8\neval_interval = 2")
-                                    + '[search.pruning]\nmethod = "mo-asha"\nrungs = [2]\n'))
+    pruned = space.load(
+        write_space(
+            tmp_path,
+            MICRO.replace("eval_sequences = 8", "eval_sequences = 8\neval_interval = 2")
+            + '[search.pruning]\nmethod = "mo-asha"\nrungs = [2]\n',
+        )
+    )
 
     class OneRung(WorkerGroup):  # answers the first rung as the real group does, then would finish
         def __init__(self):
@@ -259,8 +310,17 @@ def test_a_storage_error_at_a_rung_fails_that_trial_with_its_record_and_the_call
 
     monkeypatch.setattr(optuna.trial.Trial, "set_user_attr", unreachable_for_rungs)
     study = study_mod.open_study(storage_mod.open_storage(f"sqlite:///{tmp_path / 's.db'}"), "s", pruned, seed=0)
-    settings = Settings(space=pruned, study="s", storage="unused", results=tmp_path, launch=Launch(1), seed=0,
-                        data=None, data_sha256="ab", progress=False)
+    settings = Settings(
+        space=pruned,
+        study="s",
+        storage="unused",
+        results=tmp_path,
+        launch=Launch(1),
+        seed=0,
+        data=None,
+        data_sha256="ab",
+        progress=False,
+    )
     group = OneRung()
     outcome = runner.run_named(settings, study, group, ["gelu", "swiglu"], origin="train")
     says = "storage error at rung 2: StorageInternalError: could not connect to server"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -11,9 +11,9 @@ import pytest
 from click.testing import CliRunner
 from test_results import record, write
 
-from moesearch.core import results
 from moesearch.analysis import pareto
 from moesearch.cli import cli
+from moesearch.core import results
 from moesearch.core.errors import InputError
 from moesearch.core.space import PruningSpec
 from moesearch.replay import search, truth
@@ -40,21 +40,49 @@ def curved(folder, n_layers: int = 5):
     (plus noise), as real curves roughly do. Objectives: val_loss and FLOPs."""
     rng = np.random.default_rng(1)
     effect = rng.uniform(0.02, 0.12, n_layers)
-    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
     for n, combo in enumerate(itertools.product(["gelu", "swiglu"], repeat=n_layers)):
         swiglu = np.array([a == "swiglu" for a in combo])
         final = 3.0 - effect[swiglu].sum() + rng.normal(0, 0.01)
         at = {10: final + 1.0 + rng.normal(0, 0.03), 20: final + 0.4 + rng.normal(0, 0.02), 40: final}
-        rows = [{"step": s, "tokens": s, "train_loss": at.get(s, final), "aux_loss": 0.0, "lr": 1e-3,
-                 "step_time_s": 0.1, "val_loss": at.get(s)} for s in range(1, 41)]
+        rows = [
+            {
+                "step": s,
+                "tokens": s,
+                "train_loss": at.get(s, final),
+                "aux_loss": 0.0,
+                "lr": 1e-3,
+                "step_time_s": 0.1,
+                "val_loss": at.get(s),
+            }
+            for s in range(1, 41)
+        ]
         metrics = {"val_loss": final, "train_flops_per_token": 1000 + 500 * int(swiglu.sum()), "tokens_per_s": 1.0}
-        results.write_trial(folder, results.make_record(
-            study="c", trial=n, origin="search", layers=list(combo), state="COMPLETE", failure_reason=None,
-            objectives={"val_loss": "minimize", "train_flops_per_token": "minimize"},
-            reference_point={"val_loss": 3.5, "train_flops_per_token": 1000 + 500 * n_layers + 100}, metrics=metrics,
-            steps=rows, layer_rows=[], config_json="{}", seed=0, replicate_of=None, data_sha256="ab",
-            hardware={"world_size": 2}, ep_size=2, random_streams="crn", started_at=start,
-            finished_at=start + timedelta(seconds=1)))
+        results.write_trial(
+            folder,
+            results.make_record(
+                study="c",
+                trial=n,
+                origin="search",
+                layers=list(combo),
+                state="COMPLETE",
+                failure_reason=None,
+                objectives={"val_loss": "minimize", "train_flops_per_token": "minimize"},
+                reference_point={"val_loss": 3.5, "train_flops_per_token": 1000 + 500 * n_layers + 100},
+                metrics=metrics,
+                steps=rows,
+                layer_rows=[],
+                config_json="{}",
+                seed=0,
+                replicate_of=None,
+                data_sha256="ab",
+                hardware={"world_size": 2},
+                ep_size=2,
+                random_streams="crn",
+                started_at=start,
+                finished_at=start + timedelta(seconds=1),
+            ),
+        )
     return results.load_trials(folder, "c"), results.load_steps(folder, "c")
 
 
@@ -78,8 +106,11 @@ def test_a_replay_is_deterministic_per_seed_and_baselines_come_first(tmp_path):
     first_three = pareto.hypervolume(baselines, table.objectives, table.reference) / table.true_hypervolume
     arms = [search.Arm("tpe"), search.Arm("hand")]
     side_by_side, in_turn = (search.compare(table, arms, range(3), n_trials=6, jobs=j) for j in (2, 1))
-    assert all(np.array_equal(a.relative, b.relative) for arm in side_by_side
-               for a, b in zip(side_by_side[arm], in_turn[arm], strict=True)), "--jobs changes nothing but the time"
+    assert all(
+        np.array_equal(a.relative, b.relative)
+        for arm in side_by_side
+        for a, b in zip(side_by_side[arm], in_turn[arm], strict=True)
+    ), "--jobs changes nothing but the time"
     assert search.replay(table, search.Arm("random"), 0, n_trials=3).relative[-1] == pytest.approx(first_three)
 
 
@@ -124,8 +155,15 @@ def test_the_first_records_of_a_rung_are_never_pruned_and_the_baselines_never(tm
 def test_pruning_a_table_on_an_objective_measured_only_at_the_end_is_refused_as_its_space_would_be():
     """The replay used to rank quant_gap_int8 at a rung by its final value, which no live rung has."""
     objectives = {"val_loss": "minimize", "quant_gap_int8": "minimize"}
-    table = tables.Table(objectives, {"val_loss": 3.5, "quant_gap_int8": 1.0}, [CHOICES],
-                         {a: [3.0, 0.1] for a in CHOICES}, 1.0, full_steps=40, at_step={10: {a: [3.2, 0.1] for a in CHOICES}})
+    table = tables.Table(
+        objectives,
+        {"val_loss": 3.5, "quant_gap_int8": 1.0},
+        [CHOICES],
+        {a: [3.0, 0.1] for a in CHOICES},
+        1.0,
+        full_steps=40,
+        at_step={10: {a: [3.2, 0.1] for a in CHOICES}},
+    )
     pruned = search.Arm("random", PruningSpec(method="mo-asha", rungs=[10], min_records=1))
     says = "--pruning mo-asha: the table's objective 'quant_gap_int8' is measured only after the last step"
     with pytest.raises(InputError, match=says):
@@ -150,10 +188,33 @@ def test_the_hand_search_starts_from_the_better_baseline_and_flips_one_layer_at_
 
 def test_replay_command_prints_the_compute_table_and_writes_curves_and_a_plot(tmp_path):
     curved(tmp_path)
-    out = CliRunner().invoke(cli, ["replay", str(results.trials_dir(tmp_path, "c")), "--samplers", "random,hand",
-                                   "--pruning", "none,mo-asha", "--rungs", "10,20", "--min-records", "4",
-                                   "--first-seed", "5", "--seeds", "3", "--budget", "800", "--jobs", "2",
-                                   "--out", str(tmp_path / "curves.csv"), "--plot", str(tmp_path / "curves.png")])
+    out = CliRunner().invoke(
+        cli,
+        [
+            "replay",
+            str(results.trials_dir(tmp_path, "c")),
+            "--samplers",
+            "random,hand",
+            "--pruning",
+            "none,mo-asha",
+            "--rungs",
+            "10,20",
+            "--min-records",
+            "4",
+            "--first-seed",
+            "5",
+            "--seeds",
+            "3",
+            "--budget",
+            "800",
+            "--jobs",
+            "2",
+            "--out",
+            str(tmp_path / "curves.csv"),
+            "--plot",
+            str(tmp_path / "curves.png"),
+        ],
+    )
     assert out.exit_code == 0, out.output
     assert "32 assignments" in out.output and "seeds 5-7" in out.output and "compute to 95%" in out.output
     arms = [line.split()[0] for line in out.output.splitlines()[2:6]]
@@ -168,17 +229,36 @@ def test_replay_s_default_rungs_follow_eta(tmp_path, eta, rungs):
     """Successive halving's rungs at about 1/eta^2 and 1/eta of 40 steps, at the evaluated 10, 20: eta 3 wants
     4.4 and 13.3 (both nearest 10), eta 2 wants 10 and 20."""
     curved(tmp_path)
-    out = CliRunner().invoke(cli, ["replay", str(results.trials_dir(tmp_path, "c")), "--samplers", "random",
-                                   "--pruning", "mo-asha", "--eta", eta, "--seeds", "1"])
+    out = CliRunner().invoke(
+        cli,
+        [
+            "replay",
+            str(results.trials_dir(tmp_path, "c")),
+            "--samplers",
+            "random",
+            "--pruning",
+            "mo-asha",
+            "--eta",
+            eta,
+            "--seeds",
+            "1",
+        ],
+    )
     assert out.exit_code == 0, out.output
     assert f"rungs {rungs}, eta {eta}," in out.output
 
 
-@pytest.mark.parametrize("args, says", [(["--samplers", "tpe,cmaes"], "--samplers: 'cmaes'"),
-                                        (["--pruning", "hyperband"], "--pruning: 'hyperband'"),
-                                        (["--pruning", "mo-asha", "--rungs", "15"], "--rungs: '15'"),
-                                        (["--pruning", "mo-asha", "--rungs", "20,10"], "--rungs: '20,10'"),
-                                        (["--out", "curves.json"], "--out"), (["--plot", "curves.svg"], "--plot")])
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (["--samplers", "tpe,cmaes"], "--samplers: 'cmaes'"),
+        (["--pruning", "hyperband"], "--pruning: 'hyperband'"),
+        (["--pruning", "mo-asha", "--rungs", "15"], "--rungs: '15'"),
+        (["--pruning", "mo-asha", "--rungs", "20,10"], "--rungs: '20,10'"),
+        (["--out", "curves.json"], "--out"),
+        (["--plot", "curves.svg"], "--plot"),
+    ],
+)
 def test_replay_names_a_bad_flag(tmp_path, args, says):
     curved(tmp_path)
     out = CliRunner().invoke(cli, ["replay", str(results.trials_dir(tmp_path, "c")), *args])
@@ -200,9 +280,11 @@ def test_a_table_missing_assignments_or_curves_is_refused(tmp_path):
 def test_the_summary_bounds_a_ratio_to_an_arm_that_never_got_there():
     """The hand search may stall below 95%: a ratio to its inf is no number, but the budget bounds it."""
     table = tables.Table({"val_loss": "minimize"}, {"val_loss": 3.0}, [CHOICES], {}, 1.0, full_steps=10)
-    runs = {"tpe": [search.Run(np.array([10, 20, 30]), np.array([0.5, 0.96, 1.0]), 0)],
-            "random": [search.Run(np.array([10, 20, 30, 40]), np.array([0.5, 0.6, 0.7, 0.96]), 0)],
-            "hand": [search.Run(np.array([10, 20]), np.array([0.5, 0.8]), 0)]}
+    runs = {
+        "tpe": [search.Run(np.array([10, 20, 30]), np.array([0.5, 0.96, 1.0]), 0)],
+        "random": [search.Run(np.array([10, 20, 30, 40]), np.array([0.5, 0.6, 0.7, 0.96]), 0)],
+        "hand": [search.Run(np.array([10, 20]), np.array([0.5, 0.8]), 0)],
+    }
     out = search.summary(table, runs, budget_steps=100).set_index("arm")
     assert out.loc["tpe", "compute to 95%"] == 20 and out.loc["hand", "compute to 95%"] == np.inf
     assert out.loc["tpe", "vs random"] == 0.5 and out.loc["tpe", "vs hand"] == "<0.2"
@@ -225,8 +307,15 @@ def replicated(folder, noise: float = 0.01):
     for seed, shift in enumerate(SHIFT):
         for combo in combos:
             swiglu = np.array([a == "swiglu" for a in combo])
-            rows.append(record(len(rows), ",".join(combo), 2.0 + EFFECT[swiglu].sum() + shift + rng.normal(0, noise),
-                               100.0 - 10 * swiglu.sum() - 3 * swiglu[0], seed=seed))
+            rows.append(
+                record(
+                    len(rows),
+                    ",".join(combo),
+                    2.0 + EFFECT[swiglu].sum() + shift + rng.normal(0, noise),
+                    100.0 - 10 * swiglu.sum() - 3 * swiglu[0],
+                    seed=seed,
+                )
+            )
     write(folder, *rows)
     return results.load_trials(folder, "s")
 
@@ -277,8 +366,9 @@ def brute_force(table, rows):
     called = [a for a in arm.index if arm.at[a, "verdict"] == "resolved on the front"]
     right = 0
     for a in called:
-        front_there = min(true.at[b, "val_loss"] for b in true.index
-                          if true.at[b, "tokens_per_s"] >= true.at[a, "tokens_per_s"])
+        front_there = min(
+            true.at[b, "val_loss"] for b in true.index if true.at[b, "tokens_per_s"] >= true.at[a, "tokens_per_s"]
+        )
         right += bool(true.at[a, "expected_front"] or true.at[a, "val_loss_lo"] <= front_there)
     return worst, len(called), right
 
@@ -296,7 +386,10 @@ def test_regret_is_zero_having_seen_everything_positive_having_seen_little_and_m
     for n in (4, 8, 16):
         rows = sorted(rng.choice(32, n, replace=False).tolist())
         mine = truth.score(table, rows)
-        assert mine[0] == pytest.approx(brute_force(table, rows)[0], abs=1e-12) and mine[1:3] == brute_force(table, rows)[1:]
+        assert (
+            mine[0] == pytest.approx(brute_force(table, rows)[0], abs=1e-12)
+            and mine[1:3] == brute_force(table, rows)[1:]
+        )
     assert truth.score(table, rows[:4])[0] > 0, "four trainings leave the model wrong somewhere"
     on = truth.truly_on_front(table)
     assert on[table.truth["expected_front"]].all() and on.sum() < len(on), "the tolerance admits some, not all"
@@ -307,8 +400,9 @@ def test_an_arm_that_exhausts_a_single_seed_table_has_no_regret_and_scores_are_p
     run = search.replay(table, search.Arm("random"), seed=0, score_points=3)
     assert list(run.score.budgets) == [3, 6, 9] and run.score.regret[-1] == pytest.approx(0.0, abs=1e-12)
     assert np.all(run.score.regret >= 0) and not run.score.replicates.any()
-    twice = search.compare(table, [search.Arm("random"), search.Arm("tpe", replicates="auto")], range(2),
-                           score_points=3, jobs=2)
+    twice = search.compare(
+        table, [search.Arm("random"), search.Arm("tpe", replicates="auto")], range(2), score_points=3, jobs=2
+    )
     assert np.array_equal(twice["random"][0].score.regret, run.score.regret), "--jobs changes nothing but the time"
     assert not twice["tpe+replicates"][0].score.replicates.any(), "one training each: nothing to replicate with"
 
@@ -324,14 +418,34 @@ def test_the_design_arm_queues_the_orthogonal_design_after_the_baselines(tmp_pat
         proposer.tell(table.values[asked[-1]])
     runs = [",".join(r) for r in design.runs(table.choices)]
     assert asked[:2] == ["gelu,gelu,gelu,gelu", "swiglu,swiglu,swiglu,swiglu"]
-    assert asked[2:2 + len([r for r in runs if r not in asked[:2]])] == [r for r in runs if r not in asked[:2]]
+    assert asked[2 : 2 + len([r for r in runs if r not in asked[:2]])] == [r for r in runs if r not in asked[:2]]
 
 
 def test_replay_command_scores_arms_by_the_truth_with_replicates(tmp_path):
     replicated(tmp_path, noise=0.03)
-    out = CliRunner().invoke(cli, ["replay", str(results.trials_dir(tmp_path, "s")), "--samplers", "random,design",
-                                   "--replicates", "off,auto", "--replicate-share", "0.5", "--score-points", "4",
-                                   "--first-seed", "3", "--seeds", "2", "--jobs", "2", "--out", str(tmp_path / "c.csv")])
+    out = CliRunner().invoke(
+        cli,
+        [
+            "replay",
+            str(results.trials_dir(tmp_path, "s")),
+            "--samplers",
+            "random,design",
+            "--replicates",
+            "off,auto",
+            "--replicate-share",
+            "0.5",
+            "--score-points",
+            "4",
+            "--first-seed",
+            "3",
+            "--seeds",
+            "2",
+            "--jobs",
+            "2",
+            "--out",
+            str(tmp_path / "c.csv"),
+        ],
+    )
     assert out.exit_code == 0, out.output
     assert "all 32 trainings (16 assignments, up to 2 seeds each, 2 seeds in all, each a block" in out.output
     assert "levels of tokens_per_s" in out.output and "lone cheapest  right beyond it" in out.output
@@ -342,13 +456,22 @@ def test_replay_command_scores_arms_by_the_truth_with_replicates(tmp_path):
     assert scored.loc[scored["arm"] == "random", "replicates"].eq(0).all()
     lines = out.output.splitlines()
     header = next(i for i, line in enumerate(lines) if line.split()[:2] == ["arm", "seeds"] and "right" in line)
-    assert [line.split()[0] for line in lines[header + 1:header + 5]] == [
-        "random", "design", "random+replicates", "design+replicates"]
+    assert [line.split()[0] for line in lines[header + 1 : header + 5]] == [
+        "random",
+        "design",
+        "random+replicates",
+        "design+replicates",
+    ]
 
 
-@pytest.mark.parametrize("args, says", [(["--replicates", "sometimes"], "--replicates: 'sometimes'"),
-                                        (["--replicates", "auto", "--score-points", "0"], "--replicates auto:"),
-                                        (["--replicate-share", "2"], "--replicate-share")])
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (["--replicates", "sometimes"], "--replicates: 'sometimes'"),
+        (["--replicates", "auto", "--score-points", "0"], "--replicates auto:"),
+        (["--replicate-share", "2"], "--replicate-share"),
+    ],
+)
 def test_replay_names_a_bad_replicates_flag(tmp_path, args, says):
     replicated(tmp_path)
     out = CliRunner().invoke(cli, ["replay", str(results.trials_dir(tmp_path, "s")), "--seeds", "1", *args])

@@ -6,7 +6,7 @@ import json
 import math
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -14,9 +14,9 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from moesearch.core import results
 from moesearch.analysis import pareto
 from moesearch.cli import cli
+from moesearch.core import results
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -25,28 +25,85 @@ REFERENCE = {"val_loss": 3.0, "tokens_per_s": 0.0}
 
 
 def steps(n: int = 3) -> list[dict]:
-    return [{"step": s, "tokens": 64 * s, "train_loss": 3.0 - s / 10, "aux_loss": 2.0, "lr": 1e-3,
-             "step_time_s": 0.1, "val_loss": 2.5 if s == n else None} for s in range(1, n + 1)]
+    return [
+        {
+            "step": s,
+            "tokens": 64 * s,
+            "train_loss": 3.0 - s / 10,
+            "aux_loss": 2.0,
+            "lr": 1e-3,
+            "step_time_s": 0.1,
+            "val_loss": 2.5 if s == n else None,
+        }
+        for s in range(1, n + 1)
+    ]
 
 
 def layer_rows(assignment: str) -> list[dict]:
-    return [{"layer": i, "activation": a, "moe": True, "hidden_width": 96, "n_experts": 2, "top_k": 1,
-             "expert_load": [0.5, 0.5], "load_balance": 1.0, "hidden_mean": 0.1, "hidden_std": 0.2,
-             "hidden_zero_frac": 0.0, "hidden_near_zero_frac": 0.1} for i, a in enumerate(assignment.split(","))]
+    return [
+        {
+            "layer": i,
+            "activation": a,
+            "moe": True,
+            "hidden_width": 96,
+            "n_experts": 2,
+            "top_k": 1,
+            "expert_load": [0.5, 0.5],
+            "load_balance": 1.0,
+            "hidden_mean": 0.1,
+            "hidden_std": 0.2,
+            "hidden_zero_frac": 0.0,
+            "hidden_near_zero_frac": 0.1,
+        }
+        for i, a in enumerate(assignment.split(","))
+    ]
 
 
-def record(trial: int, assignment: str, val_loss: float | None, tokens_per_s: float | None, state="COMPLETE",
-           seed: int = 0, study: str = "s", origin: str = "search", data_sha256: str = "ab") -> results.Record:
-    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
-    metrics = {} if val_loss is None else {"val_loss": val_loss, "tokens_per_s": tokens_per_s, "params_total": 10,
-                                           "params_active": 4, "train_flops_per_token": 1000, "peak_memory_mb": 9.0}
+def record(
+    trial: int,
+    assignment: str,
+    val_loss: float | None,
+    tokens_per_s: float | None,
+    state="COMPLETE",
+    seed: int = 0,
+    study: str = "s",
+    origin: str = "search",
+    data_sha256: str = "ab",
+) -> results.Record:
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    metrics = (
+        {}
+        if val_loss is None
+        else {
+            "val_loss": val_loss,
+            "tokens_per_s": tokens_per_s,
+            "params_total": 10,
+            "params_active": 4,
+            "train_flops_per_token": 1000,
+            "peak_memory_mb": 9.0,
+        }
+    )
     return results.make_record(
-        study=study, trial=trial, origin=origin, layers=assignment.split(","), state=state,
+        study=study,
+        trial=trial,
+        origin=origin,
+        layers=assignment.split(","),
+        state=state,
         failure_reason=None if state == "COMPLETE" else "diverged: non-finite loss at step 3",
-        objectives=OBJECTIVES, reference_point=REFERENCE, metrics=metrics, steps=steps(),
-        layer_rows=layer_rows(assignment) if state == "COMPLETE" else [], config_json="{}", seed=seed,
-        replicate_of=None, data_sha256=data_sha256, hardware={"device_kind": "cpu", "device_count": 1, "world_size": 2},
-        ep_size=2, random_streams="crn", started_at=start, finished_at=start + timedelta(seconds=5),
+        objectives=OBJECTIVES,
+        reference_point=REFERENCE,
+        metrics=metrics,
+        steps=steps(),
+        layer_rows=layer_rows(assignment) if state == "COMPLETE" else [],
+        config_json="{}",
+        seed=seed,
+        replicate_of=None,
+        data_sha256=data_sha256,
+        hardware={"device_kind": "cpu", "device_count": 1, "world_size": 2},
+        ep_size=2,
+        random_streams="crn",
+        started_at=start,
+        finished_at=start + timedelta(seconds=5),
     )
 
 
@@ -90,8 +147,13 @@ def test_rows_of_a_trial_without_its_trials_record_are_not_loaded(tmp_path):
 
 
 def test_seed_replicates_link_to_each_other(tmp_path):
-    write(tmp_path, record(0, "gelu,gelu", 2.0, 100.0), record(1, "gelu,swiglu", 1.9, 90.0),
-          record(2, "gelu,gelu", 2.1, 101.0, seed=1, origin="verify"), record(3, "gelu,gelu", 2.2, 99.0, seed=2))
+    write(
+        tmp_path,
+        record(0, "gelu,gelu", 2.0, 100.0),
+        record(1, "gelu,swiglu", 1.9, 90.0),
+        record(2, "gelu,gelu", 2.1, 101.0, seed=1, origin="verify"),
+        record(3, "gelu,gelu", 2.2, 99.0, seed=2),
+    )
     trials = results.load_trials(tmp_path, "s").set_index("trial")
     assert trials["replicates"].to_dict() == {0: (2, 3), 1: (), 2: (0, 3), 3: (0, 2)}
 
@@ -114,17 +176,27 @@ def test_polars_and_duckdb_read_the_same_files(tmp_path):
     assert layer == 1.0
 
 
-FRONT = [record(0, "gelu,gelu", 2.0, 120.0), record(1, "swiglu,swiglu", 1.8, 100.0),
-         record(2, "gelu,swiglu", 1.9, 110.0), record(3, "swiglu,gelu", 1.95, 90.0),
-         record(4, "relu,relu", 2.5, 80.0), record(5, "relu,gelu", None, None, state="FAIL")]
+FRONT = [
+    record(0, "gelu,gelu", 2.0, 120.0),
+    record(1, "swiglu,swiglu", 1.8, 100.0),
+    record(2, "gelu,swiglu", 1.9, 110.0),
+    record(3, "swiglu,gelu", 1.95, 90.0),
+    record(4, "relu,relu", 2.5, 80.0),
+    record(5, "relu,gelu", None, None, state="FAIL"),
+]
 
 
 def test_ranks_knee_and_hypervolume(tmp_path):
     write(tmp_path, *FRONT)
     analysis = pareto.analyse(results.load_trials(tmp_path, "s"))
     t = analysis.table.set_index("assignment")
-    assert t["pareto_rank"].to_dict() == {"gelu,gelu": 1, "swiglu,swiglu": 1, "gelu,swiglu": 1,
-                                          "swiglu,gelu": 2, "relu,relu": 3}
+    assert t["pareto_rank"].to_dict() == {
+        "gelu,gelu": 1,
+        "swiglu,swiglu": 1,
+        "gelu,swiglu": 1,
+        "swiglu,gelu": 2,
+        "relu,relu": 3,
+    }
     assert t.index[t["knee"]].tolist() == ["gelu,swiglu"], "the balanced middle of a symmetric front"
     assert t.loc[["gelu,gelu", "swiglu,swiglu", "relu,relu"], "baseline"].all()
     # (3.0 - loss) x tokens/s, as rectangles under the staircase of the three front points
@@ -156,8 +228,12 @@ def test_seed_replicates_count_once_at_their_mean(tmp_path):
 
 
 def test_a_repeated_seed_is_averaged_before_the_spread_over_seeds(tmp_path):
-    write(tmp_path, record(0, "gelu,gelu", 2.0, 100.0), record(1, "gelu,gelu", 2.2, 100.0),
-          record(2, "gelu,gelu", 2.4, 100.0, seed=1))
+    write(
+        tmp_path,
+        record(0, "gelu,gelu", 2.0, 100.0),
+        record(1, "gelu,gelu", 2.2, 100.0),
+        record(2, "gelu,gelu", 2.4, 100.0, seed=1),
+    )
     row = pareto.analyse(results.load_trials(tmp_path, "s")).table.iloc[0]
     assert row["seeds"] == 2 and row["val_loss"] == pytest.approx(2.25) and row["trials"] == [0, 1, 2]
     assert row["val_loss_std"] == pytest.approx(math.sqrt(2 * 0.15**2))
@@ -165,22 +241,30 @@ def test_a_repeated_seed_is_averaged_before_the_spread_over_seeds(tmp_path):
 
 def test_the_large_study_front_matches_the_full_analysis(tmp_path):
     """`pareto.front` (positions, no ranks) against `analyse`: replicates, a repeated seed and failures."""
-    write(tmp_path, *FRONT, record(6, "gelu,swiglu", 2.1, 110.0, seed=1, origin="verify"),
-          record(7, "swiglu,swiglu", 1.6, 100.0), record(8, "swiglu,gelu", None, None, state="FAIL"))
+    write(
+        tmp_path,
+        *FRONT,
+        record(6, "gelu,swiglu", 2.1, 110.0, seed=1, origin="verify"),
+        record(7, "swiglu,swiglu", 1.6, 100.0),
+        record(8, "swiglu,gelu", None, None, state="FAIL"),
+    )
     trials = results.load_trials(tmp_path, "s")
     analysis = pareto.analyse(trials)
     on, volume = pareto.front(trials)
     expected = analysis.table[analysis.table["pareto"]].drop(columns=["pareto_rank", "pareto", "knee"])
-    pd.testing.assert_frame_equal(on.set_index("assignment").sort_index(), expected.set_index("assignment").sort_index(),
-                                  check_like=True)
+    pd.testing.assert_frame_equal(
+        on.set_index("assignment").sort_index(), expected.set_index("assignment").sort_index(), check_like=True
+    )
     assert volume == pytest.approx(analysis.hypervolume)
 
 
 def test_front_members_are_compared_with_every_baseline(tmp_path):
     write(tmp_path, *FRONT)
     deltas = pareto.analyse(results.load_trials(tmp_path, "s")).deltas.set_index(["assignment", "baseline"])
-    assert deltas.loc[("gelu,swiglu", "all-swiglu"), "summary"] == \
-        "0.100 higher val_loss, 10.0% higher tokens_per_s than all-swiglu"
+    assert (
+        deltas.loc[("gelu,swiglu", "all-swiglu"), "summary"]
+        == "0.100 higher val_loss, 10.0% higher tokens_per_s than all-swiglu"
+    )
     assert deltas.loc[("gelu,swiglu", "all-gelu"), "val_loss_delta"] == pytest.approx(-0.1)
     assert ("gelu,gelu", "all-gelu") not in deltas.index, "no baseline against itself"
     assert ("swiglu,gelu", "all-gelu") not in deltas.index, "only front members"
@@ -221,15 +305,23 @@ def test_the_export_holds_every_objective_and_cost_column_and_readable_trial_lis
 
 def test_pareto_imports_neither_torch_nor_deepspeed(tmp_path):
     write(tmp_path, *FRONT)
-    out = subprocess.run([sys.executable, "-X", "importtime", "-m", "moesearch", "pareto", "--results", str(tmp_path)],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "moesearch", "pareto", "--results", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     imported = {line.split("|")[-1].strip().split(".")[0] for line in out.stderr.splitlines() if "|" in line}
     assert "moesearch" in imported and not imported & {"torch", "deepspeed"}
 
 
-@pytest.mark.parametrize("args, flag, says", [
-    (["--study", "nope"], "--study", "a, b"), (["--study", "a", "--out", "f.xlsx"], "--out", ".csv"),
-])
+@pytest.mark.parametrize(
+    "args, flag, says",
+    [
+        (["--study", "nope"], "--study", "a, b"),
+        (["--study", "a", "--out", "f.xlsx"], "--out", ".csv"),
+    ],
+)
 def test_pareto_names_the_bad_flag(tmp_path, args, flag, says):
     for study in ("a", "b"):
         write(tmp_path, record(0, "gelu,gelu", 2.0, 1.0, study=study))
@@ -268,8 +360,13 @@ def naive_ranks(points, maximise) -> list[int]:
     signed = [[-v if m else v for v, m in zip(p, maximise, strict=True)] for p in points]
     ranks, left, level = [0] * len(points), set(range(len(points))), 1
     while left:
-        front = {i for i in left if not any(all(a <= b for a, b in zip(signed[j], signed[i], strict=True))
-                                            and signed[j] != signed[i] for j in left)}
+        front = {
+            i
+            for i in left
+            if not any(
+                all(a <= b for a, b in zip(signed[j], signed[i], strict=True)) and signed[j] != signed[i] for j in left
+            )
+        }
         for i in front:
             ranks[i] = level
         left, level = left - front, level + 1
@@ -285,7 +382,9 @@ def test_ranks_match_a_naive_peeling_for_two_to_four_objectives(n_objectives):
     rng = np.random.default_rng(n_objectives)
     table = pd.DataFrame(rng.integers(0, 6, size=(60, n_objectives)).astype(float), columns=names)  # ties included
     ranked = pareto.rank(table, objectives)
-    assert ranked["pareto_rank"].tolist() == naive_ranks(table.to_numpy().tolist(), [d == "maximize" for d in objectives.values()])
+    assert ranked["pareto_rank"].tolist() == naive_ranks(
+        table.to_numpy().tolist(), [d == "maximize" for d in objectives.values()]
+    )
     assert ranked["knee"].sum() == 1 and ranked.loc[ranked["knee"], "pareto"].all()
 
 
@@ -318,8 +417,10 @@ def test_compacting_keeps_every_row_once_even_if_interrupted(tmp_path):
 def test_records_of_schema_version_2_read_with_the_new_columns_null(tmp_path):
     new = record(1, "gelu,swiglu", 2.0, 100.0)
     write(tmp_path, record(0, "gelu,gelu", 2.1, 90.0), new)
-    for table, dropped in (("trials", ["max_grad_norm", "clipped_share", "loss_spikes", "precision", "random_streams"]),
-                           ("steps", ["grad_norm"])):  # trial 0 as moesearch 0.x with schema 2 wrote it
+    for table, dropped in (
+        ("trials", ["max_grad_norm", "clipped_share", "loss_spikes", "precision", "random_streams"]),
+        ("steps", ["grad_norm"]),
+    ):  # trial 0 as moesearch 0.x with schema 2 wrote it
         path = results.trial_file(tmp_path, "s", 0, table)
         old = pq.read_table(path).drop_columns(dropped)
         old = old.replace_schema_metadata({b"moesearch_schema_version": b"2"})
@@ -336,11 +437,15 @@ def test_version_3_s_symmetric_int8_reads_as_int8_sym(tmp_path):
 
     gaps = {"val_loss_int8": 2.01, "quant_gap_int8": 0.01}
     old, new = record(0, "gelu,gelu", 2.0, 90.0), record(1, "gelu,swiglu", 2.0, 100.0)
-    write(tmp_path, results.Record({**old.trial, **gaps}, old.steps, old.layers), results.Record({**new.trial, **gaps},
-                                                                                                 new.steps, new.layers))
+    write(
+        tmp_path,
+        results.Record({**old.trial, **gaps}, old.steps, old.layers),
+        results.Record({**new.trial, **gaps}, new.steps, new.layers),
+    )
     path = results.trial_file(tmp_path, "s", 0)  # trial 0 as schema 3 wrote it: no affine INT8, *_int8 symmetric
-    table = pq.read_table(path).drop_columns(["val_loss_int8_sym", "quant_gap_int8_sym", "random_streams",
-                                              "quant_uncalibrated_experts"])
+    table = pq.read_table(path).drop_columns(
+        ["val_loss_int8_sym", "quant_gap_int8_sym", "random_streams", "quant_uncalibrated_experts"]
+    )
     table = table.set_column(0, "schema_version", pa.array([3], pa.int32()))
     path.unlink()
     pq.write_table(table.replace_schema_metadata({b"moesearch_schema_version": b"3"}), path)
@@ -354,8 +459,14 @@ def test_a_schema_3_study_searched_on_the_symmetric_gap_keeps_its_front(tmp_path
     objectives = {"val_loss": "minimize", "quant_gap_int8": "minimize"}
     for number, (loss, gap) in enumerate([(2.0, 0.02), (2.1, 0.01), (2.2, 0.03)]):
         r = record(number, ["gelu,gelu", "gelu,swiglu", "swiglu,gelu"][number], loss, 1.0)
-        row = {**r.trial, "schema_version": 3, "val_loss_int8": loss + gap, "quant_gap_int8": gap,
-               "objectives": json.dumps(objectives), "reference_point": json.dumps({"val_loss": 3.0, "quant_gap_int8": 1.0})}
+        row = {
+            **r.trial,
+            "schema_version": 3,
+            "val_loss_int8": loss + gap,
+            "quant_gap_int8": gap,
+            "objectives": json.dumps(objectives),
+            "reference_point": json.dumps({"val_loss": 3.0, "quant_gap_int8": 1.0}),
+        }
         results.write_trial(tmp_path, results.Record(row, r.steps, r.layers))
     analysis = pareto.analyse(results.load_trials(tmp_path, "s"))
     assert list(analysis.objectives) == ["val_loss", "quant_gap_int8_sym"]
@@ -364,8 +475,9 @@ def test_a_schema_3_study_searched_on_the_symmetric_gap_keeps_its_front(tmp_path
 
 def test_pareto_all_lists_pruned_assignments_with_their_state_and_rung_values(tmp_path):
     stopped = record(6, "relu,swiglu", 2.7, 95.0, state="PRUNED")  # its metrics are those at the rung, step 2
-    stopped = results.Record(stopped.trial, [{**row, "val_loss": 2.7 if row["step"] == 2 else None}
-                                             for row in steps(2)], [])
+    stopped = results.Record(
+        stopped.trial, [{**row, "val_loss": 2.7 if row["step"] == 2 else None} for row in steps(2)], []
+    )
     resumed = record(7, "swiglu,gelu", 3.0, 50.0, state="PRUNED", seed=1)  # pruned, but complete with seed 0
     write(tmp_path, *FRONT, stopped, resumed)
     out = CliRunner().invoke(cli, ["pareto", "--results", str(tmp_path), "--all", "--out", str(tmp_path / "all.csv")])

@@ -6,10 +6,10 @@ from conftest import MICRO, write_space
 
 from moesearch.core import space
 from moesearch.core.launch import Launch
-from moesearch.supervisor.settings import Settings
+from moesearch.core.protocol import Done
 from moesearch.supervisor import runner
 from moesearch.supervisor.group import WorkerGroup
-from moesearch.core.protocol import Done
+from moesearch.supervisor.settings import Settings
 
 
 class Replies(WorkerGroup):
@@ -27,30 +27,68 @@ class Replies(WorkerGroup):
 
 def settings(tmp_path, progress=False) -> Settings:
     micro = space.load(write_space(tmp_path, MICRO))
-    return Settings(space=micro, study="s", storage="unused", results=tmp_path, launch=Launch(1), seed=0, data=None,
-                    data_sha256="ab", progress=progress)
+    return Settings(
+        space=micro,
+        study="s",
+        storage="unused",
+        results=tmp_path,
+        launch=Launch(1),
+        seed=0,
+        data=None,
+        data_sha256="ab",
+        progress=progress,
+    )
 
 
 def test_experts_left_unquantized_are_recorded_and_warned_about(tmp_path, capsys):
     metrics = {"val_loss": 2.0, "tokens_per_s": 10.0, "quant_gap_int8": 0.001, "quant_uncalibrated_experts": 3}
-    outcome = runner.run_trial(settings(tmp_path), Replies(tmp_path, Done(metrics, [], [])), 7, ["gelu", "swiglu"],
-                               origin="train", replicate_of=None, reference={})
+    outcome = runner.run_trial(
+        settings(tmp_path),
+        Replies(tmp_path, Done(metrics, [], [])),
+        7,
+        ["gelu", "swiglu"],
+        origin="train",
+        replicate_of=None,
+        reference={},
+    )
     assert outcome.row["quant_uncalibrated_experts"] == 3
     err = capsys.readouterr().err
     assert "warning: trial 7: 3 expert(s) saw no calibration token" in err
-    calibrated = runner.run_trial(settings(tmp_path), Replies(tmp_path, Done({**metrics, "quant_uncalibrated_experts": 0},
-                                                                             [], [])),
-                                  8, ["gelu", "swiglu"], origin="train", replicate_of=None, reference={})
+    calibrated = runner.run_trial(
+        settings(tmp_path),
+        Replies(tmp_path, Done({**metrics, "quant_uncalibrated_experts": 0}, [], [])),
+        8,
+        ["gelu", "swiglu"],
+        origin="train",
+        replicate_of=None,
+        reference={},
+    )
     assert calibrated.row["quant_uncalibrated_experts"] == 0 and "warning" not in capsys.readouterr().err
 
 
 def trial_with_steps(tmp_path, body: str, steps) -> None:
     micro = space.load(write_space(tmp_path, body))
-    settings = Settings(space=micro, study="s", storage="unused", results=tmp_path, launch=Launch(1), seed=3,
-                        data=None, data_sha256="ab", progress=True)
+    settings = Settings(
+        space=micro,
+        study="s",
+        storage="unused",
+        results=tmp_path,
+        launch=Launch(1),
+        seed=3,
+        data=None,
+        data_sha256="ab",
+        progress=True,
+    )
     done = Done({"val_loss": 2.0, "tokens_per_s": 10.0}, [], [])
-    runner.run_trial(settings, Replies(tmp_path, done, steps), 5, ["gelu", "swiglu"], origin="search",
-                     replicate_of=None, reference={})
+    runner.run_trial(
+        settings,
+        Replies(tmp_path, done, steps),
+        5,
+        ["gelu", "swiglu"],
+        origin="search",
+        replicate_of=None,
+        reference={},
+    )
 
 
 def test_without_a_terminal_a_line_per_trial_start_and_per_evaluation(tmp_path, capsys):
@@ -58,9 +96,11 @@ def test_without_a_terminal_a_line_per_trial_start_and_per_evaluation(tmp_path, 
     steps = [(s, 3.0 - s / 10, 2.9 - s / 10 if s % 2 == 0 and s < 6 else None) for s in range(1, 7)]
     trial_with_steps(tmp_path, body, steps)
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("trial 5")]
-    assert lines == ["trial 5 [gelu,swiglu] started: 6 steps, seed 3",
-                     "trial 5: step 2/6, train_loss 2.8000, val_loss 2.7000",
-                     "trial 5: step 4/6, train_loss 2.6000, val_loss 2.5000"]
+    assert lines == [
+        "trial 5 [gelu,swiglu] started: 6 steps, seed 3",
+        "trial 5: step 2/6, train_loss 2.8000, val_loss 2.7000",
+        "trial 5: step 4/6, train_loss 2.6000, val_loss 2.5000",
+    ]
 
 
 def test_without_evaluations_a_line_per_quarter_and_none_on_a_terminal(tmp_path, capsys, monkeypatch):

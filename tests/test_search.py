@@ -50,8 +50,9 @@ def test_search_runs_baselines_first_records_each_trial_once_and_resumes(tmp_pat
 
 def test_repeated_assignments_are_answered_not_trained(tmp_path):
     space = write_space(tmp_path, MICRO)  # four assignments in all
-    out = run_cli("search", str(space), "--nproc", "2", "--trials", "6", "--results", str(tmp_path / "r"),
-                  "--no-progress")
+    out = run_cli(
+        "search", str(space), "--nproc", "2", "--trials", "6", "--results", str(tmp_path / "r"), "--no-progress"
+    )
     assert out.returncode == 0, out.stderr
     assert "all 4 assignments of the space are evaluated" in out.stdout
     trained = records(tmp_path / "r", "micro")
@@ -64,8 +65,19 @@ def test_repeated_assignments_are_answered_not_trained(tmp_path):
         assert t.values == study.trials[t.user_attrs["duplicate_of"]].values
         assert t.number not in set(trained["trial"])
 
-    replicate = run_cli("train", str(space), "--nproc", "2", "--layers", "gelu,gelu", "--seed", "1",
-                        "--results", str(tmp_path / "r"), "--no-progress")
+    replicate = run_cli(
+        "train",
+        str(space),
+        "--nproc",
+        "2",
+        "--layers",
+        "gelu,gelu",
+        "--seed",
+        "1",
+        "--results",
+        str(tmp_path / "r"),
+        "--no-progress",
+    )
     assert replicate.returncode == 0, replicate.stderr
     after = records(tmp_path / "r", "micro")
     assert len(after) == 5 and list(after["seed"]) == [0, 0, 0, 0, 1]
@@ -74,8 +86,18 @@ def test_repeated_assignments_are_answered_not_trained(tmp_path):
 
 def test_divergence_and_a_crashed_group_are_recorded_and_the_search_goes_on(tmp_path):
     fault = "nan:gelu,gelu;crash:swiglu,swiglu"
-    out = run_cli("search", "tiny", "--nproc", "2", "--trials", "3", "--results", str(tmp_path), "--no-progress",
-                  env={"MOESEARCH_FAULT": fault})
+    out = run_cli(
+        "search",
+        "tiny",
+        "--nproc",
+        "2",
+        "--trials",
+        "3",
+        "--results",
+        str(tmp_path),
+        "--no-progress",
+        env={"MOESEARCH_FAULT": fault},
+    )
     assert out.returncode == 0, out.stderr
     rows = records(tmp_path, "tiny").set_index("assignment")
     assert rows.loc["gelu,gelu", "state"] == "FAIL"
@@ -90,8 +112,18 @@ def test_divergence_and_a_crashed_group_are_recorded_and_the_search_goes_on(tmp_
 
 def test_a_hung_rank_times_out_and_the_trial_is_recorded(tmp_path):
     space = write_space(tmp_path, MICRO.replace("timeout_s = 300", "timeout_s = 20"))
-    out = run_cli("train", str(space), "--nproc", "2", "--layers", "gelu,swiglu", "--results", str(tmp_path / "r"),
-                  "--no-progress", env={"MOESEARCH_FAULT": "hang:gelu,swiglu"})
+    out = run_cli(
+        "train",
+        str(space),
+        "--nproc",
+        "2",
+        "--layers",
+        "gelu,swiglu",
+        "--results",
+        str(tmp_path / "r"),
+        "--no-progress",
+        env={"MOESEARCH_FAULT": "hang:gelu,swiglu"},
+    )
     assert out.returncode == 1
     row = records(tmp_path / "r", "micro").iloc[0]
     assert row["state"] == "FAIL" and row["failure_reason"].startswith("timeout: trial still running after 20 s")
@@ -104,11 +136,19 @@ def test_ctrl_c_stops_the_group_fails_the_trial_and_the_search_resumes(tmp_path)
     import time
     import uuid
 
-    space = write_space(tmp_path, MICRO.replace("steps = 6", "steps = 100000").replace("warmup_steps = 1", "warmup_steps = 2"))
+    space = write_space(
+        tmp_path, MICRO.replace("steps = 6", "steps = 100000").replace("warmup_steps = 1", "warmup_steps = 2")
+    )
     tag = uuid.uuid4().hex
-    proc = subprocess.Popen(cli_command("search", str(space), "--nproc", "2", "--trials", "2", "--results",
-                                        str(tmp_path / "r"), "--no-progress"),
-                            env={**os.environ, TAG_ENV: tag}, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        cli_command(
+            "search", str(space), "--nproc", "2", "--trials", "2", "--results", str(tmp_path / "r"), "--no-progress"
+        ),
+        env={**os.environ, TAG_ENV: tag},
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     logs = tmp_path / "r" / "micro" / "logs"
     deadline = time.monotonic() + 300
     while not any("moesearch: trial 0" in p.read_text(errors="replace") for p in logs.glob("*.log")):
@@ -123,7 +163,8 @@ def test_ctrl_c_stops_the_group_fails_the_trial_and_the_search_resumes(tmp_path)
     first = study.trials[0]
     assert first.state == optuna.trial.TrialState.FAIL and first.user_attrs["budget"] is False
     assert not results.trials_dir(tmp_path / "r", "micro").exists() or not any(
-        results.trials_dir(tmp_path / "r", "micro").iterdir()), "an interrupted trial is no result"
+        results.trials_dir(tmp_path / "r", "micro").iterdir()
+    ), "an interrupted trial is no result"
     waiting = [optuna_compat.queued_params(t) for t in study.get_trials(states=(optuna.trial.TrialState.WAITING,))]
     assert sorted(w["layer_00"] for w in waiting) == ["gelu", "swiglu"], "both baselines are still queued"
 
@@ -147,25 +188,47 @@ def test_the_baselines_get_their_seed_replicates_once_and_the_front_states_the_n
 
 def test_a_three_objective_deploy_search_on_a_tiny_space(tmp_path):
     """The deploy space's objectives (val_loss, quant_gap_int8, FLOPs) on the micro model, two ranks."""
-    body = (MICRO.replace("d_ff = 96", 'd_ff = 96\nwidth_policy = "width"')
-            .replace("[search]\n", '[search]\nobjectives = { val_loss = "minimize", quant_gap_int8 = "minimize", '
-                                   'train_flops_per_token = "minimize" }\n'))
-    out = run_cli("search", str(write_space(tmp_path, body)), "--nproc", "2", "--trials", "4", "--results",
-                  str(tmp_path / "r"), "--no-progress")
+    body = MICRO.replace("d_ff = 96", 'd_ff = 96\nwidth_policy = "width"').replace(
+        "[search]\n",
+        '[search]\nobjectives = { val_loss = "minimize", quant_gap_int8 = "minimize", '
+        'train_flops_per_token = "minimize" }\n',
+    )
+    out = run_cli(
+        "search",
+        str(write_space(tmp_path, body)),
+        "--nproc",
+        "2",
+        "--trials",
+        "4",
+        "--results",
+        str(tmp_path / "r"),
+        "--no-progress",
+    )
     assert out.returncode == 0, out.stderr
     rows = records(tmp_path / "r", "micro")
     assert (rows["state"] == "COMPLETE").all() and rows["quant_gap_int8"].notna().all()
     assert (rows["quant_gap_int8"] == rows["val_loss_int8"] - rows["val_loss"]).all()
-    assert "quant_gap_int8 [nats/byte] (min)" in out.stdout and "quant_gap_int8 = 1" in out.stdout, \
+    assert "quant_gap_int8 [nats/byte] (min)" in out.stdout and "quant_gap_int8 = 1" in out.stdout, (
         "the front table and the natural reference point of the gap"
+    )
     plotted = run_cli("plot", "--results", str(tmp_path / "r"), "--study", "micro", "--out", str(tmp_path / "png"))
     assert plotted.returncode == 0 and (tmp_path / "png" / "quantization.png").exists(), plotted.stderr
 
 
 def test_a_budget_alone_bounds_the_search_not_the_space_s_trial_count(tmp_path):
     space = write_space(tmp_path, MICRO.replace("[search]\n", "[search]\ntrials = 2\n"))  # steps = 6 per trial
-    out = run_cli("search", str(space), "--nproc", "1", "--budget", "18", "--results", str(tmp_path / "r"),
-                  "--no-progress", env={"OMP_NUM_THREADS": "1"})
+    out = run_cli(
+        "search",
+        str(space),
+        "--nproc",
+        "1",
+        "--budget",
+        "18",
+        "--results",
+        str(tmp_path / "r"),
+        "--no-progress",
+        env={"OMP_NUM_THREADS": "1"},
+    )
     assert out.returncode == 0, out.stderr
     assert "18 steps, or every one of the space's 4 assignments" in out.stdout
     assert "the compute budget is spent: 18 of 18 steps trained" in out.stdout

@@ -9,17 +9,20 @@ from click.testing import CliRunner
 from scipy.stats import t as student_t
 from test_results import FRONT, record, write
 
-from moesearch.core import results
 from moesearch.analysis import noise, pareto
 from moesearch.cli import cli
+from moesearch.core import results
 from moesearch.core.metrics import fmt_pm
 from moesearch.core.trial import VERIFY_SEEDS
 
 # Both baselines with a second seed (val_loss 0.02 apart, tokens/s alike), and a one-seed hybrid between them.
-REPLICATED = [record(0, "gelu,gelu", 2.0, 120.0), record(1, "swiglu,swiglu", 1.8, 100.0),
-              record(2, "gelu,swiglu", 1.85, 110.0),
-              record(3, "gelu,gelu", 2.02, 120.0, seed=1, origin="verify"),
-              record(4, "swiglu,swiglu", 1.82, 100.0, seed=1, origin="verify")]
+REPLICATED = [
+    record(0, "gelu,gelu", 2.0, 120.0),
+    record(1, "swiglu,swiglu", 1.8, 100.0),
+    record(2, "gelu,swiglu", 1.85, 110.0),
+    record(3, "gelu,gelu", 2.02, 120.0, seed=1, origin="verify"),
+    record(4, "swiglu,swiglu", 1.82, 100.0, seed=1, origin="verify"),
+]
 
 
 def analysis_of(folder, *records):
@@ -48,10 +51,14 @@ def test_replicates_give_a_pooled_spread_and_differences_inside_it_are_no_wins(t
     assert deltas.loc[("gelu,swiglu", "all-swiglu"), "val_loss_margin"] == pytest.approx(margin)
     assert deltas.loc[("gelu,swiglu", "all-swiglu"), "summary"] == (
         f"no clear difference in val_loss (0.040 higher; seed noise margin {margin:.3f}), "
-        "10.0% higher tokens_per_s than all-swiglu"), "0.04 < the margin: a tie; tokens/s has no noise here"
+        "10.0% higher tokens_per_s than all-swiglu"
+    ), "0.04 < the margin: a tie; tokens/s has no noise here"
     assert deltas.loc[("gelu,swiglu", "all-gelu"), "summary"].startswith("0.160 lower val_loss"), "beyond it: a win"
     line = pareto.noise_line(analysis)
-    assert line.startswith(f"seed noise: val_loss sd {sd:.4g} nats/byte, tokens_per_s sd 0 tokens/s") and "2 degrees of freedom" in line
+    assert (
+        line.startswith(f"seed noise: val_loss sd {sd:.4g} nats/byte, tokens_per_s sd 0 tokens/s")
+        and "2 degrees of freedom" in line
+    )
 
 
 def test_search_and_pareto_print_the_noise_statement(tmp_path):
@@ -70,9 +77,15 @@ def test_records_of_another_text_are_kept_out_of_the_front_and_named(tmp_path):
     assert "relu,swiglu" not in set(on["assignment"]), "the large-study front keeps them apart too"
 
 
-@pytest.mark.parametrize("mean, sd, shown", [
-    (2.034, 0.007927, "2.0340 ± 0.0079"), (4.682, 0.04302, "4.682 ± 0.043"), (23_717.0, 1_234.0, "23,700 ± 1,200"),
-    (2.04, math.nan, "2.04"), (8_466_432, 0.0, "8,466,432"),
-])
+@pytest.mark.parametrize(
+    "mean, sd, shown",
+    [
+        (2.034, 0.007927, "2.0340 ± 0.0079"),
+        (4.682, 0.04302, "4.682 ± 0.043"),
+        (23_717.0, 1_234.0, "23,700 ± 1,200"),
+        (2.04, math.nan, "2.04"),
+        (8_466_432, 0.0, "8,466,432"),
+    ],
+)
 def test_a_value_with_its_spread_prints_in_one_form(mean, sd, shown):
     assert fmt_pm(mean, sd) == shown

@@ -8,9 +8,9 @@ import pytest
 from click.testing import CliRunner
 from conftest import MICRO, SPACES, write_space
 
+from moesearch.cli import cli
 from moesearch.core import space
 from moesearch.core.activations import ffn_params, hidden_width
-from moesearch.cli import cli
 from moesearch.core.costs import costs
 from moesearch.core.errors import InputError
 from moesearch.core.metrics import AT_RUNG, METRICS
@@ -33,7 +33,11 @@ def test_the_cluster_space_s_commented_pruning_is_valid_once_uncommented(tmp_pat
     text = (SPACES / "cluster.toml").read_text().replace("# eval_interval = 500", "eval_interval = 500")
     head, block = text.split("# [search.pruning]")
     spec = space.load(write_space(tmp_path, head + "[search.pruning]" + block.replace("\n# ", "\n"), "cluster.toml"))
-    assert (spec.search.pruning.method, spec.search.pruning.rungs, spec.train.eval_interval) == ("mo-asha", [500, 1500], 500)
+    assert (spec.search.pruning.method, spec.search.pruning.rungs, spec.train.eval_interval) == (
+        "mo-asha",
+        [500, 1500],
+        500,
+    )
 
 
 def test_spaces_lists_and_shows_every_shipped_space():
@@ -62,35 +66,52 @@ BAD = {
     "unknown key": ("[model]\n", "[model]\nnum_expert = 4\n", "model.num_expert"),
     "unknown activation": ('"swiglu"]', '"swishglu"]', "activations.1"),
     "per-layer length": ('activations = ["gelu", "swiglu"]', 'per_layer = [["gelu"]]', "per_layer has 1 lists"),
-    "unknown objective": ("[search]\n", '[search]\nobjectives = { val_loss = "minimize", speed = "maximize" }\n', "speed"),
+    "unknown objective": (
+        "[search]\n",
+        '[search]\nobjectives = { val_loss = "minimize", speed = "maximize" }\n',
+        "speed",
+    ),
     "parity": ("d_ff = 96", "d_ff = 100", "d_ff 100"),
     "zero stage 3": ("[train]\n", "[train]\nzero_stage = 3\n", "train.zero_stage"),
     "not toml": ("[model]", "[model", "not valid TOML"),
     "string for a number": ("timeout_s = 300", 'timeout_s = "300"', "search.timeout_s"),
     "measured cost without a reference": (
-        "[search]\n", '[search]\nobjectives = { val_loss = "minimize", peak_memory_mb = "minimize" }\n',
-        "reference.peak_memory_mb is missing"),
-    "reference for a non-objective": ("[search]\n", "[search]\nreference = { params_total = 1e6 }\n",
-                                      "reference.params_total is not an objective"),
+        "[search]\n",
+        '[search]\nobjectives = { val_loss = "minimize", peak_memory_mb = "minimize" }\n',
+        "reference.peak_memory_mb is missing",
+    ),
+    "reference for a non-objective": (
+        "[search]\n",
+        "[search]\nreference = { params_total = 1e6 }\n",
+        "reference.params_total is not an objective",
+    ),
     "no MoE layer": ("[model]\n", "[model]\nmoe_every = 3\n", "moe_every 3 exceeds n_layers 2"),
     "negative eval interval": ("[train]\n", "[train]\neval_interval = -1\n", "train.eval_interval"),
     "quantization objective without its evaluation": (
         "eval_sequences = 8\n[search]\n",
         'eval_sequences = 8\ndeployment_eval = false\n[search]\nobjectives = { val_loss = "minimize", '
-        'quant_gap_int8 = "minimize" }\n', "'quant_gap_int8' is measured only with train.deployment_eval = true"),
+        'quant_gap_int8 = "minimize" }\n',
+        "'quant_gap_int8' is measured only with train.deployment_eval = true",
+    ),
 }
 
 
 def test_reference_point_is_given_or_natural(tmp_path):
     from moesearch.supervisor.reference import costliest, reference_point
 
-    body = MICRO.replace("[search]\n", '[search]\nobjectives = { val_loss = "minimize", params_total = "minimize", '
-                                         'peak_memory_mb = "minimize" }\nreference = { peak_memory_mb = 900.0 }\n')
+    body = MICRO.replace(
+        "[search]\n",
+        '[search]\nobjectives = { val_loss = "minimize", params_total = "minimize", '
+        'peak_memory_mb = "minimize" }\nreference = { peak_memory_mb = 900.0 }\n',
+    )
     spec = space.load(write_space(tmp_path, body.replace("d_ff = 96", 'd_ff = 96\nwidth_policy = "width"')))
     assert costliest(spec) == ["swiglu", "swiglu"]  # width-matched: a gated FFN has 1.5x the parameters
     most = costs(spec.model, ["swiglu", "swiglu"], spec.train.micro_batch).params_total
-    assert reference_point(spec) == {"val_loss": pytest.approx(math.log(256)), "params_total": pytest.approx(1.1 * most),
-                                     "peak_memory_mb": 900.0}
+    assert reference_point(spec) == {
+        "val_loss": pytest.approx(math.log(256)),
+        "params_total": pytest.approx(1.1 * most),
+        "peak_memory_mb": 900.0,
+    }
 
 
 @pytest.mark.parametrize("case", BAD, ids=list(BAD))
@@ -150,7 +171,9 @@ def test_bad_pruning_keys_are_one_line_naming_the_key(tmp_path, case):
 def test_pruning_on_an_objective_measured_only_at_the_end_is_refused_in_one_line(tmp_path, late):
     """The live rung would find no value to rank (KeyError, the search ends): refused before anything runs."""
     objectives = f'objectives = {{ val_loss = "minimize", {late} = "minimize" }}\nreference = {{ {late} = 1.0 }}\n'
-    text = CURVES.replace("[search]\n", "[search]\n" + objectives).replace("[train]\n", "[train]\ndeployment_eval = true\n")
+    text = CURVES.replace("[search]\n", "[search]\n" + objectives).replace(
+        "[train]\n", "[train]\ndeployment_eval = true\n"
+    )
     path = write_space(tmp_path, text + '[search.pruning]\nmethod = "mo-asha"\nrungs = [2]\n')
     result = CliRunner().invoke(cli, ["spaces", "validate", str(path)])
     assert result.exit_code == 2

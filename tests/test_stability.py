@@ -30,6 +30,9 @@ def test_norms_give_the_peak_and_the_share_clipped():
 
 
 def test_without_norms_or_steps_the_figures_are_unknown_not_zero():
-    assert stability(rows([3.0, 2.9]), grad_clip=1.0) == {"max_grad_norm": None, "clipped_share": None,
-                                                            "loss_spikes": 0}
+    assert stability(rows([3.0, 2.9]), grad_clip=1.0) == {
+        "max_grad_norm": None,
+        "clipped_share": None,
+        "loss_spikes": 0,
+    }
     assert stability([], grad_clip=1.0) == {"max_grad_norm": None, "clipped_share": None, "loss_spikes": None}

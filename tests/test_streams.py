@@ -7,8 +7,8 @@ import sys
 
 import pytest
 import torch
-
 from conftest import ROOT, free_port
+
 from moesearch.core import space
 from moesearch.core.config import RunConfig
 from moesearch.ranks import streams
@@ -19,8 +19,12 @@ PAIRS = [(1, "gelu,gelu", "gelu,swiglu"), (0, "relu2,swiglu", "swiglu,swiglu"), 
 
 
 def _space(scheme: str, width_policy: str) -> space.Space:
-    return TINY.model_copy(update={"train": TINY.train.model_copy(update={"streams": scheme}),
-                                   "model": TINY.model.model_copy(update={"width_policy": width_policy})})
+    return TINY.model_copy(
+        update={
+            "train": TINY.train.model_copy(update={"streams": scheme}),
+            "model": TINY.model.model_copy(update={"width_policy": width_policy}),
+        }
+    )
 
 
 def _step0(scheme: str, layers: str, width_policy: str = "params") -> dict[str, torch.Tensor]:
@@ -42,12 +46,21 @@ def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> list[str]:
 
 def test_a_stream_depends_on_its_seed_and_place_only():
     assert streams.seed_of(3, "blocks.0.attn.qkv.weight") == streams.seed_of(3, "blocks.0.attn.qkv.weight")
-    assert len({streams.seed_of(3, "a"), streams.seed_of(4, "a"), streams.seed_of(3, "b"),
-                streams.seed_of(3, "expert", 0, 1), streams.seed_of(3, "expert", 1, 0)}) == 5
+    assert (
+        len(
+            {
+                streams.seed_of(3, "a"),
+                streams.seed_of(4, "a"),
+                streams.seed_of(3, "b"),
+                streams.seed_of(3, "expert", 0, 1),
+                streams.seed_of(3, "expert", 1, 0),
+            }
+        )
+        == 5
+    )
     # stable across processes (a string's hash() is salted per process)
     code = "from moesearch.ranks.streams import seed_of; print(seed_of(3, 'a'))"
-    other = subprocess.run([sys.executable, "-c", code],
-                           capture_output=True, text=True, check=True, cwd=ROOT)
+    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert int(other.stdout) == streams.seed_of(3, "a")
 
 
@@ -75,10 +88,28 @@ def test_the_same_assignment_and_seed_is_drawn_the_same_under_both_schemes_each_
 def test_one_layer_changed_leaves_every_other_weight_identical_on_two_ranks(tmp_path):
     """Two gloo ranks, expert-parallel over both, after deepspeed.initialize: what the trainer starts from."""
     layer, a, b = PAIRS[0]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(free_port()),
-           str(ROOT / "tests" / "step0_weights.py"), str(tmp_path), "crn", a, b]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT,
-                          env={**__import__("os").environ, "DS_ACCELERATOR": "cpu"})
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--master-port",
+        str(free_port()),
+        str(ROOT / "tests" / "step0_weights.py"),
+        str(tmp_path),
+        "crn",
+        a,
+        b,
+    ]
+    done = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+        env={**__import__("os").environ, "DS_ACCELERATOR": "cpu"},
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     on = {(i, r): torch.load(tmp_path / f"{i}-rank{r}.pt") for i in (0, 1) for r in (0, 1)}
     for rank in (0, 1):

@@ -11,11 +11,11 @@ import pytest
 from click.testing import CliRunner
 from test_results import record, write
 
-from moesearch.core import results, space
 from moesearch.cli import cli
+from moesearch.core import results, space
+from moesearch.core.trial import StudyAttr
 from moesearch.supervisor import storage as storage_mod
 from moesearch.supervisor import study as study_mod
-from moesearch.core.trial import StudyAttr
 
 
 def two_studies(folder, newest: str):
@@ -32,8 +32,10 @@ def test_flagless_pareto_reads_the_most_recently_written_study_and_says_which(tm
     two_studies(tmp_path, newest)
     out = CliRunner().invoke(cli, ["pareto", "--results", str(tmp_path)])
     assert out.exit_code == 0, out.output
-    assert out.stderr == (f"moesearch: reading study {newest!r}, the most recently written of 2 in {str(tmp_path)!r} "
-                          f"(others: {other}; choose with --study)\n")
+    assert out.stderr == (
+        f"moesearch: reading study {newest!r}, the most recently written of 2 in {str(tmp_path)!r} "
+        f"(others: {other}; choose with --study)\n"
+    )
     shown = {"a": "gelu,gelu", "b": "relu,relu"}
     assert shown[newest] in out.stdout and shown[other] not in out.stdout
     named = CliRunner().invoke(cli, ["pareto", "--results", str(tmp_path), "--study", other])

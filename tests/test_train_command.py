@@ -17,28 +17,45 @@ def _has_gpu() -> bool:
 GPU = [pytest.mark.gpu, pytest.mark.skipif(not _has_gpu(), reason="needs a CUDA GPU")]
 
 
-@pytest.mark.parametrize("device, precision, compiled", [
-    ("cpu", None, False),
-    ("cpu", "bf16", False),  # the precision path GPUs take by default, on two CPU ranks
-    pytest.param("cuda", None, False, marks=GPU),  # bf16 and the quantized evaluation on CUDA
-    pytest.param("cuda", None, True, marks=GPU),  # compile on CUDA (Triton); its CPU sibling is in test_model.py
-])
+@pytest.mark.parametrize(
+    "device, precision, compiled",
+    [
+        ("cpu", None, False),
+        ("cpu", "bf16", False),  # the precision path GPUs take by default, on two CPU ranks
+        pytest.param("cuda", None, False, marks=GPU),  # bf16 and the quantized evaluation on CUDA
+        pytest.param("cuda", None, True, marks=GPU),  # compile on CUDA (Triton); its CPU sibling is in test_model.py
+    ],
+)
 def test_train_one_assignment_prints_metrics_and_writes_its_record(tmp_path, device, precision, compiled):
     env = {"DS_ACCELERATOR": device}
     nproc = "2" if device == "cpu" else "1"
     keys = (f'precision = "{precision}"\n' if precision else "") + ("compile = true\n" if compiled else "")
-    space = "tiny" if not keys else str(write_space(
-        tmp_path, (SPACES / "tiny.toml").read_text().replace("[train]\n", f"[train]\n{keys}")))
-    out = run_cli("train", space, "--nproc", nproc, "--layers", "swiglu,relu2", "--results", str(tmp_path),
-                  "--no-progress", env=env)
+    space = (
+        "tiny"
+        if not keys
+        else str(write_space(tmp_path, (SPACES / "tiny.toml").read_text().replace("[train]\n", f"[train]\n{keys}")))
+    )
+    out = run_cli(
+        "train",
+        space,
+        "--nproc",
+        nproc,
+        "--layers",
+        "swiglu,relu2",
+        "--results",
+        str(tmp_path),
+        "--no-progress",
+        env=env,
+    )
     assert out.returncode == 0, out.stderr
     assert "val_loss:" in out.stdout and "tokens_per_s:" in out.stdout
     row = results.load_trials(tmp_path, "tiny").iloc[0]
     assert row["state"] == "COMPLETE" and row["assignment"] == "swiglu,relu2"
     assert (row["device_kind"] == "cpu") == (device == "cpu")
     assert row["world_size"] == int(nproc) and row["peak_memory_mb"] > 0
-    assert row["precision"] == precision or (precision is None and row["precision"] == ("fp32" if device == "cpu"
-                                                                                          else "bf16"))
+    assert row["precision"] == precision or (
+        precision is None and row["precision"] == ("fp32" if device == "cpu" else "bf16")
+    )
     steps = results.load_steps(tmp_path, "tiny")
     assert steps["grad_norm"].gt(0).all() and row["max_grad_norm"] == steps["grad_norm"].max()
     assert 0 <= row["clipped_share"] <= 1 and row["loss_spikes"] >= 0

@@ -26,7 +26,9 @@ def rung_correlation(trials: pd.DataFrame, steps: pd.DataFrame) -> pd.DataFrame:
     """One row per evaluated step before the last: step, assignments, spearman, kendall."""
     done = one_text(trials)[0]
     done = done[done["state"] == State.COMPLETE]
-    evals = steps.loc[steps["trial"].isin(set(done["trial"])) & steps["val_loss"].notna(), ["trial", "step", "val_loss"]]
+    evals = steps.loc[
+        steps["trial"].isin(set(done["trial"])) & steps["val_loss"].notna(), ["trial", "step", "val_loss"]
+    ]
     evals = evals.merge(done[["trial", "assignment"]].astype({"assignment": str}), on="trial")
     columns = ["step", "assignments", "spearman", "kendall"]
     if evals.empty:
@@ -37,9 +39,14 @@ def rung_correlation(trials: pd.DataFrame, steps: pd.DataFrame) -> pd.DataFrame:
     for step in curves.columns[curves.columns < last]:
         pair = curves[[step, last]].dropna()  # assignments evaluated at this step and trained to the end
         if len(pair) >= MIN_ASSIGNMENTS:
-            rows.append({"step": int(step), "assignments": len(pair),
-                         "spearman": float(spearmanr(pair[step], pair[last]).statistic),
-                         "kendall": float(kendalltau(pair[step], pair[last]).statistic)})
+            rows.append(
+                {
+                    "step": int(step),
+                    "assignments": len(pair),
+                    "spearman": float(spearmanr(pair[step], pair[last]).statistic),
+                    "kendall": float(kendalltau(pair[step], pair[last]).statistic),
+                }
+            )
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -47,18 +54,24 @@ def text(table: pd.DataFrame) -> list[str]:
     """Lines for people: the correlation per step, and a warning where it is weak; none without curves."""
     if table.empty:
         return []
-    shown = "; ".join(f"step {r.step}: Spearman {r.spearman:.2f}, Kendall {r.kendall:.2f} over {r.assignments} "
-                      "assignments" for r in table.itertuples())
+    shown = "; ".join(
+        f"step {r.step}: Spearman {r.spearman:.2f}, Kendall {r.kendall:.2f} over {r.assignments} assignments"
+        for r in table.itertuples()
+    )
     lines = [f"does a short run predict the final ranking? rank correlation of val_loss with the last step: {shown}"]
     weak = table[table["spearman"] < WEAK]
     if len(weak):
-        lines.append(f"warning: at step {', '.join(map(str, weak['step']))} the early ranking predicts the final one "
-                     f"weakly (Spearman < {WEAK}): stopping trials there could stop future front members")
+        lines.append(
+            f"warning: at step {', '.join(map(str, weak['step']))} the early ranking predicts the final one "
+            f"weakly (Spearman < {WEAK}): stopping trials there could stop future front members"
+        )
     few = table[table["assignments"] < FEW]
     if len(few):  # a strong correlation of few points is no evidence either
-        lines.append(f"warning: at step {', '.join(map(str, few['step']))} the correlation rests on "
-                     f"{', '.join(map(str, few['assignments']))} assignments, fewer than {FEW}: too few to say how "
-                     "well a short run predicts, either way")
+        lines.append(
+            f"warning: at step {', '.join(map(str, few['step']))} the correlation rests on "
+            f"{', '.join(map(str, few['assignments']))} assignments, fewer than {FEW}: too few to say how "
+            "well a short run predicts, either way"
+        )
     return lines
 
 

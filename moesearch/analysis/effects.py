@@ -55,8 +55,9 @@ class Term:
         """1 where every layer of the term takes its activation (a block: where the training had its seed)."""
         if self.seed is not None:
             return (codes["seed"].to_numpy() == self.seed).astype(float)
-        return np.logical_and.reduce([codes.iloc[:, i].to_numpy() == a
-                                      for i, a in zip(self.layers, self.activations, strict=True)]).astype(float)
+        return np.logical_and.reduce(
+            [codes.iloc[:, i].to_numpy() == a for i, a in zip(self.layers, self.activations, strict=True)]
+        ).astype(float)
 
 
 @dataclass(frozen=True)
@@ -85,8 +86,14 @@ class Fit:
         seed are predicted over the seeds as trained (a block at its mean: no contribution once centred)."""
         if not self.terms:
             return np.zeros((len(assignments), 0))
-        return np.column_stack([np.full(len(assignments), m) if t.seed is not None and "seed" not in assignments
-                                else t.column(assignments) for t, m in zip(self.terms, self.x_mean, strict=True)])
+        return np.column_stack(
+            [
+                np.full(len(assignments), m)
+                if t.seed is not None and "seed" not in assignments
+                else t.column(assignments)
+                for t, m in zip(self.terms, self.x_mean, strict=True)
+            ]
+        )
 
     @property
     def exact(self) -> bool:
@@ -120,13 +127,23 @@ class Fit:
         se = np.sqrt(np.diag(self.cov))
         q = self.quantile()
         rows = [k for k, t in enumerate(self.terms) if t.seed is None]  # blocks are not effects of a choice
-        return pd.DataFrame([{"term": t.label, "layer": t.layers[0] if len(t.layers) == 1 else None,
-                              "activation": "+".join(t.activations), "reference": "+".join(t.references),
-                              "effect": b, "se": s, "ci95": q * s, "resolved": abs(b) > q * s,
-                              "trials_with": int(n)}
-                             for t, b, s, n in ((self.terms[k], self.beta[k], se[k], self.trials_with[k])
-                                                for k in rows)],
-                            columns=COLUMNS)
+        return pd.DataFrame(
+            [
+                {
+                    "term": t.label,
+                    "layer": t.layers[0] if len(t.layers) == 1 else None,
+                    "activation": "+".join(t.activations),
+                    "reference": "+".join(t.references),
+                    "effect": b,
+                    "se": s,
+                    "ci95": q * s,
+                    "resolved": abs(b) > q * s,
+                    "trials_with": int(n),
+                }
+                for t, b, s, n in ((self.terms[k], self.beta[k], se[k], self.trials_with[k]) for k in rows)
+            ],
+            columns=COLUMNS,
+        )
 
     def resolvable(self) -> float | None:
         """The main effect these trials find 80% of the time (two-sided 5% test): the typical se x 2.8.
@@ -173,10 +190,15 @@ def fit(trials: pd.DataFrame, objective: str = "val_loss") -> Fit | None:
     if found is None:
         return _bayesian_ridge(objective, choices, main, codes, y, done["assignment"].nunique())
     if found.lack_of_fit and found.lack_of_fit[1] < LACK_OF_FIT_P:
-        pairs = [Term((i, i + 1), (a, b), (choices[i][0], choices[i + 1][0]))
-                 for i in range(len(choices) - 1) for a in choices[i][1:] for b in choices[i + 1][1:]]
-        wider = _least_squares(objective, choices, main + pairs, codes, y, cells,
-                               "least squares with neighbour interactions")
+        pairs = [
+            Term((i, i + 1), (a, b), (choices[i][0], choices[i + 1][0]))
+            for i in range(len(choices) - 1)
+            for a in choices[i][1:]
+            for b in choices[i + 1][1:]
+        ]
+        wider = _least_squares(
+            objective, choices, main + pairs, codes, y, cells, "least squares with neighbour interactions"
+        )
         if wider is not None:  # the test that asked for them stays on record: what main effects alone missed
             return dataclasses.replace(wider, lack_of_fit=found.lack_of_fit)
     return found
@@ -199,8 +221,15 @@ def layer_codes(rows: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({c: rows[c].astype(str).to_numpy() for c in layers})
 
 
-def _least_squares(objective: str, choices: list[list[str]], terms: list[Term], codes: pd.DataFrame, y: np.ndarray,
-                   cells: np.ndarray, method: str = "least squares") -> Fit | None:
+def _least_squares(
+    objective: str,
+    choices: list[list[str]],
+    terms: list[Term],
+    codes: pd.DataFrame,
+    y: np.ndarray,
+    cells: np.ndarray,
+    method: str = "least squares",
+) -> Fit | None:
     """OLS on the centred columns; None when the columns are collinear or leave fewer than MIN_DOF."""
     import statsmodels.api as sm
     from statsmodels.stats.anova import anova_lm
@@ -219,13 +248,29 @@ def _least_squares(objective: str, choices: list[list[str]], terms: list[Term], 
         if saturated.df_resid < model.df_resid:  # the cells fit more than main effects: lack of fit is testable
             table = anova_lm(model, saturated)
             lack = (float(table["F"].iloc[1]), float(table["Pr(>F)"].iloc[1]))
-    return Fit(objective, method, choices, terms, x_mean, float(model.params[0]), np.asarray(model.params[1:]),
-               cov[1:, 1:], float(cov[0, 0]), math.sqrt(model.scale), float(model.df_resid), len(y), n_assignments,
-               pure, lack, X.sum(axis=0))
+    return Fit(
+        objective,
+        method,
+        choices,
+        terms,
+        x_mean,
+        float(model.params[0]),
+        np.asarray(model.params[1:]),
+        cov[1:, 1:],
+        float(cov[0, 0]),
+        math.sqrt(model.scale),
+        float(model.df_resid),
+        len(y),
+        n_assignments,
+        pure,
+        lack,
+        X.sum(axis=0),
+    )
 
 
-def _bayesian_ridge(objective: str, choices: list[list[str]], terms: list[Term], codes: pd.DataFrame,
-                    y: np.ndarray, n_assignments: int) -> Fit:
+def _bayesian_ridge(
+    objective: str, choices: list[list[str]], terms: list[Term], codes: pd.DataFrame, y: np.ndarray, n_assignments: int
+) -> Fit:
     """Effects shrunk toward 0 by a Gaussian prior whose precision, like the noise's, is fitted (evidence
     maximisation): wide intervals where the trials say little."""
     from sklearn.linear_model import BayesianRidge
@@ -233,9 +278,24 @@ def _bayesian_ridge(objective: str, choices: list[list[str]], terms: list[Term],
     X = np.column_stack([t.column(codes) for t in terms])
     model = BayesianRidge(fit_intercept=True).fit(X, y)
     noise_var = 1.0 / model.alpha_
-    return Fit(objective, "bayesian ridge", choices, terms, X.mean(axis=0), float(y.mean()), model.coef_,
-               model.sigma_, noise_var / len(y), math.sqrt(noise_var), math.inf, len(y), n_assignments, None, None,
-               X.sum(axis=0))
+    return Fit(
+        objective,
+        "bayesian ridge",
+        choices,
+        terms,
+        X.mean(axis=0),
+        float(y.mean()),
+        model.coef_,
+        model.sigma_,
+        noise_var / len(y),
+        math.sqrt(noise_var),
+        math.inf,
+        len(y),
+        n_assignments,
+        None,
+        None,
+        X.sum(axis=0),
+    )
 
 
 def _multivariate(mean: np.ndarray, cov: np.ndarray, dof: float, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -253,16 +313,19 @@ def text(found: Fit | None, size: float = 0.02) -> list[str]:
         return ["per-layer effects: too few trials for a model (3 complete trials of 2 assignments at least)"]
     o = found.objective
     blocked = any(t.seed is not None for t in found.terms)
-    lines = [f"per-layer effects on {o} ({found.method} over {found.n_trials} trials of {found.n_assignments} "
-             f"assignments{', seeds as blocks' if blocked else ''}; residual sd {found.sigma:.4f}; 95% intervals):"]
+    lines = [
+        f"per-layer effects on {o} ({found.method} over {found.n_trials} trials of {found.n_assignments} "
+        f"assignments{', seeds as blocks' if blocked else ''}; residual sd {found.sigma:.4f}; 95% intervals):"
+    ]
     if found.pure_error:
         sd, df = found.pure_error
         lines.append(f"  one training's noise, from replicated assignments: sd {sd:.4f} ({df} degrees of freedom)")
     if found.lack_of_fit:
         f_stat, p = found.lack_of_fit
-        lines.append(f"  lack of fit of main effects: F {f_stat:.2f}, p {p:.3f}: "
-                     + ("main effects miss something (layers interact)" if p < LACK_OF_FIT_P
-                        else "main effects suffice"))
+        lines.append(
+            f"  lack of fit of main effects: F {f_stat:.2f}, p {p:.3f}: "
+            + ("main effects miss something (layers interact)" if p < LACK_OF_FIT_P else "main effects suffice")
+        )
     for r in found.effects().itertuples():
         lines.append(f"  {r.term} {r.effect:+.4f} ± {r.ci95:.4f} ({'resolved' if r.resolved else 'inside noise'})")
     if found.resolvable() is not None:
@@ -275,8 +338,10 @@ def _needs(found: Fit, size: float) -> str:
     now, need = found.resolvable(), found.trials_to_resolve(size)
     if need <= found.n_trials:
         return f"these trials resolve a per-layer effect of {now:.3f} or more (80% of the time)"
-    return (f"a per-layer effect of {size} needs about {need} trials like these to resolve "
-            f"({need - found.n_trials} more; {now:.3f} now)")
+    return (
+        f"a per-layer effect of {size} needs about {need} trials like these to resolve "
+        f"({need - found.n_trials} more; {now:.3f} now)"
+    )
 
 
 def verdict(found: Fit | None, size: float = 0.02) -> str:
@@ -288,9 +353,13 @@ def verdict(found: Fit | None, size: float = 0.02) -> str:
     more = "" if found.resolvable() is None else f"; {_needs(found, size)}"
     if clear.empty:
         width = effects["ci95"].median() if len(effects) else float("nan")
-        return (f"verdict: nothing resolved: every per-layer effect on {found.objective} is inside noise "
-                f"(typical ±{width:.3f}, one training's sd {found.sigma:.3f}){more}")
+        return (
+            f"verdict: nothing resolved: every per-layer effect on {found.objective} is inside noise "
+            f"(typical ±{width:.3f}, one training's sd {found.sigma:.3f}){more}"
+        )
     said = "; ".join(f"{r.term} {r.effect:+.3f} ± {r.ci95:.3f}" for r in clear.itertuples())
     rest = len(effects) - len(clear)
-    return (f"verdict: {len(clear)} of {len(effects)} effects on {found.objective} resolved: {said}"
-            f"{f'; {rest} inside noise' if rest else ''}{more}")
+    return (
+        f"verdict: {len(clear)} of {len(effects)} effects on {found.objective} resolved: {said}"
+        f"{f'; {rest} inside noise' if rest else ''}{more}"
+    )

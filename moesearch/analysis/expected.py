@@ -39,8 +39,12 @@ def fits_of(trials: pd.DataFrame, objectives: dict[str, str]) -> dict[str, effec
     return {o: effects.fit(trials, o) for o in objectives}
 
 
-def expected_front(trials: pd.DataFrame, objectives: dict[str, str] | None = None, draws: int = DRAWS,
-                   fits: dict[str, effects.Fit | None] | None = None) -> tuple[pd.DataFrame, dict[str, effects.Fit]] | None:
+def expected_front(
+    trials: pd.DataFrame,
+    objectives: dict[str, str] | None = None,
+    draws: int = DRAWS,
+    fits: dict[str, effects.Fit | None] | None = None,
+) -> tuple[pd.DataFrame, dict[str, effects.Fit]] | None:
     """Every candidate: per objective its expected value and 95% interval (<o>, <o>_lo, <o>_hi), its
     probability of being non-dominated (p_front), `expected_front` (non-dominated in expectation),
     `trained` (trainings), and for trained assignments `observed_front` and `verdict`.
@@ -97,8 +101,10 @@ def _best_per_level(found: effects.Fit) -> list[tuple[str, ...]]:
         activation = min(layer[1:], key=lambda a: by_term.get(a, 0.0), default=layer[0])
         best.append((by_term.get(activation, 0.0), activation))
     order = sorted(range(len(best)), key=lambda i: best[i][0])
-    return [tuple(best[i][1] if i in order[:k] else found.choices[i][0] for i in range(len(best)))
-            for k in range(len(best) + 1)]
+    return [
+        tuple(best[i][1] if i in order[:k] else found.choices[i][0] for i in range(len(best)))
+        for k in range(len(best) + 1)
+    ]
 
 
 def _verdict(p: float) -> str:
@@ -119,13 +125,18 @@ def _interval(mean: float, lo: float, hi: float) -> str:
 def text(table: pd.DataFrame, objectives: dict[str, str], observed: list[str]) -> list[str]:
     """The expected front, each member with its intervals and probability, and the observed front marked."""
     front = table[table["expected_front"]]
-    lines = [f"expected front ({len(front)} of {len(table)} candidates; model predictions, 95% intervals; "
-             f"P = share of {DRAWS} posterior draws in which it is non-dominated):"]
+    lines = [
+        f"expected front ({len(front)} of {len(table)} candidates; model predictions, 95% intervals; "
+        f"P = share of {DRAWS} posterior draws in which it is non-dominated):"
+    ]
     for r in front.itertuples(index=False):
-        values = "  ".join(f"{o} {_interval(getattr(r, o), getattr(r, f'{o}_lo'), getattr(r, f'{o}_hi'))}"
-                           for o in objectives)
-        lines.append(f"  {r.assignment}  {values}  P {r.p_front:.2f}  "
-                     f"{'trained ' + str(r.trained) + 'x' if r.trained else 'never trained'}")
+        values = "  ".join(
+            f"{o} {_interval(getattr(r, o), getattr(r, f'{o}_lo'), getattr(r, f'{o}_hi'))}" for o in objectives
+        )
+        lines.append(
+            f"  {r.assignment}  {values}  P {r.p_front:.2f}  "
+            f"{'trained ' + str(r.trained) + 'x' if r.trained else 'never trained'}"
+        )
     by_assignment = table.set_index("assignment")
     lines.append("observed front, against the model:")
     for a in observed:

@@ -21,9 +21,11 @@ def front_html(analysis: Analysis) -> str:
     seeds and objective values (means over seeds)."""
     t = analysis.table
     objectives = list(analysis.objectives)
-    groups = [("Pareto front", t["pareto"], "#1f77b4", "circle"),
-              ("uniform baseline", t["baseline"] & ~t["pareto"], "#d62728", "star"),
-              ("dominated", ~t["pareto"] & ~t["baseline"], "#aaaaaa", "circle")]
+    groups = [
+        ("Pareto front", t["pareto"], "#1f77b4", "circle"),
+        ("uniform baseline", t["baseline"] & ~t["pareto"], "#d62728", "star"),
+        ("dominated", ~t["pareto"] & ~t["baseline"], "#aaaaaa", "circle"),
+    ]
     traces = []
     for name, mask, color, symbol in groups:
         rows = t[mask]
@@ -32,17 +34,40 @@ def front_html(analysis: Analysis) -> str:
         hover = [_hover(row, objectives) for _, row in rows.iterrows()]
         marker = {"color": color, "symbol": symbol, "size": 11 if symbol == "star" else 8}
         if len(objectives) == 2:
-            traces.append(go.Scatter(x=rows[objectives[1]], y=rows[objectives[0]], mode="markers", name=name,
-                                     marker=marker, hovertext=hover, hoverinfo="text"))
+            traces.append(
+                go.Scatter(
+                    x=rows[objectives[1]],
+                    y=rows[objectives[0]],
+                    mode="markers",
+                    name=name,
+                    marker=marker,
+                    hovertext=hover,
+                    hoverinfo="text",
+                )
+            )
         else:
-            traces.append(go.Splom(dimensions=[{"label": o, "values": rows[o]} for o in objectives], name=name,
-                                   marker=marker, hovertext=hover, hoverinfo="text", diagonal_visible=False))
+            traces.append(
+                go.Splom(
+                    dimensions=[{"label": o, "values": rows[o]} for o in objectives],
+                    name=name,
+                    marker=marker,
+                    hovertext=hover,
+                    hoverinfo="text",
+                    diagonal_visible=False,
+                )
+            )
     fig = go.Figure(traces)
     if len(objectives) == 2:
-        fig.update_layout(xaxis_title=header(objectives[1], analysis.objectives[objectives[1]]),
-                          yaxis_title=header(objectives[0], analysis.objectives[objectives[0]]))
-    fig.update_layout(title="Hover over a point: its assignment and values (means over seeds)", height=520,
-                      template="plotly_white", legend={"orientation": "h"})
+        fig.update_layout(
+            xaxis_title=header(objectives[1], analysis.objectives[objectives[1]]),
+            yaxis_title=header(objectives[0], analysis.objectives[objectives[0]]),
+        )
+    fig.update_layout(
+        title="Hover over a point: its assignment and values (means over seeds)",
+        height=520,
+        template="plotly_white",
+        legend={"orientation": "h"},
+    )
     return fig.to_html(full_html=False, include_plotlyjs=True, div_id=DIV_ID)
 
 

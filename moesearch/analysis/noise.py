@@ -30,7 +30,9 @@ def plan(trials: pd.DataFrame, n_seeds: int, first_seed: int, baselines_only: bo
     """
     objectives = objectives_of(trials)
     trials, _ = one_text(trials)
-    searched = trials[trials["origin"] != Origin.VERIFY]  # targets from the search alone: they stay put as replicates land
+    searched = trials[
+        trials["origin"] != Origin.VERIFY
+    ]  # targets from the search alone: they stay put as replicates land
     table = rank(by_assignment(searched, objectives), objectives)
     targets = table[table["baseline"] | (table["pareto"] & (not baselines_only))]
     seeds = trials[trials["state"] == State.COMPLETE].groupby("assignment")["seed"].nunique()
@@ -73,8 +75,10 @@ def verdict(table: pd.DataFrame) -> str:
         return f"yes: {', '.join(everything)} clearly dominate{'s' if len(everything) == 1 else ''} {names}"
     some = "; ".join(f"{h} clearly beats {', '.join(baseline_name(b) for b in w)}" for h, w in wins.items() if w)
     robust = "; ".join(table.loc[table["robust"], "assignment"]) or "(empty)"
-    return (f"no hybrid clearly dominates every baseline ({names}){'; ' + some if some else ''}. "
-            f"Within the seed spread the front is: {robust}")
+    return (
+        f"no hybrid clearly dominates every baseline ({names}){'; ' + some if some else ''}. "
+        f"Within the seed spread the front is: {robust}"
+    )
 
 
 def view(table: pd.DataFrame, objectives: dict[str, str]) -> pd.DataFrame:

@@ -23,8 +23,7 @@ import pandas as pd
 from moesearch.core.activations import NAMES
 from moesearch.core.assignment import baseline_name
 from moesearch.core.metrics import INTEGER_METRICS, METRICS, fmt, fmt_pm
-from moesearch.core.trial import VERIFY_SEEDS
-from moesearch.core.trial import State
+from moesearch.core.trial import VERIFY_SEEDS, State
 
 CONTEXT = ("params_active", "train_flops_per_token")  # cost columns shown beside the objectives
 CONFIDENCE = 0.95  # a difference from a baseline is a win only outside its two-sided 95% interval of seed noise
@@ -54,8 +53,10 @@ def one_text(trials: pd.DataFrame) -> tuple[pd.DataFrame, str | None]:
         return trials, None
     hashes = ", ".join(str(h)[:12] for h in sorted(set(texts[other]), key=str))
     n = int(other.sum())
-    return trials[~other], (f"left out: {n} trial{'' if n == 1 else 's'} trained on another text (sha256 {hashes}) "
-                            "than the study's first trial; a front compares one text (give other text its own --study)")
+    return trials[~other], (
+        f"left out: {n} trial{'' if n == 1 else 's'} trained on another text (sha256 {hashes}) "
+        "than the study's first trial; a front compares one text (give other text its own --study)"
+    )
 
 
 def by_assignment(trials: pd.DataFrame, objectives: dict[str, str]) -> pd.DataFrame:
@@ -70,8 +71,12 @@ def by_assignment(trials: pd.DataFrame, objectives: dict[str, str]) -> pd.DataFr
     layer_columns = sorted(c for c in done.columns if c.startswith("layer_"))
     repeated = done["assignment"].duplicated(keep=False)
     once = done.loc[~repeated, ["assignment", *metrics]].assign(
-        **{f"{o}_std": np.nan for o in objectives}, seeds=1, trial=done.loc[~repeated, "trial"],
-        trials=[[t] for t in done.loc[~repeated, "trial"].tolist()], **done.loc[~repeated, layer_columns])
+        **{f"{o}_std": np.nan for o in objectives},
+        seeds=1,
+        trial=done.loc[~repeated, "trial"],
+        trials=[[t] for t in done.loc[~repeated, "trial"].tolist()],
+        **done.loc[~repeated, layer_columns],
+    )
     table = pd.concat([once, _grouped(done[repeated], metrics, objectives, layer_columns)])
     table = table.sort_values("trial", ignore_index=True)
     for name in metrics:  # exact counts stay integers through the mean over seeds (all seeds agree on them)
@@ -84,12 +89,15 @@ def by_assignment(trials: pd.DataFrame, objectives: dict[str, str]) -> pd.DataFr
 def _uniform(layers: pd.DataFrame) -> np.ndarray:
     """Rows whose layers all take one activation, compared as codes of one category list (fast at scale;
     loaded layer columns are categoricals whose own category lists may differ between layers)."""
-    codes = np.column_stack([layers[c].astype("category").cat.set_categories(NAMES).cat.codes.to_numpy()
-                             for c in layers.columns])
+    codes = np.column_stack(
+        [layers[c].astype("category").cat.set_categories(NAMES).cat.codes.to_numpy() for c in layers.columns]
+    )
     return (codes == codes[:, :1]).all(axis=1)
 
 
-def _grouped(done: pd.DataFrame, metrics: list[str], objectives: dict[str, str], layer_columns: list[str]) -> pd.DataFrame:
+def _grouped(
+    done: pd.DataFrame, metrics: list[str], objectives: dict[str, str], layer_columns: list[str]
+) -> pd.DataFrame:
     per_seed = done.groupby(["assignment", "seed"], sort=False)[metrics].mean()
     grouped = per_seed.groupby("assignment", sort=False)
     table = grouped.mean()
@@ -101,8 +109,9 @@ def _grouped(done: pd.DataFrame, metrics: list[str], objectives: dict[str, str],
     return table.join(by_trial[layer_columns].first()).reset_index()
 
 
-def front(trials: pd.DataFrame, objectives: dict[str, str] | None = None,
-          reference: dict[str, float] | None = None) -> tuple[pd.DataFrame, float]:
+def front(
+    trials: pd.DataFrame, objectives: dict[str, str] | None = None, reference: dict[str, float] | None = None
+) -> tuple[pd.DataFrame, float]:
     """The front (assignment means) and its hypervolume alone: no ranks, knee or history, for large studies.
 
     The one definition of the front, for every command that shows one (`analyse` ranks the same
@@ -115,14 +124,20 @@ def front(trials: pd.DataFrame, objectives: dict[str, str] | None = None,
     complete = (trials["state"] == State.COMPLETE).to_numpy()
     repeated = trials["assignment"].duplicated(keep=False).to_numpy()  # a failed attempt counts: grouped, harmless
     once = np.flatnonzero(complete & ~repeated)
-    points, maximise = _points(trials[list(objectives)].iloc[once], objectives)  # the objective columns, not every column
+    points, maximise = _points(
+        trials[list(objectives)].iloc[once], objectives
+    )  # the objective columns, not every column
     several = trials.iloc[np.flatnonzero(complete & repeated)]
-    means = several.groupby(["assignment", "seed"], sort=False)[list(objectives)].mean().groupby(
-        "assignment", sort=False).mean()
+    means = (
+        several.groupby(["assignment", "seed"], sort=False)[list(objectives)]
+        .mean()
+        .groupby("assignment", sort=False)
+        .mean()
+    )
     candidates = np.vstack([points, means.to_numpy(dtype=float)])
     keep = moocore.is_nondominated(candidates, maximise=maximise) if len(candidates) else np.zeros(0, bool)
-    members = several[several["assignment"].isin(set(means.index[keep[len(once):]]))]
-    on = by_assignment(pd.concat([trials.iloc[once[keep[:len(once)]]], members]), objectives)
+    members = several[several["assignment"].isin(set(means.index[keep[len(once) :]]))]
+    on = by_assignment(pd.concat([trials.iloc[once[keep[: len(once)]]], members]), objectives)
     return on, hypervolume(on, objectives, reference)
 
 
@@ -215,8 +230,10 @@ def seed_spread(table: pd.DataFrame, objectives: dict[str, str]) -> Spread:
     replicated = table[table["seeds"] >= 2]
     weights = (replicated["seeds"] - 1).to_numpy(float)
     dof = int(weights.sum())
-    sd = {o: float(np.sqrt((weights * replicated[f"{o}_std"].to_numpy(float) ** 2).sum() / dof)) if dof else math.nan
-          for o in objectives}
+    sd = {
+        o: float(np.sqrt((weights * replicated[f"{o}_std"].to_numpy(float) ** 2).sum() / dof)) if dof else math.nan
+        for o in objectives
+    }
     return Spread(sd, dof, len(replicated))
 
 
@@ -230,16 +247,21 @@ def delta_text(member: pd.Series, base: pd.Series, objectives: dict[str, str], s
         diff = member[name] - base[name]
         word = "lower" if diff < 0 else "higher"
         absolute = METRICS[name][0] == "nats/byte"  # a loss difference means the same at any loss level
-        as_text = (lambda d: f"{d:.3f}") if absolute else (lambda d: f"{d / abs(base[name]) * 100:.1f}%")
-        shown = as_text(abs(diff))
+        shown = _amount(abs(diff), absolute, base[name])
         margin = spread.margin(name, member["seeds"], base["seeds"])
         if not shown.strip("0.%"):
             parts.append(f"the same {name}")
         elif abs(diff) <= margin:
-            parts.append(f"no clear difference in {name} ({shown} {word}; seed noise margin {as_text(margin)})")
+            noise = _amount(margin, absolute, base[name])
+            parts.append(f"no clear difference in {name} ({shown} {word}; seed noise margin {noise})")
         else:
             parts.append(f"{shown} {word} {name}")
     return ", ".join(parts)
+
+
+def _amount(d: float, absolute: bool, base: float) -> str:
+    """A difference as shown: in the objective's units (losses), or in percent of the baseline's value."""
+    return f"{d:.3f}" if absolute else f"{d / abs(base) * 100:.1f}%"
 
 
 def baseline_deltas(table: pd.DataFrame, objectives: dict[str, str], spread: Spread) -> pd.DataFrame:
@@ -250,13 +272,23 @@ def baseline_deltas(table: pd.DataFrame, objectives: dict[str, str], spread: Spr
         for _, base in table[table["baseline"]].iterrows():
             if member["assignment"] == base["assignment"]:
                 continue
-            rows.append({"assignment": member["assignment"], "baseline": baseline_name(base["assignment"]),
-                         **{f"{o}_delta": member[o] - base[o] for o in objectives},
-                         **{f"{o}_margin": spread.margin(o, member["seeds"], base["seeds"]) for o in objectives},
-                         "summary": f"{delta_text(member, base, objectives, spread)} than "
-                                    f"{baseline_name(base['assignment'])}"})
-    columns = ["assignment", "baseline", *(f"{o}_delta" for o in objectives), *(f"{o}_margin" for o in objectives),
-               "summary"]
+            rows.append(
+                {
+                    "assignment": member["assignment"],
+                    "baseline": baseline_name(base["assignment"]),
+                    **{f"{o}_delta": member[o] - base[o] for o in objectives},
+                    **{f"{o}_margin": spread.margin(o, member["seeds"], base["seeds"]) for o in objectives},
+                    "summary": f"{delta_text(member, base, objectives, spread)} than "
+                    f"{baseline_name(base['assignment'])}",
+                }
+            )
+    columns = [
+        "assignment",
+        "baseline",
+        *(f"{o}_delta" for o in objectives),
+        *(f"{o}_margin" for o in objectives),
+        "summary",
+    ]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -281,10 +313,18 @@ def analyse(trials: pd.DataFrame) -> Analysis:
     trials, left_out = one_text(trials)
     table = rank(by_assignment(trials, objectives), objectives)
     spread = seed_spread(table, objectives)
-    return Analysis(objectives, reference, table, hypervolume_history(trials, objectives, reference),
-                    baseline_deltas(table, objectives, spread), hypervolume(table[table["pareto"]], objectives, reference),
-                    failed=int((trials["state"] == State.FAIL).sum()),  # preempted trials are no failures
-                    spread=spread, left_out=left_out, pruned=int((trials["state"] == State.PRUNED).sum()))
+    return Analysis(
+        objectives,
+        reference,
+        table,
+        hypervolume_history(trials, objectives, reference),
+        baseline_deltas(table, objectives, spread),
+        hypervolume(table[table["pareto"]], objectives, reference),
+        failed=int((trials["state"] == State.FAIL).sum()),  # preempted trials are no failures
+        spread=spread,
+        left_out=left_out,
+        pruned=int((trials["state"] == State.PRUNED).sum()),
+    )
 
 
 def header(name: str, direction: str | None = None) -> str:
@@ -303,10 +343,21 @@ def with_pruned(analysis: Analysis, trials: pd.DataFrame, evals: pd.DataFrame) -
     first = stopped.head(1).set_index("assignment")
     rung = evals.groupby("trial")["step"].max()
     metrics = [m for m in METRICS if m in first.columns]
-    pruned = first[metrics + [c for c in first.columns if c.startswith("layer_")]].assign(
-        **{f"{o}_std": np.nan for o in analysis.objectives}, seeds=stopped["seed"].nunique(),
-        trial=first["trial"], trials=stopped["trial"].agg(list), baseline=False, pareto=False, knee=False,
-        state=State.PRUNED, rung=first["trial"].map(rung)).reset_index()
+    pruned = (
+        first[metrics + [c for c in first.columns if c.startswith("layer_")]]
+        .assign(
+            **{f"{o}_std": np.nan for o in analysis.objectives},
+            seeds=stopped["seed"].nunique(),
+            trial=first["trial"],
+            trials=stopped["trial"].agg(list),
+            baseline=False,
+            pareto=False,
+            knee=False,
+            state=State.PRUNED,
+            rung=first["trial"].map(rung),
+        )
+        .reset_index()
+    )
     ranked = analysis.table.assign(state=State.COMPLETE, rung=np.nan)
     table = pd.concat([ranked, pruned], ignore_index=True) if len(pruned) else ranked
     return table.astype({"pareto_rank": "Int64", "rung": "Int64"})
@@ -319,18 +370,30 @@ def front_view(analysis: Analysis, everything: bool = False, table: pd.DataFrame
     t = analysis.table if table is None else table
     shown = t if everything else t[t["pareto"] | t["baseline"]]
     shown = shown.sort_values(["pareto_rank", next(iter(analysis.objectives))], na_position="last")
-    marks = (shown["pareto"].map({True: "*", False: " "}) + shown["knee"].map({True: "K", False: " "})
-             + shown["baseline"].map({True: "B", False: " "}))
-    view = pd.DataFrame({"": marks, "rank": shown["pareto_rank"].astype(object).where(shown["pareto_rank"].notna(), "-"),
-                         "trial": shown["trial"], "seeds": shown["seeds"], "assignment": shown["assignment"]})
+    marks = (
+        shown["pareto"].map({True: "*", False: " "})
+        + shown["knee"].map({True: "K", False: " "})
+        + shown["baseline"].map({True: "B", False: " "})
+    )
+    view = pd.DataFrame(
+        {
+            "": marks,
+            "rank": shown["pareto_rank"].astype(object).where(shown["pareto_rank"].notna(), "-"),
+            "trial": shown["trial"],
+            "seeds": shown["seeds"],
+            "assignment": shown["assignment"],
+        }
+    )
     for name, direction in analysis.objectives.items():
         view[header(name, direction)] = [fmt_pm(m, s) for m, s in zip(shown[name], shown[f"{name}_std"], strict=True)]
     for name in CONTEXT:
         if name not in analysis.objectives:
             view[header(name)] = shown[name].map(fmt)
     if "state" in shown and (shown["state"] == State.PRUNED).any():
-        view["state"] = [f"{State.PRUNED} at step {r}" if s == State.PRUNED else str(s)
-                         for s, r in zip(shown["state"], shown["rung"], strict=True)]
+        view["state"] = [
+            f"{State.PRUNED} at step {r}" if s == State.PRUNED else str(s)
+            for s, r in zip(shown["state"], shown["rung"], strict=True)
+        ]
     return view.reset_index(drop=True)
 
 
@@ -338,13 +401,15 @@ def summary_lines(analysis: Analysis) -> list[str]:
     """What the front table does not say: counts, the hypervolume, how sure the ranking is, and each
     front member against the baselines."""
     t = analysis.table
-    lines = [f"{len(t)} assignments from {int(t['trials'].map(len).sum())} complete trials ({analysis.failed} failed"
-             f"{f', {analysis.pruned} pruned' if analysis.pruned else ''}), "
-             f"{int(t['pareto'].sum())} on the front; * = Pareto front, K = knee, B = uniform baseline; "
-             "values are means over seeds (± standard deviation)",
-             f"hypervolume {analysis.hypervolume:.6g} against the reference point " + _reference_text(analysis),
-             *([warning] if (warning := reference_warning(analysis)) else []),
-             noise_line(analysis)]
+    lines = [
+        f"{len(t)} assignments from {int(t['trials'].map(len).sum())} complete trials ({analysis.failed} failed"
+        f"{f', {analysis.pruned} pruned' if analysis.pruned else ''}), "
+        f"{int(t['pareto'].sum())} on the front; * = Pareto front, K = knee, B = uniform baseline; "
+        "values are means over seeds (± standard deviation)",
+        f"hypervolume {analysis.hypervolume:.6g} against the reference point " + _reference_text(analysis),
+        *([warning] if (warning := reference_warning(analysis)) else []),
+        noise_line(analysis),
+    ]
     if analysis.left_out:
         lines.append(analysis.left_out)
     if len(analysis.deltas):
@@ -363,11 +428,16 @@ def reference_warning(analysis: Analysis) -> str | None:
     front = analysis.table[analysis.table["pareto"]]
     if analysis.hypervolume > 0 or front.empty:
         return None
-    beyond = [o for o, d in analysis.objectives.items()
-              if (front[o] >= analysis.reference[o] if d == "minimize" else front[o] <= analysis.reference[o]).all()]
+    beyond = [
+        o
+        for o, d in analysis.objectives.items()
+        if (front[o] >= analysis.reference[o] if d == "minimize" else front[o] <= analysis.reference[o]).all()
+    ]
     why = f"; every front point's {' and '.join(beyond)} is beyond it" if beyond else ""
-    return (f"warning: hypervolume 0: no assignment is better than the reference point ({_reference_text(analysis)}) "
-            f"in every objective{why}; the reference is fixed when a study is created (search.reference)")
+    return (
+        f"warning: hypervolume 0: no assignment is better than the reference point ({_reference_text(analysis)}) "
+        f"in every objective{why}; the reference is fixed when a study is created (search.reference)"
+    )
 
 
 def noise_line(analysis: Analysis) -> str:
@@ -375,19 +445,26 @@ def noise_line(analysis: Analysis) -> str:
     spread, t = analysis.spread, analysis.table
     if spread.measured:
         noisy = ", ".join(f"{o} sd {fmt(sd)} {METRICS[o][0]}" for o, sd in spread.sd.items())
-        return (f"seed noise: {noisy} (pooled over {spread.assignments} assignments trained with 2+ seeds, "
-                f"{spread.dof} degrees of freedom); a difference from a baseline inside its {CONFIDENCE:.0%} "
-                "margin (pooled t) is no win")
+        return (
+            f"seed noise: {noisy} (pooled over {spread.assignments} assignments trained with 2+ seeds, "
+            f"{spread.dof} degrees of freedom); a difference from a baseline inside its {CONFIDENCE:.0%} "
+            "margin (pooled t) is no win"
+        )
     targets = int((t["pareto"] | t["baseline"]).sum())
-    return (f"every figure is from one seed: the seed noise is not measured, so gaps between assignments may be noise; "
-            f"`moesearch verify` would train {targets * VERIFY_SEEDS} replicate trials ({VERIFY_SEEDS} fresh seeds "
-            f"for each of the {targets} front members and baselines) to measure it")
+    return (
+        f"every figure is from one seed: the seed noise is not measured, so gaps between assignments may be noise; "
+        f"`moesearch verify` would train {targets * VERIFY_SEEDS} replicate trials ({VERIFY_SEEDS} fresh seeds "
+        f"for each of the {targets} front members and baselines) to measure it"
+    )
 
 
 def front_text(analysis: Analysis, everything: bool = False, table: pd.DataFrame | None = None) -> str:
     """The `pareto` command's report: the table, then the summary lines (table: as `front_view` takes it)."""
     lines = [front_view(analysis, everything, table).to_string(index=False), *summary_lines(analysis)]
     if everything and table is not None and (table["state"] == State.PRUNED).any():
-        lines.insert(2, "PRUNED rows: stopped at a rung, so their values are those measured at that step; they "
-                        "have no rank and are not on the front")
+        lines.insert(
+            2,
+            "PRUNED rows: stopped at a rung, so their values are those measured at that step; they "
+            "have no rank and are not on the front",
+        )
     return "\n".join(lines)

@@ -22,8 +22,8 @@ from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.ticker import EngFormatter, FuncFormatter
 
-from moesearch.core.activations import NAMES
 from moesearch.analysis.pareto import Analysis, header
+from moesearch.core.activations import NAMES
 from moesearch.core.assignment import Assignment, baseline_name
 from moesearch.core.files import write_atomic
 from moesearch.core.metrics import METRICS, fmt
@@ -63,45 +63,95 @@ def front(analysis: Analysis, expected: pd.DataFrame | None = None) -> Figure:
         rest = t[~t["pareto"]]
         ax.scatter(rest[x], rest[y], color="grey", alpha=0.3, label="dominated")
         if len(pairs) == 1:  # a two-objective front is a staircase: each step is the region one point dominates
-            ax.step(on.sort_values(x)[x], on.sort_values(x)[y], color="tab:blue", alpha=0.6,
-                    where="post" if analysis.objectives[x] == "minimize" else "pre")
-        ax.plot(on[x], on[y], "o", color="tab:blue",
-                label="Pareto front" + (" (all objectives)" if len(pairs) > 1 else ""))
+            ax.step(
+                on.sort_values(x)[x],
+                on.sort_values(x)[y],
+                color="tab:blue",
+                alpha=0.6,
+                where="post" if analysis.objectives[x] == "minimize" else "pre",
+            )
+        ax.plot(
+            on[x], on[y], "o", color="tab:blue", label="Pareto front" + (" (all objectives)" if len(pairs) > 1 else "")
+        )
         spread = t[(t["seeds"] > 1) & (t["pareto"] | t["baseline"])]  # seed error bars (± sd) where measured
         if len(spread):
-            ax.errorbar(spread[x], spread[y], xerr=spread[f"{x}_std"], yerr=spread[f"{y}_std"], fmt="none",
-                        ecolor="black", elinewidth=0.8, capsize=3, label="± sd over seeds")
+            ax.errorbar(
+                spread[x],
+                spread[y],
+                xerr=spread[f"{x}_std"],
+                yerr=spread[f"{y}_std"],
+                fmt="none",
+                ecolor="black",
+                elinewidth=0.8,
+                capsize=3,
+                label="± sd over seeds",
+            )
         if expected is not None:
             _expected(ax, expected, t[t["pareto"] | t["baseline"]], x, y)
         for index, row in singled.iterrows():
             if row["baseline"] or row["knee"]:
-                ax.scatter(row[x], row[y], marker="*" if row["baseline"] else "D", s=160, zorder=3,
-                           color="tab:red" if row["baseline"] else "tab:green", edgecolor="black")
+                ax.scatter(
+                    row[x],
+                    row[y],
+                    marker="*" if row["baseline"] else "D",
+                    s=160,
+                    zorder=3,
+                    color="tab:red" if row["baseline"] else "tab:green",
+                    edgecolor="black",
+                )
             notes = [n for n, yes in (("knee", row["knee"]), (f"best {first}", index == best)) if yes]
-            ax.annotate(label(row) + (f" ({', '.join(notes)})" if notes else ""), (row[x], row[y]),
-                        textcoords="offset points", xytext=(6, 6), fontsize=8)
+            ax.annotate(
+                label(row) + (f" ({', '.join(notes)})" if notes else ""),
+                (row[x], row[y]),
+                textcoords="offset points",
+                xytext=(6, 6),
+                fontsize=8,
+            )
         ax.set_xlabel(header(x, analysis.objectives[x]))
         ax.set_ylabel(header(y, analysis.objectives[y]))
         _plain_numbers(ax.xaxis, x)
         _plain_numbers(ax.yaxis, y)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle("Assignments in objective space (means over seeds); stars: uniform baselines"
-                 + ("; every pair of objectives, the front is the front of all of them" if len(pairs) > 1 else ""))
+    fig.suptitle(
+        "Assignments in objective space (means over seeds); stars: uniform baselines"
+        + ("; every pair of objectives, the front is the front of all of them" if len(pairs) > 1 else "")
+    )
     return fig
 
 
 def _expected(ax, expected: pd.DataFrame, observed: pd.DataFrame, x: str, y: str) -> None:
     """The model's view: its expected front, and each observed point's expected value, with 95% intervals."""
+
     def bars(rows: pd.DataFrame, name: str) -> list[np.ndarray]:
         return [(rows[name] - rows[f"{name}_lo"]).to_numpy(), (rows[f"{name}_hi"] - rows[name]).to_numpy()]
 
     on = expected[expected["expected_front"]]
-    ax.errorbar(on[x], on[y], xerr=bars(on, x), yerr=bars(on, y), fmt="s", mfc="none", color="tab:orange",
-                elinewidth=0.8, capsize=2, label="expected front (noise model, 95% intervals)")
+    ax.errorbar(
+        on[x],
+        on[y],
+        xerr=bars(on, x),
+        yerr=bars(on, y),
+        fmt="s",
+        mfc="none",
+        color="tab:orange",
+        elinewidth=0.8,
+        capsize=2,
+        label="expected front (noise model, 95% intervals)",
+    )
     seen = expected.set_index("assignment").loc[observed["assignment"]].reset_index()
-    ax.errorbar(seen[x], seen[y], xerr=bars(seen, x), yerr=bars(seen, y), fmt=".", color="tab:purple",
-                elinewidth=0.6, capsize=2, alpha=0.7, label="observed front and baselines: expected value, 95%")
+    ax.errorbar(
+        seen[x],
+        seen[y],
+        xerr=bars(seen, x),
+        yerr=bars(seen, y),
+        fmt=".",
+        color="tab:purple",
+        elinewidth=0.6,
+        capsize=2,
+        alpha=0.7,
+        label="observed front and baselines: expected value, 95%",
+    )
     for (_, o), (_, e) in zip(observed.iterrows(), seen.iterrows(), strict=True):  # where the trainings landed
         ax.plot([o[x], e[x]], [o[y], e[y]], ":", color="tab:purple", linewidth=0.7, alpha=0.7)
 
@@ -136,7 +186,10 @@ def layers(analysis: Analysis) -> Figure:
     for (i, j), name in np.ndenumerate(grid):
         ax.text(j, i, name, ha="center", va="center", fontsize=8)
     ax.set_xticks(range(grid.shape[1]), [f"layer {j}" for j in range(grid.shape[1])])
-    ax.set_yticks(range(len(rows)), [("* " if p else "") + label(r) for p, (_, r) in zip(rows["pareto"], rows.iterrows(), strict=True)])
+    ax.set_yticks(
+        range(len(rows)),
+        [("* " if p else "") + label(r) for p, (_, r) in zip(rows["pareto"], rows.iterrows(), strict=True)],
+    )
     ax.set_title("Activation per layer: front members (*) by first objective, then baselines", fontsize=9)
     return fig
 
@@ -150,7 +203,7 @@ def curves(analysis: Analysis, steps: pd.DataFrame) -> Figure:
         if mine.empty:
             continue
         smooth = mine["train_loss"].rolling(max(1, len(mine) // 20), min_periods=1).mean()
-        line, = ax.plot(mine["tokens"], smooth, linestyle="--" if row["baseline"] else "-", label=label(row))
+        (line,) = ax.plot(mine["tokens"], smooth, linestyle="--" if row["baseline"] else "-", label=label(row))
         evals = mine.dropna(subset=["val_loss"])
         ax.plot(evals["tokens"], evals["val_loss"], "o", color=line.get_color())
         top.append(smooth.iloc[len(smooth) // 10])
@@ -158,8 +211,11 @@ def curves(analysis: Analysis, steps: pd.DataFrame) -> Figure:
         ax.set_ylim(top=max(top))
     ax.set_xlabel("training tokens")
     ax.set_ylabel("loss [nats/byte]")
-    ax.set_title("Training loss (lines, rolling mean over 5% of steps; y cut at the loss after 10%) and val_loss (dots), "
-                 "first trial of each", fontsize=8)
+    ax.set_title(
+        "Training loss (lines, rolling mean over 5% of steps; y cut at the loss after 10%) and val_loss (dots), "
+        "first trial of each",
+        fontsize=8,
+    )
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     return fig
@@ -187,8 +243,12 @@ def outliers(layer_rows: pd.DataFrame) -> Figure | None:
     if stats.empty:
         return None
     fig = Figure(figsize=(11, 4))
-    for ax, column, title in zip(fig.subplots(1, 2), ("hidden_max_over_rms", "hidden_excess_kurtosis"),
-                                 ("max |h| / RMS", "excess kurtosis (0: Gaussian)"), strict=True):
+    for ax, column, title in zip(
+        fig.subplots(1, 2),
+        ("hidden_max_over_rms", "hidden_excess_kurtosis"),
+        ("max |h| / RMS", "excess kurtosis (0: Gaussian)"),
+        strict=True,
+    ):
         mean = stats.groupby(["activation", "layer"], observed=True)[column].mean().unstack("activation")
         for name in mean.columns:
             ax.plot(mean.index, mean[name], "o-", color=COLORS[name], label=name)
@@ -197,8 +257,9 @@ def outliers(layer_rows: pd.DataFrame) -> Figure | None:
         ax.set_ylabel(title)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle("Outliers of the FFN hidden activation on held-out text, per layer and activation, mean over trials",
-                 fontsize=9)
+    fig.suptitle(
+        "Outliers of the FFN hidden activation on held-out text, per layer and activation, mean over trials", fontsize=9
+    )
     return fig
 
 
@@ -223,8 +284,9 @@ def quantization(trials: pd.DataFrame) -> Figure | None:
                 ax.plot(range(len(layers)), gaps, style, color=COLORS[name], label=f"{name}, {number_format}")
     ax.set_xticks(range(len(layers)), [f"layer {i}" for i in range(len(layers))])
     ax.set_ylabel("quantized val_loss - val_loss [nats/byte]")
-    ax.set_title("What 8-bit FFN activations cost, by the activation a layer has (mean over complete trials)",
-                 fontsize=9)
+    ax.set_title(
+        "What 8-bit FFN activations cost, by the activation a layer has (mean over complete trials)", fontsize=9
+    )
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     return fig
@@ -243,10 +305,16 @@ def replay_curves(runs: dict[str, list], budget: float, unit: str) -> Figure:
         values = np.stack([run.at(grid) for run in arm_runs])
         q1, median, q3 = np.quantile(values, [0.25, 0.5, 0.75], axis=0)
         color = f"C{samplers.index(name.split('+')[0]) % 10}"
-        ax.step(grid, median, where="post", label=f"{name} ({len(arm_runs)} seeds)", color=color,
-                linestyle="--" if "+" in name else "-")
+        ax.step(
+            grid,
+            median,
+            where="post",
+            label=f"{name} ({len(arm_runs)} seeds)",
+            color=color,
+            linestyle="--" if "+" in name else "-",
+        )
         ax.fill_between(grid, q1, q3, step="post", alpha=0.12, color=color)
-        lowest = min(lowest, float(q1[len(grid) // 10:].min()))
+        lowest = min(lowest, float(q1[len(grid) // 10 :].min()))
     for target in (0.9, 0.95):
         ax.axhline(target, color="grey", linewidth=0.6, linestyle=":")
     ax.set_xlabel(f"compute spent [{unit}]")
@@ -260,15 +328,25 @@ def replay_curves(runs: dict[str, list], budget: float, unit: str) -> Figure:
     return fig
 
 
-def draw_all(analysis: Analysis, steps: pd.DataFrame, layer_rows: pd.DataFrame,
-             trials: pd.DataFrame | None = None, found: tuple | None = None) -> dict[str, Figure]:
+def draw_all(
+    analysis: Analysis,
+    steps: pd.DataFrame,
+    layer_rows: pd.DataFrame,
+    trials: pd.DataFrame | None = None,
+    found: tuple | None = None,
+) -> dict[str, Figure]:
     """Every picture of a study; outliers and quantization where the records have them (schema 3).
 
     found: `expected_front` of these trials, drawn on the front (None: the front alone)."""
-    figures = {"front": front(analysis, found[0] if found else None), "hypervolume": hypervolume(analysis),
-               "layers": layers(analysis),
-               "curves": curves(analysis, steps), "hidden": hidden(layer_rows), "outliers": outliers(layer_rows),
-               "quantization": quantization(trials) if trials is not None else None}
+    figures = {
+        "front": front(analysis, found[0] if found else None),
+        "hypervolume": hypervolume(analysis),
+        "layers": layers(analysis),
+        "curves": curves(analysis, steps),
+        "hidden": hidden(layer_rows),
+        "outliers": outliers(layer_rows),
+        "quantization": quantization(trials) if trials is not None else None,
+    }
     return {name: fig for name, fig in figures.items() if fig is not None}
 
 

@@ -10,7 +10,7 @@ import base64
 import html
 import io
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from string import Template
 
 import pandas as pd
@@ -49,8 +49,9 @@ $provenance
 """)
 
 
-def render(analysis: pareto.Analysis, trials: pd.DataFrame, steps: pd.DataFrame, layer_rows: pd.DataFrame,
-           results: str) -> str:
+def render(
+    analysis: pareto.Analysis, trials: pd.DataFrame, steps: pd.DataFrame, layer_rows: pd.DataFrame, results: str
+) -> str:
     """The report as one HTML string."""
     first = trials.sort_values("trial").iloc[0]
     config = json.loads(first["config_json"])
@@ -58,18 +59,22 @@ def render(analysis: pareto.Analysis, trials: pd.DataFrame, steps: pd.DataFrame,
     found = expected.expected_front(trials, analysis.objectives, fits=fits)
     return _PAGE.substitute(
         study=html.escape(first["study"]),
-        generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         version=html.escape(str(first["moesearch_version"])),
         results=html.escape(results),
         front=pareto.front_view(analysis).to_html(index=False),
         interactive=interactive.front_html(analysis),
-        summary=_summary(pareto.summary_lines(analysis)
-                         + curves.text(curves.rung_correlation(trials, steps))
-                         + curves.compute_text(trials, steps)),
+        summary=_summary(
+            pareto.summary_lines(analysis)
+            + curves.text(curves.rung_correlation(trials, steps))
+            + curves.compute_text(trials, steps)
+        ),
         noise=_noise(trials, analysis.objectives),
         model=_model(analysis, fits, found),
-        images="".join(f'<figure><img alt="{name}" src="data:image/png;base64,{_png(fig)}"></figure>'
-                       for name, fig in plots.draw_all(analysis, steps, layer_rows, trials, found).items()),
+        images="".join(
+            f'<figure><img alt="{name}" src="data:image/png;base64,{_png(fig)}"></figure>'
+            for name, fig in plots.draw_all(analysis, steps, layer_rows, trials, found).items()
+        ),
         provenance=_provenance(trials).to_frame().to_html(header=False),
         first_trial=int(first["trial"]),
         config=html.escape(json.dumps(config, indent=2)),
@@ -85,10 +90,14 @@ def _summary(lines: list[str]) -> str:
 def _noise(trials: pd.DataFrame, objectives: dict[str, str]) -> str:
     table = noise.replicate_table(trials)
     if table.empty:
-        return "<p>No assignment has seed replicates yet: run <code>moesearch verify</code> to re-train the front " \
-               "and the baselines with fresh seeds.</p>"
-    return (noise.view(table, objectives).to_html(index=False)
-            + f'<p class="verdict">{html.escape(noise.verdict(table))}</p>')
+        return (
+            "<p>No assignment has seed replicates yet: run <code>moesearch verify</code> to re-train the front "
+            "and the baselines with fresh seeds.</p>"
+        )
+    return (
+        noise.view(table, objectives).to_html(index=False)
+        + f'<p class="verdict">{html.escape(noise.verdict(table))}</p>'
+    )
 
 
 def _model(analysis: pareto.Analysis, fits: dict, found: tuple | None) -> str:
@@ -97,19 +106,35 @@ def _model(analysis: pareto.Analysis, fits: dict, found: tuple | None) -> str:
     for o, fit in fits.items():
         if o not in ANALYTIC and fit is not None:
             lines = effects.text(fit)
-            parts.append(f"<p>{html.escape(lines[0])}</p>" + fit.effects().drop(columns=["layer"]).round(4)
-                         .to_html(index=False) + "".join(f'<p class="muted">{html.escape(line.strip())}</p>'
-                                                         for line in lines[1:] if not line.strip().startswith("layer")))
+            parts.append(
+                f"<p>{html.escape(lines[0])}</p>"
+                + fit.effects().drop(columns=["layer"]).round(4).to_html(index=False)
+                + "".join(
+                    f'<p class="muted">{html.escape(line.strip())}</p>'
+                    for line in lines[1:]
+                    if not line.strip().startswith("layer")
+                )
+            )
     if found is not None:
         table, objectives = found[0], list(analysis.objectives)
         observed = set(analysis.table.loc[analysis.table["pareto"], "assignment"])
         shown = table[table["expected_front"] | table["assignment"].isin(observed)].assign(
-            observed_front=lambda t: t["assignment"].isin(observed))
-        columns = ["assignment", *[c for o in objectives for c in (o, f"{o}_lo", f"{o}_hi")],
-                   "p_front", "expected_front", "observed_front", "trained", "verdict"]
-        parts.append("<p>Expected front (model predictions, 95% intervals; p_front: the share of posterior draws in "
-                     "which the assignment is non-dominated) and the observed front against it:</p>"
-                     + shown[columns].round(4).to_html(index=False))
+            observed_front=lambda t: t["assignment"].isin(observed)
+        )
+        columns = [
+            "assignment",
+            *[c for o in objectives for c in (o, f"{o}_lo", f"{o}_hi")],
+            "p_front",
+            "expected_front",
+            "observed_front",
+            "trained",
+            "verdict",
+        ]
+        parts.append(
+            "<p>Expected front (model predictions, 95% intervals; p_front: the share of posterior draws in "
+            "which the assignment is non-dominated) and the observed front against it:</p>"
+            + shown[columns].round(4).to_html(index=False)
+        )
     return "".join(parts)
 
 
@@ -117,21 +142,24 @@ def _provenance(trials: pd.DataFrame) -> pd.Series:
     first = trials.sort_values("trial").iloc[0]
     finished = trials["finished_at"]
     counts = trials["origin"].value_counts().to_dict()
-    return pd.Series({
-        "objectives": ", ".join(f"{o} ({d})" for o, d in json.loads(first["objectives"]).items()),
-        "hypervolume reference point": first["reference_point"],
-        "trials": f"{len(trials)} ({', '.join(f'{n} {o}' for o, n in counts.items())}), "
-                  f"{int((trials['state'] == State.COMPLETE).sum())} complete",
-        "seeds": ", ".join(map(str, sorted(trials["seed"].unique()))),
-        "first and last trial finished": f"{finished.min():%Y-%m-%d %H:%M} to {finished.max():%Y-%m-%d %H:%M} UTC",
-        "devices": f"{first['device_kind']} x {first['device_count']}, {first['world_size']} ranks, "
-                   f"expert-parallel size {first['ep_size']}",
-        "training data sha256": first["data_sha256"],
-        "versions": ", ".join(f"{k.removesuffix('_version')} {first[k]}" for k in
-                              ("moesearch_version", "torch_version", "deepspeed_version", "optuna_version",
-                               "python_version")),
-        "results schema version": str(first["schema_version"]),
-    })
+    return pd.Series(
+        {
+            "objectives": ", ".join(f"{o} ({d})" for o, d in json.loads(first["objectives"]).items()),
+            "hypervolume reference point": first["reference_point"],
+            "trials": f"{len(trials)} ({', '.join(f'{n} {o}' for o, n in counts.items())}), "
+            f"{int((trials['state'] == State.COMPLETE).sum())} complete",
+            "seeds": ", ".join(map(str, sorted(trials["seed"].unique()))),
+            "first and last trial finished": f"{finished.min():%Y-%m-%d %H:%M} to {finished.max():%Y-%m-%d %H:%M} UTC",
+            "devices": f"{first['device_kind']} x {first['device_count']}, {first['world_size']} ranks, "
+            f"expert-parallel size {first['ep_size']}",
+            "training data sha256": first["data_sha256"],
+            "versions": ", ".join(
+                f"{k.removesuffix('_version')} {first[k]}"
+                for k in ("moesearch_version", "torch_version", "deepspeed_version", "optuna_version", "python_version")
+            ),
+            "results schema version": str(first["schema_version"]),
+        }
+    )
 
 
 def _png(fig) -> str:

@@ -12,12 +12,24 @@ from moesearch.core.errors import InputError
 
 
 @cli.command()
-@click.option("--node-rank", type=click.IntRange(min=1), required=True, help="This node's rank in the group (1 .. --nnodes - 1).")
-@click.option("--rejoins", type=click.IntRange(min=0), default=100, show_default=True,
-              help="How often to rejoin after the group ended with an error (node 0 starts a fresh group after a "
-                   "failure); two rendezvous in a row that form no group end it sooner.")
-@click.option("--join-timeout", type=click.IntRange(min=1), default=600, show_default=True,
-              help="Seconds to wait for node 0 at each (re)join.")
+@click.option(
+    "--node-rank", type=click.IntRange(min=1), required=True, help="This node's rank in the group (1 .. --nnodes - 1)."
+)
+@click.option(
+    "--rejoins",
+    type=click.IntRange(min=0),
+    default=100,
+    show_default=True,
+    help="How often to rejoin after the group ended with an error (node 0 starts a fresh group after a "
+    "failure); two rendezvous in a row that form no group end it sooner.",
+)
+@click.option(
+    "--join-timeout",
+    type=click.IntRange(min=1),
+    default=600,
+    show_default=True,
+    help="Seconds to wait for node 0 at each (re)join.",
+)
 @DRY_RUN
 @group_options
 def node(node_rank: int, rejoins: int, join_timeout: int, dry_run: bool, **group) -> None:
@@ -27,13 +39,15 @@ def node(node_rank: int, rejoins: int, join_timeout: int, dry_run: bool, **group
     by node 0 after a failed trial; this command rejoins each time, and exits 0 when the group ends
     normally. SIGTERM or SIGUSR1 here reaches this node's ranks: the trial stops at a step boundary.
     """
-    from moesearch.supervisor.settings import resolve_launch
     from moesearch.supervisor import group_node as node_mod
+    from moesearch.supervisor.settings import resolve_launch
 
     launch = replace(resolve_launch(**group), join_timeout_s=join_timeout)
     if launch.launcher != "torchrun":
-        raise InputError("--launcher: `moesearch node` starts torchrun; the DeepSpeed launcher starts every host of "
-                         "its --hostfile from node 0 itself")
+        raise InputError(
+            "--launcher: `moesearch node` starts torchrun; the DeepSpeed launcher starts every host of "
+            "its --hostfile from node 0 itself"
+        )
     if launch.nnodes < 2:
         raise InputError(f"--nnodes {launch.nnodes}: give the group's node count, 2 or more, as node 0 does")
     if node_rank >= launch.nnodes:

@@ -16,11 +16,16 @@ if TYPE_CHECKING:  # importing settings loads the space's models and numpy: not 
     from moesearch.supervisor.settings import Settings
 
 MONITOR = click.option(
-    "--monitor", type=click.Choice(["tensorboard", "csv"]), multiple=True,
+    "--monitor",
+    type=click.Choice(["tensorboard", "csv"]),
+    multiple=True,
     help="Log every trial live through DeepSpeed's monitor (repeat for both): per step training and aux loss, "
-         "learning rate, step time; val_loss at each evaluation; the objectives at the end; one run per trial "
-         "under RESULTS/STUDY/monitor/ [default: none].")
-DRY_RUN = click.option("--dry-run", is_flag=True, help="Check every input, print the plan and exit: nothing is written or started.")
+    "learning rate, step time; val_loss at each evaluation; the objectives at the end; one run per trial "
+    "under RESULTS/STUDY/monitor/ [default: none].",
+)
+DRY_RUN = click.option(
+    "--dry-run", is_flag=True, help="Check every input, print the plan and exit: nothing is written or started."
+)
 
 
 class Budget(click.ParamType):
@@ -37,33 +42,55 @@ class Budget(click.ParamType):
         except ValueError:
             budget = None
         if not budget or not math.isfinite(amount := next(iter(budget.values()))) or amount <= 0:
-            self.fail(f"{value!r} is not a budget; allowed: a positive number of steps (20000) or of "
-                      "device-hours (2.5h)", param, ctx)
+            self.fail(
+                f"{value!r} is not a budget; allowed: a positive number of steps (20000) or of device-hours (2.5h)",
+                param,
+                ctx,
+            )
         return budget
 
 
 BUDGET = click.option(
-    "--budget", type=Budget(),
+    "--budget",
+    type=Budget(),
     help="Stop once the study's trials (every group's; pruned and failed ones count) have trained this much: "
-         "optimizer steps (20000) or device-hours (2.5h, GPU-hours on GPUs); without --trials the budget alone "
-         "bounds the search (or the space, once every assignment is evaluated) [default: no budget, --trials only].")
+    "optimizer steps (20000) or device-hours (2.5h, GPU-hours on GPUs); without --trials the budget alone "
+    "bounds the search (or the space, once every assignment is evaluated) [default: no budget, --trials only].",
+)
 
 
 def group_options(command):
     """The flags that shape a worker group: ranks per node, nodes, rendezvous, launcher."""
     decorators = [
         click.option("--nproc", type=click.IntRange(min=1), help="Ranks per node [default: one per GPU, else 2]."),
-        click.option("--nnodes", type=click.IntRange(min=1),
-                     help="Nodes in one worker group; this process runs node 0, `moesearch node` the others "
-                          "[default: 1, or the hostfile's hosts]."),
-        click.option("--master-addr", help="Node 0's address as the other nodes reach it (with --nnodes > 1) "
-                                           "[default: 127.0.0.1, or the hostfile's first host]."),
-        click.option("--master-port", type=click.IntRange(1, 65535),
-                     help="Rendezvous port on node 0 [default: 29500 across torchrun nodes, else a free port]."),
-        click.option("--launcher", type=click.Choice(LAUNCHERS), default="torchrun", show_default=True,
-                     help="What starts the ranks."),
-        click.option("--hostfile", type=click.Path(path_type=Path),
-                     help="DeepSpeed hostfile ('host slots=N' lines; with --launcher deepspeed). Run on its first host."),
+        click.option(
+            "--nnodes",
+            type=click.IntRange(min=1),
+            help="Nodes in one worker group; this process runs node 0, `moesearch node` the others "
+            "[default: 1, or the hostfile's hosts].",
+        ),
+        click.option(
+            "--master-addr",
+            help="Node 0's address as the other nodes reach it (with --nnodes > 1) "
+            "[default: 127.0.0.1, or the hostfile's first host].",
+        ),
+        click.option(
+            "--master-port",
+            type=click.IntRange(1, 65535),
+            help="Rendezvous port on node 0 [default: 29500 across torchrun nodes, else a free port].",
+        ),
+        click.option(
+            "--launcher",
+            type=click.Choice(LAUNCHERS),
+            default="torchrun",
+            show_default=True,
+            help="What starts the ranks.",
+        ),
+        click.option(
+            "--hostfile",
+            type=click.Path(path_type=Path),
+            help="DeepSpeed hostfile ('host slots=N' lines; with --launcher deepspeed). Run on its first host.",
+        ),
     ]
     for decorate in reversed(decorators):
         command = decorate(command)
@@ -74,12 +101,29 @@ def run_options(command):
     """The flags of every command that trains a space (search, train, verify)."""
     decorators = [
         click.argument("space", default="default"),
-        click.option("--storage", help="Optuna storage URL (sqlite:///, postgresql://, journal:PATH) [default: sqlite file in the results folder]."),
+        click.option(
+            "--storage",
+            help="Optuna storage URL (sqlite:///, postgresql://, journal:PATH) "
+            "[default: sqlite file in the results folder].",
+        ),
         click.option("--study", "study_name", help="Study name [default: the space's name]."),
-        click.option("--results", type=click.Path(path_type=Path), default=DEFAULT_RESULTS, show_default=True,
-                     help="Folder for Parquet records and logs (shared by every machine of the study)."),
-        click.option("--data", help="Training text: a file, a folder or a glob [default: the Python standard library's source]."),
-        click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True, help="Training seed of every trial (and the sampler's)."),
+        click.option(
+            "--results",
+            type=click.Path(path_type=Path),
+            default=DEFAULT_RESULTS,
+            show_default=True,
+            help="Folder for Parquet records and logs (shared by every machine of the study).",
+        ),
+        click.option(
+            "--data", help="Training text: a file, a folder or a glob [default: the Python standard library's source]."
+        ),
+        click.option(
+            "--seed",
+            type=click.IntRange(0, 2**32 - 1),
+            default=0,
+            show_default=True,
+            help="Training seed of every trial (and the sampler's).",
+        ),
         click.option("--progress/--no-progress", default=True, show_default=True, help="Show progress bars."),
         MONITOR,
         DRY_RUN,
@@ -93,9 +137,11 @@ def describe(settings: Settings) -> str:
     """The resolved plan in one line, printed before any training starts."""
     from moesearch.supervisor.storage import redact
 
-    return (f"study {settings.study!r} in {redact(settings.storage)} | space {settings.space.name} | "
-            f"{settings.launch.describe()}, ep_size {settings.space.ep_size(settings.launch.world_size)} | "
-            f"seed {settings.seed} | records in {settings.results}")
+    return (
+        f"study {settings.study!r} in {redact(settings.storage)} | space {settings.space.name} | "
+        f"{settings.launch.describe()}, ep_size {settings.space.ep_size(settings.launch.world_size)} | "
+        f"seed {settings.seed} | records in {settings.results}"
+    )
 
 
 def dry_run(settings: Settings, what: str) -> None:

@@ -15,11 +15,18 @@ _FORMATS = (".parquet", ".csv")
 
 @cli.command()
 @study_options
-@click.option("--all", "everything", is_flag=True,
-              help="List every assignment, not only the front and baselines: pruned ones too, last, with their "
-                   "values at the rung where they stopped (and in --out, with state and rung columns).")
-@click.option("--out", type=click.Path(path_type=Path),
-              help="Also write one row per assignment, with pareto_rank, pareto and knee columns (.parquet or .csv).")
+@click.option(
+    "--all",
+    "everything",
+    is_flag=True,
+    help="List every assignment, not only the front and baselines: pruned ones too, last, with their "
+    "values at the rung where they stopped (and in --out, with state and rung columns).",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    help="Also write one row per assignment, with pareto_rank, pareto and knee columns (.parquet or .csv).",
+)
 def pareto(results: Path, study_name: str | None, everything: bool, out: Path | None) -> None:
     """Print the Pareto front of a study, its hypervolume, and how the front compares with the baselines.
 
@@ -29,9 +36,9 @@ def pareto(results: Path, study_name: str | None, everything: bool, out: Path | 
         raise InputError(f"--out: {str(out)!r} has suffix {out.suffix!r}; allowed: {', '.join(_FORMATS)}")
     study_name = find_study(results, study_name)  # first: a bad flag answers before the analysis is imported
 
-    from moesearch.core import results as results_mod
     from moesearch.analysis import curves, expected
     from moesearch.analysis import pareto as pareto_mod
+    from moesearch.core import results as results_mod
 
     trials = load_study(results, study_name)
     analysis = pareto_mod.analyse(trials)

@@ -13,44 +13,114 @@ from moesearch.core.errors import InputError
 
 @cli.command()
 @click.argument("table", type=click.Path(path_type=Path))
-@click.option("--steps", "steps_path", type=click.Path(path_type=Path),
-              help="The table's steps (learning curves), needed to replay pruning [default: beside TABLE: "
-                   "X-steps.parquet for X-trials.parquet, or the study's steps/ folder].")
-@click.option("--samplers", default="tpe,nsga2,random,hand", show_default=True,
-              help="Comma-separated proposers: tpe, nsga2, gp, random, brute (Optuna samplers), design (tpe after the "
-                   "baselines and an orthogonal main-effects design, as search.design = 'orthogonal') or hand "
-                   "(baselines, then flip one layer at a time, keep improvements); gp takes seconds per trial.")
-@click.option("--pruning", default="none", show_default=True,
-              help="Comma-separated pruning methods, each replayed with every sampler: none, mo-asha.")
-@click.option("--rungs", help="Pruning rungs (steps), comma-separated [default: about 1/eta^2 and 1/eta of the "
-                              "training steps (1/9 and 1/3 for eta 3), at evaluated steps].")
+@click.option(
+    "--steps",
+    "steps_path",
+    type=click.Path(path_type=Path),
+    help="The table's steps (learning curves), needed to replay pruning [default: beside TABLE: "
+    "X-steps.parquet for X-trials.parquet, or the study's steps/ folder].",
+)
+@click.option(
+    "--samplers",
+    default="tpe,nsga2,random,hand",
+    show_default=True,
+    help="Comma-separated proposers: tpe, nsga2, gp, random, brute (Optuna samplers), design (tpe after the "
+    "baselines and an orthogonal main-effects design, as search.design = 'orthogonal') or hand "
+    "(baselines, then flip one layer at a time, keep improvements); gp takes seconds per trial.",
+)
+@click.option(
+    "--pruning",
+    default="none",
+    show_default=True,
+    help="Comma-separated pruning methods, each replayed with every sampler: none, mo-asha.",
+)
+@click.option(
+    "--rungs",
+    help="Pruning rungs (steps), comma-separated [default: about 1/eta^2 and 1/eta of the "
+    "training steps (1/9 and 1/3 for eta 3), at evaluated steps].",
+)
 @click.option("--eta", type=click.IntRange(2), default=3, show_default=True, help="Keep the best 1/eta at each rung.")
-@click.option("--min-records", type=click.IntRange(1), default=6, show_default=True,
-              help="Records a rung needs before it stops anything.")
-@click.option("--replicates", default="off", show_default=True,
-              help="Comma-separated: off, auto (after the search, train what search.replicates = 'auto' asks for, "
-                   "each answered by another of the assignment's trainings; the search gets budget/(1 + share)); "
-                   "each replayed with every sampler and pruning method. auto needs --score-points.")
-@click.option("--replicate-share", type=click.FloatRange(0, 1), default=0.25, show_default=True,
-              help="With --replicates auto: at most this share of the search's trials again (search.replicate_share).")
-@click.option("--score-points", type=click.IntRange(0, 100), default=8, show_default=True,
-              help="Score every run by the table's truth (its expected front over every training) at this many "
-                   "budgets, evenly spaced; 0: hypervolume only (faster).")
-@click.option("--regret-target", type=click.FloatRange(0, min_open=True), default=0.005, show_default=True,
-              help="Report the least budget at which the median regret is at most this (quality's units: nats).")
+@click.option(
+    "--min-records",
+    type=click.IntRange(1),
+    default=6,
+    show_default=True,
+    help="Records a rung needs before it stops anything.",
+)
+@click.option(
+    "--replicates",
+    default="off",
+    show_default=True,
+    help="Comma-separated: off, auto (after the search, train what search.replicates = 'auto' asks for, "
+    "each answered by another of the assignment's trainings; the search gets budget/(1 + share)); "
+    "each replayed with every sampler and pruning method. auto needs --score-points.",
+)
+@click.option(
+    "--replicate-share",
+    type=click.FloatRange(0, 1),
+    default=0.25,
+    show_default=True,
+    help="With --replicates auto: at most this share of the search's trials again (search.replicate_share).",
+)
+@click.option(
+    "--score-points",
+    type=click.IntRange(0, 100),
+    default=8,
+    show_default=True,
+    help="Score every run by the table's truth (its expected front over every training) at this many "
+    "budgets, evenly spaced; 0: hypervolume only (faster).",
+)
+@click.option(
+    "--regret-target",
+    type=click.FloatRange(0, min_open=True),
+    default=0.005,
+    show_default=True,
+    help="Report the least budget at which the median regret is at most this (quality's units: nats).",
+)
 @click.option("--first-seed", type=click.IntRange(0), default=0, show_default=True, help="The first seed of each arm.")
 @click.option("--seeds", type=click.IntRange(1, 10_000), default=100, show_default=True, help="Seeded runs per arm.")
-@click.option("--budget", type=click.IntRange(1),
-              help="Compute per run, in optimizer steps [default: training every assignment once].")
-@click.option("--jobs", type=click.IntRange(1), default=1, show_default=True,
-              help="Processes replaying side by side (one per core is about right).")
-@click.option("--out", type=click.Path(path_type=Path, dir_okay=False),
-              help="Also write every curve (.csv), and with --score-points every score (X-truth.csv beside X.csv).")
-@click.option("--plot", "plot_path", type=click.Path(path_type=Path, dir_okay=False),
-              help="Also draw relative hypervolume against compute, median and quartiles per arm (.png).")
-def replay(table: Path, steps_path: Path | None, samplers: str, pruning: str, rungs: str | None, eta: int,
-           min_records: int, replicates: str, replicate_share: float, score_points: int, regret_target: float,
-           first_seed: int, seeds: int, budget: int | None, jobs: int, out: Path | None, plot_path: Path | None) -> None:
+@click.option(
+    "--budget",
+    type=click.IntRange(1),
+    help="Compute per run, in optimizer steps [default: training every assignment once].",
+)
+@click.option(
+    "--jobs",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="Processes replaying side by side (one per core is about right).",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Also write every curve (.csv), and with --score-points every score (X-truth.csv beside X.csv).",
+)
+@click.option(
+    "--plot",
+    "plot_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Also draw relative hypervolume against compute, median and quartiles per arm (.png).",
+)
+def replay(
+    table: Path,
+    steps_path: Path | None,
+    samplers: str,
+    pruning: str,
+    rungs: str | None,
+    eta: int,
+    min_records: int,
+    replicates: str,
+    replicate_share: float,
+    score_points: int,
+    regret_target: float,
+    first_seed: int,
+    seeds: int,
+    budget: int | None,
+    jobs: int,
+    out: Path | None,
+    plot_path: Path | None,
+) -> None:
     """Replay the search against TABLE, an exhaustive study's trials (a Parquet file, or a study's
     trials/ folder), for several samplers x pruning methods x replicates and seeds; print the compute
     each needs to reach 90% and 95% of the true front's hypervolume, and (--score-points) the regret of
@@ -74,31 +144,48 @@ def replay(table: Path, steps_path: Path | None, samplers: str, pruning: str, ru
     steps_path = steps_path or _beside(table)
     needs_curves = methods != ["none"]
     if needs_curves and (steps_path is None or not steps_path.exists()):
-        raise InputError(f"--steps: {str(steps_path) if steps_path else 'no steps table beside TABLE'} does not exist; "
-                         "replaying --pruning needs the table's learning curves")
+        raise InputError(
+            f"--steps: {str(steps_path) if steps_path else 'no steps table beside TABLE'} does not exist; "
+            "replaying --pruning needs the table's learning curves"
+        )
     steps = pd.read_parquet(steps_path) if steps_path is not None and steps_path.exists() else None
     exhaustive = table_mod.load_table(pd.read_parquet(table), str(table), steps)
     rung_steps = _rungs(rungs, exhaustive, eta) if needs_curves else []
     if score_points and exhaustive.truth is None and replicate_modes == ["off"]:
         click.echo("no truth to score by: the table has too few trials for a noise model; hypervolume only")
         score_points = 0
-    arms = [search_mod.Arm(p, PruningSpec(method=m, rungs=rung_steps if m != "none" else [], eta=eta,
-                                          min_records=min_records), r)
-            for r in replicate_modes for m in methods for p in proposers]
+    arms = [
+        search_mod.Arm(
+            p, PruningSpec(method=m, rungs=rung_steps if m != "none" else [], eta=eta, min_records=min_records), r
+        )
+        for r in replicate_modes
+        for m in methods
+        for p in proposers
+    ]
     seed_range = range(first_seed, first_seed + seeds)
-    runs = search_mod.compare(exhaustive, arms, seed_range, budget, jobs=jobs, score_points=score_points,
-                              share=replicate_share)
+    runs = search_mod.compare(
+        exhaustive, arms, seed_range, budget, jobs=jobs, score_points=score_points, share=replicate_share
+    )
     unit = f"optimizer steps ({exhaustive.full_steps} per full trial)" if exhaustive.full_steps else "trials"
-    click.echo(f"{len(exhaustive.values)} assignments, true hypervolume {exhaustive.true_hypervolume:.6g}; seeds "
-               f"{seed_range.start}-{seed_range.stop - 1} per arm; compute in {unit}"
-               + (f"; rungs {rung_steps}, eta {eta}, min_records {min_records}" if needs_curves else ""))
-    click.echo(search_mod.summary(exhaustive, runs, budget_steps=budget).to_string(index=False, float_format=lambda v: f"{v:,.3g}"))
+    click.echo(
+        f"{len(exhaustive.values)} assignments, true hypervolume {exhaustive.true_hypervolume:.6g}; seeds "
+        f"{seed_range.start}-{seed_range.stop - 1} per arm; compute in {unit}"
+        + (f"; rungs {rung_steps}, eta {eta}, min_records {min_records}" if needs_curves else "")
+    )
+    click.echo(
+        search_mod.summary(exhaustive, runs, budget_steps=budget).to_string(
+            index=False, float_format=lambda v: f"{v:,.3g}"
+        )
+    )
     if score_points:
         _print_truth(exhaustive, runs, regret_target, unit, replicate_share if "auto" in replicate_modes else None)
     if out is not None:
-        rows = [{"arm": arm, "seed": seed, "trial": n + 1, "steps": int(spent), "relative_hypervolume": rel}
-                for arm, arm_runs in runs.items() for seed, run in zip(seed_range, arm_runs, strict=True)
-                for n, (spent, rel) in enumerate(zip(run.spent, run.relative, strict=True))]
+        rows = [
+            {"arm": arm, "seed": seed, "trial": n + 1, "steps": int(spent), "relative_hypervolume": rel}
+            for arm, arm_runs in runs.items()
+            for seed, run in zip(seed_range, arm_runs, strict=True)
+            for n, (spent, rel) in enumerate(zip(run.spent, run.relative, strict=True))
+        ]
         write_atomic(out, lambda tmp: pd.DataFrame(rows).to_csv(tmp, index=False))
         click.echo(f"wrote {out}")
         if score_points:
@@ -108,8 +195,12 @@ def replay(table: Path, steps_path: Path | None, samplers: str, pruning: str, ru
     if plot_path is not None:
         from moesearch.analysis.plots import replay_curves, save_png
 
-        save_png(replay_curves(runs, budget or exhaustive.full_steps * len(exhaustive.values) or len(exhaustive.values),
-                           unit), plot_path)
+        save_png(
+            replay_curves(
+                runs, budget or exhaustive.full_steps * len(exhaustive.values) or len(exhaustive.values), unit
+            ),
+            plot_path,
+        )
         click.echo(f"wrote {plot_path}")
 
 
@@ -124,19 +215,26 @@ def _print_truth(table, runs, target: float, unit: str, share: float | None) -> 
     on = int(truth_mod.truly_on_front(table).sum())
     n_seeds = table.frame["seed"].nunique()
     trainings = len(table.frame)
-    click.echo(f"scored by the truth: the expected front of the noise model over all {trainings} trainings "
-               f"({len(table.values)} assignments, up to {table.seeds} seed{'s' * (table.seeds > 1)} each, "
-               f"{n_seeds} seed{'s' * (n_seeds > 1)} in all"
-               f"{', each a block: common random numbers' if (table.frame['random_streams'] == 'crn').all() and n_seeds > 1 else ''}); "
-               f"{int(table.truth['expected_front'].sum())} on it")
+    blocks = (table.frame["random_streams"] == "crn").all() and n_seeds > 1
+    click.echo(
+        f"scored by the truth: the expected front of the noise model over all {trainings} trainings "
+        f"({len(table.values)} assignments, up to {table.seeds} seed{'s' * (table.seeds > 1)} each, "
+        f"{n_seeds} seed{'s' * (n_seeds > 1)} in all"
+        f"{', each a block: common random numbers' if blocks else ''}); "
+        f"{int(table.truth['expected_front'].sum())} on it"
+    )
     levels = "one level" if c is None else f"each of {table.truth[c].nunique()} levels of {c}"
-    click.echo(f"regret: of the {q} each arm's own noise model predicts best at {levels} (true cost), against the "
-               f"best expected {q} there; the median over seeds of the largest over levels, at each budget in {unit}"
-               + (f"; +replicates search budget/(1 + {share:g}), then replicates" if share is not None else ""))
-    click.echo(f"right: of the members an arm calls resolved on the front at the last budget, the share truly on "
-               f"it: on the table's expected front, or its 95% interval of {q} reaches the front's expected {q} "
-               f"at its cost ({on} of {len(table.truth)} candidates pass); the lone cheapest candidate is on "
-               f"every front, so 'right beyond it' leaves it out")
+    click.echo(
+        f"regret: of the {q} each arm's own noise model predicts best at {levels} (true cost), against the "
+        f"best expected {q} there; the median over seeds of the largest over levels, at each budget in {unit}"
+        + (f"; +replicates search budget/(1 + {share:g}), then replicates" if share is not None else "")
+    )
+    click.echo(
+        f"right: of the members an arm calls resolved on the front at the last budget, the share truly on "
+        f"it: on the table's expected front, or its 95% interval of {q} reaches the front's expected {q} "
+        f"at its cost ({on} of {len(table.truth)} candidates pass); the lone cheapest candidate is on "
+        f"every front, so 'right beyond it' leaves it out"
+    )
     out = search_mod.truth_summary(runs, target)
     click.echo(out.to_string(index=False, float_format=lambda v: "inf" if math.isinf(v) else f"{v:,.4g}"))
 
@@ -161,8 +259,10 @@ def _beside(table: Path) -> Path | None:
 def _rungs(given: str | None, table, eta: int) -> list[int]:
     evaluated = sorted(table.at_step)
     if not evaluated:
-        raise InputError("--pruning: the table's steps have no val_loss before the last step (train.eval_interval "
-                         "was 0), so there is no rung to replay")
+        raise InputError(
+            "--pruning: the table's steps have no val_loss before the last step (train.eval_interval "
+            "was 0), so there is no rung to replay"
+        )
     if given is None:  # successive halving's geometric rungs: about 1/eta^2 and 1/eta of training
         wanted = [table.full_steps / eta**2, table.full_steps / eta]
         return sorted({min(evaluated, key=lambda s: abs(s - w)) for w in wanted})
@@ -171,6 +271,8 @@ def _rungs(given: str | None, table, eta: int) -> list[int]:
     except ValueError:
         chosen = None
     if not chosen or any(r not in table.at_step for r in chosen) or chosen != sorted(set(chosen)):
-        raise InputError(f"--rungs: {given!r} is not increasing steps at which the table has val_loss; allowed: "
-                         f"{', '.join(map(str, evaluated))}")
+        raise InputError(
+            f"--rungs: {given!r} is not increasing steps at which the table has val_loss; allowed: "
+            f"{', '.join(map(str, evaluated))}"
+        )
     return chosen

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import click
 
-from moesearch.core import preempt
 from moesearch.cli import cli
 from moesearch.cli.options import BUDGET, describe, dry_run, run_options
+from moesearch.core import preempt
 from moesearch.core.trial import State, StudyAttr
 
 
 @cli.command()
 @run_options
-@click.option("--trials", type=click.IntRange(min=1), help="Trained trials in the study, baselines included [default: the space's search.trials].")
+@click.option(
+    "--trials",
+    type=click.IntRange(min=1),
+    help="Trained trials in the study, baselines included [default: the space's search.trials].",
+)
 @BUDGET
 def search(trials: int | None, budget: dict | None, **options) -> None:
     """Search activations per layer over SPACE (a file, or a shipped space's name).
@@ -29,11 +33,24 @@ def search(trials: int | None, budget: dict | None, **options) -> None:
     from moesearch.supervisor import study as study_mod
 
     if options["dry_run"]:
-        dry_run(settings, f"{trials} trials" if trials else f"{budget_text(budget)}, or every assignment of the space"
-                if budget else f"{settings.space.search.trials} trials, or the target of the study if it exists")
+        dry_run(
+            settings,
+            f"{trials} trials"
+            if trials
+            else f"{budget_text(budget)}, or every assignment of the space"
+            if budget
+            else f"{settings.space.search.trials} trials, or the target of the study if it exists",
+        )
     storage = storage_mod.open_for(settings, explicit=options["storage"] is not None)
-    study = study_mod.open_study(storage, settings.study, settings.space, settings.seed, settings.data,
-                                 settings.data_sha256, str(settings.results))
+    study = study_mod.open_study(
+        storage,
+        settings.study,
+        settings.space,
+        settings.seed,
+        settings.data,
+        settings.data_sha256,
+        str(settings.results),
+    )
     if trials or budget or StudyAttr.TRIALS not in study.user_attrs:  # the target of every group on the study
         study.set_user_attr(StudyAttr.TRIALS, target(trials, budget, settings.space))
     if budget:
@@ -66,23 +83,32 @@ def plan(study, space_size: int) -> str:
 def search_and_report(settings, study, replicate_baselines: bool = False) -> None:
     """Run the search loop, then print what it did and the front (shared with `worker`, which leaves the
     baselines' seed replicates to the `search` that made the study: no two groups train them)."""
-    from moesearch.core import preempt, results
     from moesearch.analysis import expected, pareto
+    from moesearch.core import preempt, results
     from moesearch.supervisor.search import run_search
 
     report = run_search(settings, study, replicate_baselines)
     repeats = report.repeats_answered
-    click.echo(f"\n{report.trained_now} trials trained now, {report.trained_total} in study {settings.study!r}"
-               f" ({repeats} repeated proposal{'' if repeats == 1 else 's'} answered from the study)")
+    click.echo(
+        f"\n{report.trained_now} trials trained now, {report.trained_total} in study {settings.study!r}"
+        f" ({repeats} repeated proposal{'' if repeats == 1 else 's'} answered from the study)"
+    )
     if report.replicates_now:
-        auto = " and of the assignments inside noise (search.replicates = 'auto')" \
-            if settings.space.search.replicates == "auto" else ""
-        click.echo(f"{report.replicates_now} seed replicates trained: of the baselines for the seed noise "
-                   f"(search.baseline_seeds = {settings.space.search.baseline_seeds}){auto}")
+        auto = (
+            " and of the assignments inside noise (search.replicates = 'auto')"
+            if settings.space.search.replicates == "auto"
+            else ""
+        )
+        click.echo(
+            f"{report.replicates_now} seed replicates trained: of the baselines for the seed noise "
+            f"(search.baseline_seeds = {settings.space.search.baseline_seeds}){auto}"
+        )
     if report.pruned_now:
         click.echo(f"{report.pruned_now} of them pruned at a rung (search.pruning)")
-    click.echo(f"compute: {report.spent['steps']:,.0f} steps, {report.spent['device_s'] / 3600:.3g} device-hours "
-               f"trained by the study's trials")
+    click.echo(
+        f"compute: {report.spent['steps']:,.0f} steps, {report.spent['device_s'] / 3600:.3g} device-hours "
+        f"trained by the study's trials"
+    )
     if report.stopped_early:
         click.echo(f"stopped before {report.target} trials: {report.stopped_early}")
     if preempt.requested():

@@ -29,7 +29,7 @@ def show(name: str) -> None:
 
     spec = space_mod.load(name)
     click.echo(json.dumps(spec.model_dump(mode="json"), indent=2))
-    click.echo(f"# {spec.size():,} assignments; baselines: {', '.join(l[0] for l in spec.uniform_assignments())}")
+    click.echo(f"# {spec.size():,} assignments; baselines: {', '.join(u[0] for u in spec.uniform_assignments())}")
 
 
 @spaces.command()

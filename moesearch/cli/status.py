@@ -12,10 +12,18 @@ from moesearch.cli.options import DEFAULT_RESULTS
 
 @cli.command()
 @click.option("--storage", help="The study's Optuna storage URL [default: the sqlite file in --results].")
-@click.option("--study", "study_name",
-              help="Study name [default: the only study in the storage, else the one with the latest trial].")
-@click.option("--results", type=click.Path(path_type=Path), default=DEFAULT_RESULTS, show_default=True,
-              help="Folder of the default sqlite storage.")
+@click.option(
+    "--study",
+    "study_name",
+    help="Study name [default: the only study in the storage, else the one with the latest trial].",
+)
+@click.option(
+    "--results",
+    type=click.Path(path_type=Path),
+    default=DEFAULT_RESULTS,
+    show_default=True,
+    help="Folder of the default sqlite storage.",
+)
 def status(storage: str | None, study_name: str | None, results: Path) -> None:
     """Show a study's progress: trials by state, worker groups alive, trials per hour, front size.
 
@@ -38,8 +46,11 @@ def status(storage: str | None, study_name: str | None, results: Path) -> None:
     if study_name is None and not names:
         raise InputError(f"--study: no study in {storage_mod.redact(url)!r}")
     if study_name is None:
-        study_name = chosen(sorted(names), lambda found: max(found, key=lambda name: status_mod.last_trial_at(opened, name)),
-                            storage_mod.redact(url))
+        study_name = chosen(
+            sorted(names),
+            lambda found: max(found, key=lambda name: status_mod.last_trial_at(opened, name)),
+            storage_mod.redact(url),
+        )
     study = study_mod.load_existing(opened, study_name)
     click.echo(status_mod.text(study.study_name, storage_mod.redact(url), status_mod.of(study)))
     _verdict(results, study.study_name)

@@ -14,8 +14,13 @@ from moesearch.core.trial import State
 def study_options(command, newest: bool = True):
     default = "the only one in the results folder" + (", else the most recently written" if newest else "")
     command = click.option("--study", "study_name", help=f"Study to read [default: {default}].")(command)
-    return click.option("--results", type=click.Path(path_type=Path), default=DEFAULT_RESULTS, show_default=True,
-                        help="Folder the search wrote to.")(command)
+    return click.option(
+        "--results",
+        type=click.Path(path_type=Path),
+        default=DEFAULT_RESULTS,
+        show_default=True,
+        help="Folder the search wrote to.",
+    )(command)
 
 
 def one_study_options(command):
@@ -34,11 +39,14 @@ def find_study(results: Path, study_name: str | None, newest: bool = True) -> st
     if study_name is None:
         if len(found) == 1 or (found and newest):
             return chosen(found, lambda names: results_mod.most_recent(results, names), str(results))
-        raise InputError(f"--study: {len(found)} studies have records in {str(results)!r}; "
-                         f"choose one of: {', '.join(found) or '(none)'}")
+        raise InputError(
+            f"--study: {len(found)} studies have records in {str(results)!r}; "
+            f"choose one of: {', '.join(found) or '(none)'}"
+        )
     if study_name not in found:
-        raise InputError(f"--study: no records of {study_name!r} in {str(results)!r}; "
-                         f"studies there: {', '.join(found) or '(none)'}")
+        raise InputError(
+            f"--study: no records of {study_name!r} in {str(results)!r}; studies there: {', '.join(found) or '(none)'}"
+        )
     return study_name
 
 
@@ -59,7 +67,9 @@ def chosen(names: list[str], newest, where: str) -> str:
         return names[0]
     name = newest(names)
     others = ", ".join(n for n in names if n != name)
-    click.echo(f"moesearch: reading study {name!r}, the most recently written of {len(names)} in {where!r} "
-               f"(others: {others}; choose with --study)", err=True)
+    click.echo(
+        f"moesearch: reading study {name!r}, the most recently written of {len(names)} in {where!r} "
+        f"(others: {others}; choose with --study)",
+        err=True,
+    )
     return name
-

@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import click
 
-from moesearch.core import preempt
 from moesearch.cli import cli
 from moesearch.cli.options import describe, dry_run, run_options
+from moesearch.core import preempt
 from moesearch.core.trial import VERIFY_SEEDS
 
 
 @cli.command()
 @run_options
-@click.option("--seeds", "n_seeds", type=click.IntRange(1, 100), default=VERIFY_SEEDS, show_default=True,
-              help="Seed replicates per front member and baseline: each is trained until it has 1 + SEEDS seeds.")
+@click.option(
+    "--seeds",
+    "n_seeds",
+    type=click.IntRange(1, 100),
+    default=VERIFY_SEEDS,
+    show_default=True,
+    help="Seed replicates per front member and baseline: each is trained until it has 1 + SEEDS seeds.",
+)
 def verify(n_seeds: int, **options) -> None:
     """Re-train the Pareto front and the uniform baselines of a study with fresh seeds.
 
@@ -34,6 +40,7 @@ def verify(n_seeds: int, **options) -> None:
     if options["dry_run"]:
         dry_run(settings, f"verify with {n_seeds} seeds")
     storage = storage_mod.open_for(settings, explicit=options["storage"] is not None)
-    trials = replicates.verify(settings, storage, n_seeds,
-                               lambda todo: click.echo(f"{describe(settings)} | {todo} replicate trials to train"))
+    trials = replicates.verify(
+        settings, storage, n_seeds, lambda todo: click.echo(f"{describe(settings)} | {todo} replicate trials to train")
+    )
     click.echo(noise.text(noise.replicate_table(trials), settings.space.search.objectives))

@@ -6,27 +6,44 @@ from pathlib import Path
 
 import click
 
-from moesearch.core import preempt
 from moesearch.cli import cli
 from moesearch.cli.options import BUDGET, DRY_RUN, MONITOR, describe, group_options
+from moesearch.core import preempt
 from moesearch.core.trial import StudyAttr
 
 
 @cli.command()
-@click.option("--storage", required=True, help="The study's Optuna storage URL (postgresql://, journal:PATH, sqlite:///).")
+@click.option(
+    "--storage", required=True, help="The study's Optuna storage URL (postgresql://, journal:PATH, sqlite:///)."
+)
 @click.option("--study", "study_name", required=True, help="The study to join (made by `moesearch search`).")
-@click.option("--results", type=click.Path(path_type=Path),
-              help="Folder for Parquet records and logs [default: the study's, where `search` wrote; every group "
-                   "of the study must write to the same folder].")
-@click.option("--trials", type=click.IntRange(min=1),
-              help="Trained trials in the study: raises its target for every group [default: the target it has].")
+@click.option(
+    "--results",
+    type=click.Path(path_type=Path),
+    help="Folder for Parquet records and logs [default: the study's, where `search` wrote; every group "
+    "of the study must write to the same folder].",
+)
+@click.option(
+    "--trials",
+    type=click.IntRange(min=1),
+    help="Trained trials in the study: raises its target for every group [default: the target it has].",
+)
 @BUDGET
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show progress bars.")
 @MONITOR
 @DRY_RUN
 @group_options
-def worker(storage: str, study_name: str, results: Path | None, trials: int | None, budget: dict | None,
-           progress: bool, monitor: tuple[str, ...], dry_run: bool, **group) -> None:
+def worker(
+    storage: str,
+    study_name: str,
+    results: Path | None,
+    trials: int | None,
+    budget: dict | None,
+    progress: bool,
+    monitor: tuple[str, ...],
+    dry_run: bool,
+    **group,
+) -> None:
     """Join an existing study as one more worker group, until it has --trials trained trials (with --budget
     alone: until the budget is spent or the space is exhausted).
 

@@ -21,15 +21,18 @@ class ActivationSpec:
     """The pointwise function: of the hidden layer, or of the gate branch when gated."""
 
 
-REGISTRY: dict[str, ActivationSpec] = {spec.name: spec for spec in (
-    ActivationSpec("gelu", gated=False, nonlinearity="gelu"),
-    ActivationSpec("swiglu", gated=True, nonlinearity="silu"),
-    ActivationSpec("geglu", gated=True, nonlinearity="gelu"),
-    ActivationSpec("reglu", gated=True, nonlinearity="relu"),
-    ActivationSpec("relu", gated=False, nonlinearity="relu"),
-    ActivationSpec("relu2", gated=False, nonlinearity="relu2"),  # squared ReLU (So et al. 2021, "Primer")
-    ActivationSpec("silu", gated=False, nonlinearity="silu"),
-)}
+REGISTRY: dict[str, ActivationSpec] = {
+    spec.name: spec
+    for spec in (
+        ActivationSpec("gelu", gated=False, nonlinearity="gelu"),
+        ActivationSpec("swiglu", gated=True, nonlinearity="silu"),
+        ActivationSpec("geglu", gated=True, nonlinearity="gelu"),
+        ActivationSpec("reglu", gated=True, nonlinearity="relu"),
+        ActivationSpec("relu", gated=False, nonlinearity="relu"),
+        ActivationSpec("relu2", gated=False, nonlinearity="relu2"),  # squared ReLU (So et al. 2021, "Primer")
+        ActivationSpec("silu", gated=False, nonlinearity="silu"),
+    )
+}
 NAMES: tuple[str, ...] = tuple(REGISTRY)
 Activation = Literal[NAMES]  # what a space file may name (pydantic checks against it)
 

@@ -32,15 +32,29 @@ class RunConfig(BaseModel):
     """Where the monitors write, one run per trial."""
 
     @classmethod
-    def build(cls, space: Space, layers: list[str], seed: int, data: str | None, world_size: int,
-              rungs: bool = False, monitor: tuple[str, ...] = (), monitor_dir: str | None = None) -> RunConfig:
+    def build(
+        cls,
+        space: Space,
+        layers: list[str],
+        seed: int,
+        data: str | None,
+        world_size: int,
+        rungs: bool = False,
+        monitor: tuple[str, ...] = (),
+        monitor_dir: str | None = None,
+    ) -> RunConfig:
         """rungs: rank 0 reports the trial at the space's rungs (search.pruning), where it may be stopped."""
         pruning = space.search.pruning
         return cls(
-            model=space.model, train=space.train, layers=tuple(layers), seed=seed, data=data,
+            model=space.model,
+            train=space.train,
+            layers=tuple(layers),
+            seed=seed,
+            data=data,
             ep_size=space.ep_size(world_size),
             rungs=tuple(pruning.rungs) if rungs and pruning.method != "none" else (),
-            monitor=monitor, monitor_dir=monitor_dir,
+            monitor=monitor,
+            monitor_dir=monitor_dir,
         )
 
     @property

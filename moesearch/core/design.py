@@ -88,6 +88,8 @@ def runs(choices: list[list[str]]) -> list[list[str]]:
 def too_large(choices: list[list[str]]) -> str:
     """The one-line reason a space has no design."""
     counts = sorted({len(c) for c in choices})
-    return (f"search.design 'orthogonal': no orthogonal array of pyDOE3's ({', '.join(n for n, _ in arrays())}) "
-            f"hosts {len(choices)} layers of {' or '.join(map(str, counts))} choices; allowed: design = 'none', "
-            "or fewer layers or choices")
+    return (
+        f"search.design 'orthogonal': no orthogonal array of pyDOE3's ({', '.join(n for n, _ in arrays())}) "
+        f"hosts {len(choices)} layers of {' or '.join(map(str, counts))} choices; allowed: design = 'none', "
+        "or fewer layers or choices"
+    )

@@ -14,7 +14,9 @@ from pathlib import Path
 DEFAULT_RESULTS = Path("results")  # relative: a search writes beside where it was started, as most tools do
 
 
-def write_atomic(path: Path, write: Callable[[Path], None], *, exclusive: bool = False, scratch: Path | None = None) -> Path:
+def write_atomic(
+    path: Path, write: Callable[[Path], None], *, exclusive: bool = False, scratch: Path | None = None
+) -> Path:
     """Call `write(tmp)` on a temporary file, then move it to `path` in one step.
 
     exclusive: hard-link instead of rename, so an existing `path` is never replaced (FileExistsError).

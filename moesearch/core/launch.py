@@ -46,16 +46,36 @@ class Launch:
         """The launcher command line that starts this node's ranks of the group."""
         if self.launcher == "deepspeed":  # one command on node 0 starts every host of the hostfile and tells the port
             hosts = ["--hostfile", str(self.hostfile)] if self.hostfile else []
-            return ["deepspeed", *hosts, f"--num_nodes={self.nnodes}", f"--num_gpus={self.nproc}",
-                    f"--master_addr={self.master_addr}", f"--master_port={self.master_port or _free_port()}",
-                    "--no_local_rank", "--module", SERVE_MODULE]
+            return [
+                "deepspeed",
+                *hosts,
+                f"--num_nodes={self.nnodes}",
+                f"--num_gpus={self.nproc}",
+                f"--master_addr={self.master_addr}",
+                f"--master_port={self.master_port or _free_port()}",
+                "--no_local_rank",
+                "--module",
+                SERVE_MODULE,
+            ]
         if self.nnodes == 1:
             rendezvous = ["--standalone"]  # a free port of its own: groups on one machine never clash
         else:  # every node must name the same port
-            rendezvous = [f"--nnodes={self.nnodes}", f"--node-rank={node_rank}", f"--master-addr={self.master_addr}",
-                          f"--master-port={self.master_port or 29500}", f"--rdzv-conf=timeout={self.join_timeout_s}"]
-        return [sys.executable, "-m", "torch.distributed.run", *rendezvous, f"--nproc-per-node={self.nproc}",
-                "-m", SERVE_MODULE]
+            rendezvous = [
+                f"--nnodes={self.nnodes}",
+                f"--node-rank={node_rank}",
+                f"--master-addr={self.master_addr}",
+                f"--master-port={self.master_port or 29500}",
+                f"--rdzv-conf=timeout={self.join_timeout_s}",
+            ]
+        return [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            *rendezvous,
+            f"--nproc-per-node={self.nproc}",
+            "-m",
+            SERVE_MODULE,
+        ]
 
     def describe(self) -> str:
         port = self.master_port or 29500

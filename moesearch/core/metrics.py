@@ -15,17 +15,28 @@ METRICS: dict[str, tuple[str, str]] = {
     "train_flops_per_token": ("FLOPs", "analytic training FLOPs per token, capacity-padded experts"),
     "peak_memory_mb": ("MiB", "peak memory of the busiest rank (GPU: allocator peak; CPU: sampled RSS)"),
     "train_time_s": ("s", "wall time of the training loop, periodic evaluations included"),
-    "val_loss_int8": ("nats/byte", "val_loss with the FFN activations fake-quantized to per-tensor affine INT8 "
-                      "(zero point and scale from the calibrated min and max)"),
-    "val_loss_int8_sym": ("nats/byte", "the same with symmetric INT8 (zero point 0, codes [-127, 127], scale max|x|/127)"),
+    "val_loss_int8": (
+        "nats/byte",
+        "val_loss with the FFN activations fake-quantized to per-tensor affine INT8 "
+        "(zero point and scale from the calibrated min and max)",
+    ),
+    "val_loss_int8_sym": (
+        "nats/byte",
+        "the same with symmetric INT8 (zero point 0, codes [-127, 127], scale max|x|/127)",
+    ),
     "val_loss_fp8": ("nats/byte", "val_loss with the FFN activations fake-quantized to FP8 E4M3 (per-tensor scales)"),
-    "quant_gap_int8": ("nats/byte", "val_loss_int8 minus val_loss: what 8-bit integer activations cost (affine: "
-                       "fair to one-sided activations)"),
+    "quant_gap_int8": (
+        "nats/byte",
+        "val_loss_int8 minus val_loss: what 8-bit integer activations cost (affine: fair to one-sided activations)",
+    ),
     "quant_gap_int8_sym": ("nats/byte", "val_loss_int8_sym minus val_loss: what symmetric INT8 activations cost"),
     "quant_gap_fp8": ("nats/byte", "val_loss_fp8 minus val_loss: what FP8 activations cost"),
     "max_grad_norm": ("norm", "largest global gradient norm before clipping over the trained steps"),
     "clipped_share": ("fraction", "share of trained steps whose gradient norm exceeded train.grad_clip"),
-    "loss_spikes": ("steps", "steps whose training loss jumps above its recent level (`moesearch/supervisor/stability.py`)"),
+    "loss_spikes": (
+        "steps",
+        "steps whose training loss jumps above its recent level (`moesearch/supervisor/stability.py`)",
+    ),
 }
 
 
@@ -36,15 +47,28 @@ ANALYTIC = frozenset({"params_total", "params_active", "train_flops_per_token"})
 # What a rung of [search.pruning] measures (ranks/train.py sends these): losses and times so far, and the
 # analytic costs. The rest (8-bit losses, gradient statistics, spikes) exist only after the last step.
 # Here, in the core, because the space's validation and the supervisor's rung policy (`decide`) share it.
-AT_RUNG = frozenset({"val_loss", "train_loss", "tokens_per_s", "step_time_s", "train_time_s", "peak_memory_mb",
-                     "params_total", "params_active", "train_flops_per_token"})
+AT_RUNG = frozenset(
+    {
+        "val_loss",
+        "train_loss",
+        "tokens_per_s",
+        "step_time_s",
+        "train_time_s",
+        "peak_memory_mb",
+        "params_total",
+        "params_active",
+        "train_flops_per_token",
+    }
+)
 
 
 def not_at_rung(objectives) -> str | None:
     """Why these objectives cannot be ranked at a rung (one line), or None when every one is measured there."""
     if late := [o for o in objectives if o not in AT_RUNG]:
-        return (f"objective {late[0]!r} is measured only after the last step, so no rung can rank it; "
-                f"objectives allowed with pruning: {', '.join(m for m in METRICS if m in AT_RUNG)}")
+        return (
+            f"objective {late[0]!r} is measured only after the last step, so no rung can rank it; "
+            f"objectives allowed with pruning: {', '.join(m for m in METRICS if m in AT_RUNG)}"
+        )
     return None
 
 
@@ -63,7 +87,7 @@ def fmt_pm(mean: float, sd: float) -> str:
     decimals = 1 - math.floor(math.log10(sd))
     if decimals > 0:
         return f"{mean:,.{decimals}f} ± {sd:,.{decimals}f}"
-    step = 10 ** -decimals  # round both to the spread's second significant digit: 23,700 ± 1,200
+    step = 10**-decimals  # round both to the spread's second significant digit: 23,700 ± 1,200
     return f"{round(mean / step) * step:,.0f} ± {round(sd / step) * step:,.0f}"
 
 
@@ -72,8 +96,16 @@ def fmt_pm(mean: float, sd: float) -> str:
 # "gap": 1 nat, a quantized model a whole nat per byte worse than itself is no deployment at all;
 # "costliest": 1.1x the analytic cost of the costliest assignment. Measured costs have no such bound.
 REFERENCE_RULE: dict[str, str] = {
-    "val_loss": "uniform", "train_loss": "uniform", "tokens_per_s": "zero",
-    "val_loss_int8": "uniform", "val_loss_int8_sym": "uniform", "val_loss_fp8": "uniform",
-    "quant_gap_int8": "gap", "quant_gap_int8_sym": "gap", "quant_gap_fp8": "gap",
-    "params_total": "costliest", "params_active": "costliest", "train_flops_per_token": "costliest",
+    "val_loss": "uniform",
+    "train_loss": "uniform",
+    "tokens_per_s": "zero",
+    "val_loss_int8": "uniform",
+    "val_loss_int8_sym": "uniform",
+    "val_loss_fp8": "uniform",
+    "quant_gap_int8": "gap",
+    "quant_gap_int8_sym": "gap",
+    "quant_gap_fp8": "gap",
+    "params_total": "costliest",
+    "params_active": "costliest",
+    "train_flops_per_token": "costliest",
 }

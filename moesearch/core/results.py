@@ -74,39 +74,47 @@ _FIXED = [
 _KEY = [pa.field("study", pa.string()), pa.field("trial", pa.int64())]
 _METADATA = {"moesearch_schema_version": str(SCHEMA_VERSION)}
 
-STEPS_SCHEMA = pa.schema(_KEY + [
-    pa.field("step", pa.int64()),  # optimizer steps done, from 1
-    pa.field("tokens", pa.int64()),  # training tokens seen by all ranks after this step
-    pa.field("train_loss", pa.float64()),
-    pa.field("aux_loss", pa.float64()),
-    pa.field("lr", pa.float64()),
-    pa.field("step_time_s", pa.float64()),
-    pa.field("val_loss", pa.float64()),  # null except every eval_interval steps and at the last step
-    pa.field("grad_norm", pa.float64()),  # global gradient norm before clipping (null in version 2)
-], metadata=_METADATA)
+STEPS_SCHEMA = pa.schema(
+    _KEY
+    + [
+        pa.field("step", pa.int64()),  # optimizer steps done, from 1
+        pa.field("tokens", pa.int64()),  # training tokens seen by all ranks after this step
+        pa.field("train_loss", pa.float64()),
+        pa.field("aux_loss", pa.float64()),
+        pa.field("lr", pa.float64()),
+        pa.field("step_time_s", pa.float64()),
+        pa.field("val_loss", pa.float64()),  # null except every eval_interval steps and at the last step
+        pa.field("grad_norm", pa.float64()),  # global gradient norm before clipping (null in version 2)
+    ],
+    metadata=_METADATA,
+)
 
-LAYERS_SCHEMA = pa.schema(_KEY + [
-    pa.field("layer", pa.int32()),
-    pa.field("activation", pa.string()),
-    pa.field("moe", pa.bool_()),
-    pa.field("hidden_width", pa.int64()),
-    pa.field("n_experts", pa.int32()),  # null for a dense layer, as are the routing columns below
-    pa.field("top_k", pa.int32()),
-    pa.field("expert_load", pa.list_(pa.float64())),
-    pa.field("load_balance", pa.float64()),
-    pa.field("hidden_mean", pa.float64()),
-    pa.field("hidden_std", pa.float64()),
-    pa.field("hidden_zero_frac", pa.float64()),
-    pa.field("hidden_near_zero_frac", pa.float64()),
-    pa.field("hidden_abs_max", pa.float64()),  # outliers, on the same held-out batches (null in version 2)
-    pa.field("hidden_max_over_rms", pa.float64()),
-    pa.field("hidden_excess_kurtosis", pa.float64()),
-    pa.field("hidden_beyond_6sd_frac", pa.float64()),
-    pa.field("expert_abs_max", pa.list_(pa.float64())),  # per expert, for MoE layers (null for dense ones)
-    pa.field("expert_max_over_rms", pa.list_(pa.float64())),
-    pa.field("expert_excess_kurtosis", pa.list_(pa.float64())),
-    pa.field("expert_beyond_6sd_frac", pa.list_(pa.float64())),
-], metadata=_METADATA)
+LAYERS_SCHEMA = pa.schema(
+    _KEY
+    + [
+        pa.field("layer", pa.int32()),
+        pa.field("activation", pa.string()),
+        pa.field("moe", pa.bool_()),
+        pa.field("hidden_width", pa.int64()),
+        pa.field("n_experts", pa.int32()),  # null for a dense layer, as are the routing columns below
+        pa.field("top_k", pa.int32()),
+        pa.field("expert_load", pa.list_(pa.float64())),
+        pa.field("load_balance", pa.float64()),
+        pa.field("hidden_mean", pa.float64()),
+        pa.field("hidden_std", pa.float64()),
+        pa.field("hidden_zero_frac", pa.float64()),
+        pa.field("hidden_near_zero_frac", pa.float64()),
+        pa.field("hidden_abs_max", pa.float64()),  # outliers, on the same held-out batches (null in version 2)
+        pa.field("hidden_max_over_rms", pa.float64()),
+        pa.field("hidden_excess_kurtosis", pa.float64()),
+        pa.field("hidden_beyond_6sd_frac", pa.float64()),
+        pa.field("expert_abs_max", pa.list_(pa.float64())),  # per expert, for MoE layers (null for dense ones)
+        pa.field("expert_max_over_rms", pa.list_(pa.float64())),
+        pa.field("expert_excess_kurtosis", pa.list_(pa.float64())),
+        pa.field("expert_beyond_6sd_frac", pa.list_(pa.float64())),
+    ],
+    metadata=_METADATA,
+)
 
 
 def schema(n_layers: int) -> pa.Schema:
@@ -137,10 +145,29 @@ def versions() -> dict[str, str]:
     return found
 
 
-def make_record(*, study: str, trial: int, origin: str, layers: list[str], state: str, failure_reason: str | None,
-                objectives: dict[str, str], reference_point: dict[str, float], metrics: dict, steps: list[dict],
-                layer_rows: list[dict], config_json: str, seed: int, replicate_of: int | None, data_sha256: str,
-                hardware: dict, ep_size: int, random_streams: str, started_at: datetime, finished_at: datetime) -> Record:
+def make_record(
+    *,
+    study: str,
+    trial: int,
+    origin: str,
+    layers: list[str],
+    state: str,
+    failure_reason: str | None,
+    objectives: dict[str, str],
+    reference_point: dict[str, float],
+    metrics: dict,
+    steps: list[dict],
+    layer_rows: list[dict],
+    config_json: str,
+    seed: int,
+    replicate_of: int | None,
+    data_sha256: str,
+    hardware: dict,
+    ep_size: int,
+    random_streams: str,
+    started_at: datetime,
+    finished_at: datetime,
+) -> Record:
     """One trial's rows; metrics missing for a failed trial stay null."""
     row = dict.fromkeys(schema(len(layers)).names)
     row.update({k: v for k, v in metrics.items() if k in row})
@@ -148,12 +175,25 @@ def make_record(*, study: str, trial: int, origin: str, layers: list[str], state
     row.update({k: hardware.get(k) for k in ("device_kind", "device_count", "world_size")})
     row.update(Assignment(layers).params())
     row.update(
-        schema_version=SCHEMA_VERSION, study=study, trial=trial, origin=origin, state=state,
-        failure_reason=failure_reason, assignment=Assignment(layers).text, n_layers=len(layers),
-        objectives=json.dumps(objectives), reference_point=json.dumps(reference_point), config_json=config_json,
-        seed=seed, replicate_of=replicate_of, data_sha256=data_sha256, ep_size=ep_size,
+        schema_version=SCHEMA_VERSION,
+        study=study,
+        trial=trial,
+        origin=origin,
+        state=state,
+        failure_reason=failure_reason,
+        assignment=Assignment(layers).text,
+        n_layers=len(layers),
+        objectives=json.dumps(objectives),
+        reference_point=json.dumps(reference_point),
+        config_json=config_json,
+        seed=seed,
+        replicate_of=replicate_of,
+        data_sha256=data_sha256,
+        ep_size=ep_size,
         random_streams=random_streams,
-        started_at=started_at, finished_at=finished_at, wall_time_s=(finished_at - started_at).total_seconds(),
+        started_at=started_at,
+        finished_at=finished_at,
+        wall_time_s=(finished_at - started_at).total_seconds(),
     )
     return Record(row, steps, layer_rows)
 
@@ -218,8 +258,12 @@ def compact(results: Path, study: str) -> int:
             continue
         table = pa.concat_tables([pq.read_table(f) for f in singles], promote_options="default")
         first, last = (int(f.stem.removeprefix("trial-")) for f in (singles[0], singles[-1]))
-        write_atomic(folder / f"part-{first:06d}-{last:06d}.parquet", lambda tmp, t=table: pq.write_table(t, tmp),
-                     exclusive=True, scratch=Path(results) / study / ".tmp")
+        write_atomic(
+            folder / f"part-{first:06d}-{last:06d}.parquet",
+            lambda tmp, t=table: pq.write_table(t, tmp),
+            exclusive=True,
+            scratch=Path(results) / study / ".tmp",
+        )
         for f in singles:
             f.unlink()
         merged = len(singles) if name == "trials" else merged
@@ -264,8 +308,11 @@ def _int8_was_symmetric(trials: pd.DataFrame) -> None:
         trials.loc[old, f"{name}_sym"] = trials.loc[old, name]
         trials.loc[old, name] = float("nan")
     for column in ("objectives", "reference_point"):  # JSON objects keyed by metric
-        renamed = trials.loc[old, column].astype(str).map(
-            lambda text: json.dumps({_SYM.get(k, k): v for k, v in json.loads(text).items()}))
+        renamed = (
+            trials.loc[old, column]
+            .astype(str)
+            .map(lambda text: json.dumps({_SYM.get(k, k): v for k, v in json.loads(text).items()}))
+        )
         trials[column] = trials[column].astype(str)
         trials.loc[old, column] = renamed
         trials[column] = trials[column].astype("category")
@@ -283,8 +330,13 @@ def load_steps(results: Path, study: str) -> pd.DataFrame:
 def load_evals(results: Path, study: str) -> pd.DataFrame:
     """The steps that measured val_loss (trial, step, val_loss): the learning curves, a small read even
     for a large study (three columns, the evaluated rows)."""
-    evals = _read(table_dir(results, study, "steps"), STEPS_SCHEMA, ["trial", "step"],
-                  columns=["trial", "step", "val_loss"], where=pc.field("val_loss").is_valid())
+    evals = _read(
+        table_dir(results, study, "steps"),
+        STEPS_SCHEMA,
+        ["trial", "step"],
+        columns=["trial", "step", "val_loss"],
+        where=pc.field("val_loss").is_valid(),
+    )
     return _committed(results, study, evals).sort_values(["trial", "step"], ignore_index=True)
 
 
@@ -295,9 +347,22 @@ def load_layers(results: Path, study: str) -> pd.DataFrame:
 
 
 # Columns with a handful of distinct values: read as categoricals, not a million strings each.
-_FEW_VALUES = ["study", "origin", "state", "objectives", "reference_point", "data_sha256", "python_version",
-               "torch_version", "deepspeed_version", "optuna_version", "moesearch_version", "device_kind", "activation",
-               *(layer_name(i) for i in range(100))]
+_FEW_VALUES = [
+    "study",
+    "origin",
+    "state",
+    "objectives",
+    "reference_point",
+    "data_sha256",
+    "python_version",
+    "torch_version",
+    "deepspeed_version",
+    "optuna_version",
+    "moesearch_version",
+    "device_kind",
+    "activation",
+    *(layer_name(i) for i in range(100)),
+]
 
 
 def _files(folder: Path) -> list[str]:
@@ -307,8 +372,13 @@ def _files(folder: Path) -> list[str]:
     return sorted(str(f) for pattern in ("part-*.parquet", "trial-*.parquet") for f in folder.glob(pattern))
 
 
-def _read(folder: Path, fixed: pa.Schema | None, key: list[str], columns: list[str] | None = None,
-          where: pc.Expression | None = None) -> pd.DataFrame:
+def _read(
+    folder: Path,
+    fixed: pa.Schema | None,
+    key: list[str],
+    columns: list[str] | None = None,
+    where: pc.Expression | None = None,
+) -> pd.DataFrame:
     """All files of one table (a multi-threaded dataset scan); a row in two files (compaction) counts once."""
     files = _files(folder)
     if not files:
@@ -317,8 +387,10 @@ def _read(folder: Path, fixed: pa.Schema | None, key: list[str], columns: list[s
     first = pq.read_schema(files[0])
     found = (first.metadata or {}).get(b"moesearch_schema_version", b"?").decode()
     if found not in READABLE:
-        raise InputError(f"--results: {folder} holds records of schema version {found}; this moesearch reads "
-                         f"versions {', '.join(READABLE)} (docs/results.md); use the moesearch that wrote them")
+        raise InputError(
+            f"--results: {folder} holds records of schema version {found}; this moesearch reads "
+            f"versions {', '.join(READABLE)} (docs/results.md); use the moesearch that wrote them"
+        )
     # this version's columns, whatever the files hold: those an older version lacks read as null
     fixed = fixed or schema(sum(name.startswith("layer_") for name in first.names))
     fmt = ds.ParquetFileFormat(read_options=ds.ParquetReadOptions(dictionary_columns=_FEW_VALUES))

@@ -6,6 +6,7 @@ which metrics the study optimises. Field docstrings are the documentation (`moes
 
 from __future__ import annotations
 
+import itertools
 import math
 import tomllib
 from pathlib import Path
@@ -21,8 +22,14 @@ from moesearch.core.metrics import METRICS, REFERENCE_RULE, not_at_rung
 
 SHIPPED_DIR = Path(__file__).resolve().parents[2] / "search_spaces"
 STUDY_NAME = r"[A-Za-z0-9_.-]+"  # a study's name is also a folder name under the results folder
-DEPLOYMENT_METRICS = ("val_loss_int8", "val_loss_int8_sym", "val_loss_fp8", "quant_gap_int8", "quant_gap_int8_sym",
-                      "quant_gap_fp8")  # measured only with train.deployment_eval
+DEPLOYMENT_METRICS = (
+    "val_loss_int8",
+    "val_loss_int8_sym",
+    "val_loss_fp8",
+    "quant_gap_int8",
+    "quant_gap_int8_sym",
+    "quant_gap_fp8",
+)  # measured only with train.deployment_eval
 
 
 class _Section(BaseModel):
@@ -72,9 +79,10 @@ class ModelSpec(_Section):
             gated = ffn_params("swiglu", 1, hidden_width("swiglu", self.d_ff, "params", self.width_multiple))
             if abs(gated / ffn_params("gelu", 1, self.d_ff) - 1) > 0.01:
                 good = 3 * self.width_multiple
+                example = good * max(1, round(self.d_ff / good))
                 raise ValueError(
                     f"d_ff {self.d_ff} leaves gated FFNs {100 * (gated / (2 * self.d_ff) - 1):+.1f}% off in "
-                    f"parameters (limit 1%); use a d_ff divisible by {good}, e.g. {good * max(1, round(self.d_ff / good))}"
+                    f"parameters (limit 1%); use a d_ff divisible by {good}, e.g. {example}"
                 )
         return self
 
@@ -178,8 +186,10 @@ class SearchSpec(_Section):
                 raise ValueError(f"reference.{name} is not an objective; allowed: {', '.join(self.objectives)}")
         for name in self.objectives:
             if name not in self.reference and name not in REFERENCE_RULE:
-                raise ValueError(f"reference.{name} is missing: objective {name!r} has no natural hypervolume "
-                                 f"reference point, so give the worst value worth counting (in {METRICS[name][0]})")
+                raise ValueError(
+                    f"reference.{name} is missing: objective {name!r} has no natural hypervolume "
+                    f"reference point, so give the worst value worth counting (in {METRICS[name][0]})"
+                )
         return self
 
 
@@ -207,16 +217,21 @@ class Space(_Section):
             if not all(self.per_layer):
                 raise ValueError("every per_layer list needs at least one activation")
         if self.train.warmup_steps >= self.train.steps:
-            raise ValueError(f"train.warmup_steps {self.train.warmup_steps} must be below train.steps {self.train.steps}")
+            raise ValueError(
+                f"train.warmup_steps {self.train.warmup_steps} must be below train.steps {self.train.steps}"
+            )
         self._check_rungs()
         self._check_design()
         if not self.train.deployment_eval and (needs := [o for o in self.search.objectives if o in DEPLOYMENT_METRICS]):
-            raise ValueError(f"search.objectives: {needs[0]!r} is measured only with train.deployment_eval = true "
-                             "(it is false here)")
+            raise ValueError(
+                f"search.objectives: {needs[0]!r} is measured only with train.deployment_eval = true (it is false here)"
+            )
         tokens = self.train.micro_batch * self.model.seq_len
         if self.model.min_capacity > tokens:
-            raise ValueError(f"model.min_capacity {self.model.min_capacity} exceeds the {tokens} tokens of a "
-                             "micro-batch (train.micro_batch x model.seq_len); DeepSpeed's gate refuses that")
+            raise ValueError(
+                f"model.min_capacity {self.model.min_capacity} exceeds the {tokens} tokens of a "
+                "micro-batch (train.micro_batch x model.seq_len); DeepSpeed's gate refuses that"
+            )
         return self
 
     def _check_design(self) -> None:
@@ -227,9 +242,11 @@ class Space(_Section):
             raise ValueError(design.too_large(choices))
         needed = len({tuple(a) for a in design.runs(choices) + self.uniform_assignments()})
         if self.search.trials < needed:
-            raise ValueError(f"search.trials {self.search.trials} is below the {needed} trials search.design "
-                             f"'orthogonal' queues (the baselines and the design's runs); allowed: trials >= "
-                             f"{needed}, or design = 'none'")
+            raise ValueError(
+                f"search.trials {self.search.trials} is below the {needed} trials search.design "
+                f"'orthogonal' queues (the baselines and the design's runs); allowed: trials >= "
+                f"{needed}, or design = 'none'"
+            )
 
     def _check_rungs(self) -> None:
         pruning, steps, interval = self.search.pruning, self.train.steps, self.train.eval_interval
@@ -238,19 +255,26 @@ class Space(_Section):
         key = "search.pruning.rungs"
         if not pruning.rungs:
             unit = interval or 1
-            raise ValueError(f"{key} is empty: method {pruning.method!r} needs the steps to stop at, e.g. "
-                             f"[{max(unit, steps // 9 // unit * unit)}, {max(unit, steps // 3 // unit * unit)}]")
-        if any(b <= a for a, b in zip(pruning.rungs, pruning.rungs[1:])):
+            raise ValueError(
+                f"{key} is empty: method {pruning.method!r} needs the steps to stop at, e.g. "
+                f"[{max(unit, steps // 9 // unit * unit)}, {max(unit, steps // 3 // unit * unit)}]"
+            )
+        if any(b <= a for a, b in itertools.pairwise(pruning.rungs)):
             raise ValueError(f"{key} {pruning.rungs} must be strictly increasing")
         if late := [r for r in pruning.rungs if not 1 <= r < steps]:
-            raise ValueError(f"{key}: rung {late[0]} is not before the last step; allowed: 1 to "
-                             f"{steps - 1} (train.steps is {steps})")
+            raise ValueError(
+                f"{key}: rung {late[0]} is not before the last step; allowed: 1 to {steps - 1} (train.steps is {steps})"
+            )
         if not interval:
-            raise ValueError(f"{key}: pruning needs learning curves, but train.eval_interval is 0 (val_loss only "
-                             "at the last step); set train.eval_interval so that it divides every rung")
+            raise ValueError(
+                f"{key}: pruning needs learning curves, but train.eval_interval is 0 (val_loss only "
+                "at the last step); set train.eval_interval so that it divides every rung"
+            )
         if off := [r for r in pruning.rungs if r % interval]:
-            raise ValueError(f"{key}: rung {off[0]} is not a multiple of train.eval_interval {interval} (no "
-                             f"val_loss is measured there); allowed: multiples of {interval} below {steps}")
+            raise ValueError(
+                f"{key}: rung {off[0]} is not a multiple of train.eval_interval {interval} (no "
+                f"val_loss is measured there); allowed: multiples of {interval} below {steps}"
+            )
         if problem := not_at_rung(self.search.objectives):  # else the first rung would have nothing to rank
             raise ValueError(f"search.objectives with search.pruning.method {pruning.method!r}: {problem}")
 
@@ -282,9 +306,10 @@ class Space(_Section):
         experts = self.model.num_experts
         ep = self.search.ep_size or math.gcd(experts, world_size)
         if experts % ep or world_size % ep:
+            allowed = ", ".join(str(d) for d in _divisors(math.gcd(experts, world_size)))
             raise InputError(
                 f"search.ep_size {ep} must divide both model.num_experts ({experts}) and the rank count "
-                f"(--nproc {world_size}); allowed: {', '.join(str(d) for d in _divisors(math.gcd(experts, world_size)))}"
+                f"(--nproc {world_size}); allowed: {allowed}"
             )
         return ep
 
@@ -316,7 +341,9 @@ def resolve(name_or_path: str | Path) -> Path:
     shipped = SHIPPED_DIR / f"{name_or_path}.toml"
     if shipped.is_file():
         return shipped
-    raise InputError(f"SPACE: {str(name_or_path)!r} is neither a file nor a shipped space; shipped: {', '.join(shipped_names())}")
+    raise InputError(
+        f"SPACE: {str(name_or_path)!r} is neither a file nor a shipped space; shipped: {', '.join(shipped_names())}"
+    )
 
 
 def shipped_names() -> list[str]:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-VERIFY_SEEDS = 3  # `verify`'s fresh seeds per front member and baseline: enough for a first spread (2 degrees of freedom each)
+VERIFY_SEEDS = (
+    3  # `verify`'s fresh seeds per front member and baseline: enough for a first spread (2 degrees of freedom each)
+)
 
 
 class State(StrEnum):
@@ -40,7 +42,9 @@ class TrialAttr(StrEnum):
     BUDGET = "budget"  # False: outside --trials (verify, preempted, lost, interrupted, withdrawn)
     FAILURE_REASON = "failure_reason"
     ORIGIN = "origin"  # an `Origin`
-    GROUP = "worker"  # the worker group's supervisor running it, "host:pid:start:pidspace" (`liveness`); key kept from 0.1
+    GROUP = (
+        "worker"  # the worker group's supervisor running it, "host:pid:start:pidspace" (`liveness`); key kept from 0.1
+    )
     HEARTBEAT = "heartbeat"  # the supervisor's last sign of life, seconds since the epoch
     TOKEN = "token"  # finds a trial added outside the sampler (`study.reserve`)
     RUNGS = "rungs"  # {step: {objective: value so far}} at every rung the trial reached (`[search.pruning]`)

@@ -17,8 +17,8 @@ from torch import nn
 
 from moesearch.core.activations import REGISTRY, hidden_width, is_gated
 from moesearch.core.corpus import VOCAB_SIZE
-from moesearch.ranks.streams import generator
 from moesearch.core.space import ModelSpec
+from moesearch.ranks.streams import generator
 
 _STD = 0.02  # GPT-2's initialisation scale
 # The torch function of each nonlinearity the registry names (`ActivationSpec.nonlinearity`).
@@ -71,10 +71,20 @@ class Block(nn.Module):
         self.attn = Attention(spec)
         self.norm2 = nn.LayerNorm(spec.d_model, bias=False)
         ffn = FFN(spec.d_model, hidden_width(activation, spec.d_ff, spec.width_policy, spec.width_multiple), activation)
-        self.ffn = ffn if not moe else MoE(
-            hidden_size=spec.d_model, expert=ffn, num_experts=spec.num_experts, ep_size=ep_size, k=spec.top_k,
-            capacity_factor=spec.capacity_factor, eval_capacity_factor=spec.eval_capacity_factor,
-            min_capacity=spec.min_capacity, drop_tokens=True,  # fixed-size buffers: no per-step shape exchange
+        self.ffn = (
+            ffn
+            if not moe
+            else MoE(
+                hidden_size=spec.d_model,
+                expert=ffn,
+                num_experts=spec.num_experts,
+                ep_size=ep_size,
+                k=spec.top_k,
+                capacity_factor=spec.capacity_factor,
+                eval_capacity_factor=spec.eval_capacity_factor,
+                min_capacity=spec.min_capacity,
+                drop_tokens=True,  # fixed-size buffers: no per-step shape exchange
+            )
         )
 
     def forward(self, x_BTD: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
@@ -132,6 +142,9 @@ class Transformer(nn.Module):
         for layer, moe in self.moe_layers():
             for j, expert in enumerate(moe.deepspeed_moe.experts.deepspeed_experts):
                 index = first_expert + j
-                g = (generator(seed, "expert", layer, index) if crn
-                     else torch.Generator().manual_seed(hash((seed, layer, index)) & 0x7FFF_FFFF))
+                g = (
+                    generator(seed, "expert", layer, index)
+                    if crn
+                    else torch.Generator().manual_seed(hash((seed, layer, index)) & 0x7FFF_FFFF)
+                )
                 expert.reset_parameters(g, self.out_std)

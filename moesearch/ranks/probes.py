@@ -31,7 +31,9 @@ def ffn_slots(model: Transformer, first_expert: int) -> list[tuple[FFN, int, int
     found = []
     for layer, block in enumerate(model.blocks):
         if isinstance(block.ffn, MoE):
-            found += [(e, layer, first_expert + j) for j, e in enumerate(block.ffn.deepspeed_moe.experts.deepspeed_experts)]
+            found += [
+                (e, layer, first_expert + j) for j, e in enumerate(block.ffn.deepspeed_moe.experts.deepspeed_experts)
+            ]
         else:
             found.append((block.ffn, layer, 0))
     return found
@@ -80,10 +82,14 @@ class HiddenStats(_HiddenProbe):
 
     def _add(self, layer: int, slot: int, h_NF: torch.Tensor) -> None:
         powers = [h_NF.pow(p).sum() for p in (1, 2, 3, 4)]
-        self.sums_LES[layer, slot] += torch.stack([  # on h's device (a GPU): one copy to the CPU per call
-            torch.tensor(h_NF.numel(), dtype=torch.float64, device=h_NF.device), *powers,
-            (h_NF == 0).sum().double(), (h_NF.abs() < NEAR_ZERO).sum().double(),
-        ]).cpu()
+        self.sums_LES[layer, slot] += torch.stack(
+            [  # on h's device (a GPU): one copy to the CPU per call
+                torch.tensor(h_NF.numel(), dtype=torch.float64, device=h_NF.device),
+                *powers,
+                (h_NF == 0).sum().double(),
+                (h_NF.abs() < NEAR_ZERO).sum().double(),
+            ]
+        ).cpu()
         if h_NF.numel():
             self.max_LE[layer, slot] = torch.maximum(self.max_LE[layer, slot], h_NF.abs().max().cpu())
 
@@ -98,36 +104,55 @@ class HiddenStats(_HiddenProbe):
         rows = []
         for layer, ffn in enumerate(self.model.blocks):
             whole = _moments(sums_LES[layer].sum(dim=0), max_LE[layer].max().item())
-            row = {"hidden_mean": whole["mean"], "hidden_std": whole["std"], "hidden_zero_frac": whole["zero_frac"],
-                   "hidden_near_zero_frac": whole["near_zero_frac"], "hidden_abs_max": whole["abs_max"],
-                   "hidden_max_over_rms": whole["max_over_rms"], "hidden_excess_kurtosis": whole["excess_kurtosis"]}
+            row = {
+                "hidden_mean": whole["mean"],
+                "hidden_std": whole["std"],
+                "hidden_zero_frac": whole["zero_frac"],
+                "hidden_near_zero_frac": whole["near_zero_frac"],
+                "hidden_abs_max": whole["abs_max"],
+                "hidden_max_over_rms": whole["max_over_rms"],
+                "hidden_excess_kurtosis": whole["excess_kurtosis"],
+            }
             if isinstance(ffn.ffn, MoE):
                 experts = [_moments(sums_LES[layer, e], max_LE[layer, e].item()) for e in range(self.num_experts)]
-                row.update({f"expert_{k}": [m[k] for m in experts] for k in ("abs_max", "max_over_rms",
-                                                                              "excess_kurtosis")})
+                row.update(
+                    {f"expert_{k}": [m[k] for m in experts] for k in ("abs_max", "max_over_rms", "excess_kurtosis")}
+                )
             rows.append(row)
         return rows
 
     def mean_std(self) -> torch.Tensor:
         """(layers, experts, 2): the mean and standard deviation per slot and per layer (last slot: the layer's)."""
         sums_LES, _ = self.reduced
-        per_slot = [[_moments(sums_LES[l, e], 0.0) for e in range(self.num_experts)] for l in range(len(sums_LES))]
-        layer = [_moments(sums_LES[l].sum(dim=0), 0.0) for l in range(len(sums_LES))]
-        return torch.tensor([[[m["mean"], m["std"]] for m in slots] + [[w["mean"], w["std"]]]
-                             for slots, w in zip(per_slot, layer, strict=True)], dtype=torch.float64)
+        per_slot = [[_moments(sums_LES[i, e], 0.0) for e in range(self.num_experts)] for i in range(len(sums_LES))]
+        layer = [_moments(sums_LES[i].sum(dim=0), 0.0) for i in range(len(sums_LES))]
+        return torch.tensor(
+            [
+                [[m["mean"], m["std"]] for m in slots] + [[w["mean"], w["std"]]]
+                for slots, w in zip(per_slot, layer, strict=True)
+            ],
+            dtype=torch.float64,
+        )
 
 
 def _moments(sums_S: torch.Tensor, abs_max: float) -> dict[str, float]:
     n, s1, s2, s3, s4, zeros, near = sums_S.tolist()
     if n == 0:
-        return dict.fromkeys(("mean", "std", "zero_frac", "near_zero_frac", "abs_max", "max_over_rms",
-                              "excess_kurtosis"), math.nan)
+        return dict.fromkeys(
+            ("mean", "std", "zero_frac", "near_zero_frac", "abs_max", "max_over_rms", "excess_kurtosis"), math.nan
+        )
     mean, e2, e3, e4 = s1 / n, s2 / n, s3 / n, s4 / n
     var = max(e2 - mean**2, 0.0)
     central4 = e4 - 4 * mean * e3 + 6 * mean**2 * e2 - 3 * mean**4
-    return {"mean": mean, "std": math.sqrt(var), "zero_frac": zeros / n, "near_zero_frac": near / n,
-            "abs_max": abs_max, "max_over_rms": abs_max / math.sqrt(e2) if e2 > 0 else math.nan,
-            "excess_kurtosis": central4 / var**2 - 3 if var > 0 else math.nan}
+    return {
+        "mean": mean,
+        "std": math.sqrt(var),
+        "zero_frac": zeros / n,
+        "near_zero_frac": near / n,
+        "abs_max": abs_max,
+        "max_over_rms": abs_max / math.sqrt(e2) if e2 > 0 else math.nan,
+        "excess_kurtosis": central4 / var**2 - 3 if var > 0 else math.nan,
+    }
 
 
 class TailShare(_HiddenProbe):

@@ -60,7 +60,8 @@ def quantizer(fmt: str, lo: float, hi: float):
         scale, _ = int8_sym_params(lo, hi)
         return lambda x: fake_int8(x, scale)
     if fmt == "fp8":
-        return lambda x, scale=max(-lo, hi) / FP8_MAX: fake_fp8(x, scale)
+        scale = max(-lo, hi) / FP8_MAX
+        return lambda x: fake_fp8(x, scale)
     raise ValueError(f"unknown format {fmt!r}; formats: {', '.join(FORMATS)}")
 
 
@@ -70,8 +71,11 @@ class Calibration:
     expert's over the ranks that hold a copy of it), and how many experts saw no token (`uncalibrated`)."""
 
     def __init__(self, model: Transformer, first_expert: int = 0, num_experts: int = 1):
-        self.sites = [(site, layer, slot, i) for ffn, layer, slot in ffn_slots(model, first_expert)
-                      for i, site in enumerate((ffn, ffn.w_out))]
+        self.sites = [
+            (site, layer, slot, i)
+            for ffn, layer, slot in ffn_slots(model, first_expert)
+            for i, site in enumerate((ffn, ffn.w_out))
+        ]
         # per layer, slot and tensor: lo, hi, real tokens seen. lo and hi start at 0, so zero stays on the grid
         # (ReLU's zeros quantize exactly), as torch's observers do
         self.seen_LE23 = torch.zeros(len(model.blocks), num_experts, 2, 3, dtype=torch.float64)
@@ -116,8 +120,11 @@ class Calibration:
         (neg_lo, hi), counts = extremes.cpu(), counts.cpu()
         tokens, held = counts[..., 0], counts[..., 2]  # a slot's tokens: those its input saw
         self.uncalibrated = int(((held > 0) & (tokens == 0)).sum())
-        self.ranges = {site: (-neg_lo[layer, slot, i].item(), hi[layer, slot, i].item())
-                       for site, layer, slot, i in self.sites if tokens[layer, slot] > 0}
+        self.ranges = {
+            site: (-neg_lo[layer, slot, i].item(), hi[layer, slot, i].item())
+            for site, layer, slot, i in self.sites
+            if tokens[layer, slot] > 0
+        }
 
 
 class FakeQuant:

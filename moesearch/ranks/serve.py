@@ -59,8 +59,9 @@ def _serve(link: Connection | None) -> None:
         on_step = (lambda step, loss, val_loss: link.send(Step(step, loss, val_loss))) if link else None
         ask_rung = (lambda step, metrics: _ask(link, Rung(step, metrics))) if link else None
         try:
-            reply: Done | Failed | Pruned = train_trial(cfg, corpora[cfg.data], on_step, lambda: _stop_asked(link),
-                                                        ask_rung, trial=task.trial)
+            reply: Done | Failed | Pruned = train_trial(
+                cfg, corpora[cfg.data], on_step, lambda: _stop_asked(link), ask_rung, trial=task.trial
+            )
         except TrialFailed as e:
             reply = Failed(str(e), e.steps, e.preempted)
         except TrialPruned as e:

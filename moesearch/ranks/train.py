@@ -24,11 +24,11 @@ from moesearch.core.activations import hidden_width
 from moesearch.core.config import RunConfig
 from moesearch.core.corpus import VOCAB_SIZE, Corpus
 from moesearch.core.costs import costs
+from moesearch.core.protocol import Done, Verdict
 from moesearch.ranks import faults, streams
 from moesearch.ranks.model import Transformer
 from moesearch.ranks.probes import HiddenStats, TailShare
 from moesearch.ranks.quantize import FORMATS, Calibration, FakeQuant
-from moesearch.core.protocol import Done, Verdict
 
 OnStep = Callable[[int, float, float | None], None]  # steps done, train loss, val_loss measured at this step
 ShouldStop = Callable[[], str | None]  # the reason to stop now (a signal's name), or None
@@ -98,9 +98,14 @@ def ds_config(cfg: RunConfig, bf16: bool, run_name: str = "trial") -> dict:
     if t.zero_stage == 2:
         zero["contiguous_gradients"] = True
     # DeepSpeed's own monitors, rank 0 only: one run per trial, named so runs sort by trial number
-    monitors = {f"{'csv_monitor' if kind == 'csv' else kind}": {"enabled": True, "job_name": run_name,
-                                                                  "output_path": f"{cfg.monitor_dir}/{kind}"}
-                for kind in cfg.monitor}
+    monitors = {
+        f"{'csv_monitor' if kind == 'csv' else kind}": {
+            "enabled": True,
+            "job_name": run_name,
+            "output_path": f"{cfg.monitor_dir}/{kind}",
+        }
+        for kind in cfg.monitor
+    }
     return {
         **monitors,
         "train_micro_batch_size_per_gpu": t.micro_batch,
@@ -112,8 +117,13 @@ def ds_config(cfg: RunConfig, bf16: bool, run_name: str = "trial") -> dict:
         "optimizer": {"type": "AdamW", "params": {"lr": t.lr, "betas": [0.9, 0.95], "torch_adam": True}},
         "scheduler": {
             "type": "WarmupCosineLR",
-            "params": {"total_num_steps": t.steps, "warmup_num_steps": t.warmup_steps, "warmup_type": "linear",
-                       "warmup_min_ratio": 0.0, "cos_min_ratio": t.min_lr_ratio},
+            "params": {
+                "total_num_steps": t.steps,
+                "warmup_num_steps": t.warmup_steps,
+                "warmup_type": "linear",
+                "warmup_min_ratio": 0.0,
+                "cos_min_ratio": t.min_lr_ratio,
+            },
         },
         "steps_per_print": 1 << 30,  # moesearch reports progress itself
         "wall_clock_breakdown": False,
@@ -124,8 +134,10 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     """Decay matrices, not norms; DeepSpeed splits each group further into expert / non-expert."""
     decay = [p for p in model.parameters() if p.dim() >= 2]
     rest = [p for p in model.parameters() if p.dim() < 2]
-    return [{"params": decay, "weight_decay": weight_decay, "name": "decay"},
-            {"params": rest, "weight_decay": 0.0, "name": "no_decay"}]
+    return [
+        {"params": decay, "weight_decay": weight_decay, "name": "decay"},
+        {"params": rest, "weight_decay": 0.0, "name": "no_decay"},
+    ]
 
 
 def run_name(trial: int, cfg: RunConfig) -> str:
@@ -143,8 +155,14 @@ def build_model(cfg: RunConfig, rank: int) -> Transformer:
     return model
 
 
-def train_trial(cfg: RunConfig, corpus: Corpus, on_step: OnStep | None = None,
-                should_stop: ShouldStop | None = None, ask_rung: AskRung | None = None, trial: int = 0) -> Done:
+def train_trial(
+    cfg: RunConfig,
+    corpus: Corpus,
+    on_step: OnStep | None = None,
+    should_stop: ShouldStop | None = None,
+    ask_rung: AskRung | None = None,
+    trial: int = 0,
+) -> Done:
     """Build, train and evaluate one model; every rank must call this with the same `cfg`.
 
     `should_stop` is asked after every step on every rank; if any rank says yes, all raise TrialFailed
@@ -160,18 +178,22 @@ def train_trial(cfg: RunConfig, corpus: Corpus, on_step: OnStep | None = None,
     local_experts = cfg.model.num_experts // cfg.ep_size
     precision = cfg.train.precision or ("bf16" if on_gpu else "fp32")
     engine, *_ = deepspeed.initialize(
-        model=model, model_parameters=param_groups(model, cfg.train.weight_decay),
+        model=model,
+        model_parameters=param_groups(model, cfg.train.weight_decay),
         config=ds_config(cfg, bf16=precision == "bf16", run_name=run_name(trial, cfg)),
     )
     if cfg.train.compile:
         engine.compile()  # inductor: C++/OpenMP kernels on CPU, Triton on GPU; DeepSpeed's MoE dispatch stays eager
-    if cfg.train.streams == "crn":  # routing noise (DeepSpeed draws it from the global generator) as a stream of its own
+    if (
+        cfg.train.streams == "crn"
+    ):  # routing noise (DeepSpeed draws it from the global generator) as a stream of its own
         torch.manual_seed(streams.seed_of(cfg.seed, "routing"))
     steps: list[dict] = []
     try:
         batches = Batches(corpus, cfg, rank, world, engine.device)
-        metrics, share_LE = _train(engine, cfg, batches, steps, on_step, should_stop or (lambda: None), ask_rung,
-                                   on_gpu)
+        metrics, share_LE = _train(
+            engine, cfg, batches, steps, on_step, should_stop or (lambda: None), ask_rung, on_gpu
+        )
         slots = ((rank % cfg.ep_size) * local_experts, cfg.model.num_experts)
         with HiddenStats(engine.module, *slots) as probe:  # the final evaluation also measures hidden activations
             metrics["val_loss"] = steps[-1]["val_loss"] = _evaluate(engine, batches)
@@ -183,8 +205,14 @@ def train_trial(cfg: RunConfig, corpus: Corpus, on_step: OnStep | None = None,
             hidden = [h | t for h, t in zip(hidden, tails.reduce(engine.device), strict=True)]
             metrics.update(_quantized(engine, batches, metrics["val_loss"], slots))
         layers = _layer_rows(cfg, share_LE, hidden)
-        _monitor(engine, [(f"Final/{name}", value, cfg.train.steps)
-                          for name, value in _with_costs(metrics, cfg, world).items() if isinstance(value, float | int)])
+        _monitor(
+            engine,
+            [
+                (f"Final/{name}", value, cfg.train.steps)
+                for name, value in _with_costs(metrics, cfg, world).items()
+                if isinstance(value, float | int)
+            ],
+        )
     except (TrialFailed, TrialPruned) as e:
         e.steps = steps
         raise
@@ -198,12 +226,23 @@ def train_trial(cfg: RunConfig, corpus: Corpus, on_step: OnStep | None = None,
 def _with_costs(metrics: dict, cfg: RunConfig, world: int) -> dict:
     """The measured metrics with throughput and the analytic costs added."""
     tokens_per_step = cfg.train.micro_batch * cfg.model.seq_len * world
-    return {**metrics, "tokens_per_s": tokens_per_step / metrics["step_time_s"],
-            **vars(costs(cfg.model, cfg.layers, cfg.train.micro_batch))}
+    return {
+        **metrics,
+        "tokens_per_s": tokens_per_step / metrics["step_time_s"],
+        **vars(costs(cfg.model, cfg.layers, cfg.train.micro_batch)),
+    }
 
 
-def _train(engine, cfg: RunConfig, batches: Batches, log: list[dict], on_step: OnStep | None,
-           should_stop: ShouldStop, ask_rung: AskRung | None, on_gpu: bool) -> tuple[dict, torch.Tensor]:
+def _train(
+    engine,
+    cfg: RunConfig,
+    batches: Batches,
+    log: list[dict],
+    on_step: OnStep | None,
+    should_stop: ShouldStop,
+    ask_rung: AskRung | None,
+    on_gpu: bool,
+) -> tuple[dict, torch.Tensor]:
     """The training loop; appends one row per step to `log`. Returns metrics and the expert load shares."""
     steps, interval = cfg.train.steps, cfg.train.eval_interval
     warmup = min(max(2, steps // 10), steps - 1)  # the first steps pay for allocation and thread start-up
@@ -233,45 +272,63 @@ def _train(engine, cfg: RunConfig, batches: Batches, log: list[dict], on_step: O
         # One all-reduce per step: it also synchronises every rank, so the step is over when it returns,
         # and it carries each rank's stop vote, so a signal that reached any rank stops all of them here.
         stop = should_stop()
-        mean_ce, mean_aux, votes = (_all_reduce(torch.stack([ce.detach(), aux.detach().float(),
-                                                             ce.new_tensor(float(stop is not None))]), engine.device)
-                                    / dist.get_world_size()).tolist()
+        mean_ce, mean_aux, votes = (
+            _all_reduce(
+                torch.stack([ce.detach(), aux.detach().float(), ce.new_tensor(float(stop is not None))]), engine.device
+            )
+            / dist.get_world_size()
+        ).tolist()
         del logits_BTV, aux, counts, ce, loss  # no graph may outlive the step
         if not math.isfinite(mean_ce):
             raise TrialFailed(f"diverged: non-finite loss at step {step}")
         if votes > 0:
-            raise TrialFailed(f"preempted: {stop or 'a signal to another rank'} at step {step + 1} of {steps}",
-                              preempted=True)
+            raise TrialFailed(
+                f"preempted: {stop or 'a signal to another rank'} at step {step + 1} of {steps}", preempted=True
+            )
         norm = engine.get_global_grad_norm()  # before clipping; the same on every rank
-        log.append({"step": step + 1, "tokens": (step + 1) * tokens_per_step, "train_loss": mean_ce,
-                    "aux_loss": mean_aux, "lr": lr, "step_time_s": time.perf_counter() - step_start, "val_loss": None,
-                    "grad_norm": None if norm is None else float(norm)})
+        log.append(
+            {
+                "step": step + 1,
+                "tokens": (step + 1) * tokens_per_step,
+                "train_loss": mean_ce,
+                "aux_loss": mean_aux,
+                "lr": lr,
+                "step_time_s": time.perf_counter() - step_start,
+                "val_loss": None,
+                "grad_norm": None if norm is None else float(norm),
+            }
+        )
         peak_rss = max(peak_rss, me.memory_info().rss)
-        _monitor(engine, [(f"Train/{k}", log[-1][k], step + 1) for k in ("train_loss", "aux_loss", "lr", "step_time_s")])
+        _monitor(
+            engine, [(f"Train/{k}", log[-1][k], step + 1) for k in ("train_loss", "aux_loss", "lr", "step_time_s")]
+        )
         if interval and (step + 1) % interval == 0 and step + 1 < steps:  # the last step's comes after the loop
             log[-1]["val_loss"] = _evaluate(engine, batches)
             _monitor(engine, [("Eval/val_loss", log[-1]["val_loss"], step + 1)])
         if on_step:  # after the evaluation, so the supervisor can print it
             on_step(step + 1, mean_ce, log[-1]["val_loss"])
         if step + 1 in cfg.rungs:
-            so_far = {**_measured(log, min(warmup, step), tail, loop_start, peak_rss, on_gpu, engine.device),
-                      "val_loss": log[-1]["val_loss"]}
+            so_far = {
+                **_measured(log, min(warmup, step), tail, loop_start, peak_rss, on_gpu, engine.device),
+                "val_loss": log[-1]["val_loss"],
+            }
             _rung(step + 1, _with_costs(so_far, cfg, dist.get_world_size()), ask_rung, engine.device)
     load_LE = _all_reduce(load_LE, engine.device)
     share_LE = load_LE / load_LE.sum(dim=1, keepdim=True).clamp(min=1)
     return _measured(log, warmup, tail, loop_start, peak_rss, on_gpu, engine.device), share_LE
 
 
-def _measured(log: list[dict], warmup: int, tail: int, loop_start: float, peak_rss: int, on_gpu: bool,
-              device: torch.device) -> dict:
+def _measured(
+    log: list[dict], warmup: int, tail: int, loop_start: float, peak_rss: int, on_gpu: bool, device: torch.device
+) -> dict:
     """The metrics measured over the steps in `log` (every rank calls this: the memory peak is reduced)."""
     tail = min(tail, len(log))
     return {
         "train_loss": sum(row["train_loss"] for row in log[-tail:]) / tail,
         "step_time_s": statistics.median(row["step_time_s"] for row in log[warmup:]),  # robust to a busy neighbour
         "train_time_s": time.perf_counter() - loop_start,
-        "peak_memory_mb": _all_reduce(torch.tensor([_peak_memory(peak_rss, on_gpu)]), device,
-                                      dist.ReduceOp.MAX).item() / 2**20,
+        "peak_memory_mb": _all_reduce(torch.tensor([_peak_memory(peak_rss, on_gpu)]), device, dist.ReduceOp.MAX).item()
+        / 2**20,
     }
 
 
@@ -287,14 +344,26 @@ def _layer_rows(cfg: RunConfig, share_LE: torch.Tensor, hidden: list[dict]) -> l
     """One row per block: its activation, routing (MoE blocks) and hidden-activation statistics."""
     m, rows, moe_index = cfg.model, [], 0
     for layer, activation in enumerate(cfg.layers):
-        row = {"layer": layer, "activation": activation, "moe": m.is_moe(layer),
-               "hidden_width": hidden_width(activation, m.d_ff, m.width_policy, m.width_multiple),
-               "n_experts": None, "top_k": None, "expert_load": None, "load_balance": None, **hidden[layer]}
+        row = {
+            "layer": layer,
+            "activation": activation,
+            "moe": m.is_moe(layer),
+            "hidden_width": hidden_width(activation, m.d_ff, m.width_policy, m.width_multiple),
+            "n_experts": None,
+            "top_k": None,
+            "expert_load": None,
+            "load_balance": None,
+            **hidden[layer],
+        }
         if row["moe"]:
             share_E = share_LE[moe_index]
             moe_index += 1
-            row.update(n_experts=m.num_experts, top_k=m.top_k, expert_load=share_E.tolist(),
-                       load_balance=share_E.max().item() * m.num_experts)
+            row.update(
+                n_experts=m.num_experts,
+                top_k=m.top_k,
+                expert_load=share_E.tolist(),
+                load_balance=share_E.max().item() * m.num_experts,
+            )
         rows.append(row)
     return rows
 

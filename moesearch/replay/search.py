@@ -45,8 +45,11 @@ class Arm:
 
     @property
     def name(self) -> str:
-        return (self.proposer + ("" if self.pruning.method == "none" else f"+{self.pruning.method}")
-                + ("" if self.replicates == "off" else "+replicates"))
+        return (
+            self.proposer
+            + ("" if self.pruning.method == "none" else f"+{self.pruning.method}")
+            + ("" if self.replicates == "off" else "+replicates")
+        )
 
 
 @dataclass(frozen=True)
@@ -78,7 +81,9 @@ class OptunaProposer:
 
     def __init__(self, table: Table, sampler: str, seed: int, design: bool = False):
         self.choices = table.choices
-        self.study = optuna.create_study(directions=list(table.objectives.values()), sampler=make_sampler(sampler, seed))
+        self.study = optuna.create_study(
+            directions=list(table.objectives.values()), sampler=make_sampler(sampler, seed)
+        )
         for baseline in decide.baselines(table.choices):
             self.study.enqueue_trial(baseline.params())
         if design:
@@ -112,8 +117,10 @@ class HandSearch:
         self.choices = table.choices
         self.todo = [b.text for b in decide.baselines(table.choices)]
         if not self.todo:
-            raise InputError("--samplers hand: the hand search starts from a uniform baseline, and no activation "
-                             "is allowed in every layer of this table")
+            raise InputError(
+                "--samplers hand: the hand search starts from a uniform baseline, and no activation "
+                "is allowed in every layer of this table"
+            )
         self.sign = 1.0 if next(iter(table.objectives.values())) == "minimize" else -1.0  # the first objective
         self.seen: set[str] = set()
         self.best, self.best_value = "", math.inf
@@ -131,7 +138,7 @@ class HandSearch:
                 self.layers_left = [(first + i) % len(self.choices) for i in range(len(self.choices))]
                 self.passes, self.improved = self.passes + 1, False
             i, current = self.layers_left.pop(0), list(Assignment.parse(self.best))
-            flips = (Assignment(current[:i] + [a] + current[i + 1:]).text for a in self.choices[i] if a != current[i])
+            flips = (Assignment(current[:i] + [a] + current[i + 1 :]).text for a in self.choices[i] if a != current[i])
             self.todo = [f for f in flips if f not in self.seen]
         self.asked = self.todo.pop(0)
         return self.asked
@@ -142,8 +149,15 @@ class HandSearch:
             self.best, self.best_value, self.improved = self.asked, self.sign * values[0], True
 
 
-def replay(table: Table, arm: Arm, seed: int, budget_steps: int | None = None, n_trials: int | None = None,
-           score_points: int = 0, share: float = SHARE) -> Run:
+def replay(
+    table: Table,
+    arm: Arm,
+    seed: int,
+    budget_steps: int | None = None,
+    n_trials: int | None = None,
+    score_points: int = 0,
+    share: float = SHARE,
+) -> Run:
     """One search of `arm` against the table until it spends `budget_steps` (or decides `n_trials`, or
     stops as the live search would: every assignment decided, or only repeats proposed). Each new
     assignment is answered by one of its trainings drawn at random (`draw`, seeded by `seed`).
@@ -156,8 +170,9 @@ def replay(table: Table, arm: Arm, seed: int, budget_steps: int | None = None, n
     if arm.proposer == HAND:
         proposer = HandSearch(table, seed)
     else:
-        proposer = OptunaProposer(table, "tpe" if arm.proposer == DESIGN else arm.proposer, seed,
-                                  design=arm.proposer == DESIGN)
+        proposer = OptunaProposer(
+            table, "tpe" if arm.proposer == DESIGN else arm.proposer, seed, design=arm.proposer == DESIGN
+        )
     rng = np.random.default_rng((DRAW_STREAM, seed))
     baselines = {b.text for b in decide.baselines(table.choices)}
     full = table.full_steps or 1  # without curves, compute is counted in trials
@@ -165,14 +180,23 @@ def replay(table: Table, arm: Arm, seed: int, budget_steps: int | None = None, n
     at_rung: dict[int, list[list[float]]] = {}
     spent, curve_spent, curve_rel, complete, in_a_row, pruned = 0, [], [], [], 0, 0
     seen: list[int] = []  # rows of the trainings drawn for complete trials, in order
-    while not decide.why_stop(decided=len(known), target=n_trials or len(table.values), evaluated=len(known),
-                              space_size=len(table.values), in_a_row=in_a_row, spent={"steps": spent, "device_s": 0},
-                              budget={"steps": budget_steps} if budget_steps else None):
+    while not decide.why_stop(
+        decided=len(known),
+        target=n_trials or len(table.values),
+        evaluated=len(known),
+        space_size=len(table.values),
+        in_a_row=in_a_row,
+        spent={"steps": spent, "device_s": 0},
+        budget={"steps": budget_steps} if budget_steps else None,
+    ):
         assignment = proposer.ask()
         if (earlier := decide.repeat_of(known, assignment)) is not None:
             proposer.tell(earlier[1])
-            fresh = None if earlier[1] is not None or isinstance(proposer, HandSearch) else \
-                decide.instead_of_pruned(known, table.choices, np.random.default_rng((seed, len(known), spent)))
+            fresh = (
+                None
+                if earlier[1] is not None or isinstance(proposer, HandSearch)
+                else decide.instead_of_pruned(known, table.choices, np.random.default_rng((seed, len(known), spent)))
+            )
             if fresh is None:
                 in_a_row += 1
             else:  # as the live search: the sampler cannot learn from a pruned trial, so a random one goes next
@@ -211,14 +235,17 @@ def check_arm(table: Table, arm: Arm) -> None:
     if not table.at_step:
         raise InputError("--pruning: replaying pruning needs learning curves; give the table's steps (--steps)")
     if missing := [r for r in arm.pruning.rungs if r not in table.at_step]:
-        raise InputError(f"--rungs: the table has no val_loss at step {missing[0]}; allowed: "
-                         f"{', '.join(map(str, sorted(table.at_step)))}")
+        raise InputError(
+            f"--rungs: the table has no val_loss at step {missing[0]}; allowed: "
+            f"{', '.join(map(str, sorted(table.at_step)))}"
+        )
     if problem := decide.not_at_rung(table.objectives):  # the live search refuses such a space file alike
         raise InputError(f"--pruning {arm.pruning.method}: the table's {problem}")
 
 
-def _rungs(table: Table, pruning: PruningSpec, training: Training, at_rung: dict[int, list[list[float]]],
-           may_stop: bool) -> int | None:
+def _rungs(
+    table: Table, pruning: PruningSpec, training: Training, at_rung: dict[int, list[list[float]]], may_stop: bool
+) -> int | None:
     """Walk the trial through the rungs as the live search does; the rung it is stopped at, or None."""
     if pruning.method == "none":
         return None
@@ -239,21 +266,34 @@ def _relative(table: Table, complete: list[list[float]]) -> float:
     return pareto.hypervolume(points, table.objectives, table.reference) / table.true_hypervolume
 
 
-def compare(table: Table, arms: list[Arm], seeds: range, budget_steps: int | None = None,
-            n_trials: int | None = None, jobs: int = 1, score_points: int = 0, share: float = SHARE) -> dict[str, list[Run]]:
+def compare(
+    table: Table,
+    arms: list[Arm],
+    seeds: range,
+    budget_steps: int | None = None,
+    n_trials: int | None = None,
+    jobs: int = 1,
+    score_points: int = 0,
+    share: float = SHARE,
+) -> dict[str, list[Run]]:
     """arm name -> one Run per seed; `jobs` processes replay (arm, seed) pairs side by side. With
     `score_points`, every run is also scored by the table's truth at that many budgets (`replay`)."""
     for arm in arms:  # here, not in a pool's process, so a bad arm is one line before any work
         check_arm(table, arm)
     if score_points and table.truth is None:
-        raise InputError("--score-points: the table has too few trials for a noise model, so no truth to score by; "
-                         "allowed: --score-points 0 (and --replicates off)")
+        raise InputError(
+            "--score-points: the table has too few trials for a noise model, so no truth to score by; "
+            "allowed: --score-points 0 (and --replicates off)"
+        )
     if not score_points and any(arm.replicates != "off" for arm in arms):
-        raise InputError("--replicates auto: replicates change what an arm recommends, not its search, so they are "
-                         "scored by the truth only; allowed: --score-points 1 or more")
+        raise InputError(
+            "--replicates auto: replicates change what an arm recommends, not its search, so they are "
+            "scored by the truth only; allowed: --score-points 1 or more"
+        )
     work = [(arm, seed) for arm in arms for seed in seeds]
-    one = functools.partial(_replay_quietly, table, budget_steps=budget_steps, n_trials=n_trials,
-                            score_points=score_points, share=share)
+    one = functools.partial(
+        _replay_quietly, table, budget_steps=budget_steps, n_trials=n_trials, score_points=score_points, share=share
+    )
     if jobs > 1:
         with ProcessPoolExecutor(jobs) as pool:
             done = list(pool.map(one, *zip(*work, strict=True), chunksize=max(1, len(work) // (8 * jobs))))
@@ -265,22 +305,35 @@ def compare(table: Table, arms: list[Arm], seeds: range, budget_steps: int | Non
     return runs
 
 
-def _replay_quietly(table: Table, arm: Arm, seed: int, budget_steps: int | None, n_trials: int | None,
-                    score_points: int = 0, share: float = SHARE) -> Run:
+def _replay_quietly(
+    table: Table,
+    arm: Arm,
+    seed: int,
+    budget_steps: int | None,
+    n_trials: int | None,
+    score_points: int = 0,
+    share: float = SHARE,
+) -> Run:
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # GP and NSGA-II warn about experimental features
     return replay(table, arm, seed, budget_steps, n_trials, score_points, share)
 
 
-def summary(table: Table, runs: dict[str, list[Run]], targets: tuple[float, ...] = (0.9, 0.95),
-            budget_steps: int | None = None) -> pd.DataFrame:
+def summary(
+    table: Table, runs: dict[str, list[Run]], targets: tuple[float, ...] = (0.9, 0.95), budget_steps: int | None = None
+) -> pd.DataFrame:
     """Per arm: the median compute (steps) to reach each target (inf: the median run never did), the
-    share of runs that reached it, trials pruned, the share of runs that stalled on repeats, and the median steps to the last target relative to
-    random search and to the hand search without pruning, where those arms ran. Where that arm's median
+    share of runs that reached it, trials pruned, the share of runs that stalled on repeats, and the
+    median steps to the last target relative to random search and to the hand search without pruning,
+    where those arms ran. Where that arm's median
     run never reached the target within `budget_steps`, the ratio is a bound: "<0.25" (text)."""
     rows = []
     for name, arm_runs in runs.items():
-        row = {"arm": name, "seeds": len(arm_runs), "pruned/run": float(np.mean([r.pruned for r in arm_runs])),
-               "stalled": float(np.mean([r.stalled for r in arm_runs]))}
+        row = {
+            "arm": name,
+            "seeds": len(arm_runs),
+            "pruned/run": float(np.mean([r.pruned for r in arm_runs])),
+            "stalled": float(np.mean([r.stalled for r in arm_runs])),
+        }
         for target in targets:
             reach = np.array([r.to_reach(target) for r in arm_runs])
             row[f"compute to {target:.0%}"] = float(np.median(reach))
@@ -290,8 +343,9 @@ def summary(table: Table, runs: dict[str, list[Run]], targets: tuple[float, ...]
     last = f"compute to {targets[-1]:.0%}"
     for base in ("random", HAND):
         if base in set(out["arm"]):
-            out[f"vs {base}"] = [_ratio(mine, float(out.loc[out["arm"] == base, last].iloc[0]), budget_steps)
-                                 for mine in out[last]]
+            out[f"vs {base}"] = [
+                _ratio(mine, float(out.loc[out["arm"] == base, last].iloc[0]), budget_steps) for mine in out[last]
+            ]
     return out
 
 
@@ -325,8 +379,9 @@ def truth_summary(runs: dict[str, list[Run]], target: float = 0.005) -> pd.DataF
         row["right"] = sum(int(s.right[-1]) for s in scored) / called if called else math.nan
         lone = sum(int(s.cheapest[-1]) for s in scored if s.cheapest is not None)
         row["lone cheapest"] = lone / called if called else math.nan
-        row["right beyond it"] = ((sum(int(s.right[-1]) for s in scored) - lone) / (called - lone)
-                                  if called > lone else math.nan)
+        row["right beyond it"] = (
+            (sum(int(s.right[-1]) for s in scored) - lone) / (called - lone) if called > lone else math.nan
+        )
         row["replicates/run"] = float(np.mean([s.replicates[-1] for s in scored]))
         rows.append(row)
     return pd.DataFrame(rows)
@@ -335,10 +390,29 @@ def truth_summary(runs: dict[str, list[Run]], target: float = 0.005) -> pd.DataF
 def truth_rows(runs: dict[str, list[Run]], seeds: range) -> pd.DataFrame:
     """Every score: arm, seed, budget, regret, called, right, lone_cheapest, replicates (the --out file's
     -truth.csv)."""
-    return pd.DataFrame([{"arm": arm, "seed": seed, "budget": float(b), "regret": float(r), "called": int(c),
-                          "right": int(ok), "lone_cheapest": int(lone), "replicates": int(n)}
-                         for arm, arm_runs in runs.items() for seed, run in zip(seeds, arm_runs, strict=True)
-                         if run.score is not None
-                         for b, r, c, ok, lone, n in zip(run.score.budgets, run.score.regret, run.score.called,
-                                                         run.score.right, run.score.cheapest, run.score.replicates,
-                                                         strict=True)])
+    return pd.DataFrame(
+        [
+            {
+                "arm": arm,
+                "seed": seed,
+                "budget": float(b),
+                "regret": float(r),
+                "called": int(c),
+                "right": int(ok),
+                "lone_cheapest": int(lone),
+                "replicates": int(n),
+            }
+            for arm, arm_runs in runs.items()
+            for seed, run in zip(seeds, arm_runs, strict=True)
+            if run.score is not None
+            for b, r, c, ok, lone, n in zip(
+                run.score.budgets,
+                run.score.regret,
+                run.score.called,
+                run.score.right,
+                run.score.cheapest,
+                run.score.replicates,
+                strict=True,
+            )
+        ]
+    )

@@ -72,20 +72,34 @@ def load_table(trials: pd.DataFrame, source: str, steps: pd.DataFrame | None = N
     choices = [sorted(means[c].unique()) for c in layers]
     missing = [Assignment(a).text for a in itertools.product(*choices) if Assignment(a).text not in means.index]
     if missing:
-        raise InputError(f"TABLE: {source} is not exhaustive: {len(missing)} of {len(missing) + len(means)} "
-                         f"assignments missing (e.g. {missing[0]}); make it with a space whose sampler is 'brute'")
+        raise InputError(
+            f"TABLE: {source} is not exhaustive: {len(missing)} of {len(missing) + len(means)} "
+            f"assignments missing (e.g. {missing[0]}); make it with a space whose sampler is 'brute'"
+        )
     values = {a: [float(v) for v in row] for a, row in means[list(objectives)].iterrows()}
     frame = _frame(done)
     full, at_step = _curves(done, steps, objectives, values) if steps is not None else (0, {})
     per_trial = _trial_curves(frame, steps, objectives) if steps is not None else {}
     trainings: dict[str, list[Training]] = {}
     for row, r in enumerate(frame.itertuples(index=False)):
-        trainings.setdefault(r.assignment, []).append(Training(
-            row, int(r.seed), [float(getattr(r, o)) for o in objectives], per_trial.get(int(r.trial), {})))
+        trainings.setdefault(r.assignment, []).append(
+            Training(row, int(r.seed), [float(getattr(r, o)) for o in objectives], per_trial.get(int(r.trial), {}))
+        )
     quality, cost = roles(objectives)
-    return Table(objectives, reference, choices, values, pareto.hypervolume(means.reset_index(), objectives, reference),
-                 full, at_step, {a: tuple(t) for a, t in trainings.items()}, frame, _truth(frame, objectives),
-                 quality, cost)
+    return Table(
+        objectives,
+        reference,
+        choices,
+        values,
+        pareto.hypervolume(means.reset_index(), objectives, reference),
+        full,
+        at_step,
+        {a: tuple(t) for a, t in trainings.items()},
+        frame,
+        _truth(frame, objectives),
+        quality,
+        cost,
+    )
 
 
 def _frame(done: pd.DataFrame) -> pd.DataFrame:
@@ -118,8 +132,9 @@ def _truth(frame: pd.DataFrame, objectives: dict[str, str]) -> pd.DataFrame | No
     return None if found is None else found[0].set_index("assignment")
 
 
-def _curves(done: pd.DataFrame, steps: pd.DataFrame, objectives: dict[str, str],
-            values: dict[str, list[float]]) -> tuple[int, dict[int, dict[str, list[float]]]]:
+def _curves(
+    done: pd.DataFrame, steps: pd.DataFrame, objectives: dict[str, str], values: dict[str, list[float]]
+) -> tuple[int, dict[int, dict[str, list[float]]]]:
     """The last step, and every assignment's objective values at every evaluated step before it (seed means)."""
     rows = steps[steps["trial"].isin(set(done["trial"]))].merge(done[["trial", "assignment"]], on="trial")
     rows = rows.sort_values(["trial", "step"])
@@ -133,11 +148,14 @@ def _curves(done: pd.DataFrame, steps: pd.DataFrame, objectives: dict[str, str],
     for (step, assignment), measured in curve.iterrows():
         at_step.setdefault(int(step), {})[assignment] = [
             float(measured[o]) if o in measured.index else final
-            for o, final in zip(objectives, values[assignment], strict=True)]
+            for o, final in zip(objectives, values[assignment], strict=True)
+        ]
     return full, at_step
 
 
-def _trial_curves(frame: pd.DataFrame, steps: pd.DataFrame, objectives: dict[str, str]) -> dict[int, dict[int, list[float]]]:
+def _trial_curves(
+    frame: pd.DataFrame, steps: pd.DataFrame, objectives: dict[str, str]
+) -> dict[int, dict[int, list[float]]]:
     """Trial -> step -> its objective values there (val_loss and train_loss measured as in `_curves`, the
     rest the trial's final values)."""
     rows = steps[steps["trial"].isin(set(frame["trial"]))].sort_values(["trial", "step"])
@@ -145,14 +163,16 @@ def _trial_curves(frame: pd.DataFrame, steps: pd.DataFrame, objectives: dict[str
         return {}
     full = int(rows["step"].max())
     tail = max(1, full // 10)
-    rows = rows.assign(train_loss=rows.groupby("trial")["train_loss"].transform(
-        lambda x: x.rolling(tail, min_periods=1).mean()))
+    rows = rows.assign(
+        train_loss=rows.groupby("trial")["train_loss"].transform(lambda x: x.rolling(tail, min_periods=1).mean())
+    )
     evals = rows[rows["val_loss"].notna() & (rows["step"] < full)]
     final = frame.set_index("trial")[list(objectives)]
     out: dict[int, dict[int, list[float]]] = {}
     for r in evals.itertuples(index=False):
         out.setdefault(int(r.trial), {})[int(r.step)] = [
-            float(getattr(r, o)) if o in ("val_loss", "train_loss") else float(final.at[r.trial, o]) for o in objectives]
+            float(getattr(r, o)) if o in ("val_loss", "train_loss") else float(final.at[r.trial, o]) for o in objectives
+        ]
     return out
 
 

@@ -46,8 +46,9 @@ def budgets(total: float, points: int) -> np.ndarray:
     return np.array([total * (k + 1) / points for k in range(points)])
 
 
-def scores(table: Table, auto: bool, seed: int, spent: np.ndarray, seen: list[int], total: float, points: int,
-           share: float) -> Score:
+def scores(
+    table: Table, auto: bool, seed: int, spent: np.ndarray, seen: list[int], total: float, points: int, share: float
+) -> Score:
     """Score a replayed search at each budget: the trainings it had drawn with at most that much spent
     (auto replicates: the search's share of it, then replicates within the rest)."""
     full = table.full_steps or 1
@@ -60,7 +61,9 @@ def scores(table: Table, auto: bool, seed: int, spent: np.ndarray, seen: list[in
         extra: list[int] = []
         if auto:
             left = budget - (spent[n - 1] if n else 0)
-            extra = replicate(table, rows, int(left // full), share, seed, np.random.default_rng((REPLICATE_STREAM, seed, k)))
+            extra = replicate(
+                table, rows, int(left // full), share, seed, np.random.default_rng((REPLICATE_STREAM, seed, k))
+            )
         r, c, ok, lone = score(table, rows, extra)
         regret.append(r)
         called.append(c)
@@ -70,8 +73,7 @@ def scores(table: Table, auto: bool, seed: int, spent: np.ndarray, seen: list[in
     return Score(at, np.array(regret), np.array(called), np.array(right), np.array(replicated), np.array(cheapest))
 
 
-def replicate(table: Table, rows: list[int], most: int, share: float, seed: int,
-              rng: np.random.Generator) -> list[int]:
+def replicate(table: Table, rows: list[int], most: int, share: float, seed: int, rng: np.random.Generator) -> list[int]:
     """The replicates search.replicates = "auto" trains after the search saw `rows` (at most `most`),
     each answered by a training of its assignment not drawn before. When `auto_next` asks for an
     assignment whose every training the table has already given, the most open one it can answer is
@@ -93,12 +95,22 @@ def replicate(table: Table, rows: list[int], most: int, share: float, seed: int,
             if assignment not in answerable:
                 found = expected.expected_front(trials)
                 front = found[0] if found is not None else pd.DataFrame(columns=["assignment"])
-                open_ = front[(front["trained"] > 0) & (front["verdict"] == "inside noise")
-                              & front["assignment"].isin(answerable)] if len(front) else front
+                open_ = (
+                    front[
+                        (front["trained"] > 0)
+                        & (front["verdict"] == "inside noise")
+                        & front["assignment"].isin(answerable)
+                    ]
+                    if len(front)
+                    else front
+                )
                 if open_.empty:
                     break
-                assignment = open_.assign(gap=(open_["p_front"] - 0.5).abs()).sort_values(
-                    ["gap", "trained"]).iloc[0]["assignment"]
+                assignment = (
+                    open_.assign(gap=(open_["p_front"] - 0.5).abs())
+                    .sort_values(["gap", "trained"])
+                    .iloc[0]["assignment"]
+                )
         extra.append(draw(table, assignment, rng, drawn).row)
     return extra
 
@@ -135,7 +147,12 @@ def score(table: Table, rows: list[int], replicates: list[int] = ()) -> tuple[fl
     arm = found[0].set_index("assignment")
     called = arm.index[arm["verdict"] == "resolved on the front"]
     on = truly_on_front(table).reindex(called, fill_value=False)
-    return regret(table, arm[table.quality] * q_sign), len(called), int(on.sum()), int(called.isin(lone_cheapest(table)).sum())
+    return (
+        regret(table, arm[table.quality] * q_sign),
+        len(called),
+        int(on.sum()),
+        int(called.isin(lone_cheapest(table)).sum()),
+    )
 
 
 def lone_cheapest(table: Table) -> list[str]:

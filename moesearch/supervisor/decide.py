@@ -24,8 +24,8 @@ import numpy as np
 
 from moesearch.core.assignment import Assignment, uniform
 from moesearch.core.metrics import not_at_rung as not_at_rung  # re-exported: the rung policy is read here
-from moesearch.core.space import PruningSpec
 from moesearch.core.protocol import Verdict
+from moesearch.core.space import PruningSpec
 from moesearch.core.trial import Origin
 
 MAX_REPEATS_IN_A_ROW = 100  # a sampler proposing only evaluated assignments this often has converged: stop asking
@@ -46,8 +46,9 @@ def repeat_of(known: Mapping[str, tuple[int, V]], assignment: str) -> tuple[int,
     return known.get(assignment)
 
 
-def instead_of_pruned(known: Mapping[str, object], choices: list[list[str]], rng: np.random.Generator,
-                      tries: int = 1000) -> Assignment | None:
+def instead_of_pruned(
+    known: Mapping[str, object], choices: list[list[str]], rng: np.random.Generator, tries: int = 1000
+) -> Assignment | None:
     """An undecided assignment drawn at random, to queue after the sampler proposed a pruned one again.
 
     GP and NSGA-II learn from complete trials only, so a pruned assignment leaves their model as it
@@ -68,8 +69,16 @@ def budget_spent(spent: Mapping[str, float], budget: Mapping[str, float] | None)
     return spent["steps"] >= budget["steps"] if "steps" in budget else spent["device_s"] >= 3600 * budget["device_h"]
 
 
-def why_stop(*, decided: int, target: int, evaluated: int, space_size: int, in_a_row: int,
-             spent: Mapping[str, float], budget: Mapping[str, float] | None) -> str | None:
+def why_stop(
+    *,
+    decided: int,
+    target: int,
+    evaluated: int,
+    space_size: int,
+    in_a_row: int,
+    spent: Mapping[str, float],
+    budget: Mapping[str, float] | None,
+) -> str | None:
     """Why the search stops now, or None to ask for another trial.
 
     decided: trials with a result (complete, failed, pruned) toward the target; evaluated: distinct
@@ -81,8 +90,10 @@ def why_stop(*, decided: int, target: int, evaluated: int, space_size: int, in_a
     if budget_spent(spent, budget):
         if "steps" in budget:
             return f"the compute budget is spent: {spent['steps']:,.0f} of {budget['steps']:,} steps trained"
-        return (f"the compute budget is spent: {spent['device_s'] / 3600:.3g} of {budget['device_h']:g} "
-                "device-hours trained")
+        return (
+            f"the compute budget is spent: {spent['device_s'] / 3600:.3g} of {budget['device_h']:g} "
+            "device-hours trained"
+        )
     if evaluated >= space_size:
         return f"all {space_size} assignments of the space are evaluated"
     if in_a_row >= MAX_REPEATS_IN_A_ROW:
@@ -101,8 +112,13 @@ def rung_peer(origin: str | None, seed: int | None, my_seed: int | None) -> bool
     return origin == Origin.SEARCH and seed is not None and seed == my_seed
 
 
-def rung_verdict(step: int, candidate: Sequence[float], peers: Sequence[Sequence[float]], directions: Sequence[str],
-                 pruning: PruningSpec) -> Verdict:
+def rung_verdict(
+    step: int,
+    candidate: Sequence[float],
+    peers: Sequence[Sequence[float]],
+    directions: Sequence[str],
+    pruning: PruningSpec,
+) -> Verdict:
     """Go on, or stop at this rung: MO-ASHA's rule (Schmucker et al. 2021) as a stopping rule.
 
     candidate: the trial's objective values at `step` (costs known before training exact, measured
@@ -121,8 +137,11 @@ def rung_verdict(step: int, candidate: Sequence[float], peers: Sequence[Sequence
     place = int(np.flatnonzero(selection_order(points) == n - 1)[0])  # the candidate's place in the order
     if place < keep:
         return Verdict(True, f"rung {step}: place {place + 1} of {n}, within the best {keep}")
-    return Verdict(False, f"pruned at rung {step}: place {place + 1} of {n} records there, outside the best "
-                          f"{keep} (1/eta, eta {pruning.eta})")
+    return Verdict(
+        False,
+        f"pruned at rung {step}: place {place + 1} of {n} records there, outside the best "
+        f"{keep} (1/eta, eta {pruning.eta})",
+    )
 
 
 def selection_order(points: np.ndarray) -> np.ndarray:

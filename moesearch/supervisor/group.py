@@ -44,8 +44,14 @@ class WorkerGroup:
         self.hardware: dict = {}
         self.launches = 0
 
-    def run(self, trial: int, config_json: str, timeout_s: float, on_step: Callable[[int, float, float | None], None],
-            on_rung: Callable[[int, dict], Verdict] | None = None) -> Reply:
+    def run(
+        self,
+        trial: int,
+        config_json: str,
+        timeout_s: float,
+        on_step: Callable[[int, float, float | None], None],
+        on_rung: Callable[[int, dict], Verdict] | None = None,
+    ) -> Reply:
         """Train one trial; returns the group's reply, `Done`, `Failed` or `Pruned`.
 
         At each rung of the trial's config, `on_rung` decides whether it goes on (the ranks wait).
@@ -121,9 +127,13 @@ class WorkerGroup:
                 # Own session: the terminal's Ctrl-C reaches the supervisor only, which then stops the group.
                 # SLURM signals every process of the job: the launcher ignores SIGTERM and SIGUSR1, and the
                 # ranks stop at a step boundary.
-                self.proc = subprocess.Popen(preempt.launch(self.launch.command()), stdout=log,
-                                             stderr=subprocess.STDOUT, env={**env, **preempt.LAUNCHER_ENV},
-                                             start_new_session=True)
+                self.proc = subprocess.Popen(
+                    preempt.launch(self.launch.command()),
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env={**env, **preempt.LAUNCHER_ENV},
+                    start_new_session=True,
+                )
             self._log_mark = 0
             try:
                 self.link = self._accept(listener)
@@ -163,10 +173,14 @@ class WorkerGroup:
     def _fail_start(self) -> None:
         self.kill()
         if preempt.requested():
-            raise GroupStartFailure(f"preempted by {preempt.requested()} while the worker group started; run the "
-                                    "same command again to resume")
-        raise GroupStartFailure(f"worker group failed to start (exit code {self.proc.returncode}, "
-                                f"log: {self.log_path}); output tail:\n{self.tail()}")
+            raise GroupStartFailure(
+                f"preempted by {preempt.requested()} while the worker group started; run the "
+                "same command again to resume"
+            )
+        raise GroupStartFailure(
+            f"worker group failed to start (exit code {self.proc.returncode}, "
+            f"log: {self.log_path}); output tail:\n{self.tail()}"
+        )
 
     def tail(self, lines: int = 15) -> str:
         """The last lines the group wrote during the current trial (or start-up)."""

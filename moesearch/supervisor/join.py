@@ -13,11 +13,11 @@ from pathlib import Path
 import optuna
 
 from moesearch.core.errors import InputError
-from moesearch.supervisor.settings import DEFAULT_RESULTS, Settings, resolve
 from moesearch.core.space import Space
+from moesearch.core.trial import StudyAttr
 from moesearch.supervisor import storage as storage_mod
 from moesearch.supervisor import study as study_mod
-from moesearch.core.trial import StudyAttr
+from moesearch.supervisor.settings import DEFAULT_RESULTS, Settings, resolve
 
 
 @dataclass(frozen=True)
@@ -37,18 +37,24 @@ def join(storage: str, study_name: str, results: Path | None, trials: int | None
     settings = resolve(space, storage, study_name, results or studys, run["data"], run["seed"], progress, **group)
     notes = []
     if settings.results != studys.resolve():
-        notes.append(f"note: records go to {settings.results}; the study's search wrote to {studys} (the same folder "
-                     "on a shared filesystem under another path is fine; another folder splits the study's records)")
+        notes.append(
+            f"note: records go to {settings.results}; the study's search wrote to {studys} (the same folder "
+            "on a shared filesystem under another path is fine; another folder splits the study's records)"
+        )
     if settings.data_sha256 != run["data_sha256"]:  # the same path, other contents on this machine
-        raise InputError(f"--study {study_name!r}: the training text here ({run['data'] or 'the standard library'}, "
-                         f"sha256 {settings.data_sha256[:12]}) differs from the study's ({run['data_sha256'][:12]}); "
-                         "allowed: the same text on every machine")
+        raise InputError(
+            f"--study {study_name!r}: the training text here ({run['data'] or 'the standard library'}, "
+            f"sha256 {settings.data_sha256[:12]}) differs from the study's ({run['data_sha256'][:12]}); "
+            "allowed: the same text on every machine"
+        )
     storage_mod.open_for(settings, explicit=True)  # the records under --results must belong to this storage
     study = study_mod.open_study(opened, study_name, space, study_mod.group_seed())
     target = study.user_attrs[StudyAttr.TRIALS]
     if trials and trials > target:  # raise only: a stale, lower value in a job script would stop every group
         study.set_user_attr(StudyAttr.TRIALS, trials)
     elif trials and trials < target:
-        notes.append(f"note: --trials {trials} is below the study's target {target}, which stays; "
-                     "`moesearch search --trials N` sets a lower one")
+        notes.append(
+            f"note: --trials {trials} is below the study's target {target}, which stays; "
+            "`moesearch search --trials N` sets a lower one"
+        )
     return Joined(settings, study, notes)

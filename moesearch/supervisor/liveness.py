@@ -25,8 +25,8 @@ import optuna
 import psutil
 from optuna.trial import FrozenTrial
 
-from moesearch.supervisor import optuna_compat
 from moesearch.core.trial import TrialAttr
+from moesearch.supervisor import optuna_compat
 
 HEARTBEAT_S = 10.0
 GRACE_S = 120.0  # twelve missed beats: survives a slow database, not a dead node

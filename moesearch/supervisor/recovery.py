@@ -20,9 +20,9 @@ import pyarrow.parquet as pq
 from optuna.trial import TrialState
 
 from moesearch.core import results
+from moesearch.core.trial import Origin, State, StudyAttr, TrialAttr
 from moesearch.supervisor import liveness, optuna_compat
 from moesearch.supervisor import study as study_mod
-from moesearch.core.trial import Origin, State, StudyAttr, TrialAttr
 
 
 def recover(study: optuna.Study, results_dir: Path) -> list[str]:
@@ -54,7 +54,9 @@ def _one_at_a_time(results_dir: Path, study: str) -> Iterator[None]:
 
 def _settle(study: optuna.Study, results_dir: Path, frozen: optuna.trial.FrozenTrial) -> str | None:
     row = _record(results_dir, study.study_name, frozen.number)
-    retry = frozen.user_attrs.get(TrialAttr.ORIGIN, Origin.SEARCH) == Origin.SEARCH  # train and verify are re-run by their command
+    retry = (
+        frozen.user_attrs.get(TrialAttr.ORIGIN, Origin.SEARCH) == Origin.SEARCH
+    )  # train and verify are re-run by their command
     who = frozen.user_attrs.get(TrialAttr.GROUP, "a worker group").split(":")
     if row is None or row["state"] == State.PREEMPTED:
         reason = row["failure_reason"] if row else f"lost: its supervisor ({':'.join(who[:2])}) died mid-trial"
@@ -65,8 +67,11 @@ def _settle(study: optuna.Study, results_dir: Path, frozen: optuna.trial.FrozenT
     values = [row[o] for o in objectives] if row["state"] == State.COMPLETE else None
     try:
         trial = optuna_compat.handle(study, frozen)
-        study_mod.set_compute(trial, _steps_of(results_dir, study.study_name, frozen.number),
-                              row["wall_time_s"] * (row["world_size"] or 1))
+        study_mod.set_compute(
+            trial,
+            _steps_of(results_dir, study.study_name, frozen.number),
+            row["wall_time_s"] * (row["world_size"] or 1),
+        )
         study_mod.tell_result(study, trial, values, row["failure_reason"], pruned=row["state"] == State.PRUNED)
     except (optuna.exceptions.UpdateFinishedTrialError, ValueError, RuntimeError):
         return None  # another process settled it first

@@ -38,5 +38,7 @@ def _natural(space: Space, metric: str) -> float:
 def costliest(space: Space) -> list[str]:
     """Per layer the activation with the most FFN parameters: costs add up per layer, so this maximises them."""
     m = space.model
-    return [max(c, key=lambda a: ffn_params(a, m.d_model, hidden_width(a, m.d_ff, m.width_policy, m.width_multiple)))
-            for c in space.layer_choices()]
+    return [
+        max(c, key=lambda a: ffn_params(a, m.d_model, hidden_width(a, m.d_ff, m.width_policy, m.width_multiple)))
+        for c in space.layer_choices()
+    ]

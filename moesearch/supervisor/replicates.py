@@ -14,15 +14,15 @@ import optuna
 import pandas as pd
 from tqdm.auto import tqdm
 
-from moesearch.core import preempt, results
 from moesearch.analysis import expected, noise
+from moesearch.core import preempt, results
 from moesearch.core.assignment import Assignment
 from moesearch.core.errors import InputError
-from moesearch.supervisor.settings import Settings
+from moesearch.core.trial import Origin, State
 from moesearch.supervisor import study as study_mod
 from moesearch.supervisor.group import WorkerGroup
 from moesearch.supervisor.runner import run_named, summary
-from moesearch.core.trial import Origin, State
+from moesearch.supervisor.settings import Settings
 
 
 def baseline_plan(settings: Settings) -> list[tuple[str, int]]:
@@ -63,8 +63,11 @@ def retrain_auto(settings: Settings, study: optuna.Study, group: WorkerGroup, ba
     """search.replicates = 'auto': one replicate at a time, planned again from the records after each."""
     trained = 0
     while not preempt.requested():
-        pick = auto_next(results.load_trials(settings.results, settings.study),
-                         settings.space.search.replicate_share, settings.seed + 1)
+        pick = auto_next(
+            results.load_trials(settings.results, settings.study),
+            settings.space.search.replicate_share,
+            settings.seed + 1,
+        )
         if pick is None:
             break
         (bar or tqdm).write(f"replicates: {pick[0]} is inside noise on the expected front; seed {pick[1]}")
@@ -74,8 +77,9 @@ def retrain_auto(settings: Settings, study: optuna.Study, group: WorkerGroup, ba
     return trained
 
 
-def retrain(settings: Settings, study: optuna.Study, group: WorkerGroup, todo: list[tuple[str, int]],
-            bar: tqdm | None = None) -> int:
+def retrain(
+    settings: Settings, study: optuna.Study, group: WorkerGroup, todo: list[tuple[str, int]], bar: tqdm | None = None
+) -> int:
     """Train each (assignment, seed) of `todo` as a trial of origin 'verify'; returns how many were trained.
 
     Stops at a preemption (the rest is trained when the command runs again: plans are made from the
@@ -86,7 +90,9 @@ def retrain(settings: Settings, study: optuna.Study, group: WorkerGroup, todo: l
     for assignment, seed in todo:
         if preempt.requested():
             break
-        outcome = run_named(replace(settings, seed=seed), study, group, Assignment.parse(assignment), origin=Origin.VERIFY)
+        outcome = run_named(
+            replace(settings, seed=seed), study, group, Assignment.parse(assignment), origin=Origin.VERIFY
+        )
         if outcome is None:
             continue  # settled by another group; planning again trains that seed
         trained += not outcome.preempted
@@ -99,8 +105,9 @@ def retrain(settings: Settings, study: optuna.Study, group: WorkerGroup, todo: l
     return trained
 
 
-def verify(settings: Settings, storage: optuna.storages.BaseStorage, n_seeds: int,
-           planned: Callable[[int], None]) -> pd.DataFrame:
+def verify(
+    settings: Settings, storage: optuna.storages.BaseStorage, n_seeds: int, planned: Callable[[int], None]
+) -> pd.DataFrame:
     """`moesearch verify`: train the front and the baselines until each has 1 + n_seeds seeds.
 
     Fresh seeds count up from settings.seed + 1; `planned` hears how many trials that takes before
@@ -108,15 +115,17 @@ def verify(settings: Settings, storage: optuna.storages.BaseStorage, n_seeds: in
     """
     if settings.study not in optuna.get_all_study_names(storage):
         raise InputError(f"--study: no study {settings.study!r} in this storage; run `moesearch search` first")
-    study = study_mod.open_study(storage, settings.study, settings.space, settings.seed, settings.data,
-                                 settings.data_sha256)
+    study = study_mod.open_study(
+        storage, settings.study, settings.space, settings.seed, settings.data, settings.data_sha256
+    )
     trials = results.load_trials(settings.results, settings.study)
     if not (trials["state"] == State.COMPLETE).any():
         raise InputError(f"--study: {settings.study!r} has no completed trial yet in {str(settings.results)!r}")
     todo = noise.plan(trials, n_seeds, first_seed=settings.seed + 1)
     planned(len(todo))
-    bar = tqdm(total=len(todo), desc="verify", unit="trial", disable=None if settings.progress else True,
-               dynamic_ncols=True)
+    bar = tqdm(
+        total=len(todo), desc="verify", unit="trial", disable=None if settings.progress else True, dynamic_ncols=True
+    )
     with WorkerGroup(settings.launch, settings.results / settings.study / "logs") as group, bar:
         retrain(settings, study, group, todo, bar)
     return results.load_trials(settings.results, settings.study)

@@ -14,11 +14,10 @@ from collections.abc import Callable, Iterator
 import optuna
 from optuna.trial import TrialState
 
-from moesearch.core.space import Space
-from moesearch.supervisor import decide
 from moesearch.core.protocol import Verdict
+from moesearch.core.space import Space
 from moesearch.core.trial import TrialAttr
-
+from moesearch.supervisor import decide
 
 SETTLED = (optuna.exceptions.UpdateFinishedTrialError, ValueError, RuntimeError)  # another group finished the trial
 
@@ -66,8 +65,9 @@ def judge(study: optuna.Study, trial: optuna.Trial, space: Space, may_stop: bool
     return on_rung
 
 
-def records_at(study: optuna.Study, step: int, objectives: dict[str, str], but: int,
-               seed: int | None) -> list[list[float]]:
+def records_at(
+    study: optuna.Study, step: int, objectives: dict[str, str], but: int, seed: int | None
+) -> list[list[float]]:
     """The objectives at rung `step` of every other trial that is a peer (`decide.rung_peer`: a search
     trial of `seed`): running, complete, pruned or failed. Not those that gave no result (preempted,
     lost, withdrawn: failed outside the budget): their retry is a trial of its own, and must not be

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import optuna
 from tqdm.auto import tqdm
@@ -18,13 +18,13 @@ from moesearch.core import preempt, results
 from moesearch.core.assignment import Assignment
 from moesearch.core.config import RunConfig
 from moesearch.core.metrics import fmt
-from moesearch.supervisor.settings import Settings
-from moesearch.supervisor.stability import stability
+from moesearch.core.protocol import Done, Failed, Pruned, Reply, Verdict
+from moesearch.core.trial import Origin, State
 from moesearch.supervisor import liveness, rungs
 from moesearch.supervisor import study as study_mod
 from moesearch.supervisor.group import GroupFailure, GroupStartFailure, WorkerGroup
-from moesearch.core.protocol import Done, Failed, Pruned, Reply, Verdict
-from moesearch.core.trial import Origin, State
+from moesearch.supervisor.settings import Settings
+from moesearch.supervisor.stability import stability
 
 
 @dataclass(frozen=True)
@@ -58,9 +58,17 @@ class Outcome:
         return [self.row[o] for o in objectives]
 
 
-def run_trial(settings: Settings, group: WorkerGroup, number: int, layers: list[str], *, origin: str,
-              replicate_of: int | None, reference: dict[str, float],
-              on_rung: Callable[[int, dict], Verdict] | None = None) -> Outcome:
+def run_trial(
+    settings: Settings,
+    group: WorkerGroup,
+    number: int,
+    layers: list[str],
+    *,
+    origin: str,
+    replicate_of: int | None,
+    reference: dict[str, float],
+    on_rung: Callable[[int, dict], Verdict] | None = None,
+) -> Outcome:
     """Train `layers` as trial `number`; the outcome holds its record (complete, pruned or failed), not yet written.
 
     on_rung: records the trial at the space's rungs and decides whether it goes on (None: no rungs).
@@ -68,12 +76,26 @@ def run_trial(settings: Settings, group: WorkerGroup, number: int, layers: list[
     GroupStartFailure and KeyboardInterrupt propagate (after the group is stopped): neither is the
     trial's result, and the caller decides what the study makes of them.
     """
-    cfg = RunConfig.build(settings.space, layers, settings.seed, settings.data, settings.launch.world_size,
-                          rungs=on_rung is not None, monitor=settings.monitor, monitor_dir=str(settings.monitor_dir))
+    cfg = RunConfig.build(
+        settings.space,
+        layers,
+        settings.seed,
+        settings.data,
+        settings.launch.world_size,
+        rungs=on_rung is not None,
+        monitor=settings.monitor,
+        monitor_dir=str(settings.monitor_dir),
+    )
     config_json = cfg.model_dump_json()
-    started, seen = datetime.now(timezone.utc), 0
-    bar = tqdm(total=cfg.train.steps, desc=f"trial {number}", unit="step",
-               leave=False, disable=None if settings.progress else True, dynamic_ncols=True)  # None: off unless a tty
+    started, seen = datetime.now(UTC), 0
+    bar = tqdm(
+        total=cfg.train.steps,
+        desc=f"trial {number}",
+        unit="step",
+        leave=False,
+        disable=None if settings.progress else True,
+        dynamic_ncols=True,
+    )  # None: off unless a tty
     lines = Lines(number, cfg.train.steps, cfg.train.eval_interval) if not sys.stderr.isatty() else None
     if lines:
         lines.start(Assignment(layers).text, settings.seed)
@@ -91,7 +113,9 @@ def run_trial(settings: Settings, group: WorkerGroup, number: int, layers: list[
     except GroupStartFailure:
         raise
     except GroupFailure as e:  # a signal may have taken the group down before it could reply
-        reply = Failed(_preempted_reason(e) if preempt.requested() else str(e), preempted=preempt.requested() is not None)
+        reply = Failed(
+            _preempted_reason(e) if preempt.requested() else str(e), preempted=preempt.requested() is not None
+        )
     except rungs.RungStorageError as e:  # the group was stopped (the ranks waited for a verdict): the trial fails
         reply = Failed(str(e))
     except KeyboardInterrupt:
@@ -100,14 +124,29 @@ def run_trial(settings: Settings, group: WorkerGroup, number: int, layers: list[
     finally:
         bar.close()
     record = results.make_record(
-        study=settings.study, trial=number, origin=origin, layers=layers,
-        state=_state(reply), failure_reason=None if isinstance(reply, Done) else reply.reason,
-        objectives=settings.space.search.objectives, reference_point=reference,
-        metrics={**({} if isinstance(reply, Failed) else reply.metrics),
-                 **stability(reply.steps, settings.space.train.grad_clip)}, steps=reply.steps,
+        study=settings.study,
+        trial=number,
+        origin=origin,
+        layers=layers,
+        state=_state(reply),
+        failure_reason=None if isinstance(reply, Done) else reply.reason,
+        objectives=settings.space.search.objectives,
+        reference_point=reference,
+        metrics={
+            **({} if isinstance(reply, Failed) else reply.metrics),
+            **stability(reply.steps, settings.space.train.grad_clip),
+        },
+        steps=reply.steps,
         layer_rows=reply.layers if isinstance(reply, Done) else [],
-        config_json=config_json, seed=settings.seed, replicate_of=replicate_of, data_sha256=settings.data_sha256,
-        hardware=group.hardware, ep_size=cfg.ep_size, random_streams=cfg.train.streams, started_at=started, finished_at=datetime.now(timezone.utc),
+        config_json=config_json,
+        seed=settings.seed,
+        replicate_of=replicate_of,
+        data_sha256=settings.data_sha256,
+        hardware=group.hardware,
+        ep_size=cfg.ep_size,
+        random_streams=cfg.train.streams,
+        started_at=started,
+        finished_at=datetime.now(UTC),
     )
     if warning := uncalibrated_warning(record.trial):
         tqdm.write(warning, file=sys.stderr)
@@ -118,8 +157,10 @@ def uncalibrated_warning(row: dict) -> str | None:
     """A line when experts stayed unquantized in the 8-bit evaluations: the gaps then understate the cost."""
     if not row.get("quant_uncalibrated_experts"):
         return None
-    return (f"warning: trial {row['trial']}: {row['quant_uncalibrated_experts']} expert(s) saw no calibration token "
-            "and stayed in full precision in the 8-bit evaluations, so its quant_gap_* understate the cost")
+    return (
+        f"warning: trial {row['trial']}: {row['quant_uncalibrated_experts']} expert(s) saw no calibration token "
+        "and stayed in full precision in the 8-bit evaluations, so its quant_gap_* understate the cost"
+    )
 
 
 class Lines:
@@ -157,8 +198,9 @@ def _preempted_reason(error: GroupFailure) -> str:
     return f"preempted: {preempt.requested()}; the group stopped before its reply ({str(error).splitlines()[0]})"
 
 
-def run_named(settings: Settings, study: optuna.Study, group: WorkerGroup, layers: list[str],
-              origin: str) -> Outcome | None:
+def run_named(
+    settings: Settings, study: optuna.Study, group: WorkerGroup, layers: list[str], origin: str
+) -> Outcome | None:
     """Train an assignment chosen outside the sampler (`train`, `verify`) as one trial of the study.
 
     The Optuna trial exists first (RUNNING), as in the search; an interruption fails it outside the
@@ -172,27 +214,36 @@ def run_named(settings: Settings, study: optuna.Study, group: WorkerGroup, layer
         raise
 
 
-def record_and_tell(settings: Settings, study: optuna.Study, trial: optuna.Trial, group: WorkerGroup,
-                    layers: list[str], origin: str) -> Outcome | None:
+def record_and_tell(
+    settings: Settings, study: optuna.Study, trial: optuna.Trial, group: WorkerGroup, layers: list[str], origin: str
+) -> Outcome | None:
     """Train our RUNNING `trial` with its heartbeat on, write its record, then tell the study.
 
     The record comes first, so a told trial always has one (`recovery` tells a record left untold).
     None: another group settled the trial while it ran (`dropped`); nothing is written or told.
     """
     with liveness.beating(study, trial.number):
-        outcome = run_trial(settings, group, trial.number, layers, origin=origin,
-                            replicate_of=study_mod.replicate_of(study, Assignment(layers).text, settings.seed),
-                            reference=study_mod.reference_point(study),
-                            on_rung=rungs.judge(study, trial, settings.space, _prunable(settings, layers, origin))
-                            if settings.space.search.pruning.method != "none" else None)
+        outcome = run_trial(
+            settings,
+            group,
+            trial.number,
+            layers,
+            origin=origin,
+            replicate_of=study_mod.replicate_of(study, Assignment(layers).text, settings.seed),
+            reference=study_mod.reference_point(study),
+            on_rung=rungs.judge(study, trial, settings.space, _prunable(settings, layers, origin))
+            if settings.space.search.pruning.method != "none"
+            else None,
+        )
         if not study_mod.is_running(study, trial.number):
             dropped(trial.number)
             return None
         results.write_trial(settings.results, outcome.record)
     study_mod.set_compute(trial, outcome.steps_trained, outcome.row["wall_time_s"] * (outcome.row["world_size"] or 1))
     values = outcome.values(settings.space.search.objectives) if outcome.ok else None
-    study_mod.tell_result(study, trial, values, outcome.row["failure_reason"], preempted=outcome.preempted,
-                          pruned=outcome.pruned)
+    study_mod.tell_result(
+        study, trial, values, outcome.row["failure_reason"], preempted=outcome.preempted, pruned=outcome.pruned
+    )
     return outcome
 
 
@@ -204,8 +255,10 @@ def _prunable(settings: Settings, layers: list[str], origin: str) -> bool:
 def dropped(number: int) -> None:
     """Another group judged this trial's group dead (a stall past the heartbeat's grace) and settled it:
     the result is not written, and the record and the study keep agreeing."""
-    tqdm.write(f"trial {number}: settled by another group while it ran (no heartbeat for {liveness.GRACE_S:g} s); "
-               "its result is dropped")
+    tqdm.write(
+        f"trial {number}: settled by another group while it ran (no heartbeat for {liveness.GRACE_S:g} s); "
+        "its result is dropped"
+    )
 
 
 def summary(outcome: Outcome, objectives: dict[str, str]) -> str:

@@ -30,12 +30,12 @@ from tqdm.auto import tqdm
 
 from moesearch.core import preempt
 from moesearch.core.assignment import Assignment, layer_name
-from moesearch.supervisor.settings import Settings
+from moesearch.core.trial import Origin, StudyAttr, TrialAttr
 from moesearch.supervisor import decide, liveness, optuna_compat, recovery, replicates, status
 from moesearch.supervisor import study as study_mod
 from moesearch.supervisor.group import WorkerGroup
 from moesearch.supervisor.runner import Outcome, record_and_tell, summary
-from moesearch.core.trial import Origin, StudyAttr, TrialAttr
+from moesearch.supervisor.settings import Settings
 
 WAIT_S = 2.0  # between looks at a study whose remaining trials run in other groups
 
@@ -59,8 +59,13 @@ def run_search(settings: Settings, study: optuna.Study, replicate_baselines: boo
     search.replicates = "auto", the replicates the expected front asks for.
     """
     trained_now = pruned_now = repeats = in_a_row = 0
-    bar = tqdm(total=target(study), desc=f"study {settings.study}", unit="trial",
-               disable=None if settings.progress else True, dynamic_ncols=True)  # None: off unless a tty
+    bar = tqdm(
+        total=target(study),
+        desc=f"study {settings.study}",
+        unit="trial",
+        disable=None if settings.progress else True,
+        dynamic_ncols=True,
+    )  # None: off unless a tty
     with WorkerGroup(settings.launch, settings.results / settings.study / "logs") as group, bar:
         while True:
             for line in recovery.recover(study, settings.results):
@@ -89,15 +94,24 @@ def run_search(settings: Settings, study: optuna.Study, replicate_baselines: boo
                 trained_now, in_a_row = trained_now + (not outcome.preempted), 0
                 pruned_now += outcome.pruned
                 # the study's compute: every group's at this round's snapshot, plus this trial's (no extra read)
-                bar.set_postfix(front=_front_size(study), pruned=pruned_now,
-                                steps=f"{now.spent['steps'] + outcome.steps_trained:,.0f}")
+                bar.set_postfix(
+                    front=_front_size(study),
+                    pruned=pruned_now,
+                    steps=f"{now.spent['steps'] + outcome.steps_trained:,.0f}",
+                )
                 bar.write(summary(outcome, settings.space.search.objectives))
         spent_all = decide.budget_spent(study_mod.snapshot(study, settings.seed).spent, budget(study))
-        todo = replicates.baseline_plan(settings) if replicate_baselines and not (preempt.requested() or spent_all) else []
+        todo = (
+            replicates.baseline_plan(settings) if replicate_baselines and not (preempt.requested() or spent_all) else []
+        )
         if todo:
             bar.write(f"seed noise: training the baselines with {len(todo)} fresh seeds (search.baseline_seeds)")
         replicated = replicates.retrain(settings, study, group, todo)
-        if replicate_baselines and settings.space.search.replicates == "auto" and not (preempt.requested() or spent_all):
+        if (
+            replicate_baselines
+            and settings.space.search.replicates == "auto"
+            and not (preempt.requested() or spent_all)
+        ):
             replicated += replicates.retrain_auto(settings, study, group, bar)
     end = study_mod.snapshot(study, settings.seed)
     early = stopped if end.done < n_trials or preempt.requested() else None  # complete: nothing stopped it early
@@ -119,12 +133,20 @@ def budget(study: optuna.Study) -> dict | None:
     return study.user_attrs.get(StudyAttr.BUDGET)
 
 
-def _why_stop(settings: Settings, study: optuna.Study, now: study_mod.Snapshot, n_trials: int,
-              in_a_row: int) -> str | None:
+def _why_stop(
+    settings: Settings, study: optuna.Study, now: study_mod.Snapshot, n_trials: int, in_a_row: int
+) -> str | None:
     if preempt.requested():
         return f"preempted by {preempt.requested()}; run the same command again to resume"
-    return decide.why_stop(decided=now.done, target=n_trials, evaluated=len(now.known),
-                           space_size=settings.space.size(), in_a_row=in_a_row, spent=now.spent, budget=budget(study))
+    return decide.why_stop(
+        decided=now.done,
+        target=n_trials,
+        evaluated=len(now.known),
+        space_size=settings.space.size(),
+        in_a_row=in_a_row,
+        spent=now.spent,
+        budget=budget(study),
+    )
 
 
 def _others_finish(settings: Settings, now: study_mod.Snapshot, n_trials: int) -> bool:
@@ -133,8 +155,9 @@ def _others_finish(settings: Settings, now: study_mod.Snapshot, n_trials: int) -
     return now.done + len(now.running) >= n_trials or len(now.known.keys() | running) >= settings.space.size()
 
 
-def _answer(settings: Settings, study: optuna.Study, trial: optuna.Trial, group: WorkerGroup,
-            n_trials: int) -> Outcome | str:
+def _answer(
+    settings: Settings, study: optuna.Study, trial: optuna.Trial, group: WorkerGroup, n_trials: int
+) -> Outcome | str:
     """Tell the study this trial's result: trained, "repeat" (an earlier result answers), "pruned repeat" (a
     pruned one proposed again: a random undecided one is queued next) or "withdrawn"."""
     trial.set_user_attr(TrialAttr.GROUP, liveness.me())  # first: recovery must know whose trial this is
@@ -156,13 +179,21 @@ def _answer(settings: Settings, study: optuna.Study, trial: optuna.Trial, group:
             return "pruned repeat"
         return "repeat"
     if same := _running_elsewhere(trial, now, settings.seed):  # that group trains it: not queued again
-        study_mod.fail_outside_budget(study, now.running[trial.number],
-                                      f"withdrawn: the same assignment is running in trial {same}", requeue=False)
+        study_mod.fail_outside_budget(
+            study,
+            now.running[trial.number],
+            f"withdrawn: the same assignment is running in trial {same}",
+            requeue=False,
+        )
         return "withdrawn"
     if _target_taken(trial, now, n_trials):  # a queued trial (baseline, retry) goes back for later
         mine = now.running[trial.number]
-        study_mod.fail_outside_budget(study, mine, f"withdrawn: trials running in other groups complete the "
-                                      f"study's {n_trials} trials", requeue=optuna_compat.was_queued(mine))
+        study_mod.fail_outside_budget(
+            study,
+            mine,
+            f"withdrawn: trials running in other groups complete the study's {n_trials} trials",
+            requeue=optuna_compat.was_queued(mine),
+        )
         return "withdrawn"
     trial.set_user_attr(TrialAttr.TRAINED, True)
     trial.set_user_attr(TrialAttr.ORIGIN, Origin.SEARCH)
@@ -172,8 +203,14 @@ def _answer(settings: Settings, study: optuna.Study, trial: optuna.Trial, group:
 def _running_elsewhere(trial: optuna.Trial, now: study_mod.Snapshot, seed: int) -> int | None:
     """Another RUNNING trial of the same assignment and seed. Every group defers to every other, so two
     can never train it at once (both may withdraw in a tight race; the sampler proposes it again)."""
-    return next((t.number for t in now.running.values() if t.number != trial.number and t.params == trial.params
-                 and t.user_attrs.get(TrialAttr.SEED, seed) == seed), None)
+    return next(
+        (
+            t.number
+            for t in now.running.values()
+            if t.number != trial.number and t.params == trial.params and t.user_attrs.get(TrialAttr.SEED, seed) == seed
+        ),
+        None,
+    )
 
 
 def _target_taken(trial: optuna.Trial, now: study_mod.Snapshot, n_trials: int) -> bool:

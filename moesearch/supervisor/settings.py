@@ -41,15 +41,27 @@ class Settings:
         return self.results / self.study / "monitor"
 
 
-def resolve(space: str | Space, storage: str | None, study_name: str | None, results: Path, data: str | None,
-            seed: int, progress: bool, dry_run: bool = False, monitor: tuple[str, ...] = (), **group) -> Settings:
+def resolve(
+    space: str | Space,
+    storage: str | None,
+    study_name: str | None,
+    results: Path,
+    data: str | None,
+    seed: int,
+    progress: bool,
+    dry_run: bool = False,
+    monitor: tuple[str, ...] = (),
+    **group,
+) -> Settings:
     """Validate every input; returns Settings or raises InputError naming the culprit."""
     spec = space_mod.load(space) if isinstance(space, str) else space
     launch = resolve_launch(**group)
     spec.ep_size(launch.world_size)
     if spec.train.eval_sequences % launch.world_size:
-        raise InputError(f"--nproc {launch.nproc}: {launch.world_size} ranks in all must divide train.eval_sequences "
-                         f"({spec.train.eval_sequences}) so every rank evaluates the same held-out tokens")
+        raise InputError(
+            f"--nproc {launch.nproc}: {launch.world_size} ranks in all must divide train.eval_sequences "
+            f"({spec.train.eval_sequences}) so every rank evaluates the same held-out tokens"
+        )
     data = os.path.abspath(data) if data else None  # recorded with the study: workers start elsewhere
     text = corpus.load(data)
     text.check_fits(spec.model.seq_len)
@@ -57,9 +69,18 @@ def resolve(space: str | Space, storage: str | None, study_name: str | None, res
     _check_writable(results)
     if study_name is not None and not re.fullmatch(STUDY_NAME, study_name):
         raise InputError(f"--study: {study_name!r} is not a plain name; allowed: letters, digits, '_', '.', '-'")
-    return Settings(space=spec, study=study_name or spec.name, storage=storage or f"sqlite:///{results / 'moesearch.db'}",
-                    results=results, launch=launch, seed=seed, data=data, data_sha256=text.sha256, progress=progress,
-                    monitor=_check_monitor(monitor))
+    return Settings(
+        space=spec,
+        study=study_name or spec.name,
+        storage=storage or f"sqlite:///{results / 'moesearch.db'}",
+        results=results,
+        launch=launch,
+        seed=seed,
+        data=data,
+        data_sha256=text.sha256,
+        progress=progress,
+        monitor=_check_monitor(monitor),
+    )
 
 
 MONITORS = ("tensorboard", "csv")
@@ -72,13 +93,21 @@ def _check_monitor(kinds: tuple[str, ...]) -> tuple[str, ...]:
             import importlib.util
 
             if importlib.util.find_spec("tensorboard") is None:
-                raise InputError("--monitor tensorboard: the tensorboard package is not installed; "
-                                 "install it with `pip install -e '.[monitor]'`, or use --monitor csv")
+                raise InputError(
+                    "--monitor tensorboard: the tensorboard package is not installed; "
+                    "install it with `pip install -e '.[monitor]'`, or use --monitor csv"
+                )
     return tuple(dict.fromkeys(kinds))
 
 
-def resolve_launch(nproc: int | None, nnodes: int | None, master_addr: str | None, master_port: int | None, launcher: str,
-                   hostfile: Path | None) -> Launch:
+def resolve_launch(
+    nproc: int | None,
+    nnodes: int | None,
+    master_addr: str | None,
+    master_port: int | None,
+    launcher: str,
+    hostfile: Path | None,
+) -> Launch:
     """The worker group's shape from its flags; InputError for combinations that cannot start.
 
     With a hostfile, nodes, ranks per node and node 0's address default to its hosts, its first
@@ -87,16 +116,23 @@ def resolve_launch(nproc: int | None, nnodes: int | None, master_addr: str | Non
     hosts: list[tuple[str, int]] = []
     if hostfile is not None:
         if launcher != "deepspeed":
-            raise InputError(f"--hostfile {str(hostfile)!r}: only with --launcher deepspeed (torchrun takes --nnodes "
-                             "and --master-addr, one `moesearch node` per other node)")
+            raise InputError(
+                f"--hostfile {str(hostfile)!r}: only with --launcher deepspeed (torchrun takes --nnodes "
+                "and --master-addr, one `moesearch node` per other node)"
+            )
         hosts = _hosts(hostfile)
         if nnodes and nnodes > len(hosts):
             raise InputError(f"--nnodes {nnodes}: --hostfile {str(hostfile)!r} names only {len(hosts)} hosts")
     elif launcher == "deepspeed" and nnodes and nnodes > 1:
         raise InputError(f"--nnodes {nnodes}: --launcher deepspeed reaches other nodes through --hostfile; give one")
-    return Launch(nproc=nproc or (hosts[0][1] if hosts else _default_nproc()), nnodes=nnodes or max(len(hosts), 1),
-                  master_addr=master_addr or (hosts[0][0] if hosts else "127.0.0.1"), master_port=master_port,
-                  launcher=launcher, hostfile=hostfile.resolve() if hostfile else None)
+    return Launch(
+        nproc=nproc or (hosts[0][1] if hosts else _default_nproc()),
+        nnodes=nnodes or max(len(hosts), 1),
+        master_addr=master_addr or (hosts[0][0] if hosts else "127.0.0.1"),
+        master_port=master_port,
+        launcher=launcher,
+        hostfile=hostfile.resolve() if hostfile else None,
+    )
 
 
 def _hosts(hostfile: Path) -> list[tuple[str, int]]:
@@ -107,7 +143,9 @@ def _hosts(hostfile: Path) -> list[tuple[str, int]]:
     hosts = []
     for line in filter(None, lines):
         if not (match := re.fullmatch(r"(\S+)\s+slots=([1-9]\d*)", line)):
-            raise InputError(f"--hostfile {str(hostfile)!r}: bad line {line!r}; allowed: 'hostname slots=N' lines, N >= 1")
+            raise InputError(
+                f"--hostfile {str(hostfile)!r}: bad line {line!r}; allowed: 'hostname slots=N' lines, N >= 1"
+            )
         if any(host == match[1] for host, _ in hosts):
             raise InputError(f"--hostfile {str(hostfile)!r}: {match[1]!r} is named twice; allowed: each host once")
         hosts.append((match[1], int(match[2])))

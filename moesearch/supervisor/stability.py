@@ -28,7 +28,7 @@ def spikes(losses: list[float]) -> int:
     SPIKE_MADS median absolute deviations and by at least SPIKE_MIN_NATS (the first window counts none)."""
     count = 0
     for i in range(SPIKE_WINDOW, len(losses)):
-        recent = losses[i - SPIKE_WINDOW:i]
+        recent = losses[i - SPIKE_WINDOW : i]
         median = statistics.median(recent)
         mad = statistics.median(abs(x - median) for x in recent)
         count += losses[i] - median > max(SPIKE_MADS * mad, SPIKE_MIN_NATS)

@@ -11,9 +11,9 @@ import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
 from moesearch.analysis import pareto
+from moesearch.core.trial import State, StudyAttr, TrialAttr
 from moesearch.supervisor import liveness
 from moesearch.supervisor import study as study_mod
-from moesearch.core.trial import State, StudyAttr, TrialAttr
 
 
 @dataclass(frozen=True)
@@ -41,8 +41,11 @@ def of(study: optuna.Study, now: float | None = None) -> Status:
     trials = study.get_trials(deepcopy=False)
     counted = study_mod.trained_among(trials, budget_only=True)
     # trials with a result (verify replicates too): preempted, lost or withdrawn ones trained nothing to count
-    trained = [t for t in study_mod.trained_among(trials, budget_only=False)
-               if t.state == TrialState.COMPLETE or t.user_attrs.get(TrialAttr.BUDGET, True)]
+    trained = [
+        t
+        for t in study_mod.trained_among(trials, budget_only=False)
+        if t.state == TrialState.COMPLETE or t.user_attrs.get(TrialAttr.BUDGET, True)
+    ]
     running = [t for t in trials if t.state == TrialState.RUNNING]
     stale = [t for t in running if liveness.is_dead(t, now)]
     finished_at = sorted(t.datetime_complete.timestamp() for t in trained)
@@ -59,12 +62,18 @@ def of(study: optuna.Study, now: float | None = None) -> Status:
         repeats=sum(TrialAttr.DUPLICATE_OF in t.user_attrs for t in trials),
         outside_budget=sum(t.state == TrialState.FAIL and not t.user_attrs.get(TrialAttr.BUDGET, True) for t in trials),
         waiting=sum(t.state == TrialState.WAITING for t in trials),
-        groups=sorted({":".join(t.user_attrs[TrialAttr.GROUP].split(":")[:2]) for t in running
-                       if t not in stale and TrialAttr.GROUP in t.user_attrs}),
+        groups=sorted(
+            {
+                ":".join(t.user_attrs[TrialAttr.GROUP].split(":")[:2])
+                for t in running
+                if t not in stale and TrialAttr.GROUP in t.user_attrs
+            }
+        ),
         stale=[t.number for t in stale],
         per_hour_last=sum(f > now - 3600 for f in finished_at),
         per_hour_overall=len(finished_at) / (finished_at[-1] - started_at) * 3600
-        if finished_at and finished_at[-1] > started_at else None,
+        if finished_at and finished_at[-1] > started_at
+        else None,
         front=front_size(study, trained),  # verify replicates too: fronts are of seed means
     )
 
@@ -89,9 +98,20 @@ def front_size(study: optuna.Study, trials: list[FrozenTrial]) -> int:
     if not complete:
         return 0
     objectives = study.user_attrs[StudyAttr.SPACE]["search"]["objectives"]
-    rows = pd.DataFrame([{"trial": t.number, "state": State.COMPLETE, "data_sha256": None,
-                          "assignment": t.user_attrs[TrialAttr.ASSIGNMENT], "seed": t.user_attrs.get(TrialAttr.SEED),
-                          **t.params, **dict(zip(objectives, t.values, strict=True))} for t in complete])
+    rows = pd.DataFrame(
+        [
+            {
+                "trial": t.number,
+                "state": State.COMPLETE,
+                "data_sha256": None,
+                "assignment": t.user_attrs[TrialAttr.ASSIGNMENT],
+                "seed": t.user_attrs.get(TrialAttr.SEED),
+                **t.params,
+                **dict(zip(objectives, t.values, strict=True)),
+            }
+            for t in complete
+        ]
+    )
     on, _ = pareto.front(rows, objectives, study.user_attrs[StudyAttr.REFERENCE_POINT])
     return len(on)
 
@@ -106,8 +126,11 @@ def text(name: str, where: str, s: Status) -> str:
         "(preempted, lost, interrupted or withdrawn)",
         f"compute: {s.spent['steps']:,.0f} steps, {s.spent['device_s'] / 3600:.3g} device-hours trained"
         + (f" of a budget of {_budget_text(s.budget)}" if s.budget else "")
-        + (f" ({s.uncounted} trained trials made before moesearch recorded compute are not counted, nor by "
-           "--budget)" if s.uncounted else ""),
+        + (
+            f" ({s.uncounted} trained trials made before moesearch recorded compute are not counted, nor by --budget)"
+            if s.uncounted
+            else ""
+        ),
         f"repeated proposals answered from the study: {s.repeats} (Optuna lists them as COMPLETE or PRUNED trials too)",
         f"worker groups with a trial running: {len(s.groups)}" + (f" ({', '.join(s.groups)})" if s.groups else ""),
         f"throughput: {s.per_hour_last} trials in the last hour"
@@ -117,8 +140,10 @@ def text(name: str, where: str, s: Status) -> str:
     if s.pruned_at:
         lines.insert(3, "pruned per rung: " + ", ".join(f"{n} at step {step}" for step, n in s.pruned_at.items()))
     if s.stale:
-        lines.append(f"of the running trials, {', '.join(map(str, s.stale))} belong to dead groups: the next search "
-                     "or worker settles them")
+        lines.append(
+            f"of the running trials, {', '.join(map(str, s.stale))} belong to dead groups: the next search "
+            "or worker settles them"
+        )
     return "\n".join(lines)
 
 

@@ -1,9 +1,9 @@
 """Study storage: open an Optuna storage URL, check one without opening it, mask its password.
 
-Light: optuna and sqlalchemy, imported only to open a storage (the checks answer without them). One storage per study: SQLite (`sqlite:///file.db`, one machine),
-Optuna's journal file (`journal:/shared/path.log`, a few groups on a shared filesystem) or
-PostgreSQL (`postgresql://user@host/db`, many groups). Opening a sqlite or journal URL creates its
-file, so the checks here come first wherever nothing may be written.
+Light: optuna and sqlalchemy, imported only to open a storage (the checks answer without them). One storage
+per study: SQLite (`sqlite:///file.db`, one machine), Optuna's journal file (`journal:/shared/path.log`, a
+few groups on a shared filesystem) or PostgreSQL (`postgresql://user@host/db`, many groups). Opening a
+sqlite or journal URL creates its file, so the checks here come first wherever nothing may be written.
 """
 
 from __future__ import annotations
@@ -17,8 +17,10 @@ from moesearch.core.errors import InputError
 if TYPE_CHECKING:  # optuna takes a while to import: a bad --storage is answered without it
     import optuna
 
-_SECRETS = [(re.compile(r"(://[^/@:]*:)[^@]*@"), r"\1***@"),  # user:password@host
-            (re.compile(r"(password=)[^&]*", re.IGNORECASE), r"\1***")]  # ?password=... in the query
+_SECRETS = [
+    (re.compile(r"(://[^/@:]*:)[^@]*@"), r"\1***@"),  # user:password@host
+    (re.compile(r"(password=)[^&]*", re.IGNORECASE), r"\1***"),
+]  # ?password=... in the query
 
 
 def redact(url: str) -> str:
@@ -42,8 +44,10 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
         return optuna.storages.RDBStorage(url)
     except Exception as e:  # optuna raises several types; all mean the same to the user
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise InputError(f"--storage: cannot open {redact(url)!r}: {first}; allowed: an Optuna RDB URL "
-                         f"(sqlite:///file.db, postgresql://user@host/db) or journal:/shared/path.log") from None
+        raise InputError(
+            f"--storage: cannot open {redact(url)!r}: {first}; allowed: an Optuna RDB URL "
+            f"(sqlite:///file.db, postgresql://user@host/db) or journal:/shared/path.log"
+        ) from None
 
 
 def open_for(settings, explicit: bool) -> optuna.storages.BaseStorage:
@@ -55,8 +59,10 @@ def open_for(settings, explicit: bool) -> optuna.storages.BaseStorage:
     from moesearch.core import results
 
     records = any(results.trials_dir(settings.results, settings.study).glob("trial-*.parquet"))
-    clash = InputError(f"--results: {str(settings.results)!r} holds records of a study {settings.study!r} that is "
-                       f"not in --storage {redact(settings.storage)!r}; give another --results or --study")
+    clash = InputError(
+        f"--results: {str(settings.results)!r} holds records of a study {settings.study!r} that is "
+        f"not in --storage {redact(settings.storage)!r}; give another --results or --study"
+    )
     if records and _new_sqlite_file(settings.storage):
         raise clash  # before opening: that would create the file
     if not explicit:
@@ -80,8 +86,10 @@ def check_url(url: str) -> str:
 
         make_url(url)
     except Exception:
-        raise InputError(f"--storage: {redact(url)!r} is not a storage URL; allowed: sqlite:///file.db, "
-                         "postgresql://user@host/db or journal:/shared/path.log") from None
+        raise InputError(
+            f"--storage: {redact(url)!r} is not a storage URL; allowed: sqlite:///file.db, "
+            "postgresql://user@host/db or journal:/shared/path.log"
+        ) from None
     return redact(url)
 
 

@@ -26,8 +26,8 @@ from moesearch.core import design
 from moesearch.core.assignment import Assignment, layer_name
 from moesearch.core.errors import InputError
 from moesearch.core.space import Space
-from moesearch.supervisor import decide, liveness, optuna_compat
 from moesearch.core.trial import Origin, StudyAttr, TrialAttr
+from moesearch.supervisor import decide, liveness, optuna_compat
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # moesearch reports trials itself
 
@@ -50,8 +50,15 @@ def make_sampler(kind: str, seed: int) -> BaseSampler:
         return _SAMPLER_FACTORIES[kind](seed)
 
 
-def open_study(storage: optuna.storages.BaseStorage, name: str, space: Space, seed: int,
-               data: str | None = None, data_sha256: str | None = None, results: str | None = None) -> optuna.Study:
+def open_study(
+    storage: optuna.storages.BaseStorage,
+    name: str,
+    space: Space,
+    seed: int,
+    data: str | None = None,
+    data_sha256: str | None = None,
+    results: str | None = None,
+) -> optuna.Study:
     """Create the study, or resume it if it exists and was created for the same space.
 
     Creating it fixes the hypervolume reference point (stored with the study, and in every record) and
@@ -60,8 +67,13 @@ def open_study(storage: optuna.storages.BaseStorage, name: str, space: Space, se
     from moesearch.supervisor.reference import reference_point
 
     directions = list(space.search.objectives.values())
-    study = optuna.create_study(storage=storage, study_name=name, directions=directions,
-                                sampler=make_sampler(space.search.sampler, seed), load_if_exists=True)
+    study = optuna.create_study(
+        storage=storage,
+        study_name=name,
+        directions=directions,
+        sampler=make_sampler(space.search.sampler, seed),
+        load_if_exists=True,
+    )
     recorded = study.user_attrs.get(StudyAttr.SPACE)
     if recorded is not None:
         check_same_text(study, data, data_sha256)
@@ -76,9 +88,13 @@ def open_study(storage: optuna.storages.BaseStorage, name: str, space: Space, se
         if space.search.design != "none":  # then the main-effects design, before the sampler proposes
             for run in design.runs(space.layer_choices()):
                 study.enqueue_trial(Assignment(run).params(), skip_if_exists=True)
-    elif Space.model_validate(recorded).model_dump(mode="json") != space.model_dump(mode="json"):  # keys added since: defaults
-        raise InputError(f"--study {name!r}: this study was created for a different space "
-                         f"({recorded.get('name')!r} with other settings); give a new --study name")
+    elif Space.model_validate(recorded).model_dump(mode="json") != space.model_dump(
+        mode="json"
+    ):  # keys added since: defaults
+        raise InputError(
+            f"--study {name!r}: this study was created for a different space "
+            f"({recorded.get('name')!r} with other settings); give a new --study name"
+        )
     if StudyAttr.RUN not in study.user_attrs:  # new, or made by an older moesearch: what joining worker groups need
         study.set_user_attr(StudyAttr.RUN, {"seed": seed, "data": data, "data_sha256": data_sha256, "results": results})
     return study
@@ -95,21 +111,27 @@ def check_same_text(study: optuna.Study, data: str | None, data_sha256: str | No
         return
     given = data or "not given (the standard library's source)"
     theirs = made.get("data") or "not given (the standard library's source)"
-    raise InputError(f"--data: {given} (sha256 {data_sha256[:12]}) is not the training text of study "
-                     f"{study.study_name!r}, made with --data {theirs} (sha256 {made['data_sha256'][:12]}); "
-                     "allowed: that text, or a new --study")
+    raise InputError(
+        f"--data: {given} (sha256 {data_sha256[:12]}) is not the training text of study "
+        f"{study.study_name!r}, made with --data {theirs} (sha256 {made['data_sha256'][:12]}); "
+        "allowed: that text, or a new --study"
+    )
 
 
 def load_existing(storage: optuna.storages.BaseStorage, name: str) -> optuna.Study:
     """A study made by `moesearch search`, for a worker group to join; InputError otherwise."""
     names = optuna.get_all_study_names(storage)
     if name not in names:
-        raise InputError(f"--study: no study {name!r} in --storage; studies there: {', '.join(names) or '(none)'}; "
-                         "create it with `moesearch search SPACE --storage ... --study ...` first")
+        raise InputError(
+            f"--study: no study {name!r} in --storage; studies there: {', '.join(names) or '(none)'}; "
+            "create it with `moesearch search SPACE --storage ... --study ...` first"
+        )
     study = optuna.load_study(study_name=name, storage=storage)
     if StudyAttr.RUN not in study.user_attrs or StudyAttr.TRIALS not in study.user_attrs:
-        raise InputError(f"--study {name!r}: not made by `moesearch search` of this version (it has no space, seed "
-                         "or trial target to join with); run `moesearch search` on it once")
+        raise InputError(
+            f"--study {name!r}: not made by `moesearch search` of this version (it has no space, seed "
+            "or trial target to join with); run `moesearch search` on it once"
+        )
     return study
 
 
@@ -120,14 +142,20 @@ def group_seed() -> int:
 
 def trained(study: optuna.Study, budget_only: bool = True) -> list[FrozenTrial]:
     """Finished trials that the worker group actually trained (by default: those counting toward --trials)."""
-    return trained_among(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED,
-                                                                  TrialState.FAIL)), budget_only)
+    return trained_among(
+        study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)), budget_only
+    )
 
 
 def trained_among(trials: list[FrozenTrial], budget_only: bool) -> list[FrozenTrial]:
     """The finished trials of `trials` that a worker group trained (by the same rule as `trained`)."""
-    return [t for t in trials if t.state.is_finished() and t.user_attrs.get(TrialAttr.TRAINED)
-            and (t.user_attrs.get(TrialAttr.BUDGET, True) or not budget_only)]
+    return [
+        t
+        for t in trials
+        if t.state.is_finished()
+        and t.user_attrs.get(TrialAttr.TRAINED)
+        and (t.user_attrs.get(TrialAttr.BUDGET, True) or not budget_only)
+    ]
 
 
 @dataclass(frozen=True)
@@ -151,10 +179,15 @@ def snapshot(study: optuna.Study, seed: int) -> Snapshot:
     finished = trained_among(trials, budget_only=False)
     return Snapshot(
         done=sum(1 for t in finished if t.user_attrs.get(TrialAttr.BUDGET, True)),
-        running={t.number: t for t in trials if t.state == TrialState.RUNNING and t.user_attrs.get(TrialAttr.BUDGET, True)},
+        running={
+            t.number: t for t in trials if t.state == TrialState.RUNNING and t.user_attrs.get(TrialAttr.BUDGET, True)
+        },
         waiting=[t.number for t in trials if t.state == TrialState.WAITING],
-        known={t.user_attrs[TrialAttr.ASSIGNMENT]: (t.number, t.values) for t in finished
-               if t.state in (TrialState.COMPLETE, TrialState.PRUNED) and t.user_attrs.get(TrialAttr.SEED) == seed},
+        known={
+            t.user_attrs[TrialAttr.ASSIGNMENT]: (t.number, t.values)
+            for t in finished
+            if t.state in (TrialState.COMPLETE, TrialState.PRUNED) and t.user_attrs.get(TrialAttr.SEED) == seed
+        },
         spent=spent(trials),
     )
 
@@ -170,11 +203,18 @@ def set_compute(trial: optuna.Trial, steps: int, device_s: float) -> None:
     trial.set_user_attr(TrialAttr.COMPUTE, {"steps": steps, "device_s": device_s})
 
 
-
 def replicate_of(study: optuna.Study, assignment: str, seed: int) -> int | None:
     """The first completed trial of `assignment` trained with a seed other than `seed`, if any."""
-    return next((t.number for t in trained(study, budget_only=False) if t.state == TrialState.COMPLETE
-                 and t.user_attrs[TrialAttr.ASSIGNMENT] == assignment and t.user_attrs.get(TrialAttr.SEED) != seed), None)
+    return next(
+        (
+            t.number
+            for t in trained(study, budget_only=False)
+            if t.state == TrialState.COMPLETE
+            and t.user_attrs[TrialAttr.ASSIGNMENT] == assignment
+            and t.user_attrs.get(TrialAttr.SEED) != seed
+        ),
+        None,
+    )
 
 
 def is_running(study: optuna.Study, number: int) -> bool:
@@ -187,8 +227,14 @@ def reference_point(study: optuna.Study) -> dict[str, float]:
     return study.user_attrs[StudyAttr.REFERENCE_POINT]
 
 
-def tell_result(study: optuna.Study, trial: optuna.Trial, values: list[float] | None, failure_reason: str | None,
-                preempted: bool = False, pruned: bool = False) -> None:
+def tell_result(
+    study: optuna.Study,
+    trial: optuna.Trial,
+    values: list[float] | None,
+    failure_reason: str | None,
+    preempted: bool = False,
+    pruned: bool = False,
+) -> None:
     """Tell a trained trial's result (None: it failed or was pruned, for `failure_reason`); its record is
     already written.
 
@@ -247,14 +293,22 @@ def reserve(study: optuna.Study, space: Space, layers: list[str], seed: int, ori
     count toward a search's --trials.
     """
     token = secrets.token_hex(8)
-    study.add_trial(optuna.trial.create_trial(
-        state=TrialState.RUNNING,
-        params=Assignment(layers).params(),
-        distributions={layer_name(i): CategoricalDistribution(c) for i, c in enumerate(space.layer_choices())},
-        user_attrs={TrialAttr.ASSIGNMENT: Assignment(layers).text, TrialAttr.SEED: seed, TrialAttr.TRAINED: True,
-                    TrialAttr.TOKEN: token, TrialAttr.ORIGIN: origin, TrialAttr.GROUP: liveness.me(),
-                    **({TrialAttr.BUDGET: False} if origin == Origin.VERIFY else {})},
-    ))
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=TrialState.RUNNING,
+            params=Assignment(layers).params(),
+            distributions={layer_name(i): CategoricalDistribution(c) for i, c in enumerate(space.layer_choices())},
+            user_attrs={
+                TrialAttr.ASSIGNMENT: Assignment(layers).text,
+                TrialAttr.SEED: seed,
+                TrialAttr.TRAINED: True,
+                TrialAttr.TOKEN: token,
+                TrialAttr.ORIGIN: origin,
+                TrialAttr.GROUP: liveness.me(),
+                **({TrialAttr.BUDGET: False} if origin == Origin.VERIFY else {}),
+            },
+        )
+    )
     # add_trial returns nothing: find ours by its token (other processes may be adding trials too)
     ours = next(t for t in reversed(study.get_trials(deepcopy=False)) if t.user_attrs.get(TrialAttr.TOKEN) == token)
     return optuna_compat.handle(study, ours)
