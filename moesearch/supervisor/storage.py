@@ -67,6 +67,8 @@ def open_for(settings, explicit: bool) -> optuna.storages.BaseStorage:
         raise clash  # before opening: that would create the file
     if not explicit:
         settings.results.mkdir(parents=True, exist_ok=True)
+    if (file := file_of(settings.storage)) is not None:
+        file.parent.mkdir(parents=True, exist_ok=True)  # as --results is: a new study's file may start its folder
     storage = open_storage(settings.storage)
     import optuna
 
