@@ -179,7 +179,7 @@ def test_the_baselines_get_their_seed_replicates_once_and_the_front_states_the_n
     assert (trained["origin"] == "search").sum() == 3, "replicates are outside --trials"
     assert sorted(replicates["assignment"]) == ["gelu,gelu", "swiglu,swiglu"] and set(replicates["seed"]) == {1}
     assert "2 seed replicates trained: of the baselines for the seed noise" in out.stdout
-    assert "seed noise: val_loss sd" in out.stdout and "every figure is from one seed" not in out.stdout
+    assert "seed noise: val_loss sd" in out.stdout and "every figure in this table is one training" not in out.stdout
     again = run_cli(*args)
     assert again.returncode == 0, again.stderr
     assert "0 trials trained now" in again.stdout and "seed replicates" not in again.stdout

@@ -6,7 +6,7 @@ hypervolume come from moocore (maintained, C-backed, any number of objectives, m
 A front compares one training text: records of another text (`data_sha256`) are left out, and said so.
 The seed noise is part of every front: pooled over the assignments trained with several seeds, it
 decides which differences from a baseline are wins and which are ties (`Spread`); without
-replicates, the summary says the figures are from one seed. Light: no torch.
+replicates, the summary says every figure is one training. Light: no torch.
 """
 
 from __future__ import annotations
@@ -452,9 +452,10 @@ def noise_line(analysis: Analysis) -> str:
         )
     targets = int((t["pareto"] | t["baseline"]).sum())
     return (
-        f"every figure is from one seed: the seed noise is not measured, so gaps between assignments may be noise; "
-        f"`moesearch verify` would train {targets * VERIFY_SEEDS} replicate trials ({VERIFY_SEEDS} fresh seeds "
-        f"for each of the {targets} front members and baselines) to measure it"
+        "every figure in this table is one training (no assignment has two seeds), so a gap between two rows "
+        "may be training noise; the noise model (per-layer effects, expected front) pools every trial to "
+        f"estimate it, and `moesearch verify` would measure it directly with {targets * VERIFY_SEEDS} replicate "
+        f"trials ({VERIFY_SEEDS} fresh seeds for each of the {targets} front members and baselines)"
     )
 
 
