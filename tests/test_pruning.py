@@ -12,12 +12,16 @@ import signal
 
 import optuna
 import psutil
+import pytest
 from conftest import MICRO, leftover_ranks, run_cli, start_cli, wait_for_training, write_space
 from optuna.trial import TrialState
 from test_cluster import ONE_THREAD, check_study
 
 from moesearch.core import results
 from moesearch.core.metrics import AT_RUNG
+from moesearch.core.space import PruningSpec
+from moesearch.replay import search
+from moesearch.replay import table as tables
 
 # 2 layers x {gelu, swiglu, relu}: three baselines, six mixed assignments; val_loss at 10, 20 and 30.
 # Objectives val_loss and FLOPs: all-gelu and all-relu are the cheapest, so a stalled mixed trial is
@@ -32,6 +36,7 @@ PRUNING = (
     )
     + '[search.pruning]\nmethod = "mo-asha"\nrungs = [10, 20]\neta = 2\nmin_records = 3\n'
 )
+PRUNING_SPEC = PruningSpec(method="mo-asha", rungs=[10, 20], eta=2, min_records=3)
 BASELINES = {"gelu,gelu", "swiglu,swiglu", "relu,relu"}
 MIXED = [",".join(p) for p in itertools.product(["gelu", "swiglu", "relu"], repeat=2) if len(set(p)) == 2]
 STALL_MIXED = {"MOESEARCH_FAULT": ";".join(f"stall:{a}" for a in MIXED)}
@@ -77,7 +82,7 @@ def test_a_poor_trial_is_pruned_at_the_first_rung_with_its_steps_and_never_train
     assert rows.iloc[4]["state"] == "PRUNED", "the budget's last trial was another stalled one"
 
 
-def test_two_groups_prune_against_each_other_s_records(tmp_path):
+def test_two_groups_prune_against_each_other_s_records_as_the_replay_does_on_the_same_table(tmp_path):
     space, out = write_space(tmp_path, PRUNING), tmp_path / "r"
     storage = f"journal:{tmp_path / 'study.log'}"
     common = ["--storage", storage, "--results", str(out), "--no-progress", "--nproc", "1"]
@@ -101,6 +106,45 @@ def test_two_groups_prune_against_each_other_s_records(tmp_path):
             own = sum(1 for n, w in workers.items() if w == workers[t.number] and n <= t.number)
             counted_others.append(seen > own)
     assert any(counted_others), "a group's verdicts count the other group's records"
+    replay_on_the_same_table(tmp_path, study)
+
+
+def replay_on_the_same_table(tmp_path, study: optuna.Study) -> None:
+    """The two groups' verdicts, replayed: the same space trained exhaustively without pruning (training
+    is deterministic: the same seed gives the same curves) is a replay table, and at every rung of every
+    live trial the replay's rung walk (`replay.search._rungs`), given the records that verdict saw
+    (`rung_peers`), stops the trial where the live search did."""
+    space = write_space(tmp_path, PRUNING.split("[search.pruning]")[0], name="exhaustive.toml")
+    out = tmp_path / "table"
+    made = run_cli(
+        "search",
+        str(space),
+        "--trials",
+        "9",
+        "--results",
+        str(out),
+        "--no-progress",
+        "--nproc",
+        "1",
+        env={**ONE_THREAD, **STALL_MIXED},
+    )
+    assert made.returncode == 0, made.stderr
+    table = tables.load_table(results.load_trials(out, "micro"), "t", results.load_steps(out, "micro"))
+    directions = list(table.objectives)
+    live_trials = [t for t in study.trials if t.user_attrs.get("origin") == "search" and "rung_peers" in t.user_attrs]
+    assert len(live_trials) >= 6, "every mixed trial was ranked at a rung"
+    for t in live_trials:
+        assignment = t.user_attrs["assignment"]
+        training = table.trainings[assignment][0]
+        for step, values in t.user_attrs["rungs"].items():
+            mine = [values[o] for o in directions]
+            assert mine == pytest.approx(training.at_step[int(step)], rel=1e-6), "the live curve is the table's"
+        seen = {
+            int(step): [table.trainings[study.trials[n].user_attrs["assignment"]][0].at_step[int(step)] for n in peers]
+            for step, peers in t.user_attrs["rung_peers"].items()
+        }
+        stopped = int(max(t.user_attrs["rungs"], key=int)) if t.state == TrialState.PRUNED else None
+        assert search._rungs(table, PRUNING_SPEC, training, seen, may_stop=True) == stopped, t.number
 
 
 def test_a_preempted_search_with_pruning_resumes_and_decides_every_trial_once(tmp_path):

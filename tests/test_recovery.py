@@ -245,8 +245,8 @@ def test_a_retry_is_not_ranked_against_its_own_preempted_attempt(study):
             )
         )
     seen = rungs.records_at(study, 10, objectives, but=first, seed=0)  # the first is the one asking
-    assert sorted(v for v, _ in seen) == [4.0, 5.0], (seen, "the preempted attempt (budget false) is left out")
-    assert rungs.records_at(study, 20, objectives, but=first, seed=0) == []
+    assert sorted(v for v, _ in seen.values()) == [4.0, 5.0], (seen, "the preempted attempt (budget false) is left out")
+    assert rungs.records_at(study, 20, objectives, but=first, seed=0) == {}
 
 
 def test_a_rung_ranks_only_the_search_trials_of_the_asking_trial_s_seed(study):
@@ -268,8 +268,8 @@ def test_a_rung_ranks_only_the_search_trials_of_the_asking_trial_s_seed(study):
                 user_attrs={"rungs": {"10": {"val_loss": loss, "tokens_per_s": 100.0}}, "origin": origin, "seed": seed},
             )
         )
-    assert sorted(v for v, _ in rungs.records_at(study, 10, objectives, but=-1, seed=0)) == [2.0, 2.4]
-    assert [v for v, _ in rungs.records_at(study, 10, objectives, but=-1, seed=1)] == [2.3]
+    assert sorted(v for v, _ in rungs.records_at(study, 10, objectives, but=-1, seed=0).values()) == [2.0, 2.4]
+    assert [v for v, _ in rungs.records_at(study, 10, objectives, but=-1, seed=1).values()] == [2.3]
 
 
 def test_a_storage_error_at_a_rung_fails_that_trial_with_its_record_and_the_caller_goes_on(tmp_path, monkeypatch):

@@ -48,6 +48,7 @@ class TrialAttr(StrEnum):
     HEARTBEAT = "heartbeat"  # the supervisor's last sign of life, seconds since the epoch
     TOKEN = "token"  # finds a trial added outside the sampler (`study.reserve`)
     RUNGS = "rungs"  # {step: {objective: value so far}} at every rung the trial reached (`[search.pruning]`)
+    RUNG_PEERS = "rung_peers"  # {step: [trial numbers]}: the records its verdict there ranked it against
     COMPUTE = "compute"  # {"steps": optimizer steps trained, "device_s": seconds x devices}: what --budget counts
 
 

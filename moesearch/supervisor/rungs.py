@@ -46,6 +46,7 @@ def judge(study: optuna.Study, trial: optuna.Trial, space: Space, may_stop: bool
     objectives = space.search.objectives
     seed = trial.user_attrs.get(TrialAttr.SEED)  # set before training: peers are of this seed
     reached: dict[str, dict[str, float]] = {}
+    ranked_against: dict[str, list[int]] = {}
 
     def on_rung(step: int, metrics: dict) -> Verdict:
         mine = {o: float(metrics[o]) for o in objectives}
@@ -60,23 +61,27 @@ def judge(study: optuna.Study, trial: optuna.Trial, space: Space, may_stop: bool
             return Verdict(True, "a baseline or replicate: its rungs are recorded, it is never stopped")
         with _storage(step):
             peers = records_at(study, step, objectives, but=trial.number, seed=seed)
-        return decide.rung_verdict(step, list(mine.values()), peers, list(objectives.values()), space.search.pruning)
+            ranked_against[str(step)] = sorted(peers)  # which records the verdict saw: groups decide concurrently
+            trial.set_user_attr(TrialAttr.RUNG_PEERS, dict(ranked_against))
+        return decide.rung_verdict(
+            step, list(mine.values()), list(peers.values()), list(objectives.values()), space.search.pruning
+        )
 
     return on_rung
 
 
 def records_at(
     study: optuna.Study, step: int, objectives: dict[str, str], but: int, seed: int | None
-) -> list[list[float]]:
-    """The objectives at rung `step` of every other trial that is a peer (`decide.rung_peer`: a search
+) -> dict[int, list[float]]:
+    """Trial number -> the objectives at rung `step`, of every other trial that is a peer (`decide.rung_peer`: a search
     trial of `seed`): running, complete, pruned or failed. Not those that gave no result (preempted,
     lost, withdrawn: failed outside the budget): their retry is a trial of its own, and must not be
     ranked against its own earlier attempt."""
-    rows = []
+    rows = {}
     for t in study.get_trials(deepcopy=False):
         at = t.user_attrs.get(TrialAttr.RUNGS, {}).get(str(step))
         no_result = t.state == TrialState.FAIL and not t.user_attrs.get(TrialAttr.BUDGET, True)
         peer = decide.rung_peer(t.user_attrs.get(TrialAttr.ORIGIN), t.user_attrs.get(TrialAttr.SEED), seed)
         if t.number != but and at is not None and not no_result and peer and all(o in at for o in objectives):
-            rows.append([at[o] for o in objectives])
+            rows[t.number] = [at[o] for o in objectives]
     return rows
