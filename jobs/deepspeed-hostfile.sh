@@ -33,7 +33,7 @@
 #   NPROC        ranks per host, one per GPU                                [the first host's slots]
 #   MASTER_ADDR  the first host's address as the other hosts reach it    [the hostfile's first host]
 #   MASTER_PORT  rendezvous port on the first host, free there                               [29500]
-#   SEED         training seed (MODE=search; workers use the study's)                            [0]
+#   SEED         training seed (MODE=search; worker groups use the study's)                     [0]
 #   TRIALS       trained trials the study should have; empty: the space's search.trials
 #                (MODE=search) or the study's current target (MODE=worker)                   [empty]
 #   DATA         training text (MODE=search): a path every host reads; empty: the Python

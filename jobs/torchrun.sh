@@ -27,7 +27,7 @@
 #   STORAGE      Optuna storage URL (node 0): sqlite:///FILE while this is the study's only group,
 #                journal:FILE on a shared filesystem or postgresql://user:pass@host/db when other
 #                groups join                                    [journal:$RESULTS/moesearch.journal]
-#   SEED         training seed (MODE=search; workers use the study's)                            [0]
+#   SEED         training seed (MODE=search; worker groups use the study's)                     [0]
 #   TRIALS       trained trials the study should have; empty: the space's search.trials
 #                (MODE=search) or the study's current target (MODE=worker)                   [empty]
 #   DATA         training text (MODE=search): a path every machine reads; empty: the Python

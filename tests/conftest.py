@@ -59,7 +59,7 @@ TAG_ENV = "MOESEARCH_TEST_TAG"
 
 
 def leftover_ranks(tag: str) -> list[int]:
-    """PIDs of worker ranks still alive from the command run with `tag` (there should be none)."""
+    """PIDs of ranks still alive from the command run with `tag` (there should be none)."""
     found = []
     for p in psutil.process_iter(["cmdline"]):
         try:

@@ -11,7 +11,7 @@ from test_replay import MO_ASHA, curved
 from moesearch.core import space
 from moesearch.core.space import PruningSpec
 from moesearch.core.trial import Origin, TrialAttr
-from moesearch.replay import search
+from moesearch.replay import arms
 from moesearch.replay import table as tables
 from moesearch.supervisor import decide, rungs
 
@@ -67,7 +67,7 @@ def test_the_live_rungs_and_the_replay_stop_the_same_trials_at_the_same_rungs(tm
         training = table.trainings[assignment][0]
         may_stop = assignment not in baselines
         live_verdicts.append(live(study, spec, training, may_stop))
-        replayed.append(search._rungs(table, pruning, training, at_rung, may_stop))
+        replayed.append(arms._rungs(table, pruning, training, at_rung, may_stop))
     assert live_verdicts == replayed
     assert any(v is not None for v in replayed) and any(v is None for v in replayed[len(baselines) :])
 
@@ -84,4 +84,4 @@ def test_the_live_rungs_leave_out_what_the_replay_never_sees(tmp_path):
         live(study, spec, table.trainings[best][0], may_stop=False, seed=seed, origin=origin)
     worst = max(table.trainings, key=lambda a: table.trainings[a][0].at_step[10][0])
     assert live(study, spec, table.trainings[worst][0], may_stop=True) is None, "alone at its rungs: kept"
-    assert search._rungs(table, eager, table.trainings[worst][0], {}, may_stop=True) is None
+    assert arms._rungs(table, eager, table.trainings[worst][0], {}, may_stop=True) is None

@@ -20,7 +20,7 @@ from test_cluster import ONE_THREAD, check_study
 from moesearch.core import results
 from moesearch.core.metrics import AT_RUNG
 from moesearch.core.space import PruningSpec
-from moesearch.replay import search
+from moesearch.replay import arms
 from moesearch.replay import table as tables
 
 # 2 layers x {gelu, swiglu, relu}: three baselines, six mixed assignments; val_loss at 10, 20 and 30.
@@ -112,7 +112,7 @@ def test_two_groups_prune_against_each_other_s_records_as_the_replay_does_on_the
 def replay_on_the_same_table(tmp_path, study: optuna.Study) -> None:
     """The two groups' verdicts, replayed: the same space trained exhaustively without pruning (training
     is deterministic: the same seed gives the same curves) is a replay table, and at every rung of every
-    live trial the replay's rung walk (`replay.search._rungs`), given the records that verdict saw
+    live trial the replay's rung walk (`replay.arms._rungs`), given the records that verdict saw
     (`rung_peers`), stops the trial where the live search did."""
     space = write_space(tmp_path, PRUNING.split("[search.pruning]")[0], name="exhaustive.toml")
     out = tmp_path / "table"
@@ -144,7 +144,7 @@ def replay_on_the_same_table(tmp_path, study: optuna.Study) -> None:
             for step, peers in t.user_attrs["rung_peers"].items()
         }
         stopped = int(max(t.user_attrs["rungs"], key=int)) if t.state == TrialState.PRUNED else None
-        assert search._rungs(table, PRUNING_SPEC, training, seen, may_stop=True) == stopped, t.number
+        assert arms._rungs(table, PRUNING_SPEC, training, seen, may_stop=True) == stopped, t.number
 
 
 def test_a_preempted_search_with_pruning_resumes_and_decides_every_trial_once(tmp_path):

@@ -14,6 +14,7 @@ from conftest import BACKENDS, MICRO, storage_url, unique_study, write_space
 from optuna.trial import TrialState
 
 from moesearch.core import results, space
+from moesearch.core.trial import TrialAttr
 from moesearch.supervisor import liveness, optuna_compat, recovery
 from moesearch.supervisor import storage as storage_mod
 from moesearch.supervisor import study as study_mod
@@ -22,18 +23,18 @@ TINY = space.load("tiny")
 OBJECTIVES = TINY.search.objectives  # val_loss (min), tokens_per_s (max)
 
 
-def dead_worker() -> str:
-    """The worker name of a process of this machine that has exited."""
+def dead_group() -> str:
+    """The group id of a process of this machine that has exited."""
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.5)"])
-    worker = liveness.name(psutil.Process(proc.pid))
+    group = liveness.name(psutil.Process(proc.pid))
     proc.wait()
-    return worker
+    return group
 
 
-def running_trial(study: optuna.Study, layers: list[str], worker: str) -> optuna.Trial:
-    """A search trial of `layers` RUNNING in the supervisor named `worker`."""
+def running_trial(study: optuna.Study, layers: list[str], group: str) -> optuna.Trial:
+    """A search trial of `layers` RUNNING in the worker group whose supervisor is `group`."""
     trial = study_mod.reserve(study, TINY, layers, seed=0, origin="search")
-    trial.set_user_attr("worker", worker)
+    trial.set_user_attr(TrialAttr.GROUP, group)
     return trial
 
 
@@ -71,7 +72,7 @@ def study(request, tmp_path) -> optuna.Study:
 
 def test_a_trial_recorded_but_not_told_is_told_from_its_record(study, tmp_path):
     """The supervisor died between writing the record and telling Optuna: the record is the result."""
-    trial = running_trial(study, ["gelu", "gelu"], dead_worker())
+    trial = running_trial(study, ["gelu", "gelu"], dead_group())
     results.write_trial(tmp_path, record(study.study_name, trial.number, ["gelu", "gelu"], "COMPLETE"))
     lines = recovery.recover(study, tmp_path)
     assert lines == [f"trial {trial.number}: told from its record (COMPLETE); its supervisor died before telling"]
@@ -82,7 +83,7 @@ def test_a_trial_recorded_but_not_told_is_told_from_its_record(study, tmp_path):
 
 
 def test_a_recorded_failure_is_told_as_a_failure_that_counts(study, tmp_path):
-    trial = running_trial(study, ["swiglu", "gelu"], dead_worker())
+    trial = running_trial(study, ["swiglu", "gelu"], dead_group())
     results.write_trial(tmp_path, record(study.study_name, trial.number, ["swiglu", "gelu"], "FAIL"))
     recovery.recover(study, tmp_path)
     told = study.trials[trial.number]
@@ -92,7 +93,7 @@ def test_a_recorded_failure_is_told_as_a_failure_that_counts(study, tmp_path):
 
 @pytest.mark.parametrize("state", [None, "PREEMPTED"])
 def test_a_lost_or_preempted_trial_fails_outside_the_budget_and_is_queued_again(study, tmp_path, state):
-    trial = running_trial(study, ["swiglu", "relu2"], dead_worker())
+    trial = running_trial(study, ["swiglu", "relu2"], dead_group())
     if state:
         results.write_trial(tmp_path, record(study.study_name, trial.number, ["swiglu", "relu2"], state))
     [line] = recovery.recover(study, tmp_path)
@@ -107,7 +108,7 @@ def test_a_lost_or_preempted_trial_fails_outside_the_budget_and_is_queued_again(
 
 def test_a_second_settle_from_a_stale_view_is_refused_and_queues_nothing(study, tmp_path):
     """The losing side of a race, made deterministic: both saw the trial RUNNING, one settles it first."""
-    trial = running_trial(study, ["relu2", "swiglu"], dead_worker())
+    trial = running_trial(study, ["relu2", "swiglu"], dead_group())
     stale = study.trials[trial.number]  # both saw it RUNNING
     first, second = (recovery._settle(study, tmp_path, stale) for _ in range(2))
     assert first is not None and second is None
@@ -121,7 +122,7 @@ def test_two_processes_recovering_at_once_settle_a_dead_trial_once(backend, tmp_
     url = storage_url(backend, tmp_path)
     name = unique_study("race")
     study = study_mod.open_study(storage_mod.open_storage(url), name, TINY, seed=0)
-    trial = running_trial(study, ["relu2", "swiglu"], dead_worker())
+    trial = running_trial(study, ["relu2", "swiglu"], dead_group())
     start = time.time() + 5  # both are imported and connected by then
     code = (
         "import time, optuna; from moesearch.supervisor import recovery, storage; "
@@ -138,7 +139,7 @@ def test_two_processes_recovering_at_once_settle_a_dead_trial_once(backend, tmp_
 
 def test_a_dead_pid_in_another_pid_namespace_of_this_host_is_judged_by_its_heartbeat(study):
     """Containers sharing the host's name (host networking) each have their own pids."""
-    host, pid, started, _ = dead_worker().split(":")
+    host, pid, started, _ = dead_group().split(":")
     trial = running_trial(study, ["gelu", "relu2"], f"{host}:{pid}:{started}:other-boot-4026531836")
     trial.set_user_attr("heartbeat", time.time())
     assert not liveness.is_dead(study.trials[trial.number])
@@ -177,7 +178,7 @@ def test_status_counts_trials_by_state_and_names_the_dead_group_s_trials(study, 
     from moesearch.supervisor import status
 
     live = running_trial(study, ["gelu", "relu2"], liveness.me())
-    dead = running_trial(study, ["relu2", "gelu"], dead_worker())
+    dead = running_trial(study, ["relu2", "gelu"], dead_group())
     done = running_trial(study, ["swiglu", "gelu"], liveness.me())
     study_mod.set_compute(done, steps=30, device_s=12.0)
     study.tell(done.number, [4.5, 1000.0])

@@ -16,7 +16,7 @@ from moesearch.cli import cli
 from moesearch.core import results
 from moesearch.core.errors import InputError
 from moesearch.core.space import PruningSpec
-from moesearch.replay import search, truth
+from moesearch.replay import arms, truth
 from moesearch.replay import table as tables
 from moesearch.supervisor.study import SAMPLERS
 
@@ -92,7 +92,7 @@ MO_ASHA = PruningSpec(method="mo-asha", rungs=[10, 20], eta=3, min_records=4)
 @pytest.mark.parametrize("sampler", SAMPLERS)
 def test_every_sampler_replays_and_reaches_the_true_front_by_exhausting_the_space(tmp_path, sampler):
     table = tables.load_table(exhaustive(tmp_path), "t")
-    run = search.replay(table, search.Arm(sampler), seed=1, n_trials=9)
+    run = arms.replay(table, arms.Arm(sampler), seed=1, n_trials=9)
     assert len(run.relative) == 9 and np.all(np.diff(run.relative) >= 0) and run.relative[-1] == pytest.approx(1.0)
     assert list(run.spent) == list(range(1, 10)), "without learning curves, compute is counted in trials"
     assert run.relative[2] < 1.0 or sampler == "brute", "three baselines rarely hold the whole front"
@@ -100,18 +100,18 @@ def test_every_sampler_replays_and_reaches_the_true_front_by_exhausting_the_spac
 
 def test_a_replay_is_deterministic_per_seed_and_baselines_come_first(tmp_path):
     table = tables.load_table(exhaustive(tmp_path), "t")
-    first, again = (search.replay(table, search.Arm("tpe"), 3, n_trials=6) for _ in range(2))
+    first, again = (arms.replay(table, arms.Arm("tpe"), 3, n_trials=6) for _ in range(2))
     assert np.array_equal(first.relative, again.relative)
     baselines = pd.DataFrame([table.values[f"{a},{a}"] for a in CHOICES], columns=list(table.objectives))
     first_three = pareto.hypervolume(baselines, table.objectives, table.reference) / table.true_hypervolume
-    arms = [search.Arm("tpe"), search.Arm("hand")]
-    side_by_side, in_turn = (search.compare(table, arms, range(3), n_trials=6, jobs=j) for j in (2, 1))
+    two = [arms.Arm("tpe"), arms.Arm("hand")]
+    side_by_side, in_turn = (arms.compare(table, two, range(3), n_trials=6, jobs=j) for j in (2, 1))
     assert all(
         np.array_equal(a.relative, b.relative)
         for arm in side_by_side
         for a, b in zip(side_by_side[arm], in_turn[arm], strict=True)
     ), "--jobs changes nothing but the time"
-    assert search.replay(table, search.Arm("random"), 0, n_trials=3).relative[-1] == pytest.approx(first_three)
+    assert arms.replay(table, arms.Arm("random"), 0, n_trials=3).relative[-1] == pytest.approx(first_three)
 
 
 def test_a_table_with_curves_knows_every_assignment_at_every_evaluated_step(tmp_path):
@@ -127,8 +127,8 @@ def test_a_table_with_curves_knows_every_assignment_at_every_evaluated_step(tmp_
 def test_pruning_stops_trials_at_rungs_and_spends_less_per_trial(tmp_path, proposer):
     trials, steps = curved(tmp_path)
     table = tables.load_table(trials, "t", steps)
-    plain = search.replay(table, search.Arm(proposer), seed=2, budget_steps=20 * 40)
-    pruned = search.replay(table, search.Arm(proposer, MO_ASHA), seed=2, budget_steps=20 * 40)
+    plain = arms.replay(table, arms.Arm(proposer), seed=2, budget_steps=20 * 40)
+    pruned = arms.replay(table, arms.Arm(proposer, MO_ASHA), seed=2, budget_steps=20 * 40)
     assert plain.pruned == 0 and set(np.diff(plain.spent)) <= {40}
     assert set(np.diff(pruned.spent, prepend=0)) <= {10, 20, 40}, "a pruned trial costs its rung"
     if proposer != "hand":  # the hand search may stall at a local optimum before the budget
@@ -140,14 +140,14 @@ def test_the_first_records_of_a_rung_are_never_pruned_and_the_baselines_never(tm
     trials, steps = curved(tmp_path)
     table = tables.load_table(trials, "t", steps)
     for seed in range(5):
-        run = search.replay(table, search.Arm("random", MO_ASHA), seed=seed, n_trials=12)
+        run = arms.replay(table, arms.Arm("random", MO_ASHA), seed=seed, n_trials=12)
         first = np.diff(run.spent, prepend=0)[: MO_ASHA.min_records - 1]
         assert set(first) == {40}, "fewer than min_records records at a rung: nothing is stopped"
     # every rung decides from its first record: the second baseline ties the first on the front (better
     # and costlier), the tie goes to the earlier record, and 1 of 2 is kept; a baseline is never stopped
     eager = PruningSpec(method="mo-asha", rungs=[10, 20], eta=3, min_records=1)
     for seed in range(5):
-        run = search.replay(table, search.Arm("random", eager), seed=seed, n_trials=12)
+        run = arms.replay(table, arms.Arm("random", eager), seed=seed, n_trials=12)
         assert list(np.diff(run.spent, prepend=0)[:2]) == [40, 40], "the two baselines (trials 1, 2) trained out"
         assert run.pruned > 0, "yet pruning stops others"
 
@@ -164,19 +164,19 @@ def test_pruning_a_table_on_an_objective_measured_only_at_the_end_is_refused_as_
         full_steps=40,
         at_step={10: {a: [3.2, 0.1] for a in CHOICES}},
     )
-    pruned = search.Arm("random", PruningSpec(method="mo-asha", rungs=[10], min_records=1))
+    pruned = arms.Arm("random", PruningSpec(method="mo-asha", rungs=[10], min_records=1))
     says = "--pruning mo-asha: the table's objective 'quant_gap_int8' is measured only after the last step"
     with pytest.raises(InputError, match=says):
-        search.replay(table, pruned, seed=0)
+        arms.replay(table, pruned, seed=0)
     with pytest.raises(InputError, match=says):
-        search.compare(table, [search.Arm("random"), pruned], range(2), jobs=2)
-    assert search.replay(table, search.Arm("random"), seed=0).pruned == 0, "without pruning the table replays"
+        arms.compare(table, [arms.Arm("random"), pruned], range(2), jobs=2)
+    assert arms.replay(table, arms.Arm("random"), seed=0).pruned == 0, "without pruning the table replays"
 
 
 def test_the_hand_search_starts_from_the_better_baseline_and_flips_one_layer_at_a_time(tmp_path):
     trials, steps = curved(tmp_path)
     table = tables.load_table(trials, "t", steps)
-    hand = search.HandSearch(table, seed=0)
+    hand = arms.HandSearch(table, seed=0)
     proposed = []
     for _ in range(8):
         proposed.append(hand.ask())
@@ -281,14 +281,14 @@ def test_the_summary_bounds_a_ratio_to_an_arm_that_never_got_there():
     """The hand search may stall below 95%: a ratio to its inf is no number, but the budget bounds it."""
     table = tables.Table({"val_loss": "minimize"}, {"val_loss": 3.0}, [CHOICES], {}, 1.0, full_steps=10)
     runs = {
-        "tpe": [search.Run(np.array([10, 20, 30]), np.array([0.5, 0.96, 1.0]), 0)],
-        "random": [search.Run(np.array([10, 20, 30, 40]), np.array([0.5, 0.6, 0.7, 0.96]), 0)],
-        "hand": [search.Run(np.array([10, 20]), np.array([0.5, 0.8]), 0)],
+        "tpe": [arms.Run(np.array([10, 20, 30]), np.array([0.5, 0.96, 1.0]), 0)],
+        "random": [arms.Run(np.array([10, 20, 30, 40]), np.array([0.5, 0.6, 0.7, 0.96]), 0)],
+        "hand": [arms.Run(np.array([10, 20]), np.array([0.5, 0.8]), 0)],
     }
-    out = search.summary(table, runs, budget_steps=100).set_index("arm")
+    out = arms.summary(table, runs, budget_steps=100).set_index("arm")
     assert out.loc["tpe", "compute to 95%"] == 20 and out.loc["hand", "compute to 95%"] == np.inf
     assert out.loc["tpe", "vs random"] == 0.5 and out.loc["tpe", "vs hand"] == "<0.2"
-    assert np.isnan(search.summary(table, runs).set_index("arm").loc["tpe", "vs hand"]), "no budget: no bound"
+    assert np.isnan(arms.summary(table, runs).set_index("arm").loc["tpe", "vs hand"]), "no budget: no bound"
 
 
 # Tables with seed replicates, scored by the truth (issue 20, item 5)
@@ -327,8 +327,8 @@ def test_a_table_keeps_every_training_and_each_query_draws_one_seeded_per_run(tm
     assert sorted(t.seed for t in table.trainings[some]) == [0, 1]
     assert table.values[some][0] == pytest.approx(np.mean([t.values[0] for t in table.trainings[some]]))
     seeds_of = table.frame["seed"].to_numpy()
-    runs = {s: search.replay(table, search.Arm("random"), s, n_trials=16) for s in range(4)}
-    again = search.replay(table, search.Arm("random"), 0, n_trials=16)
+    runs = {s: arms.replay(table, arms.Arm("random"), s, n_trials=16) for s in range(4)}
+    again = arms.replay(table, arms.Arm("random"), 0, n_trials=16)
     assert again.drawn == runs[0].drawn, "the same seed draws the same trainings"
     assert len({tuple(seeds_of[list(r.drawn)]) for r in runs.values()}) > 1, "other seeds draw other trainings"
     for run in runs.values():
@@ -397,11 +397,11 @@ def test_regret_is_zero_having_seen_everything_positive_having_seen_little_and_m
 
 def test_an_arm_that_exhausts_a_single_seed_table_has_no_regret_and_scores_are_per_budget(tmp_path):
     table = tables.load_table(exhaustive(tmp_path), "t")
-    run = search.replay(table, search.Arm("random"), seed=0, score_points=3)
+    run = arms.replay(table, arms.Arm("random"), seed=0, score_points=3)
     assert list(run.score.budgets) == [3, 6, 9] and run.score.regret[-1] == pytest.approx(0.0, abs=1e-12)
     assert np.all(run.score.regret >= 0) and not run.score.replicates.any()
-    twice = search.compare(
-        table, [search.Arm("random"), search.Arm("tpe", replicates="auto")], range(2), score_points=3, jobs=2
+    twice = arms.compare(
+        table, [arms.Arm("random"), arms.Arm("tpe", replicates="auto")], range(2), score_points=3, jobs=2
     )
     assert np.array_equal(twice["random"][0].score.regret, run.score.regret), "--jobs changes nothing but the time"
     assert not twice["tpe+replicates"][0].score.replicates.any(), "one training each: nothing to replicate with"
@@ -411,7 +411,7 @@ def test_the_design_arm_queues_the_orthogonal_design_after_the_baselines(tmp_pat
     from moesearch.core import design
 
     table = tables.load_table(replicated(tmp_path), "t")
-    proposer = search.OptunaProposer(table, "tpe", seed=0, design=True)
+    proposer = arms.OptunaProposer(table, "tpe", seed=0, design=True)
     asked = []
     for _ in range(2 + len(design.runs(table.choices))):
         asked.append(proposer.ask())
@@ -491,7 +491,7 @@ def test_a_pruned_trial_is_scored_without_its_training(tmp_path):
     trials, steps = curved(tmp_path)
     table = tables.load_table(trials, "t", steps)
     assert all(len(t) == 1 and sorted(t[0].at_step) == [10, 20] for t in table.trainings.values())
-    run = search.replay(table, search.Arm("random", MO_ASHA), seed=2, budget_steps=20 * 40, score_points=2)
+    run = arms.replay(table, arms.Arm("random", MO_ASHA), seed=2, budget_steps=20 * 40, score_points=2)
     assert run.pruned > 0 and list(run.drawn).count(-1) == run.pruned, "a pruned trial has no final values to fit"
     assert list(run.score.budgets) == [400, 800] and np.all(run.score.regret >= 0)
 
@@ -504,5 +504,5 @@ def test_samplers_that_learn_from_complete_trials_only_do_not_stall_on_pruned_on
     table = tables.load_table(trials, "t", steps)
     eager = PruningSpec(method="mo-asha", rungs=[10, 20], eta=3, min_records=2)
     for seed in range(2):
-        run = search.replay(table, search.Arm(sampler, eager), seed=seed)
+        run = arms.replay(table, arms.Arm(sampler, eager), seed=seed)
         assert not run.stalled and run.pruned > 0 and len(run.spent) == 16, "every assignment decided"

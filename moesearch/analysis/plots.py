@@ -295,7 +295,7 @@ def quantization(trials: pd.DataFrame) -> Figure | None:
 def replay_curves(runs: dict[str, list], budget: float, unit: str) -> Figure:
     """Relative hypervolume against compute spent, per replayed arm: the median over seeds and the
     quartiles' band; an arm with pruning ("tpe+mo-asha") is dashed in its sampler's colour.
-    runs: arm -> runs, each with `.at(budgets)` (`replay.search.Run`)."""
+    runs: arm -> runs, each with `.at(budgets)` (`replay.arms.Run`)."""
     fig = Figure(figsize=(7.2, 4.4))
     ax = fig.subplots()
     grid = np.linspace(0, budget, 400)

@@ -57,6 +57,6 @@ def node(node_rank: int, rejoins: int, join_timeout: int, dry_run: bool, **group
         click.echo(f"plan: {plan}")
         raise SystemExit(0)
     click.echo(plan)
-    code = node_mod.serve(launch, node_rank, rejoins, say=lambda line: click.echo(f"moesearch node: {line}", err=True))
+    code = node_mod.run(launch, node_rank, rejoins, say=lambda line: click.echo(f"moesearch node: {line}", err=True))
     click.echo(f"moesearch node: {'the group finished (or was preempted)' if code == 0 else 'gave up'}", err=True)
     raise SystemExit(code)

@@ -130,12 +130,13 @@ def replay(
 
     from moesearch.core.files import write_atomic
     from moesearch.core.space import PruningSpec
-    from moesearch.replay import search as search_mod
+    from moesearch.replay import arms as arms_mod
     from moesearch.replay import table as table_mod
+    from moesearch.replay import truth as truth_mod
 
-    proposers = _list("--samplers", samplers, search_mod.PROPOSERS)
+    proposers = _list("--samplers", samplers, arms_mod.PROPOSERS)
     methods = _list("--pruning", pruning, ("none", "mo-asha"))
-    replicate_modes = _list("--replicates", replicates, search_mod.REPLICATES)
+    replicate_modes = _list("--replicates", replicates, arms_mod.REPLICATES)
     for flag, path, suffix in (("--out", out, ".csv"), ("--plot", plot_path, ".png")):
         if path is not None and path.suffix != suffix:
             raise InputError(f"{flag}: {str(path)!r} must end in {suffix}")
@@ -155,7 +156,7 @@ def replay(
         click.echo("no truth to score by: the table has too few trials for a noise model; hypervolume only")
         score_points = 0
     arms = [
-        search_mod.Arm(
+        arms_mod.Arm(
             p, PruningSpec(method=m, rungs=rung_steps if m != "none" else [], eta=eta, min_records=min_records), r
         )
         for r in replicate_modes
@@ -163,7 +164,7 @@ def replay(
         for p in proposers
     ]
     seed_range = range(first_seed, first_seed + seeds)
-    runs = search_mod.compare(
+    runs = arms_mod.compare(
         exhaustive, arms, seed_range, budget, jobs=jobs, score_points=score_points, share=replicate_share
     )
     unit = f"optimizer steps ({exhaustive.full_steps} per full trial)" if exhaustive.full_steps else "trials"
@@ -173,7 +174,7 @@ def replay(
         + (f"; rungs {rung_steps}, eta {eta}, min_records {min_records}" if needs_curves else "")
     )
     click.echo(
-        search_mod.summary(exhaustive, runs, budget_steps=budget).to_string(
+        arms_mod.summary(exhaustive, runs, budget_steps=budget).to_string(
             index=False, float_format=lambda v: f"{v:,.3g}"
         )
     )
@@ -190,7 +191,7 @@ def replay(
         click.echo(f"wrote {out}")
         if score_points:
             truth_out = out.with_name(f"{out.stem}-truth.csv")
-            write_atomic(truth_out, lambda tmp: search_mod.truth_rows(runs, seed_range).to_csv(tmp, index=False))
+            write_atomic(truth_out, lambda tmp: truth_mod.truth_rows(runs, seed_range).to_csv(tmp, index=False))
             click.echo(f"wrote {truth_out}")
     if plot_path is not None:
         from moesearch.analysis.plots import replay_curves, save_png
@@ -208,7 +209,6 @@ def _print_truth(table, runs, target: float, unit: str, share: float | None) -> 
     """The truth's score per arm, after a line that says what the truth is and how it is scored."""
     import math
 
-    from moesearch.replay import search as search_mod
     from moesearch.replay import truth as truth_mod
 
     q, c = table.quality, table.cost
@@ -235,7 +235,7 @@ def _print_truth(table, runs, target: float, unit: str, share: float | None) -> 
         f"at its cost ({on} of {len(table.truth)} candidates pass); the lone cheapest candidate is on "
         f"every front, so 'right beyond it' leaves it out"
     )
-    out = search_mod.truth_summary(runs, target)
+    out = truth_mod.truth_summary(runs, target)
     click.echo(out.to_string(index=False, float_format=lambda v: "inf" if math.isinf(v) else f"{v:,.4g}"))
 
 

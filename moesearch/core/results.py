@@ -41,8 +41,8 @@ _FIXED = [
     pa.field("schema_version", pa.int32()),
     pa.field("study", pa.string()),
     pa.field("trial", pa.int64()),
-    pa.field("origin", pa.string()),  # a vocab.Origin
-    pa.field("state", pa.string()),  # a vocab.State
+    pa.field("origin", pa.string()),  # a trial.Origin
+    pa.field("state", pa.string()),  # a trial.State
     pa.field("failure_reason", pa.string()),
     pa.field("assignment", pa.string()),  # "gelu,swiglu,...", the form --layers takes
     pa.field("n_layers", pa.int32()),

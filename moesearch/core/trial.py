@@ -1,4 +1,5 @@
-"""A trial's words, defined once: its states and origins, and the study and trial attribute keys.
+"""A trial's words, defined once: its states and origins, the study and trial attribute keys, and how many
+fresh seeds `verify` gives each assignment it checks.
 
 Light: stdlib only, so the ranks, the supervisor, the analysis and the CLI all import it. The enums
 are `StrEnum`s: they compare equal to, and are stored as, their plain strings, so Optuna attributes
@@ -9,9 +10,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-VERIFY_SEEDS = (
-    3  # `verify`'s fresh seeds per front member and baseline: enough for a first spread (2 degrees of freedom each)
-)
+# `verify`'s fresh seeds per front member and baseline: enough for a first spread (2 degrees of freedom each)
+VERIFY_SEEDS = 3
 
 
 class State(StrEnum):
@@ -42,9 +42,8 @@ class TrialAttr(StrEnum):
     BUDGET = "budget"  # False: outside --trials (verify, preempted, lost, interrupted, withdrawn)
     FAILURE_REASON = "failure_reason"
     ORIGIN = "origin"  # an `Origin`
-    GROUP = (
-        "worker"  # the worker group's supervisor running it, "host:pid:start:pidspace" (`liveness`); key kept from 0.1
-    )
+    # the worker group running it: its supervisor, "host:pid:start:pidspace" (`liveness`); stored as "worker" (0.1)
+    GROUP = "worker"
     HEARTBEAT = "heartbeat"  # the supervisor's last sign of life, seconds since the epoch
     TOKEN = "token"  # finds a trial added outside the sampler (`study.reserve`)
     RUNGS = "rungs"  # {step: {objective: value so far}} at every rung the trial reached (`[search.pruning]`)

@@ -23,7 +23,7 @@ from moesearch.core.protocol import Done, Failed, Pruned, Ready, Rung, Shutdown,
 
 def main() -> None:
     if "DS_ACCELERATOR" not in os.environ:
-        import torch  # noqa: PLC0415 - only to ask whether a GPU is there
+        import torch  # here, not at the top: only to ask whether a GPU is there
 
         os.environ["DS_ACCELERATOR"] = "cuda" if torch.cuda.is_available() else "cpu"
     warnings.filterwarnings("ignore", category=UserWarning, module="deepspeed")

@@ -7,7 +7,8 @@ stop conditions, rung verdicts), so what it measures is what a search would do.
 
 - `table`: the exhaustive study loaded as a table, every training of every assignment, and the draw
   that answers a query with one of them.
-- `search`: one replayed search of an arm, and many compared (hypervolume relative to the table's true
+- `arms`: one replayed search of an arm, and many arms compared (hypervolume relative to the table's true
   front against the compute spent).
-- `truth`: an arm scored by what it would recommend, against the table's expected front.
+- `truth`: an arm scored by what it would recommend, against the table's expected front, and the
+  scores summarised per arm.
 """

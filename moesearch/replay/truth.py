@@ -16,8 +16,10 @@ content, the share is spent or the budget is.
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -25,6 +27,9 @@ import pandas as pd
 from moesearch.core.errors import InputError
 from moesearch.core.trial import Origin
 from moesearch.replay.table import Table, draw
+
+if TYPE_CHECKING:
+    from moesearch.replay.arms import Run
 
 REPLICATE_STREAM = 21  # the replicates' own random stream, apart from the search's draws and the proposers' seeds
 
@@ -204,3 +209,64 @@ def truly_on_front(table: Table) -> pd.Series:
     c_sorted = c.to_numpy()[order]
     best_at = best_sorted[np.searchsorted(c_sorted, c.to_numpy(), side="right") - 1]
     return table.truth["expected_front"].astype(bool) | pd.Series(reach.to_numpy() <= best_at + 1e-12, index=q.index)
+
+
+def truth_summary(runs: dict[str, list[Run]], target: float = 0.005) -> pd.DataFrame:
+    """Per arm, from the runs' truth scores: the median over seeds of the largest regret over cost levels at
+    each budget (a column per budget), the least budget at which that median is at most `target` (inf:
+    none), and at the last budget the members called resolved on the front per run, the share of them
+    truly on the expected front (pooled over seeds; NaN: none called), the share of them that is the lone
+    cheapest candidate (trivially on it), the share right among the others, and the replicates per run."""
+    rows = []
+    for name, arm_runs in runs.items():
+        scored = [r.score for r in arm_runs if r.score is not None]
+        if not scored:
+            continue
+        at = scored[0].budgets
+        median = np.median(np.stack([s.regret for s in scored]), axis=0)
+        reach = np.flatnonzero(median <= target + 1e-12)
+        called = sum(int(s.called[-1]) for s in scored)
+        row = {"arm": name, "seeds": len(scored)}
+        row.update({f"{b:,.0f}": m for b, m in zip(at, median, strict=True)})
+        row[f"to <={target:g}"] = float(at[reach[0]]) if len(reach) else math.inf
+        row["called/run"] = called / len(scored)
+        row["right"] = sum(int(s.right[-1]) for s in scored) / called if called else math.nan
+        lone = sum(int(s.cheapest[-1]) for s in scored if s.cheapest is not None)
+        row["lone cheapest"] = lone / called if called else math.nan
+        row["right beyond it"] = (
+            (sum(int(s.right[-1]) for s in scored) - lone) / (called - lone) if called > lone else math.nan
+        )
+        row["replicates/run"] = float(np.mean([s.replicates[-1] for s in scored]))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def truth_rows(runs: dict[str, list[Run]], seeds: range) -> pd.DataFrame:
+    """Every score: arm, seed, budget, regret, called, right, lone_cheapest, replicates (the --out file's
+    -truth.csv)."""
+    return pd.DataFrame(
+        [
+            {
+                "arm": arm,
+                "seed": seed,
+                "budget": float(b),
+                "regret": float(r),
+                "called": int(c),
+                "right": int(ok),
+                "lone_cheapest": int(lone),
+                "replicates": int(n),
+            }
+            for arm, arm_runs in runs.items()
+            for seed, run in zip(seeds, arm_runs, strict=True)
+            if run.score is not None
+            for b, r, c, ok, lone, n in zip(
+                run.score.budgets,
+                run.score.regret,
+                run.score.called,
+                run.score.right,
+                run.score.cheapest,
+                run.score.replicates,
+                strict=True,
+            )
+        ]
+    )

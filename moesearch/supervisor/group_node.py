@@ -20,7 +20,7 @@ from moesearch.core import preempt
 from moesearch.core.launch import Launch
 
 
-def serve(launch: Launch, node_rank: int, rejoins: int, say: Callable[[str], None]) -> int:
+def run(launch: Launch, node_rank: int, rejoins: int, say: Callable[[str], None]) -> int:
     """Run this node's launcher, again after each failure; 0 once the group ends normally or is preempted."""
     stopping: list[int] = []
     proc: subprocess.Popen | None = None

@@ -33,12 +33,12 @@ GRACE_S = 120.0  # twelve missed beats: survives a slow database, not a dead nod
 
 
 def me() -> str:
-    """This process's worker name."""
+    """This process's id as the supervisor of a worker group (`TrialAttr.GROUP`)."""
     return name(psutil.Process())
 
 
 def name(process: psutil.Process) -> str:
-    """A process of this machine as a worker name: host, pid, start time (a reused pid is another
+    """A process of this machine as a group id: host, pid, start time (a reused pid is another
     process) and pid space."""
     return f"{socket.gethostname()}:{process.pid}:{process.create_time():.2f}:{_pid_space()}"
 

@@ -29,7 +29,7 @@ class Status:
     repeats: int  # proposals answered from an earlier trial: COMPLETE in Optuna, never trained
     outside_budget: int  # preempted, lost, interrupted or withdrawn: failed without counting, retried if queued
     waiting: int  # queued: baselines and retries
-    groups: list[str]  # workers ("host:pid") with a trial running and alive
+    groups: list[str]  # worker groups ("host:pid" of their supervisors) with a trial running and alive
     stale: list[int]  # RUNNING trials whose group is gone: settled when a search or worker next starts
     per_hour_last: int  # trained trials finished in the last hour
     per_hour_overall: float | None

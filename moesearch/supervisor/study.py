@@ -5,8 +5,9 @@ Light: optuna only. Trials carry user attributes that make the study self-descri
   trained     the group trained it   duplicate_of   the trial whose result answered this one
   budget      counts toward --trials (not interrupted or verify trials)   failure_reason
   origin      search, train or verify (a seed replicate: `verify`, or `search` for baseline_seeds)
-  worker      the supervisor running it ("host:pid:start"); heartbeat: its last sign of life (`liveness`)
-  rungs       its objectives at each rung it reached (`rungs`)   compute  the steps and device-seconds it trained
+  worker      the worker group running it: its supervisor, "host:pid:start" (`TrialAttr.GROUP`)
+  heartbeat   the group's last sign of life (`liveness`)   compute  the steps and device-seconds it trained
+  rungs       its objectives at each rung it reached (`rungs`)   rung_peers  the records each rung ranked it against
 The study itself carries what a joining worker group needs: the space it was created for, the seed,
 the data and its sha256, the target number of trials, and the hypervolume reference point.
 """

@@ -1,6 +1,6 @@
-"""One replayed search, and many compared: an arm (a proposer, a pruning rule, seed replicates) runs
-the live search's decisions (`decide`) against a table, hypervolume relative to the table's true front
-against the compute spent, in optimizer steps, pruned trials counted to their rung.
+"""Arms replayed: one search of an arm, and many arms compared. An arm (a proposer, a pruning rule, seed
+replicates) runs the live search's decisions (`decide`) against a table: hypervolume relative to the
+table's true front against the compute spent, in optimizer steps, pruned trials counted to their rung.
 
 A table with an objective measured only after the last step (`decide.not_at_rung`) is refused for
 pruning, as such a space file is. Light: optuna and pandas; no torch (unless the GP sampler is asked for).
@@ -162,7 +162,7 @@ def replay(
     stops as the live search would: every assignment decided, or only repeats proposed). Each new
     assignment is answered by one of its trainings drawn at random (`draw`, seeded by `seed`).
 
-    score_points: score the arm by the truth (`score`) at that many budgets evenly spaced up to the
+    score_points: score the arm by the truth (`truth.scores`) at that many budgets evenly spaced up to the
     budget (or to training every assignment once); an arm with replicates "auto" searches with each
     budget / (1 + share) and replicates within the rest (`truth.replicate`).
     """
@@ -324,8 +324,8 @@ def summary(
     """Per arm: the median compute (steps) to reach each target (inf: the median run never did), the
     share of runs that reached it, trials pruned, the share of runs that stalled on repeats, and the
     median steps to the last target relative to random search and to the hand search without pruning,
-    where those arms ran. Where that arm's median
-    run never reached the target within `budget_steps`, the ratio is a bound: "<0.25" (text)."""
+    where those arms ran. Where that arm's median run never reached the target within `budget_steps`,
+    the ratio is a bound: "<0.25" (text)."""
     rows = []
     for name, arm_runs in runs.items():
         row = {
@@ -355,64 +355,3 @@ def _ratio(mine: float, base: float, budget_steps: int | None) -> float | str:
     if math.isfinite(mine) and budget_steps:  # the base needs more than the budget: the ratio is below this
         return f"<{math.ceil(100 * mine / budget_steps) / 100:g}"  # rounded up: a bound must not overstate
     return math.nan
-
-
-def truth_summary(runs: dict[str, list[Run]], target: float = 0.005) -> pd.DataFrame:
-    """Per arm, from the runs' truth scores: the median over seeds of the largest regret over cost levels at
-    each budget (a column per budget), the least budget at which that median is at most `target` (inf:
-    none), and at the last budget the members called resolved on the front per run, the share of them
-    truly on the expected front (pooled over seeds; NaN: none called), the share of them that is the lone
-    cheapest candidate (trivially on it), the share right among the others, and the replicates per run."""
-    rows = []
-    for name, arm_runs in runs.items():
-        scored = [r.score for r in arm_runs if r.score is not None]
-        if not scored:
-            continue
-        at = scored[0].budgets
-        median = np.median(np.stack([s.regret for s in scored]), axis=0)
-        reach = np.flatnonzero(median <= target + 1e-12)
-        called = sum(int(s.called[-1]) for s in scored)
-        row = {"arm": name, "seeds": len(scored)}
-        row.update({f"{b:,.0f}": m for b, m in zip(at, median, strict=True)})
-        row[f"to <={target:g}"] = float(at[reach[0]]) if len(reach) else math.inf
-        row["called/run"] = called / len(scored)
-        row["right"] = sum(int(s.right[-1]) for s in scored) / called if called else math.nan
-        lone = sum(int(s.cheapest[-1]) for s in scored if s.cheapest is not None)
-        row["lone cheapest"] = lone / called if called else math.nan
-        row["right beyond it"] = (
-            (sum(int(s.right[-1]) for s in scored) - lone) / (called - lone) if called > lone else math.nan
-        )
-        row["replicates/run"] = float(np.mean([s.replicates[-1] for s in scored]))
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def truth_rows(runs: dict[str, list[Run]], seeds: range) -> pd.DataFrame:
-    """Every score: arm, seed, budget, regret, called, right, lone_cheapest, replicates (the --out file's
-    -truth.csv)."""
-    return pd.DataFrame(
-        [
-            {
-                "arm": arm,
-                "seed": seed,
-                "budget": float(b),
-                "regret": float(r),
-                "called": int(c),
-                "right": int(ok),
-                "lone_cheapest": int(lone),
-                "replicates": int(n),
-            }
-            for arm, arm_runs in runs.items()
-            for seed, run in zip(seeds, arm_runs, strict=True)
-            if run.score is not None
-            for b, r, c, ok, lone, n in zip(
-                run.score.budgets,
-                run.score.regret,
-                run.score.called,
-                run.score.right,
-                run.score.cheapest,
-                run.score.replicates,
-                strict=True,
-            )
-        ]
-    )
