@@ -10,7 +10,11 @@ seed replicates included, which is how a study learns more than its single train
   assignment, statsmodels' anova_lm) says whether main effects suffice; when they do not and the trials
   allow, the interactions of neighbouring layers join the model.
 - Effects about as many as the trials: Bayesian ridge (scikit-learn), which shrinks effects toward zero by
-  a prior whose width the data choose, so even a small study gets an estimate, with honest, wide intervals.
+  a prior whose width the data choose, so even a small study gets an estimate. With so few residual
+  degrees of freedom its noise estimate can collapse (it nearly interpolates), so its intervals are a
+  guide, never a test: nothing is called resolved until least squares can run (`testable`).
+"Resolved" is a test over the whole family: an effect is resolved when its Holm-adjusted p-value over every
+effect of the fit is below 5%, so pure noise in eight layers does not come out with one resolved by chance.
 A fit keeps its coefficients' covariance, so it predicts any assignment's expected value with an interval
 and draws from its posterior (the expected front, `analysis/expected.py`). Light: no torch.
 """
@@ -30,7 +34,8 @@ from moesearch.core.trial import State
 
 MIN_DOF = 3  # residual degrees of freedom least squares needs for a usable t interval; fewer: shrinkage
 LACK_OF_FIT_P = 0.05  # below this, main effects do not suffice: neighbouring interactions are tried
-POWER_Z = stats.norm.ppf(0.975) + stats.norm.ppf(0.8)  # a two-sided 5% test that finds the effect 80% of the time
+ALPHA = 0.05  # the family-wise error rate of the resolved calls (Holm over the fit's effects)
+POWER = 0.8  # "resolvable": the effect the test finds this often
 COLUMNS = ["term", "layer", "activation", "reference", "effect", "se", "ci95", "resolved", "trials_with"]
 
 
@@ -118,6 +123,11 @@ class Fit:
         mean = self.y_mean + math.sqrt(self.mean_var) * rng.standard_normal(n)
         return mean[:, None] + beta @ centred.T
 
+    @property
+    def testable(self) -> bool:
+        """Least squares with residual degrees of freedom: its t tests mean something (a shrunk fit's do not)."""
+        return math.isfinite(self.dof)
+
     def quantile(self) -> float:
         """The two-sided 95% multiplier of a standard error."""
         return float(stats.t.ppf(0.975, self.dof)) if math.isfinite(self.dof) else float(stats.norm.ppf(0.975))
@@ -127,6 +137,7 @@ class Fit:
         se = np.sqrt(np.diag(self.cov))
         q = self.quantile()
         rows = [k for k, t in enumerate(self.terms) if t.seed is None]  # blocks are not effects of a choice
+        resolved = self._holm([self.beta[k] / se[k] if se[k] > 0 else math.inf for k in rows])
         return pd.DataFrame(
             [
                 {
@@ -137,35 +148,70 @@ class Fit:
                     "effect": b,
                     "se": s,
                     "ci95": q * s,
-                    "resolved": abs(b) > q * s,
+                    "resolved": r,
                     "trials_with": int(n),
                 }
-                for t, b, s, n in ((self.terms[k], self.beta[k], se[k], self.trials_with[k]) for k in rows)
+                for (t, b, s, n), r in zip(
+                    ((self.terms[k], self.beta[k], se[k], self.trials_with[k]) for k in rows), resolved, strict=True
+                )
             ],
             columns=COLUMNS,
         )
 
-    def resolvable(self) -> float | None:
-        """The main effect these trials find 80% of the time (two-sided 5% test): the typical se x 2.8.
+    def _holm(self, t_values: list[float]) -> list[bool]:
+        """Which effects the Holm step-down test resolves at family-wise ALPHA (none in a shrunk fit)."""
+        if not self.testable or not t_values:
+            return [False] * len(t_values)
+        from statsmodels.stats.multitest import multipletests
 
-        Shrinkage narrows a posterior toward the prior, not toward the truth, so the Bayesian fit is judged
-        by the se least squares would have in a balanced design: sigma * sqrt(1/with + 1/without).
-        """
+        p = [2 * stats.t.sf(abs(v), self.dof) for v in t_values]
+        return [bool(r) for r in multipletests(p, alpha=ALPHA, method="holm")[0]]
+
+    def _main_se(self) -> float | None:
+        """The typical standard error of a main effect. Shrinkage narrows a posterior toward the prior, not
+        toward the truth, so the Bayesian fit is judged by the se least squares would have in a balanced
+        design: sigma * sqrt(1/with + 1/without)."""
         main = [i for i, t in enumerate(self.terms) if len(t.layers) == 1]
         if not main:
             return None
-        if self.method == "bayesian ridge":
+        if not self.testable:
             with_ = np.maximum(self.trials_with[main], 1)
-            se = self.sigma * np.sqrt(1 / with_ + 1 / np.maximum(self.n_trials - with_, 1))
-        else:
-            se = np.sqrt(np.diag(self.cov))[main]
-        return float(np.median(se)) * POWER_Z
+            return float(np.median(self.sigma * np.sqrt(1 / with_ + 1 / np.maximum(self.n_trials - with_, 1))))
+        return float(np.median(np.sqrt(np.diag(self.cov))[main]))
+
+    def _multiplier(self, dof: float) -> float:
+        """se x this = the effect a two-sided test finds POWER of the time: t quantiles at `dof`, the level
+        Bonferroni's over the fit's effects (Holm's first step, the strictest it asks)."""
+        m = max(1, sum(t.seed is None for t in self.terms))
+        dof = max(dof, 1.0)
+        return float(stats.t.ppf(1 - ALPHA / (2 * m), dof) + stats.t.ppf(POWER, dof))
+
+    def _residual_dof(self, n: int) -> float:
+        """Residual degrees of freedom of least squares with this model over `n` trials."""
+        return n - len(self.terms) - 1
+
+    def resolvable(self) -> float | None:
+        """The main effect these trials find POWER of the time (at the family-wise level); with no residual
+        degrees of freedom yet, what the least-squares test would find once it has MIN_DOF of them."""
+        se = self._main_se()
+        if se is None:
+            return None
+        return se * self._multiplier(self.dof if self.testable else MIN_DOF)
 
     def trials_to_resolve(self, size: float) -> int | None:
-        """Trials in all (like those so far) for a main effect of `size` to be found 80% of the time: an
-        effect's standard error shrinks as 1/sqrt(trials). None without a main effect."""
-        now = self.resolvable()
-        return None if now is None else max(self.n_trials, math.ceil(self.n_trials * (now / size) ** 2))
+        """Trials in all (like those so far) for a main effect of `size` to be found POWER of the time: an
+        effect's standard error shrinks as 1/sqrt(trials) and the test's degrees of freedom grow with them.
+        None without a main effect or for a size of 0."""
+        se = self._main_se()
+        if se is None or size <= 0:
+            return None
+        n = max(self.n_trials, len(self.terms) + 1 + MIN_DOF)
+        for _ in range(100):  # a fixed point: the multiplier falls as n (and so the dof) grows
+            need = se * math.sqrt(self.n_trials / n) * self._multiplier(self._residual_dof(n))
+            if need <= size:
+                return n
+            n = max(n + 1, math.ceil(n * (need / size) ** 2))
+        return n
 
 
 def fit(trials: pd.DataFrame, objective: str = "val_loss") -> Fit | None:
@@ -189,6 +235,7 @@ def fit(trials: pd.DataFrame, objective: str = "val_loss") -> Fit | None:
     found = _least_squares(objective, choices, main, codes, y, cells)
     if found is None:
         return _bayesian_ridge(objective, choices, main, codes, y, done["assignment"].nunique())
+    found = _with_seed_spread(found)
     if found.lack_of_fit and found.lack_of_fit[1] < LACK_OF_FIT_P:
         pairs = [
             Term((i, i + 1), (a, b), (choices[i][0], choices[i + 1][0]))
@@ -202,6 +249,18 @@ def fit(trials: pd.DataFrame, objective: str = "val_loss") -> Fit | None:
         if wider is not None:  # the test that asked for them stays on record: what main effects alone missed
             return dataclasses.replace(wider, lack_of_fit=found.lack_of_fit)
     return found
+
+
+def _with_seed_spread(found: Fit) -> Fit:
+    """Under seed blocks a prediction is the mean over the trained seeds; as an expected value over all
+    seeds it is also off by the seeds' own spread, estimated from the blocks (seed k's offset from the
+    first): its variance over the k seeds, divided by k, joins the mean's variance. Differences between
+    assignments share the offset, so comparisons (and the front's probabilities) do not change."""
+    blocks = [b for t, b in zip(found.terms, found.beta, strict=True) if t.seed is not None]
+    if not blocks:
+        return found
+    offsets = np.array([0.0, *blocks])
+    return dataclasses.replace(found, mean_var=found.mean_var + float(np.var(offsets, ddof=1)) / len(offsets))
 
 
 def seed_blocks(done: pd.DataFrame) -> list[Term]:
@@ -313,35 +372,60 @@ def text(found: Fit | None, size: float = 0.02) -> list[str]:
         return ["per-layer effects: too few trials for a model (3 complete trials of 2 assignments at least)"]
     o = found.objective
     blocked = any(t.seed is not None for t in found.terms)
+    how = (
+        f"residual sd {found.sigma:.4f}; 95% intervals; resolved: Holm over the effects at {ALPHA:.0%}"
+        if found.testable
+        else "shrunk: a guide with too few trials for a test, nothing called resolved"
+    )
     lines = [
         f"per-layer effects on {o} ({found.method} over {found.n_trials} trials of {found.n_assignments} "
-        f"assignments{', seeds as blocks' if blocked else ''}; residual sd {found.sigma:.4f}; 95% intervals):"
+        f"assignments{', seeds as blocks' if blocked else ''}; {how}):"
     ]
     if found.pure_error:
         sd, df = found.pure_error
         lines.append(f"  one training's noise, from replicated assignments: sd {sd:.4f} ({df} degrees of freedom)")
     if found.lack_of_fit:
         f_stat, p = found.lack_of_fit
+        weak = (
+            f" (pure error on {found.pure_error[1]} degrees of freedom: a weak test)" if found.pure_error[1] < 5 else ""
+        )
         lines.append(
             f"  lack of fit of main effects: F {f_stat:.2f}, p {p:.3f}: "
-            + ("main effects miss something (layers interact)" if p < LACK_OF_FIT_P else "main effects suffice")
+            + (
+                "main effects miss something (layers interact)"
+                if p < LACK_OF_FIT_P
+                else f"no evidence that main effects miss anything{weak}"
+            )
         )
     for r in found.effects().itertuples():
-        lines.append(f"  {r.term} {r.effect:+.4f} ± {r.ci95:.4f} ({'resolved' if r.resolved else 'inside noise'})")
+        lines.append(f"  {r.term} {r.effect:+.4f} ± {r.ci95:.4f} ({_label(found, r)})")
     if found.resolvable() is not None:
         lines.append(f"  {_needs(found, size)}")
     return lines
 
 
+def _label(found: Fit, row) -> str:
+    if not found.testable:
+        return "shrunk, untested"
+    if row.resolved:
+        return "resolved"
+    return "interval misses 0, not resolved over the family" if abs(row.effect) > row.ci95 else "inside noise"
+
+
 def _needs(found: Fit, size: float) -> str:
     """What these trials resolve, or how many more a per-layer effect of `size` needs."""
     now, need = found.resolvable(), found.trials_to_resolve(size)
-    if need <= found.n_trials:
-        return f"these trials resolve a per-layer effect of {now:.3f} or more (80% of the time)"
+    if need <= found.n_trials and found.testable:
+        return f"these trials resolve a per-layer effect of {now:.3f} or more ({POWER:.0%} of the time)"
     return (
         f"a per-layer effect of {size} needs about {need} trials like these to resolve "
         f"({need - found.n_trials} more; {now:.3f} now)"
     )
+
+
+def _noise_word(found: Fit) -> str:
+    """What the residual sd is: under seed blocks the noise within a seed, which is less than one training's."""
+    return "within-seed sd" if any(t.seed is not None for t in found.terms) else "one training's sd"
 
 
 def verdict(found: Fit | None, size: float = 0.02) -> str:
@@ -351,11 +435,16 @@ def verdict(found: Fit | None, size: float = 0.02) -> str:
     effects = found.effects()
     clear = effects[effects["resolved"]]
     more = "" if found.resolvable() is None else f"; {_needs(found, size)}"
+    if not found.testable:
+        return (
+            f"verdict: too few trials to test: {len(effects)} effects on {found.objective} from "
+            f"{found.n_trials} trials, estimated shrunk{more}"
+        )
     if clear.empty:
         width = effects["ci95"].median() if len(effects) else float("nan")
         return (
             f"verdict: nothing resolved: every per-layer effect on {found.objective} is inside noise "
-            f"(typical ±{width:.3f}, one training's sd {found.sigma:.3f}){more}"
+            f"(typical ±{width:.3f}, {_noise_word(found)} {found.sigma:.3f}){more}"
         )
     said = "; ".join(f"{r.term} {r.effect:+.3f} ± {r.ci95:.3f}" for r in clear.itertuples())
     rest = len(effects) - len(clear)

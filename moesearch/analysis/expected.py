@@ -6,7 +6,9 @@ model (`analysis/effects.py`), predicts every candidate's expected value with a 
 the non-dominated set of those expected values. Each candidate's probability of being non-dominated is
 the share of posterior draws in which it is (objectives drawn independently: their noise models are
 fitted apart). An observed front member is *resolved on* the front when that probability is at least
-RESOLVED, *resolved off* it at most 1 - RESOLVED, and *inside noise* between.
+RESOLVED, *resolved off* it at most 1 - RESOLVED, and *inside noise* between; while a noisy objective's
+model is shrunk for want of trials (`Fit.testable`), its draws are too narrow to call anything resolved.
+Each member is called on its own (a family of calls: one in ten at RESOLVED may be wrong).
 
 Candidates: every assignment of the choices the trials have seen per layer when there are at most
 ENUMERATE of them (an untrained one may lead), else the trained ones plus, per count of non-reference
@@ -29,7 +31,7 @@ from moesearch.core.metrics import ANALYTIC, fmt
 from moesearch.core.trial import State
 
 ENUMERATE = 100_000  # candidates drawn jointly: 256 draws of this many stay well under a second per objective
-DRAWS = 256  # posterior draws: a probability to about ±0.03
+DRAWS = 256  # posterior draws: a probability to about ±0.06 (95%, near 1/2)
 RESOLVED = 0.9  # on the front in at least 90% of draws, or in at most 10%: resolved
 SEED = 0  # the draws are the same each time a study is read
 
@@ -70,7 +72,11 @@ def expected_front(
     table["expected_front"] = nondominated(table[list(objectives)].to_numpy(float) * signs)
     counts = done.groupby("assignment").size()
     table["trained"] = table["assignment"].map(counts).fillna(0).astype(int)
-    table["verdict"] = [_verdict(p) if n else "" for p, n in zip(table["p_front"], table["trained"], strict=True)]
+    testable = all(f.testable or f.exact for f in fits.values())
+    table["verdict"] = [
+        (_verdict(p) if testable else "inside noise") if n else ""
+        for p, n in zip(table["p_front"], table["trained"], strict=True)
+    ]
     return table.sort_values(list(objectives)[0], ignore_index=True), fits
 
 
