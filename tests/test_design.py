@@ -36,6 +36,8 @@ def test_the_design_is_balanced_and_orthogonal(name):
     for c in choices:
         full *= len(c)
     assert len(runs) <= full, "never more runs than assignments"
+    parameters = 1 + sum(len(c) - 1 for c in choices)
+    assert len(runs) >= min(full, parameters + design.ERROR_DOF), "the noise model keeps residual dof to test with"
     for layer, allowed in enumerate(choices):  # balanced: each choice equally often
         counts = Counter(run[layer] for run in runs)
         assert set(counts) == set(allowed) and len(set(counts.values())) == 1, (layer, counts)
@@ -57,8 +59,11 @@ def test_the_design_holds_both_uniform_baselines_where_its_table_allows(choices)
     assert [c[0] for c in choices] in runs and [c[-1] for c in choices] in runs
 
 
-def test_the_smallest_array_is_chosen():
-    assert [len(design.runs(c)) for c in ([G2] * 3, [G2] * 7, [G2] * 8, [G3] * 4, [G4] * 5)] == [4, 8, 12, 9, 16]
+def test_the_smallest_array_that_leaves_the_noise_model_a_test_is_chosen():
+    """A saturated design (3 layers in L4, 7 in L8) fits its runs exactly: no residual, no test of any effect.
+    A space smaller than that need takes no more runs than it has assignments."""
+    sizes = [len(design.runs(c)) for c in ([G2] * 2, [G2] * 3, [G2] * 7, [G2] * 8, [G3] * 4, [G4] * 5)]
+    assert sizes == [4, 8, 12, 12, 18, 32]
 
 
 def test_a_space_with_a_design_queues_it_after_the_baselines(tmp_path):

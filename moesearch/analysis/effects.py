@@ -30,9 +30,10 @@ import pandas as pd
 from scipy import stats
 
 from moesearch.analysis.pareto import one_text
+from moesearch.core import design
 from moesearch.core.trial import State
 
-MIN_DOF = 3  # residual degrees of freedom least squares needs for a usable t interval; fewer: shrinkage
+MIN_DOF = design.ERROR_DOF  # residual dof least squares needs for a usable t test; fewer: shrinkage
 LACK_OF_FIT_P = 0.05  # below this, main effects do not suffice: neighbouring interactions are tried
 ALPHA = 0.05  # the family-wise error rate of the resolved calls (Holm over the fit's effects)
 POWER = 0.8  # "resolvable": the effect the test finds this often

@@ -6,16 +6,26 @@ of choices equally often, so the layers' effects are estimated independently of 
 least variance so few runs allow (8 layers of 2 choices: 12 runs, not 256). Layers with 2, 3 or 4 choices
 mix: a column of L levels hosts a layer of k choices when k divides L, its levels grouped k ways, which
 keeps balance and orthogonality. The arrays are pyDOE3's Taguchi tables; the smallest that hosts every
-layer is used (imported only when a space asks for a design: loading a space stays light). They mix
-2 with 3 choices, or 2 with 4, but not 3 with 4 (no table has both): such a space is refused at
-validation. Light: numpy and pyDOE3, no torch.
+layer and leaves the noise model ERROR_DOF residual degrees of freedom is used (a saturated design fits its
+runs exactly, and then no effect can be tested); pyDOE3 is imported only when a space asks for a design,
+so loading a space stays light. The tables mix 2 with 4 choices, 2 with 3 only for a single 2-choice layer
+(L18's 6-level column), never 3 with 4: a space no table hosts is refused at validation. Light: numpy and
+pyDOE3, no torch.
 """
 
 from __future__ import annotations
 
+import math
 import re
 
 from moesearch.core.errors import InputError
+
+ERROR_DOF = 3  # residual degrees of freedom a design leaves the noise model: its t test needs some (effects.MIN_DOF)
+
+
+def runs_of(name: str) -> int:
+    """The runs of a Taguchi array, from its name ('L12(2^11)': 12)."""
+    return int(re.match(r"L(\d+)", name).group(1))
 
 
 def arrays() -> list[tuple[str, list[int]]]:
@@ -24,7 +34,7 @@ def arrays() -> list[tuple[str, list[int]]]:
 
     found = []
     for name in list_orthogonal_arrays():
-        runs = int(re.match(r"L(\d+)", name).group(1))
+        runs = runs_of(name)
         levels = [int(level) for level, count in re.findall(r"(\d+)\^(\d+)", name) for _ in range(int(count))]
         found.append((runs, name, levels))
     return [(name, levels) for _, name, levels in sorted(found)]
@@ -33,7 +43,11 @@ def arrays() -> list[tuple[str, list[int]]]:
 def fit(choices: list[list[str]]) -> tuple[str, list[int]] | None:
     """The smallest array that hosts every layer, and the column each layer takes; None if none does."""
     by_choices = sorted(range(len(choices)), key=lambda i: -len(choices[i]))  # the hardest layers pick first
+    parameters = 1 + sum(len(c) - 1 for c in choices)  # the mean and every layer's effects
+    needed = min(parameters + ERROR_DOF, math.prod(len(c) for c in choices))  # a tiny space: all of it at most
     for name, levels in arrays():
+        if runs_of(name) < needed:
+            continue
         free, columns = list(range(len(levels))), [0] * len(choices)
         for layer in by_choices:
             k = len(choices[layer])
