@@ -72,3 +72,22 @@ def test_a_bad_replicate_setting_fails_validation_with_one_line(tmp_path, key, v
     assert out.exit_code == 2, out.output
     lines = out.output.strip().splitlines()
     assert len(lines) == 1 and f"search.{key}" in lines[0] and value.strip('"') in lines[0] and allowed in lines[0]
+
+
+def test_under_common_random_numbers_a_lone_replicate_gets_a_partner_at_its_seed(tmp_path):
+    """A replicate alone at its seed is a block of its own, fitted exactly: the next replicate trains the
+    reference baseline (the study's first assignment) at that seed, so the pair is a comparison."""
+    trials = study(tmp_path, effect=-0.01, sd=0.03, seeds=2)
+    lone = record(len(trials), "swiglu,gelu", 2.0, 90.0, seed=5, origin="verify")
+    write(tmp_path, lone)
+    trials = results.load_trials(tmp_path, "s")
+    assert set(trials["random_streams"]) == {"crn"}
+    assert replicates.auto_next(trials, share=1.0, first_seed=2) == ("gelu,gelu", 5)
+    write(tmp_path, record(len(trials), "gelu,gelu", 2.0, 100.0, seed=5, origin="verify"))
+    trials = results.load_trials(tmp_path, "s")
+    pick, seed = replicates.auto_next(trials, share=1.0, first_seed=2)
+    pair = ("gelu,gelu", "swiglu,gelu")
+    assert seed == (2 if pick in pair else 5), "a seed other assignments have and the pick lacks, if there is one"
+    assert replicates.auto_next(trials.assign(random_streams="global"), share=1.0, first_seed=2)[1] == 2, (
+        "one generator: seeds share nothing, the lowest unused one will do"
+    )

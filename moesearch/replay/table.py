@@ -176,11 +176,14 @@ def _trial_curves(
     return out
 
 
-def draw(table: Table, assignment: str, rng: np.random.Generator, drawn: set[int] = frozenset()) -> Training | None:
+def draw(
+    table: Table, assignment: str, rng: np.random.Generator, drawn: set[int] = frozenset(), seed: int | None = None
+) -> Training | None:
     """One of the assignment's recorded trainings at random, none of `drawn` (rows already seen: a replicate
-    has a fresh seed); None when the table holds no other. A table without trainings (made by hand)
-    answers with its values."""
+    has a fresh seed), of `seed` where the table has one; None when the table holds no other. A table
+    without trainings (made by hand) answers with its values."""
     options = [t for t in table.trainings.get(assignment, ()) if t.row not in drawn]
+    options = [t for t in options if t.seed == seed] or options
     if not table.trainings:
         return Training(-1, 0, table.values[assignment], {s: v[assignment] for s, v in table.at_step.items()})
     return options[int(rng.integers(len(options)))] if options else None

@@ -66,9 +66,7 @@ def scores(
         extra: list[int] = []
         if auto:
             left = budget - (spent[n - 1] if n else 0)
-            extra = replicate(
-                table, rows, int(left // full), share, seed, np.random.default_rng((REPLICATE_STREAM, seed, k))
-            )
+            extra = replicate(table, rows, int(left // full), share, np.random.default_rng((REPLICATE_STREAM, seed, k)))
         r, c, ok, lone = score(table, rows, extra)
         regret.append(r)
         called.append(c)
@@ -78,9 +76,11 @@ def scores(
     return Score(at, np.array(regret), np.array(called), np.array(right), np.array(replicated), np.array(cheapest))
 
 
-def replicate(table: Table, rows: list[int], most: int, share: float, seed: int, rng: np.random.Generator) -> list[int]:
+def replicate(table: Table, rows: list[int], most: int, share: float, rng: np.random.Generator) -> list[int]:
     """The replicates search.replicates = "auto" trains after the search saw `rows` (at most `most`),
-    each answered by a training of its assignment not drawn before. When `auto_next` asks for an
+    each answered by a training of its assignment not drawn before, of the seed `auto_next` asks for where
+    the table has it (under common random numbers the seed is what makes a replicate a comparison; the
+    table's seeds after its first count as fresh ones). When `auto_next` asks for an
     assignment whose every training the table has already given, the most open one it can answer is
     taken by the same rule (inside noise, p_front nearest 1/2, fewer trainings first)."""
     from moesearch.analysis import expected
@@ -93,7 +93,7 @@ def replicate(table: Table, rows: list[int], most: int, share: float, seed: int,
         answerable = {a for a, ts in table.trainings.items() if any(t.row not in drawn for t in ts)}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            pick = replicates.auto_next(trials, share, seed + 1)
+            pick = replicates.auto_next(trials, share, first_seed=int(table.frame["seed"].min()) + 1)
             if pick is None:
                 break
             assignment = pick[0]
@@ -116,7 +116,7 @@ def replicate(table: Table, rows: list[int], most: int, share: float, seed: int,
                     .sort_values(["gap", "trained"])
                     .iloc[0]["assignment"]
                 )
-        extra.append(draw(table, assignment, rng, drawn).row)
+        extra.append(draw(table, assignment, rng, drawn, seed=pick[1]).row)
     return extra
 
 
@@ -184,10 +184,10 @@ def regret(table: Table, predicted: pd.Series) -> float:
     `predicted` quality (signed: less is better; by assignment, NaN or missing: not a candidate) among
     those truly costing at most the level. A level without a candidate counts its worst one."""
     q, c = _levels(table)
-    order = np.lexsort((q.to_numpy(), c.to_numpy()))  # by cost, then by true quality
-    q_s, c_s = q.to_numpy()[order], c.to_numpy()[order]
-    p_s = predicted.reindex(q.index).to_numpy(float)[order]
-    p_s = np.where(np.isnan(p_s), np.inf, p_s)
+    p = predicted.reindex(q.index).to_numpy(float)
+    p = np.where(np.isnan(p), np.inf, p)
+    order = np.lexsort((p, c.to_numpy()))  # by cost, then by the prediction: a tie never peeks at the truth
+    q_s, c_s, p_s = q.to_numpy()[order], c.to_numpy()[order], p[order]
     best = np.minimum.accumulate(q_s)
     worst = np.maximum.accumulate(q_s)
     pick = np.zeros(len(q_s), dtype=int)  # the running argmin of the prediction

@@ -38,8 +38,9 @@ def baseline_plan(settings: Settings) -> list[tuple[str, int]]:
 
 def auto_next(trials: pd.DataFrame, share: float, first_seed: int) -> tuple[str, int] | None:
     """The next replicate search.replicates = 'auto' trains: the trained assignment whose place on the
-    expected front is most open (probability of being non-dominated nearest 1/2), with its lowest unused
-    seed from `first_seed`; None once every trained one is resolved, or the share is spent.
+    expected front is most open (probability of being non-dominated nearest 1/2), with a seed from
+    `first_seed` it has not trained with (`_seed_for`); under common random numbers first the partner of
+    a replicate alone at its seed (`_partner`). None once every trained one is resolved, or the share is spent.
 
     Every trial of origin 'verify' counts against the share (baseline seeds and `verify` included): the
     budget is for re-measuring, whoever asked.
@@ -50,13 +51,43 @@ def auto_next(trials: pd.DataFrame, share: float, first_seed: int) -> tuple[str,
     found = expected.expected_front(trials)
     if found is None:
         return None
+    if (partner := _partner(trials, first_seed)) is not None:
+        return partner
     table = found[0]
     open_ = table[(table["trained"] > 0) & (table["verdict"] == "inside noise")]
     if open_.empty:
         return None
     pick = open_.assign(gap=(open_["p_front"] - 0.5).abs()).sort_values(["gap", "trained"]).iloc[0]["assignment"]
-    used = set(trials.loc[trials["assignment"] == pick, "seed"])
-    return pick, next(s for s in range(first_seed, first_seed + 10**6) if s not in used)
+    return pick, _seed_for(trials, pick, first_seed)
+
+
+def _crn(trials: pd.DataFrame) -> bool:
+    return "random_streams" in trials and bool((trials["random_streams"] == "crn").all())
+
+
+def _seed_for(trials: pd.DataFrame, pick: str, first_seed: int) -> int:
+    """A seed from `first_seed` the pick has not trained with: under common random numbers the lowest one
+    other assignments have (its block is then informative at once), else the lowest unused."""
+    done = trials[trials["state"] == State.COMPLETE]
+    used = set(done.loc[done["assignment"] == pick, "seed"])
+    if _crn(trials) and (shared := sorted(s for s in set(done["seed"]) - used if s >= first_seed)):
+        return int(shared[0])
+    return next(s for s in range(first_seed, first_seed + 10**6) if s not in used)
+
+
+def _partner(trials: pd.DataFrame, first_seed: int) -> tuple[str, int] | None:
+    """Under common random numbers a replicate alone at its seed is a block of its own, which the noise
+    model fits exactly: it tells nothing until another assignment trains with that seed. Its partner is
+    the study's first assignment (the reference baseline), or its second when the lone one is that."""
+    if not _crn(trials):
+        return None
+    done = trials[trials["state"] == State.COMPLETE]
+    per_seed = done[done["seed"] >= first_seed].groupby("seed")["assignment"].unique()
+    order = done.sort_values("trial")["assignment"].drop_duplicates().tolist()
+    for seed, there in per_seed.items():
+        if len(there) == 1 and len(order) > 1:
+            return next(a for a in order if a != there[0]), int(seed)
+    return None
 
 
 def retrain_auto(settings: Settings, study: optuna.Study, group: WorkerGroup, bar: tqdm | None = None) -> int:
