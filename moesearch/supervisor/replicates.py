@@ -43,10 +43,12 @@ def auto_next(trials: pd.DataFrame, share: float, first_seed: int) -> tuple[str,
     a replicate alone at its seed (`_partner`). None once every trained one is resolved, or the share is spent.
 
     Every trial of origin 'verify' counts against the share (baseline seeds and `verify` included): the
-    budget is for re-measuring, whoever asked.
+    budget is for re-measuring, whoever asked. Both sides count trials that gave a result, failed or
+    pruned ones included (they cost compute); preempted ones, trained again, do not.
     """
-    searched = int(((trials["origin"] != Origin.VERIFY) & (trials["state"] == State.COMPLETE)).sum())
-    if int((trials["origin"] == Origin.VERIFY).sum()) >= int(share * searched):
+    trained = trials["state"] != State.PREEMPTED  # what cost compute and gave a result, on both sides
+    searched = int((trained & (trials["origin"] != Origin.VERIFY)).sum())
+    if int((trained & (trials["origin"] == Origin.VERIFY)).sum()) >= int(share * searched):
         return None
     found = expected.expected_front(trials)
     if found is None:
