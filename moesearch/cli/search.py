@@ -42,15 +42,7 @@ def search(trials: int | None, budget: dict | None, **options) -> None:
             else f"{settings.space.search.trials} trials, or the target of the study if it exists",
         )
     storage = storage_mod.open_for(settings, explicit=options["storage"] is not None)
-    study = study_mod.open_study(
-        storage,
-        settings.study,
-        settings.space,
-        settings.seed,
-        settings.data,
-        settings.data_sha256,
-        str(settings.results),
-    )
+    study = study_mod.open_for(storage, settings)
     if trials or budget or StudyAttr.TRIALS not in study.user_attrs:  # the target of every group on the study
         study.set_user_attr(StudyAttr.TRIALS, target(trials, budget, settings.space))
     if budget:

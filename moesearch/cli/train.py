@@ -38,15 +38,7 @@ def train(layers: str, **options) -> None:
     if options["dry_run"]:
         dry_run(settings, f"train {','.join(chosen)}")
     storage = storage_mod.open_for(settings, explicit=options["storage"] is not None)
-    study = study_mod.open_study(
-        storage,
-        settings.study,
-        settings.space,
-        settings.seed,
-        settings.data,
-        settings.data_sha256,
-        str(settings.results),
-    )
+    study = study_mod.open_for(storage, settings)
     click.echo(describe(settings))
     with WorkerGroup(settings.launch, settings.results / settings.study / "logs") as group:
         outcome = run_named(settings, study, group, chosen, origin=Origin.TRAIN)

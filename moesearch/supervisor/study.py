@@ -101,6 +101,19 @@ def open_study(
     return study
 
 
+def open_for(storage: optuna.storages.BaseStorage, settings) -> optuna.Study:
+    """`open_study` with one invocation's settings (`search`, `train`): its study, space, seed, text, results."""
+    return open_study(
+        storage,
+        settings.study,
+        settings.space,
+        settings.seed,
+        settings.data,
+        settings.data_sha256,
+        str(settings.results),
+    )
+
+
 def check_same_text(study: optuna.Study, data: str | None, data_sha256: str | None) -> None:
     """InputError unless `data_sha256` is the study's training text (None: nothing to check).
 
