@@ -1,6 +1,7 @@
 """Common random numbers: how noisy is the difference between two assignments that differ in one layer?
 
-    python bench/crn_pairs.py [--layers 0,4] [--seeds 4] [--first-seed 0] [--out bench/data/crn-pairs]
+    python bench/crn_pairs.py [--layers 0,4] [--seeds 4] [--first-seed 0] [--schemes global,crn]
+                              [--train KEY=VALUE ...] [--out bench/data/crn-pairs]
 
 The hard8 model (search_spaces/hard8.toml): all-gelu against the same with SwiGLU in one layer, at each
 seed, trained by `moesearch train` with `train.streams = "global"` (one generator: the layer's shape
@@ -8,11 +9,14 @@ re-draws every dense weight and the routing noise) and `"crn"` (a stream per pla
 in this one run. Prints, per scheme, each pair's val_loss difference per seed, its mean and sd, and the sd
 of one assignment over seeds; then the ratio of the paired sds (global / crn) and what it is worth in
 replicates (its square). The records stay under --out (one study per scheme) for the notebook.
+`--train lr=1e-3` (repeatable) overrides hard8's `[train]` keys for every scheme: the training regime's
+own share of the noise, measured against the shipped one (give each regime its own --out).
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import statistics
 from pathlib import Path
 
@@ -24,15 +28,24 @@ HERE = Path(__file__).resolve().parent
 SCHEMES = ("global", "crn")
 
 
-def space_file(folder: Path, scheme: str) -> Path:
+def space_file(folder: Path, scheme: str, train: dict[str, str]) -> Path:
+    """hard8 with `train.streams = scheme` and the `train` overrides (TOML values as written)."""
     text = (HERE.parent / "search_spaces" / "hard8.toml").read_text()
+    for key in train:  # drop the shipped line, so the override is the only one
+        text = re.sub(rf"^{re.escape(key)} = .*\n", "", text, flags=re.M)
+    lines = "".join(f"{key} = {value}\n" for key, value in {"streams": f'"{scheme}"', **train}.items())
     path = folder / f"crn-{scheme}.toml"
     path.write_text(
-        text.replace('name = "hard8"', f'name = "crn-{scheme}"').replace(
-            "[train]\n", f'[train]\nstreams = "{scheme}"\n', 1
-        )
+        text.replace('name = "hard8"', f'name = "crn-{scheme}"').replace("[train]\n", f"[train]\n{lines}", 1)
     )
     return path
+
+
+def override(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"--train {text!r}: expected KEY=VALUE, as in lr=1e-3")
+    return key.strip(), value.strip()
 
 
 def neighbour(n_layers: int, layer: int) -> list[str]:
@@ -45,21 +58,24 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=4)
     parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--nproc", type=int, default=2)
+    parser.add_argument("--schemes", default=",".join(SCHEMES), help="streams schemes compared: global, crn")
+    parser.add_argument("--train", type=override, action="append", default=[], help="a [train] override: KEY=VALUE")
     parser.add_argument("--out", type=Path, default=HERE / "data" / "crn-pairs")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     layers = [int(x) for x in args.layers.split(",")]
     assignments = [["gelu"] * 8] + [neighbour(8, layer) for layer in layers]
     seeds = range(args.first_seed, args.first_seed + args.seeds)
-    files = {scheme: space_file(args.out, scheme) for scheme in SCHEMES}
+    schemes = args.schemes.split(",")
+    files = {scheme: space_file(args.out, scheme, dict(args.train)) for scheme in schemes}
     for seed in seeds:  # interleaved: both schemes see the same machine, seed by seed
-        for scheme in SCHEMES:
+        for scheme in schemes:
             for layers_ in assignments:
                 if _loss(args.out, scheme, layers_, seed) is None:  # resumable: a rerun trains what is missing
                     one_trial.train(
                         files[scheme], layers_, args.nproc, args.out, f"crn-{scheme}", ["--seed", str(seed)]
                     )
-    report(args.out, layers, seeds)
+    report(args.out, schemes, layers, seeds)
 
 
 def _loss(folder: Path, scheme: str, layers: list[str], seed: int) -> float | None:
@@ -71,9 +87,9 @@ def _loss(folder: Path, scheme: str, layers: list[str], seed: int) -> float | No
     return None if hit.empty else float(hit["val_loss"].iloc[0])
 
 
-def report(folder: Path, layers: list[int], seeds: range) -> None:
+def report(folder: Path, schemes: list[str], layers: list[int], seeds: range) -> None:
     paired_sd = {}
-    for scheme in SCHEMES:
+    for scheme in schemes:
         base = [_loss(folder, scheme, ["gelu"] * 8, s) for s in seeds]
         print(
             f"\n{scheme}: all-gelu val_loss over seeds {list(seeds)}: "
@@ -88,7 +104,7 @@ def report(folder: Path, layers: list[int], seeds: range) -> None:
                 f"mean {statistics.mean(diff):+.4f}, sd {statistics.stdev(diff):.4f}; "
                 f"one assignment's sd over seeds {statistics.stdev(other):.4f}"
             )
-    for layer in layers:
+    for layer in layers if set(SCHEMES) <= set(schemes) else []:
         ratio = paired_sd["global", layer] / paired_sd["crn", layer]
         print(f"layer {layer}: paired sd global/crn = {ratio:.2f}x, worth {ratio**2:.1f}x the replicates")
 
