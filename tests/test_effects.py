@@ -113,6 +113,28 @@ def test_too_few_trials_give_no_model_and_say_so(tmp_path):
     assert expected.expected_front(results.load_trials(tmp_path, "s")) is None
 
 
+def test_objectives_whose_noise_correlates_are_drawn_jointly(tmp_path):
+    """tokens/s measured as 100 - 50 (val_loss - 2): one noise, so both objectives order every draw alike and
+    each draw's front is its single best candidate. Drawn independently, fronts would hold several."""
+    rng = np.random.default_rng(3)
+    rows, n = [], 0
+    for combo in itertools.product(("gelu", "swiglu"), repeat=2):
+        for seed in range(3):
+            loss = 2.0 + additive({0: -0.01})(combo) + rng.normal(0, 0.02)
+            rows.append(record(n, ",".join(combo), loss, 100 - 50 * (loss - 2), seed=seed))
+            n += 1
+    write(tmp_path, *rows)
+    trials = results.load_trials(tmp_path, "s")
+    objectives = {"val_loss": "minimize", "tokens_per_s": "maximize"}
+    found, fits = expected.expected_front(trials, objectives, draws=200)
+    assert expected.residual_correlation(trials, fits)[0, 1] == pytest.approx(-1.0)
+    assert found["p_front"].sum() == pytest.approx(1.0)  # one member per draw
+    assert 0.1 < found["p_front"].max() < 0.9  # and the noise leaves the best one uncertain
+    independent = expected.joint_draws(fits, trials.assign(tokens_per_s=np.nan), effects.layer_codes(found), 200, rng)
+    fronts = [expected.nondominated(d * np.array([1.0, -1.0])).sum() for d in independent]
+    assert np.mean(fronts) > 1.2  # the same fits drawn apart: several members per draw
+
+
 def test_the_expected_front_and_its_probabilities_match_brute_force(tmp_path):
     truth = additive({0: -0.03, 1: 0.01})
     cost = lambda combo: 100.0 - 10 * sum(a != "gelu" for a in combo)  # noqa: E731  (tokens/s, maximised)

@@ -115,12 +115,16 @@ class Fit:
         var = np.einsum("ij,jk,ik->i", centred, self.cov, centred) + self.mean_var
         return self.y_mean + centred @ self.beta, np.sqrt(np.maximum(var, 0))
 
-    def draws(self, assignments: pd.DataFrame, n: int, rng: np.random.Generator) -> np.ndarray:
-        """n joint posterior draws of every assignment's expected value: shape (n, assignments)."""
+    def draws(
+        self, assignments: pd.DataFrame, n: int, rng: np.random.Generator, shocks: Shocks | None = None
+    ) -> np.ndarray:
+        """n joint posterior draws of every assignment's expected value: shape (n, assignments). shocks: the
+        standard draws to transform (shared with another objective's fit to correlate the two), else fresh."""
         if self.exact:
             return np.broadcast_to(self.predict(assignments)[0], (n, len(assignments)))
         centred = self.design(assignments) - self.x_mean
-        beta = _multivariate(self.beta, self.cov, self.dof, n, rng)
+        shocks = shocks or Shocks.draw(n, len(self.beta), self.dof, rng)
+        beta = self.beta + shocks.normal @ _factor(self.cov).T * shocks.scale[:, None]
         mean = self.y_mean + math.sqrt(self.mean_var) * rng.standard_normal(n)
         return mean[:, None] + beta @ centred.T
 
@@ -358,13 +362,32 @@ def _bayesian_ridge(
     )
 
 
-def _multivariate(mean: np.ndarray, cov: np.ndarray, dof: float, n: int, rng: np.random.Generator) -> np.ndarray:
-    """Draws of the coefficients: Student's t with the fit's degrees of freedom (normal when infinite)."""
-    if mean.size == 0:
-        return np.zeros((n, 0))
-    normal = rng.multivariate_normal(mean * 0, cov, size=n, method="eigh")
-    scale = np.sqrt(dof / rng.chisquare(dof, size=n))[:, None] if math.isfinite(dof) else 1.0
-    return mean + normal * scale
+@dataclass(frozen=True)
+class Shocks:
+    """The standard draws behind n posterior draws of p coefficients: beta = beta_hat + scale * normal @ L.T,
+    with L the Cholesky factor of the coefficients' covariance (Student's t with the fit's degrees of
+    freedom: scale = sqrt(dof / chi2(dof)); 1 when they are infinite). Two least-squares fits on the same
+    trials and terms have covariances proportional to one (X'X)^-1, so their factors are too, and shocks
+    whose normals correlate as the two objectives' residuals do give their joint posterior."""
+
+    normal: np.ndarray  # (n, p), standard normal
+    scale: np.ndarray  # (n,)
+
+    @staticmethod
+    def draw(n: int, p: int, dof: float, rng: np.random.Generator, normal: np.ndarray | None = None) -> Shocks:
+        normal = rng.standard_normal((n, p)) if normal is None else normal
+        scale = np.sqrt(dof / rng.chisquare(dof, size=n)) if math.isfinite(dof) else np.ones(n)
+        return Shocks(normal, scale)
+
+
+def _factor(cov: np.ndarray) -> np.ndarray:
+    """L with L @ L.T = cov: Cholesky (unique, so proportional covariances give proportional factors);
+    a symmetric root where rounding leaves cov not quite positive definite."""
+    try:
+        return np.linalg.cholesky(cov)
+    except np.linalg.LinAlgError:
+        w, v = np.linalg.eigh(cov)
+        return v * np.sqrt(np.clip(w, 0, None))
 
 
 def text(found: Fit | None, size: float = 0.02) -> list[str]:

@@ -4,10 +4,14 @@ A front of single trainings rewards lucky ones. As Ax reports its Pareto set fro
 account for observation noise (and Optuna reports raw trials), moesearch fits each objective's noise
 model (`analysis/effects.py`), predicts every candidate's expected value with a 95% interval, and takes
 the non-dominated set of those expected values. Each candidate's probability of being non-dominated is
-the share of posterior draws in which it is (objectives drawn independently: their noise models are
-fitted apart). An observed front member is *resolved on* the front when that probability is at least
-RESOLVED, *resolved off* it at most 1 - RESOLVED, and *inside noise* between; while a noisy objective's
-model is shrunk for want of trials (`Fit.testable`), its draws are too narrow to call anything resolved.
+the share of posterior draws in which it is. Objectives are drawn jointly where their noise correlates:
+two least-squares fits of the same trials and terms draw coefficients whose shocks correlate as the two
+objectives' residuals do (a throughput and a memory measured on one noisy machine, a loss and its 8-bit
+gap); the others are drawn independently.
+
+An observed front member is *resolved on* the front when that probability is at least RESOLVED,
+*resolved off* it at most 1 - RESOLVED, and *inside noise* between; while a noisy objective's model is
+shrunk for want of trials (`Fit.testable`), its draws are too narrow to call anything resolved.
 Each member is called on its own (a family of calls: one in ten at RESOLVED may be wrong).
 
 Candidates: every assignment of the choices the trials have seen per layer when there are at most
@@ -61,10 +65,9 @@ def expected_front(
     done = trials[trials["state"] == State.COMPLETE]
     table = candidates(done, fits[next(iter(objectives))])
     codes = effects.layer_codes(table)
-    rng = np.random.default_rng(SEED)
     signs = np.array([1.0 if d == "minimize" else -1.0 for d in objectives.values()])
     # draws x rows x objectives, every objective minimised
-    sampled = np.stack([fits[o].draws(codes, draws, rng) for o in objectives], axis=-1) * signs
+    sampled = joint_draws(fits, done, codes, draws, np.random.default_rng(SEED)) * signs
     for o, found in fits.items():
         mean, se = found.predict(codes)
         table[o], table[f"{o}_lo"], table[f"{o}_hi"] = mean, mean - found.quantile() * se, mean + found.quantile() * se
@@ -78,6 +81,56 @@ def expected_front(
         for p, n in zip(table["p_front"], table["trained"], strict=True)
     ]
     return table.sort_values(list(objectives)[0], ignore_index=True), fits
+
+
+def joint_draws(
+    fits: dict[str, effects.Fit], done: pd.DataFrame, codes: pd.DataFrame, n: int, rng: np.random.Generator
+) -> np.ndarray:
+    """n posterior draws of every candidate's expected objectives, (n, candidates, objectives) in the order
+    of `fits`: least-squares fits of the same trials and terms in one group whose shocks correlate as their
+    residuals on those trials do, every other fit alone."""
+    groups: list[list[str]] = []
+    for o in fits:
+        home = next((g for g in groups if _joint(done, fits, g[0], o)), None)
+        if home is None:
+            groups.append([o])
+        else:
+            home.append(o)
+    drawn = {}
+    for group in groups:
+        first = fits[group[0]]
+        if len(group) == 1:
+            drawn[group[0]] = first.draws(codes, n, rng)
+            continue
+        corr = residual_correlation(done, {o: fits[o] for o in group})
+        normal = rng.standard_normal((n, len(first.beta), len(group))) @ effects._factor(corr).T
+        scale = effects.Shocks.draw(n, 0, first.dof, rng).scale  # one t scale: the fits share their dof
+        for k, o in enumerate(group):
+            drawn[o] = fits[o].draws(codes, n, rng, effects.Shocks(normal[..., k], scale))
+    return np.stack([drawn[o] for o in fits], axis=-1)
+
+
+def _joint(done: pd.DataFrame, fits: dict[str, effects.Fit], a: str, b: str) -> bool:
+    """Whether the fits of a and b can be drawn jointly: both noisy least squares, with the same terms and
+    degrees of freedom, fitted on the same trials."""
+    fa, fb = fits[a], fits[b]
+    return (
+        not (fa.exact or fb.exact)
+        and fa.testable
+        and fb.testable
+        and fa.dof == fb.dof
+        and fa.terms == fb.terms
+        and (done[a].notna() == done[b].notna()).all()
+    )
+
+
+def residual_correlation(done: pd.DataFrame, fits: dict[str, effects.Fit]) -> np.ndarray:
+    """The correlation of the fits' residuals over the trials they were fitted on (complete, every one
+    measured)."""
+    rows = done.dropna(subset=list(fits))
+    codes = effects.layer_codes(rows).assign(seed=rows["seed"].to_numpy())
+    residuals = [rows[o].to_numpy(float) - found.predict(codes)[0] for o, found in fits.items()]
+    return np.corrcoef(residuals)
 
 
 def nondominated(points: np.ndarray) -> np.ndarray:
