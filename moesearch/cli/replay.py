@@ -232,8 +232,9 @@ def _print_truth(table, runs, target: float, unit: str, share: float | None) -> 
     click.echo(
         f"right: of the members an arm calls resolved on the front at the last budget, the share truly on "
         f"it: on the table's expected front, or its 95% interval of {q} reaches the front's expected {q} "
-        f"at its cost ({on} of {len(table.truth)} candidates pass); the lone cheapest candidate is on "
-        f"every front, so 'right beyond it' leaves it out"
+        f"at its cost ({on} of {len(table.truth)} candidates pass); 'strictly on': on the expected front "
+        f"itself ({int(table.truth['expected_front'].sum())} pass); the lone cheapest candidate is on every "
+        f"front, so 'right beyond it' leaves it out"
     )
     out = truth_mod.truth_summary(runs, target)
     click.echo(out.to_string(index=False, float_format=lambda v: "inf" if math.isinf(v) else f"{v:,.4g}"))

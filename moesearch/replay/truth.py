@@ -44,6 +44,7 @@ class Score:
     right: np.ndarray  # of them, truly on the table's expected front (within the truth's 95% interval)
     replicates: np.ndarray  # replicates trained by then
     cheapest: np.ndarray | None = None  # of the called, the lone cheapest candidate (on the front whatever the noise)
+    on_front: np.ndarray | None = None  # of the called, on the table's expected front itself (no tolerance)
 
 
 def budgets(total: float, points: int) -> np.ndarray:
@@ -58,7 +59,7 @@ def scores(
     (auto replicates: the search's share of it, then replicates within the rest)."""
     full = table.full_steps or 1
     at = budgets(total, points)
-    regret, called, right, replicated, cheapest = [], [], [], [], []
+    regret, called, right, replicated, cheapest, on_front = [], [], [], [], [], []
     for k, budget in enumerate(at):
         search_budget = budget / (1 + share) if auto else budget
         n = int(np.searchsorted(spent, search_budget + 1e-9, side="right"))
@@ -67,13 +68,22 @@ def scores(
         if auto:
             left = budget - (spent[n - 1] if n else 0)
             extra = replicate(table, rows, int(left // full), share, np.random.default_rng((REPLICATE_STREAM, seed, k)))
-        r, c, ok, lone = score(table, rows, extra)
+        r, c, ok, lone, strict = score(table, rows, extra)
         regret.append(r)
         called.append(c)
         right.append(ok)
         replicated.append(len(extra))
         cheapest.append(lone)
-    return Score(at, np.array(regret), np.array(called), np.array(right), np.array(replicated), np.array(cheapest))
+        on_front.append(strict)
+    return Score(
+        at,
+        np.array(regret),
+        np.array(called),
+        np.array(right),
+        np.array(replicated),
+        np.array(cheapest),
+        np.array(on_front),
+    )
 
 
 def replicate(table: Table, rows: list[int], most: int, share: float, rng: np.random.Generator) -> list[int]:
@@ -129,10 +139,11 @@ def trials_frame(table: Table, rows: list[int], replicates: list[int] = ()) -> p
     return frame.reset_index(drop=True)
 
 
-def score(table: Table, rows: list[int], replicates: list[int] = ()) -> tuple[float, int, int, int]:
+def score(table: Table, rows: list[int], replicates: list[int] = ()) -> tuple[float, int, int, int, int]:
     """What an arm that saw these trainings recommends, scored by the table's truth: (the largest regret
     over cost levels, members it calls resolved on the front, of them truly on the expected front, of
-    them the lone cheapest candidate, which is on every front whatever the noise).
+    them the lone cheapest candidate, which is on every front whatever the noise, of them on the
+    expected front itself, without the tolerance).
 
     Its recommendation at a level: the candidate it predicts best on the quality objective among those
     whose true cost is at most the level. Too few trainings for a model: the best it observed instead.
@@ -148,7 +159,7 @@ def score(table: Table, rows: list[int], replicates: list[int] = ()) -> tuple[fl
     q_sign = 1.0 if table.objectives[table.quality] == "minimize" else -1.0
     if found is None:  # no model yet: the best observed
         predicted = trials.groupby("assignment")[table.quality].mean() * q_sign
-        return regret(table, predicted), 0, 0, 0
+        return regret(table, predicted), 0, 0, 0, 0
     arm = found[0].set_index("assignment")
     called = arm.index[arm["verdict"] == "resolved on the front"]
     on = truly_on_front(table).reindex(called, fill_value=False)
@@ -157,6 +168,7 @@ def score(table: Table, rows: list[int], replicates: list[int] = ()) -> tuple[fl
         len(called),
         int(on.sum()),
         int(called.isin(lone_cheapest(table)).sum()),
+        int(table.truth["expected_front"].reindex(called, fill_value=False).astype(bool).sum()),
     )
 
 
@@ -215,8 +227,9 @@ def truth_summary(runs: dict[str, list[Run]], target: float = 0.005) -> pd.DataF
     """Per arm, from the runs' truth scores: the median over seeds of the largest regret over cost levels at
     each budget (a column per budget), the least budget at which that median is at most `target` (inf:
     none), and at the last budget the members called resolved on the front per run, the share of them
-    truly on the expected front (pooled over seeds; NaN: none called), the share of them that is the lone
-    cheapest candidate (trivially on it), the share right among the others, and the replicates per run."""
+    truly on the expected front (pooled over seeds; NaN: none called), the share of them on it without the
+    tolerance, the share of them that is the lone cheapest candidate (trivially on it), the share right
+    among the others, and the replicates per run."""
     rows = []
     for name, arm_runs in runs.items():
         scored = [r.score for r in arm_runs if r.score is not None]
@@ -231,6 +244,8 @@ def truth_summary(runs: dict[str, list[Run]], target: float = 0.005) -> pd.DataF
         row[f"to <={target:g}"] = float(at[reach[0]]) if len(reach) else math.inf
         row["called/run"] = called / len(scored)
         row["right"] = sum(int(s.right[-1]) for s in scored) / called if called else math.nan
+        on = sum(int(s.on_front[-1]) for s in scored if s.on_front is not None)
+        row["strictly on"] = on / called if called else math.nan
         lone = sum(int(s.cheapest[-1]) for s in scored if s.cheapest is not None)
         row["lone cheapest"] = lone / called if called else math.nan
         row["right beyond it"] = (
@@ -242,8 +257,8 @@ def truth_summary(runs: dict[str, list[Run]], target: float = 0.005) -> pd.DataF
 
 
 def truth_rows(runs: dict[str, list[Run]], seeds: range) -> pd.DataFrame:
-    """Every score: arm, seed, budget, regret, called, right, lone_cheapest, replicates (the --out file's
-    -truth.csv)."""
+    """Every score: arm, seed, budget, regret, called, right, on_front, lone_cheapest, replicates (the
+    --out file's -truth.csv)."""
     return pd.DataFrame(
         [
             {
@@ -253,17 +268,19 @@ def truth_rows(runs: dict[str, list[Run]], seeds: range) -> pd.DataFrame:
                 "regret": float(r),
                 "called": int(c),
                 "right": int(ok),
+                "on_front": int(strict),
                 "lone_cheapest": int(lone),
                 "replicates": int(n),
             }
             for arm, arm_runs in runs.items()
             for seed, run in zip(seeds, arm_runs, strict=True)
             if run.score is not None
-            for b, r, c, ok, lone, n in zip(
+            for b, r, c, ok, strict, lone, n in zip(
                 run.score.budgets,
                 run.score.regret,
                 run.score.called,
                 run.score.right,
+                run.score.on_front,
                 run.score.cheapest,
                 run.score.replicates,
                 strict=True,
