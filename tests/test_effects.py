@@ -135,6 +135,32 @@ def test_objectives_whose_noise_correlates_are_drawn_jointly(tmp_path):
     assert np.mean(fronts) > 1.2  # the same fits drawn apart: several members per draw
 
 
+def test_joint_draws_correlate_as_the_residuals_do(tmp_path):
+    """Partly shared noise (correlation about 0.5): every contrast between two candidates is drawn with
+    the residuals' correlation across the objectives, and each objective keeps its own spread."""
+    rng = np.random.default_rng(4)
+    rows, n = [], 0
+    for combo in itertools.product(("gelu", "swiglu"), repeat=3):
+        for seed in range(3):
+            shared, own = rng.normal(0, 0.02, 2)
+            loss = 2.0 + additive({0: -0.01})(combo) + shared
+            rows.append(record(n, ",".join(combo), loss, 100 - 50 * (0.5 * shared + 0.87 * own), seed=seed))
+            n += 1
+    write(tmp_path, *rows)
+    trials = results.load_trials(tmp_path, "s")
+    objectives = {"val_loss": "minimize", "tokens_per_s": "maximize"}
+    fits = expected.fits_of(trials, objectives)
+    rho = expected.residual_correlation(trials, fits)[0, 1]
+    assert -0.8 < rho < -0.2
+    codes = effects.layer_codes(trials).drop_duplicates(ignore_index=True)
+    drawn = expected.joint_draws(fits, trials, codes, 4000, rng)
+    contrast = drawn[:, 1, :] - drawn[:, 0, :]  # the same two candidates in both objectives
+    assert np.corrcoef(contrast.T)[0, 1] == pytest.approx(rho, abs=0.05)
+    for k, o in enumerate(objectives):  # and each objective's own spread is its fit's
+        se = np.sqrt(fits[o].cov[0, 0]) * np.sqrt(fits[o].dof / (fits[o].dof - 2))  # of a t(dof) draw
+        assert contrast[:, k].std() == pytest.approx(se, rel=0.1)
+
+
 def test_the_expected_front_and_its_probabilities_match_brute_force(tmp_path):
     truth = additive({0: -0.03, 1: 0.01})
     cost = lambda combo: 100.0 - 10 * sum(a != "gelu" for a in combo)  # noqa: E731  (tokens/s, maximised)

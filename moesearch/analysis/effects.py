@@ -123,8 +123,10 @@ class Fit:
         if self.exact:
             return np.broadcast_to(self.predict(assignments)[0], (n, len(assignments)))
         centred = self.design(assignments) - self.x_mean
-        shocks = shocks or Shocks.draw(n, len(self.beta), self.dof, rng)
+        if shocks is None:
+            shocks = Shocks.draw(n, len(self.beta), self.dof, rng)
         beta = self.beta + shocks.normal @ _factor(self.cov).T * shocks.scale[:, None]
+        # the mean shifts every assignment alike (no dominance changes), so it is drawn on its own
         mean = self.y_mean + math.sqrt(self.mean_var) * rng.standard_normal(n)
         return mean[:, None] + beta @ centred.T
 
@@ -374,19 +376,20 @@ class Shocks:
     scale: np.ndarray  # (n,)
 
     @staticmethod
-    def draw(n: int, p: int, dof: float, rng: np.random.Generator, normal: np.ndarray | None = None) -> Shocks:
-        normal = rng.standard_normal((n, p)) if normal is None else normal
+    def draw(n: int, p: int, dof: float, rng: np.random.Generator) -> Shocks:
         scale = np.sqrt(dof / rng.chisquare(dof, size=n)) if math.isfinite(dof) else np.ones(n)
-        return Shocks(normal, scale)
+        return Shocks(rng.standard_normal((n, p)), scale)
 
 
 def _factor(cov: np.ndarray) -> np.ndarray:
-    """L with L @ L.T = cov: Cholesky (unique, so proportional covariances give proportional factors);
-    a symmetric root where rounding leaves cov not quite positive definite."""
+    """L with L @ L.T = cov, the same up to scale for proportional covariances (what joint draws rely on):
+    Cholesky, which is unique; where rounding leaves cov not quite positive definite, the eigenvectors
+    scaled by the roots of their eigenvalues, each vector's sign fixed (largest entry positive)."""
     try:
         return np.linalg.cholesky(cov)
     except np.linalg.LinAlgError:
         w, v = np.linalg.eigh(cov)
+        v = v * np.sign(v[np.abs(v).argmax(axis=0), np.arange(v.shape[1])])
         return v * np.sqrt(np.clip(w, 0, None))
 
 

@@ -4,10 +4,11 @@ A front of single trainings rewards lucky ones. As Ax reports its Pareto set fro
 account for observation noise (and Optuna reports raw trials), moesearch fits each objective's noise
 model (`analysis/effects.py`), predicts every candidate's expected value with a 95% interval, and takes
 the non-dominated set of those expected values. Each candidate's probability of being non-dominated is
-the share of posterior draws in which it is. Objectives are drawn jointly where their noise correlates:
-two least-squares fits of the same trials and terms draw coefficients whose shocks correlate as the two
-objectives' residuals do (a throughput and a memory measured on one noisy machine, a loss and its 8-bit
-gap); the others are drawn independently.
+the share of posterior draws in which it is. Least-squares fits of the same trials and terms are drawn
+jointly: their coefficients' shocks correlate as the objectives' residuals do on those trials (the
+sample correlation, plugged in), so noise two objectives share (a throughput and a memory measured on
+one busy machine, a loss and its 8-bit gap) is not counted as two independent chances; the others are
+drawn independently.
 
 An observed front member is *resolved on* the front when that probability is at least RESOLVED,
 *resolved off* it at most 1 - RESOLVED, and *inside noise* between; while a noisy objective's model is
@@ -67,7 +68,8 @@ def expected_front(
     codes = effects.layer_codes(table)
     signs = np.array([1.0 if d == "minimize" else -1.0 for d in objectives.values()])
     # draws x rows x objectives, every objective minimised
-    sampled = joint_draws(fits, done, codes, draws, np.random.default_rng(SEED)) * signs
+    ordered = {o: fits[o] for o in objectives}  # the columns in the order of signs
+    sampled = joint_draws(ordered, done, codes, draws, np.random.default_rng(SEED)) * signs
     for o, found in fits.items():
         mean, se = found.predict(codes)
         table[o], table[f"{o}_lo"], table[f"{o}_hi"] = mean, mean - found.quantile() * se, mean + found.quantile() * se

@@ -7,7 +7,8 @@ most that level (analytic costs are known before training); the regret is that c
 quality against the best expected quality there, in the objective's units (nats for val_loss); a run's
 score at a budget is the largest regret over levels. The members the arm calls "resolved on the front"
 are checked against the truth: right when on the table's expected front, or when the truth's 95%
-interval of its quality reaches the front's expected quality at its cost.
+interval of its quality reaches the front's expected quality at its cost; strictly on, without that
+tolerance. Both count the lone cheapest candidate, which is on every front whatever the noise.
 
 Arms with replicates = "auto" search with budget / (1 + share), then train what the search's
 `replicates.auto_next` asks for (answered by fresh draws, each a full training of compute) until it is
@@ -43,8 +44,8 @@ class Score:
     called: np.ndarray  # members it calls resolved on the front
     right: np.ndarray  # of them, truly on the table's expected front (within the truth's 95% interval)
     replicates: np.ndarray  # replicates trained by then
-    cheapest: np.ndarray | None = None  # of the called, the lone cheapest candidate (on the front whatever the noise)
-    on_front: np.ndarray | None = None  # of the called, on the table's expected front itself (no tolerance)
+    cheapest: np.ndarray  # of the called, the lone cheapest candidate (on the front whatever the noise)
+    on_front: np.ndarray  # of the called, on the table's expected front itself (no tolerance)
 
 
 def budgets(total: float, points: int) -> np.ndarray:
@@ -244,9 +245,9 @@ def truth_summary(runs: dict[str, list[Run]], target: float = 0.005) -> pd.DataF
         row[f"to <={target:g}"] = float(at[reach[0]]) if len(reach) else math.inf
         row["called/run"] = called / len(scored)
         row["right"] = sum(int(s.right[-1]) for s in scored) / called if called else math.nan
-        on = sum(int(s.on_front[-1]) for s in scored if s.on_front is not None)
+        on = sum(int(s.on_front[-1]) for s in scored)
         row["strictly on"] = on / called if called else math.nan
-        lone = sum(int(s.cheapest[-1]) for s in scored if s.cheapest is not None)
+        lone = sum(int(s.cheapest[-1]) for s in scored)
         row["lone cheapest"] = lone / called if called else math.nan
         row["right beyond it"] = (
             (sum(int(s.right[-1]) for s in scored) - lone) / (called - lone) if called > lone else math.nan
@@ -268,14 +269,14 @@ def truth_rows(runs: dict[str, list[Run]], seeds: range) -> pd.DataFrame:
                 "regret": float(r),
                 "called": int(c),
                 "right": int(ok),
-                "on_front": int(strict),
+                "on_front": int(on),
                 "lone_cheapest": int(lone),
                 "replicates": int(n),
             }
             for arm, arm_runs in runs.items()
             for seed, run in zip(seeds, arm_runs, strict=True)
             if run.score is not None
-            for b, r, c, ok, strict, lone, n in zip(
+            for b, r, c, ok, on, lone, n in zip(
                 run.score.budgets,
                 run.score.regret,
                 run.score.called,
