@@ -43,16 +43,23 @@ def test_known_additive_effects_are_recovered_with_intervals_that_cover_them(tmp
     truth = {0: -0.05, 1: 0.0, 2: 0.03}
     found = effects.fit(table(tmp_path, additive(truth), 3, 2, 0.005))
     assert found.method == "least squares"
-    rows = found.effects()
+    everything = found.effects()
+    rows, every = everything[everything["layer"].notna()], everything[everything["layer"].isna()]
     assert list(rows["layer"]) == [0, 1, 2] and set(rows["activation"]) == {"swiglu"}
     assert set(rows["reference"]) == {"gelu"} and (rows["trials_with"] == 8).all()
     for row in rows.itertuples():
         assert abs(row.effect - truth[row.layer]) < 3 * row.se and row.ci95 < 0.01
     assert list(rows["resolved"]) == [True, False, True]
+    # all-swiglu against all-gelu: the sum of the layers' effects, -0.02, with the sum's standard error
+    (uniform,) = every.itertuples()
+    assert uniform.term == "every layer: swiglu instead of gelu" and uniform.resolved
+    assert abs(uniform.effect - sum(truth.values())) < 3 * uniform.se
+    assert uniform.se == pytest.approx(np.sqrt(found.cov[:3, :3].sum()))
     lines = effects.text(found)
     assert "layer 0: swiglu instead of gelu -0.05" in lines[3] and "(resolved)" in lines[3]
+    assert "every layer: swiglu instead of gelu -0.02" in lines[6]
     assert "no evidence that main effects miss anything" in lines[2]
-    assert effects.verdict(found).startswith("verdict: 2 of 3 effects on val_loss resolved: layer 0")
+    assert effects.verdict(found).startswith("verdict: 3 of 4 effects on val_loss resolved: layer 0")
 
 
 def test_replicates_measure_the_noise_as_pure_error(tmp_path):
@@ -260,8 +267,9 @@ def test_resolvable_uses_the_tests_own_t_quantiles_and_a_size_of_zero_needs_no_c
     from scipy import stats
 
     found = effects.fit(table(tmp_path, additive({0: -0.05}), 2, 2, 0.01))  # 8 trials, 2 effects, 5 dof
-    m, dof = 2, found.dof
-    se = float(np.median(found.effects()["se"]))
+    m, dof = 3, found.dof  # the family: two layers' effects and all-swiglu against all-gelu
+    rows = found.effects()
+    se = float(np.median(rows.loc[rows["layer"].notna(), "se"]))
     assert found.resolvable() == pytest.approx(se * (stats.t.ppf(1 - 0.05 / (2 * m), dof) + stats.t.ppf(0.8, dof)))
     assert found.trials_to_resolve(0) is None
     assert found.trials_to_resolve(0.001) > found.trials_to_resolve(0.01) > found.n_trials

@@ -13,6 +13,9 @@ seed replicates included, which is how a study learns more than its single train
   a prior whose width the data choose, so even a small study gets an estimate. With so few residual
   degrees of freedom its noise estimate can collapse (it nearly interpolates), so its intervals are a
   guide, never a test: nothing is called resolved until least squares can run (`testable`).
+Beside the layers' effects, one contrast per activation every layer may take: that activation everywhere
+instead of the reference everywhere (all-swiglu against all-gelu), the question a study asks first and
+the one it answers soonest, since every layer's trials inform it.
 "Resolved" is a test over the whole family: an effect is resolved when its Holm-adjusted p-value over every
 effect of the fit is below 5%, so pure noise in eight layers does not come out with one resolved by chance.
 A fit keeps its coefficients' covariance, so it predicts any assignment's expected value with an interval
@@ -140,30 +143,55 @@ class Fit:
         return float(stats.t.ppf(0.975, self.dof)) if math.isfinite(self.dof) else float(stats.norm.ppf(0.975))
 
     def effects(self) -> pd.DataFrame:
-        """One row per term: its effect, standard error, 95% half-width, and whether the interval excludes 0."""
+        """One row per term, then one per every-layer contrast (`uniform`): its effect, standard error, 95%
+        half-width, and whether Holm over all of these rows resolves it."""
         se = np.sqrt(np.diag(self.cov))
-        q = self.quantile()
-        rows = [k for k, t in enumerate(self.terms) if t.seed is None]  # blocks are not effects of a choice
-        resolved = self._holm([self.beta[k] / se[k] if se[k] > 0 else math.inf for k in rows])
-        return pd.DataFrame(
-            [
+        rows = [
+            {
+                "term": t.label,
+                "layer": t.layers[0] if len(t.layers) == 1 else None,
+                "activation": "+".join(t.activations),
+                "reference": "+".join(t.references),
+                "effect": b,
+                "se": s,
+                "trials_with": int(n),
+            }
+            for t, b, s, n in zip(self.terms, self.beta, se, self.trials_with, strict=True)
+            if t.seed is None  # blocks are not effects of a choice
+        ] + self._uniform()
+        resolved = self._holm([r["effect"] / r["se"] if r["se"] > 0 else math.inf for r in rows])
+        for row, r in zip(rows, resolved, strict=True):
+            row.update(ci95=self.quantile() * row["se"], resolved=r)
+        return pd.DataFrame(rows, columns=COLUMNS).astype({"layer": "Int64"})  # <NA>: not one layer's
+
+    def _uniform(self) -> list[dict]:
+        """The question a study asks first: an activation at every layer instead of the reference at every
+        layer (all-swiglu against all-gelu). Its estimate is the difference of the model's two predictions,
+        interactions included, its se from the coefficients' covariance; one test where a layer's effect is
+        a quarter of it in a 4-layer space, so it resolves the direction long before any single layer.
+        Only where the layers share their reference and the activation is a choice at every layer."""
+        references = {layer[0] for layer in self.choices}
+        if len(self.choices) < 2 or len(references) > 1:
+            return []
+        (reference,) = references
+        rows = []
+        for a in self.choices[0][1:]:
+            if not all(a in layer for layer in self.choices):
+                continue
+            every, none = self.design(pd.DataFrame([[a] * len(self.choices), [reference] * len(self.choices)]))
+            dx = every - none
+            rows.append(
                 {
-                    "term": t.label,
-                    "layer": t.layers[0] if len(t.layers) == 1 else None,
-                    "activation": "+".join(t.activations),
-                    "reference": "+".join(t.references),
-                    "effect": b,
-                    "se": s,
-                    "ci95": q * s,
-                    "resolved": r,
-                    "trials_with": int(n),
+                    "term": f"every layer: {a} instead of {reference}",
+                    "layer": None,
+                    "activation": a,
+                    "reference": reference,
+                    "effect": float(dx @ self.beta),
+                    "se": float(np.sqrt(max(dx @ self.cov @ dx, 0.0))),
+                    "trials_with": self.n_trials,  # every trial informs it
                 }
-                for (t, b, s, n), r in zip(
-                    ((self.terms[k], self.beta[k], se[k], self.trials_with[k]) for k in rows), resolved, strict=True
-                )
-            ],
-            columns=COLUMNS,
-        )
+            )
+        return rows
 
     def _holm(self, t_values: list[float]) -> list[bool]:
         """Which effects the Holm step-down test resolves at family-wise ALPHA (none in a shrunk fit)."""
@@ -188,8 +216,8 @@ class Fit:
 
     def _multiplier(self, dof: float) -> float:
         """se x this = the effect a two-sided test finds POWER of the time: t quantiles at `dof`, the level
-        Bonferroni's over the fit's effects (Holm's first step, the strictest it asks)."""
-        m = max(1, sum(t.seed is None for t in self.terms))
+        Bonferroni's over the fit's effects and every-layer contrasts (Holm's first step, the strictest)."""
+        m = max(1, sum(t.seed is None for t in self.terms) + len(self._uniform()))
         dof = max(dof, 1.0)
         return float(stats.t.ppf(1 - ALPHA / (2 * m), dof) + stats.t.ppf(POWER, dof))
 
