@@ -261,16 +261,39 @@ def test_a_shrunk_fit_calls_nothing_resolved_even_when_its_noise_estimate_collap
     assert set(front.loc[front["trained"] > 0, "verdict"]) == {"inside noise"}
 
 
+def test_the_weighted_holm_test_gives_the_every_layer_contrast_half_the_error_rate(tmp_path):
+    """Equal weights: statsmodels' Holm. Weighted: the contrast is tested at 2.5% first, the four layers at
+    0.625% each, and what a step resolves passes its weight on."""
+    from scipy import stats
+    from statsmodels.stats.multitest import multipletests
+
+    found = effects.fit(table(tmp_path, additive({0: -0.05}), 4, 2, 0.01))  # 32 trials, 27 dof
+    t_at = lambda p: stats.t.isf(p / 2, found.dof)  # noqa: E731  (the t value whose two-sided p is p)
+    p = [0.001, 0.004, 0.02, 0.3, 0.03]  # four layers, then the contrast
+    t_values = [t_at(v) for v in p]
+    equal = found._holm(t_values, np.full(5, 0.2))
+    assert equal == list(multipletests(p, alpha=0.05, method="holm")[0]) == [True, True, False, False, False]
+    weights = effects._weights(4, 1)
+    assert list(weights) == [0.125] * 4 + [0.5]
+    # p / w: layers 0.008, 0.032, 0.16, 2.4, contrast 0.06. Layer 0 at 0.05 x 0.125 / 1 = 0.00625, layer 1
+    # at 0.05 x 0.125 / 0.875 = 0.0071, the contrast at 0.05 x 0.5 / 0.75 = 0.033 (0.03), layer 2 at
+    # 0.05 x 0.125 / 0.25 = 0.025 (0.02): all resolved, where Holm stopped at layer 2; layer 3 not
+    assert found._holm(t_values, weights) == [True, True, True, False, True]
+    p[4] = 0.04  # the contrast now fails its 0.033, and the step-down stops there: layer 2 is not reached
+    assert found._holm([t_at(v) for v in p], weights) == [True, True, False, False, False]
+
+
 def test_resolvable_uses_the_tests_own_t_quantiles_and_a_size_of_zero_needs_no_count(tmp_path):
     """At 3 residual degrees of freedom a normal approximation would claim 80% power where a t test has about
     half; the multiplier is t's, at the family-wise level of the fit's effects."""
     from scipy import stats
 
     found = effects.fit(table(tmp_path, additive({0: -0.05}), 2, 2, 0.01))  # 8 trials, 2 effects, 5 dof
-    m, dof = 3, found.dof  # the family: two layers' effects and all-swiglu against all-gelu
+    dof = found.dof
+    level = 0.05 * 0.5 / 2  # a layer's share: the two layers split half, all-swiglu against all-gelu has half
     rows = found.effects()
     se = float(np.median(rows.loc[rows["layer"].notna(), "se"]))
-    assert found.resolvable() == pytest.approx(se * (stats.t.ppf(1 - 0.05 / (2 * m), dof) + stats.t.ppf(0.8, dof)))
+    assert found.resolvable() == pytest.approx(se * (stats.t.ppf(1 - level / 2, dof) + stats.t.ppf(0.8, dof)))
     assert found.trials_to_resolve(0) is None
     assert found.trials_to_resolve(0.001) > found.trials_to_resolve(0.01) > found.n_trials
 

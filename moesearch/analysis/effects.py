@@ -16,8 +16,9 @@ seed replicates included, which is how a study learns more than its single train
 Beside the layers' effects, one contrast per activation every layer may take: that activation everywhere
 instead of the reference everywhere (all-swiglu against all-gelu), the question a study asks first and
 the one it answers soonest, since every layer's trials inform it.
-"Resolved" is a test over the whole family: an effect is resolved when its Holm-adjusted p-value over every
-effect of the fit is below 5%, so pure noise in eight layers does not come out with one resolved by chance.
+"Resolved" is a test over the whole family: Holm's step-down test at a family-wise 5%, weighted so that the
+every-layer contrasts hold half of it and the layers' effects share the other half (fixed, never chosen
+per study), so pure noise in eight layers does not come out with one resolved by chance.
 A fit keeps its coefficients' covariance, so it predicts any assignment's expected value with an interval
 and draws from its posterior (the expected front, `analysis/expected.py`). Light: no torch.
 """
@@ -38,7 +39,8 @@ from moesearch.core.trial import State
 
 MIN_DOF = design.ERROR_DOF  # residual dof least squares needs for a usable t test; fewer: shrinkage
 LACK_OF_FIT_P = 0.05  # below this, main effects do not suffice: neighbouring interactions are tried
-ALPHA = 0.05  # the family-wise error rate of the resolved calls (Holm over the fit's effects)
+ALPHA = 0.05  # the family-wise error rate of the resolved calls (weighted Holm over the fit's effects)
+UNIFORM_WEIGHT = 0.5  # the every-layer contrasts' share of ALPHA: the study's first question, fixed beforehand
 POWER = 0.8  # "resolvable": the effect the test finds this often
 COLUMNS = ["term", "layer", "activation", "reference", "effect", "se", "ci95", "resolved", "trials_with"]
 
@@ -144,9 +146,9 @@ class Fit:
 
     def effects(self) -> pd.DataFrame:
         """One row per term, then one per every-layer contrast (`uniform`): its effect, standard error, 95%
-        half-width, and whether Holm over all of these rows resolves it."""
+        half-width, and whether the weighted Holm test over all of these rows resolves it."""
         se = np.sqrt(np.diag(self.cov))
-        rows = [
+        terms = [
             {
                 "term": t.label,
                 "layer": t.layers[0] if len(t.layers) == 1 else None,
@@ -158,8 +160,12 @@ class Fit:
             }
             for t, b, s, n in zip(self.terms, self.beta, se, self.trials_with, strict=True)
             if t.seed is None  # blocks are not effects of a choice
-        ] + self._uniform()
-        resolved = self._holm([r["effect"] / r["se"] if r["se"] > 0 else math.inf for r in rows])
+        ]
+        uniform = self._uniform()
+        rows = terms + uniform
+        resolved = self._holm(
+            [r["effect"] / r["se"] if r["se"] > 0 else math.inf for r in rows], _weights(len(terms), len(uniform))
+        )
         for row, r in zip(rows, resolved, strict=True):
             row.update(ci95=self.quantile() * row["se"], resolved=r)
         return pd.DataFrame(rows, columns=COLUMNS).astype({"layer": "Int64"})  # <NA>: not one layer's
@@ -193,14 +199,20 @@ class Fit:
             )
         return rows
 
-    def _holm(self, t_values: list[float]) -> list[bool]:
-        """Which effects the Holm step-down test resolves at family-wise ALPHA (none in a shrunk fit)."""
+    def _holm(self, t_values: list[float], weights: np.ndarray) -> list[bool]:
+        """Which effects the weighted Holm step-down test resolves at family-wise ALPHA (none in a shrunk
+        fit): by p / weight ascending, each is resolved while p <= ALPHA x its weight / the weight of those
+        not yet resolved (Holm 1979; equal weights: the usual Holm)."""
         if not self.testable or not t_values:
             return [False] * len(t_values)
-        from statsmodels.stats.multitest import multipletests
-
-        p = [2 * stats.t.sf(abs(v), self.dof) for v in t_values]
-        return [bool(r) for r in multipletests(p, alpha=ALPHA, method="holm")[0]]
+        p = np.array([2 * stats.t.sf(abs(v), self.dof) for v in t_values])
+        resolved = [False] * len(p)
+        left = float(weights.sum())
+        for k in np.argsort(p / weights, kind="stable"):
+            if p[k] > ALPHA * weights[k] / left:
+                break
+            resolved[k], left = True, left - weights[k]
+        return resolved
 
     def _main_se(self) -> float | None:
         """The typical standard error of a main effect. Shrinkage narrows a posterior toward the prior, not
@@ -216,10 +228,11 @@ class Fit:
 
     def _multiplier(self, dof: float) -> float:
         """se x this = the effect a two-sided test finds POWER of the time: t quantiles at `dof`, the level
-        Bonferroni's over the fit's effects and every-layer contrasts (Holm's first step, the strictest)."""
-        m = max(1, sum(t.seed is None for t in self.terms) + len(self._uniform()))
+        a layer's weight in the family (the weighted Holm test's first step, the strictest it asks)."""
+        m = sum(t.seed is None for t in self.terms)
+        level = ALPHA * _weights(m, len(self._uniform()))[0] if m else ALPHA
         dof = max(dof, 1.0)
-        return float(stats.t.ppf(1 - ALPHA / (2 * m), dof) + stats.t.ppf(POWER, dof))
+        return float(stats.t.ppf(1 - level / 2, dof) + stats.t.ppf(POWER, dof))
 
     def _residual_dof(self, n: int) -> float:
         """Residual degrees of freedom of least squares with this model over `n` trials."""
@@ -247,6 +260,17 @@ class Fit:
                 return n
             n = max(n + 1, math.ceil(n * (need / size) ** 2))
         return n
+
+
+def _weights(terms: int, uniform: int) -> np.ndarray:
+    """Each row's share of ALPHA: the every-layer contrasts share UNIFORM_WEIGHT, the terms the rest (all
+    alike when there is no contrast). So the study's first question, is the activation better here at all,
+    is not diluted by eight layers' questions, and a layer's effect is still tested when it is not."""
+    if not uniform:
+        return np.full(terms, 1.0 / max(terms, 1))
+    if not terms:
+        return np.full(uniform, 1.0 / uniform)
+    return np.array([(1 - UNIFORM_WEIGHT) / terms] * terms + [UNIFORM_WEIGHT / uniform] * uniform)
 
 
 def fit(trials: pd.DataFrame, objective: str = "val_loss") -> Fit | None:
@@ -428,7 +452,7 @@ def text(found: Fit | None, size: float = 0.02) -> list[str]:
     o = found.objective
     blocked = any(t.seed is not None for t in found.terms)
     how = (
-        f"residual sd {found.sigma:.4f}; 95% intervals; resolved: Holm over the effects at {ALPHA:.0%}"
+        f"residual sd {found.sigma:.4f}; 95% intervals; resolved: weighted Holm over the effects at {ALPHA:.0%}"
         if found.testable
         else "shrunk: a guide with too few trials for a test, nothing called resolved"
     )
