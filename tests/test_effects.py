@@ -59,7 +59,9 @@ def test_known_additive_effects_are_recovered_with_intervals_that_cover_them(tmp
     assert "layer 0: swiglu instead of gelu -0.05" in lines[3] and "(resolved)" in lines[3]
     assert "every layer: swiglu instead of gelu -0.02" in lines[6]
     assert "no evidence that main effects miss anything" in lines[2]
-    assert effects.verdict(found).startswith("verdict: 3 of 4 effects on val_loss resolved: layer 0")
+    line = effects.verdict(found)  # the every-layer answer first, then the layers
+    assert line.startswith("verdict: every layer: swiglu instead of gelu -0.02") and ", resolved; " in line
+    assert "2 of 3 per-layer effects on val_loss resolved: layer 0: swiglu instead of gelu -0.05" in line
 
 
 def test_replicates_measure_the_noise_as_pure_error(tmp_path):
@@ -81,6 +83,8 @@ def test_an_interaction_of_neighbours_fails_main_effects_and_is_estimated(tmp_pa
     assert abs(pair.effect - 0.08) < 3 * pair.se and pair.resolved
     assert not rows.loc["layers 0+1: swiglu with swiglu (interaction)"].resolved
     assert "main effects miss something" in "\n".join(effects.text(found))
+    every = rows.loc["every layer: swiglu instead of gelu"]  # all-swiglu holds the pair: -0.02 + 0.08
+    assert abs(every.effect - 0.06) < 3 * every.se
 
 
 def test_pure_noise_resolves_nothing_and_says_how_many_trials_would(tmp_path):
@@ -279,7 +283,7 @@ def test_the_weighted_holm_test_gives_the_every_layer_contrast_half_the_error_ra
     # at 0.05 x 0.125 / 0.875 = 0.0071, the contrast at 0.05 x 0.5 / 0.75 = 0.033 (0.03), layer 2 at
     # 0.05 x 0.125 / 0.25 = 0.025 (0.02): all resolved, where Holm stopped at layer 2; layer 3 not
     assert found._holm(t_values, weights) == [True, True, True, False, True]
-    p[4] = 0.04  # the contrast now fails its 0.033, and the step-down stops there: layer 2 is not reached
+    p[4] = 0.04  # the contrast fails its 0.033; what it held is not passed on, so layer 2 fails its 0.0083
     assert found._holm([t_at(v) for v in p], weights) == [True, True, False, False, False]
 
 

@@ -40,7 +40,7 @@ from moesearch.core.trial import State
 MIN_DOF = design.ERROR_DOF  # residual dof least squares needs for a usable t test; fewer: shrinkage
 LACK_OF_FIT_P = 0.05  # below this, main effects do not suffice: neighbouring interactions are tried
 ALPHA = 0.05  # the family-wise error rate of the resolved calls (weighted Holm over the fit's effects)
-UNIFORM_WEIGHT = 0.5  # the every-layer contrasts' share of ALPHA: the study's first question, fixed beforehand
+UNIFORM_WEIGHT = 0.5  # the every-layer contrasts' share of ALPHA (0 < it < 1): the study's first question
 POWER = 0.8  # "resolvable": the effect the test finds this often
 COLUMNS = ["term", "layer", "activation", "reference", "effect", "se", "ci95", "resolved", "trials_with"]
 
@@ -209,7 +209,7 @@ class Fit:
         resolved = [False] * len(p)
         left = float(weights.sum())
         for k in np.argsort(p / weights, kind="stable"):
-            if p[k] > ALPHA * weights[k] / left:
+            if not p[k] <= ALPHA * weights[k] / left:  # a NaN p-value resolves nothing
                 break
             resolved[k], left = True, left - weights[k]
         return resolved
@@ -508,26 +508,38 @@ def _noise_word(found: Fit) -> str:
 
 
 def verdict(found: Fit | None, size: float = 0.02) -> str:
-    """One line first: which layers' choices matter, by how much, or that nothing is resolved and what would."""
+    """One line first: the every-layer answer (is the activation better here at all?), then which layers'
+    choices matter and by how much, or that nothing is resolved and what would resolve it."""
     if found is None:
         return "verdict: too few trials to say anything yet (a model needs 3 complete trials of 2 assignments)"
     effects = found.effects()
-    clear = effects[effects["resolved"]]
+    every = effects[every_layer(effects)]
+    layers = effects[~every_layer(effects)]
     more = "" if found.resolvable() is None else f"; {_needs(found, size)}"
     if not found.testable:
         return (
-            f"verdict: too few trials to test: {len(effects)} effects on {found.objective} from "
+            f"verdict: too few trials to test: {len(layers)} per-layer effects on {found.objective} from "
             f"{found.n_trials} trials, estimated shrunk{more}"
         )
-    if clear.empty:
-        width = effects["ci95"].median() if len(effects) else float("nan")
+    first = "".join(
+        f"{r.term} {r.effect:+.3f} ± {r.ci95:.3f}, {'resolved' if r.resolved else 'inside noise'}; "
+        for r in every.itertuples()
+    )
+    clear = layers[layers["resolved"]]
+    if not effects["resolved"].any():
+        width = layers["ci95"].median() if len(layers) else float("nan")
         return (
-            f"verdict: nothing resolved: every per-layer effect on {found.objective} is inside noise "
+            f"verdict: nothing resolved: {first}every per-layer effect on {found.objective} is inside noise "
             f"(typical ±{width:.3f}, {_noise_word(found)} {found.sigma:.3f}){more}"
         )
     said = "; ".join(f"{r.term} {r.effect:+.3f} ± {r.ci95:.3f}" for r in clear.itertuples())
-    rest = len(effects) - len(clear)
+    rest = len(layers) - len(clear)
     return (
-        f"verdict: {len(clear)} of {len(effects)} effects on {found.objective} resolved: {said}"
-        f"{f'; {rest} inside noise' if rest else ''}{more}"
+        f"verdict: {first}{len(clear)} of {len(layers)} per-layer effects on {found.objective} resolved"
+        f"{f': {said}' if said else ''}{f'; {rest} inside noise' if rest and said else ''}{more}"
     )
+
+
+def every_layer(rows: pd.DataFrame) -> pd.Series:
+    """Which rows of `Fit.effects()` are every-layer contrasts, not one layer's (or pair's) effect."""
+    return rows["term"].str.startswith("every layer")

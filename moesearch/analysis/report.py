@@ -112,7 +112,7 @@ def _model(analysis: pareto.Analysis, fits: dict, found: tuple | None) -> str:
                 + "".join(
                     f'<p class="muted">{html.escape(line.strip())}</p>'
                     for line in lines[1:]
-                    if not line.strip().startswith("layer")
+                    if not line.strip().startswith(("layer", "every layer"))  # rows of the table above
                 )
             )
     if found is not None:
