@@ -68,13 +68,14 @@ def test_the_smallest_array_that_leaves_the_noise_model_a_test_is_chosen():
 
 def test_a_space_with_a_design_queues_it_after_the_baselines(tmp_path):
     space = space_mod.load(SPACES / "default.toml")
-    assert space.search.design == "orthogonal" and space.search.trials == len(design.runs(space.layer_choices()))
+    assert space.search.design == "orthogonal" and space.search.trials > len(design.runs(space.layer_choices()))
     storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'study.db'}")
     study = study_mod.open_study(storage, "s", space, seed=0)
     queued = [tuple(t.system_attrs["fixed_params"][f"layer_{i:02d}"] for i in range(4)) for t in study.trials]
     assert queued[:2] == [("gelu",) * 4, ("swiglu",) * 4]
     runs = {tuple(r) for r in design.runs(space.layer_choices())}
     assert set(queued[2:]) == runs - set(queued[:2]) and len(queued) == len(set(queued))
+    assert len(queued) == len(runs) < space.search.trials, "the design is queued; the sampler proposes the rest"
 
 
 ORTHOGONAL = ("[search]\n", '[search]\ndesign = "orthogonal"\n')
