@@ -130,7 +130,7 @@ class Fit:
         centred = self.design(assignments) - self.x_mean
         if shocks is None:
             shocks = Shocks.draw(n, len(self.beta), self.dof, rng)
-        beta = self.beta + shocks.normal @ _factor(self.cov).T * shocks.scale[:, None]
+        beta = self.beta + shocks.normal @ factor(self.cov).T * shocks.scale[:, None]
         # the mean shifts every assignment alike (no dominance changes), so it is drawn on its own
         mean = self.y_mean + math.sqrt(self.mean_var) * rng.standard_normal(n)
         return mean[:, None] + beta @ centred.T
@@ -433,7 +433,7 @@ class Shocks:
         return Shocks(rng.standard_normal((n, p)), scale)
 
 
-def _factor(cov: np.ndarray) -> np.ndarray:
+def factor(cov: np.ndarray) -> np.ndarray:
     """L with L @ L.T = cov, the same up to scale for proportional covariances (what joint draws rely on):
     Cholesky, which is unique; where rounding leaves cov not quite positive definite, the eigenvectors
     scaled by the roots of their eigenvalues, each vector's sign fixed (largest entry positive)."""

@@ -105,7 +105,7 @@ def joint_draws(
             drawn[group[0]] = first.draws(codes, n, rng)
             continue
         corr = residual_correlation(done, {o: fits[o] for o in group})
-        normal = rng.standard_normal((n, len(first.beta), len(group))) @ effects._factor(corr).T
+        normal = rng.standard_normal((n, len(first.beta), len(group))) @ effects.factor(corr).T
         scale = effects.Shocks.draw(n, 0, first.dof, rng).scale  # one t scale: the fits share their dof
         for k, o in enumerate(group):
             drawn[o] = fits[o].draws(codes, n, rng, effects.Shocks(normal[..., k], scale))
