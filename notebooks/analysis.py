@@ -37,7 +37,7 @@ import pandas as pd
 from IPython.display import display
 from matplotlib_inline.backend_inline import set_matplotlib_formats
 
-from moesearch.analysis import curves, effects, expected, noise, pareto, plots
+from moesearch.analysis import curves, effects, expected, noise, pareto, plots, verdict
 from moesearch.core import results
 
 # plots.py builds figures without pyplot, so none shows by itself: display(fig) needs the PNG formatter
@@ -126,9 +126,9 @@ assert all(fig.axes for fig in figures)
 
 # %%
 fit = effects.fit(trials)
-print(effects.verdict(fit))
+print(verdict.verdict(fit))
 display(fit.effects().round(4) if fit else "too few trials")
-print("\n".join(effects.text(fit)))
+print("\n".join(verdict.text(fit)))
 found = expected.expected_front(trials)
 if found is not None:
     display(found[0][found[0]["expected_front"] | (found[0]["trained"] > 0)].head(20).round(4))

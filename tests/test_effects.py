@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from test_results import record, write
 
-from moesearch.analysis import effects, expected
+from moesearch.analysis import effects, expected, verdict
 from moesearch.core import results
 
 
@@ -55,11 +55,11 @@ def test_known_additive_effects_are_recovered_with_intervals_that_cover_them(tmp
     assert uniform.term == "every layer: swiglu instead of gelu" and uniform.resolved
     assert abs(uniform.effect - sum(truth.values())) < 3 * uniform.se
     assert uniform.se == pytest.approx(np.sqrt(found.cov[:3, :3].sum()))
-    lines = effects.text(found)
+    lines = verdict.text(found)
     assert "layer 0: swiglu instead of gelu -0.05" in lines[3] and "(resolved)" in lines[3]
     assert "every layer: swiglu instead of gelu -0.02" in lines[6]
     assert "no evidence that main effects miss anything" in lines[2]
-    line = effects.verdict(found)  # the every-layer answer first, then the layers
+    line = verdict.verdict(found)  # the every-layer answer first, then the layers
     assert line.startswith("verdict: every layer: swiglu instead of gelu -0.02") and ", resolved; " in line
     assert "2 of 3 per-layer effects on val_loss resolved: layer 0: swiglu instead of gelu -0.05" in line
 
@@ -82,7 +82,7 @@ def test_an_interaction_of_neighbours_fails_main_effects_and_is_estimated(tmp_pa
     pair = rows.loc["layers 1+2: swiglu with swiglu (interaction)"]
     assert abs(pair.effect - 0.08) < 3 * pair.se and pair.resolved
     assert not rows.loc["layers 0+1: swiglu with swiglu (interaction)"].resolved
-    assert "main effects miss something" in "\n".join(effects.text(found))
+    assert "main effects miss something" in "\n".join(verdict.text(found))
     every = rows.loc["every layer: swiglu instead of gelu"]  # all-swiglu holds the pair: -0.02 + 0.08
     assert abs(every.effect - 0.06) < 3 * every.se
 
@@ -90,7 +90,7 @@ def test_an_interaction_of_neighbours_fails_main_effects_and_is_estimated(tmp_pa
 def test_pure_noise_resolves_nothing_and_says_how_many_trials_would(tmp_path):
     found = effects.fit(table(tmp_path, lambda combo: 0.0, 3, 1, 0.04, rng_seed=5))
     assert not found.effects()["resolved"].any()
-    line = effects.verdict(found)
+    line = verdict.verdict(found)
     assert line.startswith("verdict: nothing resolved") and "needs about" in line
     need = found.trials_to_resolve(0.02)
     assert need > found.n_trials  # 8 trials with 0.04 noise cannot resolve 0.02
@@ -120,7 +120,7 @@ def test_more_effects_than_trials_are_shrunk_with_wide_intervals(tmp_path):
 def test_too_few_trials_give_no_model_and_say_so(tmp_path):
     write(tmp_path, record(0, "gelu,gelu", 2.0, 1.0), record(1, "swiglu,swiglu", 1.9, 1.0))
     found = effects.fit(results.load_trials(tmp_path, "s"))
-    assert found is None and "too few trials" in effects.text(found)[0]
+    assert found is None and "too few trials" in verdict.text(found)[0]
     assert expected.expected_front(results.load_trials(tmp_path, "s")) is None
 
 
@@ -227,7 +227,7 @@ def test_under_common_random_numbers_seeds_are_blocks_that_sharpen_every_compari
     assert blocks == ["seed 1 (block)", "seed 2 (block)", "seed 3 (block)"]
     layer0 = blocked.effects().iloc[0]
     assert layer0.resolved and abs(layer0.effect - 0.02) < 3 * layer0.se and layer0.ci95 < 0.006
-    assert "seeds as blocks" in effects.text(blocked)[0]
+    assert "seeds as blocks" in verdict.text(blocked)[0]
     unblocked = effects.fit(trials.assign(random_streams="global"))  # one generator: seeds share no weights
     assert not any(t.seed is not None for t in unblocked.terms)
     assert unblocked.effects().iloc[0].ci95 > 3 * layer0.ci95
@@ -259,8 +259,8 @@ def test_a_shrunk_fit_calls_nothing_resolved_even_when_its_noise_estimate_collap
     found = effects.fit(trials)
     assert found.method == "bayesian ridge" and not found.testable
     assert not found.effects()["resolved"].any()
-    assert effects.verdict(found).startswith("verdict: too few trials to test")
-    assert "nothing called resolved" in effects.text(found)[0]
+    assert verdict.verdict(found).startswith("verdict: too few trials to test")
+    assert "nothing called resolved" in verdict.text(found)[0]
     front = expected.expected_front(trials)[0]
     assert set(front.loc[front["trained"] > 0, "verdict"]) == {"inside noise"}
 
@@ -317,4 +317,4 @@ def test_under_seed_blocks_an_expected_value_carries_the_seeds_spread_and_a_diff
     _, se = found.predict(codes)
     assert se[0] > 0.2 / np.sqrt(3) * 0.9, "the mean over 3 seeds of spread 0.2 is uncertain by about 0.2/sqrt(3)"
     assert found.effects()["se"].max() < 0.01, "the layers' effects, within seeds, are not"
-    assert "within-seed sd" in effects.verdict(found)
+    assert "within-seed sd" in verdict.verdict(found)

@@ -20,7 +20,8 @@ the one it answers soonest, since every layer's trials inform it.
 every-layer contrasts hold half of it and the layers' effects share the other half (fixed, never chosen
 per study), so pure noise in eight layers does not come out with one resolved by chance.
 A fit keeps its coefficients' covariance, so it predicts any assignment's expected value with an interval
-and draws from its posterior (the expected front, `analysis/expected.py`). Light: no torch.
+and draws from its posterior (the expected front, `analysis/expected.py`). Its reading in words:
+`analysis/verdict.py`. Light: no torch.
 """
 
 from __future__ import annotations
@@ -443,101 +444,6 @@ def factor(cov: np.ndarray) -> np.ndarray:
         w, v = np.linalg.eigh(cov)
         v = v * np.sign(v[np.abs(v).argmax(axis=0), np.arange(v.shape[1])])
         return v * np.sqrt(np.clip(w, 0, None))
-
-
-def text(found: Fit | None, size: float = 0.02) -> list[str]:
-    """The model in words: how it was fitted, its noise, each effect resolved or not, and what more it needs."""
-    if found is None:
-        return ["per-layer effects: too few trials for a model (3 complete trials of 2 assignments at least)"]
-    o = found.objective
-    blocked = any(t.seed is not None for t in found.terms)
-    how = (
-        f"residual sd {found.sigma:.4f}; 95% intervals; resolved: weighted Holm over the effects at {ALPHA:.0%}"
-        if found.testable
-        else "shrunk: a guide with too few trials for a test, nothing called resolved"
-    )
-    lines = [
-        f"per-layer effects on {o} ({found.method} over {found.n_trials} trials of {found.n_assignments} "
-        f"assignments{', seeds as blocks' if blocked else ''}; {how}):"
-    ]
-    if found.pure_error:
-        sd, df = found.pure_error
-        lines.append(f"  one training's noise, from replicated assignments: sd {sd:.4f} ({df} degrees of freedom)")
-    if found.lack_of_fit:
-        f_stat, p = found.lack_of_fit
-        weak = (
-            f" (pure error on {found.pure_error[1]} degrees of freedom: a weak test)" if found.pure_error[1] < 5 else ""
-        )
-        lines.append(
-            f"  lack of fit of main effects: F {f_stat:.2f}, p {p:.3f}: "
-            + (
-                "main effects miss something (layers interact)"
-                if p < LACK_OF_FIT_P
-                else f"no evidence that main effects miss anything{weak}"
-            )
-        )
-    for r in found.effects().itertuples():
-        lines.append(f"  {r.term} {r.effect:+.4f} ± {r.ci95:.4f} ({_label(found, r)})")
-    if found.resolvable() is not None:
-        lines.append(f"  {_needs(found, size)}")
-    return lines
-
-
-def _label(found: Fit, row) -> str:
-    if not found.testable:
-        return "shrunk, untested"
-    if row.resolved:
-        return "resolved"
-    return "interval misses 0, not resolved over the family" if abs(row.effect) > row.ci95 else "inside noise"
-
-
-def _needs(found: Fit, size: float) -> str:
-    """What these trials resolve, or how many more a per-layer effect of `size` needs."""
-    now, need = found.resolvable(), found.trials_to_resolve(size)
-    if need <= found.n_trials and found.testable:
-        return f"these trials resolve a per-layer effect of {now:.3f} or more ({POWER:.0%} of the time)"
-    return (
-        f"a per-layer effect of {size} needs about {need} trials like these to resolve "
-        f"({need - found.n_trials} more; {now:.3f} now)"
-    )
-
-
-def _noise_word(found: Fit) -> str:
-    """What the residual sd is: under seed blocks the noise within a seed, which is less than one training's."""
-    return "within-seed sd" if any(t.seed is not None for t in found.terms) else "one training's sd"
-
-
-def verdict(found: Fit | None, size: float = 0.02) -> str:
-    """One line first: the every-layer answer (is the activation better here at all?), then which layers'
-    choices matter and by how much, or that nothing is resolved and what would resolve it."""
-    if found is None:
-        return "verdict: too few trials to say anything yet (a model needs 3 complete trials of 2 assignments)"
-    effects = found.effects()
-    every = effects[every_layer(effects)]
-    layers = effects[~every_layer(effects)]
-    more = "" if found.resolvable() is None else f"; {_needs(found, size)}"
-    if not found.testable:
-        return (
-            f"verdict: too few trials to test: {len(layers)} per-layer effects on {found.objective} from "
-            f"{found.n_trials} trials, estimated shrunk{more}"
-        )
-    first = "".join(
-        f"{r.term} {r.effect:+.3f} ± {r.ci95:.3f}, {'resolved' if r.resolved else 'inside noise'}; "
-        for r in every.itertuples()
-    )
-    clear = layers[layers["resolved"]]
-    if not effects["resolved"].any():
-        width = layers["ci95"].median() if len(layers) else float("nan")
-        return (
-            f"verdict: nothing resolved: {first}every per-layer effect on {found.objective} is inside noise "
-            f"(typical ±{width:.3f}, {_noise_word(found)} {found.sigma:.3f}){more}"
-        )
-    said = "; ".join(f"{r.term} {r.effect:+.3f} ± {r.ci95:.3f}" for r in clear.itertuples())
-    rest = len(layers) - len(clear)
-    return (
-        f"verdict: {first}{len(clear)} of {len(layers)} per-layer effects on {found.objective} resolved"
-        f"{f': {said}' if said else ''}{f'; {rest} inside noise' if rest and said else ''}{more}"
-    )
 
 
 def every_layer(rows: pd.DataFrame) -> pd.Series:

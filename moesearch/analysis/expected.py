@@ -29,7 +29,7 @@ import moocore
 import numpy as np
 import pandas as pd
 
-from moesearch.analysis import effects
+from moesearch.analysis import effects, verdict
 from moesearch.analysis.pareto import Analysis, objectives_of, one_text
 from moesearch.core.assignment import Assignment
 from moesearch.core.metrics import ANALYTIC, fmt
@@ -214,10 +214,10 @@ def primary(fits: dict[str, effects.Fit | None]) -> effects.Fit | None:
 def summary(trials: pd.DataFrame, analysis: Analysis) -> list[str]:
     """The verdict line, then each noisy objective's per-layer effects and the expected front (pareto, search)."""
     fits = fits_of(trials, analysis.objectives)
-    lines = [effects.verdict(primary(fits))]
+    lines = [verdict.verdict(primary(fits))]
     for o, found in fits.items():
         if o not in ANALYTIC:  # an exact cost has no noise to model
-            lines += effects.text(found)
+            lines += verdict.text(found)
     found = expected_front(trials, analysis.objectives, fits=fits)
     if found is not None:
         observed = analysis.table.loc[analysis.table["pareto"], "assignment"].tolist()

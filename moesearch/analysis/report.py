@@ -15,7 +15,7 @@ from string import Template
 
 import pandas as pd
 
-from moesearch.analysis import curves, effects, expected, interactive, noise, pareto, plots
+from moesearch.analysis import curves, expected, interactive, noise, pareto, plots, verdict
 from moesearch.core.metrics import ANALYTIC
 from moesearch.core.trial import State
 
@@ -102,10 +102,10 @@ def _noise(trials: pd.DataFrame, objectives: dict[str, str]) -> str:
 
 def _model(analysis: pareto.Analysis, fits: dict, found: tuple | None) -> str:
     """The verdict, each objective's per-layer effects, and the expected front beside the observed one."""
-    parts = [f'<p class="verdict">{html.escape(effects.verdict(expected.primary(fits)))}</p>']
+    parts = [f'<p class="verdict">{html.escape(verdict.verdict(expected.primary(fits)))}</p>']
     for o, fit in fits.items():
         if o not in ANALYTIC and fit is not None:
-            lines = effects.text(fit)
+            lines = verdict.text(fit)
             parts.append(
                 f"<p>{html.escape(lines[0])}</p>"
                 + fit.effects().drop(columns=["layer"]).round(4).to_html(index=False)

@@ -61,6 +61,6 @@ def _verdict(results: Path, study_name: str) -> None:
     from moesearch.core import results as results_mod
 
     if results_mod.trials_dir(results, study_name).is_dir():
-        from moesearch.analysis import effects
+        from moesearch.analysis import effects, verdict
 
-        click.echo(effects.verdict(effects.fit(results_mod.load_trials(results, study_name))))
+        click.echo(verdict.verdict(effects.fit(results_mod.load_trials(results, study_name))))
