@@ -44,7 +44,8 @@ def test_known_additive_effects_are_recovered_with_intervals_that_cover_them(tmp
     found = effects.fit(table(tmp_path, additive(truth), 3, 2, 0.005))
     assert found.method == "least squares"
     everything = found.effects()
-    rows, every = everything[everything["layer"].notna()], everything[everything["layer"].isna()]
+    rows, every = everything[everything["layer"].notna()], everything[effects.every_layer(everything)]
+    assert list(everything["kind"]) == ["layer"] * 3 + [effects.EVERY_LAYER]
     assert list(rows["layer"]) == [0, 1, 2] and set(rows["activation"]) == {"swiglu"}
     assert set(rows["reference"]) == {"gelu"} and (rows["trials_with"] == 8).all()
     for row in rows.itertuples():
@@ -80,7 +81,7 @@ def test_an_interaction_of_neighbours_fails_main_effects_and_is_estimated(tmp_pa
     assert p < 0.001 and found.method == "least squares with neighbour interactions"
     rows = found.effects().set_index("term")
     pair = rows.loc["layers 1+2: swiglu with swiglu (interaction)"]
-    assert abs(pair.effect - 0.08) < 3 * pair.se and pair.resolved
+    assert abs(pair.effect - 0.08) < 3 * pair.se and pair.resolved and pair.kind == "pair"
     assert not rows.loc["layers 0+1: swiglu with swiglu (interaction)"].resolved
     assert "main effects miss something" in "\n".join(verdict.text(found))
     every = rows.loc["every layer: swiglu instead of gelu"]  # all-swiglu holds the pair: -0.02 + 0.08

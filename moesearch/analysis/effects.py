@@ -43,7 +43,8 @@ LACK_OF_FIT_P = 0.05  # below this, main effects do not suffice: neighbouring in
 ALPHA = 0.05  # the family-wise error rate of the resolved calls (weighted Holm over the fit's effects)
 UNIFORM_WEIGHT = 0.5  # the every-layer contrasts' share of ALPHA (0 < it < 1): the study's first question
 POWER = 0.8  # "resolvable": the effect the test finds this often
-COLUMNS = ["term", "layer", "activation", "reference", "effect", "se", "ci95", "resolved", "trials_with"]
+EVERY_LAYER = "every layer"  # the `kind` of a contrast row: an activation at every layer against the reference
+COLUMNS = ["term", "kind", "layer", "activation", "reference", "effect", "se", "ci95", "resolved", "trials_with"]
 
 
 @dataclass(frozen=True)
@@ -146,12 +147,14 @@ class Fit:
         return float(stats.t.ppf(0.975, self.dof)) if math.isfinite(self.dof) else float(stats.norm.ppf(0.975))
 
     def effects(self) -> pd.DataFrame:
-        """One row per term, then one per every-layer contrast (`uniform`): its effect, standard error, 95%
-        half-width, and whether the weighted Holm test over all of these rows resolves it."""
+        """One row per term (`kind` "layer" or "pair"), then one per every-layer contrast (`kind`
+        EVERY_LAYER): its effect, standard error, 95% half-width, and whether the weighted Holm test over
+        all of these rows resolves it."""
         se = np.sqrt(np.diag(self.cov))
         terms = [
             {
                 "term": t.label,
+                "kind": "layer" if len(t.layers) == 1 else "pair",
                 "layer": t.layers[0] if len(t.layers) == 1 else None,
                 "activation": "+".join(t.activations),
                 "reference": "+".join(t.references),
@@ -189,7 +192,8 @@ class Fit:
             dx = every - none
             rows.append(
                 {
-                    "term": f"every layer: {a} instead of {reference}",
+                    "term": f"{EVERY_LAYER}: {a} instead of {reference}",
+                    "kind": EVERY_LAYER,
                     "layer": None,
                     "activation": a,
                     "reference": reference,
@@ -448,4 +452,4 @@ def factor(cov: np.ndarray) -> np.ndarray:
 
 def every_layer(rows: pd.DataFrame) -> pd.Series:
     """Which rows of `Fit.effects()` are every-layer contrasts, not one layer's (or pair's) effect."""
-    return rows["term"].str.startswith("every layer")
+    return rows["kind"] == EVERY_LAYER

@@ -108,7 +108,7 @@ def _model(analysis: pareto.Analysis, fits: dict, found: tuple | None) -> str:
             lines = verdict.text(fit)
             parts.append(
                 f"<p>{html.escape(lines[0])}</p>"
-                + fit.effects().drop(columns=["layer"]).round(4).to_html(index=False)
+                + fit.effects().drop(columns=["kind", "layer"]).round(4).to_html(index=False)
                 + "".join(
                     f'<p class="muted">{html.escape(line.strip())}</p>'
                     for line in lines[1:]
