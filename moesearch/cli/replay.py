@@ -96,6 +96,7 @@ from moesearch.core.errors import InputError
     type=click.Path(path_type=Path, dir_okay=False),
     help="Also write every curve (.csv), and with --score-points every score (X-truth.csv beside X.csv).",
 )
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
 @click.option(
     "--plot",
     "plot_path",
@@ -119,6 +120,7 @@ def replay(
     budget: int | None,
     jobs: int,
     out: Path | None,
+    progress: bool,
     plot_path: Path | None,
 ) -> None:
     """Replay the search against TABLE, an exhaustive study's trials (a Parquet file, or a study's
@@ -165,7 +167,14 @@ def replay(
     ]
     seed_range = range(first_seed, first_seed + seeds)
     runs = arms_mod.compare(
-        exhaustive, arms, seed_range, budget, jobs=jobs, score_points=score_points, share=replicate_share
+        exhaustive,
+        arms,
+        seed_range,
+        budget,
+        jobs=jobs,
+        score_points=score_points,
+        share=replicate_share,
+        progress=progress,
     )
     unit = f"optimizer steps ({exhaustive.full_steps} per full trial)" if exhaustive.full_steps else "trials"
     click.echo(

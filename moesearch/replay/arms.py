@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import optuna
 import pandas as pd
+from tqdm.auto import tqdm
 
 from moesearch.analysis import pareto
 from moesearch.core.assignment import Assignment, layer_name
@@ -275,9 +276,11 @@ def compare(
     jobs: int = 1,
     score_points: int = 0,
     share: float = SHARE,
+    progress: bool = False,
 ) -> dict[str, list[Run]]:
     """arm name -> one Run per seed; `jobs` processes replay (arm, seed) pairs side by side. With
-    `score_points`, every run is also scored by the table's truth at that many budgets (`replay`)."""
+    `score_points`, every run is also scored by the table's truth at that many budgets (`replay`);
+    `progress` shows a bar over the (arm, seed) runs (a hundred seeds of many arms take hours)."""
     for arm in arms:  # here, not in a pool's process, so a bad arm is one line before any work
         check_arm(table, arm)
     if score_points and table.truth is None:
@@ -294,15 +297,23 @@ def compare(
     one = functools.partial(
         _replay_quietly, table, budget_steps=budget_steps, n_trials=n_trials, score_points=score_points, share=share
     )
-    if jobs > 1:
-        with ProcessPoolExecutor(jobs) as pool:
-            done = list(pool.map(one, *zip(*work, strict=True), chunksize=max(1, len(work) // (8 * jobs))))
-    else:
-        done = [one(arm, seed) for arm, seed in work]
+    bar = tqdm(total=len(work), desc="replay", unit="run", disable=None if progress else True, dynamic_ncols=True)
+    with bar:  # None: off unless a tty
+        if jobs > 1:
+            with ProcessPoolExecutor(jobs) as pool:
+                chunk = max(1, min(len(work) // (8 * jobs), 8))  # small chunks: the bar moves, the pool stays busy
+                done = [_tick(bar, run) for run in pool.map(one, *zip(*work, strict=True), chunksize=chunk)]
+        else:
+            done = [_tick(bar, one(arm, seed)) for arm, seed in work]
     runs: dict[str, list[Run]] = {arm.name: [] for arm in arms}
     for (arm, _), run in zip(work, done, strict=True):
         runs[arm.name].append(run)
     return runs
+
+
+def _tick(bar: tqdm, run: Run) -> Run:
+    bar.update()
+    return run
 
 
 def _replay_quietly(
