@@ -56,6 +56,7 @@ def test_known_additive_effects_are_recovered_with_intervals_that_cover_them(tmp
     assert uniform.term == "every layer: swiglu instead of gelu" and uniform.resolved
     assert abs(uniform.effect - sum(truth.values())) < 3 * uniform.se
     assert uniform.se == pytest.approx(np.sqrt(found.cov[:3, :3].sum()))
+    assert "these trials resolve a per-layer effect of" in verdict.verdict(found, size=0)  # no size asked
     lines = verdict.text(found)
     assert "layer 0: swiglu instead of gelu -0.05" in lines[3] and "(resolved)" in lines[3]
     assert "every layer: swiglu instead of gelu -0.02" in lines[6]
@@ -202,13 +203,15 @@ def test_the_expected_front_and_its_probabilities_match_brute_force(tmp_path):
 def test_large_spaces_predict_the_trained_and_the_models_best_per_level(tmp_path, monkeypatch):
     monkeypatch.setattr(expected, "ENUMERATE", 10)
     trials = table(tmp_path, additive({0: -0.05, 2: -0.01}), 4, 1, 0.002)
+    trials = trials[trials["assignment"] != "swiglu,gelu,swiglu,gelu"]  # the best of its level, never trained
     found, _ = expected.expected_front(trials)
-    assert len(found) == 16  # every assignment was trained; the best per level are among them
+    assert len(found) == 16 and found.set_index("assignment").loc["swiglu,gelu,swiglu,gelu", "trained"] == 0
     best = effects.fit(trials)
     levels = expected._best_per_level(best)
     assert levels[0] == ("gelu",) * 4 and levels[1] == ("swiglu", "gelu", "gelu", "gelu")
     assert levels[2] == ("swiglu", "gelu", "swiglu", "gelu")
-    assert isinstance(found, pd.DataFrame)
+    # maximised, the same effects rank the other way round: layer 0 helps least, so it is the last swiglu
+    assert expected._best_per_level(best, sign=-1.0)[3] == ("gelu", "swiglu", "swiglu", "swiglu")
 
 
 def test_under_common_random_numbers_seeds_are_blocks_that_sharpen_every_comparison(tmp_path):
@@ -258,12 +261,55 @@ def test_a_shrunk_fit_calls_nothing_resolved_even_when_its_noise_estimate_collap
     write(tmp_path, *(record(n, ",".join(c), 2.0 + rng.normal(0, 0.04), 100.0) for n, c in enumerate(combos)))
     trials = results.load_trials(tmp_path, "s")
     found = effects.fit(trials)
-    assert found.method == "bayesian ridge" and not found.testable
+    assert found.method == "bayesian ridge" and not found.testable and not found.aliased
     assert not found.effects()["resolved"].any()
     assert verdict.verdict(found).startswith("verdict: too few trials to test")
     assert "nothing called resolved" in verdict.text(found)[0]
     front = expected.expected_front(trials)[0]
     assert set(front.loc[front["trained"] > 0, "verdict"]) == {"inside noise"}
+
+
+def test_uniform_assignments_alone_alias_the_layers_and_the_verdict_asks_for_new_assignments(tmp_path):
+    """The baselines and their seed replicates: enough trials, but every layer moves together, so no layer's
+    effect is estimable and more seeds of the same would not help (no "trials like these" count)."""
+    rng = np.random.default_rng(2)
+    write(
+        tmp_path,
+        *(
+            record(n, ",".join([a] * 3), 2.0 + 0.1 * (a == "swiglu") + rng.normal(0, 0.005), 100.0, seed=n // 2)
+            for n, a in enumerate(["gelu", "swiglu"] * 6)
+        ),
+    )
+    found = effects.fit(results.load_trials(tmp_path, "s"))
+    assert found.aliased and not found.testable
+    line = verdict.verdict(found)
+    assert line.startswith("verdict: these assignments cannot tell the layers apart")
+    assert "more seeds of these would not" in line and "more;" not in line
+    assert "cannot tell the layers apart, nothing called resolved" in verdict.text(found)[0]
+
+
+def test_interactions_under_seed_blocks_keep_the_seeds_spread_in_every_expected_value(tmp_path):
+    """Seeds shift every assignment alike; an expected value over all seeds carries that spread, with or
+    without the neighbouring interactions that lack of fit brings in."""
+    rng, shift = np.random.default_rng(3), [0.0, 0.2, -0.2]
+    rows, n = [], 0
+    for combo in itertools.product(["gelu", "swiglu"], repeat=3):
+        for seed in range(3):
+            pair = 0.08 * (combo[1] == combo[2] == "swiglu")
+            rows.append(record(n, ",".join(combo), 2.0 + pair + shift[seed] + rng.normal(0, 0.003), 100.0, seed=seed))
+            n += 1
+    write(tmp_path, *rows)
+    found = effects.fit(results.load_trials(tmp_path, "s"))
+    assert found.method == "least squares with neighbour interactions"
+    _, se = found.predict(pd.DataFrame([["gelu"] * 3], columns=["layer_00", "layer_01", "layer_02"]))
+    assert se[0] > 0.5 * np.std(shift, ddof=1) / np.sqrt(3)  # about 0.115; without the spread, 0.001
+
+
+@pytest.mark.parametrize(
+    "effect, se, t", [(0.1, 0.05, 2.0), (0.1, 0.0, np.inf), (0.0, 0.0, 0.0), (0.1, np.nan, np.nan)]
+)
+def test_an_exact_effect_is_sure_an_exact_zero_is_not_and_an_unknown_se_resolves_nothing(effect, se, t):
+    assert effects._t(effect, se) == pytest.approx(t, nan_ok=True)
 
 
 def test_the_weighted_holm_test_gives_the_every_layer_contrast_half_the_error_rate(tmp_path):

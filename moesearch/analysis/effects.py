@@ -2,9 +2,10 @@
 
     objective = mean + sum over layers of effect[layer, activation]   (+ neighbouring layers' interactions)
 
-Each layer's reference is its first choice (gelu where allowed), so an effect is "this activation at this
-layer instead of the reference, everything else alike". Every trial informs every layer's effect at once,
-seed replicates included, which is how a study learns more than its single trainings say.
+Each layer's reference is gelu where the layer allows it (else its alphabetically first choice), so an
+effect is "this activation at this layer instead of the reference, everything else alike". Every trial
+informs every layer's effect at once, seed replicates included, which is how a study learns more than its
+single trainings say.
 - Enough trials: least squares (statsmodels OLS). Where assignments were trained more than once, their
   spread is the pure error, and the lack-of-fit F test (the main-effects model against one mean per
   assignment, statsmodels' anova_lm) says whether main effects suffice; when they do not and the trials
@@ -93,6 +94,7 @@ class Fit:
     pure_error: tuple[float, int] | None  # (sd, degrees of freedom) from replicated assignments
     lack_of_fit: tuple[float, float] | None  # (F, p) of main effects against one mean per assignment
     trials_with: np.ndarray  # per term, the trials that have it
+    aliased: bool = False  # trials enough, but their assignments cannot tell some terms apart (more seeds won't)
 
     def design(self, assignments: pd.DataFrame) -> np.ndarray:
         """The model's columns for rows of layer activations (one column per layer, in order). Rows without a
@@ -167,9 +169,7 @@ class Fit:
         ]
         uniform = self._uniform()
         rows = terms + uniform
-        resolved = self._holm(
-            [r["effect"] / r["se"] if r["se"] > 0 else math.inf for r in rows], _weights(len(terms), len(uniform))
-        )
+        resolved = self._holm([_t(r["effect"], r["se"]) for r in rows], _weights(len(terms), len(uniform)))
         for row, r in zip(rows, resolved, strict=True):
             row.update(ci95=self.quantile() * row["se"], resolved=r)
         return pd.DataFrame(rows, columns=COLUMNS).astype({"layer": "Int64"})  # <NA>: not one layer's
@@ -267,6 +267,13 @@ class Fit:
         return n
 
 
+def _t(effect: float, se: float) -> float:
+    """The t statistic; an exact effect (se 0) is infinitely sure unless it is 0; an unknown se (NaN), NaN."""
+    if se > 0:
+        return effect / se
+    return math.inf if se == 0 and effect != 0 else (0.0 if se == 0 else math.nan)
+
+
 def _weights(terms: int, uniform: int) -> np.ndarray:
     """Each row's share of ALPHA: the every-layer contrasts share UNIFORM_WEIGHT, the terms the rest (all
     alike when there is no contrast). So the study's first question, is the activation better here at all,
@@ -298,7 +305,9 @@ def fit(trials: pd.DataFrame, objective: str = "val_loss") -> Fit | None:
         cells = np.column_stack([cells] + [b.column(codes) for b in blocks])
     found = _least_squares(objective, choices, main, codes, y, cells)
     if found is None:
-        return _bayesian_ridge(objective, choices, main, codes, y, done["assignment"].nunique())
+        shrunk = _bayesian_ridge(objective, choices, main, codes, y, done["assignment"].nunique())
+        # enough trials for least squares, so it refused for collinear columns: these assignments alias terms
+        return dataclasses.replace(shrunk, aliased=len(y) - len(main) - 1 >= MIN_DOF)
     found = _with_seed_spread(found)
     if found.lack_of_fit and found.lack_of_fit[1] < LACK_OF_FIT_P:
         pairs = [
@@ -311,7 +320,7 @@ def fit(trials: pd.DataFrame, objective: str = "val_loss") -> Fit | None:
             objective, choices, main + pairs, codes, y, cells, "least squares with neighbour interactions"
         )
         if wider is not None:  # the test that asked for them stays on record: what main effects alone missed
-            return dataclasses.replace(wider, lack_of_fit=found.lack_of_fit)
+            return _with_seed_spread(dataclasses.replace(wider, lack_of_fit=found.lack_of_fit))
     return found
 
 
@@ -358,7 +367,7 @@ def _least_squares(
     from statsmodels.stats.anova import anova_lm
 
     X = np.column_stack([t.column(codes) for t in terms]) if terms else np.zeros((len(y), 0))
-    if len(y) - X.shape[1] - 1 < MIN_DOF or np.linalg.matrix_rank(np.column_stack([np.ones(len(y)), X])) <= X.shape[1]:
+    if len(y) - X.shape[1] - 1 < MIN_DOF or _rank(terms, codes) <= X.shape[1]:
         return None
     x_mean = X.mean(axis=0)
     model = sm.OLS(y, sm.add_constant(X - x_mean, has_constant="add")).fit()
@@ -389,6 +398,12 @@ def _least_squares(
         lack,
         X.sum(axis=0),
     )
+
+
+def _rank(terms: list[Term], codes: pd.DataFrame) -> int:
+    """The rank of the design with its intercept: below 1 + len(terms), some terms are aliased."""
+    columns = [np.ones(len(codes))] + [t.column(codes) for t in terms]
+    return int(np.linalg.matrix_rank(np.column_stack(columns)))
 
 
 def _bayesian_ridge(

@@ -64,9 +64,9 @@ def expected_front(
     if any(f is None for f in fits.values()):
         return None
     done = trials[trials["state"] == State.COMPLETE]
-    table = candidates(done, fits[next(iter(objectives))])
-    codes = effects.layer_codes(table)
     signs = np.array([1.0 if d == "minimize" else -1.0 for d in objectives.values()])
+    table = candidates(done, [fits[o] for o in objectives], signs[0])
+    codes = effects.layer_codes(table)
     # draws x rows x objectives, every objective minimised
     ordered = {o: fits[o] for o in objectives}  # the columns in the order of signs
     sampled = joint_draws(ordered, done, codes, draws, np.random.default_rng(SEED)) * signs
@@ -140,25 +140,29 @@ def nondominated(points: np.ndarray) -> np.ndarray:
     return moocore.is_nondominated(points, keep_weakly=True)
 
 
-def candidates(done: pd.DataFrame, first: effects.Fit) -> pd.DataFrame:
-    """The assignments to predict: all of the seen choices, or the trained ones and the model's best per level."""
-    choices = first.choices
+def candidates(done: pd.DataFrame, fits: list[effects.Fit], sign: float = 1.0) -> pd.DataFrame:
+    """The assignments to predict: all of the choices every fit has seen (a fit predicts an activation it
+    never saw as its reference, silently), or the trained ones among them and the first objective's best
+    per level (sign: 1 where it is minimised, -1 maximised)."""
+    choices = [[a for a in layer if all(a in f.choices[i] for f in fits)] for i, layer in enumerate(fits[0].choices)]
     n_layers = len(choices)
     if math.prod(len(c) for c in choices) <= ENUMERATE:
         rows = list(itertools.product(*choices))
     else:
-        rows = list(dict.fromkeys(tuple(a.split(",")) for a in done["assignment"]))
-        rows += _best_per_level(first)
+        trained = dict.fromkeys(tuple(a.split(",")) for a in done["assignment"])
+        rows = [r for r in trained if all(a in c for a, c in zip(r, choices, strict=True))]
+        rows += _best_per_level(fits[0], sign)
     table = pd.DataFrame(rows, columns=[f"layer_{i:02d}" for i in range(n_layers)])
     table.insert(0, "assignment", [Assignment(r).text for r in rows])
     return table.drop_duplicates("assignment", ignore_index=True)
 
 
-def _best_per_level(found: effects.Fit) -> list[tuple[str, ...]]:
-    """For k = 0..layers: the reference everywhere but the k layers whose best main effect helps most."""
-    best = []  # per layer: (gain, activation), the most negative effect on the (minimised) first objective
+def _best_per_level(found: effects.Fit, sign: float = 1.0) -> list[tuple[str, ...]]:
+    """For k = 0..layers: the reference everywhere but the k layers whose best main effect helps most
+    (sign: 1 where the objective is minimised, -1 maximised)."""
+    best = []  # per layer: (gain, activation), the most negative signed effect (the most helpful)
     for i, layer in enumerate(found.choices):
-        by_term = {t.activations[0]: b for t, b in zip(found.terms, found.beta, strict=True) if t.layers == (i,)}
+        by_term = {t.activations[0]: sign * b for t, b in zip(found.terms, found.beta, strict=True) if t.layers == (i,)}
         activation = min(layer[1:], key=lambda a: by_term.get(a, 0.0), default=layer[0])
         best.append((by_term.get(activation, 0.0), activation))
     order = sorted(range(len(best)), key=lambda i: best[i][0])
@@ -201,6 +205,9 @@ def text(table: pd.DataFrame, objectives: dict[str, str], observed: list[str]) -
     by_assignment = table.set_index("assignment")
     lines.append("observed front, against the model:")
     for a in observed:
+        if a not in by_assignment.index:  # an activation some objective was never measured with
+            lines.append(f"  {a}: not modelled (an objective has no complete trial with its activations)")
+            continue
         row = by_assignment.loc[a]
         lines.append(f"  {a}: {row['verdict']} (P {row['p_front']:.2f})")
     return lines

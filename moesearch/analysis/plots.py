@@ -139,7 +139,8 @@ def _expected(ax, expected: pd.DataFrame, observed: pd.DataFrame, x: str, y: str
         capsize=2,
         label="expected front (noise model, 95% intervals)",
     )
-    seen = expected.set_index("assignment").loc[observed["assignment"]].reset_index()
+    modelled = observed["assignment"][observed["assignment"].isin(expected["assignment"])]  # see expected.candidates
+    seen = expected.set_index("assignment").loc[modelled].reset_index()
     ax.errorbar(
         seen[x],
         seen[y],

@@ -18,7 +18,7 @@ def text(found: Fit | None, size: float = 0.02) -> list[str]:
     how = (
         f"residual sd {found.sigma:.4f}; 95% intervals; resolved: weighted Holm over the effects at {ALPHA:.0%}"
         if found.testable
-        else "shrunk: a guide with too few trials for a test, nothing called resolved"
+        else f"shrunk: a guide, {_untestable(found)}, nothing called resolved"
     )
     lines = [
         f"per-layer effects on {o} ({found.method} over {found.n_trials} trials of {found.n_assignments} "
@@ -47,7 +47,15 @@ def text(found: Fit | None, size: float = 0.02) -> list[str]:
     return lines
 
 
+def _untestable(found: Fit) -> str:
+    """Why a shrunk fit is not tested."""
+    if found.aliased:
+        return "these assignments cannot tell the layers apart"
+    return "too few trials to test"
+
+
 def _label(found: Fit, row) -> str:
+    """One effect's standing, the same words in the verdict line and the table."""
     if not found.testable:
         return "shrunk, untested"
     if row.resolved:
@@ -58,8 +66,15 @@ def _label(found: Fit, row) -> str:
 def _needs(found: Fit, size: float) -> str:
     """What these trials resolve, or how many more a per-layer effect of `size` needs."""
     now, need = found.resolvable(), found.trials_to_resolve(size)
-    if need <= found.n_trials and found.testable:
+    if found.aliased:  # "trials like these" would alias them too
+        return (
+            "new assignments would separate the layers' effects (search.design = 'orthogonal' queues them); "
+            "more seeds of these would not"
+        )
+    if found.testable and (need is None or need <= found.n_trials):
         return f"these trials resolve a per-layer effect of {now:.3f} or more ({POWER:.0%} of the time)"
+    if need is None:  # no size asked: what a test will resolve once it has the trials
+        return f"a test needs more trials; it would resolve a per-layer effect of about {now:.3f}"
     return (
         f"a per-layer effect of {size} needs about {need} trials like these to resolve "
         f"({need - found.n_trials} more; {now:.3f} now)"
@@ -82,23 +97,20 @@ def verdict(found: Fit | None, size: float = 0.02) -> str:
     more = "" if found.resolvable() is None else f"; {_needs(found, size)}"
     if not found.testable:
         return (
-            f"verdict: too few trials to test: {len(layers)} per-layer effects on {found.objective} from "
+            f"verdict: {_untestable(found)}: {len(layers)} per-layer effects on {found.objective} from "
             f"{found.n_trials} trials, estimated shrunk{more}"
         )
-    first = "".join(
-        f"{r.term} {r.effect:+.3f} ± {r.ci95:.3f}, {'resolved' if r.resolved else 'inside noise'}; "
-        for r in every.itertuples()
-    )
+    first = "".join(f"{r.term} {r.effect:+.3f} ± {r.ci95:.3f}, {_label(found, r)}; " for r in every.itertuples())
     clear = layers[layers["resolved"]]
     if not effects["resolved"].any():
         width = layers["ci95"].median() if len(layers) else float("nan")
         return (
-            f"verdict: nothing resolved: {first}every per-layer effect on {found.objective} is inside noise "
+            f"verdict: nothing resolved: {first}no per-layer effect on {found.objective} is resolved "
             f"(typical ±{width:.3f}, {_noise_word(found)} {found.sigma:.3f}){more}"
         )
     said = "; ".join(f"{r.term} {r.effect:+.3f} ± {r.ci95:.3f}" for r in clear.itertuples())
     rest = len(layers) - len(clear)
     return (
         f"verdict: {first}{len(clear)} of {len(layers)} per-layer effects on {found.objective} resolved"
-        f"{f': {said}' if said else ''}{f'; {rest} inside noise' if rest and said else ''}{more}"
+        f"{f': {said}' if said else ''}{f'; {rest} not resolved' if rest and said else ''}{more}"
     )
