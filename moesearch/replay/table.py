@@ -69,7 +69,10 @@ def load_table(trials: pd.DataFrame, source: str, steps: pd.DataFrame | None = N
     objectives, reference = pareto.objectives_of(done), pareto.reference_of(done)
     means = pareto.by_assignment(done, objectives).set_index("assignment")
     layers = sorted(c for c in means.columns if c.startswith("layer_"))
-    choices = [sorted(means[c].unique()) for c in layers]
+    # the space's order as far as the records keep it: baselines train first, in the space's order, so
+    # first appearance by trial number puts them as the live search had them (a design's runs depend on it)
+    in_order = done.sort_values("trial")
+    choices = [list(pd.unique(in_order[c].astype(str))) for c in layers]
     missing = [Assignment(a).text for a in itertools.product(*choices) if Assignment(a).text not in means.index]
     if missing:
         raise InputError(

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from moesearch.core.errors import InputError
-from moesearch.core.trial import Origin
+from moesearch.core.trial import Origin, State
 from moesearch.replay.table import Table, draw
 
 if TYPE_CHECKING:
@@ -67,8 +67,9 @@ def scores(
         rows = [r for r in seen[:n] if r >= 0]
         extra: list[int] = []
         if auto:
-            left = budget - (spent[n - 1] if n else 0)
-            extra = replicate(table, rows, int(left // full), share, np.random.default_rng((REPLICATE_STREAM, seed, k)))
+            left, pruned = budget - (spent[n - 1] if n else 0), n - len(rows)
+            rng = np.random.default_rng((REPLICATE_STREAM, seed, k))
+            extra = replicate(table, rows, int(left // full), share, rng, pruned)
         r, c, ok, lone, strict = score(table, rows, extra)
         regret.append(r)
         called.append(c)
@@ -87,8 +88,11 @@ def scores(
     )
 
 
-def replicate(table: Table, rows: list[int], most: int, share: float, rng: np.random.Generator) -> list[int]:
-    """The replicates search.replicates = "auto" trains after the search saw `rows` (at most `most`),
+def replicate(
+    table: Table, rows: list[int], most: int, share: float, rng: np.random.Generator, pruned: int = 0
+) -> list[int]:
+    """The replicates search.replicates = "auto" trains after the search saw `rows` and pruned `pruned`
+    more (which count toward the share, as the live search counts them) (at most `most`),
     each answered by a training of its assignment not drawn before, of the seed `auto_next` asks for where
     the table has it (under common random numbers the seed is what makes a replicate a comparison; the
     table's seeds after its first count as fresh ones). When `auto_next` asks for an
@@ -99,7 +103,7 @@ def replicate(table: Table, rows: list[int], most: int, share: float, rng: np.ra
 
     extra: list[int] = []
     while len(extra) < most:
-        trials = trials_frame(table, rows, extra)
+        trials = trials_frame(table, rows, extra, pruned)
         drawn = set(rows) | set(extra)
         answerable = {a for a, ts in table.trainings.items() if any(t.row not in drawn for t in ts)}
         with warnings.catch_warnings():
@@ -131,12 +135,18 @@ def replicate(table: Table, rows: list[int], most: int, share: float, rng: np.ra
     return extra
 
 
-def trials_frame(table: Table, rows: list[int], replicates: list[int] = ()) -> pd.DataFrame:
+def trials_frame(table: Table, rows: list[int], replicates: list[int] = (), pruned: int = 0) -> pd.DataFrame:
     """The trials an arm has seen, as `results.load_trials` gives them: the search's (origin search)
-    in order, then its replicates (origin verify), numbered from 0."""
-    frame = table.frame.iloc[list(rows) + list(replicates)].copy()
+    in order, its replicates (origin verify), then `pruned` stand-ins for its pruned trials (state PRUNED,
+    no values: only counted), numbered from 0."""
+    frame = table.frame.iloc[list(rows) + list(replicates) + [0] * pruned].copy()
     frame["trial"] = np.arange(len(frame))
-    frame["origin"] = [Origin.SEARCH.value] * len(rows) + [Origin.VERIFY.value] * len(replicates)
+    frame["origin"] = (
+        [Origin.SEARCH.value] * len(rows) + [Origin.VERIFY.value] * len(replicates) + [Origin.SEARCH.value] * pruned
+    )
+    if pruned:
+        frame.iloc[-pruned:, frame.columns.get_loc("state")] = State.PRUNED.value
+        frame.iloc[-pruned:, [frame.columns.get_loc(o) for o in table.objectives]] = np.nan
     return frame.reset_index(drop=True)
 
 
