@@ -25,6 +25,8 @@ CHOICES = {
     "mixed 4 and 2": [G4, G2, G2, G4],
     "mixed 3 and 2": [G3, G2, G3],
     "mixed with a fixed layer": [G2, ["gelu"], G3, G3],
+    "one layer of 2": [G2],
+    "one layer of 3": [G3],
 }
 
 

@@ -15,6 +15,7 @@ pyDOE3, no torch.
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 
@@ -96,6 +97,8 @@ def runs(choices: list[list[str]]) -> list[list[str]]:
             k = len(choices[i])
             assignment[i] = choices[i][int(row[column]) * k // levels[column]]  # L levels in k equal groups
         design.append(assignment)
+    if len(design) > math.prod(len(c) for c in choices):  # a tiny space (one layer of 2 has L4): all of it
+        return [list(a) for a in itertools.product(*choices)]
     return design
 
 
