@@ -10,6 +10,7 @@ from click.testing import CliRunner
 from conftest import MICRO, write_space
 from test_results import record, write
 
+from moesearch.analysis import expected
 from moesearch.cli import cli
 from moesearch.core import results
 from moesearch.supervisor import replicates
@@ -49,7 +50,11 @@ def test_an_assignment_inside_noise_gets_its_lowest_unused_seed(tmp_path):
     pick = replicates.auto_next(trials, share=1.0, first_seed=1)
     assert pick is not None
     assignment, seed = pick
-    assert assignment in set(trials["assignment"]) and seed == 3, "seeds 0, 1 and 2 are taken"
+    assert seed == 3, "seeds 0, 1 and 2 are taken"
+    front = expected.expected_front(trials)[0]
+    open_ = front[(front["trained"] > 0) & (front["verdict"] == "inside noise")].set_index("assignment")
+    gap = (open_["p_front"] - 0.5).abs()
+    assert assignment in open_.index and gap[assignment] == gap.min(), "the most open of those inside noise"
 
 
 @pytest.mark.parametrize("share", [0.0, 0.5])
