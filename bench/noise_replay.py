@@ -3,9 +3,10 @@
     python bench/noise_replay.py [TABLE] [extra `moesearch replay` flags, e.g. --seeds 20 --budget 48]
 
 TABLE (default: bench/data/replay6-crn-trials.parquet where it exists, else the one-seed
-bench/data/replay6-trials.parquet) is an exhaustive study's trials, ideally with several trainings per
-assignment. Each replayed query is answered by one of the assignment's trainings drawn at random (seeded
-per run, as NAS-Bench-201 draws a seed); the truth is the table's expected front, the noise model
+bench/data/replay6-trials.parquet) is an exhaustive study's trials (a Parquet file, or a study's trials/
+folder, its steps/ beside it), ideally with several trainings per assignment. Each replayed query is
+answered by one of the assignment's trainings drawn at random (seeded per run, as NAS-Bench-201 draws a
+seed); the truth is the table's expected front, the noise model
 (`analysis/effects.py`, seeds as blocks under common random numbers) fitted on every training. An arm is
 scored at 8 budgets by what it would recommend there: at each cost level (train_flops_per_token), the
 val_loss regret in nats of the candidate its own noise model predicts best, against the best expected
@@ -57,7 +58,8 @@ def plot(truth_csv: Path, png: Path, title: str) -> None:
 if __name__ == "__main__":
     args = sys.argv[1:]
     table = Path(args.pop(0)) if args and not args[0].startswith("-") else (CRN if CRN.exists() else ONE_SEED)
-    stem = table.name.removesuffix(".parquet").removesuffix("-trials")
+    # a study's trials/ folder is named for its study (results/<study>/trials), a file for itself
+    stem = table.parent.name if table.name == "trials" else table.name.removesuffix(".parquet").removesuffix("-trials")
     out = DATA / f"{stem}-noise-replay.csv"
     subprocess.run(
         [
@@ -85,6 +87,6 @@ if __name__ == "__main__":
     plot(
         out.with_name(f"{stem}-noise-replay-truth.csv"),
         out.with_suffix(".png"),
-        f"{table.name}: regret against the truth",
+        f"{stem}: regret against the truth",
     )
     print(f"wrote {out.with_suffix('.png')}")
