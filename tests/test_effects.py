@@ -57,6 +57,7 @@ def test_known_additive_effects_are_recovered_with_intervals_that_cover_them(tmp
     assert abs(uniform.effect - sum(truth.values())) < 3 * uniform.se
     assert uniform.se == pytest.approx(np.sqrt(found.cov[:3, :3].sum()))
     assert "these trials resolve a per-layer effect of" in verdict.verdict(found, size=0)  # no size asked
+    assert verdict.trials_for(found) is None, "these trials already resolve 0.02: nothing to suggest"
     lines = verdict.text(found)
     assert "layer 0: swiglu instead of gelu -0.05" in lines[3] and "(resolved)" in lines[3]
     assert "every layer: swiglu instead of gelu -0.02" in lines[6]
@@ -94,6 +95,7 @@ def test_pure_noise_resolves_nothing_and_says_how_many_trials_would(tmp_path):
     assert not found.effects()["resolved"].any()
     line = verdict.verdict(found)
     assert line.startswith("verdict: nothing resolved") and "needs about" in line
+    assert verdict.trials_for(found) == found.trials_to_resolve(0.02) > found.n_trials  # what `search` suggests
     need = found.trials_to_resolve(0.02)
     assert need > found.n_trials  # 8 trials with 0.04 noise cannot resolve 0.02
     assert found.trials_to_resolve(1.0) == found.n_trials
@@ -281,7 +283,7 @@ def test_uniform_assignments_alone_alias_the_layers_and_the_verdict_asks_for_new
         ),
     )
     found = effects.fit(results.load_trials(tmp_path, "s"))
-    assert found.aliased and not found.testable
+    assert found.aliased and not found.testable and verdict.trials_for(found) is None
     line = verdict.verdict(found)
     assert line.startswith("verdict: these assignments cannot tell the layers apart")
     assert "more seeds of these would not" in line and "more;" not in line

@@ -30,6 +30,7 @@ def test_search_runs_baselines_first_records_each_trial_once_and_resumes(tmp_pat
     again = run_cli("search", "tiny", "--nproc", "2", "--trials", "6", "--results", str(tmp_path), "--no-progress")
     assert again.returncode == 0, again.stderr
     assert "2 trials trained now, 6 in study" in again.stdout
+    assert "next: run the same command with --trials " in again.stdout, "6 trials of 5 effects resolve nothing"
     second = records(tmp_path, "tiny")
     assert len(second) == 6 and list(second["trial"][:4]) == [0, 1, 2, 3], "the first run's records are kept"
     assert (second["trial"][4:] > 3).all(), "resumed after them"

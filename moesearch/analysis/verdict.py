@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from moesearch.analysis.effects import ALPHA, LACK_OF_FIT_P, POWER, Fit, every_layer
 
+SIZE = 0.02  # the per-layer effect a study is asked to resolve (nats): the size of most effects at our scale
 
-def text(found: Fit | None, size: float = 0.02) -> list[str]:
+
+def text(found: Fit | None, size: float = SIZE) -> list[str]:
     """The model in words: how it was fitted, its noise, each effect resolved or not, and what more it needs."""
     if found is None:
         return ["per-layer effects: too few trials for a model (3 complete trials of 2 assignments at least)"]
@@ -81,12 +83,21 @@ def _needs(found: Fit, size: float) -> str:
     )
 
 
+def trials_for(found: Fit | None, size: float = SIZE) -> int | None:
+    """The trials in all that would resolve a per-layer effect of `size`, where that is more than these
+    and more like these would help (not where the assignments alias the layers); else None."""
+    if found is None or found.aliased:
+        return None
+    need = found.trials_to_resolve(size)
+    return need if need is not None and need > found.n_trials else None
+
+
 def _noise_word(found: Fit) -> str:
     """What the residual sd is: under seed blocks the noise within a seed, which is less than one training's."""
     return "within-seed sd" if any(t.seed is not None for t in found.terms) else "one training's sd"
 
 
-def verdict(found: Fit | None, size: float = 0.02) -> str:
+def verdict(found: Fit | None, size: float = SIZE) -> str:
     """One line first: the every-layer answer (is the activation better here at all?), then which layers'
     choices matter and by how much, or that nothing is resolved and what would resolve it."""
     if found is None:

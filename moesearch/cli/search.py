@@ -75,7 +75,7 @@ def plan(study, space_size: int) -> str:
 def search_and_report(settings, study, replicate_baselines: bool = False) -> None:
     """Run the search loop, then print what it did and the front (shared with `worker`, which leaves the
     baselines' seed replicates to the `search` that made the study: no two groups train them)."""
-    from moesearch.analysis import expected, pareto
+    from moesearch.analysis import expected, pareto, verdict
     from moesearch.core import preempt, results
     from moesearch.supervisor.search import run_search
 
@@ -112,3 +112,9 @@ def search_and_report(settings, study, replicate_baselines: bool = False) -> Non
         click.echo(model[0])  # the verdict first: what this search resolved, in one line
         click.echo(pareto.front_text(analysis))
         click.echo("\n".join(model[1:]))
+        found = expected.primary(expected.fits_of(trials_df, analysis.objectives))
+        if (need := verdict.trials_for(found)) is not None:  # the verdict said how many; say how to get them
+            click.echo(
+                f"next: run the same command with --trials {need} (it resumes this study) to resolve a "
+                f"per-layer effect of {verdict.SIZE} on {found.objective}"
+            )
