@@ -225,6 +225,59 @@ def test_a_trial_settled_by_another_group_while_it_ran_is_dropped_not_recorded(s
     assert not results.trial_file(tmp_path, study.study_name, trial.number).exists(), "the record agrees with Optuna"
 
 
+@pytest.mark.parametrize("answers_later", [True, False])
+def test_an_error_telling_a_recorded_trial_leaves_the_record_the_truth(study, tmp_path, monkeypatch, answers_later):
+    """The record is written, then telling the study fails (database locked, Ctrl-C): the trial is told
+    as recorded, now or by the next recovery, never failed and queued to train again (twice recorded)."""
+    from moesearch.core.launch import Launch
+    from moesearch.supervisor import runner
+    from moesearch.supervisor.settings import Settings
+
+    monkeypatch.setattr(
+        runner,
+        "run_trial",
+        lambda settings, group, number, layers, **_: runner.Outcome(
+            record(study.study_name, number, layers, "COMPLETE")
+        ),
+    )
+    tell = study_mod.set_compute
+
+    def locked(*args, **kwargs):
+        if not answers_later:  # the study stays unreachable for the handler's try too
+            monkeypatch.setattr(study_mod, "set_compute", locked)
+        else:
+            monkeypatch.setattr(study_mod, "set_compute", tell)
+        raise RuntimeError("database is locked")
+
+    monkeypatch.setattr(study_mod, "set_compute", locked)
+    settings = Settings(
+        space=TINY,
+        study=study.study_name,
+        storage="unused",
+        results=tmp_path,
+        launch=Launch(1),
+        seed=0,
+        data=None,
+        data_sha256="ab",
+        progress=False,
+    )
+    waiting = len(study.get_trials(states=(TrialState.WAITING,)))
+    with pytest.raises(RuntimeError, match="locked"):
+        runner.run_named(settings, study, None, ["gelu", "swiglu"], origin="train")
+    [trial] = [t for t in study.trials if t.user_attrs.get("origin") == "train"]
+    assert len(study.get_trials(states=(TrialState.WAITING,))) == waiting, "nothing queued to train again"
+    if answers_later:
+        assert trial.state == TrialState.COMPLETE and trial.values == [4.5, 1000.0], "told as recorded at once"
+    else:
+        assert trial.state == TrialState.RUNNING, "left for recovery, which tells it from its record"
+        monkeypatch.setattr(study_mod, "set_compute", tell)
+        monkeypatch.setattr(liveness, "is_dead", lambda frozen: True)  # its heartbeat has stopped
+        assert recovery.recover(study, tmp_path) == [
+            f"trial {trial.number}: told from its record (COMPLETE); its supervisor died before telling"
+        ]
+        assert study.trials[trial.number].state == TrialState.COMPLETE
+
+
 def test_a_retry_is_not_ranked_against_its_own_preempted_attempt(study):
     from moesearch.supervisor import rungs
 

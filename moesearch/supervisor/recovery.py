@@ -38,6 +38,17 @@ def recover(study: optuna.Study, results_dir: Path) -> list[str]:
     return settled
 
 
+def tell_if_recorded(study: optuna.Study, results_dir: Path, number: int) -> bool:
+    """After an error past its record (the study unreachable, Ctrl-C while telling): True if the trial has
+    a record, which is then the truth. It is told as recorded now if the study answers, else it stays
+    RUNNING, its heartbeat stops, and the next `recover` tells it so. Never failed and trained again."""
+    if _record(results_dir, study.study_name, number) is None:
+        return False
+    with contextlib.suppress(Exception):  # best effort: a later `recover` tells it if this cannot
+        _settle(study, results_dir, study.get_trials(deepcopy=False)[number])
+    return True
+
+
 @contextlib.contextmanager
 def _one_at_a_time(results_dir: Path, study: str) -> Iterator[None]:
     """One process settles a study's trials at a time. SQLite has no row locks: two processes that both

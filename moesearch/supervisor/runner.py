@@ -20,7 +20,7 @@ from moesearch.core.config import RunConfig
 from moesearch.core.metrics import fmt
 from moesearch.core.protocol import Done, Failed, Pruned, Reply, Verdict
 from moesearch.core.trial import Origin, State
-from moesearch.supervisor import liveness, rungs
+from moesearch.supervisor import liveness, recovery, rungs
 from moesearch.supervisor import study as study_mod
 from moesearch.supervisor.group import GroupFailure, GroupStartFailure, WorkerGroup
 from moesearch.supervisor.settings import Settings
@@ -210,7 +210,8 @@ def run_named(
     try:
         return record_and_tell(settings, study, trial, group, layers, origin)
     except BaseException as e:
-        study_mod.abandon(study, trial, e)
+        if not recovery.tell_if_recorded(study, settings.results, trial.number):
+            study_mod.abandon(study, trial, e)
         raise
 
 

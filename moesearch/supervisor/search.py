@@ -82,7 +82,8 @@ def run_search(settings: Settings, study: optuna.Study, replicate_baselines: boo
             try:
                 outcome = _answer(settings, study, trial, group, n_trials)
             except BaseException as e:  # interrupted, group never started, or a bug: the trial must not stay RUNNING
-                study_mod.abandon(study, trial, e, retry=preempt.requested() is not None)
+                if not recovery.tell_if_recorded(study, settings.results, trial.number):  # a record is the truth
+                    study_mod.abandon(study, trial, e, retry=preempt.requested() is not None)
                 raise
             if outcome == "repeat":
                 repeats, in_a_row = repeats + 1, in_a_row + 1
