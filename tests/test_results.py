@@ -412,6 +412,29 @@ def test_compacting_keeps_every_row_once_even_if_interrupted(tmp_path):
     after = [results.load_trials(tmp_path, "s"), results.load_steps(tmp_path, "s"), results.load_layers(tmp_path, "s")]
     for old, new in zip(before, after, strict=True):
         pd.testing.assert_frame_equal(old.reset_index(drop=True), new.reset_index(drop=True))
+    again = CliRunner().invoke(cli, ["compact", "--results", str(tmp_path)])  # and then run again
+    assert again.exit_code == 0 and "merged 1 trials" in again.output, again.output
+    pd.testing.assert_frame_equal(before[0].reset_index(drop=True), results.load_trials(tmp_path, "s"))
+
+
+def test_compacting_again_after_an_interruption_before_any_removal_finishes_the_job(tmp_path, monkeypatch):
+    """Killed after the part was linked in, before a single file went: the same command finishes it."""
+    from pathlib import Path
+
+    write(tmp_path, *FRONT)
+    before = results.load_trials(tmp_path, "s")
+
+    def killed(self, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(Path, "unlink", killed)
+        with pytest.raises(KeyboardInterrupt):
+            results.compact(tmp_path, "s")
+    out = CliRunner().invoke(cli, ["compact", "--results", str(tmp_path)])
+    assert out.exit_code == 0 and "merged 6 trials" in out.output, out.output
+    assert sorted(p.name.split("-")[0] for p in results.trials_dir(tmp_path, "s").iterdir()) == ["part"]
+    pd.testing.assert_frame_equal(before.reset_index(drop=True), results.load_trials(tmp_path, "s"))
 
 
 def test_records_of_schema_version_2_read_with_the_new_columns_null(tmp_path):

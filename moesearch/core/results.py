@@ -256,14 +256,18 @@ def compact(results: Path, study: str) -> int:
         singles = sorted(folder.glob("trial-*.parquet"))
         if not singles:
             continue
-        table = pa.concat_tables([pq.read_table(f) for f in singles], promote_options="default")
         first, last = (int(f.stem.removeprefix("trial-")) for f in (singles[0], singles[-1]))
-        write_atomic(
-            folder / f"part-{first:06d}-{last:06d}.parquet",
-            lambda tmp, t=table: pq.write_table(t, tmp),
-            exclusive=True,
-            scratch=Path(results) / study / ".tmp",
-        )
+        part = folder / f"part-{first:06d}-{last:06d}.parquet"
+        # there already: a run interrupted before its removals wrote it, whole, from these very files
+        # (trial numbers never come back, so the same range is the same trials)
+        if not part.exists():
+            table = pa.concat_tables([pq.read_table(f) for f in singles], promote_options="default")
+            write_atomic(
+                part,
+                lambda tmp, t=table: pq.write_table(t, tmp),
+                exclusive=True,
+                scratch=Path(results) / study / ".tmp",
+            )
         for f in singles:
             f.unlink()
         merged = len(singles) if name == "trials" else merged
