@@ -280,6 +280,15 @@ def test_a_table_missing_assignments_or_curves_is_refused(tmp_path):
     assert out.exit_code == 2 and "t-steps.parquet" in out.output and "learning curves" in out.output
 
 
+@pytest.mark.parametrize("what, says", [("a space file", "is not Parquet"), ("an empty folder", "no column 'state'")])
+def test_a_table_that_is_not_a_study_s_records_is_named_in_one_line(tmp_path, what, says):
+    table = tmp_path / ("space.toml" if what == "a space file" else "empty")
+    table.write_text("name = 'x'\n") if what == "a space file" else table.mkdir()
+    out = CliRunner().invoke(cli, ["replay", str(table)])
+    assert out.exit_code == 2 and out.output.startswith("moesearch: error: TABLE: ") and says in out.output, out.output
+    assert len(out.output.strip().splitlines()) == 1
+
+
 def test_the_summary_bounds_a_ratio_to_an_arm_that_never_got_there():
     """The hand search may stall below 95%: a ratio to its inf is no number, but the budget bounds it."""
     table = tables.Table({"val_loss": "minimize"}, {"val_loss": 3.0}, [CHOICES], {}, 1.0, full_steps=10)

@@ -151,8 +151,8 @@ def replay(
             f"--steps: {str(steps_path) if steps_path else 'no steps table beside TABLE'} does not exist; "
             "replaying --pruning needs the table's learning curves"
         )
-    steps = pd.read_parquet(steps_path) if steps_path is not None and steps_path.exists() else None
-    exhaustive = table_mod.load_table(pd.read_parquet(table), str(table), steps)
+    steps = _read("--steps", steps_path, "step") if steps_path is not None and steps_path.exists() else None
+    exhaustive = table_mod.load_table(_read("TABLE", table, "state", "assignment"), str(table), steps)
     rung_steps = _rungs(rungs, exhaustive, eta) if needs_curves else []
     if score_points and exhaustive.truth is None and replicate_modes == ["off"]:
         click.echo("no truth to score by: the table has too few trials for a noise model; hypervolume only")
@@ -255,6 +255,20 @@ def _list(flag: str, given: str, allowed: tuple[str, ...]) -> list[str]:
     if bad:
         raise InputError(f"{flag}: {bad[0]!r} is not one of them; allowed: {', '.join(allowed)}")
     return chosen
+
+
+def _read(flag: str, path: Path, *columns: str):
+    """A Parquet file or folder of them with these columns, or one line naming the flag and the file."""
+    import pandas as pd
+
+    allowed = "allowed: an exhaustive study's records (X-trials.parquet, or a study's trials/ folder; steps beside)"
+    try:
+        frame = pd.read_parquet(path)
+    except (OSError, ValueError):  # pyarrow's ArrowInvalid is a ValueError
+        raise InputError(f"{flag}: {str(path)!r} is not Parquet; {allowed}") from None
+    if missing := [c for c in columns if c not in frame.columns]:
+        raise InputError(f"{flag}: {str(path)!r} has no column {missing[0]!r}; {allowed}")
+    return frame
 
 
 def _beside(table: Path) -> Path | None:
