@@ -111,6 +111,24 @@ def test_a_study_cannot_switch_spaces(tmp_path):
         study.open_study(storage, "s", space.load("default"), seed=0)
 
 
+def test_a_study_whose_stored_space_this_version_cannot_read_is_one_line(tmp_path):
+    """A space stored by another moesearch version (a key renamed or removed since): no pydantic traceback."""
+    import optuna
+
+    from moesearch.core import space
+    from moesearch.core.errors import InputError
+    from moesearch.core.trial import StudyAttr
+    from moesearch.supervisor import study
+
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    made = study.open_study(storage, "s", space.load("tiny"), seed=0)
+    stored = made.user_attrs[StudyAttr.SPACE]
+    stored["model"]["experts_old_key"] = 4
+    made.set_user_attr(StudyAttr.SPACE, stored)
+    with pytest.raises(InputError, match=r"^--study 's': the space stored with it does not validate .*experts_old_key"):
+        study.open_study(storage, "s", space.load("tiny"), seed=0)
+
+
 def test_storage_passwords_are_masked_in_errors():
     from moesearch.core.errors import InputError
     from moesearch.supervisor.storage import open_storage

@@ -13,7 +13,6 @@ from pathlib import Path
 import optuna
 
 from moesearch.core.errors import InputError
-from moesearch.core.space import Space
 from moesearch.core.trial import StudyAttr
 from moesearch.supervisor import storage as storage_mod
 from moesearch.supervisor import study as study_mod
@@ -31,7 +30,7 @@ def join(storage: str, study_name: str, results: Path | None, trials: int | None
     """Open the study and resolve this group's settings from it; InputError when it cannot join."""
     opened = storage_mod.open_existing(storage)
     study = study_mod.load_existing(opened, study_name)
-    space = Space.model_validate(study.user_attrs[StudyAttr.SPACE])
+    space = study_mod.stored_space(study)
     run = study.user_attrs[StudyAttr.RUN]
     studys = Path(run.get("results") or DEFAULT_RESULTS)
     settings = resolve(space, storage, study_name, results or studys, run["data"], run["seed"], progress, **group)

@@ -89,9 +89,7 @@ def open_study(
         if space.search.design != "none":  # then the main-effects design, before the sampler proposes
             for run in design.runs(space.layer_choices()):
                 study.enqueue_trial(Assignment(run).params(), skip_if_exists=True)
-    elif Space.model_validate(recorded).model_dump(mode="json") != space.model_dump(
-        mode="json"
-    ):  # keys added since: defaults
+    elif stored_space(study).model_dump(mode="json") != space.model_dump(mode="json"):  # keys added since: defaults
         raise InputError(
             f"--study {name!r}: this study was created for a different space "
             f"({recorded.get('name')!r} with other settings); give a new --study name"
@@ -130,6 +128,28 @@ def check_same_text(study: optuna.Study, data: str | None, data_sha256: str | No
         f"{study.study_name!r}, made with --data {theirs} (sha256 {made['data_sha256'][:12]}); "
         "allowed: that text, or a new --study"
     )
+
+
+def stored_space(study: optuna.Study) -> Space:
+    """The space the study was created with, as this version reads it; InputError (one line) where a key
+    was renamed or removed since, or a check made stricter."""
+    import pydantic
+
+    try:
+        return Space.model_validate(study.user_attrs[StudyAttr.SPACE])
+    except pydantic.ValidationError as e:
+        first = e.errors()[0]
+        raise InputError(
+            f"--study {study.study_name!r}: the space stored with it does not validate in moesearch "
+            f"{_version()} ({'.'.join(map(str, first['loc']))}: {first['msg']}); allowed: the moesearch "
+            "version that created it, or a new --study name"
+        ) from None
+
+
+def _version() -> str:
+    from importlib.metadata import version
+
+    return version("moesearch")
 
 
 def load_existing(storage: optuna.storages.BaseStorage, name: str) -> optuna.Study:
