@@ -254,6 +254,10 @@ GROUP_CASES = {
         "journal:study.log",
     ),
     "status of a storage that does not exist": (["status", "--storage", "journal:nope.log"], "--storage"),
+    "a journal storage that names a folder": (
+        ["search", "tiny", "--nproc", "2", "--storage", "journal:new/folder/", "--trials", "1"],
+        "names a folder",
+    ),
     "dry run with a storage URL that is none": (
         ["search", "tiny", "--nproc", "2", "--storage", "not a url", "--dry-run"],
         "--storage",

@@ -63,6 +63,7 @@ def open_for(settings, explicit: bool) -> optuna.storages.BaseStorage:
         f"--results: {str(settings.results)!r} holds records of a study {settings.study!r} that is "
         f"not in --storage {redact(settings.storage)!r}; give another --results or --study"
     )
+    check_url(settings.storage)  # before any folder is made for it
     if records and _new_sqlite_file(settings.storage):
         raise clash  # before opening: that would create the file
     if not explicit:
@@ -79,6 +80,10 @@ def open_for(settings, explicit: bool) -> optuna.storages.BaseStorage:
 
 def check_url(url: str) -> str:
     """The URL, password hidden, if its form is one Optuna can open; InputError otherwise. Opens nothing."""
+    if url.startswith(("journal:", "sqlite:///")) and (url.endswith("/") or file_of(url).is_dir()):
+        raise InputError(
+            f"--storage: {redact(url)!r} names a folder; allowed: a file in it (journal:DIR/study.log, sqlite:///DIR/study.db)"
+        )
     if url.startswith("journal:") and url.removeprefix("journal:"):
         return url
     if "://" not in url:
