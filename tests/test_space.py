@@ -87,6 +87,8 @@ BAD = {
     ),
     "no MoE layer": ("[model]\n", "[model]\nmoe_every = 3\n", "moe_every 3 exceeds n_layers 2"),
     "negative eval interval": ("[train]\n", "[train]\neval_interval = -1\n", "train.eval_interval"),
+    "infinite learning rate": ("[train]\n", "[train]\nlr = inf\n", "train.lr"),
+    "nan reference": ("[search]\n", "[search]\nreference = { val_loss = nan }\n", "search.reference.val_loss"),
     "quantization objective without its evaluation": (
         "eval_sequences = 8\n[search]\n",
         'eval_sequences = 8\ndeployment_eval = false\n[search]\nobjectives = { val_loss = "minimize", '

@@ -33,8 +33,11 @@ DEPLOYMENT_METRICS = (
 
 
 class _Section(BaseModel):
-    # strict: TOML is typed, so "300" where a number belongs is a mistake, not something to coerce
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, use_attribute_docstrings=True)
+    # strict: TOML is typed, so "300" where a number belongs is a mistake, not something to coerce;
+    # TOML's inf and nan are numbers too, but no setting here means them (a nan reference, an inf lr)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, strict=True, use_attribute_docstrings=True, allow_inf_nan=False
+    )
 
 
 class ModelSpec(_Section):
