@@ -202,6 +202,24 @@ def test_a_node_whose_node_0_never_comes_gives_up(tmp_path):
     assert "no group formed twice in a row" in out.stderr and out.stderr.count("rejoining (1 of 100)") == 1
 
 
+@pytest.mark.parametrize("rejoins", [0, 2])
+def test_a_node_rejoins_as_often_as_it_may_and_says_so_truly(monkeypatch, rejoins):
+    """Each ended group is rejoined while --rejoins allows; the last says none is left (not "1 of 0")."""
+    from moesearch.core.launch import Launch
+    from moesearch.supervisor import group_node
+
+    class Ended:
+        returncode, pid = 1, 1
+
+    monkeypatch.setattr(group_node.subprocess, "Popen", lambda *args, **kwargs: Ended())
+    monkeypatch.setattr(group_node, "_ranks_started", lambda proc: True)  # each formed a group that then ended
+    said = []
+    assert group_node.run(Launch(1, nnodes=2), 1, rejoins, say=said.append) == 1
+    assert said == [f"the group ended with code 1; rejoining ({k} of {rejoins})" for k in range(1, rejoins + 1)] + [
+        f"the group ended with code 1; no rejoin left (--rejoins {rejoins})"
+    ]
+
+
 def test_a_signal_to_another_node_preempts_the_whole_group(tmp_path):
     """SLURM signals every node; `moesearch node` forwards to its ranks, and the vote reaches node 0."""
     space = write_space(tmp_path, LONG_MICRO)

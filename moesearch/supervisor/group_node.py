@@ -45,6 +45,9 @@ def run(launch: Launch, node_rank: int, rejoins: int, say: Callable[[str], None]
         if unformed == 2:  # twice --join-timeout without a group: node 0 is gone or done
             say("no group formed twice in a row; is node 0's search or worker running?")
             return 1
+        if attempt == rejoins:
+            say(f"the group ended with code {proc.returncode}; no rejoin left (--rejoins {rejoins})")
+            return 1
         say(f"the group ended with code {proc.returncode}; rejoining ({attempt + 1} of {rejoins})")
     return 1
 
