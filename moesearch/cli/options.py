@@ -55,7 +55,8 @@ BUDGET = click.option(
     type=Budget(),
     help="Stop once the study's trials (every group's; pruned and failed ones count) have trained this much: "
     "optimizer steps (20000) or device-hours (2.5h, GPU-hours on GPUs); without --trials the budget alone "
-    "bounds the search (or the space, once every assignment is evaluated) [default: no budget, --trials only].",
+    "bounds the search (or the space, once every assignment is evaluated); it stays with the study, for every "
+    "group and every later run, until another --budget replaces it [default: the study's, else none].",
 )
 
 
