@@ -14,10 +14,12 @@ from conftest import BACKENDS, MICRO, storage_url, unique_study, write_space
 from optuna.trial import TrialState
 
 from moesearch.core import results, space
+from moesearch.core.launch import Launch
 from moesearch.core.trial import TrialAttr
 from moesearch.supervisor import liveness, optuna_compat, recovery
 from moesearch.supervisor import storage as storage_mod
 from moesearch.supervisor import study as study_mod
+from moesearch.supervisor.settings import Settings
 
 TINY = space.load("tiny")
 OBJECTIVES = TINY.search.objectives  # val_loss (min), tokens_per_s (max)
@@ -61,6 +63,21 @@ def record(study: str, number: int, layers: list[str], state: str) -> results.Re
         random_streams="crn",
         started_at=now,
         finished_at=now,
+    )
+
+
+def tiny_settings(study: optuna.Study, tmp_path, spec: space.Space = TINY) -> Settings:
+    """What `runner.run_named` reads of a command's settings, for this space (tiny) and study."""
+    return Settings(
+        space=spec,
+        study=study.study_name,
+        storage="unused",
+        results=tmp_path,
+        launch=Launch(1),
+        seed=0,
+        data=None,
+        data_sha256="ab",
+        progress=False,
     )
 
 
@@ -198,9 +215,7 @@ def test_status_counts_trials_by_state_and_names_the_dead_group_s_trials(study, 
 
 def test_a_trial_settled_by_another_group_while_it_ran_is_dropped_not_recorded(study, tmp_path, monkeypatch):
     """A group that stalled past the grace period finishes a trial someone else already settled."""
-    from moesearch.core.launch import Launch
     from moesearch.supervisor import runner
-    from moesearch.supervisor.settings import Settings
 
     def trained_while_settled_elsewhere(settings, group, number, layers, **_):
         frozen = study.trials[number]
@@ -208,17 +223,7 @@ def test_a_trial_settled_by_another_group_while_it_ran_is_dropped_not_recorded(s
         return runner.Outcome(record(study.study_name, number, layers, "COMPLETE"))
 
     monkeypatch.setattr(runner, "run_trial", trained_while_settled_elsewhere)
-    settings = Settings(
-        space=TINY,
-        study=study.study_name,
-        storage="unused",
-        results=tmp_path,
-        launch=Launch(1),
-        seed=0,
-        data=None,
-        data_sha256="ab",
-        progress=False,
-    )
+    settings = tiny_settings(study, tmp_path)
     assert runner.run_named(settings, study, None, ["gelu", "swiglu"], origin="train") is None
     [trial] = [t for t in study.trials if t.user_attrs.get("origin") == "train"]
     assert trial.state == TrialState.FAIL and trial.user_attrs["failure_reason"] == "lost: for the test"
@@ -229,9 +234,7 @@ def test_a_trial_settled_by_another_group_while_it_ran_is_dropped_not_recorded(s
 def test_an_error_telling_a_recorded_trial_leaves_the_record_the_truth(study, tmp_path, monkeypatch, answers_later):
     """The record is written, then telling the study fails (database locked, Ctrl-C): the trial is told
     as recorded, now or by the next recovery, never failed and queued to train again (twice recorded)."""
-    from moesearch.core.launch import Launch
     from moesearch.supervisor import runner
-    from moesearch.supervisor.settings import Settings
 
     monkeypatch.setattr(
         runner,
@@ -250,17 +253,7 @@ def test_an_error_telling_a_recorded_trial_leaves_the_record_the_truth(study, tm
         raise RuntimeError("database is locked")
 
     monkeypatch.setattr(study_mod, "set_compute", locked)
-    settings = Settings(
-        space=TINY,
-        study=study.study_name,
-        storage="unused",
-        results=tmp_path,
-        launch=Launch(1),
-        seed=0,
-        data=None,
-        data_sha256="ab",
-        progress=False,
-    )
+    settings = tiny_settings(study, tmp_path)
     waiting = len(study.get_trials(states=(TrialState.WAITING,)))
     with pytest.raises(RuntimeError, match="locked"):
         runner.run_named(settings, study, None, ["gelu", "swiglu"], origin="train")
@@ -333,7 +326,6 @@ def test_a_storage_error_at_a_rung_fails_that_trial_with_its_record_and_the_call
     from moesearch.core.protocol import Done, Rung
     from moesearch.supervisor import runner
     from moesearch.supervisor.group import WorkerGroup
-    from moesearch.supervisor.settings import Settings
 
     pruned = space.load(
         write_space(
@@ -364,17 +356,7 @@ def test_a_storage_error_at_a_rung_fails_that_trial_with_its_record_and_the_call
 
     monkeypatch.setattr(optuna.trial.Trial, "set_user_attr", unreachable_for_rungs)
     study = study_mod.open_study(storage_mod.open_storage(f"sqlite:///{tmp_path / 's.db'}"), "s", pruned, seed=0)
-    settings = Settings(
-        space=pruned,
-        study="s",
-        storage="unused",
-        results=tmp_path,
-        launch=Launch(1),
-        seed=0,
-        data=None,
-        data_sha256="ab",
-        progress=False,
-    )
+    settings = tiny_settings(study, tmp_path, pruned)
     group = OneRung()
     outcome = runner.run_named(settings, study, group, ["gelu", "swiglu"], origin="train")
     says = "storage error at rung 2: StorageInternalError: could not connect to server"
