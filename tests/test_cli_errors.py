@@ -111,6 +111,20 @@ def test_a_study_cannot_switch_spaces(tmp_path):
         study.open_study(storage, "s", space.load("default"), seed=0)
 
 
+def test_a_study_made_by_train_alone_has_a_status_but_no_target_to_join(tmp_path):
+    import optuna
+
+    from moesearch.core import space
+    from moesearch.supervisor import study
+
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    study.open_study(optuna.storages.RDBStorage(url), "s", space.load("tiny"), seed=0)  # as `train` makes it
+    shown = CliRunner().invoke(cli, ["status", "--storage", url, "--study", "s"])
+    assert shown.exit_code == 0 and "trials: 0 trained" in shown.output, shown.output
+    joined = CliRunner().invoke(cli, ["worker", "--storage", url, "--study", "s", "--nproc", "2"])
+    assert joined.exit_code == 2 and "no trial target to join (made by `moesearch train` alone)" in joined.output
+
+
 def test_a_study_whose_stored_space_this_version_cannot_read_is_one_line(tmp_path):
     """A space stored by another moesearch version (a key renamed or removed since): no pydantic traceback."""
     import optuna

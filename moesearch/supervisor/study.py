@@ -152,8 +152,9 @@ def _version() -> str:
     return version("moesearch")
 
 
-def load_existing(storage: optuna.storages.BaseStorage, name: str) -> optuna.Study:
-    """A study made by `moesearch search`, for a worker group to join; InputError otherwise."""
+def load_existing(storage: optuna.storages.BaseStorage, name: str, to_join: bool = True) -> optuna.Study:
+    """A study made by moesearch: with `to_join`, by `moesearch search`, which sets the trial target a
+    worker group joins to reach (`moesearch train` alone does not); InputError otherwise."""
     names = optuna.get_all_study_names(storage)
     if name not in names:
         raise InputError(
@@ -161,10 +162,15 @@ def load_existing(storage: optuna.storages.BaseStorage, name: str) -> optuna.Stu
             "create it with `moesearch search SPACE --storage ... --study ...` first"
         )
     study = optuna.load_study(study_name=name, storage=storage)
-    if StudyAttr.RUN not in study.user_attrs or StudyAttr.TRIALS not in study.user_attrs:
+    if StudyAttr.RUN not in study.user_attrs:
         raise InputError(
-            f"--study {name!r}: not made by `moesearch search` of this version (it has no space, seed "
-            "or trial target to join with); run `moesearch search` on it once"
+            f"--study {name!r}: not made by moesearch of this version (it has no space, seed or data to "
+            "join with); run `moesearch search` on it once"
+        )
+    if to_join and StudyAttr.TRIALS not in study.user_attrs:
+        raise InputError(
+            f"--study {name!r}: it has no trial target to join (made by `moesearch train` alone); "
+            "run `moesearch search` on it once to set one"
         )
     return study
 
