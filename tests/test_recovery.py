@@ -296,6 +296,31 @@ def test_a_retry_is_not_ranked_against_its_own_preempted_attempt(study):
     assert rungs.records_at(study, 20, objectives, but=first, seed=0) == {}
 
 
+def test_a_trial_settled_elsewhere_between_a_rung_s_two_writes_goes_on_to_be_dropped(study, monkeypatch):
+    """Another group's recovery settles the trial after its rung record is stored, before its peers are:
+    the rung lets it go on (its result is dropped after), as when settled before the first write."""
+    from moesearch.supervisor import rungs
+
+    pruned = TINY.model_copy(
+        update={
+            "search": TINY.search.model_copy(
+                update={"pruning": TINY.search.pruning.model_copy(update={"method": "mo-asha", "rungs": [10]})}
+            )
+        }
+    )
+    trial = running_trial(study, ["gelu", "swiglu"], dead_group())
+    on_rung = rungs.judge(study, trial, pruned, may_stop=True)
+    real = rungs.records_at
+
+    def settled_meanwhile(*args, **kwargs):
+        assert study_mod.fail_outside_budget(study, study.trials[trial.number], "lost: for the test", requeue=False)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(rungs, "records_at", settled_meanwhile)
+    verdict = on_rung(10, {"val_loss": 5.0, "tokens_per_s": 100.0})
+    assert verdict.keep and verdict.reason == "settled by another group while it ran"
+
+
 def test_a_rung_ranks_only_the_search_trials_of_the_asking_trial_s_seed(study):
     """A verify replicate, a `train` trial and another seed's search (search --seed 1 on this study) are no peers."""
     from moesearch.supervisor import rungs

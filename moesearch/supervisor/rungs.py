@@ -54,15 +54,15 @@ def judge(study: optuna.Study, trial: optuna.Trial, space: Space, may_stop: bool
         try:
             with _storage(step):
                 trial.set_user_attr(TrialAttr.RUNGS, dict(reached))
+                if not may_stop:
+                    return Verdict(True, "a baseline or replicate: its rungs are recorded, it is never stopped")
+                peers = records_at(study, step, objectives, but=trial.number, seed=seed)
+                ranked_against[str(step)] = sorted(peers)  # which records the verdict saw: groups decide concurrently
+                trial.set_user_attr(TrialAttr.RUNG_PEERS, dict(ranked_against))
         except SETTLED:
-            # another group settled the trial (its heartbeat looked dead): it goes on, and its result is dropped
+            # another group settled the trial (its heartbeat looked dead), before either write: it goes on,
+            # and its result is dropped (`runner.dropped`)
             return Verdict(True, "settled by another group while it ran")
-        if not may_stop:
-            return Verdict(True, "a baseline or replicate: its rungs are recorded, it is never stopped")
-        with _storage(step):
-            peers = records_at(study, step, objectives, but=trial.number, seed=seed)
-            ranked_against[str(step)] = sorted(peers)  # which records the verdict saw: groups decide concurrently
-            trial.set_user_attr(TrialAttr.RUNG_PEERS, dict(ranked_against))
         return decide.rung_verdict(
             step, list(mine.values()), list(peers.values()), list(objectives.values()), space.search.pruning
         )
