@@ -271,7 +271,9 @@ def _t(effect: float, se: float) -> float:
     """The t statistic; an exact effect (se 0) is infinitely sure unless it is 0; an unknown se (NaN), NaN."""
     if se > 0:
         return effect / se
-    return math.inf if se == 0 and effect != 0 else (0.0 if se == 0 else math.nan)
+    if se == 0:
+        return math.inf if effect else 0.0
+    return math.nan
 
 
 def _weights(terms: int, uniform: int) -> np.ndarray:
@@ -367,7 +369,7 @@ def _least_squares(
     from statsmodels.stats.anova import anova_lm
 
     X = np.column_stack([t.column(codes) for t in terms]) if terms else np.zeros((len(y), 0))
-    if len(y) - X.shape[1] - 1 < MIN_DOF or _rank(terms, codes) <= X.shape[1]:
+    if len(y) - X.shape[1] - 1 < MIN_DOF or np.linalg.matrix_rank(np.column_stack([np.ones(len(y)), X])) <= X.shape[1]:
         return None
     x_mean = X.mean(axis=0)
     model = sm.OLS(y, sm.add_constant(X - x_mean, has_constant="add")).fit()
@@ -398,12 +400,6 @@ def _least_squares(
         lack,
         X.sum(axis=0),
     )
-
-
-def _rank(terms: list[Term], codes: pd.DataFrame) -> int:
-    """The rank of the design with its intercept: below 1 + len(terms), some terms are aliased."""
-    columns = [np.ones(len(codes))] + [t.column(codes) for t in terms]
-    return int(np.linalg.matrix_rank(np.column_stack(columns)))
 
 
 def _bayesian_ridge(

@@ -218,9 +218,10 @@ def primary(fits: dict[str, effects.Fit | None]) -> effects.Fit | None:
     return fits.get("val_loss") or next(iter(fits.values()))
 
 
-def summary(trials: pd.DataFrame, analysis: Analysis) -> list[str]:
-    """The verdict line, then each noisy objective's per-layer effects and the expected front (pareto, search)."""
-    fits = fits_of(trials, analysis.objectives)
+def summary(trials: pd.DataFrame, analysis: Analysis, fits: dict[str, effects.Fit | None] | None = None) -> list[str]:
+    """The verdict line, then each noisy objective's per-layer effects and the expected front (pareto, search).
+    fits: `fits_of` these trials, if already made."""
+    fits = fits or fits_of(trials, analysis.objectives)
     lines = [verdict.verdict(primary(fits))]
     for o, found in fits.items():
         if o not in ANALYTIC:  # an exact cost has no noise to model

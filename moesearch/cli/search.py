@@ -109,11 +109,12 @@ def search_and_report(settings, study, replicate_baselines: bool = False) -> Non
     trials_df = results.load_trials(settings.results, settings.study)
     if (trials_df["state"] == State.COMPLETE).any():
         analysis = pareto.analyse(trials_df)
-        model = expected.summary(trials_df, analysis)
+        fits = expected.fits_of(trials_df, analysis.objectives)
+        model = expected.summary(trials_df, analysis, fits)
         click.echo(model[0])  # the verdict first: what this search resolved, in one line
         click.echo(pareto.front_text(analysis))
         click.echo("\n".join(model[1:]))
-        found = expected.primary(expected.fits_of(trials_df, analysis.objectives))
+        found = expected.primary(fits)
         if (need := verdict.trials_for(found)) is not None:  # the verdict said how many; say how to get them
             click.echo(
                 f"next: run the same command with --trials {need} (it resumes this study) to resolve a "
