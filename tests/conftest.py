@@ -166,3 +166,22 @@ def storage_url(backend: str, folder: Path) -> str:
 def unique_study(prefix: str) -> str:
     """A study name no other test uses: PostgreSQL holds the studies of every test in one database."""
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def local_settings(spec, results: Path, study: str = "s", progress: bool = False):
+    """A command's settings as the supervisor reads them, for tests that call it without a CLI: one rank,
+    seed 0, no storage URL or data (the caller hands over the study and a stand-in group)."""
+    from moesearch.core.launch import Launch
+    from moesearch.supervisor.settings import Settings
+
+    return Settings(
+        space=spec,
+        study=study,
+        storage="unused",
+        results=results,
+        launch=Launch(1),
+        seed=0,
+        data=None,
+        data_sha256="ab",
+        progress=progress,
+    )

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import optuna
 import psutil
 import pytest
-from conftest import BACKENDS, MICRO, storage_url, unique_study, write_space
+from conftest import BACKENDS, MICRO, local_settings, storage_url, unique_study, write_space
 from optuna.trial import TrialState
 
 from moesearch.core import results, space
@@ -19,7 +19,6 @@ from moesearch.core.trial import TrialAttr
 from moesearch.supervisor import liveness, optuna_compat, recovery
 from moesearch.supervisor import storage as storage_mod
 from moesearch.supervisor import study as study_mod
-from moesearch.supervisor.settings import Settings
 
 TINY = space.load("tiny")
 OBJECTIVES = TINY.search.objectives  # val_loss (min), tokens_per_s (max)
@@ -63,21 +62,6 @@ def record(study: str, number: int, layers: list[str], state: str) -> results.Re
         random_streams="crn",
         started_at=now,
         finished_at=now,
-    )
-
-
-def tiny_settings(study: optuna.Study, tmp_path, spec: space.Space = TINY) -> Settings:
-    """What `runner.run_named` reads of a command's settings, for this space (tiny) and study."""
-    return Settings(
-        space=spec,
-        study=study.study_name,
-        storage="unused",
-        results=tmp_path,
-        launch=Launch(1),
-        seed=0,
-        data=None,
-        data_sha256="ab",
-        progress=False,
     )
 
 
@@ -223,7 +207,7 @@ def test_a_trial_settled_by_another_group_while_it_ran_is_dropped_not_recorded(s
         return runner.Outcome(record(study.study_name, number, layers, "COMPLETE"))
 
     monkeypatch.setattr(runner, "run_trial", trained_while_settled_elsewhere)
-    settings = tiny_settings(study, tmp_path)
+    settings = local_settings(TINY, tmp_path, study.study_name)
     assert runner.run_named(settings, study, None, ["gelu", "swiglu"], origin="train") is None
     [trial] = [t for t in study.trials if t.user_attrs.get("origin") == "train"]
     assert trial.state == TrialState.FAIL and trial.user_attrs["failure_reason"] == "lost: for the test"
@@ -253,7 +237,7 @@ def test_an_error_telling_a_recorded_trial_leaves_the_record_the_truth(study, tm
         raise RuntimeError("database is locked")
 
     monkeypatch.setattr(study_mod, "set_compute", locked)
-    settings = tiny_settings(study, tmp_path)
+    settings = local_settings(TINY, tmp_path, study.study_name)
     waiting = len(study.get_trials(states=(TrialState.WAITING,)))
     with pytest.raises(RuntimeError, match="locked"):
         runner.run_named(settings, study, None, ["gelu", "swiglu"], origin="train")
@@ -347,7 +331,6 @@ def test_a_rung_ranks_only_the_search_trials_of_the_asking_trial_s_seed(study):
 def test_a_storage_error_at_a_rung_fails_that_trial_with_its_record_and_the_caller_goes_on(tmp_path, monkeypatch):
     """The study unreachable while the ranks wait for a verdict: the group is stopped, the trial is
     recorded FAIL with the error, and the search's call returns instead of raising."""
-    from moesearch.core.launch import Launch
     from moesearch.core.protocol import Done, Rung
     from moesearch.supervisor import runner
     from moesearch.supervisor.group import WorkerGroup
@@ -381,7 +364,7 @@ def test_a_storage_error_at_a_rung_fails_that_trial_with_its_record_and_the_call
 
     monkeypatch.setattr(optuna.trial.Trial, "set_user_attr", unreachable_for_rungs)
     study = study_mod.open_study(storage_mod.open_storage(f"sqlite:///{tmp_path / 's.db'}"), "s", pruned, seed=0)
-    settings = tiny_settings(study, tmp_path, pruned)
+    settings = local_settings(pruned, tmp_path, study.study_name)
     group = OneRung()
     outcome = runner.run_named(settings, study, group, ["gelu", "swiglu"], origin="train")
     says = "storage error at rung 2: StorageInternalError: could not connect to server"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from conftest import MICRO, write_space
+import dataclasses
+
+from conftest import MICRO, local_settings, write_space
 
 from moesearch.core import space
 from moesearch.core.launch import Launch
@@ -26,18 +28,7 @@ class Replies(WorkerGroup):
 
 
 def settings(tmp_path, progress=False) -> Settings:
-    micro = space.load(write_space(tmp_path, MICRO))
-    return Settings(
-        space=micro,
-        study="s",
-        storage="unused",
-        results=tmp_path,
-        launch=Launch(1),
-        seed=0,
-        data=None,
-        data_sha256="ab",
-        progress=progress,
-    )
+    return local_settings(space.load(write_space(tmp_path, MICRO)), tmp_path, progress=progress)
 
 
 def test_experts_left_unquantized_are_recorded_and_warned_about(tmp_path, capsys):
@@ -67,17 +58,8 @@ def test_experts_left_unquantized_are_recorded_and_warned_about(tmp_path, capsys
 
 
 def trial_with_steps(tmp_path, body: str, steps) -> None:
-    micro = space.load(write_space(tmp_path, body))
-    settings = Settings(
-        space=micro,
-        study="s",
-        storage="unused",
-        results=tmp_path,
-        launch=Launch(1),
-        seed=3,
-        data=None,
-        data_sha256="ab",
-        progress=True,
+    settings = dataclasses.replace(
+        local_settings(space.load(write_space(tmp_path, body)), tmp_path, progress=True), seed=3
     )
     done = Done({"val_loss": 2.0, "tokens_per_s": 10.0}, [], [])
     runner.run_trial(
