@@ -303,8 +303,9 @@ def test_interactions_under_seed_blocks_keep_the_seeds_spread_in_every_expected_
     write(tmp_path, *rows)
     found = effects.fit(results.load_trials(tmp_path, "s"))
     assert found.method == "least squares with neighbour interactions"
-    _, se = found.predict(pd.DataFrame([["gelu"] * 3], columns=["layer_00", "layer_01", "layer_02"]))
-    assert se[0] > 0.5 * np.std(shift, ddof=1) / np.sqrt(3)  # about 0.115; without the spread, 0.001
+    every = pd.DataFrame(itertools.product(["gelu", "swiglu"], repeat=3), columns=["layer_00", "layer_01", "layer_02"])
+    _, se = found.predict(every)
+    assert (se > 0.5 * np.std(shift, ddof=1) / np.sqrt(3)).all()  # about 0.115; without the spread, 0.001
 
 
 @pytest.mark.parametrize(

@@ -280,7 +280,7 @@ def test_a_retry_is_not_ranked_against_its_own_preempted_attempt(study):
     assert rungs.records_at(study, 20, objectives, but=first, seed=0) == {}
 
 
-def test_a_trial_settled_elsewhere_between_a_rung_s_two_writes_goes_on_to_be_dropped(study, monkeypatch):
+def test_a_trial_settled_elsewhere_between_a_rung_s_two_writes_goes_on(study, monkeypatch):
     """Another group's recovery settles the trial after its rung record is stored, before its peers are:
     the rung lets it go on (its result is dropped after), as when settled before the first write."""
     from moesearch.supervisor import rungs
