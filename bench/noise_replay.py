@@ -55,38 +55,22 @@ def plot(truth_csv: Path, png: Path, title: str) -> None:
     fig.savefig(png, dpi=120)
 
 
-if __name__ == "__main__":
-    args = sys.argv[1:]
+def main(args: list[str]) -> None:
+    if {"-h", "--help"} & set(args):  # the script's own help; replay's is `moesearch replay --help`
+        print(__doc__)
+        return
     table = Path(args.pop(0)) if args and not args[0].startswith("-") else (CRN if CRN.exists() else ONE_SEED)
     # a study's trials/ folder is named for its study (results/<study>/trials), a file for itself
     stem = table.parent.name if table.name == "trials" else table.name.removesuffix(".parquet").removesuffix("-trials")
     out = DATA / f"{stem}-noise-replay.csv"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "moesearch",
-            "replay",
-            str(table),
-            "--samplers",
-            "tpe,random,design",
-            "--pruning",
-            "none",
-            "--replicates",
-            "off,auto",
-            "--score-points",
-            "8",
-            "--jobs",
-            "2",
-            "--out",
-            str(out),
-            *(args or ["--seeds", "100"]),
-        ],
-        check=True,
-    )
-    plot(
-        out.with_name(f"{stem}-noise-replay-truth.csv"),
-        out.with_suffix(".png"),
-        f"{stem}: regret against the truth",
-    )
-    print(f"wrote {out.with_suffix('.png')}")
+    arms = ["--samplers", "tpe,random,design", "--pruning", "none", "--replicates", "off,auto"]
+    scoring = ["--score-points", "8", "--jobs", "2", "--out", str(out)]
+    replay = [sys.executable, "-m", "moesearch", "replay", str(table), *arms, *scoring]
+    subprocess.run([*replay, *(args or ["--seeds", "100"])], check=True)
+    png = out.with_suffix(".png")
+    plot(out.with_name(f"{stem}-noise-replay-truth.csv"), png, f"{stem}: regret against the truth")
+    print(f"wrote {png}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -47,3 +47,29 @@ def test_each_replay_table_is_exhaustive_and_current(name, size, curves):
         assert table.full_steps == spec.steps
         assert sorted(table.at_step) == list(range(spec.eval_interval, spec.steps, spec.eval_interval))
         assert all(len(at) == size for at in table.at_step.values()), "every assignment at every rung"
+
+
+def test_noise_replay_help_prints_its_own_usage_and_replays_nothing(monkeypatch, capsys):
+    """`python bench/noise_replay.py --help` once passed --help on to replay, then drew over the committed plot."""
+    noise_replay = load("noise_replay")
+    monkeypatch.setattr(noise_replay.subprocess, "run", lambda *a, **k: pytest.fail("replayed on --help"))
+    monkeypatch.setattr(noise_replay, "plot", lambda *a: pytest.fail("plotted on --help"))
+    noise_replay.main(["--help"])
+    assert "python bench/noise_replay.py [TABLE]" in capsys.readouterr().out
+
+
+def test_noise_replay_plots_the_median_regret_of_every_arm(tmp_path):
+    import pandas as pd
+
+    scores = pd.DataFrame(
+        [
+            (arm, budget, seed, 0.01 * seed / budget)
+            for arm in ("tpe", "tpe+replicates")
+            for budget in (8, 16)
+            for seed in range(3)
+        ],
+        columns=["arm", "budget", "seed", "regret"],
+    )
+    scores.to_csv(tmp_path / "truth.csv", index=False)
+    load("noise_replay").plot(tmp_path / "truth.csv", tmp_path / "regret.png", "a title")
+    assert (tmp_path / "regret.png").read_bytes().startswith(b"\x89PNG")
