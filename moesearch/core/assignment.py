@@ -7,7 +7,7 @@ its Optuna parameter and its Parquet column.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 
 SEP = ","
 
@@ -29,11 +29,6 @@ class Assignment(tuple[str, ...]):
     def parse(cls, text: str) -> Assignment:
         """From the text form; spaces around names are forgiven (--layers "gelu, swiglu")."""
         return cls(name.strip() for name in text.split(SEP))
-
-    @classmethod
-    def from_params(cls, params: Mapping[str, str]) -> Assignment:
-        """From an Optuna trial's parameters."""
-        return cls(params[layer_name(i)] for i in range(len(params)))
 
     @property
     def text(self) -> str:
