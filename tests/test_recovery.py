@@ -214,6 +214,41 @@ def test_a_trial_settled_by_another_group_while_it_ran_is_dropped_not_recorded(s
     assert not results.trial_file(tmp_path, study.study_name, trial.number).exists(), "the record agrees with Optuna"
 
 
+def test_a_recovery_racing_the_record_finds_the_trial_told_not_lost(study, tmp_path, monkeypatch):
+    """Another group's recovery (the trial's heartbeat looked stale) starts just as the record is written:
+    it must not read "no record", fail the trial as lost and queue it again while the record lands."""
+    import threading
+
+    from moesearch.supervisor import runner
+
+    monkeypatch.setattr(
+        runner,
+        "run_trial",
+        lambda settings, group, number, layers, **_: runner.Outcome(
+            record(study.study_name, number, layers, "COMPLETE")
+        ),
+    )
+    monkeypatch.setattr(liveness, "is_dead", lambda frozen: True)  # to the other group, every trial looks dead
+    write = results.write_trial
+    settled: list[list[str]] = []
+    other = threading.Thread(target=lambda: settled.append(recovery.recover(study, tmp_path)))
+
+    def write_while_another_group_recovers(*args):
+        other.start()
+        other.join(timeout=2.0)  # it waits for the lock; without one it has failed the trial by now
+        write(*args)
+
+    monkeypatch.setattr(results, "write_trial", write_while_another_group_recovers)
+    settings = local_settings(TINY, tmp_path, study.study_name)
+    waiting = len(study.get_trials(states=(TrialState.WAITING,)))
+    assert runner.run_named(settings, study, None, ["gelu", "swiglu"], origin="search") is not None
+    other.join(timeout=30)
+    [trial] = [t for t in study.trials if t.user_attrs.get("origin") == "search"]
+    assert trial.state == TrialState.COMPLETE and trial.values == [4.5, 1000.0]
+    assert settled == [[]], "the other group found nothing left to settle"
+    assert len(study.get_trials(states=(TrialState.WAITING,))) == waiting, "nothing queued to train again"
+
+
 @pytest.mark.parametrize("answers_later", [True, False])
 def test_an_error_telling_a_recorded_trial_leaves_the_record_the_truth(study, tmp_path, monkeypatch, answers_later):
     """The record is written, then telling the study fails (database locked, Ctrl-C): the trial is told

@@ -30,7 +30,7 @@ def recover(study: optuna.Study, results_dir: Path) -> list[str]:
     if not any(liveness.is_dead(t) for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))):
         return []
     settled = []
-    with _one_at_a_time(results_dir, study.study_name):
+    with one_at_a_time(results_dir, study.study_name):
         # read again inside the lock: a process that held it before may have settled them
         for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             if liveness.is_dead(frozen) and (line := _settle(study, results_dir, frozen)):
@@ -50,9 +50,11 @@ def tell_if_recorded(study: optuna.Study, results_dir: Path, number: int) -> boo
 
 
 @contextlib.contextmanager
-def _one_at_a_time(results_dir: Path, study: str) -> Iterator[None]:
-    """One process settles a study's trials at a time. SQLite has no row locks: two processes that both
-    read a trial RUNNING could both fail it and queue it twice (seen in a test with two real processes).
+def one_at_a_time(results_dir: Path, study: str) -> Iterator[None]:
+    """One process settles a study's trials at a time, by recovery or by writing a record and telling it
+    (`runner.record_and_tell`), so a recovery never reads "no record" just before the record lands.
+    SQLite has no row locks: two processes that both read a trial RUNNING could both fail it and queue it
+    twice (seen in a test with two real processes).
     The lock file lives in the study's results folder, which every worker group shares; on a filesystem
     without locks the storage's own guarantees remain (PostgreSQL's row locks, the journal's file lock)."""
     path = Path(results_dir) / study / ".recovery.lock"
