@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 
 from moesearch.cli import cli
@@ -24,12 +22,12 @@ def spaces(ctx: click.Context) -> None:
 @spaces.command()
 @click.argument("name")
 def show(name: str) -> None:
-    """Print a space (shipped name or file) with every default filled in."""
+    """Print a space (shipped name or file) as a space file: every default filled in, each key's meaning
+    above it, the metric names an objective may take at the end (`spaces show default > mine.toml`)."""
     from moesearch.core import space as space_mod
+    from moesearch.core import space_file
 
-    spec = space_mod.load(name)
-    click.echo(json.dumps(spec.model_dump(mode="json"), indent=2))
-    click.echo(f"# {spec.size():,} assignments; baselines: {', '.join(u[0] for u in spec.uniform_assignments())}")
+    click.echo(space_file.documented(space_mod.load(name)), nl=False)
 
 
 @spaces.command()

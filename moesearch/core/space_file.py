@@ -1,0 +1,66 @@
+"""A validated space written back as a space file: every default filled in, each key's meaning (its field
+docstring) as a comment above it, and the metric names an objective may take at the end.
+
+`moesearch spaces show default > mine.toml` starts a space of one's own; what it writes loads back to
+the same space (tested for every shipped one). tomlkit writes the comments: tomllib only reads.
+"""
+
+from __future__ import annotations
+
+import textwrap
+
+import tomlkit
+from pydantic import BaseModel
+from tomlkit.items import Table
+
+from moesearch.core.metrics import METRICS
+from moesearch.core.space import Space
+
+WIDTH = 100  # comment lines, as the shipped space files wrap them
+
+
+def documented(spec: Space) -> str:
+    """`spec` as TOML, documented."""
+    doc = tomlkit.document()
+    _fill(doc, spec)
+    doc.add(tomlkit.nl())
+    baselines = ", ".join(u[0] for u in spec.uniform_assignments())
+    doc.add(tomlkit.comment(f"{spec.size():,} assignments; baselines: {baselines}"))
+    doc.add(tomlkit.comment("metrics an objective may name (search.objectives), in their units:"))
+    for name, (unit, meaning) in METRICS.items():
+        for line in textwrap.wrap(f"{name} ({unit}): {meaning}", WIDTH - 4, subsequent_indent="    "):
+            doc.add(tomlkit.comment(f"  {line}"))
+    return tomlkit.dumps(doc)
+
+
+def _fill(table: tomlkit.TOMLDocument | Table, section: BaseModel) -> None:
+    """Keys first, then sub-sections as tables (TOML's order); an unset key stays a comment."""
+    fields = type(section).model_fields
+    subsections = [name for name in fields if isinstance(getattr(section, name), BaseModel)]
+    for name in (n for n in fields if n not in subsections):
+        _comment(table, fields[name].description)
+        value = getattr(section, name)
+        if value is None:
+            table.add(tomlkit.comment(f"{name}: unset"))
+        else:
+            table.add(name, _plain(value))
+    for name in subsections:
+        sub = tomlkit.table()
+        _comment(sub, fields[name].description)
+        _fill(sub, getattr(section, name))
+        table.add(tomlkit.nl())
+        table.add(name, sub)
+
+
+def _comment(table: tomlkit.TOMLDocument | Table, text: str | None) -> None:
+    for line in textwrap.wrap(" ".join((text or "").split()), WIDTH - 2):
+        table.add(tomlkit.comment(line))
+
+
+def _plain(value: object) -> object:
+    """Dicts as inline tables, so a section's keys stay together above its sub-sections."""
+    if isinstance(value, dict):
+        inline = tomlkit.inline_table()
+        inline.update(value)
+        return inline
+    return value
