@@ -424,6 +424,28 @@ def test_an_arm_that_exhausts_a_single_seed_table_has_no_regret_and_scores_are_p
     assert not twice["tpe+replicates"][0].score.replicates.any(), "one training each: nothing to replicate with"
 
 
+def scored_runs(regret: list[list[float]]) -> list[arms.Run]:
+    """Runs with only a truth score: one per row of `regret`, at budgets 10, 20, 30, 40."""
+    at, zeros = np.array([10.0, 20.0, 30.0, 40.0]), np.zeros(4, dtype=int)
+    return [
+        arms.Run(np.array([]), np.array([]), 0, truth.Score(at, np.array(r), zeros, zeros, zeros, zeros, zeros))
+        for r in regret
+    ]
+
+
+def test_the_truth_summary_gives_the_budget_to_the_target_with_an_interval_and_relative_to_tpe():
+    sure = scored_runs([[0.02, 0.004, 0.0, 0.0]] * 20)  # every seed at the target from budget 20
+    slow = scored_runs([[0.02, 0.01, 0.01, 0.003]] * 20)  # from 40
+    split = scored_runs([[0.02, 0.004, 0.0, 0.0]] * 10 + [[0.02, 0.02, 0.02, 0.02]] * 9)  # a coin: 20 or never
+    out = truth.truth_summary({"tpe": slow, "design": sure, "hand": split}, target=0.005).set_index("arm")
+    assert out.loc["design", "to <=0.005"] == 20 and out.loc["design", "to <=0.005 95%"] == "20-20"
+    assert out.loc["design", "vs tpe"] == 0.5 and out.loc["design", "vs tpe 95%"] == "0.50-0.50"
+    assert out.loc["tpe", "vs tpe"] == 1.0
+    assert out.loc["hand", "to <=0.005"] == 20, "10 of 19 seeds: the median reaches it"
+    assert out.loc["hand", "to <=0.005 95%"] == "20-inf", "but a resample of the seeds may not"
+    assert out.loc["hand", "vs tpe 95%"] == "0.50-inf"
+
+
 def test_the_design_arm_queues_the_orthogonal_design_after_the_baselines(tmp_path):
     from moesearch.core import design
 

@@ -234,25 +234,27 @@ def truly_on_front(table: Table) -> pd.Series:
     return table.truth["expected_front"].astype(bool) | pd.Series(reach.to_numpy() <= best_at + 1e-12, index=q.index)
 
 
-def truth_summary(runs: dict[str, list[Run]], target: float = 0.005) -> pd.DataFrame:
+def truth_summary(runs: dict[str, list[Run]], target: float = 0.005, base: str = "tpe") -> pd.DataFrame:
     """Per arm, from the runs' truth scores: the median over seeds of the largest regret over cost levels at
     each budget (a column per budget), the least budget at which that median is at most `target` (inf:
-    none), and at the last budget the members called resolved on the front per run, the share of them
+    none) with its 95% interval over seeds, that budget relative to the `base` arm's (where it ran) with
+    its interval, and at the last budget the members called resolved on the front per run, the share of them
     truly on the expected front (pooled over seeds; NaN: none called), the share of them on it without the
     tolerance, the share of them that is the lone cheapest candidate (trivially on it), the share right
     among the others, and the replicates per run."""
+    regrets = {
+        name: np.stack([r.score.regret for r in arm_runs if r.score is not None])
+        for name, arm_runs in runs.items()
+        if any(r.score is not None for r in arm_runs)
+    }
     rows = []
-    for name, arm_runs in runs.items():
-        scored = [r.score for r in arm_runs if r.score is not None]
-        if not scored:
-            continue
+    for name, regret in regrets.items():
+        scored = [r.score for r in runs[name] if r.score is not None]
         at = scored[0].budgets
-        median = np.median(np.stack([s.regret for s in scored]), axis=0)
-        reach = np.flatnonzero(median <= target + 1e-12)
         called = sum(int(s.called[-1]) for s in scored)
         row = {"arm": name, "seeds": len(scored)}
-        row.update({f"{b:,.0f}": m for b, m in zip(at, median, strict=True)})
-        row[f"to <={target:g}"] = float(at[reach[0]]) if len(reach) else math.inf
+        row.update({f"{b:,.0f}": m for b, m in zip(at, np.median(regret, axis=0), strict=True)})
+        row.update(_to_target(regret, regrets.get(base), at, target, base))
         row["called/run"] = called / len(scored)
         row["right"] = sum(int(s.right[-1]) for s in scored) / called if called else math.nan
         on = sum(int(s.on_front[-1]) for s in scored)
@@ -265,6 +267,44 @@ def truth_summary(runs: dict[str, list[Run]], target: float = 0.005) -> pd.DataF
         row["replicates/run"] = float(np.mean([s.replicates[-1] for s in scored]))
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _to_target(regret: np.ndarray, base: np.ndarray | None, at: np.ndarray, target: float, name: str) -> dict:
+    """The budget at which the median regret reaches `target`, relative to the base arm's where it ran,
+    each with its 95% interval over seeds."""
+
+    def to(r: np.ndarray) -> float:
+        return reach(r, at, target)
+
+    out = {f"to <={target:g}": to(regret), f"to <={target:g} 95%": _span(bootstrap(to, regret), "{:,.0f}")}
+    if base is not None:
+        out[f"vs {name}"] = _over(to(regret), to(base))
+        out[f"vs {name} 95%"] = _span(bootstrap(lambda r, b: _over(to(r), to(b)), regret, base), "{:.2f}")
+    return out
+
+
+def reach(regret: np.ndarray, at: np.ndarray, target: float) -> float:
+    """The least budget of `at` at which the median over runs (rows of `regret`) is at most `target` (inf: none)."""
+    hit = np.flatnonzero(np.median(regret, axis=0) <= target + 1e-12)
+    return float(at[hit[0]]) if len(hit) else math.inf
+
+
+def bootstrap(statistic, *samples: np.ndarray, resamples: int = 999) -> tuple[float, float]:
+    """95% percentile interval of `statistic` over the runs of each sample (rows) resampled on their own.
+    By hand rather than scipy.stats.bootstrap: "never reached" is inf, which its interpolated percentiles
+    turn into nan; the lower and higher order statistics keep it."""
+    rng = np.random.default_rng(0)
+    draws = [statistic(*(s[rng.integers(len(s), size=len(s))] for s in samples)) for _ in range(resamples)]
+    return float(np.quantile(draws, 0.025, method="lower")), float(np.quantile(draws, 0.975, method="higher"))
+
+
+def _over(mine: float, base: float) -> float:
+    """mine / base, where never reaching is inf: inf / inf is inf (the arm is shown no better)."""
+    return math.inf if math.isinf(mine) else mine / base
+
+
+def _span(interval: tuple[float, float], fmt: str) -> str:
+    return "-".join("inf" if math.isinf(v) else fmt.format(v) for v in interval)
 
 
 def truth_rows(runs: dict[str, list[Run]], seeds: range) -> pd.DataFrame:
