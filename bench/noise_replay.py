@@ -27,9 +27,36 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
+
 DATA = Path(__file__).resolve().parent / "data"
 CRN = DATA / "replay6-crn-trials.parquet"  # 64 assignments x 2 seeds, common random numbers
 ONE_SEED = DATA / "replay6-trials.parquet"  # 64 assignments x 1 seed, one global generator
+
+
+TARGETS = (0.005, 0.002)  # the issue's regret target, and a stricter one where every arm meets it early
+
+
+def targets(truth_csv: Path, base: str = "tpe") -> pd.DataFrame:
+    """Per arm and target: the budget at which the median regret reaches it and that budget over the base
+    arm's, each with its 95% interval over seeds (as `moesearch replay` prints for one target)."""
+    from moesearch.replay import truth
+
+    scores = pd.read_csv(truth_csv)
+    regrets = {
+        arm: rows.pivot(index="seed", columns="budget", values="regret")
+        for arm, rows in scores.groupby("arm", sort=False)
+    }
+    rows = []
+    for arm, regret in regrets.items():
+        row = {"arm": arm, "seeds": len(regret)}
+        for target in TARGETS:
+            at = regret.columns.to_numpy(float)
+            base_regret = regrets[base].to_numpy() if base in regrets else None
+            reached = truth.to_target(regret.to_numpy(), base_regret, at, target, base)
+            row.update({k if k.startswith("to ") else f"{k} @{target:g}": v for k, v in reached.items()})
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def plot(truth_csv: Path, png: Path, title: str) -> None:
@@ -38,7 +65,6 @@ def plot(truth_csv: Path, png: Path, title: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import pandas as pd
 
     scores = pd.read_csv(truth_csv)
     fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -70,6 +96,7 @@ def main(args: list[str]) -> None:
     png = out.with_suffix(".png")
     plot(out.with_name(f"{stem}-noise-replay-truth.csv"), png, f"{stem}: regret against the truth")
     print(f"wrote {png}")
+    print(targets(out.with_name(f"{stem}-noise-replay-truth.csv")).to_string(index=False))
 
 
 if __name__ == "__main__":

@@ -73,3 +73,18 @@ def test_noise_replay_plots_the_median_regret_of_every_arm(tmp_path):
     scores.to_csv(tmp_path / "truth.csv", index=False)
     load("noise_replay").plot(tmp_path / "truth.csv", tmp_path / "regret.png", "a title")
     assert (tmp_path / "regret.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_noise_replay_reads_the_budget_to_each_target_and_against_tpe_from_the_scores(tmp_path):
+    import pandas as pd
+
+    regret = {"tpe": [0.02, 0.004, 0.001, 0.0], "design": [0.004, 0.001, 0.0, 0.0]}
+    scores = pd.DataFrame(
+        [(arm, 8.0 * (k + 1), seed, r) for arm, rs in regret.items() for seed in range(5) for k, r in enumerate(rs)],
+        columns=["arm", "budget", "seed", "regret"],
+    )
+    scores.to_csv(tmp_path / "truth.csv", index=False)
+    out = load("noise_replay").targets(tmp_path / "truth.csv").set_index("arm")
+    assert out.loc["design", ["to <=0.005", "to <=0.002"]].tolist() == [8.0, 16.0]
+    assert out.loc["tpe", ["to <=0.005", "to <=0.002"]].tolist() == [16.0, 24.0]
+    assert out.loc["design", "vs tpe @0.005"] == 0.5 and out.loc["design", "vs tpe @0.002"] == pytest.approx(2 / 3)

@@ -254,7 +254,7 @@ def truth_summary(runs: dict[str, list[Run]], target: float = 0.005, base: str =
         called = sum(int(s.called[-1]) for s in scored)
         row = {"arm": name, "seeds": len(scored)}
         row.update({f"{b:,.0f}": m for b, m in zip(at, np.median(regret, axis=0), strict=True)})
-        row.update(_to_target(regret, regrets.get(base), at, target, base))
+        row.update(to_target(regret, regrets.get(base), at, target, base))
         row["called/run"] = called / len(scored)
         row["right"] = sum(int(s.right[-1]) for s in scored) / called if called else math.nan
         on = sum(int(s.on_front[-1]) for s in scored)
@@ -269,7 +269,7 @@ def truth_summary(runs: dict[str, list[Run]], target: float = 0.005, base: str =
     return pd.DataFrame(rows)
 
 
-def _to_target(regret: np.ndarray, base: np.ndarray | None, at: np.ndarray, target: float, name: str) -> dict:
+def to_target(regret: np.ndarray, base: np.ndarray | None, at: np.ndarray, target: float, name: str) -> dict:
     """The budget at which the median regret reaches `target`, relative to the base arm's where it ran,
     each with its 95% interval over seeds."""
 
