@@ -49,6 +49,22 @@ def test_each_replay_table_is_exhaustive_and_current(name, size, curves):
         assert all(len(at) == size for at in table.at_step.values()), "every assignment at every rung"
 
 
+def test_the_crn_replay_table_has_every_assignment_at_seed_0_and_replicates_at_seed_1():
+    """bench/data/hard8-lr1e-3 (a study's folder, as `replay` reads it): the truth the arms are scored by."""
+    from moesearch.core import results
+    from moesearch.replay import table as tables
+
+    folder = ROOT / "bench" / "data" / "hard8-lr1e-3"
+    trials = results.load_trials(folder, "hard8-lr1e-3")
+    complete = trials[trials["state"] == "COMPLETE"]
+    table = tables.load_table(complete, "hard8-lr1e-3", results.load_steps(folder, "hard8-lr1e-3"))
+    assert len(table.values) == space.load("hard8").size() == 256
+    by_seed = complete.groupby("seed")["assignment"].agg(list)
+    assert sorted(by_seed[0]) == sorted(table.values), "every assignment once at seed 0"
+    assert set(by_seed.index) <= {0, 1} and len(set(by_seed.get(1, []))) == len(by_seed.get(1, [])) <= 128
+    assert table.truth is not None and table.truth["expected_front"].any(), "a noise model to score by"
+
+
 def test_noise_replay_help_prints_its_own_usage_and_replays_nothing(monkeypatch, capsys):
     """`python bench/noise_replay.py --help` once passed --help on to replay, then drew over the committed plot."""
     noise_replay = load("noise_replay")
