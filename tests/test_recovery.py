@@ -214,10 +214,11 @@ def test_a_trial_settled_by_another_group_while_it_ran_is_dropped_not_recorded(s
     assert not results.trial_file(tmp_path, study.study_name, trial.number).exists(), "the record agrees with Optuna"
 
 
-def test_a_recovery_racing_the_record_finds_the_trial_told_not_lost(study, tmp_path, monkeypatch):
-    """Another group's recovery (the trial's heartbeat looked stale) starts just as the record is written:
-    it must not read "no record", fail the trial as lost and queue it again while the record lands."""
-    import threading
+def test_the_record_is_written_and_told_under_the_lock_every_recovery_takes(study, tmp_path, monkeypatch):
+    """Another group's recovery (the trial's heartbeat looked stale) that started just as the record was
+    written read "no record", failed the trial as lost and queued it again; then the tell raised
+    UpdateFinishedTrialError and killed the search. It now waits for the lock the writer holds."""
+    import fcntl
 
     from moesearch.supervisor import runner
 
@@ -228,24 +229,22 @@ def test_a_recovery_racing_the_record_finds_the_trial_told_not_lost(study, tmp_p
             record(study.study_name, number, layers, "COMPLETE")
         ),
     )
-    monkeypatch.setattr(liveness, "is_dead", lambda frozen: True)  # to the other group, every trial looks dead
     write = results.write_trial
-    settled: list[list[str]] = []
-    other = threading.Thread(target=lambda: settled.append(recovery.recover(study, tmp_path)))
 
-    def write_while_another_group_recovers(*args):
-        other.start()
-        other.join(timeout=2.0)  # it waits for the lock; without one it has failed the trial by now
+    def write_while_another_group_tries_to_recover(*args):
+        with open(tmp_path / study.study_name / ".recovery.lock", "a") as other:  # as recovery.one_at_a_time opens it
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held: another group's recovery waits here
         write(*args)
 
-    monkeypatch.setattr(results, "write_trial", write_while_another_group_recovers)
+    monkeypatch.setattr(results, "write_trial", write_while_another_group_tries_to_recover)
     settings = local_settings(TINY, tmp_path, study.study_name)
     waiting = len(study.get_trials(states=(TrialState.WAITING,)))
     assert runner.run_named(settings, study, None, ["gelu", "swiglu"], origin="search") is not None
-    other.join(timeout=30)
+    monkeypatch.setattr(liveness, "is_dead", lambda frozen: True)  # to the other group, every trial looks dead
+    assert recovery.recover(study, tmp_path) == [], "once it has the lock, nothing is left to settle"
     [trial] = [t for t in study.trials if t.user_attrs.get("origin") == "search"]
     assert trial.state == TrialState.COMPLETE and trial.values == [4.5, 1000.0]
-    assert settled == [[]], "the other group found nothing left to settle"
     assert len(study.get_trials(states=(TrialState.WAITING,))) == waiting, "nothing queued to train again"
 
 

@@ -44,7 +44,8 @@ def tell_if_recorded(study: optuna.Study, results_dir: Path, number: int) -> boo
     RUNNING, its heartbeat stops, and the next `recover` tells it so. Never failed and trained again."""
     if _record(results_dir, study.study_name, number) is None:
         return False
-    with contextlib.suppress(Exception):  # best effort: a later `recover` tells it if this cannot
+    # best effort, under the lock as every settling is: a later `recover` tells it if this cannot
+    with contextlib.suppress(Exception), one_at_a_time(results_dir, study.study_name):
         _settle(study, results_dir, study.get_trials(deepcopy=False)[number])
     return True
 

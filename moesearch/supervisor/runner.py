@@ -236,19 +236,20 @@ def record_and_tell(
             if settings.space.search.pruning.method != "none"
             else None,
         )
-    # Under recovery's lock: another group's recovery reads "no record" and fails the trial as lost, or
-    # finds it told; never "no record" just before this one writes it (a record Optuna calls lost).
-    with recovery.one_at_a_time(settings.results, study.study_name):
-        if not study_mod.is_running(study, trial.number):
-            dropped(trial.number)
-            return None
-        results.write_trial(settings.results, outcome.record)
-        compute_s = outcome.row["wall_time_s"] * (outcome.row["world_size"] or 1)
-        study_mod.set_compute(trial, outcome.steps_trained, compute_s)
-        values = outcome.values(settings.space.search.objectives) if outcome.ok else None
-        study_mod.tell_result(
-            study, trial, values, outcome.row["failure_reason"], preempted=outcome.preempted, pruned=outcome.pruned
-        )
+        # Under recovery's lock: another group's recovery reads "no record" and fails the trial as lost, or
+        # finds it told; never "no record" just before this one writes it (a record Optuna calls lost).
+        # The heartbeat stays on while this waits for the lock, so a long wait does not look dead.
+        with recovery.one_at_a_time(settings.results, study.study_name):
+            if not study_mod.is_running(study, trial.number):
+                dropped(trial.number)
+                return None
+            results.write_trial(settings.results, outcome.record)
+            compute_s = outcome.row["wall_time_s"] * (outcome.row["world_size"] or 1)
+            study_mod.set_compute(trial, outcome.steps_trained, compute_s)
+            values = outcome.values(settings.space.search.objectives) if outcome.ok else None
+            study_mod.tell_result(
+                study, trial, values, outcome.row["failure_reason"], preempted=outcome.preempted, pruned=outcome.pruned
+            )
     return outcome
 
 
