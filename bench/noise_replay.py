@@ -43,17 +43,17 @@ def targets(truth_csv: Path, base: str = "tpe") -> pd.DataFrame:
     from moesearch.replay import truth
 
     scores = pd.read_csv(truth_csv)
-    regrets = {
+    by_arm = {
         arm: rows.pivot(index="seed", columns="budget", values="regret")
         for arm, rows in scores.groupby("arm", sort=False)
     }
+    regrets = {arm: regret.to_numpy() for arm, regret in by_arm.items()}  # one array each: the base is itself
     rows = []
     for arm, regret in regrets.items():
         row = {"arm": arm, "seeds": len(regret)}
         for target in TARGETS:
-            at = regret.columns.to_numpy(float)
-            base_regret = regrets[base].to_numpy() if base in regrets else None
-            reached = truth.to_target(regret.to_numpy(), base_regret, at, target, base)
+            at = by_arm[arm].columns.to_numpy(float)
+            reached = truth.to_target(regret, regrets.get(base), at, target, base)
             row.update({k if k.startswith("to ") else f"{k} @{target:g}": v for k, v in reached.items()})
         rows.append(row)
     return pd.DataFrame(rows)
@@ -85,6 +85,8 @@ def main(args: list[str]) -> None:
     if {"-h", "--help"} & set(args):  # the script's own help; replay's is `moesearch replay --help`
         print(__doc__)
         return
+    if "--out" in args:  # the plot and the targets read what --out names
+        sys.exit("noise_replay.py: --out is the script's own (bench/data/<table>-noise-replay.csv); leave it out")
     table = Path(args.pop(0)) if args and not args[0].startswith("-") else (CRN if CRN.exists() else ONE_SEED)
     # a study's trials/ folder is named for its study (results/<study>/trials), a file for itself
     stem = table.parent.name if table.name == "trials" else table.name.removesuffix(".parquet").removesuffix("-trials")

@@ -440,7 +440,7 @@ def test_the_truth_summary_gives_the_budget_to_the_target_with_an_interval_and_r
     out = truth.truth_summary({"tpe": slow, "design": sure, "hand": split}, target=0.005).set_index("arm")
     assert out.loc["design", "to <=0.005"] == 20 and out.loc["design", "to <=0.005 95%"] == "20-20"
     assert out.loc["design", "vs tpe"] == 0.5 and out.loc["design", "vs tpe 95%"] == "0.50-0.50"
-    assert out.loc["tpe", "vs tpe"] == 1.0
+    assert out.loc["tpe", "vs tpe"] == 1.0 and out.loc["tpe", "vs tpe 95%"] == "1.00-1.00", "itself, not resampled"
     assert out.loc["hand", "to <=0.005"] == 20, "10 of 19 seeds: the median reaches it"
     assert out.loc["hand", "to <=0.005 95%"] == "20-inf", "but a resample of the seeds may not"
     assert out.loc["hand", "vs tpe 95%"] == "0.50-inf"

@@ -247,8 +247,8 @@ def _print_truth(table, runs, target: float, unit: str, share: float | None) -> 
     )
     click.echo(
         f"to <={target:g}: the least budget at which the median regret is at most {target:g}, with its 95% "
-        "interval over seeds (bootstrap; inf: not within the budget); vs tpe: that budget over tpe's (0: "
-        "tpe's median never got there), where tpe ran"
+        "interval over seeds (bootstrap; inf: not within the budget); vs tpe: that budget over tpe's, where "
+        "tpe ran (0: tpe's median never got there, inf: this arm's never did)"
     )
     out = truth_mod.truth_summary(runs, target)
     click.echo(out.to_string(index=False, float_format=lambda v: "inf" if math.isinf(v) else f"{v:,.4g}"))
