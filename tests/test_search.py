@@ -108,6 +108,20 @@ def test_divergence_and_a_crashed_group_are_recorded_and_the_search_goes_on(tmp_
     assert rows.loc["relu2,relu2", "state"] == "COMPLETE", "a fresh group took over after the crash"
     assert len(list((tmp_path / "tiny" / "logs").glob("group-*.log"))) == 2
     assert "trial 1 [swiglu,swiglu] FAILED: worker group exited" in out.stdout
+
+    storage = f"sqlite:///{tmp_path / 'moesearch.db'}"
+    optuna.load_study(study_name="tiny", storage=storage).enqueue_trial({"layer_00": "gelu", "layer_01": "gelu"})
+    again = run_cli(  # TPE ignores failed trials and proposes them again: a seed's training would fail again
+        "search", "tiny", "--nproc", "2", "--trials", "4", "--results", str(tmp_path), "--no-progress"
+    )
+    assert again.returncode == 0, again.stderr
+    rows = records(tmp_path, "tiny")
+    assert len(rows) == 4 and rows["assignment"].is_unique, "the failed one answered, a fresh one trained instead"
+    study = optuna.load_study(study_name="tiny", storage=storage)
+    [repeat] = [t for t in study.trials if t.user_attrs.get("duplicate_of") == 0]
+    assert (
+        repeat.state == optuna.trial.TrialState.FAIL and "failed with this seed" in repeat.user_attrs["failure_reason"]
+    )
     assert leftover_ranks(out.tag) == []
 
 

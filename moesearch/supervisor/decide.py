@@ -3,7 +3,8 @@ replay measures exactly the algorithm that trains.
 
 - the uniform baselines go first (`baselines`);
 - a proposal already decided with this seed is answered from the study, not trained (`repeat_of`); a
-  pruned one proposed again is followed by a random undecided one (`instead_of_pruned`), not counted as a stall;
+  pruned or failed one proposed again is followed by a random undecided one (`instead_of_pruned`), not
+  counted as a stall (a seed's training is deterministic: a failed one would fail again);
 - the search stops at its trial target, its compute budget, an exhausted space or a stalled sampler (`why_stop`);
 - at a rung of `[search.pruning]`, a trial goes on only if it ranks in the best 1/eta (`rung_verdict`)
   of the search trials of its own seed there (`rung_peer`);
@@ -82,7 +83,7 @@ def why_stop(
     """Why the search stops now, or None to ask for another trial.
 
     decided: trials with a result (complete, failed, pruned) toward the target; evaluated: distinct
-    assignments decided; spent: {"steps", "device_s"} trained by every trial so far, pruned and failed
+    assignments decided (failed ones too); spent: {"steps", "device_s"} trained by every trial so far, pruned and failed
     included; budget: {"steps": n} or {"device_h": x} (None: no budget).
     """
     if decided >= target:

@@ -87,7 +87,7 @@ def run_search(settings: Settings, study: optuna.Study, replicate_baselines: boo
                 raise
             if outcome == "repeat":
                 repeats, in_a_row = repeats + 1, in_a_row + 1
-            elif outcome == "pruned repeat":  # the sampler's blind spot, not its convergence
+            elif outcome in ("pruned repeat", "failed repeat"):  # the sampler's blind spot, not its convergence
                 repeats += 1
             elif outcome == "withdrawn":  # another group has it: give that group time
                 time.sleep(WAIT_S)
@@ -142,7 +142,7 @@ def _why_stop(
     return decide.why_stop(
         decided=now.done,
         target=n_trials,
-        evaluated=len(now.known),
+        evaluated=len(now.known | now.failed),
         space_size=settings.space.size(),
         in_a_row=in_a_row,
         spent=now.spent,
@@ -153,14 +153,15 @@ def _why_stop(
 def _others_finish(settings: Settings, now: study_mod.Snapshot, n_trials: int) -> bool:
     """Whether the trials running in other groups complete the study or the space (unless those groups die)."""
     running = {t.user_attrs.get(TrialAttr.ASSIGNMENT) for t in now.running.values()}
-    return now.done + len(now.running) >= n_trials or len(now.known.keys() | running) >= settings.space.size()
+    decided = now.known.keys() | now.failed.keys() | running
+    return now.done + len(now.running) >= n_trials or len(decided) >= settings.space.size()
 
 
 def _answer(
     settings: Settings, study: optuna.Study, trial: optuna.Trial, group: WorkerGroup, n_trials: int
 ) -> Outcome | str:
-    """Tell the study this trial's result: trained, "repeat" (an earlier result answers), "pruned repeat" (a
-    pruned one proposed again: a random undecided one is queued next) or "withdrawn"."""
+    """Tell the study this trial's result: trained, "repeat" (an earlier result answers), "pruned repeat" or
+    "failed repeat" (a pruned or failed one proposed again: a random undecided one is queued next) or "withdrawn"."""
     trial.set_user_attr(TrialAttr.GROUP, liveness.me())  # first: recovery must know whose trial this is
     choices = settings.space.layer_choices()
     layers = Assignment(trial.suggest_categorical(layer_name(i), c) for i, c in enumerate(choices))
@@ -179,6 +180,16 @@ def _answer(
             study.enqueue_trial(fresh.params())  # the next proposal: the sampler cannot learn from a pruned one
             return "pruned repeat"
         return "repeat"
+    if (failed := now.failed.get(assignment)) is not None:  # a seed's training is deterministic: it fails again
+        trial.set_user_attr(TrialAttr.DUPLICATE_OF, failed)
+        trial.set_user_attr(
+            TrialAttr.FAILURE_REASON,
+            f"a repeat of trial {failed}, which failed with this seed: not trained again (`moesearch train` can)",
+        )
+        study.tell(trial, state=TrialState.FAIL)
+        if fresh := decide.instead_of_pruned(now.known | now.failed, choices, np.random.default_rng(trial.number)):
+            study.enqueue_trial(fresh.params())  # TPE and NSGA-II ignore failed trials, so they propose it again
+        return "failed repeat"
     if same := _running_elsewhere(trial, now, settings.seed):  # that group trains it: not queued again
         study_mod.fail_outside_budget(
             study,

@@ -210,6 +210,8 @@ class Snapshot:
     """Numbers of queued trials (baselines, retries): the next asks take them, lowest first."""
     known: dict[str, tuple[int, list[float] | None]]
     """assignment -> (trial number, objective values; None: pruned), decided with this seed (verify included)."""
+    failed: dict[str, int]
+    """assignment -> trial number, failed with this seed within the budget (diverged, crashed, timed out)."""
     spent: dict[str, float]
     """Compute every trial trained so far (any state, any group): {"steps": ..., "device_s": ...}."""
 
@@ -227,6 +229,13 @@ def snapshot(study: optuna.Study, seed: int) -> Snapshot:
             t.user_attrs[TrialAttr.ASSIGNMENT]: (t.number, t.values)
             for t in finished
             if t.state in (TrialState.COMPLETE, TrialState.PRUNED) and t.user_attrs.get(TrialAttr.SEED) == seed
+        },
+        failed={
+            t.user_attrs[TrialAttr.ASSIGNMENT]: t.number
+            for t in finished
+            if t.state == TrialState.FAIL
+            and t.user_attrs.get(TrialAttr.BUDGET, True)
+            and t.user_attrs.get(TrialAttr.SEED) == seed
         },
         spent=spent(trials),
     )
