@@ -55,6 +55,7 @@ def test_spaces_show_writes_a_documented_file_that_loads_back_as_the_same_space(
     doc = " ".join(line.lstrip("# ") for line in shown.output.splitlines() if line.startswith("#"))
     assert space.TrainSpec.model_fields["lr"].description in doc, "each key's meaning above it"
     assert all(f"{metric} ({unit})" in doc for metric, (unit, _) in METRICS.items()), "the objectives' names"
+    assert "activations a layer may take: gelu, swiglu, geglu, reglu, relu, relu2, silu" in doc
 
 
 def test_width_policy_makes_gated_ffns_cost_one_and_a_half():

@@ -1,5 +1,5 @@
 """A validated space written back as a space file: every default filled in, each key's meaning (its field
-docstring) as a comment above it, and the metric names an objective may take at the end.
+docstring) as a comment above it, and the activation and metric names a space may use at the end.
 
 `moesearch spaces show default > mine.toml` starts a space of one's own; what it writes loads back to
 the same space (tested for every shipped one). tomlkit writes the comments: tomllib only reads.
@@ -13,6 +13,7 @@ import tomlkit
 from pydantic import BaseModel
 from tomlkit.items import Table
 
+from moesearch.core.activations import REGISTRY
 from moesearch.core.metrics import METRICS
 from moesearch.core.space import Space
 
@@ -26,6 +27,8 @@ def documented(spec: Space) -> str:
     doc.add(tomlkit.nl())
     baselines = ", ".join(u[0] for u in spec.uniform_assignments())
     doc.add(tomlkit.comment(f"{spec.size():,} assignments; baselines: {baselines}"))
+    gated = [spec.name for spec in REGISTRY.values() if spec.gated]
+    doc.add(tomlkit.comment(f"activations a layer may take: {', '.join(REGISTRY)} (gated: {', '.join(gated)})"))
     doc.add(tomlkit.comment("metrics an objective may name (search.objectives), in their units:"))
     for name, (unit, meaning) in METRICS.items():
         for line in textwrap.wrap(f"{name} ({unit}): {meaning}", WIDTH - 4, subsequent_indent="    "):
