@@ -12,6 +12,9 @@ from enum import StrEnum
 
 # `verify`'s fresh seeds per front member and baseline: enough for a first spread (2 degrees of freedom each)
 VERIFY_SEEDS = 3
+# How a diverged trial's failure_reason begins: a property of the assignment at its seed (a seed's training is
+# deterministic), so a search never trains it again with that seed; a crash or a timeout may be the machine's.
+DIVERGED = "diverged"
 
 
 class State(StrEnum):

@@ -25,6 +25,7 @@ from moesearch.core.config import RunConfig
 from moesearch.core.corpus import VOCAB_SIZE, Corpus
 from moesearch.core.costs import costs
 from moesearch.core.protocol import Done, Verdict
+from moesearch.core.trial import DIVERGED
 from moesearch.ranks import faults, streams
 from moesearch.ranks.model import Transformer
 from moesearch.ranks.probes import HiddenStats, TailShare
@@ -280,7 +281,7 @@ def _train(
         ).tolist()
         del logits_BTV, aux, counts, ce, loss  # no graph may outlive the step
         if not math.isfinite(mean_ce):
-            raise TrialFailed(f"diverged: non-finite loss at step {step}")
+            raise TrialFailed(f"{DIVERGED}: non-finite loss at step {step}")
         if votes > 0:
             raise TrialFailed(
                 f"preempted: {stop or 'a signal to another rank'} at step {step + 1} of {steps}", preempted=True
@@ -398,7 +399,7 @@ def _evaluate(engine, batches: Batches, strict: bool = True) -> float:
     total = _all_reduce(total, engine.device)
     loss = (total[0] / total[1]).item()
     if strict and not math.isfinite(loss):  # a quantized evaluation may lose everything; training may not
-        raise TrialFailed("diverged: non-finite validation loss")
+        raise TrialFailed(f"{DIVERGED}: non-finite validation loss")
     return loss
 
 

@@ -161,7 +161,7 @@ def _answer(
     settings: Settings, study: optuna.Study, trial: optuna.Trial, group: WorkerGroup, n_trials: int
 ) -> Outcome | str:
     """Tell the study this trial's result: trained, "repeat" (an earlier result answers), "pruned repeat" or
-    "failed repeat" (a pruned or failed one proposed again: a random undecided one is queued next) or "withdrawn"."""
+    "failed repeat" (a pruned or diverged one proposed again: a random undecided one is queued next) or "withdrawn"."""
     trial.set_user_attr(TrialAttr.GROUP, liveness.me())  # first: recovery must know whose trial this is
     choices = settings.space.layer_choices()
     layers = Assignment(trial.suggest_categorical(layer_name(i), c) for i, c in enumerate(choices))
@@ -176,20 +176,15 @@ def _answer(
             study.tell(trial, values)
             return "repeat"
         study.tell(trial, state=TrialState.PRUNED)
-        if fresh := decide.instead_of_pruned(now.known, choices, np.random.default_rng(trial.number)):
-            study.enqueue_trial(fresh.params())  # the next proposal: the sampler cannot learn from a pruned one
-            return "pruned repeat"
-        return "repeat"
-    if (failed := now.failed.get(assignment)) is not None:  # a seed's training is deterministic: it fails again
+        return _instead(study, now, choices, trial.number, "pruned repeat")  # the sampler cannot learn from it
+    if (failed := now.failed.get(assignment)) is not None:  # a seed's training is deterministic: it diverges again
         trial.set_user_attr(TrialAttr.DUPLICATE_OF, failed)
         trial.set_user_attr(
             TrialAttr.FAILURE_REASON,
-            f"a repeat of trial {failed}, which failed with this seed: not trained again (`moesearch train` can)",
+            f"a repeat of trial {failed}, which diverged with this seed: not trained again (`moesearch train` can)",
         )
         study.tell(trial, state=TrialState.FAIL)
-        if fresh := decide.instead_of_pruned(now.known | now.failed, choices, np.random.default_rng(trial.number)):
-            study.enqueue_trial(fresh.params())  # TPE and NSGA-II ignore failed trials, so they propose it again
-        return "failed repeat"
+        return _instead(study, now, choices, trial.number, "failed repeat")  # TPE and NSGA-II ignore failed ones
     if same := _running_elsewhere(trial, now, settings.seed):  # that group trains it: not queued again
         study_mod.fail_outside_budget(
             study,
@@ -210,6 +205,15 @@ def _answer(
     trial.set_user_attr(TrialAttr.TRAINED, True)
     trial.set_user_attr(TrialAttr.ORIGIN, Origin.SEARCH)
     return record_and_tell(settings, study, trial, group, layers, Origin.SEARCH) or "withdrawn"
+
+
+def _instead(study: optuna.Study, now: study_mod.Snapshot, choices: list[list[str]], number: int, outcome: str) -> str:
+    """After a repeat the sampler cannot learn from: queue an undecided assignment as its next proposal
+    (`outcome`), or, when none is left to find, count it as a plain repeat (toward the stall stop)."""
+    if fresh := decide.instead_of_pruned(now.known | now.failed, choices, np.random.default_rng(number)):
+        study.enqueue_trial(fresh.params())
+        return outcome
+    return "repeat"
 
 
 def _running_elsewhere(trial: optuna.Trial, now: study_mod.Snapshot, seed: int) -> int | None:

@@ -131,7 +131,8 @@ def text(name: str, where: str, s: Status) -> str:
             if s.uncounted
             else ""
         ),
-        f"repeated proposals answered from the study: {s.repeats} (Optuna lists them as COMPLETE or PRUNED trials too)",
+        f"repeated proposals answered from the study: {s.repeats} "
+        "(Optuna lists them as COMPLETE, PRUNED or FAIL trials too, as the trial they repeat)",
         f"worker groups with a trial running: {len(s.groups)}" + (f" ({', '.join(s.groups)})" if s.groups else ""),
         f"throughput: {s.per_hour_last} trials in the last hour"
         + (f", {s.per_hour_overall:.1f} per hour overall" if s.per_hour_overall else ""),
