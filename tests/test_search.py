@@ -121,10 +121,9 @@ def test_divergence_and_a_crashed_group_are_recorded_and_the_search_goes_on(tmp_
         ["FAIL", "COMPLETE"],  # crashed: the machine may have been at fault, so it is trained again
     ]
     assert len(rows) == 5 and rows["assignment"].nunique() == 4, "an untried one trained in the diverged one's stead"
-    [repeat] = [
-        t for t in optuna.load_study(study_name="tiny", storage=storage).trials if "duplicate_of" in t.user_attrs
-    ]
-    assert repeat.state == optuna.trial.TrialState.FAIL and repeat.user_attrs["duplicate_of"] == 0
+    trials = optuna.load_study(study_name="tiny", storage=storage).trials
+    [repeat] = [t for t in trials if t.user_attrs.get("duplicate_of") == 0]  # of trial 0, gelu,gelu
+    assert repeat.state == optuna.trial.TrialState.FAIL
     assert "diverged with this seed: not trained again" in repeat.user_attrs["failure_reason"]
     assert leftover_ranks(out.tag) == [] and leftover_ranks(again.tag) == []
 
