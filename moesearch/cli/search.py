@@ -15,8 +15,9 @@ from moesearch.core.trial import State, StudyAttr
 @click.option(
     "--trials",
     type=click.IntRange(min=1),
-    help="Trained trials in the study, baselines included; it stays the study's target for every group and later "
-    "run until given again [default: the study's target; for a new study the space's search.trials].",
+    help="Trained trials in the study, baselines and `moesearch train` trials included (not verify's replicates); "
+    "it stays the study's target for every group and later run until given again [default: the study's target; "
+    "for a new study the space's search.trials].",
 )
 @BUDGET
 def search(trials: int | None, budget: dict | None, **options) -> None:
