@@ -95,10 +95,10 @@ def main(args: list[str]) -> None:
     scoring = ["--score-points", "8", "--jobs", "2", "--out", str(out)]
     replay = [sys.executable, "-m", "moesearch", "replay", str(table), *arms, *scoring]
     subprocess.run([*replay, *(args or ["--seeds", "100"])], check=True)
-    png = out.with_suffix(".png")
-    plot(out.with_name(f"{stem}-noise-replay-truth.csv"), png, f"{stem}: regret against the truth")
+    png, scores = out.with_suffix(".png"), out.with_name(f"{stem}-noise-replay-truth.csv")
+    plot(scores, png, f"{stem}: regret against the truth")
     print(f"wrote {png}")
-    print(targets(out.with_name(f"{stem}-noise-replay-truth.csv")).to_string(index=False))
+    print(targets(scores).to_string(index=False))
 
 
 if __name__ == "__main__":

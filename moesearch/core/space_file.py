@@ -27,7 +27,7 @@ def documented(spec: Space) -> str:
     doc.add(tomlkit.nl())
     baselines = ", ".join(u[0] for u in spec.uniform_assignments())
     doc.add(tomlkit.comment(f"{spec.size():,} assignments; baselines: {baselines}"))
-    gated = [spec.name for spec in REGISTRY.values() if spec.gated]
+    gated = [name for name, activation in REGISTRY.items() if activation.gated]
     doc.add(tomlkit.comment(f"activations a layer may take: {', '.join(REGISTRY)} (gated: {', '.join(gated)})"))
     doc.add(tomlkit.comment("metrics an objective may name (search.objectives), in their units:"))
     for name, (unit, meaning) in METRICS.items():
