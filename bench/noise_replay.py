@@ -18,7 +18,9 @@ inside noise, answered by fresh draws, counted as compute); pruning none (the ta
 
 Writes bench/data/<table>-noise-replay.csv (hypervolume curves), -noise-replay-truth.csv (every score)
 and -noise-replay.png (median max-regret against compute, quartile bands). 100 seeds x 6 arms take about
-10 minutes on 2 cores (scoring fits the noise model 8 times a run).
+10 minutes on 2 cores on replay6 (scoring fits the noise model 8 times a run), about an hour on the
+hard8 table at 32 points; each run is kept in -noise-replay-runs.jsonl as it ends, so the same command
+again resumes a stopped replay.
 """
 
 from __future__ import annotations

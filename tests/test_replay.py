@@ -545,3 +545,49 @@ def test_samplers_that_learn_from_complete_trials_only_do_not_stall_on_pruned_on
     for seed in range(2):
         run = arms.replay(table, arms.Arm(sampler, eager), seed=seed)
         assert not run.stalled and run.pruned > 0 and len(run.spent) == 16, "every assignment decided"
+
+
+def _scored_replay(folder, *flags: str):
+    args = ["replay", str(results.trials_dir(folder, "s")), "--samplers", "random,hand", "--replicates", "off,auto"]
+    return CliRunner().invoke(cli, [*args, "--score-points", "3", "--out", str(folder / "c.csv"), *flags])
+
+
+def test_a_stopped_replay_resumes_from_the_runs_it_kept_and_adds_only_what_is_new(tmp_path, monkeypatch):
+    replicated(tmp_path, noise=0.03)
+    fresh = _scored_replay(tmp_path, "--seeds", "3")
+    assert fresh.exit_code == 0, fresh.output
+    whole = pd.read_csv(tmp_path / "c-truth.csv")
+    kept = tmp_path / "c-runs.jsonl"
+    lines = kept.read_text().splitlines()
+    assert len(lines) == 1 + 4 * 3, "the settings, then one line per (arm, seed) run"
+    # as a kill leaves it: two of the first seed's runs per arm lost, the last line cut short
+    kept.write_text("\n".join(lines[:5]) + "\n" + lines[5][:40])
+    replayed, real = [], arms.replay
+    monkeypatch.setattr(arms, "replay", lambda *a, **k: replayed.append((a[1].name, a[2])) or real(*a, **k))
+    resumed = _scored_replay(tmp_path, "--seeds", "4")
+    assert resumed.exit_code == 0, resumed.output
+    assert "resuming: 4 of 16 runs kept" in resumed.output
+    assert len(replayed) == 12 and len(set(replayed)) == 12, "every run not kept, once"
+    again = pd.read_csv(tmp_path / "c-truth.csv")
+    pd.testing.assert_frame_equal(again[again["seed"] < 3].reset_index(drop=True), whole)
+    assert set(again["seed"]) == {0, 1, 2, 3} and len(kept.read_text().splitlines()) == 1 + 4 * 4
+
+
+@pytest.mark.parametrize(
+    "flags, says",
+    [(["--budget", "20"], "budget differ: None there, 20 now"), (["--score-points", "4"], "score_points differ")],
+)
+def test_a_replay_with_other_settings_is_not_mixed_with_the_runs_kept(tmp_path, flags, says):
+    replicated(tmp_path)
+    assert _scored_replay(tmp_path, "--seeds", "1").exit_code == 0
+    out = _scored_replay(tmp_path, "--seeds", "1", *flags)
+    assert out.exit_code == 2 and says in out.output and "--out: " in out.output, out.output
+    assert len(out.output.strip().splitlines()) == 1
+
+
+def test_a_file_in_the_checkpoint_s_place_that_is_not_one_is_named_not_overwritten(tmp_path):
+    replicated(tmp_path)
+    (tmp_path / "c-runs.jsonl").write_text("my notes\n")
+    out = _scored_replay(tmp_path, "--seeds", "1")
+    assert out.exit_code == 2 and "--out: " in out.output and "is not a replay checkpoint" in out.output
+    assert (tmp_path / "c-runs.jsonl").read_text() == "my notes\n" and not (tmp_path / "c.csv").exists()

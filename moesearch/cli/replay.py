@@ -94,7 +94,9 @@ from moesearch.core.errors import InputError
 @click.option(
     "--out",
     type=click.Path(path_type=Path, dir_okay=False),
-    help="Also write every curve (.csv), and with --score-points every score (X-truth.csv beside X.csv).",
+    help="Also write every curve (.csv), and with --score-points every score (X-truth.csv beside X.csv). "
+    "Each run is kept in X-runs.jsonl as it ends: the same command again resumes a stopped replay, and "
+    "with more seeds or arms replays only what is new.",
 )
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
 @click.option(
@@ -166,6 +168,23 @@ def replay(
         for p in proposers
     ]
     seed_range = range(first_seed, first_seed + seeds)
+    checkpoint = None
+    if out is not None:
+        from moesearch.replay.checkpoint import Checkpoint
+
+        settings = {
+            "table": str(table.resolve()),
+            "trainings": len(exhaustive.frame),
+            "rungs": rung_steps,
+            "eta": eta,
+            "min_records": min_records,
+            "budget": budget,
+            "score_points": score_points,
+            "replicate_share": replicate_share,
+        }
+        checkpoint = Checkpoint(out.with_name(f"{out.stem}-runs.jsonl"), settings)
+        if kept := sum((arm.name, s) in checkpoint.done for arm in arms for s in seed_range):
+            click.echo(f"resuming: {kept} of {len(arms) * seeds} runs kept in {checkpoint.path}")
     runs = arms_mod.compare(
         exhaustive,
         arms,
@@ -175,6 +194,7 @@ def replay(
         score_points=score_points,
         share=replicate_share,
         progress=progress,
+        checkpoint=checkpoint,
     )
     unit = f"optimizer steps ({exhaustive.full_steps} per full trial)" if exhaustive.full_steps else "trials"
     click.echo(

@@ -12,6 +12,7 @@ import functools
 import math
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import optuna
@@ -26,6 +27,9 @@ from moesearch.replay import truth
 from moesearch.replay.table import Table, Training, draw
 from moesearch.supervisor import decide
 from moesearch.supervisor.study import make_sampler
+
+if TYPE_CHECKING:
+    from moesearch.replay.checkpoint import Checkpoint
 
 HAND = "hand"  # the hand search a researcher would do (`HandSearch`)
 DESIGN = "design"  # tpe after the baselines and an orthogonal main-effects design (search.design = "orthogonal")
@@ -277,10 +281,12 @@ def compare(
     score_points: int = 0,
     share: float = SHARE,
     progress: bool = False,
+    checkpoint: Checkpoint | None = None,
 ) -> dict[str, list[Run]]:
     """arm name -> one Run per seed; `jobs` processes replay (arm, seed) pairs side by side. With
     `score_points`, every run is also scored by the table's truth at that many budgets (`replay`);
-    `progress` shows a bar over the (arm, seed) runs (a hundred seeds of many arms take hours)."""
+    `progress` shows a bar over the (arm, seed) runs (a hundred seeds of many arms take hours);
+    `checkpoint` keeps each run as it ends and skips the runs it already holds."""
     for arm in arms:  # here, not in a pool's process, so a bad arm is one line before any work
         check_arm(table, arm)
     if score_points and table.truth is None:
@@ -293,25 +299,36 @@ def compare(
             "--replicates auto: replicates change what an arm recommends, not its search, so they are "
             "scored by the truth only; allowed: --score-points 1 or more"
         )
-    work = [(arm, seed) for arm in arms for seed in seeds]
+    done = dict(checkpoint.done) if checkpoint else {}
+    work = [(arm, seed) for arm in arms for seed in seeds if (arm.name, seed) not in done]
     one = functools.partial(
         _replay_quietly, table, budget_steps=budget_steps, n_trials=n_trials, score_points=score_points, share=share
     )
-    bar = tqdm(total=len(work), desc="replay", unit="run", disable=None if progress else True, dynamic_ncols=True)
-    with bar:  # None: off unless a tty
-        if jobs > 1:
+    total = len(arms) * len(seeds)
+    bar = tqdm(
+        total=total,
+        initial=total - len(work),
+        desc="replay",
+        unit="run",
+        disable=None if progress else True,
+        dynamic_ncols=True,
+    )  # disable None: off unless a tty
+    with bar:
+        if jobs > 1 and work:
             with ProcessPoolExecutor(jobs) as pool:
                 chunk = max(1, min(len(work) // (8 * jobs), 8))  # small chunks: the bar moves, the pool stays busy
-                done = [_tick(bar, run) for run in pool.map(one, *zip(*work, strict=True), chunksize=chunk)]
+                finished = pool.map(one, *zip(*work, strict=True), chunksize=chunk)
+                for (arm, seed), run in zip(work, finished, strict=True):
+                    done[arm.name, seed] = _keep(bar, checkpoint, arm, seed, run)
         else:
-            done = [_tick(bar, one(arm, seed)) for arm, seed in work]
-    runs: dict[str, list[Run]] = {arm.name: [] for arm in arms}
-    for (arm, _), run in zip(work, done, strict=True):
-        runs[arm.name].append(run)
-    return runs
+            for arm, seed in work:
+                done[arm.name, seed] = _keep(bar, checkpoint, arm, seed, one(arm, seed))
+    return {arm.name: [done[arm.name, seed] for seed in seeds] for arm in arms}
 
 
-def _tick(bar: tqdm, run: Run) -> Run:
+def _keep(bar: tqdm, checkpoint: Checkpoint | None, arm: Arm, seed: int, run: Run) -> Run:
+    if checkpoint is not None:
+        checkpoint.add(arm.name, seed, run)
     bar.update()
     return run
 
