@@ -591,3 +591,23 @@ def test_a_file_in_the_checkpoint_s_place_that_is_not_one_is_named_not_overwritt
     out = _scored_replay(tmp_path, "--seeds", "1")
     assert out.exit_code == 2 and "--out: " in out.output and "is not a replay checkpoint" in out.output
     assert (tmp_path / "c-runs.jsonl").read_text() == "my notes\n" and not (tmp_path / "c.csv").exists()
+
+
+def test_kept_runs_are_reused_by_arm_and_a_pruning_arm_is_kept_with_its_rungs(tmp_path, monkeypatch):
+    curved(tmp_path)
+    replayed, real = [], arms.replay
+    monkeypatch.setattr(arms, "replay", lambda *a, **k: replayed.append(a[1].name) or real(*a, **k))
+    args = ["replay", str(results.trials_dir(tmp_path, "c")), "--samplers", "random", "--seeds", "2"]
+    args += ["--score-points", "0", "--min-records", "4", "--budget", "400", "--out", str(tmp_path / "c.csv")]
+    for pruning, rungs, new in [
+        ("none", "10", ["random"] * 2),
+        ("none,mo-asha", "10", ["random+mo-asha"] * 2),
+        ("none,mo-asha", "10,20", ["random+mo-asha"] * 2),  # other rungs: the pruned arm again, not the other
+        ("mo-asha", "10", []),
+    ]:
+        replayed.clear()
+        out = CliRunner().invoke(cli, [*args, "--pruning", pruning, "--rungs", rungs])
+        assert out.exit_code == 0, out.output
+        assert replayed == new, (pruning, rungs)
+    curves = pd.read_csv(tmp_path / "c.csv")
+    assert set(curves["arm"]) == {"random+mo-asha"} and set(curves["seed"]) == {0, 1}

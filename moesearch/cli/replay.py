@@ -175,15 +175,12 @@ def replay(
         settings = {
             "table": str(table.resolve()),
             "trainings": len(exhaustive.frame),
-            "rungs": rung_steps,
-            "eta": eta,
-            "min_records": min_records,
             "budget": budget,
             "score_points": score_points,
             "replicate_share": replicate_share,
         }
         checkpoint = Checkpoint(out.with_name(f"{out.stem}-runs.jsonl"), settings)
-        if kept := sum((arm.name, s) in checkpoint.done for arm in arms for s in seed_range):
+        if kept := sum(checkpoint.kept(arm, s) is not None for arm in arms for s in seed_range):
             click.echo(f"resuming: {kept} of {len(arms) * seeds} runs kept in {checkpoint.path}")
     runs = arms_mod.compare(
         exhaustive,

@@ -299,7 +299,7 @@ def compare(
             "--replicates auto: replicates change what an arm recommends, not its search, so they are "
             "scored by the truth only; allowed: --score-points 1 or more"
         )
-    done = dict(checkpoint.done) if checkpoint else {}
+    done = {(a.name, s): run for a in arms for s in seeds if checkpoint and (run := checkpoint.kept(a, s))}
     work = [(arm, seed) for arm in arms for seed in seeds if (arm.name, seed) not in done]
     one = functools.partial(
         _replay_quietly, table, budget_steps=budget_steps, n_trials=n_trials, score_points=score_points, share=share
@@ -328,7 +328,7 @@ def compare(
 
 def _keep(bar: tqdm, checkpoint: Checkpoint | None, arm: Arm, seed: int, run: Run) -> Run:
     if checkpoint is not None:
-        checkpoint.add(arm.name, seed, run)
+        checkpoint.add(arm, seed, run)
     bar.update()
     return run
 

@@ -19,33 +19,32 @@ import numpy as np
 
 from moesearch.core.errors import InputError
 from moesearch.replay import truth
-from moesearch.replay.arms import Run
+from moesearch.replay.arms import Arm, Run
 
 
 class Checkpoint:
-    """The runs finished so far under `settings` (JSON-able), in the file at `path`."""
+    """The runs finished so far under `settings` (JSON-able), in the file at `path`, by arm and seed."""
 
     def __init__(self, path: Path, settings: dict[str, Any]):
         self.path, self.settings = path, json.loads(json.dumps(settings))  # as it reads back
-        self.done: dict[tuple[str, int], Run] = {}
+        self.done: dict[tuple[str, int], Run] = {}  # by `key(arm)` and seed
         if path.exists():
             self._read()
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps({"settings": self.settings}) + "\n")
 
-    def add(self, arm: str, seed: int, run: Run) -> None:
+    def kept(self, arm: Arm, seed: int) -> Run | None:
+        return self.done.get((key(arm), seed))
+
+    def add(self, arm: Arm, seed: int, run: Run) -> None:
         """Keep one finished run: appended and flushed to disk before the next one is started."""
-        line = json.dumps({"arm": arm, "seed": seed, "run": asdict(run)}, default=_plain)
+        line = json.dumps({"arm": key(arm), "seed": seed, "run": asdict(run)}, default=_plain)
         with self.path.open("a") as f:
             f.write(line + "\n")
             f.flush()
             os.fsync(f.fileno())
-        self.done[arm, seed] = run
-
-    def remove(self) -> None:
-        """The replay's results are written: the checkpoint has done its job."""
-        self.path.unlink(missing_ok=True)
+        self.done[key(arm), seed] = run
 
     def _read(self) -> None:
         good = 0  # bytes of whole, readable lines
@@ -73,6 +72,12 @@ class Checkpoint:
             f"{(theirs or {}).get(differ[0])!r} there, {self.settings.get(differ[0])!r} now); allowed: the "
             "same flags to resume, another --out, or delete the file to start over"
         )
+
+
+def key(arm: Arm) -> str:
+    """The arm's name, and its rungs where it prunes: arms without pruning are the same whatever the rungs."""
+    p = arm.pruning
+    return arm.name if p.method == "none" else f"{arm.name} rungs {p.rungs} eta {p.eta} min_records {p.min_records}"
 
 
 def _from_json(d: dict[str, Any]) -> Run:
