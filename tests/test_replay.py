@@ -554,14 +554,14 @@ def _scored_replay(folder, *flags: str):
 
 def test_a_stopped_replay_resumes_from_the_runs_it_kept_and_adds_only_what_is_new(tmp_path, monkeypatch):
     replicated(tmp_path, noise=0.03)
-    fresh = _scored_replay(tmp_path, "--seeds", "3")
+    fresh = _scored_replay(tmp_path, "--seeds", "3", "--jobs", "2")  # runs kept in the order they end
     assert fresh.exit_code == 0, fresh.output
     whole = pd.read_csv(tmp_path / "c-truth.csv")
     kept = tmp_path / "c-runs.jsonl"
     lines = kept.read_text().splitlines()
     assert len(lines) == 1 + 4 * 3, "the settings, then one line per (arm, seed) run"
-    # as a kill leaves it: two of the first seed's runs per arm lost, the last line cut short
-    kept.write_text("\n".join(lines[:5]) + "\n" + lines[5][:40])
+    # as a kill leaves it: 4 runs kept, the fifth's line cut short (before its newline: still JSON)
+    kept.write_text("\n".join(lines[:5]) + "\n" + lines[5])
     replayed, real = [], arms.replay
     monkeypatch.setattr(arms, "replay", lambda *a, **k: replayed.append((a[1].name, a[2])) or real(*a, **k))
     resumed = _scored_replay(tmp_path, "--seeds", "4")
@@ -570,12 +570,18 @@ def test_a_stopped_replay_resumes_from_the_runs_it_kept_and_adds_only_what_is_ne
     assert len(replayed) == 12 and len(set(replayed)) == 12, "every run not kept, once"
     again = pd.read_csv(tmp_path / "c-truth.csv")
     pd.testing.assert_frame_equal(again[again["seed"] < 3].reset_index(drop=True), whole)
-    assert set(again["seed"]) == {0, 1, 2, 3} and len(kept.read_text().splitlines()) == 1 + 4 * 4
+    assert set(again["seed"]) == {0, 1, 2, 3}
+    replayed.clear()
+    assert "resuming: 16 of 16 runs kept" in _scored_replay(tmp_path, "--seeds", "4").output and not replayed
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "c-truth.csv"), again)
 
 
 @pytest.mark.parametrize(
     "flags, says",
-    [(["--budget", "20"], "budget differ: None there, 20 now"), (["--score-points", "4"], "score_points differ")],
+    [
+        (["--budget", "20"], "budget_steps differ: None there, 20 now"),
+        (["--score-points", "4"], "(score_points differ: 3 there, 4 now)"),
+    ],
 )
 def test_a_replay_with_other_settings_is_not_mixed_with_the_runs_kept(tmp_path, flags, says):
     replicated(tmp_path)
@@ -585,12 +591,33 @@ def test_a_replay_with_other_settings_is_not_mixed_with_the_runs_kept(tmp_path, 
     assert len(out.output.strip().splitlines()) == 1
 
 
-def test_a_file_in_the_checkpoint_s_place_that_is_not_one_is_named_not_overwritten(tmp_path):
+def test_a_replay_refused_before_its_first_run_keeps_nothing(tmp_path):
     replicated(tmp_path)
-    (tmp_path / "c-runs.jsonl").write_text("my notes\n")
+    assert _scored_replay(tmp_path, "--seeds", "1", "--score-points", "0").exit_code == 2  # auto needs scores
+    assert not (tmp_path / "c-runs.jsonl").exists()
+    assert _scored_replay(tmp_path, "--seeds", "1").exit_code == 0, "nothing kept stands in the way"
+
+
+@pytest.mark.parametrize(
+    "text, says",
+    [
+        ("my notes\n", "is not a replay checkpoint"),
+        ("42\n", "is not a replay checkpoint"),
+        (None, "line 2 is damaged"),  # a whole line that does not read, before others: not a kill's
+    ],
+)
+def test_a_file_in_the_checkpoint_s_place_that_is_not_one_is_named_not_overwritten(tmp_path, text, says):
+    replicated(tmp_path)
+    kept = tmp_path / "c-runs.jsonl"
+    if text is None:
+        assert _scored_replay(tmp_path, "--seeds", "1").exit_code == 0
+        lines = kept.read_text().splitlines()
+        text = "\n".join([lines[0], lines[1][:50], *lines[2:]]) + "\n"
+        (tmp_path / "c.csv").unlink()
+    kept.write_text(text)
     out = _scored_replay(tmp_path, "--seeds", "1")
-    assert out.exit_code == 2 and "--out: " in out.output and "is not a replay checkpoint" in out.output
-    assert (tmp_path / "c-runs.jsonl").read_text() == "my notes\n" and not (tmp_path / "c.csv").exists()
+    assert out.exit_code == 2 and "--out: " in out.output and says in out.output, out.output
+    assert kept.read_text() == text and not (tmp_path / "c.csv").exists()
 
 
 def test_kept_runs_are_reused_by_arm_and_a_pruning_arm_is_kept_with_its_rungs(tmp_path, monkeypatch):

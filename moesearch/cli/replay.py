@@ -170,16 +170,10 @@ def replay(
     seed_range = range(first_seed, first_seed + seeds)
     checkpoint = None
     if out is not None:
-        from moesearch.replay.checkpoint import Checkpoint
+        from moesearch.replay import checkpoint as checkpoint_mod
 
-        settings = {
-            "table": str(table.resolve()),
-            "trainings": len(exhaustive.frame),
-            "budget": budget,
-            "score_points": score_points,
-            "replicate_share": replicate_share,
-        }
-        checkpoint = Checkpoint(out.with_name(f"{out.stem}-runs.jsonl"), settings)
+        made_by = checkpoint_mod.settings(exhaustive, budget, None, score_points, replicate_share)
+        checkpoint = checkpoint_mod.Checkpoint(out.with_name(f"{out.stem}-runs.jsonl"), made_by)
         if kept := sum(checkpoint.kept(arm, s) is not None for arm in arms for s in seed_range):
             click.echo(f"resuming: {kept} of {len(arms) * seeds} runs kept in {checkpoint.path}")
     runs = arms_mod.compare(

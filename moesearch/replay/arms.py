@@ -8,9 +8,8 @@ pruning, as such a space file is. Light: optuna and pandas; no torch (unless the
 
 from __future__ import annotations
 
-import functools
 import math
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -299,30 +298,35 @@ def compare(
             "--replicates auto: replicates change what an arm recommends, not its search, so they are "
             "scored by the truth only; allowed: --score-points 1 or more"
         )
+    if checkpoint is not None:
+        checkpoint.check(table, budget_steps, n_trials, score_points, share)
     done = {(a.name, s): run for a in arms for s in seeds if checkpoint and (run := checkpoint.kept(a, s))}
     work = [(arm, seed) for arm in arms for seed in seeds if (arm.name, seed) not in done]
-    one = functools.partial(
-        _replay_quietly, table, budget_steps=budget_steps, n_trials=n_trials, score_points=score_points, share=share
-    )
+    how = {"budget_steps": budget_steps, "n_trials": n_trials, "score_points": score_points, "share": share}
     total = len(arms) * len(seeds)
     bar = tqdm(
         total=total,
         initial=total - len(work),
         desc="replay",
         unit="run",
-        disable=None if progress else True,
+        disable=None if progress else True,  # None: off unless a tty
         dynamic_ncols=True,
-    )  # disable None: off unless a tty
+    )
     with bar:
-        if jobs > 1 and work:
-            with ProcessPoolExecutor(jobs) as pool:
-                chunk = max(1, min(len(work) // (8 * jobs), 8))  # small chunks: the bar moves, the pool stays busy
-                finished = pool.map(one, *zip(*work, strict=True), chunksize=chunk)
-                for (arm, seed), run in zip(work, finished, strict=True):
-                    done[arm.name, seed] = _keep(bar, checkpoint, arm, seed, run)
+        if jobs > 1 and len(work) > 1:
+            # the table goes to each process once; runs are kept in the order they end, so a stop loses
+            # only the runs under way
+            pool = ProcessPoolExecutor(jobs, initializer=_hold, initargs=(table,))
+            try:
+                futures = {pool.submit(_replay_held, arm, seed, **how): (arm, seed) for arm, seed in work}
+                for future in as_completed(futures):
+                    arm, seed = futures[future]
+                    done[arm.name, seed] = _keep(bar, checkpoint, arm, seed, future.result())
+            finally:
+                pool.shutdown(cancel_futures=True)  # after an error, not the hours of runs still queued
         else:
             for arm, seed in work:
-                done[arm.name, seed] = _keep(bar, checkpoint, arm, seed, one(arm, seed))
+                done[arm.name, seed] = _keep(bar, checkpoint, arm, seed, _replay_quietly(table, arm, seed, **how))
     return {arm.name: [done[arm.name, seed] for seed in seeds] for arm in arms}
 
 
@@ -331,6 +335,19 @@ def _keep(bar: tqdm, checkpoint: Checkpoint | None, arm: Arm, seed: int, run: Ru
         checkpoint.add(arm, seed, run)
     bar.update()
     return run
+
+
+_held: Table | None = None  # a pool process's copy of the table (`_hold`)
+
+
+def _hold(table: Table) -> None:
+    global _held
+    _held = table
+
+
+def _replay_held(arm: Arm, seed: int, **how) -> Run:
+    assert _held is not None, "set by the pool's initializer"
+    return _replay_quietly(_held, arm, seed, **how)
 
 
 def _replay_quietly(
