@@ -638,3 +638,15 @@ def test_kept_runs_are_reused_by_arm_and_a_pruning_arm_is_kept_with_its_rungs(tm
         assert replayed == new, (pruning, rungs)
     curves = pd.read_csv(tmp_path / "c.csv")
     assert set(curves["arm"]) == {"random+mo-asha"} and set(curves["seed"]) == {0, 1}
+
+
+def test_replay_s_processes_run_one_blas_thread_each():
+    """Each pool process is one core's worth: a second BLAS thread per process made the noise model's
+    SVDs 5-10x slower on 2 cores."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    import threadpoolctl
+
+    with ProcessPoolExecutor(1, initializer=arms._hold, initargs=(None,)) as pool:
+        pools = pool.submit(threadpoolctl.threadpool_info).result()
+    assert pools and {p["num_threads"] for p in pools} == {1}, pools

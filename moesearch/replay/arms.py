@@ -341,8 +341,13 @@ _held: Table | None = None  # a pool process's copy of the table (`_hold`)
 
 
 def _hold(table: Table) -> None:
+    from threadpoolctl import threadpool_limits
+
     global _held
     _held = table
+    # one BLAS thread: the pool already has a process per core, and the noise model's small SVDs ran
+    # 5-10x slower with every process's threads fighting over the cores
+    threadpool_limits(1)
 
 
 def _replay_held(arm: Arm, seed: int, **how) -> Run:
