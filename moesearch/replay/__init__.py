@@ -11,4 +11,5 @@ stop conditions, rung verdicts), so what it measures is what a search would do.
   front against the compute spent).
 - `truth`: an arm scored by what it would recommend, against the table's expected front, and the
   scores summarised per arm.
+- `checkpoint`: every run kept as it ends (with --out), so a stopped replay resumes.
 """
