@@ -40,7 +40,7 @@ TARGETS = (0.005, 0.002)  # the issue's regret target, and a stricter one where 
 
 
 def targets(truth_csv: Path, base: str = "tpe") -> pd.DataFrame:
-    """Per arm and target: the budget at which the median regret reaches it and that budget over the base
+    """Per arm and target: the budget from which the median regret stays at it or below and that budget over the base
     arm's, each with its 95% interval over seeds (as `moesearch replay` prints for one target)."""
     from moesearch.replay import truth
 

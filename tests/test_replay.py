@@ -437,7 +437,10 @@ def test_the_truth_summary_gives_the_budget_to_the_target_with_an_interval_and_r
     sure = scored_runs([[0.02, 0.004, 0.0, 0.0]] * 20)  # every seed at the target from budget 20
     slow = scored_runs([[0.02, 0.01, 0.01, 0.003]] * 20)  # from 40
     split = scored_runs([[0.02, 0.004, 0.0, 0.0]] * 10 + [[0.02, 0.02, 0.02, 0.02]] * 9)  # a coin: 20 or never
-    out = truth.truth_summary({"tpe": slow, "design": sure, "hand": split}, target=0.005).set_index("arm")
+    lucky = scored_runs([[0.003, 0.01, 0.004, 0.002]] * 20)  # right by luck at 10, then not; from 30 for good
+    out = truth.truth_summary({"tpe": slow, "design": sure, "hand": split, "gp": lucky}, target=0.005)
+    out = out.set_index("arm")
+    assert out.loc["gp", "to <=0.005"] == 30, "from where it stays there, not where it first touched it"
     assert out.loc["design", "to <=0.005"] == 20 and out.loc["design", "to <=0.005 95%"] == "20-20"
     assert out.loc["design", "vs tpe"] == 0.5 and out.loc["design", "vs tpe 95%"] == "0.50-0.50"
     assert out.loc["tpe", "vs tpe"] == 1.0 and out.loc["tpe", "vs tpe 95%"] == "1.00-1.00", "itself, not resampled"

@@ -75,7 +75,7 @@ from moesearch.core.errors import InputError
     type=click.FloatRange(0, min_open=True),
     default=0.005,
     show_default=True,
-    help="Report the least budget at which the median regret is at most this (quality's units: nats).",
+    help="Report the least budget from which the median regret stays at most this (quality's units: nats).",
 )
 @click.option("--first-seed", type=click.IntRange(0), default=0, show_default=True, help="The first seed of each arm.")
 @click.option("--seeds", type=click.IntRange(1, 10_000), default=100, show_default=True, help="Seeded runs per arm.")
@@ -257,7 +257,7 @@ def _print_truth(table, runs, target: float, unit: str, share: float | None) -> 
         f"front, so 'right beyond it' leaves it out"
     )
     click.echo(
-        f"to <={target:g}: the least budget at which the median regret is at most {target:g}, with its 95% "
+        f"to <={target:g}: the least budget from which the median regret stays at most {target:g}, with its 95% "
         "interval over seeds (bootstrap; inf: not within the budget); vs tpe: that budget over tpe's, where "
         "tpe ran (0: tpe's median never got there, inf: this arm's never did)"
     )
