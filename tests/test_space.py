@@ -208,3 +208,79 @@ def test_good_pruning_keys_validate_and_reach_the_run_config_of_search_trials_on
     assert RunConfig.build(spec, ["gelu", "swiglu"], 0, None, 2).rungs == ()
     off = space.load(write_space(tmp_path, CURVES, "off.toml"))
     assert RunConfig.build(off, ["gelu", "swiglu"], 0, None, 2, rungs=True).rungs == ()
+
+
+LADDER = (
+    MICRO
+    + """
+[[scale]]
+name = "w64"
+d_model = 64
+d_ff = 192
+steps = 12
+[[scale]]
+name = "w128"
+d_model = 128
+n_heads = 4
+d_ff = 384
+num_experts = 4
+steps = 24
+"""
+)
+
+BAD_LADDERS = {
+    "the layer count": (
+        'name = "w64"\n',
+        'name = "w64"\nn_layers = 4\n',
+        "scale.0.n_layers: unknown key; allowed keys",
+    ),
+    "a size that shrinks": (
+        "d_model = 128\n",
+        "d_model = 48\n",
+        "scale.1 (w128): d_model 48, d_ff 384, num_experts 4 does not climb",
+    ),
+    "a size that stays": (
+        "d_model = 64\nd_ff = 192\n",
+        "",
+        "scale.0 (w64): d_model 32, d_ff 96, num_experts 2 does not climb",
+    ),
+    "heads that do not divide": (
+        "n_heads = 4\n",
+        "n_heads = 5\n",
+        "scale.1 (w128): model: n_heads 5 must divide d_model 128",
+    ),
+    "a name taken": ('name = "w128"', 'name = "w64"', "scale.1 (w64): the name is taken"),
+    "the proxy's name": ('name = "w64"', 'name = "proxy"', "scale.0 (proxy): the name is taken"),
+    "warm-up past the end": (
+        "steps = 12\n",
+        "steps = 12\nwarmup_steps = 12\n",
+        "scale.0 (w64): train.warmup_steps 12 must be below train.steps 12",
+    ),
+    "a string for a width": ("d_model = 64", 'd_model = "64"', "scale.0.d_model: Input should be a valid integer"),
+}
+
+
+def test_a_ladder_validates_and_gives_each_size_as_a_space(tmp_path):
+    spec = space.load(write_space(tmp_path, LADDER))
+    assert spec.sizes() == ["proxy", "w64", "w128"]
+    assert spec.at_size("proxy") == spec.model_copy(update={"scale": []})
+    w128 = spec.at_size("w128")
+    assert (w128.model.d_model, w128.model.n_heads, w128.model.d_ff, w128.model.num_experts) == (128, 4, 384, 4)
+    assert (w128.model.n_layers, w128.train.steps, w128.train.micro_batch) == (2, 24, 4), "unset keys: the proxy's"
+    assert w128.scale == [] and w128.layer_choices() == spec.layer_choices()
+    shown = CliRunner().invoke(cli, ["spaces", "show", str(tmp_path / "space.toml")])
+    assert shown.output.splitlines().count("[[scale]]") == 2
+    assert space.load(write_space(tmp_path, shown.output, "mine.toml")) == spec, "a ladder shows and loads back"
+    with pytest.raises(InputError, match="--size: 'w512' is not a size of space 'micro'; allowed: proxy, w64, w128"):
+        spec.at_size("w512")
+
+
+@pytest.mark.parametrize("case", BAD_LADDERS, ids=list(BAD_LADDERS))
+def test_a_bad_ladder_is_one_line_naming_the_size(tmp_path, case):
+    old, new, expected = BAD_LADDERS[case]
+    assert old in LADDER
+    path = write_space(tmp_path, LADDER.replace(old, new, 1))
+    result = CliRunner().invoke(cli, ["spaces", "validate", str(path)])
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0] and str(path) in lines[0], lines

@@ -196,6 +196,44 @@ class SearchSpec(_Section):
         return self
 
 
+class Size(_Section):
+    """One rung of the scale ladder: a larger size of the same model. The keys it sets replace the proxy's;
+    the layer count stays, so an assignment means the same thing at every size."""
+
+    name: str = Field(pattern=rf"^{STUDY_NAME}$")
+    """The size's name in reports, and the suffix of the study its trainings go to."""
+    d_model: int | None = Field(None, ge=8)
+    """Residual stream width at this size (default: the proxy's model.d_model)."""
+    n_heads: int | None = Field(None, ge=1)
+    """Attention heads at this size; must divide its d_model (default: the proxy's)."""
+    d_ff: int | None = Field(None, ge=8)
+    """Ungated FFN hidden width at this size (default: the proxy's)."""
+    num_experts: int | None = Field(None, ge=1)
+    """Experts per MoE layer at this size (default: the proxy's)."""
+    top_k: int | None = Field(None, ge=1)
+    """Experts each token is routed to at this size (default: the proxy's)."""
+    steps: int | None = Field(None, ge=1)
+    """Optimizer steps per training at this size (default: the proxy's train.steps)."""
+    warmup_steps: int | None = Field(None, ge=1)
+    """Warm-up steps at this size (default: the proxy's)."""
+    micro_batch: int | None = Field(None, ge=1)
+    """Sequences per rank per step at this size (default: the proxy's)."""
+    lr: float | None = Field(None, gt=0)
+    """Peak learning rate at this size (default: the proxy's; wider models often want less)."""
+    eval_interval: int | None = Field(None, ge=0)
+    """val_loss every this many steps at this size, for learning curves (default: the proxy's)."""
+
+    def overrides(self) -> dict[str, dict[str, object]]:
+        """The keys this size sets, by the section they replace."""
+        sections = {"model": ModelSpec.model_fields, "train": TrainSpec.model_fields}
+        set_ = self.model_dump(exclude_none=True, exclude={"name"})
+        return {section: {k: v for k, v in set_.items() if k in fields} for section, fields in sections.items()}
+
+
+CLIMBS = ("d_model", "d_ff", "num_experts")  # a ladder's sizes never shrink in these, and grow in one
+PROXY = "proxy"  # the name of the space's own size on its ladder
+
+
 class Space(_Section):
     name: str = Field(pattern=rf"^{STUDY_NAME}$")
     """Default study name for searches over this space."""
@@ -207,6 +245,10 @@ class Space(_Section):
     model: ModelSpec = ModelSpec()
     train: TrainSpec = TrainSpec()
     search: SearchSpec = SearchSpec()
+    scale: list[Size] = Field(default_factory=list)
+    """The scale ladder (`[[scale]]` tables), smallest first: larger sizes of this model, to which `moesearch
+    promote` carries a study's answer. Each size is at least the one before in d_model, d_ff and num_experts
+    and larger in one."""
 
     @model_validator(mode="after")
     def _choices(self) -> Space:
@@ -225,6 +267,7 @@ class Space(_Section):
             )
         self._check_rungs()
         self._check_design()
+        self._check_scale()
         if not self.train.deployment_eval and (needs := [o for o in self.search.objectives if o in DEPLOYMENT_METRICS]):
             raise ValueError(
                 f"search.objectives: {needs[0]!r} is measured only with train.deployment_eval = true (it is false here)"
@@ -250,6 +293,47 @@ class Space(_Section):
                 f"'orthogonal' queues (the baselines and the design's runs); allowed: trials >= "
                 f"{needed}, or design = 'none'"
             )
+
+    def _check_scale(self) -> None:
+        names = [PROXY]
+        below = self.model
+        for i, size in enumerate(self.scale):
+            where = f"scale.{i} ({size.name})"
+            if size.name in names:
+                raise ValueError(f"{where}: the name is taken; allowed: a name other than {', '.join(names)}")
+            names.append(size.name)
+            model = self.at_size(size.name).model
+            if not all(getattr(model, k) >= getattr(below, k) for k in CLIMBS) or all(
+                getattr(model, k) == getattr(below, k) for k in CLIMBS
+            ):
+                was = ", ".join(f"{k} {getattr(below, k)}" for k in CLIMBS)
+                now = ", ".join(f"{k} {getattr(model, k)}" for k in CLIMBS)
+                raise ValueError(
+                    f"{where}: {now} does not climb from the size below ({was}); allowed: each of "
+                    f"{', '.join(CLIMBS)} at least the size below's, and one of them larger"
+                )
+            below = model
+
+    def sizes(self) -> list[str]:
+        """The ladder's sizes, smallest first: the proxy (this space as written), then each [[scale]]."""
+        return [PROXY] + [size.name for size in self.scale]
+
+    def at_size(self, name: str) -> Space:
+        """This space at one size of its ladder (with no ladder of its own); InputError for an unknown size."""
+        if name == PROXY:
+            return self.model_copy(update={"scale": []})
+        found = [size for size in self.scale if size.name == name]
+        if not found:
+            raise InputError(
+                f"--size: {name!r} is not a size of space {self.name!r}; allowed: {', '.join(self.sizes())}"
+            )
+        raw = self.model_dump(exclude={"scale"})
+        for section, keys in found[0].overrides().items():
+            raw[section] |= keys
+        try:
+            return Space.model_validate(raw)
+        except ValidationError as e:
+            raise ValueError(f"scale.{self.scale.index(found[0])} ({name}): {_one_line(e)}") from None
 
     def _check_rungs(self) -> None:
         pruning, steps, interval = self.search.pruning, self.train.steps, self.train.eval_interval
@@ -369,7 +453,10 @@ def _one_line(error: ValidationError) -> str:
 def _fields_at(loc: tuple) -> list[str]:
     model: type[BaseModel] = Space
     for part in loc:
+        if isinstance(part, int):  # an item of a list of tables, as [[scale]]
+            continue
         annotation = model.model_fields[part].annotation
+        annotation = next(iter(getattr(annotation, "__args__", ())), annotation)  # list[Size] -> Size
         if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
             break
         model = annotation

@@ -37,10 +37,12 @@ def documented(spec: Space) -> str:
 
 
 def _fill(table: tomlkit.TOMLDocument | Table, section: BaseModel) -> None:
-    """Keys first, then sub-sections as tables (TOML's order); an unset key stays a comment."""
+    """Keys first, then sub-sections as tables and lists of them as arrays of tables (TOML's order); an
+    unset key stays a comment."""
     fields = type(section).model_fields
     subsections = [name for name in fields if isinstance(getattr(section, name), BaseModel)]
-    for name in (n for n in fields if n not in subsections):
+    arrays = [name for name in fields if _is_table_list(fields[name].annotation)]
+    for name in (n for n in fields if n not in subsections + arrays):
         _comment(table, fields[name].description)
         value = getattr(section, name)
         if value is None:
@@ -53,6 +55,23 @@ def _fill(table: tomlkit.TOMLDocument | Table, section: BaseModel) -> None:
         _fill(sub, getattr(section, name))
         table.add(tomlkit.nl())
         table.add(name, sub)
+    for name in arrays:
+        table.add(tomlkit.nl())
+        _comment(table, fields[name].description)
+        items = getattr(section, name)
+        if not items:
+            table.add(tomlkit.comment(f"[[{name}]]: none"))
+            continue
+        tables = tomlkit.aot()
+        for item in items:
+            tables.append(tomlkit.item(item.model_dump(exclude_none=True)))
+        table.add(name, tables)
+
+
+def _is_table_list(annotation: object) -> bool:
+    """list[SomeSection]: written as [[name]] tables."""
+    args = getattr(annotation, "__args__", ())
+    return getattr(annotation, "__origin__", None) is list and bool(args) and issubclass(args[0], BaseModel)
 
 
 def _comment(table: tomlkit.TOMLDocument | Table, text: str | None) -> None:
