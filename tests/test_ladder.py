@@ -1,0 +1,83 @@
+"""The scale ladder's analysis on known tables: rank correlation between sizes and the transfer of
+resolved effects, each with its interval."""
+
+from __future__ import annotations
+
+import pytest
+from scipy import stats
+from test_effects import additive, table
+
+from moesearch.analysis import effects, ladder
+
+PROXY = {0: 0.06, 1: -0.04, 2: 0.0}  # layer 0 swiglu worse, layer 1 better, layer 2 nothing
+
+
+def sizes(tmp_path, large_truth, sd_large=0.004, seeds=2):
+    for name in ("small", "large"):
+        (tmp_path / name).mkdir()
+    small = table(tmp_path / "small", additive(PROXY), 3, seeds, 0.004, rng_seed=1)
+    large = table(tmp_path / "large", large_truth, 3, seeds, sd_large, rng_seed=2)
+    return small, large
+
+
+def test_effects_that_hold_at_the_larger_size_are_called_so_and_the_order_correlates(tmp_path):
+    small, large = sizes(tmp_path, additive({0: 0.06, 1: -0.02, 2: 0.0}))  # layer 1's gain halves
+    fits = [effects.fit(t) for t in (small, large)]
+    moved = ladder.transfer(*fits).set_index("term")
+    assert list(moved.index) == [
+        "layer 0: swiglu instead of gelu",
+        "layer 1: swiglu instead of gelu",
+        "every layer: swiglu instead of gelu",
+    ], "only what the proxy resolved is carried (layer 2's nothing is not)"
+    assert (moved["sign"] == "holds").all()
+    assert list(moved["size_holds"]) == [True, False, False], "+0.06 stays; -0.04 halves, so +0.02 doubles"
+    layer1 = moved.loc["layer 1: swiglu instead of gelu"]
+    assert abs(layer1["effect_large"] - -0.02) < layer1["ci95_large"], "the interval covers the truth"
+    found = ladder.correlation(*fits, ladder.shared_assignments(small, large))
+    assert found.shared == 8
+    assert found.spearman > 0.9 and found.spearman_ci[0] > 0.5 and found.spearman_ci[1] <= 1
+    assert found.kendall_ci[0] <= found.kendall <= found.kendall_ci[1]
+
+
+def test_a_reversed_effect_and_a_vanished_one_are_told_apart(tmp_path):
+    small, large = sizes(tmp_path, additive({0: -0.06, 1: 0.0, 2: 0.0}))
+    moved = ladder.transfer(*(effects.fit(t) for t in (small, large))).set_index("term")
+    layer0, layer1 = moved.loc["layer 0: swiglu instead of gelu"], moved.loc["layer 1: swiglu instead of gelu"]
+    assert (layer0["sign"], layer0["size_holds"]) == ("reverses", False)
+    assert (layer1["sign"], layer1["size_holds"]) == ("inside noise", False)
+    lines = ladder.text(small, large)
+    assert "layer 0: swiglu instead of gelu: +0.059" in lines[1] and "sign reverses, different size" in lines[1]
+
+
+def test_the_point_correlation_is_the_rank_correlation_of_the_expected_values(tmp_path):
+    """Nearly noiseless tables: the models' predictions are the truths, so the correlation is scipy's on them."""
+
+    def quadratic(combo):  # not additive at the larger size: its model's best additive fit is ranked
+        return 0.03 * sum(a == "swiglu" for a in combo) ** 2 - 0.05 * (combo[2] == "swiglu")
+
+    small, large = sizes(tmp_path, quadratic, sd_large=1e-4)
+    fits = [effects.fit(t) for t in (small, large)]
+    shared = ladder.shared_assignments(small, large)
+    found = ladder.correlation(*fits, shared)
+    expected = [f.predict(shared)[0] for f in fits]
+    assert found.spearman == pytest.approx(stats.spearmanr(*expected).statistic)
+    assert found.kendall == pytest.approx(stats.kendalltau(*expected).statistic)
+    assert -1 <= found.spearman_ci[0] < found.spearman_ci[1] <= 1
+
+
+def test_too_few_shared_assignments_give_no_correlation_and_say_so(tmp_path):
+    small, large = sizes(tmp_path, additive(PROXY))
+    fits = [effects.fit(t) for t in (small, large)]
+    assert ladder.correlation(*fits, ladder.shared_assignments(small, large).head(2)) is None
+    few = large[large["assignment"].isin(large["assignment"].unique()[:2])]
+    assert ladder.text(small, few)[0].startswith("val_loss: fewer than 3 assignments at both sizes")
+
+
+def test_a_noisier_larger_size_widens_the_correlation_s_interval(tmp_path):
+    widths = []
+    for sd in (0.002, 0.03):
+        (tmp_path / f"{sd}").mkdir()
+        small, large = sizes(tmp_path / f"{sd}", additive(PROXY), sd_large=sd, seeds=1)
+        found = ladder.correlation(*(effects.fit(t) for t in (small, large)), ladder.shared_assignments(small, large))
+        widths.append(found.spearman_ci[1] - found.spearman_ci[0])
+    assert widths[0] < 0.15 and widths[1] > 2 * widths[0]
