@@ -399,6 +399,7 @@ HEAVY = {"torch", "deepspeed", "numpy", "pandas", "pyarrow", "optuna", "pydantic
     [
         ["--help"],
         ["pareto", "--help"],
+        ["promote", "--help"],
         ["pareto", "--results", "no-such-folder"],
         ["plot", "--results", "no-such-folder"],
         ["report", "--results", "no-such-folder"],

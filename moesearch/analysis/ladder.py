@@ -12,7 +12,11 @@ and each question gets an interval:
   *holds* when the larger size resolves it the same way, *reverses* when it resolves it the other way, and
   is *inside noise* otherwise; its size holds when the two estimates differ by less than their difference's
   95% interval (normal: the two fits are independent).
-Light: no torch.
+What to promote and how often: the smaller size's expected front and the uniform baselines, each trained
+with the same seeds (common random numbers pair them), as many as the difference of two of them needs to
+resolve the smallest effect the smaller size resolved (else verdict.SIZE) 80% of the time at 5%:
+2 ((z_.975 + z_.8) sigma / delta)^2, sigma the noise within a seed, from the larger size's model once it
+is testable, before that the smaller's, and one seed each while neither is. Light: no torch.
 """
 
 from __future__ import annotations
@@ -24,14 +28,57 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from moesearch.analysis import effects
-from moesearch.analysis.pareto import one_text
+from moesearch.analysis import effects, expected, verdict
+from moesearch.analysis.pareto import objectives_of, one_text
+from moesearch.core.assignment import uniform
 from moesearch.core.trial import State
 
 DRAWS = 1000  # posterior draws per interval: its 2.5% and 97.5% points to about ±0.01 of a correlation
 SEED = 0  # the same intervals each time a ladder is read
 MIN_SHARED = 3  # assignments trained at both sizes that a rank correlation needs
 Z95 = float(stats.norm.ppf(0.975))
+Z_POWER = Z95 + float(stats.norm.ppf(effects.POWER))
+
+
+def targets(trials: pd.DataFrame, choices: list[list[str]]) -> list[str] | None:
+    """The assignments to promote: the uniform baselines, then the expected front's members; None where the
+    study has too few trainings for a noise model."""
+    found = expected.expected_front(trials, objectives_of(trials))
+    if found is None:
+        return None
+    front = found[0].loc[found[0]["expected_front"], "assignment"]
+    return list(dict.fromkeys([a.text for a in uniform(choices)] + list(front)))
+
+
+def seeds_needed(sigma: float, delta: float) -> int:
+    """Seeds per assignment for the difference of two of them, paired by seed, to resolve `delta`."""
+    return max(1, math.ceil(2 * (Z_POWER * sigma / delta) ** 2))
+
+
+def effect_size(found: effects.Fit | None) -> float:
+    """The effect a promotion is sized to see: the smallest one `found` resolves, else verdict.SIZE."""
+    if found is None:
+        return verdict.SIZE
+    rows = found.effects()
+    resolved = rows.loc[rows["resolved"], "effect"].abs()
+    return float(resolved.min()) if len(resolved) else verdict.SIZE
+
+
+def seeds_for(small: pd.DataFrame, large: pd.DataFrame, objective: str) -> tuple[int, str]:
+    """The seeds each promoted assignment needs, and why in words. A shrunk fit's noise can collapse (it
+    nearly interpolates), so only a testable model sizes a promotion; without one, one seed each."""
+    here = effects.fit(small, objective)
+    there = effects.fit(large, objective) if len(large) else None
+    delta = effect_size(here)
+    noise = next((f for f in (there, here) if f is not None and f.testable), None)
+    if noise is None:
+        return 1, f"one seed each: neither size has a testable noise model of {objective} yet"
+    n = seeds_needed(noise.sigma, delta)
+    where = "the larger size's" if noise is there else "the smaller size's"
+    return n, (
+        f"{n} seed{'s' * (n > 1)} each: {objective}'s noise within a seed {noise.sigma:.4f} ({where} model) "
+        f"against an effect of {delta:.4f}"
+    )
 
 
 @dataclass(frozen=True)
@@ -140,4 +187,21 @@ def text(small: pd.DataFrame, large: pd.DataFrame, objective: str = "val_loss") 
             f"  {row.term}: {row.effect:+.4f} ± {row.ci95:.4f} -> {row.effect_large:+.4f} ± "
             f"{row.ci95_large:.4f}: sign {row.sign}, {size}"
         )
+    return lines
+
+
+def fronts(small: pd.DataFrame, large: pd.DataFrame, names: tuple[str, str]) -> list[str]:
+    """Each size's expected front, one line each: member, probability of being on it, trainings."""
+    lines = []
+    for name, trials in zip(names, (small, large), strict=True):
+        found = expected.expected_front(trials, objectives_of(trials)) if len(trials) else None
+        if found is None:
+            lines.append(f"expected front at {name}: too few trainings for a noise model")
+            continue
+        front = found[0][found[0]["expected_front"]]
+        members = [
+            f"{a} (P {p:.2f}, {n} trained)"
+            for a, p, n in zip(front["assignment"], front["p_front"], front["trained"], strict=True)
+        ]
+        lines.append(f"expected front at {name}: {'; '.join(members)}")
     return lines

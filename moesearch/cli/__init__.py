@@ -58,6 +58,7 @@ from moesearch.cli import (  # noqa: E402,F401
     node,
     pareto,
     plot,
+    promote,
     replay,
     report,
     search,

@@ -33,6 +33,7 @@ class Origin(StrEnum):
     SEARCH = "search"  # a proposal of the sampler
     TRAIN = "train"  # `moesearch train --layers ...`
     VERIFY = "verify"  # a seed replicate of a known assignment: `verify`, or `search` for search.baseline_seeds
+    PROMOTE = "promote"  # a smaller size's answer trained at a larger size of the ladder: `promote`
 
 
 class TrialAttr(StrEnum):

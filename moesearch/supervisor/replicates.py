@@ -111,9 +111,14 @@ def retrain_auto(settings: Settings, study: optuna.Study, group: WorkerGroup, ba
 
 
 def retrain(
-    settings: Settings, study: optuna.Study, group: WorkerGroup, todo: list[tuple[str, int]], bar: tqdm | None = None
+    settings: Settings,
+    study: optuna.Study,
+    group: WorkerGroup,
+    todo: list[tuple[str, int]],
+    bar: tqdm | None = None,
+    origin: Origin = Origin.VERIFY,
 ) -> int:
-    """Train each (assignment, seed) of `todo` as a trial of origin 'verify'; returns how many were trained.
+    """Train each (assignment, seed) of `todo` as a trial of `origin`; returns how many were trained.
 
     Stops at a preemption (the rest is trained when the command runs again: plans are made from the
     records, so seeds already done are kept).
@@ -123,9 +128,7 @@ def retrain(
     for assignment, seed in todo:
         if preempt.requested():
             break
-        outcome = run_named(
-            replace(settings, seed=seed), study, group, Assignment.parse(assignment), origin=Origin.VERIFY
-        )
+        outcome = run_named(replace(settings, seed=seed), study, group, Assignment.parse(assignment), origin=origin)
         if outcome is None:
             continue  # settled by another group; planning again trains that seed
         trained += not outcome.preempted

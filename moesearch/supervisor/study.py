@@ -59,8 +59,12 @@ def open_study(
     data: str | None = None,
     data_sha256: str | None = None,
     results: str | None = None,
+    queue: bool = True,
 ) -> optuna.Study:
     """Create the study, or resume it if it exists and was created for the same space.
+
+    queue: a new study's first proposals are the baselines (and the design's runs); a study no sampler
+    proposes for (`promote`'s) queues nothing.
 
     Creating it fixes the hypervolume reference point (stored with the study, and in every record) and
     what `moesearch worker` groups joining it train with: the space, seed and data.
@@ -82,14 +86,14 @@ def open_study(
         with warnings.catch_warnings():  # experimental since Optuna 3.2; dashboards label their axes by it
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names(list(space.search.objectives))
-        study.set_user_attr(StudyAttr.SPACE, space.model_dump(mode="json"))
+        study.set_user_attr(StudyAttr.SPACE, _identity(space))
         study.set_user_attr(StudyAttr.REFERENCE_POINT, reference_point(space))
-        for baseline in decide.baselines(space.layer_choices()):  # always in the study, and first
+        for baseline in decide.baselines(space.layer_choices()) if queue else []:  # always in the study, and first
             study.enqueue_trial(baseline.params(), skip_if_exists=True)
-        if space.search.design != "none":  # then the main-effects design, before the sampler proposes
+        if queue and space.search.design != "none":  # then the main-effects design, before the sampler proposes
             for run in design.runs(space.layer_choices()):
                 study.enqueue_trial(Assignment(run).params(), skip_if_exists=True)
-    elif stored_space(study).model_dump(mode="json") != space.model_dump(mode="json"):  # keys added since: defaults
+    elif _identity(stored_space(study)) != _identity(space):  # keys added since: defaults
         raise InputError(
             f"--study {name!r}: this study was created for a different space "
             f"({recorded.get('name')!r} with other settings); give a new --study name"
@@ -97,6 +101,12 @@ def open_study(
     if StudyAttr.RUN not in study.user_attrs:  # new, or made by an older moesearch: what joining worker groups need
         study.set_user_attr(StudyAttr.RUN, {"seed": seed, "data": data, "data_sha256": data_sha256, "results": results})
     return study
+
+
+def _identity(space: Space) -> dict:
+    """What makes a study's trials comparable: the space without its scale ladder (sizes to promote to
+    may be added to a space after its search)."""
+    return space.model_dump(mode="json", exclude={"scale"})
 
 
 def open_for(storage: optuna.storages.BaseStorage, settings) -> optuna.Study:

@@ -1,0 +1,136 @@
+"""`moesearch promote`: train a study's answer at the next size of its space's scale ladder.
+
+The trainings go to a linked study in the same storage, `<study>-<size>`, created for the space at that
+size (`Space.at_size`), so every record carries its size in its study name and its run config. What is
+promoted (the smaller size's expected front and baselines, or the assignments named) is fixed when the
+linked study is created and kept with it (named ones are added later), so an interrupted promotion resumes
+the same plan. Seeds come in rounds: each round plans from the records (`ladder.seeds_for`) and trains
+every (assignment, seed) not yet complete, until a round finds nothing to train. Seeds count up from
+--seed, the same for every assignment, so common random numbers pair them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+
+import optuna
+import pandas as pd
+from tqdm.auto import tqdm
+
+from moesearch.analysis import ladder
+from moesearch.core import preempt, results
+from moesearch.core.assignment import Assignment
+from moesearch.core.errors import InputError
+from moesearch.core.space import PROXY, Space
+from moesearch.core.trial import Origin, State
+from moesearch.supervisor import study as study_mod
+from moesearch.supervisor.group import WorkerGroup
+from moesearch.supervisor.replicates import retrain
+from moesearch.supervisor.settings import Settings
+
+TARGETS = "promoted"  # the linked study's user attribute: the assignments it trains
+SOURCE = "promoted_from"  # and the study they came from
+
+
+def linked_name(study: str, size: str) -> str:
+    """The study of `study`'s trainings at `size` (the proxy's is the study itself)."""
+    return study if size == PROXY else f"{study}-{size}"
+
+
+def check_size(space: Space, size: str) -> None:
+    """InputError unless `size` is a rung of the space's ladder above the proxy."""
+    rungs = space.sizes()[1:]
+    if not rungs:
+        raise InputError(
+            f"SPACE: {space.name!r} has no [[scale]] ladder to promote to; add one (README: a scale ladder)"
+        )
+    if size not in rungs:
+        raise InputError(f"--size: {size!r} is not a larger size of {space.name!r}; allowed: {', '.join(rungs)}")
+
+
+def source_records(settings: Settings, size: str) -> pd.DataFrame:
+    """The records of the study a promotion to `size` reads; InputError where it has no complete one."""
+    check_size(settings.space, size)
+    source = source_of(settings, size)
+    small = results.load_trials(settings.results, source)
+    if not (small["state"] == State.COMPLETE).any():
+        raise InputError(
+            f"--size {size}: the study below it, {source!r}, has no completed training in "
+            f"{str(settings.results)!r}; run `moesearch {'search' if source == settings.study else 'promote'}` first"
+        )
+    return small
+
+
+def source_of(settings: Settings, size: str) -> str:
+    """The study a promotion to `size` reads: the one of the size below."""
+    sizes = settings.space.sizes()
+    return linked_name(settings.study, sizes[sizes.index(size) - 1])
+
+
+def promote(
+    settings: Settings,
+    storage: optuna.storages.BaseStorage,
+    size: str,
+    named: list[Assignment],
+    seeds: int | None,
+    max_seeds: int,
+    say: Callable[[str], None],
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Train the promotion to `size` until its plan is done (or preempted); returns the source's and the
+    linked study's records. seeds: per assignment, fixed; None: as the noise model asks, at most max_seeds."""
+    small = source_records(settings, size)
+    source = source_of(settings, size)
+    at_size = replace(settings, space=settings.space.at_size(size), study=linked_name(settings.study, size))
+    study = study_mod.open_study(
+        storage, at_size.study, at_size.space, settings.seed, settings.data, settings.data_sha256, queue=False
+    )
+    chosen = _targets(study, small, settings, source, named)
+    objectives = settings.space.search.objectives
+    objective = "val_loss" if "val_loss" in objectives else next(iter(objectives))
+    bar = tqdm(desc=f"promote to {size}", unit="trial", disable=None if settings.progress else True, dynamic_ncols=True)
+    with WorkerGroup(at_size.launch, at_size.results / at_size.study / "logs") as group, bar:
+        while not preempt.requested():
+            large = results.load_trials(settings.results, at_size.study)
+            if seeds is None:
+                n_seeds, why = ladder.seeds_for(small, large, objective)
+                n_seeds, why = min(n_seeds, max_seeds), f"{why}; at most {max_seeds}"
+            else:
+                n_seeds, why = seeds, "--seeds"
+            todo = _missing(large, chosen, settings.seed, n_seeds)
+            say(f"plan: {len(chosen)} assignments x {n_seeds} seeds ({why}): {len(todo)} left to train")
+            if not todo:
+                break
+            bar.total = (bar.total or 0) + len(todo)
+            if retrain(at_size, study, group, todo, bar, origin=Origin.PROMOTE) < len(todo):
+                break  # preempted, or settled elsewhere: the next run plans again
+    return small, results.load_trials(settings.results, at_size.study)
+
+
+def _targets(
+    study: optuna.Study, small: pd.DataFrame, settings: Settings, source: str, named: list[Assignment]
+) -> list[str]:
+    """The linked study's assignments: kept from its first promotion, the named ones added."""
+    kept = study.user_attrs.get(TARGETS)
+    if kept is None:
+        if named:
+            kept = []
+        else:
+            kept = ladder.targets(small, settings.space.layer_choices())
+            if kept is None:
+                raise InputError(
+                    f"--study {source!r}: too few trainings for a noise model (3 of 2 assignments), so no "
+                    "expected front to promote; train more, or name assignments with --layers"
+                )
+        study.set_user_attr(SOURCE, source)
+    kept = list(dict.fromkeys(kept + [a.text for a in named]))
+    study.set_user_attr(TARGETS, kept)
+    return kept
+
+
+def _missing(large: pd.DataFrame, chosen: list[str], first_seed: int, n_seeds: int) -> list[tuple[str, int]]:
+    """(assignment, seed) of the plan without a record yet. A failed one is a result (a seed's training
+    diverges again) and is not trained again; a preempted one is."""
+    done = large[large["state"] != State.PREEMPTED]
+    have = set(zip(done["assignment"], done["seed"], strict=True))
+    return [(a, s) for s in range(first_seed, first_seed + n_seeds) for a in chosen if (a, s) not in have]

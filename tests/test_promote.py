@@ -1,0 +1,128 @@
+"""`moesearch promote`: a study's answer trained at the next size of its ladder, through the real CLI with
+two gloo ranks, resumed after a preemption; its plan and its errors on known inputs."""
+
+from __future__ import annotations
+
+import math
+import signal
+
+import optuna
+import pandas as pd
+import psutil
+import pytest
+from click.testing import CliRunner
+from conftest import MICRO, run_cli, start_cli, wait_for_training, write_space
+from test_effects import additive, table
+
+from moesearch.analysis import effects, ladder
+from moesearch.cli import cli
+from moesearch.core import results, space
+from moesearch.supervisor import promote
+from moesearch.supervisor import study as study_mod
+
+# MICRO at the proxy (6 steps: a search of its 4 assignments in seconds), then twice the width with
+# trainings long enough (about 5 s) to be preempted mid-trial
+LADDER = (
+    MICRO
+    + """
+[[scale]]
+name = "w64"
+d_model = 64
+d_ff = 192
+steps = 150
+warmup_steps = 2
+"""
+)
+
+
+def test_promote_trains_the_plan_at_the_next_size_resumes_after_a_preemption_and_reports(tmp_path):
+    path = write_space(tmp_path, LADDER)
+    where = ["--nproc", "2", "--results", str(tmp_path / "r"), "--no-progress"]
+    searched = run_cli("search", str(path), "--trials", "4", *where)
+    assert searched.returncode == 0, searched.stderr
+    command = ["promote", str(path), "--seeds", "2", *where]
+    first = start_cli(*command)
+    wait_for_training(tmp_path / "r" / "micro-w64" / "logs", 1, first)  # the second training of the plan
+    psutil.Process(first.pid).send_signal(signal.SIGTERM)
+    stdout, stderr = first.communicate(timeout=120)
+    assert first.returncode == 0, stderr
+    assert "preempted: run the same command again to finish" in stdout
+
+    again = run_cli(*command)
+    assert again.returncode == 0, again.stderr
+    small = results.load_trials(tmp_path / "r", "micro")
+    targets = ladder.targets(small, space.load(path).layer_choices())
+    assert targets[:2] == ["gelu,gelu", "swiglu,swiglu"], "the baselines first, then the expected front"
+    assert f"plan: {len(targets)} assignments x 2 seeds (--seeds): " in again.stdout
+    large = results.load_trials(tmp_path / "r", "micro-w64")
+    done = large[large["state"] == "COMPLETE"]
+    assert sorted(zip(done["assignment"], done["seed"], strict=True)) == sorted(
+        (a, s) for a in targets for s in (0, 1)
+    ), "every planned training once, nothing else"
+    assert list(large["state"]).count("PREEMPTED") == 1 and (large["origin"] == "promote").all()
+    assert (large["n_layers"] == 2).all() and '"d_model":64' in large["config_json"][0].replace(" ", "")
+    assert "rank correlation of expected val_loss over" in again.stdout
+    assert "expected front at proxy: " in again.stdout and "expected front at w64: " in again.stdout
+
+    third = run_cli(*command)
+    assert third.returncode == 0, third.stderr
+    assert f"plan: {len(targets)} assignments x 2 seeds (--seeds): 0 left to train" in third.stdout
+    assert len(results.load_trials(tmp_path / "r", "micro-w64")) == len(large), "nothing trained twice"
+    storage = f"sqlite:///{tmp_path / 'r' / 'moesearch.db'}"
+    linked = optuna.load_study(study_name="micro-w64", storage=storage)
+    assert linked.user_attrs[promote.TARGETS] == targets and linked.user_attrs[promote.SOURCE] == "micro"
+    assert not [t for t in linked.trials if t.state == optuna.trial.TrialState.WAITING], "no sampler: no queue"
+
+
+BAD = {
+    "no ladder": (MICRO, [], "SPACE: 'micro' has no [[scale]] ladder to promote to"),
+    "an unknown size": (LADDER, ["--size", "w512"], "--size: 'w512' is not a larger size of 'micro'; allowed: w64"),
+    "the proxy as a size": (LADDER, ["--size", "proxy"], "--size: 'proxy' is not a larger size"),
+    "an assignment of another space": (LADDER, ["--layers", "gelu,relu"], "--layers: layer 1 activation 'relu'"),
+    "nothing below to promote": (LADDER, [], "--size w64: the study below it, 'micro', has no completed training"),
+}
+
+
+@pytest.mark.parametrize("case", BAD, ids=list(BAD))
+def test_a_promotion_that_cannot_start_is_one_line_exit_2_and_writes_nothing(tmp_path, case):
+    body, flags, expected = BAD[case]
+    path = write_space(tmp_path, body)
+    result = CliRunner().invoke(cli, ["promote", str(path), "--results", str(tmp_path / "r"), *flags])
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().count("\n") == 0 and expected in result.output, result.output
+    assert not (tmp_path / "r" / "micro-w64").exists()
+
+
+def test_seeds_are_what_a_paired_difference_of_the_smallest_resolved_effect_needs():
+    z = 1.959964 + 0.841621
+    assert ladder.seeds_needed(0.0076, 0.016) == math.ceil(2 * (z * 0.0076 / 0.016) ** 2) == 4
+    assert ladder.seeds_needed(0.001, 0.05) == 1, "never fewer than one"
+    assert ladder.seeds_needed(0.01, 0.01) == 16
+
+
+def test_seeds_come_from_the_larger_size_s_model_once_it_is_testable(tmp_path):
+    for name in ("small", "large", "few"):
+        (tmp_path / name).mkdir()
+    small = table(tmp_path / "small", additive({0: 0.03}), 3, 2, 0.01)  # resolves layer 0's 0.03
+    delta = ladder.effect_size(effects.fit(small))
+    assert delta == pytest.approx(0.03, abs=0.01)
+    n, why = ladder.seeds_for(small, small.iloc[:0], "val_loss")
+    assert n == ladder.seeds_needed(effects.fit(small).sigma, delta) and "the smaller size's model" in why
+    large = table(tmp_path / "large", additive({0: 0.03}), 3, 2, 0.002)  # a quieter larger size
+    n, why = ladder.seeds_for(small, large, "val_loss")
+    assert n == ladder.seeds_needed(effects.fit(large).sigma, delta) == 1 and "the larger size's model" in why
+    few = table(tmp_path / "few", additive({}), 1, 2, 0.01)
+    assert ladder.seeds_for(few, few.iloc[:0], "val_loss")[0] == 1, "no testable model: one seed each"
+
+
+def test_the_plan_retrains_a_preempted_training_but_not_a_failed_one():
+    large = pd.DataFrame({"assignment": ["a", "b", "c"], "seed": [0, 0, 0], "state": ["COMPLETE", "FAIL", "PREEMPTED"]})
+    assert promote._missing(large, ["a", "b", "c"], 0, 2) == [("c", 0), ("a", 1), ("b", 1), ("c", 1)]
+
+
+def test_a_ladder_added_after_the_search_keeps_the_study(tmp_path):
+    storage = optuna.storages.InMemoryStorage()
+    plain = space.load(write_space(tmp_path, MICRO))
+    study_mod.open_study(storage, "s", plain, 0)
+    with_ladder = space.load(write_space(tmp_path, LADDER, "ladder.toml"))
+    assert study_mod.open_study(storage, "s", with_ladder, 0).study_name == "s"
