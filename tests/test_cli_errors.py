@@ -299,6 +299,7 @@ def test_bad_cluster_input_exits_2_with_one_line_and_writes_nothing(tmp_path, mo
         ["search", "tiny"],
         ["train", "tiny", "--layers", "gelu,gelu"],
         ["verify", "tiny"],
+        ["promote", "ladder"],
         ["node", "--node-rank", "1", "--nnodes", "2"],
         ["worker", "--storage", "postgresql://u:secret@db.invalid/x", "--study", "s"],
         ["worker", "--storage", "journal:study.log", "--study", "s"],
