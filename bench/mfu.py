@@ -1,15 +1,17 @@
 """Model FLOPs utilisation: a trial's training FLOPs per second over this machine's measured matmul rate.
 
-    python bench/mfu.py [--layers gelu,swiglu,gelu,swiglu] [--nproc 2]
+    python bench/mfu.py [--layers gelu,swiglu,gelu,swiglu] [--nproc 2] [--space bench/throughput.toml] [--json F]
 
 The achieved rate is tokens/s times the analytic training FLOPs per token (moesearch/core/costs.py) of a
-`moesearch train` run of the default model (bench/throughput.toml). The peak is a large fp32 matmul
-(GPU: bf16) on every core (GPU: the device), measured in this run before and after the trial.
+`moesearch train` run of --space (default: the default model, bench/throughput.toml; on a GPU,
+bench/gpu_mfu.toml is d_model 1024 in bf16). The peak is a large fp32 matmul (GPU: bf16) on every core
+(GPU: the device), measured in this run before and after the trial. --json also writes the figures.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 import tempfile
@@ -18,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from moesearch.core import results
+from moesearch.core import results, space
 
 HERE = Path(__file__).resolve().parent
 
@@ -43,6 +45,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--layers", default="gelu,swiglu,gelu,swiglu")
     parser.add_argument("--nproc", type=int, default=2)
+    parser.add_argument("--space", type=Path, default=HERE / "throughput.toml")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     torch.set_num_threads(args.nproc)  # the cores the trial's ranks use, one thread each
     before = matmul_rate()
@@ -53,7 +57,7 @@ def main() -> None:
                 "-m",
                 "moesearch",
                 "train",
-                str(HERE / "throughput.toml"),
+                str(args.space),
                 "--layers",
                 args.layers,
                 "--nproc",
@@ -66,7 +70,7 @@ def main() -> None:
             capture_output=True,
             text=True,
         )
-        row = results.load_trials(Path(tmp), "throughput").iloc[0]
+        row = results.load_trials(Path(tmp), space.load(args.space).name).iloc[0]
     after = matmul_rate()
     peak = max(before, after)
     achieved = row["tokens_per_s"] * row["train_flops_per_token"]
@@ -76,6 +80,20 @@ def main() -> None:
         f"= {achieved / 1e9:.2f} GFLOP/s on {row['device_kind']} x {row['world_size']} ranks"
     )
     print(f"MFU: {achieved / peak:.1%} (layers {args.layers})")
+    if args.json:
+        figures = {
+            "space": str(args.space),
+            "layers": args.layers,
+            "device_kind": row["device_kind"],
+            "precision": row["precision"],
+            "world_size": int(row["world_size"]),
+            "tokens_per_s": float(row["tokens_per_s"]),
+            "train_flops_per_token": int(row["train_flops_per_token"]),
+            "achieved_flops": achieved,
+            "peak_matmul_flops": peak,
+            "mfu": achieved / peak,
+        }
+        args.json.write_text(json.dumps(figures, indent=1))
 
 
 if __name__ == "__main__":

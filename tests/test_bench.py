@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import ROOT
@@ -104,3 +105,37 @@ def test_noise_replay_reads_the_budget_to_each_target_and_against_tpe_from_the_s
     assert out.loc["design", ["to <=0.005", "to <=0.002"]].tolist() == [8.0, 16.0]
     assert out.loc["tpe", ["to <=0.005", "to <=0.002"]].tolist() == [16.0, 24.0]
     assert out.loc["design", "vs tpe @0.005"] == 0.5 and out.loc["design", "vs tpe @0.002"] == pytest.approx(2 / 3)
+
+
+@pytest.mark.parametrize("name", ["gpu_mfu", "gpu_ladder", "throughput"])
+def test_the_gpu_check_s_spaces_validate(name):
+    spec = space.load(ROOT / "bench" / f"{name}.toml")
+    if name == "gpu_mfu":
+        assert spec.model.d_model >= 1024 and spec.train.precision == "bf16", "issue 22: bf16 at d_model >= 1024"
+    if name == "gpu_ladder":
+        assert spec.sizes() == ["proxy", "w1024"] and spec.at_size("w1024").model.d_model == 1024
+
+
+def test_the_gpu_check_runs_dry_on_a_cpu_and_writes_every_figure(tmp_path):
+    """bench/gpu_check.sh must start on the first GPU a session gets: its dry run takes every step at toy size."""
+    import json
+    import os
+    import subprocess
+
+    env = {**os.environ, "OUT": str(tmp_path), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    done = subprocess.run(
+        ["bash", "bench/gpu_check.sh", "--dry-run"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "every step passed" in done.stdout
+    figures = json.loads((tmp_path / "gpu_check.json").read_text())
+    steps = ["pytest_gpu", "mfu", "search", "ladder_search", "ladder_promote"]
+    assert figures["dry_run"] and figures["env"]["device"] == "cpu"
+    assert all(figures[s]["rc"] == 0 and figures[s]["seconds"] > 0 for s in steps)
+    assert "skipped" in figures["pytest_gpu"]["summary"], "without a GPU the gpu tests skip"
+    assert 0 < figures["mfu"]["figures"]["mfu"] < 1 and figures["mfu"]["figures"]["device_kind"] == "cpu"
+    assert len(figures["search"]["trials"]) == 2
+    report = "\n".join(figures["ladder_promote"]["report"])
+    assert (
+        "plan: " in report and "rank correlation of expected val_loss" in report and "expected front at w64" in report
+    )

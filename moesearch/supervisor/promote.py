@@ -98,7 +98,7 @@ def promote(
             else:
                 n_seeds, why = seeds, "--seeds"
             todo = _missing(large, chosen, settings.seed, n_seeds)
-            say(f"plan: {len(chosen)} assignments x {n_seeds} seeds ({why}): {len(todo)} left to train")
+            say(f"plan: {len(chosen)} assignments x {n_seeds} seed{'s' * (n_seeds != 1)} ({why}): {len(todo)} left to train")
             if not todo:
                 break
             bar.total = (bar.total or 0) + len(todo)

@@ -1,0 +1,163 @@
+"""The GPU check in one go: every figure a first GPU run owes the project, written to one JSON file.
+
+    bash bench/gpu_check.sh            # on a GPU machine: installs the carried wheels, then runs this
+    python bench/gpu_check.py --dry-run --out F.json   # on a CPU: the same steps at toy size (tested)
+
+Steps, each timed, each written to --out as it ends (a run stopped at its limit keeps what it did):
+1. env: torch, CUDA, the device, the versions of deepspeed and optuna;
+2. pytest_gpu: `pytest -m gpu` over the test files that hold gpu tests (the CUDA training path; skipped on
+   a CPU);
+3. mfu: bench/mfu.py on bench/gpu_mfu.toml (d_model 1024, bf16, one rank);
+4. search: a two-trial search of the default space on one GPU;
+5. ladder: bench/gpu_ladder.toml searched at d_model 256, then one rung promoted to d_model 1024, with its
+   rank correlation and effect transfer.
+The dry run swaps in toy spaces and two gloo ranks, so it checks that every step starts and reports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+# the dry run's toy ladder: the tests' two-layer micro model, then twice its width
+TOY_LADDER = """
+name = "toy_ladder"
+activations = ["gelu", "swiglu"]
+[model]
+n_layers = 2
+d_model = 32
+n_heads = 2
+seq_len = 32
+d_ff = 96
+num_experts = 2
+top_k = 1
+[train]
+steps = 6
+warmup_steps = 1
+micro_batch = 4
+eval_sequences = 8
+[[scale]]
+name = "w64"
+d_model = 64
+d_ff = 192
+"""
+
+
+def run(command: list[str], timeout: float) -> dict:
+    """Run a command; its exit code, seconds and output's tail."""
+    start = time.perf_counter()
+    try:
+        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+        code, out = done.returncode, done.stdout + done.stderr
+    except subprocess.TimeoutExpired as e:
+        code, out = "timeout", f"{e.stdout or ''}{e.stderr or ''}"
+    return {
+        "command": " ".join(command),
+        "rc": code,
+        "seconds": round(time.perf_counter() - start, 1),
+        "tail": out[-3000:],
+    }
+
+
+def env() -> dict:
+    import deepspeed
+    import optuna
+    import torch
+
+    cuda = torch.cuda.is_available()
+    return {
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "device": torch.cuda.get_device_name(0) if cuda else "cpu",
+        "gpus": torch.cuda.device_count(),
+        "deepspeed": deepspeed.__version__,
+        "optuna": optuna.__version__,
+    }
+
+
+def moesearch(*args: str) -> list[str]:
+    return [sys.executable, "-m", "moesearch", *args, "--no-progress"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True, help="the JSON file of figures")
+    parser.add_argument("--dry-run", action="store_true", help="toy sizes on a CPU with two gloo ranks")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="gpu-check-"))
+    ranks = ["--nproc", "2" if args.dry_run else "1"]
+    if args.dry_run:
+        mfu_space, layers, ladder, search_space = (
+            ROOT / "search_spaces" / "tiny.toml",
+            "gelu,swiglu",
+            work / "toy.toml",
+            "tiny",
+        )
+        ladder.write_text(TOY_LADDER)
+    else:
+        mfu_space, layers, ladder, search_space = (
+            HERE / "gpu_mfu.toml",
+            "gelu,swiglu,gelu,swiglu",
+            HERE / "gpu_ladder.toml",
+            "default",
+        )
+    figures: dict = {"dry_run": args.dry_run, "env": env()}
+
+    def step(name: str, command: list[str], timeout: float) -> dict:
+        figures[name] = run(command, timeout)
+        args.out.write_text(json.dumps(figures, indent=1))
+        print(f"{name}: rc {figures[name]['rc']} in {figures[name]['seconds']} s", flush=True)
+        return figures[name]
+
+    # only the files that hold gpu tests: the others import test-only packages the GPU machine lacks
+    marked = sorted(str(f.relative_to(ROOT)) for f in (ROOT / "tests").glob("test_*.py") if "mark.gpu" in f.read_text())
+    pytest = step(
+        "pytest_gpu", [sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider", *marked], 240
+    )
+    pytest["summary"] = pytest["tail"].strip().splitlines()[-1] if pytest["tail"].strip() else ""
+    mfu_json = work / "mfu.json"
+    mfu = step(
+        "mfu",
+        [
+            sys.executable,
+            str(HERE / "mfu.py"),
+            "--space",
+            str(mfu_space),
+            "--layers",
+            layers,
+            *ranks,
+            "--json",
+            str(mfu_json),
+        ],
+        240,
+    )
+    if mfu_json.exists():
+        mfu["figures"] = json.loads(mfu_json.read_text())
+    search = step(
+        "search", moesearch("search", search_space, "--trials", "2", *ranks, "--results", str(work / "s")), 240
+    )
+    search["trials"] = re.findall(r"trial \d+ \[[^\]]+\] val_loss=[^\n]+", search["tail"])
+    results = ["--results", str(work / "ladder")]
+    step("ladder_search", moesearch("search", str(ladder), *ranks, *results), 300)
+    rung = step("ladder_promote", moesearch("promote", str(ladder), "--max-seeds", "2", *ranks, *results), 300)
+    rung["report"] = [
+        line
+        for line in rung["tail"].splitlines()
+        if line.startswith(("plan:", "rank correlation", "no effect", "  ", "expected front"))
+    ]
+    args.out.write_text(json.dumps(figures, indent=1))
+    failed = [k for k, v in figures.items() if isinstance(v, dict) and "rc" in v and v["rc"] != 0]
+    print(f"figures in {args.out}; " + (f"failed: {', '.join(failed)}" if failed else "every step passed"))
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
