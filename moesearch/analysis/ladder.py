@@ -21,8 +21,10 @@ is testable, before that the smaller's, and one seed each while neither is. Ligh
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -30,9 +32,11 @@ from scipy import stats
 
 from moesearch.analysis import effects, expected, verdict
 from moesearch.analysis.pareto import objectives_of, one_text
+from moesearch.core import results as results_mod
 from moesearch.core.assignment import uniform
 from moesearch.core.trial import State
 
+LINK = "ladder.json"  # in a promoted study's results folder: {"source": study below, "size": this size}
 DRAWS = 1000  # posterior draws per interval: its 2.5% and 97.5% points to about ±0.01 of a correlation
 SEED = 0  # the same intervals each time a ladder is read
 MIN_SHARED = 3  # assignments trained at both sizes that a rank correlation needs
@@ -205,3 +209,19 @@ def fronts(small: pd.DataFrame, large: pd.DataFrame, names: tuple[str, str]) -> 
         ]
         lines.append(f"expected front at {name}: {'; '.join(members)}")
     return lines
+
+
+def link_of(results: Path, study: str) -> dict | None:
+    """A promoted study's link to the study below it on the ladder (`LINK`), else None."""
+    path = Path(results) / study / LINK
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def section(results: Path, study: str, trials: pd.DataFrame) -> list[str]:
+    """What `pareto` and the report show of a promoted study: the ladder from the size below to this one."""
+    link = link_of(results, study)
+    if link is None:
+        return []
+    small = results_mod.load_trials(Path(results), link["source"])
+    head = f"scale ladder: {study!r} is size {link['size']} of {link['source']!r}"
+    return [head] + text(small, trials) + fronts(small, trials, (link["source"], link["size"]))

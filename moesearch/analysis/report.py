@@ -15,7 +15,7 @@ from string import Template
 
 import pandas as pd
 
-from moesearch.analysis import curves, expected, interactive, noise, pareto, plots, verdict
+from moesearch.analysis import curves, expected, interactive, ladder, noise, pareto, plots, verdict
 from moesearch.core.metrics import ANALYTIC
 from moesearch.core.trial import State
 
@@ -40,6 +40,7 @@ $interactive
 $model
 <h2>Is the front real?</h2>
 $noise
+$ladder
 <h2>Pictures</h2>
 $images
 <h2>Settings and provenance</h2>
@@ -70,6 +71,7 @@ def render(
             + curves.compute_text(trials, steps)
         ),
         noise=_noise(trials, analysis.objectives),
+        ladder=_ladder(ladder.section(results, first["study"], trials)),
         model=_model(analysis, fits, found),
         images="".join(
             f'<figure><img alt="{name}" src="data:image/png;base64,{_png(fig)}"></figure>'
@@ -79,6 +81,13 @@ def render(
         first_trial=int(first["trial"]),
         config=html.escape(json.dumps(config, indent=2)),
     )
+
+
+def _ladder(lines: list[str]) -> str:
+    """The scale ladder of a promoted study, if it is one."""
+    if not lines:
+        return ""
+    return "<h2>Does the answer hold at this size?</h2>" + _summary(lines)
 
 
 def _summary(lines: list[str]) -> str:

@@ -36,7 +36,7 @@ def pareto(results: Path, study_name: str | None, everything: bool, out: Path | 
         raise InputError(f"--out: {str(out)!r} has suffix {out.suffix!r}; allowed: {', '.join(_FORMATS)}")
     study_name = find_study(results, study_name)  # first: a bad flag answers before the analysis is imported
 
-    from moesearch.analysis import curves, expected
+    from moesearch.analysis import curves, expected, ladder
     from moesearch.analysis import pareto as pareto_mod
     from moesearch.core import results as results_mod
 
@@ -52,6 +52,8 @@ def pareto(results: Path, study_name: str | None, everything: bool, out: Path | 
     for line in noise[1:]:
         click.echo(line)
     for line in curves.text(curves.rung_correlation(trials, evals)) + curves.compute_text(trials, evals):
+        click.echo(line)
+    for line in ladder.section(results, study_name, trials):
         click.echo(line)
     if out is not None:
         export(table, out)

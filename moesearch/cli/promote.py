@@ -78,6 +78,5 @@ def promote(size: str | None, named: tuple[str, ...], n_seeds: int | None, max_s
     if preempt.requested():
         click.echo("preempted: run the same command again to finish")
         return
-    below = spec.sizes()[spec.sizes().index(size) - 1]
-    for line in ladder.text(small, large) + ladder.fronts(small, large, (below, size)):
+    for line in ladder.text(small, large) + ladder.fronts(small, large, (source, size)):
         click.echo(line)

@@ -11,6 +11,7 @@ every (assignment, seed) not yet complete, until a round finds nothing to train.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -22,6 +23,7 @@ from moesearch.analysis import ladder
 from moesearch.core import preempt, results
 from moesearch.core.assignment import Assignment
 from moesearch.core.errors import InputError
+from moesearch.core.files import write_atomic
 from moesearch.core.space import PROXY, Space
 from moesearch.core.trial import Origin, State
 from moesearch.supervisor import study as study_mod
@@ -85,6 +87,9 @@ def promote(
     study = study_mod.open_study(
         storage, at_size.study, at_size.space, settings.seed, settings.data, settings.data_sha256, queue=False
     )
+    link = settings.results / at_size.study / ladder.LINK
+    if not link.is_file():  # `pareto` and the report find the size below from it
+        write_atomic(link, lambda tmp: tmp.write_text(json.dumps({"source": source, "size": size})))
     chosen = _targets(study, small, settings, source, named)
     objectives = settings.space.search.objectives
     objective = "val_loss" if "val_loss" in objectives else next(iter(objectives))
@@ -98,7 +103,8 @@ def promote(
             else:
                 n_seeds, why = seeds, "--seeds"
             todo = _missing(large, chosen, settings.seed, n_seeds)
-            say(f"plan: {len(chosen)} assignments x {n_seeds} seed{'s' * (n_seeds != 1)} ({why}): {len(todo)} left to train")
+            seeds_text = f"{n_seeds} seed{'s' * (n_seeds != 1)}"
+            say(f"plan: {len(chosen)} assignments x {seeds_text} ({why}): {len(todo)} left to train")
             if not todo:
                 break
             bar.total = (bar.total or 0) + len(todo)
