@@ -37,7 +37,7 @@ import pandas as pd
 from IPython.display import display
 from matplotlib_inline.backend_inline import set_matplotlib_formats
 
-from moesearch.analysis import curves, effects, expected, noise, pareto, plots, verdict
+from moesearch.analysis import curves, effects, expected, ladder, noise, pareto, plots, verdict
 from moesearch.core import results
 
 # plots.py builds figures without pyplot, so none shows by itself: display(fig) needs the PNG formatter
@@ -189,3 +189,14 @@ else:
     display(noise.view(table, analysis.objectives).set_index("assignment"))
     print(noise.verdict(table))
 assert table.empty or table["seeds"].min() >= 2
+
+# %% [markdown]
+# ## 6. Does the answer hold at this size?
+#
+# A study made by `moesearch promote` holds a smaller size's answer trained at a larger size of the
+# space's scale ladder. For one, the rank correlation of expected values between the two sizes (with its
+# 95% interval), each effect resolved below with its estimate here, and both expected fronts.
+
+# %%
+lines = ladder.section(RESULTS, STUDY, trials)
+print("\n".join(lines) or f"{STUDY!r} is not a promoted study: `moesearch promote SPACE` makes one")
