@@ -30,7 +30,7 @@ def test_effects_that_hold_at_the_larger_size_are_called_so_and_the_order_correl
         "every layer: swiglu instead of gelu",
     ], "only what the proxy resolved is carried (layer 2's nothing is not)"
     assert (moved["sign"] == "holds").all()
-    assert list(moved["size_holds"]) == [True, False, False], "+0.06 stays; -0.04 halves, so +0.02 doubles"
+    assert list(moved["size"]) == ["close", "different", "different"], "+0.06 stays; -0.04 halves: +0.02 doubles"
     layer1 = moved.loc["layer 1: swiglu instead of gelu"]
     assert abs(layer1["effect_large"] - -0.02) < layer1["ci95_large"], "the interval covers the truth"
     found = ladder.correlation(*fits, ladder.shared_assignments(small, large))
@@ -43,10 +43,10 @@ def test_a_reversed_effect_and_a_vanished_one_are_told_apart(tmp_path):
     small, large = sizes(tmp_path, additive({0: -0.06, 1: 0.0, 2: 0.0}))
     moved = ladder.transfer(*(effects.fit(t) for t in (small, large))).set_index("term")
     layer0, layer1 = moved.loc["layer 0: swiglu instead of gelu"], moved.loc["layer 1: swiglu instead of gelu"]
-    assert (layer0["sign"], layer0["size_holds"]) == ("reverses", False)
-    assert (layer1["sign"], layer1["size_holds"]) == ("inside noise", False)
-    lines = ladder.text(small, large)
-    assert "layer 0: swiglu instead of gelu: +0.059" in lines[1] and "sign reverses, different size" in lines[1]
+    assert (layer0["sign"], layer0["size"]) == ("reverses", "different")
+    assert (layer1["sign"], layer1["size"]) == ("inside noise", "different")
+    lines = ladder.text(small, large, "val_loss")
+    assert "layer 0: swiglu instead of gelu: +0.059" in lines[1] and "sign reverses, size different" in lines[1]
 
 
 def test_the_point_correlation_is_the_rank_correlation_of_the_expected_values(tmp_path):
@@ -70,7 +70,9 @@ def test_too_few_shared_assignments_give_no_correlation_and_say_so(tmp_path):
     fits = [effects.fit(t) for t in (small, large)]
     assert ladder.correlation(*fits, ladder.shared_assignments(small, large).head(2)) is None
     few = large[large["assignment"].isin(large["assignment"].unique()[:2])]
-    assert ladder.text(small, few)[0].startswith("val_loss: fewer than 3 assignments at both sizes")
+    assert ladder.text(small, few, "val_loss")[0] == (
+        "val_loss: no rank correlation: fewer than 3 assignments trained at both sizes"
+    )
 
 
 def test_a_noisier_larger_size_widens_the_correlation_s_interval(tmp_path):
@@ -81,3 +83,26 @@ def test_a_noisier_larger_size_widens_the_correlation_s_interval(tmp_path):
         found = ladder.correlation(*(effects.fit(t) for t in (small, large)), ladder.shared_assignments(small, large))
         widths.append(found.spearman_ci[1] - found.spearman_ci[0])
     assert widths[0] < 0.15 and widths[1] > 2 * widths[0]
+
+
+def test_a_shrunk_larger_fit_is_not_testable_and_says_so_rather_than_inside_noise(tmp_path):
+    small, large = sizes(tmp_path, additive(PROXY))
+    few = large[large["assignment"].isin(["gelu,gelu,gelu", "swiglu,swiglu,swiglu", "gelu,swiglu,gelu"])]
+    fit = effects.fit(few)
+    assert not fit.testable
+    moved = ladder.transfer(effects.fit(small), fit)
+    assert (moved["sign"] == "not testable").all() and (moved["size"] != "close").all()
+
+
+def test_promoting_adds_the_design_where_the_front_and_baselines_cannot_test_every_layer(tmp_path):
+    choices = [["gelu", "swiglu"]] * 4
+    assert not ladder.testable(["gelu,gelu,gelu,gelu", "swiglu,swiglu,swiglu,swiglu", "gelu,swiglu,gelu,gelu"], choices)
+    from moesearch.core import design
+
+    runs = [",".join(r) for r in design.runs(choices)]
+    assert ladder.testable(runs, choices), "the design alone tests every layer"
+    (tmp_path / "s").mkdir()
+    small = table(tmp_path / "s", additive({0: 0.05}), 4, 1, 0.004)
+    chosen = ladder.targets(small, choices)
+    assert chosen[:2] == ["gelu,gelu,gelu,gelu", "swiglu,swiglu,swiglu,swiglu"] and set(runs) <= set(chosen)
+    assert ladder.testable(chosen, choices)

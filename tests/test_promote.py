@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import MICRO, run_cli, start_cli, wait_for_training, write_space
 from test_effects import additive, table
+from test_results import record, write
 
 from moesearch.analysis import effects, ladder
 from moesearch.cli import cli
@@ -40,7 +41,7 @@ def test_promote_trains_the_plan_at_the_next_size_resumes_after_a_preemption_and
     where = ["--nproc", "2", "--results", str(tmp_path / "r"), "--no-progress"]
     searched = run_cli("search", str(path), "--trials", "4", *where)
     assert searched.returncode == 0, searched.stderr
-    command = ["promote", str(path), "--seeds", "2", *where]
+    command = ["promote", str(path), "--seeds", "1", *where]
     first = start_cli(*command)
     wait_for_training(tmp_path / "r" / "micro-w64" / "logs", 1, first)  # the second training of the plan
     psutil.Process(first.pid).send_signal(signal.SIGTERM)
@@ -53,12 +54,14 @@ def test_promote_trains_the_plan_at_the_next_size_resumes_after_a_preemption_and
     small = results.load_trials(tmp_path / "r", "micro")
     targets = ladder.targets(small, space.load(path).layer_choices())
     assert targets[:2] == ["gelu,gelu", "swiglu,swiglu"], "the baselines first, then the expected front"
-    assert f"plan: {len(targets)} assignments x 2 seeds (--seeds): " in again.stdout
+    assert len(targets) == 4, "two layers: only all four assignments test both layers' effects"
+    assert "plan: 4 assignments x 1 seed (--seeds): " in again.stdout
+    assert "study 'micro-w64'" in again.stdout.splitlines()[0], "the header describes the size trained"
     large = results.load_trials(tmp_path / "r", "micro-w64")
     done = large[large["state"] == "COMPLETE"]
-    assert sorted(zip(done["assignment"], done["seed"], strict=True)) == sorted(
-        (a, s) for a in targets for s in (0, 1)
-    ), "every planned training once, nothing else"
+    assert sorted(zip(done["assignment"], done["seed"], strict=True)) == sorted((a, 0) for a in targets), (
+        "every planned training once, nothing else"
+    )
     assert list(large["state"]).count("PREEMPTED") == 1 and (large["origin"] == "promote").all()
     assert (large["n_layers"] == 2).all() and '"d_model":64' in large["config_json"][0].replace(" ", "")
     assert "rank correlation of expected val_loss over" in again.stdout
@@ -70,13 +73,21 @@ def test_promote_trains_the_plan_at_the_next_size_resumes_after_a_preemption_and
 
     third = run_cli(*command)
     assert third.returncode == 0, third.stderr
-    assert f"plan: {len(targets)} assignments x 2 seeds (--seeds): 0 left to train" in third.stdout
+    assert "plan: 4 assignments x 1 seed (--seeds): 0 left to train" in third.stdout
     assert len(results.load_trials(tmp_path / "r", "micro-w64")) == len(large), "nothing trained twice"
     storage = f"sqlite:///{tmp_path / 'r' / 'moesearch.db'}"
     linked = optuna.load_study(study_name="micro-w64", storage=storage)
-    assert linked.user_attrs[promote.TARGETS] == targets and linked.user_attrs[promote.SOURCE] == "micro"
+    assert linked.user_attrs[promote.TARGETS] == targets
+    assert linked.user_attrs["run"]["results"] == str(tmp_path / "r"), "a worker joining it writes there"
     assert not [t for t in linked.trials if t.state == optuna.trial.TrialState.WAITING], "no sampler: no queue"
 
+
+W128 = """
+[[scale]]
+name = "w128"
+d_model = 128
+d_ff = 384
+"""
 
 BAD = {
     "no ladder": (MICRO, [], "SPACE: 'micro' has no [[scale]] ladder to promote to"),
@@ -84,6 +95,11 @@ BAD = {
     "the proxy as a size": (LADDER, ["--size", "proxy"], "--size: 'proxy' is not a larger size"),
     "an assignment of another space": (LADDER, ["--layers", "gelu,relu"], "--layers: layer 1 activation 'relu'"),
     "nothing below to promote": (LADDER, [], "--size w64: the study below it, 'micro', has no completed training"),
+    "nothing below the second rung": (
+        LADDER + W128,
+        ["--size", "w128"],
+        "run `moesearch promote SPACE --size w64` first",
+    ),
 }
 
 
@@ -98,10 +114,10 @@ def test_a_promotion_that_cannot_start_is_one_line_exit_2_and_writes_nothing(tmp
 
 
 def test_seeds_are_what_a_paired_difference_of_the_smallest_resolved_effect_needs():
-    z = 1.959964 + 0.841621
-    assert ladder.seeds_needed(0.0076, 0.016) == math.ceil(2 * (z * 0.0076 / 0.016) ** 2) == 4
-    assert ladder.seeds_needed(0.001, 0.05) == 1, "never fewer than one"
-    assert ladder.seeds_needed(0.01, 0.01) == 16
+    z = 1.959964 + 0.841621  # a plain 5% test at 80% power
+    assert ladder.seeds_needed(0.0076, 0.016, z) == math.ceil(2 * (z * 0.0076 / 0.016) ** 2) == 4
+    assert ladder.seeds_needed(0.0076, 0.016, 3.57) == 6, "a family-wise level asks for more"
+    assert ladder.seeds_needed(0.001, 0.05, z) == 1, "never fewer than one"
 
 
 def test_seeds_come_from_the_larger_size_s_model_once_it_is_testable(tmp_path):
@@ -110,11 +126,16 @@ def test_seeds_come_from_the_larger_size_s_model_once_it_is_testable(tmp_path):
     small = table(tmp_path / "small", additive({0: 0.03}), 3, 2, 0.01)  # resolves layer 0's 0.03
     delta = ladder.effect_size(effects.fit(small))
     assert delta == pytest.approx(0.03, abs=0.01)
+    here = effects.fit(small)
     n, why = ladder.seeds_for(small, small.iloc[:0], "val_loss")
-    assert n == ladder.seeds_needed(effects.fit(small).sigma, delta) and "the smaller size's model" in why
+    assert n == ladder.seeds_needed(here.sigma, delta, here.multiplier(here.dof)) and "the smaller size's model" in why
     large = table(tmp_path / "large", additive({0: 0.03}), 3, 2, 0.002)  # a quieter larger size
+    there = effects.fit(large)
     n, why = ladder.seeds_for(small, large, "val_loss")
-    assert n == ladder.seeds_needed(effects.fit(large).sigma, delta) == 1 and "the larger size's model" in why
+    assert (
+        n == ladder.seeds_needed(there.sigma, delta, there.multiplier(there.dof)) and "the larger size's model" in why
+    )
+    assert n < ladder.seeds_for(small, small.iloc[:0], "val_loss")[0]
     few = table(tmp_path / "few", additive({}), 1, 2, 0.01)
     assert ladder.seeds_for(few, few.iloc[:0], "val_loss")[0] == 1, "no testable model: one seed each"
 
@@ -130,3 +151,14 @@ def test_a_ladder_added_after_the_search_keeps_the_study(tmp_path):
     study_mod.open_study(storage, "s", plain, 0)
     with_ladder = space.load(write_space(tmp_path, LADDER, "ladder.toml"))
     assert study_mod.open_study(storage, "s", with_ladder, 0).study_name == "s"
+
+
+def test_a_refused_promotion_of_a_study_without_a_noise_model_writes_nothing(tmp_path):
+    """Two trainings of one assignment give no model, so no expected front: refused before any study opens."""
+    path = write_space(tmp_path, LADDER)
+    (tmp_path / "r").mkdir()
+    write(tmp_path / "r", *(record(n, "gelu,gelu", 2.0 + n / 100, 100.0, seed=n, study="micro") for n in range(2)))
+    result = CliRunner().invoke(cli, ["promote", str(path), "--results", str(tmp_path / "r"), "--nproc", "2"])
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().count("\n") == 0 and "has too few trainings for a noise model" in result.output
+    assert not (tmp_path / "r" / "micro-w64").exists() and not (tmp_path / "r" / "moesearch.db").exists()

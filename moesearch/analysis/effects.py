@@ -231,7 +231,7 @@ class Fit:
             return float(np.median(self.sigma * np.sqrt(1 / with_ + 1 / np.maximum(self.n_trials - with_, 1))))
         return float(np.median(np.sqrt(np.diag(self.cov))[main]))
 
-    def _multiplier(self, dof: float) -> float:
+    def multiplier(self, dof: float) -> float:
         """se x this = the effect a two-sided test finds POWER of the time: t quantiles at `dof`, the level
         a layer's weight in the family (the weighted Holm test's first step, the strictest it asks)."""
         m = sum(t.seed is None for t in self.terms)
@@ -249,7 +249,7 @@ class Fit:
         se = self._main_se()
         if se is None:
             return None
-        return se * self._multiplier(self.dof if self.testable else MIN_DOF)
+        return se * self.multiplier(self.dof if self.testable else MIN_DOF)
 
     def trials_to_resolve(self, size: float) -> int | None:
         """Trials in all (like those so far) for a main effect of `size` to be found POWER of the time: an
@@ -260,7 +260,7 @@ class Fit:
             return None
         n = max(self.n_trials, len(self.terms) + 1 + MIN_DOF)
         for _ in range(100):  # a fixed point: the multiplier falls as n (and so the dof) grows
-            need = se * math.sqrt(self.n_trials / n) * self._multiplier(self._residual_dof(n))
+            need = se * math.sqrt(self.n_trials / n) * self.multiplier(self._residual_dof(n))
             if need <= size:
                 return n
             n = max(n + 1, math.ceil(n * (need / size) ** 2))

@@ -10,13 +10,18 @@ and each question gets an interval:
   correlation toward zero, so a wide interval says "train more seeds", not "the order breaks".
 - Effects: every effect resolved at the smaller size, beside its estimate at the larger one. Its sign
   *holds* when the larger size resolves it the same way, *reverses* when it resolves it the other way, and
-  is *inside noise* otherwise; its size holds when the two estimates differ by less than their difference's
-  95% interval (normal: the two fits are independent).
-What to promote and how often: the smaller size's expected front and the uniform baselines, each trained
-with the same seeds (common random numbers pair them), as many as the difference of two of them needs to
-resolve the smallest effect the smaller size resolved (else verdict.SIZE) 80% of the time at 5%:
-2 ((z_.975 + z_.8) sigma / delta)^2, sigma the noise within a seed, from the larger size's model once it
-is testable, before that the smaller's, and one seed each while neither is. Light: no torch.
+  is *inside noise* otherwise, or *not testable* while the larger size's model is shrunk. Its size is
+  *different* when the two estimates differ by more than their difference's 95% interval (normal: the two
+  fits are independent), *close* when they do not and the larger size resolves the effect, else
+  undetermined.
+What to promote and how often: the uniform baselines and the smaller size's expected front, and where those
+alone would not let least squares test every layer's effect, the main-effects design's runs too
+(`core/design.py`). All are trained with the same seeds (common random numbers pair them), as many as the
+difference of two of them needs to resolve the smallest effect the smaller size resolved (else
+verdict.SIZE) 80% of the time at the level the family-wise test gives a layer's effect:
+2 (m sigma / delta)^2, m that test's multiplier (`effects.Fit.multiplier`) and sigma the noise within a
+seed, from the larger size's model once it is testable, before that the smaller's, and one seed each while
+neither is. Light: no torch.
 """
 
 from __future__ import annotations
@@ -32,31 +37,51 @@ from scipy import stats
 
 from moesearch.analysis import effects, expected, verdict
 from moesearch.analysis.pareto import objectives_of, one_text
+from moesearch.core import design
 from moesearch.core import results as results_mod
 from moesearch.core.assignment import uniform
+from moesearch.core.errors import InputError
 from moesearch.core.trial import State
 
 LINK = "ladder.json"  # in a promoted study's results folder: {"source": study below, "size": this size}
 DRAWS = 1000  # posterior draws per interval: its 2.5% and 97.5% points to about ±0.01 of a correlation
 SEED = 0  # the same intervals each time a ladder is read
-MIN_SHARED = 3  # assignments trained at both sizes that a rank correlation needs
+MIN_SHARED = 3  # assignments trained at both sizes that a rank correlation needs (its interval says how little 3 say)
 Z95 = float(stats.norm.ppf(0.975))
-Z_POWER = Z95 + float(stats.norm.ppf(effects.POWER))
 
 
 def targets(trials: pd.DataFrame, choices: list[list[str]]) -> list[str] | None:
-    """The assignments to promote: the uniform baselines, then the expected front's members; None where the
-    study has too few trainings for a noise model."""
+    """The assignments to promote: the uniform baselines, the expected front's members, and the design's
+    runs where those alone leave a layer's effect untestable; None where the study has too few trainings
+    for a noise model."""
     found = expected.expected_front(trials, objectives_of(trials))
     if found is None:
         return None
     front = found[0].loc[found[0]["expected_front"], "assignment"]
-    return list(dict.fromkeys([a.text for a in uniform(choices)] + list(front)))
+    chosen = list(dict.fromkeys([a.text for a in uniform(choices)] + list(front)))
+    if not testable(chosen, choices):
+        try:
+            chosen = list(dict.fromkeys(chosen + [",".join(run) for run in design.runs(choices)]))
+        except InputError:  # no orthogonal array hosts this space: the front alone, its effects untested
+            pass
+    return chosen
 
 
-def seeds_needed(sigma: float, delta: float) -> int:
-    """Seeds per assignment for the difference of two of them, paired by seed, to resolve `delta`."""
-    return max(1, math.ceil(2 * (Z_POWER * sigma / delta) ** 2))
+def testable(assignments: list[str], choices: list[list[str]]) -> bool:
+    """Whether one training of each lets least squares test every layer's main effect: full rank, and the
+    residual degrees of freedom the noise model asks for."""
+    rows = [a.split(",") for a in assignments]
+    columns = [np.ones(len(rows))] + [
+        np.array([r[i] == c for r in rows], float) for i, layer in enumerate(choices) for c in layer[1:]
+    ]
+    x = np.column_stack(columns)
+    return np.linalg.matrix_rank(x) == x.shape[1] and len(rows) - x.shape[1] >= effects.MIN_DOF
+
+
+def seeds_needed(sigma: float, delta: float, multiplier: float) -> int:
+    """Seeds per assignment for the difference of two of them, paired by seed, to resolve `delta` at the
+    power and level of `multiplier` (a standard error times it is what the test finds)."""
+    return max(1, math.ceil(2 * (multiplier * sigma / delta) ** 2))
 
 
 def effect_size(found: effects.Fit | None) -> float:
@@ -77,7 +102,7 @@ def seeds_for(small: pd.DataFrame, large: pd.DataFrame, objective: str) -> tuple
     noise = next((f for f in (there, here) if f is not None and f.testable), None)
     if noise is None:
         return 1, f"one seed each: neither size has a testable noise model of {objective} yet"
-    n = seeds_needed(noise.sigma, delta)
+    n = seeds_needed(noise.sigma, delta, noise.multiplier(noise.dof))
     where = "the larger size's" if noise is there else "the smaller size's"
     return n, (
         f"{n} seed{'s' * (n > 1)} each: {objective}'s noise within a seed {noise.sigma:.4f} ({where} model) "
@@ -107,12 +132,10 @@ class Correlation:
 
 def correlation(small: effects.Fit, large: effects.Fit, assignments: pd.DataFrame) -> Correlation | None:
     """Rank correlation of the two fits' expected values of `assignments` (rows of layer columns, as
-    `effects.layer_codes` gives); None with fewer than MIN_SHARED rows or no variation at a size."""
-    if len(assignments) < MIN_SHARED:
+    `effects.layer_codes` gives); None with fewer than MIN_SHARED rows or no variation at a size (`why_none`)."""
+    if why_none(small, large, assignments):
         return None
     point = [f.predict(assignments)[0] for f in (small, large)]
-    if any(np.ptp(p) == 0 for p in point):
-        return None
     rng = np.random.default_rng(SEED)
     drawn = [f.draws(assignments, DRAWS, rng) for f in (small, large)]
     spearman = [stats.spearmanr(a, b).statistic for a, b in zip(*drawn, strict=True)]
@@ -126,16 +149,24 @@ def correlation(small: effects.Fit, large: effects.Fit, assignments: pd.DataFram
     )
 
 
+def why_none(small: effects.Fit, large: effects.Fit, assignments: pd.DataFrame) -> str | None:
+    """Why there is no rank correlation of these assignments, or None when there is one."""
+    if len(assignments) < MIN_SHARED:
+        return f"fewer than {MIN_SHARED} assignments trained at both sizes"
+    flat = [name for name, f in (("smaller", small), ("larger", large)) if np.ptp(f.predict(assignments)[0]) == 0]
+    return f"the {flat[0]} size's model gives them all one expected value" if flat else None
+
+
 def _ci(values: list[float]) -> tuple[float, float]:
     lo, hi = np.nanpercentile(values, [2.5, 97.5])
     return float(lo), float(hi)
 
 
 def transfer(small: effects.Fit, large: effects.Fit) -> pd.DataFrame:
-    """Each effect resolved at the smaller size: `effect` and its 95% half-width `ci95` there, and
-    `effect_large`, `ci95_large`,
-    `resolved_large` at the larger, then `sign` ("holds", "reverses", "inside noise", or "not estimated"
-    where the larger fit has no such term) and `size_holds`."""
+    """Each effect resolved at the smaller size: `effect` and its 95% half-width `ci95` there, `effect_large`,
+    `ci95_large` and `resolved_large` at the larger, then `sign` ("holds", "reverses", "inside noise", "not
+    testable" while the larger fit is shrunk, or "not estimated" where it has no such term) and `size`
+    ("different", "close", or "undetermined")."""
     here = small.effects()
     there = large.effects().set_index("term")
     rows = []
@@ -146,7 +177,10 @@ def transfer(small: effects.Fit, large: effects.Fit) -> pd.DataFrame:
         far = there.loc[row.term]
         same = math.copysign(1, far["effect"]) == math.copysign(1, row.effect)
         sign = ("holds" if same else "reverses") if far["resolved"] else "inside noise"
-        apart = abs(far["effect"] - row.effect) <= Z95 * math.hypot(row.se, far["se"])
+        if not large.testable:
+            sign = "not testable"
+        close = abs(far["effect"] - row.effect) <= Z95 * math.hypot(row.se, far["se"])
+        size = "different" if not close else "close" if far["resolved"] and large.testable else "undetermined"
         rows.append(
             {
                 "term": row.term,
@@ -156,10 +190,10 @@ def transfer(small: effects.Fit, large: effects.Fit) -> pd.DataFrame:
                 "ci95_large": far["ci95"],
                 "resolved_large": bool(far["resolved"]),
                 "sign": sign,
-                "size_holds": bool(apart),
+                "size": size,
             }
         )
-    columns = ["term", "effect", "ci95", "effect_large", "ci95_large", "resolved_large", "sign", "size_holds"]
+    columns = ["term", "effect", "ci95", "effect_large", "ci95_large", "resolved_large", "sign", "size"]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -172,13 +206,21 @@ def shared_assignments(small: pd.DataFrame, large: pd.DataFrame) -> pd.DataFrame
     return effects.layer_codes(rows)
 
 
-def text(small: pd.DataFrame, large: pd.DataFrame, objective: str = "val_loss") -> list[str]:
+def objective_of(objectives: dict[str, str]) -> str:
+    """The objective a ladder is read on: val_loss where it is one, else the first."""
+    return "val_loss" if "val_loss" in objectives else next(iter(objectives))
+
+
+def text(small: pd.DataFrame, large: pd.DataFrame, objective: str) -> list[str]:
     """The ladder's answer for one objective in words: the ordering, then each resolved effect."""
     fits = [effects.fit(t, objective) for t in (small, large)]
     if any(f is None for f in fits):
-        return [f"{objective}: too few trainings at one size for a noise model (3 and 2 assignments needed)"]
-    found = correlation(*fits, shared_assignments(small, large))
-    lines = [found.text(objective) if found else f"{objective}: fewer than {MIN_SHARED} assignments at both sizes"]
+        return [
+            f"{objective}: no noise model at one size yet (it needs 3 complete trainings of at least 2 assignments)"
+        ]
+    shared = shared_assignments(small, large)
+    found = correlation(*fits, shared)
+    lines = [found.text(objective) if found else f"{objective}: no rank correlation: {why_none(*fits, shared)}"]
     moved = transfer(*fits)
     if moved.empty:
         lines.append(f"no effect on {objective} is resolved at the smaller size: nothing to carry")
@@ -186,10 +228,9 @@ def text(small: pd.DataFrame, large: pd.DataFrame, objective: str = "val_loss") 
         if row.sign == "not estimated":
             lines.append(f"  {row.term}: {row.effect:+.4f} at the smaller size; not estimated at the larger")
             continue
-        size = "same size" if row.size_holds else "different size"
         lines.append(
             f"  {row.term}: {row.effect:+.4f} ± {row.ci95:.4f} -> {row.effect_large:+.4f} ± "
-            f"{row.ci95_large:.4f}: sign {row.sign}, {size}"
+            f"{row.ci95_large:.4f}: sign {row.sign}, size {row.size}"
         )
     return lines
 
@@ -224,4 +265,5 @@ def section(results: Path, study: str, trials: pd.DataFrame) -> list[str]:
         return []
     small = results_mod.load_trials(Path(results), link["source"])
     head = f"scale ladder: {study!r} is size {link['size']} of {link['source']!r}"
-    return [head] + text(small, trials) + fronts(small, trials, (link["source"], link["size"]))
+    lines = text(small, trials, objective_of(objectives_of(trials)))
+    return [head] + lines + fronts(small, trials, (link["source"], link["size"]))

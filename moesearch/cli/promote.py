@@ -64,19 +64,23 @@ def promote(size: str | None, named: tuple[str, ...], n_seeds: int | None, max_s
     promote_mod.check_size(spec, size)
     settings = resolve(spec.at_size(size), **options)  # the larger size's ranks, experts and evaluation checked
     settings = dataclasses.replace(settings, space=spec)  # with its ladder: the sizes' studies are named from it
+    source = promote_mod.linked_name(settings.study, promote_mod.below(spec, size))
+    at_size = dataclasses.replace(
+        settings, space=spec.at_size(size), study=promote_mod.linked_name(settings.study, size)
+    )
 
     from moesearch.analysis import ladder
     from moesearch.supervisor import storage as storage_mod
 
     if options["dry_run"]:
-        dry_run(settings, f"promote {promote_mod.source_of(settings, size)!r} to {size}")
-    promote_mod.source_records(settings, size)  # before any storage is opened or created
+        dry_run(at_size, f"promote {source!r} to {size}")
+    promotion = promote_mod.prepare(settings, size, chosen)  # before any storage is opened or created
     storage = storage_mod.open_for(settings, explicit=options["storage"] is not None)
-    source, target = promote_mod.source_of(settings, size), promote_mod.linked_name(settings.study, size)
-    click.echo(f"{describe(settings)} | promote {source!r} to {size}, study {target!r}")
-    small, large = promote_mod.promote(settings, storage, size, chosen, n_seeds, max_seeds, click.echo)
+    click.echo(f"{describe(at_size)} | promote {source!r} to {size}")
+    large = promote_mod.promote(promotion, storage, chosen, n_seeds, max_seeds, click.echo)
     if preempt.requested():
         click.echo("preempted: run the same command again to finish")
         return
-    for line in ladder.text(small, large) + ladder.fronts(small, large, (source, size)):
+    objective = ladder.objective_of(spec.search.objectives)
+    for line in ladder.text(promotion.small, large, objective) + ladder.fronts(promotion.small, large, (source, size)):
         click.echo(line)

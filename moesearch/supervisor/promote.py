@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import optuna
 import pandas as pd
@@ -32,7 +32,17 @@ from moesearch.supervisor.replicates import retrain
 from moesearch.supervisor.settings import Settings
 
 TARGETS = "promoted"  # the linked study's user attribute: the assignments it trains
-SOURCE = "promoted_from"  # and the study they came from
+
+
+@dataclass(frozen=True)
+class Promotion:
+    """A promotion to one size, checked before anything is opened or written."""
+
+    size: str
+    source: str  # the study of the size below
+    small: pd.DataFrame  # its records
+    at_size: Settings  # the settings at this size, its study the linked one
+    planned: list[str] | None  # a new promotion's assignments (None: named ones, or kept by the linked study)
 
 
 def linked_name(study: str, size: str) -> str:
@@ -51,58 +61,74 @@ def check_size(space: Space, size: str) -> None:
         raise InputError(f"--size: {size!r} is not a larger size of {space.name!r}; allowed: {', '.join(rungs)}")
 
 
-def source_records(settings: Settings, size: str) -> pd.DataFrame:
-    """The records of the study a promotion to `size` reads; InputError where it has no complete one."""
-    check_size(settings.space, size)
-    source = source_of(settings, size)
+def below(space: Space, size: str) -> str:
+    """The size under `size` on the ladder (`size` a rung above the proxy)."""
+    check_size(space, size)
+    sizes = space.sizes()
+    return sizes[sizes.index(size) - 1]
+
+
+def prepare(settings: Settings, size: str, named: list[Assignment]) -> Promotion:
+    """Every check a promotion to `size` makes before it opens a study or writes a file: the size, the
+    records of the size below, and (new, nothing named) what to promote. InputError on the first that fails."""
+    lower = below(settings.space, size)
+    source = linked_name(settings.study, lower)
     small = results.load_trials(settings.results, source)
     if not (small["state"] == State.COMPLETE).any():
+        how = "moesearch search SPACE" if lower == PROXY else f"moesearch promote SPACE --size {lower}"
         raise InputError(
             f"--size {size}: the study below it, {source!r}, has no completed training in "
-            f"{str(settings.results)!r}; run `moesearch {'search' if source == settings.study else 'promote'}` first"
+            f"{str(settings.results)!r}; run `{how}` first"
         )
-    return small
-
-
-def source_of(settings: Settings, size: str) -> str:
-    """The study a promotion to `size` reads: the one of the size below."""
-    sizes = settings.space.sizes()
-    return linked_name(settings.study, sizes[sizes.index(size) - 1])
+    at_size = replace(settings, space=settings.space.at_size(size), study=linked_name(settings.study, size))
+    planned = None
+    if not named and ladder.link_of(settings.results, at_size.study) is None:  # new: its plan is made now
+        planned = ladder.targets(small, settings.space.layer_choices())
+        if planned is None:
+            raise InputError(
+                f"--size {size}: the study below it, {source!r}, has too few trainings for a noise model (3 "
+                "complete trainings of at least 2 assignments), so no expected front to promote; train more "
+                "there, or name assignments with --layers"
+            )
+    return Promotion(size, source, small, at_size, planned)
 
 
 def promote(
-    settings: Settings,
+    promotion: Promotion,
     storage: optuna.storages.BaseStorage,
-    size: str,
     named: list[Assignment],
     seeds: int | None,
     max_seeds: int,
     say: Callable[[str], None],
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Train the promotion to `size` until its plan is done (or preempted); returns the source's and the
-    linked study's records. seeds: per assignment, fixed; None: as the noise model asks, at most max_seeds."""
-    small = source_records(settings, size)
-    source = source_of(settings, size)
-    at_size = replace(settings, space=settings.space.at_size(size), study=linked_name(settings.study, size))
+) -> pd.DataFrame:
+    """Train a prepared promotion until its plan is done (or preempted); returns the linked study's records.
+    seeds: per assignment, fixed; None: as the noise model asks, at most max_seeds."""
+    at_size, size = promotion.at_size, promotion.size
     study = study_mod.open_study(
-        storage, at_size.study, at_size.space, settings.seed, settings.data, settings.data_sha256, queue=False
+        storage,
+        at_size.study,
+        at_size.space,
+        at_size.seed,
+        at_size.data,
+        at_size.data_sha256,
+        str(at_size.results),
+        queue=False,
     )
-    link = settings.results / at_size.study / ladder.LINK
+    link = at_size.results / at_size.study / ladder.LINK
     if not link.is_file():  # `pareto` and the report find the size below from it
-        write_atomic(link, lambda tmp: tmp.write_text(json.dumps({"source": source, "size": size})))
-    chosen = _targets(study, small, settings, source, named)
-    objectives = settings.space.search.objectives
-    objective = "val_loss" if "val_loss" in objectives else next(iter(objectives))
-    bar = tqdm(desc=f"promote to {size}", unit="trial", disable=None if settings.progress else True, dynamic_ncols=True)
+        write_atomic(link, lambda tmp: tmp.write_text(json.dumps({"source": promotion.source, "size": size})))
+    chosen = _targets(study, promotion, named)
+    objective = ladder.objective_of(at_size.space.search.objectives)
+    bar = tqdm(desc=f"promote to {size}", unit="trial", disable=None if at_size.progress else True, dynamic_ncols=True)
     with WorkerGroup(at_size.launch, at_size.results / at_size.study / "logs") as group, bar:
         while not preempt.requested():
-            large = results.load_trials(settings.results, at_size.study)
+            large = results.load_trials(at_size.results, at_size.study)
             if seeds is None:
-                n_seeds, why = ladder.seeds_for(small, large, objective)
+                n_seeds, why = ladder.seeds_for(promotion.small, large, objective)
                 n_seeds, why = min(n_seeds, max_seeds), f"{why}; at most {max_seeds}"
             else:
                 n_seeds, why = seeds, "--seeds"
-            todo = _missing(large, chosen, settings.seed, n_seeds)
+            todo = _missing(large, chosen, at_size.seed, n_seeds)
             seeds_text = f"{n_seeds} seed{'s' * (n_seeds != 1)}"
             say(f"plan: {len(chosen)} assignments x {seeds_text} ({why}): {len(todo)} left to train")
             if not todo:
@@ -110,25 +136,14 @@ def promote(
             bar.total = (bar.total or 0) + len(todo)
             if retrain(at_size, study, group, todo, bar, origin=Origin.PROMOTE) < len(todo):
                 break  # preempted, or settled elsewhere: the next run plans again
-    return small, results.load_trials(settings.results, at_size.study)
+    return results.load_trials(at_size.results, at_size.study)
 
 
-def _targets(
-    study: optuna.Study, small: pd.DataFrame, settings: Settings, source: str, named: list[Assignment]
-) -> list[str]:
+def _targets(study: optuna.Study, promotion: Promotion, named: list[Assignment]) -> list[str]:
     """The linked study's assignments: kept from its first promotion, the named ones added."""
     kept = study.user_attrs.get(TARGETS)
     if kept is None:
-        if named:
-            kept = []
-        else:
-            kept = ladder.targets(small, settings.space.layer_choices())
-            if kept is None:
-                raise InputError(
-                    f"--study {source!r}: too few trainings for a noise model (3 of 2 assignments), so no "
-                    "expected front to promote; train more, or name assignments with --layers"
-                )
-        study.set_user_attr(SOURCE, source)
+        kept = promotion.planned or []
     kept = list(dict.fromkeys(kept + [a.text for a in named]))
     study.set_user_attr(TARGETS, kept)
     return kept
