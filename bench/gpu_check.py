@@ -12,13 +12,17 @@ Steps, each timed, each written to --out as it ends (a run stopped at its limit 
 5. ladder: bench/gpu_ladder.toml searched at d_model 256, then one rung promoted to d_model 1024, with its
    rank correlation and effect transfer.
 The dry run swaps in toy spaces and two gloo ranks, so it checks that every step starts and reports.
+--budget (540 s: a device command gets 600) bounds them all; a step at its limit gets SIGTERM, which a
+moesearch command takes as a preemption (its trial recorded as such), and a step with no time left is skipped.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -51,14 +55,27 @@ d_ff = 192
 """
 
 
+GRACE_S = 30  # after SIGTERM at a step's time limit: moesearch records the trial as preempted and exits
+
+
 def run(command: list[str], timeout: float) -> dict:
-    """Run a command; its exit code, seconds and output's tail."""
+    """Run a command in its own process group; its exit code, seconds and output's tail. At `timeout` it gets
+    SIGTERM (a moesearch command stops at a step boundary and keeps its records), then SIGKILL after GRACE_S."""
     start = time.perf_counter()
+    proc = subprocess.Popen(
+        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
     try:
-        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
-        code, out = done.returncode, done.stdout + done.stderr
-    except subprocess.TimeoutExpired as e:
-        code, out = "timeout", f"{e.stdout or ''}{e.stderr or ''}"
+        out, _ = proc.communicate(timeout=timeout)
+        code = proc.returncode
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            out, _ = proc.communicate(timeout=GRACE_S)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            out, _ = proc.communicate()
+        code = f"timeout after {timeout:.0f} s"
     return {
         "command": " ".join(command),
         "rc": code,
@@ -68,10 +85,13 @@ def run(command: list[str], timeout: float) -> dict:
 
 
 def env() -> dict:
-    import deepspeed
-    import optuna
-    import torch
-
+    """The versions and the device; an import that fails (a wheel missing) is the figure."""
+    try:
+        import deepspeed
+        import optuna
+        import torch
+    except ImportError as e:
+        return {"error": f"{type(e).__name__}: {e}"}
     cuda = torch.cuda.is_available()
     return {
         "torch": torch.__version__,
@@ -91,7 +111,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="the JSON file of figures")
     parser.add_argument("--dry-run", action="store_true", help="toy sizes on a CPU with two gloo ranks")
+    parser.add_argument(
+        "--budget", type=float, default=540, help="seconds for every step together (a device command gets 600)"
+    )
     args = parser.parse_args()
+    deadline = time.monotonic() + args.budget
     work = Path(tempfile.mkdtemp(prefix="gpu-check-"))
     ranks = ["--nproc", "2" if args.dry_run else "1"]
     if args.dry_run:
@@ -110,9 +134,16 @@ def main() -> None:
             "default",
         )
     figures: dict = {"dry_run": args.dry_run, "env": env()}
+    if "error" in figures["env"]:  # nothing below would start: the wheels did not install
+        args.out.write_text(json.dumps(figures, indent=1))
+        sys.exit(f"env: {figures['env']['error']}; figures in {args.out}")
 
     def step(name: str, command: list[str], timeout: float) -> dict:
-        figures[name] = run(command, timeout)
+        left = deadline - time.monotonic()
+        if left < GRACE_S:  # what is left would not start it: say so rather than cut the step short
+            figures[name] = {"command": " ".join(command), "rc": "skipped: --budget spent", "seconds": 0, "tail": ""}
+        else:
+            figures[name] = run(command, min(timeout, left - GRACE_S))
         args.out.write_text(json.dumps(figures, indent=1))
         print(f"{name}: rc {figures[name]['rc']} in {figures[name]['seconds']} s", flush=True)
         return figures[name]

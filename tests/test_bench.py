@@ -139,3 +139,10 @@ def test_the_gpu_check_runs_dry_on_a_cpu_and_writes_every_figure(tmp_path):
     assert (
         "plan: " in report and "rank correlation of expected val_loss" in report and "expected front at w64" in report
     )
+
+
+def test_a_gpu_check_step_at_its_limit_is_stopped_by_sigterm_and_keeps_its_output():
+    gpu_check = load("gpu_check")
+    command = [sys.executable, "-c", "import time; print('started', flush=True); time.sleep(600)"]
+    done = gpu_check.run(command, timeout=1)
+    assert done["rc"] == "timeout after 1 s" and done["tail"].strip() == "started"
