@@ -31,28 +31,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-# the dry run's toy ladder: the tests' two-layer micro model, then twice its width
-TOY_LADDER = """
-name = "toy_ladder"
-activations = ["gelu", "swiglu"]
-[model]
-n_layers = 2
-d_model = 32
-n_heads = 2
-seq_len = 32
-d_ff = 96
-num_experts = 2
-top_k = 1
-[train]
-steps = 6
-warmup_steps = 1
-micro_batch = 4
-eval_sequences = 8
-[[scale]]
-name = "w64"
-d_model = 64
-d_ff = 192
-"""
+LADDER_RUNG = '\n[[scale]]\nname = "w64"\nd_model = 64\nd_ff = 192\n'  # the dry run's: twice tiny's width
 
 
 GRACE_S = 30  # after SIGTERM at a step's time limit: moesearch records the trial as preempted and exits
@@ -125,7 +104,8 @@ def main() -> None:
             work / "toy.toml",
             "tiny",
         )
-        ladder.write_text(TOY_LADDER)
+        tiny = (ROOT / "search_spaces" / "tiny.toml").read_text()
+        ladder.write_text(tiny.replace('"gelu", "swiglu", "relu2"', '"gelu", "swiglu"') + LADDER_RUNG)  # 4 assignments
     else:
         mfu_space, layers, ladder, search_space = (
             HERE / "gpu_mfu.toml",

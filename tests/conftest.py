@@ -141,6 +141,18 @@ def wait_for_training(logs: Path, trial: int, proc: subprocess.Popen, timeout: f
     time.sleep(1)
 
 
+# MICRO with a scale ladder: twice the width, twice the steps
+LADDER = (
+    MICRO
+    + """
+[[scale]]
+name = "w64"
+d_model = 64
+d_ff = 192
+steps = 12
+"""
+)
+
 # MICRO with trials long enough (about 5 s on 2 CPU cores) to be hit mid-trial by a fault, a second after it starts.
 LONG_MICRO = MICRO.replace("steps = 6", "steps = 150").replace("warmup_steps = 1", "warmup_steps = 2")
 

@@ -11,6 +11,7 @@ import pandas as pd
 import psutil
 import pytest
 from click.testing import CliRunner
+from conftest import LADDER as TWO_SIZES
 from conftest import MICRO, run_cli, start_cli, wait_for_training, write_space
 from test_effects import additive, table
 from test_results import record, write
@@ -21,19 +22,9 @@ from moesearch.core import results, space
 from moesearch.supervisor import promote
 from moesearch.supervisor import study as study_mod
 
-# MICRO at the proxy (6 steps: a search of its 4 assignments in seconds), then twice the width with
-# trainings long enough (about 5 s) to be preempted mid-trial
-LADDER = (
-    MICRO
-    + """
-[[scale]]
-name = "w64"
-d_model = 64
-d_ff = 192
-steps = 150
-warmup_steps = 2
-"""
-)
+# the proxy's trainings take 6 steps (a search of its 4 assignments in seconds), w64's are long enough
+# (about 5 s) to be preempted mid-trial
+LADDER = TWO_SIZES.replace("steps = 12\n", "steps = 150\nwarmup_steps = 2\n")
 
 
 def test_promote_trains_the_plan_at_the_next_size_resumes_after_a_preemption_and_reports(tmp_path):

@@ -6,6 +6,7 @@ import math
 
 import pytest
 from click.testing import CliRunner
+from conftest import LADDER as TWO_SIZES
 from conftest import MICRO, SPACES, write_space
 
 from moesearch.cli import cli
@@ -211,13 +212,8 @@ def test_good_pruning_keys_validate_and_reach_the_run_config_of_search_trials_on
 
 
 LADDER = (
-    MICRO
+    TWO_SIZES
     + """
-[[scale]]
-name = "w64"
-d_model = 64
-d_ff = 192
-steps = 12
 [[scale]]
 name = "w128"
 d_model = 128
