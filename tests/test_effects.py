@@ -23,16 +23,18 @@ def table(
     rng_seed: int = 1,
     choices=("gelu", "swiglu"),
     cost=lambda combo: 100.0,
+    study: str = "s",
 ):
     """Every assignment of `choices` on `n_layers` layers, `seeds` trainings each: truth(combo) + noise."""
     rng = np.random.default_rng(rng_seed)
     rows, n = [], 0
     for combo in itertools.product(choices, repeat=n_layers):
         for seed in range(seeds):
-            rows.append(record(n, ",".join(combo), 2.0 + truth(combo) + rng.normal(0, sd), cost(combo), seed=seed))
+            noisy = 2.0 + truth(combo) + rng.normal(0, sd)
+            rows.append(record(n, ",".join(combo), noisy, cost(combo), seed=seed, study=study))
             n += 1
     write(tmp_path, *rows)
-    return results.load_trials(tmp_path, "s")
+    return results.load_trials(tmp_path, study)
 
 
 def additive(per_layer):

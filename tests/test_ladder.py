@@ -3,6 +3,8 @@ resolved effects, each with its interval."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from scipy import stats
 from test_effects import additive, table
@@ -106,3 +108,31 @@ def test_promoting_adds_the_design_where_the_front_and_baselines_cannot_test_eve
     chosen = ladder.targets(small, choices)
     assert chosen[:2] == ["gelu,gelu,gelu,gelu", "swiglu,swiglu,swiglu,swiglu"] and set(runs) <= set(chosen)
     assert ladder.testable(chosen, choices)
+
+
+def test_a_ladder_is_shown_from_every_rung_and_from_the_proxy_to_the_top(tmp_path):
+    """Three sizes in one results folder, linked as promote links them: the proxy's section points up to each
+    larger size, the top's compares it with the size below (both fronts) and with the proxy."""
+    held = additive({0: 0.06, 1: -0.04})
+    trials = {
+        name: table(tmp_path, truth, 3, 2, 0.004, rng_seed=seed, study=name)
+        for name, truth, seed in [("p", additive(PROXY), 1), ("p-w2", held, 2), ("p-w4", additive({0: -0.06}), 3)]
+    }
+    for name, source, size in [("p-w2", "p", "w2"), ("p-w4", "p-w2", "w4")]:
+        (tmp_path / name / ladder.LINK).write_text(json.dumps({"source": source, "size": size}))
+    assert ladder.rungs_below(tmp_path, "p-w4") == [("p-w2", "w2"), ("p", "proxy")]
+    assert ladder.rungs_above(tmp_path, "p") == [("p-w2", "w2"), ("p-w4", "w4")]
+    assert ladder.rungs_above(tmp_path, "p-w4") == [] and ladder.rungs_below(tmp_path, "p") == []
+
+    proxy = ladder.section(tmp_path, "p", trials["p"])
+    heads = [line for line in proxy if line.startswith("scale ladder")]
+    assert heads == ["scale ladder: 'p' promoted to w2 as 'p-w2':", "scale ladder: 'p' promoted to w4 as 'p-w4':"]
+    at_w4 = proxy[proxy.index(heads[1]) :]
+    assert any("layer 0: swiglu instead of gelu: +0.059" in line and "sign reverses" in line for line in at_w4)
+
+    top = ladder.section(tmp_path, "p-w4", trials["p-w4"])
+    assert top[0] == "scale ladder: 'p-w4' is size w4 of 'p-w2'"
+    assert any(line.startswith("expected front at p-w2: ") for line in top)
+    assert any(line.startswith("expected front at w4: ") for line in top)
+    assert "from the proxy 'p' to w4:" in top
+    assert ladder.section(tmp_path / "elsewhere", "p", trials["p"]) == [], "no ladder: nothing shown"

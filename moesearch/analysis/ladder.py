@@ -41,6 +41,7 @@ from moesearch.core import design
 from moesearch.core import results as results_mod
 from moesearch.core.assignment import uniform
 from moesearch.core.errors import InputError
+from moesearch.core.space import PROXY
 from moesearch.core.trial import State
 
 LINK = "ladder.json"  # in a promoted study's results folder: {"source": study below, "size": this size}
@@ -258,12 +259,44 @@ def link_of(results: Path, study: str) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def rungs_below(results: Path, study: str) -> list[tuple[str, str]]:
+    """(study, size) of each study under `study` on its ladder, the nearest first, down to the proxy's."""
+    chain, link = [], link_of(results, study)
+    while link is not None:
+        lower = link_of(results, link["source"])
+        chain.append((link["source"], lower["size"] if lower else PROXY))
+        link = lower
+    return chain
+
+
+def rungs_above(results: Path, study: str) -> list[tuple[str, str]]:
+    """(study, size) of each study promoted from `study`, rung by rung, the nearest first."""
+    links = {p.parent.name: json.loads(p.read_text()) for p in Path(results).glob(f"*/{LINK}")}
+    chain, current = [], study
+    while up := next((name for name, link in sorted(links.items()) if link["source"] == current), None):
+        chain.append((up, links[up]["size"]))
+        current = up
+    return chain
+
+
 def section(results: Path, study: str, trials: pd.DataFrame) -> list[str]:
-    """What `pareto` and the report show of a promoted study: the ladder from the size below to this one."""
-    link = link_of(results, study)
-    if link is None:
-        return []
-    small = results_mod.load_trials(Path(results), link["source"])
-    head = f"scale ladder: {study!r} is size {link['size']} of {link['source']!r}"
-    lines = text(small, trials, objective_of(objectives_of(trials)))
-    return [head] + lines + fronts(small, trials, (link["source"], link["size"]))
+    """What `pareto` and the report show of a study on a ladder. A promoted one: the ladder from the size
+    below (both expected fronts), and from the proxy where that is further down. One with promotions above
+    it: how its answer holds at each larger size."""
+    results = Path(results)
+    below, above = rungs_below(results, study), rungs_above(results, study)
+    objective = objective_of(objectives_of(trials))
+    lines = []
+    if below:
+        source, size = below[0][0], link_of(results, study)["size"]
+        small = results_mod.load_trials(results, source)
+        lines += [f"scale ladder: {study!r} is size {size} of {source!r}"] + text(small, trials, objective)
+        lines += fronts(small, trials, (source, size))
+        if len(below) > 1:
+            proxy = below[-1][0]
+            lines += [f"from the proxy {proxy!r} to {size}:"]
+            lines += text(results_mod.load_trials(results, proxy), trials, objective)
+    for name, size in above:
+        lines += [f"scale ladder: {study!r} promoted to {size} as {name!r}:"]
+        lines += text(trials, results_mod.load_trials(results, name), objective)
+    return lines

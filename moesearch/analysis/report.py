@@ -84,10 +84,10 @@ def render(
 
 
 def _ladder(lines: list[str]) -> str:
-    """The scale ladder of a promoted study, if it is one."""
+    """The scale ladder of a study on one (promoted, or promoted from), if it is."""
     if not lines:
         return ""
-    return "<h2>Does the answer hold at this size?</h2>" + _summary(lines)
+    return "<h2>Does the answer hold at another size?</h2>" + _summary(lines)
 
 
 def _summary(lines: list[str]) -> str:
