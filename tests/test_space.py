@@ -59,6 +59,15 @@ def test_spaces_show_writes_a_documented_file_that_loads_back_as_the_same_space(
     assert "activations a layer may take: gelu, swiglu, geglu, reglu, relu, relu2, silu" in doc
 
 
+@pytest.mark.parametrize("key", ["precision", "ep_size"])
+def test_an_unset_key_is_shown_as_an_example_that_sets_it_once_uncommented(tmp_path, key):
+    shown = CliRunner().invoke(cli, ["spaces", "show", "default"]).output
+    line = next(line for line in shown.splitlines() if line.startswith(f"# {key} = "))
+    assert line.endswith("  # unset; for example")
+    mine = space.load(write_space(tmp_path, shown.replace(line, line.removeprefix("# ")), "mine.toml"))
+    assert mine != space.load("default"), f"{key} is set"
+
+
 def test_width_policy_makes_gated_ffns_cost_one_and_a_half():
     assert ffn_params("swiglu", 8, hidden_width("swiglu", 96, "width", 8)) == 1.5 * ffn_params("gelu", 8, 96)
 

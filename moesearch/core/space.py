@@ -108,7 +108,7 @@ class TrainSpec(_Section):
     """AdamW weight decay on matrices (not on norms or embeddings' biases)."""
     grad_clip: float = Field(1.0, gt=0)
     """Global gradient-norm clip."""
-    precision: Literal["fp32", "bf16"] | None = None
+    precision: Literal["fp32", "bf16"] | None = Field(None, examples=["bf16"])
     """Training precision: 'bf16' (DeepSpeed's bf16 engine, fp32 master weights) or 'fp32'; default: bf16
     on GPUs, fp32 on CPUs. Evaluation and the layer statistics run in the precision the trial trained in."""
     deployment_eval: bool = True
@@ -170,7 +170,7 @@ class SearchSpec(_Section):
     'verify', outside --trials), so its front states a measured seed noise; 0: only `moesearch verify` measures it."""
     timeout_s: float = Field(1800, gt=0)
     """A trial running longer than this is stopped and recorded as failed."""
-    ep_size: int | None = Field(None, ge=1)
+    ep_size: int | None = Field(None, ge=1, examples=[1])
     """Expert-parallel ranks per MoE layer; default: the largest that divides both num_experts and the rank count."""
     pruning: PruningSpec = PruningSpec()
     """Early stopping at rungs (steps): trials that rank poorly partway through are stopped, recorded PRUNED."""
@@ -240,7 +240,7 @@ class Space(_Section):
     description: str = ""
     activations: list[Activation] | None = Field(None, min_length=1)
     """Choices for every layer (use this or per_layer)."""
-    per_layer: list[list[Activation]] | None = None
+    per_layer: list[list[Activation]] | None = Field(None, examples=[[["gelu", "swiglu"], ["swiglu", "relu"]]])
     """One list of choices per layer, as long as model.n_layers (use this or activations)."""
     model: ModelSpec = ModelSpec()
     train: TrainSpec = TrainSpec()
