@@ -643,13 +643,20 @@ def test_kept_runs_are_reused_by_arm_and_a_pruning_arm_is_kept_with_its_rungs(tm
     assert set(curves["arm"]) == {"random+mo-asha"} and set(curves["seed"]) == {0, 1}
 
 
-def test_replay_s_processes_run_one_blas_thread_each():
+def _torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+def test_replay_s_processes_run_one_thread_each_in_blas_and_torch():
     """Each pool process is one core's worth: a second BLAS thread per process made the noise model's
-    SVDs 5-10x slower on 2 cores."""
+    SVDs 5-10x slower on 2 cores, and torch's threads a gp run 6x slower."""
     from concurrent.futures import ProcessPoolExecutor
 
     import threadpoolctl
 
     with ProcessPoolExecutor(1, initializer=arms._hold, initargs=(None,)) as pool:
         pools = pool.submit(threadpoolctl.threadpool_info).result()
+        assert pool.submit(_torch_threads).result() == 1
     assert pools and {p["num_threads"] for p in pools} == {1}, pools

@@ -9,6 +9,8 @@ pruning, as such a space file is. Light: optuna and pandas; no torch (unless the
 from __future__ import annotations
 
 import math
+import os
+import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -345,9 +347,13 @@ def _hold(table: Table) -> None:
 
     global _held
     _held = table
-    # one BLAS thread: the pool already has a process per core, and the noise model's small SVDs ran
-    # 5-10x slower with every process's threads fighting over the cores
+    # one thread each: the pool already has a process per core. With every process's threads fighting over
+    # the cores, the noise model's small SVDs (BLAS) ran 5-10x slower and a gp run (torch, which reads
+    # OMP_NUM_THREADS when imported, else is set directly) took 230 s of a core instead of 30-40
     threadpool_limits(1)
+    os.environ["OMP_NUM_THREADS"] = "1"
+    if "torch" in sys.modules:  # imported before the fork: its thread count is already fixed
+        sys.modules["torch"].set_num_threads(1)
 
 
 def _replay_held(arm: Arm, seed: int, **how) -> Run:
