@@ -407,3 +407,23 @@ def test_a_storage_error_at_a_rung_fails_that_trial_with_its_record_and_the_call
     [trial] = [t for t in study.trials if t.user_attrs.get("origin") == "train"]
     assert trial.state == TrialState.FAIL and trial.user_attrs["failure_reason"] == says
     assert results.trial_file(tmp_path, "s", trial.number).exists(), "recorded like any failure"
+
+
+@pytest.mark.parametrize("recorded", [True, False])
+def test_a_promote_or_verify_trial_left_running_by_a_dead_run_is_settled_when_the_command_runs_again(
+    study, tmp_path, recorded
+):
+    """promote and verify plan from the records, so their next run trains what is missing; the dead run's
+    trial must not stay RUNNING in the study (status showed it as running for good)."""
+    from moesearch.supervisor import replicates
+
+    trial = study_mod.reserve(study, TINY, ["gelu", "swiglu"], seed=0, origin="promote")
+    trial.set_user_attr(TrialAttr.GROUP, dead_group())
+    if recorded:
+        results.write_trial(tmp_path, record(study.study_name, trial.number, ["gelu", "swiglu"], "COMPLETE"))
+    settings = local_settings(TINY, tmp_path, study.study_name)
+    queued = study.get_trials(states=(TrialState.WAITING,))  # the baselines open_study queued
+    assert replicates.retrain(settings, study, group=None, todo=[]) == 0
+    settled = study.trials[trial.number]
+    assert settled.state == (TrialState.COMPLETE if recorded else TrialState.FAIL)
+    assert study.get_trials(states=(TrialState.WAITING,)) == queued, "not queued: the plan retrains it"

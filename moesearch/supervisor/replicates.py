@@ -19,6 +19,7 @@ from moesearch.core import preempt, results
 from moesearch.core.assignment import Assignment
 from moesearch.core.errors import InputError
 from moesearch.core.trial import Origin, State
+from moesearch.supervisor import recovery
 from moesearch.supervisor import study as study_mod
 from moesearch.supervisor.group import WorkerGroup
 from moesearch.supervisor.runner import run_named, summary
@@ -121,8 +122,11 @@ def retrain(
     """Train each (assignment, seed) of `todo` as a trial of `origin`; returns how many were trained.
 
     Stops at a preemption (the rest is trained when the command runs again: plans are made from the
-    records, so seeds already done are kept).
+    records, so seeds already done are kept). First settles the trials a dead run of the command left
+    RUNNING (from their records, else failed outside the budget), which no search loop will recover.
     """
+    for line in recovery.recover(study, settings.results):
+        (bar or tqdm).write(line)
     objectives = settings.space.search.objectives
     trained = 0
     for assignment, seed in todo:
