@@ -8,6 +8,7 @@ import time
 from datetime import UTC, datetime
 
 import optuna
+import pandas as pd
 import psutil
 import pytest
 from conftest import BACKENDS, MICRO, local_settings, storage_url, unique_study, write_space
@@ -409,21 +410,27 @@ def test_a_storage_error_at_a_rung_fails_that_trial_with_its_record_and_the_call
     assert results.trial_file(tmp_path, "s", trial.number).exists(), "recorded like any failure"
 
 
-@pytest.mark.parametrize("recorded", [True, False])
-def test_a_promote_or_verify_trial_left_running_by_a_dead_run_is_settled_when_the_command_runs_again(
-    study, tmp_path, recorded
+@pytest.mark.parametrize("command", ["promote", "verify"])
+def test_a_trial_left_running_by_a_dead_promote_or_verify_is_settled_when_the_command_runs_again(
+    study, tmp_path, command
 ):
     """promote and verify plan from the records, so their next run trains what is missing; the dead run's
     trial must not stay RUNNING in the study (status showed it as running for good)."""
-    from moesearch.supervisor import replicates
+    from moesearch.supervisor import promote, replicates
 
-    trial = study_mod.reserve(study, TINY, ["gelu", "swiglu"], seed=0, origin="promote")
-    trial.set_user_attr(TrialAttr.GROUP, dead_group())
-    if recorded:
-        results.write_trial(tmp_path, record(study.study_name, trial.number, ["gelu", "swiglu"], "COMPLETE"))
+    recorded = study_mod.reserve(study, TINY, ["gelu", "swiglu"], seed=0, origin=command)
+    lost = study_mod.reserve(study, TINY, ["swiglu", "gelu"], seed=0, origin=command)
+    for trial in (recorded, lost):
+        trial.set_user_attr(TrialAttr.GROUP, dead_group())
+    results.write_trial(tmp_path, record(study.study_name, recorded.number, ["gelu", "swiglu"], "COMPLETE"))
     settings = local_settings(TINY, tmp_path, study.study_name)
     queued = study.get_trials(states=(TrialState.WAITING,))  # the baselines open_study queued
-    assert replicates.retrain(settings, study, group=None, todo=[]) == 0
-    settled = study.trials[trial.number]
-    assert settled.state == (TrialState.COMPLETE if recorded else TrialState.FAIL)
+    heard = []
+    if command == "promote":
+        promotion = promote.Promotion("w2", "below", pd.DataFrame(), settings, planned=[])
+        promote.promote(promotion, study._storage, [], seeds=1, max_seeds=1, say=heard.append)
+    else:
+        replicates.verify(settings, study._storage, 0, planned=heard.append)
+    assert study.trials[recorded.number].state == TrialState.COMPLETE, "told from its record"
+    assert study.trials[lost.number].state == TrialState.FAIL
     assert study.get_trials(states=(TrialState.WAITING,)) == queued, "not queued: the plan retrains it"

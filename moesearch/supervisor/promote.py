@@ -26,6 +26,7 @@ from moesearch.core.errors import InputError
 from moesearch.core.files import write_atomic
 from moesearch.core.space import PROXY, Space
 from moesearch.core.trial import Origin, State
+from moesearch.supervisor import recovery
 from moesearch.supervisor import study as study_mod
 from moesearch.supervisor.group import WorkerGroup
 from moesearch.supervisor.replicates import retrain
@@ -114,6 +115,10 @@ def promote(
         str(at_size.results),
         queue=False,
     )
+    # trials a dead run left RUNNING: no search loop recovers them here, and the plan comes from the
+    # records, so the next round retrains what has none
+    for line in recovery.recover(study, at_size.results):
+        say(line)
     link = at_size.results / at_size.study / ladder.LINK
     if not link.is_file():  # `pareto` and the report find the size below from it
         write_atomic(link, lambda tmp: tmp.write_text(json.dumps({"source": promotion.source, "size": size})))

@@ -122,11 +122,8 @@ def retrain(
     """Train each (assignment, seed) of `todo` as a trial of `origin`; returns how many were trained.
 
     Stops at a preemption (the rest is trained when the command runs again: plans are made from the
-    records, so seeds already done are kept). First settles the trials a dead run of the command left
-    RUNNING (from their records, else failed outside the budget), which no search loop will recover.
+    records, so seeds already done are kept).
     """
-    for line in recovery.recover(study, settings.results):
-        (bar or tqdm).write(line)
     objectives = settings.space.search.objectives
     trained = 0
     for assignment, seed in todo:
@@ -158,6 +155,8 @@ def verify(
     study = study_mod.open_study(
         storage, settings.study, settings.space, settings.seed, settings.data, settings.data_sha256
     )
+    for line in recovery.recover(study, settings.results):  # what a dead run left RUNNING: see `recovery`
+        tqdm.write(line)
     trials = results.load_trials(settings.results, settings.study)
     if not (trials["state"] == State.COMPLETE).any():
         raise InputError(f"--study: {settings.study!r} has no completed trial yet in {str(settings.results)!r}")
