@@ -9,7 +9,7 @@ import pytest
 from scipy import stats
 from test_effects import additive, table
 
-from moesearch.analysis import effects, ladder
+from moesearch.analysis import effects, ladder, report
 
 PROXY = {0: 0.06, 1: -0.04, 2: 0.0}  # layer 0 swiglu worse, layer 1 better, layer 2 nothing
 
@@ -110,29 +110,67 @@ def test_promoting_adds_the_design_where_the_front_and_baselines_cannot_test_eve
     assert ladder.testable(chosen, choices)
 
 
+def link(results, study, source, size):
+    (results / study).mkdir(exist_ok=True)
+    (results / study / ladder.LINK).write_text(json.dumps({"source": source, "size": size}))
+
+
 def test_a_ladder_is_shown_from_every_rung_and_from_the_proxy_to_the_top(tmp_path):
-    """Three sizes in one results folder, linked as promote links them: the proxy's section points up to each
-    larger size, the top's compares it with the size below (both fronts) and with the proxy."""
-    held = additive({0: 0.06, 1: -0.04})
+    """Three sizes in one results folder, linked as promote links them: the proxy's section shows its answer
+    at each larger size, the middle one's the rungs on both sides, the top's the size below (both fronts)
+    and the proxy."""
     trials = {
         name: table(tmp_path, truth, 3, 2, 0.004, rng_seed=seed, study=name)
-        for name, truth, seed in [("p", additive(PROXY), 1), ("p-w2", held, 2), ("p-w4", additive({0: -0.06}), 3)]
+        for name, truth, seed in [
+            ("p", additive(PROXY), 1),
+            ("p-w2", additive({0: 0.06, 1: -0.04}), 2),  # the proxy's answer holds
+            ("p-w4", additive({0: -0.06}), 3),  # layer 0 reverses, layer 1 vanishes
+        ]
     }
-    for name, source, size in [("p-w2", "p", "w2"), ("p-w4", "p-w2", "w4")]:
-        (tmp_path / name / ladder.LINK).write_text(json.dumps({"source": source, "size": size}))
+    link(tmp_path, "p-w2", "p", "w2")
+    link(tmp_path, "p-w4", "p-w2", "w4")
     assert ladder.rungs_below(tmp_path, "p-w4") == [("p-w2", "w2"), ("p", "proxy")]
     assert ladder.rungs_above(tmp_path, "p") == [("p-w2", "w2"), ("p-w4", "w4")]
     assert ladder.rungs_above(tmp_path, "p-w4") == [] and ladder.rungs_below(tmp_path, "p") == []
 
+    def block(lines, head):  # the lines under one heading
+        start = lines.index(head) + 1
+        end = next((i for i in range(start, len(lines)) if lines[i].endswith(":")), len(lines))
+        return "\n".join(lines[start:end])
+
     proxy = ladder.section(tmp_path, "p", trials["p"])
-    heads = [line for line in proxy if line.startswith("scale ladder")]
-    assert heads == ["scale ladder: 'p' promoted to w2 as 'p-w2':", "scale ladder: 'p' promoted to w4 as 'p-w4':"]
-    at_w4 = proxy[proxy.index(heads[1]) :]
-    assert any("layer 0: swiglu instead of gelu: +0.059" in line and "sign reverses" in line for line in at_w4)
+    assert [line for line in proxy if line.startswith("scale ladder")] == [
+        "scale ladder: from 'p' to w2 ('p-w2'):",
+        "scale ladder: from 'p' to w4 ('p-w4'):",
+    ]
+    assert "+0.059" in block(proxy, "scale ladder: from 'p' to w2 ('p-w2'):").split("sign holds")[0]
+    at_w4 = block(proxy, "scale ladder: from 'p' to w4 ('p-w4'):")
+    assert "layer 0: swiglu instead of gelu: +0.059" in at_w4 and "sign reverses" in at_w4
+    page = report._ladder(proxy)  # the report keeps each rung's effects under its heading
+    assert page.index("sign holds") < page.index("from &#x27;p&#x27; to w4") < page.index("sign reverses")
+
+    middle = ladder.section(tmp_path, "p-w2", trials["p-w2"])
+    assert middle[0] == "scale ladder: 'p-w2' is size w2 of 'p':" and "from the proxy" not in "\n".join(middle)
+    assert "scale ladder: from 'p-w2' to w4 ('p-w4'):" in middle, "and the rung above it"
 
     top = ladder.section(tmp_path, "p-w4", trials["p-w4"])
-    assert top[0] == "scale ladder: 'p-w4' is size w4 of 'p-w2'"
+    assert top[0] == "scale ladder: 'p-w4' is size w4 of 'p-w2':"
     assert any(line.startswith("expected front at p-w2: ") for line in top)
     assert any(line.startswith("expected front at w4: ") for line in top)
-    assert "from the proxy 'p' to w4:" in top
+    from_proxy = block(top, "from the proxy 'p' to w4:")
+    assert "layer 0: swiglu instead of gelu: +0.059" in from_proxy and "sign reverses" in from_proxy
     assert ladder.section(tmp_path / "elsewhere", "p", trials["p"]) == [], "no ladder: nothing shown"
+
+
+def test_a_rung_added_later_a_loop_and_a_promotion_not_yet_trained_are_read_without_hanging(tmp_path):
+    link(tmp_path, "p-w2", "p", "w2")
+    link(tmp_path, "p-w4", "p-w2", "w4")
+    link(tmp_path, "p-w3", "p-w2", "w3")  # a rung added between two others: both link to p-w2
+    assert ladder.rungs_above(tmp_path, "p") == [("p-w2", "w2"), ("p-w3", "w3"), ("p-w4", "w4")]
+    link(tmp_path, "a", "b", "w2")
+    link(tmp_path, "b", "a", "w2")  # edited by hand into a loop
+    assert ladder.rungs_below(tmp_path, "a") == [("b", "w2")]
+    assert ladder.rungs_above(tmp_path, "a") == [("b", "w2")]
+    trials = table(tmp_path, additive(PROXY), 3, 2, 0.004, study="p")
+    lines = ladder.section(tmp_path, "p", trials)  # p-w2's folder holds only its link: promote not yet trained
+    assert "scale ladder: from 'p' to w2 ('p-w2'):" in lines and "no noise model at one size yet" in lines[1]

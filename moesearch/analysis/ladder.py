@@ -261,8 +261,9 @@ def link_of(results: Path, study: str) -> dict | None:
 
 def rungs_below(results: Path, study: str) -> list[tuple[str, str]]:
     """(study, size) of each study under `study` on its ladder, the nearest first, down to the proxy's."""
-    chain, link = [], link_of(results, study)
-    while link is not None:
+    chain, link, seen = [], link_of(results, study), {study}
+    while link is not None and link["source"] not in seen:  # links edited by hand may loop
+        seen.add(link["source"])
         lower = link_of(results, link["source"])
         chain.append((link["source"], lower["size"] if lower else PROXY))
         link = lower
@@ -270,18 +271,20 @@ def rungs_below(results: Path, study: str) -> list[tuple[str, str]]:
 
 
 def rungs_above(results: Path, study: str) -> list[tuple[str, str]]:
-    """(study, size) of each study promoted from `study`, rung by rung, the nearest first."""
-    links = {p.parent.name: json.loads(p.read_text()) for p in Path(results).glob(f"*/{LINK}")}
-    chain, current = [], study
-    while up := next((name for name, link in sorted(links.items()) if link["source"] == current), None):
-        chain.append((up, links[up]["size"]))
-        current = up
+    """(study, size) of each study promoted from `study`, directly or from one of these, the nearest first
+    (a rung added between two others later links to the same study as the one above it: both are kept)."""
+    links = {p.parent.name: json.loads(p.read_text()) for p in sorted(Path(results).glob(f"*/{LINK}"))}
+    chain, frontier, seen = [], [study], {study}
+    while frontier:
+        up = [name for name, link in links.items() if link["source"] in frontier and name not in seen]
+        chain += [(name, links[name]["size"]) for name in up]
+        frontier, seen = up, seen | set(up)
     return chain
 
 
 def section(results: Path, study: str, trials: pd.DataFrame) -> list[str]:
     """What `pareto` and the report show of a study on a ladder. A promoted one: the ladder from the size
-    below (both expected fronts), and from the proxy where that is further down. One with promotions above
+    below (both expected fronts), and from the proxy where that is further down. Any with promotions above
     it: how its answer holds at each larger size."""
     results = Path(results)
     below, above = rungs_below(results, study), rungs_above(results, study)
@@ -290,13 +293,13 @@ def section(results: Path, study: str, trials: pd.DataFrame) -> list[str]:
     if below:
         source, size = below[0][0], link_of(results, study)["size"]
         small = results_mod.load_trials(results, source)
-        lines += [f"scale ladder: {study!r} is size {size} of {source!r}"] + text(small, trials, objective)
+        lines += [f"scale ladder: {study!r} is size {size} of {source!r}:"] + text(small, trials, objective)
         lines += fronts(small, trials, (source, size))
         if len(below) > 1:
             proxy = below[-1][0]
             lines += [f"from the proxy {proxy!r} to {size}:"]
             lines += text(results_mod.load_trials(results, proxy), trials, objective)
     for name, size in above:
-        lines += [f"scale ladder: {study!r} promoted to {size} as {name!r}:"]
+        lines += [f"scale ladder: from {study!r} to {size} ({name!r}):"]
         lines += text(trials, results_mod.load_trials(results, name), objective)
     return lines

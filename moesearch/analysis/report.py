@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import itertools
 import json
 from datetime import UTC, datetime
 from string import Template
@@ -91,9 +92,13 @@ def _ladder(lines: list[str]) -> str:
 
 
 def _summary(lines: list[str]) -> str:
-    """Plain lines as paragraphs; the indented ones (front members against the baselines) as a list."""
-    items = "".join(f"<li>{html.escape(line.strip())}</li>" for line in lines if line.startswith("  "))
-    return "".join(f"<p>{html.escape(line)}</p>" for line in lines if not line.startswith("  ")) + f"<ul>{items}</ul>"
+    """Plain lines as paragraphs; the indented ones (front members, effects) as a list under the line they
+    follow, so each ladder rung keeps its own."""
+    parts = []
+    for group in itertools.groupby(lines, key=lambda line: line.startswith("  ")):
+        indented, block = group[0], [html.escape(line.strip()) for line in group[1]]
+        parts += [f"<ul>{''.join(f'<li>{b}</li>' for b in block)}</ul>"] if indented else [f"<p>{b}</p>" for b in block]
+    return "".join(parts)
 
 
 def _noise(trials: pd.DataFrame, objectives: dict[str, str]) -> str:

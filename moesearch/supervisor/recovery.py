@@ -2,7 +2,8 @@
 
 A supervisor writes a trial's record, then tells Optuna; killed in between, or killed mid-trial, it
 leaves the trial RUNNING. Every search and worker runs `recover` when it starts and before each
-trial, so no trial stays RUNNING forever and no result is lost or trained twice:
+trial, promote and verify when they start, so no trial stays RUNNING forever and no result is lost or
+trained twice:
   record COMPLETE or FAIL  told exactly as recorded (the record is the result)
   record PREEMPTED         failed outside the budget; a search trial is queued again
   no record                "lost": failed outside the budget; a search trial is queued again
@@ -70,7 +71,7 @@ def _settle(study: optuna.Study, results_dir: Path, frozen: optuna.trial.FrozenT
     row = _record(results_dir, study.study_name, frozen.number)
     retry = (
         frozen.user_attrs.get(TrialAttr.ORIGIN, Origin.SEARCH) == Origin.SEARCH
-    )  # train and verify are re-run by their command
+    )  # train, verify and promote are re-run by their command, which plans from the records
     who = frozen.user_attrs.get(TrialAttr.GROUP, "a worker group").split(":")
     if row is None or row["state"] == State.PREEMPTED:
         reason = row["failure_reason"] if row else f"lost: its supervisor ({':'.join(who[:2])}) died mid-trial"
