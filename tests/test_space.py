@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import tomllib
 
 import pytest
 from click.testing import CliRunner
@@ -57,6 +58,8 @@ def test_spaces_show_writes_a_documented_file_that_loads_back_as_the_same_space(
     assert space.TrainSpec.model_fields["lr"].description in doc, "each key's meaning above it"
     assert all(f"{metric} ({unit})" in doc for metric, (unit, _) in METRICS.items()), "the objectives' names"
     assert "activations a layer may take: gelu, swiglu, geglu, reglu, relu, relu2, silu" in doc
+    unset = [line for line in shown.output.splitlines() if line.endswith("  # unset; for example")]
+    assert unset and all(tomllib.loads(line.removeprefix("# ")) for line in unset), "valid TOML, uncommented"
 
 
 @pytest.mark.parametrize("key", ["precision", "ep_size"])
@@ -66,6 +69,16 @@ def test_an_unset_key_is_shown_as_an_example_that_sets_it_once_uncommented(tmp_p
     assert line.endswith("  # unset; for example")
     mine = space.load(write_space(tmp_path, shown.replace(line, line.removeprefix("# ")), "mine.toml"))
     assert mine != space.load("default"), f"{key} is set"
+
+
+def test_a_per_layer_space_is_shown_with_activations_as_its_commented_alternative(tmp_path):
+    from moesearch.core import space_file
+
+    body = MICRO.replace('activations = ["gelu", "swiglu"]', 'per_layer = [["gelu", "swiglu"], ["swiglu", "relu"]]')
+    spec = space.load(write_space(tmp_path, body))
+    shown = space_file.documented(spec)
+    assert '\n# activations = ["gelu", "swiglu"]  # unset; for example\n' in shown
+    assert space.load(write_space(tmp_path, shown, "mine.toml")) == spec
 
 
 def test_width_policy_makes_gated_ffns_cost_one_and_a_half():

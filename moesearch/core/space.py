@@ -238,9 +238,11 @@ class Space(_Section):
     name: str = Field(pattern=rf"^{STUDY_NAME}$")
     """Default study name for searches over this space."""
     description: str = ""
-    activations: list[Activation] | None = Field(None, min_length=1)
+    activations: list[Activation] | None = Field(None, min_length=1, examples=[["gelu", "swiglu"]])
     """Choices for every layer (use this or per_layer)."""
-    per_layer: list[list[Activation]] | None = Field(None, examples=[[["gelu", "swiglu"], ["swiglu", "relu"]]])
+    per_layer: list[list[Activation]] | None = Field(
+        None, examples=[[["gelu", "swiglu"], ["gelu", "swiglu"], ["swiglu"], ["gelu", "swiglu"]]]
+    )
     """One list of choices per layer, as long as model.n_layers (use this or activations)."""
     model: ModelSpec = ModelSpec()
     train: TrainSpec = TrainSpec()

@@ -38,7 +38,8 @@ def documented(spec: Space) -> str:
 
 def _fill(table: tomlkit.TOMLDocument | Table, section: BaseModel) -> None:
     """Keys first, then sub-sections as tables and lists of them as arrays of tables (TOML's order); an
-    unset key stays a comment: its field's example, a valid line once uncommented."""
+    unset key stays a comment: its field's example, valid TOML once uncommented (activations and per_layer
+    are alternatives: one of them is always a comment)."""
     fields = type(section).model_fields
     subsections = [name for name in fields if isinstance(getattr(section, name), BaseModel)]
     arrays = [name for name in fields if _is_table_list(fields[name].annotation)]
@@ -46,7 +47,7 @@ def _fill(table: tomlkit.TOMLDocument | Table, section: BaseModel) -> None:
         _comment(table, fields[name].description)
         value = getattr(section, name)
         if value is None:
-            example = tomlkit.dumps({name: (fields[name].examples or ["..."])[0]}).strip()
+            example = tomlkit.dumps({name: fields[name].examples[0]}).strip()  # every optional key has one
             table.add(tomlkit.comment(f"{example}  # unset; for example"))
         else:
             table.add(name, _plain(value))
