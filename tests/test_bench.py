@@ -107,17 +107,21 @@ def test_noise_replay_reads_the_budget_to_each_target_and_against_tpe_from_the_s
     assert out.loc["design", "vs tpe @0.005"] == 0.5 and out.loc["design", "vs tpe @0.002"] == pytest.approx(2 / 3)
 
 
-BENCH_SPACES = {  # each bench space file validates and keeps what its bench measures
-    "gpu_mfu": lambda spec: spec.model.d_model >= 1024 and spec.train.precision == "bf16",  # issue 22's MFU
-    "gpu_ladder": lambda spec: spec.sizes() == ["proxy", "w1024"] and spec.at_size("w1024").model.d_model == 1024,
-    "throughput": lambda spec: spec.model == space.load("default").model,  # it times the default's model
+BENCH_SPACES = {  # each bench space file: what its bench measures, which the file must keep
+    "gpu_mfu": (lambda spec: spec.model.d_model >= 1024 and spec.train.precision == "bf16", "bf16 at d_model >= 1024"),
+    "gpu_ladder": (
+        lambda spec: spec.sizes() == ["proxy", "w1024"] and spec.at_size("w1024").model.d_model == 1024,
+        "a rung at d_model 1024",
+    ),
+    "throughput": (lambda spec: spec.model == space.load("default").model, "the default space's model"),
 }
 
 
 @pytest.mark.parametrize("name", sorted(BENCH_SPACES))
 def test_every_bench_space_validates_and_keeps_what_its_bench_measures(name):
     assert sorted(BENCH_SPACES) == sorted(p.stem for p in (ROOT / "bench").glob("*.toml")), "one entry per file"
-    assert BENCH_SPACES[name](space.load(ROOT / "bench" / f"{name}.toml"))
+    keeps, what = BENCH_SPACES[name]
+    assert keeps(space.load(ROOT / "bench" / f"{name}.toml")), f"bench/{name}.toml must keep {what}"
 
 
 def test_the_gpu_check_runs_dry_on_a_cpu_and_writes_every_figure(tmp_path):

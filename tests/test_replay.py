@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -643,20 +646,41 @@ def test_kept_runs_are_reused_by_arm_and_a_pruning_arm_is_kept_with_its_rungs(tm
     assert set(curves["arm"]) == {"random+mo-asha"} and set(curves["seed"]) == {0, 1}
 
 
-def _torch_threads() -> int:
-    import torch
+POOL_TORCH_THREADS = """
+from concurrent.futures import ProcessPoolExecutor
+import sys
+from moesearch.replay import arms
 
+def threads():
+    import torch
     return torch.get_num_threads()
 
+if sys.argv[1] == "before":
+    import torch
+with ProcessPoolExecutor(1, initializer=arms._hold, initargs=(None,)) as pool:
+    print(pool.submit(threads).result())
+"""
 
-def test_replay_s_processes_run_one_thread_each_in_blas_and_torch():
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one core: torch runs one thread anyway")
+@pytest.mark.parametrize("torch_imported", ["before", "after"])
+def test_replay_s_processes_run_torch_on_one_thread(torch_imported):
+    """gp's torch threads fought over the cores like BLAS's: torch imported before the pool forks (its
+    OpenMP is limited then) or in the process (gp's first run: it reads OMP_NUM_THREADS). A fresh
+    interpreter, since this one may have imported torch already."""
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    out = subprocess.run([sys.executable, "-c", POOL_TORCH_THREADS, torch_imported], env=env, capture_output=True)
+    assert out.returncode == 0, out.stderr.decode()
+    assert out.stdout.decode().split() == ["1"]
+
+
+def test_replay_s_processes_run_one_blas_thread_each():
     """Each pool process is one core's worth: a second BLAS thread per process made the noise model's
-    SVDs 5-10x slower on 2 cores, and torch's threads a gp run 6x slower."""
+    SVDs 5-10x slower on 2 cores."""
     from concurrent.futures import ProcessPoolExecutor
 
     import threadpoolctl
 
     with ProcessPoolExecutor(1, initializer=arms._hold, initargs=(None,)) as pool:
         pools = pool.submit(threadpoolctl.threadpool_info).result()
-        assert pool.submit(_torch_threads).result() == 1
     assert pools and {p["num_threads"] for p in pools} == {1}, pools

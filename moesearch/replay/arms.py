@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -348,12 +347,11 @@ def _hold(table: Table) -> None:
     global _held
     _held = table
     # one thread each: the pool already has a process per core. With every process's threads fighting over
-    # the cores, the noise model's small SVDs (BLAS) ran 5-10x slower and a gp run (torch, which reads
-    # OMP_NUM_THREADS when imported, else is set directly) took 230 s of a core instead of 30-40
+    # the cores, the noise model's small SVDs (BLAS) ran 5-10x slower, and so did a gp run (torch). The
+    # limit reaches the libraries loaded now, torch's OpenMP too if it was imported before the fork; torch
+    # imported later (gp's first run) reads OMP_NUM_THREADS
     threadpool_limits(1)
     os.environ["OMP_NUM_THREADS"] = "1"
-    if "torch" in sys.modules:  # imported before the fork: its thread count is already fixed
-        sys.modules["torch"].set_num_threads(1)
 
 
 def _replay_held(arm: Arm, seed: int, **how) -> Run:
