@@ -155,7 +155,7 @@ def test_a_ladder_is_shown_from_every_rung_and_from_the_proxy_to_the_top(tmp_pat
 
     top = ladder.section(tmp_path, "p-w4", trials["p-w4"])
     assert top[0] == "scale ladder: 'p-w4' is size w4 of 'p-w2':"
-    assert any(line.startswith("expected front at p-w2: ") for line in top)
+    assert any(line.startswith("expected front at w2: ") for line in top)
     assert any(line.startswith("expected front at w4: ") for line in top)
     from_proxy = block(top, "from the proxy 'p' to w4:")
     assert "layer 0: swiglu instead of gelu: +0.059" in from_proxy and "sign reverses" in from_proxy

@@ -56,7 +56,7 @@ def test_promote_trains_the_plan_at_the_next_size_resumes_after_a_preemption_and
     assert list(large["state"]).count("PREEMPTED") == 1 and (large["origin"] == "promote").all()
     assert (large["n_layers"] == 2).all() and '"d_model":64' in large["config_json"][0].replace(" ", "")
     assert "rank correlation of expected val_loss over" in again.stdout
-    assert "expected front at micro: " in again.stdout and "expected front at w64: " in again.stdout
+    assert "expected front at proxy: " in again.stdout and "expected front at w64: " in again.stdout
     shown = run_cli("pareto", "--results", str(tmp_path / "r"), "--study", "micro-w64")
     assert shown.returncode == 0, shown.stderr
     assert "scale ladder: 'micro-w64' is size w64 of 'micro'" in shown.stdout, "pareto shows the ladder"

@@ -236,20 +236,20 @@ def text(small: pd.DataFrame, large: pd.DataFrame, objective: str) -> list[str]:
     return lines
 
 
-def fronts(small: pd.DataFrame, large: pd.DataFrame, names: tuple[str, str]) -> list[str]:
+def fronts(small: pd.DataFrame, large: pd.DataFrame, sizes: tuple[str, str]) -> list[str]:
     """Each size's expected front, one line each: member, probability of being on it, trainings."""
     lines = []
-    for name, trials in zip(names, (small, large), strict=True):
+    for size, trials in zip(sizes, (small, large), strict=True):
         found = expected.expected_front(trials, objectives_of(trials)) if len(trials) else None
         if found is None:
-            lines.append(f"expected front at {name}: too few trainings for a noise model")
+            lines.append(f"expected front at {size}: too few trainings for a noise model")
             continue
         front = found[0][found[0]["expected_front"]]
         members = [
             f"{a} (P {p:.2f}, {n} trained)"
             for a, p, n in zip(front["assignment"], front["p_front"], front["trained"], strict=True)
         ]
-        lines.append(f"expected front at {name}: {'; '.join(members)}")
+        lines.append(f"expected front at {size}: {'; '.join(members)}")
     return lines
 
 
@@ -294,7 +294,7 @@ def section(results: Path, study: str, trials: pd.DataFrame) -> list[str]:
         source, size = below[0][0], link_of(results, study)["size"]
         small = results_mod.load_trials(results, source)
         lines += [f"scale ladder: {study!r} is size {size} of {source!r}:"] + text(small, trials, objective)
-        lines += fronts(small, trials, (source, size))
+        lines += fronts(small, trials, (below[0][1], size))
         if len(below) > 1:
             proxy = below[-1][0]
             lines += [f"from the proxy {proxy!r} to {size}:"]

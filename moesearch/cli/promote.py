@@ -82,5 +82,7 @@ def promote(size: str | None, named: tuple[str, ...], n_seeds: int | None, max_s
         click.echo("preempted: run the same command again to finish")
         return
     objective = ladder.objective_of(spec.search.objectives)
-    for line in ladder.text(promotion.small, large, objective) + ladder.fronts(promotion.small, large, (source, size)):
+    for line in ladder.text(promotion.small, large, objective) + ladder.fronts(
+        promotion.small, large, (promote_mod.below(spec, size), size)
+    ):
         click.echo(line)
