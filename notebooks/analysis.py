@@ -191,12 +191,13 @@ else:
 assert table.empty or table["seeds"].min() >= 2
 
 # %% [markdown]
-# ## 6. Does the answer hold at this size?
+# ## 6. Does the answer hold at another size?
 #
 # A study made by `moesearch promote` holds a smaller size's answer trained at a larger size of the
 # space's scale ladder. For one, the rank correlation of expected values between the two sizes (with its
-# 95% interval), each effect resolved below with its estimate here, and both expected fronts.
+# 95% interval), each effect resolved below with its estimate here, and both expected fronts; from a
+# second rung up, the same against the proxy. For a proxy that was promoted, the same at each larger size.
 
 # %%
 lines = ladder.section(RESULTS, STUDY, trials)
-print("\n".join(lines) or f"{STUDY!r} is not a promoted study: `moesearch promote SPACE` makes one")
+print("\n".join(lines) or f"{STUDY!r} is on no scale ladder: `moesearch promote SPACE` climbs one")
