@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from click.testing import CliRunner
-from conftest import MICRO, write_space
+from conftest import MICRO, ROOT, write_space
 
 from moesearch.cli import cli
 
@@ -109,6 +109,28 @@ def test_a_study_cannot_switch_spaces(tmp_path):
 
     with pytest.raises(InputError, match="--study 's': this study was created for a different space"):
         study.open_study(storage, "s", space.load("default"), seed=0)
+
+
+def test_a_study_evaluated_with_routing_noise_takes_no_new_training(tmp_path):
+    """bench/data/ladder was trained before evaluations routed exactly: reading it is fine, training into it
+    is refused; a study made now resumes."""
+    import shutil
+
+    import optuna
+
+    from moesearch.core.errors import InputError
+    from moesearch.supervisor import study
+
+    shutil.copy(ROOT / "bench" / "data" / "ladder" / "moesearch.db", tmp_path)
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'moesearch.db'}")
+    old = optuna.load_study(study_name="ladder", storage=storage)
+    refused = r"^--study 'ladder': its 12 trainings were evaluated with DeepSpeed's routing noise"
+    with pytest.raises(InputError, match=refused):
+        study.open_study(storage, "ladder", study.stored_space(old), seed=0)
+    from moesearch.core import space
+
+    study.open_study(storage, "new", space.load("tiny"), seed=0)
+    study.open_study(storage, "new", space.load("tiny"), seed=0)  # made exact: resumes
 
 
 def test_a_study_made_by_train_alone_has_a_status_but_no_target_to_join(tmp_path):
@@ -338,7 +360,6 @@ def test_a_storage_password_never_reaches_an_error_message(tmp_path, monkeypatch
 def test_a_study_keeps_its_training_text(tmp_path, monkeypatch, command, made_with, given):
     """Resuming with other text would rank losses of two texts together: refused, naming the study's --data."""
     import optuna
-    from conftest import ROOT
 
     from moesearch.core import corpus, space
     from moesearch.supervisor import study as study_mod

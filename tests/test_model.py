@@ -359,3 +359,53 @@ def test_the_compiled_path_trains_a_tiny_model(one_rank, text):
     result = train_trial(RunConfig.build(small, ["swiglu"], seed=0, data=None, world_size=1), text)
     assert math.isfinite(result.metrics["val_loss"]) and len(result.steps) == 3
     assert math.isfinite(result.metrics["quant_gap_int8"]), "hooks still reach the compiled model's FFNs"
+
+
+@pytest.mark.parametrize(
+    "routing",
+    [
+        {"top_k": 2},  # DeepSpeed samples top-2's second expert with Gumbel noise, in evaluation too
+        {"top_k": 1, "eval_capacity_factor": 0.5},  # top-1 keeps random tokens of an overflowing expert
+    ],
+)
+def test_evaluation_routes_exactly(one_rank, routing):
+    from moesearch.ranks.model import Transformer, exact_routing
+
+    spec = TINY.model.model_copy(update={"num_experts": 4, "min_capacity": 0, **routing})
+    model = Transformer(spec, ["gelu", "swiglu"], ep_size=1).eval()
+    model.init_weights(seed=0, first_expert=0, streams="crn")
+    idx_BT = torch.randint(256, (4, spec.seq_len), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        noisy = [model(idx_BT)[0] for _ in range(3)]
+        with exact_routing(model):
+            exact = [model(idx_BT) for _ in range(3)]
+    assert not all(torch.equal(noisy[0], n) for n in noisy[1:]), "DeepSpeed's gate is noisy unless told otherwise"
+    for logits, _, counts in exact[1:]:
+        assert torch.equal(logits, exact[0][0]), "the same weights and tokens: the same logits, to the last bit"
+        assert all(torch.equal(c, c0) for c, c0 in zip(counts, exact[0][2], strict=True)), "and the same routing"
+    gates = [moe.deepspeed_moe.gate for _, moe in model.moe_layers()]
+    assert all(g.top2_2nd_expert_sampling and g.use_rts for g in gates), "training's exploration comes back after"
+
+
+def test_every_evaluation_of_an_engine_is_exact(one_rank, text):
+    """Full precision twice, and a quantized pass with nothing calibrated (8-bit off): equal to the last bit."""
+    import deepspeed
+
+    from moesearch.ranks.quantize import Calibration, FakeQuant
+    from moesearch.ranks.train import Batches, _evaluate, build_model, ds_config, param_groups
+
+    spec = TINY.model_copy(update={"model": TINY.model.model_copy(update={"top_k": 2, "num_experts": 4})})
+    cfg = RunConfig.build(spec, ["swiglu", "gelu"], seed=3, data=None, world_size=1)
+    model = build_model(cfg, 0)
+    engine, *_ = deepspeed.initialize(
+        model=model, model_parameters=param_groups(model, 0.1), config=ds_config(cfg, bf16=False)
+    )
+    try:
+        batches = Batches(text, cfg, 0, 1, engine.device)
+        first, second = _evaluate(engine, batches), _evaluate(engine, batches)
+        with FakeQuant(Calibration(engine.module, 0, 4), "int8"):  # no calibration: every tensor passes unquantized
+            unquantized = _evaluate(engine, batches)
+        assert first == second == unquantized
+        assert engine.module.training, "training mode again after evaluating"
+    finally:
+        engine.destroy()

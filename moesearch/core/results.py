@@ -31,9 +31,10 @@ from moesearch.core.errors import InputError
 from moesearch.core.files import write_atomic
 from moesearch.core.metrics import INTEGER_METRICS, METRICS
 
-SCHEMA_VERSION = 4
-# version 2 lacks the stability columns, versions 2-3 `random_streams`: they read as null (streams as "global")
-READABLE = ("2", "3", "4")
+SCHEMA_VERSION = 5
+# version 2 lacks the stability columns, versions 2-3 `random_streams`: they read as null (streams as "global");
+# version 5 has the columns of 4, its evaluations routed exactly (before, with DeepSpeed's gate noise)
+READABLE = ("2", "3", "4", "5")
 TABLES = ("trials", "steps", "layers")
 _TIME = pa.timestamp("us", tz="UTC")
 

@@ -63,3 +63,4 @@ class StudyAttr(StrEnum):
     TRIALS = "trials"  # the target of trained trials, read by every group
     BUDGET = "budget"  # the compute budget, {"steps": n} or {"device_h": x}, read by every group (--budget)
     REFERENCE_POINT = "reference_point"  # the hypervolume reference, fixed at creation
+    EVALUATION = "evaluation"  # "exact": routed without gate noise (studies before schema 5 have none)

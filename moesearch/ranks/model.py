@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -148,3 +149,23 @@ class Transformer(nn.Module):
                     else torch.Generator().manual_seed(hash((seed, layer, index)) & 0x7FFF_FFFF)
                 )
                 expert.reset_parameters(g, self.out_std)
+
+
+@contextmanager
+def exact_routing(model: Transformer) -> Iterator[None]:
+    """Route by the gate's scores alone inside the block: the same weights and tokens give the same routing
+    and loss in every pass.
+
+    DeepSpeed's gates draw noise in evaluation too: top-2 picks its second expert by Gumbel sampling
+    (`top2_2nd_expert_sampling`), top-1 keeps random tokens when an expert overflows (`use_rts`). Training
+    keeps both (the exploration they exist for); every evaluation turns them off.
+    """
+    gates = [moe.deepspeed_moe.gate for _, moe in model.moe_layers()]
+    saved = [(gate.top2_2nd_expert_sampling, gate.use_rts) for gate in gates]
+    for gate in gates:
+        gate.top2_2nd_expert_sampling = gate.use_rts = False
+    try:
+        yield
+    finally:
+        for gate, (sampling, rts) in zip(gates, saved, strict=True):
+            gate.top2_2nd_expert_sampling, gate.use_rts = sampling, rts

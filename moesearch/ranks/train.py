@@ -11,7 +11,8 @@ import gc
 import math
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import deepspeed
 import psutil
@@ -27,7 +28,7 @@ from moesearch.core.costs import costs
 from moesearch.core.protocol import Done, Verdict
 from moesearch.core.trial import DIVERGED
 from moesearch.ranks import faults, streams
-from moesearch.ranks.model import Transformer
+from moesearch.ranks.model import Transformer, exact_routing
 from moesearch.ranks.probes import HiddenStats, TailShare
 from moesearch.ranks.quantize import FORMATS, Calibration, FakeQuant
 
@@ -373,8 +374,7 @@ def _layer_rows(cfg: RunConfig, share_LE: torch.Tensor, hidden: list[dict]) -> l
 def _quantized(engine, batches: Batches, full: float, slots: tuple[int, int]) -> dict:
     """val_loss with the FFN activations fake-quantized to each format, its gap to `full`, and how many experts
     stayed in full precision for want of a calibration token."""
-    engine.eval()
-    with Calibration(engine.module, *slots) as calibration:
+    with _evaluating(engine), Calibration(engine.module, *slots) as calibration:
         for x_BT, _ in batches.calibration_batches():
             engine(x_BT)
     calibration.reduce(engine.device)
@@ -383,24 +383,33 @@ def _quantized(engine, batches: Batches, full: float, slots: tuple[int, int]) ->
         with FakeQuant(calibration, fmt):
             found[f"val_loss_{fmt}"] = _evaluate(engine, batches, strict=False)
         found[f"quant_gap_{fmt}"] = found[f"val_loss_{fmt}"] - full
-    engine.train()
     return found
 
 
 @torch.no_grad()
 def _evaluate(engine, batches: Batches, strict: bool = True) -> float:
-    engine.eval()
     total = torch.zeros(2, dtype=torch.float64)  # summed loss, token count
-    for x_BT, y_BT in batches.eval_batches():
-        logits_BTV, _, _ = engine(x_BT)
-        ce = F.cross_entropy(logits_BTV.float().view(-1, VOCAB_SIZE), y_BT.reshape(-1), reduction="sum")
-        total += torch.tensor([ce.item(), y_BT.numel()], dtype=torch.float64)
-    engine.train()
+    with _evaluating(engine):
+        for x_BT, y_BT in batches.eval_batches():
+            logits_BTV, _, _ = engine(x_BT)
+            ce = F.cross_entropy(logits_BTV.float().view(-1, VOCAB_SIZE), y_BT.reshape(-1), reduction="sum")
+            total += torch.tensor([ce.item(), y_BT.numel()], dtype=torch.float64)
     total = _all_reduce(total, engine.device)
     loss = (total[0] / total[1]).item()
     if strict and not math.isfinite(loss):  # a quantized evaluation may lose everything; training may not
         raise TrialFailed(f"{DIVERGED}: non-finite validation loss")
     return loss
+
+
+@contextmanager
+def _evaluating(engine) -> Iterator[None]:
+    """Evaluation mode with exact routing (no gate noise), back to training after."""
+    engine.eval()
+    try:
+        with exact_routing(engine.module):
+            yield
+    finally:
+        engine.train()
 
 
 def _monitor(engine, events: list[tuple[str, float, int]]) -> None:

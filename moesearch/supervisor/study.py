@@ -42,6 +42,7 @@ _SAMPLER_FACTORIES = {  # name -> factory(seed)
     "brute": lambda seed: optuna_compat.Exhaustive(seed=seed),
 }
 SAMPLERS = tuple(_SAMPLER_FACTORIES)
+EXACT = "exact"  # StudyAttr.EVALUATION of a study whose every evaluation routes without gate noise
 
 
 def make_sampler(kind: str, seed: int) -> BaseSampler:
@@ -87,6 +88,7 @@ def open_study(
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names(list(space.search.objectives))
         study.set_user_attr(StudyAttr.SPACE, _identity(space))
+        study.set_user_attr(StudyAttr.EVALUATION, EXACT)
         study.set_user_attr(StudyAttr.REFERENCE_POINT, reference_point(space))
         for baseline in decide.baselines(space.layer_choices()) if queue else []:  # always in the study, and first
             study.enqueue_trial(baseline.params(), skip_if_exists=True)
@@ -98,9 +100,25 @@ def open_study(
             f"--study {name!r}: this study was created for a different space "
             f"({recorded.get('name')!r} with other settings); give a new --study name"
         )
+    _check_evaluation(study)
     if StudyAttr.RUN not in study.user_attrs:  # new, or made by an older moesearch: what joining worker groups need
         study.set_user_attr(StudyAttr.RUN, {"seed": seed, "data": data, "data_sha256": data_sha256, "results": results})
     return study
+
+
+def _check_evaluation(study: optuna.Study) -> None:
+    """Refuse to train into a study whose trainings were evaluated with DeepSpeed's routing noise (before
+    schema 5, every evaluation sampled top-2's second expert): new ones evaluate exactly, and a study
+    mixing the two compares evaluation noise, not activations."""
+    if study.user_attrs.get(StudyAttr.EVALUATION) == EXACT:
+        return
+    if old := trained(study, budget_only=False):
+        raise InputError(
+            f"--study {study.study_name!r}: its {len(old)} trainings were evaluated with DeepSpeed's routing "
+            "noise (moesearch before results schema 5) and new ones are evaluated exactly, so they are not "
+            "comparable; give a new --study name (pareto, plot and report still read this one)"
+        )
+    study.set_user_attr(StudyAttr.EVALUATION, EXACT)
 
 
 def _identity(space: Space) -> dict:
