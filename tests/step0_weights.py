@@ -13,7 +13,8 @@ import torch
 from moesearch.core import space
 from moesearch.core.config import RunConfig
 from moesearch.ranks.deepspeed_compat import skip_inference_comm_op
-from moesearch.ranks.train import build_model, ds_config, param_groups
+from moesearch.ranks.parametrization import param_groups
+from moesearch.ranks.train import build_model, ds_config
 
 out, streams, *assignments = sys.argv[1:]
 os.environ.setdefault("DS_ACCELERATOR", "cpu")
@@ -26,7 +27,9 @@ for i, layers in enumerate(assignments):
     cfg = RunConfig.build(tiny, layers.split(","), seed=3, data=None, world_size=world)
     model = build_model(cfg, rank)
     engine, *_ = deepspeed.initialize(
-        model=model, model_parameters=param_groups(model, 0.1), config=ds_config(cfg, bf16=False)
+        model=model,
+        model_parameters=param_groups(model, cfg.model, cfg.train.lr, 0.1),
+        config=ds_config(cfg, bf16=False),
     )
     torch.save({k: v.detach().clone() for k, v in engine.module.state_dict().items()}, f"{out}/{i}-rank{rank}.pt")
     engine.destroy()

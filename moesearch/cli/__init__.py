@@ -55,6 +55,7 @@ def main() -> None:
 # Each module adds its command to `cli`; imported last so that `cli` exists.
 from moesearch.cli import (  # noqa: E402,F401
     compact,
+    coords,
     node,
     pareto,
     plot,

@@ -69,6 +69,18 @@ class ModelSpec(_Section):
     """Smallest expert buffer, whatever the batch."""
     aux_loss_coef: float = Field(0.01, ge=0)
     """Weight of the load-balancing loss (0.01 as in Megatron-DeepSpeed's MoE examples)."""
+    parametrization: Literal["standard", "mup"] = "standard"
+    """'standard': GPT-2's (every matrix drawn at std 0.02, one learning rate); 'mup': the maximal-update
+    parametrization (Tensor Programs V) relative to the base shape (base_d_model, base_d_ff, base_n_heads):
+    activations keep their size and the best learning rate carries as width grows. At the base shape the
+    two are the same model; a ladder's sizes scale from the proxy's shape."""
+    base_d_model: int | None = Field(None, ge=8, examples=[64])
+    """muP's base width: the d_model its learning rate and inits were tuned at (default: this model's own;
+    a ladder's sizes take the proxy's)."""
+    base_d_ff: int | None = Field(None, ge=8, examples=[192])
+    """muP's base FFN width (default: this model's d_ff; a ladder's sizes take the proxy's)."""
+    base_n_heads: int | None = Field(None, ge=1, examples=[4])
+    """muP's base head count, which with base_d_model sets the base head width (default: this model's)."""
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelSpec:
@@ -78,6 +90,16 @@ class ModelSpec(_Section):
             raise ValueError(f"moe_every {self.moe_every} exceeds n_layers {self.n_layers}: no layer would be MoE")
         if self.top_k > self.num_experts:
             raise ValueError(f"top_k {self.top_k} exceeds num_experts {self.num_experts}")
+        base = {k: getattr(self, k) for k in BASE_SHAPE if getattr(self, k) is not None}
+        if base and self.parametrization != "mup":
+            key = next(iter(base))
+            raise ValueError(
+                f"{key} {base[key]} is muP's base shape, but parametrization is {self.parametrization!r}; "
+                "allowed: parametrization = 'mup', or leave the base_* keys out"
+            )
+        d_model, n_heads = self.base_d_model or self.d_model, self.base_n_heads or self.n_heads
+        if d_model % n_heads:
+            raise ValueError(f"base_n_heads {n_heads} must divide base_d_model {d_model}")
         if self.width_policy == "params":
             gated = ffn_params("swiglu", 1, hidden_width("swiglu", self.d_ff, "params", self.width_multiple))
             if abs(gated / ffn_params("gelu", 1, self.d_ff) - 1) > 0.01:
@@ -91,6 +113,22 @@ class ModelSpec(_Section):
 
     def is_moe(self, layer: int) -> bool:
         return (layer + 1) % self.moe_every == 0
+
+    def width_mults(self) -> tuple[float, float]:
+        """muP's width multipliers of the residual stream and of the FFN hidden layer, this shape over the
+        base shape: (d_model / base_d_model, d_ff / base_d_ff); (1, 1) under the standard parametrization."""
+        if self.parametrization != "mup":
+            return 1.0, 1.0
+        return self.d_model / (self.base_d_model or self.d_model), self.d_ff / (self.base_d_ff or self.d_ff)
+
+    def attention_scale(self) -> float | None:
+        """The attention scores' scale: muP's 1/d_head, written sqrt(base d_head) / d_head so the base shape
+        keeps 1/sqrt(d_head); None (1/sqrt(d_head), the standard) where the head width is the base's."""
+        d_head = self.d_model // self.n_heads
+        base = (self.base_d_model or self.d_model) // (self.base_n_heads or self.n_heads)
+        if self.parametrization != "mup" or d_head == base:
+            return None
+        return math.sqrt(base) / d_head
 
 
 class TrainSpec(_Section):
@@ -230,6 +268,7 @@ class Size(_Section):
         return {section: {k: v for k, v in set_.items() if k in fields} for section, fields in sections.items()}
 
 
+BASE_SHAPE = ("base_d_model", "base_d_ff", "base_n_heads")  # muP's base: a ladder's sizes take the proxy's
 CLIMBS = ("d_model", "d_ff", "num_experts")  # a ladder's sizes never shrink in these, and grow in one
 PROXY = "proxy"  # the name of the space's own size on its ladder
 
@@ -330,6 +369,10 @@ class Space(_Section):
                 f"--size: {name!r} is not a size of space {self.name!r}; allowed: {', '.join(self.sizes())}"
             )
         raw = self.model_dump(exclude={"scale"})
+        if self.model.parametrization == "mup":  # every size scales from the proxy's shape
+            raw["model"] |= {
+                f"base_{k}": raw["model"][f"base_{k}"] or raw["model"][k] for k in ("d_model", "d_ff", "n_heads")
+            }
         for section, keys in found[0].overrides().items():
             raw[section] |= keys
         try:

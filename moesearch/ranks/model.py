@@ -7,7 +7,6 @@ is a number handed to `deepspeed.moe.layer.MoE`, which sets up its own expert-pa
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -19,9 +18,9 @@ from torch import nn
 from moesearch.core.activations import REGISTRY, hidden_width, is_gated
 from moesearch.core.corpus import VOCAB_SIZE
 from moesearch.core.space import ModelSpec
+from moesearch.ranks import parametrization
 from moesearch.ranks.streams import generator
 
-_STD = 0.02  # GPT-2's initialisation scale
 # The torch function of each nonlinearity the registry names (`ActivationSpec.nonlinearity`).
 NONLINEARITIES = {"gelu": F.gelu, "relu": F.relu, "silu": F.silu, "relu2": lambda x: F.relu(x).square()}
 
@@ -46,22 +45,23 @@ class FFN(nn.Module):
             h_TF = self.nonlinearity(h_TF)
         return self.w_out(h_TF)
 
-    def reset_parameters(self, generator: torch.Generator | None, out_std: float) -> None:
-        nn.init.normal_(self.w_in.weight, std=_STD, generator=generator)
-        nn.init.normal_(self.w_out.weight, std=out_std, generator=generator)
+    def reset_parameters(self, generator: torch.Generator | None, spec: ModelSpec) -> None:
+        parametrization.draw(self.w_in.weight, "w_in.weight", spec, generator)
+        parametrization.draw(self.w_out.weight, "w_out.weight", spec, generator)
 
 
 class Attention(nn.Module):
     def __init__(self, spec: ModelSpec):
         super().__init__()
         self.n_heads = spec.n_heads
+        self.scale = spec.attention_scale()  # None: 1/sqrt(d_head); muP: 1/d_head
         self.qkv = nn.Linear(spec.d_model, 3 * spec.d_model, bias=False)
         self.out = nn.Linear(spec.d_model, spec.d_model, bias=False)
 
     def forward(self, x_BTD: torch.Tensor) -> torch.Tensor:
         B, T, D = x_BTD.shape
         q, k, v = (t.view(B, T, self.n_heads, D // self.n_heads).transpose(1, 2) for t in self.qkv(x_BTD).split(D, -1))
-        y_BHTd = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        y_BHTd = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.scale)
         return self.out(y_BHTd.transpose(1, 2).reshape(B, T, D))
 
 
@@ -105,7 +105,8 @@ class Transformer(nn.Module):
         self.pos = nn.Embedding(spec.seq_len, spec.d_model)
         self.blocks = nn.ModuleList(Block(spec, act, spec.is_moe(i), ep_size) for i, act in enumerate(layers))
         self.norm = nn.LayerNorm(spec.d_model, bias=False)
-        self.out_std = _STD / math.sqrt(2 * len(layers))  # GPT-2: residual writes shrink with depth
+        self.spec = spec
+        self.readout_mult = 1 / spec.width_mults()[0]  # muP's 1/m on the logits; 1 under the standard
 
     def forward(self, idx_BT: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
         """Logits, the summed aux loss of every MoE layer, and per-MoE-layer expert token counts."""
@@ -117,6 +118,8 @@ class Transformer(nn.Module):
             if counts_E is not None:
                 counts.append(counts_E)
         logits_BTV = self.norm(x_BTD) @ self.embed.weight.T  # tied input/output embedding
+        if self.readout_mult != 1:
+            logits_BTV = logits_BTV * self.readout_mult
         return logits_BTV, aux, counts
 
     def moe_layers(self) -> Iterator[tuple[int, MoE]]:
@@ -138,8 +141,7 @@ class Transformer(nn.Module):
         crn = streams == "crn"
         for name, p in self.named_parameters():
             if p.dim() == 2 and "deepspeed_experts" not in name:
-                std = self.out_std if name.endswith(("out.weight", "w_out.weight")) else _STD
-                nn.init.normal_(p, std=std, generator=generator(seed, name) if crn else None)
+                parametrization.draw(p, name, self.spec, generator(seed, name) if crn else None)
         for layer, moe in self.moe_layers():
             for j, expert in enumerate(moe.deepspeed_moe.experts.deepspeed_experts):
                 index = first_expert + j
@@ -148,7 +150,7 @@ class Transformer(nn.Module):
                     if crn
                     else torch.Generator().manual_seed(hash((seed, layer, index)) & 0x7FFF_FFFF)
                 )
-                expert.reset_parameters(g, self.out_std)
+                expert.reset_parameters(g, self.spec)
 
 
 @contextmanager

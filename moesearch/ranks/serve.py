@@ -21,21 +21,27 @@ from moesearch.core.launch import ADDRESS_ENV, AUTHKEY_ENV
 from moesearch.core.protocol import Done, Failed, Pruned, Ready, Rung, Shutdown, Step, Stop, Task, Verdict
 
 
-def main() -> None:
+def init_rank() -> None:
+    """Join the process group torchrun started, on the GPU if there is one (gloo on CPUs)."""
     if "DS_ACCELERATOR" not in os.environ:
         import torch  # here, not at the top: only to ask whether a GPU is there
 
         os.environ["DS_ACCELERATOR"] = "cuda" if torch.cuda.is_available() else "cpu"
     warnings.filterwarnings("ignore", category=UserWarning, module="deepspeed")
     import deepspeed
-    import torch.distributed as dist
 
     from moesearch.ranks.deepspeed_compat import skip_inference_comm_op
 
     skip_inference_comm_op()  # saves a ~30 s JIT build (and the need for a compiler)
     deepspeed.init_distributed(timeout=timedelta(hours=2))  # idle ranks wait in broadcast between trials
-    preempt.install()  # SLURM may signal every rank directly; they stop together at a step boundary
     _pin_device()
+
+
+def main() -> None:
+    import torch.distributed as dist
+
+    init_rank()
+    preempt.install()  # SLURM may signal every rank directly; they stop together at a step boundary
     link = _connect() if dist.get_rank() == 0 else None
     if link:
         link.send(Ready(_hardware()))

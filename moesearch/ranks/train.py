@@ -29,6 +29,7 @@ from moesearch.core.protocol import Done, Verdict
 from moesearch.core.trial import DIVERGED
 from moesearch.ranks import faults, streams
 from moesearch.ranks.model import Transformer, exact_routing
+from moesearch.ranks.parametrization import param_groups
 from moesearch.ranks.probes import HiddenStats, TailShare
 from moesearch.ranks.quantize import FORMATS, Calibration, FakeQuant
 
@@ -132,16 +133,6 @@ def ds_config(cfg: RunConfig, bf16: bool, run_name: str = "trial") -> dict:
     }
 
 
-def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    """Decay matrices, not norms; DeepSpeed splits each group further into expert / non-expert."""
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    rest = [p for p in model.parameters() if p.dim() < 2]
-    return [
-        {"params": decay, "weight_decay": weight_decay, "name": "decay"},
-        {"params": rest, "weight_decay": 0.0, "name": "no_decay"},
-    ]
-
-
 def run_name(trial: int, cfg: RunConfig) -> str:
     """A trial's run in TensorBoard: 'trial-000012_gelu-swiglu-gelu-gelu_seed0', sorting by trial number."""
     return f"trial-{trial:06d}_{'-'.join(cfg.layers)}_seed{cfg.seed}"
@@ -181,7 +172,7 @@ def train_trial(
     precision = cfg.train.precision or ("bf16" if on_gpu else "fp32")
     engine, *_ = deepspeed.initialize(
         model=model,
-        model_parameters=param_groups(model, cfg.train.weight_decay),
+        model_parameters=param_groups(model, cfg.model, cfg.train.lr, cfg.train.weight_decay),
         config=ds_config(cfg, bf16=precision == "bf16", run_name=run_name(trial, cfg)),
     )
     if cfg.train.compile:

@@ -1,0 +1,115 @@
+"""muP: its rules against Tensor Programs V's formulas, the base shape equal to the standard model, per-group
+learning rates through DeepSpeed's schedule, and the coordinate check (flat under muP, growing under standard)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from click.testing import CliRunner
+from conftest import ROOT
+
+from moesearch.cli import cli
+from moesearch.core import space
+from moesearch.core.config import RunConfig
+from moesearch.supervisor.coords import under
+
+TINY = space.load("tiny")
+
+
+def at_width(d_model: int, parametrization: str = "mup", base: int = 32) -> space.ModelSpec:
+    """The tiny model at `d_model` (d_ff 3x), muP's base shape at `base`."""
+    update = {"d_model": d_model, "d_ff": 3 * d_model, "parametrization": parametrization}
+    if parametrization == "mup":
+        update |= {"base_d_model": base, "base_d_ff": 3 * base, "base_n_heads": TINY.model.n_heads}
+    return space.ModelSpec.model_validate(TINY.model.model_dump() | update)
+
+
+def test_each_parameter_follows_tensor_programs_v(one_rank):
+    """Table 3 (Adam) at 4x the base width: a matrix whose two dimensions grow (hidden: fan-in and fan-out)
+    draws at std / sqrt(4) and learns at lr / 4 with weight decay x 4; one with a fixed dimension (embeddings)
+    as at the base; norms as at the base; the router is a readout in init/lr form (std / 4, lr / 4)."""
+    from moesearch.ranks.model import Transformer
+    from moesearch.ranks.parametrization import STD, init_std, lr_mult, out_std, param_groups
+
+    spec, base = at_width(128), at_width(32)
+    model, small = (Transformer(s, ["gelu", "swiglu"], ep_size=1) for s in (spec, base))
+    shapes = dict((n, p.shape) for n, p in small.named_parameters())
+    groups = {id(p): g for g in param_groups(model, spec, 1e-3, 0.1) for p in g["params"]}
+    checked = set()
+    for name, p in model.named_parameters():
+        grown = sum(a != b for a, b in zip(p.shape, shapes[name], strict=True))  # infinite dimensions, as mup counts
+        group = groups[id(p)]
+        assert group["eps"] == pytest.approx(1e-8 / 4), name
+        if "gate.wg" in name:
+            kind, lr, std = "router", 1e-3 / 4, STD / 4
+        elif p.dim() < 2 or grown < 2:
+            kind, lr, std = "vector", 1e-3, STD
+        else:
+            kind, lr = "hidden", 1e-3 / 4
+            std = (out_std(spec.n_layers) if name.endswith("out.weight") else STD) / math.sqrt(4)
+        assert lr_mult(name, p, spec) * 1e-3 == pytest.approx(lr), name
+        assert group["lr"] == pytest.approx(lr), name
+        if kind == "hidden":
+            assert group["weight_decay"] == pytest.approx(0.1 * 4), "lr x wd as at the base"
+        if p.dim() == 2:
+            assert init_std(name, spec) == pytest.approx(std), name
+        checked.add(kind)
+    assert checked == {"router", "vector", "hidden"}
+    assert model.readout_mult == 1 / 4 and model.blocks[0].attn.scale == pytest.approx(math.sqrt(16) / 64)
+
+
+def test_at_the_base_shape_mup_is_the_standard_model(one_rank):
+    from moesearch.ranks.model import Transformer
+    from moesearch.ranks.parametrization import param_groups
+
+    standard, mup = at_width(32, "standard"), at_width(32, "mup")
+    models = []
+    for spec in (standard, mup):
+        model = Transformer(spec, ["gelu", "swiglu"], ep_size=1).eval()
+        model.init_weights(seed=0, first_expert=0, streams="crn")
+        models.append(model)
+    for (name, a), b in zip(models[0].state_dict().items(), models[1].state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    idx_BT = torch.randint(256, (2, TINY.model.seq_len), generator=torch.Generator().manual_seed(0))
+    from moesearch.ranks.model import exact_routing
+
+    with torch.no_grad(), exact_routing(models[0]), exact_routing(models[1]):
+        assert torch.equal(models[0](idx_BT)[0], models[1](idx_BT)[0])
+    rates = [sorted(g["lr"] for g in param_groups(m, s, 1e-3, 0.1)) for m, s in zip(models, (standard, mup))]
+    assert rates[0] == rates[1] == [1e-3, 1e-3]
+
+
+def test_per_group_rates_keep_their_ratio_through_warm_up_and_decay(one_rank):
+    """DeepSpeed's WarmupCosineLR scales each group's own rate (its schedulers that write one rate into
+    every group would erase muP's): the groups' ratios hold at every step, expert groups included."""
+    import deepspeed
+
+    from moesearch.ranks.parametrization import param_groups
+    from moesearch.ranks.train import build_model, ds_config
+
+    spec = under(TINY, "mup").model_copy(update={"model": at_width(64)})
+    cfg = RunConfig.build(spec, ["gelu", "swiglu"], seed=0, data=None, world_size=1)
+    model = build_model(cfg, 0)
+    engine, *_ = deepspeed.initialize(
+        model=model,
+        model_parameters=param_groups(model, cfg.model, cfg.train.lr, 0.1),
+        config=ds_config(cfg, bf16=False),
+    )
+    try:
+        seen = set()
+        for _ in range(cfg.train.steps):
+            rates = [g["lr"] for g in engine.optimizer.param_groups]
+            assert len(rates) > 2, "DeepSpeed split the groups into expert and non-expert ones"
+            if max(rates):  # warm-up starts at 0
+                ratios = {round(r / max(rates), 6) for r in rates}
+                assert ratios == {1.0, 0.5}, "hidden matrices at half the rate (2x width), at every step"
+                seen.add(round(max(rates) / cfg.train.lr, 6))
+            x = torch.randint(256, (cfg.train.micro_batch, cfg.model.seq_len))
+            logits, aux, _ = engine(x)
+            engine.backward(logits.float().logsumexp(-1).mean() + aux)
+            engine.step()
+        assert len(seen) > 3 and max(seen) > 0.9, "warm-up and decay moved the rate, through its peak"
+    finally:
+        engine.destroy()
