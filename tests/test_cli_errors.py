@@ -69,6 +69,18 @@ CASES = {
         "--nnodes 2",
     ),
     "ranks in all not dividing the eval sequences": (lambda t: ["tiny", "--nproc", "3", "--nnodes", "2"], "--nproc 3"),
+    "unknown parametrization": (
+        lambda t: case_space(t, "[model]\n", '[model]\nparametrization = "mu"\n'),
+        "model.parametrization",
+    ),
+    "a muP base shape under the standard parametrization": (
+        lambda t: case_space(t, "[model]\n", "[model]\nbase_d_model = 16\n"),
+        "base_d_model 16 is muP's base shape, but parametrization is 'standard'",
+    ),
+    "a muP base head count not dividing its width": (
+        lambda t: case_space(t, "[model]\n", '[model]\nparametrization = "mup"\nbase_n_heads = 5\n'),
+        "base_n_heads 5 must divide base_d_model 32",
+    ),
 }
 
 

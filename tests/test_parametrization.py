@@ -77,7 +77,9 @@ def test_at_the_base_shape_mup_is_the_standard_model(one_rank):
 
     with torch.no_grad(), exact_routing(models[0]), exact_routing(models[1]):
         assert torch.equal(models[0](idx_BT)[0], models[1](idx_BT)[0])
-    rates = [sorted(g["lr"] for g in param_groups(m, s, 1e-3, 0.1)) for m, s in zip(models, (standard, mup))]
+    rates = [
+        sorted(g["lr"] for g in param_groups(m, s, 1e-3, 0.1)) for m, s in zip(models, (standard, mup), strict=True)
+    ]
     assert rates[0] == rates[1] == [1e-3, 1e-3]
 
 
@@ -113,3 +115,45 @@ def test_per_group_rates_keep_their_ratio_through_warm_up_and_decay(one_rank):
         assert len(seen) > 3 and max(seen) > 0.9, "warm-up and decay moved the rate, through its peak"
     finally:
         engine.destroy()
+
+
+def test_a_ladder_under_mup_scales_from_the_proxy_shape():
+    mup = under(space.load("ladder"), "mup")
+    assert mup.model.base_d_model is None, "the proxy is its own base"
+    w256 = mup.at_size("w256").model
+    assert (w256.base_d_model, w256.base_d_ff, w256.base_n_heads) == (64, 192, 4)
+    assert w256.width_mults() == (4.0, 4.0) and w256.attention_scale() == pytest.approx(math.sqrt(16) / 64)
+    assert space.load("ladder").at_size("w256").model.width_mults() == (1.0, 1.0), "standard: no base shape"
+
+
+@pytest.mark.parametrize("parametrization, flat", [("mup", True), ("standard", False)])
+def test_the_coordinate_check_is_flat_under_mup_and_grows_under_standard(tmp_path, parametrization, flat):
+    """`moesearch coords` trains a real engine per width (one rank, its own process): under muP every layer's
+    hidden activations keep their size from d_model 32 to 128; under standard they grow about sqrt(width)."""
+    import pandas as pd
+    from conftest import write_space
+
+    body = (ROOT / "search_spaces" / "tiny.toml").read_text()
+    body += (
+        '\n[[scale]]\nname = "w64"\nd_model = 64\nd_ff = 192\n\n[[scale]]\nname = "w128"\nd_model = 128\nd_ff = 384\n'
+    )
+    path = write_space(tmp_path, body)
+    out = tmp_path / "coords"
+    args = ["coords", str(path), "--steps", "3", "--parametrization", parametrization, "--out", str(out)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    rows = pd.read_csv(out / "coords.csv")
+    assert sorted(rows["d_model"].unique()) == [32, 64, 128] and set(rows["step"]) == {0, 1, 2}
+    hidden = rows[(rows["site"] == "ffn_hidden") & (rows["step"] == 2)].pivot(index="layer", columns="d_model")
+    growth = hidden["value"][128] / hidden["value"][32]
+    if flat:
+        assert growth.between(0.8, 1.25).all(), growth
+    else:
+        assert (growth > 1.6).all(), growth
+    assert f"{parametrization}: the largest growth" in result.output and (out / "coords.png").stat().st_size > 10_000
+
+
+def test_coords_refuses_a_space_without_a_ladder(tmp_path):
+    result = CliRunner().invoke(cli, ["coords", "tiny", "--out", str(tmp_path / "c")])
+    assert result.exit_code == 2 and "'tiny' has no [[scale]] ladder" in result.output
+    assert not (tmp_path / "c").exists()
