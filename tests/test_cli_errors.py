@@ -186,7 +186,9 @@ def test_storage_passwords_are_masked_in_errors():
     assert "hunter2" not in str(err.value) and "--storage" in str(err.value)
 
 
-def test_records_of_another_storage_are_not_overwritten(tmp_path):
+@pytest.mark.parametrize("compacted", [False, True])
+def test_records_of_another_storage_are_not_overwritten(tmp_path, compacted):
+    """Single trial files or, after `compact`, part files: a fresh storage would write trial 0 again."""
     from test_results import record
 
     from moesearch.core import results
@@ -194,6 +196,9 @@ def test_records_of_another_storage_are_not_overwritten(tmp_path):
     rec = record(0, "gelu,gelu", 2.0, 1.0)
     rec.trial["study"] = "tiny"
     results.write_trial(tmp_path, rec)
+    if compacted:
+        results.compact(tmp_path, "tiny")
+        assert not any(results.trials_dir(tmp_path, "tiny").glob("trial-*.parquet"))
     before = sorted(tmp_path.rglob("*"))
     out = CliRunner().invoke(
         cli,

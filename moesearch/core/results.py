@@ -370,6 +370,11 @@ _FEW_VALUES = [
 ]
 
 
+def has_records(results: Path, study: str) -> bool:
+    """Whether the study has any record in the results folder, in trial files or compacted part files."""
+    return bool(_files(trials_dir(results, study)))
+
+
 def _files(folder: Path) -> list[str]:
     """A table's files: one per trial, and the part files `compact` merges them into."""
     if not folder.is_dir():

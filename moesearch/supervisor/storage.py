@@ -58,7 +58,7 @@ def open_for(settings, explicit: bool) -> optuna.storages.BaseStorage:
     """
     from moesearch.core import results
 
-    records = any(results.trials_dir(settings.results, settings.study).glob("trial-*.parquet"))
+    records = results.has_records(settings.results, settings.study)
     clash = InputError(
         f"--results: {str(settings.results)!r} holds records of a study {settings.study!r} that is "
         f"not in --storage {redact(settings.storage)!r}; give another --results or --study"
