@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import tomllib
 
 import pytest
@@ -302,3 +303,34 @@ def test_a_bad_ladder_is_one_line_naming_the_size(tmp_path, case):
     assert result.exit_code == 2
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and expected in lines[0] and str(path) in lines[0], lines
+
+
+def test_a_wheel_install_ships_every_space(tmp_path):
+    """`pip install .` (not editable) carries the shipped spaces as package data: built into a wheel, installed
+    apart from this checkout, run from elsewhere."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    pip = [sys.executable, "-m", "pip", "-q"]
+    subprocess.run([*pip, "wheel", "--no-deps", "-w", str(tmp_path / "dist"), str(ROOT)], check=True)
+    (wheel,) = (tmp_path / "dist").glob("moesearch-*.whl")
+    subprocess.run([*pip, "install", "--no-deps", "--target", str(tmp_path / "site"), str(wheel)], check=True)
+    shown = subprocess.run(
+        [sys.executable, "-m", "moesearch", "spaces"],
+        env={**os.environ, "PYTHONPATH": str(tmp_path / "site")},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert all(name in shown.stdout for name in space.shipped_names())
+    located = subprocess.run(
+        [sys.executable, "-c", "from moesearch.core import space; print(space.SHIPPED_DIR)"],
+        env={**os.environ, "PYTHONPATH": str(tmp_path / "site")},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert located.stdout.strip().startswith(str(tmp_path / "site")), "the wheel's own copy, not this checkout's"

@@ -6,6 +6,7 @@ which metrics the study optimises. Field docstrings are the documentation (`moes
 
 from __future__ import annotations
 
+import importlib.resources
 import itertools
 import math
 import tomllib
@@ -20,7 +21,8 @@ from moesearch.core.assignment import uniform
 from moesearch.core.errors import InputError
 from moesearch.core.metrics import METRICS, REFERENCE_RULE, not_at_rung
 
-SHIPPED_DIR = Path(__file__).resolve().parents[2] / "search_spaces"
+# package data (pyproject.toml), so a wheel install has them too: the repository's search_spaces/, linked in
+SHIPPED_DIR = Path(str(importlib.resources.files("moesearch"))) / "search_spaces"
 STUDY_NAME = r"[A-Za-z0-9_.-]+"  # a study's name is also a folder name under the results folder
 DEPLOYMENT_METRICS = (
     "val_loss_int8",
