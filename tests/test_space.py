@@ -169,6 +169,21 @@ def test_ep_size_must_divide_experts_and_ranks(tmp_path):
     assert space.load(write_space(tmp_path, MICRO, "m.toml")).ep_size(3) == 1  # default: gcd(experts, ranks)
 
 
+def test_expert_parallelism_stays_inside_a_node_by_default():
+    """--nproc 8 --nnodes 2 with 16 experts: ep 8 (one node's ranks), not 16 (every all-to-all across the
+    network); one node alone keeps gcd(experts, ranks); a space's own ep_size may span nodes."""
+    cluster = space.load("cluster")
+    assert cluster.model.num_experts == 16
+    assert cluster.ep_size(16, node_ranks=8) == 8
+    assert cluster.ep_size(8) == 8 and cluster.ep_size(16) == 16
+    spanning = cluster.model_copy(update={"search": cluster.search.model_copy(update={"ep_size": 16})})
+    assert spanning.ep_size(16, node_ranks=8) == 16
+    from moesearch.core.config import RunConfig
+
+    cfg = RunConfig.build(cluster, ["gelu"] * cluster.model.n_layers, 0, None, world_size=16, node_ranks=8)
+    assert cfg.ep_size == 8
+
+
 def test_assignment_must_fit_the_space():
     spec = space.load("tiny")
     spec.check_assignment(["gelu", "relu2"])

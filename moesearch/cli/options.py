@@ -138,9 +138,10 @@ def describe(settings: Settings) -> str:
     """The resolved plan in one line, printed before any training starts."""
     from moesearch.supervisor.storage import redact
 
+    launch = settings.launch
     return (
         f"study {settings.study!r} in {redact(settings.storage)} | space {settings.space.name} | "
-        f"{settings.launch.describe()}, ep_size {settings.space.ep_size(settings.launch.world_size)} | "
+        f"{launch.describe()}, ep_size {settings.space.ep_size(launch.world_size, launch.nproc)} | "
         f"seed {settings.seed} | records in {settings.results}"
     )
 

@@ -39,11 +39,13 @@ class RunConfig(BaseModel):
         seed: int,
         data: str | None,
         world_size: int,
+        node_ranks: int | None = None,
         rungs: bool = False,
         monitor: tuple[str, ...] = (),
         monitor_dir: str | None = None,
     ) -> RunConfig:
-        """rungs: rank 0 reports the trial at the space's rungs (search.pruning), where it may be stopped."""
+        """node_ranks: ranks on each node (default: all on one), which bound the default ep_size.
+        rungs: rank 0 reports the trial at the space's rungs (search.pruning), where it may be stopped."""
         pruning = space.search.pruning
         return cls(
             model=space.model,
@@ -51,7 +53,7 @@ class RunConfig(BaseModel):
             layers=tuple(layers),
             seed=seed,
             data=data,
-            ep_size=space.ep_size(world_size),
+            ep_size=space.ep_size(world_size, node_ranks),
             rungs=tuple(pruning.rungs) if rungs and pruning.method != "none" else (),
             monitor=monitor,
             monitor_dir=monitor_dir,

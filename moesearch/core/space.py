@@ -211,7 +211,8 @@ class SearchSpec(_Section):
     timeout_s: float = Field(1800, gt=0)
     """A trial running longer than this is stopped and recorded as failed."""
     ep_size: int | None = Field(None, ge=1, examples=[1])
-    """Expert-parallel ranks per MoE layer; default: the largest that divides both num_experts and the rank count."""
+    """Expert-parallel ranks per MoE layer; default: the largest that divides both num_experts and the ranks of
+    one node, so every MoE layer's all-to-all stays inside a node (set it to span nodes)."""
     pruning: PruningSpec = PruningSpec()
     """Early stopping at rungs (steps): trials that rank poorly partway through are stopped, recorded PRUNED."""
     reference: dict[str, float] = Field(default_factory=dict)
@@ -435,10 +436,11 @@ class Space(_Section):
             if a not in allowed:
                 raise InputError(f"{flag}: layer {i} activation {a!r} not allowed here; allowed: {', '.join(allowed)}")
 
-    def ep_size(self, world_size: int) -> int:
-        """Expert-parallel size for `world_size` ranks; InputError when it cannot work."""
+    def ep_size(self, world_size: int, node_ranks: int | None = None) -> int:
+        """Expert-parallel size for `world_size` ranks, `node_ranks` of them on each node (default: all on one);
+        InputError when it cannot work."""
         experts = self.model.num_experts
-        ep = self.search.ep_size or math.gcd(experts, world_size)
+        ep = self.search.ep_size or math.gcd(experts, node_ranks or world_size)
         if experts % ep or world_size % ep:
             allowed = ", ".join(str(d) for d in _divisors(math.gcd(experts, world_size)))
             raise InputError(

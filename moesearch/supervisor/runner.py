@@ -82,6 +82,7 @@ def run_trial(
         settings.seed,
         settings.data,
         settings.launch.world_size,
+        settings.launch.nproc,
         rungs=on_rung is not None,
         monitor=settings.monitor,
         monitor_dir=str(settings.monitor_dir),

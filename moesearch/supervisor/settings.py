@@ -56,7 +56,7 @@ def resolve(
     """Validate every input; returns Settings or raises InputError naming the culprit."""
     spec = space_mod.load(space) if isinstance(space, str) else space
     launch = resolve_launch(**group)
-    spec.ep_size(launch.world_size)
+    spec.ep_size(launch.world_size, launch.nproc)
     if spec.train.eval_sequences % launch.world_size:
         raise InputError(
             f"--nproc {launch.nproc}: {launch.world_size} ranks in all must divide train.eval_sequences "
