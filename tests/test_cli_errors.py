@@ -159,6 +159,40 @@ def test_a_study_made_by_train_alone_has_a_status_but_no_target_to_join(tmp_path
     assert joined.exit_code == 2 and "no trial target to join (made by `moesearch train` alone)" in joined.output
 
 
+def test_a_group_of_another_shape_cannot_train_into_a_study(tmp_path):
+    """A study made by a 2-rank group: a 1-rank worker (half the tokens per step, another expert layout)
+    is refused in one line naming both shapes, before anything trains or is written; a 2-rank one joins."""
+    import optuna
+
+    from moesearch.core import space
+    from moesearch.core.trial import StudyAttr
+    from moesearch.supervisor import study
+
+    from moesearch.core import corpus
+
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    made = study.open_study(
+        optuna.storages.RDBStorage(url),
+        "s",
+        space.load("tiny"),
+        seed=0,
+        data_sha256=corpus.load(None).sha256,
+        results=str(tmp_path / "results"),
+        shape={"ranks": 2, "ep_size": 2, "tokens_per_step": 256},
+    )
+    made.set_user_attr(StudyAttr.TRIALS, 4)  # as `search` leaves it
+    joined = CliRunner().invoke(cli, ["worker", "--storage", url, "--study", "s", "--nproc", "1"])
+    assert joined.exit_code == 2, joined.output
+    assert joined.output.strip() == (
+        "moesearch: error: --nproc/--nnodes: this group would train with ranks 1, ep_size 1, tokens_per_step 128, "
+        "but study 's' trains with ranks 2, ep_size 2, tokens_per_step 256, and trainings of other shapes differ "
+        "in batch, not activation; allowed: 2 ranks in all (--nproc x --nnodes), or a new --study"
+    )
+    assert made.user_attrs[StudyAttr.SHAPE] == {"ranks": 2, "ep_size": 2, "tokens_per_step": 256}, "unchanged"
+    again = {"ranks": 2, "ep_size": 2, "tokens_per_step": 256}
+    study.open_study(optuna.storages.RDBStorage(url), "s", space.load("tiny"), seed=0, shape=again)  # joins
+
+
 def test_a_study_whose_stored_space_this_version_cannot_read_is_one_line(tmp_path):
     """A space stored by another moesearch version (a key renamed or removed since): no pydantic traceback."""
     import optuna

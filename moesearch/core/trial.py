@@ -63,4 +63,5 @@ class StudyAttr(StrEnum):
     TRIALS = "trials"  # the target of trained trials, read by every group
     BUDGET = "budget"  # the compute budget, {"steps": n} or {"device_h": x}, read by every group (--budget)
     REFERENCE_POINT = "reference_point"  # the hypervolume reference, fixed at creation
+    SHAPE = "shape"  # {"ranks", "ep_size", "tokens_per_step"} of the groups that train it (`Settings.shape`)
     EVALUATION = "evaluation"  # "exact": routed without gate noise (studies before schema 5 have none)

@@ -47,7 +47,7 @@ def join(storage: str, study_name: str, results: Path | None, trials: int | None
             "allowed: the same text on every machine"
         )
     storage_mod.open_for(settings, explicit=True)  # the records under --results must belong to this storage
-    study = study_mod.open_study(opened, study_name, space, study_mod.group_seed())
+    study = study_mod.open_study(opened, study_name, space, study_mod.group_seed(), shape=settings.shape)
     target = study.user_attrs[StudyAttr.TRIALS]
     if trials and trials > target:  # raise only: a stale, lower value in a job script would stop every group
         study.set_user_attr(StudyAttr.TRIALS, trials)

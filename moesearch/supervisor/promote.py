@@ -114,6 +114,7 @@ def promote(
         at_size.data_sha256,
         str(at_size.results),
         queue=False,
+        shape=at_size.shape,
     )
     # trials a dead run left RUNNING: no search loop recovers them here, and the plan comes from the
     # records, so the next round retrains what has none

@@ -153,7 +153,13 @@ def verify(
     if settings.study not in optuna.get_all_study_names(storage):
         raise InputError(f"--study: no study {settings.study!r} in this storage; run `moesearch search` first")
     study = study_mod.open_study(
-        storage, settings.study, settings.space, settings.seed, settings.data, settings.data_sha256
+        storage,
+        settings.study,
+        settings.space,
+        settings.seed,
+        settings.data,
+        settings.data_sha256,
+        shape=settings.shape,
     )
     for line in recovery.recover(study, settings.results):  # what a dead run left RUNNING: see `recovery`
         tqdm.write(line)

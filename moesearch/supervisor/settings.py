@@ -36,6 +36,17 @@ class Settings:
     monitor: tuple[str, ...] = ()  # DeepSpeed monitors every trial logs to live: "tensorboard", "csv"
 
     @property
+    def shape(self) -> dict[str, int]:
+        """What a group's shape changes in a training: its ranks (tokens per step are micro_batch x seq_len x
+        ranks) and the expert layout. A study compares trainings of one shape only (`study.open_study`)."""
+        world = self.launch.world_size
+        return {
+            "ranks": world,
+            "ep_size": self.space.ep_size(world, self.launch.nproc),
+            "tokens_per_step": self.space.train.micro_batch * self.space.model.seq_len * world,
+        }
+
+    @property
     def monitor_dir(self) -> Path:
         """One run per trial under here: results/<study>/monitor/<kind>/trial-NNNNNN_<assignment>_seed<S>."""
         return self.results / self.study / "monitor"

@@ -61,11 +61,14 @@ def open_study(
     data_sha256: str | None = None,
     results: str | None = None,
     queue: bool = True,
+    shape: dict[str, int] | None = None,
 ) -> optuna.Study:
     """Create the study, or resume it if it exists and was created for the same space.
 
     queue: a new study's first proposals are the baselines (and the design's runs); a study no sampler
     proposes for (`promote`'s) queues nothing.
+    shape: the training group's (`Settings.shape`): the first fixes the study's, and a group of another
+    shape is refused (InputError), since its trainings would differ in batch, not activation.
 
     Creating it fixes the hypervolume reference point (stored with the study, and in every record) and
     what `moesearch worker` groups joining it train with: the space, seed and data.
@@ -101,6 +104,8 @@ def open_study(
             f"({recorded.get('name')!r} with other settings); give a new --study name"
         )
     _check_evaluation(study)
+    if shape is not None:
+        _check_shape(study, shape)
     if StudyAttr.RUN not in study.user_attrs:  # new, or made by an older moesearch: what joining worker groups need
         study.set_user_attr(StudyAttr.RUN, {"seed": seed, "data": data, "data_sha256": data_sha256, "results": results})
     return study
@@ -121,6 +126,21 @@ def _check_evaluation(study: optuna.Study) -> None:
     study.set_user_attr(StudyAttr.EVALUATION, EXACT)
 
 
+def _check_shape(study: optuna.Study, shape: dict[str, int]) -> None:
+    """The study's group shape, fixed by its first training group; InputError for another."""
+    fixed = study.user_attrs.get(StudyAttr.SHAPE)
+    if fixed is None:
+        study.set_user_attr(StudyAttr.SHAPE, shape)
+    elif fixed != shape:
+        said = ", ".join(f"{k} {v}" for k, v in shape.items())
+        was = ", ".join(f"{k} {v}" for k, v in fixed.items())
+        raise InputError(
+            f"--nproc/--nnodes: this group would train with {said}, but study {study.study_name!r} trains "
+            f"with {was}, and trainings of other shapes differ in batch, not activation; allowed: "
+            f"{fixed['ranks']} ranks in all (--nproc x --nnodes), or a new --study"
+        )
+
+
 def _identity(space: Space) -> dict:
     """What makes a study's trials comparable: the space without its scale ladder (sizes to promote to
     may be added to a space after its search)."""
@@ -137,6 +157,7 @@ def open_for(storage: optuna.storages.BaseStorage, settings) -> optuna.Study:
         settings.data,
         settings.data_sha256,
         str(settings.results),
+        shape=settings.shape,
     )
 
 
