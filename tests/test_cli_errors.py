@@ -164,11 +164,9 @@ def test_a_group_of_another_shape_cannot_train_into_a_study(tmp_path):
     is refused in one line naming both shapes, before anything trains or is written; a 2-rank one joins."""
     import optuna
 
-    from moesearch.core import space
+    from moesearch.core import corpus, space
     from moesearch.core.trial import StudyAttr
     from moesearch.supervisor import study
-
-    from moesearch.core import corpus
 
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
     made = study.open_study(
