@@ -267,10 +267,18 @@ def test_a_shrunk_fit_calls_nothing_resolved_even_when_its_noise_estimate_collap
     found = effects.fit(trials)
     assert found.method == "bayesian ridge" and not found.testable and not found.aliased
     assert not found.effects()["resolved"].any()
-    assert verdict.verdict(found).startswith("verdict: too few trials to test")
-    assert "nothing called resolved" in verdict.text(found)[0]
+    line = verdict.verdict(found)
+    assert line.startswith("verdict: too few trials to test")
+    assert "needs about" not in line and f"a test needs {found.trials_to_test()} trials" in line, "no count from sigma"
+    said = verdict.text(found)
+    assert "nothing called resolved" in said[0]
+    assert all(" ± " not in x for x in said[1:]) and "  layer 0: swiglu instead of gelu: not testable yet" in said
+    assert verdict.trials_for(found) == found.trials_to_test() == 8 + 1 + effects.MIN_DOF
     front = expected.expected_front(trials)[0]
-    assert set(front.loc[front["trained"] > 0, "verdict"]) == {"inside noise"}
+    assert set(front.loc[front["trained"] > 0, "verdict"]) == {"not testable yet"}
+    shown = expected.text(front, {"val_loss": "minimize", "tokens_per_s": "maximize"}, ["gelu," * 7 + "gelu"])
+    assert "not testable yet, no member called, P not shown" in shown[0]
+    assert not any(" P 0." in x or " P 1." in x for x in shown), "no probability printed from a shrunk model"
 
 
 def test_uniform_assignments_alone_alias_the_layers_and_the_verdict_asks_for_new_assignments(tmp_path):

@@ -242,6 +242,11 @@ class Fit:
         """Residual degrees of freedom of least squares with this model over `n` trials."""
         return n - len(self.terms) - 1
 
+    def trials_to_test(self) -> int:
+        """Trials least squares needs to test this model's effects (MIN_DOF residual degrees of freedom), with
+        assignments that tell its terms apart."""
+        return len(self.terms) + 1 + MIN_DOF
+
     def resolvable(self) -> float | None:
         """The main effect these trials find POWER of the time (at the family-wise level); with no residual
         degrees of freedom yet, what the least-squares test would find once it has MIN_DOF of them."""

@@ -12,7 +12,8 @@ drawn independently.
 
 An observed front member is *resolved on* the front when that probability is at least RESOLVED,
 *resolved off* it at most 1 - RESOLVED, and *inside noise* between; while a noisy objective's model is
-shrunk for want of trials (`Fit.testable`), its draws are too narrow to call anything resolved.
+shrunk for want of trials (`Fit.testable`), its draws are too narrow to call anything: every member is
+*not testable yet*, and its P is printed nowhere (kept in the table, to plan replicates by).
 Each member is called on its own (a family of calls: one in ten at RESOLVED may be wrong).
 
 Candidates: every assignment of the choices the trials have seen per layer when there are at most
@@ -77,9 +78,10 @@ def expected_front(
     table["expected_front"] = nondominated(table[list(objectives)].to_numpy(float) * signs)
     counts = done.groupby("assignment").size()
     table["trained"] = table["assignment"].map(counts).fillna(0).astype(int)
-    testable = all(f.testable or f.exact for f in fits.values())
+    tested = all(f.testable or f.exact for f in fits.values())
+    table["testable"] = tested  # False: a shrunk model's P is a guide for planning, never a call
     table["verdict"] = [
-        (_verdict(p) if testable else "inside noise") if n else ""
+        (_verdict(p) if tested else "not testable yet") if n else ""
         for p, n in zip(table["p_front"], table["trained"], strict=True)
     ]
     return table.sort_values(list(objectives)[0], ignore_index=True), fits
@@ -172,6 +174,14 @@ def _best_per_level(found: effects.Fit, sign: float = 1.0) -> list[tuple[str, ..
     ]
 
 
+UNSETTLED = ("inside noise", "not testable yet")  # verdicts more trainings could still settle
+
+
+def testable(table: pd.DataFrame) -> bool:
+    """Whether an expected-front table's probabilities may be called (every fit least squares, or exact)."""
+    return bool(table["testable"].all()) if "testable" in table else True
+
+
 def _verdict(p: float) -> str:
     if p >= RESOLVED:
         return "resolved on the front"
@@ -190,16 +200,21 @@ def _interval(mean: float, lo: float, hi: float) -> str:
 def text(table: pd.DataFrame, objectives: dict[str, str], observed: list[str]) -> list[str]:
     """The expected front, each member with its intervals and probability, and the observed front marked."""
     front = table[table["expected_front"]]
+    tested = testable(table)
     lines = [
         f"expected front ({len(front)} of {len(table)} candidates; model predictions, 95% intervals; "
-        f"P = share of {DRAWS} posterior draws in which it is non-dominated):"
+        + (
+            f"P = share of {DRAWS} posterior draws in which it is non-dominated):"
+            if tested
+            else "a shrunk model: not testable yet, no member called, P not shown):"
+        )
     ]
     for r in front.itertuples(index=False):
         values = "  ".join(
             f"{o} {_interval(getattr(r, o), getattr(r, f'{o}_lo'), getattr(r, f'{o}_hi'))}" for o in objectives
         )
         lines.append(
-            f"  {r.assignment}  {values}  P {r.p_front:.2f}  "
+            f"  {r.assignment}  {values}  {f'P {r.p_front:.2f}  ' if tested else ''}"
             f"{'trained ' + str(r.trained) + 'x' if r.trained else 'never trained'}"
         )
     by_assignment = table.set_index("assignment")
@@ -209,7 +224,7 @@ def text(table: pd.DataFrame, objectives: dict[str, str], observed: list[str]) -
             lines.append(f"  {a}: not modelled (an objective has no complete trial with its activations)")
             continue
         row = by_assignment.loc[a]
-        lines.append(f"  {a}: {row['verdict']} (P {row['p_front']:.2f})")
+        lines.append(f"  {a}: {row['verdict']} (P {row['p_front']:.2f})" if tested else f"  {a}: not testable yet")
     return lines
 
 

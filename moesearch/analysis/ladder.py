@@ -245,8 +245,9 @@ def fronts(small: pd.DataFrame, large: pd.DataFrame, sizes: tuple[str, str]) -> 
             lines.append(f"expected front at {size}: too few trainings for a noise model")
             continue
         front = found[0][found[0]["expected_front"]]
+        tested = expected.testable(found[0])  # a shrunk model's P is no call
         members = [
-            f"{a} (P {p:.2f}, {n} trained)"
+            f"{a} ({f'P {p:.2f}' if tested else 'not testable yet'}, {n} trained)"
             for a, p, n in zip(front["assignment"], front["p_front"], front["trained"], strict=True)
         ]
         lines.append(f"expected front at {size}: {'; '.join(members)}")

@@ -135,6 +135,8 @@ def _model(analysis: pareto.Analysis, fits: dict, found: tuple | None) -> str:
         shown = table[table["expected_front"] | table["assignment"].isin(observed)].assign(
             observed_front=lambda t: t["assignment"].isin(observed)
         )
+        if not expected.testable(table):  # a shrunk model's probabilities are no call: not shown
+            shown = shown.assign(p_front=float("nan"))
         columns = [
             "assignment",
             *[c for o in objectives for c in (o, f"{o}_lo", f"{o}_hi")],

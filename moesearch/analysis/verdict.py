@@ -43,7 +43,10 @@ def text(found: Fit | None, size: float = SIZE) -> list[str]:
             )
         )
     for r in found.effects().itertuples():
-        lines.append(f"  {r.term} {r.effect:+.4f} ± {r.ci95:.4f} ({_label(found, r)})")
+        if found.testable:
+            lines.append(f"  {r.term} {r.effect:+.4f} ± {r.ci95:.4f} ({_label(found, r)})")
+        else:  # a shrunk estimate's interval is a guide, never a test: no false precision
+            lines.append(f"  {r.term}: not testable yet")
     if found.resolvable() is not None:
         lines.append(f"  {_needs(found, size)}")
     return lines
@@ -73,7 +76,13 @@ def _needs(found: Fit, size: float) -> str:
             "new assignments would separate the layers' effects (search.design = 'orthogonal' queues them); "
             "more seeds of these would not"
         )
-    if found.testable and (need is None or need <= found.n_trials):
+    if not found.testable:  # a shrunk fit's noise can collapse: no size or count is read from it
+        more = found.trials_to_test() - found.n_trials
+        return (
+            f"a test needs {found.trials_to_test()} trials ({more} more, of new assignments or seeds) before any "
+            "effect can be resolved or a trial count estimated"
+        )
+    if need is None or need <= found.n_trials:
         return f"these trials resolve a per-layer effect of {now:.3f} or more ({POWER:.0%} of the time)"
     if need is None:  # no size asked: what a test will resolve once it has the trials
         return f"a test needs more trials; it would resolve a per-layer effect of about {now:.3f}"
@@ -84,10 +93,13 @@ def _needs(found: Fit, size: float) -> str:
 
 
 def trials_for(found: Fit | None, size: float = SIZE) -> int | None:
-    """The trials in all that would resolve a per-layer effect of `size`, where that is more than these
-    and more like these would help (not where the assignments alias the layers); else None."""
+    """The trials in all that would resolve a per-layer effect of `size` (a shrunk fit: that would make its
+    effects testable), where that is more than these and more like these would help (not where the
+    assignments alias the layers); else None."""
     if found is None or found.aliased:
         return None
+    if not found.testable:
+        return found.trials_to_test()
     need = found.trials_to_resolve(size)
     return need if need is not None and need > found.n_trials else None
 

@@ -118,7 +118,7 @@ def replicate(
                 open_ = (
                     front[
                         (front["trained"] > 0)
-                        & (front["verdict"] == "inside noise")
+                        & front["verdict"].isin(expected.UNSETTLED)
                         & front["assignment"].isin(answerable)
                     ]
                     if len(front)

@@ -57,7 +57,7 @@ def auto_next(trials: pd.DataFrame, share: float, first_seed: int) -> tuple[str,
     if (partner := _partner(trials, first_seed)) is not None:
         return partner
     table = found[0]
-    open_ = table[(table["trained"] > 0) & (table["verdict"] == "inside noise")]
+    open_ = table[(table["trained"] > 0) & table["verdict"].isin(expected.UNSETTLED)]
     if open_.empty:
         return None
     pick = open_.assign(gap=(open_["p_front"] - 0.5).abs()).sort_values(["gap", "trained"]).iloc[0]["assignment"]
