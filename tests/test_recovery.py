@@ -108,6 +108,23 @@ def test_a_lost_or_preempted_trial_fails_outside_the_budget_and_is_queued_again(
     assert recovery.recover(study, tmp_path) == [], "queued once"
 
 
+def test_a_truncated_record_is_kept_aside_and_its_trial_settled_as_lost(study, tmp_path):
+    """A node lost mid-write (before records were fsynced) left half a trials file: recovery names it, moves
+    it aside, settles the trial as lost and queues it again, and goes on to the next trial."""
+    trial = running_trial(study, ["relu2", "gelu"], dead_group())
+    path = results.write_trial(tmp_path, record(study.study_name, trial.number, ["relu2", "gelu"], "COMPLETE"))
+    path.write_bytes(path.read_bytes()[:200])
+    other = running_trial(study, ["gelu", "relu2"], dead_group())
+    results.write_trial(tmp_path, record(study.study_name, other.number, ["gelu", "relu2"], "COMPLETE"))
+    lines = recovery.recover(study, tmp_path)
+    assert lines[0].startswith(f"trial {trial.number}: its record {path} could not be read (")
+    assert f"kept aside as {path.name}.unreadable; lost: its supervisor" in lines[0]
+    assert lines[0].endswith("; queued again")
+    assert not path.exists() and path.with_name(path.name + ".unreadable").exists()
+    assert study.trials[trial.number].state == TrialState.FAIL
+    assert study.trials[other.number].state == TrialState.COMPLETE, "the next trial is settled too"
+
+
 def test_a_second_settle_from_a_stale_view_is_refused_and_queues_nothing(study, tmp_path):
     """The losing side of a race, made deterministic: both saw the trial RUNNING, one settles it first."""
     trial = running_trial(study, ["relu2", "swiglu"], dead_group())

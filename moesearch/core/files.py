@@ -1,4 +1,5 @@
-"""Writing a file whole or not at all: readers never see half a file (light: stdlib only).
+"""Writing a file whole or not at all: readers never see half a file, and a file is on disk (fsync, its
+folder too) before its name is, so a node lost mid-write leaves no truncated record (light: stdlib only).
 
 Files get the mode the umask gives (0644 under the usual 0022), like any other tool's output, so
 colleagues on a shared cluster can read a study; `tempfile.mkstemp` would make them 0600.
@@ -29,14 +30,27 @@ def write_atomic(
     tmp = _create(folder, path.suffix)
     try:
         write(Path(tmp))
+        _fsync(tmp)  # the bytes on disk before the name: a node lost now leaves no truncated file under it
         if exclusive:
             os.link(tmp, path)  # atomic, and refuses to replace an existing file
         else:
             os.replace(tmp, path)
+        _fsync(path.parent)  # and the name itself
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def _fsync(path: str | Path) -> None:
+    """Flush a file, or a folder's entries, to disk (a filesystem that cannot sync a folder is left as it is)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _create(folder: Path, suffix: str) -> str:

@@ -43,7 +43,10 @@ def tell_if_recorded(study: optuna.Study, results_dir: Path, number: int) -> boo
     """After an error past its record (the study unreachable, Ctrl-C while telling): True if the trial has
     a record, which is then the truth. It is told as recorded now if the study answers, else it stays
     RUNNING, its heartbeat stops, and the next `recover` tells it so. Never failed and trained again."""
-    if _record(results_dir, study.study_name, number) is None:
+    try:
+        if _record(results_dir, study.study_name, number) is None:
+            return False
+    except UnreadableRecord:  # moved aside: the next `recover` settles the trial as lost
         return False
     # best effort, under the lock as every settling is: a later `recover` tells it if this cannot
     with contextlib.suppress(Exception), one_at_a_time(results_dir, study.study_name):
@@ -68,7 +71,10 @@ def one_at_a_time(results_dir: Path, study: str) -> Iterator[None]:
 
 
 def _settle(study: optuna.Study, results_dir: Path, frozen: optuna.trial.FrozenTrial) -> str | None:
-    row = _record(results_dir, study.study_name, frozen.number)
+    try:
+        row, aside = _record(results_dir, study.study_name, frozen.number), ""
+    except UnreadableRecord as e:  # settled as lost; the file is kept for a person to look at
+        row, aside = None, f"{e}; "
     retry = (
         frozen.user_attrs.get(TrialAttr.ORIGIN, Origin.SEARCH) == Origin.SEARCH
     )  # train, verify and promote are re-run by their command, which plans from the records
@@ -77,7 +83,7 @@ def _settle(study: optuna.Study, results_dir: Path, frozen: optuna.trial.FrozenT
         reason = row["failure_reason"] if row else f"lost: its supervisor ({':'.join(who[:2])}) died mid-trial"
         if not study_mod.fail_outside_budget(study, frozen, reason, requeue=retry):
             return None  # another process settled it first
-        return f"trial {frozen.number}: {reason}" + ("; queued again" if retry and frozen.params else "")
+        return f"trial {frozen.number}: {aside}{reason}" + ("; queued again" if retry and frozen.params else "")
     objectives = study.user_attrs[StudyAttr.SPACE]["search"]["objectives"]
     values = [row[o] for o in objectives] if row["state"] == State.COMPLETE else None
     try:
@@ -99,6 +105,20 @@ def _steps_of(results_dir: Path, study: str, number: int) -> int:
     return pq.read_metadata(path).num_rows if path.exists() else 0
 
 
+class UnreadableRecord(Exception):
+    """A trial's record that cannot be read (truncated by a lost node): moved aside, named in the message."""
+
+
 def _record(results_dir: Path, study: str, number: int) -> dict | None:
+    """The trial's record, None if it has none; UnreadableRecord (the file moved aside) if it cannot be read."""
     path = results.trial_file(results_dir, study, number)
-    return pq.read_table(path).to_pylist()[0] if path.exists() else None
+    if not path.exists():
+        return None
+    try:
+        return pq.read_table(path).to_pylist()[0]
+    except (OSError, ValueError, IndexError) as e:  # pyarrow's ArrowInvalid is a ValueError
+        aside = path.with_name(path.name + ".unreadable")
+        path.replace(aside)
+        raise UnreadableRecord(
+            f"its record {path} could not be read ({type(e).__name__}), kept aside as {aside.name}"
+        ) from None
