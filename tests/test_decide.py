@@ -126,3 +126,37 @@ def test_a_pruned_proposal_is_followed_by_a_random_undecided_one():
     assert decide.instead_of_pruned(dict.fromkeys(every, (0, None)), choices, np.random.default_rng(0)) is None
     drawn = {decide.instead_of_pruned({}, choices, np.random.default_rng(s)).text for s in range(40)}
     assert len(drawn) > 4, "drawn at random, not the same one each time"
+
+
+CRASH = "worker group exited with code 1 (log: results/s/logs/group-1.log); output tail:\n"
+
+
+@pytest.mark.parametrize(
+    "tail, kind",
+    [
+        ("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB", "out of memory"),
+        (
+            "RuntimeError: [enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory",
+            "out of memory",
+        ),
+        ("RuntimeError: mat1 and mat2 shapes cannot be multiplied (64x96 and 128x384)", "a shape error"),
+        ("torch.distributed.DistBackendError: NCCL error: remote process exited", None),  # the machine's, maybe
+        ("timeout: trial still running after 1800 s", None),
+    ],
+)
+def test_a_crash_that_would_repeat_is_marked_and_remembered_per_seed(tmp_path, tail, kind):
+    """Out of memory or a shape error meets the same assignment and seed again: remembered as a divergence
+    is, so a repeated proposal pays no group restart; a crash that names neither is tried again."""
+    import optuna
+
+    from moesearch.core import space
+    from moesearch.supervisor import study as study_mod
+
+    reason = decide.repeating(CRASH + tail)
+    assert reason == (f"repeats: {kind}; {CRASH}{tail}" if kind else CRASH + tail)
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    study = study_mod.open_study(storage, "s", space.load("tiny"), seed=0, queue=False)
+    trial = study_mod.reserve(study, space.load("tiny"), ["gelu", "swiglu"], seed=0, origin="search")
+    study_mod.tell_result(study, trial, None, reason)
+    assert ("gelu,swiglu" in study_mod.snapshot(study, 0).failed) == (kind is not None)
+    assert "gelu,swiglu" not in study_mod.snapshot(study, 1).failed, "another seed trains it"

@@ -124,7 +124,7 @@ def test_divergence_and_a_crashed_group_are_recorded_and_the_search_goes_on(tmp_
     trials = optuna.load_study(study_name="tiny", storage=storage).trials
     [repeat] = [t for t in trials if t.user_attrs.get("duplicate_of") == 0]  # of trial 0, gelu,gelu
     assert repeat.state == optuna.trial.TrialState.FAIL
-    assert "diverged with this seed: not trained again" in repeat.user_attrs["failure_reason"]
+    assert "failed with this seed in a way that repeats: not trained again" in repeat.user_attrs["failure_reason"]
     assert leftover_ranks(out.tag) == [] and leftover_ranks(again.tag) == []
 
 

@@ -15,6 +15,7 @@ VERIFY_SEEDS = 3
 # How a diverged trial's failure_reason begins: a property of the assignment at its seed (a seed's training is
 # deterministic), so a search never trains it again with that seed; a crash or a timeout may be the machine's.
 DIVERGED = "diverged"
+REPEATS = "repeats"  # a failure the same assignment and seed would meet again (out of memory, a shape error)
 
 
 class State(StrEnum):

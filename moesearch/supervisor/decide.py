@@ -5,6 +5,8 @@ replay measures exactly the algorithm that trains.
 - a proposal already decided with this seed is answered from the study, not trained (`repeat_of`); a
   pruned or failed one proposed again is followed by a random undecided one (`instead_of_pruned`), not
   counted as a stall (a seed's training is deterministic: a failed one would fail again);
+- a crash whose output says it would repeat (out of memory, a shape error) is marked so (`repeating`)
+  and remembered per seed as a divergence is;
 - the search stops at its trial target, its compute budget, an exhausted space or a stalled sampler (`why_stop`);
 - at a rung of `[search.pruning]`, a trial goes on only if it ranks in the best 1/eta (`rung_verdict`)
   of the search trials of its own seed there (`rung_peer`);
@@ -27,10 +29,32 @@ from moesearch.core.assignment import Assignment, uniform
 from moesearch.core.metrics import not_at_rung as not_at_rung  # re-exported: the rung policy is read here
 from moesearch.core.protocol import Verdict
 from moesearch.core.space import PruningSpec
-from moesearch.core.trial import Origin
+from moesearch.core.trial import DIVERGED, REPEATS, Origin
 
 MAX_REPEATS_IN_A_ROW = 100  # a sampler proposing only evaluated assignments this often has converged: stop asking
 V = TypeVar("V")  # a decision's values: the study's or the replay table's
+
+
+# What a crashed group's output says when the same assignment and seed would crash again: (kind, markers)
+_REPEATING = (
+    ("out of memory", ("OutOfMemoryError", "CUDA out of memory", "can't allocate memory")),
+    ("a shape error", ("shapes cannot be multiplied", "size mismatch", "must match the size of tensor")),
+)
+
+
+def repeating(reason: str) -> str:
+    """A failure's reason, marked `REPEATS` where its output names a failure that would repeat with this
+    assignment and seed: the search then never pays a group restart to meet it again. A crash that names
+    none (a node lost, a signal) may be the machine's, and is tried again when proposed."""
+    for kind, markers in _REPEATING:
+        if any(m in reason for m in markers):
+            return f"{REPEATS}: {kind}; {reason}"
+    return reason
+
+
+def remembered(reason: str) -> bool:
+    """A failure the same assignment and seed would meet again: a divergence, or a marked crash."""
+    return reason.startswith((DIVERGED, REPEATS))
 
 
 def baselines(choices: list[list[str]]) -> list[Assignment]:

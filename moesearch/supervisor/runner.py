@@ -20,7 +20,7 @@ from moesearch.core.config import RunConfig
 from moesearch.core.metrics import fmt
 from moesearch.core.protocol import Done, Failed, Pruned, Reply, Verdict
 from moesearch.core.trial import Origin, State
-from moesearch.supervisor import liveness, recovery, rungs
+from moesearch.supervisor import decide, liveness, recovery, rungs
 from moesearch.supervisor import study as study_mod
 from moesearch.supervisor.group import GroupFailure, GroupStartFailure, WorkerGroup
 from moesearch.supervisor.settings import Settings
@@ -115,7 +115,8 @@ def run_trial(
         raise
     except GroupFailure as e:  # a signal may have taken the group down before it could reply
         reply = Failed(
-            _preempted_reason(e) if preempt.requested() else str(e), preempted=preempt.requested() is not None
+            _preempted_reason(e) if preempt.requested() else decide.repeating(str(e)),
+            preempted=preempt.requested() is not None,
         )
     except rungs.RungStorageError as e:  # the group was stopped (the ranks waited for a verdict): the trial fails
         reply = Failed(str(e))

@@ -181,7 +181,8 @@ def _answer(
         trial.set_user_attr(TrialAttr.DUPLICATE_OF, failed)
         trial.set_user_attr(
             TrialAttr.FAILURE_REASON,
-            f"a repeat of trial {failed}, which diverged with this seed: not trained again (`moesearch train` can)",
+            f"a repeat of trial {failed}, which failed with this seed in a way that repeats: not trained again "
+            "(`moesearch train` can)",
         )
         study.tell(trial, state=TrialState.FAIL)
         return _instead(study, now, choices, trial.number, "failed repeat")  # TPE and NSGA-II ignore failed ones

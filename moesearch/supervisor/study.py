@@ -27,7 +27,7 @@ from moesearch.core import design
 from moesearch.core.assignment import Assignment, layer_name
 from moesearch.core.errors import InputError
 from moesearch.core.space import Space
-from moesearch.core.trial import DIVERGED, Origin, StudyAttr, TrialAttr
+from moesearch.core.trial import Origin, StudyAttr, TrialAttr
 from moesearch.supervisor import decide, liveness, optuna_compat
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # moesearch reports trials itself
@@ -260,7 +260,8 @@ class Snapshot:
     known: dict[str, tuple[int, list[float] | None]]
     """assignment -> (trial number, objective values; None: pruned), decided with this seed (verify included)."""
     failed: dict[str, int]
-    """assignment -> trial number, diverged with this seed (crashes and timeouts may be the machine's: not here)."""
+    """assignment -> trial number, failed with this seed in a way that repeats (`decide.remembered`): diverged,
+    out of memory, a shape error (other crashes and timeouts may be the machine's: not here)."""
     spent: dict[str, float]
     """Compute every trial trained so far (any state, any group): {"steps": ..., "device_s": ...}."""
 
@@ -283,7 +284,7 @@ def snapshot(study: optuna.Study, seed: int) -> Snapshot:
             t.user_attrs[TrialAttr.ASSIGNMENT]: t.number
             for t in finished
             if t.state == TrialState.FAIL
-            and t.user_attrs.get(TrialAttr.FAILURE_REASON, "").startswith(DIVERGED)
+            and decide.remembered(t.user_attrs.get(TrialAttr.FAILURE_REASON, ""))
             and t.user_attrs.get(TrialAttr.SEED) == seed
         },
         spent=spent(trials),
