@@ -333,6 +333,7 @@ def test_pareto_names_the_bad_flag(tmp_path, args, flag, says):
 def test_pareto_names_a_missing_results_folder(tmp_path):
     out = CliRunner().invoke(cli, ["pareto", "--results", str(tmp_path / "nowhere")])
     assert out.exit_code == 2 and "--results" in out.output and "not a folder" in out.output
+    assert "allowed: the results folder of a search, e.g. --results path/to/results" in out.output
 
 
 def test_pareto_of_a_study_with_only_failures_says_so(tmp_path):

@@ -22,7 +22,9 @@ class _Group(click.Group):
             click.echo(f"moesearch: error: {' '.join(message.split())}", err=True)
             sys.exit(2)
         except click.Abort:
-            click.echo("moesearch: interrupted", err=True)
+            click.echo(
+                "moesearch: interrupted; every finished trial is recorded, and the same command resumes", err=True
+            )
             sys.exit(130)
         except click.ClickException as e:
             e.show()

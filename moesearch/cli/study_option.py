@@ -32,7 +32,10 @@ def find_study(results: Path, study_name: str | None, newest: bool = True) -> st
     """The study to read: the one named, the only one with records, or (newest) the one most recently
     written, said on stderr; InputError otherwise."""
     if not results.is_dir():  # before importing pandas and pyarrow (results): a typo answers at once
-        raise InputError(f"--results: {str(results)!r} is not a folder")
+        raise InputError(
+            f"--results: {str(results)!r} is not a folder; allowed: the results folder of a search, e.g. "
+            "--results path/to/results (a search writes to ./results where it was started)"
+        )
     from moesearch.core import results as results_mod
 
     found = results_mod.studies(results)
