@@ -407,3 +407,30 @@ def test_the_noise_interval_covers_the_true_noise_95_percent_of_the_time():
         lo, hi = effects.noise_interval(float(sigma), 5)
         covered.append(lo <= 1 <= hi)
     assert np.mean(covered) == pytest.approx(0.95, abs=0.015)
+
+
+@pytest.mark.parametrize("jump", [0.5, 0.1])
+def test_one_diverging_training_is_set_aside_and_does_not_rewrite_the_verdict(tmp_path, jump):
+    """The default study's shape (16 assignments of 4 layers, one seed) with layer 0 at -0.03 and noise 0.005:
+    one training far off (a loss spike it never recovered from) is set aside by the outlier test, named, and
+    the verdict and "needs N trials" are those of the other 15."""
+    clean = effects.fit(table(tmp_path / "a", additive({0: -0.03}), 4, 1, 0.005, rng_seed=3))
+    trials = table(tmp_path / "b", additive({0: -0.03}), 4, 1, 0.005, rng_seed=3)
+    trials.loc[trials["trial"] == 5, "val_loss"] += jump
+    found = effects.fit(trials)
+    assert found.set_aside == ((5, pytest.approx(float(trials.loc[trials["trial"] == 5, "val_loss"].iloc[0]))),)
+    assert found.n_trials == 15 and found.sigma < 2 * clean.sigma
+    row = found.effects().iloc[0]
+    assert row["resolved"] and row["effect"] == pytest.approx(-0.03, abs=0.01)
+    line = verdict.verdict(found)
+    assert "set aside as outlying: trial 5 (val_loss" in line and "needs about" not in line
+    assert any(x.startswith("  set aside, fitted without: trial 5") for x in verdict.text(found))
+    assert effects.fit(trials, set_aside=False).sigma > 3 * clean.sigma, "kept, it would drive the noise"
+
+
+def test_pure_noise_sets_nothing_aside_in_most_studies(tmp_path):
+    aside = sum(
+        bool(effects.fit(table(tmp_path / str(k), lambda combo: 0.0, 4, 1, 0.01, rng_seed=k)).set_aside)
+        for k in range(40)
+    )
+    assert aside <= 2, "the Bonferroni outlier test at 1% flags a clean study rarely"

@@ -41,6 +41,8 @@ from moesearch.core.trial import State
 
 MIN_DOF = design.ERROR_DOF  # residual dof least squares needs for a usable t test; fewer: shrinkage
 LACK_OF_FIT_P = 0.05  # below this, main effects do not suffice: neighbouring interactions are tried
+OUTLIER_P = 0.01  # a training whose externally studentised residual has a Bonferroni p below this is set aside:
+# 1 in 100 clean studies loses one training; a diverged one sits far below it (p < 1e-6 at 16 trainings)
 ALPHA = 0.05  # the family-wise error rate of the resolved calls (weighted Holm over the fit's effects)
 UNIFORM_WEIGHT = 0.5  # the every-layer contrasts' share of ALPHA (0 < it < 1): the study's first question
 POWER = 0.8  # "resolvable": the effect the test finds this often
@@ -95,6 +97,8 @@ class Fit:
     lack_of_fit: tuple[float, float] | None  # (F, p) of main effects against one mean per assignment
     trials_with: np.ndarray  # per term, the trials that have it
     aliased: bool = False  # trials enough, but their assignments cannot tell some terms apart (more seeds won't)
+    outlying: tuple[int, ...] = ()  # rows (positions in the fitted trials) whose residual is extreme (`OUTLIER_P`)
+    set_aside: tuple[tuple[int, float], ...] = ()  # (trial, value) of trainings fitted without: outliers
 
     def design(self, assignments: pd.DataFrame) -> np.ndarray:
         """The model's columns for rows of layer activations (one column per layer, in order). Rows without a
@@ -318,9 +322,11 @@ def _weights(terms: int, uniform: int) -> np.ndarray:
     return np.array([(1 - UNIFORM_WEIGHT) / terms] * terms + [UNIFORM_WEIGHT / uniform] * uniform)
 
 
-def fit(trials: pd.DataFrame, objective: str = "val_loss") -> Fit | None:
+def fit(trials: pd.DataFrame, objective: str = "val_loss", set_aside: bool = True) -> Fit | None:
     """The noise model of `objective` over the study's complete trials; None with fewer than 3 trials
-    or 2 assignments (nothing to pool)."""
+    or 2 assignments (nothing to pool). set_aside: a training whose residual under main effects is extreme
+    (externally studentised, Bonferroni p below OUTLIER_P over the trainings: statsmodels' outlier test) is
+    set aside and the model fitted without it (`Fit.set_aside`), where least squares can still test then."""
     done = one_text(trials)[0]
     done = done[(done["state"] == State.COMPLETE) & done[objective].notna()]
     if len(done) < 3 or done["assignment"].nunique() < 2:
@@ -341,6 +347,13 @@ def fit(trials: pd.DataFrame, objective: str = "val_loss") -> Fit | None:
         shrunk = _bayesian_ridge(objective, choices, main, codes, y, done["assignment"].nunique())
         # enough trials for least squares, so it refused for collinear columns: these assignments alias terms
         return dataclasses.replace(shrunk, aliased=len(y) - len(main) - 1 >= MIN_DOF)
+    if found.outlying and set_aside:
+        # one diverging or broken training must not rewrite the verdict: fit without it, once, and say so
+        numbers = done["trial"].to_numpy()[list(found.outlying)]
+        kept = fit(trials[~trials["trial"].isin(numbers)], objective, set_aside=False)
+        if kept is not None and kept.testable:
+            values = done[objective].to_numpy(float)[list(found.outlying)]
+            return dataclasses.replace(kept, set_aside=tuple(zip(map(int, numbers), map(float, values), strict=True)))
     found = _with_seed_spread(found)
     if found.lack_of_fit and found.lack_of_fit[1] < LACK_OF_FIT_P:
         pairs = [
@@ -407,6 +420,8 @@ def _least_squares(
     cov = np.asarray(model.cov_params())
     n_assignments = len({tuple(row) for row in codes.drop(columns="seed").itertuples(index=False)})
     pure = lack = None
+    tested = np.asarray(model.outlier_test(method="bonf"))[:, 2]  # Bonferroni p; NaN where a row fixes its fit
+    outlying = tuple(int(i) for i in np.flatnonzero(np.nan_to_num(tested, nan=1.0) < OUTLIER_P))
     if cells.shape[1] < len(y):  # replicates: the cells' spread is pure error
         saturated = sm.OLS(y, cells).fit()
         pure = (math.sqrt(saturated.scale), int(saturated.df_resid))
@@ -430,6 +445,7 @@ def _least_squares(
         pure,
         lack,
         X.sum(axis=0),
+        outlying=outlying,
     )
 
 

@@ -6,7 +6,7 @@ inside noise, and how many more trials would resolve a per-layer effect of a giv
 
 from __future__ import annotations
 
-from moesearch.analysis.effects import ALPHA, LACK_OF_FIT_P, POWER, Fit, every_layer
+from moesearch.analysis.effects import ALPHA, LACK_OF_FIT_P, OUTLIER_P, POWER, Fit, every_layer
 
 SIZE = 0.02  # the per-layer effect a study is asked to resolve (nats): the size of most effects at our scale
 
@@ -29,6 +29,11 @@ def text(found: Fit | None, size: float = SIZE) -> list[str]:
     if found.pure_error:
         sd, df = found.pure_error
         lines.append(f"  one training's noise, from replicated assignments: sd {sd:.4f} ({df} degrees of freedom)")
+    if found.set_aside:
+        lines.append(
+            f"  set aside, fitted without: {_aside(found)} (externally studentised residual under main effects, "
+            f"Bonferroni p below {OUTLIER_P} over the trainings: a diverging or broken training, not noise)"
+        )
     if found.lack_of_fit:
         f_stat, p = found.lack_of_fit
         weak = (
@@ -50,6 +55,11 @@ def text(found: Fit | None, size: float = SIZE) -> list[str]:
     if found.resolvable() is not None:
         lines.append(f"  {_needs(found, size)}")
     return lines
+
+
+def _aside(found: Fit) -> str:
+    """The trainings set aside as outlying: 'trial 7 (val_loss 3.1000)'."""
+    return ", ".join(f"trial {n} ({found.objective} {v:.4f})" for n, v in found.set_aside)
 
 
 def _untestable(found: Fit) -> str:
@@ -118,6 +128,8 @@ def verdict(found: Fit | None, size: float = SIZE) -> str:
     every = effects[every_layer(effects)]
     layers = effects[~every_layer(effects)]
     more = "" if found.resolvable() is None else f"; {_needs(found, size)}"
+    if found.set_aside:
+        more += f"; set aside as outlying: {_aside(found)}"
     if not found.testable:
         return (
             f"verdict: {_untestable(found)}: {len(layers)} per-layer effects on {found.objective} from "
