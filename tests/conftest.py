@@ -16,6 +16,44 @@ ROOT = Path(__file__).resolve().parent.parent
 SPACES = ROOT / "search_spaces"
 
 
+# Commands that start ranks (a worker group, or the coordinate check's one rank) unless --dry-run is given.
+RANK_COMMANDS = frozenset({"search", "train", "worker", "verify", "promote", "node", "coords"})
+SLOW_FIXTURES = frozenset({"one_rank", "tiny_study"})  # an in-process DeepSpeed engine; a study trained by the CLI
+_marked = {"slow": True}  # whether the running test carries the slow marker (set by `_slow_tier`)
+
+
+def pytest_addoption(parser):
+    parser.addoption("--full", action="store_true", help="Run every test, the slow tier too (as CI does).")
+
+
+def pytest_configure(config):
+    if config.getoption("--full"):
+        config.option.markexpr = ""  # addopts deselect the slow tier; --full takes every test
+
+
+@pytest.fixture(autouse=True)
+def _slow_tier(request, monkeypatch):
+    """A test that starts ranks must carry @pytest.mark.slow, so the fast tier (`python -m pytest`) never
+    waits on a worker group: starting one unmarked fails the test at once, naming the marker."""
+    _marked["slow"] = request.node.get_closest_marker("slow") is not None
+    if _marked["slow"]:
+        return
+    if used := SLOW_FIXTURES & set(request.fixturenames):
+        pytest.fail(f"uses {', '.join(sorted(used))}: mark the test @pytest.mark.slow")
+    from moesearch.supervisor import coords, group
+
+    def refuse(*args, **kwargs):
+        pytest.fail("starts ranks: mark the test @pytest.mark.slow")
+
+    monkeypatch.setattr(group.WorkerGroup, "_start", refuse)
+    monkeypatch.setattr(coords, "run", refuse)
+
+
+def _require_slow(args: tuple[str, ...]) -> None:
+    if args and args[0] in RANK_COMMANDS and "--dry-run" not in args and not _marked["slow"]:
+        pytest.fail(f"`moesearch {args[0]}` starts ranks: mark the test @pytest.mark.slow")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -42,6 +80,7 @@ def cli_command(*args: str) -> list[str]:
 
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     """`python -m moesearch ARGS` in a subprocess, as a user would run it; `.tag` finds its ranks."""
+    _require_slow(args)
     tag = uuid.uuid4().hex
     done = subprocess.run(
         cli_command(*args),
@@ -117,6 +156,7 @@ def tiny_study(tmp_path_factory) -> Path:
 
 def start_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
     """`python -m moesearch ARGS` started in the background; `.tag` finds its ranks."""
+    _require_slow(args)
     tag = uuid.uuid4().hex
     proc = subprocess.Popen(
         cli_command(*args),

@@ -16,6 +16,7 @@ import pytest
 from conftest import (
     BACKENDS,
     LONG_MICRO,
+    SPACES,
     free_port,
     leftover_ranks,
     run_cli,
@@ -167,11 +168,14 @@ def test_preemption_stops_at_a_step_records_the_trial_exits_0_and_the_search_res
 
 
 def test_two_nodes_on_loopback_form_one_group_with_experts_across_both(tmp_path):
+    """The default ep_size stays inside a node (1 here); a space that asks for 2 spans both nodes."""
     port = str(free_port())
     group = ["--nproc", "1", "--nnodes", "2", "--master-port", port]
+    spanning = (SPACES / "tiny.toml").read_text().replace("[search]\n", "[search]\nep_size = 2\n")
+    space = write_space(tmp_path, spanning, "tiny.toml")
     node = start_cli("node", "--node-rank", "1", *group, env=ONE_THREAD)
     out = run_cli(
-        "search", "tiny", *group, "--trials", "3", "--results", str(tmp_path), "--no-progress", env=ONE_THREAD
+        "search", str(space), *group, "--trials", "3", "--results", str(tmp_path), "--no-progress", env=ONE_THREAD
     )
     node_out, node_err = node.communicate(timeout=120)
     print(out.stdout, node_out, sep="\n")  # the closing note quotes this run

@@ -99,6 +99,7 @@ class Fit:
     aliased: bool = False  # trials enough, but their assignments cannot tell some terms apart (more seeds won't)
     outlying: tuple[int, ...] = ()  # rows (positions in the fitted trials) whose residual is extreme (`OUTLIER_P`)
     set_aside: tuple[tuple[int, float], ...] = ()  # (trial, value) of trainings fitted without: outliers
+    n_seeds: int = 1  # training seeds among the fitted trials: with one, every effect is that seed's
 
     def design(self, assignments: pd.DataFrame) -> np.ndarray:
         """The model's columns for rows of layer activations (one column per layer, in order). Rows without a
@@ -346,7 +347,8 @@ def fit(trials: pd.DataFrame, objective: str = "val_loss", set_aside: bool = Tru
     if found is None:
         shrunk = _bayesian_ridge(objective, choices, main, codes, y, done["assignment"].nunique())
         # enough trials for least squares, so it refused for collinear columns: these assignments alias terms
-        return dataclasses.replace(shrunk, aliased=len(y) - len(main) - 1 >= MIN_DOF)
+        return dataclasses.replace(shrunk, aliased=len(y) - len(main) - 1 >= MIN_DOF, n_seeds=done["seed"].nunique())
+    found = dataclasses.replace(found, n_seeds=int(done["seed"].nunique()))
     if found.outlying and set_aside:
         # one diverging or broken training must not rewrite the verdict: fit without it, once, and say so
         numbers = done["trial"].to_numpy()[list(found.outlying)]

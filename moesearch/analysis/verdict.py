@@ -26,6 +26,11 @@ def text(found: Fit | None, size: float = SIZE) -> list[str]:
         f"per-layer effects on {o} ({found.method} over {found.n_trials} trials of {found.n_assignments} "
         f"assignments{', seeds as blocks' if blocked else ''}; {how}):"
     ]
+    if found.n_seeds == 1:
+        lines.append(
+            "  one seed: every effect here is this seed's (its initialisation and batch order); the same "
+            "assignments at a second seed show whether it holds across seeds (`moesearch verify`)"
+        )
     if found.pure_error:
         sd, df = found.pure_error
         lines.append(f"  one training's noise, from replicated assignments: sd {sd:.4f} ({df} degrees of freedom)")
