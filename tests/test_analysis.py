@@ -80,6 +80,7 @@ def test_a_hybrid_beyond_the_spread_of_every_baseline_is_called_a_win(tmp_path):
     assert noise.verdict(table.reset_index()) == "yes: gelu,swiglu clearly dominates all-gelu, all-swiglu"
 
 
+@pytest.mark.slow
 def test_verify_adds_seed_replicates_that_link_to_the_search_and_do_not_count_as_budget(tiny_study):
     trials = results.load_trials(tiny_study, "tiny").set_index("trial")
     search, verify = trials[trials["origin"] == "search"], trials[trials["origin"] == "verify"]
@@ -101,6 +102,7 @@ def test_verify_needs_an_existing_study(tmp_path):
     assert out.exit_code == 2 and "--study" in out.output and "run `moesearch search` first" in out.output
 
 
+@pytest.mark.slow
 def test_plot_writes_every_picture(tiny_study, tmp_path):
     out = CliRunner().invoke(cli, ["plot", "--results", str(tiny_study), "--out", str(tmp_path / "png")])
     assert out.exit_code == 0, out.output
@@ -110,6 +112,7 @@ def test_plot_writes_every_picture(tiny_study, tmp_path):
     assert sorted(p.name for p in (tmp_path / "png").iterdir()) == sorted(f"{n}.png" for n in plots.NAMES_PNG)
 
 
+@pytest.mark.slow
 def test_the_layer_heatmap_shows_the_front_then_the_baselines(tiny_study):
     analysis = pareto.analyse(results.load_trials(tiny_study, "tiny"))
     rows = plots.shown(analysis)
@@ -142,6 +145,7 @@ def chromium(*args: str, profile: Path) -> subprocess.CompletedProcess:
     not BROWSER and not os.environ.get("MOESEARCH_REQUIRE_BROWSER"),
     reason="Debian's chromium is not installed (.ci/run installs it and sets MOESEARCH_REQUIRE_BROWSER)",
 )
+@pytest.mark.slow
 def test_report_is_one_file_that_renders_in_a_real_browser(tiny_study, tmp_path):
     assert BROWSER, "MOESEARCH_REQUIRE_BROWSER is set but chromium is not installed"
     page = tmp_path / "report.html"
@@ -163,6 +167,7 @@ def test_report_is_one_file_that_renders_in_a_real_browser(tiny_study, tmp_path)
     assert pixels.shape[:2] == (2400, 1200) and pixels.std() > 0.05, "the page rendered to something"
 
 
+@pytest.mark.slow
 def test_optunas_own_cli_finds_every_trial(tiny_study):
     optuna_cli = shutil.which("optuna", path=str(Path(sys.executable).parent)) or shutil.which("optuna")
     storage = f"sqlite:///{tiny_study / 'moesearch.db'}"
@@ -187,6 +192,7 @@ def test_optunas_own_cli_finds_every_trial(tiny_study):
 
 
 @pytest.mark.parametrize("command", ["plot", "report"])
+@pytest.mark.slow
 def test_plot_and_report_import_neither_torch_nor_deepspeed(tiny_study, tmp_path, command):
     out = subprocess.run(
         [
@@ -209,6 +215,7 @@ def test_plot_and_report_import_neither_torch_nor_deepspeed(tiny_study, tmp_path
     assert "matplotlib" in imported and not imported & {"torch", "deepspeed"}
 
 
+@pytest.mark.slow
 def test_two_rank_trials_record_their_steps_and_layers(tiny_study):
     import optuna
 
@@ -270,6 +277,7 @@ def test_a_hypervolume_of_0_because_every_point_is_beyond_the_reference_is_warne
     assert analysis.hypervolume > 0 and pareto.reference_warning(analysis) is None
 
 
+@pytest.mark.slow
 def test_status_and_pareto_show_the_same_front(tiny_study):
     """One definition of the front (seed means), whether read from the storage or from the records."""
     import optuna
@@ -320,6 +328,7 @@ def test_the_search_s_progress_bar_counts_the_front_as_pareto_does_not_as_optuna
     assert len(study.best_trials) == 2 and search._front_size(study) == 1
 
 
+@pytest.mark.slow
 def test_pareto_report_status_and_plot_say_what_the_study_resolved(tiny_study, tmp_path):
     """The verdict line first, the per-layer effects and the expected front beside the observed one."""
     shown = CliRunner().invoke(cli, ["pareto", "--results", str(tiny_study)])

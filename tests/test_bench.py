@@ -21,6 +21,7 @@ def load(name: str):
 
 
 @pytest.mark.parametrize("layers", [["gelu", "swiglu", "gelu", "swiglu"], ["swiglu"] * 4])
+@pytest.mark.slow
 def test_the_bare_loop_model_has_the_trial_models_parameters(one_rank, layers):
     throughput, bare_loop = load("throughput"), load("bare_loop")
     spec = space.load(ROOT / "bench" / "throughput.toml")
@@ -124,6 +125,7 @@ def test_every_bench_space_validates_and_keeps_what_its_bench_measures(name):
     assert keeps(space.load(ROOT / "bench" / f"{name}.toml")), f"bench/{name}.toml must keep {what}"
 
 
+@pytest.mark.slow
 def test_the_gpu_check_runs_dry_on_a_cpu_and_writes_every_figure(tmp_path):
     """bench/gpu_check.sh must start on the first GPU a session gets: its dry run takes every step at toy size."""
     import json

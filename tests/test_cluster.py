@@ -53,6 +53,7 @@ def check_study(folder, storage: str, name: str, trained: int) -> tuple[optuna.S
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.slow
 def test_two_groups_share_one_study_and_stop_at_exactly_the_target(tmp_path, backend):
     storage, name, out = storage_url(backend, tmp_path), unique_study("shared"), tmp_path / "r"
     common = ["--storage", storage, "--results", str(out), "--no-progress", "--nproc", "1"]
@@ -77,6 +78,7 @@ def test_two_groups_share_one_study_and_stop_at_exactly_the_target(tmp_path, bac
             assert not path.is_file() or secret.encode() not in path.read_bytes(), path
 
 
+@pytest.mark.slow
 def test_four_groups_write_one_study_and_one_results_folder_at_once(tmp_path):
     storage, out = f"journal:{tmp_path / 'study.log'}", tmp_path / "r"
     common = ["--storage", storage, "--no-progress", "--nproc", "1"]
@@ -95,6 +97,7 @@ def test_four_groups_write_one_study_and_one_results_folder_at_once(tmp_path):
     assert not any((out / "tiny" / ".tmp").iterdir())
 
 
+@pytest.mark.slow
 def test_a_rank_killed_mid_trial_fails_that_trial_and_a_fresh_group_goes_on(tmp_path):
     space = write_space(tmp_path, LONG_MICRO)
     proc = start_cli(
@@ -110,6 +113,7 @@ def test_a_rank_killed_mid_trial_fails_that_trial_and_a_fresh_group_goes_on(tmp_
     assert leftover_ranks(proc.tag) == []
 
 
+@pytest.mark.slow
 def test_the_supervisor_killed_then_the_same_command_again_completes_the_search(tmp_path):
     space = write_space(tmp_path, LONG_MICRO)
     command = ["search", str(space), "--nproc", "2", "--trials", "2", "--results", str(tmp_path / "r"), "--no-progress"]
@@ -137,6 +141,7 @@ def test_the_supervisor_killed_then_the_same_command_again_completes_the_search(
 @pytest.mark.parametrize(
     "sig, target", [(signal.SIGUSR1, "supervisor"), (signal.SIGTERM, "every process"), (signal.SIGUSR1, "one rank")]
 )
+@pytest.mark.slow
 def test_preemption_stops_at_a_step_records_the_trial_exits_0_and_the_search_resumes(tmp_path, sig, target):
     space = write_space(tmp_path, LONG_MICRO)
     command = ["search", str(space), "--nproc", "2", "--trials", "2", "--results", str(tmp_path / "r"), "--no-progress"]
@@ -167,6 +172,7 @@ def test_preemption_stops_at_a_step_records_the_trial_exits_0_and_the_search_res
     assert rows["assignment"][0] in set(rows["assignment"][1:]), "the preempted trial was trained again"
 
 
+@pytest.mark.slow
 def test_two_nodes_on_loopback_form_one_group_with_experts_across_both(tmp_path):
     """The default ep_size stays inside a node (1 here); a space that asks for 2 spans both nodes."""
     port = str(free_port())
@@ -187,6 +193,7 @@ def test_two_nodes_on_loopback_form_one_group_with_experts_across_both(tmp_path)
     assert (rows["world_size"] == 2).all() and (rows["ep_size"] == 2).all(), "expert parallelism spans both nodes"
 
 
+@pytest.mark.slow
 def test_a_node_whose_node_0_never_comes_gives_up(tmp_path):
     out = run_cli(
         "node",
@@ -224,6 +231,7 @@ def test_a_node_rejoins_as_often_as_it_may_and_says_so_truly(monkeypatch, rejoin
     ]
 
 
+@pytest.mark.slow
 def test_a_signal_to_another_node_preempts_the_whole_group(tmp_path):
     """SLURM signals every node; `moesearch node` forwards to its ranks, and the vote reaches node 0."""
     space = write_space(tmp_path, LONG_MICRO)
@@ -243,6 +251,7 @@ def test_a_signal_to_another_node_preempts_the_whole_group(tmp_path):
     assert leftover_ranks(proc.tag) == [] and leftover_ranks(node.tag) == []
 
 
+@pytest.mark.slow
 def test_the_deepspeed_launcher_runs_a_group(tmp_path):
     out = run_cli(
         "search",

@@ -47,6 +47,7 @@ def dashboard(tiny_study):
     server.wait(timeout=30)
 
 
+@pytest.mark.slow
 def test_the_dashboard_finds_every_trial_with_its_assignment_and_objectives(dashboard, tiny_study):
     summaries = get(f"{dashboard}/api/studies")["study_summaries"]
     tiny = next(s for s in summaries if s["study_name"] == "tiny")

@@ -24,6 +24,7 @@ def text():
 
 
 @pytest.mark.parametrize("activation", NAMES)
+@pytest.mark.slow
 def test_every_activation_runs_forward_and_backward(one_rank, activation):
     from moesearch.ranks.model import Transformer
 
@@ -40,6 +41,7 @@ def test_every_activation_runs_forward_and_backward(one_rank, activation):
 
 
 @pytest.mark.parametrize("activation", NAMES)
+@pytest.mark.slow
 def test_analytic_params_match_the_model(one_rank, activation):
     from moesearch.ranks.model import Transformer
 
@@ -57,6 +59,7 @@ def test_params_policy_gives_equal_parameter_counts_across_activations():
         assert max(counts) / min(counts) - 1 < 0.01, spec.name
 
 
+@pytest.mark.slow
 def test_experts_start_different(one_rank):
     from moesearch.ranks.model import Transformer
 
@@ -67,6 +70,7 @@ def test_experts_start_different(one_rank):
         assert not torch.equal(a, b)
 
 
+@pytest.mark.slow
 def test_a_trial_trains_and_reports_every_metric(one_rank, text):
     from moesearch.ranks.train import train_trial
 
@@ -98,6 +102,7 @@ def test_a_trial_trains_and_reports_every_metric(one_rank, text):
     assert layers[0]["hidden_zero_frac"] == 0 and layers[0]["hidden_std"] > 0
 
 
+@pytest.mark.slow
 def test_gradient_norms_are_recorded_as_deepspeed_reports_them(one_rank, text, monkeypatch):
     from deepspeed import DeepSpeedEngine
 
@@ -116,6 +121,7 @@ def test_gradient_norms_are_recorded_as_deepspeed_reports_them(one_rank, text, m
     assert metrics["max_grad_norm"] == max(reported) and 0 < metrics["clipped_share"] < 1
 
 
+@pytest.mark.slow
 def test_a_bf16_trial_trains_on_cpu_in_bf16(one_rank, text):
     from moesearch.ranks.train import train_trial
 
@@ -125,6 +131,7 @@ def test_a_bf16_trial_trains_on_cpu_in_bf16(one_rank, text):
     assert all(math.isfinite(r["grad_norm"]) for r in result.steps)
 
 
+@pytest.mark.slow
 def test_same_seed_same_result_and_engines_do_not_leak(one_rank, text):
     import gc
 
@@ -139,6 +146,7 @@ def test_same_seed_same_result_and_engines_do_not_leak(one_rank, text):
     assert not [o for o in gc.get_objects() if isinstance(o, deepspeed.DeepSpeedEngine)]
 
 
+@pytest.mark.slow
 def test_nan_loss_fails_the_trial_at_its_step(one_rank, text, monkeypatch):
     from moesearch.ranks.train import TrialFailed, train_trial
 
@@ -150,6 +158,7 @@ def test_nan_loss_fails_the_trial_at_its_step(one_rank, text, monkeypatch):
 
 
 @pytest.mark.parametrize("moe_every", [1, 3])  # every FFN an MoE; no MoE at all (two dense layers)
+@pytest.mark.slow
 def test_hidden_statistics_count_real_tokens_only(one_rank, moe_every):
     from moesearch.ranks.model import Transformer
     from moesearch.ranks.probes import HiddenStats
@@ -185,6 +194,7 @@ def test_expert_capacity_matches_deepspeeds_gate(experts, top_k, factor, tokens)
     assert expert_capacity(spec, tokens) == expected
 
 
+@pytest.mark.slow
 def test_dense_weights_do_not_depend_on_the_expert_parallel_size(one_rank):
     from moesearch.ranks.model import Transformer
 
@@ -214,6 +224,7 @@ def test_width_policy_costs_gated_layers_more():
     assert steps == pytest.approx([extra] * 4, abs=1), "every SwiGLU layer adds the same, positive cost"
 
 
+@pytest.mark.slow
 def test_outlier_statistics_of_a_tensor_with_known_outliers(one_rank):
     """A dense FFN whose hidden activation is a known tensor: 1000 values of +-1 and two of +-50."""
     from moesearch.ranks.model import Transformer
@@ -290,6 +301,7 @@ def test_calibration_and_evaluation_windows_are_disjoint():
     assert len(calibration) == cfg.train.eval_sequences // 4, "a quarter as many windows as the evaluation"
 
 
+@pytest.mark.slow
 def test_calibration_per_expert_on_a_known_input(one_rank):
     """Hand-fed calibration of one MoE layer with four experts: ranges per expert and tensor, padding rows
     (all zero) are not tokens, an expert that saw none is counted and left unquantized."""
@@ -326,6 +338,7 @@ def test_calibration_per_expert_on_a_known_input(one_rank):
         assert quant._quantize(experts[3].w_out, (hidden,))[0] is hidden, "no range: passed on unchanged"
 
 
+@pytest.mark.slow
 def test_a_quantized_evaluation_is_finite_and_differs_from_full_precision(one_rank, text):
     from moesearch.ranks.train import train_trial
 
@@ -343,6 +356,7 @@ def test_a_quantized_evaluation_is_finite_and_differs_from_full_precision(one_ra
         )
 
 
+@pytest.mark.slow
 def test_the_compiled_path_trains_a_tiny_model(one_rank, text):
     """train.compile: DeepSpeed's engine.compile() (inductor's C++ kernels here); one MoE layer keeps the
     compilation short. Two ranks compile too (measured: docs/performance.md, bench/compile.py)."""
@@ -368,6 +382,7 @@ def test_the_compiled_path_trains_a_tiny_model(one_rank, text):
         {"top_k": 1, "eval_capacity_factor": 0.5},  # top-1 keeps random tokens of an overflowing expert
     ],
 )
+@pytest.mark.slow
 def test_evaluation_routes_exactly(one_rank, routing):
     from moesearch.ranks.model import Transformer, exact_routing
 
@@ -387,6 +402,7 @@ def test_evaluation_routes_exactly(one_rank, routing):
     assert all(g.top2_2nd_expert_sampling and g.use_rts for g in gates), "training's exploration comes back after"
 
 
+@pytest.mark.slow
 def test_every_evaluation_of_an_engine_is_exact(one_rank, text):
     """Full precision twice, and a quantized pass with nothing calibrated (8-bit off): equal to the last bit."""
     import deepspeed

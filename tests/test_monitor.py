@@ -20,6 +20,7 @@ def runs(folder, kind: str) -> dict[str, object]:
     return {p.name: p for p in sorted((folder / "tiny" / "monitor" / kind).iterdir())}
 
 
+@pytest.mark.slow
 def test_tensorboard_has_one_run_per_trial_with_every_step_evaluation_and_objective(monitored):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -47,6 +48,7 @@ def test_tensorboard_has_one_run_per_trial_with_every_step_evaluation_and_object
             assert events.Scalars(f"Final/{objective}")[0].value == pytest.approx(row[objective], rel=1e-6)
 
 
+@pytest.mark.slow
 def test_the_csv_monitor_writes_the_same_curves(monitored):
     steps = results.load_steps(monitored, "tiny")
     for folder in runs(monitored, "csv").values():

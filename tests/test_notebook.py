@@ -50,6 +50,7 @@ def text_of(outputs) -> str:
     return "\n".join(parts)
 
 
+@pytest.mark.slow
 def test_every_code_cell_runs_without_an_error(executed):
     cells = code_cells(executed)
     assert len(cells) >= 6, "parameters and five sections"
@@ -57,6 +58,7 @@ def test_every_code_cell_runs_without_an_error(executed):
     assert not [o for c in cells for o in c.outputs if o.output_type == "error"]
 
 
+@pytest.mark.slow
 def test_the_front_section_shows_the_front_the_baselines_and_the_hypervolume(executed, tiny_study):
     analysis = pareto.analyse(results.load_trials(tiny_study, "tiny"))
     shown = text_of(cell_using(executed, "pareto.front_view").outputs)
@@ -67,6 +69,7 @@ def test_the_front_section_shows_the_front_the_baselines_and_the_hypervolume(exe
     assert all(row.summary in shown for row in analysis.deltas.itertuples()), "every baseline delta is printed"
 
 
+@pytest.mark.slow
 def test_every_picture_is_displayed_as_a_png(executed):
     images = [
         o["data"]["image/png"]
@@ -78,6 +81,7 @@ def test_every_picture_is_displayed_as_a_png(executed):
     assert all(base64.b64decode(png).startswith(PNG_MAGIC) for png in images)
 
 
+@pytest.mark.slow
 def test_the_layer_statistics_and_the_noise_check_are_shown(executed):
     inside = text_of(cell_using(executed, "hidden_near_zero_frac").outputs)
     assert "hidden_std" in inside and "relu2" in inside, "the pivot has a column per statistic and activation"

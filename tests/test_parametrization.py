@@ -26,6 +26,7 @@ def at_width(d_model: int, parametrization: str = "mup", base: int = 32) -> spac
     return space.ModelSpec.model_validate(TINY.model.model_dump() | update)
 
 
+@pytest.mark.slow
 def test_each_parameter_follows_tensor_programs_v(one_rank):
     """Table 3 (Adam) at 4x the base width: a matrix whose two dimensions grow (hidden: fan-in and fan-out)
     draws at std / sqrt(4) and learns at lr / 4 with weight decay x 4; one with a fixed dimension (embeddings)
@@ -60,6 +61,7 @@ def test_each_parameter_follows_tensor_programs_v(one_rank):
     assert model.readout_mult == 1 / 4 and model.blocks[0].attn.scale == pytest.approx(math.sqrt(16) / 64)
 
 
+@pytest.mark.slow
 def test_at_the_base_shape_mup_is_the_standard_model(one_rank):
     from moesearch.ranks.model import Transformer
     from moesearch.ranks.parametrization import param_groups
@@ -83,6 +85,7 @@ def test_at_the_base_shape_mup_is_the_standard_model(one_rank):
     assert rates[0] == rates[1] == [1e-3, 1e-3]
 
 
+@pytest.mark.slow
 def test_per_group_rates_keep_their_ratio_through_warm_up_and_decay(one_rank):
     """DeepSpeed's WarmupCosineLR scales each group's own rate (its schedulers that write one rate into
     every group would erase muP's): the groups' ratios hold at every step, expert groups included."""
@@ -127,6 +130,7 @@ def test_a_ladder_under_mup_scales_from_the_proxy_shape():
 
 
 @pytest.mark.parametrize("parametrization, flat", [("mup", True), ("standard", False)])
+@pytest.mark.slow
 def test_the_coordinate_check_is_flat_under_mup_and_grows_under_standard(tmp_path, parametrization, flat):
     """`moesearch coords` trains a real engine per width (one rank, its own process): under muP every layer's
     hidden activations keep their size from d_model 32 to 128; under standard they grow about sqrt(width)."""

@@ -27,6 +27,7 @@ from moesearch.supervisor import study as study_mod
 LADDER = TWO_SIZES.replace("steps = 12\n", "steps = 150\nwarmup_steps = 2\n")
 
 
+@pytest.mark.slow
 def test_promote_trains_the_plan_at_the_next_size_resumes_after_a_preemption_and_reports(tmp_path):
     path = write_space(tmp_path, LADDER)
     where = ["--nproc", "2", "--results", str(tmp_path / "r"), "--no-progress"]

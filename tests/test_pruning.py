@@ -42,6 +42,7 @@ MIXED = [",".join(p) for p in itertools.product(["gelu", "swiglu", "relu"], repe
 STALL_MIXED = {"MOESEARCH_FAULT": ";".join(f"stall:{a}" for a in MIXED)}
 
 
+@pytest.mark.slow
 def test_a_poor_trial_is_pruned_at_the_first_rung_with_its_steps_and_never_trained_again(tmp_path):
     space, out = write_space(tmp_path, PRUNING), tmp_path / "r"
     command = ["search", str(space), "--nproc", "2", "--results", str(out), "--no-progress"]
@@ -82,6 +83,7 @@ def test_a_poor_trial_is_pruned_at_the_first_rung_with_its_steps_and_never_train
     assert rows.iloc[4]["state"] == "PRUNED", "the budget's last trial was another stalled one"
 
 
+@pytest.mark.slow
 def test_two_groups_prune_against_each_other_s_records_as_the_replay_does_on_the_same_table(tmp_path):
     space, out = write_space(tmp_path, PRUNING), tmp_path / "r"
     storage = f"journal:{tmp_path / 'study.log'}"
@@ -147,6 +149,7 @@ def replay_on_the_same_table(tmp_path, study: optuna.Study) -> None:
         assert arms._rungs(table, PRUNING_SPEC, training, seen, may_stop=True) == stopped, t.number
 
 
+@pytest.mark.slow
 def test_a_preempted_search_with_pruning_resumes_and_decides_every_trial_once(tmp_path):
     long = PRUNING.replace("steps = 30\neval_interval = 10", "steps = 150\neval_interval = 50").replace(
         "rungs = [10, 20]", "rungs = [50]"

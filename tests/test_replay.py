@@ -351,6 +351,7 @@ def test_a_table_keeps_every_training_and_each_query_draws_one_seeded_per_run(tm
         assert drawn["assignment"].is_unique and set(drawn["seed"]) == {0, 1}, "one training per query, either seed"
 
 
+@pytest.mark.slow
 def test_a_replicate_draws_a_training_not_drawn_before(tmp_path):
     table = tables.load_table(replicated(tmp_path, noise=0.05), "t")
     rng = np.random.default_rng(0)

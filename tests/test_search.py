@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import optuna
+import pytest
 from conftest import MICRO, ROOT, TAG_ENV, cli_command, leftover_ranks, run_cli, write_space
 
 from moesearch.core import results
@@ -15,6 +16,7 @@ def records(folder, study):
     return results.load_trials(folder, study)
 
 
+@pytest.mark.slow
 def test_search_runs_baselines_first_records_each_trial_once_and_resumes(tmp_path):
     out = run_cli("search", "tiny", "--nproc", "2", "--trials", "4", "--results", str(tmp_path), "--no-progress")
     assert out.returncode == 0, out.stderr
@@ -49,6 +51,7 @@ def test_search_runs_baselines_first_records_each_trial_once_and_resumes(tmp_pat
     assert front.returncode == 0 and "6 complete trials (0 failed)" in front.stdout
 
 
+@pytest.mark.slow
 def test_repeated_assignments_are_answered_not_trained(tmp_path):
     space = write_space(tmp_path, MICRO)  # four assignments in all
     out = run_cli(
@@ -85,6 +88,7 @@ def test_repeated_assignments_are_answered_not_trained(tmp_path):
     assert after["trial"].is_unique
 
 
+@pytest.mark.slow
 def test_divergence_and_a_crashed_group_are_recorded_and_the_search_goes_on(tmp_path):
     fault = "nan:gelu,gelu;crash:swiglu,swiglu"
     out = run_cli(
@@ -128,6 +132,7 @@ def test_divergence_and_a_crashed_group_are_recorded_and_the_search_goes_on(tmp_
     assert leftover_ranks(out.tag) == [] and leftover_ranks(again.tag) == []
 
 
+@pytest.mark.slow
 def test_a_hung_rank_times_out_and_the_trial_is_recorded(tmp_path):
     space = write_space(tmp_path, MICRO.replace("timeout_s = 300", "timeout_s = 20"))
     out = run_cli(
@@ -148,6 +153,7 @@ def test_a_hung_rank_times_out_and_the_trial_is_recorded(tmp_path):
     assert leftover_ranks(out.tag) == [], "the hung rank and its peers are gone"
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_the_group_fails_the_trial_and_the_search_resumes(tmp_path):
     import signal
     import subprocess
@@ -189,6 +195,7 @@ def test_ctrl_c_stops_the_group_fails_the_trial_and_the_search_resumes(tmp_path)
     assert sorted(w["layer_00"] for w in waiting) == ["gelu", "swiglu"], "both baselines are still queued"
 
 
+@pytest.mark.slow
 def test_the_baselines_get_their_seed_replicates_once_and_the_front_states_the_noise(tmp_path):
     space = write_space(tmp_path, MICRO.replace("[search]\n", "[search]\nbaseline_seeds = 1\n"))
     args = ["search", str(space), "--nproc", "2", "--trials", "3", "--results", str(tmp_path / "r"), "--no-progress"]
@@ -206,6 +213,7 @@ def test_the_baselines_get_their_seed_replicates_once_and_the_front_states_the_n
     assert len(records(tmp_path / "r", "micro")) == 5, "resuming trains no replicate twice"
 
 
+@pytest.mark.slow
 def test_a_three_objective_deploy_search_on_a_tiny_space(tmp_path):
     """The deploy space's objectives (val_loss, quant_gap_int8, FLOPs) on the micro model, two ranks."""
     body = MICRO.replace("d_ff = 96", 'd_ff = 96\nwidth_policy = "width"').replace(
@@ -235,6 +243,7 @@ def test_a_three_objective_deploy_search_on_a_tiny_space(tmp_path):
     assert plotted.returncode == 0 and (tmp_path / "png" / "quantization.png").exists(), plotted.stderr
 
 
+@pytest.mark.slow
 def test_a_budget_alone_bounds_the_search_not_the_space_s_trial_count(tmp_path):
     space = write_space(tmp_path, MICRO.replace("[search]\n", "[search]\ntrials = 2\n"))  # steps = 6 per trial
     out = run_cli(

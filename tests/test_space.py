@@ -320,6 +320,7 @@ def test_a_bad_ladder_is_one_line_naming_the_size(tmp_path, case):
     assert len(lines) == 1 and expected in lines[0] and str(path) in lines[0], lines
 
 
+@pytest.mark.slow
 def test_a_wheel_install_ships_every_space(tmp_path):
     """`pip install .` (not editable) carries the shipped spaces as package data: built into a wheel, installed
     apart from this checkout, run from elsewhere."""

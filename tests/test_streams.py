@@ -66,12 +66,14 @@ def test_a_stream_depends_on_its_seed_and_place_only():
 
 @pytest.mark.parametrize("width_policy", ["params", "width"])
 @pytest.mark.parametrize(("layer", "a", "b"), PAIRS)
+@pytest.mark.slow
 def test_one_layer_changed_leaves_every_other_weight_identical_on_one_rank(one_rank, layer, a, b, width_policy):
     first, second = _step0("crn", a, width_policy), _step0("crn", b, width_policy)
     assert _same(_outside(first, layer), _outside(second, layer)) == []
     assert any(k.startswith(f"blocks.{1 - layer}.ffn.deepspeed_moe.experts.") for k in _outside(first, layer))
 
 
+@pytest.mark.slow
 def test_one_global_generator_redraws_the_rest_of_the_model(one_rank):
     """The scheme records before schema 4 used: a layer whose FFN has another size moves every later draw
     (tiny matches parameters, so its gated FFN draws as many values: widths as hard8 and default have)."""
@@ -79,12 +81,14 @@ def test_one_global_generator_redraws_the_rest_of_the_model(one_rank):
     assert _same(_outside(_step0("global", a, "width"), layer), _outside(_step0("global", b, "width"), layer))
 
 
+@pytest.mark.slow
 def test_the_same_assignment_and_seed_is_drawn_the_same_under_both_schemes_each_time(one_rank):
     for scheme in ("crn", "global"):
         assert _same(_step0(scheme, "gelu,swiglu"), _step0(scheme, "gelu,swiglu")) == []
     assert _same(_step0("crn", "gelu,swiglu"), _step0("global", "gelu,swiglu")), "the schemes differ"
 
 
+@pytest.mark.slow
 def test_one_layer_changed_leaves_every_other_weight_identical_on_two_ranks(tmp_path):
     """Two gloo ranks, expert-parallel over both, after deepspeed.initialize: what the trainer starts from."""
     layer, a, b = PAIRS[0]

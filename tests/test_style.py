@@ -29,3 +29,11 @@ def test_a_line_over_the_configured_length_fails_the_check(tmp_path):
     (tmp_path / "wide.py").write_text(f'WIDE = "{"word " * 30}"\n')  # one long word would be let through
     out = ruff("check", "--output-format", "concise", where=tmp_path)
     assert out.returncode == 1 and "wide.py:1:121: E501" in out.stdout
+
+
+def test_ci_runs_exactly_the_readme_s_test_command():
+    """The README's test command (the full tier) is what `.ci/run` runs, word for word."""
+    readme = (ROOT / "README.md").read_text()
+    command = "pip install torch==2.13.0 -e '.[test]' && python -m pytest --full"
+    assert f"```bash\n{command}\n```" in readme
+    assert (ROOT / ".ci" / "run").read_text().rstrip().splitlines()[-1] == command

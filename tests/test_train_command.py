@@ -26,6 +26,7 @@ GPU = [pytest.mark.gpu, pytest.mark.skipif(not _has_gpu(), reason="needs a CUDA 
         pytest.param("cuda", None, True, marks=GPU),  # compile on CUDA (Triton); its CPU sibling is in test_model.py
     ],
 )
+@pytest.mark.slow
 def test_train_one_assignment_prints_metrics_and_writes_its_record(tmp_path, device, precision, compiled):
     env = {"DS_ACCELERATOR": device}
     nproc = "2" if device == "cpu" else "1"
