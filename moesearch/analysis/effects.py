@@ -368,7 +368,7 @@ def fit(trials: pd.DataFrame, objective: str = "val_loss", set_aside: bool = Tru
             objective, choices, main + pairs, codes, y, cells, "least squares with neighbour interactions"
         )
         if wider is not None:  # the test that asked for them stays on record: what main effects alone missed
-            return _with_seed_spread(dataclasses.replace(wider, lack_of_fit=found.lack_of_fit))
+            return _with_seed_spread(dataclasses.replace(wider, lack_of_fit=found.lack_of_fit, n_seeds=found.n_seeds))
     return found
 
 
@@ -422,7 +422,8 @@ def _least_squares(
     cov = np.asarray(model.cov_params())
     n_assignments = len({tuple(row) for row in codes.drop(columns="seed").itertuples(index=False)})
     pure = lack = None
-    tested = np.asarray(model.outlier_test(method="bonf"))[:, 2]  # Bonferroni p; NaN where a row fixes its fit
+    with np.errstate(divide="ignore", invalid="ignore"):  # a row with leverage 1 fixes its own fit: NaN, no warning
+        tested = np.asarray(model.outlier_test(method="bonf"))[:, 2]  # Bonferroni p
     outlying = tuple(int(i) for i in np.flatnonzero(np.nan_to_num(tested, nan=1.0) < OUTLIER_P))
     if cells.shape[1] < len(y):  # replicates: the cells' spread is pure error
         saturated = sm.OLS(y, cells).fit()
