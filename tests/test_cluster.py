@@ -271,3 +271,33 @@ def test_the_deepspeed_launcher_runs_a_group(tmp_path):
     assert out.returncode == 0, out.stderr
     rows = results.load_trials(tmp_path, "tiny")
     assert (rows["state"] == "COMPLETE").all() and (rows["world_size"] == 2).all()
+
+
+def test_the_deepspeed_launcher_is_this_interpreter_s_and_is_stopped_with_sigterm_first(tmp_path, monkeypatch):
+    """A bare `deepspeed` on PATH may be another environment's; and DeepSpeed's runner stops its ranks on
+    other hosts only on SIGINT/SIGTERM, so `kill` terminates it first and SIGKILLs what is left after."""
+    import subprocess
+    import sys
+
+    from moesearch.core.launch import Launch
+    from moesearch.supervisor import group as group_mod
+
+    command = Launch(2, launcher="deepspeed", master_port=29555).command()
+    assert command[:3] == [sys.executable, "-m", "deepspeed.launcher.runner"]
+    assert Launch(2).command()[0] != "deepspeed"
+    seen = tmp_path / "signal"
+    runner = subprocess.Popen(  # a stand-in launcher that notes the signal it gets, then exits as the runner does
+        [
+            sys.executable,
+            "-c",
+            "import pathlib, signal, sys, time\n"
+            f"note = lambda s, f: (pathlib.Path({str(seen)!r}).write_text(str(s)), sys.exit(0))\n"
+            "signal.signal(signal.SIGTERM, note)\n"
+            "time.sleep(60)",
+        ]
+    )
+    time.sleep(1)
+    group = group_mod.WorkerGroup(Launch(2, launcher="deepspeed"), tmp_path)
+    group.proc = runner
+    group.kill()
+    assert seen.read_text() == str(int(signal.SIGTERM)) and runner.returncode == 0

@@ -46,8 +46,11 @@ class Launch:
         """The launcher command line that starts this node's ranks of the group."""
         if self.launcher == "deepspeed":  # one command on node 0 starts every host of the hostfile and tells the port
             hosts = ["--hostfile", str(self.hostfile)] if self.hostfile else []
+            # this interpreter's DeepSpeed, not a `deepspeed` first on PATH (its hosts run the same path)
             return [
-                "deepspeed",
+                sys.executable,
+                "-m",
+                "deepspeed.launcher.runner",
                 *hosts,
                 f"--num_nodes={self.nnodes}",
                 f"--num_gpus={self.nproc}",

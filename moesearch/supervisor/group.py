@@ -28,6 +28,9 @@ _POLL_S = 0.05
 _TEARDOWN_WAIT_S = 60  # torchrun's own grace period for surviving ranks is 30 s
 
 
+DEEPSPEED_GRACE_S = 30  # how long the DeepSpeed launcher may take to stop its remote ranks after SIGTERM
+
+
 class GroupFailure(Exception):
     """The worker group died or hung; the message says why and quotes its output."""
 
@@ -190,13 +193,19 @@ class WorkerGroup:
         return "\n".join(text.strip().splitlines()[-lines:])
 
     def kill(self) -> None:
-        """SIGKILL torchrun and every rank. torchrun starts each rank in a session of its own, so one
-        killpg does not reach them: collect the whole process tree first."""
+        """SIGKILL the launcher and every rank. torchrun starts each rank in a session of its own, so one
+        killpg does not reach them: collect the whole process tree first. The DeepSpeed launcher first gets
+        SIGTERM and DEEPSPEED_GRACE_S to act on it: only then does it tear down its ranks on other hosts
+        (a SIGKILL leaves them holding their GPUs)."""
         if self.proc:
             try:
                 tree = [psutil.Process(self.proc.pid), *psutil.Process(self.proc.pid).children(recursive=True)]
             except psutil.NoSuchProcess:
                 tree = []
+            if self.launch.launcher == "deepspeed" and self.proc.poll() is None:
+                self.proc.terminate()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.proc.wait(timeout=DEEPSPEED_GRACE_S)
             for p in tree:
                 with contextlib.suppress(psutil.NoSuchProcess):
                     p.kill()
