@@ -34,8 +34,11 @@ def pytest_configure(config):
 @pytest.fixture(autouse=True)
 def _slow_tier(request, monkeypatch):
     """A test that starts ranks must carry @pytest.mark.slow, so the fast tier (`python -m pytest`) never
-    waits on a worker group: starting one unmarked fails the test at once, naming the marker."""
+    waits on a worker group: starting one unmarked fails the test at once, naming the marker. Every test
+    but the gpu-marked ones chooses the CPU accelerator explicitly, so the suite passes on a GPU machine."""
     _marked["slow"] = request.node.get_closest_marker("slow") is not None
+    if request.node.get_closest_marker("gpu") is None:  # every rank it starts, in-process or not, on the CPU
+        monkeypatch.setenv("DS_ACCELERATOR", "cpu")  # (a GPU machine would otherwise put two ranks on one GPU)
     if _marked["slow"]:
         return
     if used := SLOW_FIXTURES & set(request.fixturenames):

@@ -3,6 +3,7 @@ so `.ci/run` checks them with the tests."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -37,3 +38,9 @@ def test_ci_runs_exactly_the_readme_s_test_command():
     command = "pip install torch==2.13.0 -e '.[test]' && python -m pytest --full"
     assert f"```bash\n{command}\n```" in readme
     assert (ROOT / ".ci" / "run").read_text().rstrip().splitlines()[-1] == command
+
+
+def test_a_test_that_is_not_a_gpu_one_runs_its_ranks_on_the_cpu():
+    """conftest chooses the accelerator for every test: on a one-GPU machine, two ranks of a CPU test would
+    otherwise both take the GPU (the GPU check runs the multi-rank tests there too)."""
+    assert os.environ["DS_ACCELERATOR"] == "cpu"
