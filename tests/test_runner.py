@@ -94,3 +94,42 @@ def test_without_evaluations_a_line_per_quarter_and_none_on_a_terminal(tmp_path,
     monkeypatch.setattr(runner.sys.stderr, "isatty", lambda: True)  # a terminal: the bar shows progress
     trial_with_steps(tmp_path, body, steps)
     assert not [line for line in capsys.readouterr().err.splitlines() if "started" in line or "train_loss" in line]
+
+
+def test_a_group_idle_past_its_ranks_broadcast_timeout_is_restarted_before_the_next_trial(tmp_path, monkeypatch):
+    """The ranks wait for a trial in a broadcast that times out after 2 h: a group idle longer than
+    IDLE_RESTART_S is closed and started afresh before it is sent one, outside any trial; one that is not is
+    used as it is."""
+    from moesearch.core.launch import Launch
+    from moesearch.core.protocol import Done
+    from moesearch.supervisor import group as group_mod
+
+    group = group_mod.WorkerGroup(Launch(1), tmp_path)
+    calls = []
+
+    class Link:  # the rank 0 side: answers every task at once
+        def send(self, msg):
+            calls.append(type(msg).__name__)
+
+        def poll(self, timeout=None):
+            return True
+
+        def recv(self):
+            return Done({}, [], [])
+
+        def close(self):
+            pass
+
+    def start():
+        calls.append("start")
+        group.link, group.idle_since = Link(), group_mod.time.monotonic()
+        (tmp_path / f"group-{group_mod.os.getpid()}-0.log").touch()
+
+    monkeypatch.setattr(group, "_start", start)
+    monkeypatch.setattr(group, "close", lambda: (calls.append("close"), setattr(group, "link", None)))
+    group.run(0, "{}", 60, lambda *a: None)
+    group.run(1, "{}", 60, lambda *a: None)
+    assert calls == ["start", "Task", "Task"], "used as it is while fresh"
+    group.idle_since -= group_mod.IDLE_RESTART_S + 1
+    group.run(2, "{}", 60, lambda *a: None)
+    assert calls[3:] == ["close", "start", "Task"]

@@ -28,6 +28,9 @@ _POLL_S = 0.05
 _TEARDOWN_WAIT_S = 60  # torchrun's own grace period for surviving ranks is 30 s
 
 
+# The ranks wait for the next trial in a broadcast that times out after 2 h (`ranks/serve.py`): a group idle
+# for longer than this is restarted before it is sent one, so the timeout never costs a trial.
+IDLE_RESTART_S = 90 * 60
 DEEPSPEED_GRACE_S = 30  # how long the DeepSpeed launcher may take to stop its remote ranks after SIGTERM
 
 
@@ -46,6 +49,7 @@ class WorkerGroup:
         self.link: Connection | None = None
         self.hardware: dict = {}
         self.launches = 0
+        self.idle_since = time.monotonic()  # when it last finished a trial (or started)
 
     def run(
         self,
@@ -62,6 +66,8 @@ class WorkerGroup:
         On SIGTERM or SIGUSR1 (`preempt`), rank 0 is told to stop: the ranks stop together at the next
         step boundary and reply "failed" with `preempted` set.
         """
+        if self.link is not None and time.monotonic() - self.idle_since > IDLE_RESTART_S:
+            self.close()  # quietly, outside any trial: its ranks' broadcast would time out mid-trial
         if self.link is None:
             self._start()
         self._log_mark = self.log_path.stat().st_size
@@ -80,6 +86,7 @@ class WorkerGroup:
                     elif isinstance(msg, Rung):
                         self.link.send(self._verdict(on_rung, msg))
                     else:
+                        self.idle_since = time.monotonic()  # its ranks wait for the next trial from now
                         return msg
                 if preempt.requested() and not stop_sent:
                     self.link.send(Stop(preempt.requested()))
@@ -117,6 +124,7 @@ class WorkerGroup:
 
     def _start(self) -> None:
         self.launches += 1
+        self.idle_since = time.monotonic()
         self.log_dir.mkdir(parents=True, exist_ok=True)
         authkey = secrets.token_bytes(16)
         with Listener(("127.0.0.1", 0), authkey=authkey) as listener:
