@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -131,6 +131,7 @@ display(fit.effects().round(4) if fit else "too few trials")
 print("\n".join(verdict.text(fit)))
 found = expected.expected_front(trials)
 if found is not None:
+    display(plots.effects_figure(found[1]))  # each effect with its 95% interval, resolved ones filled
     display(found[0][found[0]["expected_front"] | (found[0]["trained"] > 0)].head(20).round(4))
 
 # %% [markdown]

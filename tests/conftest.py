@@ -148,6 +148,7 @@ def tiny_study(tmp_path_factory) -> Path:
     optuna-dashboard; the search logs live to TensorBoard and CSV (the monitor tests read them).
     """
     folder = tmp_path_factory.mktemp("tiny-study")
+    _marked["slow"] = True  # set up before the test's own fixtures run; only slow tests may ask for it (`_slow_tier`)
     for command in (
         ["search", "tiny", "--trials", "4", "--monitor", "tensorboard", "--monitor", "csv"],
         ["verify", "tiny", "--seeds", "1"],

@@ -106,3 +106,27 @@ def test_the_quantization_plot_draws_the_symmetric_int8_of_schema_3_records(tmp_
     quant = plots.quantization(results.load_trials(tmp_path, "s"))
     labels = {line.get_label() for line in quant.axes[0].get_lines()}
     assert {"gelu, int8_sym", "swiglu, fp8"} <= labels and "gelu, int8" not in labels
+
+
+def test_the_effects_picture_draws_the_model_s_intervals_and_marks_the_resolved(tmp_path):
+    """A known additive table: each effect drawn at the fit's estimate, its bar spanning the fit's 95%
+    interval, resolved ones filled, a panel only for the objectives with a noisy fit."""
+    import numpy as np
+    from test_effects import additive, table
+
+    from moesearch.analysis import effects
+
+    found = effects.fit(table(tmp_path, additive({0: -0.05, 2: 0.03}), 3, 2, 0.005))
+    fig = plots.effects_figure({"val_loss": found, "tokens_per_s": None})
+    (ax,) = fig.axes
+    rows = found.effects().iloc[::-1].reset_index(drop=True)
+    from matplotlib.collections import LineCollection
+
+    bars = [c for c in ax.collections if isinstance(c, LineCollection)]
+    spans = sorted((round(s[0][0], 6), round(s[1][0], 6)) for c in bars for s in c.get_segments())
+    expected = sorted((round(e - h, 6), round(e + h, 6)) for e, h in zip(rows["effect"], rows["ci95"], strict=True))
+    assert spans == expected, "every bar is the model's 95% interval"
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "a layer (or pair): resolved" in labels and "a layer (or pair): inside noise" in labels
+    assert [t.get_text() for t in ax.get_yticklabels()] == list(rows["term"])
+    assert "least squares" in ax.get_title() and np.isfinite(rows["ci95"]).all()

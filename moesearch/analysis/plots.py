@@ -6,6 +6,8 @@
     layers.png       which activation each layer takes, along the front and for the baselines
     curves.png       training loss (smoothed) and val_loss over tokens, front members and baselines
     hidden.png       FFN hidden activations near zero, per layer and activation
+    effects.png      the noise model's answer: each layer's effect and the every-layer contrast with its 95%
+                     interval, resolved ones filled, a panel per noisy objective
 Figures are built without pyplot: no global figure registry to leak into, no backend chosen for
 the caller (a notebook keeps its own), and `Figure.savefig` renders PNG anywhere. Light: no torch.
 """
@@ -30,7 +32,7 @@ from moesearch.core.metrics import METRICS, fmt
 from moesearch.core.trial import State
 
 COLORS = dict(zip(NAMES, matplotlib.colormaps["tab10"].colors, strict=False))  # one colour per activation
-NAMES_PNG = ("front", "hypervolume", "layers", "curves", "hidden", "outliers", "quantization")  # a schema-3 study
+NAMES_PNG = ("effects", "front", "hypervolume", "layers", "curves", "hidden", "outliers", "quantization")  # schema 3
 
 
 def shown(analysis: Analysis) -> pd.DataFrame:
@@ -329,6 +331,40 @@ def replay_curves(runs: dict[str, list], budget: float, unit: str) -> Figure:
     return fig
 
 
+def effects_figure(fits: dict) -> Figure | None:
+    """The question the tool exists to answer, as a picture: per noisy objective, each effect of the noise
+    model (an activation at one layer instead of the reference; a neighbour pair; every layer at once) as
+    a point with its 95% interval, resolved ones filled (weighted Holm at 5%), inside noise hollow. A shrunk
+    model's estimates are drawn without intervals and marked not testable. None without a noisy fit."""
+    noisy = {o: f for o, f in fits.items() if f is not None and not f.exact}
+    if not noisy:
+        return None
+    rows = {o: f.effects() for o, f in noisy.items()}
+    fig = Figure(figsize=(6.5 * len(noisy), 0.45 * max(len(r) for r in rows.values()) + 1.6), layout="constrained")
+    for ax, (o, found) in zip(np.atleast_1d(fig.subplots(1, len(noisy), squeeze=False)[0]), noisy.items(), strict=True):
+        table = rows[o].iloc[::-1]  # the first effect on top
+        y = np.arange(len(table))
+        every = (table["kind"] == "every layer").to_numpy()
+        filled = table["resolved"].to_numpy(bool)
+        x, half = table["effect"].to_numpy(float), table["ci95"].to_numpy(float)
+        for mine, color, what in ((~every, "tab:blue", "a layer (or pair)"), (every, "tab:purple", "every layer")):
+            if found.testable:
+                ax.errorbar(x[mine], y[mine], xerr=half[mine], fmt="none", ecolor=color, capsize=3, lw=1.2)
+            open_ = "inside noise" if found.testable else "not testable yet"
+            for shown, style in ((mine & filled, {"color": color}), (mine & ~filled, {"facecolors": "white"})):
+                if shown.any():
+                    said = "resolved" if style.get("color") else open_
+                    ax.scatter(x[shown], y[shown], edgecolors=color, zorder=3, label=f"{what}: {said}", **style)
+        ax.axvline(0, color="grey", lw=0.8)
+        ax.set_yticks(y, table["term"])
+        unit = METRICS.get(o, ("",))[0]
+        ax.set_xlabel(f"effect on {o} ({unit}); 95% intervals" if found.testable else f"shrunk estimate ({unit})")
+        how = f"{found.method}, {found.n_trials} trainings" + ("" if found.testable else ": not testable yet")
+        ax.set_title(f"{o}: {how}", fontsize=9)
+        ax.legend(fontsize=7, loc="best")
+    return fig
+
+
 def draw_all(
     analysis: Analysis,
     steps: pd.DataFrame,
@@ -340,6 +376,7 @@ def draw_all(
 
     found: `expected_front` of these trials, drawn on the front (None: the front alone)."""
     figures = {
+        "effects": effects_figure(found[1]) if found else None,
         "front": front(analysis, found[0] if found else None),
         "hypervolume": hypervolume(analysis),
         "layers": layers(analysis),
