@@ -340,6 +340,10 @@ def test_pareto_report_status_and_plot_say_what_the_study_resolved(tiny_study, t
     assert CliRunner().invoke(cli, ["report", "--results", str(tiny_study), "--out", str(page)]).exit_code == 0
     source = page.read_text()
     assert "What the study has resolved" in source and html.escape(lines[1]) in source and "p_front" in source
+    headings = [h.split("</h2>")[0] for h in source.split("<h2>")[1:]]
+    assert headings[0] == "What the study has resolved", "the answer first"
+    assert source.index(html.escape(lines[1])) < source.index('<img alt="effects"') < source.index("<h2>Pareto front")
+    assert headings.index("The front, interactive") > headings.index("Pictures"), "the heavy plot last"
     status = CliRunner().invoke(cli, ["status", "--results", str(tiny_study)])
     assert status.exit_code == 0 and status.output.splitlines()[-1] == lines[1]
     trials = results.load_trials(tiny_study, "tiny")
