@@ -350,3 +350,18 @@ def test_a_wheel_install_ships_every_space(tmp_path):
         text=True,
     )
     assert located.stdout.strip().startswith(str(tmp_path / "site")), "the wheel's own copy, not this checkout's"
+
+
+@pytest.mark.parametrize("n", [5_000, 819_199, 1_000_003])
+def test_the_corpus_split_holds_out_every_twentieth_block_with_one_byte_of_mask_per_byte(n):
+    """The same split as an index per byte gave (the records' text stays comparable), without its 8 bytes."""
+    import numpy as np
+
+    from moesearch.core import corpus
+
+    stream = np.random.default_rng(n).integers(0, 256, n, dtype=np.uint8)
+    train, val = corpus.split(stream)
+    blocks = np.arange(n) // max(1, min(4096, n // 200))  # the reference: an int64 block index per byte
+    held = blocks % 20 == 19
+    assert np.array_equal(train, stream[~held]) and np.array_equal(val, stream[held])
+    assert train.dtype == val.dtype == np.uint8 and 0.04 < len(val) / n < 0.06

@@ -64,6 +64,14 @@ def load(spec: str | None) -> Corpus:
         digest.update(data)
         chunks.append(data)
     stream = np.frombuffer(b"\n".join(chunks), dtype=np.uint8)
-    blocks = np.arange(len(stream)) // max(1, min(_BLOCK, len(stream) // _MIN_BLOCKS))
-    held_out = blocks % _VAL_EVERY == _VAL_EVERY - 1
-    return Corpus(train=stream[~held_out], val=stream[held_out], sha256=digest.hexdigest())
+    del chunks
+    return Corpus(*split(stream), sha256=digest.hexdigest())
+
+
+def split(stream: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(train, val): every _VAL_EVERY-th block of the stream held out. The mask costs one byte per byte of
+    text (one flag per block, repeated), not the eight of an index per byte."""
+    block = max(1, min(_BLOCK, len(stream) // _MIN_BLOCKS))
+    blocks = -(-len(stream) // block)
+    held_out = np.repeat(np.arange(blocks) % _VAL_EVERY == _VAL_EVERY - 1, block)[: len(stream)]
+    return stream[~held_out], stream[held_out]

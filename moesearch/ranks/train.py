@@ -62,8 +62,9 @@ class Batches:
     """Random training windows (different per rank, same count) and fixed held-out windows."""
 
     def __init__(self, corpus: Corpus, cfg: RunConfig, rank: int, world: int, device: torch.device):
-        self.train_data = torch.from_numpy(corpus.train.astype("int64"))
-        self.val_data = torch.from_numpy(corpus.val.astype("int64"))
+        # bytes as they are (uint8: shared with the corpus, not copied); each window is widened as it is cut
+        self.train_data = torch.from_numpy(corpus.train)
+        self.val_data = torch.from_numpy(corpus.val)
         self.seq_len, self.micro_batch, self.device = cfg.model.seq_len, cfg.train.micro_batch, device
         self.generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + rank)
         n_eval = cfg.train.eval_sequences  # divisible by `world`: the CLI checks --nproc against it
@@ -77,7 +78,7 @@ class Batches:
 
     def _windows(self, data: torch.Tensor, starts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         idx = starts[:, None] + torch.arange(self.seq_len + 1)
-        xy = data[idx].to(self.device, non_blocking=True)
+        xy = data[idx].long().to(self.device, non_blocking=True)
         return xy[:, :-1], xy[:, 1:]
 
     def next_train(self) -> tuple[torch.Tensor, torch.Tensor]:
