@@ -405,20 +405,13 @@ def test_evaluation_routes_exactly(one_rank, routing):
 @pytest.mark.slow
 def test_every_evaluation_of_an_engine_is_exact(one_rank, text):
     """Full precision twice, and a quantized pass with nothing calibrated (8-bit off): equal to the last bit."""
-    import deepspeed
 
-    from moesearch.ranks.parametrization import param_groups
     from moesearch.ranks.quantize import Calibration, FakeQuant
-    from moesearch.ranks.train import Batches, _evaluate, build_model, ds_config
+    from moesearch.ranks.train import Batches, _evaluate, build_engine
 
     spec = TINY.model_copy(update={"model": TINY.model.model_copy(update={"top_k": 2, "num_experts": 4})})
     cfg = RunConfig.build(spec, ["swiglu", "gelu"], seed=3, data=None, world_size=1)
-    model = build_model(cfg, 0)
-    engine, *_ = deepspeed.initialize(
-        model=model,
-        model_parameters=param_groups(model, cfg.model, cfg.train.lr, 0.1),
-        config=ds_config(cfg, bf16=False),
-    )
+    engine = build_engine(cfg, 0)
     try:
         batches = Batches(text, cfg, 0, 1, engine.device)
         first, second = _evaluate(engine, batches), _evaluate(engine, batches)

@@ -89,19 +89,12 @@ def test_at_the_base_shape_mup_is_the_standard_model(one_rank):
 def test_per_group_rates_keep_their_ratio_through_warm_up_and_decay(one_rank):
     """DeepSpeed's WarmupCosineLR scales each group's own rate (its schedulers that write one rate into
     every group would erase muP's): the groups' ratios hold at every step, expert groups included."""
-    import deepspeed
 
-    from moesearch.ranks.parametrization import param_groups
-    from moesearch.ranks.train import build_model, ds_config
+    from moesearch.ranks.train import build_engine
 
     spec = under(TINY, "mup").model_copy(update={"model": at_width(64)})
     cfg = RunConfig.build(spec, ["gelu", "swiglu"], seed=0, data=None, world_size=1)
-    model = build_model(cfg, 0)
-    engine, *_ = deepspeed.initialize(
-        model=model,
-        model_parameters=param_groups(model, cfg.model, cfg.train.lr, 0.1),
-        config=ds_config(cfg, bf16=False),
-    )
+    engine = build_engine(cfg, 0)
     try:
         seen = set()
         for _ in range(cfg.train.steps):

@@ -15,7 +15,6 @@ import json
 import sys
 from pathlib import Path
 
-import deepspeed
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -24,7 +23,6 @@ from moesearch.core import corpus as corpus_mod
 from moesearch.core.config import RunConfig
 from moesearch.core.corpus import VOCAB_SIZE
 from moesearch.ranks.model import Transformer
-from moesearch.ranks.parametrization import param_groups
 from moesearch.ranks.probes import ffn_slots
 
 SITES = ("attention", "ffn_hidden", "ffn_out", "residual", "logits")  # logits: one site after the last layer
@@ -75,14 +73,9 @@ class Coordinates:
 
 def check(cfg: RunConfig, corpus: corpus_mod.Corpus, steps: int) -> list[dict]:
     """Train `cfg` for `steps` steps on this one-rank group; one row per step, layer and site."""
-    from moesearch.ranks.train import Batches, build_model, ds_config
+    from moesearch.ranks.train import Batches, build_engine
 
-    model = build_model(cfg, 0)
-    engine, *_ = deepspeed.initialize(
-        model=model,
-        model_parameters=param_groups(model, cfg.model, cfg.train.lr, cfg.train.weight_decay),
-        config=ds_config(cfg, bf16=False),
-    )
+    engine = build_engine(cfg, 0)
     batches, rows = Batches(corpus, cfg, 0, 1, engine.device), []
     try:
         for step in range(steps):
@@ -98,7 +91,7 @@ def check(cfg: RunConfig, corpus: corpus_mod.Corpus, steps: int) -> list[dict]:
             ]
     finally:
         engine.destroy()
-        del engine, model
+        del engine
         gc.collect()
     return rows
 

@@ -149,6 +149,17 @@ def build_model(cfg: RunConfig, rank: int) -> Transformer:
     return model
 
 
+def build_engine(cfg: RunConfig, rank: int, bf16: bool = False, run_name: str = "trial"):
+    """The DeepSpeed engine of this rank's model at step 0, its optimizer groups as the parametrization says."""
+    model = build_model(cfg, rank)
+    engine, *_ = deepspeed.initialize(
+        model=model,
+        model_parameters=param_groups(model, cfg.model, cfg.train.lr, cfg.train.weight_decay),
+        config=ds_config(cfg, bf16=bf16, run_name=run_name),
+    )
+    return engine
+
+
 def train_trial(
     cfg: RunConfig,
     corpus: Corpus,
@@ -168,14 +179,9 @@ def train_trial(
     rank, world = dist.get_rank(), dist.get_world_size()
     accel = get_accelerator()
     on_gpu = accel.device_name() == "cuda"
-    model = build_model(cfg, rank)
     local_experts = cfg.model.num_experts // cfg.ep_size
     precision = cfg.train.precision or ("bf16" if on_gpu else "fp32")
-    engine, *_ = deepspeed.initialize(
-        model=model,
-        model_parameters=param_groups(model, cfg.model, cfg.train.lr, cfg.train.weight_decay),
-        config=ds_config(cfg, bf16=precision == "bf16", run_name=run_name(trial, cfg)),
-    )
+    engine = build_engine(cfg, rank, bf16=precision == "bf16", run_name=run_name(trial, cfg))
     if cfg.train.compile:
         engine.compile()  # inductor: C++/OpenMP kernels on CPU, Triton on GPU; DeepSpeed's MoE dispatch stays eager
     if (
@@ -212,7 +218,7 @@ def train_trial(
         raise
     finally:
         engine.destroy()
-        del engine, model
+        del engine
         gc.collect()
     return Done({**_with_costs(metrics, cfg, world), "precision": precision}, steps, layers)
 

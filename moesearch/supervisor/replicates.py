@@ -152,15 +152,7 @@ def verify(
     """
     if settings.study not in optuna.get_all_study_names(storage):
         raise InputError(f"--study: no study {settings.study!r} in this storage; run `moesearch search` first")
-    study = study_mod.open_study(
-        storage,
-        settings.study,
-        settings.space,
-        settings.seed,
-        settings.data,
-        settings.data_sha256,
-        shape=settings.shape,
-    )
+    study = study_mod.open_for(storage, settings)
     for line in recovery.recover(study, settings.results):  # what a dead run left RUNNING: see `recovery`
         tqdm.write(line)
     trials = results.load_trials(settings.results, settings.study)
