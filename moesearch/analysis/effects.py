@@ -327,7 +327,9 @@ def fit(trials: pd.DataFrame, objective: str = "val_loss", set_aside: bool = Tru
     """The noise model of `objective` over the study's complete trials; None with fewer than 3 trials
     or 2 assignments (nothing to pool). set_aside: a training whose residual under main effects is extreme
     (externally studentised, Bonferroni p below OUTLIER_P over the trainings: statsmodels' outlier test) is
-    set aside and the model fitted without it (`Fit.set_aside`), where least squares can still test then."""
+    set aside and the model fitted without it (`Fit.set_aside`), where least squares keeps 2 x MIN_DOF residual
+    degrees of freedom without it (with fewer, dropping the largest residual would shrink the noise estimate
+    too much to test against)."""
     done = one_text(trials)[0]
     done = done[(done["state"] == State.COMPLETE) & done[objective].notna()]
     if len(done) < 3 or done["assignment"].nunique() < 2:
@@ -353,7 +355,7 @@ def fit(trials: pd.DataFrame, objective: str = "val_loss", set_aside: bool = Tru
         # one diverging or broken training must not rewrite the verdict: fit without it, once, and say so
         numbers = done["trial"].to_numpy()[list(found.outlying)]
         kept = fit(trials[~trials["trial"].isin(numbers)], objective, set_aside=False)
-        if kept is not None and kept.testable:
+        if kept is not None and kept.testable and kept.dof >= 2 * MIN_DOF:  # few dof left: its noise too unsure
             values = done[objective].to_numpy(float)[list(found.outlying)]
             return dataclasses.replace(kept, set_aside=tuple(zip(map(int, numbers), map(float, values), strict=True)))
     found = _with_seed_spread(found)
