@@ -121,6 +121,15 @@ def test_a_study_cannot_switch_spaces(tmp_path):
 
     with pytest.raises(InputError, match="--study 's': this study was created for a different space"):
         study.open_study(storage, "s", space.load("default"), seed=0)
+    edited = space.load("tiny").model_copy(
+        update={"train": space.load("tiny").train.model_copy(update={"steps": 20, "lr": 1e-3})}
+    )
+    with pytest.raises(InputError) as refused:
+        study.open_study(storage, "s", edited, seed=0)
+    assert str(refused.value) == (
+        "--study 's': this study was created for a different space ('tiny'): train.lr 0.003 -> 0.001; "
+        "train.steps 12 -> 20; give a new --study name, or the space as it was"
+    ), "each differing setting, old -> new"
 
 
 def test_a_study_evaluated_with_routing_noise_takes_no_new_training(tmp_path):
@@ -143,6 +152,29 @@ def test_a_study_evaluated_with_routing_noise_takes_no_new_training(tmp_path):
 
     study.open_study(storage, "new", space.load("tiny"), seed=0)
     study.open_study(storage, "new", space.load("tiny"), seed=0)  # made exact: resumes
+
+
+def test_dry_run_refuses_an_edited_space_as_the_real_run_does_naming_each_setting(tmp_path, monkeypatch):
+    """A new user passed --dry-run, then the real run refused the edited space without naming the setting:
+    both refuse now, with the same line, before anything is written."""
+    import optuna
+
+    from moesearch.core import space as space_mod
+    from moesearch.supervisor import study
+
+    monkeypatch.chdir(tmp_path)
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    path = write_space(tmp_path, MICRO)
+    study.open_study(optuna.storages.RDBStorage(url), "micro", space_mod.load(path), seed=0)
+    write_space(tmp_path, MICRO.replace("steps = 6", "steps = 8"))
+    before = sorted(tmp_path.rglob("*"))
+    said = []
+    for dry in (["--dry-run"], []):
+        out = CliRunner().invoke(cli, ["train", str(path), "--storage", url, "--layers", "gelu,gelu", *dry])
+        assert out.exit_code == 2, out.output
+        said.append(out.output)
+    assert said[0] == said[1] and "train.steps 6 -> 8" in said[0], said
+    assert sorted(tmp_path.rglob("*")) == before
 
 
 def test_a_study_made_by_train_alone_has_a_status_but_no_target_to_join(tmp_path):

@@ -6,7 +6,7 @@ inside noise, and how many more trials would resolve a per-layer effect of a giv
 
 from __future__ import annotations
 
-from moesearch.analysis.effects import ALPHA, LACK_OF_FIT_P, OUTLIER_P, POWER, Fit, every_layer
+from moesearch.analysis.effects import ALPHA, LACK_OF_FIT_P, OUTLIER_P, POWER, Fit, every_layer, noise_interval
 
 SIZE = 0.02  # the per-layer effect a study is asked to resolve (nats): the size of most effects at our scale
 
@@ -59,6 +59,12 @@ def text(found: Fit | None, size: float = SIZE) -> list[str]:
             lines.append(f"  {r.term}: not testable yet")
     if found.resolvable() is not None:
         lines.append(f"  {_needs(found, size)}")
+        if found.testable:  # the count takes the noise as estimated; the estimate has a spread of its own
+            lo, hi = noise_interval(found.sigma, found.dof)
+            lines.append(
+                f"  (that takes the noise as estimated, {found.sigma:.4f}; from {found.dof:g} degrees of freedom "
+                f"it may be {lo:.4f} to {hi:.4f} (95%), and the trials needed scale with its square)"
+            )
     return lines
 
 

@@ -73,7 +73,7 @@ def _alive(pid: int, started: float) -> bool:
 @contextlib.contextmanager
 def beating(study: optuna.Study, number: int) -> Iterator[None]:
     """Keep trial `number`'s heartbeat fresh for the duration of the block (a background thread)."""
-    trial = optuna_compat.handle(study, study.get_trials(deepcopy=False)[number])
+    trial = optuna_compat.handle(study, optuna_compat.trial(study, number))
     stop = threading.Event()
 
     def beat() -> None:

@@ -7,6 +7,8 @@
 - `system_attrs["fixed_params"]`: where `Study.enqueue_trial` keeps a queued trial's parameters. It
   tells a queued trial (a baseline, a retry) from a sampled one, and re-queues exactly its
   parameters when it gave no result.
+- `Study._storage`, `Study._study_id`: one trial read by its number (`trial`); the public API reads every
+  trial of the study to return one, which costs each trial the whole study on a large PostgreSQL study.
 - `BruteForceSampler.after_trial` calls `Study.stop`, which only works inside `study.optimize`:
   moesearch's ask-and-tell loops stop by themselves, so `Exhaustive` leaves it out.
 """
@@ -23,6 +25,12 @@ _FIXED_PARAMS = "fixed_params"
 def handle(study: optuna.Study, frozen: FrozenTrial) -> optuna.Trial:
     """A Trial to set attributes on and tell, for any trial of the study."""
     return optuna.Trial(study, frozen._trial_id)
+
+
+def trial(study: optuna.Study, number: int) -> FrozenTrial:
+    """Trial `number` of the study, read alone (not the whole study, as `get_trials()[number]` does)."""
+    storage = study._storage
+    return storage.get_trial(storage.get_trial_id_from_study_id_trial_number(study._study_id, number))
 
 
 def was_queued(frozen: FrozenTrial) -> bool:

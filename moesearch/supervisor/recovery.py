@@ -50,7 +50,7 @@ def tell_if_recorded(study: optuna.Study, results_dir: Path, number: int) -> boo
         return False
     # best effort, under the lock as every settling is: a later `recover` tells it if this cannot
     with contextlib.suppress(Exception), one_at_a_time(results_dir, study.study_name):
-        _settle(study, results_dir, study.get_trials(deepcopy=False)[number])
+        _settle(study, results_dir, optuna_compat.trial(study, number))
     return True
 
 

@@ -98,11 +98,8 @@ def open_study(
         if queue and space.search.design != "none":  # then the main-effects design, before the sampler proposes
             for run in design.runs(space.layer_choices()):
                 study.enqueue_trial(Assignment(run).params(), skip_if_exists=True)
-    elif _identity(stored_space(study)) != _identity(space):  # keys added since: defaults
-        raise InputError(
-            f"--study {name!r}: this study was created for a different space "
-            f"({recorded.get('name')!r} with other settings); give a new --study name"
-        )
+    else:  # keys added since read as their defaults
+        check_identity(storage, name, space)
     _check_evaluation(study)
     if shape is not None:
         _check_shape(study, shape)
@@ -139,6 +136,34 @@ def _check_shape(study: optuna.Study, shape: dict[str, int]) -> None:
             f"with {was}, and trainings of other shapes differ in batch, not activation; allowed: "
             f"{fixed['ranks']} ranks in all (--nproc x --nnodes), or a new --study"
         )
+
+
+def check_identity(storage: optuna.storages.BaseStorage, name: str, space: Space) -> None:
+    """What `open_study` refuses, checked without writing (a --dry-run): InputError if study `name` exists in
+    `storage` and was created for another space, naming each differing setting."""
+    if name not in optuna.get_all_study_names(storage):
+        return
+    study = optuna.load_study(study_name=name, storage=storage)
+    if StudyAttr.SPACE in study.user_attrs and (
+        changed := _differences(_identity(stored_space(study)), _identity(space))
+    ):
+        recorded = study.user_attrs[StudyAttr.SPACE].get("name")
+        raise InputError(
+            f"--study {name!r}: this study was created for a different space ({recorded!r}): "
+            f"{'; '.join(changed)}; give a new --study name, or the space as it was"
+        )
+
+
+def _differences(old: dict, new: dict, where: str = "") -> list[str]:
+    """Each setting that differs between two identities, 'model.d_model 64 -> 128', in key order."""
+    found = []
+    for key in sorted(old.keys() | new.keys()):
+        a, b, at = old.get(key), new.get(key), f"{where}{key}"
+        if isinstance(a, dict) and isinstance(b, dict):
+            found += _differences(a, b, f"{at}.")
+        elif a != b:
+            found.append(f"{at} {a!r} -> {b!r}")
+    return found
 
 
 def _identity(space: Space) -> dict:
@@ -381,7 +406,7 @@ def fail_outside_budget(study: optuna.Study, frozen: FrozenTrial, reason: str, r
 
 
 def _frozen(study: optuna.Study, number: int) -> FrozenTrial:
-    return study.get_trials(deepcopy=False)[number]
+    return optuna_compat.trial(study, number)
 
 
 def reserve(study: optuna.Study, space: Space, layers: list[str], seed: int, origin: str) -> optuna.Trial:
