@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from test_results import record, write
 
-from moesearch.analysis import effects, expected, verdict
+from moesearch.analysis import effects, expected, power, verdict
 from moesearch.core import results
 
 
@@ -386,12 +386,12 @@ def test_under_seed_blocks_an_expected_value_carries_the_seeds_spread_and_a_diff
 @pytest.mark.parametrize("dof", [3, 7, 20])
 @pytest.mark.parametrize("level", [0.05, 0.05 * 0.5 / 4])
 def test_stated_power_is_simulated_power(dof, level):
-    """An effect of `power_multiplier` standard errors, estimated with its noise on `dof` degrees of freedom and
+    """An effect of `power.multiplier` standard errors, estimated with its noise on `dof` degrees of freedom and
     t-tested at `level`, is found 80% of the time: within 0.01 over 200,000 simulated studies (the goal: 0.05)."""
     from scipy import stats
 
     rng = np.random.default_rng(dof)
-    m = effects.power_multiplier(level, dof)
+    m = power.multiplier(level, dof, 0.8)
     n = 200_000
     estimate = m + rng.standard_normal(n)  # in units of the true se
     se_hat = np.sqrt(rng.chisquare(dof, n) / dof)  # the estimated se, from the residuals' dof
@@ -404,7 +404,7 @@ def test_the_noise_interval_covers_the_true_noise_95_percent_of_the_time():
     covered = []
     for _ in range(4000):
         sigma = np.sqrt(rng.chisquare(5) / 5)  # true sd 1, estimated on 5 dof
-        lo, hi = effects.noise_interval(float(sigma), 5)
+        lo, hi = power.noise_interval(float(sigma), 5)
         covered.append(lo <= 1 <= hi)
     assert np.mean(covered) == pytest.approx(0.95, abs=0.015)
 

@@ -6,7 +6,8 @@ inside noise, and how many more trials would resolve a per-layer effect of a giv
 
 from __future__ import annotations
 
-from moesearch.analysis.effects import ALPHA, LACK_OF_FIT_P, OUTLIER_P, POWER, Fit, every_layer, noise_interval
+from moesearch.analysis.effects import ALPHA, LACK_OF_FIT_P, OUTLIER_P, POWER, Fit, every_layer
+from moesearch.analysis.power import noise_interval
 
 SIZE = 0.02  # the per-layer effect a study is asked to resolve (nats): the size of most effects at our scale
 
@@ -105,8 +106,6 @@ def _needs(found: Fit, size: float) -> str:
         )
     if need is None or need <= found.n_trials:
         return f"these trials resolve a per-layer effect of {now:.3f} or more ({POWER:.0%} of the time)"
-    if need is None:  # no size asked: what a test will resolve once it has the trials
-        return f"a test needs more trials; it would resolve a per-layer effect of about {now:.3f}"
     return (
         f"a per-layer effect of {size} needs about {need} trials like these to resolve "
         f"({need - found.n_trials} more; {now:.3f} now)"

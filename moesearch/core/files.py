@@ -44,7 +44,10 @@ def write_atomic(
 
 def _fsync(path: str | Path) -> None:
     """Flush a file, or a folder's entries, to disk (a filesystem that cannot sync a folder is left as it is)."""
-    fd = os.open(path, os.O_RDONLY)
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
     try:
         os.fsync(fd)
     except OSError:
