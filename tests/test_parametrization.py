@@ -18,47 +18,54 @@ from moesearch.supervisor.coords import under
 TINY = space.load("tiny")
 
 
-def at_width(d_model: int, parametrization: str = "mup", base: int = 32) -> space.ModelSpec:
-    """The tiny model at `d_model` (d_ff 3x), muP's base shape at `base`."""
-    update = {"d_model": d_model, "d_ff": 3 * d_model, "parametrization": parametrization}
+def at_width(d_model: int, parametrization: str = "mup", base: int = 32, d_ff: int | None = None) -> space.ModelSpec:
+    """The tiny model at `d_model` (d_ff 3x unless given), muP's base shape at `base` (d_ff 3x)."""
+    update = {"d_model": d_model, "d_ff": d_ff or 3 * d_model, "parametrization": parametrization}
     if parametrization == "mup":
         update |= {"base_d_model": base, "base_d_ff": 3 * base, "base_n_heads": TINY.model.n_heads}
     return space.ModelSpec.model_validate(TINY.model.model_dump() | update)
 
 
+GROWTHS = {"both 4x": (128, 384), "d_ff only": (32, 384), "d_model only": (128, 96)}
+
+
 @pytest.mark.slow
-def test_each_parameter_follows_tensor_programs_v(one_rank):
-    """Table 3 (Adam) at 4x the base width: a matrix whose two dimensions grow (hidden: fan-in and fan-out)
-    draws at std / sqrt(4) and learns at lr / 4 with weight decay x 4; one with a fixed dimension (embeddings)
-    as at the base; norms as at the base; the router is a readout in init/lr form (std / 4, lr / 4)."""
+@pytest.mark.parametrize("d_model, d_ff", GROWTHS.values(), ids=GROWTHS)
+def test_each_parameter_follows_tensor_programs_v(one_rank, d_model, d_ff):
+    """Table 3 (Adam) against the base (d_model 32, d_ff 96), each matrix's kind read off which of its
+    dimensions grew, as mup's infshapes count them: both (hidden) draws at std / sqrt(m) and learns at
+    lr / m with weight decay x m, m its fan-in's growth; the fan-in only (output-like: the router, an FFN
+    projection whose output width is fixed) std / m and lr / m; the fan-out only or none (input-like: the
+    embeddings, an FFN projection whose input width is fixed) and norms as at the base."""
     from moesearch.ranks.model import Transformer
     from moesearch.ranks.parametrization import STD, init_std, lr_mult, out_std, param_groups
 
-    spec, base = at_width(128), at_width(32)
+    spec, base = at_width(d_model, d_ff=d_ff), at_width(32)
     model, small = (Transformer(s, ["gelu", "swiglu"], ep_size=1) for s in (spec, base))
     shapes = dict((n, p.shape) for n, p in small.named_parameters())
-    groups = {id(p): g for g in param_groups(model, spec, 1e-3, 0.1) for p in g["params"]}
-    checked = set()
+    group_of = {id(p): g for g in param_groups(model, spec, 1e-3, 0.1) for p in g["params"]}
+    kinds = set()
     for name, p in model.named_parameters():
-        grown = sum(a != b for a, b in zip(p.shape, shapes[name], strict=True))  # infinite dimensions, as mup counts
-        group = groups[id(p)]
-        assert group["eps"] == pytest.approx(1e-8 / 4), name
-        if "gate.wg" in name:
-            kind, lr, std = "router", 1e-3 / 4, STD / 4
-        elif p.dim() < 2 or grown < 2:
-            kind, lr, std = "vector", 1e-3, STD
-        else:
-            kind, lr = "hidden", 1e-3 / 4
-            std = (out_std(spec.n_layers) if name.endswith("out.weight") else STD) / math.sqrt(4)
+        group = group_of[id(p)]
+        assert group["eps"] == pytest.approx(1e-8 * 32 / d_model), name
+        grew_out, grew_in = (a != b for a, b in zip(p.shape, shapes[name], strict=True)) if p.dim() == 2 else (0, 0)
+        if name.endswith(("embed.weight", "pos.weight")):
+            grew_out, grew_in = grew_in, grew_out  # an embedding's rows are its inputs
+        m = p.shape[-1] / shapes[name][-1]
+        std = out_std(spec.n_layers) if name.endswith("out.weight") else STD
+        kind, lr, std = {
+            (True, True): ("hidden", 1e-3 / m, std / math.sqrt(m)),
+            (True, False): ("output-like", 1e-3 / m, std / m),
+        }.get((bool(grew_in), bool(grew_out)), ("input-like", 1e-3, std))
         assert lr_mult(name, p, spec) * 1e-3 == pytest.approx(lr), name
         assert group["lr"] == pytest.approx(lr), name
-        if kind == "hidden":
-            assert group["weight_decay"] == pytest.approx(0.1 * 4), "lr x wd as at the base"
         if p.dim() == 2:
-            assert init_std(name, spec) == pytest.approx(std), name
-        checked.add(kind)
-    assert checked == {"router", "vector", "hidden"}
-    assert model.readout_mult == 1 / 4 and model.blocks[0].attn.scale == pytest.approx(math.sqrt(16) / 64)
+            assert init_std(name, spec) == pytest.approx(std), (name, kind)
+            assert group["weight_decay"] == pytest.approx(0.1 * 1e-3 / lr), "lr x wd as at the base"
+        kinds.add(kind)
+    assert kinds == {"hidden", "output-like", "input-like"} - ({"hidden"} if d_model == 32 else set())
+    assert model.readout_mult == 32 / d_model
+    assert model.blocks[0].attn.scale == (None if d_model == 32 else pytest.approx(math.sqrt(16) / (d_model // 2)))
 
 
 @pytest.mark.slow
@@ -86,13 +93,15 @@ def test_at_the_base_shape_mup_is_the_standard_model(one_rank):
 
 
 @pytest.mark.slow
-def test_per_group_rates_keep_their_ratio_through_warm_up_and_decay(one_rank):
+@pytest.mark.parametrize("d_model, d_ff", [(64, 192), (32, 192)], ids=["both 2x", "d_ff only"])
+def test_per_group_rates_keep_their_ratio_through_warm_up_and_decay(one_rank, d_model, d_ff):
     """DeepSpeed's WarmupCosineLR scales each group's own rate (its schedulers that write one rate into
-    every group would erase muP's): the groups' ratios hold at every step, expert groups included."""
+    every group would erase muP's): the groups' ratios hold at every step, expert groups included, also
+    where only d_ff grows and the half-rate matrices are the experts' out projections alone."""
 
     from moesearch.ranks.train import build_engine
 
-    spec = under(TINY, "mup").model_copy(update={"model": at_width(64)})
+    spec = under(TINY, "mup").model_copy(update={"model": at_width(d_model, d_ff=d_ff)})
     cfg = RunConfig.build(spec, ["gelu", "swiglu"], seed=0, data=None, world_size=1)
     engine = build_engine(cfg, 0)
     try:
@@ -102,7 +111,7 @@ def test_per_group_rates_keep_their_ratio_through_warm_up_and_decay(one_rank):
             assert len(rates) > 2, "DeepSpeed split the groups into expert and non-expert ones"
             if max(rates):  # warm-up starts at 0
                 ratios = {round(r / max(rates), 6) for r in rates}
-                assert ratios == {1.0, 0.5}, "hidden matrices at half the rate (2x width), at every step"
+                assert ratios == {1.0, 0.5}, "hidden or output-like matrices at half the rate (2x), every step"
                 seen.add(round(max(rates) / cfg.train.lr, 6))
             x = torch.randint(256, (cfg.train.micro_batch, cfg.model.seq_len))
             logits, aux, _ = engine(x)

@@ -1,15 +1,18 @@
 """How each parameter is drawn and how fast it learns: GPT-2's standard parametrization, or muP.
 
-muP (Tensor Programs V, Table 3, Adam) relative to a base shape, with width multiplier m = fan_in / base
-fan_in of each matrix (`ModelSpec.width_mults`: d_model's for matrices reading the residual stream, d_ff's
-for the FFN output projections):
-- hidden matrices (attention qkv and out, every expert's and dense FFN's in/gate and out): init std / sqrt(m),
-  Adam learning rate / m, weight decay x m (AdamW decays by lr x wd: that product stays as at the base);
-- vector-like parameters (token and position embeddings, norm weights): as at the base;
+muP (Tensor Programs V, Table 3, Adam) relative to a base shape. Each matrix has a width multiplier per
+dimension (`ModelSpec.width_mults`: d_model's for the residual stream's side, d_ff's for the FFN hidden side),
+m its fan-in's, and is one of Table 3's three kinds by which of its dimensions grow:
+- hidden (fan-in and fan-out grow: attention qkv and out, every expert's and dense FFN's in/gate and out when
+  d_model and d_ff both grow): init std / sqrt(m), Adam learning rate / m, weight decay x m (AdamW decays by
+  lr x wd: that product stays as at the base);
+- output-like (fan-in grows, fan-out does not: the router, d_model -> a fixed number of experts, as "muP for
+  Mixture of Experts" (arXiv 2508.09752) derives; an FFN's out projection where only d_ff grows): init std / m
+  and learning rate / m. DeepSpeed's gate computes its logits itself and takes no multiplier; Adam's symmetry
+  makes a 1/m multiplier the same as init / m and learning rate / m;
+- input-like (fan-in fixed: token and position embeddings, an FFN's in projection where only d_ff grows) and
+  vectors (norm weights): as at the base;
 - the readout (tied to the token embedding): logits x 1/m, in the model (`Transformer.readout_mult`);
-- the router (d_model -> a fixed number of experts): a readout too, as "muP for Mixture of Experts"
-  (arXiv 2508.09752) derives; DeepSpeed's gate computes its logits itself and takes no multiplier, so it
-  gets the equivalent init and rate (Adam's symmetry: a multiplier 1/m is init / m and learning rate / m);
 - attention scores 1/d_head (`ModelSpec.attention_scale`);
 - Adam's epsilon / m, every group (every gradient shrinks as 1/m under the 1/m readout; Everett et al. 2024).
 At the base shape every multiplier is 1, so muP and the standard parametrization build the same model.
@@ -35,26 +38,30 @@ def out_std(n_layers: int) -> float:
     return STD / math.sqrt(2 * n_layers)
 
 
-def _mult(name: str, spec: ModelSpec) -> float:
-    """The width multiplier of a matrix's fan-in (1 under the standard parametrization)."""
+def _mults(name: str, spec: ModelSpec) -> tuple[float, float]:
+    """The width multipliers of a matrix's fan-in and fan-out (1 under the standard parametrization)."""
     d_mult, ff_mult = spec.width_mults()
-    return ff_mult if name.endswith("w_out.weight") else d_mult
+    if name.endswith(_VECTOR_LIKE):
+        return 1.0, d_mult  # a fixed vocabulary or position count in
+    if name.endswith("w_in.weight"):
+        return d_mult, ff_mult
+    if name.endswith("w_out.weight"):
+        return ff_mult, d_mult
+    if name.endswith(ROUTER):
+        return d_mult, 1.0  # a fixed number of experts out
+    return d_mult, d_mult  # attention
 
 
 def init_std(name: str, spec: ModelSpec) -> float:
     """The std a matrix is drawn with."""
     base = out_std(spec.n_layers) if name.endswith(("out.weight", "w_out.weight")) else STD
-    if name.endswith(_VECTOR_LIKE):
-        return base
-    m = _mult(name, spec)
-    return base / m if name.endswith(ROUTER) else base / math.sqrt(m)
+    m_in, m_out = _mults(name, spec)
+    return base / m_in if m_out == 1.0 else base / math.sqrt(m_in)  # output-like / hidden (input-like: m_in 1)
 
 
 def lr_mult(name: str, p: nn.Parameter, spec: ModelSpec) -> float:
     """The learning rate of a parameter relative to the space's `train.lr`."""
-    if p.dim() < 2 or name.endswith(_VECTOR_LIKE):
-        return 1.0
-    return 1.0 / _mult(name, spec)
+    return 1.0 if p.dim() < 2 else 1.0 / _mults(name, spec)[0]
 
 
 def param_groups(model: nn.Module, spec: ModelSpec, lr: float, weight_decay: float) -> list[dict]:
