@@ -101,6 +101,8 @@ class Fit:
     outlying: tuple[int, ...] = ()  # rows (positions in the fitted trials) whose residual is extreme (`OUTLIER_P`)
     set_aside: tuple[tuple[int, float], ...] = ()  # (trial, value) of trainings fitted without: outliers
     n_seeds: int = 1  # training seeds among the fitted trials: with one, every effect is that seed's
+    seed_by_effect: tuple[float, int, float] | None = None  # (sd, dof) of the error the effects are tested
+    # against across seeds, and the p of the seeds changing the effects (`_across_seeds`); None: within seeds
 
     def design(self, assignments: pd.DataFrame) -> np.ndarray:
         """The model's columns for rows of layer activations (one column per layer, in order). Rows without a
@@ -245,8 +247,16 @@ class Fit:
         return power.multiplier(level, dof, POWER)
 
     def _residual_dof(self, n: int) -> float:
-        """Residual degrees of freedom of least squares with this model over `n` trials."""
+        """Residual degrees of freedom of least squares with this model over `n` trials; across seeds, those of
+        the seed-by-effect error, which grow with the seeds (trials like these: their seeds in proportion)."""
+        if self.seed_by_effect:
+            return self.seed_by_effect[1] * n / self.n_trials
         return n - len(self.terms) - 1
+
+    @property
+    def error_sd(self) -> float:
+        """The sd the effects are tested against: the seed-by-effect error across seeds, else the residual."""
+        return self.seed_by_effect[0] if self.seed_by_effect else self.sigma
 
     def trials_to_test(self) -> int:
         """Trials least squares needs to test this model's effects (MIN_DOF residual degrees of freedom), with
@@ -332,7 +342,7 @@ def fit(trials: pd.DataFrame, objective: str = "val_loss", set_aside: bool = Tru
         if kept is not None and kept.testable and kept.dof >= 2 * MIN_DOF:  # few dof left: its noise too unsure
             values = done[objective].to_numpy(float)[list(found.outlying)]
             return dataclasses.replace(kept, set_aside=tuple(zip(map(int, numbers), map(float, values), strict=True)))
-    found = _with_seed_spread(found)
+    found = _across_seeds(_with_seed_spread(found), codes, y)
     if found.lack_of_fit and found.lack_of_fit[1] < LACK_OF_FIT_P:
         pairs = [
             Term((i, i + 1), (a, b), (choices[i][0], choices[i + 1][0]))
@@ -344,8 +354,52 @@ def fit(trials: pd.DataFrame, objective: str = "val_loss", set_aside: bool = Tru
             objective, choices, main + pairs, codes, y, cells, "least squares with neighbour interactions"
         )
         if wider is not None:  # the test that asked for them stays on record: what main effects alone missed
-            return _with_seed_spread(dataclasses.replace(wider, lack_of_fit=found.lack_of_fit, n_seeds=found.n_seeds))
+            wider = dataclasses.replace(wider, lack_of_fit=found.lack_of_fit, n_seeds=found.n_seeds)
+            return _across_seeds(_with_seed_spread(wider), codes, y)
     return found
+
+
+def _across_seeds(found: Fit, codes: pd.DataFrame, y: np.ndarray) -> Fit:
+    """Effects that hold across seeds. Under common random numbers a seed changes the effects, not only the
+    level (bench/data/hard8-lr1e-3: layer 0 +0.019 at seed 0, +0.011 at seed 1, intervals apart), so the
+    error of an effect meant for any seed is its seed-by-effect variation, as the block-by-treatment
+    interaction is the error of a randomised block design (Montgomery, Design and Analysis of Experiments,
+    4-3; seeds random): the model with every term's seed interactions (the estimable ones) against this one
+    gives their mean square, whose expectation is the within-seed noise plus the effects' seed variance. The
+    effects keep their estimates (averaged over the seeds); their covariance takes that mean square for the
+    residual one and its degrees of freedom (the exact test of the design), or the residual mean square of
+    the model with the interactions where that is larger (a seed variance estimated below 0 is taken as 0).
+    Unchanged without two seeds as blocks, for an exact objective, or where fewer than MIN_DOF seed
+    interactions are estimable (only the baselines at more seeds: one contrast seen across seeds says little
+    of the layers'): then the verdict says the effects are the trained seeds'."""
+    import statsmodels.api as sm
+
+    blocks = [t for t in found.terms if t.seed is not None]
+    if not blocks or found.exact or not found.testable:
+        return found
+    X = np.column_stack([np.ones(len(y))] + [t.column(codes) for t in found.terms])
+    rank = np.linalg.matrix_rank(X)
+    for t in (t for t in found.terms if t.seed is None):
+        for b in blocks:
+            wider = np.column_stack([X, t.column(codes) * b.column(codes)])
+            if np.linalg.matrix_rank(wider) > rank:
+                X, rank = wider, rank + 1
+    extra = X.shape[1] - 1 - len(found.terms)
+    full = sm.OLS(y, X).fit()
+    if extra < MIN_DOF or full.df_resid < 1:  # a design rule, not a look at the data: no selection
+        return found
+    additive = found.sigma**2 * found.dof
+    mean_square = max(additive - full.ssr, 0.0) / extra
+    p = float(stats.f.sf(mean_square / full.scale, extra, full.df_resid)) if full.scale > 0 else 0.0
+    # an average over the seeds is never surer than the noise within them lets it be: a seed-by-effect mean
+    # square below the residual one is chance (the seeds' variance estimated below 0), so that one is used
+    error, dof = (mean_square, extra) if mean_square >= full.scale else (full.scale, int(full.df_resid))
+    return dataclasses.replace(
+        found,
+        cov=found.cov * error / found.sigma**2,
+        dof=float(dof),
+        seed_by_effect=(math.sqrt(error), dof, p),
+    )
 
 
 def _with_seed_spread(found: Fit) -> Fit:
@@ -464,15 +518,20 @@ class Shocks:
     with L the Cholesky factor of the coefficients' covariance (Student's t with the fit's degrees of
     freedom: scale = sqrt(dof / chi2(dof)); 1 when they are infinite). Two least-squares fits on the same
     trials and terms have covariances proportional to one (X'X)^-1, so their factors are too, and shocks
-    whose normals correlate as the two objectives' residuals do give their joint posterior."""
+    whose normals correlate as the two objectives' residuals do give their joint posterior; their scales
+    share one uniform draw (`scales`), so fits of different degrees of freedom each keep their own t."""
 
     normal: np.ndarray  # (n, p), standard normal
     scale: np.ndarray  # (n,)
 
     @staticmethod
     def draw(n: int, p: int, dof: float, rng: np.random.Generator) -> Shocks:
-        scale = np.sqrt(dof / rng.chisquare(dof, size=n)) if math.isfinite(dof) else np.ones(n)
-        return Shocks(rng.standard_normal((n, p)), scale)
+        return Shocks(rng.standard_normal((n, p)), Shocks.scales(rng.uniform(size=n), dof))
+
+    @staticmethod
+    def scales(u: np.ndarray, dof: float) -> np.ndarray:
+        """The t scales sqrt(dof / chi2(dof)) at the chi-square's quantiles u."""
+        return np.sqrt(dof / stats.chi2.ppf(u, dof)) if math.isfinite(dof) else np.ones(len(u))
 
 
 def factor(cov: np.ndarray) -> np.ndarray:

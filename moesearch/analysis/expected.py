@@ -108,21 +108,22 @@ def joint_draws(
             continue
         corr = residual_correlation(done, {o: fits[o] for o in group})
         normal = rng.standard_normal((n, len(first.beta), len(group))) @ effects.factor(corr).T
-        scale = effects.Shocks.draw(n, 0, first.dof, rng).scale  # one t scale: the fits share their dof
+        u = rng.uniform(size=n)  # one chi-square quantile per draw: each fit's t scale at its own dof
         for k, o in enumerate(group):
-            drawn[o] = fits[o].draws(codes, n, rng, effects.Shocks(normal[..., k], scale))
+            drawn[o] = fits[o].draws(
+                codes, n, rng, effects.Shocks(normal[..., k], effects.Shocks.scales(u, fits[o].dof))
+            )
     return np.stack([drawn[o] for o in fits], axis=-1)
 
 
 def _joint(done: pd.DataFrame, fits: dict[str, effects.Fit], a: str, b: str) -> bool:
-    """Whether the fits of a and b can be drawn jointly: both noisy least squares, with the same terms and
-    degrees of freedom, fitted on the same trials."""
+    """Whether the fits of a and b can be drawn jointly: both noisy least squares, with the same terms,
+    fitted on the same trials."""
     fa, fb = fits[a], fits[b]
     return (
         not (fa.exact or fb.exact)
         and fa.testable
         and fb.testable
-        and fa.dof == fb.dof
         and fa.terms == fb.terms
         and (done[a].notna() == done[b].notna()).all()
     )

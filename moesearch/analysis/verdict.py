@@ -27,11 +27,7 @@ def text(found: Fit | None, size: float = SIZE) -> list[str]:
         f"per-layer effects on {o} ({found.method} over {found.n_trials} trials of {found.n_assignments} "
         f"assignments{', seeds as blocks' if blocked else ''}; {how}):"
     ]
-    if found.n_seeds == 1:
-        lines.append(
-            "  one seed: every effect here is this seed's (its initialisation and batch order); the same "
-            "assignments at a second seed show whether it holds across seeds (`moesearch verify`)"
-        )
+    lines += [f"  {line}" for line in _scope(found)]
     if found.pure_error:
         sd, df = found.pure_error
         lines.append(f"  one training's noise, from replicated assignments: sd {sd:.4f} ({df} degrees of freedom)")
@@ -61,12 +57,36 @@ def text(found: Fit | None, size: float = SIZE) -> list[str]:
     if found.resolvable() is not None:
         lines.append(f"  {_needs(found, size)}")
         if found.testable:  # the count takes the noise as estimated; the estimate has a spread of its own
-            lo, hi = noise_interval(found.sigma, found.dof)
+            lo, hi = noise_interval(found.error_sd, found.dof)
             lines.append(
-                f"  (that takes the noise as estimated, {found.sigma:.4f}; from {found.dof:g} degrees of freedom "
+                f"  (that takes the noise as estimated, {found.error_sd:.4f}; from {found.dof:g} degrees of freedom "
                 f"it may be {lo:.4f} to {hi:.4f} (95%), and the trials needed scale with its square)"
             )
     return lines
+
+
+def _scope(found: Fit) -> list[str]:
+    """Whom the effects speak for: one seed, the trained seeds, or any seed (tested across seeds)."""
+    if found.n_seeds == 1:
+        return [
+            "one seed: every effect here is this seed's (its initialisation and batch order); the same "
+            "assignments at a second seed show whether it holds across seeds (`moesearch verify`)"
+        ]
+    if found.seed_by_effect:
+        sd, dof, p = found.seed_by_effect
+        return [
+            f"across seeds: each effect is its mean over the {found.n_seeds} seeds, tested against how much the "
+            f"effects vary from seed to seed, never less than the noise within a seed (sd {sd:.4f}, {dof} degrees "
+            f"of freedom; that the seeds change the effects: p {p:.3f}), so a resolved effect holds for a new "
+            "seed, not only these"
+        ]
+    if any(t.seed is not None for t in found.terms):
+        return [
+            f"at the trained seeds: no effect is seen at two seeds (only the level is), so each effect is the "
+            f"{found.n_seeds} seeds' mix and may not hold for another; assignments trained at two seeds show "
+            "whether they do (`moesearch verify`)"
+        ]
+    return []
 
 
 def _aside(found: Fit) -> str:
@@ -125,8 +145,20 @@ def trials_for(found: Fit | None, size: float = SIZE) -> int | None:
 
 
 def _noise_word(found: Fit) -> str:
-    """What the residual sd is: under seed blocks the noise within a seed, which is less than one training's."""
+    """What the error sd is: across seeds the effects' seed-by-effect variation; under seed blocks the noise
+    within a seed, which is less than one training's."""
+    if found.seed_by_effect:
+        return "seed-by-effect sd"
     return "within-seed sd" if any(t.seed is not None for t in found.terms) else "one training's sd"
+
+
+def _scope_word(found: Fit) -> str:
+    """The verdict line's last words: whom its effects speak for."""
+    if found.n_seeds == 1:
+        return "effects of one seed"
+    return (
+        f"effects across {found.n_seeds} seeds" if found.seed_by_effect else f"effects of these {found.n_seeds} seeds"
+    )
 
 
 def verdict(found: Fit | None, size: float = SIZE) -> str:
@@ -151,11 +183,11 @@ def verdict(found: Fit | None, size: float = SIZE) -> str:
         width = layers["ci95"].median() if len(layers) else float("nan")
         return (
             f"verdict: nothing resolved: {first}no per-layer effect on {found.objective} is resolved "
-            f"(typical ±{width:.3f}, {_noise_word(found)} {found.sigma:.3f}){more}"
+            f"(typical ±{width:.3f}, {_noise_word(found)} {found.error_sd:.3f}){more}; {_scope_word(found)}"
         )
     said = "; ".join(f"{r.term} {r.effect:+.3f} ± {r.ci95:.3f}" for r in clear.itertuples())
     rest = len(layers) - len(clear)
     return (
         f"verdict: {first}{len(clear)} of {len(layers)} per-layer effects on {found.objective} resolved"
-        f"{f': {said}' if said else ''}{f'; {rest} not resolved' if rest and said else ''}{more}"
+        f"{f': {said}' if said else ''}{f'; {rest} not resolved' if rest and said else ''}{more}; {_scope_word(found)}"
     )
