@@ -84,14 +84,17 @@ def test_an_interaction_of_neighbours_fails_main_effects_and_is_estimated(tmp_pa
 
     found = effects.fit(table(tmp_path, truth, 3, 3, 0.005))
     f_stat, p = found.lack_of_fit
-    assert p < 0.001 and found.method == "least squares with neighbour interactions"
+    assert p < 0.001 and found.method == "least squares" and found.interactions.method.endswith("interactions")
     rows = found.effects().set_index("term")
     pair = rows.loc["layers 1+2: swiglu with swiglu (interaction)"]
     assert abs(pair.effect - 0.08) < 3 * pair.se and pair.resolved and pair.kind == "pair"
     assert not rows.loc["layers 0+1: swiglu with swiglu (interaction)"].resolved
     assert "main effects miss something" in "\n".join(verdict.text(found))
-    every = rows.loc["every layer: swiglu instead of gelu"]  # all-swiglu holds the pair: -0.02 + 0.08
+    every = rows.loc["every layer: swiglu instead of gelu"]  # main effects averaged: -0.02 + 0.04 + 0.04
     assert abs(every.effect - 0.06) < 3 * every.se
+    layer1 = rows.loc["layer 1: swiglu instead of gelu"]  # half the time beside a swiglu layer 2: +0.04
+    assert abs(layer1.effect - 0.04) < 3 * layer1.se, "a layer's effect keeps its meaning with the pairs in"
+    assert found.predictive is found.interactions, "a resolved pair: the front predicts with it"
 
 
 def test_pure_noise_resolves_nothing_and_says_how_many_trials_would(tmp_path):
@@ -245,16 +248,21 @@ def test_under_common_random_numbers_seeds_are_blocks_that_sharpen_every_compari
 
 def test_pure_noise_over_many_layers_is_resolved_somewhere_no_more_often_than_the_family_wise_level(tmp_path):
     """Holm over the fit's effects: eight 95% intervals on pure noise would call one resolved in a third of
-    studies; the family's calls keep that near 5%."""
+    studies; the family's calls keep that near 5%, the neighbour pairs' own family near 2.5%, and the
+    study's calls, both together, under the issue's 10%."""
     trials = table(tmp_path, lambda combo: 0.0, 5, 1, 0.04)  # 32 trials, 5 effects, 26 residual dof
     rng = np.random.default_rng(11)
-    studies, any_resolved, any_interval = 300, 0, 0
+    studies, main, pairs, either, any_interval = 300, 0, 0, 0, 0
     for _ in range(studies):
         found = effects.fit(trials.assign(val_loss=2.0 + rng.normal(0, 0.04, len(trials))))
         rows = found.effects()
-        any_resolved += rows["resolved"].any()
+        rows = rows[rows["kind"] != "pair"]
+        main += rows["resolved"].any()
+        pairs += found.pairs()["resolved"].any()
+        either += rows["resolved"].any() or found.pairs()["resolved"].any()
         any_interval += (rows["effect"].abs() > rows["ci95"]).any()
-    assert any_resolved / studies < 0.09, "the family-wise error stays near 5%"
+    assert main / studies < 0.09, "the family-wise error stays near 5%"
+    assert pairs / studies < 0.06 and either / studies <= 0.10
     assert any_interval / studies > 0.15, "unadjusted intervals miss 0 somewhere far more often (1 - 0.95^5)"
 
 
@@ -313,7 +321,7 @@ def test_interactions_under_seed_blocks_keep_the_seeds_spread_in_every_expected_
             rows.append(record(n, ",".join(combo), 2.0 + pair + shift[seed] + rng.normal(0, 0.003), 100.0, seed=seed))
             n += 1
     write(tmp_path, *rows)
-    found = effects.fit(results.load_trials(tmp_path, "s"))
+    found = effects.fit(results.load_trials(tmp_path, "s")).predictive
     assert found.method == "least squares with neighbour interactions"
     every = pd.DataFrame(itertools.product(["gelu", "swiglu"], repeat=3), columns=["layer_00", "layer_01", "layer_02"])
     _, se = found.predict(every)

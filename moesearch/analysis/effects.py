@@ -8,8 +8,10 @@ informs every layer's effect at once, seed replicates included, which is how a s
 single trainings say.
 - Enough trials: least squares (statsmodels OLS). Where assignments were trained more than once, their
   spread is the pure error, and the lack-of-fit F test (the main-effects model against one mean per
-  assignment, statsmodels' anova_lm) says whether main effects suffice; when they do not and the trials
-  allow, the interactions of neighbouring layers join the model.
+  assignment, statsmodels' anova_lm) says whether main effects miss something. The interactions of
+  neighbouring layers are fitted beside them whenever the trials allow, and tested as their own family
+  (`Fit.pairs`), so the layers' effects keep one meaning (averaged over the other layers) and no test is
+  chosen by another on the same data.
 - Effects about as many as the trials: Bayesian ridge (scikit-learn), which shrinks effects toward zero by
   a prior whose width the data choose, so even a small study gets an estimate. With so few residual
   degrees of freedom its noise estimate can collapse (it nearly interpolates), so its intervals are a
@@ -41,10 +43,11 @@ from moesearch.core import design
 from moesearch.core.trial import State
 
 MIN_DOF = design.ERROR_DOF  # residual dof least squares needs for a usable t test; fewer: shrinkage
-LACK_OF_FIT_P = 0.05  # below this, main effects do not suffice: neighbouring interactions are tried
+LACK_OF_FIT_P = 0.05  # below this, main effects miss something: the neighbouring interactions are shown
 OUTLIER_P = 0.01  # a training whose externally studentised residual has a Bonferroni p below this is set aside:
 # 1 in 100 clean studies loses one training; a diverged one sits far below it (p < 1e-6 at 16 trainings)
 ALPHA = 0.05  # the family-wise error rate of the resolved calls (weighted Holm over the fit's effects)
+PAIRS_ALPHA = 0.025  # the neighbour interactions' own family: with ALPHA, pure noise calls something in < 7.5%
 UNIFORM_WEIGHT = 0.5  # the every-layer contrasts' share of ALPHA (0 < it < 1): the study's first question
 POWER = 0.8  # "resolvable": the effect the test finds this often
 EVERY_LAYER = "every layer"  # the `kind` of a contrast row: an activation at every layer against the reference
@@ -103,6 +106,7 @@ class Fit:
     n_seeds: int = 1  # training seeds among the fitted trials: with one, every effect is that seed's
     seed_by_effect: tuple[float, int, float] | None = None  # (sd, dof) of the error the effects are tested
     # against across seeds, and the p of the seeds changing the effects (`_across_seeds`); None: within seeds
+    interactions: Fit | None = None  # these effects with the neighbouring pairs: the pairs' own family (`pairs`)
 
     def design(self, assignments: pd.DataFrame) -> np.ndarray:
         """The model's columns for rows of layer activations (one column per layer, in order). Rows without a
@@ -180,7 +184,45 @@ class Fit:
         resolved = self._holm([_t(r["effect"], r["se"]) for r in rows], _weights(len(terms), len(uniform)))
         for row, r in zip(rows, resolved, strict=True):
             row.update(ci95=self.quantile() * row["se"], resolved=r)
-        return pd.DataFrame(rows, columns=COLUMNS).astype({"layer": "Int64"})  # <NA>: not one layer's
+        rows = pd.DataFrame(terms + uniform, columns=COLUMNS)
+        shown = self.pairs()
+        if (self.lack_of_fit and self.lack_of_fit[1] < LACK_OF_FIT_P) or shown["resolved"].any():
+            rows = pd.concat([rows, shown], ignore_index=True)  # else untold: nothing says the layers interact
+        return rows.astype({"layer": "Int64"})  # <NA>: not one layer's
+
+    def pairs(self) -> pd.DataFrame:
+        """The neighbouring layers' interactions, rows as `effects()`'s (`kind` "pair"), from the model with
+        them (`interactions`), tested as their own family (Holm at ALPHA) whenever the trials can fit it: a
+        rule stated before the data, never chosen by a test on the same data (a lack-of-fit test that let them
+        in made 23% of the studies it fired in resolve an interaction that was not there), at PAIRS_ALPHA. The
+        layers' and every-layer effects stay the main-effects model's, each averaged over the other layers."""
+        wide = self.interactions
+        if wide is None:
+            return pd.DataFrame(columns=COLUMNS).astype({"resolved": bool})
+        se = np.sqrt(np.diag(wide.cov))
+        rows = [
+            {
+                "term": t.label,
+                "kind": "pair",
+                "layer": None,
+                "activation": "+".join(t.activations),
+                "reference": "+".join(t.references),
+                "effect": b,
+                "se": s,
+                "trials_with": int(n),
+            }
+            for t, b, s, n in zip(wide.terms, wide.beta, se, wide.trials_with, strict=True)
+            if len(t.layers) == 2
+        ]
+        resolved = wide._holm([_t(r["effect"], r["se"]) for r in rows], np.ones(len(rows)), PAIRS_ALPHA)
+        for row, r in zip(rows, resolved, strict=True):
+            row.update(ci95=wide.quantile() * row["se"], resolved=r)
+        return pd.DataFrame(rows, columns=COLUMNS)
+
+    @property
+    def predictive(self) -> Fit:
+        """The model that predicts assignments (the expected front): with the pairs where one is resolved."""
+        return self.interactions if self.interactions and self.pairs()["resolved"].any() else self
 
     def _uniform(self) -> list[dict]:
         """The question a study asks first: an activation at every layer instead of the reference at every
@@ -212,9 +254,9 @@ class Fit:
             )
         return rows
 
-    def _holm(self, t_values: list[float], weights: np.ndarray) -> list[bool]:
-        """Which effects the weighted Holm step-down test resolves at family-wise ALPHA (none in a shrunk
-        fit): by p / weight ascending, each is resolved while p <= ALPHA x its weight / the weight of those
+    def _holm(self, t_values: list[float], weights: np.ndarray, alpha: float = ALPHA) -> list[bool]:
+        """Which effects the weighted Holm step-down test resolves at family-wise `alpha` (none in a shrunk
+        fit): by p / weight ascending, each is resolved while p <= alpha x its weight / the weight of those
         not yet resolved (Holm 1979; equal weights: the usual Holm)."""
         if not self.testable or not t_values:
             return [False] * len(t_values)
@@ -222,7 +264,7 @@ class Fit:
         resolved = [False] * len(p)
         left = float(weights.sum())
         for k in np.argsort(p / weights, kind="stable"):
-            if not p[k] <= ALPHA * weights[k] / left:  # a NaN p-value resolves nothing
+            if not p[k] <= alpha * weights[k] / left:  # a NaN p-value resolves nothing
                 break
             resolved[k], left = True, left - weights[k]
         return resolved
@@ -343,19 +385,18 @@ def fit(trials: pd.DataFrame, objective: str = "val_loss", set_aside: bool = Tru
             values = done[objective].to_numpy(float)[list(found.outlying)]
             return dataclasses.replace(kept, set_aside=tuple(zip(map(int, numbers), map(float, values), strict=True)))
     found = _across_seeds(_with_seed_spread(found), codes, y)
-    if found.lack_of_fit and found.lack_of_fit[1] < LACK_OF_FIT_P:
-        pairs = [
-            Term((i, i + 1), (a, b), (choices[i][0], choices[i + 1][0]))
-            for i in range(len(choices) - 1)
-            for a in choices[i][1:]
-            for b in choices[i + 1][1:]
-        ]
-        wider = _least_squares(
-            objective, choices, main + pairs, codes, y, cells, "least squares with neighbour interactions"
-        )
-        if wider is not None:  # the test that asked for them stays on record: what main effects alone missed
-            wider = dataclasses.replace(wider, lack_of_fit=found.lack_of_fit, n_seeds=found.n_seeds)
-            return _across_seeds(_with_seed_spread(wider), codes, y)
+    pairs = [
+        Term((i, i + 1), (a, b), (choices[i][0], choices[i + 1][0]))
+        for i in range(len(choices) - 1)
+        for a in choices[i][1:]
+        for b in choices[i + 1][1:]
+    ]
+    wider = _least_squares(
+        objective, choices, main + pairs, codes, y, cells, "least squares with neighbour interactions"
+    )
+    if pairs and wider is not None:
+        wider = dataclasses.replace(wider, n_seeds=found.n_seeds)
+        found = dataclasses.replace(found, interactions=_across_seeds(_with_seed_spread(wider), codes, y))
     return found
 
 

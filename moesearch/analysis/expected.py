@@ -66,19 +66,19 @@ def expected_front(
         return None
     done = trials[trials["state"] == State.COMPLETE]
     signs = np.array([1.0 if d == "minimize" else -1.0 for d in objectives.values()])
-    table = candidates(done, [fits[o] for o in objectives], signs[0])
+    models = {o: fits[o].predictive for o in objectives}  # with the neighbour pairs where one is resolved
+    table = candidates(done, list(models.values()), signs[0])
     codes = effects.layer_codes(table)
     # draws x rows x objectives, every objective minimised
-    ordered = {o: fits[o] for o in objectives}  # the columns in the order of signs
-    sampled = joint_draws(ordered, done, codes, draws, np.random.default_rng(SEED)) * signs
-    for o, found in fits.items():
+    sampled = joint_draws(models, done, codes, draws, np.random.default_rng(SEED)) * signs
+    for o, found in models.items():
         mean, se = found.predict(codes)
         table[o], table[f"{o}_lo"], table[f"{o}_hi"] = mean, mean - found.quantile() * se, mean + found.quantile() * se
     table["p_front"] = np.mean([nondominated(sampled[d]) for d in range(draws)], axis=0)
     table["expected_front"] = nondominated(table[list(objectives)].to_numpy(float) * signs)
     counts = done.groupby("assignment").size()
     table["trained"] = table["assignment"].map(counts).fillna(0).astype(int)
-    tested = all(f.testable or f.exact for f in fits.values())
+    tested = all(f.testable or f.exact for f in models.values())
     table["testable"] = tested  # False: a shrunk model's P is a guide for planning, never a call
     table["verdict"] = [
         (_verdict(p) if tested else "not testable yet") if n else ""

@@ -6,7 +6,7 @@ inside noise, and how many more trials would resolve a per-layer effect of a giv
 
 from __future__ import annotations
 
-from moesearch.analysis.effects import ALPHA, LACK_OF_FIT_P, OUTLIER_P, POWER, Fit, every_layer
+from moesearch.analysis.effects import ALPHA, LACK_OF_FIT_P, MIN_DOF, OUTLIER_P, PAIRS_ALPHA, POWER, Fit, every_layer
 from moesearch.analysis.power import noise_interval
 
 SIZE = 0.02  # the per-layer effect a study is asked to resolve (nats): the size of most effects at our scale
@@ -49,6 +49,8 @@ def text(found: Fit | None, size: float = SIZE) -> list[str]:
                 else f"no evidence that main effects miss anything{weak}"
             )
         )
+    if found.testable:
+        lines.append(f"  {_interactions(found)}")
     for r in found.effects().itertuples():
         if found.testable:
             lines.append(f"  {r.term} {r.effect:+.4f} ± {r.ci95:.4f} ({_label(found, r)})")
@@ -87,6 +89,28 @@ def _scope(found: Fit) -> list[str]:
             "whether they do (`moesearch verify`)"
         ]
     return []
+
+
+def _interactions(found: Fit) -> str:
+    """Whether the neighbouring layers' interactions were tested, and what that leaves the layers' effects."""
+    pairs = sum((len(a) - 1) * (len(b) - 1) for a, b in zip(found.choices, found.choices[1:], strict=False))
+    if not pairs:
+        return "one layer: no interactions to test"
+    if found.interactions is None:
+        main = sum(t.seed is None for t in found.terms)
+        need = len(found.terms) + pairs + 1 + MIN_DOF
+        return (
+            f"neighbour interactions: untestable with these trials ({need} trials of assignments that tell them "
+            f"apart would test them); each layer's effect is its average over the other layers' choices as "
+            f"trained, and an interaction between layers would go unseen ({main} main effects tested)"
+        )
+    tested = found.pairs()
+    resolved = int(tested["resolved"].sum())
+    return (
+        f"neighbour interactions: {len(tested)} tested as their own family (Holm at {PAIRS_ALPHA:.1%}), "
+        f"{resolved} resolved{' (listed below)' if resolved else ''}; each layer's effect is its average over "
+        "the other layers' choices as trained"
+    )
 
 
 def _aside(found: Fit) -> str:
@@ -168,8 +192,15 @@ def verdict(found: Fit | None, size: float = SIZE) -> str:
         return "verdict: too few trials to say anything yet (a model needs 3 complete trials of 2 assignments)"
     effects = found.effects()
     every = effects[every_layer(effects)]
-    layers = effects[~every_layer(effects)]
+    layers = effects[effects["kind"] == "layer"]
+    pairs = effects[(effects["kind"] == "pair") & effects["resolved"]]
     more = "" if found.resolvable() is None else f"; {_needs(found, size)}"
+    if len(pairs):
+        more = (
+            "; interaction resolved: "
+            + "; ".join(f"{r.term} {r.effect:+.3f} ± {r.ci95:.3f}" for r in pairs.itertuples())
+            + more
+        )
     if found.set_aside:
         more += f"; set aside as outlying: {_aside(found)}"
     if not found.testable:
