@@ -160,6 +160,17 @@ def test_a_ladder_is_shown_from_every_rung_and_from_the_proxy_to_the_top(tmp_pat
     from_proxy = block(top, "from the proxy 'p' to w4:")
     assert "layer 0: swiglu instead of gelu: +0.059" in from_proxy and "sign reverses" in from_proxy
     assert ladder.section(tmp_path / "elsewhere", "p", trials["p"]) == [], "no ladder: nothing shown"
+    for lines in (proxy, middle, top):  # each ends with the ladder's answer in one line
+        assert lines[-1].startswith("cheapest faithful rung: none yet: from w2 to w4, layer 0: swiglu instead of gelu")
+        assert "reverses; its answer does not carry" in lines[-1]
+    (tmp_path / "p-w4" / ladder.LINK).unlink()  # without the rung that reverses, the proxy's answer holds
+    assert ladder.section(tmp_path, "p", trials["p"])[-1].startswith("cheapest faithful rung: proxy ('p'): every")
+
+
+def test_a_step_whose_order_is_unsure_is_not_faithful_and_says_what_would_decide_it(tmp_path):
+    small, large = sizes(tmp_path, additive({0: 0.0, 1: 0.0, 2: 0.0}), sd_large=0.02)  # the order lost in noise
+    why = ladder.holds(small, large, "val_loss")
+    assert why is not None and why.startswith("the rank correlation's interval reaches -")
 
 
 def test_a_rung_added_later_a_loop_and_a_promotion_not_yet_trained_are_read_without_hanging(tmp_path):
@@ -174,3 +185,34 @@ def test_a_rung_added_later_a_loop_and_a_promotion_not_yet_trained_are_read_with
     trials = table(tmp_path, additive(PROXY), 3, 2, 0.004, study="p")
     lines = ladder.section(tmp_path, "p", trials)  # p-w2's folder holds only its link: promote not yet trained
     assert "scale ladder: from 'p' to w2 ('p-w2'):" in lines and "no noise model at one size yet" in lines[1]
+    assert "none yet: from w3 to w4, the noise model is not testable at both sizes yet; training w4" in lines[-1]
+
+
+def test_an_order_fully_kept_has_an_interval_that_reaches_1():
+    """bench/ladder_coverage.py's kept truth, one ladder: the same effects at both sizes (Spearman 1), 16
+    assignments once each. The draws' percentiles stop short of 1 (noise added to estimates that carry it);
+    the interval, widened to the basic bootstrap's, reaches it."""
+    import numpy as np
+
+    from moesearch.analysis import ladder as ladder_mod
+
+    sys_path_bench()
+    import ladder_coverage
+
+    table, rng = ladder_coverage.frame(4), np.random.default_rng(0)
+    x = np.column_stack([table[f"layer_{i:02d}"] == "swiglu" for i in range(4)]).astype(float)
+    a = np.array(ladder_coverage.EFFECTS[:4])
+    fits = [effects.fit(table.assign(val_loss=2 + x @ a + rng.normal(0, 0.008, len(x)))) for _ in range(2)]
+    codes = effects.layer_codes(table)
+    assert np.nanpercentile(ladder_mod.draws(*fits, codes), 97.5) < 1, "the defect: percentiles alone"
+    found = ladder_mod.correlation(*fits, codes)
+    assert found.spearman_ci[1] == 1.0 and found.spearman_ci[0] > 0
+
+
+def sys_path_bench():
+    import sys
+
+    from conftest import ROOT
+
+    if str(ROOT / "bench") not in sys.path:
+        sys.path.insert(0, str(ROOT / "bench"))

@@ -5,9 +5,10 @@ expected front and baselines are trained again. Each size has its own noise mode
 and each question gets an interval:
 - Ordering: Spearman's and Kendall's rank correlation between the sizes' expected values of the
   assignments trained at both. The point is the correlation of the two models' predictions; the 95%
-  interval is over joint posterior draws (each draw takes both sizes' expected values from their own
-  models, which share no trainings, and ranks them). Noise the models have not averaged out pulls a draw's
-  correlation toward zero, so a wide interval says "train more seeds", not "the order breaks".
+  interval over joint posterior draws (each draw takes both sizes' expected values from their own models,
+  which share no trainings, and ranks them): their percentiles, widened to the basic bootstrap's interval
+  (reflected about the point) where noise pulls the draws' correlation toward zero (`_interval`).
+  A wide interval says "train more seeds", not "the order breaks".
 - Effects: every effect resolved at the smaller size, beside its estimate at the larger one. Its sign
   *holds* when the larger size resolves it the same way, *reverses* when it resolves it the other way, and
   is *inside noise* otherwise, or *not testable* while the larger size's model is shrunk. Its size is
@@ -137,17 +138,25 @@ def correlation(small: effects.Fit, large: effects.Fit, assignments: pd.DataFram
     if why_none(small, large, assignments):
         return None
     point = [f.predict(assignments)[0] for f in (small, large)]
-    rng = np.random.default_rng(SEED)
-    drawn = [f.draws(assignments, DRAWS, rng) for f in (small, large)]
-    spearman = [stats.spearmanr(a, b).statistic for a, b in zip(*drawn, strict=True)]
-    kendall = [stats.kendalltau(a, b).statistic for a, b in zip(*drawn, strict=True)]
+    spearman, kendall = (
+        draws(small, large, assignments, stats.spearmanr),
+        draws(small, large, assignments, stats.kendalltau),
+    )
+    s_point, k_point = stats.spearmanr(*point).statistic, stats.kendalltau(*point).statistic
     return Correlation(
         shared=len(assignments),
-        spearman=float(stats.spearmanr(*point).statistic),
-        spearman_ci=_ci(spearman),
-        kendall=float(stats.kendalltau(*point).statistic),
-        kendall_ci=_ci(kendall),
+        spearman=float(s_point),
+        spearman_ci=_interval(s_point, spearman),
+        kendall=float(k_point),
+        kendall_ci=_interval(k_point, kendall),
     )
+
+
+def draws(small: effects.Fit, large: effects.Fit, assignments: pd.DataFrame, rank=stats.spearmanr) -> np.ndarray:
+    """The rank correlation of each of DRAWS joint posterior draws of the two sizes' expected values."""
+    rng = np.random.default_rng(SEED)
+    drawn = [f.draws(assignments, DRAWS, rng) for f in (small, large)]
+    return np.array([rank(a, b).statistic for a, b in zip(*drawn, strict=True)])
 
 
 def why_none(small: effects.Fit, large: effects.Fit, assignments: pd.DataFrame) -> str | None:
@@ -158,9 +167,15 @@ def why_none(small: effects.Fit, large: effects.Fit, assignments: pd.DataFrame) 
     return f"the {flat[0]} size's model gives them all one expected value" if flat else None
 
 
-def _ci(values: list[float]) -> tuple[float, float]:
-    lo, hi = np.nanpercentile(values, [2.5, 97.5])
-    return float(lo), float(hi)
+def _interval(point: float, drawn: np.ndarray) -> tuple[float, float]:
+    """The 95% interval: the draws' 2.5% and 97.5% points, widened to the basic (reverse percentile) bootstrap
+    interval, 2 x point - those, where that reaches further, within [-1, 1]. A draw adds the models' noise to
+    expected values that already carry it, so near +-1 the draws' correlation sits below the point as the
+    point sits below the truth, and the percentiles alone never reached 1 for an order fully kept; near 0
+    there is no such pull and the percentiles are right. Covering both is conservative where they differ
+    (bench/ladder_coverage.py)."""
+    lo, hi = np.nanpercentile(drawn, [2.5, 97.5])
+    return float(max(-1.0, min(lo, 2 * point - hi))), float(min(1.0, max(hi, 2 * point - lo)))
 
 
 def transfer(small: effects.Fit, large: effects.Fit) -> pd.DataFrame:
@@ -303,4 +318,56 @@ def section(results: Path, study: str, trials: pd.DataFrame) -> list[str]:
     for name, size in above:
         lines += [f"scale ladder: from {study!r} to {size} ({name!r}):"]
         lines += text(trials, results_mod.load_trials(results, name), objective)
+    if below or above:
+        lines.append(cheapest_faithful(results, study, objective))
     return lines
+
+
+def holds(small: pd.DataFrame, large: pd.DataFrame, objective: str) -> str | None:
+    """None where the larger size holds the smaller one's answer: the rank correlation's 95% interval above 0
+    and no effect the smaller size resolved resolved the other way; else why not."""
+    fits = [effects.fit(t, objective) for t in (small, large)]
+    if any(f is None or not f.testable for f in fits):
+        return "the noise model is not testable at both sizes yet"
+    shared = shared_assignments(small, large)
+    found = correlation(*fits, shared)
+    if found is None:
+        return f"no rank correlation ({why_none(*fits, shared)})"
+    moved = transfer(*fits)
+    turned = moved.loc[moved["sign"] == "reverses", "term"]
+    if len(turned):
+        return f"{turned.iloc[0]} reverses"
+    if found.spearman_ci[0] <= 0:
+        return f"the rank correlation's interval reaches {found.spearman_ci[0]:+.2f} (Spearman {found.spearman:+.2f})"
+    return None
+
+
+def cheapest_faithful(results: Path, study: str, objective: str) -> str:
+    """The ladder's answer in one line: the smallest size whose answer every larger size trained holds
+    (`holds`, each step to the next), or "none yet" and what would decide it."""
+    own = link_of(results, study)
+    chain = [
+        *reversed(rungs_below(results, study)),
+        (study, own["size"] if own else PROXY),
+        *rungs_above(results, study),
+    ]
+    trials = {name: results_mod.load_trials(results, name) for name, _ in chain}
+    why = [holds(trials[a], trials[b], objective) for (a, _), (b, _) in zip(chain, chain[1:], strict=False)]
+    for i, (name, size) in enumerate(chain[:-1]):
+        if all(w is None for w in why[i:]):
+            return (
+                f"cheapest faithful rung: {size} ({name!r}): every larger size trained holds its answer on "
+                f"{objective} (rank correlation above 0, no resolved effect reversing)"
+            )
+    k = max(i for i, w in enumerate(why) if w is not None)
+    (_, a), (_, b) = chain[k], chain[k + 1]
+    if why[k].endswith("reverses"):
+        decide = (
+            "its answer does not carry: a parametrization that keeps activations' size as width grows "
+            "(model.parametrization = 'mup') or a larger proxy might"
+        )
+    elif why[k].startswith("the rank correlation"):
+        decide = "more seeds at both sizes would decide it (`moesearch promote --max-seeds`)"
+    else:
+        decide = f"training {b} (`moesearch promote --size {b}`) would decide it"
+    return f"cheapest faithful rung: none yet: from {a} to {b}, {why[k]}; {decide}"
