@@ -58,10 +58,12 @@ def test_promote_trains_the_plan_at_the_next_size_resumes_after_a_preemption_and
     assert (large["n_layers"] == 2).all() and '"d_model":64' in large["config_json"][0].replace(" ", "")
     assert "rank correlation of expected val_loss over" in again.stdout
     assert "expected front at proxy: " in again.stdout and "expected front at w64: " in again.stdout
+    assert again.stdout.splitlines()[-1].startswith("cheapest faithful rung: "), "the ladder's answer last"
     shown = run_cli("pareto", "--results", str(tmp_path / "r"), "--study", "micro-w64")
     assert shown.returncode == 0, shown.stderr
     assert "scale ladder: 'micro-w64' is size w64 of 'micro'" in shown.stdout, "pareto shows the ladder"
     assert "rank correlation of expected val_loss over" in shown.stdout
+    assert again.stdout.splitlines()[-1] in shown.stdout, "the same one line in pareto"
 
     third = run_cli(*command)
     assert third.returncode == 0, third.stderr

@@ -86,3 +86,4 @@ def promote(size: str | None, named: tuple[str, ...], n_seeds: int | None, max_s
         promotion.small, large, (promote_mod.below(spec, size), size)
     ):
         click.echo(line)
+    click.echo(ladder.cheapest_faithful(settings.results, at_size.study, objective))
