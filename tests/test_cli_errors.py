@@ -211,16 +211,46 @@ def test_a_group_of_another_shape_cannot_train_into_a_study(tmp_path):
         shape={"ranks": 2, "ep_size": 2, "tokens_per_step": 256},
     )
     made.set_user_attr(StudyAttr.TRIALS, 4)  # as `search` leaves it
-    joined = CliRunner().invoke(cli, ["worker", "--storage", url, "--study", "s", "--nproc", "1"])
-    assert joined.exit_code == 2, joined.output
-    assert joined.output.strip() == (
+    made.ask()  # the 2-rank group trains its first trial
+    refusal = (
         "moesearch: error: --nproc/--nnodes: this group would train with ranks 1, ep_size 1, tokens_per_step 128, "
         "but study 's' trains with ranks 2, ep_size 2, tokens_per_step 256, and trainings of other shapes differ "
         "in batch, not activation; allowed: 2 ranks in all (--nproc x --nnodes), or a new --study"
     )
+    joined = CliRunner().invoke(cli, ["worker", "--storage", url, "--study", "s", "--nproc", "1"])
+    assert joined.exit_code == 2, joined.output
+    assert joined.output.strip() == refusal
+    planned = CliRunner().invoke(
+        cli,
+        ["train", "tiny", "--layers", "gelu,gelu", "--storage", url, "--study", "s"]
+        + ["--nproc", "1", "--results", str(tmp_path / "results"), "--dry-run"],
+    )
+    assert (planned.exit_code, planned.output.strip()) == (2, refusal), "--dry-run refuses as the real run does"
     assert made.user_attrs[StudyAttr.SHAPE] == {"ranks": 2, "ep_size": 2, "tokens_per_step": 256}, "unchanged"
     again = {"ranks": 2, "ep_size": 2, "tokens_per_step": 256}
     study.open_study(optuna.storages.RDBStorage(url), "s", space.load("tiny"), seed=0, shape=again)  # joins
+
+
+def test_a_shape_no_group_trained_with_gives_way_to_the_first_that_trains(tmp_path):
+    """A first group that recorded its shape and failed to start trained nothing: another shape may train."""
+    import optuna
+
+    from moesearch.core import space
+    from moesearch.core.errors import InputError
+    from moesearch.core.trial import StudyAttr
+    from moesearch.supervisor import study
+
+    storage, tiny = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'db.sqlite'}"), space.load("tiny")
+    first, second = (
+        {"ranks": 4, "ep_size": 2, "tokens_per_step": 512},
+        {"ranks": 2, "ep_size": 2, "tokens_per_step": 256},
+    )
+    study.open_study(storage, "s", tiny, seed=0, shape=first)
+    made = study.open_study(storage, "s", tiny, seed=0, shape=second)
+    assert made.user_attrs[StudyAttr.SHAPE] == second
+    made.ask()
+    with pytest.raises(InputError, match="this group would train with ranks 4"):
+        study.open_study(storage, "s", tiny, seed=0, shape=first)
 
 
 def test_a_study_whose_stored_space_this_version_cannot_read_is_one_line(tmp_path):

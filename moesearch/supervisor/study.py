@@ -101,8 +101,12 @@ def open_study(
     else:  # keys added since read as their defaults
         check_identity(storage, name, space)
     _check_evaluation(study)
+    if study.user_attrs.get(StudyAttr.EVALUATION) != EXACT:
+        study.set_user_attr(StudyAttr.EVALUATION, EXACT)
     if shape is not None:
         _check_shape(study, shape)
+        if study.user_attrs.get(StudyAttr.SHAPE) != shape:  # the first group that trains fixes it
+            study.set_user_attr(StudyAttr.SHAPE, shape)
     if StudyAttr.RUN not in study.user_attrs:  # new, or made by an older moesearch: what joining worker groups need
         study.set_user_attr(StudyAttr.RUN, {"seed": seed, "data": data, "data_sha256": data_sha256, "results": results})
     return study
@@ -111,31 +115,44 @@ def open_study(
 def _check_evaluation(study: optuna.Study) -> None:
     """Refuse to train into a study whose trainings were evaluated with DeepSpeed's routing noise (before
     schema 5, every evaluation sampled top-2's second expert): new ones evaluate exactly, and a study
-    mixing the two compares evaluation noise, not activations."""
+    mixing the two compares evaluation noise, not activations. Running trials count: their records may land."""
     if study.user_attrs.get(StudyAttr.EVALUATION) == EXACT:
         return
-    if old := trained(study, budget_only=False):
+    if old := trained(study, budget_only=False) + study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         raise InputError(
             f"--study {study.study_name!r}: its {len(old)} trainings were evaluated with DeepSpeed's routing "
             "noise (moesearch before results schema 5) and new ones are evaluated exactly, so they are not "
             "comparable; give a new --study name (pareto, plot and report still read this one)"
         )
-    study.set_user_attr(StudyAttr.EVALUATION, EXACT)
 
 
 def _check_shape(study: optuna.Study, shape: dict[str, int]) -> None:
-    """The study's group shape, fixed by its first training group; InputError for another."""
+    """InputError where the study's group shape is another and a group of it has trained or is training:
+    a shape no training was made with (a first group that failed to start) gives way to this one."""
     fixed = study.user_attrs.get(StudyAttr.SHAPE)
-    if fixed is None:
-        study.set_user_attr(StudyAttr.SHAPE, shape)
-    elif fixed != shape:
-        said = ", ".join(f"{k} {v}" for k, v in shape.items())
-        was = ", ".join(f"{k} {v}" for k, v in fixed.items())
-        raise InputError(
-            f"--nproc/--nnodes: this group would train with {said}, but study {study.study_name!r} trains "
-            f"with {was}, and trainings of other shapes differ in batch, not activation; allowed: "
-            f"{fixed['ranks']} ranks in all (--nproc x --nnodes), or a new --study"
-        )
+    if fixed is None or fixed == shape:
+        return
+    if not trained(study, budget_only=False) and not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        return
+    said = ", ".join(f"{k} {v}" for k, v in shape.items())
+    was = ", ".join(f"{k} {v}" for k, v in fixed.items())
+    raise InputError(
+        f"--nproc/--nnodes: this group would train with {said}, but study {study.study_name!r} trains "
+        f"with {was}, and trainings of other shapes differ in batch, not activation; allowed: "
+        f"{fixed['ranks']} ranks in all (--nproc x --nnodes), or a new --study"
+    )
+
+
+def check_without_writing(storage: optuna.storages.BaseStorage, settings) -> None:
+    """Every refusal `open_for` would make, made without writing (a --dry-run): the study's space, its text,
+    its evaluation and its group shape."""
+    check_identity(storage, settings.study, settings.space)
+    if settings.study not in optuna.get_all_study_names(storage):
+        return
+    study = optuna.load_study(study_name=settings.study, storage=storage)
+    check_same_text(study, settings.data, settings.data_sha256)
+    _check_evaluation(study)
+    _check_shape(study, settings.shape)
 
 
 def check_identity(storage: optuna.storages.BaseStorage, name: str, space: Space) -> None:
