@@ -483,3 +483,22 @@ def test_one_seeds_effects_and_a_second_seed_of_the_baselines_only_say_whom_they
     sd, dof, _ = found.seed_by_effect
     assert dof >= effects.MIN_DOF and found.dof == dof, "every assignment at seed 1: each layer's effect at two seeds"
     assert verdict.verdict(found).endswith("effects across 3 seeds")
+
+
+def test_effect_sizes_are_in_the_objective_s_units(tmp_path):
+    """A throughput objective: the effect that matters is 2% of its level, not 0.02 tokens/s (which once
+    asked for 1,293,154,499,064 trials), and it is printed as a share and in tokens/s."""
+    rng = np.random.default_rng(0)
+    combos = [c for c in itertools.product(["gelu", "swiglu"], repeat=3) for _ in range(2)]
+    noisy = [2.0 + rng.normal(0, 0.01) for _ in combos]
+    speed = [100_000 + 3_000 * (c[0] == "swiglu") + rng.normal(0, 1_000) for c in combos]
+    write(
+        tmp_path, *(record(n, ",".join(c), v, s) for n, (c, v, s) in enumerate(zip(combos, noisy, speed, strict=True)))
+    )
+    found = effects.fit(results.load_trials(tmp_path, "s"), "tokens_per_s")
+    assert verdict.size_for(found) == pytest.approx(0.02 * found.y_mean)
+    need = verdict.trials_for(found)
+    assert need is None or need < 1_000, "a count a user can act on"
+    line = verdict.verdict(found)
+    assert "per-layer effect of " in line and "% (" in line and "tokens/s)" in line, line
+    assert verdict.size_for(effects.fit(results.load_trials(tmp_path, "s"))) == verdict.SIZE, "val_loss: nats"

@@ -18,8 +18,9 @@ and each question gets an interval:
 What to promote and how often: the uniform baselines and the smaller size's expected front, and where those
 alone would not let least squares test every layer's effect, the main-effects design's runs too
 (`core/design.py`). All are trained with the same seeds (common random numbers pair them), as many as the
-difference of two of them needs to resolve the smallest effect the smaller size resolved (else
-verdict.SIZE) 80% of the time at the level the family-wise test gives a layer's effect:
+difference of two of them needs to resolve the smallest effect the smaller size resolved (else the
+effect that matters on the objective, `verdict.size_for`) 80% of the time at the level the family-wise
+test gives a layer's effect:
 2 (m sigma / delta)^2, m that test's multiplier (`effects.Fit.multiplier`) and sigma the noise within a
 seed, from the larger size's model once it is testable, before that the smaller's, and one seed each while
 neither is. Light: no torch.
@@ -87,12 +88,13 @@ def seeds_needed(sigma: float, delta: float, multiplier: float) -> int:
 
 
 def effect_size(found: effects.Fit | None) -> float:
-    """The effect a promotion is sized to see: the smallest one `found` resolves, else verdict.SIZE."""
+    """The effect a promotion is sized to see: the smallest one `found` resolves, else the one that matters
+    on its objective (`verdict.size_for`)."""
     if found is None:
         return verdict.SIZE
     rows = found.effects()
     resolved = rows.loc[rows["resolved"], "effect"].abs()
-    return float(resolved.min()) if len(resolved) else verdict.SIZE
+    return float(resolved.min()) if len(resolved) else verdict.size_for(found)
 
 
 def seeds_for(small: pd.DataFrame, large: pd.DataFrame, objective: str) -> tuple[int, str]:

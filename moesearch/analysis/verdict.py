@@ -8,11 +8,29 @@ from __future__ import annotations
 
 from moesearch.analysis.effects import ALPHA, LACK_OF_FIT_P, MIN_DOF, OUTLIER_P, PAIRS_ALPHA, POWER, Fit, every_layer
 from moesearch.analysis.power import noise_interval
+from moesearch.core.metrics import METRICS
 
 SIZE = 0.02  # the per-layer effect a study is asked to resolve (nats): the size of most effects at our scale
+RELATIVE = 0.02  # in an objective of other units (throughput, memory), the effect that matters: 2% of its level
 
 
-def text(found: Fit | None, size: float = SIZE) -> list[str]:
+def size_for(found: Fit) -> float:
+    """The per-layer effect that matters on `found`'s objective, in its units: SIZE for a loss (nats/byte),
+    else RELATIVE of the objective's level (2% of tokens/s, not 0.02 tokens/s)."""
+    if METRICS.get(found.objective, ("",))[0] == "nats/byte":
+        return SIZE
+    return RELATIVE * abs(found.y_mean)
+
+
+def amount(found: Fit, value: float) -> str:
+    """An effect size in the objective's units: '0.020' for a loss, '2.0% (1,530 tokens/s)' otherwise."""
+    if METRICS.get(found.objective, ("",))[0] == "nats/byte":
+        return f"{value:.3f}"
+    unit = METRICS.get(found.objective, ("",))[0]
+    return f"{value / abs(found.y_mean):.1%} ({value:,.3g} {unit})".replace(" )", ")")
+
+
+def text(found: Fit | None, size: float | None = None) -> list[str]:
     """The model in words: how it was fitted, its noise, each effect resolved or not, and what more it needs."""
     if found is None:
         return ["per-layer effects: too few trials for a model (3 complete trials of 2 assignments at least)"]
@@ -134,8 +152,9 @@ def _label(found: Fit, row) -> str:
     return "interval misses 0, not resolved over the family" if abs(row.effect) > row.ci95 else "inside noise"
 
 
-def _needs(found: Fit, size: float) -> str:
-    """What these trials resolve, or how many more a per-layer effect of `size` needs."""
+def _needs(found: Fit, size: float | None) -> str:
+    """What these trials resolve, or how many more a per-layer effect of `size` (None: `size_for`) needs."""
+    size = size_for(found) if size is None else size
     now, need = found.resolvable(), found.trials_to_resolve(size)
     if found.aliased:  # "trials like these" would alias them too
         return (
@@ -149,22 +168,23 @@ def _needs(found: Fit, size: float) -> str:
             "effect can be resolved or a trial count estimated"
         )
     if need is None or need <= found.n_trials:
-        return f"these trials resolve a per-layer effect of {now:.3f} or more ({POWER:.0%} of the time)"
+        return f"these trials resolve a per-layer effect of {amount(found, now)} or more ({POWER:.0%} of the time)"
     return (
-        f"a per-layer effect of {size} needs about {need} trials like these to resolve "
-        f"({need - found.n_trials} more; {now:.3f} now)"
+        f"a per-layer effect of {amount(found, size)} needs about {need} trials like these to resolve "
+        f"({need - found.n_trials} more; {amount(found, now)} now)"
     )
 
 
-def trials_for(found: Fit | None, size: float = SIZE) -> int | None:
-    """The trials in all that would resolve a per-layer effect of `size` (a shrunk fit: that would make its
+def trials_for(found: Fit | None, size: float | None = None) -> int | None:
+    """The trials in all that would resolve a per-layer effect of `size` (None: the one that matters on the
+    objective, `size_for`) (a shrunk fit: that would make its
     effects testable), where that is more than these and more like these would help (not where the
     assignments alias the layers); else None."""
     if found is None or found.aliased:
         return None
     if not found.testable:
         return found.trials_to_test()
-    need = found.trials_to_resolve(size)
+    need = found.trials_to_resolve(size_for(found) if size is None else size)
     return need if need is not None and need > found.n_trials else None
 
 
@@ -185,7 +205,7 @@ def _scope_word(found: Fit) -> str:
     )
 
 
-def verdict(found: Fit | None, size: float = SIZE) -> str:
+def verdict(found: Fit | None, size: float | None = None) -> str:
     """One line first: the every-layer answer (is the activation better here at all?), then which layers'
     choices matter and by how much, or that nothing is resolved and what would resolve it."""
     if found is None:

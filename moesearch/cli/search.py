@@ -119,5 +119,5 @@ def search_and_report(settings, study, replicate_baselines: bool = False) -> Non
         if (need := verdict.trials_for(found)) is not None:  # the verdict said how many; say how to get them
             click.echo(
                 f"next: run the same command with --trials {need} (it resumes this study) to resolve a "
-                f"per-layer effect of {verdict.SIZE} on {found.objective}"
+                f"per-layer effect of {verdict.amount(found, verdict.size_for(found))} on {found.objective}"
             )
