@@ -216,3 +216,9 @@ def sys_path_bench():
 
     if str(ROOT / "bench") not in sys.path:
         sys.path.insert(0, str(ROOT / "bench"))
+
+
+def test_promote_is_warned_when_the_size_below_resolved_nothing(tmp_path):
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    assert ladder.transfer_ready(table(tmp_path / "a", additive(PROXY), 3, 2, 0.004), "val_loss")
+    assert not ladder.transfer_ready(table(tmp_path / "b", lambda combo: 0.0, 3, 1, 0.004), "val_loss")

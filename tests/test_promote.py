@@ -48,6 +48,8 @@ def test_promote_trains_the_plan_at_the_next_size_resumes_after_a_preemption_and
     assert targets[:2] == ["gelu,gelu", "swiglu,swiglu"], "the baselines first, then the expected front"
     assert len(targets) == 4, "two layers: only all four assignments test both layers' effects"
     assert "plan: 4 assignments x 1 seed (--seeds): " in again.stdout
+    bound = again.stdout.index("at most 4 assignments x 1 seed = 4 trainings (--seeds)")
+    assert bound < again.stdout.index("plan: "), "the whole plan, before any training"
     assert "study 'micro-w64'" in again.stdout.splitlines()[0], "the header describes the size trained"
     large = results.load_trials(tmp_path / "r", "micro-w64")
     done = large[large["state"] == "COMPLETE"]

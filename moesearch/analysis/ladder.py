@@ -180,6 +180,12 @@ def _interval(point: float, drawn: np.ndarray) -> tuple[float, float]:
     return float(max(-1.0, min(lo, 2 * point - hi))), float(min(1.0, max(hi, 2 * point - lo)))
 
 
+def transfer_ready(small: pd.DataFrame, objective: str) -> bool:
+    """Whether the smaller size's trials resolve an effect on `objective` that a promotion could carry."""
+    found = effects.fit(small, objective)
+    return found is not None and bool(found.effects()["resolved"].any())
+
+
 def transfer(small: effects.Fit, large: effects.Fit) -> pd.DataFrame:
     """Each effect resolved at the smaller size: `effect` and its 95% half-width `ci95` there, `effect_large`,
     `ci95_large` and `resolved_large` at the larger, then `sign` ("holds", "reverses", "inside noise", "not

@@ -125,6 +125,16 @@ def promote(
         write_atomic(link, lambda tmp: tmp.write_text(json.dumps({"source": promotion.source, "size": size})))
     chosen = _targets(study, promotion, named)
     objective = ladder.objective_of(at_size.space.search.objectives)
+    bound = seeds or max_seeds
+    say(
+        f"at most {len(chosen)} assignments x {bound} seed{'s' * (bound != 1)} = {len(chosen) * bound} trainings "
+        + ("(--seeds)" if seeds else "(the seeds grow as the noise model asks, up to --max-seeds)")
+    )
+    if not ladder.transfer_ready(promotion.small, objective):
+        say(
+            f"warning: the size below resolved no effect on {objective}: this promotion measures whether its "
+            "ranking holds (rank correlation), with no resolved effect to carry"
+        )
     bar = tqdm(desc=f"promote to {size}", unit="trial", disable=None if at_size.progress else True, dynamic_ncols=True)
     with WorkerGroup(at_size.launch, at_size.results / at_size.study / "logs") as group, bar:
         while not preempt.requested():
