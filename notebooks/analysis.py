@@ -57,7 +57,31 @@ if STUDY is None:  # as the CLI: the only study, else the most recently written
 print(f"study {STUDY!r} in {RESULTS.resolve()}")
 
 # %% [markdown]
-# ## 1. The records
+# ## 1. The answer
+#
+# Which layers' choices matter, by how much, and how sure? The noise model uses every complete trial
+# (seed replicates included): per-layer effects of each activation against the layer's first choice
+# (gelu), least squares with 95% intervals, pure error from replicates and a lack-of-fit test
+# (moesearch/analysis/effects.py). The verdict names what is resolved and what a longer study would need;
+# the picture draws each effect with its interval, resolved ones filled. The expected front is the
+# non-dominated set of the model's predictions, each with its probability of being non-dominated over
+# posterior draws (moesearch/analysis/expected.py): the assignments to deploy, not the single trainings'
+# luck. The sections after it show the evidence.
+
+# %%
+trials = results.load_trials(RESULTS, STUDY)
+fit = effects.fit(trials)
+print(verdict.verdict(fit))
+print("\n".join(verdict.text(fit)))
+found = expected.expected_front(trials)
+if found is not None:
+    display(plots.effects_figure(found[1]))  # each effect with its 95% interval, resolved ones filled
+    display(found[0][found[0]["expected_front"] | (found[0]["trained"] > 0)].head(20).round(4))
+else:
+    display(fit.effects().round(4) if fit else "too few trials for the noise model yet")
+
+# %% [markdown]
+# ## 2. The records
 #
 # Three tables, one file per trial each: `trials` (one row per trained model: assignment, seed,
 # objectives, costs, provenance), `steps` (one row per optimizer step: losses, learning rate, periodic
@@ -65,7 +89,6 @@ print(f"study {STUDY!r} in {RESULTS.resolve()}")
 # `origin` says which command trained a trial; `verify` trials are seed replicates of earlier ones.
 
 # %%
-trials = results.load_trials(RESULTS, STUDY)
 steps = results.load_steps(RESULTS, STUDY)
 layers = results.load_layers(RESULTS, STUDY)
 complete = trials["state"] == "COMPLETE"
@@ -85,9 +108,9 @@ if not complete.all():  # a failed trial's reason quotes the tail of its log
 assert complete.any() and len(steps) > 0 and len(layers) > 0
 
 # %% [markdown]
-# ## 2. The Pareto front
+# ## 3. The observed Pareto front
 #
-# The unit is the assignment: one trained with several seeds counts once, at the mean of its
+# The front of the trainings as they came out, noise and all (section 1's expected front is the model's). The unit is the assignment: one trained with several seeds counts once, at the mean of its
 # objective values (± the standard deviation over seeds; the front figure below draws it as error
 # bars). Marks: `*` on the front, `K` the knee
 # (closest to the ideal point, objectives scaled over the front), `B` a uniform baseline. The
@@ -102,7 +125,7 @@ print("\n".join(pareto.summary_lines(analysis)))  # counts, hypervolume, front m
 assert len(front) > 0
 
 # %% [markdown]
-# ## 3. Figures
+# ## 4. Figures
 #
 # The assignments in objective space; the hypervolume after each trial (a curve still rising at
 # the end means the search has not converged); which activation each layer takes along the front and
@@ -114,25 +137,6 @@ figures = [plots.front(analysis), plots.hypervolume(analysis), plots.layers(anal
 for fig in figures:
     display(fig)
 assert all(fig.axes for fig in figures)
-
-# %% [markdown]
-# Which layers' choices matter, by how much, and how sure? The heatmap above shows the front; the noise
-# model uses every complete trial (seed replicates included): per-layer effects of each activation
-# against the layer's first choice (gelu), least squares with 95% intervals (shrunk by Bayesian ridge
-# when effects outnumber trials), pure error from replicates and a lack-of-fit test
-# (moesearch/analysis/effects.py). The expected front is the non-dominated set of the model's
-# predictions, each with its probability of being non-dominated over posterior draws; every observed
-# front member is marked resolved or inside noise (moesearch/analysis/expected.py).
-
-# %%
-fit = effects.fit(trials)
-print(verdict.verdict(fit))
-display(fit.effects().round(4) if fit else "too few trials")
-print("\n".join(verdict.text(fit)))
-found = expected.expected_front(trials)
-if found is not None:
-    display(plots.effects_figure(found[1]))  # each effect with its 95% interval, resolved ones filled
-    display(found[0][found[0]["expected_front"] | (found[0]["trained"] > 0)].head(20).round(4))
 
 # %% [markdown]
 # Does a short run predict a long one? The rank correlation (Spearman, Kendall) of `val_loss` at each
@@ -147,7 +151,7 @@ print("\n".join(curves.text(rungs)) or "no evaluations before the last step (tra
 print("\n".join(curves.compute_text(trials, steps)) or "no trial was pruned (search.pruning)")
 
 # %% [markdown]
-# ## 4. Inside the layers
+# ## 5. Inside the layers
 #
 # Statistics of the FFN hidden activations (the input of the down projection) on the held-out text,
 # per layer and activation, averaged over trials: the fraction near zero (|h| < 0.01) measures how
@@ -173,7 +177,7 @@ display(balance.round(3))
 assert len(hidden) > 0 and (len(balance) > 0 or not layers["moe"].any())
 
 # %% [markdown]
-# ## 5. Is the front real?
+# ## 6. Is the front real?
 #
 # A difference smaller than the spread over seeds is noise. `moesearch verify` retrains the front
 # members and the baselines with fresh seeds; an assignment then stays on the front unless another
@@ -192,7 +196,7 @@ else:
 assert table.empty or table["seeds"].min() >= 2
 
 # %% [markdown]
-# ## 6. Does the answer hold at another size?
+# ## 7. Does the answer hold at another size?
 #
 # A study made by `moesearch promote` holds a smaller size's answer trained at a larger size of the
 # space's scale ladder. For one, the rank correlation of expected values between the two sizes (with its

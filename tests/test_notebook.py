@@ -4,30 +4,40 @@ executed top to bottom on a real tiny study."""
 from __future__ import annotations
 
 import base64
+import os
+import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import jupytext
-import nbclient
+import nbformat
 import pytest
 
-from moesearch.analysis import pareto, plots
+from moesearch.analysis import effects, pareto, plots, verdict
 from moesearch.core import results
 
-NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "analysis.py"
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOK = ROOT / "notebooks" / "analysis.py"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
+HEADLESS = re.compile(r"`(jupyter execute notebooks/analysis\.ipynb --output (\S+))`")
+
+
 @pytest.fixture(scope="module")
-def executed(tiny_study):
-    """The notebook after a real kernel ran it in its own folder, pointed at the tiny study by environment."""
-    nb = jupytext.read(NOTEBOOK)
-    with pytest.MonkeyPatch.context() as env:  # the kernel inherits this process's environment when it starts
-        env.setenv("MOESEARCH_RESULTS", str(tiny_study))
-        env.setenv("MOESEARCH_STUDY", "tiny")
-        nbclient.NotebookClient(
-            nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOK.parent)}}
-        ).execute()  # raises on a failed cell
-    return nb
+def executed(tiny_study, tmp_path_factory):
+    """The notebook as the README's headless command leaves it, run on the tiny study (chosen by environment)
+    from a copy of the repository's notebooks folder: the executed file, outputs and all, read back."""
+    command, output = HEADLESS.search((ROOT / "README.md").read_text()).groups()
+    here = tmp_path_factory.mktemp("headless")
+    shutil.copytree(NOTEBOOK.parent, here / "notebooks", ignore=shutil.ignore_patterns("*-run.ipynb"))
+    jupyter = Path(sys.executable).parent / "jupyter"  # this environment's, activated or not
+    env = {**os.environ, "MOESEARCH_RESULTS": str(tiny_study), "MOESEARCH_STUDY": "tiny"}
+    run = subprocess.run([str(jupyter), *command.split()[1:]], cwd=here, env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return nbformat.read(here / "notebooks" / f"{output}.ipynb", as_version=4)
 
 
 def code_cells(nb) -> list:
@@ -56,6 +66,16 @@ def test_every_code_cell_runs_without_an_error(executed):
     assert len(cells) >= 6, "parameters and five sections"
     assert [c.execution_count for c in cells] == list(range(1, len(cells) + 1)), "every cell ran, in order"
     assert not [o for c in cells for o in c.outputs if o.output_type == "error"]
+
+
+@pytest.mark.slow
+def test_the_notebook_opens_with_the_answer(executed, tiny_study):
+    """The first section after the parameters prints the verdict and draws the effects, as pareto leads with it."""
+    first = code_cells(executed)[1]
+    assert "verdict.verdict" in first.source and "effects_figure" in first.source
+    fit = effects.fit(results.load_trials(tiny_study, "tiny"))
+    assert verdict.verdict(fit) in text_of(first.outputs)
+    assert any("image/png" in o.get("data", {}) for o in first.outputs), "the effects picture"
 
 
 @pytest.mark.slow
