@@ -37,7 +37,7 @@ import pandas as pd
 from IPython.display import display
 from matplotlib_inline.backend_inline import set_matplotlib_formats
 
-from moesearch.analysis import curves, effects, expected, ladder, noise, pareto, plots, verdict
+from moesearch.analysis import answer, curves, effects, expected, ladder, noise, pareto, plots, verdict
 from moesearch.core import results
 
 # plots.py builds figures without pyplot, so none shows by itself: display(fig) needs the PNG formatter
@@ -70,12 +70,18 @@ print(f"study {STUDY!r} in {RESULTS.resolve()}")
 
 # %%
 trials = results.load_trials(RESULTS, STUDY)
+analysis = pareto.analyse(trials)
 fit = effects.fit(trials)
 print(verdict.verdict(fit))
 print("\n".join(verdict.text(fit)))
 found = expected.expected_front(trials)
+told = answer.answer(analysis, found)  # None until every objective's model is testable
 if found is not None:
     display(plots.effects_figure(found[1]))  # each effect with its 95% interval, resolved ones filled
+if told is not None:  # the expected front beside the baselines, each comparison with its 95% interval
+    display(answer.view(told))
+    print("\n".join(answer.lines(told)[1:]))
+elif found is not None:
     display(found[0][found[0]["expected_front"] | (found[0]["trained"] > 0)].head(20).round(4))
 else:
     display(fit.effects().round(4) if fit else "too few trials for the noise model yet")
@@ -110,7 +116,8 @@ assert complete.any() and len(steps) > 0 and len(layers) > 0
 # %% [markdown]
 # ## 3. The observed Pareto front
 #
-# The front of the trainings as they came out, noise and all (section 1's expected front is the model's). The unit is the assignment: one trained with several seeds counts once, at the mean of its
+# The front of the trainings as they came out, noise and all (section 1's expected front is the model's).
+# The unit is the assignment: one trained with several seeds counts once, at the mean of its
 # objective values (± the standard deviation over seeds; the front figure below draws it as error
 # bars). Marks: `*` on the front, `K` the knee
 # (closest to the ideal point, objectives scaled over the front), `B` a uniform baseline. The
@@ -118,7 +125,6 @@ assert complete.any() and len(steps) > 0 and len(layers) > 0
 # compared between runs of the same study. `analysis.table` holds every assignment, unformatted.
 
 # %%
-analysis = pareto.analyse(trials)
 front = pareto.front_view(analysis).set_index("assignment")
 display(front)
 print("\n".join(pareto.summary_lines(analysis)))  # counts, hypervolume, front members against the baselines
@@ -133,7 +139,12 @@ assert len(front) > 0
 # dots are the periodic `val_loss` evaluations).
 
 # %%
-figures = [plots.front(analysis), plots.hypervolume(analysis), plots.layers(analysis), plots.curves(analysis, steps)]
+figures = [
+    plots.front(analysis, found[0] if found else None, told),
+    plots.hypervolume(analysis),
+    plots.layers(analysis),
+    plots.curves(analysis, steps),
+]
 for fig in figures:
     display(fig)
 assert all(fig.axes for fig in figures)

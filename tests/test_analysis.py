@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 from test_results import FRONT, record, write
 
-from moesearch.analysis import expected, noise, pareto, plots
+from moesearch.analysis import answer, expected, noise, pareto, plots
 from moesearch.cli import cli
 from moesearch.core import results
 
@@ -335,18 +335,23 @@ def test_pareto_report_status_and_plot_say_what_the_study_resolved(tiny_study, t
     assert shown.exit_code == 0, shown.output
     lines = shown.output.splitlines()
     assert lines[1].startswith("verdict: ") and "per-layer effects on val_loss" in shown.output
-    assert "expected front (" in shown.output and "observed front, against the model:" in shown.output
+    trials = results.load_trials(tiny_study, "tiny")
+    analysis = pareto.analyse(trials)
+    told = answer.answer(analysis, expected.expected_front(trials))
+    assert ("the expected front: " if told else "expected front (") in shown.output, "the answer leads once testable"
+    assert "observed front, against the model:" in shown.output
     page = tmp_path / "r.html"
     assert CliRunner().invoke(cli, ["report", "--results", str(tiny_study), "--out", str(page)]).exit_code == 0
     source = page.read_text()
-    assert "What the study has resolved" in source and html.escape(lines[1]) in source and "p_front" in source
+    assert "What the study has resolved" in source and html.escape(lines[1]) in source
+    assert ("P front" if told else "Expected front of a shrunk model") in source
     headings = [h.split("</h2>")[0] for h in source.split("<h2>")[1:]]
     assert headings[0] == "What the study has resolved", "the answer first"
-    assert source.index(html.escape(lines[1])) < source.index('<img alt="effects"') < source.index("<h2>Pareto front")
+    front = "<h2>Observed front (single trainings)" if told else "<h2>Pareto front"
+    assert source.index(html.escape(lines[1])) < source.index('<img alt="effects"') < source.index(front)
     assert headings.index("The front, interactive") > headings.index("Pictures"), "the heavy plot last"
     status = CliRunner().invoke(cli, ["status", "--results", str(tiny_study)])
     assert status.exit_code == 0 and status.output.splitlines()[-1] == lines[1]
-    trials = results.load_trials(tiny_study, "tiny")
-    figure = plots.front(pareto.analyse(trials), expected.expected_front(trials)[0])
+    figure = plots.front(analysis, expected.expected_front(trials)[0])
     labels = figure.axes[0].get_legend_handles_labels()[1]
     assert "expected front (noise model, 95% intervals)" in labels

@@ -136,6 +136,14 @@ class Fit:
         var = np.einsum("ij,jk,ik->i", centred, self.cov, centred) + self.mean_var
         return self.y_mean + centred @ self.beta, np.sqrt(np.maximum(var, 0))
 
+    def difference(self, a: pd.DataFrame, b: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Expected value of each row of a minus the same row of b, and its standard error: the shared mean
+        cancels, so the contrast is tighter than two predictions' intervals side by side."""
+        dx = self.design(a) - self.design(b)
+        if self.exact:
+            return dx @ self.beta, np.zeros(len(dx))
+        return dx @ self.beta, np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", dx, self.cov, dx), 0))
+
     def draws(
         self, assignments: pd.DataFrame, n: int, rng: np.random.Generator, shocks: Shocks | None = None
     ) -> np.ndarray:

@@ -191,33 +191,36 @@ def _verdict(p: float) -> str:
     return "inside noise"
 
 
-def _interval(mean: float, lo: float, hi: float) -> str:
+def interval_text(mean: float, lo: float, hi: float) -> str:
     """'2.581 [2.565, 2.596]'; an exact value (an analytic cost) alone."""
     if hi - lo <= 1e-9 * max(1.0, abs(mean)):
         return fmt(mean)
     return f"{fmt(mean)} [{fmt(lo)}, {fmt(hi)}]"
 
 
-def text(table: pd.DataFrame, objectives: dict[str, str], observed: list[str]) -> list[str]:
-    """The expected front, each member with its intervals and probability, and the observed front marked."""
+def text(table: pd.DataFrame, objectives: dict[str, str], observed: list[str], members: bool = True) -> list[str]:
+    """The expected front, each member with its intervals and probability (members=False: where the answer's
+    table shows them already), and the observed front marked."""
     front = table[table["expected_front"]]
     tested = testable(table)
-    lines = [
-        f"expected front ({len(front)} of {len(table)} candidates; model predictions, 95% intervals; "
-        + (
-            f"P = share of {DRAWS} posterior draws in which it is non-dominated):"
-            if tested
-            else "a shrunk model: not testable yet, no member called, P not shown):"
-        )
-    ]
-    for r in front.itertuples(index=False):
-        values = "  ".join(
-            f"{o} {_interval(getattr(r, o), getattr(r, f'{o}_lo'), getattr(r, f'{o}_hi'))}" for o in objectives
-        )
+    lines = []
+    if members:
         lines.append(
-            f"  {r.assignment}  {values}  {f'P {r.p_front:.2f}  ' if tested else ''}"
-            f"{'trained ' + str(r.trained) + 'x' if r.trained else 'never trained'}"
+            f"expected front ({len(front)} of {len(table)} candidates; model predictions, 95% intervals; "
+            + (
+                f"P = share of {DRAWS} posterior draws in which it is non-dominated):"
+                if tested
+                else "a shrunk model: not testable yet, no member called, P not shown):"
+            )
         )
+        for r in front.itertuples(index=False):
+            values = "  ".join(
+                f"{o} {interval_text(getattr(r, o), getattr(r, f'{o}_lo'), getattr(r, f'{o}_hi'))}" for o in objectives
+            )
+            lines.append(
+                f"  {r.assignment}  {values}  {f'P {r.p_front:.2f}  ' if tested else ''}"
+                f"{'trained ' + str(r.trained) + 'x' if r.trained else 'never trained'}"
+            )
     by_assignment = table.set_index("assignment")
     lines.append("observed front, against the model:")
     for a in observed:
@@ -234,16 +237,23 @@ def primary(fits: dict[str, effects.Fit | None]) -> effects.Fit | None:
     return fits.get("val_loss") or next(iter(fits.values()))
 
 
-def summary(trials: pd.DataFrame, analysis: Analysis, fits: dict[str, effects.Fit | None] | None = None) -> list[str]:
+def summary(
+    trials: pd.DataFrame,
+    analysis: Analysis,
+    fits: dict[str, effects.Fit | None] | None = None,
+    found: tuple | None = None,
+    members: bool = True,
+) -> list[str]:
     """The verdict line, then each noisy objective's per-layer effects and the expected front (pareto, search).
-    fits: `fits_of` these trials, if already made."""
+    fits, found: `fits_of` and `expected_front` of these trials, if already made; members=False leaves out the
+    expected front's list (where `analysis/answer.py` showed it first)."""
     fits = fits or fits_of(trials, analysis.objectives)
     lines = [verdict.verdict(primary(fits))]
-    for o, found in fits.items():
+    for o, found_fit in fits.items():
         if o not in ANALYTIC:  # an exact cost has no noise to model
-            lines += verdict.text(found)
-    found = expected_front(trials, analysis.objectives, fits=fits)
+            lines += verdict.text(found_fit)
+    found = found if found is not None else expected_front(trials, analysis.objectives, fits=fits)
     if found is not None:
         observed = analysis.table.loc[analysis.table["pareto"], "assignment"].tolist()
-        lines += text(found[0], analysis.objectives, observed)
+        lines += text(found[0], analysis.objectives, observed, members)
     return lines

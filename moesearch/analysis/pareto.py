@@ -400,22 +400,37 @@ def front_view(analysis: Analysis, everything: bool = False, table: pd.DataFrame
 def summary_lines(analysis: Analysis) -> list[str]:
     """What the front table does not say: counts, the hypervolume, how sure the ranking is, and each
     front member against the baselines."""
-    t = analysis.table
     lines = [
-        f"{len(t)} assignments from {int(t['trials'].map(len).sum())} complete trials ({analysis.failed} failed"
-        f"{f', {analysis.pruned} pruned' if analysis.pruned else ''}), "
-        f"{int(t['pareto'].sum())} on the front; * = Pareto front, K = knee, B = uniform baseline; "
-        "values are means over seeds (± standard deviation)",
-        f"hypervolume {analysis.hypervolume:.6g} against the reference point " + _reference_text(analysis),
-        *([warning] if (warning := reference_warning(analysis)) else []),
+        _counts(analysis) + "; * = Pareto front, K = knee, B = uniform baseline; values are means over seeds "
+        "(± standard deviation)",
+        *_hypervolume_lines(analysis),
         noise_line(analysis),
     ]
-    if analysis.left_out:
-        lines.append(analysis.left_out)
     if len(analysis.deltas):
         lines.append("front against the baselines" + ("" if analysis.spread.measured else " (one seed each)") + ":")
         lines += [f"  {row.assignment}: {row.summary}" for row in analysis.deltas.itertuples()]
     return lines
+
+
+def observed_lines(analysis: Analysis) -> list[str]:
+    """The observed front in brief, where the expected front leads (`analysis/answer.py`)."""
+    return [_counts(analysis) + " of single trainings (`--observed` lists it)", *_hypervolume_lines(analysis)]
+
+
+def _counts(analysis: Analysis) -> str:
+    t = analysis.table
+    return (
+        f"{len(t)} assignments from {int(t['trials'].map(len).sum())} complete trials ({analysis.failed} failed"
+        f"{f', {analysis.pruned} pruned' if analysis.pruned else ''}), {int(t['pareto'].sum())} on the front"
+    )
+
+
+def _hypervolume_lines(analysis: Analysis) -> list[str]:
+    return [
+        f"hypervolume {analysis.hypervolume:.6g} against the reference point " + _reference_text(analysis),
+        *([warning] if (warning := reference_warning(analysis)) else []),
+        *([analysis.left_out] if analysis.left_out else []),
+    ]
 
 
 def _reference_text(analysis: Analysis) -> str:

@@ -1,7 +1,10 @@
 """The study's pictures, drawn with matplotlib (Agg: no screen needed) from its Parquet tables.
 
-    front.png        every assignment in objective space: the front as its staircase, dominated points
-                     faded, baselines, the knee and the best first objective labelled (a panel per cost)
+    front.png        the answer in objective space, a panel per cost: where the noise model can be tested,
+                     the expected front with its intervals, every candidate coloured by P(non-dominated),
+                     the knee and the baselines named, single trainings faint behind; before that, the
+                     observed front as its staircase, dominated points faded, baselines, the knee and the
+                     best first objective labelled
     hypervolume.png  hypervolume after each trial of the search, in the objectives' units
     layers.png       which activation each layer takes, along the front and for the baselines
     curves.png       training loss (smoothed) and val_loss over tokens, front members and baselines
@@ -24,6 +27,7 @@ from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.ticker import EngFormatter, FuncFormatter
 
+from moesearch.analysis.answer import Answer, answer
 from moesearch.analysis.pareto import Analysis, header
 from moesearch.core.activations import NAMES
 from moesearch.core.assignment import Assignment, baseline_name
@@ -46,13 +50,17 @@ def label(row) -> str:
     return baseline_name(row["assignment"]) if row["baseline"] else row["assignment"]
 
 
-def front(analysis: Analysis, expected: pd.DataFrame | None = None) -> Figure:
+def front(analysis: Analysis, expected: pd.DataFrame | None = None, told: Answer | None = None) -> Figure:
     """Every pair of objectives (one panel each: two objectives, one panel; three, three), the front marked.
 
-    expected: the noise model's candidates (`analysis.expected.expected_front`): its expected front is drawn
-    with 95% intervals, and every observed front member and baseline gets its interval too, at the model's
-    expected value, linked to where its trainings landed.
+    told: the answer (`analysis/answer.py`), where the noise model can be tested: the expected front leads
+    (`_answer_panel`). Else the observed front; expected: the noise model's candidates
+    (`analysis.expected.expected_front`) of a model not testable yet, its expected front drawn with 95%
+    intervals and every observed front member and baseline at the model's expected value, linked to where
+    its trainings landed.
     """
+    if told is not None:
+        return _answer_front(analysis, expected, told)
     first, *_ = analysis.objectives
     pairs = list(itertools.combinations(analysis.objectives, 2))
     t = analysis.table
@@ -118,6 +126,69 @@ def front(analysis: Analysis, expected: pd.DataFrame | None = None) -> Figure:
     fig.suptitle(
         "Assignments in objective space (means over seeds); stars: uniform baselines"
         + ("; every pair of objectives, the front is the front of all of them" if len(pairs) > 1 else "")
+    )
+    return fig
+
+
+def _answer_front(analysis: Analysis, candidates: pd.DataFrame, told: Answer) -> Figure:
+    """The answer in objective space: every candidate's predicted point coloured by its probability of being
+    non-dominated, the expected front with 95% intervals, the knee and the baselines named at their expected
+    values, and the single trainings faint behind (what they measured, noise and all)."""
+    pairs = list(itertools.combinations(told.objectives, 2))
+    fig = Figure(figsize=(6.4 * len(pairs) + 1, 4.8), layout="constrained")
+    axes = fig.subplots(1, len(pairs), squeeze=False)[0]
+    t, on = told.table, told.table[told.table["front"]]
+    for ax, (y, x) in zip(axes, pairs, strict=True):
+        trained = analysis.table
+        ax.scatter(trained[x], trained[y], color="grey", alpha=0.25, s=18, label="single trainings (means over seeds)")
+        dots = ax.scatter(
+            candidates[x], candidates[y], c=candidates["p_front"], cmap="viridis", vmin=0, vmax=1, s=22, zorder=2
+        )
+        ax.errorbar(
+            on[x],
+            on[y],
+            xerr=[(on[x] - on[f"{x}_lo"]).to_numpy(), (on[f"{x}_hi"] - on[x]).to_numpy()],
+            yerr=[(on[y] - on[f"{y}_lo"]).to_numpy(), (on[f"{y}_hi"] - on[y]).to_numpy()],
+            fmt="none",
+            ecolor="tab:orange",
+            elinewidth=1,
+            capsize=3,
+            zorder=1,
+            label="expected front (95% intervals)",
+        )
+        if len(pairs) == 1:
+            ordered = on.sort_values(x)
+            where = "post" if told.objectives[x] == "minimize" else "pre"
+            ax.step(ordered[x], ordered[y], color="tab:orange", alpha=0.6, where=where)
+        for _, row in t[t["knee"] | t["baseline"]].iterrows():
+            ax.scatter(
+                row[x],
+                row[y],
+                marker="*" if row["baseline"] else "D",
+                s=160,
+                zorder=3,
+                color="tab:red" if row["baseline"] else "tab:green",
+                edgecolor="black",
+            )
+            name = baseline_name(row["assignment"]) if row["baseline"] else row["assignment"]
+            note = ", knee" if row["knee"] and row["baseline"] else (" (knee)" if row["knee"] else "")
+            ax.annotate(
+                f"{name}{note}, P {row['p_front']:.2f}",
+                (row[x], row[y]),
+                textcoords="offset points",
+                xytext=(6, 6),
+                fontsize=8,
+            )
+        ax.set_xlabel(header(x, told.objectives[x]))
+        ax.set_ylabel(header(y, told.objectives[y]))
+        _plain_numbers(ax.xaxis, x)
+        _plain_numbers(ax.yaxis, y)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.colorbar(dots, ax=list(axes), label="P(non-dominated), over the model's posterior draws")
+    fig.suptitle(
+        "The expected front: the noise model's predictions; diamond: its knee, stars: uniform baselines "
+        "(expected values); grey: single trainings"
     )
     return fig
 
@@ -377,7 +448,7 @@ def draw_all(
     found: `expected_front` of these trials, drawn on the front (None: the front alone)."""
     figures = {
         "effects": effects_figure(found[1]) if found else None,
-        "front": front(analysis, found[0] if found else None),
+        "front": front(analysis, found[0] if found else None, answer(analysis, found)),
         "hypervolume": hypervolume(analysis),
         "layers": layers(analysis),
         "curves": curves(analysis, steps),

@@ -17,7 +17,7 @@ from string import Template
 
 import pandas as pd
 
-from moesearch.analysis import curves, expected, interactive, ladder, noise, pareto, plots, verdict
+from moesearch.analysis import answer, curves, expected, interactive, ladder, noise, pareto, plots, verdict
 from moesearch.core.metrics import ANALYTIC
 from moesearch.core.trial import State
 
@@ -37,7 +37,7 @@ img { max-width: 100%; border: 1px solid #eee; margin: 0.5rem 0; }
 <h2>What the study has resolved</h2>
 $model
 $effects
-<h2>Pareto front</h2>
+<h2>$front_heading</h2>
 $front
 $summary
 <h2>Is the front real?</h2>
@@ -64,11 +64,13 @@ def render(
     found = expected.expected_front(trials, analysis.objectives, fits=fits)
     figures = plots.draw_all(analysis, steps, layer_rows, trials, found)
     effects = figures.pop("effects", None)  # the answer, beside the verdict: the rest under Pictures
+    told = answer.answer(analysis, found)
     return _PAGE.substitute(
         study=html.escape(first["study"]),
         generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         version=html.escape(str(first["moesearch_version"])),
         results=html.escape(results),
+        front_heading="Pareto front" if told is None else "Observed front (single trainings)",
         front=pareto.front_view(analysis).to_html(index=False),
         interactive=interactive.front_html(analysis),
         summary=_summary(
@@ -78,7 +80,7 @@ def render(
         ),
         noise=_noise(trials, analysis.objectives),
         ladder=_ladder(ladder.section(results, first["study"], trials)),
-        model=_model(analysis, fits, found),
+        model=_model(fits, found, told, analysis),
         effects=_figure("effects", effects) if effects else "",
         images="".join(_figure(name, fig) for name, fig in figures.items()),
         provenance=_provenance(trials).to_frame().to_html(header=False),
@@ -121,7 +123,7 @@ def _noise(trials: pd.DataFrame, objectives: dict[str, str]) -> str:
     )
 
 
-def _model(analysis: pareto.Analysis, fits: dict, found: tuple | None) -> str:
+def _model(fits: dict, found: tuple | None, told: answer.Answer | None, analysis: pareto.Analysis) -> str:
     """The verdict, each objective's per-layer effects, and the expected front beside the observed one."""
     parts = [f'<p class="verdict">{html.escape(verdict.verdict(expected.primary(fits)))}</p>']
     for o, fit in fits.items():
@@ -136,29 +138,36 @@ def _model(analysis: pareto.Analysis, fits: dict, found: tuple | None) -> str:
                     if not line.strip().startswith(("layer", "every layer"))  # rows of the table above
                 )
             )
-    if found is not None:
-        table, objectives = found[0], list(analysis.objectives)
-        observed = set(analysis.table.loc[analysis.table["pareto"], "assignment"])
-        shown = table[table["expected_front"] | table["assignment"].isin(observed)].assign(
-            observed_front=lambda t: t["assignment"].isin(observed)
-        )
-        if not expected.testable(table):  # a shrunk model's probabilities are no call: not shown
-            shown = shown.assign(p_front=float("nan"))
-        columns = [
-            "assignment",
-            *[c for o in objectives for c in (o, f"{o}_lo", f"{o}_hi")],
-            "p_front",
-            "expected_front",
-            "observed_front",
-            "trained",
-            "verdict",
-        ]
+    if told is not None:  # the answer: the expected front beside the baselines, each comparison's interval
+        lines = answer.lines(told)
         parts.append(
-            "<p>Expected front (model predictions, 95% intervals; p_front: the share of posterior draws in "
-            "which the assignment is non-dominated) and the observed front against it:</p>"
-            + shown[columns].round(4).to_html(index=False)
+            answer.view(told).to_html(index=False)
+            + f'<p class="muted">{html.escape(lines[1])}</p>'
+            + _summary(lines[2:])
         )
+    elif found is not None:
+        parts.append(_not_testable(analysis, found[0]))
     return "".join(parts)
+
+
+def _not_testable(analysis: pareto.Analysis, table: pd.DataFrame) -> str:
+    """A shrunk model's expected front beside the observed one, P not shown (no call)."""
+    observed = set(analysis.table.loc[analysis.table["pareto"], "assignment"])
+    shown = table[table["expected_front"] | table["assignment"].isin(observed)].assign(
+        observed_front=lambda t: t["assignment"].isin(observed)
+    )
+    columns = [
+        "assignment",  # an exact cost once, its interval being no interval
+        *[c for o in analysis.objectives for c in ((o,) if o in ANALYTIC else (o, f"{o}_lo", f"{o}_hi"))],
+        "expected_front",
+        "observed_front",
+        "trained",
+        "verdict",
+    ]
+    return (
+        "<p>Expected front of a shrunk model (predictions, not testable yet: no member called) and the observed "
+        "front against it:</p>" + shown[columns].round(4).to_html(index=False)
+    )
 
 
 def _provenance(trials: pd.DataFrame) -> pd.Series:

@@ -23,12 +23,20 @@ _FORMATS = (".parquet", ".csv")
     "values at the rung where they stopped (and in --out, with state and rung columns).",
 )
 @click.option(
+    "--observed",
+    is_flag=True,
+    help="Lead with the front of single trainings (means over seeds) even where the noise model's expected "
+    "front can be tested; it leads anyway until then.",
+)
+@click.option(
     "--out",
     type=click.Path(path_type=Path),
     help="Also write one row per assignment, with pareto_rank, pareto and knee columns (.parquet or .csv).",
 )
-def pareto(results: Path, study_name: str | None, everything: bool, out: Path | None) -> None:
-    """Print the Pareto front of a study, its hypervolume, and how the front compares with the baselines.
+def pareto(results: Path, study_name: str | None, everything: bool, observed: bool, out: Path | None) -> None:
+    """Print what a study resolved and its Pareto front: the noise model's expected front beside the uniform
+    baselines (each comparison with its 95% interval) where the model can be tested, else the front of single
+    trainings; then the per-layer effects, the hypervolume and the ladder.
 
     Assignments trained with several seeds count once, at their mean.
     """
@@ -36,7 +44,7 @@ def pareto(results: Path, study_name: str | None, everything: bool, out: Path | 
         raise InputError(f"--out: {str(out)!r} has suffix {out.suffix!r}; allowed: {', '.join(_FORMATS)}")
     study_name = find_study(results, study_name)  # first: a bad flag answers before the analysis is imported
 
-    from moesearch.analysis import curves, expected, ladder
+    from moesearch.analysis import answer, curves, ladder
     from moesearch.analysis import pareto as pareto_mod
     from moesearch.core import results as results_mod
 
@@ -46,10 +54,8 @@ def pareto(results: Path, study_name: str | None, everything: bool, out: Path | 
     # --all: every assignment, the pruned ones too (their values at the rung; state and rung columns)
     table = pareto_mod.with_pruned(analysis, trials, evals) if everything else analysis.table
     click.echo(f"study {study_name!r} in {results}")
-    noise = expected.summary(trials, analysis)
-    click.echo(noise[0])  # the verdict first: what the study has resolved, in one line
-    click.echo(pareto_mod.front_text(analysis, everything, table))
-    for line in noise[1:]:
+    led = pareto_mod.front_text(analysis, everything, table) if observed or everything else None
+    for line in answer.summary(trials, analysis, observed=led):  # the verdict first, then the answer
         click.echo(line)
     for line in curves.text(curves.rung_correlation(trials, evals)) + curves.compute_text(trials, evals):
         click.echo(line)

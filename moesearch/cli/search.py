@@ -77,7 +77,7 @@ def plan(study, space_size: int) -> str:
 def search_and_report(settings, study, replicate_baselines: bool = False) -> None:
     """Run the search loop, then print what it did and the front (shared with `worker`, which leaves the
     baselines' seed replicates to the `search` that made the study: no two groups train them)."""
-    from moesearch.analysis import expected, pareto, verdict
+    from moesearch.analysis import answer, expected, pareto, verdict
     from moesearch.core import preempt, results
     from moesearch.supervisor.search import run_search
 
@@ -111,10 +111,7 @@ def search_and_report(settings, study, replicate_baselines: bool = False) -> Non
     if (trials_df["state"] == State.COMPLETE).any():
         analysis = pareto.analyse(trials_df)
         fits = expected.fits_of(trials_df, analysis.objectives)
-        model = expected.summary(trials_df, analysis, fits)
-        click.echo(model[0])  # the verdict first: what this search resolved, in one line
-        click.echo(pareto.front_text(analysis))
-        click.echo("\n".join(model[1:]))
+        click.echo("\n".join(answer.summary(trials_df, analysis, fits)))  # the verdict first, then the answer
         found = expected.primary(fits)
         if (need := verdict.trials_for(found)) is not None:  # the verdict said how many; say how to get them
             click.echo(

@@ -1,0 +1,92 @@
+"""The answer as `pareto`, the report and front.png lead with it: the expected front beside the baselines,
+each member against each baseline with the model's 95% interval (analysis/answer.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from test_effects import additive, table
+
+from moesearch.analysis import answer, effects, expected, pareto, plots
+from moesearch.cli import cli
+
+
+def cost(combo) -> float:  # tokens/s, maximised: each swiglu layer costs 10
+    return 100.0 - 10 * sum(a != "gelu" for a in combo)
+
+
+@pytest.fixture
+def known(tmp_path):
+    """Layer 0's swiglu lowers val_loss by 0.03 and costs 10 tokens/s; layer 1's costs the same and does nothing."""
+    trials = table(tmp_path, additive({0: -0.03}), 2, 3, 0.004, cost=cost)
+    analysis = pareto.analyse(trials)
+    found = expected.expected_front(trials, analysis.objectives)
+    return tmp_path, trials, analysis, found
+
+
+def test_the_answer_is_the_expected_front_beside_the_baselines_with_one_knee(known):
+    _, _, analysis, found = known
+    told = answer.answer(analysis, found)
+    on = set(found[0].loc[found[0]["expected_front"], "assignment"])
+    assert set(told.table.loc[told.table["front"], "assignment"]) == on >= {"gelu,gelu", "swiglu,gelu"}
+    assert set(told.table.loc[told.table["baseline"], "assignment"]) == {"gelu,gelu", "swiglu,swiglu"}
+    assert told.table["knee"].sum() == 1 and told.table.loc[told.table["knee"], "front"].all()
+    assert told.candidates == 4
+
+
+def test_each_comparison_is_the_models_contrast_with_its_own_interval(known):
+    _, _, analysis, found = known
+    told = answer.answer(analysis, found)
+    fit = found[1]["val_loss"].predictive
+    row = told.deltas.set_index(["assignment", "baseline"]).loc[("swiglu,gelu", "gelu,gelu")]
+    codes = effects.layer_codes(told.table.set_index("assignment").loc[["swiglu,gelu", "gelu,gelu"]].reset_index())
+    diff, se = fit.difference(codes.iloc[[0]], codes.iloc[[1]])
+    assert row["val_loss_delta"] == pytest.approx(diff[0])
+    assert row["val_loss_hi"] - row["val_loss_lo"] == pytest.approx(2 * fit.quantile() * se[0])
+    assert row["val_loss_lo"] < -0.03 < row["val_loss_hi"], "the truth inside its interval"
+    apart = np.hypot(*fit.predict(codes)[1])
+    assert se[0] < apart, "the shared mean cancels: tighter than two predictions' intervals side by side"
+    assert "lower val_loss (95% " in row["summary"] and "10.0% lower tokens_per_s than all-gelu" in row["summary"]
+
+
+def test_an_interval_that_holds_zero_says_no_resolved_difference(known):
+    _, _, analysis, found = known
+    told = answer.answer(analysis, found)
+    rows = told.deltas.set_index(["assignment", "baseline"])
+    if ("swiglu,gelu", "swiglu,swiglu") in rows.index:  # layer 1 does nothing: all-swiglu's loss is the same
+        assert "no resolved difference in val_loss (" in rows.loc[("swiglu,gelu", "swiglu,swiglu"), "summary"]
+    else:
+        pytest.fail("swiglu,gelu is on the expected front and all-swiglu a baseline")
+
+
+def test_a_model_not_testable_yet_gives_no_answer(known):
+    _, _, analysis, found = known
+    assert answer.answer(analysis, (found[0].assign(testable=False), found[1])) is None
+    assert answer.answer(analysis, None) is None
+
+
+def test_the_front_picture_draws_the_answers_intervals_with_the_trainings_behind(known):
+    _, _, analysis, found = known
+    told = answer.answer(analysis, found)
+    ax = plots.front(analysis, found[0], told).axes[0]
+    labels = ax.get_legend_handles_labels()[1]
+    assert "expected front (95% intervals)" in labels and "single trainings (means over seeds)" in labels
+    (bars,) = ax.containers
+    on = told.table[told.table["front"]]
+    y_segments = bars.lines[2][1].get_segments()  # per member: from its val_loss_lo to its val_loss_hi
+    drawn = np.array(sorted((s[0][1], s[1][1]) for s in y_segments))
+    assert drawn == pytest.approx(np.array(sorted(zip(on["val_loss_lo"], on["val_loss_hi"], strict=True))))
+    notes = " | ".join(t.get_text() for t in ax.texts)
+    knee = told.table.loc[told.table["knee"], "assignment"].item()
+    assert "all-gelu" in notes and "all-swiglu" in notes and knee in notes and "P " in notes
+
+
+def test_pareto_leads_with_the_answer_and_observed_with_the_single_trainings(known):
+    folder = str(known[0])
+    led = CliRunner().invoke(cli, ["pareto", "--results", folder]).output.splitlines()
+    assert led[1].startswith("verdict: ") and "P front" in led[2] and "rank" not in led[2]
+    assert any(line.startswith("expected front against the baselines") for line in led)
+    observed = CliRunner().invoke(cli, ["pareto", "--results", folder, "--observed"]).output.splitlines()
+    assert "rank" in observed[2] and "trial" in observed[2]
+    assert not any(line.startswith("expected front against the baselines") for line in observed)
