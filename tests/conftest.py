@@ -52,6 +52,16 @@ def _slow_tier(request, monkeypatch):
     monkeypatch.setattr(coords, "run", refuse)
 
 
+@pytest.fixture(autouse=True)
+def _gpu_lease_given_back():
+    """A command run in this process leases GPUs for its group (supervisor/devices.py) until the process
+    exits: give them back after each test, so a later test's own group can have them."""
+    yield
+    from moesearch.supervisor import devices
+
+    devices.release()
+
+
 def _require_slow(args: tuple[str, ...]) -> None:
     if args and args[0] in RANK_COMMANDS and "--dry-run" not in args and not _marked["slow"]:
         pytest.fail(f"`moesearch {args[0]}` starts ranks: mark the test @pytest.mark.slow")

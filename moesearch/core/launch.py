@@ -37,6 +37,12 @@ class Launch:
     """A DeepSpeed hostfile ("host slots=N" lines); its first host runs the supervisor."""
     join_timeout_s: int = 600
     """How long a node waits for the others to join the group (torchrun's static rendezvous default)."""
+    gpus: tuple[str, ...] = ()
+    """This node's GPUs leased to the group, by UUID (`supervisor/devices.py`); empty: its ranks run on CPU."""
+
+    def visible(self) -> dict[str, str]:
+        """The launcher's environment for exactly the leased GPUs (none leased: unchanged)."""
+        return {"CUDA_VISIBLE_DEVICES": ",".join(self.gpus)} if self.gpus else {}
 
     @property
     def world_size(self) -> int:
@@ -83,7 +89,8 @@ class Launch:
     def describe(self) -> str:
         port = self.master_port or 29500
         nodes = f" x {self.nnodes} nodes (rendezvous {self.master_addr}:{port})" if self.nnodes > 1 else ""
-        return f"{self.nproc} ranks{nodes} by {self.launcher}"
+        gpus = f" on {len(self.gpus)} leased GPUs" if self.gpus else ""
+        return f"{self.nproc} ranks{nodes} by {self.launcher}{gpus}"
 
 
 def _free_port() -> int:

@@ -129,7 +129,7 @@ class WorkerGroup:
         authkey = secrets.token_bytes(16)
         with Listener(("127.0.0.1", 0), authkey=authkey) as listener:
             host, port = listener.address
-            env = {**os.environ, ADDRESS_ENV: f"{host}:{port}", AUTHKEY_ENV: authkey.hex()}
+            env = {**os.environ, **self.launch.visible(), ADDRESS_ENV: f"{host}:{port}", AUTHKEY_ENV: authkey.hex()}
             if self.launch.launcher == "deepspeed":  # torchrun sets this; without it 2 CPU ranks ran 100x slower here
                 env.setdefault("OMP_NUM_THREADS", "1")
             if self.launch.hostfile:  # the DeepSpeed launcher passes other variables to its hosts in a file

@@ -37,7 +37,9 @@ def run(launch: Launch, node_rank: int, rejoins: int, say: Callable[[str], None]
     for attempt in range(rejoins + 1):
         if stopping:
             return 0
-        proc = subprocess.Popen(preempt.launch(launch.command(node_rank)), env={**os.environ, **preempt.LAUNCHER_ENV})
+        proc = subprocess.Popen(
+            preempt.launch(launch.command(node_rank)), env={**os.environ, **launch.visible(), **preempt.LAUNCHER_ENV}
+        )
         formed = _ranks_started(proc)
         if proc.returncode == 0 or stopping:
             return 0

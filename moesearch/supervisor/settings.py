@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from moesearch.core.errors import InputError
 from moesearch.core.files import DEFAULT_RESULTS  # noqa: F401 - re-exported: the default of every --results
 from moesearch.core.launch import Launch
 from moesearch.core.space import STUDY_NAME, Space
+from moesearch.supervisor import devices
 
 
 @dataclass(frozen=True)
@@ -136,13 +138,19 @@ def resolve_launch(
             raise InputError(f"--nnodes {nnodes}: --hostfile {str(hostfile)!r} names only {len(hosts)} hosts")
     elif launcher == "deepspeed" and nnodes and nnodes > 1:
         raise InputError(f"--nnodes {nnodes}: --launcher deepspeed reaches other nodes through --hostfile; give one")
+    gpus = _visible_gpus()
+    nproc = nproc or (hosts[0][1] if hosts else len(gpus) or 2)  # one rank per GPU, else two gloo ranks
+    # Each group its own GPUs. The DeepSpeed launcher picks devices itself (0 .. --num_gpus-1): its group
+    # holds the whole node.
+    leased = devices.reserve(gpus, len(gpus) if launcher == "deepspeed" else nproc)
     return Launch(
-        nproc=nproc or (hosts[0][1] if hosts else _default_nproc()),
+        nproc=nproc,
         nnodes=nnodes or max(len(hosts), 1),
         master_addr=master_addr or (hosts[0][0] if hosts else "127.0.0.1"),
         master_port=master_port,
         launcher=launcher,
         hostfile=hostfile.resolve() if hostfile else None,
+        gpus=leased.gpus if launcher == "torchrun" else (),
     )
 
 
@@ -165,11 +173,20 @@ def _hosts(hostfile: Path) -> list[tuple[str, int]]:
     return hosts
 
 
-def _default_nproc() -> int:
-    """One rank per GPU, else 2 (two gloo ranks: expert parallelism on a laptop)."""
+def _visible_gpus() -> tuple[str, ...]:
+    """This process's visible GPUs by UUID (CUDA_VISIBLE_DEVICES names devices by it too); none where the
+    ranks will not use them (DS_ACCELERATOR set to another accelerator: the CPU tests on a GPU machine)."""
+    if os.environ.get("DS_ACCELERATOR", "cuda") != "cuda" or shutil.which("nvidia-smi") is None:
+        return ()  # no NVIDIA driver here: torch need not be imported to say so
     import torch  # only here, and the one torch import outside the ranks (.importlinter says why)
 
-    return torch.cuda.device_count() or 2
+    return tuple(_uuid(torch.cuda.get_device_properties(i), i) for i in range(torch.cuda.device_count()))
+
+
+def _uuid(props, index: int) -> str:
+    """'GPU-<uuid>' as CUDA_VISIBLE_DEVICES takes it; the index where this torch does not report one."""
+    uuid = getattr(props, "uuid", None)
+    return f"GPU-{uuid}" if uuid is not None else str(index)
 
 
 def _check_writable(folder: Path) -> None:
