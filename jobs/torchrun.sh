@@ -29,6 +29,7 @@
 #                groups join                                    [journal:$RESULTS/moesearch.journal]
 #   SEED         training seed (MODE=search; worker groups use the study's)                     [0]
 #   TRIALS       trained trials the study should have; empty: the space's search.trials
+#   TRIAL_TIMEOUT the space's search.timeout_s, for the other nodes' ranks; empty: its default 1800
 #                (MODE=search) or the study's current target (MODE=worker)                   [empty]
 #   DATA         training text (MODE=search): a path every machine reads; empty: the Python
 #                standard library                                                            [empty]
@@ -47,12 +48,14 @@ set -euo pipefail
 : "${STORAGE:=journal:$RESULTS/moesearch.journal}"
 : "${SEED:=0}"
 : "${TRIALS:=}"
+: "${TRIAL_TIMEOUT:=}"
 : "${DATA:=}"
 
 echo "moesearch: node $NODE_RANK of $NNODES ($NPROC ranks), rendezvous $MASTER_ADDR:$MASTER_PORT"
 if [[ "$NODE_RANK" != 0 ]]; then
     exec moesearch node --nnodes "$NNODES" --node-rank "$NODE_RANK" \
-        --master-addr "$MASTER_ADDR" --master-port "$MASTER_PORT" --nproc "$NPROC"
+        --master-addr "$MASTER_ADDR" --master-port "$MASTER_PORT" --nproc "$NPROC" \
+        ${TRIAL_TIMEOUT:+--trial-timeout "$TRIAL_TIMEOUT"}
 fi
 mkdir -p "$RESULTS"
 case "$MODE" in

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
 from conftest import MICRO, local_settings, write_space
 
 from moesearch.core import space
@@ -97,9 +98,10 @@ def test_without_evaluations_a_line_per_quarter_and_none_on_a_terminal(tmp_path,
 
 
 def test_a_group_idle_past_its_ranks_broadcast_timeout_is_restarted_before_the_next_trial(tmp_path, monkeypatch):
-    """The ranks wait for a trial in a broadcast that times out after 2 h: a group idle longer than
-    IDLE_RESTART_S is closed and started afresh before it is sent one, outside any trial; one that is not is
-    used as it is."""
+    """The ranks wait for a trial in a broadcast under the collective timeout (the trial's plus a margin): a
+    group idle for 3/4 of it is closed and started afresh before it is sent one, outside any trial; one that
+    is not is used as it is."""
+    from moesearch.core import launch
     from moesearch.core.launch import Launch
     from moesearch.core.protocol import Done
     from moesearch.supervisor import group as group_mod
@@ -120,9 +122,10 @@ def test_a_group_idle_past_its_ranks_broadcast_timeout_is_restarted_before_the_n
         def close(self):
             pass
 
-    def start():
+    def start(timeout_s):
         calls.append("start")
         group.link, group.idle_since = Link(), group_mod.time.monotonic()
+        group.idle_restart_s = group_mod.IDLE_RESTART_SHARE * (timeout_s + launch.COLLECTIVE_MARGIN_S)
         (tmp_path / f"group-{group_mod.os.getpid()}-0.log").touch()
 
     monkeypatch.setattr(group, "_start", start)
@@ -130,6 +133,54 @@ def test_a_group_idle_past_its_ranks_broadcast_timeout_is_restarted_before_the_n
     group.run(0, "{}", 60, lambda *a: None)
     group.run(1, "{}", 60, lambda *a: None)
     assert calls == ["start", "Task", "Task"], "used as it is while fresh"
-    group.idle_since -= group_mod.IDLE_RESTART_S + 1
+    group.idle_since -= 0.75 * (60 + launch.COLLECTIVE_MARGIN_S) + 1  # 3/4 of the ranks' collective timeout
     group.run(2, "{}", 60, lambda *a: None)
     assert calls[3:] == ["close", "start", "Task"]
+
+
+def test_every_rank_gives_up_a_collective_that_outlasts_the_trial(monkeypatch):
+    """NCCL's async error handling and the process group's timeout at the trial's plus a margin, for the ranks
+    node 0 starts and those `moesearch node` starts: ranks whose peer died free their GPUs instead of hanging."""
+    from moesearch.core import launch
+    from moesearch.ranks import serve
+
+    env = launch.rank_env(1800)
+    assert env["TORCH_NCCL_ASYNC_ERROR_HANDLING"] == "1"
+    monkeypatch.setenv(launch.COLLECTIVE_TIMEOUT_ENV, env[launch.COLLECTIVE_TIMEOUT_ENV])
+    assert serve.collective_timeout().total_seconds() == 1800 + launch.COLLECTIVE_MARGIN_S
+    monkeypatch.delenv(launch.COLLECTIVE_TIMEOUT_ENV)
+    assert serve.collective_timeout().total_seconds() == 7200, "ranks started by hand: 2 h"
+
+
+@pytest.mark.parametrize("nnodes, fails, started", [(1, 1, True), (1, 9, False), (2, 9, True)])
+def test_a_group_that_fails_to_start_is_started_again_while_the_failure_may_pass(
+    tmp_path, monkeypatch, capsys, nnodes, fails, started
+):
+    """One node: a few tries within START_RETRY_WINDOW_S, then the search ends (a broken environment). Across
+    nodes: for as long as the last group's ranks elsewhere may hold on (the trial's timeout, the margin and a
+    join), so nine failed starts in a row are still waited out."""
+    from moesearch.core.launch import Launch
+    from moesearch.supervisor import group as group_mod
+
+    clock = [0.0]
+    monkeypatch.setattr(group_mod.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(group_mod.time, "sleep", lambda s: clock.__setitem__(0, clock[0] + s))
+    group = group_mod.WorkerGroup(Launch(1, nnodes=nnodes), tmp_path)
+    tries = []
+
+    def start(timeout_s):
+        tries.append(clock[0])
+        clock[0] += 5  # a launcher that exits at once
+        if len(tries) <= fails:
+            raise group_mod.GroupStartFailure(f"worker group failed to start (exit code 1, log: x)\ntail {len(tries)}")
+
+    monkeypatch.setattr(group, "_start", start)
+    if started:
+        group._start_retrying(600)
+        assert len(tries) == fails + 1
+    else:
+        with pytest.raises(group_mod.GroupStartFailure, match="tail"):
+            group._start_retrying(600)
+        assert 2 <= len(tries) <= 3 and clock[0] <= group_mod.START_RETRY_WINDOW_S + 10
+    said = capsys.readouterr().err
+    assert "worker group failed to start (exit code 1, log: x); trying again in 30 s" in said

@@ -30,9 +30,17 @@ from moesearch.core.errors import InputError
     show_default=True,
     help="Seconds to wait for node 0 at each (re)join.",
 )
+@click.option(
+    "--trial-timeout",
+    type=click.FloatRange(min=1),
+    default=1800,
+    show_default=True,
+    help="The study's search.timeout_s: this node's ranks give up a collective that outlasts it by 5 minutes "
+    "(a peer died), free their GPUs and rejoin, as node 0's do.",
+)
 @DRY_RUN
 @group_options
-def node(node_rank: int, rejoins: int, join_timeout: int, dry_run: bool, **group) -> None:
+def node(node_rank: int, rejoins: int, join_timeout: int, trial_timeout: float, dry_run: bool, **group) -> None:
     """Run this node's ranks of a worker group whose node 0 runs `moesearch search` or `worker`.
 
     Give the same --nnodes, --nproc, --master-addr and --master-port as node 0. The group is restarted
@@ -57,6 +65,7 @@ def node(node_rank: int, rejoins: int, join_timeout: int, dry_run: bool, **group
         click.echo(f"plan: {plan}")
         raise SystemExit(0)
     click.echo(plan)
-    code = node_mod.run(launch, node_rank, rejoins, say=lambda line: click.echo(f"moesearch node: {line}", err=True))
+    say = lambda line: click.echo(f"moesearch node: {line}", err=True)  # noqa: E731
+    code = node_mod.run(launch, node_rank, rejoins, say, trial_timeout)
     click.echo(f"moesearch node: {'the group finished (or was preempted)' if code == 0 else 'gave up'}", err=True)
     raise SystemExit(code)

@@ -17,6 +17,18 @@ LAUNCHERS = ("torchrun", "deepspeed")
 SERVE_MODULE = "moesearch.ranks.serve"
 # rank 0 finds the supervisor's link through these (`supervisor.group` sets them, `ranks.serve` reads them)
 ADDRESS_ENV, AUTHKEY_ENV = "MOESEARCH_SUPERVISOR", "MOESEARCH_AUTHKEY"
+COLLECTIVE_TIMEOUT_ENV = "MOESEARCH_COLLECTIVE_TIMEOUT_S"  # read by every rank (`ranks/serve.py`)
+COLLECTIVE_MARGIN_S = 300  # a collective may outlast the trial's timeout by this much before its rank gives up
+
+
+def rank_env(trial_timeout_s: float) -> dict[str, str]:
+    """What every rank of a group needs in its environment, on every node: a collective that fails or outlasts
+    the trial tears its rank down (NCCL's async error handling, and the process group's timeout set to the
+    trial's plus a margin), so ranks whose peer died free their GPUs and rejoin instead of hanging for hours."""
+    return {
+        "TORCH_NCCL_ASYNC_ERROR_HANDLING": "1",  # 1: tear the process down on a collective's error or timeout
+        COLLECTIVE_TIMEOUT_ENV: f"{trial_timeout_s + COLLECTIVE_MARGIN_S:g}",
+    }
 
 
 @dataclass(frozen=True)

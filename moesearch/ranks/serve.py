@@ -17,7 +17,7 @@ from datetime import timedelta
 from multiprocessing.connection import Client, Connection
 
 from moesearch.core import preempt
-from moesearch.core.launch import ADDRESS_ENV, AUTHKEY_ENV
+from moesearch.core.launch import ADDRESS_ENV, AUTHKEY_ENV, COLLECTIVE_TIMEOUT_ENV
 from moesearch.core.protocol import Done, Failed, Pruned, Ready, Rung, Shutdown, Step, Stop, Task, Verdict
 
 
@@ -33,8 +33,14 @@ def init_rank() -> None:
     from moesearch.ranks.deepspeed_compat import skip_inference_comm_op
 
     skip_inference_comm_op()  # saves a ~30 s JIT build (and the need for a compiler)
-    deepspeed.init_distributed(timeout=timedelta(hours=2))  # idle ranks wait in broadcast between trials
+    deepspeed.init_distributed(timeout=collective_timeout())  # also how long idle ranks wait for a trial
     _pin_device()
+
+
+def collective_timeout() -> timedelta:
+    """The process group's timeout, from the supervisor (`core/launch.rank_env`): the trial's plus a margin;
+    2 h for ranks started by hand."""
+    return timedelta(seconds=float(os.environ.get(COLLECTIVE_TIMEOUT_ENV, 7200)))
 
 
 def main() -> None:

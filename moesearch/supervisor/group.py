@@ -11,6 +11,7 @@ import contextlib
 import os
 import secrets
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -20,7 +21,14 @@ from pathlib import Path
 import psutil
 
 from moesearch.core import preempt
-from moesearch.core.launch import ADDRESS_ENV, AUTHKEY_ENV, Launch
+from moesearch.core.launch import (
+    ADDRESS_ENV,
+    AUTHKEY_ENV,
+    COLLECTIVE_MARGIN_S,
+    COLLECTIVE_TIMEOUT_ENV,
+    Launch,
+    rank_env,
+)
 from moesearch.core.protocol import Failed, Ready, Reply, Rung, Shutdown, Step, Stop, Task, Verdict
 
 _START_TIMEOUT_S = 600  # imports plus rendezvous; generous for a cold, loaded machine
@@ -28,9 +36,11 @@ _POLL_S = 0.05
 _TEARDOWN_WAIT_S = 60  # torchrun's own grace period for surviving ranks is 30 s
 
 
-# The ranks wait for the next trial in a broadcast that times out after 2 h (`ranks/serve.py`): a group idle
-# for longer than this is restarted before it is sent one, so the timeout never costs a trial.
-IDLE_RESTART_S = 90 * 60
+# The ranks wait for the next trial in a broadcast under the collective timeout (`core/launch.rank_env`): a group
+# idle for this share of it is restarted before it is sent one, so the timeout never costs a trial.
+IDLE_RESTART_SHARE = 0.75
+START_RETRY_WAIT_S = 30  # between tries to start a group
+START_RETRY_WINDOW_S = 60  # one node: a start that keeps failing this long is a broken environment
 DEEPSPEED_GRACE_S = 30  # how long the DeepSpeed launcher may take to stop its remote ranks after SIGTERM
 
 
@@ -50,6 +60,7 @@ class WorkerGroup:
         self.hardware: dict = {}
         self.launches = 0
         self.idle_since = time.monotonic()  # when it last finished a trial (or started)
+        self.idle_restart_s = float("inf")  # set at each start from the ranks' collective timeout
 
     def run(
         self,
@@ -66,10 +77,10 @@ class WorkerGroup:
         On SIGTERM or SIGUSR1 (`preempt`), rank 0 is told to stop: the ranks stop together at the next
         step boundary and reply "failed" with `preempted` set.
         """
-        if self.link is not None and time.monotonic() - self.idle_since > IDLE_RESTART_S:
+        if self.link is not None and time.monotonic() - self.idle_since > self.idle_restart_s:
             self.close()  # quietly, outside any trial: its ranks' broadcast would time out mid-trial
         if self.link is None:
-            self._start()
+            self._start_retrying(timeout_s)
         self._log_mark = self.log_path.stat().st_size
         deadline = time.monotonic() + timeout_s
         stop_sent = False
@@ -118,18 +129,37 @@ class WorkerGroup:
         except subprocess.TimeoutExpired:
             return "lost the link to rank 0 while the group kept running"
 
+    def _start_retrying(self, timeout_s: float) -> None:
+        """Start the group, trying again while a failure may pass: across nodes, the other nodes' ranks of the
+        last group may hold on until their collective times out (`launch.rank_env`), so for that long plus a
+        join; on one node, START_RETRY_WINDOW_S. Only then is GroupStartFailure the search's end."""
+        window = timeout_s + COLLECTIVE_MARGIN_S + self.launch.join_timeout_s if self.launch.nnodes > 1 else 0
+        give_up = time.monotonic() + max(window, START_RETRY_WINDOW_S)
+        while True:
+            try:
+                self._start(timeout_s)
+                return
+            except GroupStartFailure as e:
+                if preempt.requested() or time.monotonic() + START_RETRY_WAIT_S > give_up:
+                    raise
+                first = str(e).splitlines()[0]
+                print(f"moesearch: {first}; trying again in {START_RETRY_WAIT_S} s", file=sys.stderr, flush=True)
+                time.sleep(START_RETRY_WAIT_S)
+
     @property
     def log_path(self) -> Path:
         return self.log_dir / f"group-{os.getpid()}-{self.launches}.log"
 
-    def _start(self) -> None:
+    def _start(self, timeout_s: float) -> None:
         self.launches += 1
         self.idle_since = time.monotonic()
+        ranks = {**rank_env(timeout_s), **os.environ}  # a user's own NCCL setting wins
+        self.idle_restart_s = IDLE_RESTART_SHARE * float(ranks[COLLECTIVE_TIMEOUT_ENV])
         self.log_dir.mkdir(parents=True, exist_ok=True)
         authkey = secrets.token_bytes(16)
         with Listener(("127.0.0.1", 0), authkey=authkey) as listener:
             host, port = listener.address
-            env = {**os.environ, **self.launch.visible(), ADDRESS_ENV: f"{host}:{port}", AUTHKEY_ENV: authkey.hex()}
+            env = {**ranks, **self.launch.visible(), ADDRESS_ENV: f"{host}:{port}", AUTHKEY_ENV: authkey.hex()}
             if self.launch.launcher == "deepspeed":  # torchrun sets this; without it 2 CPU ranks ran 100x slower here
                 env.setdefault("OMP_NUM_THREADS", "1")
             if self.launch.hostfile:  # the DeepSpeed launcher passes other variables to its hosts in a file
@@ -164,7 +194,8 @@ class WorkerGroup:
         # DS_ENV_FILE replaces the user's own .deepspeed_env (home, then here): carry its lines along
         users = [Path.home() / ".deepspeed_env", Path(".deepspeed_env")]
         carried = "".join(f.read_text().rstrip("\n") + "\n" for f in users if f.is_file())
-        path.write_text(carried + "".join(f"{k}={env[k]}\n" for k in (ADDRESS_ENV, AUTHKEY_ENV)))
+        passed = (ADDRESS_ENV, AUTHKEY_ENV, COLLECTIVE_TIMEOUT_ENV, "TORCH_NCCL_ASYNC_ERROR_HANDLING")
+        path.write_text(carried + "".join(f"{k}={env[k]}\n" for k in passed))
         return path
 
     def _accept(self, listener: Listener) -> Connection:

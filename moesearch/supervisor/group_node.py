@@ -17,11 +17,12 @@ from collections.abc import Callable
 import psutil
 
 from moesearch.core import preempt
-from moesearch.core.launch import Launch
+from moesearch.core.launch import Launch, rank_env
 
 
-def run(launch: Launch, node_rank: int, rejoins: int, say: Callable[[str], None]) -> int:
-    """Run this node's launcher, again after each failure; 0 once the group ends normally or is preempted."""
+def run(launch: Launch, node_rank: int, rejoins: int, say: Callable[[str], None], trial_timeout_s: float = 1800) -> int:
+    """Run this node's launcher, again after each failure; 0 once the group ends normally or is preempted.
+    trial_timeout_s: the study's, which bounds its ranks' collectives as node 0's (`launch.rank_env`)."""
     stopping: list[int] = []
     proc: subprocess.Popen | None = None
 
@@ -38,7 +39,8 @@ def run(launch: Launch, node_rank: int, rejoins: int, say: Callable[[str], None]
         if stopping:
             return 0
         proc = subprocess.Popen(
-            preempt.launch(launch.command(node_rank)), env={**os.environ, **launch.visible(), **preempt.LAUNCHER_ENV}
+            preempt.launch(launch.command(node_rank)),
+            env={**rank_env(trial_timeout_s), **os.environ, **launch.visible(), **preempt.LAUNCHER_ENV},
         )
         formed = _ranks_started(proc)
         if proc.returncode == 0 or stopping:
