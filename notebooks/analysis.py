@@ -158,7 +158,10 @@ assert all(fig.axes for fig in figures)
 # %%
 rungs = curves.rung_correlation(trials, steps)
 display(rungs.round(3))
-print("\n".join(curves.text(rungs)) or "no evaluations before the last step (train.eval_interval = 0)")
+print(
+    "\n".join(curves.text(rungs, curves.any_pruned(trials)))
+    or "no evaluations before the last step (train.eval_interval = 0)"
+)
 print("\n".join(curves.compute_text(trials, steps)) or "no trial was pruned (search.pruning)")
 
 # %% [markdown]

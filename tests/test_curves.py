@@ -62,6 +62,15 @@ def test_a_correlation_over_enough_assignments_gets_no_warning_for_its_count():
     assert len(curves.text(table.assign(assignments=[10, 40]))) == 1, "10 or more: no warning"
 
 
+def test_without_a_pruned_trial_a_weak_correlation_is_a_note_on_pruning_not_a_warning():
+    table = pd.DataFrame({"step": [10], "assignments": [12], "spearman": [0.2], "kendall": [0.1]})
+    (_, said) = curves.text(table, pruned=False)
+    assert said.startswith(
+        "note (no trial was stopped early; this is whether search.pruning would be safe): at step 10"
+    )
+    assert curves.text(table)[1].startswith("warning: at step 10")
+
+
 def test_pareto_prints_the_rung_correlation_and_a_study_without_curves_prints_none(tmp_path):
     write(tmp_path / "a", *curve_records())
     out = CliRunner().invoke(cli, ["pareto", "--results", str(tmp_path / "a")])

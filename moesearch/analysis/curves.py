@@ -50,10 +50,13 @@ def rung_correlation(trials: pd.DataFrame, steps: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
-def text(table: pd.DataFrame) -> list[str]:
-    """Lines for people: the correlation per step, and a warning where it is weak; none without curves."""
+def text(table: pd.DataFrame, pruned: bool = True) -> list[str]:
+    """Lines for people: the correlation per step, and a warning where it is weak; none without curves.
+    pruned: whether any trial was stopped early; where none was, the same findings are notes on whether
+    search.pruning would be safe, not warnings about what it did."""
     if table.empty:
         return []
+    flag = "warning:" if pruned else "note (no trial was stopped early; this is whether search.pruning would be safe):"
     shown = "; ".join(
         f"step {r.step}: Spearman {r.spearman:.2f}, Kendall {r.kendall:.2f} over {r.assignments} assignments"
         for r in table.itertuples()
@@ -62,17 +65,21 @@ def text(table: pd.DataFrame) -> list[str]:
     weak = table[table["spearman"] < WEAK]
     if len(weak):
         lines.append(
-            f"warning: at step {', '.join(map(str, weak['step']))} the early ranking predicts the final one "
+            f"{flag} at step {', '.join(map(str, weak['step']))} the early ranking predicts the final one "
             f"weakly (Spearman < {WEAK}): stopping trials there could stop future front members"
         )
     few = table[table["assignments"] < FEW]
     if len(few):  # a strong correlation of few points is no evidence either
         lines.append(
-            f"warning: at step {', '.join(map(str, few['step']))} the correlation rests on "
+            f"{flag} at step {', '.join(map(str, few['step']))} the correlation rests on "
             f"{', '.join(map(str, few['assignments']))} assignments, fewer than {FEW}: too few to say how "
             "well a short run predicts, either way"
         )
     return lines
+
+
+def any_pruned(trials: pd.DataFrame) -> bool:
+    return bool((trials["state"] == State.PRUNED).any())
 
 
 def compute_text(trials: pd.DataFrame, steps: pd.DataFrame) -> list[str]:

@@ -75,7 +75,7 @@ def render(
         interactive=interactive.front_html(analysis),
         summary=_summary(
             pareto.summary_lines(analysis)
-            + curves.text(curves.rung_correlation(trials, steps))
+            + curves.text(curves.rung_correlation(trials, steps), curves.any_pruned(trials))
             + curves.compute_text(trials, steps)
         ),
         noise=_noise(trials, analysis.objectives),

@@ -171,7 +171,7 @@ def _needs(found: Fit, size: float | None) -> str:
         return f"these trials resolve a per-layer effect of {amount(found, now)} or more ({POWER:.0%} of the time)"
     return (
         f"a per-layer effect of {amount(found, size)} needs about {need} trials like these to resolve "
-        f"({need - found.n_trials} more; {amount(found, now)} now)"
+        f"({need - found.n_trials} more than these {found.n_trials}, which resolve {amount(found, now)} or more)"
     )
 
 

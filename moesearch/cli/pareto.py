@@ -57,7 +57,9 @@ def pareto(results: Path, study_name: str | None, everything: bool, observed: bo
     led = pareto_mod.front_text(analysis, everything, table) if observed or everything else None
     for line in answer.summary(trials, analysis, observed=led):  # the verdict first, then the answer
         click.echo(line)
-    for line in curves.text(curves.rung_correlation(trials, evals)) + curves.compute_text(trials, evals):
+    for line in curves.text(curves.rung_correlation(trials, evals), curves.any_pruned(trials)) + curves.compute_text(
+        trials, evals
+    ):
         click.echo(line)
     for line in ladder.section(results, study_name, trials):
         click.echo(line)
