@@ -20,6 +20,7 @@ from moesearch.core import results
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = ROOT / "notebooks" / "analysis.py"
+GUIDE = ROOT / "docs" / "guide" / "analysing.md"  # where the headless route is written
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -28,9 +29,9 @@ HEADLESS = re.compile(r"`(jupyter execute notebooks/analysis\.ipynb --output (\S
 
 @pytest.fixture(scope="module")
 def executed(tiny_study, tmp_path_factory):
-    """The notebook as the README's headless command leaves it, run on the tiny study (chosen by environment)
+    """The notebook as the documented headless command leaves it, run on the tiny study (chosen by environment)
     from a copy of the repository's notebooks folder: the executed file, outputs and all, read back."""
-    command, output = HEADLESS.search((ROOT / "README.md").read_text()).groups()
+    command, output = HEADLESS.search(GUIDE.read_text()).groups()
     here = tmp_path_factory.mktemp("headless")
     shutil.copytree(NOTEBOOK.parent, here / "notebooks", ignore=shutil.ignore_patterns("*-run.ipynb"))
     jupyter = Path(sys.executable).parent / "jupyter"  # this environment's, activated or not
@@ -164,7 +165,7 @@ def test_the_notebook_extra_installs_what_opening_and_running_it_needs():
     extra = tomllib.loads((root / "pyproject.toml").read_text())["project"]["optional-dependencies"]["notebook"]
     names = {req.split(">")[0].split("=")[0].split("[")[0].strip() for req in extra}
     assert {"notebook", "ipykernel", "nbclient", "jupytext"} <= names
-    assert "pip install -e '.[notebook]'" in (root / "README.md").read_text()
+    assert "pip install -e '.[notebook]'" in GUIDE.read_text()
     imported = {
         line.split()[1].split(".")[0]
         for line in NOTEBOOK.read_text().splitlines()

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
-from matplotlib.ticker import EngFormatter, FuncFormatter
+from matplotlib.ticker import EngFormatter, FuncFormatter, MaxNLocator
 
 from moesearch.analysis.answer import Answer, answer
 from moesearch.analysis.pareto import Analysis, header
@@ -427,6 +427,7 @@ def effects_figure(fits: dict) -> Figure | None:
                     said = "resolved" if style.get("color") else open_
                     ax.scatter(x[shown], y[shown], edgecolors=color, zorder=3, label=f"{what}: {said}", **style)
         ax.axvline(0, color="grey", lw=0.8)
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=5))  # signed, 4-digit labels: more would overlap
         ax.set_yticks(y, table["term"])
         unit = METRICS.get(o, ("",))[0]
         ax.set_xlabel(f"effect on {o} ({unit}); 95% intervals" if found.testable else f"shrunk estimate ({unit})")

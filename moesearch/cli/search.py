@@ -54,8 +54,9 @@ def search(trials: int | None, budget: dict | None, **options) -> None:
 
 
 def target(trials: int | None, budget: dict | None, space) -> int:
-    """The study's target of trials: --trials; with --budget alone, the whole space, so that the budget bounds the
-    search (README: "by compute instead of trials"), not the space's search.trials; else search.trials."""
+    """The study's target of trials: --trials; with --budget alone, the whole space, so that the budget bounds
+    the search (docs/guide/early-stopping.md: "by compute instead of trials"), not the space's search.trials;
+    else search.trials."""
     return trials or (space.size() if budget else space.search.trials)
 
 

@@ -55,9 +55,7 @@ def check_size(space: Space, size: str) -> None:
     """InputError unless `size` is a rung of the space's ladder above the proxy."""
     rungs = space.sizes()[1:]
     if not rungs:
-        raise InputError(
-            f"SPACE: {space.name!r} has no [[scale]] ladder to promote to; add one (README: a scale ladder)"
-        )
+        raise InputError(f"SPACE: {space.name!r} has no [[scale]] ladder to promote to; add one (docs/guide/ladder.md)")
     if size not in rungs:
         raise InputError(f"--size: {size!r} is not a larger size of {space.name!r}; allowed: {', '.join(rungs)}")
 
