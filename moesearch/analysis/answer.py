@@ -1,12 +1,12 @@
 """The study's answer, as `pareto`, `search`, the report and the front picture lead with it: the expected
 front (the noise model's predictions, `analysis/expected.py`) beside the uniform baselines, its knee, and
-each member against each baseline with a 95% interval.
+each member against each baseline with an interval (95% jointly over the comparisons).
 
 A front of single trainings rewards lucky ones: on this machine's default study its knee was a member the
 model called inside noise (P 0.48), and "0.005 lower val_loss than all-swiglu" sat beside a noise sd of
 0.009. So where every objective's model is testable, the answer is told from the expected front; before
-that (a shrunk model calls nothing), the observed front leads, marked as single trainings. Each comparison
-is one 95% interval on its own (a family of them: about one in twenty may miss). Light: no torch.
+that (a shrunk model calls nothing), the observed front leads, marked as single trainings. The comparisons'
+intervals hold jointly (Bonferroni), as the verdict's tests do over their family. Light: no torch.
 """
 
 from __future__ import annotations
@@ -49,8 +49,9 @@ def answer(analysis: Analysis, found: tuple[pd.DataFrame, dict[str, effects.Fit]
 
 
 def _deltas(table: pd.DataFrame, models: dict[str, effects.Fit]) -> pd.DataFrame:
-    """Every expected-front member against every baseline: the model's difference per objective with its 95%
-    interval (the contrast's own standard error, tighter than two predictions' intervals)."""
+    """Every expected-front member against every baseline: the model's difference per objective with its
+    interval (the contrast's own standard error, tighter than two predictions' intervals), the intervals 95%
+    jointly over the comparisons (Bonferroni), so the list resolves no more by chance than the verdict does."""
     members, bases = table[table["front"] & ~table["baseline"]], table[table["baseline"]]
     pairs = [(m, b) for m in members["assignment"] for b in bases["assignment"]]
     rows = pd.DataFrame(pairs, columns=["assignment", "baseline"])
@@ -61,7 +62,7 @@ def _deltas(table: pd.DataFrame, models: dict[str, effects.Fit]) -> pd.DataFrame
     b = codes.loc[rows["baseline"]].reset_index(drop=True)
     for o, fit in models.items():
         diff, se = fit.difference(a, b)
-        half = fit.quantile() * se
+        half = fit.quantile(family=len(rows)) * se  # held jointly: as the verdict, no call by one lucky pair
         rows[f"{o}_delta"], rows[f"{o}_lo"], rows[f"{o}_hi"] = diff, diff - half, diff + half
         rows[f"{o}_base"] = table.set_index("assignment").loc[rows["baseline"], o].to_numpy()
     rows["summary"] = [_words(row, list(models)) for _, row in rows.iterrows()]
@@ -117,7 +118,10 @@ def lines(found: Answer) -> list[str]:
         "* = expected front, K = its knee, B = uniform baseline; `--observed` shows the front of single trainings",
     ]
     if len(found.deltas):
-        out.append("expected front against the baselines (the model's difference, 95% interval each):")
+        out.append(
+            f"expected front against the baselines (the model's difference; 95% intervals held jointly over the "
+            f"{len(found.deltas)} comparisons):"
+        )
         out += [f"  {row.assignment}: {row.summary}" for row in found.deltas.itertuples()]
     return out
 

@@ -164,9 +164,11 @@ class Fit:
         """Least squares with residual degrees of freedom: its t tests mean something (a shrunk fit's do not)."""
         return math.isfinite(self.dof)
 
-    def quantile(self) -> float:
-        """The two-sided 95% multiplier of a standard error."""
-        return float(stats.t.ppf(0.975, self.dof)) if math.isfinite(self.dof) else float(stats.norm.ppf(0.975))
+    def quantile(self, family: int = 1) -> float:
+        """The two-sided 95% multiplier of a standard error; of each of `family` intervals held jointly
+        (Bonferroni: each at 5% / family)."""
+        upper = 1 - 0.025 / family
+        return float(stats.t.ppf(upper, self.dof)) if math.isfinite(self.dof) else float(stats.norm.ppf(upper))
 
     def effects(self) -> pd.DataFrame:
         """One row per term (`kind` "layer" or "pair"), then one per every-layer contrast (`kind`
