@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -29,6 +30,9 @@ def pytest_addoption(parser):
 def pytest_configure(config):
     if config.getoption("--full"):
         config.option.markexpr = ""  # addopts deselect the slow tier; --full takes every test
+    # the corpora the tests map (core/corpus.py) are cached for this run, not in the user's cache folder;
+    # every rank and command the tests start inherits it
+    os.environ.setdefault("MOESEARCH_CACHE", str(Path(tempfile.mkdtemp(prefix="moesearch-cache-"))))
 
 
 @pytest.fixture(autouse=True)

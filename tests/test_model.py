@@ -291,8 +291,12 @@ def test_calibration_and_evaluation_windows_are_disjoint():
 
     from moesearch.ranks.train import Batches
 
-    n = 50_000  # the training text all ones, the held-out text all twos: a window shows where it came from
-    text = corpus.Corpus(train=np.ones(n, dtype=np.uint8), val=np.full(n, 2, dtype=np.uint8), sha256="x")
+    n, block = (
+        1_000_000,
+        1000,
+    )  # the training text all ones, the held-out text all twos: a window shows where it came from
+    stream = np.where(np.arange(n) // block % 20 == 19, 2, 1).astype(np.uint8)
+    text = corpus.Corpus(corpus.Part(stream, block, False), corpus.Part(stream, block, True), sha256="x")
     cfg = RunConfig.build(TINY, ["gelu", "gelu"], seed=0, data=None, world_size=1)
     batches = Batches(text, cfg, 0, 1, torch.device("cpu"))
     calibration = torch.cat([x for x, _ in batches.calibration_batches()])

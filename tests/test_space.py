@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import tomllib
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -352,16 +353,73 @@ def test_a_wheel_install_ships_every_space(tmp_path):
     assert located.stdout.strip().startswith(str(tmp_path / "site")), "the wheel's own copy, not this checkout's"
 
 
-@pytest.mark.parametrize("n", [5_000, 819_199, 1_000_003])
-def test_the_corpus_split_holds_out_every_twentieth_block_with_one_byte_of_mask_per_byte(n):
-    """The same split as an index per byte gave (the records' text stays comparable), without its 8 bytes."""
+@pytest.mark.parametrize("n", [5_000, 819_199, 1_000_003, 20 * 4096, 20 * 4096 * 10 + 5])
+def test_the_corpus_parts_are_views_that_cut_the_same_windows_as_the_split_by_index(n):
+    """The same split as an index per byte gave (the records' text stays comparable): every 20th block held
+    out, the last block possibly short, and a window of a part is the same bytes as from a copied part."""
     import numpy as np
 
     from moesearch.core import corpus
 
     stream = np.random.default_rng(n).integers(0, 256, n, dtype=np.uint8)
-    train, val = corpus.split(stream)
-    blocks = np.arange(n) // max(1, min(4096, n // 200))  # the reference: an int64 block index per byte
-    held = blocks % 20 == 19
-    assert np.array_equal(train, stream[~held]) and np.array_equal(val, stream[held])
-    assert train.dtype == val.dtype == np.uint8 and 0.04 < len(val) / n < 0.06
+    block = max(1, min(4096, n // 200))
+    held = np.arange(n) // block % 20 == 19  # the reference: a block index per byte
+    for part, reference in (
+        (corpus.Part(stream, block, False), stream[~held]),
+        (corpus.Part(stream, block, True), stream[held]),
+    ):
+        assert len(part) == len(reference)
+        starts = np.random.default_rng(1).integers(0, len(reference) - 65, 200)
+        starts = np.concatenate([starts, [0, len(reference) - 65]])  # both ends
+        expected = np.stack([reference[s : s + 65] for s in starts])
+        assert np.array_equal(part.windows(starts, 65), expected)
+    assert 0.04 < held.mean() < 0.06
+
+
+def anonymous_memory() -> int:
+    """This process's resident anonymous memory (bytes): what it owns, beside file pages the kernel may drop
+    and every rank mapping the same file shares."""
+    (line,) = [line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("RssAnon:")]
+    return int(line.split()[1]) << 10
+
+
+def test_a_large_corpus_costs_shared_file_pages_not_memory_of_its_own(tmp_path, monkeypatch):
+    """128 MB of text: made into the cache in chunks and mapped; loading it and cutting windows adds far less
+    than its size to the process's own memory (before: 3 bytes per byte while split, 1 per rank after)."""
+    import numpy as np
+
+    from moesearch.core import corpus
+
+    monkeypatch.setenv("MOESEARCH_CACHE", str(tmp_path / "cache"))
+    big = tmp_path / "big.txt"
+    with open(big, "wb") as f:
+        for i in range(128):
+            f.write(np.random.default_rng(i).integers(32, 127, 1 << 20, dtype=np.uint8).tobytes())
+    before = anonymous_memory()
+    loaded = corpus.load(str(big))
+    windows = loaded.train.windows(np.arange(0, len(loaded.train) - 257, len(loaded.train) // 64), 257)
+    grown = anonymous_memory() - before
+    assert windows.shape == (64, 257) and len(loaded.train) + len(loaded.val) == 128 << 20
+    assert grown < 32 << 20, f"loading 128 MB grew the process's own memory by {grown >> 20} MB"
+
+
+def test_the_corpus_is_memory_mapped_from_a_cache_made_once_and_remade_when_a_file_changes(tmp_path, monkeypatch):
+    import numpy as np
+
+    from moesearch.core import corpus
+
+    monkeypatch.setenv("MOESEARCH_CACHE", str(tmp_path / "cache"))
+    text = tmp_path / "text"
+    text.mkdir()
+    (text / "a.txt").write_bytes(b"alpha " * 5000)
+    (text / "b.txt").write_bytes(b"beta " * 5000)
+    first = corpus.load(str(text))
+    assert isinstance(first.train.stream, np.memmap), "pages, not a copy"
+    joined = (text / "a.txt").read_bytes() + b"\n" + (text / "b.txt").read_bytes()
+    assert bytes(first.train.stream) == joined
+    assert first.sha256 == __import__("hashlib").sha256(joined.replace(b"\n", b"", 1)).hexdigest()
+    assert len(list((tmp_path / "cache").glob("*.u8"))) == 1
+    assert corpus.load(str(text)).sha256 == first.sha256 and len(list((tmp_path / "cache").glob("*.u8"))) == 1
+    (text / "b.txt").write_bytes(b"gamma " * 5000)
+    changed = corpus.load(str(text))
+    assert changed.sha256 != first.sha256 and bytes(changed.val.stream).endswith(b"gamma ")

@@ -2,12 +2,19 @@
 
 Default: the Python standard library's top-level source files, real text present wherever Python is.
 Tokens are bytes (vocabulary 256), so no tokenizer is downloaded.
+
+The text is memory-mapped, never held whole: the files are concatenated once into a cache file
+(`cache_dir()`, keyed by their paths, sizes and modification times, with the text's sha256 beside it), and
+the train and held-out parts are views of it (`Part`), so a 10 GB corpus costs the pages a training
+touches, not 10 GB per rank.
 """
 
 from __future__ import annotations
 
 import glob
 import hashlib
+import json
+import os
 import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,9 +30,40 @@ _VAL_EVERY = 20  # 5% validation, spread through the whole corpus rather than it
 
 
 @dataclass(frozen=True)
+class Part:
+    """The training or the held-out part of the text, as a view: position p of the part is the stream's
+    byte `at(p)`, its blocks in order, so a window is cut from the memory-mapped stream without a copy of
+    the part."""
+
+    stream: np.ndarray  # every byte, uint8, memory-mapped
+    block: int  # the split unit (`split`)
+    held_out: bool
+
+    def __len__(self) -> int:
+        n, block = len(self.stream), self.block
+        blocks = -(-n // block)
+        short = blocks * block - n  # the last block may be short
+        val = blocks // _VAL_EVERY * block - (short if blocks % _VAL_EVERY == 0 and blocks else 0)
+        return val if self.held_out else n - val
+
+    def at(self, positions: np.ndarray) -> np.ndarray:
+        """The stream's positions of the part's positions."""
+        k, offset = np.divmod(positions, self.block)  # the part's k-th block
+        if self.held_out:
+            b = k * _VAL_EVERY + _VAL_EVERY - 1
+        else:
+            b = k // (_VAL_EVERY - 1) * _VAL_EVERY + k % (_VAL_EVERY - 1)
+        return b * self.block + offset
+
+    def windows(self, starts: np.ndarray, length: int) -> np.ndarray:
+        """The part's bytes [s, s + length) for each start s, one row each (uint8)."""
+        return self.stream[self.at(starts[:, None] + np.arange(length))]
+
+
+@dataclass(frozen=True)
 class Corpus:
-    train: np.ndarray  # uint8 tokens
-    val: np.ndarray
+    train: Part
+    val: Part
     sha256: str  # of the files' bytes in reading order
 
     def check_fits(self, seq_len: int) -> None:
@@ -53,25 +91,54 @@ def files(spec: str | None) -> list[Path]:
 
 
 def load(spec: str | None) -> Corpus:
-    """Read, hash and split the corpus. The same files give the same split on every machine."""
-    digest = hashlib.sha256()
-    chunks = []
-    for path in files(spec):
-        try:
-            data = path.read_bytes()
-        except OSError as e:
-            raise InputError(f"--data: cannot read {path}: {e.strerror}") from None
-        digest.update(data)
-        chunks.append(data)
-    stream = np.frombuffer(b"\n".join(chunks), dtype=np.uint8)
-    del chunks
-    return Corpus(*split(stream), sha256=digest.hexdigest())
-
-
-def split(stream: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(train, val): every _VAL_EVERY-th block of the stream held out. The mask costs one byte per byte of
-    text (one flag per block, repeated), not the eight of an index per byte."""
+    """Map, hash and split the corpus. The same files give the same split on every machine."""
+    stream, sha256 = _mapped(files(spec))
     block = max(1, min(_BLOCK, len(stream) // _MIN_BLOCKS))
-    blocks = -(-len(stream) // block)
-    held_out = np.repeat(np.arange(blocks) % _VAL_EVERY == _VAL_EVERY - 1, block)[: len(stream)]
-    return stream[~held_out], stream[held_out]
+    return Corpus(Part(stream, block, False), Part(stream, block, True), sha256)
+
+
+def cache_dir() -> Path:
+    """Where the concatenated texts are kept: $MOESEARCH_CACHE, else the user's cache folder."""
+    if explicit := os.environ.get("MOESEARCH_CACHE"):
+        return Path(explicit)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "moesearch" / "corpus"
+
+
+def _mapped(paths: list[Path]) -> tuple[np.ndarray, str]:
+    """The files' bytes joined by newlines, memory-mapped from the cache (made once, atomically: every rank
+    may race to make it and each writes the same bytes), and the sha256 of the files' bytes."""
+    try:
+        stats = [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in paths]
+    except OSError as e:
+        raise InputError(f"--data: cannot read {e.filename}: {e.strerror}") from None
+    key = hashlib.sha256(json.dumps(stats).encode()).hexdigest()[:32]
+    folder = cache_dir()
+    data, meta = folder / f"{key}.u8", folder / f"{key}.json"
+    if not (meta.is_file() and data.is_file()):
+        _build(paths, folder, data, meta)
+    sha256, size = (json.loads(meta.read_text())[k] for k in ("sha256", "bytes"))
+    stream = np.memmap(data, dtype=np.uint8, mode="r") if size else np.zeros(0, np.uint8)
+    return stream, sha256
+
+
+def _build(paths: list[Path], folder: Path, data: Path, meta: Path) -> None:
+    digest, size = hashlib.sha256(), 0
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{data.name}.{os.getpid()}"
+    with open(tmp, "wb") as out:
+        for i, path in enumerate(paths):
+            if i:
+                out.write(b"\n")
+            try:
+                with open(path, "rb") as f:
+                    while chunk := f.read(1 << 24):
+                        digest.update(chunk)
+                        out.write(chunk)
+            except OSError as e:
+                tmp.unlink(missing_ok=True)
+                raise InputError(f"--data: cannot read {path}: {e.strerror}") from None
+        size = out.tell()
+    os.replace(tmp, data)
+    tmp_meta = folder / f".{meta.name}.{os.getpid()}"
+    tmp_meta.write_text(json.dumps({"sha256": digest.hexdigest(), "bytes": size, "files": len(paths)}))
+    os.replace(tmp_meta, meta)

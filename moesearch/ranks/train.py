@@ -23,7 +23,7 @@ from deepspeed.accelerator import get_accelerator
 
 from moesearch.core.activations import hidden_width
 from moesearch.core.config import RunConfig
-from moesearch.core.corpus import VOCAB_SIZE, Corpus
+from moesearch.core.corpus import VOCAB_SIZE, Corpus, Part
 from moesearch.core.costs import costs
 from moesearch.core.protocol import Done, Verdict
 from moesearch.core.trial import DIVERGED
@@ -62,9 +62,8 @@ class Batches:
     """Random training windows (different per rank, same count) and fixed held-out windows."""
 
     def __init__(self, corpus: Corpus, cfg: RunConfig, rank: int, world: int, device: torch.device):
-        # bytes as they are (uint8: shared with the corpus, not copied); each window is widened as it is cut
-        self.train_data = torch.from_numpy(corpus.train)
-        self.val_data = torch.from_numpy(corpus.val)
+        # views of the memory-mapped text (core/corpus.Part): each window is cut, then widened, as it is used
+        self.train_data, self.val_data = corpus.train, corpus.val
         self.seq_len, self.micro_batch, self.device = cfg.model.seq_len, cfg.train.micro_batch, device
         self.generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + rank)
         n_eval = cfg.train.eval_sequences  # divisible by `world`: the CLI checks --nproc against it
@@ -76,9 +75,8 @@ class Batches:
         calibration = torch.linspace(0, len(self.train_data) - self.seq_len - 1, n_calibration).long()
         self.calibration_starts = calibration[rank::world]
 
-    def _windows(self, data: torch.Tensor, starts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        idx = starts[:, None] + torch.arange(self.seq_len + 1)
-        xy = data[idx].long().to(self.device, non_blocking=True)
+    def _windows(self, data: Part, starts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        xy = torch.from_numpy(data.windows(starts.numpy(), self.seq_len + 1)).long().to(self.device, non_blocking=True)
         return xy[:, :-1], xy[:, 1:]
 
     def next_train(self) -> tuple[torch.Tensor, torch.Tensor]:
