@@ -400,6 +400,9 @@ def test_a_large_corpus_costs_shared_file_pages_not_memory_of_its_own(tmp_path, 
     windows = loaded.train.windows(np.arange(0, len(loaded.train) - 257, len(loaded.train) // 64), 257)
     grown = anonymous_memory() - before
     assert windows.shape == (64, 257) and len(loaded.train) + len(loaded.val) == 128 << 20
+    assert Path(loaded.train.stream.filename) == big and not list((tmp_path / "cache").glob("*.u8")), (
+        "one file is mapped where it is, not copied"
+    )
     assert grown < 32 << 20, f"loading 128 MB grew the process's own memory by {grown >> 20} MB"
 
 

@@ -105,40 +105,47 @@ def cache_dir() -> Path:
 
 
 def _mapped(paths: list[Path]) -> tuple[np.ndarray, str]:
-    """The files' bytes joined by newlines, memory-mapped from the cache (made once, atomically: every rank
-    may race to make it and each writes the same bytes), and the sha256 of the files' bytes."""
+    """The files' bytes joined by newlines, memory-mapped, and the sha256 of the files' bytes. One file is
+    mapped where it is (its hash cached); several are joined once into the cache (made atomically: every rank
+    may race to make it, and each writes the same bytes)."""
     try:
         stats = [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in paths]
     except OSError as e:
         raise InputError(f"--data: cannot read {e.filename}: {e.strerror}") from None
     key = hashlib.sha256(json.dumps(stats).encode()).hexdigest()[:32]
     folder = cache_dir()
-    data, meta = folder / f"{key}.u8", folder / f"{key}.json"
+    meta = folder / f"{key}.json"
+    data = paths[0] if len(paths) == 1 else folder / f"{key}.u8"
     if not (meta.is_file() and data.is_file()):
-        _build(paths, folder, data, meta)
+        _build(paths, folder, None if len(paths) == 1 else data, meta)
     sha256, size = (json.loads(meta.read_text())[k] for k in ("sha256", "bytes"))
     stream = np.memmap(data, dtype=np.uint8, mode="r") if size else np.zeros(0, np.uint8)
     return stream, sha256
 
 
-def _build(paths: list[Path], folder: Path, data: Path, meta: Path) -> None:
-    digest, size = hashlib.sha256(), 0
+def _build(paths: list[Path], folder: Path, data: Path | None, meta: Path) -> None:
+    """Hash the files in chunks, joining them into `data` (None: one file, mapped where it is), then write
+    the hash beside it; each written under a temporary name and renamed, so a reader sees all or nothing."""
+    digest = hashlib.sha256()
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{data.name}.{os.getpid()}"
-    with open(tmp, "wb") as out:
+    tmp = folder / f".{meta.stem}.u8.{os.getpid()}"
+    with open(tmp if data else os.devnull, "wb") as out:
+        size = 0
         for i, path in enumerate(paths):
             if i:
                 out.write(b"\n")
+                size += 1
             try:
                 with open(path, "rb") as f:
                     while chunk := f.read(1 << 24):
                         digest.update(chunk)
                         out.write(chunk)
+                        size += len(chunk)
             except OSError as e:
                 tmp.unlink(missing_ok=True)
                 raise InputError(f"--data: cannot read {path}: {e.strerror}") from None
-        size = out.tell()
-    os.replace(tmp, data)
+    if data:
+        os.replace(tmp, data)
     tmp_meta = folder / f".{meta.name}.{os.getpid()}"
     tmp_meta.write_text(json.dumps({"sha256": digest.hexdigest(), "bytes": size, "files": len(paths)}))
     os.replace(tmp_meta, meta)
