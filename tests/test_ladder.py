@@ -222,3 +222,28 @@ def test_promote_is_warned_when_the_size_below_resolved_nothing(tmp_path):
     (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
     assert ladder.transfer_ready(table(tmp_path / "a", additive(PROXY), 3, 2, 0.004), "val_loss")
     assert not ladder.transfer_ready(table(tmp_path / "b", lambda combo: 0.0, 3, 1, 0.004), "val_loss")
+
+
+def test_each_rung_says_what_it_trained_from_its_records():
+    """Steps, tokens a training and tokens per active parameter, from each training's config and costs: a
+    size that scales its tokens with its parameters (`[[scale]] tokens`) shows it."""
+    import json
+
+    import pandas as pd
+
+    def trainings(steps: int, params: int) -> pd.DataFrame:
+        config = json.dumps({"train": {"steps": steps, "micro_batch": 4}, "model": {"seq_len": 64}})
+        return pd.DataFrame(
+            {
+                "state": ["COMPLETE", "COMPLETE", "FAIL"],
+                "config_json": [config] * 3,
+                "world_size": [2] * 3,
+                "params_active": [params] * 3,
+            }
+        )
+
+    line = ladder.trained(trainings(250, 256_000), trainings(1000, 1_024_000), ("proxy", "w256"))
+    assert line == (
+        "trained: proxy 250 steps, 0.128M tokens a training (0.5 per active parameter); "
+        "w256 1000 steps, 0.512M tokens a training (0.5 per active parameter)"
+    )

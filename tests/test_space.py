@@ -292,7 +292,34 @@ BAD_LADDERS = {
         "scale.0 (w64): train.warmup_steps 12 must be below train.steps 12",
     ),
     "a string for a width": ("d_model = 64", 'd_model = "64"', "scale.0.d_model: Input should be a valid integer"),
+    "two lengths": (
+        "steps = 24\n",
+        'steps = 24\ntokens = "per_param"\n',
+        "steps 24 and tokens 'per_param' both set the length; allowed: one of them",
+    ),
+    "an unknown token rule": (
+        'name = "w64"\n',
+        'name = "w64"\ntokens = "chinchilla"\n',
+        "scale.0.tokens: Input should be",
+    ),
 }
+
+
+def test_a_size_may_train_as_many_tokens_per_parameter_as_the_proxy(tmp_path):
+    """tokens = "per_param": the proxy's steps and warm-up times the ratio of active parameters (the first
+    activation everywhere); "fixed" (the default) keeps them."""
+    from moesearch.core.costs import costs
+
+    spec = space.load(write_space(tmp_path, LADDER.replace("steps = 24\n", 'tokens = "per_param"\n')))
+    proxy, w64, w128 = (spec.at_size(n) for n in spec.sizes())
+    assert (proxy.train.steps, w64.train.steps) == (6, 12), "fixed: its own steps, as set"
+
+    def active(s):
+        return costs(s.model, [c[0] for c in s.layer_choices()], s.train.micro_batch).params_active
+
+    ratio = active(w128) / active(proxy)
+    assert ratio > 2 and w128.train.steps == round(proxy.train.steps * ratio)
+    assert w128.train.warmup_steps == round(proxy.train.warmup_steps * ratio)
 
 
 def test_a_ladder_validates_and_gives_each_size_as_a_space(tmp_path):

@@ -259,6 +259,30 @@ def text(small: pd.DataFrame, large: pd.DataFrame, objective: str) -> list[str]:
     return lines
 
 
+def trained(small: pd.DataFrame, large: pd.DataFrame, sizes: tuple[str, str]) -> str:
+    """What each size trained, from its records: steps, tokens a training and per active parameter (a size
+    may train the proxy's steps or scale them with its parameters: `[[scale]] tokens`)."""
+    return "trained: " + "; ".join(f"{size} {budget(t)}" for size, t in zip(sizes, (small, large), strict=True))
+
+
+def budget(trials: pd.DataFrame) -> str:
+    """'250 steps, 4.1M tokens a training (14 per active parameter)' of a study's complete trainings."""
+    done = trials[trials["state"] == State.COMPLETE]
+    if done.empty:
+        return "nothing yet"
+    configs = [json.loads(c) for c in done["config_json"]]
+    steps = sorted({c["train"]["steps"] for c in configs})
+    tokens = (
+        np.array([c["train"]["steps"] * c["train"]["micro_batch"] * c["model"]["seq_len"] for c in configs])
+        * done["world_size"].to_numpy()
+    )
+    per_param = np.median(tokens / done["params_active"].to_numpy())
+    return (
+        f"{'/'.join(map(str, steps))} steps, {np.median(tokens) / 1e6:.3g}M tokens a training "
+        f"({per_param:.3g} per active parameter)"
+    )
+
+
 def fronts(small: pd.DataFrame, large: pd.DataFrame, sizes: tuple[str, str]) -> list[str]:
     """Each size's expected front, one line each: member, probability of being on it, trainings."""
     lines = []
@@ -318,7 +342,7 @@ def section(results: Path, study: str, trials: pd.DataFrame) -> list[str]:
         source, size = below[0][0], link_of(results, study)["size"]
         small = results_mod.load_trials(results, source)
         lines += [f"scale ladder: {study!r} is size {size} of {source!r}:"] + text(small, trials, objective)
-        lines += fronts(small, trials, (below[0][1], size))
+        lines += [trained(small, trials, (below[0][1], size)), *fronts(small, trials, (below[0][1], size))]
         if len(below) > 1:
             proxy = below[-1][0]
             lines += [f"from the proxy {proxy!r} to {size}:"]

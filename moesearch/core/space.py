@@ -263,11 +263,22 @@ class Size(_Section):
     """Peak learning rate at this size (default: the proxy's; wider models often want less)."""
     eval_interval: int | None = Field(None, ge=0)
     """val_loss every this many steps at this size, for learning curves (default: the proxy's)."""
+    tokens: Literal["fixed", "per_param"] = "fixed"
+    """How long this size trains: "fixed", the proxy's steps (or `steps`); "per_param", the proxy's steps (and
+    warm-up) times this size's active parameters over the proxy's (the first activation everywhere), so every
+    size sees the same tokens per parameter, as compute-optimal scaling does. A comparison at a fixed token
+    count and at a compute-optimal one can differ; the records keep what each size trained."""
+
+    @model_validator(mode="after")
+    def _one_length(self) -> Size:
+        if self.tokens == "per_param" and self.steps is not None:
+            raise ValueError(f"steps {self.steps} and tokens 'per_param' both set the length; allowed: one of them")
+        return self
 
     def overrides(self) -> dict[str, dict[str, object]]:
         """The keys this size sets, by the section they replace."""
         sections = {"model": ModelSpec.model_fields, "train": TrainSpec.model_fields}
-        set_ = self.model_dump(exclude_none=True, exclude={"name"})
+        set_ = self.model_dump(exclude_none=True, exclude={"name", "tokens"})
         return {section: {k: v for k, v in set_.items() if k in fields} for section, fields in sections.items()}
 
 
@@ -379,9 +390,27 @@ class Space(_Section):
         for section, keys in found[0].overrides().items():
             raw[section] |= keys
         try:
-            return Space.model_validate(raw)
+            sized = Space.model_validate(raw)
         except ValidationError as e:
             raise ValueError(f"scale.{self.scale.index(found[0])} ({name}): {_one_line(e)}") from None
+        return sized if found[0].tokens == "fixed" else self._per_param(sized, found[0])
+
+    def _per_param(self, sized: Space, size: Size) -> Space:
+        """`sized` trained as many tokens per active parameter as the proxy: its steps (and warm-up, unless the
+        size sets it) times the ratio of active parameters, of the first activation everywhere."""
+        from moesearch.core.costs import costs  # costs reads the model spec: imported where it is needed
+
+        def active(space: Space) -> int:
+            first = [choices[0] for choices in space.layer_choices()]
+            return costs(space.model, first, space.train.micro_batch).params_active
+
+        ratio = active(sized) / active(self)
+        train = {"steps": round(self.train.steps * ratio)}
+        if size.warmup_steps is None:
+            train["warmup_steps"] = max(1, round(self.train.warmup_steps * ratio))
+        raw = sized.model_dump()
+        raw["train"] |= train
+        return Space.model_validate(raw)
 
     def _check_rungs(self) -> None:
         pruning, steps, interval = self.search.pruning, self.train.steps, self.train.eval_interval
