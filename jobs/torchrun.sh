@@ -29,8 +29,9 @@
 #                groups join                                    [journal:$RESULTS/moesearch.journal]
 #   SEED         training seed (MODE=search; worker groups use the study's)                     [0]
 #   TRIALS       trained trials the study should have; empty: the space's search.trials
-#   TRIAL_TIMEOUT the space's search.timeout_s, for the other nodes' ranks; empty: its default 1800
 #                (MODE=search) or the study's current target (MODE=worker)                   [empty]
+#   TRIAL_TIMEOUT search.timeout_s of the study's space, for every node's ranks (they must agree);
+#                (a worker joins a study of SPACE's by default)             [SPACE's]
 #   DATA         training text (MODE=search): a path every machine reads; empty: the Python
 #                standard library                                                            [empty]
 
@@ -49,6 +50,9 @@ set -euo pipefail
 : "${SEED:=0}"
 : "${TRIALS:=}"
 : "${TRIAL_TIMEOUT:=}"
+if [[ -z "$TRIAL_TIMEOUT" ]]; then  # every node's ranks give up a collective alike
+    TRIAL_TIMEOUT=$(python -c 'import sys; from moesearch.core import space; print(space.load(sys.argv[1]).search.timeout_s)' "$SPACE")
+fi
 : "${DATA:=}"
 
 echo "moesearch: node $NODE_RANK of $NNODES ($NPROC ranks), rendezvous $MASTER_ADDR:$MASTER_PORT"

@@ -301,3 +301,32 @@ def test_the_deepspeed_launcher_is_this_interpreter_s_and_is_stopped_with_sigter
     group.proc = runner
     group.kill()
     assert seen.read_text() == str(int(signal.SIGTERM)) and runner.returncode == 0
+
+
+@pytest.mark.slow
+def test_ranks_that_would_give_up_a_collective_at_different_times_stop_the_group_saying_what_to_give(tmp_path):
+    """Two gloo ranks as two nodes whose `moesearch node` was given different --trial-timeout: the group stops
+    at its start, naming node 0's value, rather than losing a node mid-search."""
+    import subprocess
+    import sys
+
+    from moesearch.core.launch import COLLECTIVE_TIMEOUT_ENV
+
+    script = tmp_path / "rank.py"
+    script.write_text(
+        "import os\n"
+        f"os.environ[{COLLECTIVE_TIMEOUT_ENV!r}] = '2100' if os.environ['RANK'] == '0' else '600'\n"
+        "from moesearch.ranks import serve\n"
+        "serve.init_rank()\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", str(script)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1"},
+    )
+    assert run.returncode != 0
+    said = run.stdout + run.stderr
+    assert "give every `moesearch node` --trial-timeout 1800, the search.timeout_s node 0 trains with" in said
+    assert "(600 s, 2100 s)" in said

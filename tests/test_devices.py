@@ -110,3 +110,45 @@ def test_real_gpus_are_leased_by_uuid_and_the_ranks_see_only_theirs(tmp_path, _)
     if len(gpus) == 1:
         with pytest.raises(InputError):
             devices.lease(gpus, 1, tmp_path)
+
+
+def test_a_lock_that_cannot_be_opened_refuses_the_group_in_one_line(tmp_path):
+    (tmp_path / "GPU-aaaa.lock").mkdir()  # not a file: opening it fails as another user's unreadable one would
+    with pytest.raises(InputError, match=r"^--nproc: cannot open the GPU lock .*GPU-aaaa.lock.*MOESEARCH_LOCK_DIR"):
+        devices.lease(NODE, 1, tmp_path)
+
+
+def test_the_deepspeed_launcher_is_refused_where_cuda_visible_devices_would_be_ignored(tmp_path, monkeypatch):
+    monkeypatch.setattr(settings, "_visible_gpus", lambda: NODE)
+    monkeypatch.setattr(devices, "LOCK_DIR", tmp_path)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
+    with pytest.raises(InputError, match=r"^--launcher deepspeed: CUDA_VISIBLE_DEVICES is set \(2,3\)"):
+        settings.resolve_launch(2, None, None, None, "deepspeed", None)
+    assert settings.resolve_launch(2, None, None, None, "torchrun", None).gpus == NODE[:2]
+
+
+def test_a_launcher_gets_sigterm_when_its_supervisor_is_killed_outright(tmp_path):
+    """PR_SET_PDEATHSIG: a supervisor killed by SIGKILL (its lease gone with it) still stops its ranks."""
+    noted = tmp_path / "sigterm"
+    launcher = (
+        "import pathlib, signal, time\n"
+        f"signal.signal(signal.SIGTERM, lambda *a: (pathlib.Path({str(noted)!r}).write_text('got'), exit(0)))\n"
+        "print('up', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    supervisor = (
+        "import subprocess, sys, time\n"
+        "from moesearch.supervisor import group\n"
+        f"child = subprocess.Popen([sys.executable, '-c', {launcher!r}], preexec_fn=group._die_with_parent, "
+        "start_new_session=True, stdout=subprocess.PIPE, text=True)\n"
+        "print(child.stdout.readline().strip(), flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", supervisor], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "up"
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 10
+    while not noted.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert noted.read_text() == "got"

@@ -145,7 +145,7 @@ def test_every_rank_gives_up_a_collective_that_outlasts_the_trial(monkeypatch):
     from moesearch.ranks import serve
 
     env = launch.rank_env(1800)
-    assert env["TORCH_NCCL_ASYNC_ERROR_HANDLING"] == "1"
+    assert env["TORCH_NCCL_ASYNC_ERROR_HANDLING"] == "3"
     monkeypatch.setenv(launch.COLLECTIVE_TIMEOUT_ENV, env[launch.COLLECTIVE_TIMEOUT_ENV])
     assert serve.collective_timeout().total_seconds() == 1800 + launch.COLLECTIVE_MARGIN_S
     monkeypatch.delenv(launch.COLLECTIVE_TIMEOUT_ENV)

@@ -26,7 +26,9 @@ def rank_env(trial_timeout_s: float) -> dict[str, str]:
     the trial tears its rank down (NCCL's async error handling, and the process group's timeout set to the
     trial's plus a margin), so ranks whose peer died free their GPUs and rejoin instead of hanging for hours."""
     return {
-        "TORCH_NCCL_ASYNC_ERROR_HANDLING": "1",  # 1: tear the process down on a collective's error or timeout
+        # 3: tear the process down on a collective's error or timeout, without ncclCommAbort (which may itself
+        # hang on a dead peer); torch's own default from 2.2, stated for the versions and launchers that differ
+        "TORCH_NCCL_ASYNC_ERROR_HANDLING": "3",
         COLLECTIVE_TIMEOUT_ENV: f"{trial_timeout_s + COLLECTIVE_MARGIN_S:g}",
     }
 

@@ -17,7 +17,7 @@ from datetime import timedelta
 from multiprocessing.connection import Client, Connection
 
 from moesearch.core import preempt
-from moesearch.core.launch import ADDRESS_ENV, AUTHKEY_ENV, COLLECTIVE_TIMEOUT_ENV
+from moesearch.core.launch import ADDRESS_ENV, AUTHKEY_ENV, COLLECTIVE_MARGIN_S, COLLECTIVE_TIMEOUT_ENV
 from moesearch.core.protocol import Done, Failed, Pruned, Ready, Rung, Shutdown, Step, Stop, Task, Verdict
 
 
@@ -35,6 +35,25 @@ def init_rank() -> None:
     skip_inference_comm_op()  # saves a ~30 s JIT build (and the need for a compiler)
     deepspeed.init_distributed(timeout=collective_timeout())  # also how long idle ranks wait for a trial
     _pin_device()
+    _check_timeouts_agree()
+
+
+def _check_timeouts_agree() -> None:
+    """Every rank must give up a collective after the same time: a node whose ranks gave up sooner would leave
+    the group while node 0 still counts it alive, and one that held on longer would outlast node 0's retries.
+    Across nodes each `moesearch node` sets its own (--trial-timeout); a mismatch stops the group at once,
+    saying what to give."""
+    import torch.distributed as dist
+
+    everyone: list = [None] * dist.get_world_size()
+    dist.all_gather_object(everyone, collective_timeout().total_seconds())
+    if len(set(everyone)) > 1:
+        node0 = everyone[0] - COLLECTIVE_MARGIN_S
+        raise SystemExit(
+            f"moesearch: the group's ranks would give up a collective after different times "
+            f"({', '.join(f'{t:g} s' for t in sorted(set(everyone)))}): give every `moesearch node` "
+            f"--trial-timeout {node0:g}, the search.timeout_s node 0 trains with"
+        )
 
 
 def collective_timeout() -> timedelta:

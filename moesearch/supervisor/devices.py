@@ -16,7 +16,6 @@ import contextlib
 import fcntl
 import os
 import re
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +23,8 @@ from typing import IO
 
 from moesearch.core.errors import InputError
 
-LOCK_DIR = Path(tempfile.gettempdir()) / "moesearch-gpus"  # node-local, shared by every user (sticky, 1777)
+# node-local and the same for every user and job: not $TMPDIR, which a scheduler often sets per job
+LOCK_DIR = Path(os.environ.get("MOESEARCH_LOCK_DIR", "/tmp/moesearch-gpus"))
 
 
 @dataclass
@@ -63,6 +63,24 @@ def release() -> None:
         _held = None
 
 
+def _lock_file(path: Path) -> IO:
+    """The GPU's lock file, opened for reading and writing: made by the first user (O_EXCL, then readable and
+    writable by all), opened without O_CREAT after, which a sticky folder allows on another user's file
+    (fs.protected_regular refuses O_CREAT there). A file that cannot be opened refuses the group in one line."""
+    try:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
+            os.fchmod(fd, 0o666)  # past the umask: every user's groups lock the same file
+        except FileExistsError:
+            fd = os.open(path, os.O_RDWR)
+    except OSError as e:
+        raise InputError(
+            f"--nproc: cannot open the GPU lock {str(path)!r} ({e.strerror}); allowed: a lock folder every user "
+            "can write (MOESEARCH_LOCK_DIR)"
+        ) from None
+    return os.fdopen(fd, "r+")
+
+
 def lease(gpus: Sequence[str], want: int, lock_dir: Path = LOCK_DIR) -> Lease:
     """`want` of `gpus` that no other group holds, in their order; InputError naming --nproc if fewer are free."""
     lock_dir.mkdir(exist_ok=True)
@@ -72,10 +90,7 @@ def lease(gpus: Sequence[str], want: int, lock_dir: Path = LOCK_DIR) -> Lease:
     for gpu in gpus:
         if len(taken.gpus) == want:
             break
-        path = lock_dir / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', gpu)}.lock"
-        f = open(path, "a+")  # noqa: SIM115 (held open for the lease's lifetime)
-        with contextlib.suppress(PermissionError):
-            os.chmod(path, 0o666)
+        f = _lock_file(lock_dir / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', gpu)}.lock")
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

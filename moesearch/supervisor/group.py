@@ -8,8 +8,10 @@ group's output, and the next `run` starts a fresh group.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import threading
@@ -174,6 +176,7 @@ class WorkerGroup:
                     stderr=subprocess.STDOUT,
                     env={**env, **preempt.LAUNCHER_ENV},
                     start_new_session=True,
+                    preexec_fn=_die_with_parent,
                 )
             self._log_mark = 0
             try:
@@ -269,3 +272,23 @@ class WorkerGroup:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _prctl():
+    """libc's prctl, looked up here in the supervisor: the forked child only calls it (nothing to import or
+    allocate between fork and exec, where another thread's lock could be held)."""
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # not Linux: the supervisor's own teardown must do
+        return None
+
+
+_PRCTL = _prctl()
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the launcher, before it starts: SIGTERM when the supervisor dies, even by SIGKILL (Linux), so its
+    ranks (which torchrun stops on SIGTERM) never keep GPUs whose lease died with the supervisor."""
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)

@@ -139,6 +139,11 @@ def resolve_launch(
     elif launcher == "deepspeed" and nnodes and nnodes > 1:
         raise InputError(f"--nnodes {nnodes}: --launcher deepspeed reaches other nodes through --hostfile; give one")
     gpus = _visible_gpus()
+    if gpus and launcher == "deepspeed" and os.environ.get("CUDA_VISIBLE_DEVICES"):
+        raise InputError(  # its runner drops the variable and takes devices 0 .. --num_gpus-1
+            f"--launcher deepspeed: CUDA_VISIBLE_DEVICES is set ({os.environ['CUDA_VISIBLE_DEVICES']}), which "
+            "the DeepSpeed launcher ignores (it uses devices 0 and up); allowed: unset it, or --launcher torchrun"
+        )
     nproc = nproc or (hosts[0][1] if hosts else len(gpus) or 2)  # one rank per GPU, else two gloo ranks
     # Each group its own GPUs. The DeepSpeed launcher picks devices itself (0 .. --num_gpus-1): its group
     # holds the whole node.
