@@ -156,3 +156,12 @@ def test_a_gpu_check_step_at_its_limit_is_stopped_by_sigterm_and_keeps_its_outpu
     command = [sys.executable, "-c", "import time; print('started', flush=True); time.sleep(600)"]
     done = gpu_check.run(command, timeout=1)
     assert done["rc"] == "timeout after 1 s" and done["tail"].strip() == "started"
+
+
+@pytest.mark.parametrize(
+    "path", sorted((ROOT / "bench" / "data").glob("*/spaces/*.toml")), ids=lambda p: f"{p.parent.parent.name}/{p.stem}"
+)
+def test_every_space_a_committed_sweep_trained_still_validates(path):
+    """The spaces bench/lr_sweep.py wrote beside its records: what each cell trained, loadable as it was."""
+    spec = space.load(path)
+    assert spec.name == path.stem and spec.scale == []
