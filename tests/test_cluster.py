@@ -172,6 +172,13 @@ def test_preemption_stops_at_a_step_records_the_trial_exits_0_and_the_search_res
     assert rows["assignment"][0] in set(rows["assignment"][1:]), "the preempted trial was trained again"
 
 
+def trial_timeout(space_file) -> list[str]:
+    """What a `moesearch node` is given so that its ranks' collective timeout agrees with node 0's."""
+    from moesearch.core import space as space_mod
+
+    return ["--trial-timeout", str(space_mod.load(str(space_file)).search.timeout_s)]
+
+
 @pytest.mark.slow
 def test_two_nodes_on_loopback_form_one_group_with_experts_across_both(tmp_path):
     """The default ep_size stays inside a node (1 here); a space that asks for 2 spans both nodes."""
@@ -179,7 +186,7 @@ def test_two_nodes_on_loopback_form_one_group_with_experts_across_both(tmp_path)
     group = ["--nproc", "1", "--nnodes", "2", "--master-port", port]
     spanning = (SPACES / "tiny.toml").read_text().replace("[search]\n", "[search]\nep_size = 2\n")
     space = write_space(tmp_path, spanning, "tiny.toml")
-    node = start_cli("node", "--node-rank", "1", *group, env=ONE_THREAD)
+    node = start_cli("node", "--node-rank", "1", *group, *trial_timeout(space), env=ONE_THREAD)
     out = run_cli(
         "search", str(space), *group, "--trials", "3", "--results", str(tmp_path), "--no-progress", env=ONE_THREAD
     )
@@ -236,7 +243,7 @@ def test_a_signal_to_another_node_preempts_the_whole_group(tmp_path):
     """SLURM signals every node; `moesearch node` forwards to its ranks, and the vote reaches node 0."""
     space = write_space(tmp_path, LONG_MICRO)
     group = ["--nproc", "1", "--nnodes", "2", "--master-port", str(free_port())]
-    node = start_cli("node", "--node-rank", "1", *group, env=ONE_THREAD)
+    node = start_cli("node", "--node-rank", "1", *group, *trial_timeout(space), env=ONE_THREAD)
     proc = start_cli(
         "search", str(space), *group, "--trials", "2", "--results", str(tmp_path / "r"), "--no-progress", env=ONE_THREAD
     )

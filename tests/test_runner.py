@@ -184,3 +184,23 @@ def test_a_group_that_fails_to_start_is_started_again_while_the_failure_may_pass
         assert 2 <= len(tries) <= 3 and clock[0] <= group_mod.START_RETRY_WINDOW_S + 10
     said = capsys.readouterr().err
     assert "worker group failed to start (exit code 1, log: x); trying again in 30 s" in said
+
+
+def test_a_group_whose_nodes_disagree_on_the_timeout_is_not_started_again(tmp_path, monkeypatch):
+    """The ranks' own refusal (`serve._check_timeouts_agree`) names the --trial-timeout to give: retrying
+    for the multi-node window would only repeat it."""
+    from moesearch.core.launch import TIMEOUTS_DISAGREE, Launch
+    from moesearch.supervisor import group as group_mod
+
+    group = group_mod.WorkerGroup(Launch(1, nnodes=2), tmp_path)
+    tries = []
+
+    def start(timeout_s):
+        tries.append(timeout_s)
+        raise group_mod.GroupStartFailure(f"worker group failed to start; output tail:\nthe ranks {TIMEOUTS_DISAGREE}")
+
+    monkeypatch.setattr(group, "_start", start)
+    monkeypatch.setattr(group_mod.time, "sleep", lambda s: pytest.fail("waited to try again"))
+    with pytest.raises(group_mod.GroupStartFailure, match=TIMEOUTS_DISAGREE):
+        group._start_retrying(600)
+    assert tries == [600]

@@ -19,6 +19,7 @@ SERVE_MODULE = "moesearch.ranks.serve"
 ADDRESS_ENV, AUTHKEY_ENV = "MOESEARCH_SUPERVISOR", "MOESEARCH_AUTHKEY"
 COLLECTIVE_TIMEOUT_ENV = "MOESEARCH_COLLECTIVE_TIMEOUT_S"  # read by every rank (`ranks/serve.py`)
 COLLECTIVE_MARGIN_S = 300  # a collective may outlast the trial's timeout by this much before its rank gives up
+TIMEOUTS_DISAGREE = "would give up a collective after different times"  # ranks' words; the supervisor's cue
 
 
 def rank_env(trial_timeout_s: float) -> dict[str, str]:

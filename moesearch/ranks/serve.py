@@ -17,7 +17,13 @@ from datetime import timedelta
 from multiprocessing.connection import Client, Connection
 
 from moesearch.core import preempt
-from moesearch.core.launch import ADDRESS_ENV, AUTHKEY_ENV, COLLECTIVE_MARGIN_S, COLLECTIVE_TIMEOUT_ENV
+from moesearch.core.launch import (
+    ADDRESS_ENV,
+    AUTHKEY_ENV,
+    COLLECTIVE_MARGIN_S,
+    COLLECTIVE_TIMEOUT_ENV,
+    TIMEOUTS_DISAGREE,
+)
 from moesearch.core.protocol import Done, Failed, Pruned, Ready, Rung, Shutdown, Step, Stop, Task, Verdict
 
 
@@ -50,7 +56,7 @@ def _check_timeouts_agree() -> None:
     if len(set(everyone)) > 1:
         node0 = everyone[0] - COLLECTIVE_MARGIN_S
         raise SystemExit(
-            f"moesearch: the group's ranks would give up a collective after different times "
+            f"moesearch: the group's ranks {TIMEOUTS_DISAGREE} "
             f"({', '.join(f'{t:g} s' for t in sorted(set(everyone)))}): give every `moesearch node` "
             f"--trial-timeout {node0:g}, the search.timeout_s node 0 trains with"
         )

@@ -28,6 +28,7 @@ from moesearch.core.launch import (
     AUTHKEY_ENV,
     COLLECTIVE_MARGIN_S,
     COLLECTIVE_TIMEOUT_ENV,
+    TIMEOUTS_DISAGREE,
     Launch,
     rank_env,
 )
@@ -142,6 +143,8 @@ class WorkerGroup:
                 self._start(timeout_s)
                 return
             except GroupStartFailure as e:
+                if TIMEOUTS_DISAGREE in str(e):  # a node's --trial-timeout: no retry mends it
+                    raise
                 if preempt.requested() or time.monotonic() + START_RETRY_WAIT_S > give_up:
                     raise
                 first = str(e).splitlines()[0]
