@@ -119,7 +119,8 @@ def lines(found: Answer) -> list[str]:
         view(found).to_string(index=False),
         f"the expected front: {int(found.table['front'].sum())} of {found.candidates} candidates non-dominated in the "
         "noise model's predictions (95% intervals; P front = share of posterior draws in which it is non-dominated); "
-        "* = expected front, K = its knee, B = uniform baseline; `--observed` shows the front of single trainings",
+        "* = expected front, K = its knee, B = uniform baseline; (min)/(max): minimised/maximised; `--observed` "
+        "shows the front of single trainings",
     ]
     if len(found.deltas):
         out.append(

@@ -401,7 +401,10 @@ def cheapest_faithful(results: Path, study: str, objective: str) -> str:
             "(model.parametrization = 'mup') or a larger proxy might"
         )
     elif why[k].startswith("the rank correlation"):
-        decide = "more seeds at both sizes would decide it (`moesearch promote --max-seeds`)"
+        decide = (
+            f"more assignments or seeds at both sizes would decide it (`moesearch promote SPACE --size {b} "
+            "--max-seeds N`, N above the seeds trained)"
+        )
     else:
         decide = f"training {b} (`moesearch promote --size {b}`) would decide it"
     return f"cheapest faithful rung: none yet: from {a} to {b}, {why[k]}; {decide}"

@@ -160,6 +160,15 @@ def _answer_front(analysis: Analysis, candidates: pd.DataFrame, told: Answer) ->
             ordered = on.sort_values(x)
             where = "post" if told.objectives[x] == "minimize" else "pre"
             ax.step(ordered[x], ordered[y], color="tab:orange", alpha=0.6, where=where)
+        for _, row in on[~(on["knee"] | on["baseline"])].iterrows():  # the other members, named small
+            ax.annotate(
+                f"{row['assignment']}, P {row['p_front']:.2f}",
+                (row[x], row[y]),
+                textcoords="offset points",
+                xytext=(6, -10),
+                fontsize=7,
+                color="tab:orange",
+            )
         for _, row in t[t["knee"] | t["baseline"]].iterrows():
             ax.scatter(
                 row[x],
