@@ -100,29 +100,10 @@ def front(analysis: Analysis, expected: pd.DataFrame | None = None, told: Answer
             _expected(ax, expected, t[t["pareto"] | t["baseline"]], x, y)
         for index, row in singled.iterrows():
             if row["baseline"] or row["knee"]:
-                ax.scatter(
-                    row[x],
-                    row[y],
-                    marker="*" if row["baseline"] else "D",
-                    s=160,
-                    zorder=3,
-                    color="tab:red" if row["baseline"] else "tab:green",
-                    edgecolor="black",
-                )
+                _mark(ax, row[x], row[y], row["baseline"])
             notes = [n for n, yes in (("knee", row["knee"]), (f"best {first}", index == best)) if yes]
-            ax.annotate(
-                label(row) + (f" ({', '.join(notes)})" if notes else ""),
-                (row[x], row[y]),
-                textcoords="offset points",
-                xytext=(6, 6),
-                fontsize=8,
-            )
-        ax.set_xlabel(header(x, analysis.objectives[x]))
-        ax.set_ylabel(header(y, analysis.objectives[y]))
-        _plain_numbers(ax.xaxis, x)
-        _plain_numbers(ax.yaxis, y)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+            _name(ax, row[x], row[y], label(row) + (f" ({', '.join(notes)})" if notes else ""))
+        _finish(ax, x, y, analysis.objectives)
     fig.suptitle(
         "Assignments in objective space (means over seeds); stars: uniform baselines"
         + ("; every pair of objectives, the front is the front of all of them" if len(pairs) > 1 else "")
@@ -147,8 +128,8 @@ def _answer_front(analysis: Analysis, candidates: pd.DataFrame, told: Answer) ->
         ax.errorbar(
             on[x],
             on[y],
-            xerr=[(on[x] - on[f"{x}_lo"]).to_numpy(), (on[f"{x}_hi"] - on[x]).to_numpy()],
-            yerr=[(on[y] - on[f"{y}_lo"]).to_numpy(), (on[f"{y}_hi"] - on[y]).to_numpy()],
+            xerr=_bars(on, x),
+            yerr=_bars(on, y),
             fmt="none",
             ecolor="tab:orange",
             elinewidth=1,
@@ -170,30 +151,11 @@ def _answer_front(analysis: Analysis, candidates: pd.DataFrame, told: Answer) ->
                 color="tab:orange",
             )
         for _, row in t[t["knee"] | t["baseline"]].iterrows():
-            ax.scatter(
-                row[x],
-                row[y],
-                marker="*" if row["baseline"] else "D",
-                s=160,
-                zorder=3,
-                color="tab:red" if row["baseline"] else "tab:green",
-                edgecolor="black",
-            )
+            _mark(ax, row[x], row[y], row["baseline"])
             name = baseline_name(row["assignment"]) if row["baseline"] else row["assignment"]
             note = ", knee" if row["knee"] and row["baseline"] else (" (knee)" if row["knee"] else "")
-            ax.annotate(
-                f"{name}{note}, P {row['p_front']:.2f}",
-                (row[x], row[y]),
-                textcoords="offset points",
-                xytext=(6, 6),
-                fontsize=8,
-            )
-        ax.set_xlabel(header(x, told.objectives[x]))
-        ax.set_ylabel(header(y, told.objectives[y]))
-        _plain_numbers(ax.xaxis, x)
-        _plain_numbers(ax.yaxis, y)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+            _name(ax, row[x], row[y], f"{name}{note}, P {row['p_front']:.2f}")
+        _finish(ax, x, y, told.objectives)
     fig.colorbar(dots, ax=list(axes), label="P(non-dominated), over the model's posterior draws")
     fig.suptitle(
         "The expected front: the noise model's predictions; diamond: its knee, stars: uniform baselines "
@@ -205,15 +167,12 @@ def _answer_front(analysis: Analysis, candidates: pd.DataFrame, told: Answer) ->
 def _expected(ax, expected: pd.DataFrame, observed: pd.DataFrame, x: str, y: str) -> None:
     """The model's view: its expected front, and each observed point's expected value, with 95% intervals."""
 
-    def bars(rows: pd.DataFrame, name: str) -> list[np.ndarray]:
-        return [(rows[name] - rows[f"{name}_lo"]).to_numpy(), (rows[f"{name}_hi"] - rows[name]).to_numpy()]
-
     on = expected[expected["expected_front"]]
     ax.errorbar(
         on[x],
         on[y],
-        xerr=bars(on, x),
-        yerr=bars(on, y),
+        xerr=_bars(on, x),
+        yerr=_bars(on, y),
         fmt="s",
         mfc="none",
         color="tab:orange",
@@ -226,8 +185,8 @@ def _expected(ax, expected: pd.DataFrame, observed: pd.DataFrame, x: str, y: str
     ax.errorbar(
         seen[x],
         seen[y],
-        xerr=bars(seen, x),
-        yerr=bars(seen, y),
+        xerr=_bars(seen, x),
+        yerr=_bars(seen, y),
         fmt=".",
         color="tab:purple",
         elinewidth=0.6,
@@ -237,6 +196,38 @@ def _expected(ax, expected: pd.DataFrame, observed: pd.DataFrame, x: str, y: str
     )
     for (_, o), (_, e) in zip(observed.iterrows(), seen.iterrows(), strict=True):  # where the trainings landed
         ax.plot([o[x], e[x]], [o[y], e[y]], ":", color="tab:purple", linewidth=0.7, alpha=0.7)
+
+
+def _bars(rows: pd.DataFrame, name: str) -> list[np.ndarray]:
+    """Error bars from the point to each end of its 95% interval (<name>_lo, <name>_hi)."""
+    return [(rows[name] - rows[f"{name}_lo"]).to_numpy(), (rows[f"{name}_hi"] - rows[name]).to_numpy()]
+
+
+def _mark(ax, x: float, y: float, baseline: bool) -> None:
+    """A uniform baseline's star or the knee's diamond."""
+    ax.scatter(
+        x,
+        y,
+        marker="*" if baseline else "D",
+        s=160,
+        zorder=3,
+        color="tab:red" if baseline else "tab:green",
+        edgecolor="black",
+    )
+
+
+def _name(ax, x: float, y: float, text: str) -> None:
+    ax.annotate(text, (x, y), textcoords="offset points", xytext=(6, 6), fontsize=8)
+
+
+def _finish(ax, x: str, y: str, objectives: dict[str, str]) -> None:
+    """Axis titles with units and direction, numbers that carry their magnitude, a grid and the legend."""
+    ax.set_xlabel(header(x, objectives[x]))
+    ax.set_ylabel(header(y, objectives[y]))
+    _plain_numbers(ax.xaxis, x)
+    _plain_numbers(ax.yaxis, y)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
 
 
 def _plain_numbers(axis, metric: str) -> None:
