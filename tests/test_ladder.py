@@ -247,3 +247,10 @@ def test_each_rung_says_what_it_trained_from_its_records():
         "trained: proxy 250 steps, 0.128M tokens a training (0.5 per active parameter); "
         "w256 1000 steps, 0.512M tokens a training (0.5 per active parameter)"
     )
+
+
+def test_a_size_below_without_records_has_nothing_to_carry():
+    """promote of named assignments may start from a size with no records: no effect, no crash."""
+    import pandas as pd
+
+    assert ladder.transfer_ready(pd.DataFrame(), "val_loss") is False

@@ -181,7 +181,10 @@ def _interval(point: float, drawn: np.ndarray) -> tuple[float, float]:
 
 
 def transfer_ready(small: pd.DataFrame, objective: str) -> bool:
-    """Whether the smaller size's trials resolve an effect on `objective` that a promotion could carry."""
+    """Whether the smaller size's trials resolve an effect on `objective` that a promotion could carry (none
+    where it has no records, as a promotion of named assignments may)."""
+    if small.empty:
+        return False
     found = effects.fit(small, objective)
     return found is not None and bool(found.effects()["resolved"].any())
 
