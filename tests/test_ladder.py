@@ -3,13 +3,16 @@ resolved effects, each with its interval."""
 
 from __future__ import annotations
 
+import itertools
 import json
 
+import numpy as np
 import pytest
 from scipy import stats
 from test_effects import additive, table
 
 from moesearch.analysis import effects, ladder, report
+from moesearch.core import results
 
 PROXY = {0: 0.06, 1: -0.04, 2: 0.0}  # layer 0 swiglu worse, layer 1 better, layer 2 nothing
 
@@ -254,3 +257,37 @@ def test_a_size_below_without_records_has_nothing_to_carry():
     import pandas as pd
 
     assert ladder.transfer_ready(pd.DataFrame(), "val_loss") is False
+
+
+def test_a_deeper_size_is_read_in_the_smaller_size_s_layers_block_by_block(tmp_path):
+    """A 6-layer size whose blocks of two carry the 3-layer proxy's assignments: its 'layer i' effect is its
+    block's, the order and effects compare as at one depth, and a record whose block mixes is left out."""
+    from test_results import record, write
+
+    from moesearch.core.assignment import deepen
+
+    (tmp_path / "small").mkdir()
+    (tmp_path / "large").mkdir()
+    small = table(tmp_path / "small", additive(PROXY), 3, 2, 0.004, rng_seed=1)
+    truth = additive({0: 0.06, 1: -0.04, 2: 0.0})
+    rng, rows = np.random.default_rng(2), []
+    for combo in itertools.product(("gelu", "swiglu"), repeat=3):
+        for seed in range(2):
+            text = deepen(combo, 6).text
+            rows.append(record(len(rows), text, 2.0 + truth(combo) + rng.normal(0, 0.004), 100.0, seed=seed, study="t"))
+    rows.append(record(len(rows), "gelu,swiglu,gelu,gelu,gelu,gelu", 9.0, 100.0, study="t"))  # a mixed block
+    write(tmp_path / "large", *rows)
+    large = results.load_trials(tmp_path / "large", "t")
+    assert ladder.depth_of(large) == 6
+    read = ladder.in_layers(large, 3)
+    assert len(read) == 16 and read["n_layers"].eq(3).all(), "the mixed record is left out"
+    assert set(read["assignment"]) == set(small["assignment"])
+    assert (read["layer_00"] == read["assignment"].str.split(",").str[0]).all()
+    moved = ladder.transfer(effects.fit(small), effects.fit(read)).set_index("term")
+    assert moved.loc["layer 0: swiglu instead of gelu", "sign"] == "holds"
+    lines = ladder.text(small, large, "val_loss")
+    assert "over 8 assignments trained at both sizes" in lines[0], "compared in the proxy's layers"
+    (depth,) = ladder.depth_text(small, large, ("proxy", "d6"))
+    assert "0 -> 0-1, 1 -> 2-3, 2 -> 4-5" in depth
+    assert ladder.fronts(small, large, ("proxy", "d6"))[0] == depth
+    assert ladder.depth_text(small, small, ("proxy", "proxy")) == []

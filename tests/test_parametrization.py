@@ -122,6 +122,39 @@ def test_per_group_rates_keep_their_ratio_through_warm_up_and_decay(one_rank, d_
         engine.destroy()
 
 
+@pytest.mark.slow
+def test_completep_scales_residual_branches_and_epsilon_with_depth_and_is_mup_at_the_base_depth(one_rank):
+    """CompleteP (alpha 1) over muP at the base width: each residual branch x base_n_layers / n_layers, the
+    residual-writing matrices at the base depth's GPT-2 std (not shrunk with depth), the same learning rates,
+    Adam's epsilon / m_L; at the base depth it builds muP's model bit for bit."""
+    from moesearch.ranks.model import Transformer, exact_routing
+    from moesearch.ranks.parametrization import init_std, out_std, param_groups
+
+    def spec(n_layers: int, parametrization: str) -> space.ModelSpec:
+        update = {"n_layers": n_layers, "parametrization": parametrization}
+        if parametrization == "completep":
+            update["base_n_layers"] = 2
+        return space.ModelSpec.model_validate(TINY.model.model_dump() | update)
+
+    deep, base = spec(8, "completep"), spec(2, "completep")
+    model = Transformer(deep, ["gelu", "swiglu"] * 4, ep_size=1)
+    assert {b.branch_mult for b in model.blocks} == {0.25}
+    assert init_std("blocks.7.attn.out.weight", deep) == out_std(2) != out_std(8)
+    assert init_std("blocks.7.attn.qkv.weight", deep) == init_std("blocks.7.attn.qkv.weight", spec(8, "standard"))
+    groups = param_groups(model, deep, 1e-3, 0.1)
+    assert {g["lr"] for g in groups} == {1e-3} and [g["eps"] for g in groups] == pytest.approx([1e-8 / 4] * len(groups))
+    models = []
+    for s in (base, spec(2, "mup")):
+        m = Transformer(s, ["gelu", "swiglu"], ep_size=1).eval()
+        m.init_weights(seed=0, first_expert=0, streams="crn")
+        models.append(m)
+    for (name, a), b in zip(models[0].state_dict().items(), models[1].state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    idx_BT = torch.randint(256, (2, TINY.model.seq_len), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad(), exact_routing(models[0]), exact_routing(models[1]):
+        assert torch.equal(models[0](idx_BT)[0], models[1](idx_BT)[0])
+
+
 def test_a_ladder_under_mup_scales_from_the_proxy_shape():
     mup = under(space.load("ladder"), "mup")
     assert mup.model.base_d_model is None, "the proxy is its own base"

@@ -78,6 +78,32 @@ def test_promote_trains_the_plan_at_the_next_size_resumes_after_a_preemption_and
     assert not [t for t in linked.trials if t.state == optuna.trial.TrialState.WAITING], "no sampler: no queue"
 
 
+DEEPER = (
+    MICRO.replace("[model]\n", '[model]\nparametrization = "completep"\n')
+    + """
+[[scale]]
+name = "d4"
+n_layers = 4
+"""
+)
+
+
+@pytest.mark.slow
+def test_a_deeper_size_trains_the_proxy_s_answer_deepened_and_reads_it_in_the_proxy_s_layers(tmp_path):
+    path = write_space(tmp_path, DEEPER)
+    where = ["--nproc", "2", "--results", str(tmp_path / "r"), "--no-progress"]
+    assert run_cli("search", str(path), "--trials", "4", *where).returncode == 0
+    done = run_cli("promote", str(path), "--seeds", "1", "--layers", "swiglu,gelu", *where)
+    assert done.returncode == 0, done.stderr
+    large = results.load_trials(tmp_path / "r", "micro-d4")
+    assert sorted(large["assignment"]) == ["swiglu,swiglu,gelu,gelu"], "the named assignment, deepened"
+    assert (large["n_layers"] == 4).all() and '"base_n_layers":2' in large["config_json"][0].replace(" ", "")
+    assert "depth: d4 has 4 layers, proxy 2; each layer at proxy stands for its block at d4 (0 -> 0-1, 1 -> 2-3)" in (
+        done.stdout
+    )
+    assert "expected front at d4: too few trainings" in done.stdout
+
+
 W128 = """
 [[scale]]
 name = "w128"

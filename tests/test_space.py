@@ -119,6 +119,11 @@ BAD = {
         "reference.params_total is not an objective",
     ),
     "no MoE layer": ("[model]\n", "[model]\nmoe_every = 3\n", "moe_every 3 exceeds n_layers 2"),
+    "a base depth without completep": (
+        "[model]\n",
+        '[model]\nparametrization = "mup"\nbase_n_layers = 2\n',
+        "base_n_layers 2 is CompleteP's base depth, but parametrization is 'mup'",
+    ),
     "negative eval interval": ("[train]\n", "[train]\neval_interval = -1\n", "train.eval_interval"),
     "infinite learning rate": ("[train]\n", "[train]\nlr = inf\n", "train.lr"),
     "nan reference": ("[search]\n", "[search]\nreference = { val_loss = nan }\n", "search.reference.val_loss"),
@@ -264,20 +269,26 @@ steps = 24
 )
 
 BAD_LADDERS = {
-    "the layer count": (
+    "a depth that does not split into blocks": (
+        'name = "w64"\n',
+        'name = "w64"\nn_layers = 3\n',
+        "scale.0 (w64): n_layers 3 is not a multiple of the size below's 2, so its layers do not split into blocks",
+    ),
+    "a depth that shrinks": (
         'name = "w64"\n',
         'name = "w64"\nn_layers = 4\n',
-        "scale.0.n_layers: unknown key; allowed keys",
+        "scale.1 (w128): n_layers 2, d_model 128, d_ff 384, num_experts 4 does not climb from the size below "
+        "(n_layers 4,",
     ),
     "a size that shrinks": (
         "d_model = 128\n",
         "d_model = 48\n",
-        "scale.1 (w128): d_model 48, d_ff 384, num_experts 4 does not climb",
+        "scale.1 (w128): n_layers 2, d_model 48, d_ff 384, num_experts 4 does not climb",
     ),
     "a size that stays": (
         "d_model = 64\nd_ff = 192\n",
         "",
-        "scale.0 (w64): d_model 32, d_ff 96, num_experts 2 does not climb",
+        "scale.0 (w64): n_layers 2, d_model 32, d_ff 96, num_experts 2 does not climb",
     ),
     "heads that do not divide": (
         "n_heads = 4\n",
@@ -335,6 +346,38 @@ def test_a_ladder_validates_and_gives_each_size_as_a_space(tmp_path):
     assert space.load(write_space(tmp_path, shown.output, "mine.toml")) == spec, "a ladder shows and loads back"
     with pytest.raises(InputError, match="--size: 'w512' is not a size of space 'micro'; allowed: proxy, w64, w128"):
         spec.at_size("w512")
+
+
+def test_a_deeper_size_deepens_each_layer_s_choices_over_its_block_and_scales_from_the_proxy(tmp_path):
+    """Proxy layer i stands for the layers j with j * n_proxy // n_size == i; CompleteP's base depth is the
+    proxy's; a deeper size queues no design of its own (promote trains the proxy's assignments deepened)."""
+    from moesearch.core.assignment import block_of, deepen, shallow
+
+    assert [block_of(j, 8, 4) for j in range(8)] == [0, 0, 1, 1, 2, 2, 3, 3]
+    assert deepen(["gelu", "swiglu"], 6).text == "gelu,gelu,gelu,swiglu,swiglu,swiglu"
+    assert shallow(deepen(["relu", "gelu", "swiglu"], 9), 3).text == "relu,gelu,swiglu"
+    assert shallow(["gelu", "swiglu", "gelu", "gelu"], 2) is None, "a block that mixes stands for no layer"
+    assert shallow(["gelu", "gelu", "gelu"], 2) is None, "3 layers do not split into 2 blocks"
+    deeper = LADDER.replace('name = "w64"\n', 'name = "w64"\nn_layers = 4\n').replace(
+        'name = "w128"\n', 'name = "w128"\nn_layers = 8\n'
+    )
+    deeper = deeper.replace('activations = ["gelu", "swiglu"]', 'per_layer = [["gelu", "swiglu"], ["gelu"]]')
+    deeper = deeper.replace("[model]\n", '[model]\nparametrization = "completep"\n', 1)
+    spec = space.load(write_space(tmp_path, deeper))
+    w128 = spec.at_size("w128")
+    assert w128.layer_choices() == [["gelu", "swiglu"]] * 4 + [["gelu"]] * 4
+    assert (w128.model.base_n_layers, w128.model.depth_mult(), w128.search.design) == (2, 4.0, "none")
+    assert spec.at_size("w64").model.depth_mult() == 2.0 and spec.model.depth_mult() == 1.0
+
+
+def test_a_ladder_that_grows_in_depth_keeps_every_layer_moe(tmp_path):
+    deeper = LADDER.replace('name = "w64"\n', 'name = "w64"\nn_layers = 4\n').replace(
+        "[model]\n", "[model]\nmoe_every = 2\n", 1
+    )
+    result = CliRunner().invoke(cli, ["spaces", "validate", str(write_space(tmp_path, deeper))])
+    assert result.exit_code == 2
+    assert "scale.0 (w64): n_layers 4 changes the depth, but model.moe_every is 2" in result.output
+    assert "allowed: moe_every = 1" in result.output and len(result.output.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("case", BAD_LADDERS, ids=list(BAD_LADDERS))

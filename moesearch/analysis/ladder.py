@@ -15,6 +15,10 @@ and each question gets an interval:
   *different* when the two estimates differ by more than their difference's 95% interval (normal: the two
   fits are independent), *close* when they do not and the larger size resolves the effect, else
   undetermined.
+Depth: a size may have more layers (`[[scale]] n_layers`); each layer of the size below stands for its
+block of the depth (`assignment.deepen`), and every promoted assignment is deepened so. Both sizes are then
+read in the smaller one's layers (`same_depth`): the larger size's "layer i" effect is that of its whole
+block, which is what the smaller size's layer i claims.
 What to promote and how often: the uniform baselines and the smaller size's expected front, and where those
 alone would not let least squares test every layer's effect, the main-effects design's runs too
 (`core/design.py`). All are trained with the same seeds (common random numbers pair them), as many as the
@@ -41,7 +45,7 @@ from moesearch.analysis import effects, expected, verdict
 from moesearch.analysis.pareto import objectives_of, one_text
 from moesearch.core import design
 from moesearch.core import results as results_mod
-from moesearch.core.assignment import uniform
+from moesearch.core.assignment import Assignment, block_of, layer_name, shallow, uniform
 from moesearch.core.errors import InputError
 from moesearch.core.space import PROXY
 from moesearch.core.trial import State
@@ -97,9 +101,47 @@ def effect_size(found: effects.Fit | None) -> float:
     return float(resolved.min()) if len(resolved) else verdict.size_for(found)
 
 
+def depth_of(trials: pd.DataFrame) -> int | None:
+    """The layer count of a size's records (None without records)."""
+    return int(trials["n_layers"].max()) if len(trials) else None
+
+
+def in_layers(trials: pd.DataFrame, n_layers: int) -> pd.DataFrame:
+    """A deeper size's records as the `n_layers`-layer assignments they deepen (`assignment.shallow`): each
+    block's activation in its layer's column. Records whose blocks mix activations say nothing of a shallower
+    layer and are left out (a promotion trains none)."""
+    found = [shallow(Assignment.parse(text), n_layers) for text in trials["assignment"].astype(str)]
+    kept = [a for a in found if a is not None]
+    out = trials[[a is not None for a in found]].drop(columns=[c for c in trials.columns if c.startswith("layer_")])
+    out = out.assign(assignment=[a.text for a in kept], n_layers=n_layers)
+    return out.assign(**{layer_name(i): [a[i] for a in kept] for i in range(n_layers)})
+
+
+def same_depth(small: pd.DataFrame, large: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Both sizes' records in the smaller size's layers (the larger's through `in_layers` where it is deeper)."""
+    depth = depth_of(small), depth_of(large)
+    if None in depth or depth[1] == depth[0]:
+        return small, large
+    return small, in_layers(large, depth[0])
+
+
+def depth_text(small: pd.DataFrame, large: pd.DataFrame, sizes: tuple[str, str]) -> list[str]:
+    """Which of the larger size's layers each of the smaller size's stands for, where the depths differ."""
+    depth = depth_of(small), depth_of(large)
+    if None in depth or depth[1] == depth[0]:
+        return []
+    blocks = [[j for j in range(depth[1]) if block_of(j, depth[1], depth[0]) == i] for i in range(depth[0])]
+    spans = ", ".join(f"{i} -> {b[0]}-{b[-1]}" for i, b in enumerate(blocks))
+    return [
+        f"depth: {sizes[1]} has {depth[1]} layers, {sizes[0]} {depth[0]}; each layer at {sizes[0]} stands for its "
+        f"block at {sizes[1]} ({spans}), and its effect there is the whole block's"
+    ]
+
+
 def seeds_for(small: pd.DataFrame, large: pd.DataFrame, objective: str) -> tuple[int, str]:
     """The seeds each promoted assignment needs, and why in words. A shrunk fit's noise can collapse (it
     nearly interpolates), so only a testable model sizes a promotion; without one, one seed each."""
+    small, large = same_depth(small, large)
     here = effects.fit(small, objective)
     there = effects.fit(large, objective) if len(large) else None
     delta = effect_size(here)
@@ -240,6 +282,7 @@ def objective_of(objectives: dict[str, str]) -> str:
 
 def text(small: pd.DataFrame, large: pd.DataFrame, objective: str) -> list[str]:
     """The ladder's answer for one objective in words: the ordering, then each resolved effect."""
+    small, large = same_depth(small, large)
     fits = [effects.fit(t, objective) for t in (small, large)]
     if any(f is None for f in fits):
         return [
@@ -290,7 +333,8 @@ def budget(trials: pd.DataFrame) -> str:
 
 def fronts(small: pd.DataFrame, large: pd.DataFrame, sizes: tuple[str, str]) -> list[str]:
     """Each size's expected front, one line each: member, probability of being on it, trainings."""
-    lines = []
+    lines = depth_text(small, large, sizes)
+    small, large = same_depth(small, large)
     for size, trials in zip(sizes, (small, large), strict=True):
         found = expected.expected_front(trials, objectives_of(trials)) if len(trials) else None
         if found is None:
@@ -363,6 +407,7 @@ def section(results: Path, study: str, trials: pd.DataFrame) -> list[str]:
 def holds(small: pd.DataFrame, large: pd.DataFrame, objective: str) -> str | None:
     """None where the larger size holds the smaller one's answer: the rank correlation's 95% interval above 0
     and no effect the smaller size resolved resolved the other way; else why not."""
+    small, large = same_depth(small, large)
     fits = [effects.fit(t, objective) for t in (small, large)]
     if any(f is None or not f.testable for f in fits):
         return "the noise model is not testable at both sizes yet"

@@ -18,7 +18,7 @@ from moesearch.cli import cli
     "parametrizations",
     default="standard,mup",
     show_default=True,
-    help="Parametrizations to compare, comma-separated (standard, mup).",
+    help="Parametrizations to compare, comma-separated (standard, mup, completep).",
 )
 @click.option(
     "--seed", type=int, default=0, show_default=True, help="Seeds weights and batches, the same at every width."

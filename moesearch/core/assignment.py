@@ -50,3 +50,25 @@ def uniform(choices: list[list[str]]) -> list[Assignment]:
 def baseline_name(text: str) -> str:
     """'all-gelu' for the uniform assignment 'gelu,gelu,...'."""
     return f"all-{Assignment.parse(text)[0]}"
+
+
+def block_of(layer: int, n_from: int, n_to: int) -> int:
+    """The layer of an `n_to`-layer model that layer `layer` of an `n_from`-layer one stands for, by relative
+    depth: layer j of the deeper model belongs to layer j * n_to // n_from of the shallower (`n_from` a
+    multiple of `n_to`), so each shallow layer covers the contiguous block in its share of the depth."""
+    return layer * n_to // n_from
+
+
+def deepen(layers: Iterable[str], n_layers: int) -> Assignment:
+    """A shallower assignment at `n_layers` layers: each layer's activation over its block of the depth."""
+    layers = list(layers)
+    return Assignment(layers[block_of(j, n_layers, len(layers))] for j in range(n_layers))
+
+
+def shallow(layers: Iterable[str], n_layers: int) -> Assignment | None:
+    """A deeper assignment at `n_layers` layers (the inverse of `deepen`); None where a block mixes activations."""
+    layers = list(layers)
+    if len(layers) % n_layers:
+        return None
+    found = Assignment(layers[:: len(layers) // n_layers])  # each block's first layer
+    return found if deepen(found, len(layers)) == Assignment(layers) else None

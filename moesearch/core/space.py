@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from moesearch.core import design
 from moesearch.core.activations import Activation, ffn_params, hidden_width
-from moesearch.core.assignment import uniform
+from moesearch.core.assignment import block_of, uniform
 from moesearch.core.errors import InputError
 from moesearch.core.metrics import METRICS, REFERENCE_RULE, not_at_rung
 
@@ -71,11 +71,12 @@ class ModelSpec(_Section):
     """Smallest expert buffer, whatever the batch."""
     aux_loss_coef: float = Field(0.01, ge=0)
     """Weight of the load-balancing loss (0.01 as in Megatron-DeepSpeed's MoE examples)."""
-    parametrization: Literal["standard", "mup"] = "standard"
+    parametrization: Literal["standard", "mup", "completep"] = "standard"
     """'standard': GPT-2's (every matrix drawn at std 0.02, one learning rate); 'mup': the maximal-update
     parametrization (Tensor Programs V) relative to the base shape (base_d_model, base_d_ff, base_n_heads):
-    activations keep their size and the best learning rate carries as width grows. At the base shape the
-    two are the same model; a ladder's sizes scale from the proxy's shape."""
+    activations keep their size and the best learning rate carries as width grows; 'completep': muP and
+    CompleteP's depth rules (residual branches x base_n_layers / n_layers), for a ladder that grows in depth
+    too. At the base shape all three are the same model; a ladder's sizes scale from the proxy's shape."""
     base_d_model: int | None = Field(None, ge=8, examples=[64])
     """muP's base width: the d_model its learning rate and inits were tuned at (default: this model's own;
     a ladder's sizes take the proxy's)."""
@@ -83,6 +84,9 @@ class ModelSpec(_Section):
     """muP's base FFN width (default: this model's d_ff; a ladder's sizes take the proxy's)."""
     base_n_heads: int | None = Field(None, ge=1, examples=[4])
     """muP's base head count, which with base_d_model sets the base head width (default: this model's)."""
+    base_n_layers: int | None = Field(None, ge=1, examples=[4])
+    """CompleteP's base depth: the layer count the learning rate was tuned at (default: this model's own; a
+    ladder's sizes take the proxy's). Only with parametrization 'completep'."""
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelSpec:
@@ -93,11 +97,16 @@ class ModelSpec(_Section):
         if self.top_k > self.num_experts:
             raise ValueError(f"top_k {self.top_k} exceeds num_experts {self.num_experts}")
         base = {k: getattr(self, k) for k in BASE_SHAPE if getattr(self, k) is not None}
-        if base and self.parametrization != "mup":
+        if base and self.parametrization == "standard":
             key = next(iter(base))
             raise ValueError(
-                f"{key} {base[key]} is muP's base shape, but parametrization is {self.parametrization!r}; "
-                "allowed: parametrization = 'mup', or leave the base_* keys out"
+                f"{key} {base[key]} is muP's base shape, but parametrization is 'standard'; "
+                "allowed: parametrization = 'mup' or 'completep', or leave the base_* keys out"
+            )
+        if self.base_n_layers is not None and self.parametrization != "completep":
+            raise ValueError(
+                f"base_n_layers {self.base_n_layers} is CompleteP's base depth, but parametrization is "
+                f"{self.parametrization!r}; allowed: parametrization = 'completep', or leave base_n_layers out"
             )
         d_model, n_heads = self.base_d_model or self.d_model, self.base_n_heads or self.n_heads
         if d_model % n_heads:
@@ -119,16 +128,20 @@ class ModelSpec(_Section):
     def width_mults(self) -> tuple[float, float]:
         """muP's width multipliers of the residual stream and of the FFN hidden layer, this shape over the
         base shape: (d_model / base_d_model, d_ff / base_d_ff); (1, 1) under the standard parametrization."""
-        if self.parametrization != "mup":
+        if self.parametrization == "standard":
             return 1.0, 1.0
         return self.d_model / (self.base_d_model or self.d_model), self.d_ff / (self.base_d_ff or self.d_ff)
+
+    def depth_mult(self) -> float:
+        """CompleteP's depth multiplier, n_layers / base_n_layers; 1 under the other parametrizations."""
+        return self.n_layers / (self.base_n_layers or self.n_layers) if self.parametrization == "completep" else 1.0
 
     def attention_scale(self) -> float | None:
         """The attention scores' scale: muP's 1/d_head, written sqrt(base d_head) / d_head so the base shape
         keeps 1/sqrt(d_head); None (1/sqrt(d_head), the standard) where the head width is the base's."""
         d_head = self.d_model // self.n_heads
         base = (self.base_d_model or self.d_model) // (self.base_n_heads or self.n_heads)
-        if self.parametrization != "mup" or d_head == base:
+        if self.parametrization == "standard" or d_head == base:
             return None
         return math.sqrt(base) / d_head
 
@@ -238,11 +251,15 @@ class SearchSpec(_Section):
 
 
 class Size(_Section):
-    """One rung of the scale ladder: a larger size of the same model. The keys it sets replace the proxy's;
-    the layer count stays, so an assignment means the same thing at every size."""
+    """One rung of the scale ladder: a larger size of the same model. The keys it sets replace the proxy's.
+    A size that sets n_layers maps each layer of the size below to its block of the depth (`assignment.deepen`):
+    an assignment means the same thing at every size, layer i standing for the layers in its share."""
 
     name: str = Field(pattern=rf"^{STUDY_NAME}$")
     """The size's name in reports, and the suffix of the study its trainings go to."""
+    n_layers: int | None = Field(None, ge=1)
+    """Transformer blocks at this size, a multiple of the size below's (default: the proxy's); each layer below
+    stands for its block of this depth (with model.parametrization 'completep' its residual branches scale)."""
     d_model: int | None = Field(None, ge=8)
     """Residual stream width at this size (default: the proxy's model.d_model)."""
     n_heads: int | None = Field(None, ge=1)
@@ -282,8 +299,8 @@ class Size(_Section):
         return {section: {k: v for k, v in set_.items() if k in fields} for section, fields in sections.items()}
 
 
-BASE_SHAPE = ("base_d_model", "base_d_ff", "base_n_heads")  # muP's base: a ladder's sizes take the proxy's
-CLIMBS = ("d_model", "d_ff", "num_experts")  # a ladder's sizes never shrink in these, and grow in one
+BASE_SHAPE = ("base_d_model", "base_d_ff", "base_n_heads", "base_n_layers")  # a ladder's sizes take the proxy's
+CLIMBS = ("n_layers", "d_model", "d_ff", "num_experts")  # a ladder's sizes never shrink in these, and grow in one
 PROXY = "proxy"  # the name of the space's own size on its ladder
 
 
@@ -357,6 +374,8 @@ class Space(_Section):
             if size.name in names:
                 raise ValueError(f"{where}: the name is taken; allowed: a name other than {', '.join(names)}")
             names.append(size.name)
+            if size.n_layers is not None:
+                self._check_depth(where, size.n_layers, below)
             model = self.at_size(size.name).model
             if not all(getattr(model, k) >= getattr(below, k) for k in CLIMBS) or all(
                 getattr(model, k) == getattr(below, k) for k in CLIMBS
@@ -368,6 +387,18 @@ class Space(_Section):
                     f"{', '.join(CLIMBS)} at least the size below's, and one of them larger"
                 )
             below = model
+
+    def _check_depth(self, where: str, n_layers: int, below: ModelSpec) -> None:
+        if n_layers % below.n_layers:
+            raise ValueError(
+                f"{where}: n_layers {n_layers} is not a multiple of the size below's {below.n_layers}, so its "
+                f"layers do not split into blocks; allowed: a multiple of {below.n_layers}"
+            )
+        if n_layers != below.n_layers and self.model.moe_every != 1:
+            raise ValueError(
+                f"{where}: n_layers {n_layers} changes the depth, but model.moe_every is {self.model.moe_every}, "
+                "so a block would mix dense and MoE layers; allowed: moe_every = 1 on a ladder that grows in depth"
+            )
 
     def sizes(self) -> list[str]:
         """The ladder's sizes, smallest first: the proxy (this space as written), then each [[scale]]."""
@@ -383,12 +414,19 @@ class Space(_Section):
                 f"--size: {name!r} is not a size of space {self.name!r}; allowed: {', '.join(self.sizes())}"
             )
         raw = self.model_dump(exclude={"scale"})
-        if self.model.parametrization == "mup":  # every size scales from the proxy's shape
-            raw["model"] |= {
-                f"base_{k}": raw["model"][f"base_{k}"] or raw["model"][k] for k in ("d_model", "d_ff", "n_heads")
-            }
+        if self.model.parametrization != "standard":  # every size scales from the proxy's shape
+            shape = ("d_model", "d_ff", "n_heads") + (
+                ("n_layers",) if self.model.parametrization == "completep" else ()
+            )
+            raw["model"] |= {f"base_{k}": raw["model"][f"base_{k}"] or raw["model"][k] for k in shape}
         for section, keys in found[0].overrides().items():
             raw[section] |= keys
+        if (n := raw["model"]["n_layers"]) != self.model.n_layers:
+            if self.per_layer is not None:  # each layer's choices over its block of the depth
+                raw["per_layer"] = [raw["per_layer"][block_of(j, n, self.model.n_layers)] for j in range(n)]
+            # a deeper size trains the proxy's assignments deepened (`moesearch promote`), never a design of its
+            # own, whose runs would mix activations within a block
+            raw["search"]["design"] = "none"
         try:
             sized = Space.model_validate(raw)
         except ValidationError as e:

@@ -71,6 +71,7 @@ class Block(nn.Module):
         self.norm1 = nn.LayerNorm(spec.d_model, bias=False)
         self.attn = Attention(spec)
         self.norm2 = nn.LayerNorm(spec.d_model, bias=False)
+        self.branch_mult = 1 / spec.depth_mult()  # CompleteP's 1 / m_L on each residual branch; 1 otherwise
         ffn = FFN(spec.d_model, hidden_width(activation, spec.d_ff, spec.width_policy, spec.width_multiple), activation)
         self.ffn = (
             ffn
@@ -90,12 +91,12 @@ class Block(nn.Module):
 
     def forward(self, x_BTD: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Returns the block output, its aux (load-balancing) loss, and tokens routed per expert (None if dense)."""
-        x_BTD = x_BTD + self.attn(self.norm1(x_BTD))
+        x_BTD = x_BTD + self.branch_mult * self.attn(self.norm1(x_BTD))
         h_BTD = self.norm2(x_BTD)
         if isinstance(self.ffn, MoE):
             y_BTD, l_aux, counts_E = self.ffn(h_BTD)
-            return x_BTD + y_BTD, l_aux, counts_E
-        return x_BTD + self.ffn(h_BTD), x_BTD.new_zeros(()), None
+            return x_BTD + self.branch_mult * y_BTD, l_aux, counts_E
+        return x_BTD + self.branch_mult * self.ffn(h_BTD), x_BTD.new_zeros(()), None
 
 
 class Transformer(nn.Module):

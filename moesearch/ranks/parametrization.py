@@ -15,7 +15,17 @@ m its fan-in's, and is one of Table 3's three kinds by which of its dimensions g
 - the readout (tied to the token embedding): logits x 1/m, in the model (`Transformer.readout_mult`);
 - attention scores 1/d_head (`ModelSpec.attention_scale`);
 - Adam's epsilon / m, every group (every gradient shrinks as 1/m under the 1/m readout; Everett et al. 2024).
-At the base shape every multiplier is 1, so muP and the standard parametrization build the same model.
+CompleteP (Dey et al. 2025, "Don't be lazy: CompleteP enables compute-efficient deep transformers", alpha = 1,
+its Table 1 for AdamW) adds depth to muP, with depth multiplier m_L = n_layers / base_n_layers
+(`ModelSpec.depth_mult`):
+- every residual branch (attention, FFN or MoE) is multiplied by 1 / m_L (`Block.branch_mult`), so each
+  layer's update to the residual stream shrinks as the layers multiply and the deep model's features move as
+  much as the shallow one's;
+- the matrices writing into the residual stream keep the base depth's init (GPT-2 shrinks them with depth:
+  that job is the multiplier's now); learning rates and weight decay stay muP's (alpha = 1 cancels their
+  depth factor);
+- Adam's epsilon / m_L on top of muP's / m (the branch multiplier shrinks every gradient inside a branch).
+At the base shape every multiplier is 1, so the three parametrizations build the same model.
 """
 
 from __future__ import annotations
@@ -54,7 +64,7 @@ def _mults(name: str, spec: ModelSpec) -> tuple[float, float]:
 
 def init_std(name: str, spec: ModelSpec) -> float:
     """The std a matrix is drawn with."""
-    base = out_std(spec.n_layers) if name.endswith(("out.weight", "w_out.weight")) else STD
+    base = out_std(spec.base_n_layers or spec.n_layers) if name.endswith(("out.weight", "w_out.weight")) else STD
     m_in, m_out = _mults(name, spec)
     return base / m_in if m_out == 1.0 else base / math.sqrt(m_in)  # output-like / hidden (input-like: m_in 1)
 
@@ -66,10 +76,10 @@ def lr_mult(name: str, p: nn.Parameter, spec: ModelSpec) -> float:
 
 def param_groups(model: nn.Module, spec: ModelSpec, lr: float, weight_decay: float) -> list[dict]:
     """Optimizer groups: decay matrices, not norms; one group per learning rate, its weight decay x the inverse
-    (lr x wd as at the base) and Adam's epsilon / m. The group at `lr` comes first (the steps table logs group
+    (lr x wd as at the base) and Adam's epsilon / (m m_L). The group at `lr` comes first (the steps table logs group
     0's rate). DeepSpeed splits each group further into expert / non-expert; its scheduler scales every
     group's own rate (WarmupCosineLR keeps each group's initial rate), so the ratios hold through the schedule."""
-    eps = ADAM_EPS / spec.width_mults()[0]
+    eps = ADAM_EPS / (spec.width_mults()[0] * spec.depth_mult())
     groups: dict[tuple[bool, float], list[nn.Parameter]] = {}
     for name, p in model.named_parameters():
         groups.setdefault((p.dim() >= 2, lr_mult(name, p, spec)), []).append(p)

@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from moesearch.core.assignment import deepen
 from moesearch.core.config import RunConfig
 from moesearch.core.errors import InputError
 from moesearch.core.space import BASE_SHAPE, Space
 
-PARAMETRIZATIONS = ("standard", "mup")
+PARAMETRIZATIONS = ("standard", "mup", "completep")
 RANKS_MODULE = "moesearch.ranks.coords"
 
 
@@ -23,8 +24,10 @@ def under(space: Space, parametrization: str) -> Space:
     """The space with another parametrization (muP's base shape is the space's own unless it sets one)."""
     raw = space.model_dump()
     raw["model"]["parametrization"] = parametrization
-    if parametrization != "mup":
+    if parametrization == "standard":
         raw["model"] |= dict.fromkeys(BASE_SHAPE)
+    elif parametrization == "mup":
+        raw["model"]["base_n_layers"] = None  # CompleteP's alone
     return Space.model_validate(raw)
 
 
@@ -39,7 +42,8 @@ def job(space: Space, layers: list[str], parametrizations: list[str], steps: int
     for parametrization in parametrizations:
         at = under(space, parametrization)
         for size in at.sizes():
-            cfg = RunConfig.build(at.at_size(size), layers, seed, data, world_size=1)
+            sized = at.at_size(size)
+            cfg = RunConfig.build(sized, list(deepen(layers, sized.model.n_layers)), seed, data, world_size=1)
             runs.append({"size": size, "config": cfg.model_dump_json()})
     return {"steps": steps, "runs": runs}
 

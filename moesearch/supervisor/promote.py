@@ -2,7 +2,8 @@
 
 The trainings go to a linked study in the same storage, `<study>-<size>`, created for the space at that
 size (`Space.at_size`), so every record carries its size in its study name and its run config. What is
-promoted (the smaller size's expected front and baselines, or the assignments named) is fixed when the
+promoted (the smaller size's expected front and baselines, or the assignments named, in the proxy's layers
+and deepened to the size's: `ladder.in_layers`, `assignment.deepen`) is fixed when the
 linked study is created and kept with it (named ones are added later), so an interrupted promotion resumes
 the same plan. Seeds come in rounds: each round plans from the records (`ladder.seeds_for`) and trains
 every (assignment, seed) not yet complete, until a round finds nothing to train. Seeds count up from
@@ -21,7 +22,7 @@ from tqdm.auto import tqdm
 
 from moesearch.analysis import ladder
 from moesearch.core import preempt, results
-from moesearch.core.assignment import Assignment
+from moesearch.core.assignment import Assignment, deepen
 from moesearch.core.errors import InputError
 from moesearch.core.files import write_atomic
 from moesearch.core.space import PROXY, Space
@@ -82,14 +83,23 @@ def prepare(settings: Settings, size: str, named: list[Assignment]) -> Promotion
     at_size = replace(settings, space=settings.space.at_size(size), study=linked_name(settings.study, size))
     planned = None
     if not named and ladder.link_of(settings.results, at_size.study) is None:  # new: its plan is made now
-        planned = ladder.targets(small, settings.space.layer_choices())
+        proxy = settings.space.model.n_layers  # a deeper size below is read in the proxy's layers
+        below_ = ladder.in_layers(small, proxy) if ladder.depth_of(small) != proxy else small
+        planned = ladder.targets(below_, settings.space.layer_choices())
         if planned is None:
             raise InputError(
                 f"--size {size}: the study below it, {source!r}, has too few trainings for a noise model (3 "
                 "complete trainings of at least 2 assignments), so no expected front to promote; train more "
                 "there, or name assignments with --layers"
             )
+    if planned is not None:
+        planned = deepened(planned, at_size.space)
     return Promotion(size, source, small, at_size, planned)
+
+
+def deepened(texts: list[str], space: Space) -> list[str]:
+    """Assignments in the proxy's layers as trained at `space`'s depth (each layer over its block)."""
+    return [deepen(Assignment.parse(t), space.model.n_layers).text for t in texts]
 
 
 def promote(
@@ -158,7 +168,7 @@ def _targets(study: optuna.Study, promotion: Promotion, named: list[Assignment])
     kept = study.user_attrs.get(TARGETS)
     if kept is None:
         kept = promotion.planned or []
-    kept = list(dict.fromkeys(kept + [a.text for a in named]))
+    kept = list(dict.fromkeys(kept + deepened([a.text for a in named], promotion.at_size.space)))
     study.set_user_attr(TARGETS, kept)
     return kept
 
