@@ -92,3 +92,45 @@ def test_pareto_leads_with_the_answer_and_observed_with_the_single_trainings(kno
     observed = CliRunner().invoke(cli, ["pareto", "--results", folder, "--observed"]).output.splitlines()
     assert "rank" in observed[2] and "trial" in observed[2]
     assert not any(line.startswith("expected front against the baselines") for line in observed)
+
+
+def test_an_exact_cost_under_a_shrunk_fit_is_each_candidate_s_computed_cost_drawn_without_noise(tmp_path):
+    """Records that carry their run config: train_flops_per_token of every candidate, trained or not, is the
+    cost core/costs.py computes (one number, no interval), in every posterior draw; a shrunk fit read it as
+    '1,500 [1,500, 1,500]' and drew it with noise."""
+    import json
+
+    from test_results import record, write
+
+    from moesearch.core import results, space
+    from moesearch.core.config import RunConfig
+    from moesearch.core.costs import costs
+
+    spec = space.load("default")
+    rng, rows = np.random.default_rng(0), []
+    trained = ["gelu,gelu,gelu,gelu", "swiglu,swiglu,swiglu,swiglu", "swiglu,gelu,gelu,gelu", "gelu,gelu,swiglu,gelu"]
+    for n, text in enumerate(trained + trained[:1]):
+        r = record(n, text, 2.5 + rng.normal(0, 0.01), 100.0)
+        config = RunConfig.build(spec, text.split(","), seed=0, data=None, world_size=2)
+        r.trial["config_json"] = config.model_dump_json()
+        r.trial["train_flops_per_token"] = float(
+            costs(spec.model, text.split(","), spec.train.micro_batch).train_flops_per_token
+        )
+        rows.append(r)
+    write(tmp_path, *rows)
+    trials = results.load_trials(tmp_path, "s")
+    objectives = {"val_loss": "minimize", "train_flops_per_token": "minimize"}
+    table, fits = expected.expected_front(trials, objectives)
+    assert not fits["train_flops_per_token"].testable, "five trainings of four layers: a shrunk fit"
+    truth = [costs(spec.model, a.split(","), spec.train.micro_batch).train_flops_per_token for a in table["assignment"]]
+    assert len(table) == 16 and list(table["train_flops_per_token"]) == truth, "untrained candidates too"
+    assert (table["train_flops_per_token_lo"] == table["train_flops_per_token_hi"]).all()
+    shown = expected.text(table, objectives, [])
+    assert not [
+        line for line in shown if "train_flops_per_token" in line and "[" in line.split("train_flops_per_token")[1]
+    ]
+    written = [json.loads(c) for c in trials["config_json"]]
+    assert all("model" in c for c in written)
+    edited = trials.assign(train_flops_per_token=trials["train_flops_per_token"] + 1)  # another formula's records
+    codes = effects.layer_codes(table)
+    assert expected.exact_costs(edited[edited["state"] == "COMPLETE"], "train_flops_per_token", codes) is None

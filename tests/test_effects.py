@@ -462,6 +462,20 @@ def test_effects_that_vary_by_seed_are_tested_against_that_variation():
     assert across[0] >= 0.92 and across[1] <= 0.10
 
 
+def test_the_expected_front_s_calls_at_p_0_9_are_right_at_least_nine_times_in_ten():
+    """bench/front_calls.py's studies, a fast subset (the full run: bench/data/front-calls.txt): the design and
+    baselines of four layers, one swiglu layer hurting, one costing FLOPs for nothing; a member called on the
+    front is truly non-dominated (the truth's expected values, the exact costs)."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    import front_calls
+
+    testable, calls, right, _ = front_calls.run(front_calls.TRUTHS["4 layers, mixed"], 40)
+    assert testable == 40 and calls >= 40, "every study calls at least the cheapest member"
+    assert right / calls >= 0.9
+
+
 def test_one_seeds_effects_and_a_second_seed_of_the_baselines_only_say_whom_they_speak_for(tmp_path):
     found = effects.fit(table(tmp_path, additive({0: 0.02}), 3, 1, 0.004))
     assert found.seed_by_effect is None and verdict.verdict(found).endswith("effects of one seed")

@@ -63,12 +63,18 @@ def _deltas(table: pd.DataFrame, models: dict[str, effects.Fit]) -> pd.DataFrame
     codes = table.set_index("assignment").filter(like="layer_")
     a = codes.loc[rows["assignment"]].reset_index(drop=True)
     b = codes.loc[rows["baseline"]].reset_index(drop=True)
-    noisy = sum(not fit.exact for fit in models.values())
+    noisy = sum(not fit.exact and o not in ANALYTIC for o, fit in models.items())
+    by_assignment = table.set_index("assignment")
     for o, fit in models.items():
         diff, se = fit.difference(a, b)
         half = fit.quantile(family=len(rows) * max(noisy, 1)) * se  # jointly, as the verdict: no lucky pair
+        if o in ANALYTIC:  # the table's exact costs (`expected.exact_costs`), not a fit's reading of them
+            diff = (
+                by_assignment.loc[rows["assignment"], o].to_numpy() - by_assignment.loc[rows["baseline"], o].to_numpy()
+            )
+            half = 0.0
         rows[f"{o}_delta"], rows[f"{o}_lo"], rows[f"{o}_hi"] = diff, diff - half, diff + half
-        rows[f"{o}_base"] = table.set_index("assignment").loc[rows["baseline"], o].to_numpy()
+        rows[f"{o}_base"] = by_assignment.loc[rows["baseline"], o].to_numpy()
     rows["summary"] = [_words(row, list(models)) for _, row in rows.iterrows()]
     return rows
 

@@ -24,6 +24,7 @@ layers, the model's best on the first objective. Light: no torch.
 from __future__ import annotations
 
 import itertools
+import json
 import math
 
 import moocore
@@ -71,20 +72,51 @@ def expected_front(
     codes = effects.layer_codes(table)
     # draws x rows x objectives, every objective minimised
     sampled = joint_draws(models, done, codes, draws, np.random.default_rng(SEED)) * signs
-    for o, found in models.items():
+    for k, (o, found) in enumerate(models.items()):
         mean, se = found.predict(codes)
         table[o], table[f"{o}_lo"], table[f"{o}_hi"] = mean, mean - found.quantile() * se, mean + found.quantile() * se
+        if (values := exact_costs(done, o, codes)) is not None:  # no model: each candidate's cost, computed
+            table[o] = table[f"{o}_lo"] = table[f"{o}_hi"] = values
+            sampled[..., k] = values * signs[k]
     table["p_front"] = np.mean([nondominated(sampled[d]) for d in range(draws)], axis=0)
     table["expected_front"] = nondominated(table[list(objectives)].to_numpy(float) * signs)
     counts = done.groupby("assignment").size()
     table["trained"] = table["assignment"].map(counts).fillna(0).astype(int)
-    tested = all(f.testable or f.exact for f in models.values())
+    tested = all(f.testable or f.exact or o in ANALYTIC for o, f in models.items())
     table["testable"] = tested  # False: a shrunk model's P is a guide for planning, never a call
     table["verdict"] = [
         (_verdict(p) if tested else "not testable yet") if n else ""
         for p, n in zip(table["p_front"], table["trained"], strict=True)
     ]
     return table.sort_values(list(objectives)[0], ignore_index=True), fits
+
+
+def exact_costs(done: pd.DataFrame, objective: str, codes: pd.DataFrame) -> np.ndarray | None:
+    """An analytic cost of every row of `codes`, computed from the records' model (`core/costs.py`), so a
+    shrunk fit's intervals and draws never blur it; None for a measured objective, records without their run
+    config, or a computation that does not give every record's own value (records of another formula)."""
+    from pydantic import ValidationError
+
+    from moesearch.core.costs import costs
+    from moesearch.core.space import ModelSpec
+
+    if objective not in ANALYTIC or done.empty or "config_json" not in done:
+        return None
+    config = json.loads(done["config_json"].iloc[0] or "{}")
+    if "model" not in config or "train" not in config:  # records written by hand
+        return None
+    try:
+        spec, micro_batch = ModelSpec.model_validate(config["model"]), config["train"]["micro_batch"]
+    except (ValidationError, KeyError):  # a model of an older schema
+        return None
+
+    def cost(layers: tuple[str, ...]) -> float:
+        return float(getattr(costs(spec, layers, micro_batch), objective))
+
+    recorded = done.drop_duplicates("assignment")
+    if any(cost(tuple(a.split(","))) != v for a, v in zip(recorded["assignment"], recorded[objective], strict=True)):
+        return None
+    return np.array([cost(tuple(row)) for row in codes.itertuples(index=False)])
 
 
 def joint_draws(
