@@ -130,6 +130,9 @@ def test_a_study_cannot_switch_spaces(tmp_path):
         "--study 's': this study was created for a different space ('tiny'): train.lr 0.003 -> 0.001; "
         "train.steps 12 -> 20; give a new --study name, or the space as it was"
     ), "each differing setting, old -> new"
+    tiny = space.load("tiny")
+    reread = tiny.model_copy(update={"search": tiny.search.model_copy(update={"effect_size": {"val_loss": 0.01}})})
+    study.open_study(storage, "s", reread, seed=0)  # how the answer is read is not what makes trials comparable
 
 
 def test_a_study_evaluated_with_routing_noise_takes_no_new_training(tmp_path):

@@ -516,3 +516,22 @@ def test_effect_sizes_are_in_the_objective_s_units(tmp_path):
     line = verdict.verdict(found)
     assert "per-layer effect of " in line and "% (" in line and "tokens/s)" in line, line
     assert verdict.size_for(effects.fit(results.load_trials(tmp_path, "s"))) == verdict.SIZE, "val_loss: nats"
+
+
+def test_the_effect_that_matters_is_the_space_s_where_it_sets_one_as_the_newest_record_carries_it(tmp_path):
+    """search.effect_size travels with every record (schema 6); the verdict's trials needed are sized by it,
+    the newest record's value where a study's runs gave different ones; records without it get the defaults."""
+    rng = np.random.default_rng(0)
+    combos = [c for c in itertools.product(["gelu", "swiglu"], repeat=3) for _ in range(2)]
+    rows = [record(n, ",".join(c), 2.0 + rng.normal(0, 0.01), 100.0) for n, c in enumerate(combos)]
+    for r in rows:
+        r.trial["effect_size"] = '{"val_loss": 0.05}' if r.trial["trial"] < 10 else '{"val_loss": 0.004}'
+    write(tmp_path, *rows)
+    trials = results.load_trials(tmp_path, "s")
+    found = effects.fit(trials)
+    assert found.matters == 0.004 and verdict.size_for(found) == 0.004, "the newest record's"
+    assert effects.fit(trials[trials["trial"] < 10]).matters == 0.05
+    assert effects.fit(trials, "tokens_per_s").matters is None, "not set for this objective: the default"
+    small, large = verdict.trials_for(found), verdict.trials_for(found, size=0.05)
+    assert small is not None and (large is None or large < small), "a smaller effect needs more trials"
+    assert "0.004" in verdict.verdict(found)

@@ -197,7 +197,9 @@ def test_ctrl_c_stops_the_group_fails_the_trial_and_the_search_resumes(tmp_path)
 
 @pytest.mark.slow
 def test_the_baselines_get_their_seed_replicates_once_and_the_front_states_the_noise(tmp_path):
-    space = write_space(tmp_path, MICRO.replace("[search]\n", "[search]\nbaseline_seeds = 1\n"))
+    space = write_space(
+        tmp_path, MICRO.replace("[search]\n", "[search]\nbaseline_seeds = 1\neffect_size = { val_loss = 0.03 }\n")
+    )
     args = ["search", str(space), "--nproc", "2", "--trials", "3", "--results", str(tmp_path / "r"), "--no-progress"]
     out = run_cli(*args)
     assert out.returncode == 0, out.stderr
@@ -205,6 +207,7 @@ def test_the_baselines_get_their_seed_replicates_once_and_the_front_states_the_n
     replicates = trained[trained["origin"] == "verify"]
     assert (trained["origin"] == "search").sum() == 3, "replicates are outside --trials"
     assert sorted(replicates["assignment"]) == ["gelu,gelu", "swiglu,swiglu"] and set(replicates["seed"]) == {1}
+    assert set(trained["effect_size"].astype(str)) == {'{"val_loss": 0.03}'}, "every record, replicates too"
     assert "2 seed replicates trained: of the baselines for the seed noise" in out.stdout
     assert "seed noise: val_loss sd" in out.stdout and "every figure in this table is one training" not in out.stdout
     again = run_cli(*args)

@@ -124,6 +124,16 @@ BAD = {
         '[model]\nparametrization = "mup"\nbase_n_layers = 2\n',
         "base_n_layers 2 is CompleteP's base depth, but parametrization is 'mup'",
     ),
+    "an effect size of no objective": (
+        "[search]\n",
+        "[search]\neffect_size = { params_total = 10.0 }\n",
+        "effect_size.params_total is not an objective; allowed: val_loss, tokens_per_s",
+    ),
+    "an effect size of 0": (
+        "[search]\n",
+        "[search]\neffect_size = { val_loss = 0.0 }\n",
+        "effect_size.val_loss 0.0 is not an effect; allowed: a number above 0",
+    ),
     "negative eval interval": ("[train]\n", "[train]\neval_interval = -1\n", "train.eval_interval"),
     "infinite learning rate": ("[train]\n", "[train]\nlr = inf\n", "train.lr"),
     "nan reference": ("[search]\n", "[search]\nreference = { val_loss = nan }\n", "search.reference.val_loss"),

@@ -30,6 +30,7 @@ and draws from its posterior (the expected front, `analysis/expected.py`). Its r
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from dataclasses import dataclass
 
@@ -107,6 +108,7 @@ class Fit:
     seed_by_effect: tuple[float, int, float] | None = None  # (sd, dof) of the error the effects are tested
     # against across seeds, and the p of the seeds changing the effects (`_across_seeds`); None: within seeds
     interactions: Fit | None = None  # these effects with the neighbouring pairs: the pairs' own family (`pairs`)
+    matters: float | None = None  # the effect that matters on this objective as the space set it (`verdict.size_for`)
 
     def design(self, assignments: pd.DataFrame) -> np.ndarray:
         """The model's columns for rows of layer activations (one column per layer, in order). Rows without a
@@ -360,6 +362,20 @@ def _weights(terms: int, uniform: int) -> np.ndarray:
 
 
 def fit(trials: pd.DataFrame, objective: str = "val_loss", set_aside: bool = True) -> Fit | None:
+    """The noise model of `objective` (`_fit`), with the effect that matters as the newest record gives it."""
+    found = _fit(trials, objective, set_aside)
+    return None if found is None else dataclasses.replace(found, matters=_matters(trials, objective))
+
+
+def _matters(trials: pd.DataFrame, objective: str) -> float | None:
+    """search.effect_size of `objective` as the newest record carries it (None: not set, or records before it)."""
+    if "effect_size" not in trials or trials.empty:
+        return None
+    texts = trials.sort_values("trial")["effect_size"].dropna().astype(str)
+    return json.loads(texts.iloc[-1]).get(objective) if len(texts) else None
+
+
+def _fit(trials: pd.DataFrame, objective: str = "val_loss", set_aside: bool = True) -> Fit | None:
     """The noise model of `objective` over the study's complete trials; None with fewer than 3 trials
     or 2 assignments (nothing to pool). set_aside: a training whose residual under main effects is extreme
     (externally studentised, Bonferroni p below OUTLIER_P over the trainings: statsmodels' outlier test) is

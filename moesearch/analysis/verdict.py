@@ -15,8 +15,11 @@ RELATIVE = 0.02  # in an objective of other units (throughput, memory), the effe
 
 
 def size_for(found: Fit) -> float:
-    """The per-layer effect that matters on `found`'s objective, in its units: SIZE for a loss (nats/byte),
-    else RELATIVE of the objective's level (2% of tokens/s, not 0.02 tokens/s)."""
+    """The per-layer effect that matters on `found`'s objective, in its units: the space's search.effect_size
+    where it sets one, else SIZE for a loss (nats/byte) and RELATIVE of the objective's level for the others
+    (2% of tokens/s, not 0.02 tokens/s)."""
+    if found.matters is not None:
+        return found.matters
     if METRICS.get(found.objective, ("",))[0] == "nats/byte":
         return SIZE
     return RELATIVE * abs(found.y_mean)

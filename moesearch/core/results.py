@@ -31,10 +31,11 @@ from moesearch.core.errors import InputError
 from moesearch.core.files import write_atomic
 from moesearch.core.metrics import INTEGER_METRICS, METRICS
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 # version 2 lacks the stability columns, versions 2-3 `random_streams`: they read as null (streams as "global");
-# version 5 has the columns of 4, its evaluations routed exactly (before, with DeepSpeed's gate noise)
-READABLE = ("2", "3", "4", "5")
+# version 5 has the columns of 4, its evaluations routed exactly (before, with DeepSpeed's gate noise);
+# version 6 adds `effect_size` (null before: the defaults)
+READABLE = ("2", "3", "4", "5", "6")
 TABLES = ("trials", "steps", "layers")
 _TIME = pa.timestamp("us", tz="UTC")
 
@@ -49,6 +50,7 @@ _FIXED = [
     pa.field("n_layers", pa.int32()),
     pa.field("objectives", pa.string()),  # JSON {metric: "minimize" | "maximize"}
     pa.field("reference_point", pa.string()),  # JSON {metric: value}, fixed when the study was created
+    pa.field("effect_size", pa.string()),  # JSON {metric: value}: search.effect_size as this trial's run gave it
     *(pa.field(m, pa.int64() if m in INTEGER_METRICS else pa.float64()) for m in METRICS),
     pa.field("quant_uncalibrated_experts", pa.int32()),  # experts left unquantized in the 8-bit evaluations
     pa.field("seed", pa.int64()),
@@ -168,6 +170,7 @@ def make_record(
     random_streams: str,
     started_at: datetime,
     finished_at: datetime,
+    effect_size: dict[str, float] | None = None,
 ) -> Record:
     """One trial's rows; metrics missing for a failed trial stay null."""
     row = dict.fromkeys(schema(len(layers)).names)
@@ -186,6 +189,7 @@ def make_record(
         n_layers=len(layers),
         objectives=json.dumps(objectives),
         reference_point=json.dumps(reference_point),
+        effect_size=json.dumps(effect_size or {}),
         config_json=config_json,
         seed=seed,
         replicate_of=replicate_of,
@@ -358,6 +362,7 @@ _FEW_VALUES = [
     "state",
     "objectives",
     "reference_point",
+    "effect_size",
     "data_sha256",
     "python_version",
     "torch_version",

@@ -228,6 +228,11 @@ class SearchSpec(_Section):
     one node, so every MoE layer's all-to-all stays inside a node (set it to span nodes)."""
     pruning: PruningSpec = PruningSpec()
     """Early stopping at rungs (steps): trials that rank poorly partway through are stopped, recorded PRUNED."""
+    effect_size: dict[str, float] = Field(default_factory=dict, examples=[{"val_loss": 0.01}])
+    """The per-layer effect that matters, per objective, in its units (nats for a loss, tokens/s for
+    throughput): what the verdict's 'needs about N trials', replicates and promote's seeds are sized to
+    resolve. Objectives left out get 0.02 nats for a loss and 2% of its level for the others. Kept with every
+    record, so `pareto` reads it; changing it does not make another study."""
     reference: dict[str, float] = Field(default_factory=dict)
     """Hypervolume reference point, per objective; fixed when the study is created. Objectives left out get
     a natural bound: ln 256 for losses (a uniform byte guess), 0 for tokens_per_s, 1.1x the costliest
@@ -238,6 +243,11 @@ class SearchSpec(_Section):
         for name in self.objectives:
             if name not in METRICS:
                 raise ValueError(f"unknown objective {name!r}; allowed: {', '.join(METRICS)}")
+        for name, value in self.effect_size.items():
+            if name not in self.objectives:
+                raise ValueError(f"effect_size.{name} is not an objective; allowed: {', '.join(self.objectives)}")
+            if value <= 0:
+                raise ValueError(f"effect_size.{name} {value} is not an effect; allowed: a number above 0")
         for name in self.reference:
             if name not in self.objectives:
                 raise ValueError(f"reference.{name} is not an objective; allowed: {', '.join(self.objectives)}")

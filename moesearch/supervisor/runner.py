@@ -134,6 +134,7 @@ def run_trial(
         failure_reason=None if isinstance(reply, Done) else reply.reason,
         objectives=settings.space.search.objectives,
         reference_point=reference,
+        effect_size=settings.space.search.effect_size,
         metrics={
             **({} if isinstance(reply, Failed) else reply.metrics),
             **stability(reply.steps, settings.space.train.grad_clip),

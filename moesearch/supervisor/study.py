@@ -185,8 +185,8 @@ def _differences(old: dict, new: dict, where: str = "") -> list[str]:
 
 def _identity(space: Space) -> dict:
     """What makes a study's trials comparable: the space without its scale ladder (sizes to promote to
-    may be added to a space after its search)."""
-    return space.model_dump(mode="json", exclude={"scale"})
+    may be added to a space after its search) and the effect that matters (how the answer is read)."""
+    return space.model_dump(mode="json", exclude={"scale": True, "search": {"effect_size"}})
 
 
 def open_for(storage: optuna.storages.BaseStorage, settings) -> optuna.Study:
