@@ -41,13 +41,36 @@ def test_every_activation_runs_forward_and_backward(one_rank, activation):
 
 
 @pytest.mark.parametrize("activation", NAMES)
+@pytest.mark.parametrize("block", ["gpt2", "llama"])
 @pytest.mark.slow
-def test_analytic_params_match_the_model(one_rank, activation):
+def test_analytic_params_match_the_model(one_rank, activation, block):
     from moesearch.ranks.model import Transformer
 
     layers = [activation, "gelu"]
-    model = Transformer(TINY.model, layers, ep_size=1)  # one rank holds every expert
-    assert sum(p.numel() for p in model.parameters()) == costs(TINY.model, layers, 4).params_total
+    spec = TINY.model.model_copy(update={"block": block})
+    model = Transformer(spec, layers, ep_size=1)  # one rank holds every expert
+    assert sum(p.numel() for p in model.parameters()) == costs(spec, layers, 4).params_total
+
+
+@pytest.mark.slow
+def test_the_llama_block_rotates_queries_and_keys_so_attention_sees_distance_only(one_rank):
+    """Rotary positions: a rotated query-key product is the same for every pair the same distance apart;
+    the block has RMSNorms and no position table, and trains forward and backward."""
+    from moesearch.ranks.model import Rotary, Transformer
+
+    rotary = Rotary(d_head=8, seq_len=16)
+    q, k = torch.randn(8, generator=torch.Generator().manual_seed(0)), torch.randn(8)
+    same = q.expand(1, 1, 16, 8), k.expand(1, 1, 16, 8)
+    scores_TT = rotary(same[0])[0, 0] @ rotary(same[1])[0, 0].T
+    assert torch.allclose(scores_TT[5, 2], scores_TT[12, 9], atol=1e-5) and not torch.allclose(
+        scores_TT[5, 2], scores_TT[5, 4], atol=1e-3
+    )
+    model = Transformer(TINY.model.model_copy(update={"block": "llama"}), ["swiglu", "gelu"], ep_size=1)
+    assert model.pos is None and isinstance(model.norm, torch.nn.RMSNorm)
+    idx_BT = torch.randint(256, (2, TINY.model.seq_len))
+    logits_BTV, aux, _ = model(idx_BT)
+    (torch.nn.functional.cross_entropy(logits_BTV.flatten(0, 1), idx_BT.flatten()) + aux).backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters() if p.requires_grad)
 
 
 def test_params_policy_gives_equal_parameter_counts_across_activations():
@@ -61,11 +84,11 @@ def test_params_policy_gives_equal_parameter_counts_across_activations():
 
 @pytest.mark.slow
 def test_experts_start_different(one_rank):
-    from moesearch.ranks.model import Transformer
+    from moesearch.ranks.model import Transformer, init_weights, moe_layers
 
     model = Transformer(TINY.model, ["gelu", "swiglu"], ep_size=1)
-    model.init_weights(seed=0, first_expert=0, streams="crn")
-    for _, moe in model.moe_layers():
+    init_weights(model, TINY.model, seed=0, first_expert=0, streams="crn")
+    for _, moe in moe_layers(model):
         a, b = (e.w_in.weight for e in moe.deepspeed_moe.experts.deepspeed_experts)
         assert not torch.equal(a, b)
 
@@ -196,7 +219,7 @@ def test_expert_capacity_matches_deepspeeds_gate(experts, top_k, factor, tokens)
 
 @pytest.mark.slow
 def test_dense_weights_do_not_depend_on_the_expert_parallel_size(one_rank):
-    from moesearch.ranks.model import Transformer
+    from moesearch.ranks.model import Transformer, init_weights
 
     spec = TINY.model.model_copy(update={"num_experts": 4})
     states = []
@@ -204,7 +227,7 @@ def test_dense_weights_do_not_depend_on_the_expert_parallel_size(one_rank):
         for streams in ("crn", "global"):
             torch.manual_seed(0)
             model = Transformer(spec, ["gelu", "swiglu"], ep_size=ep_size)
-            model.init_weights(seed=0, first_expert=0, streams=streams)
+            init_weights(model, spec, seed=0, first_expert=0, streams=streams)
             states.append(model.state_dict())
     all_local, global_all, half_local, global_half = states
     dense = [k for k in all_local if "experts" not in k]
@@ -388,11 +411,11 @@ def test_the_compiled_path_trains_a_tiny_model(one_rank, text):
 )
 @pytest.mark.slow
 def test_evaluation_routes_exactly(one_rank, routing):
-    from moesearch.ranks.model import Transformer, exact_routing
+    from moesearch.ranks.model import Transformer, exact_routing, init_weights, moe_layers
 
     spec = TINY.model.model_copy(update={"num_experts": 4, "min_capacity": 0, **routing})
     model = Transformer(spec, ["gelu", "swiglu"], ep_size=1).eval()
-    model.init_weights(seed=0, first_expert=0, streams="crn")
+    init_weights(model, spec, seed=0, first_expert=0, streams="crn")
     idx_BT = torch.randint(256, (4, spec.seq_len), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         noisy = [model(idx_BT)[0] for _ in range(3)]
@@ -402,7 +425,7 @@ def test_evaluation_routes_exactly(one_rank, routing):
     for logits, _, counts in exact[1:]:
         assert torch.equal(logits, exact[0][0]), "the same weights and tokens: the same logits, to the last bit"
         assert all(torch.equal(c, c0) for c, c0 in zip(counts, exact[0][2], strict=True)), "and the same routing"
-    gates = [moe.deepspeed_moe.gate for _, moe in model.moe_layers()]
+    gates = [moe.deepspeed_moe.gate for _, moe in moe_layers(model)]
     assert all(g.top2_2nd_expert_sampling and g.use_rts for g in gates), "training's exploration comes back after"
 
 

@@ -70,14 +70,14 @@ def test_each_parameter_follows_tensor_programs_v(one_rank, d_model, d_ff):
 
 @pytest.mark.slow
 def test_at_the_base_shape_mup_is_the_standard_model(one_rank):
-    from moesearch.ranks.model import Transformer
+    from moesearch.ranks.model import Transformer, init_weights
     from moesearch.ranks.parametrization import param_groups
 
     standard, mup = at_width(32, "standard"), at_width(32, "mup")
     models = []
     for spec in (standard, mup):
         model = Transformer(spec, ["gelu", "swiglu"], ep_size=1).eval()
-        model.init_weights(seed=0, first_expert=0, streams="crn")
+        init_weights(model, spec, seed=0, first_expert=0, streams="crn")
         models.append(model)
     for (name, a), b in zip(models[0].state_dict().items(), models[1].state_dict().values(), strict=True):
         assert torch.equal(a, b), name
@@ -127,7 +127,7 @@ def test_completep_scales_residual_branches_and_epsilon_with_depth_and_is_mup_at
     """CompleteP (alpha 1) over muP at the base width: each residual branch x base_n_layers / n_layers, the
     residual-writing matrices at the base depth's GPT-2 std (not shrunk with depth), the same learning rates,
     Adam's epsilon / m_L; at the base depth it builds muP's model bit for bit."""
-    from moesearch.ranks.model import Transformer, exact_routing
+    from moesearch.ranks.model import Transformer, exact_routing, init_weights
     from moesearch.ranks.parametrization import init_std, out_std, param_groups
 
     def spec(n_layers: int, parametrization: str) -> space.ModelSpec:
@@ -146,7 +146,7 @@ def test_completep_scales_residual_branches_and_epsilon_with_depth_and_is_mup_at
     models = []
     for s in (base, spec(2, "mup")):
         m = Transformer(s, ["gelu", "swiglu"], ep_size=1).eval()
-        m.init_weights(seed=0, first_expert=0, streams="crn")
+        init_weights(m, s, seed=0, first_expert=0, streams="crn")
         models.append(m)
     for (name, a), b in zip(models[0].state_dict().items(), models[1].state_dict().values(), strict=True):
         assert torch.equal(a, b), name

@@ -124,6 +124,12 @@ BAD = {
         '[model]\nparametrization = "mup"\nbase_n_layers = 2\n',
         "base_n_layers 2 is CompleteP's base depth, but parametrization is 'mup'",
     ),
+    "rotary positions on an odd head width": (
+        "n_heads = 2",
+        'n_heads = 32\nblock = "llama"',
+        "block 'llama' rotates pairs of each head's 1 dimensions; allowed: d_model / n_heads even",
+    ),
+    "an unknown block": ("[model]\n", '[model]\nblock = "gpt3"\n', "model.block"),
     "an effect size of no objective": (
         "[search]\n",
         "[search]\neffect_size = { params_total = 10.0 }\n",

@@ -18,24 +18,24 @@ GPU = [pytest.mark.gpu, pytest.mark.skipif(not _has_gpu(), reason="needs a CUDA 
 
 
 @pytest.mark.parametrize(
-    "device, precision, compiled",
+    "device, precision, compiled, block",
     [
-        ("cpu", None, False),
-        ("cpu", "bf16", False),  # the precision path GPUs take by default, on two CPU ranks
-        pytest.param("cuda", None, False, marks=GPU),  # bf16 and the quantized evaluation on CUDA
-        pytest.param("cuda", None, True, marks=GPU),  # compile on CUDA (Triton); its CPU sibling is in test_model.py
+        ("cpu", None, False, "gpt2"),
+        ("cpu", "bf16", False, "gpt2"),  # the precision path GPUs take by default, on two CPU ranks
+        ("cpu", None, False, "llama"),  # RMSNorm and rotary positions
+        pytest.param("cuda", None, False, "gpt2", marks=GPU),  # bf16 and the quantized evaluation on CUDA
+        pytest.param("cuda", None, False, "llama", marks=GPU),
+        pytest.param("cuda", None, True, "gpt2", marks=GPU),  # compile on CUDA (Triton); CPU sibling: test_model.py
     ],
 )
 @pytest.mark.slow
-def test_train_one_assignment_prints_metrics_and_writes_its_record(tmp_path, device, precision, compiled):
+def test_train_one_assignment_prints_metrics_and_writes_its_record(tmp_path, device, precision, compiled, block):
     env = {"DS_ACCELERATOR": device}
     nproc = "2" if device == "cpu" else "1"
     keys = (f'precision = "{precision}"\n' if precision else "") + ("compile = true\n" if compiled else "")
-    space = (
-        "tiny"
-        if not keys
-        else str(write_space(tmp_path, (SPACES / "tiny.toml").read_text().replace("[train]\n", f"[train]\n{keys}")))
-    )
+    text = (SPACES / "tiny.toml").read_text().replace("[train]\n", f"[train]\n{keys}")
+    text = text.replace("[model]\n", f'[model]\nblock = "{block}"\n') if block != "gpt2" else text
+    space = "tiny" if text == (SPACES / "tiny.toml").read_text() else str(write_space(tmp_path, text))
     out = run_cli(
         "train",
         space,
@@ -61,3 +61,4 @@ def test_train_one_assignment_prints_metrics_and_writes_its_record(tmp_path, dev
     assert steps["grad_norm"].gt(0).all() and row["max_grad_norm"] == steps["grad_norm"].max()
     assert 0 <= row["clipped_share"] <= 1 and row["loss_spikes"] >= 0
     assert row["quant_gap_int8"] == row["val_loss_int8"] - row["val_loss"], "the quantized evaluation ran"
+    assert ('"block":"llama"' in row["config_json"].replace(" ", "")) == (block == "llama")

@@ -30,7 +30,7 @@ from moesearch.core.space import ModelSpec
 class Costs:
     params_total: int
     params_active: int
-    train_flops_per_token: int
+    train_flops_per_token: int | None  # None: a model of one's own (`ranks/builder.counted`)
 
 
 def expert_capacity(spec: ModelSpec, tokens_per_rank: int) -> int:
@@ -47,7 +47,8 @@ def costs(spec: ModelSpec, layers: list[str] | tuple[str, ...], micro_batch: int
     d, E, V = spec.d_model, spec.num_experts, VOCAB_SIZE
     S = micro_batch * spec.seq_len
     C = expert_capacity(spec, S)
-    shared = V * d + spec.seq_len * d + d  # tied embedding/head, positions, final norm
+    positions = spec.seq_len * d if spec.block == "gpt2" else 0  # learned table; rotary ones have no parameters
+    shared = V * d + positions + d  # tied embedding/head, positions, final norm
     total = active = shared
     forward = 2 * d * V
     for i, act in enumerate(layers):

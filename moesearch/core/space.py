@@ -23,6 +23,7 @@ from moesearch.core.metrics import METRICS, REFERENCE_RULE, not_at_rung
 
 # package data (pyproject.toml), so a wheel install has them too: the repository's search_spaces/, linked in
 SHIPPED_DIR = Path(str(importlib.resources.files("moesearch"))) / "search_spaces"
+SHIPPED_BUILDER = "moesearch.ranks.model:transformer"  # `ModelSpec.builder`'s default: GPT-2's and Llama's blocks
 STUDY_NAME = r"[A-Za-z0-9_.-]+"  # a study's name is also a folder name under the results folder
 DEPLOYMENT_METRICS = (
     "val_loss_int8",
@@ -43,6 +44,16 @@ class _Section(BaseModel):
 
 
 class ModelSpec(_Section):
+    block: Literal["gpt2", "llama"] = "gpt2"
+    """'gpt2': GPT-2's block (LayerNorm, learned positions), where every shipped study's evidence was
+    gathered; 'llama': the block of Llama and of Mixtral, DeepSeek-MoE, OLMoE and Qwen-MoE (RMSNorm, rotary
+    position embeddings, no position table). Both bias-free, with the same per-layer FFN or MoE."""
+    builder: str = Field(SHIPPED_BUILDER, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$", examples=["mylab.moe:build"])
+    """The function that builds the model, "package.module:function", called on every rank as
+    function(spec, layers, ep_size) with this section and the assignment; it returns a module whose `blocks`
+    hold block i's FFN, made by `moesearch.ranks.model.ffn_layer`, and whose forward gives (logits, aux loss,
+    expert counts): docs/guide/your-model.md. Default: the shipped blocks (`block`). A model of your own is
+    part of a study's identity; its parameters are counted from the module, its FLOPs are not known."""
     n_layers: int = Field(4, ge=1)
     """Transformer blocks; the assignment has one activation per block."""
     d_model: int = Field(128, ge=8)
@@ -92,6 +103,11 @@ class ModelSpec(_Section):
     def _consistent(self) -> ModelSpec:
         if self.d_model % self.n_heads:
             raise ValueError(f"n_heads {self.n_heads} must divide d_model {self.d_model}")
+        if self.block == "llama" and (self.d_model // self.n_heads) % 2:
+            raise ValueError(
+                f"block 'llama' rotates pairs of each head's {self.d_model // self.n_heads} dimensions; allowed: "
+                "d_model / n_heads even"
+            )
         if self.moe_every > self.n_layers:
             raise ValueError(f"moe_every {self.moe_every} exceeds n_layers {self.n_layers}: no layer would be MoE")
         if self.top_k > self.num_experts:
@@ -349,6 +365,7 @@ class Space(_Section):
             )
         self._check_rungs()
         self._check_design()
+        self._check_builder()
         self._check_scale()
         if not self.train.deployment_eval and (needs := [o for o in self.search.objectives if o in DEPLOYMENT_METRICS]):
             raise ValueError(
@@ -361,6 +378,28 @@ class Space(_Section):
                 "micro-batch (train.micro_batch x model.seq_len); DeepSpeed's gate refuses that"
             )
         return self
+
+    def _check_builder(self) -> None:
+        """A model of one's own: its costs are measured (parameters counted from the module), never computed
+        from the shipped blocks' formulas."""
+        if self.model.builder == SHIPPED_BUILDER:
+            return
+        if "train_flops_per_token" in self.search.objectives:
+            raise ValueError(
+                f"search.objectives: 'train_flops_per_token' is known only for the shipped blocks, not for "
+                f"model.builder {self.model.builder!r}; allowed: params_active or params_total (counted)"
+            )
+        for name in ("params_total", "params_active"):
+            if name in self.search.objectives and name not in self.search.reference:
+                raise ValueError(
+                    f"reference.{name} is missing: with model.builder {self.model.builder!r} the costliest "
+                    "assignment's parameters are counted only once trained, so give the worst value worth counting"
+                )
+        if any(size.tokens == "per_param" for size in self.scale):
+            raise ValueError(
+                f"scale: tokens 'per_param' counts the shipped blocks' parameters, not model.builder "
+                f"{self.model.builder!r}'s; allowed: tokens 'fixed' (set each size's steps)"
+            )
 
     def _check_design(self) -> None:
         if self.search.design == "none":

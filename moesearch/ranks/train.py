@@ -20,15 +20,15 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from deepspeed.accelerator import get_accelerator
+from torch import nn
 
 from moesearch.core.activations import hidden_width
 from moesearch.core.config import RunConfig
 from moesearch.core.corpus import VOCAB_SIZE, Corpus, Part
-from moesearch.core.costs import costs
 from moesearch.core.protocol import Done, Verdict
 from moesearch.core.trial import DIVERGED
-from moesearch.ranks import faults, streams
-from moesearch.ranks.model import Transformer, exact_routing
+from moesearch.ranks import builder, faults, streams
+from moesearch.ranks.model import exact_routing, init_weights, moe_layers
 from moesearch.ranks.parametrization import param_groups
 from moesearch.ranks.probes import HiddenStats, TailShare
 from moesearch.ranks.quantize import FORMATS, Calibration, FakeQuant
@@ -137,13 +137,15 @@ def run_name(trial: int, cfg: RunConfig) -> str:
     return f"trial-{trial:06d}_{'-'.join(cfg.layers)}_seed{cfg.seed}"
 
 
-def build_model(cfg: RunConfig, rank: int) -> Transformer:
-    """This rank's model at step 0: the same dense weights on every rank, its own share of the experts."""
+def build_model(cfg: RunConfig, rank: int) -> nn.Module:
+    """This rank's model at step 0 (the space's builder): the same dense weights on every rank, its own share
+    of the experts."""
     torch.manual_seed(cfg.seed)  # 'global' streams draw everything from here: the same on every rank
-    model = Transformer(cfg.model, cfg.layers, cfg.ep_size)
+    model = builder.build(cfg.model, cfg.layers, cfg.ep_size)
     # DeepSpeed's expert-parallel groups are runs of consecutive ranks (its groups exist only after
     # deepspeed.initialize, and re-initialising then would miss ZeRO's fp32 master copy).
-    model.init_weights(cfg.seed, (rank % cfg.ep_size) * (cfg.model.num_experts // cfg.ep_size), cfg.train.streams)
+    first = (rank % cfg.ep_size) * (cfg.model.num_experts // cfg.ep_size)
+    init_weights(model, cfg.model, cfg.seed, first, cfg.train.streams)
     return model
 
 
@@ -203,11 +205,12 @@ def train_trial(
             hidden = [h | t for h, t in zip(hidden, tails.reduce(engine.device), strict=True)]
             metrics.update(_quantized(engine, batches, metrics["val_loss"], slots))
         layers = _layer_rows(cfg, share_LE, hidden)
+        final = {**_with_costs(metrics, cfg, world, engine.module), "precision": precision}
         _monitor(
             engine,
             [
                 (f"Final/{name}", value, cfg.train.steps)
-                for name, value in _with_costs(metrics, cfg, world).items()
+                for name, value in final.items()
                 if isinstance(value, float | int)
             ],
         )
@@ -218,16 +221,16 @@ def train_trial(
         engine.destroy()
         del engine
         gc.collect()
-    return Done({**_with_costs(metrics, cfg, world), "precision": precision}, steps, layers)
+    return Done(final, steps, layers)
 
 
-def _with_costs(metrics: dict, cfg: RunConfig, world: int) -> dict:
-    """The measured metrics with throughput and the analytic costs added."""
+def _with_costs(metrics: dict, cfg: RunConfig, world: int, model: nn.Module) -> dict:
+    """The measured metrics with throughput and the model's costs added (`builder.counted`)."""
     tokens_per_step = cfg.train.micro_batch * cfg.model.seq_len * world
     return {
         **metrics,
         "tokens_per_s": tokens_per_step / metrics["step_time_s"],
-        **vars(costs(cfg.model, cfg.layers, cfg.train.micro_batch)),
+        **vars(builder.counted(model, cfg.model, cfg.layers, cfg.train.micro_batch)),
     }
 
 
@@ -247,7 +250,7 @@ def _train(
     tail = max(1, steps // 10)
     tokens_per_step = cfg.train.micro_batch * cfg.model.seq_len * dist.get_world_size()
     fault = faults.planned(cfg.assignment)
-    n_moe = sum(1 for _ in engine.module.moe_layers())
+    n_moe = sum(1 for _ in moe_layers(engine.module))
     load_LE = torch.zeros(n_moe, cfg.model.num_experts)
     peak_rss, me = 0, psutil.Process()
     loop_start = time.perf_counter()
@@ -310,7 +313,7 @@ def _train(
                 **_measured(log, min(warmup, step), tail, loop_start, peak_rss, on_gpu, engine.device),
                 "val_loss": log[-1]["val_loss"],
             }
-            _rung(step + 1, _with_costs(so_far, cfg, dist.get_world_size()), ask_rung, engine.device)
+            _rung(step + 1, _with_costs(so_far, cfg, dist.get_world_size(), engine.module), ask_rung, engine.device)
     load_LE = _all_reduce(load_LE, engine.device)
     share_LE = load_LE / load_LE.sum(dim=1, keepdim=True).clamp(min=1)
     return _measured(log, warmup, tail, loop_start, peak_rss, on_gpu, engine.device), share_LE

@@ -68,6 +68,13 @@ def resolve(
 ) -> Settings:
     """Validate every input; returns Settings or raises InputError naming the culprit."""
     spec = space_mod.load(space) if isinstance(space, str) else space
+    if spec.model.builder != space_mod.SHIPPED_BUILDER:  # a model of one's own: found here, not on every rank
+        from moesearch.ranks.builder import BuilderError, load  # torch and DeepSpeed: only for such a model
+
+        try:
+            load(spec.model.builder)
+        except BuilderError as e:
+            raise InputError(str(e)) from None
     launch = resolve_launch(**group)
     spec.ep_size(launch.world_size, launch.nproc)
     if spec.train.eval_sequences % launch.world_size:

@@ -1,0 +1,81 @@
+"""The model of a trial: the space's builder (`model.builder`, "package.module:function") called on a rank,
+its result checked against what moesearch's search, probes and costs read of it.
+
+A builder returns a module with `blocks`, block i holding its FFN as `.ffn`, made by
+`moesearch.ranks.model.ffn_layer` (an FFN of layer i's activation, or a DeepSpeed MoE layer of such experts
+where `spec.is_moe(i)`), and a forward from token ids (B, T) to (logits (B, T, vocab), the summed aux loss,
+each MoE layer's expert counts). moesearch draws the weights (`model.init_weights`), builds the optimizer
+groups and the DeepSpeed engine, and measures everything else. The shipped blocks come the same way.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from deepspeed.moe.layer import MoE
+from torch import nn
+
+from moesearch.core.costs import Costs, costs
+from moesearch.core.space import SHIPPED_BUILDER, ModelSpec
+from moesearch.ranks.model import FFN, moe_layers
+
+
+class BuilderError(ValueError):
+    """A builder that cannot be loaded, or whose module breaks the contract; its message names it."""
+
+
+def build(spec: ModelSpec, layers: tuple[str, ...], ep_size: int) -> nn.Module:
+    """This rank's model, from the space's builder, checked (`check`)."""
+    model = load(spec.builder)(spec, tuple(layers), ep_size)
+    check(model, spec, layers)
+    return model
+
+
+def load(target: str):
+    """The function "package.module:function" names; BuilderError naming what is missing."""
+    module_name, function_name = target.split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise BuilderError(f"model.builder {target!r}: module {module_name!r} does not import ({e})") from None
+    function = getattr(module, function_name, None)
+    if not callable(function):
+        raise BuilderError(f"model.builder {target!r}: {module_name} has no function {function_name!r}")
+    return function
+
+
+def check(model: nn.Module, spec: ModelSpec, layers: tuple[str, ...]) -> None:
+    """BuilderError unless block i's `.ffn` is moesearch's FFN of layer i's activation, an MoE layer of such
+    experts exactly where the space puts one."""
+    blocks = getattr(model, "blocks", None)
+    if not isinstance(blocks, nn.ModuleList) or len(blocks) != len(layers):
+        raise BuilderError(
+            f"model.builder {spec.builder!r}: its module needs `blocks`, an nn.ModuleList of {len(layers)} blocks "
+            f"(one per layer), not {type(blocks).__name__}"
+        )
+    for i, (block, activation) in enumerate(zip(blocks, layers, strict=True)):
+        ffn = getattr(block, "ffn", None)
+        expert = ffn.deepspeed_moe.experts.deepspeed_experts[0] if isinstance(ffn, MoE) else ffn
+        if isinstance(ffn, MoE) != spec.is_moe(i) or not isinstance(expert, FFN) or expert.activation != activation:
+            raise BuilderError(
+                f"model.builder {spec.builder!r}: block {i}'s `ffn` is not moesearch.ranks.model.ffn_layer(spec, "
+                f"{activation!r}, {spec.is_moe(i)}, ep_size) (found {type(ffn).__name__})"
+            )
+
+
+def counted(model: nn.Module, spec: ModelSpec, layers: tuple[str, ...], micro_batch: int) -> Costs:
+    """The costs a record carries: the shipped blocks' from their formulas (`core/costs.py`); a model of one's
+    own has its parameters counted from the module (every expert of a layer the size of this rank's first)
+    and no FLOPs (None: not known, recorded as null)."""
+    if spec.builder == SHIPPED_BUILDER:
+        return costs(spec, layers, micro_batch)
+    expert_sizes = [
+        sum(p.numel() for p in moe.deepspeed_moe.experts.deepspeed_experts[0].parameters())
+        for _, moe in moe_layers(model)
+    ]
+    dense = sum(p.numel() for name, p in model.named_parameters() if "deepspeed_experts" not in name)
+    return Costs(
+        params_total=dense + spec.num_experts * sum(expert_sizes),
+        params_active=dense + spec.top_k * sum(expert_sizes),
+        train_flops_per_token=None,
+    )
