@@ -152,3 +152,19 @@ def test_a_launcher_gets_sigterm_when_its_supervisor_is_killed_outright(tmp_path
     while not noted.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert noted.read_text() == "got"
+
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("NVIDIA H100 80GB HBM3", "GPU-1234"),
+        ("NVIDIA A100-SXM4-40GB MIG 1g.5gb", "MIG-1234"),  # CUDA_VISIBLE_DEVICES names a MIG instance MIG-<uuid>
+    ],
+)
+def test_a_device_is_named_as_cuda_visible_devices_takes_it(name, expected):
+    from types import SimpleNamespace
+
+    from moesearch.supervisor.settings import _uuid
+
+    assert _uuid(SimpleNamespace(name=name, uuid="1234"), 0) == expected
+    assert _uuid(SimpleNamespace(name=name), 3) == "3", "no uuid reported: the index"

@@ -196,9 +196,12 @@ def _visible_gpus() -> tuple[str, ...]:
 
 
 def _uuid(props, index: int) -> str:
-    """'GPU-<uuid>' as CUDA_VISIBLE_DEVICES takes it; the index where this torch does not report one."""
+    """'GPU-<uuid>' as CUDA_VISIBLE_DEVICES takes it, 'MIG-<uuid>' for a MIG instance (whose name CUDA gives
+    as '<GPU> MIG <profile>'); the index where this torch does not report one."""
     uuid = getattr(props, "uuid", None)
-    return f"GPU-{uuid}" if uuid is not None else str(index)
+    if uuid is None:
+        return str(index)
+    return f"{'MIG' if ' MIG ' in f'{props.name} ' else 'GPU'}-{uuid}"
 
 
 def _check_writable(folder: Path) -> None:
