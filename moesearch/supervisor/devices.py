@@ -43,7 +43,7 @@ class Lease:
 _held: Lease | None = None  # this process's lease: one supervisor, one group
 
 
-def reserve(gpus: Sequence[str], want: int, lock_dir: Path | None = None) -> Lease:
+def reserve(gpus: Sequence[str], want: int) -> Lease:
     """This process's lease of `want` of `gpus`, taken once (again only for another count)."""
     global _held
     if not gpus:
@@ -51,7 +51,7 @@ def reserve(gpus: Sequence[str], want: int, lock_dir: Path | None = None) -> Lea
     if _held is not None and len(_held.gpus) == want:
         return _held
     release()
-    _held = lease(gpus, want, lock_dir or LOCK_DIR)
+    _held = lease(gpus, want, LOCK_DIR)
     return _held
 
 
