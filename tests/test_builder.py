@@ -10,6 +10,7 @@ from conftest import MICRO, ROOT, run_cli, write_space
 
 from moesearch.cli import cli
 from moesearch.core import results, space
+from moesearch.core.builders import BuilderError
 from moesearch.core.costs import costs
 
 PARALLEL = MICRO.replace("[model]\n", '[model]\nbuilder = "builders:parallel"\n')
@@ -62,7 +63,7 @@ def test_a_module_that_breaks_the_contract_is_named(one_rank, tmp_path, monkeypa
 
     monkeypatch.syspath_prepend(str(ROOT / "tests"))
     spec = space.load(write_space(tmp_path, PARALLEL.replace("builders:parallel", "builders:own_ffn"))).model
-    with pytest.raises(builder.BuilderError, match="block 0's `ffn` is not moesearch.ranks.model.ffn_layer"):
+    with pytest.raises(BuilderError, match="block 0's `ffn` is not moesearch.ranks.model.ffn_layer"):
         builder.build(spec, ("gelu", "gelu"), ep_size=1)
 
 

@@ -111,28 +111,28 @@ def test_a_study_cannot_switch_spaces(tmp_path):
     import optuna
 
     from moesearch.core import space
-    from moesearch.supervisor import study
+    from moesearch.supervisor import studies
 
     storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'db.sqlite'}")
-    study.open_study(storage, "s", space.load("tiny"), seed=0)
+    studies.open_study(storage, "s", space.load("tiny"), seed=0)
     assert len(optuna.load_study(study_name="s", storage=storage).trials) == 3  # the enqueued baselines
-    study.open_study(storage, "s", space.load("tiny"), seed=0)  # same space: resumes
+    studies.open_study(storage, "s", space.load("tiny"), seed=0)  # same space: resumes
     from moesearch.core.errors import InputError
 
     with pytest.raises(InputError, match="--study 's': this study was created for a different space"):
-        study.open_study(storage, "s", space.load("default"), seed=0)
+        studies.open_study(storage, "s", space.load("default"), seed=0)
     edited = space.load("tiny").model_copy(
         update={"train": space.load("tiny").train.model_copy(update={"steps": 20, "lr": 1e-3})}
     )
     with pytest.raises(InputError) as refused:
-        study.open_study(storage, "s", edited, seed=0)
+        studies.open_study(storage, "s", edited, seed=0)
     assert str(refused.value) == (
         "--study 's': this study was created for a different space ('tiny'): train.lr 0.003 -> 0.001; "
         "train.steps 12 -> 20; give a new --study name, or the space as it was"
     ), "each differing setting, old -> new"
     tiny = space.load("tiny")
     reread = tiny.model_copy(update={"search": tiny.search.model_copy(update={"effect_size": {"val_loss": 0.01}})})
-    study.open_study(storage, "s", reread, seed=0)  # how the answer is read is not what makes trials comparable
+    studies.open_study(storage, "s", reread, seed=0)  # how the answer is read is not what makes trials comparable
 
 
 def test_a_study_evaluated_with_routing_noise_takes_no_new_training(tmp_path):
@@ -143,18 +143,18 @@ def test_a_study_evaluated_with_routing_noise_takes_no_new_training(tmp_path):
     import optuna
 
     from moesearch.core.errors import InputError
-    from moesearch.supervisor import study
+    from moesearch.supervisor import identity, studies
 
     shutil.copy(ROOT / "bench" / "data" / "ladder" / "moesearch.db", tmp_path)
     storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'moesearch.db'}")
     old = optuna.load_study(study_name="ladder", storage=storage)
     refused = r"^--study 'ladder': its 12 trainings were evaluated with DeepSpeed's routing noise"
     with pytest.raises(InputError, match=refused):
-        study.open_study(storage, "ladder", study.stored_space(old), seed=0)
+        studies.open_study(storage, "ladder", identity.stored_space(old), seed=0)
     from moesearch.core import space
 
-    study.open_study(storage, "new", space.load("tiny"), seed=0)
-    study.open_study(storage, "new", space.load("tiny"), seed=0)  # made exact: resumes
+    studies.open_study(storage, "new", space.load("tiny"), seed=0)
+    studies.open_study(storage, "new", space.load("tiny"), seed=0)  # made exact: resumes
 
 
 def test_dry_run_refuses_an_edited_space_as_the_real_run_does_naming_each_setting(tmp_path, monkeypatch):
@@ -163,12 +163,12 @@ def test_dry_run_refuses_an_edited_space_as_the_real_run_does_naming_each_settin
     import optuna
 
     from moesearch.core import space as space_mod
-    from moesearch.supervisor import study
+    from moesearch.supervisor import studies
 
     monkeypatch.chdir(tmp_path)
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
     path = write_space(tmp_path, MICRO)
-    study.open_study(optuna.storages.RDBStorage(url), "micro", space_mod.load(path), seed=0)
+    studies.open_study(optuna.storages.RDBStorage(url), "micro", space_mod.load(path), seed=0)
     write_space(tmp_path, MICRO.replace("steps = 6", "steps = 8"))
     before = sorted(tmp_path.rglob("*"))
     said = []
@@ -184,10 +184,10 @@ def test_a_study_made_by_train_alone_has_a_status_but_no_target_to_join(tmp_path
     import optuna
 
     from moesearch.core import space
-    from moesearch.supervisor import study
+    from moesearch.supervisor import studies
 
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
-    study.open_study(optuna.storages.RDBStorage(url), "s", space.load("tiny"), seed=0)  # as `train` makes it
+    studies.open_study(optuna.storages.RDBStorage(url), "s", space.load("tiny"), seed=0)  # as `train` makes it
     shown = CliRunner().invoke(cli, ["status", "--storage", url, "--study", "s"])
     assert shown.exit_code == 0 and "trials: 0 trained" in shown.output, shown.output
     joined = CliRunner().invoke(cli, ["worker", "--storage", url, "--study", "s", "--nproc", "2"])
@@ -201,10 +201,10 @@ def test_a_group_of_another_shape_cannot_train_into_a_study(tmp_path):
 
     from moesearch.core import corpus, space
     from moesearch.core.trial import StudyAttr
-    from moesearch.supervisor import study
+    from moesearch.supervisor import studies
 
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
-    made = study.open_study(
+    made = studies.open_study(
         optuna.storages.RDBStorage(url),
         "s",
         space.load("tiny"),
@@ -231,7 +231,7 @@ def test_a_group_of_another_shape_cannot_train_into_a_study(tmp_path):
     assert (planned.exit_code, planned.output.strip()) == (2, refusal), "--dry-run refuses as the real run does"
     assert made.user_attrs[StudyAttr.SHAPE] == {"ranks": 2, "ep_size": 2, "tokens_per_step": 256}, "unchanged"
     again = {"ranks": 2, "ep_size": 2, "tokens_per_step": 256}
-    study.open_study(optuna.storages.RDBStorage(url), "s", space.load("tiny"), seed=0, shape=again)  # joins
+    studies.open_study(optuna.storages.RDBStorage(url), "s", space.load("tiny"), seed=0, shape=again)  # joins
 
 
 def test_a_shape_no_group_trained_with_gives_way_to_the_first_that_trains(tmp_path):
@@ -241,19 +241,19 @@ def test_a_shape_no_group_trained_with_gives_way_to_the_first_that_trains(tmp_pa
     from moesearch.core import space
     from moesearch.core.errors import InputError
     from moesearch.core.trial import StudyAttr
-    from moesearch.supervisor import study
+    from moesearch.supervisor import studies
 
     storage, tiny = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'db.sqlite'}"), space.load("tiny")
     first, second = (
         {"ranks": 4, "ep_size": 2, "tokens_per_step": 512},
         {"ranks": 2, "ep_size": 2, "tokens_per_step": 256},
     )
-    study.open_study(storage, "s", tiny, seed=0, shape=first)
-    made = study.open_study(storage, "s", tiny, seed=0, shape=second)
+    studies.open_study(storage, "s", tiny, seed=0, shape=first)
+    made = studies.open_study(storage, "s", tiny, seed=0, shape=second)
     assert made.user_attrs[StudyAttr.SHAPE] == second
     made.ask()
     with pytest.raises(InputError, match="this group would train with ranks 4"):
-        study.open_study(storage, "s", tiny, seed=0, shape=first)
+        studies.open_study(storage, "s", tiny, seed=0, shape=first)
 
 
 def test_a_study_whose_stored_space_this_version_cannot_read_is_one_line(tmp_path):
@@ -263,15 +263,15 @@ def test_a_study_whose_stored_space_this_version_cannot_read_is_one_line(tmp_pat
     from moesearch.core import space
     from moesearch.core.errors import InputError
     from moesearch.core.trial import StudyAttr
-    from moesearch.supervisor import study
+    from moesearch.supervisor import studies
 
     storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'db.sqlite'}")
-    made = study.open_study(storage, "s", space.load("tiny"), seed=0)
+    made = studies.open_study(storage, "s", space.load("tiny"), seed=0)
     stored = made.user_attrs[StudyAttr.SPACE]
     stored["model"]["experts_old_key"] = 4
     made.set_user_attr(StudyAttr.SPACE, stored)
     with pytest.raises(InputError, match=r"^--study 's': the space stored with it does not validate .*experts_old_key"):
-        study.open_study(storage, "s", space.load("tiny"), seed=0)
+        studies.open_study(storage, "s", space.load("tiny"), seed=0)
 
 
 def test_storage_passwords_are_masked_in_errors():
@@ -318,12 +318,11 @@ def test_an_abandoned_baseline_is_failed_outside_the_budget_and_queued_again(tmp
     import optuna
 
     from moesearch.core import space
-    from moesearch.supervisor import optuna_compat
-    from moesearch.supervisor import study as study_mod
-    from moesearch.supervisor.study import abandon as _abandon
+    from moesearch.supervisor import accounting, optuna_compat, studies
+    from moesearch.supervisor.telling import abandon as _abandon
 
     storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'db.sqlite'}")
-    study = study_mod.open_study(storage, "s", space.load("tiny"), seed=0)
+    study = studies.open_study(storage, "s", space.load("tiny"), seed=0)
     trial = study.ask()
     trial.suggest_categorical("layer_00", ["gelu", "swiglu", "relu2"])
     _abandon(study, trial, KeyboardInterrupt())
@@ -332,7 +331,7 @@ def test_an_abandoned_baseline_is_failed_outside_the_budget_and_queued_again(tmp
     assert failed.user_attrs["failure_reason"] == "interrupted by the user"
     waiting = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
     assert [optuna_compat.queued_params(t) for t in waiting].count({"layer_00": "gelu", "layer_01": "gelu"}) == 1
-    assert study_mod.trained(study) == []
+    assert accounting.trained(study) == []
 
 
 @pytest.mark.parametrize("args", [["--help"], ["search", "--help"], ["spaces"], ["spaces", "show", "tiny"]])
@@ -476,13 +475,13 @@ def test_a_study_keeps_its_training_text(tmp_path, monkeypatch, command, made_wi
     import optuna
 
     from moesearch.core import corpus, space
-    from moesearch.supervisor import study as study_mod
+    from moesearch.supervisor import studies
 
     monkeypatch.chdir(tmp_path)
     made_with, given = (str(ROOT / p) if p else None for p in (made_with, given))
     (tmp_path / "results").mkdir()
     storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'results' / 'moesearch.db'}")  # the default one
-    study_mod.open_study(storage, "tiny", space.load("tiny"), 0, made_with, corpus.load(made_with).sha256)
+    studies.open_study(storage, "tiny", space.load("tiny"), 0, made_with, corpus.load(made_with).sha256)
     before = sorted(tmp_path.rglob("*"))
     result = CliRunner().invoke(cli, [*command, "--nproc", "2", *(["--data", given] if given else [])])
     assert result.exit_code == 2, result.output

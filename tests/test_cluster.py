@@ -29,8 +29,8 @@ from conftest import (
 from optuna.trial import TrialState
 
 from moesearch.core import results
+from moesearch.supervisor import accounting
 from moesearch.supervisor import storage as storage_mod
-from moesearch.supervisor import study as study_mod
 
 ONE_THREAD = {"OMP_NUM_THREADS": "1"}  # several groups on 2 cores: no thread oversubscription
 
@@ -39,12 +39,12 @@ def check_study(folder, storage: str, name: str, trained: int) -> tuple[optuna.S
     """The invariants every test ends on; returns the study and its records."""
     study = optuna.load_study(study_name=name, storage=storage_mod.open_storage(storage))
     assert study.get_trials(states=(TrialState.RUNNING,)) == [], "no trial stays RUNNING"
-    counted = study_mod.trained(study)
+    counted = accounting.trained(study)
     assert len(counted) == trained, "exactly --trials trained trials"
     rows = results.load_trials(folder, name)  # every file readable
     results_told = {
         t.number
-        for t in study_mod.trained(study, budget_only=False)
+        for t in accounting.trained(study, budget_only=False)
         if t.state == TrialState.COMPLETE or t.user_attrs.get("budget", True)
     }
     preempted = set(rows.loc[rows["state"] == "PREEMPTED", "trial"])

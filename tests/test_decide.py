@@ -150,13 +150,13 @@ def test_a_crash_that_would_repeat_is_marked_and_remembered_per_seed(tmp_path, t
     import optuna
 
     from moesearch.core import space
-    from moesearch.supervisor import study as study_mod
+    from moesearch.supervisor import accounting, studies, telling
 
     reason = decide.repeating(CRASH + tail)
     assert reason == (f"repeats: {kind}; {CRASH}{tail}" if kind else CRASH + tail)
     storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'db.sqlite'}")
-    study = study_mod.open_study(storage, "s", space.load("tiny"), seed=0, queue=False)
-    trial = study_mod.reserve(study, space.load("tiny"), ["gelu", "swiglu"], seed=0, origin="search")
-    study_mod.tell_result(study, trial, None, reason)
-    assert ("gelu,swiglu" in study_mod.snapshot(study, 0).failed) == (kind is not None)
-    assert "gelu,swiglu" not in study_mod.snapshot(study, 1).failed, "another seed trains it"
+    study = studies.open_study(storage, "s", space.load("tiny"), seed=0, queue=False)
+    trial = telling.reserve(study, space.load("tiny"), ["gelu", "swiglu"], seed=0, origin="search")
+    telling.tell_result(study, trial, None, reason)
+    assert ("gelu,swiglu" in accounting.snapshot(study, 0).failed) == (kind is not None)
+    assert "gelu,swiglu" not in accounting.snapshot(study, 1).failed, "another seed trains it"

@@ -14,7 +14,7 @@ from moesearch.cli import cli
 from moesearch.core import design
 from moesearch.core import space as space_mod
 from moesearch.core.errors import InputError
-from moesearch.supervisor import study as study_mod
+from moesearch.supervisor import studies
 
 G2, G3, G4 = ["gelu", "swiglu"], ["gelu", "swiglu", "relu2"], ["gelu", "swiglu", "relu2", "geglu"]
 CHOICES = {
@@ -72,7 +72,7 @@ def test_a_space_with_a_design_queues_it_after_the_baselines(tmp_path):
     space = space_mod.load(SPACES / "default.toml")
     assert space.search.design == "orthogonal" and space.search.trials > len(design.runs(space.layer_choices()))
     storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'study.db'}")
-    study = study_mod.open_study(storage, "s", space, seed=0)
+    study = studies.open_study(storage, "s", space, seed=0)
     queued = [tuple(t.system_attrs["fixed_params"][f"layer_{i:02d}"] for i in range(4)) for t in study.trials]
     assert queued[:2] == [("gelu",) * 4, ("swiglu",) * 4]
     runs = {tuple(r) for r in design.runs(space.layer_choices())}

@@ -19,8 +19,7 @@ from test_results import record, write
 from moesearch.analysis import effects, ladder
 from moesearch.cli import cli
 from moesearch.core import results, space
-from moesearch.supervisor import promote
-from moesearch.supervisor import study as study_mod
+from moesearch.supervisor import promote, studies
 
 # the proxy's trainings take 6 steps (a search of its 4 assignments in seconds), w64's are long enough
 # (about 5 s) to be preempted mid-trial
@@ -170,9 +169,9 @@ def test_the_plan_retrains_a_preempted_training_but_not_a_failed_one():
 def test_a_ladder_added_after_the_search_keeps_the_study(tmp_path):
     storage = optuna.storages.InMemoryStorage()
     plain = space.load(write_space(tmp_path, MICRO))
-    study_mod.open_study(storage, "s", plain, 0)
+    studies.open_study(storage, "s", plain, 0)
     with_ladder = space.load(write_space(tmp_path, LADDER, "ladder.toml"))
-    assert study_mod.open_study(storage, "s", with_ladder, 0).study_name == "s"
+    assert studies.open_study(storage, "s", with_ladder, 0).study_name == "s"
 
 
 def test_a_refused_promotion_of_a_study_without_a_noise_model_writes_nothing(tmp_path):

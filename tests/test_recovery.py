@@ -17,9 +17,8 @@ from optuna.trial import TrialState
 from moesearch.core import results, space
 from moesearch.core.launch import Launch
 from moesearch.core.trial import TrialAttr
-from moesearch.supervisor import liveness, optuna_compat, recovery
+from moesearch.supervisor import accounting, liveness, optuna_compat, recovery, studies, telling
 from moesearch.supervisor import storage as storage_mod
-from moesearch.supervisor import study as study_mod
 
 TINY = space.load("tiny")
 OBJECTIVES = TINY.search.objectives  # val_loss (min), tokens_per_s (max)
@@ -35,7 +34,7 @@ def dead_group() -> str:
 
 def running_trial(study: optuna.Study, layers: list[str], group: str) -> optuna.Trial:
     """A search trial of `layers` RUNNING in the worker group whose supervisor is `group`."""
-    trial = study_mod.reserve(study, TINY, layers, seed=0, origin="search")
+    trial = telling.reserve(study, TINY, layers, seed=0, origin="search")
     trial.set_user_attr(TrialAttr.GROUP, group)
     return trial
 
@@ -69,7 +68,7 @@ def record(study: str, number: int, layers: list[str], state: str) -> results.Re
 @pytest.fixture(params=BACKENDS)
 def study(request, tmp_path) -> optuna.Study:
     storage = storage_mod.open_storage(storage_url(request.param, tmp_path))
-    return study_mod.open_study(storage, unique_study("recovery"), TINY, seed=0)
+    return studies.open_study(storage, unique_study("recovery"), TINY, seed=0)
 
 
 def test_a_trial_recorded_but_not_told_is_told_from_its_record(study, tmp_path):
@@ -80,7 +79,7 @@ def test_a_trial_recorded_but_not_told_is_told_from_its_record(study, tmp_path):
     assert lines == [f"trial {trial.number}: told from its record (COMPLETE); its supervisor died before telling"]
     told = study.trials[trial.number]
     assert told.state == TrialState.COMPLETE and told.values == [4.5, 1000.0]
-    assert study_mod.snapshot(study, 0).done == 1, "it counts toward --trials"
+    assert accounting.snapshot(study, 0).done == 1, "it counts toward --trials"
     assert recovery.recover(study, tmp_path) == [], "settled once"
 
 
@@ -90,7 +89,7 @@ def test_a_recorded_failure_is_told_as_a_failure_that_counts(study, tmp_path):
     recovery.recover(study, tmp_path)
     told = study.trials[trial.number]
     assert told.state == TrialState.FAIL and told.user_attrs["failure_reason"] == "fail: for the test"
-    assert study_mod.snapshot(study, 0).done == 1
+    assert accounting.snapshot(study, 0).done == 1
 
 
 @pytest.mark.parametrize("state", [None, "PREEMPTED"])
@@ -102,7 +101,7 @@ def test_a_lost_or_preempted_trial_fails_outside_the_budget_and_is_queued_again(
     assert line.endswith("; queued again") and ("lost: its supervisor" in line) == (state is None)
     failed = study.trials[trial.number]
     assert failed.state == TrialState.FAIL and failed.user_attrs["budget"] is False
-    assert study_mod.snapshot(study, 0).done == 0
+    assert accounting.snapshot(study, 0).done == 0
     queued = [optuna_compat.queued_params(t) for t in study.get_trials(states=(TrialState.WAITING,))]
     assert queued.count({"layer_00": "swiglu", "layer_01": "relu2"}) == 1
     assert recovery.recover(study, tmp_path) == [], "queued once"
@@ -140,7 +139,7 @@ def test_two_processes_recovering_at_once_settle_a_dead_trial_once(backend, tmp_
     """Two real processes run recovery on one study at the same instant: one settles, none queues twice."""
     url = storage_url(backend, tmp_path)
     name = unique_study("race")
-    study = study_mod.open_study(storage_mod.open_storage(url), name, TINY, seed=0)
+    study = studies.open_study(storage_mod.open_storage(url), name, TINY, seed=0)
     trial = running_trial(study, ["relu2", "swiglu"], dead_group())
     start = time.time() + 5  # both are imported and connected by then
     code = (
@@ -199,7 +198,7 @@ def test_status_counts_trials_by_state_and_names_the_dead_group_s_trials(study, 
     live = running_trial(study, ["gelu", "relu2"], liveness.me())
     dead = running_trial(study, ["relu2", "gelu"], dead_group())
     done = running_trial(study, ["swiglu", "gelu"], liveness.me())
-    study_mod.set_compute(done, steps=30, device_s=12.0)
+    accounting.set_compute(done, steps=30, device_s=12.0)
     study.tell(done.number, [4.5, 1000.0])
     older = running_trial(study, ["gelu", "swiglu"], liveness.me())  # as told by a moesearch that kept no compute
     study.tell(older.number, [4.6, 900.0])  # dominated: worse loss, fewer tokens/s
@@ -221,7 +220,7 @@ def test_a_trial_settled_by_another_group_while_it_ran_is_dropped_not_recorded(s
 
     def trained_while_settled_elsewhere(settings, group, number, layers, **_):
         frozen = study.trials[number]
-        assert study_mod.fail_outside_budget(study, frozen, "lost: for the test", requeue=True)  # the other group
+        assert telling.fail_outside_budget(study, frozen, "lost: for the test", requeue=True)  # the other group
         return runner.Outcome(record(study.study_name, number, layers, "COMPLETE"))
 
     monkeypatch.setattr(runner, "run_trial", trained_while_settled_elsewhere)
@@ -280,16 +279,16 @@ def test_an_error_telling_a_recorded_trial_leaves_the_record_the_truth(study, tm
     from moesearch.supervisor import runner
 
     trains_to_complete(monkeypatch, study)
-    tell = study_mod.set_compute
+    tell = accounting.set_compute
 
     def locked(*args, **kwargs):
         if not answers_later:  # the study stays unreachable for the handler's try too
-            monkeypatch.setattr(study_mod, "set_compute", locked)
+            monkeypatch.setattr(accounting, "set_compute", locked)
         else:
-            monkeypatch.setattr(study_mod, "set_compute", tell)
+            monkeypatch.setattr(accounting, "set_compute", tell)
         raise RuntimeError("database is locked")
 
-    monkeypatch.setattr(study_mod, "set_compute", locked)
+    monkeypatch.setattr(accounting, "set_compute", locked)
     settings = local_settings(TINY, tmp_path, study.study_name)
     waiting = len(study.get_trials(states=(TrialState.WAITING,)))
     with pytest.raises(RuntimeError, match="locked"):
@@ -300,7 +299,7 @@ def test_an_error_telling_a_recorded_trial_leaves_the_record_the_truth(study, tm
         assert trial.state == TrialState.COMPLETE and trial.values == [4.5, 1000.0], "told as recorded at once"
     else:
         assert trial.state == TrialState.RUNNING, "left for recovery, which tells it from its record"
-        monkeypatch.setattr(study_mod, "set_compute", tell)
+        monkeypatch.setattr(accounting, "set_compute", tell)
         monkeypatch.setattr(liveness, "is_dead", lambda frozen: True)  # its heartbeat has stopped
         assert recovery.recover(study, tmp_path) == [
             f"trial {trial.number}: told from its record (COMPLETE); its supervisor died before telling"
@@ -350,7 +349,7 @@ def test_a_trial_settled_elsewhere_between_a_rung_s_two_writes_goes_on(study, mo
     real = rungs.records_at
 
     def settled_meanwhile(*args, **kwargs):
-        assert study_mod.fail_outside_budget(study, study.trials[trial.number], "lost: for the test", requeue=False)
+        assert telling.fail_outside_budget(study, study.trials[trial.number], "lost: for the test", requeue=False)
         return real(*args, **kwargs)
 
     monkeypatch.setattr(rungs, "records_at", settled_meanwhile)
@@ -416,7 +415,7 @@ def test_a_storage_error_at_a_rung_fails_that_trial_with_its_record_and_the_call
         real(self, key, value)
 
     monkeypatch.setattr(optuna.trial.Trial, "set_user_attr", unreachable_for_rungs)
-    study = study_mod.open_study(storage_mod.open_storage(f"sqlite:///{tmp_path / 's.db'}"), "s", pruned, seed=0)
+    study = studies.open_study(storage_mod.open_storage(f"sqlite:///{tmp_path / 's.db'}"), "s", pruned, seed=0)
     settings = local_settings(pruned, tmp_path, study.study_name)
     group = OneRung()
     outcome = runner.run_named(settings, study, group, ["gelu", "swiglu"], origin="train")
@@ -435,8 +434,8 @@ def test_a_trial_left_running_by_a_dead_promote_or_verify_is_settled_when_the_co
     trial must not stay RUNNING in the study (status showed it as running for good)."""
     from moesearch.supervisor import promote, replicates
 
-    recorded = study_mod.reserve(study, TINY, ["gelu", "swiglu"], seed=0, origin=command)
-    lost = study_mod.reserve(study, TINY, ["swiglu", "gelu"], seed=0, origin=command)
+    recorded = telling.reserve(study, TINY, ["gelu", "swiglu"], seed=0, origin=command)
+    lost = telling.reserve(study, TINY, ["swiglu", "gelu"], seed=0, origin=command)
     for trial in (recorded, lost):
         trial.set_user_attr(TrialAttr.GROUP, dead_group())
     results.write_trial(tmp_path, record(study.study_name, recorded.number, ["gelu", "swiglu"], "COMPLETE"))

@@ -21,7 +21,7 @@ from moesearch.core.errors import InputError
 from moesearch.core.space import PruningSpec
 from moesearch.replay import arms, truth
 from moesearch.replay import table as tables
-from moesearch.supervisor.study import SAMPLERS
+from moesearch.supervisor.samplers import SAMPLERS
 
 CHOICES = ["gelu", "swiglu", "relu"]
 

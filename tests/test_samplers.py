@@ -13,14 +13,14 @@ from conftest import SPACES, write_space
 
 from moesearch.core import space as space_mod
 from moesearch.core.assignment import layer_name
-from moesearch.supervisor import study as study_mod
+from moesearch.supervisor import samplers, studies
 
 ACCEPTED = typing.get_args(space_mod.SearchSpec.model_fields["sampler"].annotation)
 PROPOSALS = 14  # past Optuna's 10 random start-up trials (TPE, GP): the model-based proposals run too
 
 
 def test_the_space_accepts_exactly_the_samplers_moesearch_makes():
-    assert set(ACCEPTED) == set(study_mod.SAMPLERS)
+    assert set(ACCEPTED) == set(samplers.SAMPLERS)
 
 
 @pytest.mark.parametrize("sampler", ACCEPTED)
@@ -29,7 +29,7 @@ def test_every_accepted_sampler_proposes_in_this_environment(tmp_path, sampler):
     space = space_mod.load(write_space(tmp_path, text))
     assert space.search.sampler == sampler
     storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'study.db'}")
-    study = study_mod.open_study(storage, "s", space, seed=0)
+    study = studies.open_study(storage, "s", space, seed=0)
     assert study.metric_names == list(space.search.objectives), "dashboards and Optuna's plots name the axes"
     choices = space.layer_choices()
     for n in range(PROPOSALS):

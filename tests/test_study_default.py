@@ -15,7 +15,7 @@ from moesearch.cli import cli
 from moesearch.core import results, space
 from moesearch.core.trial import StudyAttr
 from moesearch.supervisor import storage as storage_mod
-from moesearch.supervisor import study as study_mod
+from moesearch.supervisor import studies
 
 
 def two_studies(folder, newest: str):
@@ -57,7 +57,7 @@ def test_flagless_status_reads_the_study_with_the_latest_trial(tmp_path):
     url = f"sqlite:///{tmp_path / 'moesearch.db'}"
     storage = storage_mod.open_storage(url)
     for name in ("late", "early"):  # created in this order; 'late' gets the later trial
-        study = study_mod.open_study(storage, name, space.load("tiny"), seed=0)
+        study = studies.open_study(storage, name, space.load("tiny"), seed=0)
         study.set_user_attr(StudyAttr.TRIALS, 4)
     optuna.load_study(study_name="early", storage=storage).add_trial(optuna.trial.create_trial(values=[2.0, 100.0]))
     optuna.load_study(study_name="late", storage=storage).add_trial(optuna.trial.create_trial(values=[2.0, 100.0]))

@@ -150,11 +150,11 @@ def dry_run(settings: Settings, what: str) -> None:
     """Print the plan of a --dry-run and stop the command (exit 0): nothing written. The study is checked as
     the real run checks it (space, text, evaluation, group shape) where the storage is a file that exists
     (SQLite, journal)."""
-    from moesearch.supervisor import study as study_mod
+    from moesearch.supervisor import identity
     from moesearch.supervisor.storage import check_url, file_of, open_storage
 
     check_url(settings.storage)
     if (file := file_of(settings.storage)) is not None and file.is_file():  # a server is not asked
-        study_mod.check_without_writing(open_storage(settings.storage), settings)
+        identity.check_without_writing(open_storage(settings.storage), settings)
     click.echo(f"plan: {describe(settings)} | {what}")
     raise SystemExit(0)

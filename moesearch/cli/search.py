@@ -32,7 +32,7 @@ def search(trials: int | None, budget: dict | None, **options) -> None:
     settings = resolve(**options)  # bad input stops here, before the supervisor's imports
 
     from moesearch.supervisor import storage as storage_mod
-    from moesearch.supervisor import study as study_mod
+    from moesearch.supervisor import studies
 
     if options["dry_run"]:
         dry_run(
@@ -44,7 +44,7 @@ def search(trials: int | None, budget: dict | None, **options) -> None:
             else f"{settings.space.search.trials} trials, or the target of the study if it exists",
         )
     storage = storage_mod.open_for(settings, explicit=options["storage"] is not None)
-    study = study_mod.open_for(storage, settings)
+    study = studies.open_for(storage, settings)
     if trials or budget or StudyAttr.TRIALS not in study.user_attrs:  # the target of every group on the study
         study.set_user_attr(StudyAttr.TRIALS, target(trials, budget, settings.space))
     if budget:

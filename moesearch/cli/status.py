@@ -39,7 +39,7 @@ def status(storage: str | None, study_name: str | None, results: Path) -> None:
     from moesearch.cli.study_option import chosen
     from moesearch.core.errors import InputError
     from moesearch.supervisor import status as status_mod
-    from moesearch.supervisor import study as study_mod
+    from moesearch.supervisor import studies
 
     opened = storage_mod.open_existing(url)
     names = optuna.get_all_study_names(opened)
@@ -51,7 +51,7 @@ def status(storage: str | None, study_name: str | None, results: Path) -> None:
             lambda found: max(found, key=lambda name: status_mod.last_trial_at(opened, name)),
             storage_mod.redact(url),
         )
-    study = study_mod.load_existing(opened, study_name, to_join=False)  # a study `train` made has no target
+    study = studies.load_existing(opened, study_name, to_join=False)  # a study `train` made has no target
     click.echo(status_mod.text(study.study_name, storage_mod.redact(url), status_mod.of(study)))
     _verdict(results, study.study_name)
 

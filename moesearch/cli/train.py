@@ -31,14 +31,14 @@ def train(layers: str, **options) -> None:
 
     from moesearch.core.results import trial_file
     from moesearch.supervisor import storage as storage_mod
-    from moesearch.supervisor import study as study_mod
+    from moesearch.supervisor import studies
     from moesearch.supervisor.group import WorkerGroup
     from moesearch.supervisor.runner import run_named
 
     if options["dry_run"]:
         dry_run(settings, f"train {','.join(chosen)}")
     storage = storage_mod.open_for(settings, explicit=options["storage"] is not None)
-    study = study_mod.open_for(storage, settings)
+    study = studies.open_for(storage, settings)
     click.echo(describe(settings))
     with WorkerGroup(settings.launch, settings.results / settings.study / "logs") as group:
         outcome = run_named(settings, study, group, chosen, origin=Origin.TRAIN)

@@ -10,18 +10,13 @@ groups and the DeepSpeed engine, and measures everything else. The shipped block
 
 from __future__ import annotations
 
-import importlib
-
 from deepspeed.moe.layer import MoE
 from torch import nn
 
+from moesearch.core.builders import BuilderError, load
 from moesearch.core.costs import Costs, costs
 from moesearch.core.space import SHIPPED_BUILDER, ModelSpec
 from moesearch.ranks.model import FFN, moe_layers
-
-
-class BuilderError(ValueError):
-    """A builder that cannot be loaded, or whose module breaks the contract; its message names it."""
 
 
 def build(spec: ModelSpec, layers: tuple[str, ...], ep_size: int) -> nn.Module:
@@ -29,19 +24,6 @@ def build(spec: ModelSpec, layers: tuple[str, ...], ep_size: int) -> nn.Module:
     model = load(spec.builder)(spec, tuple(layers), ep_size)
     check(model, spec, layers)
     return model
-
-
-def load(target: str):
-    """The function "package.module:function" names; BuilderError naming what is missing."""
-    module_name, function_name = target.split(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as e:
-        raise BuilderError(f"model.builder {target!r}: module {module_name!r} does not import ({e})") from None
-    function = getattr(module, function_name, None)
-    if not callable(function):
-        raise BuilderError(f"model.builder {target!r}: {module_name} has no function {function_name!r}")
-    return function
 
 
 def check(model: nn.Module, spec: ModelSpec, layers: tuple[str, ...]) -> None:

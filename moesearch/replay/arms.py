@@ -26,7 +26,7 @@ from moesearch.core.space import PruningSpec
 from moesearch.replay import truth
 from moesearch.replay.table import Table, Training, draw
 from moesearch.supervisor import decide
-from moesearch.supervisor.study import make_sampler
+from moesearch.supervisor.samplers import make_sampler
 
 if TYPE_CHECKING:
     from moesearch.replay.checkpoint import Checkpoint

@@ -14,8 +14,8 @@ import optuna
 
 from moesearch.core.errors import InputError
 from moesearch.core.trial import StudyAttr
+from moesearch.supervisor import identity, samplers, studies
 from moesearch.supervisor import storage as storage_mod
-from moesearch.supervisor import study as study_mod
 from moesearch.supervisor.settings import DEFAULT_RESULTS, Settings, resolve
 
 
@@ -29,8 +29,8 @@ class Joined:
 def join(storage: str, study_name: str, results: Path | None, trials: int | None, progress: bool, **group) -> Joined:
     """Open the study and resolve this group's settings from it; InputError when it cannot join."""
     opened = storage_mod.open_existing(storage)
-    study = study_mod.load_existing(opened, study_name)
-    space = study_mod.stored_space(study)
+    study = studies.load_existing(opened, study_name)
+    space = identity.stored_space(study)
     run = study.user_attrs[StudyAttr.RUN]
     studys = Path(run.get("results") or DEFAULT_RESULTS)
     settings = resolve(space, storage, study_name, results or studys, run["data"], run["seed"], progress, **group)
@@ -47,7 +47,7 @@ def join(storage: str, study_name: str, results: Path | None, trials: int | None
             "allowed: the same text on every machine"
         )
     storage_mod.open_for(settings, explicit=True)  # the records under --results must belong to this storage
-    study = study_mod.open_study(opened, study_name, space, study_mod.group_seed(), shape=settings.shape)
+    study = studies.open_study(opened, study_name, space, samplers.group_seed(), shape=settings.shape)
     target = study.user_attrs[StudyAttr.TRIALS]
     if trials and trials > target:  # raise only: a stale, lower value in a job script would stop every group
         study.set_user_attr(StudyAttr.TRIALS, trials)

@@ -27,8 +27,7 @@ from moesearch.core.errors import InputError
 from moesearch.core.files import write_atomic
 from moesearch.core.space import PROXY, Space
 from moesearch.core.trial import Origin, State
-from moesearch.supervisor import recovery
-from moesearch.supervisor import study as study_mod
+from moesearch.supervisor import recovery, studies
 from moesearch.supervisor.group import WorkerGroup
 from moesearch.supervisor.replicates import retrain
 from moesearch.supervisor.settings import Settings
@@ -113,7 +112,7 @@ def promote(
     """Train a prepared promotion until its plan is done (or preempted); returns the linked study's records.
     seeds: per assignment, fixed; None: as the noise model asks, at most max_seeds."""
     at_size, size = promotion.at_size, promotion.size
-    study = study_mod.open_study(
+    study = studies.open_study(
         storage,
         at_size.study,
         at_size.space,

@@ -22,8 +22,7 @@ from optuna.trial import TrialState
 
 from moesearch.core import results
 from moesearch.core.trial import Origin, State, StudyAttr, TrialAttr
-from moesearch.supervisor import liveness, optuna_compat
-from moesearch.supervisor import study as study_mod
+from moesearch.supervisor import accounting, liveness, optuna_compat, telling
 
 
 def recover(study: optuna.Study, results_dir: Path) -> list[str]:
@@ -81,19 +80,19 @@ def _settle(study: optuna.Study, results_dir: Path, frozen: optuna.trial.FrozenT
     who = frozen.user_attrs.get(TrialAttr.GROUP, "a worker group").split(":")
     if row is None or row["state"] == State.PREEMPTED:
         reason = row["failure_reason"] if row else f"lost: its supervisor ({':'.join(who[:2])}) died mid-trial"
-        if not study_mod.fail_outside_budget(study, frozen, reason, requeue=retry):
+        if not telling.fail_outside_budget(study, frozen, reason, requeue=retry):
             return None  # another process settled it first
         return f"trial {frozen.number}: {aside}{reason}" + ("; queued again" if retry and frozen.params else "")
     objectives = study.user_attrs[StudyAttr.SPACE]["search"]["objectives"]
     values = [row[o] for o in objectives] if row["state"] == State.COMPLETE else None
     try:
         trial = optuna_compat.handle(study, frozen)
-        study_mod.set_compute(
+        accounting.set_compute(
             trial,
             _steps_of(results_dir, study.study_name, frozen.number),
             row["wall_time_s"] * (row["world_size"] or 1),
         )
-        study_mod.tell_result(study, trial, values, row["failure_reason"], pruned=row["state"] == State.PRUNED)
+        telling.tell_result(study, trial, values, row["failure_reason"], pruned=row["state"] == State.PRUNED)
     except (optuna.exceptions.UpdateFinishedTrialError, ValueError, RuntimeError):
         return None  # another process settled it first
     return f"trial {frozen.number}: told from its record ({row['state']}); its supervisor died before telling"

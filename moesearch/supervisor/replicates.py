@@ -19,8 +19,7 @@ from moesearch.core import preempt, results
 from moesearch.core.assignment import Assignment
 from moesearch.core.errors import InputError
 from moesearch.core.trial import Origin, State
-from moesearch.supervisor import recovery
-from moesearch.supervisor import study as study_mod
+from moesearch.supervisor import recovery, studies
 from moesearch.supervisor.group import WorkerGroup
 from moesearch.supervisor.runner import run_named, summary
 from moesearch.supervisor.settings import Settings
@@ -152,7 +151,7 @@ def verify(
     """
     if settings.study not in optuna.get_all_study_names(storage):
         raise InputError(f"--study: no study {settings.study!r} in this storage; run `moesearch search` first")
-    study = study_mod.open_for(storage, settings)
+    study = studies.open_for(storage, settings)
     for line in recovery.recover(study, settings.results):  # what a dead run left RUNNING: see `recovery`
         tqdm.write(line)
     trials = results.load_trials(settings.results, settings.study)

@@ -20,8 +20,7 @@ from moesearch.core.config import RunConfig
 from moesearch.core.metrics import fmt
 from moesearch.core.protocol import Done, Failed, Pruned, Reply, Verdict
 from moesearch.core.trial import Origin, State
-from moesearch.supervisor import decide, liveness, recovery, rungs
-from moesearch.supervisor import study as study_mod
+from moesearch.supervisor import accounting, decide, liveness, recovery, rungs, telling
 from moesearch.supervisor.group import GroupFailure, GroupStartFailure, WorkerGroup
 from moesearch.supervisor.settings import Settings
 from moesearch.supervisor.stability import stability
@@ -209,12 +208,12 @@ def run_named(
     The Optuna trial exists first (RUNNING), as in the search; an interruption fails it outside the
     budget instead of leaving it RUNNING.
     """
-    trial = study_mod.reserve(study, settings.space, layers, settings.seed, origin)
+    trial = telling.reserve(study, settings.space, layers, settings.seed, origin)
     try:
         return record_and_tell(settings, study, trial, group, layers, origin)
     except BaseException as e:
         if not recovery.tell_if_recorded(study, settings.results, trial.number):
-            study_mod.abandon(study, trial, e)
+            telling.abandon(study, trial, e)
         raise
 
 
@@ -233,8 +232,8 @@ def record_and_tell(
             trial.number,
             layers,
             origin=origin,
-            replicate_of=study_mod.replicate_of(study, Assignment(layers).text, settings.seed),
-            reference=study_mod.reference_point(study),
+            replicate_of=telling.replicate_of(study, Assignment(layers).text, settings.seed),
+            reference=telling.reference_point(study),
             on_rung=rungs.judge(study, trial, settings.space, _prunable(settings, layers, origin))
             if settings.space.search.pruning.method != "none"
             else None,
@@ -243,14 +242,14 @@ def record_and_tell(
         # finds it told; never "no record" just before this one writes it (a record Optuna calls lost).
         # The heartbeat stays on while this waits for the lock, so a long wait does not look dead.
         with recovery.one_at_a_time(settings.results, study.study_name):
-            if not study_mod.is_running(study, trial.number):
+            if not telling.is_running(study, trial.number):
                 dropped(trial.number)
                 return None
             results.write_trial(settings.results, outcome.record)
             compute_s = outcome.row["wall_time_s"] * (outcome.row["world_size"] or 1)
-            study_mod.set_compute(trial, outcome.steps_trained, compute_s)
+            accounting.set_compute(trial, outcome.steps_trained, compute_s)
             values = outcome.values(settings.space.search.objectives) if outcome.ok else None
-            study_mod.tell_result(
+            telling.tell_result(
                 study, trial, values, outcome.row["failure_reason"], preempted=outcome.preempted, pruned=outcome.pruned
             )
     return outcome

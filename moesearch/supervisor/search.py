@@ -31,8 +31,7 @@ from tqdm.auto import tqdm
 from moesearch.core import preempt
 from moesearch.core.assignment import Assignment, layer_name
 from moesearch.core.trial import Origin, StudyAttr, TrialAttr
-from moesearch.supervisor import decide, liveness, optuna_compat, recovery, replicates, status
-from moesearch.supervisor import study as study_mod
+from moesearch.supervisor import accounting, decide, liveness, optuna_compat, recovery, replicates, status, telling
 from moesearch.supervisor.group import WorkerGroup
 from moesearch.supervisor.runner import Outcome, record_and_tell, summary
 from moesearch.supervisor.settings import Settings
@@ -70,7 +69,7 @@ def run_search(settings: Settings, study: optuna.Study, replicate_baselines: boo
         while True:
             for line in recovery.recover(study, settings.results):
                 bar.write(line)
-            now, n_trials = study_mod.snapshot(study, settings.seed), target(study)
+            now, n_trials = accounting.snapshot(study, settings.seed), target(study)
             bar.total = n_trials
             bar.update(min(now.done, n_trials) - bar.n)
             if stopped := _why_stop(settings, study, now, n_trials, in_a_row):
@@ -83,7 +82,7 @@ def run_search(settings: Settings, study: optuna.Study, replicate_baselines: boo
                 outcome = _answer(settings, study, trial, group, n_trials)
             except BaseException as e:  # interrupted, group never started, or a bug: the trial must not stay RUNNING
                 if not recovery.tell_if_recorded(study, settings.results, trial.number):  # a record is the truth
-                    study_mod.abandon(study, trial, e, retry=preempt.requested() is not None)
+                    telling.abandon(study, trial, e, retry=preempt.requested() is not None)
                 raise
             if outcome == "repeat":
                 repeats, in_a_row = repeats + 1, in_a_row + 1
@@ -101,7 +100,7 @@ def run_search(settings: Settings, study: optuna.Study, replicate_baselines: boo
                     steps=f"{now.spent['steps'] + outcome.steps_trained:,.0f}",
                 )
                 bar.write(summary(outcome, settings.space.search.objectives))
-        spent_all = decide.budget_spent(study_mod.snapshot(study, settings.seed).spent, budget(study))
+        spent_all = decide.budget_spent(accounting.snapshot(study, settings.seed).spent, budget(study))
         todo = (
             replicates.baseline_plan(settings) if replicate_baselines and not (preempt.requested() or spent_all) else []
         )
@@ -114,14 +113,14 @@ def run_search(settings: Settings, study: optuna.Study, replicate_baselines: boo
             and not (preempt.requested() or spent_all)
         ):
             replicated += replicates.retrain_auto(settings, study, group, bar)
-    end = study_mod.snapshot(study, settings.seed)
+    end = accounting.snapshot(study, settings.seed)
     early = stopped if end.done < n_trials or preempt.requested() else None  # complete: nothing stopped it early
     return SearchReport(n_trials, trained_now, end.done, repeats, early, replicated, pruned_now, end.spent)
 
 
 def _front_size(study: optuna.Study) -> int:
     """The front's size as `pareto` and `status` count it (assignments, seed means), not Optuna's best_trials."""
-    return status.front_size(study, study_mod.trained_among(study.get_trials(deepcopy=False), budget_only=False))
+    return status.front_size(study, accounting.trained_among(study.get_trials(deepcopy=False), budget_only=False))
 
 
 def target(study: optuna.Study) -> int:
@@ -135,7 +134,7 @@ def budget(study: optuna.Study) -> dict | None:
 
 
 def _why_stop(
-    settings: Settings, study: optuna.Study, now: study_mod.Snapshot, n_trials: int, in_a_row: int
+    settings: Settings, study: optuna.Study, now: accounting.Snapshot, n_trials: int, in_a_row: int
 ) -> str | None:
     if preempt.requested():
         return f"preempted by {preempt.requested()}; run the same command again to resume"
@@ -150,7 +149,7 @@ def _why_stop(
     )
 
 
-def _others_finish(settings: Settings, now: study_mod.Snapshot, n_trials: int) -> bool:
+def _others_finish(settings: Settings, now: accounting.Snapshot, n_trials: int) -> bool:
     """Whether the trials running in other groups complete the study or the space (unless those groups die)."""
     running = {t.user_attrs.get(TrialAttr.ASSIGNMENT) for t in now.running.values()}
     decided = now.known.keys() | now.failed.keys() | running
@@ -168,7 +167,7 @@ def _answer(
     assignment = layers.text
     trial.set_user_attr(TrialAttr.ASSIGNMENT, assignment)
     trial.set_user_attr(TrialAttr.SEED, settings.seed)
-    now = study_mod.snapshot(study, settings.seed)
+    now = accounting.snapshot(study, settings.seed)
     if (earlier := decide.repeat_of(now.known, assignment)) is not None:
         number, values = earlier  # values None: pruned, and it stays pruned
         trial.set_user_attr(TrialAttr.DUPLICATE_OF, number)
@@ -187,7 +186,7 @@ def _answer(
         study.tell(trial, state=TrialState.FAIL)
         return _instead(study, now, choices, trial.number, "failed repeat")  # TPE and NSGA-II ignore failed ones
     if same := _running_elsewhere(trial, now, settings.seed):  # that group trains it: not queued again
-        study_mod.fail_outside_budget(
+        telling.fail_outside_budget(
             study,
             now.running[trial.number],
             f"withdrawn: the same assignment is running in trial {same}",
@@ -196,7 +195,7 @@ def _answer(
         return "withdrawn"
     if _target_taken(trial, now, n_trials):  # a queued trial (baseline, retry) goes back for later
         mine = now.running[trial.number]
-        study_mod.fail_outside_budget(
+        telling.fail_outside_budget(
             study,
             mine,
             f"withdrawn: trials running in other groups complete the study's {n_trials} trials",
@@ -208,7 +207,7 @@ def _answer(
     return record_and_tell(settings, study, trial, group, layers, Origin.SEARCH) or "withdrawn"
 
 
-def _instead(study: optuna.Study, now: study_mod.Snapshot, choices: list[list[str]], number: int, outcome: str) -> str:
+def _instead(study: optuna.Study, now: accounting.Snapshot, choices: list[list[str]], number: int, outcome: str) -> str:
     """After a repeat the sampler cannot learn from: queue an undecided assignment as its next proposal
     (`outcome`), or, when none is left to find, count it as a plain repeat (toward the stall stop)."""
     if fresh := decide.instead_of_pruned(now.known | now.failed, choices, np.random.default_rng(number)):
@@ -217,7 +216,7 @@ def _instead(study: optuna.Study, now: study_mod.Snapshot, choices: list[list[st
     return "repeat"
 
 
-def _running_elsewhere(trial: optuna.Trial, now: study_mod.Snapshot, seed: int) -> int | None:
+def _running_elsewhere(trial: optuna.Trial, now: accounting.Snapshot, seed: int) -> int | None:
     """Another RUNNING trial of the same assignment and seed. Every group defers to every other, so two
     can never train it at once (both may withdraw in a tight race; the sampler proposes it again)."""
     return next(
@@ -230,7 +229,7 @@ def _running_elsewhere(trial: optuna.Trial, now: study_mod.Snapshot, seed: int) 
     )
 
 
-def _target_taken(trial: optuna.Trial, now: study_mod.Snapshot, n_trials: int) -> bool:
+def _target_taken(trial: optuna.Trial, now: accounting.Snapshot, n_trials: int) -> bool:
     """Whether lower-numbered running or queued trials already complete the target: the lowest numbers go first."""
     ahead = sum(n < trial.number for n in now.running) + sum(n < trial.number for n in now.waiting)
     return now.done + ahead >= n_trials

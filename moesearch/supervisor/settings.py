@@ -69,7 +69,7 @@ def resolve(
     """Validate every input; returns Settings or raises InputError naming the culprit."""
     spec = space_mod.load(space) if isinstance(space, str) else space
     if spec.model.builder != space_mod.SHIPPED_BUILDER:  # a model of one's own: found here, not on every rank
-        from moesearch.ranks.builder import BuilderError, load  # torch and DeepSpeed: only for such a model
+        from moesearch.core.builders import BuilderError, load  # imports the model's module (torch)
 
         try:
             load(spec.model.builder)

@@ -12,8 +12,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from moesearch.analysis import pareto
 from moesearch.core.trial import State, StudyAttr, TrialAttr
-from moesearch.supervisor import liveness
-from moesearch.supervisor import study as study_mod
+from moesearch.supervisor import accounting, liveness
 
 
 @dataclass(frozen=True)
@@ -39,11 +38,11 @@ class Status:
 def of(study: optuna.Study, now: float | None = None) -> Status:
     now = now or time.time()
     trials = study.get_trials(deepcopy=False)
-    counted = study_mod.trained_among(trials, budget_only=True)
+    counted = accounting.trained_among(trials, budget_only=True)
     # trials with a result (verify replicates too): preempted, lost or withdrawn ones trained nothing to count
     trained = [
         t
-        for t in study_mod.trained_among(trials, budget_only=False)
+        for t in accounting.trained_among(trials, budget_only=False)
         if t.state == TrialState.COMPLETE or t.user_attrs.get(TrialAttr.BUDGET, True)
     ]
     running = [t for t in trials if t.state == TrialState.RUNNING]
@@ -55,7 +54,7 @@ def of(study: optuna.Study, now: float | None = None) -> Status:
         complete=sum(t.state == TrialState.COMPLETE for t in counted),
         failed=sum(t.state == TrialState.FAIL for t in counted),
         pruned_at=dict(sorted(Counter(_pruned_at(t) for t in counted if t.state == TrialState.PRUNED).items())),
-        spent=study_mod.spent(trials),
+        spent=accounting.spent(trials),
         uncounted=sum(TrialAttr.COMPUTE not in t.user_attrs for t in trained),
         budget=study.user_attrs.get(StudyAttr.BUDGET),
         running=len(running),
