@@ -24,6 +24,9 @@ def main() -> None:
     parts = [("every seed", trials)] + [(f"seed {s} alone", trials[trials["seed"] == s]) for s in seeds]
     for name, part in parts:
         found = effects.fit(part)
+        if found is None:
+            print(f"{name} ({len(part)} trainings): too few for a noise model")
+            continue
         rows = found.effects()
         resolved = "; ".join(f"{r.term} {r.effect:+.4f} ± {r.ci95:.4f}" for r in rows[rows["resolved"]].itertuples())
         print(f"{name} ({len(part)} trainings): {verdict.verdict(found)}")

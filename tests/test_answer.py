@@ -134,3 +134,24 @@ def test_an_exact_cost_under_a_shrunk_fit_is_each_candidate_s_computed_cost_draw
     edited = trials.assign(train_flops_per_token=trials["train_flops_per_token"] + 1)  # another formula's records
     codes = effects.layer_codes(table)
     assert expected.exact_costs(edited[edited["state"] == "COMPLETE"], "train_flops_per_token", codes) is None
+
+
+def test_a_deeper_size_s_records_read_in_fewer_layers_keep_their_exact_costs():
+    """ladder.in_layers reads an 8-layer size's records in the proxy's 4 layers: each candidate's cost is its
+    assignment deepened, as trained (not the 8-layer model's cost of 4 layers, which matches no record)."""
+    import pandas as pd
+
+    from moesearch.core import space
+    from moesearch.core.assignment import deepen
+    from moesearch.core.config import RunConfig
+    from moesearch.core.costs import costs
+
+    deep = space.load("ladder-depth").at_size("d8")
+    trained = ["gelu,gelu,gelu,gelu", "swiglu,gelu,gelu,swiglu"]
+    flops = [costs(deep.model, deepen(a.split(","), 8), deep.train.micro_batch).train_flops_per_token for a in trained]
+    config = RunConfig.build(deep, ["gelu"] * 8, seed=0, data=None, world_size=2).model_dump_json()
+    done = pd.DataFrame({"assignment": trained, "train_flops_per_token": flops, "config_json": config})
+    codes = pd.DataFrame([a.split(",") for a in ["swiglu,swiglu,swiglu,swiglu", *trained]])
+    found = expected.exact_costs(done, "train_flops_per_token", codes)
+    assert list(found[1:]) == flops
+    assert found[0] == costs(deep.model, ["swiglu"] * 8, deep.train.micro_batch).train_flops_per_token

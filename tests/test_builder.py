@@ -79,6 +79,11 @@ REFUSED = {
         "model.builder 'builders:NOT_A_FUNCTION': builders has no function 'NOT_A_FUNCTION'",
     ),
     "not module:function": ("builders:parallel", "builders.parallel", "model.builder: String should match pattern"),
+    "muP without the shipped blocks": (
+        "[model]\n",
+        '[model]\nparametrization = "mup"\n',
+        "model.parametrization 'mup': its readout, attention and branch multipliers live in the shipped blocks'",
+    ),
     "FLOPs of an unknown model": (
         "[search]\n",
         '[search]\nobjectives = { val_loss = "minimize", train_flops_per_token = "minimize" }\n',

@@ -126,7 +126,8 @@ def test_per_group_rates_keep_their_ratio_through_warm_up_and_decay(one_rank, d_
 def test_completep_scales_residual_branches_and_epsilon_with_depth_and_is_mup_at_the_base_depth(one_rank):
     """CompleteP (alpha 1) over muP at the base width: each residual branch x base_n_layers / n_layers, the
     residual-writing matrices at the base depth's GPT-2 std (not shrunk with depth), the same learning rates,
-    Adam's epsilon / m_L; at the base depth it builds muP's model bit for bit."""
+    Adam's epsilon / m_L inside the blocks (the embedding and final norm keep muP's); at the base depth it
+    builds muP's model bit for bit."""
     from moesearch.ranks.model import Transformer, exact_routing, init_weights
     from moesearch.ranks.parametrization import init_std, out_std, param_groups
 
@@ -142,7 +143,11 @@ def test_completep_scales_residual_branches_and_epsilon_with_depth_and_is_mup_at
     assert init_std("blocks.7.attn.out.weight", deep) == out_std(2) != out_std(8)
     assert init_std("blocks.7.attn.qkv.weight", deep) == init_std("blocks.7.attn.qkv.weight", spec(8, "standard"))
     groups = param_groups(model, deep, 1e-3, 0.1)
-    assert {g["lr"] for g in groups} == {1e-3} and [g["eps"] for g in groups] == pytest.approx([1e-8 / 4] * len(groups))
+    assert {g["lr"] for g in groups} == {1e-3}
+    eps = {id(p): g["eps"] for g in groups for p in g["params"]}
+    for name, p in model.named_parameters():
+        inside = name.startswith("blocks.")
+        assert eps[id(p)] == pytest.approx(1e-8 / 4 if inside else 1e-8), f"{name}: / m_L inside the blocks only"
     models = []
     for s in (base, spec(2, "mup")):
         m = Transformer(s, ["gelu", "swiglu"], ep_size=1).eval()
@@ -192,7 +197,9 @@ def test_the_coordinate_check_is_flat_under_mup_and_grows_under_standard(tmp_pat
     assert f"{parametrization}: the largest growth" in result.output and (out / "coords.png").stat().st_size > 10_000
 
 
-def test_coords_refuses_a_space_without_a_ladder(tmp_path):
-    result = CliRunner().invoke(cli, ["coords", "tiny", "--out", str(tmp_path / "c")])
-    assert result.exit_code == 2 and "'tiny' has no [[scale]] ladder" in result.output
+@pytest.mark.parametrize("name", ["tiny", "ladder-depth"], ids=["no ladder", "a ladder in depth alone"])
+def test_coords_refuses_a_space_without_a_wider_size(tmp_path, name):
+    """The check compares widths: a deeper size at the proxy's width would average its layers into it."""
+    result = CliRunner().invoke(cli, ["coords", name, "--out", str(tmp_path / "c")])
+    assert result.exit_code == 2 and f"'{name}' has no [[scale]] size wider at the proxy's depth" in result.output
     assert not (tmp_path / "c").exists()

@@ -18,7 +18,7 @@ import pandas as pd
 from moesearch.analysis import effects, expected
 from moesearch.analysis.pareto import Analysis, front_text, header, knee, observed_lines
 from moesearch.core.assignment import baseline_name
-from moesearch.core.metrics import ANALYTIC, METRICS
+from moesearch.core.metrics import METRICS
 
 
 @dataclass(frozen=True)
@@ -63,12 +63,13 @@ def _deltas(table: pd.DataFrame, models: dict[str, effects.Fit]) -> pd.DataFrame
     codes = table.set_index("assignment").filter(like="layer_")
     a = codes.loc[rows["assignment"]].reset_index(drop=True)
     b = codes.loc[rows["baseline"]].reset_index(drop=True)
-    noisy = sum(not fit.exact and o not in ANALYTIC for o, fit in models.items())
+    exact = {o for o in models if (table[f"{o}_lo"] == table[f"{o}_hi"]).all()}  # computed, or fitted exactly
+    noisy = sum(o not in exact for o in models)
     by_assignment = table.set_index("assignment")
     for o, fit in models.items():
         diff, se = fit.difference(a, b)
         half = fit.quantile(family=len(rows) * max(noisy, 1)) * se  # jointly, as the verdict: no lucky pair
-        if o in ANALYTIC:  # the table's exact costs (`expected.exact_costs`), not a fit's reading of them
+        if o in exact:  # the table's exact values (`expected.exact_costs`), not a fit's reading of them
             diff = (
                 by_assignment.loc[rows["assignment"], o].to_numpy() - by_assignment.loc[rows["baseline"], o].to_numpy()
             )
@@ -90,7 +91,7 @@ def _words(row: pd.Series, objectives: list[str]) -> str:
         def show(v: float, absolute: bool = absolute, base: float = base) -> str:
             return f"{v:+.3f}" if absolute else f"{v / abs(base) * 100:+.1f}%"
 
-        if o in ANALYTIC or hi - lo <= 1e-9 * max(1.0, abs(base)):
+        if hi - lo <= 1e-9 * max(1.0, abs(base)):  # exact: a computed cost
             parts.append(f"the same {o}" if abs(d) <= 1e-9 * abs(base) else f"{show(d)[1:]} {_way(d)} {o}")
         elif lo > 0 or hi < 0:  # the interval in the same words: "0.018 lower (95% 0.006 to 0.029)"
             near, far = sorted((abs(lo), abs(hi)))

@@ -33,7 +33,7 @@ import pandas as pd
 
 from moesearch.analysis import effects, verdict
 from moesearch.analysis.pareto import Analysis, objectives_of, one_text
-from moesearch.core.assignment import Assignment
+from moesearch.core.assignment import Assignment, deepen
 from moesearch.core.metrics import ANALYTIC, fmt
 from moesearch.core.trial import State
 
@@ -72,17 +72,19 @@ def expected_front(
     codes = effects.layer_codes(table)
     # draws x rows x objectives, every objective minimised
     sampled = joint_draws(models, done, codes, draws, np.random.default_rng(SEED)) * signs
+    computed = set()
     for k, (o, found) in enumerate(models.items()):
         mean, se = found.predict(codes)
         table[o], table[f"{o}_lo"], table[f"{o}_hi"] = mean, mean - found.quantile() * se, mean + found.quantile() * se
         if (values := exact_costs(done, o, codes)) is not None:  # no model: each candidate's cost, computed
             table[o] = table[f"{o}_lo"] = table[f"{o}_hi"] = values
             sampled[..., k] = values * signs[k]
+            computed.add(o)
     table["p_front"] = np.mean([nondominated(sampled[d]) for d in range(draws)], axis=0)
     table["expected_front"] = nondominated(table[list(objectives)].to_numpy(float) * signs)
     counts = done.groupby("assignment").size()
     table["trained"] = table["assignment"].map(counts).fillna(0).astype(int)
-    tested = all(f.testable or f.exact or o in ANALYTIC for o, f in models.items())
+    tested = all(f.testable or f.exact or o in computed for o, f in models.items())
     table["testable"] = tested  # False: a shrunk model's P is a guide for planning, never a call
     table["verdict"] = [
         (_verdict(p) if tested else "not testable yet") if n else ""
@@ -110,8 +112,8 @@ def exact_costs(done: pd.DataFrame, objective: str, codes: pd.DataFrame) -> np.n
     except (ValidationError, KeyError):  # a model of an older schema
         return None
 
-    def cost(layers: tuple[str, ...]) -> float:
-        return float(getattr(costs(spec, layers, micro_batch), objective))
+    def cost(layers: tuple[str, ...]) -> float:  # a deeper size's records read in fewer layers: each its block
+        return float(getattr(costs(spec, deepen(layers, spec.n_layers), micro_batch), objective))
 
     recorded = done.drop_duplicates("assignment")
     if any(cost(tuple(a.split(","))) != v for a, v in zip(recorded["assignment"], recorded[objective], strict=True)):

@@ -16,8 +16,10 @@ def load(target: str) -> Callable:
     module_name, function_name = target.split(":")
     try:
         module = importlib.import_module(module_name)
-    except ImportError as e:
-        raise BuilderError(f"model.builder {target!r}: module {module_name!r} does not import ({e})") from None
+    except Exception as e:  # ImportError, or the module's own error while it imports (a SyntaxError)
+        raise BuilderError(
+            f"model.builder {target!r}: module {module_name!r} does not import ({type(e).__name__}: {e})"
+        ) from None
     function = getattr(module, function_name, None)
     if not callable(function):
         raise BuilderError(f"model.builder {target!r}: {module_name} has no function {function_name!r}")

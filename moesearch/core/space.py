@@ -112,17 +112,17 @@ class ModelSpec(_Section):
             raise ValueError(f"moe_every {self.moe_every} exceeds n_layers {self.n_layers}: no layer would be MoE")
         if self.top_k > self.num_experts:
             raise ValueError(f"top_k {self.top_k} exceeds num_experts {self.num_experts}")
+        if self.base_n_layers is not None and self.parametrization != "completep":
+            raise ValueError(
+                f"base_n_layers {self.base_n_layers} is CompleteP's base depth, but parametrization is "
+                f"{self.parametrization!r}; allowed: parametrization = 'completep', or leave base_n_layers out"
+            )
         base = {k: getattr(self, k) for k in BASE_SHAPE if getattr(self, k) is not None}
         if base and self.parametrization == "standard":
             key = next(iter(base))
             raise ValueError(
                 f"{key} {base[key]} is muP's base shape, but parametrization is 'standard'; "
                 "allowed: parametrization = 'mup' or 'completep', or leave the base_* keys out"
-            )
-        if self.base_n_layers is not None and self.parametrization != "completep":
-            raise ValueError(
-                f"base_n_layers {self.base_n_layers} is CompleteP's base depth, but parametrization is "
-                f"{self.parametrization!r}; allowed: parametrization = 'completep', or leave base_n_layers out"
             )
         d_model, n_heads = self.base_d_model or self.d_model, self.base_n_heads or self.n_heads
         if d_model % n_heads:
@@ -384,6 +384,12 @@ class Space(_Section):
         from the shipped blocks' formulas."""
         if self.model.builder == SHIPPED_BUILDER:
             return
+        if self.model.parametrization != "standard":
+            raise ValueError(
+                f"model.parametrization {self.model.parametrization!r}: its readout, attention and branch "
+                f"multipliers live in the shipped blocks' forward, not in model.builder {self.model.builder!r}'s; "
+                "allowed: 'standard' with a model of your own"
+            )
         if "train_flops_per_token" in self.search.objectives:
             raise ValueError(
                 f"search.objectives: 'train_flops_per_token' is known only for the shipped blocks, not for "

@@ -24,7 +24,8 @@ its Table 1 for AdamW) adds depth to muP, with depth multiplier m_L = n_layers /
 - the matrices writing into the residual stream keep the base depth's init (GPT-2 shrinks them with depth:
   that job is the multiplier's now); learning rates and weight decay stay muP's (alpha = 1 cancels their
   depth factor);
-- Adam's epsilon / m_L on top of muP's / m (the branch multiplier shrinks every gradient inside a branch).
+- Adam's epsilon / m_L on top of muP's / m inside the blocks (the branch multiplier shrinks the gradients of
+  what it multiplies); the embeddings, readout and final norm keep muP's.
 At the base shape every multiplier is 1, so the three parametrizations build the same model.
 """
 
@@ -76,23 +77,33 @@ def lr_mult(name: str, p: nn.Parameter, spec: ModelSpec) -> float:
 
 def param_groups(model: nn.Module, spec: ModelSpec, lr: float, weight_decay: float) -> list[dict]:
     """Optimizer groups: decay matrices, not norms; one group per learning rate, its weight decay x the inverse
-    (lr x wd as at the base) and Adam's epsilon / (m m_L). The group at `lr` comes first (the steps table logs group
-    0's rate). DeepSpeed splits each group further into expert / non-expert; its scheduler scales every
-    group's own rate (WarmupCosineLR keeps each group's initial rate), so the ratios hold through the schedule."""
-    eps = ADAM_EPS / (spec.width_mults()[0] * spec.depth_mult())
-    groups: dict[tuple[bool, float], list[nn.Parameter]] = {}
+    (lr x wd as at the base) and Adam's epsilon / m, and / m_L more inside the blocks (`_eps`). The group at `lr`
+    comes first (the steps table logs group 0's rate). DeepSpeed splits each group further into expert /
+    non-expert; its scheduler scales every group's own rate (WarmupCosineLR keeps each group's initial rate),
+    so the ratios hold through the schedule."""
+    groups: dict[tuple[bool, float, float], list[nn.Parameter]] = {}
     for name, p in model.named_parameters():
-        groups.setdefault((p.dim() >= 2, lr_mult(name, p, spec)), []).append(p)
+        groups.setdefault((p.dim() >= 2, lr_mult(name, p, spec), _eps(name, spec)), []).append(p)
     return [
         {
             "params": params,
             "lr": lr * mult,
             "weight_decay": weight_decay / mult if decay else 0.0,
             "eps": eps,
-            "name": f"{'decay' if decay else 'no_decay'}_lr{mult:g}",
+            "name": f"{'decay' if decay else 'no_decay'}_lr{mult:g}_eps{eps:.3g}",
         }
-        for (decay, mult), params in sorted(groups.items(), key=lambda kv: (kv[0][1] != 1.0, not kv[0][0]))
+        for (decay, mult, eps), params in sorted(
+            groups.items(), key=lambda kv: (kv[0][1] != 1.0, not kv[0][0], -kv[0][2])
+        )
     ]
+
+
+def _eps(name: str, spec: ModelSpec) -> float:
+    """Adam's epsilon of a parameter: / m everywhere (muP), and / m_L inside the residual blocks (CompleteP's
+    Eq. 40: the branch multiplier shrinks only the gradients of what it multiplies; embeddings, the readout and
+    the final norm keep muP's)."""
+    inside = name.startswith("blocks.") or ".blocks." in name
+    return ADAM_EPS / (spec.width_mults()[0] * (spec.depth_mult() if inside else 1.0))
 
 
 def draw(p: torch.Tensor, name: str, spec: ModelSpec, generator: torch.Generator | None) -> None:

@@ -195,15 +195,16 @@ def train_trial(
             engine, cfg, batches, steps, on_step, should_stop or (lambda: None), ask_rung, on_gpu
         )
         slots = ((rank % cfg.ep_size) * local_experts, cfg.model.num_experts)
-        with _eager(), HiddenStats(engine.module, *slots) as probe:  # the final evaluation measures hidden activations
+        # the final evaluation also measures the hidden activations
+        with _eager(cfg.train.compile), HiddenStats(engine.module, *slots) as probe:
             metrics["val_loss"] = steps[-1]["val_loss"] = _evaluate(engine, batches)
         _monitor(engine, [("Eval/val_loss", metrics["val_loss"], cfg.train.steps)])
         hidden = probe.reduce(engine.device)
         if cfg.train.deployment_eval:
-            with _eager(), TailShare(engine.module, probe.mean_std(), *slots) as tails:  # the same batches again
+            with _eager(cfg.train.compile), TailShare(engine.module, probe.mean_std(), *slots) as tails:  # again
                 _evaluate(engine, batches)
             hidden = [h | t for h, t in zip(hidden, tails.reduce(engine.device), strict=True)]
-            with _eager():
+            with _eager(cfg.train.compile):
                 metrics.update(_quantized(engine, batches, metrics["val_loss"], slots))
         layers = _layer_rows(cfg, share_LE, hidden)
         final = {**_with_costs(metrics, cfg, world, engine.module), "precision": precision}
@@ -413,11 +414,14 @@ def _evaluating(engine) -> Iterator[None]:
 
 
 @contextmanager
-def _eager() -> Iterator[None]:
-    """The model runs uncompiled inside: hooks registered after `engine.compile()` (probes, calibration, fake
-    quantization) are not in the compiled graph, and Dynamo does not guard on them
+def _eager(compiled: bool) -> Iterator[None]:
+    """A compiled model runs uncompiled inside: hooks registered after `engine.compile()` (probes, calibration,
+    fake quantization) are not in the compiled graph, and Dynamo does not guard on them
     (`skip_nnmodule_hook_guards`), so a compiled pass would skip them silently (an 8-bit gap of exactly 0)."""
-    with torch.compiler.set_stance("force_eager"):
+    if not compiled:
+        yield
+        return
+    with torch.compiler.set_stance("force_eager"):  # torch >= 2.6, as train.compile requires
         yield
 
 

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from moesearch.core.assignment import deepen
 from moesearch.core.config import RunConfig
 from moesearch.core.errors import InputError
 from moesearch.core.space import BASE_SHAPE, Space
@@ -31,19 +30,24 @@ def under(space: Space, parametrization: str) -> Space:
     return Space.model_validate(raw)
 
 
+def widths(space: Space) -> list[str]:
+    """The ladder's sizes at the proxy's depth: the coordinate check compares widths (a deeper size's layers
+    would be averaged into its width's)."""
+    return [size for size in space.sizes() if space.at_size(size).model.n_layers == space.model.n_layers]
+
+
 def job(space: Space, layers: list[str], parametrizations: list[str], steps: int, seed: int, data: str | None) -> dict:
     """What the rank trains: every size of the ladder under every parametrization."""
-    if len(space.sizes()) < 2:
+    if len(widths(space)) < 2:
         raise InputError(
-            f"SPACE: {space.name!r} has no [[scale]] ladder, so there is one width to check; allowed: a space "
-            "with at least one [[scale]] size (e.g. the shipped 'ladder')"
+            f"SPACE: {space.name!r} has no [[scale]] size wider at the proxy's depth, so there is one width to "
+            "check; allowed: a space with at least one such size (e.g. the shipped 'ladder')"
         )
     runs = []
     for parametrization in parametrizations:
         at = under(space, parametrization)
-        for size in at.sizes():
-            sized = at.at_size(size)
-            cfg = RunConfig.build(sized, list(deepen(layers, sized.model.n_layers)), seed, data, world_size=1)
+        for size in widths(at):
+            cfg = RunConfig.build(at.at_size(size), layers, seed, data, world_size=1)
             runs.append({"size": size, "config": cfg.model_dump_json()})
     return {"steps": steps, "runs": runs}
 

@@ -83,8 +83,8 @@ def prepare(settings: Settings, size: str, named: list[Assignment]) -> Promotion
     planned = None
     if not named and ladder.link_of(settings.results, at_size.study) is None:  # new: its plan is made now
         proxy = settings.space.model.n_layers  # a deeper size below is read in the proxy's layers
-        below_ = ladder.in_layers(small, proxy) if ladder.depth_of(small) != proxy else small
-        planned = ladder.targets(below_, settings.space.layer_choices())
+        in_proxy_layers = ladder.in_layers(small, proxy) if ladder.depth_of(small) != proxy else small
+        planned = ladder.targets(in_proxy_layers, settings.space.layer_choices())
         if planned is None:
             raise InputError(
                 f"--size {size}: the study below it, {source!r}, has too few trainings for a noise model (3 "
