@@ -1,10 +1,14 @@
 """What a study knows, read in one pass: the trainings done, running, queued and known, and the compute spent.
 
-Light: optuna only. The trials' user attributes it reads are listed in `supervisor/studies.py`.
+A search loop reads it every round, so its work grows with what changed, not with the study: Optuna's
+storage caches finished trials (it reads the unfinished ones again), and a finished trial never changes
+(Optuna refuses updates to it), so each is tallied once (`_Tally`). Light: optuna only.
+The trials' user attributes it reads are listed in `supervisor/studies.py`.
 """
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import optuna
@@ -51,28 +55,56 @@ class Snapshot:
     """Compute every trial trained so far (any state, any group): {"steps": ..., "device_s": ...}."""
 
 
+class _Tally:
+    """What one search (a Study object, a seed) has counted of the study's finished trials, each once."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+        self.counted: set[int] = set()
+        self.done = 0
+        self.known: dict[str, tuple[int, list[float] | None]] = {}
+        self.failed: dict[str, int] = {}
+        self.spent = {"steps": 0.0, "device_s": 0.0}
+
+    def add(self, t: FrozenTrial) -> None:
+        """Count a finished trial: trained ones toward done, known and failed; any toward the compute spent."""
+        self.counted.add(t.number)
+        for key, value in (t.user_attrs.get(TrialAttr.COMPUTE) or {}).items():
+            self.spent[key] += value
+        if not t.user_attrs.get(TrialAttr.TRAINED):
+            return
+        self.done += t.user_attrs.get(TrialAttr.BUDGET, True)
+        if t.user_attrs.get(TrialAttr.SEED) != self.seed:
+            return
+        assignment = t.user_attrs[TrialAttr.ASSIGNMENT]
+        if t.state in (TrialState.COMPLETE, TrialState.PRUNED) and self.known.get(assignment, (-1,))[0] < t.number:
+            self.known[assignment] = (t.number, t.values)  # the latest trial of it, as the study orders them
+        if t.state == TrialState.FAIL and decide.remembered(t.user_attrs.get(TrialAttr.FAILURE_REASON, "")):
+            self.failed[assignment] = max(t.number, self.failed.get(assignment, -1))
+
+
+_tallies: weakref.WeakKeyDictionary[optuna.Study, dict[int, _Tally]] = weakref.WeakKeyDictionary()
+
+
 def snapshot(study: optuna.Study, seed: int) -> Snapshot:
     trials = study.get_trials(deepcopy=False)
-    finished = trained_among(trials, budget_only=False)
+    tally = _tallies.setdefault(study, {}).setdefault(seed, _Tally(seed))
+    for t in trials:
+        if t.state.is_finished() and t.number not in tally.counted:
+            tally.add(t)
+    unfinished = [t for t in trials if not t.state.is_finished()]
+    now = spent(unfinished)  # a trial sets its compute just before it is told
     return Snapshot(
-        done=sum(1 for t in finished if t.user_attrs.get(TrialAttr.BUDGET, True)),
+        done=tally.done,
         running={
-            t.number: t for t in trials if t.state == TrialState.RUNNING and t.user_attrs.get(TrialAttr.BUDGET, True)
+            t.number: t
+            for t in unfinished
+            if t.state == TrialState.RUNNING and t.user_attrs.get(TrialAttr.BUDGET, True)
         },
-        waiting=[t.number for t in trials if t.state == TrialState.WAITING],
-        known={
-            t.user_attrs[TrialAttr.ASSIGNMENT]: (t.number, t.values)
-            for t in finished
-            if t.state in (TrialState.COMPLETE, TrialState.PRUNED) and t.user_attrs.get(TrialAttr.SEED) == seed
-        },
-        failed={
-            t.user_attrs[TrialAttr.ASSIGNMENT]: t.number
-            for t in finished
-            if t.state == TrialState.FAIL
-            and decide.remembered(t.user_attrs.get(TrialAttr.FAILURE_REASON, ""))
-            and t.user_attrs.get(TrialAttr.SEED) == seed
-        },
-        spent=spent(trials),
+        waiting=[t.number for t in unfinished if t.state == TrialState.WAITING],
+        known=dict(tally.known),
+        failed=dict(tally.failed),
+        spent={key: tally.spent[key] + now[key] for key in tally.spent},
     )
 
 
