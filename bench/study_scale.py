@@ -59,19 +59,20 @@ def per_trial(study: optuna.Study, repeats: int) -> dict[str, float]:
     """Median milliseconds of each supervisor operation over `repeats` trials."""
     times: dict[str, list[float]] = {}
 
-    def timed(name, call):
+    def timed(name, call, *args, **kwargs):
         start = time.perf_counter()
-        out = call()
+        out = call(*args, **kwargs)
         times.setdefault(name, []).append(1000 * (time.perf_counter() - start))
         return out
 
+    layers = [c[0] for c in SPACE.layer_choices()]
+    accounting.snapshot(study, seed=0)  # a search's first round tallies the study once
     for r in range(repeats):
-        layers = [c[0] for c in SPACE.layer_choices()]
-        trial = timed("reserve", lambda: telling.reserve(study, SPACE, layers, seed=1000 + r, origin="train"))
-        timed("read by number", lambda: optuna_compat.trial(study, trial.number))
-        timed("is_running", lambda: telling.is_running(study, trial.number))
-        timed("tell", lambda: telling.tell_result(study, trial, [2.5, 1e6], None))
-        timed("snapshot", lambda: accounting.snapshot(study, seed=0))
+        trial = timed("reserve", telling.reserve, study, SPACE, layers, seed=1000 + r, origin="train")
+        timed("read by number", optuna_compat.trial, study, trial.number)
+        timed("is_running", telling.is_running, study, trial.number)
+        timed("tell", telling.tell_result, study, trial, [2.5, 1e6], None)
+        timed("snapshot", accounting.snapshot, study, seed=0)
     return {name: statistics.median(values) for name, values in times.items()}
 
 
