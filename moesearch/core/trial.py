@@ -50,7 +50,6 @@ class TrialAttr(StrEnum):
     # the worker group running it: its supervisor, "host:pid:start:pidspace" (`liveness`); stored as "worker" (0.1)
     GROUP = "worker"
     HEARTBEAT = "heartbeat"  # the supervisor's last sign of life, seconds since the epoch
-    TOKEN = "token"  # finds a trial added outside the sampler (`study.reserve`)
     RUNGS = "rungs"  # {step: {objective: value so far}} at every rung the trial reached (`[search.pruning]`)
     RUNG_PEERS = "rung_peers"  # {step: [trial numbers]}: the records its verdict there ranked it against
     COMPUTE = "compute"  # {"steps": optimizer steps trained, "device_s": seconds x devices}: what --budget counts

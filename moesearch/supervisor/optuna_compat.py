@@ -7,8 +7,10 @@
 - `system_attrs["fixed_params"]`: where `Study.enqueue_trial` keeps a queued trial's parameters. It
   tells a queued trial (a baseline, a retry) from a sampled one, and re-queues exactly its
   parameters when it gave no result.
-- `Study._storage`, `Study._study_id`: one trial read by its number (`trial`); the public API reads every
-  trial of the study to return one, which costs each trial the whole study on a large PostgreSQL study.
+- `Study._storage`, `Study._study_id`: one trial read by its number (`trial`), and a trial added with its
+  handle back (`add_trial`); the public API reads every trial of the study to return one, which costs each
+  trial the whole study on a large PostgreSQL study. `FrozenTrial._validate`: the check `Study.add_trial`
+  makes before it stores a trial.
 - `BruteForceSampler.after_trial` calls `Study.stop`, which only works inside `study.optimize`:
   moesearch's ask-and-tell loops stop by themselves, so `Exhaustive` leaves it out.
 """
@@ -25,6 +27,13 @@ _FIXED_PARAMS = "fixed_params"
 def handle(study: optuna.Study, frozen: FrozenTrial) -> optuna.Trial:
     """A Trial to set attributes on and tell, for any trial of the study."""
     return optuna.Trial(study, frozen._trial_id)
+
+
+def add_trial(study: optuna.Study, template: FrozenTrial) -> optuna.Trial:
+    """`Study.add_trial`, returning a handle to the trial added: it returns nothing, and finding the trial again
+    would read every trial of the study."""
+    template._validate()
+    return optuna.Trial(study, study._storage.create_new_trial(study._study_id, template_trial=template))
 
 
 def trial(study: optuna.Study, number: int) -> FrozenTrial:

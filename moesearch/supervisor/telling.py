@@ -3,8 +3,6 @@ nothing outside the budget (and queue it again where it must be retrained). Ligh
 
 from __future__ import annotations
 
-import secrets
-
 import optuna
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import FrozenTrial, TrialState
@@ -105,8 +103,8 @@ def reserve(study: optuna.Study, space: Space, layers: list[str], seed: int, ori
     record under that number, then tell. Verify trials re-measure known assignments: they do not
     count toward a search's --trials.
     """
-    token = secrets.token_hex(8)
-    study.add_trial(
+    return optuna_compat.add_trial(
+        study,
         optuna.trial.create_trial(
             state=TrialState.RUNNING,
             params=Assignment(layers).params(),
@@ -115,13 +113,9 @@ def reserve(study: optuna.Study, space: Space, layers: list[str], seed: int, ori
                 TrialAttr.ASSIGNMENT: Assignment(layers).text,
                 TrialAttr.SEED: seed,
                 TrialAttr.TRAINED: True,
-                TrialAttr.TOKEN: token,
                 TrialAttr.ORIGIN: origin,
                 TrialAttr.GROUP: liveness.me(),
                 **({TrialAttr.BUDGET: False} if origin == Origin.VERIFY else {}),
             },
-        )
+        ),
     )
-    # add_trial returns nothing: find ours by its token (other processes may be adding trials too)
-    ours = next(t for t in reversed(study.get_trials(deepcopy=False)) if t.user_attrs.get(TrialAttr.TOKEN) == token)
-    return optuna_compat.handle(study, ours)
