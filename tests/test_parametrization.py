@@ -26,6 +26,22 @@ def at_width(d_model: int, parametrization: str = "mup", base: int = 32, d_ff: i
     return space.ModelSpec.model_validate(TINY.model.model_dump() | update)
 
 
+def same_model(*specs: space.ModelSpec) -> list:
+    """Build and draw a model per spec, and assert they are one model: every weight and the logits equal."""
+    from moesearch.ranks.model import Transformer, exact_routing, init_weights
+
+    models = []
+    for spec in specs:
+        models.append(Transformer(spec, ["gelu", "swiglu"], ep_size=1).eval())
+        init_weights(models[-1], spec, seed=0, first_expert=0, streams="crn")
+    for (name, a), b in zip(models[0].state_dict().items(), models[1].state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    idx_BT = torch.randint(256, (2, TINY.model.seq_len), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad(), exact_routing(models[0]), exact_routing(models[1]):
+        assert torch.equal(models[0](idx_BT)[0], models[1](idx_BT)[0])
+    return models
+
+
 GROWTHS = {"both 4x": (128, 384), "d_ff only": (32, 384), "d_model only": (128, 96)}
 
 
@@ -70,22 +86,10 @@ def test_each_parameter_follows_tensor_programs_v(one_rank, d_model, d_ff):
 
 @pytest.mark.slow
 def test_at_the_base_shape_mup_is_the_standard_model(one_rank):
-    from moesearch.ranks.model import Transformer, init_weights
     from moesearch.ranks.parametrization import param_groups
 
     standard, mup = at_width(32, "standard"), at_width(32, "mup")
-    models = []
-    for spec in (standard, mup):
-        model = Transformer(spec, ["gelu", "swiglu"], ep_size=1).eval()
-        init_weights(model, spec, seed=0, first_expert=0, streams="crn")
-        models.append(model)
-    for (name, a), b in zip(models[0].state_dict().items(), models[1].state_dict().values(), strict=True):
-        assert torch.equal(a, b), name
-    idx_BT = torch.randint(256, (2, TINY.model.seq_len), generator=torch.Generator().manual_seed(0))
-    from moesearch.ranks.model import exact_routing
-
-    with torch.no_grad(), exact_routing(models[0]), exact_routing(models[1]):
-        assert torch.equal(models[0](idx_BT)[0], models[1](idx_BT)[0])
+    models = same_model(standard, mup)
     rates = [
         sorted(g["lr"] for g in param_groups(m, s, 1e-3, 0.1)) for m, s in zip(models, (standard, mup), strict=True)
     ]
@@ -128,7 +132,7 @@ def test_completep_scales_residual_branches_and_epsilon_with_depth_and_is_mup_at
     residual-writing matrices at the base depth's GPT-2 std (not shrunk with depth), the same learning rates,
     Adam's epsilon / m_L inside the blocks (the embedding and final norm keep muP's); at the base depth it
     builds muP's model bit for bit."""
-    from moesearch.ranks.model import Transformer, exact_routing, init_weights
+    from moesearch.ranks.model import Transformer
     from moesearch.ranks.parametrization import init_std, out_std, param_groups
 
     def spec(n_layers: int, parametrization: str) -> space.ModelSpec:
@@ -148,16 +152,7 @@ def test_completep_scales_residual_branches_and_epsilon_with_depth_and_is_mup_at
     for name, p in model.named_parameters():
         inside = name.startswith("blocks.")
         assert eps[id(p)] == pytest.approx(1e-8 / 4 if inside else 1e-8), f"{name}: / m_L inside the blocks only"
-    models = []
-    for s in (base, spec(2, "mup")):
-        m = Transformer(s, ["gelu", "swiglu"], ep_size=1).eval()
-        init_weights(m, s, seed=0, first_expert=0, streams="crn")
-        models.append(m)
-    for (name, a), b in zip(models[0].state_dict().items(), models[1].state_dict().values(), strict=True):
-        assert torch.equal(a, b), name
-    idx_BT = torch.randint(256, (2, TINY.model.seq_len), generator=torch.Generator().manual_seed(0))
-    with torch.no_grad(), exact_routing(models[0]), exact_routing(models[1]):
-        assert torch.equal(models[0](idx_BT)[0], models[1](idx_BT)[0])
+    same_model(base, spec(2, "mup"))
 
 
 def test_a_ladder_under_mup_scales_from_the_proxy_shape():
