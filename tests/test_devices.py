@@ -149,7 +149,9 @@ def test_a_launcher_gets_sigterm_when_its_supervisor_is_killed_outright(tmp_path
     proc.kill()
     proc.wait()
     deadline = time.monotonic() + 10
-    while not noted.exists() and time.monotonic() < deadline:
+    # the handler's write_text creates the file before it writes: wait for the word, not the file (a loaded
+    # CI machine once read it between the two)
+    while not (noted.exists() and noted.read_text() == "got") and time.monotonic() < deadline:
         time.sleep(0.05)
     assert noted.read_text() == "got"
 
