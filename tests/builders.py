@@ -8,7 +8,6 @@ import torch.nn.functional as F
 from deepspeed.moe.layer import MoE
 from torch import nn
 
-from moesearch.core.corpus import VOCAB_SIZE
 from moesearch.ranks.model import ffn_layer
 
 
@@ -33,7 +32,7 @@ class ParallelBlock(nn.Module):
 class Parallel(nn.Module):
     def __init__(self, spec, layers, ep_size: int):
         super().__init__()
-        self.embed = nn.Embedding(VOCAB_SIZE, spec.d_model)
+        self.embed = nn.Embedding(spec.vocab, spec.d_model)
         self.blocks = nn.ModuleList(ParallelBlock(spec, a, spec.is_moe(i), ep_size) for i, a in enumerate(layers))
         self.norm = nn.RMSNorm(spec.d_model)
 

@@ -39,7 +39,7 @@ def test_a_minimised_cost_steps_after_each_point(tmp_path):
 
 def test_the_hypervolume_axis_has_its_unit_and_no_offset(tmp_path):
     ax = plots.hypervolume(analysis_of(tmp_path, *FRONT)).axes[0]
-    assert ax.get_ylabel() == "hypervolume [nats/byte x tokens/s]"
+    assert ax.get_ylabel() == "hypervolume [nats/token x tokens/s]"
     assert isinstance(ax.yaxis.get_major_formatter(), matplotlib.ticker.FuncFormatter)
 
 

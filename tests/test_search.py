@@ -239,7 +239,7 @@ def test_a_three_objective_deploy_search_on_a_tiny_space(tmp_path):
     rows = records(tmp_path / "r", "micro")
     assert (rows["state"] == "COMPLETE").all() and rows["quant_gap_int8"].notna().all()
     assert (rows["quant_gap_int8"] == rows["val_loss_int8"] - rows["val_loss"]).all()
-    assert "quant_gap_int8 [nats/byte] (min)" in out.stdout and "quant_gap_int8 = 1" in out.stdout, (
+    assert "quant_gap_int8 [nats/token] (min)" in out.stdout and "quant_gap_int8 = 1" in out.stdout, (
         "the front table and the natural reference point of the gap"
     )
     plotted = run_cli("plot", "--results", str(tmp_path / "r"), "--study", "micro", "--out", str(tmp_path / "png"))

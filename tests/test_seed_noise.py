@@ -57,7 +57,7 @@ def test_replicates_give_a_pooled_spread_and_differences_inside_it_are_no_wins(t
     assert deltas.loc[("gelu,swiglu", "all-gelu"), "summary"].startswith("0.160 lower val_loss"), "beyond it: a win"
     line = pareto.noise_line(analysis)
     assert (
-        line.startswith(f"seed noise: val_loss sd {sd:.4g} nats/byte, tokens_per_s sd 0 tokens/s")
+        line.startswith(f"seed noise: val_loss sd {sd:.4g} nats/token, tokens_per_s sd 0 tokens/s")
         and "2 degrees of freedom" in line
     )
 

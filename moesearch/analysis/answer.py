@@ -86,7 +86,7 @@ def _words(row: pd.Series, objectives: list[str]) -> str:
     parts = []
     for o in objectives:
         d, lo, hi, base = row[f"{o}_delta"], row[f"{o}_lo"], row[f"{o}_hi"], row[f"{o}_base"]
-        absolute = METRICS.get(o, ("",))[0] == "nats/byte"  # a loss difference means the same at any level
+        absolute = METRICS.get(o, ("",))[0] == "nats/token"  # a loss difference means the same at any level
 
         def show(v: float, absolute: bool = absolute, base: float = base) -> str:
             return f"{v:+.3f}" if absolute else f"{v / abs(base) * 100:+.1f}%"

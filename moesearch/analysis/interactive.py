@@ -2,23 +2,32 @@
 
 One self-contained HTML fragment: plotly.js is embedded, so the report still opens offline and
 fetches nothing. Two objectives: one scatter; more: a scatter-plot matrix of every pair. Light: plotly
-and pandas, no torch.
+(the [report] extra, imported when the front is drawn) and pandas, no torch.
 """
 
 from __future__ import annotations
 
-import plotly.graph_objects as go
+import importlib.util
 
 from moesearch.analysis.pareto import Analysis, header
 from moesearch.core.assignment import baseline_name
 from moesearch.core.metrics import fmt
 
 DIV_ID = "front-interactive"
+MISSING = "the interactive front needs plotly: install it with `pip install -e '.[report]'`"
+
+
+def available() -> bool:
+    return importlib.util.find_spec("plotly") is not None
 
 
 def front_html(analysis: Analysis) -> str:
     """A <div> with the front, the baselines and every other assignment, each point's hover its assignment,
-    seeds and objective values (means over seeds)."""
+    seeds and objective values (means over seeds); without plotly, a line saying how to get it."""
+    if not available():
+        return f"<p>{MISSING}.</p>"
+    import plotly.graph_objects as go
+
     t = analysis.table
     objectives = list(analysis.objectives)
     groups = [

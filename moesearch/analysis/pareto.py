@@ -246,7 +246,7 @@ def delta_text(member: pd.Series, base: pd.Series, objectives: dict[str, str], s
     for name in objectives:
         diff = member[name] - base[name]
         word = "lower" if diff < 0 else "higher"
-        absolute = METRICS[name][0] == "nats/byte"  # a loss difference means the same at any loss level
+        absolute = METRICS[name][0] == "nats/token"  # a loss difference means the same at any loss level
         shown = _amount(abs(diff), absolute, base[name])
         margin = spread.margin(name, member["seeds"], base["seeds"])
         if not shown.strip("0.%"):
@@ -328,7 +328,7 @@ def analyse(trials: pd.DataFrame) -> Analysis:
 
 
 def header(name: str, direction: str | None = None) -> str:
-    """A column title with its unit (and direction for objectives): 'val_loss [nats/byte] (min)'."""
+    """A column title with its unit (and direction for objectives): 'val_loss [nats/token] (min)'."""
     title = f"{name} [{METRICS[name][0]}]"
     return f"{title} ({'max' if direction == 'maximize' else 'min'})" if direction else title
 

@@ -284,7 +284,7 @@ def curves(analysis: Analysis, steps: pd.DataFrame) -> Figure:
     if top:  # the first 10% of training falls steeply and would hide the differences that matter
         ax.set_ylim(top=max(top))
     ax.set_xlabel("training tokens")
-    ax.set_ylabel("loss [nats/byte]")
+    ax.set_ylabel("loss [nats/token]")
     ax.set_title(
         "Training loss (lines, rolling mean over 5% of steps; y cut at the loss after 10%) and val_loss (dots), "
         "first trial of each",
@@ -357,7 +357,7 @@ def quantization(trials: pd.DataFrame) -> Figure | None:
             if not all(np.isnan(gaps)):
                 ax.plot(range(len(layers)), gaps, style, color=COLORS[name], label=f"{name}, {number_format}")
     ax.set_xticks(range(len(layers)), [f"layer {i}" for i in range(len(layers))])
-    ax.set_ylabel("quantized val_loss - val_loss [nats/byte]")
+    ax.set_ylabel("quantized val_loss - val_loss [nats/token]")
     ax.set_title(
         "What 8-bit FFN activations cost, by the activation a layer has (mean over complete trials)", fontsize=9
     )

@@ -16,18 +16,18 @@ RELATIVE = 0.02  # in an objective of other units (throughput, memory), the effe
 
 def size_for(found: Fit) -> float:
     """The per-layer effect that matters on `found`'s objective, in its units: the space's search.effect_size
-    where it sets one, else SIZE for a loss (nats/byte) and RELATIVE of the objective's level for the others
+    where it sets one, else SIZE for a loss (nats/token) and RELATIVE of the objective's level for the others
     (2% of tokens/s, not 0.02 tokens/s)."""
     if found.matters is not None:
         return found.matters
-    if METRICS.get(found.objective, ("",))[0] == "nats/byte":
+    if METRICS.get(found.objective, ("",))[0] == "nats/token":
         return SIZE
     return RELATIVE * abs(found.y_mean)
 
 
 def amount(found: Fit, value: float) -> str:
     """An effect size in the objective's units: '0.020' for a loss, '2.0% (1,530 tokens/s)' otherwise."""
-    if METRICS.get(found.objective, ("",))[0] == "nats/byte":
+    if METRICS.get(found.objective, ("",))[0] == "nats/token":
         return f"{value:.3f}"
     unit = METRICS.get(found.objective, ("",))[0]
     return f"{value / abs(found.y_mean):.1%} ({value:,.3g} {unit})".replace(" )", ")")

@@ -24,7 +24,9 @@ from moesearch.cli import cli
     "--seed", type=int, default=0, show_default=True, help="Seeds weights and batches, the same at every width."
 )
 @click.option(
-    "--data", help="Training text: a file, a folder or a glob [default: the Python standard library's source]."
+    "--data",
+    help="Training text or token files (.npy, .bin): a file, a folder or a glob [default: the Python standard "
+    "library's source].",
 )
 @click.option(
     "--out",

@@ -17,11 +17,12 @@ if TYPE_CHECKING:  # importing settings loads the space's models and numpy: not 
 
 MONITOR = click.option(
     "--monitor",
-    type=click.Choice(["tensorboard", "csv"]),
+    type=click.Choice(["tensorboard", "csv", "wandb"]),
     multiple=True,
-    help="Log every trial live through DeepSpeed's monitor (repeat for both): per step training and aux loss, "
-    "learning rate, step time; val_loss at each evaluation; the objectives at the end; one run per trial "
-    "under RESULTS/STUDY/monitor/ [default: none].",
+    help="Log every trial live through DeepSpeed's monitor (repeat for several): per step the steps table's "
+    "curves (loss, aux loss, learning rate, step time, tokens, gradient norm); val_loss at each evaluation; the "
+    "objectives at the end; one run per trial under RESULTS/STUDY/monitor/ (wandb: grouped by study, in "
+    "WANDB_PROJECT [moesearch]; WANDB_MODE=offline keeps it on disk) [default: none].",
 )
 DRY_RUN = click.option(
     "--dry-run", is_flag=True, help="Check every input, print the plan and exit: nothing is written or started."
@@ -116,7 +117,15 @@ def run_options(command):
             help="Folder for Parquet records and logs (shared by every machine of the study).",
         ),
         click.option(
-            "--data", help="Training text: a file, a folder or a glob [default: the Python standard library's source]."
+            "--data",
+            help="Training text, or token files (.npy arrays, nanoGPT/modded-nanogpt .bin shards): a file, a folder "
+            "or a glob [default: the Python standard library's source].",
+        ),
+        click.option(
+            "--tokenizer",
+            type=click.Path(dir_okay=False),
+            help="A Hugging Face tokenizer.json: the text is trained as its tokens, tokenized once into "
+            "RESULTS/tokens/ [default: the text's bytes].",
         ),
         click.option(
             "--seed",

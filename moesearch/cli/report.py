@@ -37,3 +37,7 @@ def report(results: Path, study_name: str | None, out: Path | None) -> None:
     )
     out = write_atomic(out or results / study_name / "report.html", lambda tmp: tmp.write_text(page, encoding="utf-8"))
     click.echo(f"wrote {out}")
+    from moesearch.analysis import interactive
+
+    if not interactive.available():
+        click.echo(f"note: written without its interactive front; {interactive.MISSING}")

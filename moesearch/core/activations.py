@@ -3,7 +3,8 @@
 Each entry names its nonlinearity and whether its FFN is gated; `hidden_width` is the width rule that
 makes them comparable. Names only, no torch: the space validator and the cost model load fast, and
 the ranks map each nonlinearity's name to its torch function (`ranks/model.py`, NONLINEARITIES).
-Adding an activation is one line in REGISTRY (and its function in NONLINEARITIES if it is new).
+Adding an activation is one line in REGISTRY (and its function in NONLINEARITIES if it is new); a learnable
+one is one line here and one module (`ranks/learnable.py`), named in NONLINEARITIES.
 """
 
 from __future__ import annotations
@@ -19,6 +20,11 @@ class ActivationSpec:
     """Gated (GLU-family) FFNs have three matrices: act(x W) * (x V), then W_out (Shazeer 2020)."""
     nonlinearity: str
     """The pointwise function: of the hidden layer, or of the gate branch when gated."""
+    learned: int = 0
+    """Parameters of the nonlinearity itself, trained with the FFN (each FFN and expert its own)."""
+    smooth: bool = False
+    """The hidden activation is quantized per channel scaled (Smooth-SwiGLU, Fishman et al. 2024): the same
+    function in full precision, another one in 8 bits (`ranks/quantize.py`)."""
 
 
 REGISTRY: dict[str, ActivationSpec] = {
@@ -26,11 +32,14 @@ REGISTRY: dict[str, ActivationSpec] = {
     for spec in (
         ActivationSpec("gelu", gated=False, nonlinearity="gelu"),
         ActivationSpec("swiglu", gated=True, nonlinearity="silu"),
+        ActivationSpec("smooth_swiglu", gated=True, nonlinearity="silu", smooth=True),  # Fishman et al. 2024
         ActivationSpec("geglu", gated=True, nonlinearity="gelu"),
         ActivationSpec("reglu", gated=True, nonlinearity="relu"),
         ActivationSpec("relu", gated=False, nonlinearity="relu"),
         ActivationSpec("relu2", gated=False, nonlinearity="relu2"),  # squared ReLU (So et al. 2021, "Primer")
         ActivationSpec("silu", gated=False, nonlinearity="silu"),
+        ActivationSpec("xielu", gated=False, nonlinearity="xielu", learned=2),  # Huang & Schlag 2024
+        ActivationSpec("polynorm", gated=False, nonlinearity="polynorm", learned=4),  # Zhuo et al. 2024 (PolyCom)
     )
 }
 NAMES: tuple[str, ...] = tuple(REGISTRY)
@@ -53,6 +62,10 @@ def hidden_width(activation: str, d_ff: int, policy: str, multiple: int) -> int:
     return max(multiple, round(2 * d_ff / 3 / multiple) * multiple)
 
 
+def is_learnable(activation: str) -> bool:
+    return REGISTRY[activation].learned > 0
+
+
 def ffn_params(activation: str, d_model: int, hidden: int) -> int:
-    """Weights of one bias-free FFN: two matrices, or three when gated."""
-    return (3 if is_gated(activation) else 2) * d_model * hidden
+    """Weights of one bias-free FFN: two matrices, or three when gated, and its nonlinearity's own."""
+    return (3 if is_gated(activation) else 2) * d_model * hidden + REGISTRY[activation].learned

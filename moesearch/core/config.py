@@ -27,9 +27,11 @@ class RunConfig(BaseModel):
     rungs: tuple[int, ...] = ()
     """Steps at which rank 0 asks the supervisor whether to go on (search.pruning); empty: train to the end."""
     monitor: tuple[str, ...] = ()
-    """DeepSpeed monitors to log the trial to, live ("tensorboard", "csv"); empty: none."""
+    """DeepSpeed monitors to log the trial to, live ("tensorboard", "csv", "wandb"); empty: none."""
     monitor_dir: str | None = None
     """Where the monitors write, one run per trial."""
+    monitor_group: str | None = None
+    """What groups the trial's runs in the monitors that group (wandb: the study)."""
 
     @classmethod
     def build(
@@ -43,6 +45,7 @@ class RunConfig(BaseModel):
         rungs: bool = False,
         monitor: tuple[str, ...] = (),
         monitor_dir: str | None = None,
+        monitor_group: str | None = None,
     ) -> RunConfig:
         """node_ranks: ranks on each node (default: all on one), which bound the default ep_size.
         rungs: rank 0 reports the trial at the space's rungs (search.pruning), where it may be stopped."""
@@ -57,6 +60,7 @@ class RunConfig(BaseModel):
             rungs=tuple(pruning.rungs) if rungs and pruning.method != "none" else (),
             monitor=monitor,
             monitor_dir=monitor_dir,
+            monitor_group=monitor_group,
         )
 
     @property

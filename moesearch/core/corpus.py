@@ -1,12 +1,18 @@
-"""The training text: bytes from files on this machine, split deterministically, hashed for provenance.
+"""The training tokens: text or token files on this machine, split deterministically, hashed for provenance.
 
 Default: the Python standard library's top-level source files, real text present wherever Python is.
-Tokens are bytes (vocabulary 256), so no tokenizer is downloaded.
+Text is read as bytes (vocabulary 256), so no tokenizer is downloaded; `core/tokenize.py` turns text into a
+token file with a tokenizer of the user's.
 
-The text is memory-mapped, never held whole: the files are concatenated once into a cache file
-(`cache_dir()`, keyed by their paths, sizes and modification times, with the text's sha256 beside it), and
-the train and held-out parts are views of it (`Part`), so a 10 GB corpus costs the pages a training
-touches, not 10 GB per rank.
+Token files are told from text by name (`token_file`): `.npy`, a numpy array of token ids (its dtype from
+its header), and `.bin`, a token array as nanoGPT writes it (raw uint16) or as modded-nanogpt and llm.c do
+(a 256 x int32 header starting 20240520, its version giving uint16 (1) or uint32 (2), then the tokens). The
+vocabulary is the largest token + 1, counted once.
+
+Everything is memory-mapped, never held whole: several text files are concatenated once into a cache file
+(`cache_dir()`, keyed by their paths, sizes and modification times, with the sha256 beside it), token files
+are mapped where they are (`Shards` joins several without a copy), and the train and held-out parts are
+views (`Part`), so a 10 GB corpus costs the pages a training touches, not 10 GB per rank.
 """
 
 from __future__ import annotations
@@ -23,7 +29,11 @@ import numpy as np
 
 from moesearch.core.errors import InputError
 
-VOCAB_SIZE = 256
+VOCAB_SIZE = 256  # text is read as bytes
+HEADER_MAGIC = 20240520  # the first int32 of a modded-nanogpt / llm.c token shard
+_HEADER_BYTES = 256 * 4
+_HEADER_DTYPES = {1: np.uint16, 2: np.uint32}  # the header's version: GPT-2's tokens, Llama 3's
+TOKEN_SUFFIXES = (".npy", ".bin")
 _BLOCK = 4096  # the split unit: every VAL_EVERY-th block of the stream is held out
 _MIN_BLOCKS = 200  # small corpora get smaller blocks, so that 5% is still held out
 _VAL_EVERY = 20  # 5% validation, spread through the whole corpus rather than its alphabetical tail
@@ -31,11 +41,11 @@ _VAL_EVERY = 20  # 5% validation, spread through the whole corpus rather than it
 
 @dataclass(frozen=True)
 class Part:
-    """The training or the held-out part of the text, as a view: position p of the part is the stream's
-    byte `at(p)`, its blocks in order, so a window is cut from the memory-mapped stream without a copy of
+    """The training or the held-out part of the corpus, as a view: position p of the part is the stream's
+    token `at(p)`, its blocks in order, so a window is cut from the memory-mapped stream without a copy of
     the part."""
 
-    stream: np.ndarray  # every byte, uint8, memory-mapped
+    stream: np.ndarray | Shards  # every token (a byte of text, uint8), memory-mapped
     block: int  # the split unit (`split`)
     held_out: bool
 
@@ -56,8 +66,31 @@ class Part:
         return b * self.block + offset
 
     def windows(self, starts: np.ndarray, length: int) -> np.ndarray:
-        """The part's bytes [s, s + length) for each start s, one row each (uint8)."""
+        """The part's tokens [s, s + length) for each start s, one row each (the stream's integer dtype)."""
         return self.stream[self.at(starts[:, None] + np.arange(length))]
+
+
+@dataclass(frozen=True)
+class Shards:
+    """Several token files as one stream without a copy: position p is file i's token p - starts[i]."""
+
+    arrays: tuple[np.ndarray, ...]  # each memory-mapped
+    starts: np.ndarray  # int64, len(arrays) + 1: where each file begins in the stream, then its length
+
+    @classmethod
+    def of(cls, arrays: list[np.ndarray]) -> Shards:
+        return cls(tuple(arrays), np.concatenate([[0], np.cumsum([len(a) for a in arrays])]).astype(np.int64))
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    def __getitem__(self, positions: np.ndarray) -> np.ndarray:
+        which = np.searchsorted(self.starts, positions, side="right") - 1
+        out = np.empty(np.shape(positions), np.int64)
+        for i in np.unique(which):  # a window crosses at most one boundary: one or two files per batch
+            here = which == i
+            out[here] = self.arrays[i][positions[here] - self.starts[i]]
+        return out
 
 
 @dataclass(frozen=True)
@@ -65,12 +98,15 @@ class Corpus:
     train: Part
     val: Part
     sha256: str  # of the files' bytes in reading order
+    vocab_size: int = VOCAB_SIZE  # bytes; a token file's largest token + 1
+    tokens: bool = False  # token files, not text
 
     def check_fits(self, seq_len: int) -> None:
         if min(len(self.train), len(self.val)) <= seq_len:
+            unit = "tokens" if self.tokens else "bytes of text"
             raise InputError(
-                f"--data: {len(self.train) + len(self.val):,} bytes of text is too little for seq_len {seq_len}; "
-                f"give at least {(seq_len + 1) * _VAL_EVERY * 2:,} bytes"
+                f"--data: {len(self.train) + len(self.val):,} {unit} is too little for seq_len {seq_len}; "
+                f"give at least {(seq_len + 1) * _VAL_EVERY * 2:,}"
             )
 
 
@@ -92,9 +128,69 @@ def files(spec: str | None) -> list[Path]:
 
 def load(spec: str | None) -> Corpus:
     """Map, hash and split the corpus. The same files give the same split on every machine."""
-    stream, sha256 = _mapped(files(spec))
+    paths = files(spec)
+    tokens = [p for p in paths if token_file(p)]
+    if tokens and len(tokens) < len(paths):
+        text = next(p for p in paths if not token_file(p))
+        raise InputError(
+            f"--data: {spec!r} mixes token files ({tokens[0].name}) and text ({text.name}); allowed: one kind "
+            f"(token files end in {' or '.join(TOKEN_SUFFIXES)})"
+        )
+    if tokens:
+        stream, meta = _token_stream(paths)
+    else:
+        stream, meta = _mapped(paths)
     block = max(1, min(_BLOCK, len(stream) // _MIN_BLOCKS))
-    return Corpus(Part(stream, block, False), Part(stream, block, True), sha256)
+    return Corpus(
+        Part(stream, block, False),
+        Part(stream, block, True),
+        meta["sha256"],
+        meta.get("vocab", VOCAB_SIZE),
+        bool(tokens),
+    )
+
+
+def token_file(path: Path) -> bool:
+    """Whether `path` holds token ids rather than text: told by its suffix (the module's docstring)."""
+    return path.suffix in TOKEN_SUFFIXES
+
+
+def text_bytes(spec: str | None) -> tuple[np.ndarray, str]:
+    """The text `spec` names as one memory-mapped byte stream (files joined by newlines) and its sha256."""
+    stream, meta = _mapped(files(spec))
+    return stream, meta["sha256"]
+
+
+def token_array(path: Path) -> np.ndarray:
+    """A token file's ids, memory-mapped (the module's docstring says how each kind is read)."""
+    try:
+        if path.suffix == ".npy":
+            array = np.load(path, mmap_mode="r")
+            if array.ndim != 1 or array.dtype.kind not in "ui":
+                raise InputError(
+                    f"--data: {path} holds a {array.dtype} array of shape {array.shape}; allowed: one "
+                    "dimension of integer token ids"
+                )
+            return array
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            header = np.frombuffer(f.read(_HEADER_BYTES).ljust(_HEADER_BYTES, b"\0"), "<i4")
+    except (OSError, ValueError) as e:
+        raise InputError(f"--data: cannot read {path} as tokens: {e}") from None
+    if header[0] == HEADER_MAGIC:
+        version, count = int(header[1]), int(header[2])
+        if version not in _HEADER_DTYPES:
+            raise InputError(f"--data: {path} has header version {version}; allowed: 1 (uint16) or 2 (uint32)")
+        dtype = np.dtype(_HEADER_DTYPES[version])
+        if size != _HEADER_BYTES + count * dtype.itemsize:
+            raise InputError(
+                f"--data: {path} is {size:,} bytes, but its header promises {count:,} {dtype} tokens after 1,024 "
+                "bytes; the file is cut short or not a token shard"
+            )
+        return np.memmap(path, dtype=dtype, mode="r", offset=_HEADER_BYTES, shape=(count,))
+    if size % 2:
+        raise InputError(f"--data: {path} has an odd size ({size:,} bytes); a raw .bin holds uint16 tokens (nanoGPT)")
+    return np.memmap(path, dtype=np.uint16, mode="r") if size else np.zeros(0, np.uint16)
 
 
 def cache_dir() -> Path:
@@ -104,23 +200,51 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "moesearch" / "corpus"
 
 
-def _mapped(paths: list[Path]) -> tuple[np.ndarray, str]:
-    """The files' bytes joined by newlines, memory-mapped, and the sha256 of the files' bytes. One file is
-    mapped where it is (its hash cached); several are joined once into the cache (made atomically: every rank
-    may race to make it, and each writes the same bytes)."""
+def _key(paths: list[Path]) -> str:
+    """The cache's name for these files as they are now: their paths, sizes and modification times."""
     try:
         stats = [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in paths]
     except OSError as e:
         raise InputError(f"--data: cannot read {e.filename}: {e.strerror}") from None
-    key = hashlib.sha256(json.dumps(stats).encode()).hexdigest()[:32]
-    folder = cache_dir()
+    return hashlib.sha256(json.dumps(stats).encode()).hexdigest()[:32]
+
+
+def _mapped(paths: list[Path]) -> tuple[np.ndarray, dict]:
+    """The files' bytes joined by newlines, memory-mapped, and their cached facts (the sha256 of the files'
+    bytes). One file is mapped where it is (its hash cached); several are joined once into the cache (made
+    atomically: every rank may race to make it, and each writes the same bytes)."""
+    key, folder = _key(paths), cache_dir()
     meta = folder / f"{key}.json"
     data = paths[0] if len(paths) == 1 else folder / f"{key}.u8"
     if not (meta.is_file() and data.is_file()):
         _build(paths, folder, None if len(paths) == 1 else data, meta)
-    sha256, size = (json.loads(meta.read_text())[k] for k in ("sha256", "bytes"))
-    stream = np.memmap(data, dtype=np.uint8, mode="r") if size else np.zeros(0, np.uint8)
-    return stream, sha256
+    facts = json.loads(meta.read_text())
+    stream = np.memmap(data, dtype=np.uint8, mode="r") if facts["bytes"] else np.zeros(0, np.uint8)
+    return stream, facts
+
+
+def _token_stream(paths: list[Path]) -> tuple[np.ndarray | Shards, dict]:
+    """The token files as one stream, mapped where they are, and their cached facts: the sha256 of their
+    bytes and the vocabulary (largest token + 1), counted once in chunks (made atomically, as `_build`)."""
+    arrays = [token_array(p) for p in paths]
+    folder = cache_dir()
+    meta = folder / f"{_key(paths)}.tokens.json"
+    if not meta.is_file():
+        digest, largest = hashlib.sha256(), -1
+        for path, array in zip(paths, arrays, strict=True):
+            with open(path, "rb") as f:
+                while chunk := f.read(1 << 24):
+                    digest.update(chunk)
+            for start in range(0, len(array), 1 << 24):
+                chunk = array[start : start + (1 << 24)]
+                if chunk.min() < 0:
+                    raise InputError(f"--data: {path} holds negative token ids; allowed: ids from 0")
+                largest = max(largest, int(chunk.max()))
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".{meta.name}.{os.getpid()}"
+        tmp.write_text(json.dumps({"sha256": digest.hexdigest(), "vocab": largest + 1, "files": len(paths)}))
+        os.replace(tmp, meta)
+    return (arrays[0] if len(arrays) == 1 else Shards.of(arrays)), json.loads(meta.read_text())
 
 
 def _build(paths: list[Path], folder: Path, data: Path | None, meta: Path) -> None:

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from moesearch.core.activations import ffn_params, hidden_width
-from moesearch.core.corpus import VOCAB_SIZE
 from moesearch.core.space import ModelSpec
 
 
@@ -44,7 +43,7 @@ def expert_capacity(spec: ModelSpec, tokens_per_rank: int) -> int:
 
 
 def costs(spec: ModelSpec, layers: list[str] | tuple[str, ...], micro_batch: int) -> Costs:
-    d, E, V = spec.d_model, spec.num_experts, VOCAB_SIZE
+    d, E, V = spec.d_model, spec.num_experts, spec.vocab
     S = micro_batch * spec.seq_len
     C = expert_capacity(spec, S)
     positions = spec.seq_len * d if spec.block == "gpt2" else 0  # learned table; rotary ones have no parameters

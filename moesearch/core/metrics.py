@@ -6,8 +6,8 @@ import math
 
 # name -> (unit, meaning). Every one is a column of the trials table and may be a search objective.
 METRICS: dict[str, tuple[str, str]] = {
-    "val_loss": ("nats/byte", "cross-entropy on the fixed held-out batches, the same for every trial"),
-    "train_loss": ("nats/byte", "mean cross-entropy over the last 10% of training steps, across ranks"),
+    "val_loss": ("nats/token", "cross-entropy on the fixed held-out batches, the same for every trial"),
+    "train_loss": ("nats/token", "mean cross-entropy over the last 10% of training steps, across ranks"),
     "tokens_per_s": ("tokens/s", "training tokens per second over all ranks, from the median step time"),
     "step_time_s": ("s", "median optimizer-step time after warm-up (first 10% of steps)"),
     "params_total": ("params", "all parameters, every expert counted"),
@@ -16,21 +16,21 @@ METRICS: dict[str, tuple[str, str]] = {
     "peak_memory_mb": ("MiB", "peak memory of the busiest rank (GPU: allocator peak; CPU: sampled RSS)"),
     "train_time_s": ("s", "wall time of the training loop, periodic evaluations included"),
     "val_loss_int8": (
-        "nats/byte",
+        "nats/token",
         "val_loss with the FFN activations fake-quantized to per-tensor affine INT8 "
         "(zero point and scale from the calibrated min and max)",
     ),
     "val_loss_int8_sym": (
-        "nats/byte",
+        "nats/token",
         "the same with symmetric INT8 (zero point 0, codes [-127, 127], scale max|x|/127)",
     ),
-    "val_loss_fp8": ("nats/byte", "val_loss with the FFN activations fake-quantized to FP8 E4M3 (per-tensor scales)"),
+    "val_loss_fp8": ("nats/token", "val_loss with the FFN activations fake-quantized to FP8 E4M3 (per-tensor scales)"),
     "quant_gap_int8": (
-        "nats/byte",
+        "nats/token",
         "val_loss_int8 minus val_loss: what 8-bit integer activations cost (affine: fair to one-sided activations)",
     ),
-    "quant_gap_int8_sym": ("nats/byte", "val_loss_int8_sym minus val_loss: what symmetric INT8 activations cost"),
-    "quant_gap_fp8": ("nats/byte", "val_loss_fp8 minus val_loss: what FP8 activations cost"),
+    "quant_gap_int8_sym": ("nats/token", "val_loss_int8_sym minus val_loss: what symmetric INT8 activations cost"),
+    "quant_gap_fp8": ("nats/token", "val_loss_fp8 minus val_loss: what FP8 activations cost"),
     "max_grad_norm": ("norm", "largest global gradient norm before clipping over the trained steps"),
     "clipped_share": ("fraction", "share of trained steps whose gradient norm exceeded train.grad_clip"),
     "loss_spikes": (

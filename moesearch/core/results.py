@@ -31,11 +31,11 @@ from moesearch.core.errors import InputError
 from moesearch.core.files import write_atomic
 from moesearch.core.metrics import INTEGER_METRICS, METRICS
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 # version 2 lacks the stability columns, versions 2-3 `random_streams`: they read as null (streams as "global");
 # version 5 has the columns of 4, its evaluations routed exactly (before, with DeepSpeed's gate noise);
-# version 6 adds `effect_size` (null before: the defaults)
-READABLE = ("2", "3", "4", "5", "6")
+# version 6 adds `effect_size` (null before: the defaults); version 7 the layers' `learned`, `nearest_fixed`
+READABLE = ("2", "3", "4", "5", "6", "7")
 TABLES = ("trials", "steps", "layers")
 _TIME = pa.timestamp("us", tz="UTC")
 
@@ -115,6 +115,8 @@ LAYERS_SCHEMA = pa.schema(
         pa.field("expert_max_over_rms", pa.list_(pa.float64())),
         pa.field("expert_excess_kurtosis", pa.list_(pa.float64())),
         pa.field("expert_beyond_6sd_frac", pa.list_(pa.float64())),
+        pa.field("learned", pa.string()),  # JSON {parameter: [per expert]} of a learnable activation (else null)
+        pa.field("nearest_fixed", pa.string()),  # the fixed activation nearest its learned curve (else null)
     ],
     metadata=_METADATA,
 )

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from moesearch.core import design
 from moesearch.core.activations import Activation, ffn_params, hidden_width
 from moesearch.core.assignment import block_of, uniform
+from moesearch.core.corpus import VOCAB_SIZE
 from moesearch.core.errors import InputError
 from moesearch.core.metrics import METRICS, REFERENCE_RULE, not_at_rung
 
@@ -54,6 +55,10 @@ class ModelSpec(_Section):
     hold block i's FFN, made by `moesearch.ranks.model.ffn_layer`, and whose forward gives (logits, aux loss,
     expert counts): docs/guide/your-model.md. Default: the shipped blocks (`block`). A model of your own is
     part of a study's identity; its parameters are counted from the module, its FLOPs are not known."""
+    vocab_size: int | None = Field(None, ge=2, examples=[50304])
+    """Tokens the model embeds and predicts. Default: the data's (256 for text read as bytes, a token file's
+    largest id + 1, a tokenizer's vocabulary). Larger pads it (nanoGPT's 50304 for GPT-2's 50257: friendlier
+    matmul shapes); smaller than the data's is refused."""
     n_layers: int = Field(4, ge=1)
     """Transformer blocks; the assignment has one activation per block."""
     d_model: int = Field(128, ge=8)
@@ -61,7 +66,7 @@ class ModelSpec(_Section):
     n_heads: int = Field(4, ge=1)
     """Attention heads; must divide d_model."""
     seq_len: int = Field(128, ge=8)
-    """Tokens (bytes) per training sequence."""
+    """Tokens per training sequence (bytes, for text read as bytes)."""
     d_ff: int = Field(384, ge=8)
     """Hidden width of an ungated FFN (gated ones get 2/3 of it under width_policy 'params')."""
     width_policy: Literal["params", "width"] = "params"
@@ -98,6 +103,12 @@ class ModelSpec(_Section):
     base_n_layers: int | None = Field(None, ge=1, examples=[4])
     """CompleteP's base depth: the layer count the learning rate was tuned at (default: this model's own; a
     ladder's sizes take the proxy's). Only with parametrization 'completep'."""
+
+    @property
+    def vocab(self) -> int:
+        """The vocabulary trained with: vocab_size, else bytes' 256 (a space file read alone, and every record
+        made before the vocabulary came from the data, when all text was read as bytes)."""
+        return self.vocab_size or VOCAB_SIZE
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelSpec:
@@ -458,6 +469,17 @@ class Space(_Section):
     def sizes(self) -> list[str]:
         """The ladder's sizes, smallest first: the proxy (this space as written), then each [[scale]]."""
         return [PROXY] + [size.name for size in self.scale]
+
+    def with_vocab(self, vocab: int) -> Space:
+        """This space with the data's vocabulary as `model.vocab_size`, or its own where larger (padded);
+        InputError where its own is smaller."""
+        given = self.model.vocab_size
+        if given is not None and given < vocab:
+            raise InputError(
+                f"model.vocab_size: {given} is smaller than the data's vocabulary ({vocab}: its largest token id "
+                f"+ 1, or the tokenizer's); allowed: {vocab} or more, or leave it out"
+            )
+        return self.model_copy(update={"model": self.model.model_copy(update={"vocab_size": given or vocab})})
 
     def at_size(self, name: str) -> Space:
         """This space at one size of its ladder (with no ladder of its own); InputError for an unknown size."""

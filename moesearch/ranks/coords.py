@@ -21,7 +21,6 @@ from torch import nn
 
 from moesearch.core import corpus as corpus_mod
 from moesearch.core.config import RunConfig
-from moesearch.core.corpus import VOCAB_SIZE
 from moesearch.ranks.model import Transformer
 from moesearch.ranks.probes import ffn_slots
 
@@ -82,7 +81,7 @@ def check(cfg: RunConfig, corpus: corpus_mod.Corpus, steps: int) -> list[dict]:
             x_BT, y_BT = batches.next_train()
             with Coordinates(engine.module) as coords:
                 logits_BTV, aux, _ = engine(x_BT)
-            loss = F.cross_entropy(logits_BTV.float().view(-1, VOCAB_SIZE), y_BT.reshape(-1))
+            loss = F.cross_entropy(logits_BTV.float().flatten(0, 1), y_BT.reshape(-1))
             engine.backward(loss + cfg.model.aux_loss_coef * aux)
             engine.step()
             del logits_BTV, aux, loss

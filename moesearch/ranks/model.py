@@ -18,13 +18,20 @@ from deepspeed.moe.layer import MoE
 from torch import nn
 
 from moesearch.core.activations import REGISTRY, hidden_width, is_gated
-from moesearch.core.corpus import VOCAB_SIZE
 from moesearch.core.space import ModelSpec
-from moesearch.ranks import parametrization
+from moesearch.ranks import learnable, parametrization
 from moesearch.ranks.streams import generator
 
-# The torch function of each nonlinearity the registry names (`ActivationSpec.nonlinearity`).
-NONLINEARITIES = {"gelu": F.gelu, "relu": F.relu, "silu": F.silu, "relu2": lambda x: F.relu(x).square()}
+# The torch function of each nonlinearity the registry names (`ActivationSpec.nonlinearity`); a class is a
+# learnable one, made anew for every FFN (`ranks/learnable.py`).
+NONLINEARITIES = {
+    "gelu": F.gelu,
+    "relu": F.relu,
+    "silu": F.silu,
+    "relu2": lambda x: F.relu(x).square(),
+    "xielu": learnable.XIELU,
+    "polynorm": learnable.PolyNorm,
+}
 
 
 class FFN(nn.Module):
@@ -34,7 +41,9 @@ class FFN(nn.Module):
         super().__init__()
         self.activation = activation
         self.gated = is_gated(activation)
-        self.nonlinearity = NONLINEARITIES[REGISTRY[activation].nonlinearity]
+        self.smooth = REGISTRY[activation].smooth  # read by the quantized evaluation only
+        found = NONLINEARITIES[REGISTRY[activation].nonlinearity]
+        self.nonlinearity = found() if isinstance(found, type) else found  # a module: its parameters are the FFN's
         self.w_in = nn.Linear(d_model, hidden * (2 if self.gated else 1), bias=False)
         self.w_out = nn.Linear(hidden, d_model, bias=False)
 
@@ -136,7 +145,7 @@ class Block(nn.Module):
 class Transformer(nn.Module):
     def __init__(self, spec: ModelSpec, layers: list[str] | tuple[str, ...], ep_size: int):
         super().__init__()
-        self.embed = nn.Embedding(VOCAB_SIZE, spec.d_model)
+        self.embed = nn.Embedding(spec.vocab, spec.d_model)
         self.pos = nn.Embedding(spec.seq_len, spec.d_model) if spec.block == "gpt2" else None  # llama: rotary
         self.blocks = nn.ModuleList(Block(spec, act, spec.is_moe(i), ep_size) for i, act in enumerate(layers))
         self.norm = norm(spec)

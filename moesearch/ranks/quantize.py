@@ -10,8 +10,11 @@ inside) are calibrated on held-out training windows (never the evaluation window
 - "int8_sym": symmetric INT8, zero point 0, scale max|x| / 127, codes [-127, 127] (the symmetric range:
   -128 has no positive twin). What a symmetric-only kernel would do; `*_int8_sym`.
 - "fp8": FP8 E4M3 by a round trip through `torch.float8_e4m3fn` (scale max|x| / 448, its largest value).
-INT8 goes through torch's own `fake_quantize_per_tensor_affine`. Weights stay as trained: this measures
-what the activations lose. Forward hooks: the model knows nothing of them. An expert that saw no
+Smooth-SwiGLU (Fishman et al. 2024, "Scaling FP8 training to trillion-token LLMs") is SwiGLU whose hidden
+activation is scaled per channel before it is quantized and unscaled after (the inverse folds into W_out):
+each channel c by s_c = 1 / max|h_c| over the calibration windows, so one outlier channel no longer sets
+the whole tensor's grid. INT8 goes through torch's own `fake_quantize_per_tensor_affine`. Weights stay as
+trained: this measures what the activations lose. Forward hooks: the model knows nothing of them. An expert that saw no
 calibration token has no range: both its tensors pass through unquantized, which shrinks the gap, so
 `Calibration.uncalibrated` counts such experts and the trial records it (`quant_uncalibrated_experts`).
 """
@@ -83,6 +86,13 @@ class Calibration:
         for _, layer, slot, _ in self.sites:
             self.held_LE[layer, slot] = 1
         self.ranges: dict[nn.Module, tuple[float, float]] = {}
+        # Smooth-SwiGLU: per channel min and max of its hidden activation (W_out's input), and the scales
+        self.channels: dict[nn.Module, tuple[int, int, torch.Tensor]] = {
+            ffn.w_out: (layer, slot, torch.zeros(2, ffn.w_out.in_features, dtype=torch.float64))
+            for ffn, layer, slot in ffn_slots(model, first_expert)
+            if ffn.smooth
+        }
+        self.scales: dict[nn.Module, torch.Tensor] = {}
         self.uncalibrated = 0
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
 
@@ -106,6 +116,10 @@ class Calibration:
             got = torch.stack([lo.double(), hi.double(), tokens.double()]).cpu()  # one copy from the device
             was = self.seen_LE23[layer, slot, i]
             was[:] = torch.stack([torch.minimum(was[0], got[0]), torch.maximum(was[1], got[1]), was[2] + got[2]])
+            if module in self.channels:
+                seen_2F = self.channels[module][2]
+                lo_F, hi_F = torch.aminmax(x.double(), dim=0)
+                seen_2F[:] = torch.stack([torch.minimum(seen_2F[0], lo_F.cpu()), torch.maximum(seen_2F[1], hi_F.cpu())])
 
         return record
 
@@ -125,6 +139,30 @@ class Calibration:
             for site, layer, slot, i in self.sites
             if tokens[layer, slot] > 0
         }
+        self._smooth(device)
+
+    def _smooth(self, device: torch.device) -> None:
+        """Each Smooth-SwiGLU hidden activation's channel scales, and its range as scaled (every rank's
+        channels: a layer's all-reduce carries every slot, zeros where a rank holds none)."""
+        import torch.distributed as dist
+
+        for layer in sorted({layer for layer, _, _ in self.channels.values()}):
+            mine = [(site, slot, seen) for site, (at, slot, seen) in self.channels.items() if at == layer]
+            width = mine[0][2].shape[1]
+            extremes_E2F = torch.zeros(self.held_LE.shape[1], 2, width, dtype=torch.float64)
+            for _, slot, seen_2F in mine:
+                extremes_E2F[slot] = torch.stack([-seen_2F[0], seen_2F[1]])
+            extremes_E2F = extremes_E2F.to(device)
+            dist.all_reduce(extremes_E2F, op=dist.ReduceOp.MAX)
+            extremes_E2F = extremes_E2F.cpu()
+            for site, slot, _ in mine:
+                if site not in self.ranges:
+                    continue
+                neg_lo_F, hi_F = extremes_E2F[slot]
+                peak_F = torch.maximum(neg_lo_F, hi_F)
+                scale_F = torch.where(peak_F > 0, 1 / peak_F, torch.ones_like(peak_F))
+                self.scales[site] = scale_F.float()
+                self.ranges[site] = ((-neg_lo_F * scale_F).min().item(), (hi_F * scale_F).max().item())
 
 
 class FakeQuant:
@@ -132,6 +170,9 @@ class FakeQuant:
 
     def __init__(self, calibration: Calibration, fmt: str):
         self.fmt = {site: quantizer(fmt, lo, hi) for site, (lo, hi) in calibration.ranges.items() if hi > lo}
+        for site, scale_F in calibration.scales.items():  # Smooth-SwiGLU: quantized scaled, then unscaled
+            if site in self.fmt:
+                self.fmt[site] = _smoothed(self.fmt[site], scale_F)
         self.sites = [site for site, *_ in calibration.sites]
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
 
@@ -148,3 +189,7 @@ class FakeQuant:
         # a site without a range (no calibration token: counted; or only zeros seen) passes its input on unchanged
         fake = self.fmt.get(module)
         return (fake(args[0]),) if fake else args
+
+
+def _smoothed(fake, scale_F: torch.Tensor):
+    return lambda x: fake(x * scale_F.to(x.device, x.dtype)) / scale_F.to(x.device, x.dtype)

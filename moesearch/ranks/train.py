@@ -8,6 +8,7 @@ values so that no tensor keeps the engine alive between trials.
 from __future__ import annotations
 
 import gc
+import json
 import math
 import statistics
 import time
@@ -22,15 +23,15 @@ import torch.nn.functional as F
 from deepspeed.accelerator import get_accelerator
 from torch import nn
 
-from moesearch.core.activations import hidden_width
+from moesearch.core.activations import REGISTRY, hidden_width
 from moesearch.core.config import RunConfig
-from moesearch.core.corpus import VOCAB_SIZE, Corpus, Part
+from moesearch.core.corpus import Corpus, Part
 from moesearch.core.protocol import Done, Verdict
-from moesearch.core.trial import DIVERGED
-from moesearch.ranks import builder, faults, streams
-from moesearch.ranks.model import exact_routing, init_weights, moe_layers
+from moesearch.core.trial import DIVERGED, State
+from moesearch.ranks import builder, faults, learnable, streams, wandb_run
+from moesearch.ranks.model import NONLINEARITIES, exact_routing, init_weights, moe_layers
 from moesearch.ranks.parametrization import param_groups
-from moesearch.ranks.probes import HiddenStats, TailShare
+from moesearch.ranks.probes import HiddenStats, TailShare, ffn_slots
 from moesearch.ranks.quantize import FORMATS, Calibration, FakeQuant
 
 OnStep = Callable[[int, float, float | None], None]  # steps done, train loss, val_loss measured at this step
@@ -107,6 +108,7 @@ def ds_config(cfg: RunConfig, bf16: bool, run_name: str = "trial") -> dict:
             "output_path": f"{cfg.monitor_dir}/{kind}",
         }
         for kind in cfg.monitor
+        if kind != "wandb"  # moesearch's own (ranks/wandb_run.py says why)
     }
     return {
         **monitors,
@@ -182,6 +184,9 @@ def train_trial(
     local_experts = cfg.model.num_experts // cfg.ep_size
     precision = cfg.train.precision or ("bf16" if on_gpu else "fp32")
     engine = build_engine(cfg, rank, bf16=precision == "bf16", run_name=run_name(trial, cfg))
+    if tracked := "wandb" in cfg.monitor and rank == 0:
+        wandb_run.start(cfg, trial, run_name(trial, cfg))
+    outcome = {"state": State.FAIL, "reason": "crashed"}  # the W&B run's summary, whatever ends the trial
     if cfg.train.compile:
         engine.compile()  # inductor: C++/OpenMP kernels on CPU, Triton on GPU; DeepSpeed's MoE dispatch stays eager
     if (
@@ -206,7 +211,7 @@ def train_trial(
             hidden = [h | t for h, t in zip(hidden, tails.reduce(engine.device), strict=True)]
             with _eager(cfg.train.compile):
                 metrics.update(_quantized(engine, batches, metrics["val_loss"], slots))
-        layers = _layer_rows(cfg, share_LE, hidden)
+        layers = _layer_rows(cfg, share_LE, hidden, _learned(engine.module, cfg, slots[0], engine.device))
         final = {**_with_costs(metrics, cfg, world, engine.module), "precision": precision}
         _monitor(
             engine,
@@ -216,10 +221,19 @@ def train_trial(
                 if isinstance(value, float | int)
             ],
         )
+        outcome = {**final, "state": State.COMPLETE}
     except (TrialFailed, TrialPruned) as e:
         e.steps = steps
+        state = State.PREEMPTED if getattr(e, "preempted", False) else State.FAIL
+        outcome = {
+            "state": state if isinstance(e, TrialFailed) else State.PRUNED,
+            "reason": str(e),
+            "steps": len(steps),
+        }
         raise
     finally:
+        if tracked:
+            wandb_run.finish(outcome)
         engine.destroy()
         del engine
         gc.collect()
@@ -264,7 +278,7 @@ def _train(
         lr = engine.get_lr()[0]  # the rate this step applies (the scheduler moves on in engine.step)
         x_BT, y_BT = batches.next_train()
         logits_BTV, aux, counts = engine(x_BT)
-        ce = F.cross_entropy(logits_BTV.float().view(-1, VOCAB_SIZE), y_BT.reshape(-1))
+        ce = F.cross_entropy(logits_BTV.float().flatten(0, 1), y_BT.reshape(-1))
         if fault:
             ce = fault.apply(ce, step)
         loss = ce + cfg.model.aux_loss_coef * aux
@@ -302,9 +316,7 @@ def _train(
             }
         )
         peak_rss = max(peak_rss, me.memory_info().rss)
-        _monitor(
-            engine, [(f"Train/{k}", log[-1][k], step + 1) for k in ("train_loss", "aux_loss", "lr", "step_time_s")]
-        )
+        _monitor(engine, [(f"Train/{k}", v, step + 1) for k, v in log[-1].items() if k in _CURVES and v is not None])
         if interval and (step + 1) % interval == 0 and step + 1 < steps:  # the last step's comes after the loop
             log[-1]["val_loss"] = _evaluate(engine, batches)
             _monitor(engine, [("Eval/val_loss", log[-1]["val_loss"], step + 1)])
@@ -319,6 +331,9 @@ def _train(
     load_LE = _all_reduce(load_LE, engine.device)
     share_LE = load_LE / load_LE.sum(dim=1, keepdim=True).clamp(min=1)
     return _measured(log, warmup, tail, loop_start, peak_rss, on_gpu, engine.device), share_LE
+
+
+_CURVES = ("tokens", "train_loss", "aux_loss", "lr", "step_time_s", "grad_norm")  # the steps table's, as Train/*
 
 
 def _measured(
@@ -343,8 +358,41 @@ def _rung(step: int, metrics: dict, ask_rung: AskRung | None, device: torch.devi
         raise TrialPruned(verdict.reason if verdict else f"pruned at rung {step}", step, metrics, [])
 
 
-def _layer_rows(cfg: RunConfig, share_LE: torch.Tensor, hidden: list[dict]) -> list[dict]:
-    """One row per block: its activation, routing (MoE blocks) and hidden-activation statistics."""
+def _learned(model: nn.Module, cfg: RunConfig, first_expert: int, device: torch.device) -> list[dict]:
+    """Per layer, what its learnable nonlinearity learned: `learned`, JSON {parameter: [value per expert]} (one
+    value for a dense layer), and `nearest_fixed`, the fixed activation nearest its mean curve over experts;
+    nulls for a fixed activation. Every rank calls this: the experts are gathered from all of them."""
+    world, n_slots = dist.get_world_size(), max(cfg.model.num_experts, 1)
+    names: dict[int, list[str]] = {}
+    values_LSP = torch.zeros(len(cfg.layers), n_slots, 8)
+    for ffn, layer, slot in ffn_slots(model, first_expert):
+        if hasattr(ffn.nonlinearity, "learned"):
+            found = ffn.nonlinearity.learned()
+            names[layer] = list(found)
+            values_LSP[layer, slot, : len(found)] = torch.tensor(list(found.values()))
+    if not names:
+        return [{"learned": None, "nearest_fixed": None} for _ in cfg.layers]
+    values_LSP = _all_reduce(values_LSP, device)
+    fixed = {a: NONLINEARITIES[s.nonlinearity] for a, s in REGISTRY.items() if not s.gated and not s.learned}
+    grid_G = torch.linspace(-3, 3, 601)
+    rows = []
+    for layer, activation in enumerate(cfg.layers):
+        if layer not in names:
+            rows.append({"learned": None, "nearest_fixed": None})
+            continue
+        moe = cfg.model.is_moe(layer)
+        copies = world // cfg.ep_size if moe else world  # ranks holding each of the layer's FFNs
+        per_slot = (values_LSP[layer, : (n_slots if moe else 1), : len(names[layer])] / copies).tolist()
+        learned = {k: [v[i] for v in per_slot] for i, k in enumerate(names[layer])}
+        curve = NONLINEARITIES[REGISTRY[activation].nonlinearity].curve
+        mean_G = torch.stack([curve(dict(zip(names[layer], v, strict=True)), grid_G) for v in per_slot]).mean(0)
+        rows.append({"learned": json.dumps(learned), "nearest_fixed": learnable.nearest(mean_G, grid_G, fixed)[0]})
+    return rows
+
+
+def _layer_rows(cfg: RunConfig, share_LE: torch.Tensor, hidden: list[dict], learned: list[dict]) -> list[dict]:
+    """One row per block: its activation, routing (MoE blocks), hidden-activation statistics and what a
+    learnable activation learned."""
     m, rows, moe_index = cfg.model, [], 0
     for layer, activation in enumerate(cfg.layers):
         row = {
@@ -357,6 +405,7 @@ def _layer_rows(cfg: RunConfig, share_LE: torch.Tensor, hidden: list[dict]) -> l
             "expert_load": None,
             "load_balance": None,
             **hidden[layer],
+            **learned[layer],
         }
         if row["moe"]:
             share_E = share_LE[moe_index]
@@ -393,7 +442,7 @@ def _evaluate(engine, batches: Batches, strict: bool = True) -> float:
     with _evaluating(engine):
         for x_BT, y_BT in batches.eval_batches():
             logits_BTV, _, _ = engine(x_BT)
-            ce = F.cross_entropy(logits_BTV.float().view(-1, VOCAB_SIZE), y_BT.reshape(-1), reduction="sum")
+            ce = F.cross_entropy(logits_BTV.float().flatten(0, 1), y_BT.reshape(-1), reduction="sum")
             total += torch.tensor([ce.item(), y_BT.numel()], dtype=torch.float64)
     total = _all_reduce(total, engine.device)
     loss = (total[0] / total[1]).item()
@@ -426,9 +475,10 @@ def _eager(compiled: bool) -> Iterator[None]:
 
 
 def _monitor(engine, events: list[tuple[str, float, int]]) -> None:
-    """Scalars to the trial's live monitors (TensorBoard, CSV; DeepSpeed writes on rank 0 and flushes)."""
+    """Scalars to the trial's live monitors (TensorBoard, CSV: DeepSpeed writes on rank 0 and flushes; W&B)."""
     if engine.monitor.enabled:
         engine.monitor.write_events(events)
+    wandb_run.log(events)
 
 
 def _all_reduce(t: torch.Tensor, device: torch.device, op=dist.ReduceOp.SUM) -> torch.Tensor:

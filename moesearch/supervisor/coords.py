@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from moesearch.core import corpus
 from moesearch.core.config import RunConfig
 from moesearch.core.errors import InputError
 from moesearch.core.space import BASE_SHAPE, Space
@@ -43,9 +44,9 @@ def job(space: Space, layers: list[str], parametrizations: list[str], steps: int
             f"SPACE: {space.name!r} has no [[scale]] size wider at the proxy's depth, so there is one width to "
             "check; allowed: a space with at least one such size (e.g. the shipped 'ladder')"
         )
-    runs = []
+    runs, vocab = [], corpus.load(data).vocab_size
     for parametrization in parametrizations:
-        at = under(space, parametrization)
+        at = under(space.with_vocab(vocab), parametrization)
         for size in widths(at):
             cfg = RunConfig.build(at.at_size(size), layers, seed, data, world_size=1)
             runs.append({"size": size, "config": cfg.model_dump_json()})

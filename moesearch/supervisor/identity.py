@@ -90,8 +90,11 @@ def _differences(old: dict, new: dict, where: str = "") -> list[str]:
 
 def identity_of(space: Space) -> dict:
     """What makes a study's trials comparable: the space without its scale ladder (sizes to promote to
-    may be added to a space after its search) and the effect that matters (how the answer is read)."""
-    return space.model_dump(mode="json", exclude={"scale": True, "search": {"effect_size"}})
+    may be added to a space after its search) and the effect that matters (how the answer is read). The
+    vocabulary is the one trained with: a space stored before it came from the data trained on bytes."""
+    found = space.model_dump(mode="json", exclude={"scale": True, "search": {"effect_size"}})
+    found["model"]["vocab_size"] = space.model.vocab
+    return found
 
 
 def check_same_text(study: optuna.Study, data: str | None, data_sha256: str | None) -> None:

@@ -33,7 +33,17 @@ def join(storage: str, study_name: str, results: Path | None, trials: int | None
     space = identity.stored_space(study)
     run = study.user_attrs[StudyAttr.RUN]
     studys = Path(run.get("results") or DEFAULT_RESULTS)
-    settings = resolve(space, storage, study_name, results or studys, run["data"], run["seed"], progress, **group)
+    settings = resolve(
+        space,
+        storage,
+        study_name,
+        results or studys,
+        run["data"],
+        run["seed"],
+        progress,
+        tokenizer=run.get("tokenizer"),
+        **group,
+    )
     notes = []
     if settings.results != studys.resolve():
         notes.append(

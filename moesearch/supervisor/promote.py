@@ -122,6 +122,7 @@ def promote(
         str(at_size.results),
         queue=False,
         shape=at_size.shape,
+        tokenizer=at_size.tokenizer,
     )
     # trials a dead run left RUNNING: no search loop recovers them here, and the plan comes from the
     # records, so the next round retrains what has none

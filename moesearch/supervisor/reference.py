@@ -9,13 +9,12 @@ from __future__ import annotations
 import math
 
 from moesearch.core.activations import ffn_params, hidden_width
-from moesearch.core.corpus import VOCAB_SIZE
 from moesearch.core.costs import costs
 from moesearch.core.metrics import REFERENCE_RULE
 from moesearch.core.space import Space
 
 _MARGIN = 1.1  # the costliest assignment still adds volume
-GAP_REFERENCE = 1.0  # nats/byte: a quantization gap this large leaves nothing worth deploying
+GAP_REFERENCE = 1.0  # nats/token: a quantization gap this large leaves nothing worth deploying
 
 
 def reference_point(space: Space) -> dict[str, float]:
@@ -27,7 +26,7 @@ def reference_point(space: Space) -> dict[str, float]:
 def _natural(space: Space, metric: str) -> float:
     rule = REFERENCE_RULE[metric]
     if rule == "uniform":
-        return math.log(VOCAB_SIZE)
+        return math.log(space.model.vocab)
     if rule == "zero":
         return 0.0
     if rule == "gap":

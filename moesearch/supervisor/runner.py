@@ -79,12 +79,13 @@ def run_trial(
         settings.space,
         layers,
         settings.seed,
-        settings.data,
+        settings.read,
         settings.launch.world_size,
         settings.launch.nproc,
         rungs=on_rung is not None,
         monitor=settings.monitor,
         monitor_dir=str(settings.monitor_dir),
+        monitor_group=settings.study if settings.monitor else None,
     )
     config_json = cfg.model_dump_json()
     started, seen = datetime.now(UTC), 0

@@ -33,9 +33,16 @@ class Settings:
     launch: Launch
     seed: int
     data: str | None
-    data_sha256: str
+    data_sha256: str  # of what the ranks read: the text or token files, or the tokens of --tokenizer
     progress: bool = True
-    monitor: tuple[str, ...] = ()  # DeepSpeed monitors every trial logs to live: "tensorboard", "csv"
+    monitor: tuple[str, ...] = ()  # DeepSpeed monitors every trial logs to live: "tensorboard", "csv", "wandb"
+    tokenizer: str | None = None  # the text is trained as this tokenizer's tokens
+    tokens: str | None = None  # where those tokens are (`core/tokenize.py`)
+
+    @property
+    def read(self) -> str | None:
+        """What the ranks read: the tokenized text's token file, else --data (None: the default text)."""
+        return self.tokens or self.data
 
     @property
     def shape(self) -> dict[str, int]:
@@ -64,6 +71,7 @@ def resolve(
     progress: bool,
     dry_run: bool = False,
     monitor: tuple[str, ...] = (),
+    tokenizer: str | None = None,
     **group,
 ) -> Settings:
     """Validate every input; returns Settings or raises InputError naming the culprit."""
@@ -83,10 +91,21 @@ def resolve(
             f"({spec.train.eval_sequences}) so every rank evaluates the same held-out tokens"
         )
     data = os.path.abspath(data) if data else None  # recorded with the study: workers start elsewhere
-    text = corpus.load(data)
-    text.check_fits(spec.model.seq_len)
     results = results.resolve()
     _check_writable(results)
+    tokens, vocab = None, None
+    if tokenizer:
+        from moesearch.core import tokenize
+
+        tokenizer = os.path.abspath(tokenizer)
+        if data and any(corpus.token_file(p) for p in corpus.files(data)):
+            raise InputError(f"--tokenizer: --data {data} holds token files already; allowed: text with a tokenizer")
+        vocab = tokenize.vocab_of(tokenizer)
+        spec.with_vocab(vocab)  # a refusal writes no tokens
+        tokens = str(tokenize.tokenized(data, tokenizer, results / "tokens"))
+    text = corpus.load(tokens or data)
+    text.check_fits(spec.model.seq_len)
+    spec = spec.with_vocab(max(text.vocab_size, vocab or 0))
     if study_name is not None and not re.fullmatch(STUDY_NAME, study_name):
         raise InputError(f"--study: {study_name!r} is not a plain name; allowed: letters, digits, '_', '.', '-'")
     return Settings(
@@ -100,24 +119,46 @@ def resolve(
         data_sha256=text.sha256,
         progress=progress,
         monitor=_check_monitor(monitor),
+        tokenizer=tokenizer,
+        tokens=tokens,
     )
 
 
-MONITORS = ("tensorboard", "csv")
+MONITORS = ("tensorboard", "csv", "wandb")
+_EXTRAS = {"tensorboard": "monitor", "wandb": "wandb"}  # the package each monitor needs, from this extra
 
 
 def _check_monitor(kinds: tuple[str, ...]) -> tuple[str, ...]:
     """The monitors asked for, each available here; InputError naming --monitor otherwise."""
-    for kind in kinds:
-        if kind == "tensorboard":
-            import importlib.util
+    import importlib.util
 
-            if importlib.util.find_spec("tensorboard") is None:
-                raise InputError(
-                    "--monitor tensorboard: the tensorboard package is not installed; "
-                    "install it with `pip install -e '.[monitor]'`, or use --monitor csv"
-                )
+    for kind in kinds:
+        if kind in _EXTRAS and importlib.util.find_spec(kind) is None:
+            raise InputError(
+                f"--monitor {kind}: the {kind} package is not installed; install it with "
+                f"`pip install -e '.[{_EXTRAS[kind]}]'`, or use --monitor csv"
+            )
+        if kind == "wandb" and not _wandb_can_log():
+            raise InputError(
+                "--monitor wandb: not logged in to Weights & Biases (no WANDB_API_KEY, no `wandb login`); allowed: "
+                "log in, or WANDB_MODE=offline to keep the runs on disk (`wandb sync` uploads them later)"
+            )
     return tuple(dict.fromkeys(kinds))
+
+
+def _wandb_can_log() -> bool:
+    """Whether a rank's run can start without asking: offline or disabled, or a key given or stored by
+    `wandb login` (in ~/.netrc, for WANDB_BASE_URL's host). The ranks have no terminal to ask on."""
+    import netrc
+    from urllib.parse import urlparse
+
+    if os.environ.get("WANDB_MODE") in ("offline", "disabled", "dryrun") or os.environ.get("WANDB_API_KEY"):
+        return True
+    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname
+    try:
+        return netrc.netrc(os.environ.get("NETRC")).authenticators(host) is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
 
 
 def resolve_launch(

@@ -8,6 +8,7 @@ sqlite or journal URL creates its file, so the checks here come first wherever n
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -88,6 +89,11 @@ def check_url(url: str) -> str:
         return url
     if "://" not in url:
         raise InputError(f"--storage: {redact(url)!r} is not a storage URL; allowed: {_suggest(url)}")
+    if url.startswith(("postgresql://", "postgres://")) and importlib.util.find_spec("psycopg") is None:
+        raise InputError(
+            f"--storage {redact(url)!r}: the PostgreSQL driver (psycopg) is not installed; install it with "
+            "`pip install -e '.[postgres]'`"
+        )
     try:
         from sqlalchemy.engine import make_url
 

@@ -39,6 +39,7 @@ def open_study(
     results: str | None = None,
     queue: bool = True,
     shape: dict[str, int] | None = None,
+    tokenizer: str | None = None,
 ) -> optuna.Study:
     """Create the study, or resume it if it exists and was created for the same space.
 
@@ -48,7 +49,7 @@ def open_study(
     shape is refused (InputError), since its trainings would differ in batch, not activation.
 
     Creating it fixes the hypervolume reference point (stored with the study, and in every record) and
-    what `moesearch worker` groups joining it train with: the space, seed and data.
+    what `moesearch worker` groups joining it train with: the space, seed, data and tokenizer.
     """
     from moesearch.supervisor.reference import reference_point
 
@@ -85,7 +86,8 @@ def open_study(
         if study.user_attrs.get(StudyAttr.SHAPE) != shape:  # the first group that trains fixes it
             study.set_user_attr(StudyAttr.SHAPE, shape)
     if StudyAttr.RUN not in study.user_attrs:  # new, or made by an older moesearch: what joining worker groups need
-        study.set_user_attr(StudyAttr.RUN, {"seed": seed, "data": data, "data_sha256": data_sha256, "results": results})
+        run = {"seed": seed, "data": data, "data_sha256": data_sha256, "results": results, "tokenizer": tokenizer}
+        study.set_user_attr(StudyAttr.RUN, run)
     return study
 
 
@@ -100,6 +102,7 @@ def open_for(storage: optuna.storages.BaseStorage, settings) -> optuna.Study:
         settings.data_sha256,
         str(settings.results),
         shape=settings.shape,
+        tokenizer=settings.tokenizer,
     )
 
 

@@ -1,0 +1,131 @@
+"""Learnable activations (xIELU, PolyNorm): choices like any other, their parameters trained, counted and
+recorded per layer and expert, with the fixed activation nearest what each layer learned."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from conftest import SPACES, run_cli, write_space
+from torch import nn
+
+from moesearch.core import costs, results, space
+from moesearch.core.activations import NAMES, REGISTRY, ffn_params, hidden_width, is_learnable
+from moesearch.ranks import learnable
+from moesearch.ranks.model import FFN, NONLINEARITIES
+
+LEARNABLE = [a for a in NAMES if is_learnable(a)]
+FIXED = {a: NONLINEARITIES[s.nonlinearity] for a, s in REGISTRY.items() if not s.gated and not s.learned}
+
+
+@pytest.mark.parametrize("activation", NAMES)
+def test_every_ffn_has_the_parameters_the_cost_model_counts(activation):
+    hidden = hidden_width(activation, 96, "params", 8)
+    ffn = FFN(32, hidden, activation)
+    assert sum(p.numel() for p in ffn.parameters()) == ffn_params(activation, 32, hidden)
+
+
+@pytest.mark.parametrize("activation", LEARNABLE)
+def test_a_learnable_activation_trains_its_own_parameters(activation):
+    ffn = FFN(32, 96, activation)
+    ffn(torch.randn(64, 32)).square().mean().backward()
+    own = list(ffn.nonlinearity.parameters())
+    assert sum(p.numel() for p in own) == REGISTRY[activation].learned
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in own)
+    assert set(ffn.nonlinearity.learned()) and all(isinstance(v, float) for v in ffn.nonlinearity.learned().values())
+
+
+def test_the_xielu_curve_is_its_forward_and_starts_where_the_paper_does():
+    module, x = learnable.XIELU(), torch.linspace(-3, 3, 601)
+    assert module.learned() == pytest.approx({"alpha_p": 0.8, "alpha_n": 0.8})
+    assert torch.allclose(module(x), learnable.XIELU.curve(module.learned(), x))
+    assert module(torch.tensor([2.0])).item() == pytest.approx(0.8 * 4 + 0.5 * 2)
+
+
+def test_the_polynorm_curve_is_its_forward_on_a_standard_normal_hidden_layer():
+    module = learnable.PolyNorm()
+    with torch.no_grad():
+        module.weight.copy_(torch.tensor([0.5, -0.2, 0.1]))
+        module.bias.fill_(0.05)
+    z = torch.randn(1, 400_000, generator=torch.Generator().manual_seed(0))  # one row: the norm is over it
+    expected = learnable.PolyNorm.curve(module.learned(), z)
+    assert torch.allclose(module(z), expected, atol=0.02 * expected.abs().max().item())
+
+
+@pytest.mark.parametrize("name", FIXED)
+def test_the_nearest_fixed_activation_of_a_scaled_fixed_one_is_itself(name):
+    x = torch.linspace(-3, 3, 601)
+    found, distance = learnable.nearest(1.7 * FIXED[name](x), x, FIXED)
+    assert found == name and distance == pytest.approx(0, abs=1e-6)
+
+
+def test_learnable_activations_validate_as_choices_and_cost_their_parameters():
+    learn = space.Space.model_validate(
+        {**space.load("tiny").model_dump(), "activations": ["gelu", "swiglu", *LEARNABLE]}
+    )
+    assert set(LEARNABLE) <= set(learn.layer_choices()[0])
+    m, layers = learn.model, ["xielu", "polynorm"]
+    plain = costs.costs(m, ["relu", "relu"], 4)
+    extra = sum(REGISTRY[a].learned * (m.num_experts if m.is_moe(i) else 1) for i, a in enumerate(layers))
+    assert costs.costs(m, layers, 4).params_total - plain.params_total == extra
+
+
+@pytest.mark.slow
+def test_learnable_layers_train_through_the_cli_and_record_what_each_expert_learned(tmp_path):
+    text = (SPACES / "tiny.toml").read_text()
+    body = "\n".join(
+        f'activations = ["gelu", "swiglu", {", ".join(map(repr, LEARNABLE))}]'.replace("'", '"')
+        if line.startswith("activations =")
+        else line
+        for line in text.splitlines()
+    )
+    path = write_space(tmp_path, body.replace("[search]\n", "[search]\nep_size = 2\n"))
+    out = run_cli("train", str(path), "--nproc", "2", "--layers", ",".join(LEARNABLE), "--results", str(tmp_path))
+    assert out.returncode == 0, out.stderr[-3000:]
+    layers = results.load_layers(tmp_path, "tiny")
+    trial = results.load_trials(tmp_path, "tiny").iloc[0]
+    assert json.loads(trial["config_json"])["ep_size"] == 2  # each rank holds half of every layer's experts
+    for _, row in layers.iterrows():
+        learned = json.loads(row["learned"])
+        names = set(learnable.XIELU().learned() if row["activation"] == "xielu" else learnable.PolyNorm().learned())
+        assert set(learned) == names
+        assert all(len(v) == row["n_experts"] for v in learned.values()), "every expert, from both ranks"
+        assert row["nearest_fixed"] in FIXED
+    model = space.load(str(path)).with_vocab(256).model
+    assert trial["params_total"] == costs.costs(model, LEARNABLE, 4).params_total
+
+
+class _Blocks(nn.Module):
+    """The least a quantized evaluation hooks: blocks holding FFNs (`ranks/probes.ffn_slots`)."""
+
+    def __init__(self, ffn: FFN):
+        super().__init__()
+        block = nn.Module()
+        block.ffn = ffn
+        self.blocks = nn.ModuleList([block])
+
+
+@pytest.mark.slow
+def test_smooth_swiglu_is_swiglu_in_full_precision_and_loses_less_to_int8_with_an_outlier_channel(one_rank):
+    from moesearch.ranks.quantize import Calibration, FakeQuant
+
+    torch.manual_seed(0)
+    plain, smooth = FFN(32, 64, "swiglu"), FFN(32, 64, "smooth_swiglu")
+    smooth.load_state_dict(plain.state_dict())
+    with torch.no_grad():
+        for ffn in (plain, smooth):
+            ffn.w_in.weight[64] *= 200  # the linear branch of hidden channel 0: an outlier channel
+    x = torch.randn(512, 32)
+    assert torch.equal(plain(x), smooth(x))
+    errors = {}
+    for ffn in (plain, smooth):
+        model = _Blocks(ffn)
+        with Calibration(model) as calibration:
+            ffn(x[:256])  # calibrated on other rows than it is evaluated on
+        calibration.reduce(torch.device("cpu"))
+        with FakeQuant(calibration, "int8"), torch.no_grad():
+            quantized = ffn(x[256:])
+        full = ffn(x[256:]).detach()
+        errors[ffn.activation] = ((quantized - full).norm() / full.norm()).item()
+    assert errors["smooth_swiglu"] < errors["swiglu"] / 2, errors
