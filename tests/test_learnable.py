@@ -71,6 +71,31 @@ def test_learnable_activations_validate_as_choices_and_cost_their_parameters():
     assert costs.costs(m, layers, 4).params_total - plain.params_total == extra
 
 
+def test_the_learned_curves_are_drawn_per_layer_and_activation_with_their_nearest_fixed_one():
+    import numpy as np
+    import pandas as pd
+
+    from moesearch.analysis import plots
+    from moesearch.core.activations import CURVE_X
+
+    x = np.array(CURVE_X)
+    rows = pd.DataFrame(
+        [
+            {"layer": 0, "activation": "xielu", "learned_curve": list(x**2), "nearest_fixed": "relu2"},
+            {"layer": 0, "activation": "xielu", "learned_curve": list(3 * x**2), "nearest_fixed": "relu2"},
+            {"layer": 1, "activation": "polynorm", "learned_curve": list(x), "nearest_fixed": "silu"},
+            {"layer": 1, "activation": "gelu", "learned_curve": None, "nearest_fixed": None},
+        ]
+    )
+    fig = plots.learned(rows)
+    panels = [ax for ax in fig.axes if ax.lines]
+    assert [ax.get_ylabel() for ax in panels] == ["polynorm(x) as learned", "xielu(x) as learned"]
+    (line,) = [ln for ln in panels[1].lines if ln.get_label().startswith("layer 0")]
+    assert np.allclose(line.get_ydata(), 2 * x**2), "the mean over trainings"
+    assert "nearest relu2, 2 trainings" in line.get_label()
+    assert plots.learned(rows[rows["activation"] == "gelu"]) is None
+
+
 @pytest.mark.slow
 def test_learnable_layers_train_through_the_cli_and_record_what_each_expert_learned(tmp_path):
     text = (SPACES / "tiny.toml").read_text()
@@ -91,7 +116,7 @@ def test_learnable_layers_train_through_the_cli_and_record_what_each_expert_lear
         names = set(learnable.XIELU().learned() if row["activation"] == "xielu" else learnable.PolyNorm().learned())
         assert set(learned) == names
         assert all(len(v) == row["n_experts"] for v in learned.values()), "every expert, from both ranks"
-        assert row["nearest_fixed"] in FIXED
+        assert row["nearest_fixed"] in FIXED and len(row["learned_curve"]) == 61
     model = space.load(str(path)).with_vocab(256).model
     assert trial["params_total"] == costs.costs(model, LEARNABLE, 4).params_total
 

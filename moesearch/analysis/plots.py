@@ -29,7 +29,7 @@ from matplotlib.ticker import EngFormatter, FuncFormatter, MaxNLocator
 
 from moesearch.analysis.answer import Answer, answer
 from moesearch.analysis.pareto import Analysis, header
-from moesearch.core.activations import NAMES
+from moesearch.core.activations import CURVE_X, NAMES
 from moesearch.core.assignment import Assignment, baseline_name
 from moesearch.core.files import write_atomic
 from moesearch.core.metrics import METRICS, fmt
@@ -337,6 +337,28 @@ def outliers(layer_rows: pd.DataFrame) -> Figure | None:
     return fig
 
 
+def learned(layer_rows: pd.DataFrame) -> Figure | None:
+    """What each layer's learnable activation learned: its curve (mean over experts, then over trials) per
+    layer, one panel per learnable activation, the layer's nearest fixed activation in its label; None
+    without a learnable layer (or records before schema 7)."""
+    if "learned_curve" not in layer_rows or (rows := layer_rows.dropna(subset=["learned_curve"])).empty:
+        return None
+    kinds = sorted(rows["activation"].unique())
+    fig = Figure(figsize=(5.5 * len(kinds), 4))
+    for ax, kind in zip(np.atleast_1d(fig.subplots(1, len(kinds))), kinds, strict=True):
+        for layer, at in rows[rows["activation"] == kind].groupby("layer"):
+            nearest = at["nearest_fixed"].mode().iloc[0]
+            curve = np.mean(np.stack(at["learned_curve"].to_numpy()), axis=0)
+            ax.plot(CURVE_X, curve, label=f"layer {layer} (nearest {nearest}, {len(at)} trainings)")
+        ax.axhline(0, color="#888", lw=0.5)
+        ax.set_xlabel("x (the FFN's hidden pre-activation)")
+        ax.set_ylabel(f"{kind}(x) as learned")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle("Learned activations at the end of training, per layer (mean over experts and trainings)", fontsize=9)
+    return fig
+
+
 _FORMATS = {"int8": "o-", "int8_sym": "^:", "fp8": "s--"}  # the 8-bit formats and their line styles
 
 
@@ -456,6 +478,7 @@ def draw_all(
         "hidden": hidden(layer_rows),
         "outliers": outliers(layer_rows),
         "quantization": quantization(trials) if trials is not None else None,
+        "learned": learned(layer_rows),
     }
     return {name: fig for name, fig in figures.items() if fig is not None}
 

@@ -32,17 +32,18 @@ REGISTRY: dict[str, ActivationSpec] = {
     for spec in (
         ActivationSpec("gelu", gated=False, nonlinearity="gelu"),
         ActivationSpec("swiglu", gated=True, nonlinearity="silu"),
-        ActivationSpec("smooth_swiglu", gated=True, nonlinearity="silu", smooth=True),  # Fishman et al. 2024
         ActivationSpec("geglu", gated=True, nonlinearity="gelu"),
         ActivationSpec("reglu", gated=True, nonlinearity="relu"),
         ActivationSpec("relu", gated=False, nonlinearity="relu"),
         ActivationSpec("relu2", gated=False, nonlinearity="relu2"),  # squared ReLU (So et al. 2021, "Primer")
         ActivationSpec("silu", gated=False, nonlinearity="silu"),
+        ActivationSpec("smooth_swiglu", gated=True, nonlinearity="silu", smooth=True),  # Fishman et al. 2024
         ActivationSpec("xielu", gated=False, nonlinearity="xielu", learned=2),  # Huang & Schlag 2024
         ActivationSpec("polynorm", gated=False, nonlinearity="polynorm", learned=4),  # Zhuo et al. 2024 (PolyCom)
     )
 }
-NAMES: tuple[str, ...] = tuple(REGISTRY)
+NAMES: tuple[str, ...] = tuple(REGISTRY)  # in the order activations were added: each keeps its plot colour
+CURVE_X = tuple(round(-3 + 0.1 * i, 1) for i in range(61))  # where a learned activation's curve is recorded
 Activation = Literal[NAMES]  # what a space file may name (pydantic checks against it)
 
 

@@ -34,7 +34,8 @@ from moesearch.core.metrics import INTEGER_METRICS, METRICS
 SCHEMA_VERSION = 7
 # version 2 lacks the stability columns, versions 2-3 `random_streams`: they read as null (streams as "global");
 # version 5 has the columns of 4, its evaluations routed exactly (before, with DeepSpeed's gate noise);
-# version 6 adds `effect_size` (null before: the defaults); version 7 the layers' `learned`, `nearest_fixed`
+# version 6 adds `effect_size` (null before: the defaults); version 7 the layers' `learned`, `nearest_fixed`,
+# `learned_curve`
 READABLE = ("2", "3", "4", "5", "6", "7")
 TABLES = ("trials", "steps", "layers")
 _TIME = pa.timestamp("us", tz="UTC")
@@ -117,6 +118,7 @@ LAYERS_SCHEMA = pa.schema(
         pa.field("expert_beyond_6sd_frac", pa.list_(pa.float64())),
         pa.field("learned", pa.string()),  # JSON {parameter: [per expert]} of a learnable activation (else null)
         pa.field("nearest_fixed", pa.string()),  # the fixed activation nearest its learned curve (else null)
+        pa.field("learned_curve", pa.list_(pa.float64())),  # that curve, mean over experts, at activations.CURVE_X
     ],
     metadata=_METADATA,
 )

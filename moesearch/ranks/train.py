@@ -360,8 +360,9 @@ def _rung(step: int, metrics: dict, ask_rung: AskRung | None, device: torch.devi
 
 def _learned(model: nn.Module, cfg: RunConfig, first_expert: int, device: torch.device) -> list[dict]:
     """Per layer, what its learnable nonlinearity learned: `learned`, JSON {parameter: [value per expert]} (one
-    value for a dense layer), and `nearest_fixed`, the fixed activation nearest its mean curve over experts;
-    nulls for a fixed activation. Every rank calls this: the experts are gathered from all of them."""
+    value for a dense layer), its curve (the mean over experts, at CURVE_X) and `nearest_fixed`, the fixed
+    activation nearest it; nulls for a fixed activation. Every rank calls this: the experts are gathered from
+    all of them."""
     world, n_slots = dist.get_world_size(), max(cfg.model.num_experts, 1)
     names: dict[int, list[str]] = {}
     values_LSP = torch.zeros(len(cfg.layers), n_slots, 8)
@@ -370,15 +371,16 @@ def _learned(model: nn.Module, cfg: RunConfig, first_expert: int, device: torch.
             found = ffn.nonlinearity.learned()
             names[layer] = list(found)
             values_LSP[layer, slot, : len(found)] = torch.tensor(list(found.values()))
+    none = {"learned": None, "nearest_fixed": None, "learned_curve": None}
     if not names:
-        return [{"learned": None, "nearest_fixed": None} for _ in cfg.layers]
+        return [none for _ in cfg.layers]
     values_LSP = _all_reduce(values_LSP, device)
     fixed = {a: NONLINEARITIES[s.nonlinearity] for a, s in REGISTRY.items() if not s.gated and not s.learned}
-    grid_G = torch.linspace(-3, 3, 601)
+    grid_G = torch.linspace(-3, 3, 601)  # CURVE_X, ten times finer
     rows = []
     for layer, activation in enumerate(cfg.layers):
         if layer not in names:
-            rows.append({"learned": None, "nearest_fixed": None})
+            rows.append(none)
             continue
         moe = cfg.model.is_moe(layer)
         copies = world // cfg.ep_size if moe else world  # ranks holding each of the layer's FFNs
@@ -386,7 +388,13 @@ def _learned(model: nn.Module, cfg: RunConfig, first_expert: int, device: torch.
         learned = {k: [v[i] for v in per_slot] for i, k in enumerate(names[layer])}
         curve = NONLINEARITIES[REGISTRY[activation].nonlinearity].curve
         mean_G = torch.stack([curve(dict(zip(names[layer], v, strict=True)), grid_G) for v in per_slot]).mean(0)
-        rows.append({"learned": json.dumps(learned), "nearest_fixed": learnable.nearest(mean_G, grid_G, fixed)[0]})
+        rows.append(
+            {
+                "learned": json.dumps(learned),
+                "nearest_fixed": learnable.nearest(mean_G, grid_G, fixed)[0],
+                "learned_curve": mean_G[::10].tolist(),
+            }
+        )
     return rows
 
 
