@@ -4,6 +4,7 @@ recorded per layer and expert, with the fixed activation nearest what each layer
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -41,6 +42,7 @@ def test_the_xielu_curve_is_its_forward_and_starts_where_the_paper_does():
     assert module.learned() == pytest.approx({"alpha_p": 0.8, "alpha_n": 0.8})
     assert torch.allclose(module(x), learnable.XIELU.curve(module.learned(), x))
     assert module(torch.tensor([2.0])).item() == pytest.approx(0.8 * 4 + 0.5 * 2)
+    assert module(torch.tensor([-2.0])).item() == pytest.approx(0.8 * (math.exp(-2) - 1 + 2) - 0.5 * 2)  # -0.0917
 
 
 def test_the_polynorm_curve_is_its_forward_on_a_standard_normal_hidden_layer():
@@ -97,7 +99,14 @@ def test_the_learned_curves_are_drawn_per_layer_and_activation_with_their_neares
 
 
 @pytest.mark.slow
-def test_learnable_layers_train_through_the_cli_and_record_what_each_expert_learned(tmp_path):
+@pytest.mark.parametrize(
+    "layout",
+    [
+        "[search]\nep_size = 2\n",  # every layer MoE, each rank half of every layer's experts
+        "[model]\nmoe_every = 2\n",  # a dense layer, then an MoE one whose experts both ranks hold (ep_size 1)
+    ],
+)
+def test_learnable_layers_train_through_the_cli_and_record_what_each_expert_learned(tmp_path, layout):
     text = (SPACES / "tiny.toml").read_text()
     body = "\n".join(
         f'activations = ["gelu", "swiglu", {", ".join(map(repr, LEARNABLE))}]'.replace("'", '"')
@@ -105,17 +114,21 @@ def test_learnable_layers_train_through_the_cli_and_record_what_each_expert_lear
         else line
         for line in text.splitlines()
     )
-    path = write_space(tmp_path, body.replace("[search]\n", "[search]\nep_size = 2\n"))
+    section = layout.split("\n")[0] + "\n"
+    path = write_space(tmp_path, body.replace(section, layout, 1))
     out = run_cli("train", str(path), "--nproc", "2", "--layers", ",".join(LEARNABLE), "--results", str(tmp_path))
     assert out.returncode == 0, out.stderr[-3000:]
     layers = results.load_layers(tmp_path, "tiny")
     trial = results.load_trials(tmp_path, "tiny").iloc[0]
-    assert json.loads(trial["config_json"])["ep_size"] == 2  # each rank holds half of every layer's experts
     for _, row in layers.iterrows():
         learned = json.loads(row["learned"])
         names = set(learnable.XIELU().learned() if row["activation"] == "xielu" else learnable.PolyNorm().learned())
         assert set(learned) == names
-        assert all(len(v) == row["n_experts"] for v in learned.values()), "every expert, from both ranks"
+        assert all(len(v) == (row["n_experts"] if row["moe"] else 1) for v in learned.values()), "every expert"
+        # 12 steps move them little from their inits (0.8; 1/3 and 0): a sum over copies would double them
+        for name, values in learned.items():
+            start = {"alpha_p": 0.8, "alpha_n": 0.8, "b": 0.0}.get(name, 1 / 3)
+            assert all(abs(v - start) < 0.1 for v in values), (name, values)
         assert row["nearest_fixed"] in FIXED and len(row["learned_curve"]) == 61
     model = space.load(str(path)).with_vocab(256).model
     assert trial["params_total"] == costs.costs(model, LEARNABLE, 4).params_total

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import MICRO, run_cli, write_space
+from conftest import LADDER, MICRO, run_cli, write_space
 
 from moesearch.cli import cli
 from moesearch.core import corpus, costs, results, space, tokenize
@@ -218,3 +218,43 @@ def test_a_search_trains_on_token_data_with_two_ranks(text_and_tokenizer, tmp_pa
     assert row["params_total"] == expected.params_total  # the embedding is the data's vocabulary's
     if source != "token file":
         assert len(list((tmp_path / "tokens").glob("*.bin"))) == 1  # tokenized once, beside the results
+
+
+def test_a_dry_run_with_a_tokenizer_tokenizes_nothing(text_and_tokenizer, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    folder = text_and_tokenizer
+    args = ["--data", str(folder / "text.txt"), "--tokenizer", str(folder / "tokenizer.json"), "--dry-run"]
+    planned = CliRunner().invoke(cli, ["search", "tiny", "--nproc", "2", *args])
+    assert planned.exit_code == 0 and "plan: " in planned.output, planned.output
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_promote_trains_the_larger_size_with_the_data_s_vocabulary(tmp_path):
+    ids = np.random.default_rng(2).integers(0, 600, 60_000)
+    _shard(tmp_path / "data.bin", ids, np.uint16)
+    path = write_space(tmp_path, LADDER)
+    where = ["--nproc", "2", "--results", str(tmp_path / "r"), "--no-progress", "--data", str(tmp_path / "data.bin")]
+    assert run_cli("search", str(path), "--trials", "4", *where).returncode == 0
+    done = run_cli("promote", str(path), "--seeds", "1", "--layers", "swiglu,gelu", *where)
+    assert done.returncode == 0, done.stderr[-3000:]
+    large = results.load_trials(tmp_path / "r", "micro-w64")
+    assert (large["state"] == "COMPLETE").all()
+    assert {json.loads(c)["model"]["vocab_size"] for c in large["config_json"]} == {ids.max() + 1}
+
+
+def test_the_ranks_map_token_files_without_reading_them_whole(tmp_path, monkeypatch):
+    monkeypatch.setenv("MOESEARCH_CACHE", str(tmp_path / "cache"))
+    _shard(tmp_path / "t.bin", IDS, np.uint16)
+    mapped = corpus.load(str(tmp_path / "t.bin"), counted=False)
+    assert not (tmp_path / "cache").exists(), "nothing hashed or counted"
+    counted = corpus.load(str(tmp_path / "t.bin"))
+    starts = np.array([0, 777, 20_000])
+    assert np.array_equal(mapped.train.windows(starts, 50), counted.train.windows(starts, 50))
+
+
+def test_a_text_without_newlines_is_cut_between_characters(monkeypatch):
+    monkeypatch.setattr(tokenize, "_CHUNK", 7)
+    text = np.frombuffer("é€𝄞".encode() * 20, np.uint8)  # 2-, 3- and 4-byte characters, no newline
+    pieces = [piece for batch in tokenize._batches(text) for piece in batch]
+    assert len(pieces) > 1 and "\ufffd" not in "".join(pieces) and "".join(pieces) == "é€𝄞" * 20

@@ -147,12 +147,20 @@ def describe(settings: Settings) -> str:
     """The resolved plan in one line, printed before any training starts."""
     from moesearch.supervisor.storage import redact
 
-    launch = settings.launch
-    return (
-        f"study {settings.study!r} in {redact(settings.storage)} | space {settings.space.name} | "
-        f"{launch.describe()}, ep_size {settings.space.ep_size(launch.world_size, launch.nproc)} | "
+    launch, space = settings.launch, settings.space
+    line = (
+        f"study {settings.study!r} in {redact(settings.storage)} | space {space.name} | "
+        f"{launch.describe()}, ep_size {space.ep_size(launch.world_size, launch.nproc)} | "
         f"seed {settings.seed} | records in {settings.results}"
     )
+    losses = [o for o in space.search.reference if o.startswith(("val_loss", "train_loss"))]
+    if space.model.vocab != 256 and losses:  # the shipped spaces' loss references are bytes' losses
+        line += (
+            f"\nnote: vocabulary {space.model.vocab}, but search.reference sets {', '.join(losses)}, a loss level "
+            "that depends on the tokens (the shipped spaces' are for bytes): set one for this data, or the "
+            "hypervolume may stay 0"
+        )
+    return line
 
 
 def dry_run(settings: Settings, what: str) -> None:

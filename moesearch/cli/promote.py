@@ -63,6 +63,7 @@ def promote(size: str | None, named: tuple[str, ...], n_seeds: int | None, max_s
 
     promote_mod.check_size(spec, size)
     settings = resolve(spec.at_size(size), **options)  # the larger size's ranks, experts and evaluation checked
+    spec = spec.with_vocab(settings.space.model.vocab)  # the data's vocabulary, at every size (and its steps)
     settings = dataclasses.replace(settings, space=spec)  # with its ladder: the sizes' studies are named from it
     source = promote_mod.linked_name(settings.study, promote_mod.below(spec, size))
     at_size = dataclasses.replace(

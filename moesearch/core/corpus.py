@@ -87,7 +87,7 @@ class Shards:
     def __getitem__(self, positions: np.ndarray) -> np.ndarray:
         which = np.searchsorted(self.starts, positions, side="right") - 1
         out = np.empty(np.shape(positions), np.int64)
-        for i in np.unique(which):  # a window crosses at most one boundary: one or two files per batch
+        for i in np.unique(which):  # one pass per file the batch's windows touch
             here = which == i
             out[here] = self.arrays[i][positions[here] - self.starts[i]]
         return out
@@ -106,7 +106,7 @@ class Corpus:
             unit = "tokens" if self.tokens else "bytes of text"
             raise InputError(
                 f"--data: {len(self.train) + len(self.val):,} {unit} is too little for seq_len {seq_len}; "
-                f"give at least {(seq_len + 1) * _VAL_EVERY * 2:,}"
+                f"give at least {(seq_len + 1) * _VAL_EVERY * 2:,} {unit}"
             )
 
 
@@ -126,8 +126,11 @@ def files(spec: str | None) -> list[Path]:
     return found
 
 
-def load(spec: str | None) -> Corpus:
-    """Map, hash and split the corpus. The same files give the same split on every machine."""
+def load(spec: str | None, counted: bool = True) -> Corpus:
+    """Map, hash and split the corpus. The same files give the same split on every machine.
+
+    counted=False (the ranks, which need neither): token files are mapped only, not hashed and scanned for
+    their vocabulary (sha256 "" and vocab_size 0), so no rank of a node reads every shard whole first."""
     paths = files(spec)
     tokens = [p for p in paths if token_file(p)]
     if tokens and len(tokens) < len(paths):
@@ -137,7 +140,7 @@ def load(spec: str | None) -> Corpus:
             f"(token files end in {' or '.join(TOKEN_SUFFIXES)})"
         )
     if tokens:
-        stream, meta = _token_stream(paths)
+        stream, meta = _token_stream(paths, counted)
     else:
         stream, meta = _mapped(paths)
     block = max(1, min(_BLOCK, len(stream) // _MIN_BLOCKS))
@@ -170,6 +173,11 @@ def token_array(path: Path) -> np.ndarray:
                 raise InputError(
                     f"--data: {path} holds a {array.dtype} array of shape {array.shape}; allowed: one "
                     "dimension of integer token ids"
+                )
+            if not array.dtype.isnative:
+                raise InputError(
+                    f"--data: {path} is stored in the other byte order ({array.dtype.str}); allowed: this machine's "
+                    f"(np.save(path, ids.astype({array.dtype.newbyteorder('=').name!r})))"
                 )
             return array
         size = path.stat().st_size
@@ -223,10 +231,13 @@ def _mapped(paths: list[Path]) -> tuple[np.ndarray, dict]:
     return stream, facts
 
 
-def _token_stream(paths: list[Path]) -> tuple[np.ndarray | Shards, dict]:
+def _token_stream(paths: list[Path], counted: bool = True) -> tuple[np.ndarray | Shards, dict]:
     """The token files as one stream, mapped where they are, and their cached facts: the sha256 of their
     bytes and the vocabulary (largest token + 1), counted once in chunks (made atomically, as `_build`)."""
     arrays = [token_array(p) for p in paths]
+    stream = arrays[0] if len(arrays) == 1 else Shards.of(arrays)
+    if not counted:
+        return stream, {"sha256": "", "vocab": 0}
     folder = cache_dir()
     meta = folder / f"{_key(paths)}.tokens.json"
     if not meta.is_file():
@@ -244,7 +255,7 @@ def _token_stream(paths: list[Path]) -> tuple[np.ndarray | Shards, dict]:
         tmp = folder / f".{meta.name}.{os.getpid()}"
         tmp.write_text(json.dumps({"sha256": digest.hexdigest(), "vocab": largest + 1, "files": len(paths)}))
         os.replace(tmp, meta)
-    return (arrays[0] if len(arrays) == 1 else Shards.of(arrays)), json.loads(meta.read_text())
+    return stream, json.loads(meta.read_text())
 
 
 def _build(paths: list[Path], folder: Path, data: Path | None, meta: Path) -> None:

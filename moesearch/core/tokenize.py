@@ -20,16 +20,18 @@ import numpy as np
 from moesearch.core import corpus
 from moesearch.core.errors import InputError
 
-_CHUNK = 1 << 20  # bytes of text per piece, cut after a newline where one comes within the next _CHUNK bytes
+_CHUNK = 1 << 20  # bytes of text per piece, cut after a newline where one comes within the next _CHUNK bytes,
+# else at the start of a UTF-8 character
 _BATCH = 32  # pieces per encode_batch call, which the Rust side encodes in parallel
 
 
-def tokenized(data: str | None, tokenizer: str, folder: Path) -> Path:
-    """The token file of the text `data` names (None: the default text) under `tokenizer`, made if missing."""
+def tokenized(data: str | None, tokenizer: str, folder: Path, dry_run: bool = False) -> Path:
+    """The token file of the text `data` names (None: the default text) under `tokenizer`, made if missing
+    (a dry run only names it)."""
     loaded = _load(tokenizer)
     text, text_sha = corpus.text_bytes(data)
     target = folder / f"{text_sha[:16]}-{hashlib.sha256(Path(tokenizer).read_bytes()).hexdigest()[:16]}.bin"
-    if not target.is_file():
+    if not target.is_file() and not dry_run:
         _write(loaded, text, target)
     return target
 
@@ -87,6 +89,8 @@ def _batches(text: np.ndarray) -> Iterator[list[str]]:
         if end < len(text):
             newline = np.flatnonzero(text[end : end + _CHUNK] == ord("\n"))
             end = end + int(newline[0]) + 1 if len(newline) else min(end + _CHUNK, len(text))
+            while end < len(text) and text[end] & 0xC0 == 0x80:  # no newline near: back to a character's start
+                end -= 1
         batch.append(bytes(text[start:end]).decode("utf-8", errors="replace"))
         start = end
         if len(batch) == _BATCH:

@@ -1,4 +1,4 @@
-"""A decoder-only byte-level transformer whose FFNs are DeepSpeed MoE layers, one activation per layer.
+"""A decoder-only transformer whose FFNs are DeepSpeed MoE layers, one activation per layer.
 
 The per-layer activation is data: `layers[i]` names block i's activation, and an MoE block simply gets
 an expert module of that activation. The model knows nothing of engines or process groups; `ep_size`

@@ -92,7 +92,7 @@ def _serve(link: Connection | None) -> None:
         if link:  # a header in the group's log, so a failure's tail says which trial it was
             print(f"moesearch: trial {task.trial} [{cfg.assignment}]", flush=True)
         if cfg.data not in corpora:
-            corpora[cfg.data] = corpus_mod.load(cfg.data)
+            corpora[cfg.data] = corpus_mod.load(cfg.data, counted=False)  # the supervisor counted it
         on_step = (lambda step, loss, val_loss: link.send(Step(step, loss, val_loss))) if link else None
         ask_rung = (lambda step, metrics: _ask(link, Rung(step, metrics))) if link else None
         try:

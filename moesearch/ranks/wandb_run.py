@@ -22,20 +22,26 @@ _run = None  # the open run: at most one, between `start` and `finish`
 
 
 def start(cfg: RunConfig, trial: int, name: str) -> None:
+    """Open the trial's run; a run that cannot start (the network, a revoked key) is said in the group's log
+    and the trial trains untracked: a tracker's trouble is not the trial's result."""
     global _run
     import wandb
 
     layers = {f"layer_{i}": a for i, a in enumerate(cfg.layers)}
     os.makedirs(cfg.monitor_dir or ".", exist_ok=True)
-    _run = wandb.init(
-        project=os.environ.get("WANDB_PROJECT", PROJECT),
-        group=cfg.monitor_group,
-        name=name,
-        dir=cfg.monitor_dir,  # wandb writes into its wandb/ folder there, beside the other monitors'
-        config={"trial": trial, "assignment": cfg.assignment, **layers, **cfg.model_dump(mode="json")},
-        settings=wandb.Settings(silent=True, console="off"),  # the rank's output goes to the group's log
-        reinit="create_new",  # a run of its own, whatever else this process has open
-    )
+    try:
+        _run = wandb.init(
+            project=os.environ.get("WANDB_PROJECT", PROJECT),
+            group=cfg.monitor_group,
+            name=name,
+            dir=cfg.monitor_dir,  # wandb writes into its wandb/ folder there, beside the other monitors'
+            config={"trial": trial, "assignment": cfg.assignment, **layers, **cfg.model_dump(mode="json")},
+            settings=wandb.Settings(silent=True, console="off"),  # the rank's output goes to the group's log
+            reinit="create_new",  # a run of its own, whatever else this process has open
+        )
+    except Exception as e:  # wandb raises several types; each means the same here
+        print(f"moesearch: --monitor wandb: trial {trial} trains without its W&B run: {e}", flush=True)
+        _run = None
 
 
 def log(events: list[tuple[str, float, int]]) -> None:
@@ -52,5 +58,5 @@ def finish(summary: dict) -> None:
     global _run
     if _run is not None:
         _run.summary.update(summary)
-        _run.finish()
+        _run.finish(exit_code=0 if summary.get("state") == "COMPLETE" else 1)  # W&B marks a failed run
         _run = None

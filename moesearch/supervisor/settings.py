@@ -33,7 +33,7 @@ class Settings:
     launch: Launch
     seed: int
     data: str | None
-    data_sha256: str  # of what the ranks read: the text or token files, or the tokens of --tokenizer
+    data_sha256: str | None  # of what the ranks read: text or token files, or --tokenizer's (None: not yet made)
     progress: bool = True
     monitor: tuple[str, ...] = ()  # DeepSpeed monitors every trial logs to live: "tensorboard", "csv", "wandb"
     tokenizer: str | None = None  # the text is trained as this tokenizer's tokens
@@ -93,8 +93,11 @@ def resolve(
     data = os.path.abspath(data) if data else None  # recorded with the study: workers start elsewhere
     results = results.resolve()
     _check_writable(results)
+    if study_name is not None and not re.fullmatch(STUDY_NAME, study_name):
+        raise InputError(f"--study: {study_name!r} is not a plain name; allowed: letters, digits, '_', '.', '-'")
+    monitor = _check_monitor(monitor)
     tokens, vocab = None, None
-    if tokenizer:
+    if tokenizer:  # last: tokenizing a large text takes a while, and every other input is checked by then
         from moesearch.core import tokenize
 
         tokenizer = os.path.abspath(tokenizer)
@@ -102,12 +105,14 @@ def resolve(
             raise InputError(f"--tokenizer: --data {data} holds token files already; allowed: text with a tokenizer")
         vocab = tokenize.vocab_of(tokenizer)
         spec.with_vocab(vocab)  # a refusal writes no tokens
-        tokens = str(tokenize.tokenized(data, tokenizer, results / "tokens"))
-    text = corpus.load(tokens or data)
+        tokens = str(tokenize.tokenized(data, tokenizer, results / "tokens", dry_run=dry_run))
+    if tokens and not Path(tokens).is_file():  # a --dry-run does not tokenize: the text is checked instead
+        text, sha256 = corpus.load(data), None
+    else:
+        text = corpus.load(tokens or data)
+        sha256 = text.sha256
     text.check_fits(spec.model.seq_len)
     spec = spec.with_vocab(max(text.vocab_size, vocab or 0))
-    if study_name is not None and not re.fullmatch(STUDY_NAME, study_name):
-        raise InputError(f"--study: {study_name!r} is not a plain name; allowed: letters, digits, '_', '.', '-'")
     return Settings(
         space=spec,
         study=study_name or spec.name,
@@ -116,9 +121,9 @@ def resolve(
         launch=launch,
         seed=seed,
         data=data,
-        data_sha256=text.sha256,
+        data_sha256=sha256,
         progress=progress,
-        monitor=_check_monitor(monitor),
+        monitor=monitor,
         tokenizer=tokenizer,
         tokens=tokens,
     )
@@ -147,18 +152,22 @@ def _check_monitor(kinds: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def _wandb_can_log() -> bool:
-    """Whether a rank's run can start without asking: offline or disabled, or a key given or stored by
-    `wandb login` (in ~/.netrc, for WANDB_BASE_URL's host). The ranks have no terminal to ask on."""
+    """Whether a rank's run can start without asking: offline or disabled, a key or identity token given, or a
+    key stored by `wandb login` (in ~/.netrc, for WANDB_BASE_URL's host, with its port or without). The ranks
+    have no terminal to ask on."""
     import netrc
     from urllib.parse import urlparse
 
     if os.environ.get("WANDB_MODE") in ("offline", "disabled", "dryrun") or os.environ.get("WANDB_API_KEY"):
         return True
-    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname
+    if os.environ.get("WANDB_IDENTITY_TOKEN_FILE"):
+        return True
+    url = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai"))
     try:
-        return netrc.netrc(os.environ.get("NETRC")).authenticators(host) is not None
+        found = netrc.netrc(os.environ.get("NETRC"))
     except (OSError, netrc.NetrcParseError):
         return False
+    return any(found.authenticators(host) is not None for host in {url.netloc, url.hostname} if host)
 
 
 def resolve_launch(
