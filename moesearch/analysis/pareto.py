@@ -89,8 +89,9 @@ def by_assignment(trials: pd.DataFrame, objectives: dict[str, str]) -> pd.DataFr
 def _uniform(layers: pd.DataFrame) -> np.ndarray:
     """Rows whose layers all take one activation, compared as codes of one category list (fast at scale;
     loaded layer columns are categoricals whose own category lists may differ between layers)."""
+    names = list(NAMES) + sorted({v for c in layers.columns for v in layers[c].unique()} - set(NAMES))  # + mixes
     codes = np.column_stack(
-        [layers[c].astype("category").cat.set_categories(NAMES).cat.codes.to_numpy() for c in layers.columns]
+        [layers[c].astype("category").cat.set_categories(names).cat.codes.to_numpy() for c in layers.columns]
     )
     return (codes == codes[:, :1]).all(axis=1)
 

@@ -39,6 +39,18 @@ COLORS = dict(zip(NAMES, matplotlib.colormaps["tab10"].colors, strict=False))  #
 NAMES_PNG = ("effects", "front", "hypervolume", "layers", "curves", "hidden", "outliers", "quantization")  # schema 3
 
 
+def colour(name: str) -> tuple:
+    """An activation's colour; a mix of them (gelu+swiglu) one of its own, the same in every picture."""
+    if name in COLORS:
+        return COLORS[name]
+    mixes = matplotlib.colormaps["Pastel1"].colors
+    return mixes[sum(map(ord, name)) % len(mixes)]
+
+
+def _in_registry_order(name: str) -> tuple[int, str]:
+    return (NAMES.index(name), "") if name in NAMES else (len(NAMES), name)
+
+
 def shown(analysis: Analysis) -> pd.DataFrame:
     """Front members then baselines, each by ascending first objective: the assignments the pictures single out."""
     t = analysis.table
@@ -253,10 +265,11 @@ def hypervolume(analysis: Analysis) -> Figure:
 def layers(analysis: Analysis) -> Figure:
     rows = shown(analysis)
     grid = np.array([Assignment.parse(a) for a in rows["assignment"]])
-    codes = np.vectorize(NAMES.index)(grid)
+    names = list(NAMES) + sorted(set(grid.flat) - set(NAMES))  # the mixes after the activations
+    codes = np.vectorize(names.index)(grid)
     fig = Figure(figsize=(1.2 + 0.9 * grid.shape[1], 1 + 0.45 * len(rows)))
     ax = fig.subplots()
-    ax.imshow(codes, cmap=ListedColormap([COLORS[n] for n in NAMES]), vmin=0, vmax=len(NAMES) - 1, aspect="auto")
+    ax.imshow(codes, cmap=ListedColormap([colour(n) for n in names]), vmin=0, vmax=len(names) - 1, aspect="auto")
     for (i, j), name in np.ndenumerate(grid):
         ax.text(j, i, name, ha="center", va="center", fontsize=8)
     ax.set_xticks(range(grid.shape[1]), [f"layer {j}" for j in range(grid.shape[1])])
@@ -300,7 +313,7 @@ def hidden(layer_rows: pd.DataFrame) -> Figure:
     ax = fig.subplots()
     mean = layer_rows.groupby(["activation", "layer"])["hidden_near_zero_frac"].mean().unstack("activation")
     for name in mean.columns:
-        ax.plot(mean.index, mean[name], "o-", color=COLORS[name], label=name)
+        ax.plot(mean.index, mean[name], "o-", color=colour(name), label=name)
     ax.set_xlabel("layer")
     ax.set_ylabel("fraction of hidden values near zero")
     ax.set_xticks(mean.index)
@@ -325,7 +338,7 @@ def outliers(layer_rows: pd.DataFrame) -> Figure | None:
     ):
         mean = stats.groupby(["activation", "layer"], observed=True)[column].mean().unstack("activation")
         for name in mean.columns:
-            ax.plot(mean.index, mean[name], "o-", color=COLORS[name], label=name)
+            ax.plot(mean.index, mean[name], "o-", color=colour(name), label=name)
         ax.set_xlabel("layer")
         ax.set_xticks(mean.index)
         ax.set_ylabel(title)
@@ -373,11 +386,11 @@ def quantization(trials: pd.DataFrame) -> Figure | None:
     fig = Figure(figsize=(6.4, 4))
     ax = fig.subplots()
     layers = sorted(c for c in done.columns if c.startswith("layer_"))
-    for name in NAMES:
+    for name in sorted({v for c in layers for v in done[c].astype(str).unique()}, key=_in_registry_order):
         for number_format, style in _FORMATS.items():
             gaps = [done.loc[done[c].astype(str) == name, f"quant_gap_{number_format}"].mean() for c in layers]
             if not all(np.isnan(gaps)):
-                ax.plot(range(len(layers)), gaps, style, color=COLORS[name], label=f"{name}, {number_format}")
+                ax.plot(range(len(layers)), gaps, style, color=colour(name), label=f"{name}, {number_format}")
     ax.set_xticks(range(len(layers)), [f"layer {i}" for i in range(len(layers))])
     ax.set_ylabel("quantized val_loss - val_loss [nats/token]")
     ax.set_title(

@@ -10,7 +10,9 @@ one is one line here and one module (`ranks/learnable.py`), named in NONLINEARIT
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated
+
+from pydantic import AfterValidator
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,34 @@ REGISTRY: dict[str, ActivationSpec] = {
 }
 NAMES: tuple[str, ...] = tuple(REGISTRY)  # in the order activations were added: each keeps its plot colour
 CURVE_X = tuple(round(-3 + 0.1 * i, 1) for i in range(61))  # where a learned activation's curve is recorded
-Activation = Literal[NAMES]  # what a space file may name (pydantic checks against it)
+MIX = "+"  # "gelu+swiglu": an MoE layer whose experts split in equal runs, the first half gelu, the second swiglu
+
+
+def parts(choice: str) -> tuple[str, ...]:
+    """The activations of a layer's choice, in expert order: one, or a mix's."""
+    return tuple(choice.split(MIX))
+
+
+def of_experts(choice: str, num_experts: int) -> list[str]:
+    """The activation of each global expert of a layer that takes `choice`: a mix's parts in equal runs, so
+    global expert e's is the same whatever the expert-parallel size."""
+    found = parts(choice)
+    return [found[e * len(found) // num_experts] for e in range(num_experts)]
+
+
+def _check_choice(choice: str) -> str:
+    found = parts(choice)
+    if unknown := [a for a in found if a not in REGISTRY]:
+        raise ValueError(
+            f"unknown activation {unknown[0]!r}; allowed: {', '.join(NAMES)}, or a mix of fixed ones joined by "
+            f"'{MIX}' for an MoE layer's experts (e.g. gelu+swiglu)"
+        )
+    if len(found) > 1 and (len(set(found)) < len(found) or any(REGISTRY[a].learned for a in found)):
+        raise ValueError(f"mix {choice!r}: allowed: two or more different fixed (not learnable) activations")
+    return choice
+
+
+Activation = Annotated[str, AfterValidator(_check_choice)]  # what a space file may name: one, or a mix
 
 
 def is_gated(activation: str) -> bool:
@@ -70,3 +99,8 @@ def is_learnable(activation: str) -> bool:
 def ffn_params(activation: str, d_model: int, hidden: int) -> int:
     """Weights of one bias-free FFN: two matrices, or three when gated, and its nonlinearity's own."""
     return (3 if is_gated(activation) else 2) * d_model * hidden + REGISTRY[activation].learned
+
+
+def choice_params(choice: str, d_model: int, d_ff: int, policy: str, multiple: int) -> list[int]:
+    """The weights of each part's FFN of a layer's choice (one entry for a single activation)."""
+    return [ffn_params(a, d_model, hidden_width(a, d_ff, policy, multiple)) for a in parts(choice)]

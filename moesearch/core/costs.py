@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from moesearch.core.activations import ffn_params, hidden_width
+from moesearch.core.activations import choice_params
 from moesearch.core.space import ModelSpec
 
 
@@ -51,13 +51,16 @@ def costs(spec: ModelSpec, layers: list[str] | tuple[str, ...], micro_batch: int
     total = active = shared
     forward = 2 * d * V
     for i, act in enumerate(layers):
-        ffn = ffn_params(act, d, hidden_width(act, spec.d_ff, spec.width_policy, spec.width_multiple))
+        per_part = choice_params(act, d, spec.d_ff, spec.width_policy, spec.width_multiple)
+        ffn = per_part[0]
         block = 4 * d * d + 2 * d  # attention projections, two norms
         forward += 8 * d * d + 4 * spec.seq_len * d
         if spec.is_moe(i):
-            total += block + E * ffn + d * E
-            active += block + spec.top_k * ffn + d * E
-            forward += 2 * d * E + 2 * ffn * E * C / S
+            experts = sum(per_part) * E // len(per_part)  # a mix's parts in equal runs of the experts
+            # a token's k experts: a mix's mean expert (exact where its parts have one size: width_policy "params")
+            total += block + experts + d * E
+            active += block + spec.top_k * experts // E + d * E
+            forward += 2 * d * E + 2 * experts * C / S
         else:
             total += block + ffn
             active += block + ffn

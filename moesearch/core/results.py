@@ -35,7 +35,7 @@ SCHEMA_VERSION = 7
 # version 2 lacks the stability columns, versions 2-3 `random_streams`: they read as null (streams as "global");
 # version 5 has the columns of 4, its evaluations routed exactly (before, with DeepSpeed's gate noise);
 # version 6 adds `effect_size` (null before: the defaults); version 7 the layers' `learned`, `nearest_fixed`,
-# `learned_curve`
+# `learned_curve`, `activation_share`
 READABLE = ("2", "3", "4", "5", "6", "7")
 TABLES = ("trials", "steps", "layers")
 _TIME = pa.timestamp("us", tz="UTC")
@@ -104,6 +104,7 @@ LAYERS_SCHEMA = pa.schema(
         pa.field("top_k", pa.int32()),
         pa.field("expert_load", pa.list_(pa.float64())),
         pa.field("load_balance", pa.float64()),
+        pa.field("activation_share", pa.string()),  # JSON {activation: share of tokens routed to its experts}
         pa.field("hidden_mean", pa.float64()),
         pa.field("hidden_std", pa.float64()),
         pa.field("hidden_zero_frac", pa.float64()),

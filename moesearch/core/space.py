@@ -16,7 +16,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from moesearch.core import design
-from moesearch.core.activations import Activation, ffn_params, hidden_width
+from moesearch.core.activations import Activation, ffn_params, hidden_width, parts
 from moesearch.core.assignment import block_of, uniform
 from moesearch.core.corpus import VOCAB_SIZE
 from moesearch.core.errors import InputError
@@ -374,6 +374,7 @@ class Space(_Section):
             raise ValueError(
                 f"train.warmup_steps {self.train.warmup_steps} must be below train.steps {self.train.steps}"
             )
+        self._check_mixes()
         self._check_rungs()
         self._check_design()
         self._check_builder()
@@ -526,6 +527,21 @@ class Space(_Section):
         raw = sized.model_dump()
         raw["train"] |= train
         return Space.model_validate(raw)
+
+    def _check_mixes(self) -> None:
+        """A mix of activations splits an MoE layer's experts in equal runs: MoE layers only, dividing them."""
+        for i, choices in enumerate(self.layer_choices()):
+            for choice in (c for c in choices if len(parts(c)) > 1):
+                if not self.model.is_moe(i):
+                    raise ValueError(
+                        f"layer {i} takes mix {choice!r}, but it is a dense layer (model.moe_every "
+                        f"{self.model.moe_every}); allowed: mixes in MoE layers only"
+                    )
+                if self.model.num_experts % len(parts(choice)):
+                    raise ValueError(
+                        f"mix {choice!r}: its {len(parts(choice))} activations do not split model.num_experts "
+                        f"{self.model.num_experts} into equal runs; allowed: a number of activations dividing it"
+                    )
 
     def _check_rungs(self) -> None:
         pruning, steps, interval = self.search.pruning, self.train.steps, self.train.eval_interval

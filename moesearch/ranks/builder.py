@@ -13,6 +13,7 @@ from __future__ import annotations
 from deepspeed.moe.layer import MoE
 from torch import nn
 
+from moesearch.core.activations import parts
 from moesearch.core.builders import BuilderError, load
 from moesearch.core.costs import Costs, costs
 from moesearch.core.space import SHIPPED_BUILDER, ModelSpec
@@ -38,7 +39,8 @@ def check(model: nn.Module, spec: ModelSpec, layers: tuple[str, ...]) -> None:
     for i, (block, activation) in enumerate(zip(blocks, layers, strict=True)):
         ffn = getattr(block, "ffn", None)
         expert = ffn.deepspeed_moe.experts.deepspeed_experts[0] if isinstance(ffn, MoE) else ffn
-        if isinstance(ffn, MoE) != spec.is_moe(i) or not isinstance(expert, FFN) or expert.activation != activation:
+        wrong = not isinstance(expert, FFN) or expert.activation not in parts(activation)  # a mix: any of its own
+        if isinstance(ffn, MoE) != spec.is_moe(i) or wrong:
             raise BuilderError(
                 f"model.builder {spec.builder!r}: block {i}'s `ffn` is not moesearch.ranks.model.ffn_layer(spec, "
                 f"{activation!r}, {spec.is_moe(i)}, ep_size) (found {type(ffn).__name__})"

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from deepspeed.moe.layer import MoE
 from torch import nn
 
-from moesearch.core.activations import REGISTRY, hidden_width, is_gated
+from moesearch.core.activations import REGISTRY, hidden_width, is_gated, of_experts, parts
 from moesearch.core.space import ModelSpec
 from moesearch.ranks import learnable, parametrization
 from moesearch.ranks.streams import generator
@@ -102,7 +102,8 @@ def ffn_layer(spec: ModelSpec, activation: str, moe: bool, ep_size: int) -> FFN 
     at the width the space's width policy gives it, or a DeepSpeed MoE layer of such experts (top-k gating,
     aux loss, expert parallelism over `ep_size` ranks). Every builder (`model.builder`) makes block i's
     FFN with it, `ffn_layer(spec, layers[i], spec.is_moe(i), ep_size)`."""
-    ffn = FFN(spec.d_model, hidden_width(activation, spec.d_ff, spec.width_policy, spec.width_multiple), activation)
+    first = parts(activation)[0]  # a mix's experts are made by `mix_experts`, once the rank's share is known
+    ffn = FFN(spec.d_model, hidden_width(first, spec.d_ff, spec.width_policy, spec.width_multiple), first)
     if not moe:
         return ffn
     return MoE(
@@ -171,6 +172,29 @@ class Transformer(nn.Module):
 def transformer(spec: ModelSpec, layers: tuple[str, ...], ep_size: int) -> Transformer:
     """The shipped builder (`model.builder`'s default): GPT-2's or Llama's block, as `spec.block` says."""
     return Transformer(spec, layers, ep_size)
+
+
+def mix_experts(model: nn.Module, spec: ModelSpec, layers: tuple[str, ...], first_expert: int) -> None:
+    """Give each MoE layer whose choice is a mix its experts' own activations: local expert j of this rank is
+    global expert first_expert + j (`activations.of_experts`). DeepSpeed deep-copied one expert into all of
+    them and marked its parameters as expert parameters (not all-reduced, their expert group): the new ones
+    are marked alike."""
+    for i, moe in moe_layers(model):
+        if len(parts(layers[i])) == 1:
+            continue
+        experts = moe.deepspeed_moe.experts.deepspeed_experts
+        wanted = of_experts(layers[i], spec.num_experts)
+        for j, old in enumerate(experts):
+            activation = wanted[first_expert + j]
+            if activation == old.activation:
+                continue
+            new = FFN(
+                spec.d_model, hidden_width(activation, spec.d_ff, spec.width_policy, spec.width_multiple), activation
+            )
+            group = next(old.parameters()).group_name
+            for p in new.parameters():
+                p.allreduce, p.group_name = False, group
+            experts[j] = new
 
 
 def moe_layers(model: nn.Module) -> Iterator[tuple[int, MoE]]:

@@ -23,13 +23,13 @@ import torch.nn.functional as F
 from deepspeed.accelerator import get_accelerator
 from torch import nn
 
-from moesearch.core.activations import REGISTRY, hidden_width
+from moesearch.core.activations import REGISTRY, hidden_width, of_experts, parts
 from moesearch.core.config import RunConfig
 from moesearch.core.corpus import Corpus, Part
 from moesearch.core.protocol import Done, Verdict
 from moesearch.core.trial import DIVERGED, State
 from moesearch.ranks import builder, faults, learnable, streams, wandb_run
-from moesearch.ranks.model import NONLINEARITIES, exact_routing, init_weights, moe_layers
+from moesearch.ranks.model import NONLINEARITIES, exact_routing, init_weights, mix_experts, moe_layers
 from moesearch.ranks.parametrization import param_groups
 from moesearch.ranks.probes import HiddenStats, TailShare, ffn_slots
 from moesearch.ranks.quantize import FORMATS, Calibration, FakeQuant
@@ -147,6 +147,7 @@ def build_model(cfg: RunConfig, rank: int) -> nn.Module:
     # DeepSpeed's expert-parallel groups are runs of consecutive ranks (its groups exist only after
     # deepspeed.initialize, and re-initialising then would miss ZeRO's fp32 master copy).
     first = (rank % cfg.ep_size) * (cfg.model.num_experts // cfg.ep_size)
+    mix_experts(model, cfg.model, cfg.layers, first)
     init_weights(model, cfg.model, cfg.seed, first, cfg.train.streams)
     return model
 
@@ -398,6 +399,12 @@ def _learned(model: nn.Module, cfg: RunConfig, first_expert: int, device: torch.
     return rows
 
 
+def _width(choice: str, m) -> int | None:
+    """The hidden width of a layer's FFNs; None for a mix whose parts have different ones."""
+    widths = {hidden_width(a, m.d_ff, m.width_policy, m.width_multiple) for a in parts(choice)}
+    return widths.pop() if len(widths) == 1 else None
+
+
 def _layer_rows(cfg: RunConfig, share_LE: torch.Tensor, hidden: list[dict], learned: list[dict]) -> list[dict]:
     """One row per block: its activation, routing (MoE blocks), hidden-activation statistics and what a
     learnable activation learned."""
@@ -407,22 +414,27 @@ def _layer_rows(cfg: RunConfig, share_LE: torch.Tensor, hidden: list[dict], lear
             "layer": layer,
             "activation": activation,
             "moe": m.is_moe(layer),
-            "hidden_width": hidden_width(activation, m.d_ff, m.width_policy, m.width_multiple),
+            "hidden_width": _width(activation, m),
             "n_experts": None,
             "top_k": None,
             "expert_load": None,
             "load_balance": None,
+            "activation_share": None,
             **hidden[layer],
             **learned[layer],
         }
         if row["moe"]:
             share_E = share_LE[moe_index]
             moe_index += 1
+            shares: dict[str, float] = {}
+            for a, share in zip(of_experts(activation, m.num_experts), share_E.tolist(), strict=True):
+                shares[a] = shares.get(a, 0.0) + share
             row.update(
                 n_experts=m.num_experts,
                 top_k=m.top_k,
                 expert_load=share_E.tolist(),
                 load_balance=share_E.max().item() * m.num_experts,
+                activation_share=json.dumps(shares),
             )
         rows.append(row)
     return rows

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from moesearch.core.activations import ffn_params, hidden_width
+from moesearch.core.activations import choice_params, parts
 from moesearch.core.costs import costs
 from moesearch.core.metrics import REFERENCE_RULE
 from moesearch.core.space import Space
@@ -38,6 +38,6 @@ def costliest(space: Space) -> list[str]:
     """Per layer the activation with the most FFN parameters: costs add up per layer, so this maximises them."""
     m = space.model
     return [
-        max(c, key=lambda a: ffn_params(a, m.d_model, hidden_width(a, m.d_ff, m.width_policy, m.width_multiple)))
+        max(c, key=lambda a: sum(choice_params(a, m.d_model, m.d_ff, m.width_policy, m.width_multiple)) / len(parts(a)))
         for c in space.layer_choices()
     ]
