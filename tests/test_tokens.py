@@ -258,3 +258,17 @@ def test_a_text_without_newlines_is_cut_between_characters(monkeypatch):
     text = np.frombuffer("é€𝄞".encode() * 20, np.uint8)  # 2-, 3- and 4-byte characters, no newline
     pieces = [piece for batch in tokenize._batches(text) for piece in batch]
     assert len(pieces) > 1 and "\ufffd" not in "".join(pieces) and "".join(pieces) == "é€𝄞" * 20
+
+
+def test_a_study_made_under_a_tokenizer_names_it_when_other_data_would_join(tmp_path):
+    import optuna
+
+    from moesearch.supervisor import studies
+
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    tiny = space.load("tiny")
+    studies.open_study(storage, "s", tiny, 0, "/d/text.txt", "a" * 64, tokenizer="/d/tokenizer.json")
+    with pytest.raises(InputError) as refused:
+        studies.open_study(storage, "s", tiny, 0, "/d/text.txt", "b" * 64)  # the same text as bytes
+    assert "made with --data /d/text.txt --tokenizer /d/tokenizer.json" in str(refused.value)
+    assert optuna.load_study(study_name="s", storage=storage).user_attrs["run"]["tokenizer"] == "/d/tokenizer.json"

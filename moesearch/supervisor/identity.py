@@ -55,7 +55,7 @@ def check_without_writing(storage: optuna.storages.BaseStorage, settings) -> Non
     if settings.study not in optuna.get_all_study_names(storage):
         return
     study = optuna.load_study(study_name=settings.study, storage=storage)
-    check_same_text(study, settings.data, settings.data_sha256)
+    check_same_text(study, settings.data, settings.data_sha256, settings.tokenizer)
     check_evaluation(study)
     check_shape(study, settings.shape)
 
@@ -97,17 +97,21 @@ def identity_of(space: Space) -> dict:
     return found
 
 
-def check_same_text(study: optuna.Study, data: str | None, data_sha256: str | None) -> None:
+def check_same_text(
+    study: optuna.Study, data: str | None, data_sha256: str | None, tokenizer: str | None = None
+) -> None:
     """InputError unless `data_sha256` is the study's training text (None: nothing to check).
 
-    val_loss on another text is another quantity: one study, one text. Says which --data the study
-    was made with, so the user can give it again.
+    val_loss on another text is another quantity: one study, one text. Says which --data (and --tokenizer)
+    the study was made with, so the user can give it again.
     """
     made = study.user_attrs.get(StudyAttr.RUN, {})
     if data_sha256 is None or made.get("data_sha256") in (None, data_sha256):
         return
-    given = data or "not given (the standard library's source)"
-    theirs = made.get("data") or "not given (the standard library's source)"
+    given = (data or "not given (the standard library's source)") + (f" --tokenizer {tokenizer}" if tokenizer else "")
+    theirs = (made.get("data") or "not given (the standard library's source)") + (
+        f" --tokenizer {made['tokenizer']}" if made.get("tokenizer") else ""
+    )
     raise InputError(
         f"--data: {given} (sha256 {data_sha256[:12]}) is not the training text of study "
         f"{study.study_name!r}, made with --data {theirs} (sha256 {made['data_sha256'][:12]}); "

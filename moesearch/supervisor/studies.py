@@ -63,7 +63,7 @@ def open_study(
     )
     recorded = study.user_attrs.get(StudyAttr.SPACE)
     if recorded is not None:
-        identity.check_same_text(study, data, data_sha256)
+        identity.check_same_text(study, data, data_sha256, tokenizer)
     if recorded is None:
         with warnings.catch_warnings():  # experimental since Optuna 3.2; dashboards label their axes by it
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
