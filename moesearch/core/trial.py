@@ -59,7 +59,7 @@ class StudyAttr(StrEnum):
     """Optuna user attributes of a study: what a joining worker group needs."""
 
     SPACE = "space"  # the space it was created for (a dict)
-    RUN = "run"  # {"seed", "data", "data_sha256", "results"} of the search that created it
+    RUN = "run"  # {"seed", "data", "data_sha256", "results", "tokenizer"} of the search that created it
     TRIALS = "trials"  # the target of trained trials, read by every group
     BUDGET = "budget"  # the compute budget, {"steps": n} or {"device_h": x}, read by every group (--budget)
     REFERENCE_POINT = "reference_point"  # the hypervolume reference, fixed at creation
