@@ -16,6 +16,7 @@ import itertools
 import os
 
 from moesearch.core.config import RunConfig
+from moesearch.core.trial import State
 
 PROJECT = "moesearch"  # the W&B project unless WANDB_PROJECT names another
 _run = None  # the open run: at most one, between `start` and `finish`
@@ -58,5 +59,5 @@ def finish(summary: dict) -> None:
     global _run
     if _run is not None:
         _run.summary.update(summary)
-        _run.finish(exit_code=0 if summary.get("state") == "COMPLETE" else 1)  # W&B marks a failed run
+        _run.finish(exit_code=0 if summary.get("state") == State.COMPLETE else 1)  # W&B marks a failed run
         _run = None
