@@ -23,15 +23,15 @@ import torch.nn.functional as F
 from deepspeed.accelerator import get_accelerator
 from torch import nn
 
-from moesearch.core.activations import REGISTRY, hidden_width, of_experts, parts
+from moesearch.core.activations import hidden_width, of_experts, parts
 from moesearch.core.config import RunConfig
 from moesearch.core.corpus import Corpus, Part
 from moesearch.core.protocol import Done, Verdict
 from moesearch.core.trial import DIVERGED, State
-from moesearch.ranks import builder, faults, learnable, streams, wandb_run
-from moesearch.ranks.model import NONLINEARITIES, exact_routing, init_weights, mix_experts, moe_layers
+from moesearch.ranks import builder, faults, learned, streams, wandb_run
+from moesearch.ranks.model import exact_routing, init_weights, mix_experts, moe_layers
 from moesearch.ranks.parametrization import param_groups
-from moesearch.ranks.probes import HiddenStats, TailShare, ffn_slots
+from moesearch.ranks.probes import HiddenStats, TailShare
 from moesearch.ranks.quantize import FORMATS, Calibration, FakeQuant
 
 OnStep = Callable[[int, float, float | None], None]  # steps done, train loss, val_loss measured at this step
@@ -212,7 +212,7 @@ def train_trial(
             hidden = [h | t for h, t in zip(hidden, tails.reduce(engine.device), strict=True)]
             with _eager(cfg.train.compile):
                 metrics.update(_quantized(engine, batches, metrics["val_loss"], slots))
-        layers = _layer_rows(cfg, share_LE, hidden, _learned(engine.module, cfg, slots[0], engine.device))
+        layers = _layer_rows(cfg, share_LE, hidden, learned.rows(engine.module, cfg, slots[0], engine.device))
         final = {**_with_costs(metrics, cfg, world, engine.module), "precision": precision}
         _monitor(
             engine,
@@ -357,46 +357,6 @@ def _rung(step: int, metrics: dict, ask_rung: AskRung | None, device: torch.devi
     keep = _all_reduce(torch.tensor([float(verdict is None or verdict.keep)]), device, dist.ReduceOp.MIN).item()
     if not keep:
         raise TrialPruned(verdict.reason if verdict else f"pruned at rung {step}", step, metrics, [])
-
-
-def _learned(model: nn.Module, cfg: RunConfig, first_expert: int, device: torch.device) -> list[dict]:
-    """Per layer, what its learnable nonlinearity learned: `learned`, JSON {parameter: [value per expert]} (one
-    value for a dense layer), its curve (the mean over experts, at CURVE_X) and `nearest_fixed`, the fixed
-    activation nearest it; nulls for a fixed activation. Every rank calls this: the experts are gathered from
-    all of them."""
-    world, n_slots = dist.get_world_size(), max(cfg.model.num_experts, 1)
-    names: dict[int, list[str]] = {}
-    values_LSP = torch.zeros(len(cfg.layers), n_slots, 8)
-    for ffn, layer, slot in ffn_slots(model, first_expert):
-        if hasattr(ffn.nonlinearity, "learned"):
-            found = ffn.nonlinearity.learned()
-            names[layer] = list(found)
-            values_LSP[layer, slot, : len(found)] = torch.tensor(list(found.values()))
-    none = {"learned": None, "nearest_fixed": None, "learned_curve": None}
-    if not names:
-        return [none for _ in cfg.layers]
-    values_LSP = _all_reduce(values_LSP, device)
-    fixed = {a: NONLINEARITIES[s.nonlinearity] for a, s in REGISTRY.items() if not s.gated and not s.learned}
-    grid_G = torch.linspace(-3, 3, 601)  # CURVE_X, ten times finer
-    rows = []
-    for layer, activation in enumerate(cfg.layers):
-        if layer not in names:
-            rows.append(none)
-            continue
-        moe = cfg.model.is_moe(layer)
-        copies = world // cfg.ep_size if moe else world  # ranks holding each of the layer's FFNs
-        per_slot = (values_LSP[layer, : (n_slots if moe else 1), : len(names[layer])] / copies).tolist()
-        learned = {k: [v[i] for v in per_slot] for i, k in enumerate(names[layer])}
-        curve = NONLINEARITIES[REGISTRY[activation].nonlinearity].curve
-        mean_G = torch.stack([curve(dict(zip(names[layer], v, strict=True)), grid_G) for v in per_slot]).mean(0)
-        rows.append(
-            {
-                "learned": json.dumps(learned),
-                "nearest_fixed": learnable.nearest(mean_G, grid_G, fixed)[0],
-                "learned_curve": mean_G[::10].tolist(),
-            }
-        )
-    return rows
 
 
 def _width(choice: str, m) -> int | None:
