@@ -1,8 +1,10 @@
-"""Mixed experts: an MoE layer whose experts differ in activation (`gelu+swiglu`), placed by global expert
-index, counted exactly, and its router's shares per activation recorded."""
+"""Mixed experts: an MoE layer whose experts differ in activation (`gelu+swiglu`, `gelu*3+swiglu`), placed by
+global expert index, counted exactly, and its router's shares per activation recorded, over training and at
+each evaluation."""
 
 from __future__ import annotations
 
+import csv
 import json
 
 import pytest
@@ -18,23 +20,28 @@ TINY = space.load("tiny")
 MIX_SPACE = (SPACES / "tiny.toml").read_text()
 
 
-def _with(activations: str, model: str = "") -> str:
+def _with(activations: str, model: str = "", experts: int = 2) -> str:
     body = "\n".join(
         f"activations = {activations}" if line.startswith("activations =") else line for line in MIX_SPACE.splitlines()
     )
+    body = body.replace("num_experts = 2\n", f"num_experts = {experts}\n", 1)
     return body.replace("[model]\n", f"[model]\n{model}", 1)
 
 
-def test_a_mix_splits_the_experts_in_equal_runs_by_global_index():
+def test_a_mix_splits_the_experts_in_runs_by_global_index():
     assert of_experts("gelu+swiglu", 4) == ["gelu", "gelu", "swiglu", "swiglu"]
     assert of_experts("gelu+swiglu+relu2", 6) == ["gelu"] * 2 + ["swiglu"] * 2 + ["relu2"] * 2
     assert of_experts("swiglu", 4) == ["swiglu"] * 4
+    assert of_experts("gelu*3+swiglu", 4) == ["gelu"] * 3 + ["swiglu"]
+    assert of_experts("gelu*3+swiglu", 8) == ["gelu"] * 6 + ["swiglu"] * 2
+    assert of_experts("relu*2+swiglu", 6) == ["relu"] * 4 + ["swiglu"] * 2
 
 
+@pytest.mark.parametrize("mix", ["gelu+swiglu", "gelu*3+swiglu"])
 @pytest.mark.parametrize("policy", ["params", "width"])
-def test_a_mix_costs_the_sum_of_its_experts(policy):
+def test_a_mix_costs_the_sum_of_its_experts(policy, mix):
     m = TINY.model.model_copy(update={"num_experts": 4, "width_policy": policy})
-    layers = ["gelu+swiglu", "gelu"]
+    layers = [mix, "gelu"]
     experts = sum(
         ffn_params(a, m.d_model, hidden_width(a, m.d_ff, policy, m.width_multiple)) for a in of_experts(layers[0], 4)
     )
@@ -51,7 +58,14 @@ BAD = {
         _with('["gelu", "gelu+swiglu"]', "moe_every = 2\n"),
         "layer 0 takes mix 'gelu+swiglu', but it is a dense layer",
     ),
-    "a mix not dividing the experts": (_with('["gelu", "gelu+swiglu+relu"]'), "do not split model.num_experts 2"),
+    "a mix not dividing the experts": (_with('["gelu", "gelu+swiglu+relu"]'), "does not divide model.num_experts 2"),
+    "counts not dividing the experts": (
+        _with('["gelu", "gelu*2+swiglu"]', experts=4),
+        "its run of 3 experts does not divide model.num_experts 4",
+    ),
+    "a count of zero": (_with('["gelu", "gelu*0+swiglu"]'), "count in 'gelu*0'; allowed: a whole number"),
+    "a count without a mix": (_with('["gelu", "swiglu*3"]'), "'swiglu*3': a count needs a mix"),
+    "a mix named two ways": (_with('["gelu", "gelu*2+swiglu*2"]'), "splits its experts as 'gelu+swiglu'"),
     "a learnable activation in a mix": (_with('["gelu", "gelu+xielu"]'), "two or more different fixed"),
     "an activation named twice": (_with('["gelu", "gelu+gelu"]'), "two or more different fixed"),
     "an unknown part": (_with('["gelu", "gelu+swish"]'), "unknown activation 'swish'"),
@@ -64,6 +78,38 @@ def test_a_bad_mix_fails_spaces_validate_in_one_line(tmp_path, case):
     refused = CliRunner().invoke(cli, ["spaces", "validate", str(write_space(tmp_path, body))])
     assert refused.exit_code == 2 and len(refused.output.strip().splitlines()) == 1
     assert expected in refused.output, refused.output
+
+
+def _routed(trial: int, layer: int, choice: str, at: dict | None) -> dict:
+    return {"trial": trial, "layer": layer, "activation": choice, "eval_activation_share": at and json.dumps(at)}
+
+
+def test_the_routing_at_each_evaluation_reads_long_and_draws_a_panel_per_mix():
+    import numpy as np
+    import pandas as pd
+
+    from moesearch.analysis import plots
+
+    rows = pd.DataFrame(
+        [
+            _routed(0, 0, "gelu+swiglu", {"4": {"gelu": 0.6, "swiglu": 0.4}, "8": {"gelu": 0.8, "swiglu": 0.2}}),
+            _routed(1, 0, "gelu+swiglu", {"4": {"gelu": 0.4, "swiglu": 0.6}, "8": {"gelu": 0.6, "swiglu": 0.4}}),
+            _routed(0, 1, "gelu*3+swiglu", {"4": {"gelu": 0.7, "swiglu": 0.3}, "8": {"gelu": 0.9, "swiglu": 0.1}}),
+            _routed(0, 2, "swiglu", {"4": {"swiglu": 1.0}, "8": {"swiglu": 1.0}}),  # one activation: nothing to say
+            _routed(0, 3, "gelu", None),  # a dense layer
+        ]
+    )
+    shares = results.routing_shares(rows)
+    assert len(shares) == 12 and set(shares["activation"]) == {"gelu+swiglu", "gelu*3+swiglu"}
+    assert shares.groupby(["trial", "layer", "step"])["share"].sum().tolist() == pytest.approx([1] * 6)
+    fig = plots.routing(rows)
+    panels = [ax for ax in fig.axes if ax.lines]
+    assert [ax.get_title() for ax in panels] == ["gelu*3+swiglu", "gelu+swiglu"]
+    (mean,) = [ln for ln in panels[1].lines if ln.get_label().startswith("layer 0")]
+    assert np.allclose(mean.get_ydata(), [0.5, 0.7]) and "2 trainings" in mean.get_label(), "the mean over trainings"
+    even = [ln for ln in panels[0].lines if ln.get_label().startswith("even split")]
+    assert even and np.allclose(even[0].get_ydata(), 0.75), "three GELU experts of four"
+    assert plots.routing(rows[rows["layer"] >= 2]) is None
 
 
 @pytest.mark.slow
@@ -88,17 +134,32 @@ def test_each_global_expert_has_its_activation_and_weights_whatever_the_expert_p
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("ep_size", [1, 2])
-def test_a_mixed_layer_trains_on_two_ranks_and_records_its_router_s_share_per_activation(tmp_path, ep_size):
-    body = _with('["gelu", "swiglu", "gelu+swiglu"]').replace("[search]\n", f"[search]\nep_size = {ep_size}\n")
-    path = write_space(tmp_path, body)
-    out = run_cli("train", str(path), "--nproc", "2", "--layers", "gelu+swiglu,swiglu", "--results", str(tmp_path))
+@pytest.mark.parametrize(("ep_size", "mix", "experts"), [(1, "gelu+swiglu", 2), (2, "gelu*3+swiglu", 4)])
+def test_a_mixed_layer_trains_on_two_ranks_and_records_its_router_s_share_per_activation(
+    tmp_path, ep_size, mix, experts
+):
+    body = _with(f'["gelu", "swiglu", "{mix}"]', experts=experts)
+    path = write_space(tmp_path, body.replace("[search]\n", f"[search]\nep_size = {ep_size}\n"))
+    out = run_cli(
+        "train", str(path), "--nproc", "2", "--layers", f"{mix},swiglu", "--results", str(tmp_path), "--monitor", "csv"
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     layers = results.load_layers(tmp_path, "tiny").set_index("layer")
     shares = json.loads(layers.loc[0, "activation_share"])
     assert set(shares) == {"gelu", "swiglu"} and sum(shares.values()) == pytest.approx(1)
-    load = layers.loc[0, "expert_load"]
-    assert shares["gelu"] == pytest.approx(sum(load[: len(load) // 2])), "the first half of the experts is gelu's"
+    load, gelu = layers.loc[0, "expert_load"], [a == "gelu" for a in of_experts(mix, experts)]
+    assert shares["gelu"] == pytest.approx(sum(share for share, g in zip(load, gelu, strict=True) if g))
     assert json.loads(layers.loc[1, "activation_share"]) == {"swiglu": pytest.approx(1)}
+    at_evals = json.loads(layers.loc[0, "eval_activation_share"])  # the held-out tokens, at steps 4, 8 and 12
+    assert list(at_evals) == ["4", "8", "12"] and all(set(s) == {"gelu", "swiglu"} for s in at_evals.values())
+    assert all(sum(s.values()) == pytest.approx(1) and min(s.values()) >= 0 for s in at_evals.values())
+    assert json.loads(layers.loc[1, "eval_activation_share"])["12"] == {"swiglu": pytest.approx(1)}
+    (run,) = (tmp_path / "tiny" / "monitor" / "csv").iterdir()
+    assert "*" not in run.name, "a folder name without a glob character"
+    with open(run / "Eval_routing_layer_0_gelu.csv") as f:
+        logged = [float(row["gelu"]) for row in csv.DictReader(f)]
+    assert logged == pytest.approx([s["gelu"] for s in at_evals.values()], rel=1e-6), "the monitors log them too"
+    assert not (run / "Eval_routing_layer_1_swiglu.csv").exists(), "a layer of one activation has nothing to say"
     trial = results.load_trials(tmp_path, "tiny").iloc[0]
-    assert trial["params_total"] == costs.costs(TINY.model, ["gelu+swiglu", "swiglu"], 4).params_total
+    model = TINY.model.model_copy(update={"num_experts": experts})
+    assert trial["params_total"] == costs.costs(model, [mix, "swiglu"], 4).params_total

@@ -9,6 +9,7 @@
     layers.png       which activation each layer takes, along the front and for the baselines
     curves.png       training loss (smoothed) and val_loss over tokens, front members and baselines
     hidden.png       FFN hidden activations near zero, per layer and activation
+    learned.png      each learnable layer's learned curve; routing.png: each mixed layer's router at each evaluation
     effects.png      the noise model's answer: each layer's effect and the every-layer contrast with its 95%
                      interval, resolved ones filled, a panel per noisy objective
 Figures are built without pyplot: no global figure registry to leak into, no backend chosen for
@@ -29,10 +30,11 @@ from matplotlib.ticker import EngFormatter, FuncFormatter, MaxNLocator
 
 from moesearch.analysis.answer import Answer, answer
 from moesearch.analysis.pareto import Analysis, header
-from moesearch.core.activations import CURVE_X, NAMES
+from moesearch.core.activations import CURVE_X, NAMES, parts, run
 from moesearch.core.assignment import Assignment, baseline_name
 from moesearch.core.files import write_atomic
 from moesearch.core.metrics import METRICS, fmt
+from moesearch.core.results import routing_shares
 from moesearch.core.trial import State
 
 COLORS = dict(zip(NAMES, matplotlib.colormaps["tab10"].colors, strict=False))  # one colour per activation
@@ -372,6 +374,37 @@ def learned(layer_rows: pd.DataFrame) -> Figure | None:
     return fig
 
 
+def routing(layer_rows: pd.DataFrame) -> Figure | None:
+    """Whether a mixed layer's router came to prefer one activation: the share of the held-out tokens routed to
+    the mix's first part (GELU in gelu+swiglu) at each evaluation, a panel per mix, a line per layer (the
+    mean over trainings, each training faint), its even split dashed; None without a mixed layer (or before
+    schema 8)."""
+    if "eval_activation_share" not in layer_rows or (shares := routing_shares(layer_rows)).empty:
+        return None
+    mixes = sorted(shares["activation"].unique())
+    fig = Figure(figsize=(5.5 * len(mixes), 4))
+    for ax, mix in zip(np.atleast_1d(fig.subplots(1, len(mixes))), mixes, strict=True):
+        first = parts(mix)[0]
+        at = shares[(shares["activation"] == mix) & (shares["part"] == first)]
+        for (layer, rows), colour_ in zip(at.groupby("layer"), itertools.cycle(f"C{i}" for i in range(10))):
+            for _, one in rows.groupby("trial"):
+                ax.plot(one["step"], one["share"], color=colour_, alpha=0.15, lw=0.8)
+            mean = rows.groupby("step")["share"].mean()
+            ax.plot(mean.index, mean, "o-", color=colour_, label=f"layer {layer} ({rows['trial'].nunique()} trainings)")
+        even = run(mix).count(first) / len(run(mix))
+        ax.axhline(even, color="#888", ls="--", lw=1, label=f"even split ({even:g})")
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("step")
+        ax.set_ylabel(f"share of held-out tokens to {first}'s experts")
+        ax.set_title(mix, fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(
+        "Mixed layers: what each router chose at each evaluation (mean over trainings; each faint)", fontsize=9
+    )
+    return fig
+
+
 _FORMATS = {"int8": "o-", "int8_sym": "^:", "fp8": "s--"}  # the 8-bit formats and their line styles
 
 
@@ -492,6 +525,7 @@ def draw_all(
         "outliers": outliers(layer_rows),
         "quantization": quantization(trials) if trials is not None else None,
         "learned": learned(layer_rows),
+        "routing": routing(layer_rows),
     }
     return {name: fig for name, fig in figures.items() if fig is not None}
 

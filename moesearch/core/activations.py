@@ -9,6 +9,7 @@ one is one line here and one module (`ranks/learnable.py`), named in NONLINEARIT
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -46,30 +47,52 @@ REGISTRY: dict[str, ActivationSpec] = {
 }
 NAMES: tuple[str, ...] = tuple(REGISTRY)  # in the order activations were added: each keeps its plot colour
 CURVE_X = tuple(round(-3 + 0.1 * i, 1) for i in range(61))  # where a learned activation's curve is recorded
-MIX = "+"  # "gelu+swiglu": an MoE layer whose experts split in equal runs, the first half gelu, the second swiglu
+MIX = "+"  # "gelu+swiglu": an MoE layer whose experts split in runs, the first half gelu, the second swiglu
+TIMES = "*"  # "gelu*3+swiglu": three GELU experts to every SwiGLU one
+
+
+def run(choice: str) -> tuple[str, ...]:
+    """A layer's choice as one run of its experts' activations: ("gelu",), ("gelu", "swiglu") for gelu+swiglu,
+    ("gelu", "gelu", "gelu", "swiglu") for gelu*3+swiglu. The layer's experts are this run, stretched."""
+    found = []
+    for term in choice.split(MIX):
+        name, _, count = term.partition(TIMES)
+        found += [name] * (int(count) if count.isdigit() else 1)  # a bad count is `_check_choice`'s to refuse
+    return tuple(found)
 
 
 def parts(choice: str) -> tuple[str, ...]:
-    """The activations of a layer's choice, in expert order: one, or a mix's."""
-    return tuple(choice.split(MIX))
+    """The activations of a layer's choice, each once, in expert order: one, or a mix's."""
+    return tuple(dict.fromkeys(run(choice)))
 
 
 def of_experts(choice: str, num_experts: int) -> list[str]:
-    """The activation of each global expert of a layer that takes `choice`: a mix's parts in equal runs, so
-    global expert e's is the same whatever the expert-parallel size."""
-    found = parts(choice)
+    """The activation of each global expert of a layer that takes `choice`: its run stretched over the experts
+    (gelu+swiglu of 4: gelu, gelu, swiglu, swiglu), so global expert e's is the same whatever the
+    expert-parallel size. `num_experts` is a multiple of the run's length (`Space` checks it)."""
+    found = run(choice)
     return [found[e * len(found) // num_experts] for e in range(num_experts)]
 
 
 def _check_choice(choice: str) -> str:
-    found = parts(choice)
-    if unknown := [a for a in found if a not in REGISTRY]:
+    terms = [term.partition(TIMES) for term in choice.split(MIX)]
+    if unknown := [name for name, _, _ in terms if name not in REGISTRY]:
         raise ValueError(
             f"unknown activation {unknown[0]!r}; allowed: {', '.join(NAMES)}, or a mix of fixed ones joined by "
-            f"'{MIX}' for an MoE layer's experts (e.g. gelu+swiglu)"
+            f"'{MIX}' for an MoE layer's experts (e.g. gelu+swiglu, gelu*3+swiglu)"
         )
+    if bad := [f"{name}{TIMES}{n}" for name, times, n in terms if times and not (n.isdigit() and int(n) >= 1)]:
+        raise ValueError(f"mix {choice!r}: count in {bad[0]!r}; allowed: a whole number of experts >= 1")
+    found = [name for name, _, _ in terms]
+    if len(found) == 1 and terms[0][1]:
+        raise ValueError(f"{choice!r}: a count needs a mix; allowed: {found[0]}, or a mix such as gelu*3+swiglu")
     if len(found) > 1 and (len(set(found)) < len(found) or any(REGISTRY[a].learned for a in found)):
         raise ValueError(f"mix {choice!r}: allowed: two or more different fixed (not learnable) activations")
+    counts = [int(n) if times else 1 for _, times, n in terms]
+    common = math.gcd(*counts)
+    simplest = MIX.join(a if n == common else f"{a}{TIMES}{n // common}" for a, n in zip(found, counts, strict=True))
+    if choice != simplest:  # one name per split, so a design or an effect never counts one mix as two
+        raise ValueError(f"mix {choice!r} splits its experts as {simplest!r}; allowed: that name")
     return choice
 
 
@@ -102,5 +125,5 @@ def ffn_params(activation: str, d_model: int, hidden: int) -> int:
 
 
 def choice_params(choice: str, d_model: int, d_ff: int, policy: str, multiple: int) -> list[int]:
-    """The weights of each part's FFN of a layer's choice (one entry for a single activation)."""
-    return [ffn_params(a, d_model, hidden_width(a, d_ff, policy, multiple)) for a in parts(choice)]
+    """The weights of each FFN of a layer's run of experts (`run`; one entry for a single activation)."""
+    return [ffn_params(a, d_model, hidden_width(a, d_ff, policy, multiple)) for a in run(choice)]

@@ -56,7 +56,7 @@ def costs(spec: ModelSpec, layers: list[str] | tuple[str, ...], micro_batch: int
         block = 4 * d * d + 2 * d  # attention projections, two norms
         forward += 8 * d * d + 4 * spec.seq_len * d
         if spec.is_moe(i):
-            experts = sum(per_part) * E // len(per_part)  # a mix's parts in equal runs of the experts
+            experts = sum(per_part) * E // len(per_part)  # a mix's run of experts, stretched over E
             # a token's k experts: a mix's mean expert (exact where its parts have one size: width_policy "params")
             total += block + experts + d * E
             active += block + spec.top_k * experts // E + d * E

@@ -31,12 +31,12 @@ from moesearch.core.errors import InputError
 from moesearch.core.files import write_atomic
 from moesearch.core.metrics import INTEGER_METRICS, METRICS
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 # version 2 lacks the stability columns, versions 2-3 `random_streams`: they read as null (streams as "global");
 # version 5 has the columns of 4, its evaluations routed exactly (before, with DeepSpeed's gate noise);
 # version 6 adds `effect_size` (null before: the defaults); version 7 the layers' `learned`, `nearest_fixed`,
-# `learned_curve`, `activation_share`
-READABLE = ("2", "3", "4", "5", "6", "7")
+# `learned_curve`, `activation_share`; version 8 `eval_activation_share`
+READABLE = ("2", "3", "4", "5", "6", "7", "8")
 TABLES = ("trials", "steps", "layers")
 _TIME = pa.timestamp("us", tz="UTC")
 
@@ -105,6 +105,7 @@ LAYERS_SCHEMA = pa.schema(
         pa.field("expert_load", pa.list_(pa.float64())),
         pa.field("load_balance", pa.float64()),
         pa.field("activation_share", pa.string()),  # JSON {activation: share of tokens routed to its experts}
+        pa.field("eval_activation_share", pa.string()),  # JSON {step: {activation: share}}, held-out tokens
         pa.field("hidden_mean", pa.float64()),
         pa.field("hidden_std", pa.float64()),
         pa.field("hidden_zero_frac", pa.float64()),
@@ -358,6 +359,23 @@ def load_layers(results: Path, study: str) -> pd.DataFrame:
     """One row per recorded trial and layer, ordered by trial and layer."""
     layers = _read(table_dir(results, study, "layers"), LAYERS_SCHEMA, ["trial", "layer"])
     return _committed(results, study, layers).sort_values(["trial", "layer"], ignore_index=True)
+
+
+def routing_shares(layers: pd.DataFrame) -> pd.DataFrame:
+    """The mixed layers' routing at each evaluation in long form, one row per trial, layer, step and part:
+    trial, layer, activation (the layer's choice, `gelu+swiglu`), step, part (`gelu`) and share (of the
+    held-out tokens routed to that part's experts), from `eval_activation_share` (empty before schema 8)."""
+    mixed = layers.dropna(subset=["eval_activation_share"])
+    mixed = mixed[mixed["activation"].astype(str).str.contains("+", regex=False)]
+    rows = [
+        (trial, layer, str(choice), int(step), part, share)
+        for trial, layer, choice, found in zip(
+            mixed["trial"], mixed["layer"], mixed["activation"], mixed["eval_activation_share"], strict=True
+        )
+        for step, shares in json.loads(found).items()
+        for part, share in shares.items()
+    ]
+    return pd.DataFrame(rows, columns=["trial", "layer", "activation", "step", "part", "share"])
 
 
 # Columns with a handful of distinct values: read as categoricals, not a million strings each.

@@ -16,7 +16,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from moesearch.core import design
-from moesearch.core.activations import Activation, ffn_params, hidden_width, parts
+from moesearch.core.activations import Activation, ffn_params, hidden_width, parts, run
 from moesearch.core.assignment import block_of, uniform
 from moesearch.core.corpus import VOCAB_SIZE
 from moesearch.core.errors import InputError
@@ -529,7 +529,8 @@ class Space(_Section):
         return Space.model_validate(raw)
 
     def _check_mixes(self) -> None:
-        """A mix of activations splits an MoE layer's experts in equal runs: MoE layers only, dividing them."""
+        """A mix of activations splits an MoE layer's experts by its run (`activations.run`): MoE layers only, the
+        run's length dividing the experts."""
         for i, choices in enumerate(self.layer_choices()):
             for choice in (c for c in choices if len(parts(c)) > 1):
                 if not self.model.is_moe(i):
@@ -537,10 +538,10 @@ class Space(_Section):
                         f"layer {i} takes mix {choice!r}, but it is a dense layer (model.moe_every "
                         f"{self.model.moe_every}); allowed: mixes in MoE layers only"
                     )
-                if self.model.num_experts % len(parts(choice)):
+                if self.model.num_experts % len(run(choice)):
                     raise ValueError(
-                        f"mix {choice!r}: its {len(parts(choice))} activations do not split model.num_experts "
-                        f"{self.model.num_experts} into equal runs; allowed: a number of activations dividing it"
+                        f"mix {choice!r}: its run of {len(run(choice))} experts does not divide model.num_experts "
+                        f"{self.model.num_experts}; allowed: a mix whose expert counts sum to a divisor of it"
                     )
 
     def _check_rungs(self) -> None:

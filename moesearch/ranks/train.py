@@ -8,7 +8,6 @@ values so that no tensor keeps the engine alive between trials.
 from __future__ import annotations
 
 import gc
-import json
 import math
 import statistics
 import time
@@ -23,13 +22,13 @@ import torch.nn.functional as F
 from deepspeed.accelerator import get_accelerator
 from torch import nn
 
-from moesearch.core.activations import hidden_width, of_experts, parts
+from moesearch.core.activations import hidden_width, parts
 from moesearch.core.config import RunConfig
 from moesearch.core.corpus import Corpus, Part
 from moesearch.core.protocol import Done, Verdict
 from moesearch.core.trial import DIVERGED, State
-from moesearch.ranks import builder, faults, learned, streams, wandb_run
-from moesearch.ranks.model import exact_routing, init_weights, mix_experts, moe_layers
+from moesearch.ranks import builder, faults, learned, routing, streams, wandb_run
+from moesearch.ranks.model import exact_routing, init_weights, mix_experts
 from moesearch.ranks.parametrization import param_groups
 from moesearch.ranks.probes import HiddenStats, TailShare
 from moesearch.ranks.quantize import FORMATS, Calibration, FakeQuant
@@ -135,8 +134,9 @@ def ds_config(cfg: RunConfig, bf16: bool, run_name: str = "trial") -> dict:
 
 
 def run_name(trial: int, cfg: RunConfig) -> str:
-    """A trial's run in TensorBoard: 'trial-000012_gelu-swiglu-gelu-gelu_seed0', sorting by trial number."""
-    return f"trial-{trial:06d}_{'-'.join(cfg.layers)}_seed{cfg.seed}"
+    """A trial's run in TensorBoard: 'trial-000012_gelu-swiglu-gelu-gelu_seed0', sorting by trial number (a
+    mix's count, gelu*3+swiglu, as gelux3+swiglu: no glob character in a folder's name)."""
+    return f"trial-{trial:06d}_{'-'.join(cfg.layers).replace('*', 'x')}_seed{cfg.seed}"
 
 
 def build_model(cfg: RunConfig, rank: int) -> nn.Module:
@@ -197,14 +197,13 @@ def train_trial(
     steps: list[dict] = []
     try:
         batches = Batches(corpus, cfg, rank, world, engine.device)
-        metrics, share_LE = _train(
+        metrics, share_LE, evals = _train(
             engine, cfg, batches, steps, on_step, should_stop or (lambda: None), ask_rung, on_gpu
         )
         slots = ((rank % cfg.ep_size) * local_experts, cfg.model.num_experts)
         # the final evaluation also measures the hidden activations
         with _eager(cfg.train.compile), HiddenStats(engine.module, *slots) as probe:
-            metrics["val_loss"] = steps[-1]["val_loss"] = _evaluate(engine, batches)
-        _monitor(engine, [("Eval/val_loss", metrics["val_loss"], cfg.train.steps)])
+            metrics["val_loss"] = steps[-1]["val_loss"] = _evaluate_routed(engine, batches, cfg, evals, cfg.train.steps)
         hidden = probe.reduce(engine.device)
         if cfg.train.deployment_eval:
             with _eager(cfg.train.compile), TailShare(engine.module, probe.mean_std(), *slots) as tails:  # again
@@ -212,7 +211,7 @@ def train_trial(
             hidden = [h | t for h, t in zip(hidden, tails.reduce(engine.device), strict=True)]
             with _eager(cfg.train.compile):
                 metrics.update(_quantized(engine, batches, metrics["val_loss"], slots))
-        layers = _layer_rows(cfg, share_LE, hidden, learned.rows(engine.module, cfg, slots[0], engine.device))
+        layers = _layer_rows(cfg, share_LE, evals, hidden, learned.rows(engine.module, cfg, slots[0], engine.device))
         final = {**_with_costs(metrics, cfg, world, engine.module), "precision": precision}
         _monitor(
             engine,
@@ -260,15 +259,15 @@ def _train(
     should_stop: ShouldStop,
     ask_rung: AskRung | None,
     on_gpu: bool,
-) -> tuple[dict, torch.Tensor]:
-    """The training loop; appends one row per step to `log`. Returns metrics and the expert load shares."""
+) -> tuple[dict, torch.Tensor, dict[int, torch.Tensor]]:
+    """The training loop; appends one row per step to `log`. Returns metrics, the expert load shares over
+    training and those on the held-out tokens at each evaluation so far {step: shares}."""
     steps, interval = cfg.train.steps, cfg.train.eval_interval
     warmup = min(max(2, steps // 10), steps - 1)  # the first steps pay for allocation and thread start-up
     tail = max(1, steps // 10)
     tokens_per_step = cfg.train.micro_batch * cfg.model.seq_len * dist.get_world_size()
     fault = faults.planned(cfg.assignment)
-    n_moe = sum(1 for _ in moe_layers(engine.module))
-    load_LE = torch.zeros(n_moe, cfg.model.num_experts)
+    loads, evals = routing.Loads(), {}
     peak_rss, me = 0, psutil.Process()
     loop_start = time.perf_counter()
     if on_gpu:
@@ -285,8 +284,7 @@ def _train(
         loss = ce + cfg.model.aux_loss_coef * aux
         engine.backward(loss)
         engine.step()
-        if counts:
-            load_LE += torch.stack([c.float().cpu() for c in counts])
+        loads.add(counts)
         # One all-reduce per step: it also synchronises every rank, so the step is over when it returns,
         # and it carries each rank's stop vote, so a signal that reached any rank stops all of them here.
         stop = should_stop()
@@ -319,8 +317,7 @@ def _train(
         peak_rss = max(peak_rss, me.memory_info().rss)
         _monitor(engine, [(f"Train/{k}", v, step + 1) for k, v in log[-1].items() if k in _CURVES and v is not None])
         if interval and (step + 1) % interval == 0 and step + 1 < steps:  # the last step's comes after the loop
-            log[-1]["val_loss"] = _evaluate(engine, batches)
-            _monitor(engine, [("Eval/val_loss", log[-1]["val_loss"], step + 1)])
+            log[-1]["val_loss"] = _evaluate_routed(engine, batches, cfg, evals, step + 1)
         if on_step:  # after the evaluation, so the supervisor can print it
             on_step(step + 1, mean_ce, log[-1]["val_loss"])
         if step + 1 in cfg.rungs:
@@ -329,9 +326,7 @@ def _train(
                 "val_loss": log[-1]["val_loss"],
             }
             _rung(step + 1, _with_costs(so_far, cfg, dist.get_world_size(), engine.module), ask_rung, engine.device)
-    load_LE = _all_reduce(load_LE, engine.device)
-    share_LE = load_LE / load_LE.sum(dim=1, keepdim=True).clamp(min=1)
-    return _measured(log, warmup, tail, loop_start, peak_rss, on_gpu, engine.device), share_LE
+    return _measured(log, warmup, tail, loop_start, peak_rss, on_gpu, engine.device), loads.shares(engine.device), evals
 
 
 _CURVES = ("tokens", "train_loss", "aux_loss", "lr", "step_time_s", "grad_norm")  # the steps table's, as Train/*
@@ -365,39 +360,25 @@ def _width(choice: str, m) -> int | None:
     return widths.pop() if len(widths) == 1 else None
 
 
-def _layer_rows(cfg: RunConfig, share_LE: torch.Tensor, hidden: list[dict], learned: list[dict]) -> list[dict]:
+def _layer_rows(
+    cfg: RunConfig, share_LE: torch.Tensor, evals: dict[int, torch.Tensor], hidden: list[dict], learned: list[dict]
+) -> list[dict]:
     """One row per block: its activation, routing (MoE blocks), hidden-activation statistics and what a
     learnable activation learned."""
-    m, rows, moe_index = cfg.model, [], 0
-    for layer, activation in enumerate(cfg.layers):
-        row = {
+    return [
+        {
             "layer": layer,
             "activation": activation,
-            "moe": m.is_moe(layer),
-            "hidden_width": _width(activation, m),
-            "n_experts": None,
-            "top_k": None,
-            "expert_load": None,
-            "load_balance": None,
-            "activation_share": None,
+            "moe": cfg.model.is_moe(layer),
+            "hidden_width": _width(activation, cfg.model),
+            **routed,
             **hidden[layer],
             **learned[layer],
         }
-        if row["moe"]:
-            share_E = share_LE[moe_index]
-            moe_index += 1
-            shares: dict[str, float] = {}
-            for a, share in zip(of_experts(activation, m.num_experts), share_E.tolist(), strict=True):
-                shares[a] = shares.get(a, 0.0) + share
-            row.update(
-                n_experts=m.num_experts,
-                top_k=m.top_k,
-                expert_load=share_E.tolist(),
-                load_balance=share_E.max().item() * m.num_experts,
-                activation_share=json.dumps(shares),
-            )
-        rows.append(row)
-    return rows
+        for (layer, activation), routed in zip(
+            enumerate(cfg.layers), routing.columns(cfg, share_LE, evals), strict=True
+        )
+    ]
 
 
 @torch.no_grad()
@@ -416,12 +397,23 @@ def _quantized(engine, batches: Batches, full: float, slots: tuple[int, int]) ->
     return found
 
 
+def _evaluate_routed(engine, batches: Batches, cfg: RunConfig, evals: dict[int, torch.Tensor], step: int) -> float:
+    """val_loss at `step`, with where the routers sent the held-out tokens (into `evals`); both to the monitors."""
+    held = routing.Loads()
+    loss = _evaluate(engine, batches, loads=held)
+    evals[step] = held.shares(engine.device)
+    _monitor(engine, [("Eval/val_loss", loss, step), *routing.events(cfg, step, evals[step])])
+    return loss
+
+
 @torch.no_grad()
-def _evaluate(engine, batches: Batches, strict: bool = True) -> float:
+def _evaluate(engine, batches: Batches, strict: bool = True, loads: routing.Loads | None = None) -> float:
     total = torch.zeros(2, dtype=torch.float64)  # summed loss, token count
     with _evaluating(engine):
         for x_BT, y_BT in batches.eval_batches():
-            logits_BTV, _, _ = engine(x_BT)
+            logits_BTV, _, counts = engine(x_BT)
+            if loads is not None:
+                loads.add(counts)
             ce = F.cross_entropy(logits_BTV.float().flatten(0, 1), y_BT.reshape(-1), reduction="sum")
             total += torch.tensor([ce.item(), y_BT.numel()], dtype=torch.float64)
     total = _all_reduce(total, engine.device)

@@ -7,8 +7,9 @@ alone: an explicit `search.reference`, else a natural bound of each objective (m
 from __future__ import annotations
 
 import math
+import statistics
 
-from moesearch.core.activations import choice_params, parts
+from moesearch.core.activations import choice_params
 from moesearch.core.costs import costs
 from moesearch.core.metrics import REFERENCE_RULE
 from moesearch.core.space import Space
@@ -38,6 +39,6 @@ def costliest(space: Space) -> list[str]:
     """Per layer the activation with the most FFN parameters: costs add up per layer, so this maximises them."""
     m = space.model
     return [
-        max(c, key=lambda a: sum(choice_params(a, m.d_model, m.d_ff, m.width_policy, m.width_multiple)) / len(parts(a)))
+        max(c, key=lambda a: statistics.mean(choice_params(a, m.d_model, m.d_ff, m.width_policy, m.width_multiple)))
         for c in space.layer_choices()
     ]
