@@ -146,6 +146,7 @@ def test_a_mixed_layer_trains_on_two_ranks_and_records_its_router_s_share_per_ac
     assert out.returncode == 0, out.stderr[-3000:]
     layers = results.load_layers(tmp_path, "tiny").set_index("layer")
     shares = json.loads(layers.loc[0, "activation_share"])
+    assert f"routed layer 0: gelu {shares['gelu']:.3f}, swiglu {shares['swiglu']:.3f}" in out.stdout
     assert set(shares) == {"gelu", "swiglu"} and sum(shares.values()) == pytest.approx(1)
     load, gelu = layers.loc[0, "expert_load"], [a == "gelu" for a in of_experts(mix, experts)]
     assert shares["gelu"] == pytest.approx(sum(share for share, g in zip(load, gelu, strict=True) if g))

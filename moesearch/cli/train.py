@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import click
 
 from moesearch.cli import cli
 from moesearch.cli.options import describe, dry_run, run_options
 from moesearch.core import preempt
+from moesearch.core.activations import MIX
 from moesearch.core.metrics import METRICS, fmt
 from moesearch.core.trial import Origin
 
@@ -53,6 +56,9 @@ def train(layers: str, **options) -> None:
     balance = [f"{r['load_balance']:.3f}" for r in outcome.record.layers if r["moe"]]
     if balance:
         click.echo(f"{'load_balance':>22}: {', '.join(balance)} (max expert share x experts, per MoE layer)")
+    for r in (r for r in outcome.record.layers if r["moe"] and MIX in r["activation"]):
+        shares = ", ".join(f"{a} {s:.3f}" for a, s in json.loads(r["activation_share"]).items())
+        click.echo(f"{'routed layer ' + str(r['layer']):>22}: {shares} (share of its training tokens per activation)")
     click.echo(f"{'record':>22}: {path}")
     if outcome.preempted:
         click.echo("preempted: the trial is recorded as such; run the same command again to train it")
