@@ -20,8 +20,9 @@ from moesearch.cli.study_option import find_study, load_study, study_options
 def plot(results: Path, study_name: str | None, out: Path | None) -> None:
     """Draw the front (every pair of objectives), the hypervolume history, the activation of each layer
     along the front, the learning curves, the hidden-activation sparsity and outliers, the
-    quantization gap by layer activation and, where layers had learnable activations, the curve each
-    learned, of a study, one PNG each."""
+    quantization gap by layer activation, where layers had learnable activations the curve each learned,
+    and where layers mixed activations over their experts the router's share of each at each evaluation,
+    of a study, one PNG each."""
     study_name = find_study(results, study_name)  # first: a bad flag answers before the analysis is imported
 
     from moesearch.analysis import expected, pareto, plots
