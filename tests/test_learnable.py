@@ -37,6 +37,23 @@ def test_a_learnable_activation_trains_its_own_parameters(activation):
     assert set(ffn.nonlinearity.learned()) and all(isinstance(v, float) for v in ffn.nonlinearity.learned().values())
 
 
+@pytest.mark.parametrize("mult", [1.0, 30.0])
+def test_a_learnable_activation_s_parameters_learn_at_their_own_rate(mult):
+    from moesearch.ranks.model import Transformer
+    from moesearch.ranks.parametrization import param_groups
+
+    spec = space.load("tiny").model
+    model = Transformer(spec, ["xielu", "polynorm"], ep_size=1)
+    groups = param_groups(model, spec, 1e-3, 0.1, learned_mult=mult)
+    rate = {id(p): (g["lr"], g["weight_decay"]) for g in groups for p in g["params"]}
+    own = {name: p.numel() for name, p in model.named_parameters() if ".nonlinearity." in name}
+    assert sum(own.values()) == (2 + 4) * spec.num_experts, "each expert's own xIELU 2 and PolyNorm 4"
+    for name, p in model.named_parameters():
+        expected = (1e-3 * mult, 0.0) if name in own else (1e-3, 0.1 if p.dim() >= 2 else 0.0)
+        assert rate[id(p)] == pytest.approx(expected), name
+    assert groups[0]["lr"] == 1e-3, "the steps table logs group 0's rate: the base one"
+
+
 def test_the_xielu_curve_is_its_forward_and_starts_where_the_paper_does():
     module, x = learnable.XIELU(), torch.linspace(-3, 3, 601)
     assert module.learned() == pytest.approx({"alpha_p": 0.8, "alpha_n": 0.8})

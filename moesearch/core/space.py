@@ -186,6 +186,11 @@ class TrainSpec(_Section):
     """Final learning rate as a fraction of lr."""
     weight_decay: float = Field(0.1, ge=0)
     """AdamW weight decay on matrices (not on norms or embeddings' biases)."""
+    learned_lr_mult: float = Field(1.0, gt=0)
+    """Learning rate of a learnable activation's own parameters (xIELU's slopes, PolyNorm's weights) as a
+    multiple of lr. A handful of scalars per FFN: at a proxy's few hundred steps at lr they barely leave their
+    init (docs/performance.md section 19), so what a layer 'learned' says little; a larger multiple lets the
+    shape move within the proxy's budget. Changes nothing for fixed activations."""
     grad_clip: float = Field(1.0, gt=0)
     """Global gradient-norm clip."""
     precision: Literal["fp32", "bf16"] | None = Field(None, examples=["bf16"])

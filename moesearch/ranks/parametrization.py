@@ -70,12 +70,20 @@ def init_std(name: str, spec: ModelSpec) -> float:
     return base / m_in if m_out == 1.0 else base / math.sqrt(m_in)  # output-like / hidden (input-like: m_in 1)
 
 
-def lr_mult(name: str, p: nn.Parameter, spec: ModelSpec) -> float:
-    """The learning rate of a parameter relative to the space's `train.lr`."""
+LEARNED = ".nonlinearity."  # in the name of a learnable activation's own parameters (`ranks/learnable.py`)
+
+
+def lr_mult(name: str, p: nn.Parameter, spec: ModelSpec, learned_mult: float = 1.0) -> float:
+    """The learning rate of a parameter relative to the space's `train.lr` (a learnable activation's own:
+    `train.learned_lr_mult`)."""
+    if LEARNED in name:
+        return learned_mult
     return 1.0 if p.dim() < 2 else 1.0 / _mults(name, spec)[0]
 
 
-def param_groups(model: nn.Module, spec: ModelSpec, lr: float, weight_decay: float) -> list[dict]:
+def param_groups(
+    model: nn.Module, spec: ModelSpec, lr: float, weight_decay: float, learned_mult: float = 1.0
+) -> list[dict]:
     """Optimizer groups: decay matrices, not norms; one group per learning rate, its weight decay x the inverse
     (lr x wd as at the base) and Adam's epsilon / m, and / m_L more inside the blocks (`_eps`). The group at `lr`
     comes first (the steps table logs group 0's rate). DeepSpeed splits each group further into expert /
@@ -83,7 +91,7 @@ def param_groups(model: nn.Module, spec: ModelSpec, lr: float, weight_decay: flo
     so the ratios hold through the schedule."""
     groups: dict[tuple[bool, float, float], list[nn.Parameter]] = {}
     for name, p in model.named_parameters():
-        groups.setdefault((p.dim() >= 2, lr_mult(name, p, spec), _eps(name, spec)), []).append(p)
+        groups.setdefault((p.dim() >= 2, lr_mult(name, p, spec, learned_mult), _eps(name, spec)), []).append(p)
     return [
         {
             "params": params,

@@ -157,7 +157,9 @@ def build_engine(cfg: RunConfig, rank: int, bf16: bool = False, run_name: str = 
     model = build_model(cfg, rank)
     engine, *_ = deepspeed.initialize(
         model=model,
-        model_parameters=param_groups(model, cfg.model, cfg.train.lr, cfg.train.weight_decay),
+        model_parameters=param_groups(
+            model, cfg.model, cfg.train.lr, cfg.train.weight_decay, cfg.train.learned_lr_mult
+        ),
         config=ds_config(cfg, bf16=bf16, run_name=run_name),
     )
     return engine
