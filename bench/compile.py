@@ -51,7 +51,13 @@ def main() -> None:
         for n in range(args.rounds):
             for activation in activations:
                 eager, fused = (
-                    one_trial.train(spaces[c], [activation] * 4, args.nproc, folder / "r", f"{activation}-{c}-{n}")
+                    one_trial.train(
+                        spaces[c],
+                        [activation] * 4,
+                        args.nproc,
+                        folder / "r",
+                        f"{activation}-{c}-{n}".replace("+", "_").replace("*", "x"),
+                    )  # a study name: no + or *
                     for c in (False, True)
                 )
                 rows.append(

@@ -137,6 +137,10 @@ def test_learnable_layers_train_through_the_cli_and_record_what_each_expert_lear
     assert out.returncode == 0, out.stderr[-3000:]
     layers = results.load_layers(tmp_path, "tiny")
     trial = results.load_trials(tmp_path, "tiny").iloc[0]
+    for _, row in layers.iterrows():  # printed by train, and by pareto with its start for a categorical search
+        assert f"learned layer {row['layer']}: nearest {row['nearest_fixed']}; " in out.stdout
+    shown = run_cli("pareto", "--results", str(tmp_path)).stdout
+    assert f"--layers {','.join(layers['nearest_fixed'])}" in shown and "nearest" in shown
     for _, row in layers.iterrows():
         learned = json.loads(row["learned"])
         names = set(learnable.XIELU().learned() if row["activation"] == "xielu" else learnable.PolyNorm().learned())

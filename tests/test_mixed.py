@@ -112,6 +112,28 @@ def test_the_routing_at_each_evaluation_reads_long_and_draws_a_panel_per_mix():
     assert plots.routing(rows[rows["layer"] >= 2]) is None
 
 
+def test_pareto_says_whether_each_mixed_layer_s_router_prefers_an_activation():
+    import pandas as pd
+
+    from moesearch.analysis import within_layers
+
+    def row(layer: int, choice: str, gelu: float) -> dict:
+        return {"trial": 0, "layer": layer, "activation": choice, "activation_share": json.dumps({"gelu": gelu})}
+
+    rows = pd.DataFrame(
+        [row(0, "gelu+swiglu", g) for g in (0.46, 0.47, 0.48)]
+        + [row(1, "gelu+swiglu", g) for g in (0.40, 0.60, 0.50)]
+        + [row(2, "gelu*3+swiglu", g) for g in (0.80, 0.81, 0.82)]
+        + [row(3, "swiglu", None)]
+    )
+    lines = within_layers.text(rows, seeds=1)
+    assert lines[0].startswith("mixed layers") and "one seed" in lines[0]
+    assert lines[1] == "  layer 0 gelu+swiglu: gelu 0.470 (0.445 to 0.495; even 0.5: prefers swiglu), 3 trainings"
+    assert "(0.252 to 0.748; even 0.5: no preference shown)" in lines[2]
+    assert "gelu 0.810 (0.785 to 0.835; even 0.75: prefers gelu)" in lines[3], "three GELU experts of four"
+    assert len(lines) == 4 and "seeds" in within_layers.text(rows, seeds=2)[0]
+
+
 @pytest.mark.slow
 def test_each_global_expert_has_its_activation_and_weights_whatever_the_expert_parallel_size(one_rank):
     from moesearch.ranks.model import Transformer, init_weights, mix_experts
@@ -147,6 +169,8 @@ def test_a_mixed_layer_trains_on_two_ranks_and_records_its_router_s_share_per_ac
     layers = results.load_layers(tmp_path, "tiny").set_index("layer")
     shares = json.loads(layers.loc[0, "activation_share"])
     assert f"routed layer 0: gelu {shares['gelu']:.3f}, swiglu {shares['swiglu']:.3f}" in out.stdout
+    shown = run_cli("pareto", "--results", str(tmp_path)).stdout
+    assert f"layer 0 {mix}: gelu {shares['gelu']:.3f} (even {0.5 if experts == 2 else 0.75:g}; one training" in shown
     assert set(shares) == {"gelu", "swiglu"} and sum(shares.values()) == pytest.approx(1)
     load, gelu = layers.loc[0, "expert_load"], [a == "gelu" for a in of_experts(mix, experts)]
     assert shares["gelu"] == pytest.approx(sum(share for share, g in zip(load, gelu, strict=True) if g))

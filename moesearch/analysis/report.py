@@ -17,7 +17,18 @@ from string import Template
 
 import pandas as pd
 
-from moesearch.analysis import answer, curves, expected, interactive, ladder, noise, pareto, plots, verdict
+from moesearch.analysis import (
+    answer,
+    curves,
+    expected,
+    interactive,
+    ladder,
+    noise,
+    pareto,
+    plots,
+    verdict,
+    within_layers,
+)
 from moesearch.core.metrics import ANALYTIC
 from moesearch.core.trial import State
 
@@ -77,6 +88,7 @@ def render(
             pareto.summary_lines(analysis)
             + curves.text(curves.rung_correlation(trials, steps), curves.any_pruned(trials))
             + curves.compute_text(trials, steps)
+            + within_layers.text(layer_rows, trials["seed"].nunique())
         ),
         noise=_noise(trials, analysis.objectives),
         ladder=_ladder(ladder.section(results, first["study"], trials)),

@@ -36,7 +36,8 @@ _FORMATS = (".parquet", ".csv")
 def pareto(results: Path, study_name: str | None, everything: bool, observed: bool, out: Path | None) -> None:
     """Print what a study resolved and its Pareto front: the noise model's expected front beside the uniform
     baselines (each comparison with its 95% interval) where the model can be tested, else the front of single
-    trainings; then the per-layer effects, the hypervolume and the ladder.
+    trainings; then the per-layer effects, the hypervolume, what mixed layers' routers chose and learnable
+    layers learned, and the ladder.
 
     Assignments trained with several seeds count once, at their mean.
     """
@@ -44,7 +45,7 @@ def pareto(results: Path, study_name: str | None, everything: bool, observed: bo
         raise InputError(f"--out: {str(out)!r} has suffix {out.suffix!r}; allowed: {', '.join(_FORMATS)}")
     study_name = find_study(results, study_name)  # first: a bad flag answers before the analysis is imported
 
-    from moesearch.analysis import answer, curves, ladder
+    from moesearch.analysis import answer, curves, ladder, within_layers
     from moesearch.analysis import pareto as pareto_mod
     from moesearch.core import results as results_mod
 
@@ -60,6 +61,8 @@ def pareto(results: Path, study_name: str | None, everything: bool, observed: bo
     for line in curves.text(curves.rung_correlation(trials, evals), curves.any_pruned(trials)) + curves.compute_text(
         trials, evals
     ):
+        click.echo(line)
+    for line in within_layers.text(results_mod.load_layers(results, study_name), trials["seed"].nunique()):
         click.echo(line)
     for line in ladder.section(results, study_name, trials):
         click.echo(line)

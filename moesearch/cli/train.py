@@ -59,6 +59,11 @@ def train(layers: str, **options) -> None:
     for r in (r for r in outcome.record.layers if r["moe"] and MIX in r["activation"]):
         shares = ", ".join(f"{a} {s:.3f}" for a, s in json.loads(r["activation_share"]).items())
         click.echo(f"{'routed layer ' + str(r['layer']):>22}: {shares} (share of its training tokens per activation)")
+    for r in (r for r in outcome.record.layers if r.get("nearest_fixed")):
+        learned = ", ".join(f"{k} {sum(v) / len(v):.3f}" for k, v in json.loads(r["learned"]).items())
+        click.echo(
+            f"{'learned layer ' + str(r['layer']):>22}: nearest {r['nearest_fixed']}; {learned} (mean over experts)"
+        )
     click.echo(f"{'record':>22}: {path}")
     if outcome.preempted:
         click.echo("preempted: the trial is recorded as such; run the same command again to train it")
