@@ -188,3 +188,22 @@ def test_smooth_swiglu_is_swiglu_in_full_precision_and_loses_less_to_int8_with_a
         full = ffn(x[256:]).detach()
         errors[ffn.activation] = ((quantized - full).norm() / full.norm()).item()
     assert errors["smooth_swiglu"] < errors["swiglu"] / 2, errors
+
+
+@pytest.mark.slow
+def test_smooth_swiglu_trains_as_swiglu_on_two_expert_parallel_ranks_and_quantizes_its_own_way(tmp_path):
+    """The per-channel scales are all-reduced per global expert (each rank holds half of them): the same
+    weights and val_loss as SwiGLU under common random numbers, its own 8-bit figures."""
+    text = (SPACES / "tiny.toml").read_text().replace('"relu2"]', '"relu2", "smooth_swiglu"]')
+    path = write_space(tmp_path, text.replace("[search]\n", "[search]\nep_size = 2\n", 1))
+    for layers in ("swiglu,swiglu", "smooth_swiglu,swiglu"):
+        out = run_cli("train", str(path), "--nproc", "2", "--layers", layers, "--results", str(tmp_path))
+        assert out.returncode == 0, out.stderr[-3000:]
+    plain, smooth = results.load_trials(tmp_path, "tiny").sort_values("trial").to_dict("records")
+    assert (
+        smooth["val_loss"] == pytest.approx(plain["val_loss"], rel=1e-6)
+        and smooth["params_total"] == plain["params_total"]
+    )
+    assert smooth["quant_uncalibrated_experts"] == plain["quant_uncalibrated_experts"] == 0
+    gaps = [(row["quant_gap_int8"], row["quant_gap_fp8"]) for row in (plain, smooth)]
+    assert all(math.isfinite(g) for pair in gaps for g in pair) and gaps[0] != gaps[1], gaps
