@@ -9,7 +9,6 @@ import click
 from moesearch.cli import cli
 from moesearch.cli.options import describe, dry_run, run_options
 from moesearch.core import preempt
-from moesearch.core.activations import MIX
 from moesearch.core.metrics import METRICS, fmt
 from moesearch.core.trial import Origin
 
@@ -56,6 +55,8 @@ def train(layers: str, **options) -> None:
     balance = [f"{r['load_balance']:.3f}" for r in outcome.record.layers if r["moe"]]
     if balance:
         click.echo(f"{'load_balance':>22}: {', '.join(balance)} (max expert share x experts, per MoE layer)")
+    from moesearch.core.activations import MIX  # after the command: its registry's validators import pydantic
+
     for r in (r for r in outcome.record.layers if r["moe"] and MIX in r["activation"]):
         shares = ", ".join(f"{a} {s:.3f}" for a, s in json.loads(r["activation_share"]).items())
         click.echo(f"{'routed layer ' + str(r['layer']):>22}: {shares} (share of its training tokens per activation)")
