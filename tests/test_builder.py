@@ -42,18 +42,22 @@ def test_a_model_of_one_s_own_trains_through_the_cli_with_its_parameters_counted
 
 
 @pytest.mark.slow
-def test_the_shipped_blocks_counted_as_a_model_of_one_s_own_give_their_formulas(one_rank):
-    """`builder.counted`'s module count, on the shipped model, equals core/costs.py's parameters."""
+@pytest.mark.parametrize("layers", [("swiglu", "relu2"), ("gelu+swiglu", "relu2")])
+def test_the_shipped_blocks_counted_as_a_model_of_one_s_own_give_their_formulas(one_rank, layers):
+    """`builder.counted`'s count, on the shipped model, equals core/costs.py's parameters and the module's
+    own (one rank holds every expert): a mix's experts each at their own size (width-matched: SwiGLU's 1.5x)."""
     from moesearch.ranks import builder
-    from moesearch.ranks.model import transformer
+    from moesearch.ranks.model import mix_experts, transformer
 
     for block in ("gpt2", "llama"):
-        spec = space.load("tiny").model.model_copy(update={"block": block})
-        model = builder.build(spec, ("swiglu", "relu2"), ep_size=1)
+        spec = space.load("tiny").model.model_copy(update={"block": block, "width_policy": "width"})
+        model = builder.build(spec, layers, ep_size=1)
+        mix_experts(model, spec, layers, 0)
         assert type(model) is type(transformer(spec, ("gelu", "gelu"), 1))
-        own = builder.counted(model, spec.model_copy(update={"builder": "builders:parallel"}), ("swiglu", "relu2"), 4)
-        formula = costs(spec, ["swiglu", "relu2"], 4)
+        own = builder.counted(model, spec.model_copy(update={"builder": "builders:parallel"}), layers, 4)
+        formula = costs(spec, list(layers), 4)
         assert (own.params_total, own.params_active) == (formula.params_total, formula.params_active)
+        assert own.params_total == sum(p.numel() for p in model.parameters()), "every expert, as built"
         assert own.train_flops_per_token is None
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from deepspeed.moe.layer import MoE
 from torch import nn
 
-from moesearch.core.activations import parts
+from moesearch.core.activations import choice_params, parts
 from moesearch.core.builders import BuilderError, load
 from moesearch.core.costs import Costs, costs
 from moesearch.core.space import SHIPPED_BUILDER, ModelSpec
@@ -49,17 +49,17 @@ def check(model: nn.Module, spec: ModelSpec, layers: tuple[str, ...]) -> None:
 
 def counted(model: nn.Module, spec: ModelSpec, layers: tuple[str, ...], micro_batch: int) -> Costs:
     """The costs a record carries: the shipped blocks' from their formulas (`core/costs.py`); a model of one's
-    own has its parameters counted from the module (every expert of a layer the size of this rank's first)
-    and no FLOPs (None: not known, recorded as null)."""
+    own has its dense parameters counted from the module and its experts from the registry (`check` made
+    them moesearch's FFNs: a mix's each at its own size), and no FLOPs (None: not known, recorded as null)."""
     if spec.builder == SHIPPED_BUILDER:
         return costs(spec, layers, micro_batch)
-    expert_sizes = [
-        sum(p.numel() for p in moe.deepspeed_moe.experts.deepspeed_experts[0].parameters())
-        for _, moe in moe_layers(model)
+    runs = [
+        choice_params(layers[i], spec.d_model, spec.d_ff, spec.width_policy, spec.width_multiple)
+        for i, _ in moe_layers(model)
     ]
     dense = sum(p.numel() for name, p in model.named_parameters() if "deepspeed_experts" not in name)
     return Costs(
-        params_total=dense + spec.num_experts * sum(expert_sizes),
-        params_active=dense + spec.top_k * sum(expert_sizes),
+        params_total=dense + sum(sum(run) * spec.num_experts // len(run) for run in runs),
+        params_active=dense + sum(spec.top_k * sum(run) // len(run) for run in runs),  # a mix's mean expert
         train_flops_per_token=None,
     )
