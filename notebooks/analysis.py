@@ -37,7 +37,7 @@ import pandas as pd
 from IPython.display import display
 from matplotlib_inline.backend_inline import set_matplotlib_formats
 
-from moesearch.analysis import answer, curves, effects, expected, ladder, noise, pareto, plots, verdict
+from moesearch.analysis import answer, curves, effects, expected, ladder, noise, pareto, plots, verdict, within_layers
 from moesearch.core import results
 
 # plots.py builds figures without pyplot, so none shows by itself: display(fig) needs the PNG formatter
@@ -172,7 +172,9 @@ print("\n".join(curves.compute_text(trials, steps)) or "no trial was pruned (sea
 # sparse an activation makes the hidden layer, and the standard deviation its scale. Then the router:
 # `load_balance` is the busiest expert's share of tokens times the number of experts (1 = perfectly
 # even, `n_experts` = every token to one expert), for the front members and the baselines, mean over
-# seeds.
+# seeds. Where layers mixed activations over their experts (`gelu+swiglu`) or learned their own
+# (`xielu`, `polynorm`): what each mixed layer's router chose, against the even split, and the shape each
+# learnable layer learned (`results.routing_shares(layers)` has the routing at each evaluation, long form).
 
 # %%
 stats = layers.merge(trials[["trial", "assignment"]], on="trial", validate="many_to_one")
@@ -189,6 +191,10 @@ balance = (
 )  # the order of the figures: front, then baselines
 display(balance.round(3))
 assert len(hidden) > 0 and (len(balance) > 0 or not layers["moe"].any())
+print("\n".join(within_layers.text(layers, trials["seed"].nunique())) or "no mixed or learnable layer in this study")
+for fig in (plots.routing(layers), plots.learned(layers)):  # records of schema 8 and 7 have them
+    if fig is not None:
+        display(fig)
 
 # %% [markdown]
 # ## 6. Is the front real?
