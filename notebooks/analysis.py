@@ -191,7 +191,10 @@ balance = (
 )  # the order of the figures: front, then baselines
 display(balance.round(3))
 assert len(hidden) > 0 and (len(balance) > 0 or not layers["moe"].any())
-print("\n".join(within_layers.text(layers, trials["seed"].nunique())) or "no mixed or learnable layer in this study")
+print(
+    "\n".join(within_layers.text(layers, trials.set_index("trial")["seed"]))
+    or "no mixed or learnable layer in this study"
+)
 for fig in (plots.routing(layers), plots.learned(layers)):  # records of schema 8 and 7 have them
     if fig is not None:
         display(fig)

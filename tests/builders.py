@@ -56,4 +56,12 @@ def own_ffn(spec, layers, ep_size):
     return model
 
 
+def wide_ffn(spec, layers, ep_size):
+    """Breaks the contract: block 0's FFN is ffn_layer's at twice the space's width, so its costs would be
+    counted at the space's."""
+    model = Parallel(spec, layers, ep_size)
+    model.blocks[0].ffn = ffn_layer(spec.model_copy(update={"d_ff": 2 * spec.d_ff}), layers[0], spec.is_moe(0), ep_size)
+    return model
+
+
 NOT_A_FUNCTION = 3

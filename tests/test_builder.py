@@ -42,7 +42,7 @@ def test_a_model_of_one_s_own_trains_through_the_cli_with_its_parameters_counted
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("layers", [("swiglu", "relu2"), ("gelu+swiglu", "relu2")])
+@pytest.mark.parametrize("layers", [("swiglu", "relu2"), ("gelu+swiglu", "relu2"), ("gelu*3+swiglu", "relu2")])
 def test_the_shipped_blocks_counted_as_a_model_of_one_s_own_give_their_formulas(one_rank, layers):
     """`builder.counted`'s count, on the shipped model, equals core/costs.py's parameters and the module's
     own (one rank holds every expert): a mix's experts each at their own size (width-matched: SwiGLU's 1.5x)."""
@@ -50,7 +50,7 @@ def test_the_shipped_blocks_counted_as_a_model_of_one_s_own_give_their_formulas(
     from moesearch.ranks.model import mix_experts, transformer
 
     for block in ("gpt2", "llama"):
-        spec = space.load("tiny").model.model_copy(update={"block": block, "width_policy": "width"})
+        spec = space.load("tiny").model.model_copy(update={"block": block, "width_policy": "width", "num_experts": 4})
         model = builder.build(spec, layers, ep_size=1)
         mix_experts(model, spec, layers, 0)
         assert type(model) is type(transformer(spec, ("gelu", "gelu"), 1))
@@ -62,12 +62,19 @@ def test_the_shipped_blocks_counted_as_a_model_of_one_s_own_give_their_formulas(
 
 
 @pytest.mark.slow
-def test_a_module_that_breaks_the_contract_is_named(one_rank, tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    ("name", "said"),
+    [
+        ("own_ffn", "block 0's `ffn` is not moesearch.ranks.model.ffn_layer"),
+        ("wide_ffn", r"block 0's gelu FFN has 12288 parameters, not the 6144 of ffn_layer's \(d_model 32, hidden 96\)"),
+    ],
+)
+def test_a_module_that_breaks_the_contract_is_named(one_rank, tmp_path, monkeypatch, name, said):
     from moesearch.ranks import builder
 
     monkeypatch.syspath_prepend(str(ROOT / "tests"))
-    spec = space.load(write_space(tmp_path, PARALLEL.replace("builders:parallel", "builders:own_ffn"))).model
-    with pytest.raises(BuilderError, match="block 0's `ffn` is not moesearch.ranks.model.ffn_layer"):
+    spec = space.load(write_space(tmp_path, PARALLEL.replace("builders:parallel", f"builders:{name}"))).model
+    with pytest.raises(BuilderError, match=said):
         builder.build(spec, ("gelu", "gelu"), ep_size=1)
 
 

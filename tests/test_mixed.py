@@ -65,7 +65,9 @@ BAD = {
     ),
     "a count of zero": (_with('["gelu", "gelu*0+swiglu"]'), "count in 'gelu*0'; allowed: a whole number"),
     "a count without a mix": (_with('["gelu", "swiglu*3"]'), "'swiglu*3': a count needs a mix"),
-    "a mix named two ways": (_with('["gelu", "gelu*2+swiglu*2"]'), "splits its experts as 'gelu+swiglu'"),
+    "a mix named two ways": (_with('["gelu", "gelu*2+swiglu*2"]'), "is written 'gelu+swiglu' (parts in the"),
+    "a mix in another order": (_with('["gelu", "swiglu+gelu"]'), "mix 'swiglu+gelu' is written 'gelu+swiglu'"),
+    "a count in another script": (_with('["gelu", "gelu*²+swiglu"]'), "count in 'gelu*²'; allowed: a whole number"),
     "a learnable activation in a mix": (_with('["gelu", "gelu+xielu"]'), "two or more different fixed"),
     "an activation named twice": (_with('["gelu", "gelu+gelu"]'), "two or more different fixed"),
     "an unknown part": (_with('["gelu", "gelu+swish"]'), "unknown activation 'swish'"),
@@ -126,12 +128,17 @@ def test_pareto_says_whether_each_mixed_layer_s_router_prefers_an_activation():
         + [row(2, "gelu*3+swiglu", g) for g in (0.80, 0.81, 0.82)]
         + [row(3, "swiglu", None)]
     )
-    lines = within_layers.text(rows, seeds=1)
-    assert lines[0].startswith("mixed layers") and "one seed" in lines[0]
-    assert lines[1] == "  layer 0 gelu+swiglu: gelu 0.470 (0.445 to 0.495; even 0.5: prefers swiglu), 3 trainings"
+    lines = within_layers.text(rows, seeds=pd.Series({0: 0}))
+    assert lines[0].startswith("mixed layers")
+    assert lines[1] == (
+        "  layer 0 gelu+swiglu: gelu 0.470 (0.445 to 0.495; even 0.5: prefers swiglu), 3 trainings of 1 seed"
+    )
     assert "(0.252 to 0.748; even 0.5: no preference shown)" in lines[2]
     assert "gelu 0.810 (0.785 to 0.835; even 0.75: prefers gelu)" in lines[3], "three GELU experts of four"
-    assert len(lines) == 4 and "seeds" in within_layers.text(rows, seeds=2)[0]
+    assert len(lines) == 5 and "trainings of one seed share the router's start" in lines[4]
+    two = rows.assign(trial=range(len(rows)))  # each training its own trial, seeds 0 and 1 alternating
+    lines = within_layers.text(two, seeds=pd.Series({t: t % 2 for t in two["trial"]}))
+    assert "3 trainings of 2 seeds" in lines[1] and len(lines) == 4, "no one-seed caveat where seeds differ"
 
 
 @pytest.mark.slow

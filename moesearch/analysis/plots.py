@@ -30,6 +30,7 @@ from matplotlib.ticker import EngFormatter, FuncFormatter, MaxNLocator
 
 from moesearch.analysis.answer import Answer, answer
 from moesearch.analysis.pareto import Analysis, header
+from moesearch.analysis.within_layers import n_trainings
 from moesearch.core.activations import CURVE_X, NAMES, parts, run
 from moesearch.core.assignment import Assignment, baseline_name
 from moesearch.core.files import write_atomic
@@ -364,7 +365,7 @@ def learned(layer_rows: pd.DataFrame) -> Figure | None:
         for layer, at in rows[rows["activation"] == kind].groupby("layer"):
             nearest = at["nearest_fixed"].mode().iloc[0]
             curve = np.mean(np.stack(at["learned_curve"].to_numpy()), axis=0)
-            ax.plot(CURVE_X, curve, label=f"layer {layer} (nearest {nearest}, {len(at)} trainings)")
+            ax.plot(CURVE_X, curve, label=f"layer {layer} (nearest {nearest}, {n_trainings(len(at))})")
         ax.axhline(0, color="#888", lw=0.5)
         ax.set_xlabel("x (the FFN's hidden pre-activation)")
         ax.set_ylabel(f"{kind}(x) as learned")
@@ -390,7 +391,9 @@ def routing(layer_rows: pd.DataFrame) -> Figure | None:
             for _, one in rows.groupby("trial"):
                 ax.plot(one["step"], one["share"], color=colour_, alpha=0.15, lw=0.8)
             mean = rows.groupby("step")["share"].mean()
-            ax.plot(mean.index, mean, "o-", color=colour_, label=f"layer {layer} ({rows['trial'].nunique()} trainings)")
+            ax.plot(
+                mean.index, mean, "o-", color=colour_, label=f"layer {layer} ({n_trainings(rows['trial'].nunique())})"
+            )
         even = run(mix).count(first) / len(run(mix))
         ax.axhline(even, color="#888", ls="--", lw=1, label=f"even split ({even:g})")
         ax.set_ylim(0, 1)

@@ -88,7 +88,7 @@ def render(
             pareto.summary_lines(analysis)
             + curves.text(curves.rung_correlation(trials, steps), curves.any_pruned(trials))
             + curves.compute_text(trials, steps)
-            + within_layers.text(layer_rows, trials["seed"].nunique())
+            + within_layers.text(layer_rows, trials.set_index("trial")["seed"])
         ),
         noise=_noise(trials, analysis.objectives),
         ladder=_ladder(ladder.section(results, first["study"], trials)),

@@ -14,13 +14,13 @@ import pandas as pd
 from moesearch.core.activations import MIX, parts, run
 
 
-def text(layers: pd.DataFrame, seeds: int) -> list[str]:
+def text(layers: pd.DataFrame, seeds: pd.Series) -> list[str]:
     """The routing lines of the mixed layers, then the learned-shape lines of the learnable ones (none for a
-    study with neither, or records before schema 7); `seeds`: how many training seeds the trainings span."""
+    study with neither, or records before schema 7); `seeds`: each trial's training seed, by trial."""
     return _routing(layers, seeds) + _learned(layers)
 
 
-def _routing(layers: pd.DataFrame, seeds: int) -> list[str]:
+def _routing(layers: pd.DataFrame, seeds: pd.Series) -> list[str]:
     if "activation_share" not in layers:
         return []
     mixed = layers.dropna(subset=["activation_share"])
@@ -29,22 +29,24 @@ def _routing(layers: pd.DataFrame, seeds: int) -> list[str]:
         return []
     lines = [
         "mixed layers: the share of a layer's routed training tokens its router sent to the first activation's "
-        "experts (mean over trainings, 95% interval), against the even split the load-balancing loss pushes toward"
-        + (
-            " (one seed: its trainings share the router's start and the batches, so a preference shown holds for "
-            "that seed; `moesearch verify` trains others):"
-            if seeds == 1
-            else f" ({seeds} seeds):"
-        )
+        "experts (mean over trainings, 95% interval), against the even split the load-balancing loss pushes toward:"
     ]
+    one_seed = False
     for (layer, choice), rows in mixed.groupby(["layer", "activation"], observed=True):
         first = parts(str(choice))[0]
         share = rows["activation_share"].map(lambda s, a=first: json.loads(s)[a])
         even = run(str(choice)).count(first) / len(run(str(choice)))
         others = "/".join(parts(str(choice))[1:])
+        n_seeds = rows["trial"].map(seeds).nunique()
+        one_seed |= n_seeds == 1 and len(rows) > 1
         lines.append(
             f"  layer {layer} {choice}: {first} {share.mean():.3f}{_against(share, even, first, others)}, "
-            f"{_n(len(share))}{_last(rows, first)}"
+            f"{n_trainings(len(share))} of {n_seeds} seed{'s' if n_seeds != 1 else ''}{_last(rows, first)}"
+        )
+    if one_seed:
+        lines.append(
+            "  (trainings of one seed share the router's start and the batches: a preference shown holds for that "
+            "seed; `moesearch verify` trains others)"
         )
     return lines
 
@@ -78,11 +80,11 @@ def _learned(layers: pd.DataFrame) -> list[str]:
         values = pd.DataFrame([_means(json.loads(s)) for s in rows["learned"]]).mean()
         shown = ", ".join(f"{k} {v:.3f}" for k, v in values.items())
         lines.append(
-            f"  layer {layer} {choice}: nearest {counts.index[0]} ({counts.iloc[0]} of {_n(len(rows))}); "
+            f"  layer {layer} {choice}: nearest {counts.index[0]} ({counts.iloc[0]} of {n_trainings(len(rows))}); "
             f"{shown} (mean over experts and trainings)"
         )
     nearest = learned.groupby("layer")["nearest_fixed"].agg(lambda s: s.mode().iloc[0])
-    if len(nearest) == layers["layer"].nunique():  # every layer learnable: a whole assignment to start from
+    if len(nearest) == layers["layer"].nunique():  # every layer learnable in some training: a whole assignment
         lines.append(f"  a categorical search can start from --layers {','.join(nearest)}")
     return lines
 
@@ -91,5 +93,5 @@ def _means(learned: dict[str, list[float]]) -> dict[str, float]:
     return {name: sum(values) / len(values) for name, values in learned.items()}
 
 
-def _n(count: int) -> str:
+def n_trainings(count: int) -> str:
     return f"{count} training{'s' if count != 1 else ''}"

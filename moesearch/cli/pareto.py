@@ -62,7 +62,7 @@ def pareto(results: Path, study_name: str | None, everything: bool, observed: bo
         trials, evals
     ):
         click.echo(line)
-    for line in within_layers.text(results_mod.load_layers(results, study_name), trials["seed"].nunique()):
+    for line in within_layers.text(results_mod.load_layers(results, study_name), trials.set_index("trial")["seed"]):
         click.echo(line)
     for line in ladder.section(results, study_name, trials):
         click.echo(line)

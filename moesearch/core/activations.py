@@ -57,8 +57,12 @@ def run(choice: str) -> tuple[str, ...]:
     found = []
     for term in choice.split(MIX):
         name, _, count = term.partition(TIMES)
-        found += [name] * (int(count) if count.isdigit() else 1)  # a bad count is `_check_choice`'s to refuse
+        found += [name] * (int(count) if _count(count) else 1)  # a bad count is `_check_choice`'s to refuse
     return tuple(found)
+
+
+def _count(text: str) -> bool:
+    return text.isascii() and text.isdigit()  # "²".isdigit() is true too
 
 
 def parts(choice: str) -> tuple[str, ...]:
@@ -81,18 +85,23 @@ def _check_choice(choice: str) -> str:
             f"unknown activation {unknown[0]!r}; allowed: {', '.join(NAMES)}, or a mix of fixed ones joined by "
             f"'{MIX}' for an MoE layer's experts (e.g. gelu+swiglu, gelu*3+swiglu)"
         )
-    if bad := [f"{name}{TIMES}{n}" for name, times, n in terms if times and not (n.isdigit() and int(n) >= 1)]:
+    if bad := [f"{name}{TIMES}{n}" for name, times, n in terms if times and not (_count(n) and int(n) >= 1)]:
         raise ValueError(f"mix {choice!r}: count in {bad[0]!r}; allowed: a whole number of experts >= 1")
     found = [name for name, _, _ in terms]
     if len(found) == 1 and terms[0][1]:
         raise ValueError(f"{choice!r}: a count needs a mix; allowed: {found[0]}, or a mix such as gelu*3+swiglu")
     if len(found) > 1 and (len(set(found)) < len(found) or any(REGISTRY[a].learned for a in found)):
         raise ValueError(f"mix {choice!r}: allowed: two or more different fixed (not learnable) activations")
-    counts = [int(n) if times else 1 for _, times, n in terms]
-    common = math.gcd(*counts)
-    simplest = MIX.join(a if n == common else f"{a}{TIMES}{n // common}" for a, n in zip(found, counts, strict=True))
+    counts = dict(zip(found, (int(n) if times else 1 for _, times, n in terms), strict=True))
+    common = math.gcd(*counts.values())
+    simplest = MIX.join(  # parts in the registry's order, counts in lowest terms: the router sees no order
+        a if counts[a] == common else f"{a}{TIMES}{counts[a] // common}" for a in sorted(found, key=NAMES.index)
+    )
     if choice != simplest:  # one name per split, so a design or an effect never counts one mix as two
-        raise ValueError(f"mix {choice!r} splits its experts as {simplest!r}; allowed: that name")
+        raise ValueError(
+            f"mix {choice!r} is written {simplest!r} (parts in the registry's order, counts in lowest terms); "
+            "allowed: that name"
+        )
     return choice
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from deepspeed.moe.layer import MoE
 from torch import nn
 
-from moesearch.core.activations import choice_params, parts
+from moesearch.core.activations import choice_params, ffn_params, hidden_width, parts
 from moesearch.core.builders import BuilderError, load
 from moesearch.core.costs import Costs, costs
 from moesearch.core.space import SHIPPED_BUILDER, ModelSpec
@@ -38,13 +38,21 @@ def check(model: nn.Module, spec: ModelSpec, layers: tuple[str, ...]) -> None:
         )
     for i, (block, activation) in enumerate(zip(blocks, layers, strict=True)):
         ffn = getattr(block, "ffn", None)
-        expert = ffn.deepspeed_moe.experts.deepspeed_experts[0] if isinstance(ffn, MoE) else ffn
-        wrong = not isinstance(expert, FFN) or expert.activation not in parts(activation)  # a mix: any of its own
+        experts = list(ffn.deepspeed_moe.experts.deepspeed_experts) if isinstance(ffn, MoE) else [ffn]
+        wrong = any(not isinstance(e, FFN) or e.activation not in parts(activation) for e in experts)  # a mix: its own
         if isinstance(ffn, MoE) != spec.is_moe(i) or wrong:
             raise BuilderError(
                 f"model.builder {spec.builder!r}: block {i}'s `ffn` is not moesearch.ranks.model.ffn_layer(spec, "
                 f"{activation!r}, {spec.is_moe(i)}, ep_size) (found {type(ffn).__name__})"
             )
+        for e in experts:  # `counted` takes their sizes from the registry: a resized one would be miscounted
+            width = hidden_width(e.activation, spec.d_ff, spec.width_policy, spec.width_multiple)
+            if (found := sum(p.numel() for p in e.parameters())) != ffn_params(e.activation, spec.d_model, width):
+                raise BuilderError(
+                    f"model.builder {spec.builder!r}: block {i}'s {e.activation} FFN has {found} parameters, not the "
+                    f"{ffn_params(e.activation, spec.d_model, width)} of ffn_layer's (d_model {spec.d_model}, hidden "
+                    f"{width}); allowed: the FFN ffn_layer makes, unchanged"
+                )
 
 
 def counted(model: nn.Module, spec: ModelSpec, layers: tuple[str, ...], micro_batch: int) -> Costs:

@@ -9,9 +9,9 @@ capacity drop: the router's choice, not what fitted); summed over ranks they are
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import torch
-import torch.distributed as dist
 
 from moesearch.core.activations import of_experts
 from moesearch.core.config import RunConfig
@@ -30,13 +30,11 @@ class Loads:
             count_LE = torch.stack([c.float().cpu() for c in counts])
             self.count_LE = count_LE if self.count_LE is None else self.count_LE + count_LE
 
-    def shares(self, device: torch.device) -> torch.Tensor:
-        """Each layer's share of its routed tokens per expert, over every rank (all must call this)."""
+    def shares(self, summed: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """Each layer's share of its routed tokens per expert, `summed` over every rank (all must call this)."""
         if self.count_LE is None:  # a dense model, the same on every rank
             return torch.zeros(0, 0)
-        count_LE = self.count_LE.to(device)  # through the engine's device: NCCL needs GPU tensors
-        dist.all_reduce(count_LE)
-        count_LE = count_LE.cpu()
+        count_LE = summed(self.count_LE)
         return count_LE / count_LE.sum(dim=1, keepdim=True).clamp(min=1)
 
 

@@ -328,7 +328,11 @@ def _train(
                 "val_loss": log[-1]["val_loss"],
             }
             _rung(step + 1, _with_costs(so_far, cfg, dist.get_world_size(), engine.module), ask_rung, engine.device)
-    return _measured(log, warmup, tail, loop_start, peak_rss, on_gpu, engine.device), loads.shares(engine.device), evals
+    return (
+        _measured(log, warmup, tail, loop_start, peak_rss, on_gpu, engine.device),
+        loads.shares(lambda t: _all_reduce(t, engine.device)),
+        evals,
+    )
 
 
 _CURVES = ("tokens", "train_loss", "aux_loss", "lr", "step_time_s", "grad_norm")  # the steps table's, as Train/*
@@ -403,7 +407,7 @@ def _evaluate_routed(engine, batches: Batches, cfg: RunConfig, evals: dict[int, 
     """val_loss at `step`, with where the routers sent the held-out tokens (into `evals`); both to the monitors."""
     held = routing.Loads()
     loss = _evaluate(engine, batches, loads=held)
-    evals[step] = held.shares(engine.device)
+    evals[step] = held.shares(lambda t: _all_reduce(t, engine.device))
     _monitor(engine, [("Eval/val_loss", loss, step), *routing.events(cfg, step, evals[step])])
     return loss
 
