@@ -39,6 +39,15 @@ def test_verify_plans_fresh_seeds_for_the_front_and_the_baselines(tmp_path):
     assert noise.plan(results.load_trials(tmp_path, "s"), n_seeds=2, first_seed=1) == [], "done: nothing again"
 
 
+def test_verify_trains_a_preempted_seed_again(tmp_path):
+    """A preempted replicate has no result: its seed is planned again, so every target shares seed 1."""
+    write(tmp_path, *FRONT, record(6, "gelu,gelu", None, None, state="PREEMPTED", seed=1, origin="verify"))
+    write(tmp_path, record(7, "swiglu,swiglu", None, None, state="FAIL", seed=1, origin="verify"))
+    todo = dict(noise.plan(results.load_trials(tmp_path, "s"), n_seeds=1, first_seed=1))
+    assert todo["gelu,gelu"] == 1 and todo["relu,relu"] == 1, "preempted: the same seed again"
+    assert todo["swiglu,swiglu"] == 2, "failed: a fresh seed (it would fail again)"
+
+
 def replicated(tmp_path, points: dict[str, list[tuple[float, float]]]) -> pd.DataFrame:
     """Records of each assignment at the given (val_loss, tokens_per_s), one seed each, and the replicate table."""
     n = 0

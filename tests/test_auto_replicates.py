@@ -57,6 +57,15 @@ def test_an_assignment_inside_noise_gets_its_lowest_unused_seed(tmp_path):
     assert assignment in open_.index and gap[assignment] == gap.min(), "the most open of those inside noise"
 
 
+@pytest.mark.parametrize(("state", "seed"), [("PREEMPTED", 3), ("FAIL", 4)])
+def test_a_preempted_seed_is_trained_again_a_failed_one_is_not(tmp_path, state, seed):
+    trials = study(tmp_path, effect=-0.01, sd=0.03, seeds=2, verify_seeds=1)
+    pick = replicates.auto_next(trials, share=1.0, first_seed=1)
+    write(tmp_path, record(len(trials), pick[0], None, None, state=state, seed=3, origin="verify"))
+    trials = results.load_trials(tmp_path, "s")
+    assert replicates._seed_for(trials, pick[0], first_seed=1) == seed
+
+
 @pytest.mark.parametrize("share", [0.0, 0.5])
 def test_replicates_stop_when_the_share_is_spent(tmp_path, share):
     trials = study(tmp_path, effect=-0.01, sd=0.03, seeds=2, verify_seeds=1)  # 4 verify of 8 searched

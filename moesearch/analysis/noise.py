@@ -26,7 +26,9 @@ def plan(trials: pd.DataFrame, n_seeds: int, first_seed: int, baselines_only: bo
     The targets are the front and baselines of the search's own trials (verify replicates left out),
     so they do not move while replicates land: after an interruption the plan resumes where it stopped,
     and once finished it is empty. Fresh seeds count up from `first_seed`, skipping any seed the
-    assignment was already trained with (a failed seed would fail again).
+    assignment has a result with (a failed seed would fail again); a preempted seed has none and is
+    trained again, so every target's replicates share their seeds (under common random numbers a seed
+    trained by one assignment alone tells the noise model nothing).
     """
     objectives = objectives_of(trials)
     trials, _ = one_text(trials)
@@ -36,9 +38,10 @@ def plan(trials: pd.DataFrame, n_seeds: int, first_seed: int, baselines_only: bo
     table = rank(by_assignment(searched, objectives), objectives)
     targets = table[table["baseline"] | (table["pareto"] & (not baselines_only))]
     seeds = trials[trials["state"] == State.COMPLETE].groupby("assignment")["seed"].nunique()
+    settled = trials[trials["state"] != State.PREEMPTED]
     todo = []
     for assignment in targets["assignment"]:
-        used = set(trials.loc[trials["assignment"] == assignment, "seed"])
+        used = set(settled.loc[settled["assignment"] == assignment, "seed"])
         fresh = (s for s in range(first_seed, first_seed + 10**6) if s not in used)
         todo += [(assignment, next(fresh)) for _ in range(max(0, 1 + n_seeds - seeds.get(assignment, 0)))]
     return todo

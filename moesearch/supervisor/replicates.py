@@ -68,10 +68,12 @@ def _crn(trials: pd.DataFrame) -> bool:
 
 
 def _seed_for(trials: pd.DataFrame, pick: str, first_seed: int) -> int:
-    """A seed from `first_seed` the pick has not trained with: under common random numbers the lowest one
-    other assignments have (its block is then informative at once), else the lowest unused."""
+    """A seed from `first_seed` the pick has no result with (a failed seed would fail again; a preempted
+    one has none): under common random numbers the lowest one other assignments have (its block is then
+    informative at once), else the lowest unused."""
     done = trials[trials["state"] == State.COMPLETE]
-    used = set(done.loc[done["assignment"] == pick, "seed"])
+    settled = trials[trials["state"] != State.PREEMPTED]
+    used = set(settled.loc[settled["assignment"] == pick, "seed"])
     if _crn(trials) and (shared := sorted(s for s in set(done["seed"]) - used if s >= first_seed)):
         return int(shared[0])
     return next(s for s in range(first_seed, first_seed + 10**6) if s not in used)
