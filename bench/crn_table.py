@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 from scipy import stats
 
-from moesearch.analysis import effects
+from moesearch.analysis import effects, fitted
 from moesearch.core import results
 
 HERE = Path(__file__).resolve().parent
@@ -29,7 +29,7 @@ def seed0(trials: pd.DataFrame) -> pd.DataFrame:
     return done.sort_values("trial").drop_duplicates("assignment")
 
 
-def describe(name: str, trials: pd.DataFrame) -> effects.Fit:
+def describe(name: str, trials: pd.DataFrame) -> fitted.Fit:
     found = effects.fit(trials, "val_loss")
     y = trials["val_loss"].to_numpy(float)
     r2 = 1 - found.sigma**2 * found.dof / ((y - y.mean()) ** 2).sum()

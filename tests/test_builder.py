@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from conftest import MICRO, ROOT, run_cli, write_space
 
 from moesearch.cli import cli
-from moesearch.core import results, space
+from moesearch.core import results, sections, space
 from moesearch.core.builders import BuilderError
 from moesearch.core.costs import costs
 
@@ -36,7 +36,9 @@ def test_a_model_of_one_s_own_trains_through_the_cli_with_its_parameters_counted
     row = results.load_trials(tmp_path, "micro").iloc[0]
     assert row["state"] == "COMPLETE" and row["val_loss"] < 5.6, "it learned something (ln 256 = 5.55)"
     assert '"builder":"builders:parallel"' in row["config_json"].replace(" ", "")
-    shipped = costs(space.load(path).model.model_copy(update={"builder": space.SHIPPED_BUILDER}), ["swiglu", "gelu"], 4)
+    shipped = costs(
+        space.load(path).model.model_copy(update={"builder": sections.SHIPPED_BUILDER}), ["swiglu", "gelu"], 4
+    )
     assert 0 < row["params_total"] != shipped.params_total, "counted from its own module, not the shipped formula"
     assert row["params_active"] < row["params_total"] and row["train_flops_per_token"] != row["train_flops_per_token"]
 

@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from moesearch.core.space import PruningSpec
+from moesearch.core.sections import PruningSpec
 from moesearch.supervisor import decide
 
 MIN = ["minimize", "minimize"]

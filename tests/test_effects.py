@@ -11,7 +11,7 @@ import pytest
 from conftest import ROOT
 from test_results import record, write
 
-from moesearch.analysis import effects, expected, power, verdict
+from moesearch.analysis import effects, expected, fitted, power, verdict
 from moesearch.core import results
 
 
@@ -47,8 +47,8 @@ def test_known_additive_effects_are_recovered_with_intervals_that_cover_them(tmp
     found = effects.fit(table(tmp_path, additive(truth), 3, 2, 0.005))
     assert found.method == "least squares"
     everything = found.effects()
-    rows, every = everything[everything["layer"].notna()], everything[effects.every_layer(everything)]
-    assert list(everything["kind"]) == ["layer"] * 3 + [effects.EVERY_LAYER]
+    rows, every = everything[everything["layer"].notna()], everything[fitted.every_layer(everything)]
+    assert list(everything["kind"]) == ["layer"] * 3 + [fitted.EVERY_LAYER]
     assert list(rows["layer"]) == [0, 1, 2] and set(rows["activation"]) == {"swiglu"}
     assert set(rows["reference"]) == {"gelu"} and (rows["trials_with"] == 8).all()
     for row in rows.itertuples():
@@ -283,7 +283,7 @@ def test_a_shrunk_fit_calls_nothing_resolved_even_when_its_noise_estimate_collap
     said = verdict.text(found)
     assert "nothing called resolved" in said[0]
     assert all(" ± " not in x for x in said[1:]) and "  layer 0: swiglu instead of gelu: not testable yet" in said
-    assert verdict.trials_for(found) == found.trials_to_test() == 8 + 1 + effects.MIN_DOF
+    assert verdict.trials_for(found) == found.trials_to_test() == 8 + 1 + fitted.MIN_DOF
     front = expected.expected_front(trials)[0]
     assert set(front.loc[front["trained"] > 0, "verdict"]) == {"not testable yet"}
     shown = expected.text(front, {"val_loss": "minimize", "tokens_per_s": "maximize"}, ["gelu," * 7 + "gelu"])
@@ -332,7 +332,7 @@ def test_interactions_under_seed_blocks_keep_the_seeds_spread_in_every_expected_
     "effect, se, t", [(0.1, 0.05, 2.0), (0.1, 0.0, np.inf), (0.0, 0.0, 0.0), (0.1, np.nan, np.nan)]
 )
 def test_an_exact_effect_is_sure_an_exact_zero_is_not_and_an_unknown_se_resolves_nothing(effect, se, t):
-    assert effects._t(effect, se) == pytest.approx(t, nan_ok=True)
+    assert fitted._t(effect, se) == pytest.approx(t, nan_ok=True)
 
 
 def test_the_weighted_holm_test_gives_the_every_layer_contrast_half_the_error_rate(tmp_path):
@@ -347,7 +347,7 @@ def test_the_weighted_holm_test_gives_the_every_layer_contrast_half_the_error_ra
     t_values = [t_at(v) for v in p]
     equal = found._holm(t_values, np.full(5, 0.2))
     assert equal == list(multipletests(p, alpha=0.05, method="holm")[0]) == [True, True, False, False, False]
-    weights = effects._weights(4, 1)
+    weights = fitted._weights(4, 1)
     assert list(weights) == [0.125] * 4 + [0.5]
     # p / w: layers 0.008, 0.032, 0.16, 2.4, contrast 0.06. Layer 0 at 0.05 x 0.125 / 1 = 0.00625, layer 1
     # at 0.05 x 0.125 / 0.875 = 0.0071, the contrast at 0.05 x 0.5 / 0.75 = 0.033 (0.03), layer 2 at
@@ -495,7 +495,7 @@ def test_one_seeds_effects_and_a_second_seed_of_the_baselines_only_say_whom_they
     write(tmp_path, *(record(200 + i, a, v, 100.0, seed=1) for i, (a, v) in enumerate(again)))
     found = effects.fit(results.load_trials(tmp_path, "s"))
     sd, dof, _ = found.seed_by_effect
-    assert dof >= effects.MIN_DOF and found.dof == dof, "every assignment at seed 1: each layer's effect at two seeds"
+    assert dof >= fitted.MIN_DOF and found.dof == dof, "every assignment at seed 1: each layer's effect at two seeds"
     assert verdict.verdict(found).endswith("effects across 3 seeds")
 
 

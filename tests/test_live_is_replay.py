@@ -9,7 +9,7 @@ import pytest
 from test_replay import MO_ASHA, curved
 
 from moesearch.core import space
-from moesearch.core.space import PruningSpec
+from moesearch.core.sections import PruningSpec
 from moesearch.core.trial import Origin, TrialAttr
 from moesearch.replay import arms
 from moesearch.replay import table as tables

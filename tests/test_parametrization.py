@@ -11,22 +11,22 @@ from click.testing import CliRunner
 from conftest import ROOT
 
 from moesearch.cli import cli
-from moesearch.core import space
+from moesearch.core import sections, space
 from moesearch.core.config import RunConfig
 from moesearch.supervisor.coords import under
 
 TINY = space.load("tiny")
 
 
-def at_width(d_model: int, parametrization: str = "mup", base: int = 32, d_ff: int | None = None) -> space.ModelSpec:
+def at_width(d_model: int, parametrization: str = "mup", base: int = 32, d_ff: int | None = None) -> sections.ModelSpec:
     """The tiny model at `d_model` (d_ff 3x unless given), muP's base shape at `base` (d_ff 3x)."""
     update = {"d_model": d_model, "d_ff": d_ff or 3 * d_model, "parametrization": parametrization}
     if parametrization == "mup":
         update |= {"base_d_model": base, "base_d_ff": 3 * base, "base_n_heads": TINY.model.n_heads}
-    return space.ModelSpec.model_validate(TINY.model.model_dump() | update)
+    return sections.ModelSpec.model_validate(TINY.model.model_dump() | update)
 
 
-def same_model(*specs: space.ModelSpec) -> list:
+def same_model(*specs: sections.ModelSpec) -> list:
     """Build and draw a model per spec, and assert they are one model: every weight and the logits equal."""
     from moesearch.ranks.model import Transformer, exact_routing, init_weights
 
@@ -135,11 +135,11 @@ def test_completep_scales_residual_branches_and_epsilon_with_depth_and_is_mup_at
     from moesearch.ranks.model import Transformer
     from moesearch.ranks.parametrization import init_std, out_std, param_groups
 
-    def spec(n_layers: int, parametrization: str) -> space.ModelSpec:
+    def spec(n_layers: int, parametrization: str) -> sections.ModelSpec:
         update = {"n_layers": n_layers, "parametrization": parametrization}
         if parametrization == "completep":
             update["base_n_layers"] = 2
-        return space.ModelSpec.model_validate(TINY.model.model_dump() | update)
+        return sections.ModelSpec.model_validate(TINY.model.model_dump() | update)
 
     deep, base = spec(8, "completep"), spec(2, "completep")
     model = Transformer(deep, ["gelu", "swiglu"] * 4, ep_size=1)

@@ -19,7 +19,7 @@ from test_cluster import ONE_THREAD, check_study
 
 from moesearch.core import results
 from moesearch.core.metrics import AT_RUNG
-from moesearch.core.space import PruningSpec
+from moesearch.core.sections import PruningSpec
 from moesearch.replay import arms
 from moesearch.replay import table as tables
 

@@ -18,7 +18,7 @@ from moesearch.analysis import pareto
 from moesearch.cli import cli
 from moesearch.core import results
 from moesearch.core.errors import InputError
-from moesearch.core.space import PruningSpec
+from moesearch.core.sections import PruningSpec
 from moesearch.replay import arms, truth
 from moesearch.replay import table as tables
 from moesearch.supervisor.samplers import SAMPLERS

@@ -13,7 +13,7 @@ from conftest import LADDER as TWO_SIZES
 from conftest import MICRO, SPACES, write_space
 
 from moesearch.cli import cli
-from moesearch.core import space
+from moesearch.core import sections, space
 from moesearch.core.activations import ffn_params, hidden_width
 from moesearch.core.costs import costs
 from moesearch.core.errors import InputError
@@ -57,7 +57,7 @@ def test_spaces_show_writes_a_documented_file_that_loads_back_as_the_same_space(
     assert shown.exit_code == 0, shown.output
     assert space.load(write_space(tmp_path, shown.output, "mine.toml")) == space.load(name)
     doc = " ".join(line.lstrip("# ") for line in shown.output.splitlines() if line.startswith("#"))
-    assert space.TrainSpec.model_fields["lr"].description in doc, "each key's meaning above it"
+    assert sections.TrainSpec.model_fields["lr"].description in doc, "each key's meaning above it"
     assert all(f"{metric} ({unit})" in doc for metric, (unit, _) in METRICS.items()), "the objectives' names"
     assert "activations a layer may take: gelu, swiglu, geglu, reglu, relu, relu2, silu" in doc
     unset = [line for line in shown.output.splitlines() if line.endswith("  # unset; for example")]

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from moesearch.analysis import effects, expected
+from moesearch.analysis import expected, fitted
 from moesearch.analysis.pareto import Analysis, front_text, header, knee, observed_lines
 from moesearch.core.assignment import baseline_name
 from moesearch.core.metrics import METRICS
@@ -31,7 +31,7 @@ class Answer:
     candidates: int  # assignments the model predicted
 
 
-def answer(analysis: Analysis, found: tuple[pd.DataFrame, dict[str, effects.Fit]] | None) -> Answer | None:
+def answer(analysis: Analysis, found: tuple[pd.DataFrame, dict[str, fitted.Fit]] | None) -> Answer | None:
     """The answer from `expected.expected_front`'s result; None where there is none or it cannot be tested yet."""
     if found is None or not expected.testable(found[0]):
         return None
@@ -50,7 +50,7 @@ def answer(analysis: Analysis, found: tuple[pd.DataFrame, dict[str, effects.Fit]
     return Answer(analysis.objectives, table, _deltas(table, models), len(candidates))
 
 
-def _deltas(table: pd.DataFrame, models: dict[str, effects.Fit]) -> pd.DataFrame:
+def _deltas(table: pd.DataFrame, models: dict[str, fitted.Fit]) -> pd.DataFrame:
     """Every expected-front member against every baseline: the model's difference per objective with its
     interval (the contrast's own standard error, tighter than two predictions' intervals), from the main-effects
     fit, the intervals 95% jointly over the comparisons and the noisy objectives (Bonferroni), so the list

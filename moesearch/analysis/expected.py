@@ -31,7 +31,7 @@ import moocore
 import numpy as np
 import pandas as pd
 
-from moesearch.analysis import effects, verdict
+from moesearch.analysis import effects, fitted, verdict
 from moesearch.analysis.pareto import Analysis, objectives_of, one_text
 from moesearch.core.assignment import Assignment, deepen
 from moesearch.core.metrics import ANALYTIC, fmt
@@ -43,7 +43,7 @@ RESOLVED = 0.9  # on the front in at least 90% of draws, or in at most 10%: reso
 SEED = 0  # the draws are the same each time a study is read
 
 
-def fits_of(trials: pd.DataFrame, objectives: dict[str, str]) -> dict[str, effects.Fit | None]:
+def fits_of(trials: pd.DataFrame, objectives: dict[str, str]) -> dict[str, fitted.Fit | None]:
     """Each objective's noise model (None where it has too few trials)."""
     return {o: effects.fit(trials, o) for o in objectives}
 
@@ -52,8 +52,8 @@ def expected_front(
     trials: pd.DataFrame,
     objectives: dict[str, str] | None = None,
     draws: int = DRAWS,
-    fits: dict[str, effects.Fit | None] | None = None,
-) -> tuple[pd.DataFrame, dict[str, effects.Fit]] | None:
+    fits: dict[str, fitted.Fit | None] | None = None,
+) -> tuple[pd.DataFrame, dict[str, fitted.Fit]] | None:
     """Every candidate: per objective its expected value and 95% interval (<o>, <o>_lo, <o>_hi), its
     probability of being non-dominated (p_front), `expected_front` (non-dominated in expectation),
     `trained` (trainings), and for trained assignments `observed_front` and `verdict`.
@@ -100,7 +100,7 @@ def exact_costs(done: pd.DataFrame, objective: str, codes: pd.DataFrame) -> np.n
     from pydantic import ValidationError
 
     from moesearch.core.costs import costs
-    from moesearch.core.space import ModelSpec
+    from moesearch.core.sections import ModelSpec
 
     if objective not in ANALYTIC or done.empty or "config_json" not in done:
         return None
@@ -122,7 +122,7 @@ def exact_costs(done: pd.DataFrame, objective: str, codes: pd.DataFrame) -> np.n
 
 
 def joint_draws(
-    fits: dict[str, effects.Fit], done: pd.DataFrame, codes: pd.DataFrame, n: int, rng: np.random.Generator
+    fits: dict[str, fitted.Fit], done: pd.DataFrame, codes: pd.DataFrame, n: int, rng: np.random.Generator
 ) -> np.ndarray:
     """n posterior draws of every candidate's expected objectives, (n, candidates, objectives) in the order
     of `fits`: least-squares fits of the same trials and terms in one group whose shocks correlate as their
@@ -141,16 +141,14 @@ def joint_draws(
             drawn[group[0]] = first.draws(codes, n, rng)
             continue
         corr = residual_correlation(done, {o: fits[o] for o in group})
-        normal = rng.standard_normal((n, len(first.beta), len(group))) @ effects.factor(corr).T
+        normal = rng.standard_normal((n, len(first.beta), len(group))) @ fitted.factor(corr).T
         u = rng.uniform(size=n)  # one chi-square quantile per draw: each fit's t scale at its own dof
         for k, o in enumerate(group):
-            drawn[o] = fits[o].draws(
-                codes, n, rng, effects.Shocks(normal[..., k], effects.Shocks.scales(u, fits[o].dof))
-            )
+            drawn[o] = fits[o].draws(codes, n, rng, fitted.Shocks(normal[..., k], fitted.Shocks.scales(u, fits[o].dof)))
     return np.stack([drawn[o] for o in fits], axis=-1)
 
 
-def _joint(done: pd.DataFrame, fits: dict[str, effects.Fit], a: str, b: str) -> bool:
+def _joint(done: pd.DataFrame, fits: dict[str, fitted.Fit], a: str, b: str) -> bool:
     """Whether the fits of a and b can be drawn jointly: both noisy least squares, with the same terms,
     fitted on the same trials."""
     fa, fb = fits[a], fits[b]
@@ -163,7 +161,7 @@ def _joint(done: pd.DataFrame, fits: dict[str, effects.Fit], a: str, b: str) -> 
     )
 
 
-def residual_correlation(done: pd.DataFrame, fits: dict[str, effects.Fit]) -> np.ndarray:
+def residual_correlation(done: pd.DataFrame, fits: dict[str, fitted.Fit]) -> np.ndarray:
     """The correlation of the fits' residuals over the trials they were fitted on (complete, every one
     measured)."""
     rows = done.dropna(subset=list(fits))
@@ -177,7 +175,7 @@ def nondominated(points: np.ndarray) -> np.ndarray:
     return moocore.is_nondominated(points, keep_weakly=True)
 
 
-def candidates(done: pd.DataFrame, fits: list[effects.Fit], sign: float = 1.0) -> pd.DataFrame:
+def candidates(done: pd.DataFrame, fits: list[fitted.Fit], sign: float = 1.0) -> pd.DataFrame:
     """The assignments to predict: all of the choices every fit has seen (a fit predicts an activation it
     never saw as its reference, silently), or the trained ones among them and the first objective's best
     per level (sign: 1 where it is minimised, -1 maximised)."""
@@ -194,7 +192,7 @@ def candidates(done: pd.DataFrame, fits: list[effects.Fit], sign: float = 1.0) -
     return table.drop_duplicates("assignment", ignore_index=True)
 
 
-def _best_per_level(found: effects.Fit, sign: float = 1.0) -> list[tuple[str, ...]]:
+def _best_per_level(found: fitted.Fit, sign: float = 1.0) -> list[tuple[str, ...]]:
     """For k = 0..layers: the reference everywhere but the k layers whose best main effect helps most
     (sign: 1 where the objective is minimised, -1 maximised)."""
     best = []  # per layer: (gain, activation), the most negative signed effect (the most helpful)
@@ -266,7 +264,7 @@ def text(table: pd.DataFrame, objectives: dict[str, str], observed: list[str], m
     return lines
 
 
-def primary(fits: dict[str, effects.Fit | None]) -> effects.Fit | None:
+def primary(fits: dict[str, fitted.Fit | None]) -> fitted.Fit | None:
     """The fit the verdict line speaks of: val_loss where it is an objective, else the first."""
     return fits.get("val_loss") or next(iter(fits.values()))
 
@@ -274,7 +272,7 @@ def primary(fits: dict[str, effects.Fit | None]) -> effects.Fit | None:
 def summary(
     trials: pd.DataFrame,
     analysis: Analysis,
-    fits: dict[str, effects.Fit | None] | None = None,
+    fits: dict[str, fitted.Fit | None] | None = None,
     found: tuple | None = None,
     members: bool = True,
 ) -> list[str]:

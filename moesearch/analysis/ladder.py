@@ -25,7 +25,7 @@ alone would not let least squares test every layer's effect, the main-effects de
 difference of two of them needs to resolve the smallest effect the smaller size resolved (else the
 effect that matters on the objective, `verdict.size_for`) 80% of the time at the level the family-wise
 test gives a layer's effect:
-2 (m sigma / delta)^2, m that test's multiplier (`effects.Fit.multiplier`) and sigma the noise within a
+2 (m sigma / delta)^2, m that test's multiplier (`fitted.Fit.multiplier`) and sigma the noise within a
 seed, from the larger size's model once it is testable, before that the smaller's, and one seed each while
 neither is. Light: no torch.
 """
@@ -41,13 +41,13 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from moesearch.analysis import effects, expected, verdict
+from moesearch.analysis import effects, expected, fitted, verdict
 from moesearch.analysis.pareto import objectives_of, one_text
 from moesearch.core import design
 from moesearch.core import results as results_mod
 from moesearch.core.assignment import Assignment, block_of, layer_name, shallow, uniform
 from moesearch.core.errors import InputError
-from moesearch.core.space import PROXY
+from moesearch.core.scale import PROXY
 from moesearch.core.trial import State
 
 LINK = "ladder.json"  # in a promoted study's results folder: {"source": study below, "size": this size}
@@ -82,7 +82,7 @@ def testable(assignments: list[str], choices: list[list[str]]) -> bool:
         np.array([r[i] == c for r in rows], float) for i, layer in enumerate(choices) for c in layer[1:]
     ]
     x = np.column_stack(columns)
-    return np.linalg.matrix_rank(x) == x.shape[1] and len(rows) - x.shape[1] >= effects.MIN_DOF
+    return np.linalg.matrix_rank(x) == x.shape[1] and len(rows) - x.shape[1] >= fitted.MIN_DOF
 
 
 def seeds_needed(sigma: float, delta: float, multiplier: float) -> int:
@@ -91,7 +91,7 @@ def seeds_needed(sigma: float, delta: float, multiplier: float) -> int:
     return max(1, math.ceil(2 * (multiplier * sigma / delta) ** 2))
 
 
-def effect_size(found: effects.Fit | None) -> float:
+def effect_size(found: fitted.Fit | None) -> float:
     """The effect a promotion is sized to see: the smallest one `found` resolves, else the one that matters
     on its objective (`verdict.size_for`)."""
     if found is None:
@@ -176,7 +176,7 @@ class Correlation:
         )
 
 
-def correlation(small: effects.Fit, large: effects.Fit, assignments: pd.DataFrame) -> Correlation | None:
+def correlation(small: fitted.Fit, large: fitted.Fit, assignments: pd.DataFrame) -> Correlation | None:
     """Rank correlation of the two fits' expected values of `assignments` (rows of layer columns, as
     `effects.layer_codes` gives); None with fewer than MIN_SHARED rows or no variation at a size (`why_none`)."""
     if why_none(small, large, assignments):
@@ -196,14 +196,14 @@ def correlation(small: effects.Fit, large: effects.Fit, assignments: pd.DataFram
     )
 
 
-def draws(small: effects.Fit, large: effects.Fit, assignments: pd.DataFrame, rank=stats.spearmanr) -> np.ndarray:
+def draws(small: fitted.Fit, large: fitted.Fit, assignments: pd.DataFrame, rank=stats.spearmanr) -> np.ndarray:
     """The rank correlation of each of DRAWS joint posterior draws of the two sizes' expected values."""
     rng = np.random.default_rng(SEED)
     drawn = [f.draws(assignments, DRAWS, rng) for f in (small, large)]
     return np.array([rank(a, b).statistic for a, b in zip(*drawn, strict=True)])
 
 
-def why_none(small: effects.Fit, large: effects.Fit, assignments: pd.DataFrame) -> str | None:
+def why_none(small: fitted.Fit, large: fitted.Fit, assignments: pd.DataFrame) -> str | None:
     """Why there is no rank correlation of these assignments, or None when there is one."""
     if len(assignments) < MIN_SHARED:
         return f"fewer than {MIN_SHARED} assignments trained at both sizes"
@@ -231,7 +231,7 @@ def transfer_ready(small: pd.DataFrame, objective: str) -> bool:
     return found is not None and bool(found.effects()["resolved"].any())
 
 
-def transfer(small: effects.Fit, large: effects.Fit) -> pd.DataFrame:
+def transfer(small: fitted.Fit, large: fitted.Fit) -> pd.DataFrame:
     """Each effect resolved at the smaller size: `effect` and its 95% half-width `ci95` there, `effect_large`,
     `ci95_large` and `resolved_large` at the larger, then `sign` ("holds", "reverses", "inside noise", "not
     testable" while the larger fit is shrunk, or "not estimated" where it has no such term) and `size`

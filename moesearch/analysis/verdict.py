@@ -6,7 +6,8 @@ inside noise, and how many more trials would resolve a per-layer effect of a giv
 
 from __future__ import annotations
 
-from moesearch.analysis.effects import ALPHA, LACK_OF_FIT_P, MIN_DOF, OUTLIER_P, PAIRS_ALPHA, POWER, Fit, every_layer
+from moesearch.analysis.effects import OUTLIER_P
+from moesearch.analysis.fitted import ALPHA, LACK_OF_FIT_P, MIN_DOF, PAIRS_ALPHA, POWER, Fit, every_layer
 from moesearch.analysis.power import noise_interval
 from moesearch.core.metrics import METRICS
 

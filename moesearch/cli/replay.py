@@ -133,7 +133,7 @@ def replay(
     import pandas as pd
 
     from moesearch.core.files import write_atomic
-    from moesearch.core.space import PruningSpec
+    from moesearch.core.sections import PruningSpec
     from moesearch.replay import arms as arms_mod
     from moesearch.replay import table as table_mod
     from moesearch.replay import truth as truth_mod

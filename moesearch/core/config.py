@@ -8,7 +8,8 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict
 
 from moesearch.core.assignment import Assignment
-from moesearch.core.space import ModelSpec, Space, TrainSpec
+from moesearch.core.sections import ModelSpec, TrainSpec
+from moesearch.core.space import Space
 
 
 class RunConfig(BaseModel):

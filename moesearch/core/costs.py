@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from moesearch.core.activations import choice_params
-from moesearch.core.space import ModelSpec
+from moesearch.core.sections import ModelSpec
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ import re
 
 from moesearch.core.errors import InputError
 
-ERROR_DOF = 3  # residual degrees of freedom a design leaves the noise model: its t test needs some (effects.MIN_DOF)
+ERROR_DOF = 3  # residual degrees of freedom a design leaves the noise model: its t test needs some (fitted.MIN_DOF)
 
 
 def runs_of(name: str) -> int:

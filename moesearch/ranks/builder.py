@@ -16,7 +16,7 @@ from torch import nn
 from moesearch.core.activations import choice_params, ffn_params, hidden_width, parts
 from moesearch.core.builders import BuilderError, load
 from moesearch.core.costs import Costs, costs
-from moesearch.core.space import SHIPPED_BUILDER, ModelSpec
+from moesearch.core.sections import SHIPPED_BUILDER, ModelSpec
 from moesearch.ranks.model import FFN, moe_layers
 
 

@@ -18,7 +18,7 @@ from deepspeed.moe.layer import MoE
 from torch import nn
 
 from moesearch.core.activations import REGISTRY, hidden_width, is_gated, of_experts, parts
-from moesearch.core.space import ModelSpec
+from moesearch.core.sections import ModelSpec
 from moesearch.ranks import learnable, parametrization
 from moesearch.ranks.streams import generator
 

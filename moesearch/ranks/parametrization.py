@@ -36,7 +36,7 @@ import math
 import torch
 from torch import nn
 
-from moesearch.core.space import ModelSpec
+from moesearch.core.sections import ModelSpec
 
 STD = 0.02  # GPT-2's initialisation scale
 ADAM_EPS = 1e-8  # torch's AdamW default, at the base shape

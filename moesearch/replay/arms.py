@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from moesearch.analysis import pareto
 from moesearch.core.assignment import Assignment, layer_name
 from moesearch.core.errors import InputError
-from moesearch.core.space import PruningSpec
+from moesearch.core.sections import PruningSpec
 from moesearch.replay import truth
 from moesearch.replay.table import Table, Training, draw
 from moesearch.supervisor import decide

@@ -14,7 +14,8 @@ import pandas as pd
 from moesearch.core import corpus
 from moesearch.core.config import RunConfig
 from moesearch.core.errors import InputError
-from moesearch.core.space import BASE_SHAPE, Space
+from moesearch.core.sections import BASE_SHAPE
+from moesearch.core.space import Space
 
 PARAMETRIZATIONS = ("standard", "mup", "completep")
 RANKS_MODULE = "moesearch.ranks.coords"

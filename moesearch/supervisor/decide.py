@@ -28,7 +28,7 @@ import numpy as np
 from moesearch.core.assignment import Assignment, uniform
 from moesearch.core.metrics import not_at_rung as not_at_rung  # re-exported: the rung policy is read here
 from moesearch.core.protocol import Verdict
-from moesearch.core.space import PruningSpec
+from moesearch.core.sections import PruningSpec
 from moesearch.core.trial import DIVERGED, REPEATS, Origin
 
 MAX_REPEATS_IN_A_ROW = 100  # a sampler proposing only evaluated assignments this often has converged: stop asking

@@ -25,7 +25,8 @@ from moesearch.core import preempt, results
 from moesearch.core.assignment import Assignment, deepen
 from moesearch.core.errors import InputError
 from moesearch.core.files import write_atomic
-from moesearch.core.space import PROXY, Space
+from moesearch.core.scale import PROXY
+from moesearch.core.space import Space
 from moesearch.core.trial import Origin, State
 from moesearch.supervisor import recovery, studies
 from moesearch.supervisor.group import WorkerGroup

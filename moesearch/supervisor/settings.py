@@ -18,7 +18,8 @@ from moesearch.core import space as space_mod
 from moesearch.core.errors import InputError
 from moesearch.core.files import DEFAULT_RESULTS  # noqa: F401 - re-exported: the default of every --results
 from moesearch.core.launch import Launch
-from moesearch.core.space import STUDY_NAME, Space
+from moesearch.core.sections import STUDY_NAME
+from moesearch.core.space import Space
 from moesearch.supervisor import devices
 
 
