@@ -24,7 +24,7 @@ def _storage():
 def _tokenizer():
     from moesearch.core import tokenize
 
-    tokenize.vocab_of(str(ROOT / "pyproject.toml"))
+    tokenize.load(str(ROOT / "pyproject.toml"))
 
 
 def _wandb():

@@ -131,25 +131,26 @@ def test_text_is_tokenized_once_into_a_file_keyed_by_both_hashes(text_and_tokeni
 
     folder = text_and_tokenizer
     text, tok = str(folder / "text.txt"), str(folder / "tokenizer.json")
+    loaded_tok = tokenize.load(tok)
     monkeypatch.setattr(tokenize, "_CHUNK", 4096)  # several pieces, each cut at a newline
-    made = tokenize.tokenized(text, tok, tmp_path)
+    made = tokenize.tokenized(text, loaded_tok, tmp_path)
     loaded = corpus.load(str(made))
     ids = np.asarray(loaded.train.stream)
     assert loaded.tokens and ids.dtype == np.uint16
     # the tokenizer's ids of the whole text, in order: byte-level BPE gives the text back
     assert Tokenizer.from_file(tok).decode(ids.tolist(), skip_special_tokens=False) == (folder / "text.txt").read_text()
     stamp = made.stat().st_mtime_ns
-    assert tokenize.tokenized(text, tok, tmp_path) == made and made.stat().st_mtime_ns == stamp  # once
+    assert tokenize.tokenized(text, loaded_tok, tmp_path) == made and made.stat().st_mtime_ns == stamp  # once
     other = folder / "other.json"
     other.write_text((folder / "tokenizer.json").read_text() + "\n")  # the same tokenizer, other bytes
-    assert tokenize.tokenized(text, str(other), tmp_path) != made  # another tokenizer, another file
-    assert tokenize.vocab_of(tok) == 500
+    assert tokenize.tokenized(text, tokenize.load(str(other)), tmp_path) != made  # another tokenizer, another file
+    assert loaded_tok.vocab == 500
 
 
 def test_a_missing_tokenizers_package_names_the_extra(text_and_tokenizer, monkeypatch):
     monkeypatch.setitem(sys.modules, "tokenizers", None)  # as if not installed
     with pytest.raises(InputError, match=r"--tokenizer: the tokenizers package is not installed.*\[tokenizer\]"):
-        tokenize.vocab_of(str(text_and_tokenizer / "tokenizer.json"))
+        tokenize.load(str(text_and_tokenizer / "tokenizer.json"))
 
 
 def test_the_vocabulary_comes_from_the_data_and_a_larger_one_pads_it():

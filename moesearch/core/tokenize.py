@@ -13,7 +13,9 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -25,50 +27,60 @@ _CHUNK = 1 << 20  # bytes of text per piece, cut after a newline where one comes
 _BATCH = 32  # pieces per encode_batch call, which the Rust side encodes in parallel
 
 
-def tokenized(data: str | None, tokenizer: str, folder: Path, dry_run: bool = False) -> Path:
-    """The token file of the text `data` names (None: the default text) under `tokenizer`, made if missing
-    (a dry run only names it)."""
-    loaded = _load(tokenizer)
-    text, text_sha = corpus.text_bytes(data)
-    target = folder / f"{text_sha[:16]}-{hashlib.sha256(Path(tokenizer).read_bytes()).hexdigest()[:16]}.bin"
-    if not target.is_file() and not dry_run:
-        _write(loaded, text, target)
-    return target
+@dataclass(frozen=True)
+class Tokenizer:
+    """A tokenizer file, read once: its hash names the token files it makes."""
+
+    path: str
+    sha256: str
+    encoder: Any  # tokenizers.Tokenizer
+
+    @property
+    def vocab(self) -> int:
+        """The vocabulary, added tokens included: every id it can give."""
+        return self.encoder.get_vocab_size(with_added_tokens=True)
 
 
-def vocab_of(tokenizer: str) -> int:
-    """The tokenizer's vocabulary, added tokens included: every id it can give."""
-    return _load(tokenizer).get_vocab_size(with_added_tokens=True)
-
-
-def _load(path: str):
+def load(path: str) -> Tokenizer:
+    """The tokenizer file at `path`; InputError where it cannot be read or is not one."""
     try:
-        from tokenizers import Tokenizer
+        from tokenizers import Tokenizer as Encoder
     except ImportError:
         raise InputError(
             "--tokenizer: the tokenizers package is not installed; install it with `pip install -e '.[tokenizer]'`"
         ) from None
     try:
-        text = Path(path).read_text()
+        raw = Path(path).read_bytes()
+        text = raw.decode()
     except (OSError, UnicodeDecodeError) as e:
         raise InputError(f"--tokenizer: cannot read {path}: {getattr(e, 'strerror', None) or e}") from None
     try:
-        return Tokenizer.from_str(text)
+        encoder = Encoder.from_str(text)
     except Exception as e:  # tokenizers raises a bare Exception for a file that is not a tokenizer
         raise InputError(f"--tokenizer: {path} is not a Hugging Face tokenizer file ({e})") from None
+    return Tokenizer(path, hashlib.sha256(raw).hexdigest(), encoder)
 
 
-def _write(tokenizer, text: np.ndarray, target: Path) -> None:
+def tokenized(data: str | None, tokenizer: Tokenizer, folder: Path, dry_run: bool = False) -> Path:
+    """The token file of the text `data` names (None: the default text) under `tokenizer`, made if missing
+    (a dry run only names it)."""
+    text, text_sha = corpus.text_bytes(data)
+    target = folder / f"{text_sha[:16]}-{tokenizer.sha256[:16]}.bin"
+    if not target.is_file() and not dry_run:
+        _write(tokenizer, text, target)
+    return target
+
+
+def _write(tokenizer: Tokenizer, text: np.ndarray, target: Path) -> None:
     """Tokenize `text` piece by piece into `target`, a llm.c token shard, without holding the text or tokens."""
-    vocab = tokenizer.get_vocab_size(with_added_tokens=True)
-    version, dtype = (1, np.uint16) if vocab <= 1 << 16 else (2, np.uint32)
+    version, dtype = (1, np.uint16) if tokenizer.vocab <= 1 << 16 else (2, np.uint32)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f".{target.name}.{os.getpid()}"
     count = 0
     with open(tmp, "wb") as out:
         out.write(bytes(4 * 256))  # the header, written once the count is known
         for batch in _batches(text):
-            for encoding in tokenizer.encode_batch(batch, add_special_tokens=False):
+            for encoding in tokenizer.encoder.encode_batch(batch, add_special_tokens=False):
                 ids = np.asarray(encoding.ids, dtype=dtype)
                 out.write(ids.tobytes())
                 count += len(ids)

@@ -104,9 +104,10 @@ def resolve(
         tokenizer = os.path.abspath(tokenizer)
         if data and any(corpus.token_file(p) for p in corpus.files(data)):
             raise InputError(f"--tokenizer: --data {data} holds token files already; allowed: text with a tokenizer")
-        vocab = tokenize.vocab_of(tokenizer)
+        loaded = tokenize.load(tokenizer)
+        vocab = loaded.vocab
         spec.with_vocab(vocab)  # a refusal writes no tokens
-        tokens = str(tokenize.tokenized(data, tokenizer, results / "tokens", dry_run=dry_run))
+        tokens = str(tokenize.tokenized(data, loaded, results / "tokens", dry_run=dry_run))
     if tokens and not Path(tokens).is_file():  # a --dry-run does not tokenize: the text is checked instead
         text, sha256 = corpus.load(data), None
     else:
