@@ -66,6 +66,14 @@ def test_a_preempted_seed_is_trained_again_a_failed_one_is_not(tmp_path, state, 
     assert replicates._seed_for(trials, pick[0], first_seed=1) == seed
 
 
+def test_a_partner_that_failed_at_the_lone_seed_is_not_asked_again(tmp_path):
+    trials = study(tmp_path, effect=-0.01, sd=0.03, seeds=2)
+    write(tmp_path, record(len(trials), "swiglu,gelu", 2.0, 90.0, seed=5, origin="verify"))
+    write(tmp_path, record(len(trials) + 1, "gelu,gelu", None, None, state="FAIL", seed=5, origin="verify"))
+    trials = results.load_trials(tmp_path, "s")
+    assert replicates._partner(trials, first_seed=2) == ("gelu,swiglu", 5), "the next in trial order instead"
+
+
 @pytest.mark.parametrize("share", [0.0, 0.5])
 def test_replicates_stop_when_the_share_is_spent(tmp_path, share):
     trials = study(tmp_path, effect=-0.01, sd=0.03, seeds=2, verify_seeds=1)  # 4 verify of 8 searched

@@ -21,7 +21,8 @@ instead of the reference everywhere (all-swiglu against all-gelu), the question 
 the one it answers soonest, since every layer's trials inform it.
 "Resolved" is a test over the whole family: Holm's step-down test at a family-wise 5%, weighted so that the
 every-layer contrasts hold half of it and the layers' effects share the other half (fixed, never chosen
-per study), so pure noise in eight layers does not come out with one resolved by chance.
+per study), so pure noise in eight layers does not come out with one resolved by chance (the test and the
+intervals: `Fit.effects`, `Fit.testable` in `analysis/fitted.py`).
 This module fits the model; the fit (`analysis/fitted.py`) keeps its coefficients' covariance, so it
 predicts any assignment's expected value with an interval and draws from its posterior (the expected front,
 `analysis/expected.py`). Its reading in words: `analysis/verdict.py`. Light: no torch.

@@ -83,7 +83,7 @@ class Fit:
     set_aside: tuple[tuple[int, float], ...] = ()  # (trial, value) of trainings fitted without: outliers
     n_seeds: int = 1  # training seeds among the fitted trials: with one, every effect is that seed's
     seed_by_effect: tuple[float, int, float] | None = None  # (sd, dof) of the error the effects are tested
-    # against across seeds, and the p of the seeds changing the effects (`_across_seeds`); None: within seeds
+    # against across seeds, and the p of the seeds changing the effects (`effects._across_seeds`); None: within seeds
     interactions: Fit | None = None  # these effects with the neighbouring pairs: the pairs' own family (`pairs`)
     matters: float | None = None  # the effect that matters on this objective as the space set it (`verdict.size_for`)
 

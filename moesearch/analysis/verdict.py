@@ -1,6 +1,7 @@
 """The noise model in words: the one verdict line a study ends with, and each objective's effects line by line.
 
-What `analysis/effects.py` fits, read out: which effects are resolved (its weighted Holm test), which lie
+What `analysis/effects.py` fits, read out: which effects are resolved (the fit's weighted Holm test,
+`analysis/fitted.py`), which lie
 inside noise, and how many more trials would resolve a per-layer effect of a given size. Light: no torch.
 """
 

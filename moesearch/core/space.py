@@ -16,7 +16,7 @@ from pathlib import Path
 from pydantic import Field, ValidationError, model_validator
 
 from moesearch.core import design
-from moesearch.core import scale as ladder
+from moesearch.core import scale as scale_ladder  # the module; `Space.scale` is its sizes
 from moesearch.core.activations import Activation, parts, run
 from moesearch.core.assignment import uniform
 from moesearch.core.errors import InputError
@@ -74,7 +74,7 @@ class Space(Section):
         self._check_rungs()
         self._check_design()
         self._check_builder()
-        ladder.check(self)
+        scale_ladder.check(self)
         if not self.train.deployment_eval and (needs := [o for o in self.search.objectives if o in DEPLOYMENT_METRICS]):
             raise ValueError(
                 f"search.objectives: {needs[0]!r} is measured only with train.deployment_eval = true (it is false here)"
@@ -131,7 +131,7 @@ class Space(Section):
 
     def sizes(self) -> list[str]:
         """The ladder's sizes, smallest first: the proxy (this space as written), then each [[scale]]."""
-        return ladder.sizes(self)
+        return scale_ladder.sizes(self)
 
     def with_vocab(self, vocab: int) -> Space:
         """This space with the data's vocabulary as `model.vocab_size`, or its own where larger (padded);
@@ -146,7 +146,7 @@ class Space(Section):
 
     def at_size(self, name: str) -> Space:
         """This space at one size of its ladder (with no ladder of its own); InputError for an unknown size."""
-        return ladder.at_size(self, name)
+        return scale_ladder.at_size(self, name)
 
     def _check_mixes(self) -> None:
         """A mix of activations splits an MoE layer's experts by its run (`activations.run`): MoE layers only, the

@@ -82,15 +82,19 @@ def _seed_for(trials: pd.DataFrame, pick: str, first_seed: int) -> int:
 def _partner(trials: pd.DataFrame, first_seed: int) -> tuple[str, int] | None:
     """Under common random numbers a replicate alone at its seed is a block of its own, which the noise
     model fits exactly: it tells nothing until another assignment trains with that seed. Its partner is
-    the study's first assignment (the reference baseline), or its second when the lone one is that."""
+    the study's first assignment (the reference baseline), else the next in trial order without a result at
+    that seed (one that failed there would fail again); none for a seed where every one has failed."""
     if not _crn(trials):
         return None
     done = trials[trials["state"] == State.COMPLETE]
+    settled = trials[trials["state"] != State.PREEMPTED]
     per_seed = done[done["seed"] >= first_seed].groupby("seed")["assignment"].unique()
     order = done.sort_values("trial")["assignment"].drop_duplicates().tolist()
     for seed, there in per_seed.items():
-        if len(there) == 1 and len(order) > 1:
-            return next(a for a in order if a != there[0]), int(seed)
+        if len(there) == 1:
+            tried = set(settled.loc[settled["seed"] == seed, "assignment"])
+            if (partner := next((a for a in order if a not in tried), None)) is not None:
+                return partner, int(seed)
     return None
 
 
