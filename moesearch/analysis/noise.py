@@ -9,6 +9,9 @@ inside the seed spread never knocks it off. Light: no torch.
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator
+
 import numpy as np
 import pandas as pd
 
@@ -38,13 +41,27 @@ def plan(trials: pd.DataFrame, n_seeds: int, first_seed: int, baselines_only: bo
     table = rank(by_assignment(searched, objectives), objectives)
     targets = table[table["baseline"] | (table["pareto"] & (not baselines_only))]
     seeds = trials[trials["state"] == State.COMPLETE].groupby("assignment")["seed"].nunique()
-    settled = trials[trials["state"] != State.PREEMPTED]
     todo = []
     for assignment in targets["assignment"]:
-        used = set(settled.loc[settled["assignment"] == assignment, "seed"])
-        fresh = (s for s in range(first_seed, first_seed + 10**6) if s not in used)
+        fresh = fresh_seeds(seeds_with_result(trials, assignment), first_seed)
         todo += [(assignment, next(fresh)) for _ in range(max(0, 1 + n_seeds - seeds.get(assignment, 0)))]
     return todo
+
+
+def with_result(trials: pd.DataFrame) -> pd.DataFrame:
+    """The records with a result: complete, failed (a seed that would fail again) or pruned. A preempted
+    training has none: its seed is trained again."""
+    return trials[trials["state"] != State.PREEMPTED]
+
+
+def seeds_with_result(trials: pd.DataFrame, assignment: str) -> set[int]:
+    settled = with_result(trials)
+    return set(settled.loc[settled["assignment"] == assignment, "seed"])
+
+
+def fresh_seeds(used: set[int], first_seed: int) -> Iterator[int]:
+    """Seeds from `first_seed` up, skipping `used`."""
+    return (s for s in itertools.count(first_seed) if s not in used)
 
 
 def replicate_table(trials: pd.DataFrame) -> pd.DataFrame:

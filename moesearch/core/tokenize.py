@@ -31,7 +31,6 @@ _BATCH = 32  # pieces per encode_batch call, which the Rust side encodes in para
 class Tokenizer:
     """A tokenizer file, read once: its hash names the token files it makes."""
 
-    path: str
     sha256: str
     encoder: Any  # tokenizers.Tokenizer
 
@@ -58,7 +57,7 @@ def load(path: str) -> Tokenizer:
         encoder = Encoder.from_str(text)
     except Exception as e:  # tokenizers raises a bare Exception for a file that is not a tokenizer
         raise InputError(f"--tokenizer: {path} is not a Hugging Face tokenizer file ({e})") from None
-    return Tokenizer(path, hashlib.sha256(raw).hexdigest(), encoder)
+    return Tokenizer(hashlib.sha256(raw).hexdigest(), encoder)
 
 
 def tokenized(data: str | None, tokenizer: Tokenizer, folder: Path, dry_run: bool = False) -> Path:

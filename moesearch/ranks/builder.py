@@ -47,10 +47,11 @@ def check(model: nn.Module, spec: ModelSpec, layers: tuple[str, ...]) -> None:
             )
         for e in experts:  # `counted` takes their sizes from the registry: a resized one would be miscounted
             width = hidden_width(e.activation, spec.d_ff, spec.width_policy, spec.width_multiple)
-            if (found := sum(p.numel() for p in e.parameters())) != ffn_params(e.activation, spec.d_model, width):
+            expected = ffn_params(e.activation, spec.d_model, width)
+            if (found := sum(p.numel() for p in e.parameters())) != expected:
                 raise BuilderError(
                     f"model.builder {spec.builder!r}: block {i}'s {e.activation} FFN has {found} parameters, not the "
-                    f"{ffn_params(e.activation, spec.d_model, width)} of ffn_layer's (d_model {spec.d_model}, hidden "
+                    f"{expected} of ffn_layer's (d_model {spec.d_model}, hidden "
                     f"{width}); allowed: the FFN ffn_layer makes, unchanged"
                 )
 

@@ -72,11 +72,10 @@ def _seed_for(trials: pd.DataFrame, pick: str, first_seed: int) -> int:
     one has none): under common random numbers the lowest one other assignments have (its block is then
     informative at once), else the lowest unused."""
     done = trials[trials["state"] == State.COMPLETE]
-    settled = trials[trials["state"] != State.PREEMPTED]
-    used = set(settled.loc[settled["assignment"] == pick, "seed"])
+    used = noise.seeds_with_result(trials, pick)
     if _crn(trials) and (shared := sorted(s for s in set(done["seed"]) - used if s >= first_seed)):
         return int(shared[0])
-    return next(s for s in range(first_seed, first_seed + 10**6) if s not in used)
+    return next(noise.fresh_seeds(used, first_seed))
 
 
 def _partner(trials: pd.DataFrame, first_seed: int) -> tuple[str, int] | None:
@@ -87,7 +86,7 @@ def _partner(trials: pd.DataFrame, first_seed: int) -> tuple[str, int] | None:
     if not _crn(trials):
         return None
     done = trials[trials["state"] == State.COMPLETE]
-    settled = trials[trials["state"] != State.PREEMPTED]
+    settled = noise.with_result(trials)
     per_seed = done[done["seed"] >= first_seed].groupby("seed")["assignment"].unique()
     order = done.sort_values("trial")["assignment"].drop_duplicates().tolist()
     for seed, there in per_seed.items():
